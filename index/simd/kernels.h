@@ -1,0 +1,56 @@
+// Distance kernels. One table of function pointers per instruction-set level; GetKernels()
+// returns the table of the active level (see simd_level.h), chosen once per process.
+//
+// Conventions for every kernel:
+//   - d is the number of components (any d >= 1; no alignment is required of any pointer);
+//   - "batch" forms score one query against n rows of a contiguous row-major block (stride d);
+//   - "by ids" forms score one query against rows base + ids[j] * d;
+//   - L2 kernels return the squared Euclidean distance, IP kernels the dot product;
+//   - quantised kernels work on codes (see index/simd/quantize.h): uint8 codes for L2
+//     (any affine encoding with one step for all components: step^2 * L2SqrU8 = distance),
+//     int8 codes for inner product (symmetric encoding: step^2 * InnerProductI8 = dot product),
+//     fp16 (IEEE binary16) vectors against a float query.
+// All kernels are pure, allocate nothing and are safe to call from any thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "index/simd/simd_level.h"
+
+namespace quiver::simd {
+
+struct Kernels {
+  SimdLevel level;
+  float (*l2sqr)(const float* a, const float* b, size_t d);
+  float (*inner_product)(const float* a, const float* b, size_t d);
+  void (*l2sqr_batch)(const float* q, const float* base, size_t n, size_t d, float* out);
+  void (*inner_product_batch)(const float* q, const float* base, size_t n, size_t d, float* out);
+  void (*l2sqr_by_ids)(const float* q, const float* base, const uint32_t* ids, size_t n,
+                       size_t d, float* out);
+  void (*inner_product_by_ids)(const float* q, const float* base, const uint32_t* ids, size_t n,
+                               size_t d, float* out);
+  // Scales x in place to unit L2 norm; returns the norm before scaling. A zero vector is left
+  // unchanged (returns 0).
+  float (*normalize)(float* x, size_t d);
+  uint32_t (*l2sqr_u8)(const uint8_t* a, const uint8_t* b, size_t d);
+  int32_t (*inner_product_i8)(const int8_t* a, const int8_t* b, size_t d);
+  float (*l2sqr_f16)(const float* q, const uint16_t* x, size_t d);
+  float (*inner_product_f16)(const float* q, const uint16_t* x, size_t d);
+};
+
+// Kernels of the active level. The reference is valid for the life of the process.
+const Kernels& GetKernels();
+
+// Kernels of a given level, or nullptr if this build or CPU cannot run it.
+const Kernels* KernelsFor(SimdLevel level);
+
+// Per-level tables (defined in kernels_<level>.cc). Exposed for tests and benchmarks.
+const Kernels& ScalarKernels();
+const Kernels& GenericKernels();
+#if defined(__x86_64__)
+const Kernels& Avx2Kernels();
+const Kernels& Avx512Kernels();
+#endif
+
+}  // namespace quiver::simd

@@ -1,0 +1,159 @@
+// AVX-512 level: the 512-bit forms of the float, uint8 and int8 kernels, written against
+// SIMDe's AVX-512 API; the remaining kernels (fp16, normalize) reuse the AVX2 body compiled
+// in this translation unit. Compiled with -mavx512f -mavx512bw -mavx512vl -mavx2 -mfma -mf16c.
+#define QV_SIMD_NS avx512_body
+#include "index/simd/kernels_body.inc"
+
+#include <simde/x86/avx512.h>
+
+namespace quiver::simd {
+namespace avx512 {
+namespace {
+
+inline float HorizontalSum512(simde__m512 v) {
+  simde__m256 lo = simde_mm512_castps512_ps256(v);
+  simde__m256 hi = simde_mm256_castpd_ps(simde_mm512_extractf64x4_pd(simde_mm512_castps_pd(v), 1));
+  simde__m256 s = simde_mm256_add_ps(lo, hi);
+  simde__m128 x = simde_mm_add_ps(simde_mm256_castps256_ps128(s), simde_mm256_extractf128_ps(s, 1));
+  x = simde_mm_add_ps(x, simde_mm_movehl_ps(x, x));
+  x = simde_mm_add_ss(x, simde_mm_shuffle_ps(x, x, 1));
+  return simde_mm_cvtss_f32(x);
+}
+
+inline int32_t HorizontalSum512(simde__m512i v) {
+  simde__m256i s = simde_mm256_add_epi32(simde_mm512_castsi512_si256(v),
+                                         simde_mm512_extracti64x4_epi64(v, 1));
+  simde__m128i x = simde_mm_add_epi32(simde_mm256_castsi256_si128(s), simde_mm256_extracti128_si256(s, 1));
+  x = simde_mm_add_epi32(x, simde_mm_shuffle_epi32(x, 0x4E));
+  x = simde_mm_add_epi32(x, simde_mm_shuffle_epi32(x, 0xB1));
+  return simde_mm_cvtsi128_si32(x);
+}
+
+inline float L2Sqr(const float* a, const float* b, size_t d) {
+  simde__m512 s0 = simde_mm512_setzero_ps(), s1 = s0;
+  size_t i = 0;
+  for (; i + 32 <= d; i += 32) {
+    simde__m512 t0 = simde_mm512_sub_ps(simde_mm512_loadu_ps(a + i), simde_mm512_loadu_ps(b + i));
+    simde__m512 t1 =
+        simde_mm512_sub_ps(simde_mm512_loadu_ps(a + i + 16), simde_mm512_loadu_ps(b + i + 16));
+    s0 = simde_mm512_fmadd_ps(t0, t0, s0);
+    s1 = simde_mm512_fmadd_ps(t1, t1, s1);
+  }
+  for (; i + 16 <= d; i += 16) {
+    simde__m512 t = simde_mm512_sub_ps(simde_mm512_loadu_ps(a + i), simde_mm512_loadu_ps(b + i));
+    s0 = simde_mm512_fmadd_ps(t, t, s0);
+  }
+  float s = HorizontalSum512(simde_mm512_add_ps(s0, s1));
+  if (i < d) s += avx512_body::L2Sqr(a + i, b + i, d - i);
+  return s;
+}
+
+inline float InnerProduct(const float* a, const float* b, size_t d) {
+  simde__m512 s0 = simde_mm512_setzero_ps(), s1 = s0;
+  size_t i = 0;
+  for (; i + 32 <= d; i += 32) {
+    s0 = simde_mm512_fmadd_ps(simde_mm512_loadu_ps(a + i), simde_mm512_loadu_ps(b + i), s0);
+    s1 = simde_mm512_fmadd_ps(simde_mm512_loadu_ps(a + i + 16), simde_mm512_loadu_ps(b + i + 16),
+                              s1);
+  }
+  for (; i + 16 <= d; i += 16) {
+    s0 = simde_mm512_fmadd_ps(simde_mm512_loadu_ps(a + i), simde_mm512_loadu_ps(b + i), s0);
+  }
+  float s = HorizontalSum512(simde_mm512_add_ps(s0, s1));
+  if (i < d) s += avx512_body::InnerProduct(a + i, b + i, d - i);
+  return s;
+}
+
+inline uint32_t L2SqrU8(const uint8_t* a, const uint8_t* b, size_t d) {
+  const simde__m512i zero = simde_mm512_setzero_si512();
+  simde__m512i acc0 = zero, acc1 = zero;
+  size_t i = 0;
+  for (; i + 64 <= d; i += 64) {
+    simde__m512i va = simde_mm512_loadu_si512(a + i);
+    simde__m512i vb = simde_mm512_loadu_si512(b + i);
+    simde__m512i ad = simde_mm512_or_si512(simde_mm512_subs_epu8(va, vb), simde_mm512_subs_epu8(vb, va));
+    simde__m512i lo = simde_mm512_unpacklo_epi8(ad, zero);
+    simde__m512i hi = simde_mm512_unpackhi_epi8(ad, zero);
+    acc0 = simde_mm512_add_epi32(acc0, simde_mm512_madd_epi16(lo, lo));
+    acc1 = simde_mm512_add_epi32(acc1, simde_mm512_madd_epi16(hi, hi));
+  }
+  uint32_t s = uint32_t(HorizontalSum512(simde_mm512_add_epi32(acc0, acc1)));
+  if (i < d) s += avx512_body::L2SqrU8(a + i, b + i, d - i);
+  return s;
+}
+
+inline int32_t InnerProductI8(const int8_t* a, const int8_t* b, size_t d) {
+  simde__m512i acc0 = simde_mm512_setzero_si512(), acc1 = acc0;
+  size_t i = 0;
+  for (; i + 64 <= d; i += 64) {
+    simde__m256i a0 = simde_mm256_loadu_si256(reinterpret_cast<const simde__m256i*>(a + i));
+    simde__m256i a1 = simde_mm256_loadu_si256(reinterpret_cast<const simde__m256i*>(a + i + 32));
+    simde__m256i b0 = simde_mm256_loadu_si256(reinterpret_cast<const simde__m256i*>(b + i));
+    simde__m256i b1 = simde_mm256_loadu_si256(reinterpret_cast<const simde__m256i*>(b + i + 32));
+    acc0 = simde_mm512_add_epi32(
+        acc0, simde_mm512_madd_epi16(simde_mm512_cvtepi8_epi16(a0), simde_mm512_cvtepi8_epi16(b0)));
+    acc1 = simde_mm512_add_epi32(
+        acc1, simde_mm512_madd_epi16(simde_mm512_cvtepi8_epi16(a1), simde_mm512_cvtepi8_epi16(b1)));
+  }
+  int32_t s = HorizontalSum512(simde_mm512_add_epi32(acc0, acc1));
+  if (i < d) s += avx512_body::InnerProductI8(a + i, b + i, d - i);
+  return s;
+}
+
+void L2SqrBatch(const float* q, const float* base, size_t n, size_t d, float* out) {
+  for (size_t j = 0; j < n; ++j) {
+    if (j + 1 < n) __builtin_prefetch(base + (j + 1) * d);
+    out[j] = L2Sqr(q, base + j * d, d);
+  }
+}
+
+void InnerProductBatch(const float* q, const float* base, size_t n, size_t d, float* out) {
+  for (size_t j = 0; j < n; ++j) {
+    if (j + 1 < n) __builtin_prefetch(base + (j + 1) * d);
+    out[j] = InnerProduct(q, base + j * d, d);
+  }
+}
+
+void L2SqrByIds(const float* q, const float* base, const uint32_t* ids, size_t n, size_t d,
+                float* out) {
+  for (size_t j = 0; j < n; ++j) {
+    if (j + 1 < n) __builtin_prefetch(base + size_t(ids[j + 1]) * d);
+    out[j] = L2Sqr(q, base + size_t(ids[j]) * d, d);
+  }
+}
+
+void InnerProductByIds(const float* q, const float* base, const uint32_t* ids, size_t n, size_t d,
+                       float* out) {
+  for (size_t j = 0; j < n; ++j) {
+    if (j + 1 < n) __builtin_prefetch(base + size_t(ids[j + 1]) * d);
+    out[j] = InnerProduct(q, base + size_t(ids[j]) * d, d);
+  }
+}
+
+float L2SqrEntry(const float* a, const float* b, size_t d) { return L2Sqr(a, b, d); }
+float InnerProductEntry(const float* a, const float* b, size_t d) { return InnerProduct(a, b, d); }
+uint32_t L2SqrU8Entry(const uint8_t* a, const uint8_t* b, size_t d) { return L2SqrU8(a, b, d); }
+int32_t InnerProductI8Entry(const int8_t* a, const int8_t* b, size_t d) {
+  return InnerProductI8(a, b, d);
+}
+
+}  // namespace
+}  // namespace avx512
+
+const Kernels& Avx512Kernels() {
+  static const Kernels k = [] {
+    Kernels t = avx512_body::MakeBodyKernels(SimdLevel::kAvx512);
+    t.l2sqr = avx512::L2SqrEntry;
+    t.inner_product = avx512::InnerProductEntry;
+    t.l2sqr_batch = avx512::L2SqrBatch;
+    t.inner_product_batch = avx512::InnerProductBatch;
+    t.l2sqr_by_ids = avx512::L2SqrByIds;
+    t.inner_product_by_ids = avx512::InnerProductByIds;
+    t.l2sqr_u8 = avx512::L2SqrU8Entry;
+    t.inner_product_i8 = avx512::InnerProductI8Entry;
+    return t;
+  }();
+  return k;
+}
+
+}  // namespace quiver::simd

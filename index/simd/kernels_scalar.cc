@@ -1,0 +1,92 @@
+// Scalar reference kernels: the definition every SIMD level is tested against. Accumulation is
+// in double so the reference is more accurate than any level under test.
+#include <cmath>
+
+#include "index/simd/fp16.h"
+#include "index/simd/kernels.h"
+
+namespace quiver::simd {
+namespace {
+
+float L2Sqr(const float* a, const float* b, size_t d) {
+  double s = 0;
+  for (size_t i = 0; i < d; ++i) {
+    double t = double(a[i]) - double(b[i]);
+    s += t * t;
+  }
+  return float(s);
+}
+
+float InnerProduct(const float* a, const float* b, size_t d) {
+  double s = 0;
+  for (size_t i = 0; i < d; ++i) s += double(a[i]) * double(b[i]);
+  return float(s);
+}
+
+void L2SqrBatch(const float* q, const float* base, size_t n, size_t d, float* out) {
+  for (size_t j = 0; j < n; ++j) out[j] = L2Sqr(q, base + j * d, d);
+}
+
+void InnerProductBatch(const float* q, const float* base, size_t n, size_t d, float* out) {
+  for (size_t j = 0; j < n; ++j) out[j] = InnerProduct(q, base + j * d, d);
+}
+
+void L2SqrByIds(const float* q, const float* base, const uint32_t* ids, size_t n, size_t d,
+                float* out) {
+  for (size_t j = 0; j < n; ++j) out[j] = L2Sqr(q, base + size_t(ids[j]) * d, d);
+}
+
+void InnerProductByIds(const float* q, const float* base, const uint32_t* ids, size_t n, size_t d,
+                       float* out) {
+  for (size_t j = 0; j < n; ++j) out[j] = InnerProduct(q, base + size_t(ids[j]) * d, d);
+}
+
+float Normalize(float* x, size_t d) {
+  double s = 0;
+  for (size_t i = 0; i < d; ++i) s += double(x[i]) * double(x[i]);
+  double norm = std::sqrt(s);
+  if (norm == 0) return 0;
+  for (size_t i = 0; i < d; ++i) x[i] = float(x[i] / norm);
+  return float(norm);
+}
+
+uint32_t L2SqrU8(const uint8_t* a, const uint8_t* b, size_t d) {
+  uint32_t s = 0;
+  for (size_t i = 0; i < d; ++i) {
+    int t = int(a[i]) - int(b[i]);
+    s += uint32_t(t * t);
+  }
+  return s;
+}
+
+int32_t InnerProductI8(const int8_t* a, const int8_t* b, size_t d) {
+  int32_t s = 0;
+  for (size_t i = 0; i < d; ++i) s += int32_t(a[i]) * int32_t(b[i]);
+  return s;
+}
+
+float L2SqrF16(const float* q, const uint16_t* x, size_t d) {
+  double s = 0;
+  for (size_t i = 0; i < d; ++i) {
+    double t = double(q[i]) - double(HalfToFloat(x[i]));
+    s += t * t;
+  }
+  return float(s);
+}
+
+float InnerProductF16(const float* q, const uint16_t* x, size_t d) {
+  double s = 0;
+  for (size_t i = 0; i < d; ++i) s += double(q[i]) * double(HalfToFloat(x[i]));
+  return float(s);
+}
+
+}  // namespace
+
+const Kernels& ScalarKernels() {
+  static const Kernels k{SimdLevel::kScalar, L2Sqr,          InnerProduct,   L2SqrBatch,
+                         InnerProductBatch,  L2SqrByIds,     InnerProductByIds, Normalize,
+                         L2SqrU8,            InnerProductI8, L2SqrF16,       InnerProductF16};
+  return k;
+}
+
+}  // namespace quiver::simd

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Quiver's one entry point on a Debian 12 machine (as root, or with sudo available):
+#   ./quiver.sh run     install what is missing, build (Release), run the main job
+#   ./quiver.sh test    install what is missing, build, run the whole test suite
+#   ./quiver.sh deps    only install the Debian packages
+#   ./quiver.sh build   only configure and build
+# Environment: BUILD_DIR (default ./build), JOBS (default: number of cores).
+set -euo pipefail
+
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+JOBS=${JOBS:-$(nproc)}
+
+# Everything the build, the tests and the benchmarks need, from Debian's archive.
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config
+  libsimde-dev libjemalloc-dev zlib1g-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libhnswlib-dev libfaiss-dev libopenblas-dev
+  dataset-fashion-mnist python3 python3-numpy python3-faiss
+)
+
+deps() {
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "quiver.sh: installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+}
+
+build() {
+  cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DQUIVER_BUILD_TESTS=ON -DQUIVER_BUILD_BENCH=ON >/dev/null
+  cmake --build "$BUILD_DIR" -j "$JOBS"
+}
+
+case "${1:-}" in
+  deps) deps ;;
+  build) deps; build ;;
+  test)
+    deps; build
+    ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS"
+    ;;
+  run)
+    deps; build
+    "$BUILD_DIR/tools/quiver" version
+    # Until the server lands, the main job is the ANN benchmark on Fashion-MNIST.
+    "$BUILD_DIR/bench/ann_bench" --dataset fashion-mnist --out "$ROOT/bench/results"
+    ;;
+  *)
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac
