@@ -1,0 +1,365 @@
+// ann_bench: recall@10 / QPS sweeps of Quiver's indexes against peers compiled into the same
+// binary, on one thread, one query at a time (the serving pattern of a recommendation service).
+//
+//   ann_bench --dataset fashion-mnist|synth [--data DIR] [--out DIR] [--libs a,b,..]
+//             [--efs 10,20,..] [--reps 3] [--threads 2] [--m 16] [--efc 200] [--nq N]
+//
+// Writes <out>/ann-<dataset>.csv (library,index,params,build_s,recall_at_10,qps,memory_mb) and
+// <out>/ann-<dataset>.md (QPS ratio Quiver/hnswlib at recall@10 0.90/0.95/0.99, command, CPU),
+// and prints the markdown.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "base/version.h"
+#include "bench/ann/datasets.h"
+#include "bench/ann/peer.h"
+#include "index/flat/flat_index.h"
+#include "index/hnsw/hnsw_index.h"
+#include "index/simd/kernels.h"
+
+namespace quiver::bench {
+namespace {
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+struct Args {
+  std::string dataset = "fashion-mnist";
+  std::string data_dir;
+  std::string out_dir = "bench/results";
+  std::string cache_dir;
+  std::vector<std::string> libs = {"quiver-hnsw-sq8", "quiver-hnsw", "hnswlib"};
+  std::vector<size_t> efs = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512};
+  int reps = 3;
+  int threads = 2;
+  size_t m = 16;
+  size_t efc = 200;
+  size_t nq = 0;
+  bool flat = true;
+  std::string command;
+};
+
+std::vector<std::string> SplitList(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string tok; std::getline(ss, tok, ',');) {
+    if (!tok.empty()) out.push_back(tok);
+  }
+  return out;
+}
+
+bool ParseArgs(int argc, char** argv, Args* a) {
+  for (int i = 0; i < argc; ++i) a->command += (i ? " " : "") + std::string(argv[i]);
+  for (int i = 1; i < argc; ++i) {
+    std::string k = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "ann_bench: %s needs a value\n", k.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (k == "--dataset") a->dataset = next();
+    else if (k == "--data") a->data_dir = next();
+    else if (k == "--out") a->out_dir = next();
+    else if (k == "--cache") a->cache_dir = next();
+    else if (k == "--libs") a->libs = SplitList(next());
+    else if (k == "--efs") {
+      a->efs.clear();
+      for (const auto& e : SplitList(next())) a->efs.push_back(std::stoul(e));
+    } else if (k == "--reps") a->reps = std::stoi(next());
+    else if (k == "--threads") a->threads = std::stoi(next());
+    else if (k == "--m") a->m = std::stoul(next());
+    else if (k == "--efc") a->efc = std::stoul(next());
+    else if (k == "--nq") a->nq = std::stoul(next());
+    else if (k == "--no-flat") a->flat = false;
+    else {
+      std::fprintf(stderr, "ann_bench: unknown flag %s (see the header of ann_bench.cc)\n", k.c_str());
+      return false;
+    }
+  }
+  if (a->cache_dir.empty()) {
+    const char* home = std::getenv("HOME");
+    a->cache_dir = std::string(home ? home : "/tmp") + "/.cache/quiver";
+  }
+  return true;
+}
+
+struct Row {
+  std::string library, index, params;
+  double build_s, recall, qps, memory_mb;
+};
+
+std::string CpuName() {
+  std::ifstream f("/proc/cpuinfo");
+  for (std::string line; std::getline(f, line);) {
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  }
+  return "unknown CPU";
+}
+
+double RecallAt10(const Dataset& ds, size_t q, const int64_t* found, size_t nfound) {
+  size_t hit = 0;
+  for (size_t i = 0; i < nfound; ++i) {
+    for (size_t j = 0; j < 10; ++j) {
+      if (ds.truth[q * ds.truth_k + j] == found[i]) {
+        ++hit;
+        break;
+      }
+    }
+  }
+  return hit / 10.0;
+}
+
+// Runs all queries `reps` times; returns (recall@10, median QPS).
+template <typename SearchFn>
+std::pair<double, double> RunQueries(const Dataset& ds, size_t nq, int reps, SearchFn&& search) {
+  std::vector<int64_t> ids(10);
+  std::vector<double> qps;
+  double recall = 0;
+  for (int r = 0; r < reps; ++r) {
+    double sum = 0;
+    double t0 = Now();
+    for (size_t q = 0; q < nq; ++q) {
+      size_t n = search(&ds.queries[q * ds.dim], ids.data());
+      sum += RecallAt10(ds, q, ids.data(), n);
+    }
+    qps.push_back(nq / (Now() - t0));
+    recall = sum / nq;
+  }
+  std::sort(qps.begin(), qps.end());
+  return {recall, qps[qps.size() / 2]};
+}
+
+void SweepQuiver(const Dataset& ds, const Args& a, const std::string& lib, std::vector<Row>* rows) {
+  index::HnswOptions o;
+  o.m = a.m;
+  o.ef_construction = a.efc;
+  o.build_threads = a.threads;
+  o.quantization = lib == "quiver-hnsw-sq8" ? index::HnswQuantization::kSq8
+                                            : index::HnswQuantization::kNone;
+  auto index = std::move(index::HnswIndex::Create(ds.dim, index::Metric::kL2, o)).value();
+  std::vector<uint64_t> ids(ds.n);
+  for (size_t i = 0; i < ds.n; ++i) ids[i] = i;
+  double t0 = Now();
+  Status s = index->Add(ids, ds.base);
+  double build = Now() - t0;
+  QV_CHECK(s.ok()) << s.ToString();
+  std::fprintf(stderr, "%s: built in %.1f s\n", lib.c_str(), build);
+  std::vector<index::Neighbor> out;
+  const size_t nq = a.nq ? std::min(a.nq, ds.nq) : ds.nq;
+  for (size_t ef : a.efs) {
+    auto [recall, qps] = RunQueries(ds, nq, a.reps, [&](const float* q, int64_t* found) {
+      (void)index->Search({q, ds.dim}, {.k = 10, .ef = ef}, &out);
+      for (size_t i = 0; i < out.size(); ++i) found[i] = int64_t(out[i].id);
+      return out.size();
+    });
+    std::fprintf(stderr, "  ef %4zu  recall %.4f  qps %8.0f\n", ef, recall, qps);
+    rows->push_back({lib, "hnsw", "M=" + std::to_string(a.m) + " efC=" + std::to_string(a.efc) +
+                                      " ef=" + std::to_string(ef),
+                     build, recall, qps, index->memory_bytes() / 1048576.0});
+  }
+}
+
+void SweepPeer(const Dataset& ds, const Args& a, PeerIndex& peer, std::vector<Row>* rows) {
+  double t0 = Now();
+  peer.Build(ds.base.data(), ds.n, a.threads);
+  double build = Now() - t0;
+  std::fprintf(stderr, "%s: built in %.1f s\n", peer.name().c_str(), build);
+  const size_t nq = a.nq ? std::min(a.nq, ds.nq) : ds.nq;
+  for (size_t ef : a.efs) {
+    peer.SetEf(std::max<size_t>(ef, 10));
+    auto [recall, qps] = RunQueries(ds, nq, a.reps, [&](const float* q, int64_t* found) {
+      peer.Search(q, 10, found);
+      return size_t(10);
+    });
+    std::fprintf(stderr, "  ef %4zu  recall %.4f  qps %8.0f\n", ef, recall, qps);
+    rows->push_back({peer.name(), "hnsw", "M=" + std::to_string(a.m) + " efC=" +
+                                              std::to_string(a.efc) + " ef=" + std::to_string(ef),
+                     build, recall, qps, peer.memory_bytes() / 1048576.0});
+  }
+}
+
+// QPS at a target recall, interpolated between the two sweep points around it (on the
+// recall-sorted upper envelope); NaN if the library never reaches the target.
+double QpsAtRecall(const std::vector<Row>& rows, const std::string& lib, double target) {
+  std::vector<std::pair<double, double>> pts;
+  for (const Row& r : rows) {
+    if (r.library == lib) pts.push_back({r.recall, r.qps});
+  }
+  std::sort(pts.begin(), pts.end());
+  double best = std::nan("");
+  for (size_t i = 0; i < pts.size(); ++i) {
+    if (pts[i].first < target) continue;
+    double q = pts[i].second;
+    if (i > 0 && pts[i - 1].first < target && pts[i].first > pts[i - 1].first) {
+      double t = (target - pts[i - 1].first) / (pts[i].first - pts[i - 1].first);
+      q = pts[i - 1].second + t * (pts[i].second - pts[i - 1].second);
+    }
+    if (std::isnan(best) || q > best) best = q;
+  }
+  return best;
+}
+
+// Single-thread read bandwidth (GB/s) over a buffer far larger than the caches.
+double ReadBandwidth() {
+  const size_t n = (512u << 20) / sizeof(uint64_t);
+  std::vector<uint64_t> buf(n, 1);
+  double best = 0;
+  volatile uint64_t sink = 0;
+  for (int r = 0; r < 5; ++r) {
+    double t0 = Now();
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = 0; i < n; i += 4) {
+      s0 += buf[i];
+      s1 += buf[i + 1];
+      s2 += buf[i + 2];
+      s3 += buf[i + 3];
+    }
+    sink = sink + s0 + s1 + s2 + s3;
+    best = std::max(best, n * 8.0 / (Now() - t0) / 1e9);
+  }
+  return best;
+}
+
+std::string FlatScan(const Dataset& ds) {
+  index::FlatIndex flat(ds.dim, index::Metric::kL2);
+  std::vector<uint64_t> ids(ds.n);
+  for (size_t i = 0; i < ds.n; ++i) ids[i] = i;
+  (void)flat.Add(ids, ds.base);
+  std::vector<index::Neighbor> out;
+  const size_t nq = std::min<size_t>(ds.nq, 50);
+  double t0 = Now();
+  for (size_t q = 0; q < nq; ++q) (void)flat.Search({&ds.queries[q * ds.dim], ds.dim}, {.k = 10}, &out);
+  double gbps = nq * double(ds.n) * ds.dim * 4 / (Now() - t0) / 1e9;
+  double bw = ReadBandwidth();
+  char buf[256];
+  std::snprintf(buf, sizeof(buf),
+                "Flat scan, one query against all %zu vectors, one thread: %.1f GB/s of vectors "
+                "= %.0f%% of the measured single-thread read bandwidth (%.1f GB/s).\n",
+                ds.n, gbps, 100 * gbps / bw, bw);
+  return buf;
+}
+
+std::string Markdown(const Dataset& ds, const Args& a, const std::vector<Row>& rows,
+                     const std::string& flat_line) {
+  std::ostringstream md;
+  md << "# ANN benchmark: " << ds.name << " (" << ds.n << " x " << ds.dim << ", " << ds.nq
+     << " queries, L2, recall@10)\n\n";
+  md << "Command: `" << a.command << "`  \nCPU: " << CpuName() << "; Quiver " << Version()
+     << ", SIMD " << simd::SimdLevelName(simd::GetKernels().level)
+     << "; one thread, one query at a time; QPS is the median of " << a.reps << " passes.\n\n";
+  std::vector<std::string> libs;
+  for (const Row& r : rows) {
+    if (std::find(libs.begin(), libs.end(), r.library) == libs.end()) libs.push_back(r.library);
+  }
+  md << "| library | build s | memory MB | QPS @0.90 | QPS @0.95 | QPS @0.99 |\n|---|---|---|---|---|---|\n";
+  for (const auto& lib : libs) {
+    const Row* first = nullptr;
+    for (const Row& r : rows) {
+      if (r.library == lib && !first) first = &r;
+    }
+    char line[256];
+    std::snprintf(line, sizeof(line), "| %s | %.1f | %.0f | %.0f | %.0f | %.0f |\n", lib.c_str(),
+                  first->build_s, first->memory_mb, QpsAtRecall(rows, lib, 0.90),
+                  QpsAtRecall(rows, lib, 0.95), QpsAtRecall(rows, lib, 0.99));
+    md << line;
+  }
+  if (std::find(libs.begin(), libs.end(), "hnswlib") != libs.end()) {
+    md << "\nQPS ratio to hnswlib at the same recall@10:\n\n| library | @0.90 | @0.95 | @0.99 | build time ratio |\n|---|---|---|---|---|\n";
+    double hb = 0;
+    for (const Row& r : rows) {
+      if (r.library == "hnswlib") hb = r.build_s;
+    }
+    for (const auto& lib : libs) {
+      if (lib == "hnswlib") continue;
+      double b = 0;
+      for (const Row& r : rows) {
+        if (r.library == lib) b = r.build_s;
+      }
+      char line[256];
+      std::snprintf(line, sizeof(line), "| %s | %.2fx | %.2fx | %.2fx | %.2fx |\n", lib.c_str(),
+                    QpsAtRecall(rows, lib, 0.90) / QpsAtRecall(rows, "hnswlib", 0.90),
+                    QpsAtRecall(rows, lib, 0.95) / QpsAtRecall(rows, "hnswlib", 0.95),
+                    QpsAtRecall(rows, lib, 0.99) / QpsAtRecall(rows, "hnswlib", 0.99), b / hb);
+      md << line;
+    }
+  }
+  md << "\nnan: the library did not reach that recall within the ef sweep.\n";
+  if (!flat_line.empty()) md << "\n" << flat_line;
+  return md.str();
+}
+
+int Main(int argc, char** argv) {
+  Args a;
+  if (!ParseArgs(argc, argv, &a)) return 2;
+  Result<Dataset> loaded = DataLossError("unset");
+  if (a.dataset == "fashion-mnist") {
+    loaded = LoadFashionMnist(a.data_dir.empty() ? "/usr/share/datasets/fashion-mnist" : a.data_dir);
+  } else {
+    if (a.data_dir.empty()) {
+      std::fprintf(stderr, "ann_bench: --dataset %s needs --data DIR with base.fvecs and query.fvecs\n",
+                   a.dataset.c_str());
+      return 2;
+    }
+    loaded = LoadFvecsDir(a.data_dir, a.dataset);
+  }
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "ann_bench: %s\n", loaded.status().ToString().c_str());
+    return 1;
+  }
+  Dataset ds = std::move(loaded).value();
+  std::error_code ec;
+  std::filesystem::create_directories(a.cache_dir, ec);
+  std::filesystem::create_directories(a.out_dir, ec);
+  std::string gt_path = a.cache_dir + "/" + ds.name + "-" + std::to_string(ds.n) + "x" +
+                        std::to_string(ds.dim) + "-gt100.ivecs";
+  if (Status s = EnsureGroundTruth(&ds, 100, gt_path, a.threads); !s.ok()) {
+    std::fprintf(stderr, "ann_bench: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "%s: %zu x %zu, %zu queries; simd %s\n", ds.name.c_str(), ds.n, ds.dim,
+               ds.nq, std::string(simd::SimdLevelName(simd::GetKernels().level)).c_str());
+
+  std::vector<Row> rows;
+  for (const auto& lib : a.libs) {
+    if (lib == "quiver-hnsw" || lib == "quiver-hnsw-sq8") {
+      SweepQuiver(ds, a, lib, &rows);
+    } else if (lib == "hnswlib") {
+      auto peer = MakeHnswlibPeer(ds.dim, a.m, a.efc);
+      SweepPeer(ds, a, *peer, &rows);
+    } else {
+      std::fprintf(stderr, "ann_bench: unknown library %s\n", lib.c_str());
+      return 2;
+    }
+  }
+  std::string flat_line = a.flat ? FlatScan(ds) : "";
+
+  std::ofstream csv(a.out_dir + "/ann-" + ds.name + ".csv");
+  csv << "library,index,params,build_s,recall_at_10,qps,memory_mb\n";
+  for (const Row& r : rows) {
+    char line[512];
+    std::snprintf(line, sizeof(line), "%s,%s,%s,%.2f,%.4f,%.1f,%.1f\n", r.library.c_str(),
+                  r.index.c_str(), r.params.c_str(), r.build_s, r.recall, r.qps, r.memory_mb);
+    csv << line;
+  }
+  std::string md = Markdown(ds, a, rows, flat_line);
+  std::ofstream(a.out_dir + "/ann-" + ds.name + ".md") << md;
+  std::printf("%s", md.c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace quiver::bench
+
+int main(int argc, char** argv) { return quiver::bench::Main(argc, argv); }

@@ -1,0 +1,26 @@
+// A peer ANN library driven by ann_bench through the same calls as Quiver's indexes.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace quiver::bench {
+
+class PeerIndex {
+ public:
+  virtual ~PeerIndex() = default;
+  virtual std::string name() const = 0;
+  // Builds from n row-major vectors (ids 0..n-1) on `threads` threads.
+  virtual void Build(const float* data, size_t n, int threads) = 0;
+  virtual void SetEf(size_t ef) = 0;
+  // Writes the k nearest ids (closest first) to out.
+  virtual void Search(const float* query, size_t k, int64_t* out) const = 0;
+  virtual size_t memory_bytes() const = 0;
+};
+
+// hnswlib (Debian's libhnswlib-dev), L2, compiled with -O3 -march=native.
+std::unique_ptr<PeerIndex> MakeHnswlibPeer(size_t dim, size_t m, size_t ef_construction);
+
+}  // namespace quiver::bench
