@@ -38,6 +38,7 @@ struct Args {
   std::string data_dir;
   std::string out_dir = "bench/results";
   std::string cache_dir;
+  std::string index_dir;  // reuse Quiver indexes saved here by an earlier run
   std::vector<std::string> libs = {"quiver-hnsw-sq8", "quiver-hnsw", "hnswlib"};
   std::vector<size_t> efs = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512};
   int reps = 3;
@@ -73,6 +74,7 @@ bool ParseArgs(int argc, char** argv, Args* a) {
     else if (k == "--data") a->data_dir = next();
     else if (k == "--out") a->out_dir = next();
     else if (k == "--cache") a->cache_dir = next();
+    else if (k == "--index-dir") a->index_dir = next();
     else if (k == "--libs") a->libs = SplitList(next());
     else if (k == "--efs") {
       a->efs.clear();
@@ -148,14 +150,32 @@ void SweepQuiver(const Dataset& ds, const Args& a, const std::string& lib, std::
   o.build_threads = a.threads;
   o.quantization = lib == "quiver-hnsw-sq8" ? index::HnswQuantization::kSq8
                                             : index::HnswQuantization::kNone;
-  auto index = std::move(index::HnswIndex::Create(ds.dim, index::Metric::kL2, o)).value();
-  std::vector<uint64_t> ids(ds.n);
-  for (size_t i = 0; i < ds.n; ++i) ids[i] = i;
-  double t0 = Now();
-  Status s = index->Add(ids, ds.base);
-  double build = Now() - t0;
-  QV_CHECK(s.ok()) << s.ToString();
-  std::fprintf(stderr, "%s: built in %.1f s\n", lib.c_str(), build);
+  std::unique_ptr<index::VectorIndex> index;
+  double build = 0;
+  // --index-dir: reuse an index saved by an earlier run with the same parameters (for search
+  // tuning); its build time is read back from the side file.
+  const std::string saved = a.index_dir.empty() ? "" :
+      a.index_dir + "/" + ds.name + "-" + lib + "-m" + std::to_string(a.m) + "-efc" +
+      std::to_string(a.efc) + ".qvi";
+  if (!saved.empty()) {
+    auto loaded = index::LoadIndex(saved);
+    std::ifstream side(saved + ".build_s");
+    if (loaded.ok() && (side >> build)) {
+      index = std::move(loaded).value();
+      std::fprintf(stderr, "%s: loaded %s (built in %.1f s)\n", lib.c_str(), saved.c_str(), build);
+    }
+  }
+  if (!index) {
+    index = std::move(index::HnswIndex::Create(ds.dim, index::Metric::kL2, o)).value();
+    std::vector<uint64_t> ids(ds.n);
+    for (size_t i = 0; i < ds.n; ++i) ids[i] = i;
+    double t0 = Now();
+    Status s = index->Add(ids, ds.base);
+    build = Now() - t0;
+    QV_CHECK(s.ok()) << s.ToString();
+    std::fprintf(stderr, "%s: built in %.1f s\n", lib.c_str(), build);
+    if (!saved.empty() && index->Save(saved).ok()) std::ofstream(saved + ".build_s") << build;
+  }
   std::vector<index::Neighbor> out;
   const size_t nq = a.nq ? std::min(a.nq, ds.nq) : ds.nq;
   for (size_t ef : a.efs) {
@@ -172,10 +192,20 @@ void SweepQuiver(const Dataset& ds, const Args& a, const std::string& lib, std::
 }
 
 void SweepPeer(const Dataset& ds, const Args& a, PeerIndex& peer, std::vector<Row>* rows) {
-  double t0 = Now();
-  peer.Build(ds.base.data(), ds.n, a.threads);
-  double build = Now() - t0;
-  std::fprintf(stderr, "%s: built in %.1f s\n", peer.name().c_str(), build);
+  const std::string saved = a.index_dir.empty() ? "" :
+      a.index_dir + "/" + ds.name + "-" + peer.name() + "-m" + std::to_string(a.m) + "-efc" +
+      std::to_string(a.efc) + ".bin";
+  double build = 0;
+  std::ifstream side(saved + ".build_s");
+  if (!saved.empty() && (side >> build) && peer.Load(saved, ds.n)) {
+    std::fprintf(stderr, "%s: loaded %s (built in %.1f s)\n", peer.name().c_str(), saved.c_str(), build);
+  } else {
+    double t0 = Now();
+    peer.Build(ds.base.data(), ds.n, a.threads);
+    build = Now() - t0;
+    std::fprintf(stderr, "%s: built in %.1f s\n", peer.name().c_str(), build);
+    if (!saved.empty() && peer.Save(saved)) std::ofstream(saved + ".build_s") << build;
+  }
   const size_t nq = a.nq ? std::min(a.nq, ds.nq) : ds.nq;
   for (size_t ef : a.efs) {
     peer.SetEf(std::max<size_t>(ef, 10));

@@ -3,6 +3,7 @@
 #include <hnswlib/hnswlib.h>
 
 #include <atomic>
+#include <fstream>
 #include <thread>
 #include <vector>
 
@@ -39,6 +40,18 @@ class HnswlibPeer final : public PeerIndex {
       out[i] = int64_t(result.top().second);
       result.pop();
     }
+  }
+
+  bool Save(const std::string& path) const override {
+    index_->saveIndex(path);
+    return true;
+  }
+
+  bool Load(const std::string& path, size_t n) override {
+    std::ifstream probe(path);
+    if (!probe) return false;
+    index_ = std::make_unique<hnswlib::HierarchicalNSW<float>>(&space_, path, false, n);
+    return index_->cur_element_count == n;
   }
 
   size_t memory_bytes() const override {

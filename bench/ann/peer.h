@@ -18,6 +18,9 @@ class PeerIndex {
   // Writes the k nearest ids (closest first) to out.
   virtual void Search(const float* query, size_t k, int64_t* out) const = 0;
   virtual size_t memory_bytes() const = 0;
+  // Optional caching of a built index between runs (for search tuning): false if unsupported.
+  virtual bool Save(const std::string& path) const { return false; }
+  virtual bool Load(const std::string& path, size_t n) { return false; }
 };
 
 // hnswlib (Debian's libhnswlib-dev), L2, compiled with -O3 -march=native.

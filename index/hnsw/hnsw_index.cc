@@ -41,26 +41,30 @@ struct CloserFirst {  // min-heap on distance
 
 // Per-search scratch, pooled so searches and inserts do not allocate in steady state.
 struct HnswIndex::SearchContext {
-  std::vector<uint16_t> visited;
-  uint16_t epoch = 0;
+  // Visited set: one bit per node (small enough to stay in cache), cleared word by word after
+  // each traversal, so a reset costs O(nodes visited), not O(index size).
+  std::vector<uint64_t> visited;
+  std::vector<uint32_t> touched;      // words of `visited` that are non-zero
   std::vector<Candidate> top;         // max-heap: the ef best found
   std::vector<Candidate> candidates;  // min-heap: frontier
   std::vector<uint32_t> pending;      // unvisited neighbours of the expanded node
   std::vector<float> query;           // normalised query (cosine)
   std::vector<uint8_t> code;          // encoded query (quantised traversal)
 
-  // Starts a new traversal over `n` nodes; O(1) except every 65,535 calls.
+  // Starts a new traversal over node ids below n.
   void ResetVisited(size_t n) {
-    if (visited.size() < n) visited.resize(RoundUp(n, 4096), 0);
-    if (++epoch == 0) {
-      std::fill(visited.begin(), visited.end(), 0);
-      epoch = 1;
-    }
+    for (uint32_t w : touched) visited[w] = 0;
+    touched.clear();
+    if (visited.size() < (n + 63) / 64) visited.resize((n + 63) / 64, 0);
   }
+  void PrefetchVisited(uint32_t node) const { __builtin_prefetch(&visited[node >> 6]); }
   // Returns true the first time `node` is seen in this traversal.
   bool Visit(uint32_t node) {
-    if (visited[node] == epoch) return false;
-    visited[node] = epoch;
+    uint64_t& word = visited[node >> 6];
+    const uint64_t bit = uint64_t{1} << (node & 63);
+    if (word & bit) return false;
+    if (word == 0) touched.push_back(node >> 6);
+    word |= bit;
     return true;
   }
 };
@@ -86,9 +90,9 @@ HnswIndex::HnswIndex(size_t dim, Metric metric, const HnswOptions& options)
       kernels_(simd::GetKernels()),
       m0_(2 * options.m),
       code_size_(options.quantization == HnswQuantization::kSq8 ? dim : dim * sizeof(float)),
-      code_offset_(8 + 4 * RoundUp(2 * options.m, 2) + 8),
-      label_offset_(8 + 4 * RoundUp(2 * options.m, 2)),
-      block_size_(RoundUp(8 + 4 * RoundUp(2 * options.m, 2) + 8 + code_size_, 64)),
+      links_offset_(RoundUp(code_size_, 8)),
+      label_offset_(links_offset_ + 8 + 4 * RoundUp(2 * options.m, 2)),
+      block_size_(RoundUp(label_offset_ + 8, 64)),
       level_mult_(1.0 / std::log(double(options.m))),
       link_locks_(new std::mutex[kLockStripes]),
       entry_(kNoEntry) {
@@ -308,12 +312,12 @@ void HnswIndex::Insert(uint64_t label, const float* vector, SearchContext& ctx) 
   const int level = RandomLevel(id);
   // The node is unreachable until Connect links it, so its block is written without locks.
   char* block = Block(id);
-  std::memset(block, 0, code_offset_);
+  std::memset(block, 0, block_size_);
   std::memcpy(block + label_offset_, &label, sizeof(label));
   if (options_.quantization == HnswQuantization::kNone) {
-    std::memcpy(block + code_offset_, ctx.query.data(), code_size_);
+    std::memcpy(block, ctx.query.data(), code_size_);
   } else {
-    std::memcpy(block + code_offset_, ctx.code.data(), code_size_);
+    std::memcpy(block, ctx.code.data(), code_size_);
     std::memcpy(&floats_[size_t(id) * dim_], ctx.query.data(), dim_ * sizeof(float));
   }
   if (level > 0) upper_[id].reset(new uint32_t[size_t(level) * (options_.m + 1)]());
@@ -401,7 +405,9 @@ void HnswIndex::SearchLayer(SearchContext& ctx, const void* q, uint32_t ep, int 
   ctx.candidates.push_back({d0, ep});
   if (returnable(ep)) ctx.top.push_back({d0, ep});
   float bound = ctx.top.empty() ? std::numeric_limits<float>::infinity() : d0;
-  const size_t prefetch_bytes = std::min<size_t>(code_size_, 256);
+  // Prefetch depth, tuned on the benchmarks (bench/results/): the first two lines of every new
+  // neighbour while collecting them, then all of the next one while scoring the current one.
+  const size_t prefetch_bytes = std::min<size_t>(code_size_, 128);
 
   while (!ctx.candidates.empty()) {
     const Candidate c = ctx.candidates.front();
@@ -417,6 +423,7 @@ void HnswIndex::SearchLayer(SearchContext& ctx, const void* q, uint32_t ep, int 
     const uint32_t n = std::atomic_ref<const uint32_t>(links[0]).load(std::memory_order_acquire);
     const uint32_t* ids = level == 0 ? links + 2 : links + 1;
     ctx.pending.clear();
+    for (uint32_t j = 0; j < n; ++j) ctx.PrefetchVisited(ids[j]);
     for (uint32_t j = 0; j < n; ++j) {
       uint32_t nb = ids[j];
       if (!ctx.Visit(nb)) continue;

@@ -1,5 +1,5 @@
 // HnswIndex: hierarchical navigable small-world graph (Malkov & Yashunin, 2016), with
-//   - level-0 links, id and the traversal vector of a node in one 64-byte-aligned block;
+//   - the traversal vector, level-0 links and id of a node in one 64-byte-aligned block;
 //   - optional 8-bit scalar-quantised traversal vectors (4x less memory traffic per hop) with
 //     exact float32 re-ranking of the ef best candidates;
 //   - tombstone deletes (a removed node still routes searches but is never returned);
@@ -7,7 +7,7 @@
 //   - multi-threaded batch insertion, and searches concurrent with insertion.
 //
 // Complexity: search ~O(ef * M * log n) distance evaluations; insert ~O(ef_construction * M).
-// Memory per node: block (8 + 8*M + 8 + code bytes, rounded to 64) + float vector when
+// Memory per node: block (code bytes + 8 + 8*M + 8, rounded to 64) + float vector when
 // quantised + upper-level links (rare: 1/M of nodes per level).
 // Thread-safety: as VectorIndex. Add and Remove may run concurrently with each other and with
 // searches. Capacity grows by doubling under a brief exclusive lock.
@@ -80,9 +80,12 @@ class HnswIndex final : public VectorIndex {
 
   // Layout accessors. REQUIRES: node < count_ and the grow lock held (shared or exclusive).
   char* Block(uint32_t node) const { return level0_ + size_t(node) * block_size_; }
-  uint32_t* Links0(uint32_t node) const { return reinterpret_cast<uint32_t*>(Block(node)); }
+  uint32_t* Links0(uint32_t node) const {
+    return reinterpret_cast<uint32_t*>(Block(node) + links_offset_);
+  }
   uint32_t* LinksAt(uint32_t node, int level) const;
-  const void* Code(uint32_t node) const { return Block(node) + code_offset_; }
+  // The traversal vector opens the block, so it starts on a cache line.
+  const void* Code(uint32_t node) const { return Block(node); }
   uint64_t Label(uint32_t node) const;
   bool IsDeleted(uint32_t node) const;
   void SetDeleted(uint32_t node);
@@ -116,7 +119,7 @@ class HnswIndex final : public VectorIndex {
   const simd::Kernels& kernels_;
   const size_t m0_;
   const size_t code_size_;
-  const size_t code_offset_;
+  const size_t links_offset_;  // block: code | link count, flags, level-0 links | id | padding
   const size_t label_offset_;
   const size_t block_size_;
   const double level_mult_;
