@@ -113,10 +113,11 @@ TEST(IndexFileTest, ValidChecksumsWithBadStructureAreDataLoss) {
   for (uint32_t tag = 1; tag <= 4; ++tag) {
     std::string payload(*file->Section(tag));
     if (tag == 2) {
-      uint32_t bogus = 1000000;
-      std::memcpy(&payload[8], &bogus, 4);
-      uint32_t count = 1;
-      std::memcpy(&payload[0], &count, 4);
+      // Node 0's block (docs/file-formats.md): 4 floats of vector, then link count, flags, links.
+      const size_t links = d * sizeof(float);
+      uint32_t count = 1, bogus = 1000000;
+      std::memcpy(&payload[links], &count, 4);
+      std::memcpy(&payload[links + 8], &bogus, 4);
     }
     w.AddSection(tag, payload);
   }
