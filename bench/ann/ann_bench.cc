@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "base/large_buffer.h"
 #include "base/version.h"
 #include "bench/ann/datasets.h"
 #include "bench/ann/peer.h"
@@ -241,10 +242,14 @@ double QpsAtRecall(const std::vector<Row>& rows, const std::string& lib, double 
   return best;
 }
 
-// Single-thread read bandwidth (GB/s) over a buffer far larger than the caches.
+// Single-thread read bandwidth (GB/s) over a buffer far larger than the caches, allocated the
+// way the indexes allocate theirs (LargeBuffer: huge pages where available).
 double ReadBandwidth() {
   const size_t n = (512u << 20) / sizeof(uint64_t);
-  std::vector<uint64_t> buf(n, 1);
+  LargeBuffer storage;
+  storage.Resize(n * sizeof(uint64_t));
+  uint64_t* buf = reinterpret_cast<uint64_t*>(storage.data());
+  for (size_t i = 0; i < n; ++i) buf[i] = i;
   double best = 0;
   volatile uint64_t sink = 0;
   for (int r = 0; r < 5; ++r) {

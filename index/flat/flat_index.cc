@@ -48,7 +48,7 @@ size_t FlatIndex::size() const {
 
 size_t FlatIndex::memory_bytes() const {
   std::shared_lock lock(mu_);
-  return vectors_.capacity() * sizeof(float) + ids_.capacity() * sizeof(uint64_t) +
+  return vectors_.size() + ids_.capacity() * sizeof(uint64_t) +
          row_of_.size() * (sizeof(uint64_t) + sizeof(size_t) + 16);
 }
 
@@ -60,14 +60,11 @@ bool FlatIndex::Contains(uint64_t id) const {
 Status FlatIndex::Add(std::span<const uint64_t> ids, std::span<const float> vectors) {
   QV_RETURN_IF_ERROR(ValidateAdd(ids, vectors));
   std::unique_lock lock(mu_);
-  vectors_.reserve(vectors_.size() + vectors.size());
+  ReserveRowsLocked(ids_.size() + ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
     auto [it, inserted] = row_of_.try_emplace(ids[i], ids_.size());
-    if (inserted) {
-      ids_.push_back(ids[i]);
-      vectors_.resize(vectors_.size() + dim_);
-    }
-    float* row = vectors_.data() + it->second * dim_;
+    if (inserted) ids_.push_back(ids[i]);
+    float* row = Row(it->second);
     std::copy_n(vectors.data() + i * dim_, dim_, row);
     if (metric_ == Metric::kCosine) kernels_.normalize(row, dim_);
   }
@@ -84,19 +81,24 @@ Status FlatIndex::Remove(std::span<const uint64_t> ids) {
     if (it == row_of_.end()) continue;  // listed twice
     size_t row = it->second, last = ids_.size() - 1;
     if (row != last) {
-      std::copy_n(vectors_.data() + last * dim_, dim_, vectors_.data() + row * dim_);
+      std::copy_n(Row(last), dim_, Row(row));
       ids_[row] = ids_[last];
       row_of_[ids_[row]] = row;
     }
     ids_.pop_back();
-    vectors_.resize(last * dim_);
     row_of_.erase(it);
   }
   return Status::Ok();
 }
 
+void FlatIndex::ReserveRowsLocked(size_t rows) {
+  if (rows <= row_capacity_) return;
+  row_capacity_ = std::max({rows, row_capacity_ * 2, size_t{1024}});
+  vectors_.Resize(row_capacity_ * dim_ * sizeof(float));
+}
+
 void FlatIndex::DistancesLocked(const float* q, size_t begin, size_t end, float* out) const {
-  const float* base = vectors_.data() + begin * dim_;
+  const float* base = Row(begin);
   if (metric_ == Metric::kL2) {
     kernels_.l2sqr_batch(q, base, end - begin, dim_, out);
     return;
@@ -153,7 +155,7 @@ Status FlatIndex::Save(const std::string& path) const {
   PutArray(&ids, ids_.data(), ids_.size());
   w.AddSection(kSectionIds, std::move(ids));
   std::string vecs;
-  PutArray(&vecs, vectors_.data(), ids_.size() * dim_);
+  PutArray(&vecs, Row(0), ids_.size() * dim_);
   w.AddSection(kSectionVectors, std::move(vecs));
   return w.Finish();
 }
@@ -174,9 +176,9 @@ Result<std::unique_ptr<FlatIndex>> FlatIndex::Load(const IndexFileReader& file) 
   }
   auto index = std::make_unique<FlatIndex>(dim, static_cast<Metric>(metric));
   index->ids_.resize(n);
-  index->vectors_.resize(n * dim);
+  index->ReserveRowsLocked(n);
   GetArray(&ids, index->ids_.data(), n);
-  GetArray(&vecs, index->vectors_.data(), n * dim);
+  GetArray(&vecs, index->Row(0), n * dim);
   index->row_of_.reserve(n);
   for (size_t r = 0; r < n; ++r) {
     if (!index->row_of_.emplace(index->ids_[r], r).second) {

@@ -11,6 +11,7 @@
 #include <shared_mutex>
 #include <unordered_map>
 
+#include "base/large_buffer.h"
 #include "index/vector_index.h"
 #include "index/io/index_file.h"
 #include "index/simd/kernels.h"
@@ -43,7 +44,11 @@ class FlatIndex final : public VectorIndex {
   const Metric metric_;
   const simd::Kernels& kernels_;
   mutable std::shared_mutex mu_;
-  std::vector<float> vectors_;      // GUARDED_BY(mu_), row r at r * dim_
+  float* Row(size_t r) const { return reinterpret_cast<float*>(vectors_.data()) + r * dim_; }
+  void ReserveRowsLocked(size_t rows);
+
+  LargeBuffer vectors_;             // GUARDED_BY(mu_), row r at r * dim_ floats
+  size_t row_capacity_ = 0;         // GUARDED_BY(mu_)
   std::vector<uint64_t> ids_;       // GUARDED_BY(mu_), id of row r
   std::unordered_map<uint64_t, size_t> row_of_;  // GUARDED_BY(mu_)
 };

@@ -108,7 +108,7 @@ HnswIndex::HnswIndex(size_t dim, Metric metric, const HnswOptions& options)
                             : simd::ScalarQuantizer::Kind::kSignedIp, 0, 1);
 }
 
-HnswIndex::~HnswIndex() { std::free(level0_); }
+HnswIndex::~HnswIndex() = default;
 
 size_t HnswIndex::memory_bytes() const {
   std::shared_lock lock(grow_mu_);
@@ -116,7 +116,7 @@ size_t HnswIndex::memory_bytes() const {
   size_t upper = 0;
   for (size_t i = 0; i < n; ++i) upper += size_t(levels_[i]) * (options_.m + 1) * 4;
   std::lock_guard<std::mutex> l(label_mu_);
-  return capacity_ * block_size_ + floats_.capacity() * sizeof(float) + upper +
+  return level0_.size() + floats_.size() + upper +
          levels_.capacity() + upper_.capacity() * sizeof(void*) + node_of_.size() * 32;
 }
 
@@ -144,7 +144,7 @@ const float* HnswIndex::FloatVector(uint32_t node) const {
   if (options_.quantization == HnswQuantization::kNone) {
     return reinterpret_cast<const float*>(Code(node));
   }
-  return floats_.data() + size_t(node) * dim_;
+  return reinterpret_cast<const float*>(floats_.data()) + size_t(node) * dim_;
 }
 
 inline float HnswIndex::Distance(const void* q, uint32_t node) const {
@@ -217,12 +217,10 @@ void HnswIndex::Reserve(size_t extra) {
 
 void HnswIndex::GrowLocked(size_t new_capacity) {
   new_capacity = std::max<size_t>(new_capacity, 1024);
-  char* grown = static_cast<char*>(std::aligned_alloc(64, new_capacity * block_size_));
-  QV_CHECK(grown != nullptr) << "out of memory growing HNSW to " << new_capacity << " nodes";
-  if (level0_) std::memcpy(grown, level0_, capacity_ * block_size_);
-  std::free(level0_);
-  level0_ = grown;
-  if (options_.quantization != HnswQuantization::kNone) floats_.resize(new_capacity * dim_);
+  level0_.Resize(new_capacity * block_size_);
+  if (options_.quantization != HnswQuantization::kNone) {
+    floats_.Resize(new_capacity * dim_ * sizeof(float));
+  }
   upper_.resize(new_capacity);
   levels_.resize(new_capacity);
   capacity_ = new_capacity;
@@ -318,7 +316,8 @@ void HnswIndex::Insert(uint64_t label, const float* vector, SearchContext& ctx) 
     std::memcpy(block, ctx.query.data(), code_size_);
   } else {
     std::memcpy(block, ctx.code.data(), code_size_);
-    std::memcpy(&floats_[size_t(id) * dim_], ctx.query.data(), dim_ * sizeof(float));
+    std::memcpy(floats_.data() + size_t(id) * dim_ * sizeof(float), ctx.query.data(),
+                dim_ * sizeof(float));
   }
   if (level > 0) upper_[id].reset(new uint32_t[size_t(level) * (options_.m + 1)]());
   levels_[id] = uint8_t(level);

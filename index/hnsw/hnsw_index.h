@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/large_buffer.h"
 #include "index/io/index_file.h"
 #include "index/simd/kernels.h"
 #include "index/simd/quantizer.h"
@@ -79,7 +80,7 @@ class HnswIndex final : public VectorIndex {
   HnswIndex(size_t dim, Metric metric, const HnswOptions& options);
 
   // Layout accessors. REQUIRES: node < count_ and the grow lock held (shared or exclusive).
-  char* Block(uint32_t node) const { return level0_ + size_t(node) * block_size_; }
+  char* Block(uint32_t node) const { return level0_.data() + size_t(node) * block_size_; }
   uint32_t* Links0(uint32_t node) const {
     return reinterpret_cast<uint32_t*>(Block(node) + links_offset_);
   }
@@ -128,10 +129,10 @@ class HnswIndex final : public VectorIndex {
   bool quantizer_trained_ = false;
 
   mutable std::shared_mutex grow_mu_;  // exclusive only while storage moves
-  char* level0_ = nullptr;             // capacity_ blocks
+  LargeBuffer level0_;                 // capacity_ blocks
   size_t capacity_ = 0;
   size_t reserved_ = 0;                // GUARDED_BY(grow_mu_ exclusive): ids handed out or promised
-  std::vector<float> floats_;          // quantised only: float32 vectors for re-ranking
+  LargeBuffer floats_;                 // quantised only: capacity_ float32 vectors, for re-ranking
   std::vector<std::unique_ptr<uint32_t[]>> upper_;  // per node: level * (m+1) words
   std::vector<uint8_t> levels_;
   std::atomic<uint32_t> count_{0};

@@ -58,7 +58,7 @@ Status HnswSerializer::Save(const HnswIndex& x, const std::string& path) {
   PutFixed<float>(&meta, x.quantizer_.step());
   PutFixed<uint8_t>(&meta, x.quantizer_trained_ ? 1 : 0);
   w.AddSection(kSectionMeta, std::move(meta));
-  w.AddSection(kSectionLevel0, std::string(x.level0_, n * x.block_size_));
+  w.AddSection(kSectionLevel0, std::string(x.level0_.data(), n * x.block_size_));
   w.AddSection(kSectionLevels, std::string(reinterpret_cast<const char*>(x.levels_.data()), n));
   std::string upper;
   for (uint64_t i = 0; i < n; ++i) {
@@ -67,7 +67,7 @@ Status HnswSerializer::Save(const HnswIndex& x, const std::string& path) {
   w.AddSection(kSectionUpper, std::move(upper));
   if (x.options_.quantization != HnswQuantization::kNone) {
     std::string floats;
-    PutArray(&floats, x.floats_.data(), n * x.dim_);
+    PutArray(&floats, reinterpret_cast<const float*>(x.floats_.data()), n * x.dim_);
     w.AddSection(kSectionFloats, std::move(floats));
   }
   return w.Finish();
@@ -122,7 +122,7 @@ Result<std::unique_ptr<HnswIndex>> HnswSerializer::Load(const IndexFileReader& f
 
   x->reserved_ = n;
   x->GrowLocked(n);
-  std::memcpy(x->level0_, level0.data(), level0.size());
+  std::memcpy(x->level0_.data(), level0.data(), level0.size());
   std::memcpy(x->levels_.data(), levels.data(), n);
   for (uint64_t i = 0; i < n; ++i) {
     size_t words = size_t(x->levels_[i]) * (m + 1);
@@ -130,7 +130,7 @@ Result<std::unique_ptr<HnswIndex>> HnswSerializer::Load(const IndexFileReader& f
     x->upper_[i].reset(new uint32_t[words]);
     GetArray(&upper, x->upper_[i].get(), words);
   }
-  if (!floats.empty()) GetArray(&floats, x->floats_.data(), n * dim);
+  if (!floats.empty()) GetArray(&floats, reinterpret_cast<float*>(x->floats_.data()), n * dim);
   x->count_.store(uint32_t(n));
   x->quantizer_ = simd::ScalarQuantizer(static_cast<simd::ScalarQuantizer::Kind>(qkind), lo, step);
   x->quantizer_trained_ = trained != 0;
