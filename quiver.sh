@@ -52,7 +52,8 @@ case "${1:-}" in
     deps; build
     "$BUILD_DIR/tools/quiver" version
     # Until the server lands, the main job is the ANN benchmark on Fashion-MNIST.
-    "$BUILD_DIR/bench/ann_bench" --dataset fashion-mnist --out "$ROOT/bench/results"
+    # Results go to the build tree; bench/results/ holds the recorded runs (docs/benchmarks.md).
+    "$BUILD_DIR/bench/ann_bench" --dataset fashion-mnist --out "$BUILD_DIR/results"
     ;;
   *)
     sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'

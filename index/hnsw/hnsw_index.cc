@@ -23,6 +23,12 @@ uint64_t SplitMix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+// Link words are read by searches while inserts rewrite them under the node's lock: both sides
+// use relaxed atomic accesses (plain moves on x86 and ARM), and the release store / acquire
+// load of the link count orders a new node's data before the link that reaches it.
+inline uint32_t LoadLink(const uint32_t* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+inline void StoreLink(uint32_t* p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+
 inline void PrefetchLines(const void* p, size_t bytes) {
   const char* c = static_cast<const char*>(p);
   for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 3);
@@ -230,6 +236,10 @@ Status HnswIndex::Train(std::span<const float> sample) {
   if (options_.quantization == HnswQuantization::kNone) return Status::Ok();
   std::unique_lock lock(grow_mu_);
   if (count_.load() != 0) return FailedPreconditionError("HNSW quantiser must be trained before adding");
+  return TrainLocked(sample);
+}
+
+Status HnswIndex::TrainLocked(std::span<const float> sample) {
   if (sample.empty() || sample.size() % dim_ != 0) {
     return InvalidArgumentError("training sample is not a whole number of vectors");
   }
@@ -255,9 +265,11 @@ bool HnswIndex::Contains(uint64_t id) const {
 Status HnswIndex::Add(std::span<const uint64_t> ids, std::span<const float> vectors) {
   QV_RETURN_IF_ERROR(ValidateAdd(ids, vectors));
   if (ids.empty()) return Status::Ok();
-  if (options_.quantization != HnswQuantization::kNone && !quantizer_trained_) {
-    Status s = Train(vectors);
-    if (!s.ok() && s.code() != StatusCode::kFailedPrecondition) return s;
+  if (options_.quantization != HnswQuantization::kNone) {
+    // The first batch fits the quantiser unless Train ran; the exclusive lock orders this
+    // against concurrent first batches and keeps searches from reading a changing quantiser.
+    std::unique_lock lock(grow_mu_);
+    if (!quantizer_trained_ && count_.load() == 0) QV_RETURN_IF_ERROR(TrainLocked(vectors));
   }
   Reserve(ids.size());
   int threads = options_.build_threads > 0 ? options_.build_threads
@@ -370,10 +382,11 @@ uint32_t HnswIndex::GreedyDescend(const void* q, uint32_t ep, int from_level, in
       const uint32_t n = std::atomic_ref<const uint32_t>(links[0]).load(std::memory_order_acquire);
       const uint32_t* ids = level == 0 ? links + 2 : links + 1;
       for (uint32_t j = 0; j < n; ++j) {
-        float d = Distance(q, ids[j]);
+        const uint32_t nb = LoadLink(&ids[j]);
+        float d = Distance(q, nb);
         if (d < best) {
           best = d;
-          ep = ids[j];
+          ep = nb;
           changed = true;
         }
       }
@@ -422,9 +435,9 @@ void HnswIndex::SearchLayer(SearchContext& ctx, const void* q, uint32_t ep, int 
     const uint32_t n = std::atomic_ref<const uint32_t>(links[0]).load(std::memory_order_acquire);
     const uint32_t* ids = level == 0 ? links + 2 : links + 1;
     ctx.pending.clear();
-    for (uint32_t j = 0; j < n; ++j) ctx.PrefetchVisited(ids[j]);
+    for (uint32_t j = 0; j < n; ++j) ctx.PrefetchVisited(LoadLink(&ids[j]));
     for (uint32_t j = 0; j < n; ++j) {
-      uint32_t nb = ids[j];
+      const uint32_t nb = LoadLink(&ids[j]);
       if (!ctx.Visit(nb)) continue;
       ctx.pending.push_back(nb);
       PrefetchLines(Code(nb), prefetch_bytes);
@@ -488,7 +501,7 @@ uint32_t HnswIndex::Connect(uint32_t node, SearchContext& ctx, int level) {
     std::lock_guard<std::mutex> lock(link_locks_[node & (kLockStripes - 1)]);
     uint32_t* links = LinksAt(node, level);
     uint32_t* ids = level == 0 ? links + 2 : links + 1;
-    for (size_t i = 0; i < cands.size(); ++i) ids[i] = cands[i].node;
+    for (size_t i = 0; i < cands.size(); ++i) StoreLink(&ids[i], cands[i].node);
     std::atomic_ref<uint32_t>(links[0]).store(uint32_t(cands.size()), std::memory_order_release);
   }
   std::vector<Candidate> pruned;
@@ -499,7 +512,7 @@ uint32_t HnswIndex::Connect(uint32_t node, SearchContext& ctx, int level) {
     uint32_t* ids = level == 0 ? links + 2 : links + 1;
     const uint32_t n = links[0];
     if (n < max_links) {
-      ids[n] = node;
+      StoreLink(&ids[n], node);
       std::atomic_ref<uint32_t>(links[0]).store(n + 1, std::memory_order_release);
       continue;
     }
@@ -508,7 +521,7 @@ uint32_t HnswIndex::Connect(uint32_t node, SearchContext& ctx, int level) {
     pruned.push_back({Distance(cc, node), node});
     for (uint32_t j = 0; j < n; ++j) pruned.push_back({Distance(cc, ids[j]), ids[j]});
     SelectNeighbors(pruned, max_links);
-    for (size_t j = 0; j < pruned.size(); ++j) ids[j] = pruned[j].node;
+    for (size_t j = 0; j < pruned.size(); ++j) StoreLink(&ids[j], pruned[j].node);
     std::atomic_ref<uint32_t>(links[0]).store(uint32_t(pruned.size()), std::memory_order_release);
   }
   return next_ep;
@@ -523,9 +536,9 @@ Status HnswIndex::Search(std::span<const float> query, const SearchParams& param
   }
   const size_t ef = std::max(params.ef ? params.ef : options_.ef_search, params.k);
   auto ctx = AcquireContext();
-  PrepareQuery(query.data(), *ctx);
   {
     std::shared_lock grow(grow_mu_);
+    PrepareQuery(query.data(), *ctx);
     const uint64_t entry = entry_.load(std::memory_order_acquire);
     if (entry != kNoEntry) {
       const void* q = options_.quantization == HnswQuantization::kNone

@@ -70,6 +70,7 @@ class HnswIndex final : public VectorIndex {
   static Result<std::unique_ptr<HnswIndex>> Load(const IndexFileReader& file);
 
  private:
+  Status TrainLocked(std::span<const float> sample);  // REQUIRES: grow_mu_ held exclusively
   struct SearchContext;
   struct Candidate {
     float distance;
@@ -125,8 +126,8 @@ class HnswIndex final : public VectorIndex {
   const size_t block_size_;
   const double level_mult_;
   DistKind dist_kind_;
-  simd::ScalarQuantizer quantizer_;
-  bool quantizer_trained_ = false;
+  simd::ScalarQuantizer quantizer_;   // written only under grow_mu_ exclusive, before any node
+  bool quantizer_trained_ = false;    // GUARDED_BY(grow_mu_)
 
   mutable std::shared_mutex grow_mu_;  // exclusive only while storage moves
   LargeBuffer level0_;                 // capacity_ blocks

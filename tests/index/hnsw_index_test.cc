@@ -254,6 +254,26 @@ TEST(HnswIndexTest, SaveThenLoadGivesIdenticalResults) {
   }
 }
 
+TEST(HnswIndexTest, QuantiserTrainsOnceBeforeTheFirstItem) {
+  const size_t d = 8;
+  auto index = MakeHnsw(d, Metric::kL2, HnswQuantization::kSq8);
+  std::vector<float> bad_sample = {1, 2, 3};
+  EXPECT_EQ(index->Train(bad_sample).code(), StatusCode::kInvalidArgument);
+  // A sample spanning [-10, 10] fixes the range; later data outside it is clamped in the codes
+  // but re-ranking with float32 keeps the returned distances exact.
+  std::vector<float> sample(d * 2, -10.0f);
+  std::fill(sample.begin() + d, sample.end(), 10.0f);
+  ASSERT_TRUE(index->Train(sample).ok());
+  auto base = RandomVectors(500, d, 81);
+  for (float& x : base) x *= 20.0f;
+  ASSERT_TRUE(index->Add(Iota(500), base).ok());
+  EXPECT_EQ(index->Train(sample).code(), StatusCode::kFailedPrecondition);
+  std::vector<Neighbor> out;
+  ASSERT_TRUE(index->Search({&base[9 * d], d}, {.k = 1, .ef = 100}, &out).ok());
+  EXPECT_EQ(out[0].id, 9u);
+  EXPECT_EQ(out[0].distance, 0.0f);
+}
+
 TEST(HnswIndexTest, RejectsBadOptionsAndQueries) {
   HnswOptions o;
   o.m = 1;
