@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/read_bandwidth.h"
 #include "index/simd/kernels.h"
 
 namespace quiver::simd {
@@ -58,16 +59,7 @@ void BM_F16(benchmark::State& state, const Kernels* k, size_t d) {
 void BM_MemoryRead(benchmark::State& state) {
   const size_t n = (256u << 20) / 8;
   std::vector<uint64_t> buf(n, 1);
-  for (auto _ : state) {
-    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (size_t i = 0; i < n; i += 4) {
-      s0 += buf[i];
-      s1 += buf[i + 1];
-      s2 += buf[i + 2];
-      s3 += buf[i + 3];
-    }
-    benchmark::DoNotOptimize(s0 + s1 + s2 + s3);
-  }
+  for (auto _ : state) benchmark::DoNotOptimize(bench::SumWords(buf.data(), n));
   state.SetBytesProcessed(int64_t(state.iterations() * n * 8));
 }
 

@@ -53,11 +53,7 @@ function(quiver_add_test name)
   endif()
 endfunction()
 
-# quiver_add_bench(name SOURCES ... DEPS ...)
+# quiver_add_bench(name SOURCES ... DEPS ...): an executable under bench/.
 function(quiver_add_bench name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
-  add_executable(${name} ${ARG_SOURCES})
-  quiver_target_defaults(${name})
-  target_link_libraries(${name} PRIVATE ${ARG_DEPS})
-  quiver_link_allocator(${name})
+  quiver_add_executable(${name} ${ARGN})
 endfunction()

@@ -23,6 +23,7 @@
 #include "base/version.h"
 #include "bench/ann/datasets.h"
 #include "bench/ann/peer.h"
+#include "bench/read_bandwidth.h"
 #include "index/flat/flat_index.h"
 #include "index/hnsw/hnsw_index.h"
 #include "index/simd/kernels.h"
@@ -254,14 +255,7 @@ double ReadBandwidth() {
   volatile uint64_t sink = 0;
   for (int r = 0; r < 5; ++r) {
     double t0 = Now();
-    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (size_t i = 0; i < n; i += 4) {
-      s0 += buf[i];
-      s1 += buf[i + 1];
-      s2 += buf[i + 2];
-      s3 += buf[i + 3];
-    }
-    sink = sink + s0 + s1 + s2 + s3;
+    sink = sink + SumWords(buf, n);
     best = std::max(best, n * 8.0 / (Now() - t0) / 1e9);
   }
   return best;
