@@ -10,6 +10,7 @@
 #include "index/flat/flat_index.h"
 #include "index/hnsw/hnsw_index.h"
 #include "index/io/index_file.h"
+#include "index/ivf/ivf_pq_index.h"
 #include "index/simd/kernels.h"
 
 namespace quiver::index {
@@ -121,6 +122,10 @@ Result<std::unique_ptr<VectorIndex>> LoadIndex(const std::string& path) {
     case IndexType::kHnsw: {
       QV_ASSIGN_OR_RETURN(auto hnsw, HnswIndex::Load(file));
       return std::unique_ptr<VectorIndex>(std::move(hnsw));
+    }
+    case IndexType::kIvfPq: {
+      QV_ASSIGN_OR_RETURN(auto ivf, IvfPqIndex::Load(file));
+      return std::unique_ptr<VectorIndex>(std::move(ivf));
     }
   }
   return DataLossError("index file " + path + " has an unknown index type " +

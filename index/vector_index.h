@@ -74,6 +74,8 @@ class PredicateSelector final : public IdSelector {
 struct SearchParams {
   size_t k = 10;
   size_t ef = 0;                       // HNSW: size of the dynamic candidate list (>= k)
+  size_t nprobe = 0;                   // IVF: inverted lists visited
+  size_t refine = 0;                   // IVF: re-rank refine * k candidates exactly (1 = k)
   const IdSelector* filter = nullptr;  // only ids it contains are returned; not owned
 };
 

@@ -21,7 +21,7 @@ namespace quiver::index {
 inline constexpr char kIndexMagic[8] = {'Q', 'V', 'R', 'I', 'N', 'D', 'E', 'X'};
 inline constexpr uint32_t kIndexFormatVersion = 1;
 
-enum class IndexType : uint32_t { kFlat = 1, kHnsw = 2 };
+enum class IndexType : uint32_t { kFlat = 1, kHnsw = 2, kIvfPq = 3 };
 
 // Writes sections to a temporary file next to `path`; Finish() fsyncs it and renames it over
 // `path`, so a reader sees either the old file or the complete new one.

@@ -37,6 +37,11 @@ struct Kernels {
   int32_t (*inner_product_i8)(const int8_t* a, const int8_t* b, size_t d);
   float (*l2sqr_f16)(const float* q, const uint16_t* x, size_t d);
   float (*inner_product_f16)(const float* q, const uint16_t* x, size_t d);
+  // 4-bit PQ fast scan over one block of 32 vectors (layout in index/simd/fastscan.h): out[v]
+  // = sum over sub-quantisers j of lut[j][code(v, j)], as uint16 (the caller keeps sums below
+  // 65,536 by how it quantises the tables).
+  void (*fastscan_block32)(const uint8_t* codes, const uint8_t* luts, size_t pairs,
+                           uint16_t* out);
 };
 
 // Kernels of the active level. The reference is valid for the life of the process.

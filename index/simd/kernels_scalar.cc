@@ -80,12 +80,27 @@ float InnerProductF16(const float* q, const uint16_t* x, size_t d) {
   return float(s);
 }
 
+void FastScanBlock32(const uint8_t* codes, const uint8_t* luts, size_t pairs, uint16_t* out) {
+  uint32_t sums[32] = {};
+  for (size_t p = 0; p < pairs; ++p) {
+    const uint8_t* c = codes + p * 32;
+    const uint8_t* lut_even = luts + p * 32;
+    const uint8_t* lut_odd = lut_even + 16;
+    for (size_t v = 0; v < 16; ++v) {
+      sums[v] += lut_even[c[v] & 0xF] + lut_odd[c[16 + v] & 0xF];
+      sums[v + 16] += lut_even[c[v] >> 4] + lut_odd[c[16 + v] >> 4];
+    }
+  }
+  for (size_t v = 0; v < 32; ++v) out[v] = uint16_t(sums[v]);
+}
+
 }  // namespace
 
 const Kernels& ScalarKernels() {
   static const Kernels k{SimdLevel::kScalar, L2Sqr,          InnerProduct,   L2SqrBatch,
                          InnerProductBatch,  L2SqrByIds,     InnerProductByIds, Normalize,
-                         L2SqrU8,            InnerProductI8, L2SqrF16,       InnerProductF16};
+                         L2SqrU8,            InnerProductI8, L2SqrF16,       InnerProductF16,
+                         FastScanBlock32};
   return k;
 }
 

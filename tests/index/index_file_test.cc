@@ -9,6 +9,7 @@
 
 #include "index/flat/flat_index.h"
 #include "index/hnsw/hnsw_index.h"
+#include "index/ivf/ivf_pq_index.h"
 #include "tests/testing/data.h"
 
 namespace quiver::index {
@@ -32,6 +33,12 @@ std::string SavedIndex(const std::string& kind) {
   std::unique_ptr<VectorIndex> index;
   if (kind == "flat") {
     index = std::make_unique<FlatIndex>(d, Metric::kL2);
+  } else if (kind.rfind("ivf_pq", 0) == 0) {
+    IvfPqOptions o;
+    o.nlist = 8;
+    o.m = 4;
+    o.nbits = kind == "ivf_pq4" ? 4 : 8;
+    index = std::move(IvfPqIndex::Create(d, Metric::kL2, o)).value();
   } else {
     HnswOptions o;
     o.m = 8;
@@ -89,7 +96,8 @@ TEST_P(CorruptionTest, TruncationsAreDataLoss) {
   std::remove(path.c_str());
 }
 
-INSTANTIATE_TEST_SUITE_P(Kinds, CorruptionTest, ::testing::Values("flat", "hnsw", "hnsw_sq8"));
+INSTANTIATE_TEST_SUITE_P(Kinds, CorruptionTest, ::testing::Values("flat", "hnsw", "hnsw_sq8", "ivf_pq4",
+                                                                    "ivf_pq8"));
 
 TEST(IndexFileTest, MissingFileIsNotFound) {
   EXPECT_EQ(LoadIndex(TempPath("does_not_exist")).status().code(), StatusCode::kNotFound);

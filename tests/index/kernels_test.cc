@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "index/simd/fastscan.h"
 #include "index/simd/fp16.h"
 #include "index/simd/quantizer.h"
 
@@ -142,6 +143,19 @@ TEST_P(KernelsTest, Fp16KernelsMatchReference) {
   }
 }
 
+TEST_P(KernelsTest, FastScanMatchesReference) {
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (size_t pairs : {1, 2, 3, 8, 49, 98, 128}) {
+    std::vector<uint8_t> codes(pairs * 32 + 1), luts(pairs * 32 + 3);
+    for (auto& c : codes) c = uint8_t(byte(rng_));
+    for (auto& l : luts) l = uint8_t(byte(rng_));
+    uint16_t got[32], want[32];
+    k().fastscan_block32(codes.data() + 1, luts.data() + 3, pairs, got);
+    ref().fastscan_block32(codes.data() + 1, luts.data() + 3, pairs, want);
+    for (size_t v = 0; v < 32; ++v) EXPECT_EQ(got[v], want[v]) << "pairs " << pairs << " lane " << v;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllLevels, KernelsTest, ::testing::ValuesIn(RunnableLevels()),
                          [](const auto& info) { return std::string(SimdLevelName(info.param)); });
 
@@ -159,6 +173,33 @@ TEST(Fp16Test, ConvertsExactlyRepresentableValuesAndSpecials) {
   for (float f = -1000.0f; f < 1000.0f; f += 0.37f) {
     float back = HalfToFloat(FloatToHalf(f));
     EXPECT_LE(std::fabs(back - f), std::fabs(f) * 0.00049f + 1e-7f) << f;
+  }
+}
+
+// The reference itself against a direct reading of the layout in fastscan.h.
+TEST(FastScanLayoutTest, ReferenceSumsTheTablesOfEachLane) {
+  const size_t m = 7, pairs = FastScanPairs(m);
+  std::mt19937 rng(5);
+  std::vector<uint8_t> block(FastScanBlockBytes(m), 0), luts(pairs * 32, 0);
+  uint8_t codes[32][7];
+  for (size_t v = 0; v < 32; ++v) {
+    for (size_t j = 0; j < m; ++j) {
+      codes[v][j] = uint8_t(rng() % 16);
+      FastScanSet(block.data(), v, j, codes[v][j]);
+    }
+  }
+  for (size_t j = 0; j < m; ++j) {
+    for (size_t c = 0; c < 16; ++c) luts[(j / 2) * 32 + (j % 2) * 16 + c] = uint8_t(rng() % 200);
+  }
+  uint16_t out[32];
+  ScalarKernels().fastscan_block32(block.data(), luts.data(), pairs, out);
+  for (size_t v = 0; v < 32; ++v) {
+    uint32_t want = 0;
+    for (size_t j = 0; j < m; ++j) {
+      EXPECT_EQ(FastScanGet(block.data(), v, j), codes[v][j]);
+      want += luts[(j / 2) * 32 + (j % 2) * 16 + codes[v][j]];
+    }
+    EXPECT_EQ(out[v], want) << v;
   }
 }
 

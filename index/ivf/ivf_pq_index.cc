@@ -1,0 +1,512 @@
+#include "index/ivf/ivf_pq_index.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <mutex>
+
+#include "index/kmeans/kmeans.h"
+#include "index/simd/fastscan.h"
+
+namespace quiver::index {
+namespace {
+
+template <typename C>
+bool CloserThan(const C& a, const C& b) { return a.distance < b.distance; }
+
+}  // namespace
+
+// Per-query scanning state: the query, its distance tables, and the candidate heap.
+class IvfPqIndex::Scanner {
+ public:
+  Scanner(const IvfPqIndex& index, const float* q, const IdSelector* filter)
+      : x_(index), q_(q), filter_(filter) {
+    const size_t mk = x_.pq_.m() * x_.pq_.ksub();
+    table_.resize(mk);
+    lut_.resize(mk);
+    if (x_.metric_ == Metric::kL2) {
+      if (!x_.precomputed_.empty()) {
+        x_.pq_.IpTable(q, table_.data());
+        for (float& v : table_) v *= -2.0f;  // -2 <q_j, y_jk>
+      }
+    } else {
+      x_.pq_.IpTable(q, table_.data());
+      for (float& v : table_) v = -v;  // distance = -dot
+    }
+    residual_.resize(x_.dim_);
+    lut8_.resize(simd::FastScanBlockBytes(x_.pq_.m()));
+  }
+
+  // Scans list l into heap (capacity cap), returning the number of codes scanned.
+  size_t Scan(uint32_t l, size_t cap, std::vector<Candidate>& heap) {
+    const List& list = x_.lists_[l];
+    const size_t n = list.ids.size();
+    if (n == 0 || cap == 0) return 0;
+    const float bias = ListTable(l);
+    auto worst = [&] {
+      return heap.size() >= cap ? heap.front().distance : std::numeric_limits<float>::infinity();
+    };
+    auto push = [&](float d, uint32_t pos) {
+      if (filter_ && !filter_->Contains(list.ids[pos])) return;
+      Candidate c{d, l, pos};
+      if (heap.size() < cap) {
+        heap.push_back(c);
+        std::push_heap(heap.begin(), heap.end(), CloserThan<Candidate>);
+      } else if (d < heap.front().distance) {
+        std::pop_heap(heap.begin(), heap.end(), CloserThan<Candidate>);
+        heap.back() = c;
+        std::push_heap(heap.begin(), heap.end(), CloserThan<Candidate>);
+      }
+    };
+    const size_t m = x_.pq_.m(), ksub = x_.pq_.ksub();
+    if (x_.pq_.nbits() == 8) {
+      const size_t cs = x_.pq_.code_size();
+      for (size_t i = 0; i < n; ++i) {
+        const uint8_t* code = &list.codes[i * cs];
+        float d = bias;
+        for (size_t j = 0; j < m; ++j) d += lut_[j * ksub + code[j]];
+        if (d < worst()) push(d, uint32_t(i));
+      }
+      return n;
+    }
+    // 4-bit: quantise the table to uint8 with one scale for all sub-quantisers, so sums of up
+    // to m entries stay below 65,536; offsets per sub-quantiser go into the bias.
+    float range = 0, offset = bias;
+    for (size_t j = 0; j < m; ++j) {
+      const float* t = &lut_[j * 16];
+      float lo = *std::min_element(t, t + 16), hi = *std::max_element(t, t + 16);
+      range = std::max(range, hi - lo);
+      offset += lo;
+    }
+    const float limit = float(std::min<size_t>(255, 65535 / m));
+    const float scale = range > 0 ? limit / range : 0.0f;
+    const float inv = scale > 0 ? 1.0f / scale : 0.0f;
+    std::fill(lut8_.begin(), lut8_.end(), 0);
+    for (size_t j = 0; j < m; ++j) {
+      float lo = *std::min_element(&lut_[j * 16], &lut_[j * 16] + 16);
+      uint8_t* dst = &lut8_[(j / 2) * 32 + (j % 2) * 16];
+      for (size_t c = 0; c < 16; ++c) dst[c] = uint8_t(std::lround((lut_[j * 16 + c] - lo) * scale));
+    }
+    const size_t pairs = simd::FastScanPairs(m), block_bytes = simd::FastScanBlockBytes(m);
+    alignas(64) uint16_t sums[32];
+    for (size_t b = 0; b * 32 < n; ++b) {
+      x_.kernels_.fastscan_block32(&list.codes[b * block_bytes], lut8_.data(), pairs, sums);
+      const size_t lanes = std::min<size_t>(32, n - b * 32);
+      const float threshold = (worst() - offset) * scale;
+      for (size_t v = 0; v < lanes; ++v) {
+        if (float(sums[v]) > threshold) continue;
+        push(offset + float(sums[v]) * inv, uint32_t(b * 32 + v));
+      }
+    }
+    return n;
+  }
+
+ private:
+  // Fills lut_ with list l's distance table and returns the list's constant term.
+  float ListTable(uint32_t l) {
+    const size_t mk = table_.size();
+    const float* c = &x_.centroids_[size_t(l) * x_.dim_];
+    switch (x_.metric_) {
+      case Metric::kL2: {
+        const float base = x_.kernels_.l2sqr(q_, c, x_.dim_);
+        if (!x_.precomputed_.empty()) {
+          const float* p = &x_.precomputed_[size_t(l) * mk];
+          for (size_t i = 0; i < mk; ++i) lut_[i] = p[i] + table_[i];
+        } else {
+          for (size_t t = 0; t < x_.dim_; ++t) residual_[t] = q_[t] - c[t];
+          x_.pq_.L2Table(residual_.data(), lut_.data());
+          return 0.0f;
+        }
+        return base;
+      }
+      case Metric::kInnerProduct:
+        std::copy(table_.begin(), table_.end(), lut_.begin());
+        return -x_.kernels_.inner_product(q_, c, x_.dim_);
+      case Metric::kCosine:
+        std::copy(table_.begin(), table_.end(), lut_.begin());
+        return 1.0f - x_.kernels_.inner_product(q_, c, x_.dim_);
+    }
+    return 0;
+  }
+
+  const IvfPqIndex& x_;
+  const float* q_;
+  const IdSelector* filter_;
+  std::vector<float> table_, lut_, residual_;
+  std::vector<uint8_t> lut8_;
+};
+
+Result<std::unique_ptr<IvfPqIndex>> IvfPqIndex::Create(size_t dim, Metric metric,
+                                                       const IvfPqOptions& o) {
+  if (dim == 0 || dim > 65536) return InvalidArgumentError("dim must be in [1, 65536]");
+  if (o.nlist == 0 || o.nlist > (1u << 20)) return InvalidArgumentError("nlist must be in [1, 2^20]");
+  if (o.m == 0 || dim % o.m != 0) {
+    return InvalidArgumentError("PQ m (" + std::to_string(o.m) + ") must divide dim (" +
+                                std::to_string(dim) + ")");
+  }
+  if (o.nbits != 4 && o.nbits != 8) return InvalidArgumentError("nbits must be 4 or 8");
+  if (o.nbits == 4 && o.m > 1024) return InvalidArgumentError("4-bit PQ supports m up to 1024");
+  if (o.nprobe == 0) return InvalidArgumentError("nprobe must be at least 1");
+  return std::unique_ptr<IvfPqIndex>(new IvfPqIndex(dim, metric, o));
+}
+
+IvfPqIndex::IvfPqIndex(size_t dim, Metric metric, const IvfPqOptions& options)
+    : dim_(dim), metric_(metric), options_(options), kernels_(simd::GetKernels()) {
+  lists_.resize(options.nlist);
+}
+
+size_t IvfPqIndex::size() const {
+  std::shared_lock lock(mu_);
+  return where_.size();
+}
+
+bool IvfPqIndex::trained() const {
+  std::shared_lock lock(mu_);
+  return trained_;
+}
+
+std::vector<size_t> IvfPqIndex::ListSizes() const {
+  std::shared_lock lock(mu_);
+  std::vector<size_t> sizes;
+  for (const List& l : lists_) sizes.push_back(l.ids.size());
+  return sizes;
+}
+
+size_t IvfPqIndex::memory_bytes() const {
+  std::shared_lock lock(mu_);
+  size_t bytes = (centroids_.capacity() + precomputed_.capacity() + pq_.centroids().size()) * 4;
+  for (const List& l : lists_) {
+    bytes += l.ids.capacity() * 8 + l.codes.capacity() + l.vectors.capacity() * 4;
+  }
+  return bytes + where_.size() * 32;
+}
+
+bool IvfPqIndex::Contains(uint64_t id) const {
+  std::shared_lock lock(mu_);
+  return where_.count(id) != 0;
+}
+
+void IvfPqIndex::PrepareQuery(const float* query, std::vector<float>* q) const {
+  q->assign(query, query + dim_);
+  if (metric_ == Metric::kCosine) kernels_.normalize(q->data(), dim_);
+}
+
+Status IvfPqIndex::Train(std::span<const float> sample) {
+  std::unique_lock lock(mu_);
+  if (trained_) return FailedPreconditionError("IVF-PQ index is already trained");
+  if (sample.size() % dim_ != 0) return InvalidArgumentError("training sample is not whole rows");
+  for (float v : sample) {
+    if (!std::isfinite(v)) return InvalidArgumentError("training sample has NaN or Inf");
+  }
+  if (metric_ != Metric::kCosine) return TrainLocked(sample);
+  std::vector<float> normalized(sample.begin(), sample.end());
+  for (size_t i = 0; i < normalized.size(); i += dim_) kernels_.normalize(&normalized[i], dim_);
+  return TrainLocked(normalized);
+}
+
+Status IvfPqIndex::SetCoarseCentroids(std::span<const float> centroids) {
+  std::unique_lock lock(mu_);
+  if (trained_) return FailedPreconditionError("IVF-PQ index is already trained");
+  if (centroids.size() != options_.nlist * dim_) {
+    return InvalidArgumentError("expected nlist * dim = " + std::to_string(options_.nlist * dim_) +
+                                " centroid floats, got " + std::to_string(centroids.size()));
+  }
+  for (float v : centroids) {
+    if (!std::isfinite(v)) return InvalidArgumentError("centroids have NaN or Inf");
+  }
+  centroids_.assign(centroids.begin(), centroids.end());
+  coarse_given_ = true;
+  return Status::Ok();
+}
+
+Status IvfPqIndex::TrainLocked(std::span<const float> sample) {
+  const size_t n = sample.size() / dim_;
+  const size_t ksub = size_t{1} << options_.nbits;
+  const size_t need = std::max(coarse_given_ ? 0 : options_.nlist, ksub);
+  if (n < need) {
+    return FailedPreconditionError("IVF-PQ needs at least " + std::to_string(need) +
+                                   " vectors to train (nlist " + std::to_string(options_.nlist) +
+                                   ", 2^nbits " + std::to_string(ksub) + "); got " +
+                                   std::to_string(n));
+  }
+  if (!coarse_given_) {
+    KMeansOptions ko;
+    ko.k = options_.nlist;
+    ko.seed = options_.seed;
+    ko.threads = options_.threads;
+    ko.max_points_per_centroid = options_.max_train_points_per_list;
+    QV_ASSIGN_OR_RETURN(KMeansResult km, TrainKMeans(sample, dim_, ko));
+    centroids_ = std::move(km.centroids);
+  }
+  // PQ on residuals of (at most) ksub * 100 training points.
+  const size_t pq_n = std::min(n, ksub * 100);
+  const size_t stride = n / pq_n;
+  std::vector<float> rows(pq_n * dim_);
+  for (size_t i = 0; i < pq_n; ++i) std::copy_n(&sample[i * stride * dim_], dim_, &rows[i * dim_]);
+  std::vector<uint32_t> labels(pq_n);
+  AssignNearest(rows.data(), pq_n, centroids_.data(), options_.nlist, dim_, labels.data(), nullptr,
+                options_.threads);
+  for (size_t i = 0; i < pq_n; ++i) {
+    const float* c = &centroids_[size_t(labels[i]) * dim_];
+    for (size_t t = 0; t < dim_; ++t) rows[i * dim_ + t] -= c[t];
+  }
+  QV_ASSIGN_OR_RETURN(pq_, ProductQuantizer::Train(rows, dim_, options_.m, options_.nbits,
+                                                   options_.seed + 1, options_.threads));
+  BuildPrecomputedLocked();
+  trained_ = true;
+  return Status::Ok();
+}
+
+void IvfPqIndex::BuildPrecomputedLocked() {
+  precomputed_.clear();
+  const size_t m = pq_.m(), ksub = pq_.ksub(), dsub = pq_.dsub();
+  // Bounded at 64 MiB; larger configurations compute residual tables per probed list.
+  if (metric_ != Metric::kL2 || options_.nlist * m * ksub > (size_t{16} << 20)) return;
+  precomputed_.resize(options_.nlist * m * ksub);
+  const auto& y = pq_.centroids();
+  for (size_t l = 0; l < options_.nlist; ++l) {
+    const float* c = &centroids_[l * dim_];
+    float* p = &precomputed_[l * m * ksub];
+    for (size_t j = 0; j < m; ++j) {
+      for (size_t k = 0; k < ksub; ++k) {
+        const float* yk = &y[(j * ksub + k) * dsub];
+        float norm = 0, dot = 0;
+        for (size_t t = 0; t < dsub; ++t) {
+          norm += yk[t] * yk[t];
+          dot += c[j * dsub + t] * yk[t];
+        }
+        p[j * ksub + k] = norm + 2 * dot;
+      }
+    }
+  }
+}
+
+Status IvfPqIndex::Add(std::span<const uint64_t> ids, std::span<const float> vectors) {
+  QV_RETURN_IF_ERROR(ValidateAdd(ids, vectors));
+  if (ids.empty()) return Status::Ok();
+  std::vector<float> normalized;
+  const float* x = vectors.data();
+  if (metric_ == Metric::kCosine) {
+    normalized.assign(vectors.begin(), vectors.end());
+    for (size_t i = 0; i < normalized.size(); i += dim_) kernels_.normalize(&normalized[i], dim_);
+    x = normalized.data();
+  }
+  std::unique_lock lock(mu_);
+  if (!trained_) QV_RETURN_IF_ERROR(TrainLocked({x, ids.size() * dim_}));
+  std::vector<uint32_t> lists(ids.size());
+  if (metric_ == Metric::kInnerProduct) {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      float best = -std::numeric_limits<float>::infinity();
+      for (size_t l = 0; l < options_.nlist; ++l) {
+        float v = kernels_.inner_product(x + i * dim_, &centroids_[l * dim_], dim_);
+        if (v > best) {
+          best = v;
+          lists[i] = uint32_t(l);
+        }
+      }
+    }
+  } else {
+    AssignNearest(x, ids.size(), centroids_.data(), options_.nlist, dim_, lists.data(), nullptr,
+                  options_.threads);
+  }
+  return AddLocked(ids, x, lists.data());
+}
+
+Status IvfPqIndex::AddToLists(std::span<const uint64_t> ids, std::span<const float> vectors,
+                              std::span<const uint32_t> lists) {
+  QV_RETURN_IF_ERROR(ValidateAdd(ids, vectors));
+  if (lists.size() != ids.size()) {
+    return InvalidArgumentError("AddToLists needs one list per id (" + std::to_string(ids.size()) +
+                                " ids, " + std::to_string(lists.size()) + " lists)");
+  }
+  for (uint32_t l : lists) {
+    if (l >= options_.nlist) {
+      return InvalidArgumentError("list " + std::to_string(l) + " is out of range (nlist " +
+                                  std::to_string(options_.nlist) + ")");
+    }
+  }
+  std::vector<float> normalized;
+  const float* x = vectors.data();
+  if (metric_ == Metric::kCosine) {
+    normalized.assign(vectors.begin(), vectors.end());
+    for (size_t i = 0; i < normalized.size(); i += dim_) kernels_.normalize(&normalized[i], dim_);
+    x = normalized.data();
+  }
+  std::unique_lock lock(mu_);
+  if (!trained_) {
+    if (!coarse_given_) {
+      return FailedPreconditionError("AddToLists needs coarse centroids (SetCoarseCentroids or Train)");
+    }
+    QV_RETURN_IF_ERROR(TrainLocked({x, ids.size() * dim_}));
+  }
+  return AddLocked(ids, x, lists.data());
+}
+
+Status IvfPqIndex::AddLocked(std::span<const uint64_t> ids, const float* x, const uint32_t* lists) {
+  const size_t n = ids.size(), cs = pq_.code_size();
+  std::vector<float> residuals(n * dim_);
+  for (size_t i = 0; i < n; ++i) {
+    const float* c = &centroids_[size_t(lists[i]) * dim_];
+    for (size_t t = 0; t < dim_; ++t) residuals[i * dim_ + t] = x[i * dim_ + t] - c[t];
+  }
+  std::vector<uint8_t> codes(n * cs);
+  pq_.EncodeBatch(residuals.data(), n, codes.data(), options_.threads);
+  for (size_t i = 0; i < n; ++i) {
+    auto it = where_.find(ids[i]);
+    if (it != where_.end()) RemoveFromList(it->second.first, it->second.second);
+    List& list = lists_[lists[i]];
+    where_[ids[i]] = {lists[i], uint32_t(list.ids.size())};
+    AppendToList(list, ids[i], &codes[i * cs], x + i * dim_);
+  }
+  return Status::Ok();
+}
+
+void IvfPqIndex::AppendToList(List& list, uint64_t id, const uint8_t* code, const float* vector) {
+  const size_t pos = list.ids.size();
+  list.ids.push_back(id);
+  if (options_.store_vectors) list.vectors.insert(list.vectors.end(), vector, vector + dim_);
+  if (pq_.nbits() == 8) {
+    list.codes.insert(list.codes.end(), code, code + pq_.code_size());
+    return;
+  }
+  const size_t block_bytes = simd::FastScanBlockBytes(pq_.m());
+  if (pos % 32 == 0) list.codes.resize(list.codes.size() + block_bytes, 0);
+  uint8_t* block = &list.codes[(pos / 32) * block_bytes];
+  for (size_t j = 0; j < pq_.m(); ++j) simd::FastScanSet(block, pos % 32, j, uint8_t(pq_.SubCode(code, j)));
+}
+
+void IvfPqIndex::RemoveFromList(uint32_t l, uint32_t pos) {
+  List& list = lists_[l];
+  const size_t last = list.ids.size() - 1;
+  const size_t cs = pq_.code_size(), block_bytes = simd::FastScanBlockBytes(pq_.m());
+  if (pos != last) {
+    list.ids[pos] = list.ids[last];
+    where_[list.ids[pos]] = {l, pos};
+    if (options_.store_vectors) {
+      std::copy_n(&list.vectors[last * dim_], dim_, &list.vectors[size_t(pos) * dim_]);
+    }
+    if (pq_.nbits() == 8) {
+      std::copy_n(&list.codes[last * cs], cs, &list.codes[size_t(pos) * cs]);
+    } else {
+      const uint8_t* from = &list.codes[(last / 32) * block_bytes];
+      uint8_t* to = &list.codes[(pos / 32) * block_bytes];
+      for (size_t j = 0; j < pq_.m(); ++j) {
+        simd::FastScanSet(to, pos % 32, j, simd::FastScanGet(from, last % 32, j));
+      }
+    }
+  }
+  list.ids.pop_back();
+  if (options_.store_vectors) list.vectors.resize(last * dim_);
+  if (pq_.nbits() == 8) {
+    list.codes.resize(last * cs);
+  } else if (last % 32 == 0) {
+    list.codes.resize((last / 32) * block_bytes);
+  } else {
+    uint8_t* block = &list.codes[(last / 32) * block_bytes];
+    for (size_t j = 0; j < pq_.m(); ++j) simd::FastScanSet(block, last % 32, j, 0);
+  }
+}
+
+Status IvfPqIndex::Remove(std::span<const uint64_t> ids) {
+  std::unique_lock lock(mu_);
+  for (uint64_t id : ids) {
+    if (!where_.count(id)) return NotFoundError("id " + std::to_string(id) + " is not in the index");
+  }
+  for (uint64_t id : ids) {
+    auto it = where_.find(id);
+    if (it == where_.end()) continue;  // listed twice
+    auto [l, pos] = it->second;
+    where_.erase(it);
+    RemoveFromList(l, pos);
+  }
+  return Status::Ok();
+}
+
+Status IvfPqIndex::Search(std::span<const float> query, const SearchParams& params,
+                          std::vector<Neighbor>* out, SearchStats* stats) const {
+  QV_RETURN_IF_ERROR(ValidateQuery(query, params));
+  out->clear();
+  std::vector<float> q;
+  PrepareQuery(query.data(), &q);
+  if (metric_ == Metric::kCosine && kernels_.inner_product(q.data(), q.data(), dim_) == 0) {
+    return InvalidArgumentError("query is a zero vector; cosine needs a direction");
+  }
+  std::shared_lock lock(mu_);
+  if (!trained_ || where_.empty()) return Status::Ok();
+  const size_t nlist = options_.nlist;
+  const size_t nprobe = std::min(nlist, params.nprobe ? params.nprobe : options_.nprobe);
+  // Coarse step: the nprobe closest lists.
+  std::vector<std::pair<float, uint32_t>> coarse(nlist);
+  std::vector<float> cd(nlist);
+  if (metric_ == Metric::kL2) {
+    kernels_.l2sqr_batch(q.data(), centroids_.data(), nlist, dim_, cd.data());
+  } else {
+    kernels_.inner_product_batch(q.data(), centroids_.data(), nlist, dim_, cd.data());
+    for (float& v : cd) v = -v;
+  }
+  for (size_t l = 0; l < nlist; ++l) coarse[l] = {cd[l], uint32_t(l)};
+  std::partial_sort(coarse.begin(), coarse.begin() + nprobe, coarse.end());
+
+  const size_t refine = options_.store_vectors ? (params.refine ? params.refine : options_.refine) : 0;
+  const size_t cap = params.k * std::max<size_t>(refine, 1);
+  Scanner scanner(*this, q.data(), params.filter);
+  std::vector<Candidate> heap;
+  heap.reserve(cap + 1);
+  size_t scanned = 0;
+  for (size_t i = 0; i < nprobe; ++i) scanned += scanner.Scan(coarse[i].second, cap, heap);
+  if (stats) stats->distances += scanned + (refine ? heap.size() : 0) + nlist;
+  FinishLocked(q.data(), refine > 0, params.k, heap, out);
+  return Status::Ok();
+}
+
+void IvfPqIndex::FinishLocked(const float* q, bool refine, size_t k, std::vector<Candidate>& heap,
+                              std::vector<Neighbor>* out) const {
+  if (refine) {
+    for (Candidate& c : heap) {
+      const float* v = &lists_[c.list].vectors[size_t(c.pos) * dim_];
+      switch (metric_) {
+        case Metric::kL2: c.distance = kernels_.l2sqr(q, v, dim_); break;
+        case Metric::kInnerProduct: c.distance = -kernels_.inner_product(q, v, dim_); break;
+        case Metric::kCosine: c.distance = 1.0f - kernels_.inner_product(q, v, dim_); break;
+      }
+    }
+  }
+  std::sort(heap.begin(), heap.end(), CloserThan<Candidate>);
+  const size_t n = std::min(k, heap.size());
+  out->clear();
+  for (size_t i = 0; i < n; ++i) out->push_back({lists_[heap[i].list].ids[heap[i].pos], heap[i].distance});
+}
+
+Status IvfPqIndex::SearchLists(std::span<const float> query, std::span<const ListQuota> quotas,
+                               const SearchParams& params,
+                               std::vector<std::vector<Neighbor>>* out) const {
+  if (query.size() != dim_) {
+    return InvalidArgumentError("query has " + std::to_string(query.size()) +
+                                " components; the index has dim " + std::to_string(dim_));
+  }
+  for (float v : query) {
+    if (!std::isfinite(v)) return InvalidArgumentError("query has a NaN or infinite component");
+  }
+  for (const ListQuota& lq : quotas) {
+    if (lq.list >= options_.nlist) {
+      return InvalidArgumentError("list " + std::to_string(lq.list) + " is out of range (nlist " +
+                                  std::to_string(options_.nlist) + ")");
+    }
+  }
+  std::vector<float> q;
+  PrepareQuery(query.data(), &q);
+  out->assign(quotas.size(), {});
+  std::shared_lock lock(mu_);
+  if (!trained_) return Status::Ok();
+  const size_t refine = options_.store_vectors ? (params.refine ? params.refine : options_.refine) : 0;
+  Scanner scanner(*this, q.data(), params.filter);
+  std::vector<Candidate> heap;
+  for (size_t i = 0; i < quotas.size(); ++i) {
+    heap.clear();
+    scanner.Scan(quotas[i].list, quotas[i].k * std::max<size_t>(refine, 1), heap);
+    FinishLocked(q.data(), refine > 0, quotas[i].k, heap, &(*out)[i]);
+  }
+  return Status::Ok();
+}
+
+}  // namespace quiver::index

@@ -1,0 +1,128 @@
+// IvfPqIndex: inverted file over a coarse quantiser (nlist centroids) with product-quantised
+// residuals (Jegou et al., 2011), 8-bit codes scanned through distance tables or 4-bit codes
+// scanned 32 at a time with in-register table lookups ("fast scan", as FAISS and ScaNN do),
+// and optional exact re-ranking of refine * k candidates from stored float32 vectors.
+//
+// The coarse quantiser is trained by k-means, or given from outside together with each item's
+// list (the engine's cluster ids); SearchLists visits a chosen subset of lists with its own k
+// per list, which is what per-cluster quotas stand on.
+//
+// L2 distances use per-list precomputed tables (||y||^2 + 2<c, y> per sub-code), so a probed
+// list costs one table add instead of a residual table; inner product needs no residual term.
+//
+// Memory per vector: code_size bytes + 8 (id) [+ 4 * dim with refine]; per list: its centroid
+// and, for L2, m * ksub floats of precomputed table.
+// Thread-safety: as VectorIndex (a reader-writer lock: searches share; Add/Remove exclude).
+#pragma once
+
+#include <shared_mutex>
+#include <unordered_map>
+
+#include "index/io/index_file.h"
+#include "index/pq/product_quantizer.h"
+#include "index/simd/kernels.h"
+#include "index/vector_index.h"
+
+namespace quiver::index {
+
+struct IvfPqOptions {
+  size_t nlist = 256;
+  size_t m = 16;               // PQ sub-quantisers; must divide dim
+  size_t nbits = 8;            // 8, or 4 for fast scan
+  size_t nprobe = 16;          // default lists visited per query
+  bool store_vectors = true;   // keep float32 vectors for exact re-ranking
+  size_t refine = 4;           // default re-rank factor when vectors are stored (0 = off)
+  size_t max_train_points_per_list = 256;
+  int threads = 0;             // training and encoding threads; 0 = all cores
+  uint64_t seed = 1234;
+};
+
+// One list to visit in SearchLists, with how many results to take from it.
+struct ListQuota {
+  uint32_t list;
+  size_t k;
+};
+
+class IvfPqIndex final : public VectorIndex {
+ public:
+  static Result<std::unique_ptr<IvfPqIndex>> Create(size_t dim, Metric metric,
+                                                    const IvfPqOptions& options);
+
+  std::string_view type_name() const override { return "ivf_pq"; }
+  size_t dim() const override { return dim_; }
+  Metric metric() const override { return metric_; }
+  size_t size() const override;
+  size_t memory_bytes() const override;
+  const IvfPqOptions& options() const { return options_; }
+  bool trained() const;
+  // Items in each list.
+  std::vector<size_t> ListSizes() const;
+
+  // Trains the coarse quantiser (k-means, unless centroids were given) and the PQ on a sample.
+  // kFailedPrecondition once trained.
+  Status Train(std::span<const float> sample);
+  // Uses the given nlist * dim centroids as the coarse quantiser; the PQ is trained by the
+  // first Train or Add. kFailedPrecondition once trained.
+  Status SetCoarseCentroids(std::span<const float> centroids);
+
+  // Adds with each item's list chosen by the coarse quantiser. The first Add of an untrained
+  // index trains on its batch.
+  Status Add(std::span<const uint64_t> ids, std::span<const float> vectors) override;
+  // Adds with lists given by the caller (each < nlist). REQUIRES a trained index.
+  Status AddToLists(std::span<const uint64_t> ids, std::span<const float> vectors,
+                    std::span<const uint32_t> lists);
+  Status Remove(std::span<const uint64_t> ids) override;
+  bool Contains(uint64_t id) const override;
+  Status Search(std::span<const float> query, const SearchParams& params,
+                std::vector<Neighbor>* out, SearchStats* stats = nullptr) const override;
+  // Searches only the given lists, each with its own k; (*out)[i] holds list quotas[i]'s
+  // results. params.k is ignored; params.refine and params.filter apply.
+  Status SearchLists(std::span<const float> query, std::span<const ListQuota> quotas,
+                     const SearchParams& params, std::vector<std::vector<Neighbor>>* out) const;
+  Status Save(const std::string& path) const override;
+
+  static Result<std::unique_ptr<IvfPqIndex>> Load(const IndexFileReader& file);
+
+ private:
+  struct List {
+    std::vector<uint64_t> ids;
+    std::vector<uint8_t> codes;    // 8-bit: n * code_size; 4-bit: ceil(n/32) packed blocks
+    std::vector<float> vectors;    // n * dim when store_vectors
+  };
+  struct Candidate {
+    float distance;
+    uint32_t list;
+    uint32_t pos;
+  };
+  class Scanner;
+
+  IvfPqIndex(size_t dim, Metric metric, const IvfPqOptions& options);
+
+  Status TrainLocked(std::span<const float> sample);
+  void BuildPrecomputedLocked();
+  Status AddLocked(std::span<const uint64_t> ids, const float* vectors, const uint32_t* lists);
+  void AppendToList(List& list, uint64_t id, const uint8_t* code, const float* vector);
+  void RemoveFromList(uint32_t list, uint32_t pos);
+  void PrepareQuery(const float* query, std::vector<float>* q) const;
+  // Re-ranks (exact distances from stored vectors) if asked, sorts, and emits the k best.
+  void FinishLocked(const float* q, bool refine, size_t k, std::vector<Candidate>& heap,
+                    std::vector<Neighbor>* out) const;
+
+  const size_t dim_;
+  const Metric metric_;
+  const IvfPqOptions options_;
+  const simd::Kernels& kernels_;
+
+  mutable std::shared_mutex mu_;
+  bool coarse_given_ = false;            // GUARDED_BY(mu_)
+  bool trained_ = false;                 // GUARDED_BY(mu_)
+  std::vector<float> centroids_;         // nlist * dim
+  ProductQuantizer pq_;
+  std::vector<float> precomputed_;       // L2: nlist * m * ksub, or empty
+  std::vector<List> lists_;
+  std::unordered_map<uint64_t, std::pair<uint32_t, uint32_t>> where_;  // id -> (list, pos)
+
+  friend class IvfPqSerializer;
+};
+
+}  // namespace quiver::index

@@ -1,0 +1,138 @@
+// IvfPqIndex file sections (docs/file-formats.md). Every count and size is checked against
+// the options before anything is allocated; a file that lies is kDataLoss.
+#include <cmath>
+
+#include "base/coding.h"
+#include "index/ivf/ivf_pq_index.h"
+#include "index/simd/fastscan.h"
+
+namespace quiver::index {
+namespace {
+constexpr uint32_t kSectionMeta = 1;
+constexpr uint32_t kSectionCentroids = 2;
+constexpr uint32_t kSectionPq = 3;
+constexpr uint32_t kSectionLists = 4;
+}  // namespace
+
+class IvfPqSerializer {
+ public:
+  static Status Save(const IvfPqIndex& x, const std::string& path);
+  static Result<std::unique_ptr<IvfPqIndex>> Load(const IndexFileReader& file);
+};
+
+Status IvfPqIndex::Save(const std::string& path) const { return IvfPqSerializer::Save(*this, path); }
+
+Result<std::unique_ptr<IvfPqIndex>> IvfPqIndex::Load(const IndexFileReader& file) {
+  return IvfPqSerializer::Load(file);
+}
+
+Status IvfPqSerializer::Save(const IvfPqIndex& x, const std::string& path) {
+  std::shared_lock lock(x.mu_);
+  IndexFileWriter w(path, IndexType::kIvfPq);
+  const IvfPqOptions& o = x.options_;
+  std::string meta;
+  PutFixed<uint64_t>(&meta, x.dim_);
+  PutFixed<uint8_t>(&meta, static_cast<uint8_t>(x.metric_));
+  PutFixed<uint64_t>(&meta, o.nlist);
+  PutFixed<uint64_t>(&meta, o.m);
+  PutFixed<uint64_t>(&meta, o.nbits);
+  PutFixed<uint64_t>(&meta, o.nprobe);
+  PutFixed<uint8_t>(&meta, o.store_vectors ? 1 : 0);
+  PutFixed<uint64_t>(&meta, o.refine);
+  PutFixed<uint64_t>(&meta, o.seed);
+  PutFixed<uint8_t>(&meta, x.trained_ ? 1 : 0);
+  PutFixed<uint8_t>(&meta, x.coarse_given_ ? 1 : 0);
+  w.AddSection(kSectionMeta, std::move(meta));
+  std::string centroids;
+  PutArray(&centroids, x.centroids_.data(), x.centroids_.size());
+  w.AddSection(kSectionCentroids, std::move(centroids));
+  std::string pq;
+  if (x.trained_) x.pq_.AppendTo(&pq);
+  w.AddSection(kSectionPq, std::move(pq));
+  std::string lists;
+  for (const auto& l : x.lists_) {
+    PutFixed<uint64_t>(&lists, l.ids.size());
+    PutArray(&lists, l.ids.data(), l.ids.size());
+    PutArray(&lists, l.codes.data(), l.codes.size());
+    PutArray(&lists, l.vectors.data(), l.vectors.size());
+  }
+  w.AddSection(kSectionLists, std::move(lists));
+  return w.Finish();
+}
+
+Result<std::unique_ptr<IvfPqIndex>> IvfPqSerializer::Load(const IndexFileReader& file) {
+  auto corrupt = [](const std::string& why) { return DataLossError("ivf_pq index: " + why); };
+  QV_ASSIGN_OR_RETURN(std::string_view meta, file.Section(kSectionMeta));
+  uint64_t dim, nlist, m, nbits, nprobe, refine, seed;
+  uint8_t metric, store, trained, given;
+  if (!GetFixed(&meta, &dim) || !GetFixed(&meta, &metric) || !GetFixed(&meta, &nlist) ||
+      !GetFixed(&meta, &m) || !GetFixed(&meta, &nbits) || !GetFixed(&meta, &nprobe) ||
+      !GetFixed(&meta, &store) || !GetFixed(&meta, &refine) || !GetFixed(&meta, &seed) ||
+      !GetFixed(&meta, &trained) || !GetFixed(&meta, &given) || !meta.empty()) {
+    return corrupt("malformed metadata");
+  }
+  if (metric > 2 || store > 1 || trained > 1 || given > 1) return corrupt("metadata out of range");
+  IvfPqOptions o;
+  o.nlist = nlist;
+  o.m = m;
+  o.nbits = nbits;
+  o.nprobe = nprobe;
+  o.store_vectors = store != 0;
+  o.refine = refine;
+  o.seed = seed;
+  auto created = IvfPqIndex::Create(dim, static_cast<Metric>(metric), o);
+  if (!created.ok()) return corrupt(std::string(created.status().message()));
+  std::unique_ptr<IvfPqIndex> x = std::move(created).value();
+
+  QV_ASSIGN_OR_RETURN(std::string_view centroids, file.Section(kSectionCentroids));
+  const bool has_centroids = trained || given;
+  if (centroids.size() != (has_centroids ? nlist * dim * 4 : 0)) return corrupt("centroid size");
+  x->centroids_.resize(has_centroids ? nlist * dim : 0);
+  GetArray(&centroids, x->centroids_.data(), x->centroids_.size());
+  for (float v : x->centroids_) {
+    if (!std::isfinite(v)) return corrupt("non-finite centroid");
+  }
+  x->coarse_given_ = given != 0;
+  QV_ASSIGN_OR_RETURN(std::string_view pq, file.Section(kSectionPq));
+  if (trained) {
+    auto parsed = ProductQuantizer::Parse(&pq);
+    if (!parsed.ok()) return corrupt(std::string(parsed.status().message()));
+    if (parsed->dim() != dim || parsed->m() != m || parsed->nbits() != nbits || !pq.empty()) {
+      return corrupt("product quantiser does not match the options");
+    }
+    x->pq_ = std::move(parsed).value();
+    x->trained_ = true;
+    x->BuildPrecomputedLocked();
+  } else if (!pq.empty()) {
+    return corrupt("untrained index with a product quantiser");
+  }
+
+  QV_ASSIGN_OR_RETURN(std::string_view lists, file.Section(kSectionLists));
+  const size_t cs = trained ? x->pq_.code_size() : 0;
+  const size_t block_bytes = simd::FastScanBlockBytes(m);
+  for (uint32_t l = 0; l < nlist; ++l) {
+    uint64_t n;
+    if (!GetFixed(&lists, &n)) return corrupt("truncated list header");
+    if (n > lists.size() / 8 || (n > 0 && !trained)) return corrupt("list size out of range");
+    IvfPqIndex::List& list = x->lists_[l];
+    list.ids.resize(n);
+    if (!GetArray(&lists, list.ids.data(), n)) return corrupt("truncated ids");
+    const size_t code_bytes = nbits == 8 ? n * cs : (n + 31) / 32 * block_bytes;
+    if (code_bytes > lists.size()) return corrupt("truncated codes");
+    list.codes.assign(lists.begin(), lists.begin() + code_bytes);
+    lists.remove_prefix(code_bytes);
+    const size_t floats = store ? n * dim : 0;
+    if (floats > lists.size() / 4) return corrupt("truncated vectors");
+    list.vectors.resize(floats);
+    GetArray(&lists, list.vectors.data(), floats);
+    for (uint32_t pos = 0; pos < n; ++pos) {
+      if (!x->where_.emplace(list.ids[pos], std::make_pair(l, pos)).second) {
+        return corrupt("id " + std::to_string(list.ids[pos]) + " stored twice");
+      }
+    }
+  }
+  if (!lists.empty()) return corrupt("trailing bytes in lists");
+  return x;
+}
+
+}  // namespace quiver::index
