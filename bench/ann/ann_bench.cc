@@ -3,6 +3,8 @@
 //
 //   ann_bench --dataset fashion-mnist|synth [--data DIR] [--out DIR] [--libs a,b,..]
 //             [--efs 10,20,..] [--reps 3] [--threads 2] [--m 16] [--efc 200] [--nq N]
+//             [--nprobes 1,2,..] [--nlist 256] [--pq-m M] [--refine 4] [--index-dir DIR]
+// Libraries: quiver-hnsw-sq8, quiver-hnsw, quiver-ivfpq4, quiver-ivfpq8, hnswlib.
 //
 // Writes <out>/ann-<dataset>.csv (library,index,params,build_s,recall_at_10,qps,memory_mb) and
 // <out>/ann-<dataset>.md (QPS ratio Quiver/hnswlib at recall@10 0.90/0.95/0.99, command, CPU),
@@ -26,6 +28,7 @@
 #include "bench/read_bandwidth.h"
 #include "index/flat/flat_index.h"
 #include "index/hnsw/hnsw_index.h"
+#include "index/ivf/ivf_pq_index.h"
 #include "index/simd/kernels.h"
 
 namespace quiver::bench {
@@ -43,6 +46,10 @@ struct Args {
   std::string index_dir;  // reuse Quiver indexes saved here by an earlier run
   std::vector<std::string> libs = {"quiver-hnsw-sq8", "quiver-hnsw", "hnswlib"};
   std::vector<size_t> efs = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512};
+  std::vector<size_t> nprobes = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64};
+  size_t nlist = 256;
+  size_t pq_m = 0;      // 0: dim / 4 (4-bit) or dim / 14-ish (8-bit): see PqM()
+  size_t refine = 4;
   int reps = 3;
   int threads = 2;
   size_t m = 16;
@@ -81,7 +88,13 @@ bool ParseArgs(int argc, char** argv, Args* a) {
     else if (k == "--efs") {
       a->efs.clear();
       for (const auto& e : SplitList(next())) a->efs.push_back(std::stoul(e));
-    } else if (k == "--reps") a->reps = std::stoi(next());
+    } else if (k == "--nprobes") {
+      a->nprobes.clear();
+      for (const auto& e : SplitList(next())) a->nprobes.push_back(std::stoul(e));
+    } else if (k == "--nlist") a->nlist = std::stoul(next());
+    else if (k == "--pq-m") a->pq_m = std::stoul(next());
+    else if (k == "--refine") a->refine = std::stoul(next());
+    else if (k == "--reps") a->reps = std::stoi(next());
     else if (k == "--threads") a->threads = std::stoi(next());
     else if (k == "--m") a->m = std::stoul(next());
     else if (k == "--efc") a->efc = std::stoul(next());
@@ -190,6 +203,51 @@ void SweepQuiver(const Dataset& ds, const Args& a, const std::string& lib, std::
     rows->push_back({lib, "hnsw", "M=" + std::to_string(a.m) + " efC=" + std::to_string(a.efc) +
                                       " ef=" + std::to_string(ef),
                      build, recall, qps, index->memory_bytes() / 1048576.0});
+  }
+}
+
+// PQ sub-quantisers: 4-bit codes with 4 components per sub-vector (FAISS's fast-scan setting
+// for Fashion-MNIST: m 196), 8-bit with 14 (m 56), unless --pq-m says otherwise.
+size_t PqM(const Args& a, size_t dim, size_t nbits) {
+  if (a.pq_m) return a.pq_m;
+  const size_t want = nbits == 4 ? 4 : 14;
+  for (size_t dsub = want; dsub > 0; --dsub) {
+    if (dim % dsub == 0) return dim / dsub;
+  }
+  return dim;
+}
+
+void SweepIvf(const Dataset& ds, const Args& a, const std::string& lib, std::vector<Row>* rows) {
+  index::IvfPqOptions o;
+  o.nlist = a.nlist;
+  o.nbits = lib == "quiver-ivfpq4" ? 4 : 8;
+  o.m = PqM(a, ds.dim, o.nbits);
+  o.threads = a.threads;
+  o.refine = a.refine;
+  o.store_vectors = a.refine > 0;
+  auto index = std::move(index::IvfPqIndex::Create(ds.dim, index::Metric::kL2, o)).value();
+  std::vector<uint64_t> ids(ds.n);
+  for (size_t i = 0; i < ds.n; ++i) ids[i] = i;
+  double t0 = Now();
+  Status s = index->Add(ids, ds.base);
+  const double build = Now() - t0;
+  QV_CHECK(s.ok()) << s.ToString();
+  std::fprintf(stderr, "%s (nlist %zu, m %zu, %zu-bit, refine %zu): trained and added in %.1f s\n",
+               lib.c_str(), o.nlist, o.m, o.nbits, o.refine, build);
+  std::vector<index::Neighbor> out;
+  const size_t nq = a.nq ? std::min(a.nq, ds.nq) : ds.nq;
+  for (size_t nprobe : a.nprobes) {
+    if (nprobe > o.nlist) continue;
+    auto [recall, qps] = RunQueries(ds, nq, a.reps, [&](const float* q, int64_t* found) {
+      (void)index->Search({q, ds.dim}, {.k = 10, .nprobe = nprobe, .refine = a.refine}, &out);
+      for (size_t i = 0; i < out.size(); ++i) found[i] = int64_t(out[i].id);
+      return out.size();
+    });
+    std::fprintf(stderr, "  nprobe %3zu  recall %.4f  qps %8.0f\n", nprobe, recall, qps);
+    char params[128];
+    std::snprintf(params, sizeof(params), "nlist=%zu m=%zu nbits=%zu refine=%zu nprobe=%zu", o.nlist,
+                  o.m, o.nbits, a.refine, nprobe);
+    rows->push_back({lib, "ivf_pq", params, build, recall, qps, index->memory_bytes() / 1048576.0});
   }
 }
 
@@ -364,6 +422,8 @@ int Main(int argc, char** argv) {
   for (const auto& lib : a.libs) {
     if (lib == "quiver-hnsw" || lib == "quiver-hnsw-sq8") {
       SweepQuiver(ds, a, lib, &rows);
+    } else if (lib == "quiver-ivfpq4" || lib == "quiver-ivfpq8") {
+      SweepIvf(ds, a, lib, &rows);
     } else if (lib == "hnswlib") {
       auto peer = MakeHnswlibPeer(ds.dim, a.m, a.efc);
       SweepPeer(ds, a, *peer, &rows);

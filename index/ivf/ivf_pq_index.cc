@@ -34,15 +34,19 @@ class IvfPqIndex::Scanner {
       for (float& v : table_) v = -v;  // distance = -dot
     }
     residual_.resize(x_.dim_);
-    lut8_.resize(simd::FastScanBlockBytes(x_.pq_.m()));
+    lut8_.assign(simd::FastScanBlockBytes(x_.pq_.m()), 0);  // odd m: the last half stays 0
+    mins_.resize(x_.pq_.m());
+    sum_.resize(x_.pq_.m() * 16);
   }
 
   // Scans list l into heap (capacity cap), returning the number of codes scanned.
-  size_t Scan(uint32_t l, size_t cap, std::vector<Candidate>& heap) {
+  size_t Scan(uint32_t l, size_t cap, std::vector<Candidate>& heap,
+              float coarse = std::numeric_limits<float>::quiet_NaN()) {
     const List& list = x_.lists_[l];
     const size_t n = list.ids.size();
     if (n == 0 || cap == 0) return 0;
-    const float bias = ListTable(l);
+    const float* lut = nullptr;
+    const float bias = ListTable(l, coarse, &lut);
     auto worst = [&] {
       return heap.size() >= cap ? heap.front().distance : std::numeric_limits<float>::infinity();
     };
@@ -64,29 +68,20 @@ class IvfPqIndex::Scanner {
       for (size_t i = 0; i < n; ++i) {
         const uint8_t* code = &list.codes[i * cs];
         float d = bias;
-        for (size_t j = 0; j < m; ++j) d += lut_[j * ksub + code[j]];
+        for (size_t j = 0; j < m; ++j) d += lut[j * ksub + code[j]];
         if (d < worst()) push(d, uint32_t(i));
       }
       return n;
     }
     // 4-bit: quantise the table to uint8 with one scale for all sub-quantisers, so sums of up
     // to m entries stay below 65,536; offsets per sub-quantiser go into the bias.
-    float range = 0, offset = bias;
-    for (size_t j = 0; j < m; ++j) {
-      const float* t = &lut_[j * 16];
-      float lo = *std::min_element(t, t + 16), hi = *std::max_element(t, t + 16);
-      range = std::max(range, hi - lo);
-      offset += lo;
-    }
+    const float range = x_.kernels_.lut16_sum_minmax(lut, nullptr, m, sum_.data(), mins_.data());
+    float offset = bias;
+    for (size_t j = 0; j < m; ++j) offset += mins_[j];
     const float limit = float(std::min<size_t>(255, 65535 / m));
     const float scale = range > 0 ? limit / range : 0.0f;
     const float inv = scale > 0 ? 1.0f / scale : 0.0f;
-    std::fill(lut8_.begin(), lut8_.end(), 0);
-    for (size_t j = 0; j < m; ++j) {
-      float lo = *std::min_element(&lut_[j * 16], &lut_[j * 16] + 16);
-      uint8_t* dst = &lut8_[(j / 2) * 32 + (j % 2) * 16];
-      for (size_t c = 0; c < 16; ++c) dst[c] = uint8_t(std::lround((lut_[j * 16 + c] - lo) * scale));
-    }
+    x_.kernels_.lut16_quantize(sum_.data(), mins_.data(), m, scale, lut8_.data());
     const size_t pairs = simd::FastScanPairs(m), block_bytes = simd::FastScanBlockBytes(m);
     alignas(64) uint16_t sums[32];
     for (size_t b = 0; b * 32 < n; ++b) {
@@ -102,31 +97,28 @@ class IvfPqIndex::Scanner {
   }
 
  private:
-  // Fills lut_ with list l's distance table and returns the list's constant term.
-  float ListTable(uint32_t l) {
-    const size_t mk = table_.size();
+  // Points lut at list l's distance table and returns the list's constant term. `coarse` is
+  // the coarse-step distance of the query to the list's centroid (NaN if not computed).
+  float ListTable(uint32_t l, float coarse, const float** lut) {
     const float* c = &x_.centroids_[size_t(l) * x_.dim_];
-    switch (x_.metric_) {
-      case Metric::kL2: {
-        const float base = x_.kernels_.l2sqr(q_, c, x_.dim_);
-        if (!x_.precomputed_.empty()) {
-          const float* p = &x_.precomputed_[size_t(l) * mk];
-          for (size_t i = 0; i < mk; ++i) lut_[i] = p[i] + table_[i];
-        } else {
-          for (size_t t = 0; t < x_.dim_; ++t) residual_[t] = q_[t] - c[t];
-          x_.pq_.L2Table(residual_.data(), lut_.data());
-          return 0.0f;
-        }
-        return base;
-      }
-      case Metric::kInnerProduct:
-        std::copy(table_.begin(), table_.end(), lut_.begin());
-        return -x_.kernels_.inner_product(q_, c, x_.dim_);
-      case Metric::kCosine:
-        std::copy(table_.begin(), table_.end(), lut_.begin());
-        return 1.0f - x_.kernels_.inner_product(q_, c, x_.dim_);
+    if (std::isnan(coarse)) {
+      coarse = x_.metric_ == Metric::kL2 ? x_.kernels_.l2sqr(q_, c, x_.dim_)
+                                         : -x_.kernels_.inner_product(q_, c, x_.dim_);
     }
-    return 0;
+    if (x_.metric_ != Metric::kL2) {  // the table is the same for every list
+      *lut = table_.data();
+      return x_.metric_ == Metric::kCosine ? 1.0f + coarse : coarse;
+    }
+    *lut = lut_.data();
+    if (x_.precomputed_.empty()) {
+      for (size_t t = 0; t < x_.dim_; ++t) residual_[t] = q_[t] - c[t];
+      x_.pq_.L2Table(residual_.data(), lut_.data());
+      return 0.0f;
+    }
+    const size_t mk = table_.size();
+    const float* p = &x_.precomputed_[size_t(l) * mk];
+    for (size_t i = 0; i < mk; ++i) lut_[i] = p[i] + table_[i];
+    return coarse;
   }
 
   const IvfPqIndex& x_;
@@ -134,6 +126,7 @@ class IvfPqIndex::Scanner {
   const IdSelector* filter_;
   std::vector<float> table_, lut_, residual_;
   std::vector<uint8_t> lut8_;
+  std::vector<float> mins_, sum_;
 };
 
 Result<std::unique_ptr<IvfPqIndex>> IvfPqIndex::Create(size_t dim, Metric metric,
@@ -453,7 +446,9 @@ Status IvfPqIndex::Search(std::span<const float> query, const SearchParams& para
   std::vector<Candidate> heap;
   heap.reserve(cap + 1);
   size_t scanned = 0;
-  for (size_t i = 0; i < nprobe; ++i) scanned += scanner.Scan(coarse[i].second, cap, heap);
+  for (size_t i = 0; i < nprobe; ++i) {
+    scanned += scanner.Scan(coarse[i].second, cap, heap, coarse[i].first);
+  }
   if (stats) stats->distances += scanned + (refine ? heap.size() : 0) + nlist;
   FinishLocked(q.data(), refine > 0, params.k, heap, out);
   return Status::Ok();

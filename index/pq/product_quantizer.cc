@@ -74,9 +74,35 @@ void ProductQuantizer::Decode(const uint8_t* code, float* x) const {
   }
 }
 
+namespace {
+
+// Tables for short sub-vectors: one pass over the codebook, which the compiler vectorises;
+// a kernel call per sub-quantiser would cost more than its few multiply-adds.
+template <bool kL2>
+void ShortTable(const float* x, const float* centroids, size_t m, size_t ksub, size_t dsub,
+                float* table) {
+  for (size_t j = 0; j < m; ++j) {
+    const float* xj = x + j * dsub;
+    const float* y = centroids + j * ksub * dsub;
+    for (size_t k = 0; k < ksub; ++k) {
+      float s = 0;
+      for (size_t t = 0; t < dsub; ++t) {
+        const float v = kL2 ? xj[t] - y[k * dsub + t] : xj[t] * y[k * dsub + t];
+        s += kL2 ? v * v : v;
+      }
+      table[j * ksub + k] = s;
+    }
+  }
+}
+
+constexpr size_t kShortSub = 16;
+
+}  // namespace
+
 void ProductQuantizer::L2Table(const float* x, float* table) const {
   const auto& kern = simd::GetKernels();
   const size_t dsub = this->dsub(), ksub = this->ksub();
+  if (dsub < kShortSub) return ShortTable<true>(x, centroids_.data(), m_, ksub, dsub, table);
   for (size_t j = 0; j < m_; ++j) {
     kern.l2sqr_batch(x + j * dsub, &centroids_[j * ksub * dsub], ksub, dsub, table + j * ksub);
   }
@@ -85,6 +111,7 @@ void ProductQuantizer::L2Table(const float* x, float* table) const {
 void ProductQuantizer::IpTable(const float* x, float* table) const {
   const auto& kern = simd::GetKernels();
   const size_t dsub = this->dsub(), ksub = this->ksub();
+  if (dsub < kShortSub) return ShortTable<false>(x, centroids_.data(), m_, ksub, dsub, table);
   for (size_t j = 0; j < m_; ++j) {
     kern.inner_product_batch(x + j * dsub, &centroids_[j * ksub * dsub], ksub, dsub,
                              table + j * ksub);

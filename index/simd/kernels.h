@@ -42,6 +42,14 @@ struct Kernels {
   // 65,536 by how it quantises the tables).
   void (*fastscan_block32)(const uint8_t* codes, const uint8_t* luts, size_t pairs,
                            uint16_t* out);
+  // Fast-scan tables: for each of m sub-quantisers with 16 entries, sum[j*16+c] = a[..] + b[..]
+  // (b may be null), mins[j] = the smallest entry of sub-quantiser j; returns the largest
+  // max - min over the sub-quantisers.
+  float (*lut16_sum_minmax)(const float* a, const float* b, size_t m, float* sum, float* mins);
+  // luts in the fast-scan layout (index/simd/fastscan.h): round((sum - mins[j]) * scale),
+  // REQUIRES: results within [0, 255].
+  void (*lut16_quantize)(const float* sum, const float* mins, size_t m, float scale,
+                         uint8_t* luts);
 };
 
 // Kernels of the active level. The reference is valid for the life of the process.

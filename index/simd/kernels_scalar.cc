@@ -1,5 +1,6 @@
 // Scalar reference kernels: the definition every SIMD level is tested against. Accumulation is
 // in double so the reference is more accurate than any level under test.
+#include <algorithm>
 #include <cmath>
 
 #include "index/simd/fp16.h"
@@ -94,13 +95,36 @@ void FastScanBlock32(const uint8_t* codes, const uint8_t* luts, size_t pairs, ui
   for (size_t v = 0; v < 32; ++v) out[v] = uint16_t(sums[v]);
 }
 
+float Lut16SumMinMax(const float* a, const float* b, size_t m, float* sum, float* mins) {
+  float range = 0;
+  for (size_t j = 0; j < m; ++j) {
+    float lo = 0, hi = 0;
+    for (size_t c = 0; c < 16; ++c) {
+      const float v = a[j * 16 + c] + (b ? b[j * 16 + c] : 0.0f);
+      sum[j * 16 + c] = v;
+      lo = c == 0 || v < lo ? v : lo;
+      hi = c == 0 || v > hi ? v : hi;
+    }
+    mins[j] = lo;
+    range = std::max(range, hi - lo);
+  }
+  return range;
+}
+
+void Lut16Quantize(const float* sum, const float* mins, size_t m, float scale, uint8_t* luts) {
+  for (size_t j = 0; j < m; ++j) {
+    uint8_t* dst = luts + (j / 2) * 32 + (j % 2) * 16;
+    for (size_t c = 0; c < 16; ++c) dst[c] = uint8_t(std::nearbyint((sum[j * 16 + c] - mins[j]) * scale));
+  }
+}
+
 }  // namespace
 
 const Kernels& ScalarKernels() {
   static const Kernels k{SimdLevel::kScalar, L2Sqr,          InnerProduct,   L2SqrBatch,
                          InnerProductBatch,  L2SqrByIds,     InnerProductByIds, Normalize,
                          L2SqrU8,            InnerProductI8, L2SqrF16,       InnerProductF16,
-                         FastScanBlock32};
+                         FastScanBlock32,    Lut16SumMinMax, Lut16Quantize};
   return k;
 }
 

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -153,6 +154,26 @@ TEST_P(KernelsTest, FastScanMatchesReference) {
     k().fastscan_block32(codes.data() + 1, luts.data() + 3, pairs, got);
     ref().fastscan_block32(codes.data() + 1, luts.data() + 3, pairs, want);
     for (size_t v = 0; v < 32; ++v) EXPECT_EQ(got[v], want[v]) << "pairs " << pairs << " lane " << v;
+  }
+}
+
+TEST_P(KernelsTest, FastScanTableKernelsMatchReference) {
+  for (size_t m : {1, 2, 7, 16, 196}) {
+    auto a = Floats(m * 16, 1), b = Floats(m * 16, 2);
+    std::vector<float> s1(m * 16), s2(m * 16), mins1(m), mins2(m);
+    for (const float* bp : {static_cast<const float*>(nullptr), static_cast<const float*>(b.data() + 2)}) {
+      float r1 = k().lut16_sum_minmax(a.data() + 1, bp, m, s1.data(), mins1.data());
+      float r2 = ref().lut16_sum_minmax(a.data() + 1, bp, m, s2.data(), mins2.data());
+      EXPECT_EQ(r1, r2);
+      EXPECT_EQ(s1, s2);
+      EXPECT_EQ(mins1, mins2);
+    }
+    const float scale = 255.0f / ref().lut16_sum_minmax(a.data(), b.data(), m, s2.data(), mins2.data());
+    std::vector<uint8_t> q1(FastScanBlockBytes(m), 0), q2(FastScanBlockBytes(m), 0);
+    k().lut16_quantize(s2.data(), mins2.data(), m, scale, q1.data());
+    ref().lut16_quantize(s2.data(), mins2.data(), m, scale, q2.data());
+    EXPECT_EQ(q1, q2) << "m " << m;
+    EXPECT_EQ(*std::max_element(q2.begin(), q2.end()), 255);
   }
 }
 
