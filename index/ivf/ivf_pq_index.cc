@@ -45,8 +45,9 @@ class IvfPqIndex::Scanner {
     const List& list = x_.lists_[l];
     const size_t n = list.ids.size();
     if (n == 0 || cap == 0) return 0;
-    const float* lut = nullptr;
-    const float bias = ListTable(l, coarse, &lut);
+    const float* lut = nullptr;   // the list's table is lut (+ lut_add, when not null)
+    const float* lut_add = nullptr;
+    const float bias = ListTable(l, coarse, &lut, &lut_add);
     auto worst = [&] {
       return heap.size() >= cap ? heap.front().distance : std::numeric_limits<float>::infinity();
     };
@@ -64,6 +65,10 @@ class IvfPqIndex::Scanner {
     };
     const size_t m = x_.pq_.m(), ksub = x_.pq_.ksub();
     if (x_.pq_.nbits() == 8) {
+      if (lut_add) {
+        for (size_t i = 0; i < m * ksub; ++i) lut_[i] = lut[i] + lut_add[i];
+        lut = lut_.data();
+      }
       const size_t cs = x_.pq_.code_size();
       for (size_t i = 0; i < n; ++i) {
         const uint8_t* code = &list.codes[i * cs];
@@ -75,7 +80,7 @@ class IvfPqIndex::Scanner {
     }
     // 4-bit: quantise the table to uint8 with one scale for all sub-quantisers, so sums of up
     // to m entries stay below 65,536; offsets per sub-quantiser go into the bias.
-    const float range = x_.kernels_.lut16_sum_minmax(lut, nullptr, m, sum_.data(), mins_.data());
+    const float range = x_.kernels_.lut16_sum_minmax(lut, lut_add, m, sum_.data(), mins_.data());
     float offset = bias;
     for (size_t j = 0; j < m; ++j) offset += mins_[j];
     const float limit = float(std::min<size_t>(255, 65535 / m));
@@ -88,8 +93,13 @@ class IvfPqIndex::Scanner {
       x_.kernels_.fastscan_block32(&list.codes[b * block_bytes], lut8_.data(), pairs, sums);
       const size_t lanes = std::min<size_t>(32, n - b * 32);
       const float threshold = (worst() - offset) * scale;
-      for (size_t v = 0; v < lanes; ++v) {
-        if (float(sums[v]) > threshold) continue;
+      if (threshold < 0) continue;
+      const uint32_t t16 = threshold >= 65535.0f ? 65535u : uint32_t(threshold);
+      uint32_t mask = 0;  // lanes at or under the threshold; a plain loop the compiler vectorises
+      for (uint32_t v = 0; v < 32; ++v) mask |= uint32_t(sums[v] <= t16) << v;
+      if (lanes < 32) mask &= (uint32_t{1} << lanes) - 1;
+      for (; mask; mask &= mask - 1) {
+        const uint32_t v = uint32_t(__builtin_ctz(mask));
         push(offset + float(sums[v]) * inv, uint32_t(b * 32 + v));
       }
     }
@@ -97,9 +107,10 @@ class IvfPqIndex::Scanner {
   }
 
  private:
-  // Points lut at list l's distance table and returns the list's constant term. `coarse` is
+  // Points lut (and lut_add, to be added to it) at list l's table and returns the list's
+  // constant term. `coarse` is
   // the coarse-step distance of the query to the list's centroid (NaN if not computed).
-  float ListTable(uint32_t l, float coarse, const float** lut) {
+  float ListTable(uint32_t l, float coarse, const float** lut, const float** lut_add) {
     const float* c = &x_.centroids_[size_t(l) * x_.dim_];
     if (std::isnan(coarse)) {
       coarse = x_.metric_ == Metric::kL2 ? x_.kernels_.l2sqr(q_, c, x_.dim_)
@@ -109,15 +120,14 @@ class IvfPqIndex::Scanner {
       *lut = table_.data();
       return x_.metric_ == Metric::kCosine ? 1.0f + coarse : coarse;
     }
-    *lut = lut_.data();
     if (x_.precomputed_.empty()) {
       for (size_t t = 0; t < x_.dim_; ++t) residual_[t] = q_[t] - c[t];
       x_.pq_.L2Table(residual_.data(), lut_.data());
+      *lut = lut_.data();
       return 0.0f;
     }
-    const size_t mk = table_.size();
-    const float* p = &x_.precomputed_[size_t(l) * mk];
-    for (size_t i = 0; i < mk; ++i) lut_[i] = p[i] + table_[i];
+    *lut = &x_.precomputed_[size_t(l) * table_.size()];
+    *lut_add = table_.data();
     return coarse;
   }
 
