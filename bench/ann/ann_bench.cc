@@ -4,7 +4,8 @@
 //   ann_bench --dataset fashion-mnist|synth [--data DIR] [--out DIR] [--libs a,b,..]
 //             [--efs 10,20,..] [--reps 3] [--threads 2] [--m 16] [--efc 200] [--nq N]
 //             [--nprobes 1,2,..] [--nlist 256] [--pq-m M] [--refine 4] [--index-dir DIR]
-// Libraries: quiver-hnsw-sq8, quiver-hnsw, quiver-ivfpq4, quiver-ivfpq8, hnswlib.
+// Libraries: quiver-hnsw-sq8, quiver-hnsw, quiver-ivfpq4, quiver-ivfpq8 (float32 refine),
+// quiver-ivfpq4-int8, quiver-ivfpq8-int8 (int8 refine store), hnswlib.
 //
 // Writes <out>/ann-<dataset>.csv (library,index,params,build_s,recall_at_10,qps,memory_mb) and
 // <out>/ann-<dataset>.md (QPS ratio Quiver/hnswlib at recall@10 0.90/0.95/0.99, command, CPU),
@@ -220,11 +221,13 @@ size_t PqM(const Args& a, size_t dim, size_t nbits) {
 void SweepIvf(const Dataset& ds, const Args& a, const std::string& lib, std::vector<Row>* rows) {
   index::IvfPqOptions o;
   o.nlist = a.nlist;
-  o.nbits = lib == "quiver-ivfpq4" ? 4 : 8;
+  o.nbits = lib.rfind("quiver-ivfpq4", 0) == 0 ? 4 : 8;
   o.m = PqM(a, ds.dim, o.nbits);
   o.threads = a.threads;
   o.refine = a.refine;
-  o.store_vectors = a.refine > 0;
+  o.refine_store = a.refine == 0 ? index::RefineStore::kNone
+                   : lib.size() > 5 && lib.substr(lib.size() - 5) == "-int8" ? index::RefineStore::kInt8
+                                                                             : index::RefineStore::kFloat32;
   auto index = std::move(index::IvfPqIndex::Create(ds.dim, index::Metric::kL2, o)).value();
   std::vector<uint64_t> ids(ds.n);
   for (size_t i = 0; i < ds.n; ++i) ids[i] = i;
@@ -422,7 +425,8 @@ int Main(int argc, char** argv) {
   for (const auto& lib : a.libs) {
     if (lib == "quiver-hnsw" || lib == "quiver-hnsw-sq8") {
       SweepQuiver(ds, a, lib, &rows);
-    } else if (lib == "quiver-ivfpq4" || lib == "quiver-ivfpq8") {
+    } else if (lib == "quiver-ivfpq4" || lib == "quiver-ivfpq8" || lib == "quiver-ivfpq4-int8" ||
+               lib == "quiver-ivfpq8-int8") {
       SweepIvf(ds, a, lib, &rows);
     } else if (lib == "hnswlib") {
       auto peer = MakeHnswlibPeer(ds.dim, a.m, a.efc);

@@ -150,11 +150,18 @@ Result<std::unique_ptr<IvfPqIndex>> IvfPqIndex::Create(size_t dim, Metric metric
   if (o.nbits != 4 && o.nbits != 8) return InvalidArgumentError("nbits must be 4 or 8");
   if (o.nbits == 4 && o.m > 1024) return InvalidArgumentError("4-bit PQ supports m up to 1024");
   if (o.nprobe == 0) return InvalidArgumentError("nprobe must be at least 1");
+  if (o.refine_store > RefineStore::kInt8) return InvalidArgumentError("unknown refine store");
   return std::unique_ptr<IvfPqIndex>(new IvfPqIndex(dim, metric, o));
 }
 
 IvfPqIndex::IvfPqIndex(size_t dim, Metric metric, const IvfPqOptions& options)
-    : dim_(dim), metric_(metric), options_(options), kernels_(simd::GetKernels()) {
+    : dim_(dim),
+      metric_(metric),
+      options_(options),
+      kernels_(simd::GetKernels()),
+      refine_row_bytes_(options.refine_store == RefineStore::kFloat32 ? dim * sizeof(float)
+                        : options.refine_store == RefineStore::kInt8  ? dim
+                                                                      : 0) {
   lists_.resize(options.nlist);
 }
 
@@ -179,7 +186,7 @@ size_t IvfPqIndex::memory_bytes() const {
   std::shared_lock lock(mu_);
   size_t bytes = (centroids_.capacity() + precomputed_.capacity() + pq_.centroids().size()) * 4;
   for (const List& l : lists_) {
-    bytes += l.ids.capacity() * 8 + l.codes.capacity() + l.vectors.capacity() * 4;
+    bytes += l.ids.capacity() * 8 + l.codes.capacity() + l.rows.capacity();
   }
   return bytes + where_.size() * 32;
 }
@@ -255,6 +262,12 @@ Status IvfPqIndex::TrainLocked(std::span<const float> sample) {
   }
   QV_ASSIGN_OR_RETURN(pq_, ProductQuantizer::Train(rows, dim_, options_.m, options_.nbits,
                                                    options_.seed + 1, options_.threads));
+  if (options_.refine_store == RefineStore::kInt8) {
+    refine_sq_ = simd::ScalarQuantizer::Train(metric_ == Metric::kL2
+                                                  ? simd::ScalarQuantizer::Kind::kUnsignedL2
+                                                  : simd::ScalarQuantizer::Kind::kSignedIp,
+                                              sample);
+  }
   BuildPrecomputedLocked();
   trained_ = true;
   return Status::Ok();
@@ -367,7 +380,13 @@ Status IvfPqIndex::AddLocked(std::span<const uint64_t> ids, const float* x, cons
 void IvfPqIndex::AppendToList(List& list, uint64_t id, const uint8_t* code, const float* vector) {
   const size_t pos = list.ids.size();
   list.ids.push_back(id);
-  if (options_.store_vectors) list.vectors.insert(list.vectors.end(), vector, vector + dim_);
+  if (options_.refine_store == RefineStore::kFloat32) {
+    const auto* bytes = reinterpret_cast<const uint8_t*>(vector);
+    list.rows.insert(list.rows.end(), bytes, bytes + refine_row_bytes_);
+  } else if (options_.refine_store == RefineStore::kInt8) {
+    list.rows.resize(list.rows.size() + dim_);
+    refine_sq_.Encode(vector, dim_, &list.rows[pos * dim_]);
+  }
   if (pq_.nbits() == 8) {
     list.codes.insert(list.codes.end(), code, code + pq_.code_size());
     return;
@@ -385,9 +404,8 @@ void IvfPqIndex::RemoveFromList(uint32_t l, uint32_t pos) {
   if (pos != last) {
     list.ids[pos] = list.ids[last];
     where_[list.ids[pos]] = {l, pos};
-    if (options_.store_vectors) {
-      std::copy_n(&list.vectors[last * dim_], dim_, &list.vectors[size_t(pos) * dim_]);
-    }
+    std::copy_n(list.rows.data() + last * refine_row_bytes_, refine_row_bytes_,
+                list.rows.data() + size_t(pos) * refine_row_bytes_);
     if (pq_.nbits() == 8) {
       std::copy_n(&list.codes[last * cs], cs, &list.codes[size_t(pos) * cs]);
     } else {
@@ -399,7 +417,7 @@ void IvfPqIndex::RemoveFromList(uint32_t l, uint32_t pos) {
     }
   }
   list.ids.pop_back();
-  if (options_.store_vectors) list.vectors.resize(last * dim_);
+  list.rows.resize(last * refine_row_bytes_);
   if (pq_.nbits() == 8) {
     list.codes.resize(last * cs);
   } else if (last % 32 == 0) {
@@ -450,7 +468,7 @@ Status IvfPqIndex::Search(std::span<const float> query, const SearchParams& para
   for (size_t l = 0; l < nlist; ++l) coarse[l] = {cd[l], uint32_t(l)};
   std::partial_sort(coarse.begin(), coarse.begin() + nprobe, coarse.end());
 
-  const size_t refine = options_.store_vectors ? (params.refine ? params.refine : options_.refine) : 0;
+  const size_t refine = RefineFactor(params);
   const size_t cap = params.k * std::max<size_t>(refine, 1);
   Scanner scanner(*this, q.data(), params.filter);
   std::vector<Candidate> heap;
@@ -464,15 +482,35 @@ Status IvfPqIndex::Search(std::span<const float> query, const SearchParams& para
   return Status::Ok();
 }
 
+size_t IvfPqIndex::RefineFactor(const SearchParams& params) const {
+  if (options_.refine_store == RefineStore::kNone) return 0;
+  return params.refine ? params.refine : options_.refine;
+}
+
 void IvfPqIndex::FinishLocked(const float* q, bool refine, size_t k, std::vector<Candidate>& heap,
                               std::vector<Neighbor>* out) const {
-  if (refine) {
+  if (refine && options_.refine_store == RefineStore::kFloat32) {
     for (Candidate& c : heap) {
-      const float* v = &lists_[c.list].vectors[size_t(c.pos) * dim_];
+      const float* v = reinterpret_cast<const float*>(lists_[c.list].rows.data()) + size_t(c.pos) * dim_;
       switch (metric_) {
         case Metric::kL2: c.distance = kernels_.l2sqr(q, v, dim_); break;
         case Metric::kInnerProduct: c.distance = -kernels_.inner_product(q, v, dim_); break;
         case Metric::kCosine: c.distance = 1.0f - kernels_.inner_product(q, v, dim_); break;
+      }
+    }
+  } else if (refine && options_.refine_store == RefineStore::kInt8) {
+    std::vector<uint8_t> code(dim_);
+    refine_sq_.Encode(q, dim_, code.data());
+    const float scale = refine_sq_.scale();
+    for (Candidate& c : heap) {
+      const uint8_t* v = lists_[c.list].rows.data() + size_t(c.pos) * dim_;
+      if (metric_ == Metric::kL2) {
+        c.distance = scale * float(kernels_.l2sqr_u8(code.data(), v, dim_));
+      } else {
+        const float dot = scale * float(kernels_.inner_product_i8(
+                                      reinterpret_cast<const int8_t*>(code.data()),
+                                      reinterpret_cast<const int8_t*>(v), dim_));
+        c.distance = metric_ == Metric::kCosine ? 1.0f - dot : -dot;
       }
     }
   }
@@ -503,7 +541,7 @@ Status IvfPqIndex::SearchLists(std::span<const float> query, std::span<const Lis
   out->assign(quotas.size(), {});
   std::shared_lock lock(mu_);
   if (!trained_) return Status::Ok();
-  const size_t refine = options_.store_vectors ? (params.refine ? params.refine : options_.refine) : 0;
+  const size_t refine = RefineFactor(params);
   Scanner scanner(*this, q.data(), params.filter);
   std::vector<Candidate> heap;
   for (size_t i = 0; i < quotas.size(); ++i) {

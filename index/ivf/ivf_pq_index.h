@@ -10,7 +10,8 @@
 // L2 distances use per-list precomputed tables (||y||^2 + 2<c, y> per sub-code), so a probed
 // list costs one table add instead of a residual table; inner product needs no residual term.
 //
-// Memory per vector: code_size bytes + 8 (id) [+ 4 * dim with refine]; per list: its centroid
+// Memory per vector: code_size bytes + 8 (id) + the refine row (4 * dim, dim or 0 bytes); per
+// list: its centroid
 // and, for L2, m * ksub floats of precomputed table.
 // Thread-safety: as VectorIndex (a reader-writer lock: searches share; Add/Remove exclude).
 #pragma once
@@ -21,17 +22,26 @@
 #include "index/io/index_file.h"
 #include "index/pq/product_quantizer.h"
 #include "index/simd/kernels.h"
+#include "index/simd/quantizer.h"
 #include "index/vector_index.h"
 
 namespace quiver::index {
+
+// What IVF-PQ keeps for exact re-ranking of its candidates.
+enum class RefineStore : uint8_t {
+  kNone = 0,     // PQ distances only
+  kFloat32 = 1,  // float32 vectors: exact distances (4 * dim bytes per item)
+  kInt8 = 2,     // 8-bit scalar-quantised vectors (dim bytes per item; exact for data already
+                 // on an integer grid in [0, 255], such as pixels)
+};
 
 struct IvfPqOptions {
   size_t nlist = 256;
   size_t m = 16;               // PQ sub-quantisers; must divide dim
   size_t nbits = 8;            // 8, or 4 for fast scan
   size_t nprobe = 16;          // default lists visited per query
-  bool store_vectors = true;   // keep float32 vectors for exact re-ranking
-  size_t refine = 4;           // default re-rank factor when vectors are stored (0 = off)
+  RefineStore refine_store = RefineStore::kFloat32;
+  size_t refine = 4;           // default re-rank factor with a refine store (0 = off)
   size_t max_train_points_per_list = 256;
   int threads = 0;             // training and encoding threads; 0 = all cores
   uint64_t seed = 1234;
@@ -87,7 +97,7 @@ class IvfPqIndex final : public VectorIndex {
   struct List {
     std::vector<uint64_t> ids;
     std::vector<uint8_t> codes;    // 8-bit: n * code_size; 4-bit: ceil(n/32) packed blocks
-    std::vector<float> vectors;    // n * dim when store_vectors
+    std::vector<uint8_t> rows;     // n refine rows (refine_row_bytes_ each)
   };
   struct Candidate {
     float distance;
@@ -107,6 +117,7 @@ class IvfPqIndex final : public VectorIndex {
   // Re-ranks (exact distances from stored vectors) if asked, sorts, and emits the k best.
   void FinishLocked(const float* q, bool refine, size_t k, std::vector<Candidate>& heap,
                     std::vector<Neighbor>* out) const;
+  size_t RefineFactor(const SearchParams& params) const;
 
   const size_t dim_;
   const Metric metric_;
@@ -118,6 +129,8 @@ class IvfPqIndex final : public VectorIndex {
   bool trained_ = false;                 // GUARDED_BY(mu_)
   std::vector<float> centroids_;         // nlist * dim
   ProductQuantizer pq_;
+  const size_t refine_row_bytes_;
+  simd::ScalarQuantizer refine_sq_;      // kInt8 refine store
   std::vector<float> precomputed_;       // L2: nlist * m * ksub, or empty
   std::vector<List> lists_;
   std::unordered_map<uint64_t, std::pair<uint32_t, uint32_t>> where_;  // id -> (list, pos)

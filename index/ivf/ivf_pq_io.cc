@@ -37,11 +37,14 @@ Status IvfPqSerializer::Save(const IvfPqIndex& x, const std::string& path) {
   PutFixed<uint64_t>(&meta, o.m);
   PutFixed<uint64_t>(&meta, o.nbits);
   PutFixed<uint64_t>(&meta, o.nprobe);
-  PutFixed<uint8_t>(&meta, o.store_vectors ? 1 : 0);
+  PutFixed<uint8_t>(&meta, static_cast<uint8_t>(o.refine_store));
   PutFixed<uint64_t>(&meta, o.refine);
   PutFixed<uint64_t>(&meta, o.seed);
   PutFixed<uint8_t>(&meta, x.trained_ ? 1 : 0);
   PutFixed<uint8_t>(&meta, x.coarse_given_ ? 1 : 0);
+  PutFixed<uint8_t>(&meta, static_cast<uint8_t>(x.refine_sq_.kind()));
+  PutFixed<float>(&meta, x.refine_sq_.lo());
+  PutFixed<float>(&meta, x.refine_sq_.step());
   w.AddSection(kSectionMeta, std::move(meta));
   std::string centroids;
   PutArray(&centroids, x.centroids_.data(), x.centroids_.size());
@@ -54,7 +57,7 @@ Status IvfPqSerializer::Save(const IvfPqIndex& x, const std::string& path) {
     PutFixed<uint64_t>(&lists, l.ids.size());
     PutArray(&lists, l.ids.data(), l.ids.size());
     PutArray(&lists, l.codes.data(), l.codes.size());
-    PutArray(&lists, l.vectors.data(), l.vectors.size());
+    PutArray(&lists, l.rows.data(), l.rows.size());
   }
   w.AddSection(kSectionLists, std::move(lists));
   return w.Finish();
@@ -64,20 +67,25 @@ Result<std::unique_ptr<IvfPqIndex>> IvfPqSerializer::Load(const IndexFileReader&
   auto corrupt = [](const std::string& why) { return DataLossError("ivf_pq index: " + why); };
   QV_ASSIGN_OR_RETURN(std::string_view meta, file.Section(kSectionMeta));
   uint64_t dim, nlist, m, nbits, nprobe, refine, seed;
-  uint8_t metric, store, trained, given;
+  uint8_t metric, store, trained, given, sq_kind;
+  float sq_lo, sq_step;
   if (!GetFixed(&meta, &dim) || !GetFixed(&meta, &metric) || !GetFixed(&meta, &nlist) ||
       !GetFixed(&meta, &m) || !GetFixed(&meta, &nbits) || !GetFixed(&meta, &nprobe) ||
       !GetFixed(&meta, &store) || !GetFixed(&meta, &refine) || !GetFixed(&meta, &seed) ||
-      !GetFixed(&meta, &trained) || !GetFixed(&meta, &given) || !meta.empty()) {
+      !GetFixed(&meta, &trained) || !GetFixed(&meta, &given) || !GetFixed(&meta, &sq_kind) ||
+      !GetFixed(&meta, &sq_lo) || !GetFixed(&meta, &sq_step) || !meta.empty()) {
     return corrupt("malformed metadata");
   }
-  if (metric > 2 || store > 1 || trained > 1 || given > 1) return corrupt("metadata out of range");
+  if (metric > 2 || store > 2 || trained > 1 || given > 1 || sq_kind > 1 || !std::isfinite(sq_lo) ||
+      !(sq_step > 0) || !std::isfinite(sq_step)) {
+    return corrupt("metadata out of range");
+  }
   IvfPqOptions o;
   o.nlist = nlist;
   o.m = m;
   o.nbits = nbits;
   o.nprobe = nprobe;
-  o.store_vectors = store != 0;
+  o.refine_store = static_cast<RefineStore>(store);
   o.refine = refine;
   o.seed = seed;
   auto created = IvfPqIndex::Create(dim, static_cast<Metric>(metric), o);
@@ -93,6 +101,7 @@ Result<std::unique_ptr<IvfPqIndex>> IvfPqSerializer::Load(const IndexFileReader&
     if (!std::isfinite(v)) return corrupt("non-finite centroid");
   }
   x->coarse_given_ = given != 0;
+  x->refine_sq_ = simd::ScalarQuantizer(static_cast<simd::ScalarQuantizer::Kind>(sq_kind), sq_lo, sq_step);
   QV_ASSIGN_OR_RETURN(std::string_view pq, file.Section(kSectionPq));
   if (trained) {
     auto parsed = ProductQuantizer::Parse(&pq);
@@ -121,10 +130,10 @@ Result<std::unique_ptr<IvfPqIndex>> IvfPqSerializer::Load(const IndexFileReader&
     if (code_bytes > lists.size()) return corrupt("truncated codes");
     list.codes.assign(lists.begin(), lists.begin() + code_bytes);
     lists.remove_prefix(code_bytes);
-    const size_t floats = store ? n * dim : 0;
-    if (floats > lists.size() / 4) return corrupt("truncated vectors");
-    list.vectors.resize(floats);
-    GetArray(&lists, list.vectors.data(), floats);
+    const size_t row_bytes = n * x->refine_row_bytes_;
+    if (row_bytes > lists.size()) return corrupt("truncated refine rows");
+    list.rows.assign(lists.begin(), lists.begin() + row_bytes);
+    lists.remove_prefix(row_bytes);
     for (uint32_t pos = 0; pos < n; ++pos) {
       if (!x->where_.emplace(list.ids[pos], std::make_pair(l, pos)).second) {
         return corrupt("id " + std::to_string(list.ids[pos]) + " stored twice");

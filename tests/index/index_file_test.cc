@@ -38,6 +38,7 @@ std::string SavedIndex(const std::string& kind) {
     o.nlist = 8;
     o.m = 4;
     o.nbits = kind == "ivf_pq4" ? 4 : 8;
+    o.refine_store = kind == "ivf_pq4" ? RefineStore::kInt8 : RefineStore::kFloat32;
     index = std::move(IvfPqIndex::Create(d, Metric::kL2, o)).value();
   } else {
     HnswOptions o;

@@ -24,7 +24,7 @@ std::unique_ptr<IvfPqIndex> MakeIvf(size_t d, Metric metric, size_t nbits, size_
   o.nlist = nlist;
   o.m = m;
   o.nbits = nbits;
-  o.store_vectors = store;
+  o.refine_store = store ? RefineStore::kFloat32 : RefineStore::kNone;
   o.refine = store ? 4 : 0;
   o.threads = 2;
   auto r = IvfPqIndex::Create(d, metric, o);
@@ -60,6 +60,11 @@ TEST_P(IvfPqRecallTest, RecallAgainstExactIsAboveBound) {
   auto queries = ClusteredVectors(nq, d, 50, 0.2f, 6);
   auto ids = Iota(n, 100);
   auto index = MakeIvf(d, c.metric, c.nbits, 16, 64, c.refine);
+  if (std::string(c.name).find("int8") != std::string::npos) {
+    IvfPqOptions o = index->options();
+    o.refine_store = RefineStore::kInt8;
+    index = std::move(IvfPqIndex::Create(d, c.metric, o)).value();
+  }
   ASSERT_TRUE(index->Add(ids, base).ok());
   EXPECT_EQ(index->size(), n);
   auto truth = BruteForce(base, ids, queries, d, c.metric, 10);
@@ -79,7 +84,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"l2_8bit", Metric::kL2, 8, false, 0.55},
                       Case{"l2_4bit", Metric::kL2, 4, false, 0.40},
                       Case{"ip_4bit_refine", Metric::kInnerProduct, 4, true, 0.85},
-                      Case{"cosine_8bit_refine", Metric::kCosine, 8, true, 0.90}),
+                      Case{"cosine_8bit_refine", Metric::kCosine, 8, true, 0.90},
+                      Case{"l2_4bit_int8_refine", Metric::kL2, 4, true, 0.88}),
     [](const auto& info) { return std::string(info.param.name); });
 
 // Fast-scan distances (no re-ranking) agree with the float ADC distance to each returned code
@@ -175,6 +181,11 @@ TEST(IvfPqIndexTest, SaveLoadGivesIdenticalResults) {
   auto queries = ClusteredVectors(30, d, 12, 0.3f, 12);
   for (size_t nbits : {4, 8}) {
     auto index = MakeIvf(d, Metric::kInnerProduct, nbits, 6, 16);
+    if (nbits == 4) {  // the 4-bit case also exercises the int8 refine store
+      IvfPqOptions o = index->options();
+      o.refine_store = RefineStore::kInt8;
+      index = std::move(IvfPqIndex::Create(d, Metric::kInnerProduct, o)).value();
+    }
     ASSERT_TRUE(index->Add(Iota(n, 7), base).ok());
     std::vector<uint64_t> gone = {7, 100};
     ASSERT_TRUE(index->Remove(gone).ok());
