@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Quiver's one entry point on a Debian 12 machine (as root, or with sudo available):
 #   ./quiver.sh run     install what is missing, build (Release), run the main job
-#   ./quiver.sh test    install what is missing, build, run the whole test suite
+#   ./quiver.sh test    install what is missing, build, run the whole test suite (x86-64,
+#                       then the kernel tests cross-built for aarch64 under qemu)
 #   ./quiver.sh deps    only install the Debian packages
 #   ./quiver.sh build   only configure and build
 # Environment: BUILD_DIR (default ./build), JOBS (default: number of cores).
@@ -19,6 +20,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libhnswlib-dev libfaiss-dev libopenblas-dev
   dataset-fashion-mnist python3 python3-numpy python3-faiss
+  g++-aarch64-linux-gnu qemu-user
 )
 
 deps() {
@@ -35,6 +37,17 @@ deps() {
     "${missing[@]}" >/dev/null
 }
 
+# The SIMD kernels and their test, cross-compiled for aarch64 (SIMDe lowers the AVX2 body to
+# NEON) and run under qemu-user: every kernel checked against the scalar reference on ARM.
+test_arm() {
+  local dir="$BUILD_DIR-aarch64"
+  cmake -S "$ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_TOOLCHAIN_FILE="$ROOT/cmake/toolchains/aarch64-linux-gnu.cmake" \
+    -DQUIVER_KERNELS_ONLY=ON -DQUIVER_JEMALLOC=OFF >/dev/null
+  cmake --build "$dir" -j "$JOBS"
+  ctest --test-dir "$dir" --output-on-failure -j "$JOBS"
+}
+
 build() {
   cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DQUIVER_BUILD_TESTS=ON -DQUIVER_BUILD_BENCH=ON >/dev/null
@@ -47,6 +60,7 @@ case "${1:-}" in
   test)
     deps; build
     ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS"
+    test_arm
     ;;
   run)
     deps; build
@@ -56,7 +70,7 @@ case "${1:-}" in
     "$BUILD_DIR/bench/ann_bench" --dataset fashion-mnist --out "$BUILD_DIR/results"
     ;;
   *)
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
