@@ -5,7 +5,9 @@
 //             [--efs 10,20,..] [--reps 3] [--threads 2] [--m 16] [--efc 200] [--nq N]
 //             [--nprobes 1,2,..] [--nlist 256] [--pq-m M] [--refine 4] [--index-dir DIR]
 // Libraries: quiver-hnsw-sq8, quiver-hnsw, quiver-ivfpq4, quiver-ivfpq8 (float32 refine),
-// quiver-ivfpq4-int8, quiver-ivfpq8-int8 (int8 refine store), hnswlib.
+// quiver-ivfpq4-int8, quiver-ivfpq8-int8 (int8 refine store), hnswlib, and
+// faiss:<index_factory string with '+' for ','> (Debian's FAISS), e.g.
+// faiss:IVF256+PQ196x4fs+RFlat.
 //
 // Writes <out>/ann-<dataset>.csv (library,index,params,build_s,recall_at_10,qps,memory_mb) and
 // <out>/ann-<dataset>.md (QPS ratio Quiver/hnswlib at recall@10 0.90/0.95/0.99, command, CPU),
@@ -270,16 +272,20 @@ void SweepPeer(const Dataset& ds, const Args& a, PeerIndex& peer, std::vector<Ro
     if (!saved.empty() && peer.Save(saved)) std::ofstream(saved + ".build_s") << build;
   }
   const size_t nq = a.nq ? std::min(a.nq, ds.nq) : ds.nq;
-  for (size_t ef : a.efs) {
-    peer.SetEf(std::max<size_t>(ef, 10));
+  const std::vector<size_t>& knobs = peer.is_ivf() ? a.nprobes : a.efs;
+  for (size_t knob : knobs) {
+    peer.SetKnob(peer.is_ivf() ? knob : std::max<size_t>(knob, 10));
     auto [recall, qps] = RunQueries(ds, nq, a.reps, [&](const float* q, int64_t* found) {
       peer.Search(q, 10, found);
       return size_t(10);
     });
-    std::fprintf(stderr, "  ef %4zu  recall %.4f  qps %8.0f\n", ef, recall, qps);
-    rows->push_back({peer.name(), "hnsw", "M=" + std::to_string(a.m) + " efC=" +
-                                              std::to_string(a.efc) + " ef=" + std::to_string(ef),
-                     build, recall, qps, peer.memory_bytes() / 1048576.0});
+    const char* knob_name = peer.is_ivf() ? "nprobe" : "ef";
+    std::fprintf(stderr, "  %s %4zu  recall %.4f  qps %8.0f\n", knob_name, knob, recall, qps);
+    std::string params = peer.is_ivf() ? "refine=" + std::to_string(a.refine)
+                                       : "M=" + std::to_string(a.m) + " efC=" + std::to_string(a.efc);
+    rows->push_back({peer.name(), peer.is_ivf() ? "ivf_pq" : "hnsw",
+                     params + " " + knob_name + "=" + std::to_string(knob), build, recall, qps,
+                     peer.memory_bytes() / 1048576.0});
   }
 }
 
@@ -430,6 +436,11 @@ int Main(int argc, char** argv) {
       SweepIvf(ds, a, lib, &rows);
     } else if (lib == "hnswlib") {
       auto peer = MakeHnswlibPeer(ds.dim, a.m, a.efc);
+      SweepPeer(ds, a, *peer, &rows);
+    } else if (lib.rfind("faiss:", 0) == 0) {  // faiss:<index_factory string, '+' for ','>
+      std::string factory = lib.substr(6);
+      std::replace(factory.begin(), factory.end(), '+', ',');
+      auto peer = MakeFaissPeer(ds.dim, factory, float(std::max<size_t>(a.refine, 1)));
       SweepPeer(ds, a, *peer, &rows);
     } else {
       std::fprintf(stderr, "ann_bench: unknown library %s\n", lib.c_str());

@@ -32,7 +32,7 @@ class HnswlibPeer final : public PeerIndex {
     for (auto& t : pool) t.join();
   }
 
-  void SetEf(size_t ef) override { index_->setEf(ef); }
+  void SetKnob(size_t ef) override { index_->setEf(ef); }
 
   void Search(const float* query, size_t k, int64_t* out) const override {
     auto result = index_->searchKnn(query, k);

@@ -14,7 +14,10 @@ class PeerIndex {
   virtual std::string name() const = 0;
   // Builds from n row-major vectors (ids 0..n-1) on `threads` threads.
   virtual void Build(const float* data, size_t n, int threads) = 0;
-  virtual void SetEf(size_t ef) = 0;
+  // True if the sweep knob is nprobe (IVF), false if it is ef (graph indexes).
+  virtual bool is_ivf() const { return false; }
+  // Sets the accuracy/speed knob: ef for graph indexes, nprobe for IVF ones.
+  virtual void SetKnob(size_t value) = 0;
   // Writes the k nearest ids (closest first) to out.
   virtual void Search(const float* query, size_t k, int64_t* out) const = 0;
   virtual size_t memory_bytes() const = 0;
@@ -25,5 +28,8 @@ class PeerIndex {
 
 // hnswlib (Debian's libhnswlib-dev), L2, compiled with -O3 -march=native.
 std::unique_ptr<PeerIndex> MakeHnswlibPeer(size_t dim, size_t m, size_t ef_construction);
+
+// FAISS (Debian's libfaiss-dev), L2, any index_factory string, e.g. "IVF256,PQ196x4fs,RFlat".
+std::unique_ptr<PeerIndex> MakeFaissPeer(size_t dim, const std::string& factory, float k_factor);
 
 }  // namespace quiver::bench

@@ -1,0 +1,61 @@
+// FAISS (Debian's libfaiss-dev, a generic build without AVX2) as a peer: any index_factory
+// string; the sweep knob is nprobe for IVF indexes (efSearch for HNSW ones), and a refine
+// stage (",RFlat") re-ranks k_factor * k candidates. Searches run on one OpenMP thread.
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/IndexRefine.h>
+#include <faiss/index_factory.h>
+#include <omp.h>
+
+#include <memory>
+
+#include "bench/ann/peer.h"
+
+namespace quiver::bench {
+namespace {
+
+class FaissPeer final : public PeerIndex {
+ public:
+  FaissPeer(size_t dim, std::string factory, float k_factor)
+      : dim_(dim), factory_(std::move(factory)), k_factor_(k_factor) {}
+
+  std::string name() const override { return "faiss " + factory_; }
+  bool is_ivf() const override { return factory_.rfind("IVF", 0) == 0; }
+
+  void Build(const float* data, size_t n, int threads) override {
+    omp_set_num_threads(threads);
+    index_.reset(faiss::index_factory(int(dim_), factory_.c_str()));
+    index_->train(faiss::Index::idx_t(n), data);
+    index_->add(faiss::Index::idx_t(n), data);
+    if (auto* refine = dynamic_cast<faiss::IndexRefine*>(index_.get())) refine->k_factor = k_factor_;
+    omp_set_num_threads(1);
+  }
+
+  void SetKnob(size_t value) override {
+    faiss::Index* base = index_.get();
+    if (auto* refine = dynamic_cast<faiss::IndexRefine*>(base)) base = refine->base_index;
+    if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(base)) ivf->nprobe = value;
+    if (auto* hnsw = dynamic_cast<faiss::IndexHNSW*>(base)) hnsw->hnsw.efSearch = int(value);
+  }
+
+  void Search(const float* query, size_t k, int64_t* out) const override {
+    float distances[1024];
+    index_->search(1, query, faiss::Index::idx_t(k), distances, out);
+  }
+
+  size_t memory_bytes() const override { return 0; }  // FAISS does not report it
+
+ private:
+  size_t dim_;
+  std::string factory_;
+  float k_factor_;
+  std::unique_ptr<faiss::Index> index_;
+};
+
+}  // namespace
+
+std::unique_ptr<PeerIndex> MakeFaissPeer(size_t dim, const std::string& factory, float k_factor) {
+  return std::make_unique<FaissPeer>(dim, factory, k_factor);
+}
+
+}  // namespace quiver::bench
