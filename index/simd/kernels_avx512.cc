@@ -1,4 +1,4 @@
-// AVX-512 level: the 512-bit forms of the float, uint8 and int8 kernels, written against
+// AVX-512 level: the 512-bit forms of the float, uint8, int8 and fast-scan kernels, against
 // SIMDe's AVX-512 API; the remaining kernels (fp16, normalize) reuse the AVX2 body compiled
 // in this translation unit. Compiled with -mavx512f -mavx512bw -mavx512vl -mavx2 -mfma -mf16c.
 #define QV_SIMD_NS avx512_body
@@ -130,6 +130,53 @@ void InnerProductByIds(const float* q, const float* base, const uint32_t* ids, s
   }
 }
 
+// Fast scan, two sub-quantiser pairs per 512-bit step (lanes 0-1: pair p, lanes 2-3: pair
+// p + 1); the halves are folded into the 256-bit form of the AVX2 body for an odd last pair
+// and the final re-interleave.
+void FastScanBlock32(const uint8_t* codes, const uint8_t* luts, size_t pairs, uint16_t* out) {
+  const simde__m512i low4 = simde_mm512_set1_epi8(0x0F);
+  const simde__m512i low8 = simde_mm512_set1_epi16(0x00FF);
+  simde__m512i lo_even = simde_mm512_setzero_si512(), lo_odd = lo_even;
+  simde__m512i hi_even = lo_even, hi_odd = lo_even;
+  size_t p = 0;
+  for (; p + 2 <= pairs; p += 2) {
+    const simde__m512i c = simde_mm512_loadu_si512(codes + p * 32);
+    const simde__m512i lut = simde_mm512_loadu_si512(luts + p * 32);
+    const simde__m512i r_lo = simde_mm512_shuffle_epi8(lut, simde_mm512_and_si512(c, low4));
+    const simde__m512i r_hi = simde_mm512_shuffle_epi8(
+        lut, simde_mm512_and_si512(simde_mm512_srli_epi16(c, 4), low4));
+    lo_even = simde_mm512_add_epi16(lo_even, simde_mm512_and_si512(r_lo, low8));
+    lo_odd = simde_mm512_add_epi16(lo_odd, simde_mm512_srli_epi16(r_lo, 8));
+    hi_even = simde_mm512_add_epi16(hi_even, simde_mm512_and_si512(r_hi, low8));
+    hi_odd = simde_mm512_add_epi16(hi_odd, simde_mm512_srli_epi16(r_hi, 8));
+  }
+  auto halves = [](simde__m512i v) {
+    return simde_mm256_add_epi16(simde_mm512_castsi512_si256(v), simde_mm512_extracti64x4_epi64(v, 1));
+  };
+  simde__m256i le = halves(lo_even), lo = halves(lo_odd), he = halves(hi_even), ho = halves(hi_odd);
+  if (p < pairs) {
+    const simde__m256i low4y = simde_mm256_set1_epi8(0x0F), low8y = simde_mm256_set1_epi16(0x00FF);
+    const simde__m256i c = simde_mm256_loadu_si256(reinterpret_cast<const simde__m256i*>(codes + p * 32));
+    const simde__m256i lut = simde_mm256_loadu_si256(reinterpret_cast<const simde__m256i*>(luts + p * 32));
+    const simde__m256i r_lo = simde_mm256_shuffle_epi8(lut, simde_mm256_and_si256(c, low4y));
+    const simde__m256i r_hi =
+        simde_mm256_shuffle_epi8(lut, simde_mm256_and_si256(simde_mm256_srli_epi16(c, 4), low4y));
+    le = simde_mm256_add_epi16(le, simde_mm256_and_si256(r_lo, low8y));
+    lo = simde_mm256_add_epi16(lo, simde_mm256_srli_epi16(r_lo, 8));
+    he = simde_mm256_add_epi16(he, simde_mm256_and_si256(r_hi, low8y));
+    ho = simde_mm256_add_epi16(ho, simde_mm256_srli_epi16(r_hi, 8));
+  }
+  auto fold = [](simde__m256i v) {
+    return simde_mm_add_epi16(simde_mm256_castsi256_si128(v), simde_mm256_extracti128_si256(v, 1));
+  };
+  const simde__m128i e0 = fold(le), o0 = fold(lo), e1 = fold(he), o1 = fold(ho);
+  simde__m128i* dst = reinterpret_cast<simde__m128i*>(out);
+  simde_mm_storeu_si128(dst + 0, simde_mm_unpacklo_epi16(e0, o0));
+  simde_mm_storeu_si128(dst + 1, simde_mm_unpackhi_epi16(e0, o0));
+  simde_mm_storeu_si128(dst + 2, simde_mm_unpacklo_epi16(e1, o1));
+  simde_mm_storeu_si128(dst + 3, simde_mm_unpackhi_epi16(e1, o1));
+}
+
 float L2SqrEntry(const float* a, const float* b, size_t d) { return L2Sqr(a, b, d); }
 float InnerProductEntry(const float* a, const float* b, size_t d) { return InnerProduct(a, b, d); }
 uint32_t L2SqrU8Entry(const uint8_t* a, const uint8_t* b, size_t d) { return L2SqrU8(a, b, d); }
@@ -151,6 +198,7 @@ const Kernels& Avx512Kernels() {
     t.inner_product_by_ids = avx512::InnerProductByIds;
     t.l2sqr_u8 = avx512::L2SqrU8Entry;
     t.inner_product_i8 = avx512::InnerProductI8Entry;
+    t.fastscan_block32 = avx512::FastScanBlock32;
     return t;
   }();
   return k;
