@@ -196,6 +196,14 @@ bool IvfPqIndex::Contains(uint64_t id) const {
   return where_.count(id) != 0;
 }
 
+const float* IvfPqIndex::RowsForMetric(std::span<const float> rows,
+                                       std::vector<float>* storage) const {
+  if (metric_ != Metric::kCosine) return rows.data();
+  storage->assign(rows.begin(), rows.end());
+  for (size_t i = 0; i < storage->size(); i += dim_) kernels_.normalize(&(*storage)[i], dim_);
+  return storage->data();
+}
+
 void IvfPqIndex::PrepareQuery(const float* query, std::vector<float>* q) const {
   q->assign(query, query + dim_);
   if (metric_ == Metric::kCosine) kernels_.normalize(q->data(), dim_);
@@ -208,10 +216,8 @@ Status IvfPqIndex::Train(std::span<const float> sample) {
   for (float v : sample) {
     if (!std::isfinite(v)) return InvalidArgumentError("training sample has NaN or Inf");
   }
-  if (metric_ != Metric::kCosine) return TrainLocked(sample);
-  std::vector<float> normalized(sample.begin(), sample.end());
-  for (size_t i = 0; i < normalized.size(); i += dim_) kernels_.normalize(&normalized[i], dim_);
-  return TrainLocked(normalized);
+  std::vector<float> normalized;
+  return TrainLocked({RowsForMetric(sample, &normalized), sample.size()});
 }
 
 Status IvfPqIndex::SetCoarseCentroids(std::span<const float> centroids) {
@@ -301,12 +307,7 @@ Status IvfPqIndex::Add(std::span<const uint64_t> ids, std::span<const float> vec
   QV_RETURN_IF_ERROR(ValidateAdd(ids, vectors));
   if (ids.empty()) return Status::Ok();
   std::vector<float> normalized;
-  const float* x = vectors.data();
-  if (metric_ == Metric::kCosine) {
-    normalized.assign(vectors.begin(), vectors.end());
-    for (size_t i = 0; i < normalized.size(); i += dim_) kernels_.normalize(&normalized[i], dim_);
-    x = normalized.data();
-  }
+  const float* x = RowsForMetric(vectors, &normalized);
   std::unique_lock lock(mu_);
   if (!trained_) QV_RETURN_IF_ERROR(TrainLocked({x, ids.size() * dim_}));
   std::vector<uint32_t> lists(ids.size());
@@ -342,12 +343,7 @@ Status IvfPqIndex::AddToLists(std::span<const uint64_t> ids, std::span<const flo
     }
   }
   std::vector<float> normalized;
-  const float* x = vectors.data();
-  if (metric_ == Metric::kCosine) {
-    normalized.assign(vectors.begin(), vectors.end());
-    for (size_t i = 0; i < normalized.size(); i += dim_) kernels_.normalize(&normalized[i], dim_);
-    x = normalized.data();
-  }
+  const float* x = RowsForMetric(vectors, &normalized);
   std::unique_lock lock(mu_);
   if (!trained_) {
     if (!coarse_given_) {

@@ -114,6 +114,8 @@ class IvfPqIndex final : public VectorIndex {
   void AppendToList(List& list, uint64_t id, const uint8_t* code, const float* vector);
   void RemoveFromList(uint32_t list, uint32_t pos);
   void PrepareQuery(const float* query, std::vector<float>* q) const;
+  // The rows as the index stores them: normalised (into *storage) under cosine, else as given.
+  const float* RowsForMetric(std::span<const float> rows, std::vector<float>* storage) const;
   // Re-ranks (exact distances from stored vectors) if asked, sorts, and emits the k best.
   void FinishLocked(const float* q, bool refine, size_t k, std::vector<Candidate>& heap,
                     std::vector<Neighbor>* out) const;

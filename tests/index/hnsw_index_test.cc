@@ -19,6 +19,7 @@ using quiver::testing::ClusteredVectors;
 using quiver::testing::Iota;
 using quiver::testing::RandomVectors;
 using quiver::testing::Recall;
+using quiver::testing::SearchAll;
 
 std::unique_ptr<HnswIndex> MakeHnsw(size_t d, Metric metric, HnswQuantization quant,
                                     int threads = 2) {
@@ -30,15 +31,6 @@ std::unique_ptr<HnswIndex> MakeHnsw(size_t d, Metric metric, HnswQuantization qu
   auto r = HnswIndex::Create(d, metric, o);
   QV_CHECK(r.ok()) << r.status().ToString();
   return std::move(r).value();
-}
-
-std::vector<std::vector<Neighbor>> SearchAll(const VectorIndex& index,
-                                             const std::vector<float>& queries,
-                                             const SearchParams& params) {
-  std::vector<std::vector<Neighbor>> out;
-  Status s = index.SearchBatch(queries, params, &out, 2);
-  QV_CHECK(s.ok()) << s.ToString();
-  return out;
 }
 
 struct RecallCase {

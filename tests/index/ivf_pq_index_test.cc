@@ -17,6 +17,7 @@ using quiver::testing::ClusteredVectors;
 using quiver::testing::Iota;
 using quiver::testing::RandomVectors;
 using quiver::testing::Recall;
+using quiver::testing::SearchAll;
 
 std::unique_ptr<IvfPqIndex> MakeIvf(size_t d, Metric metric, size_t nbits, size_t m, size_t nlist,
                                     bool store = true) {
@@ -30,14 +31,6 @@ std::unique_ptr<IvfPqIndex> MakeIvf(size_t d, Metric metric, size_t nbits, size_
   auto r = IvfPqIndex::Create(d, metric, o);
   QV_CHECK(r.ok()) << r.status().ToString();
   return std::move(r).value();
-}
-
-std::vector<std::vector<Neighbor>> SearchAll(const VectorIndex& index, const std::vector<float>& q,
-                                             const SearchParams& p) {
-  std::vector<std::vector<Neighbor>> out;
-  Status s = index.SearchBatch(q, p, &out, 2);
-  QV_CHECK(s.ok()) << s.ToString();
-  return out;
 }
 
 struct Case {

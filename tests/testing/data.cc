@@ -68,6 +68,15 @@ std::vector<std::vector<uint64_t>> BruteForce(const std::vector<float>& base,
   return out;
 }
 
+std::vector<std::vector<index::Neighbor>> SearchAll(const index::VectorIndex& index,
+                                                    const std::vector<float>& queries,
+                                                    const index::SearchParams& params) {
+  std::vector<std::vector<index::Neighbor>> out;
+  Status s = index.SearchBatch(queries, params, &out, 2);
+  QV_CHECK(s.ok()) << s.ToString();
+  return out;
+}
+
 double Recall(const std::vector<std::vector<index::Neighbor>>& found,
               const std::vector<std::vector<uint64_t>>& truth) {
   double sum = 0;

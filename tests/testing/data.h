@@ -25,6 +25,11 @@ std::vector<std::vector<uint64_t>> BruteForce(const std::vector<float>& base,
                                               const std::vector<float>& queries, size_t d,
                                               index::Metric metric, size_t k);
 
+// index.SearchBatch on 2 threads; aborts on error (tests pass valid queries).
+std::vector<std::vector<index::Neighbor>> SearchAll(const index::VectorIndex& index,
+                                                    const std::vector<float>& queries,
+                                                    const index::SearchParams& params);
+
 // Mean over queries of |found ∩ truth| / |truth|.
 double Recall(const std::vector<std::vector<index::Neighbor>>& found,
               const std::vector<std::vector<uint64_t>>& truth);
