@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <string>
@@ -141,34 +142,98 @@ double RecallAt10(const Dataset& ds, size_t q, const int64_t* found, size_t nfou
   return hit / 10.0;
 }
 
-// Runs all queries `reps` times; returns (recall@10, median QPS).
-template <typename SearchFn>
-std::pair<double, double> RunQueries(const Dataset& ds, size_t nq, int reps, SearchFn&& search) {
+// One library under test, built and ready: how to search it at each setting of its knob.
+struct Contender {
+  std::string library, index_kind, params, knob_name;
+  double build_s = 0, memory_mb = 0;
+  std::vector<size_t> knobs;
+  // Sets the knob (before a pass) and searches one query; returns ids found.
+  std::function<void(size_t knob)> set_knob;
+  std::function<size_t(const float* q, size_t knob, int64_t* found)> search;
+  std::shared_ptr<void> owner;  // keeps the index alive
+};
+
+// One pass of all queries; returns (recall@10, QPS).
+std::pair<double, double> Pass(const Dataset& ds, size_t nq, Contender& c, size_t knob) {
   std::vector<int64_t> ids(10);
-  std::vector<double> qps;
-  double recall = 0;
-  for (int r = 0; r < reps; ++r) {
-    double sum = 0;
-    double t0 = Now();
-    for (size_t q = 0; q < nq; ++q) {
-      size_t n = search(&ds.queries[q * ds.dim], ids.data());
-      sum += RecallAt10(ds, q, ids.data(), n);
-    }
-    qps.push_back(nq / (Now() - t0));
-    recall = sum / nq;
+  c.set_knob(knob);
+  double sum = 0;
+  const double t0 = Now();
+  for (size_t q = 0; q < nq; ++q) {
+    const size_t n = c.search(&ds.queries[q * ds.dim], knob, ids.data());
+    sum += RecallAt10(ds, q, ids.data(), n);
   }
-  std::sort(qps.begin(), qps.end());
-  return {recall, qps[qps.size() / 2]};
+  return {sum / nq, nq / (Now() - t0)};
 }
 
-void SweepQuiver(const Dataset& ds, const Args& a, const std::string& lib, std::vector<Row>* rows) {
+// Every contender is built before any is timed; then each repetition sweeps all of them in
+// turn, so slow drifts of the machine (this is a shared VM) fall on every library alike.
+// QPS per (library, knob) is the median over repetitions.
+void Measure(const Dataset& ds, const Args& a, std::vector<Contender>& contenders,
+             std::vector<Row>* rows) {
+  const size_t nq = a.nq ? std::min(a.nq, ds.nq) : ds.nq;
+  std::vector<std::vector<std::vector<double>>> qps(contenders.size());
+  std::vector<std::vector<double>> recall(contenders.size());
+  for (size_t c = 0; c < contenders.size(); ++c) {
+    qps[c].resize(contenders[c].knobs.size());
+    recall[c].resize(contenders[c].knobs.size());
+  }
+  for (int r = 0; r < std::max(1, a.reps); ++r) {
+    for (size_t c = 0; c < contenders.size(); ++c) {
+      for (size_t k = 0; k < contenders[c].knobs.size(); ++k) {
+        auto [rec, q] = Pass(ds, nq, contenders[c], contenders[c].knobs[k]);
+        recall[c][k] = rec;
+        qps[c][k].push_back(q);
+      }
+    }
+    std::fprintf(stderr, "repetition %d of %d done\n", r + 1, std::max(1, a.reps));
+  }
+  for (size_t c = 0; c < contenders.size(); ++c) {
+    const Contender& ct = contenders[c];
+    std::fprintf(stderr, "%s (built in %.1f s):\n", ct.library.c_str(), ct.build_s);
+    for (size_t k = 0; k < ct.knobs.size(); ++k) {
+      std::vector<double>& v = qps[c][k];
+      std::sort(v.begin(), v.end());
+      const double median = v[v.size() / 2];
+      std::fprintf(stderr, "  %s %4zu  recall %.4f  qps %8.0f\n", ct.knob_name.c_str(), ct.knobs[k],
+                   recall[c][k], median);
+      rows->push_back({ct.library, ct.index_kind,
+                       ct.params + " " + ct.knob_name + "=" + std::to_string(ct.knobs[k]), ct.build_s,
+                       recall[c][k], median, ct.memory_mb});
+    }
+  }
+}
+
+std::vector<uint64_t> Ids(size_t n) {
+  std::vector<uint64_t> ids(n);
+  for (size_t i = 0; i < n; ++i) ids[i] = i;
+  return ids;
+}
+
+// Wraps a Quiver index; `make_params` turns the knob into SearchParams.
+Contender QuiverContender(std::shared_ptr<index::VectorIndex> index, const Dataset& ds,
+                          std::function<index::SearchParams(size_t)> make_params) {
+  Contender c;
+  auto out = std::make_shared<std::vector<index::Neighbor>>();
+  c.set_knob = [](size_t) {};
+  c.search = [index, out, make_params, dim = ds.dim](const float* q, size_t knob, int64_t* found) {
+    (void)index->Search({q, dim}, make_params(knob), out.get());
+    for (size_t i = 0; i < out->size(); ++i) found[i] = int64_t((*out)[i].id);
+    return out->size();
+  };
+  c.memory_mb = index->memory_bytes() / 1048576.0;
+  c.owner = index;
+  return c;
+}
+
+Contender BuildQuiverHnsw(const Dataset& ds, const Args& a, const std::string& lib) {
   index::HnswOptions o;
   o.m = a.m;
   o.ef_construction = a.efc;
   o.build_threads = a.threads;
   o.quantization = lib == "quiver-hnsw-sq8" ? index::HnswQuantization::kSq8
                                             : index::HnswQuantization::kNone;
-  std::unique_ptr<index::VectorIndex> index;
+  std::shared_ptr<index::VectorIndex> index;
   double build = 0;
   // --index-dir: reuse an index saved by an earlier run with the same parameters (for search
   // tuning); its build time is read back from the side file.
@@ -185,28 +250,23 @@ void SweepQuiver(const Dataset& ds, const Args& a, const std::string& lib, std::
   }
   if (!index) {
     index = std::move(index::HnswIndex::Create(ds.dim, index::Metric::kL2, o)).value();
-    std::vector<uint64_t> ids(ds.n);
-    for (size_t i = 0; i < ds.n; ++i) ids[i] = i;
-    double t0 = Now();
-    Status s = index->Add(ids, ds.base);
+    const double t0 = Now();
+    Status s = index->Add(Ids(ds.n), ds.base);
     build = Now() - t0;
     QV_CHECK(s.ok()) << s.ToString();
     std::fprintf(stderr, "%s: built in %.1f s\n", lib.c_str(), build);
     if (!saved.empty() && index->Save(saved).ok()) std::ofstream(saved + ".build_s") << build;
   }
-  std::vector<index::Neighbor> out;
-  const size_t nq = a.nq ? std::min(a.nq, ds.nq) : ds.nq;
-  for (size_t ef : a.efs) {
-    auto [recall, qps] = RunQueries(ds, nq, a.reps, [&](const float* q, int64_t* found) {
-      (void)index->Search({q, ds.dim}, {.k = 10, .ef = ef}, &out);
-      for (size_t i = 0; i < out.size(); ++i) found[i] = int64_t(out[i].id);
-      return out.size();
-    });
-    std::fprintf(stderr, "  ef %4zu  recall %.4f  qps %8.0f\n", ef, recall, qps);
-    rows->push_back({lib, "hnsw", "M=" + std::to_string(a.m) + " efC=" + std::to_string(a.efc) +
-                                      " ef=" + std::to_string(ef),
-                     build, recall, qps, index->memory_bytes() / 1048576.0});
-  }
+  Contender c = QuiverContender(index, ds, [](size_t ef) {
+    return index::SearchParams{.k = 10, .ef = ef};
+  });
+  c.library = lib;
+  c.index_kind = "hnsw";
+  c.params = "M=" + std::to_string(a.m) + " efC=" + std::to_string(a.efc);
+  c.knob_name = "ef";
+  c.knobs = a.efs;
+  c.build_s = build;
+  return c;
 }
 
 // PQ sub-quantisers: 4-bit codes with 4 components per sub-vector (FAISS's fast-scan setting
@@ -220,7 +280,7 @@ size_t PqM(const Args& a, size_t dim, size_t nbits) {
   return dim;
 }
 
-void SweepIvf(const Dataset& ds, const Args& a, const std::string& lib, std::vector<Row>* rows) {
+Contender BuildIvf(const Dataset& ds, const Args& a, const std::string& lib) {
   index::IvfPqOptions o;
   o.nlist = a.nlist;
   o.nbits = lib.rfind("quiver-ivfpq4", 0) == 0 ? 4 : 8;
@@ -230,63 +290,64 @@ void SweepIvf(const Dataset& ds, const Args& a, const std::string& lib, std::vec
   o.refine_store = a.refine == 0 ? index::RefineStore::kNone
                    : lib.size() > 5 && lib.substr(lib.size() - 5) == "-int8" ? index::RefineStore::kInt8
                                                                              : index::RefineStore::kFloat32;
-  auto index = std::move(index::IvfPqIndex::Create(ds.dim, index::Metric::kL2, o)).value();
-  std::vector<uint64_t> ids(ds.n);
-  for (size_t i = 0; i < ds.n; ++i) ids[i] = i;
-  double t0 = Now();
-  Status s = index->Add(ids, ds.base);
+  std::shared_ptr<index::VectorIndex> index =
+      std::move(index::IvfPqIndex::Create(ds.dim, index::Metric::kL2, o)).value();
+  const double t0 = Now();
+  Status s = index->Add(Ids(ds.n), ds.base);
   const double build = Now() - t0;
   QV_CHECK(s.ok()) << s.ToString();
   std::fprintf(stderr, "%s (nlist %zu, m %zu, %zu-bit, refine %zu): trained and added in %.1f s\n",
                lib.c_str(), o.nlist, o.m, o.nbits, o.refine, build);
-  std::vector<index::Neighbor> out;
-  const size_t nq = a.nq ? std::min(a.nq, ds.nq) : ds.nq;
+  const size_t refine = a.refine;
+  Contender c = QuiverContender(index, ds, [refine](size_t nprobe) {
+    return index::SearchParams{.k = 10, .nprobe = nprobe, .refine = refine};
+  });
+  c.library = lib;
+  c.index_kind = "ivf_pq";
+  char params[128];
+  std::snprintf(params, sizeof(params), "nlist=%zu m=%zu nbits=%zu refine=%zu", o.nlist, o.m, o.nbits,
+                a.refine);
+  c.params = params;
+  c.knob_name = "nprobe";
   for (size_t nprobe : a.nprobes) {
-    if (nprobe > o.nlist) continue;
-    auto [recall, qps] = RunQueries(ds, nq, a.reps, [&](const float* q, int64_t* found) {
-      (void)index->Search({q, ds.dim}, {.k = 10, .nprobe = nprobe, .refine = a.refine}, &out);
-      for (size_t i = 0; i < out.size(); ++i) found[i] = int64_t(out[i].id);
-      return out.size();
-    });
-    std::fprintf(stderr, "  nprobe %3zu  recall %.4f  qps %8.0f\n", nprobe, recall, qps);
-    char params[128];
-    std::snprintf(params, sizeof(params), "nlist=%zu m=%zu nbits=%zu refine=%zu nprobe=%zu", o.nlist,
-                  o.m, o.nbits, a.refine, nprobe);
-    rows->push_back({lib, "ivf_pq", params, build, recall, qps, index->memory_bytes() / 1048576.0});
+    if (nprobe <= o.nlist) c.knobs.push_back(nprobe);
   }
+  c.build_s = build;
+  return c;
 }
 
-void SweepPeer(const Dataset& ds, const Args& a, PeerIndex& peer, std::vector<Row>* rows) {
+Contender BuildPeer(const Dataset& ds, const Args& a, std::shared_ptr<PeerIndex> peer) {
   const std::string saved = a.index_dir.empty() ? "" :
-      a.index_dir + "/" + ds.name + "-" + peer.name() + "-m" + std::to_string(a.m) + "-efc" +
+      a.index_dir + "/" + ds.name + "-" + peer->name() + "-m" + std::to_string(a.m) + "-efc" +
       std::to_string(a.efc) + ".bin";
   double build = 0;
   std::ifstream side(saved + ".build_s");
-  if (!saved.empty() && (side >> build) && peer.Load(saved, ds.n)) {
-    std::fprintf(stderr, "%s: loaded %s (built in %.1f s)\n", peer.name().c_str(), saved.c_str(), build);
+  if (!saved.empty() && (side >> build) && peer->Load(saved, ds.n)) {
+    std::fprintf(stderr, "%s: loaded %s (built in %.1f s)\n", peer->name().c_str(), saved.c_str(), build);
   } else {
-    double t0 = Now();
-    peer.Build(ds.base.data(), ds.n, a.threads);
+    const double t0 = Now();
+    peer->Build(ds.base.data(), ds.n, a.threads);
     build = Now() - t0;
-    std::fprintf(stderr, "%s: built in %.1f s\n", peer.name().c_str(), build);
-    if (!saved.empty() && peer.Save(saved)) std::ofstream(saved + ".build_s") << build;
+    std::fprintf(stderr, "%s: built in %.1f s\n", peer->name().c_str(), build);
+    if (!saved.empty() && peer->Save(saved)) std::ofstream(saved + ".build_s") << build;
   }
-  const size_t nq = a.nq ? std::min(a.nq, ds.nq) : ds.nq;
-  const std::vector<size_t>& knobs = peer.is_ivf() ? a.nprobes : a.efs;
-  for (size_t knob : knobs) {
-    peer.SetKnob(peer.is_ivf() ? knob : std::max<size_t>(knob, 10));
-    auto [recall, qps] = RunQueries(ds, nq, a.reps, [&](const float* q, int64_t* found) {
-      peer.Search(q, 10, found);
-      return size_t(10);
-    });
-    const char* knob_name = peer.is_ivf() ? "nprobe" : "ef";
-    std::fprintf(stderr, "  %s %4zu  recall %.4f  qps %8.0f\n", knob_name, knob, recall, qps);
-    std::string params = peer.is_ivf() ? "refine=" + std::to_string(a.refine)
-                                       : "M=" + std::to_string(a.m) + " efC=" + std::to_string(a.efc);
-    rows->push_back({peer.name(), peer.is_ivf() ? "ivf_pq" : "hnsw",
-                     params + " " + knob_name + "=" + std::to_string(knob), build, recall, qps,
-                     peer.memory_bytes() / 1048576.0});
-  }
+  Contender c;
+  c.library = peer->name();
+  const bool ivf = peer->is_ivf();
+  c.index_kind = ivf ? "ivf_pq" : "hnsw";
+  c.params = ivf ? "refine=" + std::to_string(a.refine)
+                 : "M=" + std::to_string(a.m) + " efC=" + std::to_string(a.efc);
+  c.knob_name = ivf ? "nprobe" : "ef";
+  c.knobs = ivf ? a.nprobes : a.efs;
+  c.build_s = build;
+  c.memory_mb = peer->memory_bytes() / 1048576.0;
+  c.set_knob = [peer, ivf](size_t knob) { peer->SetKnob(ivf ? knob : std::max<size_t>(knob, 10)); };
+  c.search = [peer](const float* q, size_t, int64_t* found) {
+    peer->Search(q, 10, found);
+    return size_t(10);
+  };
+  c.owner = peer;
+  return c;
 }
 
 // QPS at a target recall, interpolated between the two sweep points around it (on the
@@ -354,7 +415,8 @@ std::string Markdown(const Dataset& ds, const Args& a, const std::vector<Row>& r
      << " queries, L2, recall@10)\n\n";
   md << "Command: `" << a.command << "`  \nCPU: " << CpuName() << "; Quiver " << Version()
      << ", SIMD " << simd::SimdLevelName(simd::GetKernels().level)
-     << "; one thread, one query at a time; QPS is the median of " << a.reps << " passes.\n\n";
+     << "; one thread, one query at a time; QPS is the median of " << a.reps
+     << " passes, the libraries' passes interleaved.\n\n";
   std::vector<std::string> libs;
   for (const Row& r : rows) {
     if (std::find(libs.begin(), libs.end(), r.library) == libs.end()) libs.push_back(r.library);
@@ -427,26 +489,28 @@ int Main(int argc, char** argv) {
   std::fprintf(stderr, "%s: %zu x %zu, %zu queries; simd %s\n", ds.name.c_str(), ds.n, ds.dim,
                ds.nq, std::string(simd::SimdLevelName(simd::GetKernels().level)).c_str());
 
-  std::vector<Row> rows;
+  std::vector<Contender> contenders;
   for (const auto& lib : a.libs) {
     if (lib == "quiver-hnsw" || lib == "quiver-hnsw-sq8") {
-      SweepQuiver(ds, a, lib, &rows);
+      contenders.push_back(BuildQuiverHnsw(ds, a, lib));
     } else if (lib == "quiver-ivfpq4" || lib == "quiver-ivfpq8" || lib == "quiver-ivfpq4-int8" ||
                lib == "quiver-ivfpq8-int8") {
-      SweepIvf(ds, a, lib, &rows);
+      contenders.push_back(BuildIvf(ds, a, lib));
     } else if (lib == "hnswlib") {
-      auto peer = MakeHnswlibPeer(ds.dim, a.m, a.efc);
-      SweepPeer(ds, a, *peer, &rows);
+      contenders.push_back(BuildPeer(ds, a, MakeHnswlibPeer(ds.dim, a.m, a.efc)));
     } else if (lib.rfind("faiss:", 0) == 0) {  // faiss:<index_factory string, '+' for ','>
       std::string factory = lib.substr(6);
       std::replace(factory.begin(), factory.end(), '+', ',');
-      auto peer = MakeFaissPeer(ds.dim, factory, float(std::max<size_t>(a.refine, 1)));
-      SweepPeer(ds, a, *peer, &rows);
+      contenders.push_back(
+          BuildPeer(ds, a, MakeFaissPeer(ds.dim, factory, float(std::max<size_t>(a.refine, 1)))));
     } else {
       std::fprintf(stderr, "ann_bench: unknown library %s\n", lib.c_str());
       return 2;
     }
   }
+  std::vector<Row> rows;
+  Measure(ds, a, contenders, &rows);
+  contenders.clear();
   std::string flat_line = a.flat ? FlatScan(ds) : "";
 
   std::ofstream csv(a.out_dir + "/ann-" + ds.name + ".csv");

@@ -43,7 +43,21 @@ class FaissPeer final : public PeerIndex {
     index_->search(1, query, faiss::Index::idx_t(k), distances, out);
   }
 
-  size_t memory_bytes() const override { return 0; }  // FAISS does not report it
+  // FAISS does not report memory; this counts what its IVF and refine structures must hold:
+  // codes and ids in the lists, coarse centroids, and float32 vectors for a flat refine.
+  size_t memory_bytes() const override {
+    const faiss::Index* base = index_.get();
+    size_t bytes = 0;
+    if (auto* refine = dynamic_cast<const faiss::IndexRefine*>(base)) {
+      bytes += size_t(refine->ntotal) * dim_ * sizeof(float);
+      base = refine->base_index;
+    }
+    if (auto* ivf = dynamic_cast<const faiss::IndexIVF*>(base)) {
+      bytes += size_t(ivf->ntotal) * (ivf->code_size + sizeof(faiss::Index::idx_t)) +
+               ivf->nlist * dim_ * sizeof(float);
+    }
+    return bytes;
+  }
 
  private:
   size_t dim_;

@@ -92,7 +92,9 @@ class IvfPqIndex::Scanner {
     for (size_t b = 0; b * 32 < n; ++b) {
       x_.kernels_.fastscan_block32(&list.codes[b * block_bytes], lut8_.data(), pairs, sums);
       const size_t lanes = std::min<size_t>(32, n - b * 32);
-      const float threshold = (worst() - offset) * scale;
+      // In table units; with a flat table (scale 0) every lane ties at `offset`.
+      const float threshold = scale > 0 ? (worst() - offset) * scale
+                                        : (worst() >= offset ? 65535.0f : -1.0f);
       if (threshold < 0) continue;
       const uint32_t t16 = threshold >= 65535.0f ? 65535u : uint32_t(threshold);
       uint32_t mask = 0;  // lanes at or under the threshold; a plain loop the compiler vectorises

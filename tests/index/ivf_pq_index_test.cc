@@ -201,6 +201,19 @@ TEST(IvfPqIndexTest, SaveLoadGivesIdenticalResults) {
   }
 }
 
+// Identical vectors give a flat distance table (every entry equal): the fast scan must still
+// return k items, all at the same distance.
+TEST(IvfPqIndexTest, FlatTablesStillReturnResults) {
+  const size_t n = 400, d = 8;
+  std::vector<float> same(n * d, 0.5f);
+  auto index = MakeIvf(d, Metric::kL2, 4, 4, 4, /*store=*/false);
+  ASSERT_TRUE(index->Add(Iota(n), same).ok());
+  std::vector<Neighbor> out;
+  ASSERT_TRUE(index->Search({same.data(), d}, {.k = 10, .nprobe = 4}, &out).ok());
+  ASSERT_EQ(out.size(), 10u);
+  for (const auto& nb : out) EXPECT_NEAR(nb.distance, out[0].distance, 1e-6f);
+}
+
 TEST(IvfPqIndexTest, RejectsBadOptionsAndTooLittleTrainingData) {
   EXPECT_EQ(IvfPqIndex::Create(30, Metric::kL2, {.m = 7}).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(IvfPqIndex::Create(32, Metric::kL2, {.nbits = 6}).status().code(),
