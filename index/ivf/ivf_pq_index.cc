@@ -16,11 +16,26 @@ bool CloserThan(const C& a, const C& b) { return a.distance < b.distance; }
 
 }  // namespace
 
-// Per-query scanning state: the query, its distance tables, and the candidate heap.
+// Per-thread scratch for searches: reused across queries (and indexes), so a search allocates
+// nothing once its thread has warmed up.
+struct IvfPqIndex::Scratch {
+  std::vector<float> q, coarse_distances, table, lut, residual, mins, sum;
+  std::vector<uint8_t> lut8;
+  std::vector<std::pair<float, uint32_t>> coarse;
+  std::vector<Candidate> heap;
+};
+
+IvfPqIndex::Scratch& IvfPqIndex::ThreadScratch() {
+  thread_local Scratch scratch;
+  return scratch;
+}
+
+// Per-query scanning state: the query and its distance tables (in the thread's scratch).
 class IvfPqIndex::Scanner {
  public:
-  Scanner(const IvfPqIndex& index, const float* q, const IdSelector* filter)
-      : x_(index), q_(q), filter_(filter) {
+  Scanner(const IvfPqIndex& index, const float* q, const IdSelector* filter, Scratch& scratch)
+      : x_(index), q_(q), filter_(filter), table_(scratch.table), lut_(scratch.lut),
+        residual_(scratch.residual), lut8_(scratch.lut8), mins_(scratch.mins), sum_(scratch.sum) {
     const size_t mk = x_.pq_.m() * x_.pq_.ksub();
     table_.resize(mk);
     lut_.resize(mk);
@@ -136,9 +151,12 @@ class IvfPqIndex::Scanner {
   const IvfPqIndex& x_;
   const float* q_;
   const IdSelector* filter_;
-  std::vector<float> table_, lut_, residual_;
-  std::vector<uint8_t> lut8_;
-  std::vector<float> mins_, sum_;
+  std::vector<float>& table_;
+  std::vector<float>& lut_;
+  std::vector<float>& residual_;
+  std::vector<uint8_t>& lut8_;
+  std::vector<float>& mins_;
+  std::vector<float>& sum_;
 };
 
 Result<std::unique_ptr<IvfPqIndex>> IvfPqIndex::Create(size_t dim, Metric metric,
@@ -445,7 +463,8 @@ Status IvfPqIndex::Search(std::span<const float> query, const SearchParams& para
                           std::vector<Neighbor>* out, SearchStats* stats) const {
   QV_RETURN_IF_ERROR(ValidateQuery(query, params));
   out->clear();
-  std::vector<float> q;
+  Scratch& scratch = ThreadScratch();
+  std::vector<float>& q = scratch.q;
   PrepareQuery(query.data(), &q);
   if (metric_ == Metric::kCosine && kernels_.inner_product(q.data(), q.data(), dim_) == 0) {
     return InvalidArgumentError("query is a zero vector; cosine needs a direction");
@@ -455,8 +474,10 @@ Status IvfPqIndex::Search(std::span<const float> query, const SearchParams& para
   const size_t nlist = options_.nlist;
   const size_t nprobe = std::min(nlist, params.nprobe ? params.nprobe : options_.nprobe);
   // Coarse step: the nprobe closest lists.
-  std::vector<std::pair<float, uint32_t>> coarse(nlist);
-  std::vector<float> cd(nlist);
+  std::vector<std::pair<float, uint32_t>>& coarse = scratch.coarse;
+  std::vector<float>& cd = scratch.coarse_distances;
+  coarse.resize(nlist);
+  cd.resize(nlist);
   if (metric_ == Metric::kL2) {
     kernels_.l2sqr_batch(q.data(), centroids_.data(), nlist, dim_, cd.data());
   } else {
@@ -468,9 +489,9 @@ Status IvfPqIndex::Search(std::span<const float> query, const SearchParams& para
 
   const size_t refine = RefineFactor(params);
   const size_t cap = params.k * std::max<size_t>(refine, 1);
-  Scanner scanner(*this, q.data(), params.filter);
-  std::vector<Candidate> heap;
-  heap.reserve(cap + 1);
+  Scanner scanner(*this, q.data(), params.filter, scratch);
+  std::vector<Candidate>& heap = scratch.heap;
+  heap.clear();
   size_t scanned = 0;
   for (size_t i = 0; i < nprobe; ++i) {
     scanned += scanner.Scan(coarse[i].second, cap, heap, coarse[i].first);
@@ -534,14 +555,15 @@ Status IvfPqIndex::SearchLists(std::span<const float> query, std::span<const Lis
                                   std::to_string(options_.nlist) + ")");
     }
   }
-  std::vector<float> q;
+  Scratch& scratch = ThreadScratch();
+  std::vector<float>& q = scratch.q;
   PrepareQuery(query.data(), &q);
   out->assign(quotas.size(), {});
   std::shared_lock lock(mu_);
   if (!trained_) return Status::Ok();
   const size_t refine = RefineFactor(params);
-  Scanner scanner(*this, q.data(), params.filter);
-  std::vector<Candidate> heap;
+  Scanner scanner(*this, q.data(), params.filter, scratch);
+  std::vector<Candidate>& heap = scratch.heap;
   for (size_t i = 0; i < quotas.size(); ++i) {
     heap.clear();
     scanner.Scan(quotas[i].list, quotas[i].k * std::max<size_t>(refine, 1), heap);

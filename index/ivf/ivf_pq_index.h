@@ -105,6 +105,8 @@ class IvfPqIndex final : public VectorIndex {
     uint32_t pos;
   };
   class Scanner;
+  struct Scratch;
+  static Scratch& ThreadScratch();
 
   IvfPqIndex(size_t dim, Metric metric, const IvfPqOptions& options);
 
