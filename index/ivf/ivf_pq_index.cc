@@ -20,7 +20,7 @@ bool CloserThan(const C& a, const C& b) { return a.distance < b.distance; }
 // nothing once its thread has warmed up.
 struct IvfPqIndex::Scratch {
   std::vector<float> q, coarse_distances, table, lut, residual, mins, sum;
-  std::vector<uint8_t> lut8;
+  std::vector<uint8_t> lut8, query_code;
   std::vector<std::pair<float, uint32_t>> coarse;
   std::vector<Candidate> heap;
 };
@@ -518,7 +518,8 @@ void IvfPqIndex::FinishLocked(const float* q, bool refine, size_t k, std::vector
       }
     }
   } else if (refine && options_.refine_store == RefineStore::kInt8) {
-    std::vector<uint8_t> code(dim_);
+    std::vector<uint8_t>& code = ThreadScratch().query_code;
+    code.resize(dim_);
     refine_sq_.Encode(q, dim_, code.data());
     const float scale = refine_sq_.scale();
     for (Candidate& c : heap) {
