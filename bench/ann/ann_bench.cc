@@ -3,7 +3,7 @@
 //
 //   ann_bench --dataset fashion-mnist|synth [--data DIR] [--out DIR] [--libs a,b,..]
 //             [--efs 10,20,..] [--reps 3] [--threads 2] [--m 16] [--efc 200] [--nq N]
-//             [--nprobes 1,2,..] [--nlist 256] [--pq-m M] [--refine 4] [--index-dir DIR]
+//             [--nprobes 1,2,..] [--nlist 256] [--pq-m M] [--refine 4[,6,..]] [--index-dir DIR]
 // Libraries: quiver-hnsw-sq8, quiver-hnsw, quiver-ivfpq4, quiver-ivfpq8 (float32 refine),
 // quiver-ivfpq4-int8, quiver-ivfpq8-int8 (int8 refine store), hnswlib, and
 // faiss:<index_factory string with '+' for ','> (Debian's FAISS), e.g.
@@ -53,7 +53,8 @@ struct Args {
   std::vector<size_t> nprobes = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64};
   size_t nlist = 256;
   size_t pq_m = 0;      // 0: dim / 4 (4-bit) or dim / 14-ish (8-bit): see PqM()
-  size_t refine = 4;
+  std::vector<size_t> refines = {4};  // IVF: each value is swept (one contender per value)
+  size_t refine = 4;                   // the first of refines: peers' refine factor
   int reps = 3;
   int threads = 2;
   size_t m = 16;
@@ -97,7 +98,12 @@ bool ParseArgs(int argc, char** argv, Args* a) {
       for (const auto& e : SplitList(next())) a->nprobes.push_back(std::stoul(e));
     } else if (k == "--nlist") a->nlist = std::stoul(next());
     else if (k == "--pq-m") a->pq_m = std::stoul(next());
-    else if (k == "--refine") a->refine = std::stoul(next());
+    else if (k == "--refine") {
+      a->refines.clear();
+      for (const auto& e : SplitList(next())) a->refines.push_back(std::stoul(e));
+      if (a->refines.empty()) a->refines = {0};
+      a->refine = a->refines.front();
+    }
     else if (k == "--reps") a->reps = std::stoi(next());
     else if (k == "--threads") a->threads = std::stoi(next());
     else if (k == "--m") a->m = std::stoul(next());
@@ -190,7 +196,8 @@ void Measure(const Dataset& ds, const Args& a, std::vector<Contender>& contender
   }
   for (size_t c = 0; c < contenders.size(); ++c) {
     const Contender& ct = contenders[c];
-    std::fprintf(stderr, "%s (built in %.1f s):\n", ct.library.c_str(), ct.build_s);
+    std::fprintf(stderr, "%s %s (built in %.1f s):\n", ct.library.c_str(), ct.params.c_str(),
+                 ct.build_s);
     for (size_t k = 0; k < ct.knobs.size(); ++k) {
       std::vector<double>& v = qps[c][k];
       std::sort(v.begin(), v.end());
@@ -280,14 +287,16 @@ size_t PqM(const Args& a, size_t dim, size_t nbits) {
   return dim;
 }
 
-Contender BuildIvf(const Dataset& ds, const Args& a, const std::string& lib) {
+// One index, one contender per refine factor (they share the index).
+std::vector<Contender> BuildIvf(const Dataset& ds, const Args& a, const std::string& lib) {
   index::IvfPqOptions o;
   o.nlist = a.nlist;
   o.nbits = lib.rfind("quiver-ivfpq4", 0) == 0 ? 4 : 8;
   o.m = PqM(a, ds.dim, o.nbits);
   o.threads = a.threads;
   o.refine = a.refine;
-  o.refine_store = a.refine == 0 ? index::RefineStore::kNone
+  const size_t max_refine = *std::max_element(a.refines.begin(), a.refines.end());
+  o.refine_store = max_refine == 0 ? index::RefineStore::kNone
                    : lib.size() > 5 && lib.substr(lib.size() - 5) == "-int8" ? index::RefineStore::kInt8
                                                                              : index::RefineStore::kFloat32;
   std::shared_ptr<index::VectorIndex> index =
@@ -296,24 +305,27 @@ Contender BuildIvf(const Dataset& ds, const Args& a, const std::string& lib) {
   Status s = index->Add(Ids(ds.n), ds.base);
   const double build = Now() - t0;
   QV_CHECK(s.ok()) << s.ToString();
-  std::fprintf(stderr, "%s (nlist %zu, m %zu, %zu-bit, refine %zu): trained and added in %.1f s\n",
-               lib.c_str(), o.nlist, o.m, o.nbits, o.refine, build);
-  const size_t refine = a.refine;
-  Contender c = QuiverContender(index, ds, [refine](size_t nprobe) {
-    return index::SearchParams{.k = 10, .nprobe = nprobe, .refine = refine};
-  });
-  c.library = lib;
-  c.index_kind = "ivf_pq";
-  char params[128];
-  std::snprintf(params, sizeof(params), "nlist=%zu m=%zu nbits=%zu refine=%zu", o.nlist, o.m, o.nbits,
-                a.refine);
-  c.params = params;
-  c.knob_name = "nprobe";
-  for (size_t nprobe : a.nprobes) {
-    if (nprobe <= o.nlist) c.knobs.push_back(nprobe);
+  std::fprintf(stderr, "%s (nlist %zu, m %zu, %zu-bit): trained and added in %.1f s\n", lib.c_str(),
+               o.nlist, o.m, o.nbits, build);
+  std::vector<Contender> out;
+  for (size_t refine : a.refines) {
+    Contender c = QuiverContender(index, ds, [refine](size_t nprobe) {
+      return index::SearchParams{.k = 10, .nprobe = nprobe, .refine = refine};
+    });
+    c.library = lib;
+    c.index_kind = "ivf_pq";
+    char params[128];
+    std::snprintf(params, sizeof(params), "nlist=%zu m=%zu nbits=%zu refine=%zu", o.nlist, o.m,
+                  o.nbits, refine);
+    c.params = params;
+    c.knob_name = "nprobe";
+    for (size_t nprobe : a.nprobes) {
+      if (nprobe <= o.nlist) c.knobs.push_back(nprobe);
+    }
+    c.build_s = build;
+    out.push_back(std::move(c));
   }
-  c.build_s = build;
-  return c;
+  return out;
 }
 
 Contender BuildPeer(const Dataset& ds, const Args& a, std::shared_ptr<PeerIndex> peer) {
@@ -350,25 +362,27 @@ Contender BuildPeer(const Dataset& ds, const Args& a, std::shared_ptr<PeerIndex>
   return c;
 }
 
-// QPS at a target recall, interpolated between the two sweep points around it (on the
-// recall-sorted upper envelope); NaN if the library never reaches the target.
+// QPS at a target recall: on the library's upper envelope (points no other point beats in both
+// recall and QPS, over all its settings), interpolated between the two envelope points around
+// the target; NaN if the library never reaches it.
 double QpsAtRecall(const std::vector<Row>& rows, const std::string& lib, double target) {
   std::vector<std::pair<double, double>> pts;
   for (const Row& r : rows) {
     if (r.library == lib) pts.push_back({r.recall, r.qps});
   }
-  std::sort(pts.begin(), pts.end());
-  double best = std::nan("");
-  for (size_t i = 0; i < pts.size(); ++i) {
-    if (pts[i].first < target) continue;
-    double q = pts[i].second;
-    if (i > 0 && pts[i - 1].first < target && pts[i].first > pts[i - 1].first) {
-      double t = (target - pts[i - 1].first) / (pts[i].first - pts[i - 1].first);
-      q = pts[i - 1].second + t * (pts[i].second - pts[i - 1].second);
-    }
-    if (std::isnan(best) || q > best) best = q;
+  std::sort(pts.begin(), pts.end(), std::greater<>());  // recall descending
+  std::vector<std::pair<double, double>> envelope;
+  for (const auto& p : pts) {
+    if (envelope.empty() || p.second > envelope.back().second) envelope.push_back(p);
   }
-  return best;
+  std::reverse(envelope.begin(), envelope.end());  // recall ascending, QPS descending
+  for (size_t i = 0; i < envelope.size(); ++i) {
+    if (envelope[i].first < target) continue;
+    if (i == 0 || envelope[i].first == envelope[i - 1].first) return envelope[i].second;
+    const double t = (target - envelope[i - 1].first) / (envelope[i].first - envelope[i - 1].first);
+    return envelope[i - 1].second + t * (envelope[i].second - envelope[i - 1].second);
+  }
+  return std::nan("");
 }
 
 // Single-thread read bandwidth (GB/s) over a buffer far larger than the caches, allocated the
@@ -495,7 +509,7 @@ int Main(int argc, char** argv) {
       contenders.push_back(BuildQuiverHnsw(ds, a, lib));
     } else if (lib == "quiver-ivfpq4" || lib == "quiver-ivfpq8" || lib == "quiver-ivfpq4-int8" ||
                lib == "quiver-ivfpq8-int8") {
-      contenders.push_back(BuildIvf(ds, a, lib));
+      for (Contender& c : BuildIvf(ds, a, lib)) contenders.push_back(std::move(c));
     } else if (lib == "hnswlib") {
       contenders.push_back(BuildPeer(ds, a, MakeHnswlibPeer(ds.dim, a.m, a.efc)));
     } else if (lib.rfind("faiss:", 0) == 0) {  // faiss:<index_factory string, '+' for ','>
