@@ -543,13 +543,9 @@ void IvfPqIndex::FinishLocked(const float* q, bool refine, size_t k, std::vector
 Status IvfPqIndex::SearchLists(std::span<const float> query, std::span<const ListQuota> quotas,
                                const SearchParams& params,
                                std::vector<std::vector<Neighbor>>* out) const {
-  if (query.size() != dim_) {
-    return InvalidArgumentError("query has " + std::to_string(query.size()) +
-                                " components; the index has dim " + std::to_string(dim_));
-  }
-  for (float v : query) {
-    if (!std::isfinite(v)) return InvalidArgumentError("query has a NaN or infinite component");
-  }
+  SearchParams checked = params;
+  checked.k = 1;  // per-list k comes from the quotas
+  QV_RETURN_IF_ERROR(ValidateQuery(query, checked));
   for (const ListQuota& lq : quotas) {
     if (lq.list >= options_.nlist) {
       return InvalidArgumentError("list " + std::to_string(lq.list) + " is out of range (nlist " +

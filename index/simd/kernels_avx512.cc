@@ -100,36 +100,6 @@ inline int32_t InnerProductI8(const int8_t* a, const int8_t* b, size_t d) {
   return s;
 }
 
-void L2SqrBatch(const float* q, const float* base, size_t n, size_t d, float* out) {
-  for (size_t j = 0; j < n; ++j) {
-    if (j + 1 < n) __builtin_prefetch(base + (j + 1) * d);
-    out[j] = L2Sqr(q, base + j * d, d);
-  }
-}
-
-void InnerProductBatch(const float* q, const float* base, size_t n, size_t d, float* out) {
-  for (size_t j = 0; j < n; ++j) {
-    if (j + 1 < n) __builtin_prefetch(base + (j + 1) * d);
-    out[j] = InnerProduct(q, base + j * d, d);
-  }
-}
-
-void L2SqrByIds(const float* q, const float* base, const uint32_t* ids, size_t n, size_t d,
-                float* out) {
-  for (size_t j = 0; j < n; ++j) {
-    if (j + 1 < n) __builtin_prefetch(base + size_t(ids[j + 1]) * d);
-    out[j] = L2Sqr(q, base + size_t(ids[j]) * d, d);
-  }
-}
-
-void InnerProductByIds(const float* q, const float* base, const uint32_t* ids, size_t n, size_t d,
-                       float* out) {
-  for (size_t j = 0; j < n; ++j) {
-    if (j + 1 < n) __builtin_prefetch(base + size_t(ids[j + 1]) * d);
-    out[j] = InnerProduct(q, base + size_t(ids[j]) * d, d);
-  }
-}
-
 // Fast scan, two sub-quantiser pairs per 512-bit step (lanes 0-1: pair p, lanes 2-3: pair
 // p + 1); the halves are folded into the 256-bit form of the AVX2 body for an odd last pair
 // and the final re-interleave.
@@ -153,28 +123,9 @@ void FastScanBlock32(const uint8_t* codes, const uint8_t* luts, size_t pairs, ui
   auto halves = [](simde__m512i v) {
     return simde_mm256_add_epi16(simde_mm512_castsi512_si256(v), simde_mm512_extracti64x4_epi64(v, 1));
   };
-  simde__m256i le = halves(lo_even), lo = halves(lo_odd), he = halves(hi_even), ho = halves(hi_odd);
-  if (p < pairs) {
-    const simde__m256i low4y = simde_mm256_set1_epi8(0x0F), low8y = simde_mm256_set1_epi16(0x00FF);
-    const simde__m256i c = simde_mm256_loadu_si256(reinterpret_cast<const simde__m256i*>(codes + p * 32));
-    const simde__m256i lut = simde_mm256_loadu_si256(reinterpret_cast<const simde__m256i*>(luts + p * 32));
-    const simde__m256i r_lo = simde_mm256_shuffle_epi8(lut, simde_mm256_and_si256(c, low4y));
-    const simde__m256i r_hi =
-        simde_mm256_shuffle_epi8(lut, simde_mm256_and_si256(simde_mm256_srli_epi16(c, 4), low4y));
-    le = simde_mm256_add_epi16(le, simde_mm256_and_si256(r_lo, low8y));
-    lo = simde_mm256_add_epi16(lo, simde_mm256_srli_epi16(r_lo, 8));
-    he = simde_mm256_add_epi16(he, simde_mm256_and_si256(r_hi, low8y));
-    ho = simde_mm256_add_epi16(ho, simde_mm256_srli_epi16(r_hi, 8));
-  }
-  auto fold = [](simde__m256i v) {
-    return simde_mm_add_epi16(simde_mm256_castsi256_si128(v), simde_mm256_extracti128_si256(v, 1));
-  };
-  const simde__m128i e0 = fold(le), o0 = fold(lo), e1 = fold(he), o1 = fold(ho);
-  simde__m128i* dst = reinterpret_cast<simde__m128i*>(out);
-  simde_mm_storeu_si128(dst + 0, simde_mm_unpacklo_epi16(e0, o0));
-  simde_mm_storeu_si128(dst + 1, simde_mm_unpackhi_epi16(e0, o0));
-  simde_mm_storeu_si128(dst + 2, simde_mm_unpacklo_epi16(e1, o1));
-  simde_mm_storeu_si128(dst + 3, simde_mm_unpackhi_epi16(e1, o1));
+  avx512_body::FastScanAcc acc{halves(lo_even), halves(lo_odd), halves(hi_even), halves(hi_odd)};
+  if (p < pairs) avx512_body::FastScanStep(codes + p * 32, luts + p * 32, acc);
+  avx512_body::FastScanStore(acc, out);
 }
 
 float L2SqrEntry(const float* a, const float* b, size_t d) { return L2Sqr(a, b, d); }
@@ -192,10 +143,10 @@ const Kernels& Avx512Kernels() {
     Kernels t = avx512_body::MakeBodyKernels(SimdLevel::kAvx512);
     t.l2sqr = avx512::L2SqrEntry;
     t.inner_product = avx512::InnerProductEntry;
-    t.l2sqr_batch = avx512::L2SqrBatch;
-    t.inner_product_batch = avx512::InnerProductBatch;
-    t.l2sqr_by_ids = avx512::L2SqrByIds;
-    t.inner_product_by_ids = avx512::InnerProductByIds;
+    t.l2sqr_batch = avx512_body::BatchOf<avx512::L2SqrEntry>;
+    t.inner_product_batch = avx512_body::BatchOf<avx512::InnerProductEntry>;
+    t.l2sqr_by_ids = avx512_body::ByIdsOf<avx512::L2SqrEntry>;
+    t.inner_product_by_ids = avx512_body::ByIdsOf<avx512::InnerProductEntry>;
     t.l2sqr_u8 = avx512::L2SqrU8Entry;
     t.inner_product_i8 = avx512::InnerProductI8Entry;
     t.fastscan_block32 = avx512::FastScanBlock32;
