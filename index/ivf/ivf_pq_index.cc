@@ -14,6 +14,47 @@ namespace {
 template <typename C>
 bool CloserThan(const C& a, const C& b) { return a.distance < b.distance; }
 
+inline void PrefetchBytes(const void* p, size_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (size_t i = 0; i < bytes; i += 64) __builtin_prefetch(c + i);
+}
+
+// The cap closest candidates of a stream: a candidate under threshold() is appended, and when
+// 2 * cap are held the cap best are kept (nth_element) and the threshold tightens to the worst
+// of them. Amortised O(1) per candidate, where a heap pays O(log cap) for each one.
+template <typename C>
+class TopPool {
+ public:
+  void Reset(size_t cap) {
+    cap_ = cap;
+    items_.clear();
+    threshold_ = std::numeric_limits<float>::infinity();
+  }
+  size_t cap() const { return cap_; }
+  float threshold() const { return threshold_; }
+  // REQUIRES: c.distance < threshold() and cap() > 0.
+  void Push(const C& c) {
+    items_.push_back(c);
+    if (items_.size() >= 2 * cap_) Shrink();
+  }
+  // The (at most cap) best candidates, in no particular order.
+  std::vector<C>& Finish() {
+    if (items_.size() > cap_) Shrink();
+    return items_;
+  }
+
+ private:
+  void Shrink() {
+    std::nth_element(items_.begin(), items_.begin() + (cap_ - 1), items_.end(), CloserThan<C>);
+    threshold_ = items_[cap_ - 1].distance;
+    items_.resize(cap_);
+  }
+
+  size_t cap_ = 0;
+  float threshold_ = std::numeric_limits<float>::infinity();
+  std::vector<C> items_;
+};
+
 }  // namespace
 
 // Per-thread scratch for searches: reused across queries (and indexes), so a search allocates
@@ -22,7 +63,7 @@ struct IvfPqIndex::Scratch {
   std::vector<float> q, coarse_distances, table, lut, residual, mins, sum;
   std::vector<uint8_t> lut8, query_code;
   std::vector<std::pair<float, uint32_t>> coarse;
-  std::vector<Candidate> heap;
+  TopPool<Candidate> pool;
 };
 
 IvfPqIndex::Scratch& IvfPqIndex::ThreadScratch() {
@@ -54,29 +95,27 @@ class IvfPqIndex::Scanner {
     sum_.resize(x_.pq_.m() * 16);
   }
 
-  // Scans list l into heap (capacity cap), returning the number of codes scanned.
-  size_t Scan(uint32_t l, size_t cap, std::vector<Candidate>& heap,
+  // Starts loading what scanning list l reads first: its table and its first code blocks.
+  void Prefetch(uint32_t l) const {
+    const List& list = x_.lists_[l];
+    if (!x_.precomputed_.empty()) {
+      PrefetchBytes(&x_.precomputed_[size_t(l) * table_.size()], table_.size() * sizeof(float));
+    }
+    PrefetchBytes(list.codes.data(), std::min<size_t>(list.codes.size(), 2 * 512));
+  }
+
+  // Scans list l into pool, returning the number of codes scanned.
+  size_t Scan(uint32_t l, TopPool<Candidate>& pool,
               float coarse = std::numeric_limits<float>::quiet_NaN()) {
     const List& list = x_.lists_[l];
     const size_t n = list.ids.size();
-    if (n == 0 || cap == 0) return 0;
+    if (n == 0 || pool.cap() == 0) return 0;
     const float* lut = nullptr;   // the list's table is lut (+ lut_add, when not null)
     const float* lut_add = nullptr;
     const float bias = ListTable(l, coarse, &lut, &lut_add);
-    auto worst = [&] {
-      return heap.size() >= cap ? heap.front().distance : std::numeric_limits<float>::infinity();
-    };
-    auto push = [&](float d, uint32_t pos) {
+    auto push = [&](float d, uint32_t pos) {  // REQUIRES: d < pool.threshold()
       if (filter_ && !filter_->Contains(list.ids[pos])) return;
-      Candidate c{d, l, pos};
-      if (heap.size() < cap) {
-        heap.push_back(c);
-        std::push_heap(heap.begin(), heap.end(), CloserThan<Candidate>);
-      } else if (d < heap.front().distance) {
-        std::pop_heap(heap.begin(), heap.end(), CloserThan<Candidate>);
-        heap.back() = c;
-        std::push_heap(heap.begin(), heap.end(), CloserThan<Candidate>);
-      }
+      pool.Push(Candidate{d, l, pos});
     };
     const size_t m = x_.pq_.m(), ksub = x_.pq_.ksub();
     if (x_.pq_.nbits() == 8) {
@@ -89,7 +128,7 @@ class IvfPqIndex::Scanner {
         const uint8_t* code = &list.codes[i * cs];
         float d = bias;
         for (size_t j = 0; j < m; ++j) d += lut[j * ksub + code[j]];
-        if (d < worst()) push(d, uint32_t(i));
+        if (d < pool.threshold()) push(d, uint32_t(i));
       }
       return n;
     }
@@ -105,19 +144,20 @@ class IvfPqIndex::Scanner {
     const size_t pairs = simd::FastScanPairs(m), block_bytes = simd::FastScanBlockBytes(m);
     alignas(64) uint16_t sums[32];
     for (size_t b = 0; b * 32 < n; ++b) {
-      x_.kernels_.fastscan_block32(&list.codes[b * block_bytes], lut8_.data(), pairs, sums);
-      const size_t lanes = std::min<size_t>(32, n - b * 32);
-      // In table units; with a flat table (scale 0) every lane ties at `offset`.
-      const float threshold = scale > 0 ? (worst() - offset) * scale
-                                        : (worst() >= offset ? 65535.0f : -1.0f);
+      // The pool's threshold in table units; with a flat table (scale 0) every lane ties at
+      // `offset`. Lanes at or under it may enter the pool (the exact test is on the float).
+      const float worst = pool.threshold();
+      const float threshold = scale > 0 ? (worst - offset) * scale : (worst > offset ? 65535.0f : -1.0f);
       if (threshold < 0) continue;
-      const uint32_t t16 = threshold >= 65535.0f ? 65535u : uint32_t(threshold);
-      uint32_t mask = 0;  // lanes at or under the threshold; a plain loop the compiler vectorises
-      for (uint32_t v = 0; v < 32; ++v) mask |= uint32_t(sums[v] <= t16) << v;
+      const uint16_t t16 = threshold >= 65535.0f ? uint16_t{65535} : uint16_t(threshold);
+      if ((b + 2) * 32 < n) PrefetchBytes(&list.codes[(b + 2) * block_bytes], block_bytes);
+      uint32_t mask = x_.kernels_.fastscan_block32(&list.codes[b * block_bytes], lut8_.data(), pairs, t16, sums);
+      const size_t lanes = std::min<size_t>(32, n - b * 32);
       if (lanes < 32) mask &= (uint32_t{1} << lanes) - 1;
       for (; mask; mask &= mask - 1) {
         const uint32_t v = uint32_t(__builtin_ctz(mask));
-        push(offset + float(sums[v]) * inv, uint32_t(b * 32 + v));
+        const float d = offset + float(sums[v]) * inv;
+        if (d < pool.threshold()) push(d, uint32_t(b * 32 + v));
       }
     }
     return n;
@@ -490,14 +530,16 @@ Status IvfPqIndex::Search(std::span<const float> query, const SearchParams& para
   const size_t refine = RefineFactor(params);
   const size_t cap = params.k * std::max<size_t>(refine, 1);
   Scanner scanner(*this, q.data(), params.filter, scratch);
-  std::vector<Candidate>& heap = scratch.heap;
-  heap.clear();
+  TopPool<Candidate>& pool = scratch.pool;
+  pool.Reset(cap);
   size_t scanned = 0;
   for (size_t i = 0; i < nprobe; ++i) {
-    scanned += scanner.Scan(coarse[i].second, cap, heap, coarse[i].first);
+    if (i + 1 < nprobe) scanner.Prefetch(coarse[i + 1].second);
+    scanned += scanner.Scan(coarse[i].second, pool, coarse[i].first);
   }
-  if (stats) stats->distances += scanned + (refine ? heap.size() : 0) + nlist;
-  FinishLocked(q.data(), refine > 0, params.k, heap, out);
+  std::vector<Candidate>& candidates = pool.Finish();
+  if (stats) stats->distances += scanned + (refine ? candidates.size() : 0) + nlist;
+  FinishLocked(q.data(), refine > 0, params.k, candidates, out);
   return Status::Ok();
 }
 
@@ -506,10 +548,10 @@ size_t IvfPqIndex::RefineFactor(const SearchParams& params) const {
   return params.refine ? params.refine : options_.refine;
 }
 
-void IvfPqIndex::FinishLocked(const float* q, bool refine, size_t k, std::vector<Candidate>& heap,
+void IvfPqIndex::FinishLocked(const float* q, bool refine, size_t k, std::vector<Candidate>& candidates,
                               std::vector<Neighbor>* out) const {
   if (refine && options_.refine_store == RefineStore::kFloat32) {
-    for (Candidate& c : heap) {
+    for (Candidate& c : candidates) {
       const float* v = reinterpret_cast<const float*>(lists_[c.list].rows.data()) + size_t(c.pos) * dim_;
       switch (metric_) {
         case Metric::kL2: c.distance = kernels_.l2sqr(q, v, dim_); break;
@@ -522,7 +564,7 @@ void IvfPqIndex::FinishLocked(const float* q, bool refine, size_t k, std::vector
     code.resize(dim_);
     refine_sq_.Encode(q, dim_, code.data());
     const float scale = refine_sq_.scale();
-    for (Candidate& c : heap) {
+    for (Candidate& c : candidates) {
       const uint8_t* v = lists_[c.list].rows.data() + size_t(c.pos) * dim_;
       if (metric_ == Metric::kL2) {
         c.distance = scale * float(kernels_.l2sqr_u8(code.data(), v, dim_));
@@ -534,10 +576,10 @@ void IvfPqIndex::FinishLocked(const float* q, bool refine, size_t k, std::vector
       }
     }
   }
-  std::sort(heap.begin(), heap.end(), CloserThan<Candidate>);
-  const size_t n = std::min(k, heap.size());
+  std::sort(candidates.begin(), candidates.end(), CloserThan<Candidate>);
+  const size_t n = std::min(k, candidates.size());
   out->clear();
-  for (size_t i = 0; i < n; ++i) out->push_back({lists_[heap[i].list].ids[heap[i].pos], heap[i].distance});
+  for (size_t i = 0; i < n; ++i) out->push_back({lists_[candidates[i].list].ids[candidates[i].pos], candidates[i].distance});
 }
 
 Status IvfPqIndex::SearchLists(std::span<const float> query, std::span<const ListQuota> quotas,
@@ -560,11 +602,11 @@ Status IvfPqIndex::SearchLists(std::span<const float> query, std::span<const Lis
   if (!trained_) return Status::Ok();
   const size_t refine = RefineFactor(params);
   Scanner scanner(*this, q.data(), params.filter, scratch);
-  std::vector<Candidate>& heap = scratch.heap;
+  TopPool<Candidate>& pool = scratch.pool;
   for (size_t i = 0; i < quotas.size(); ++i) {
-    heap.clear();
-    scanner.Scan(quotas[i].list, quotas[i].k * std::max<size_t>(refine, 1), heap);
-    FinishLocked(q.data(), refine > 0, quotas[i].k, heap, &(*out)[i]);
+    pool.Reset(quotas[i].k * std::max<size_t>(refine, 1));
+    scanner.Scan(quotas[i].list, pool);
+    FinishLocked(q.data(), refine > 0, quotas[i].k, pool.Finish(), &(*out)[i]);
   }
   return Status::Ok();
 }

@@ -119,7 +119,7 @@ class IvfPqIndex final : public VectorIndex {
   // The rows as the index stores them: normalised (into *storage) under cosine, else as given.
   const float* RowsForMetric(std::span<const float> rows, std::vector<float>* storage) const;
   // Re-ranks (exact distances from stored vectors) if asked, sorts, and emits the k best.
-  void FinishLocked(const float* q, bool refine, size_t k, std::vector<Candidate>& heap,
+  void FinishLocked(const float* q, bool refine, size_t k, std::vector<Candidate>& candidates,
                     std::vector<Neighbor>* out) const;
   size_t RefineFactor(const SearchParams& params) const;
 

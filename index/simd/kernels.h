@@ -39,9 +39,10 @@ struct Kernels {
   float (*inner_product_f16)(const float* q, const uint16_t* x, size_t d);
   // 4-bit PQ fast scan over one block of 32 vectors (layout in index/simd/fastscan.h): out[v]
   // = sum over sub-quantisers j of lut[j][code(v, j)], as uint16 (the caller keeps sums below
-  // 65,536 by how it quantises the tables).
-  void (*fastscan_block32)(const uint8_t* codes, const uint8_t* luts, size_t pairs,
-                           uint16_t* out);
+  // 65,536 by how it quantises the tables). Returns the lanes whose sum is at most threshold,
+  // as a bit mask (bit v for vector v).
+  uint32_t (*fastscan_block32)(const uint8_t* codes, const uint8_t* luts, size_t pairs,
+                               uint16_t threshold, uint16_t* out);
   // Fast-scan tables: for each of m sub-quantisers with 16 entries, sum[j*16+c] = a[..] + b[..]
   // (b may be null), mins[j] = the smallest entry of sub-quantiser j; returns the largest
   // max - min over the sub-quantisers.

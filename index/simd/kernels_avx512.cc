@@ -103,11 +103,11 @@ inline int32_t InnerProductI8(const int8_t* a, const int8_t* b, size_t d) {
 // Fast scan, two sub-quantiser pairs per 512-bit step (lanes 0-1: pair p, lanes 2-3: pair
 // p + 1); the halves are folded into the 256-bit form of the AVX2 body for an odd last pair
 // and the final re-interleave.
-void FastScanBlock32(const uint8_t* codes, const uint8_t* luts, size_t pairs, uint16_t* out) {
+uint32_t FastScanBlock32(const uint8_t* codes, const uint8_t* luts, size_t pairs,
+                         uint16_t threshold, uint16_t* out) {
   const simde__m512i low4 = simde_mm512_set1_epi8(0x0F);
-  const simde__m512i low8 = simde_mm512_set1_epi16(0x00FF);
-  simde__m512i lo_even = simde_mm512_setzero_si512(), lo_odd = lo_even;
-  simde__m512i hi_even = lo_even, hi_odd = lo_even;
+  simde__m512i lo_all = simde_mm512_setzero_si512(), lo_odd = lo_all;
+  simde__m512i hi_all = lo_all, hi_odd = lo_all;
   size_t p = 0;
   for (; p + 2 <= pairs; p += 2) {
     const simde__m512i c = simde_mm512_loadu_si512(codes + p * 32);
@@ -115,17 +115,17 @@ void FastScanBlock32(const uint8_t* codes, const uint8_t* luts, size_t pairs, ui
     const simde__m512i r_lo = simde_mm512_shuffle_epi8(lut, simde_mm512_and_si512(c, low4));
     const simde__m512i r_hi = simde_mm512_shuffle_epi8(
         lut, simde_mm512_and_si512(simde_mm512_srli_epi16(c, 4), low4));
-    lo_even = simde_mm512_add_epi16(lo_even, simde_mm512_and_si512(r_lo, low8));
+    lo_all = simde_mm512_add_epi16(lo_all, r_lo);
     lo_odd = simde_mm512_add_epi16(lo_odd, simde_mm512_srli_epi16(r_lo, 8));
-    hi_even = simde_mm512_add_epi16(hi_even, simde_mm512_and_si512(r_hi, low8));
+    hi_all = simde_mm512_add_epi16(hi_all, r_hi);
     hi_odd = simde_mm512_add_epi16(hi_odd, simde_mm512_srli_epi16(r_hi, 8));
   }
   auto halves = [](simde__m512i v) {
     return simde_mm256_add_epi16(simde_mm512_castsi512_si256(v), simde_mm512_extracti64x4_epi64(v, 1));
   };
-  avx512_body::FastScanAcc acc{halves(lo_even), halves(lo_odd), halves(hi_even), halves(hi_odd)};
+  avx512_body::FastScanAcc acc{halves(lo_all), halves(lo_odd), halves(hi_all), halves(hi_odd)};
   if (p < pairs) avx512_body::FastScanStep(codes + p * 32, luts + p * 32, acc);
-  avx512_body::FastScanStore(acc, out);
+  return avx512_body::FastScanStore(acc, threshold, out);
 }
 
 float L2SqrEntry(const float* a, const float* b, size_t d) { return L2Sqr(a, b, d); }

@@ -81,7 +81,8 @@ float InnerProductF16(const float* q, const uint16_t* x, size_t d) {
   return float(s);
 }
 
-void FastScanBlock32(const uint8_t* codes, const uint8_t* luts, size_t pairs, uint16_t* out) {
+uint32_t FastScanBlock32(const uint8_t* codes, const uint8_t* luts, size_t pairs,
+                         uint16_t threshold, uint16_t* out) {
   uint32_t sums[32] = {};
   for (size_t p = 0; p < pairs; ++p) {
     const uint8_t* c = codes + p * 32;
@@ -92,7 +93,12 @@ void FastScanBlock32(const uint8_t* codes, const uint8_t* luts, size_t pairs, ui
       sums[v + 16] += lut_even[c[v] >> 4] + lut_odd[c[16 + v] >> 4];
     }
   }
-  for (size_t v = 0; v < 32; ++v) out[v] = uint16_t(sums[v]);
+  uint32_t mask = 0;
+  for (size_t v = 0; v < 32; ++v) {
+    out[v] = uint16_t(sums[v]);
+    if (out[v] <= threshold) mask |= uint32_t{1} << v;
+  }
+  return mask;
 }
 
 float Lut16SumMinMax(const float* a, const float* b, size_t m, float* sum, float* mins) {

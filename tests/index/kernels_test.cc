@@ -151,9 +151,21 @@ TEST_P(KernelsTest, FastScanMatchesReference) {
     for (auto& c : codes) c = uint8_t(byte(rng_));
     for (auto& l : luts) l = uint8_t(byte(rng_));
     uint16_t got[32], want[32];
-    k().fastscan_block32(codes.data() + 1, luts.data() + 3, pairs, got);
-    ref().fastscan_block32(codes.data() + 1, luts.data() + 3, pairs, want);
-    for (size_t v = 0; v < 32; ++v) EXPECT_EQ(got[v], want[v]) << "pairs " << pairs << " lane " << v;
+    ref().fastscan_block32(codes.data() + 1, luts.data() + 3, pairs, 0, want);
+    // Thresholds at, just under and just over lane sums, and the extremes of the range.
+    std::vector<uint16_t> thresholds = {0, 65535, want[0], uint16_t(want[5] - 1), uint16_t(want[31] + 1)};
+    std::vector<uint16_t> sorted(want, want + 32);
+    std::sort(sorted.begin(), sorted.end());
+    thresholds.push_back(sorted[15]);
+    for (uint16_t t : thresholds) {
+      const uint32_t got_mask = k().fastscan_block32(codes.data() + 1, luts.data() + 3, pairs, t, got);
+      const uint32_t want_mask = ref().fastscan_block32(codes.data() + 1, luts.data() + 3, pairs, t, want);
+      EXPECT_EQ(got_mask, want_mask) << "pairs " << pairs << " threshold " << t;
+      for (size_t v = 0; v < 32; ++v) {
+        EXPECT_EQ(got[v], want[v]) << "pairs " << pairs << " lane " << v;
+        EXPECT_EQ((want_mask >> v) & 1, want[v] <= t ? 1u : 0u) << "lane " << v << " threshold " << t;
+      }
+    }
   }
 }
 
@@ -213,7 +225,7 @@ TEST(FastScanLayoutTest, ReferenceSumsTheTablesOfEachLane) {
     for (size_t c = 0; c < 16; ++c) luts[(j / 2) * 32 + (j % 2) * 16 + c] = uint8_t(rng() % 200);
   }
   uint16_t out[32];
-  ScalarKernels().fastscan_block32(block.data(), luts.data(), pairs, out);
+  EXPECT_EQ(ScalarKernels().fastscan_block32(block.data(), luts.data(), pairs, 65535, out), ~uint32_t{0});
   for (size_t v = 0; v < 32; ++v) {
     uint32_t want = 0;
     for (size_t j = 0; j < m; ++j) {
