@@ -1,5 +1,7 @@
 #include "base/status.h"
 
+#include <ostream>
+
 namespace quiver {
 
 std::string_view StatusCodeName(StatusCode code) {
@@ -64,5 +66,7 @@ Status InternalError(std::string_view m) { return {StatusCode::kInternal, m}; }
 Status UnavailableError(std::string_view m) { return {StatusCode::kUnavailable, m}; }
 Status DataLossError(std::string_view m) { return {StatusCode::kDataLoss, m}; }
 Status PermissionDeniedError(std::string_view m) { return {StatusCode::kPermissionDenied, m}; }
+
+std::ostream& operator<<(std::ostream& os, const Status& status) { return os << status.ToString(); }
 
 }  // namespace quiver

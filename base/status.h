@@ -5,6 +5,7 @@
 // Thread-safety: a Status is a value; distinct objects may be used from distinct threads.
 #pragma once
 
+#include <iosfwd>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -83,6 +84,9 @@ Status InternalError(std::string_view message);
 Status UnavailableError(std::string_view message);
 Status DataLossError(std::string_view message);
 Status PermissionDeniedError(std::string_view message);
+
+// Prints status.ToString() (for test failure messages and logs).
+std::ostream& operator<<(std::ostream& os, const Status& status);
 
 }  // namespace quiver
 

@@ -1,0 +1,459 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cinttypes>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <unordered_set>
+
+#include "index/ivf/ivf_pq_index.h"
+
+namespace quiver::engine {
+
+namespace fs = std::filesystem;
+
+// One collection's in-memory state. The index pointer is set before the collection is
+// published and never replaced afterwards.
+class Collection {
+ public:
+  Collection(uint32_t id, CollectionSchema schema) : id_(id), schema_(std::move(schema)) {}
+
+  uint32_t id() const { return id_; }
+  const CollectionSchema& schema() const { return schema_; }
+
+  std::unique_ptr<index::VectorIndex> index;
+  std::mutex write_mu;     // orders writes; held across the store write and the index update
+  std::mutex snapshot_mu;  // one snapshot at a time
+  std::atomic<uint64_t> op_seq{0};        // latest op applied to the index
+  std::atomic<uint64_t> snapshot_seq{0};  // op covered by the newest snapshot
+  bool dropped = false;                   // GUARDED_BY(write_mu)
+
+  bool trained() const {
+    auto* ivf = dynamic_cast<const index::IvfPqIndex*>(index.get());
+    return ivf == nullptr || ivf->trained();
+  }
+
+ private:
+  const uint32_t id_;
+  const CollectionSchema schema_;
+};
+
+namespace {
+
+constexpr size_t kRebuildChunk = 8192;
+
+std::string SnapshotName(uint64_t seq) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%020" PRIu64 ".qvi", seq);
+  return buf;
+}
+
+// Snapshot files in dir, newest first, as (seq, path).
+std::vector<std::pair<uint64_t, std::string>> ListSnapshots(const std::string& dir) {
+  std::vector<std::pair<uint64_t, std::string>> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.size() != 24 || !name.ends_with(".qvi")) continue;
+    uint64_t seq = 0;
+    bool digits = true;
+    for (size_t i = 0; i < 20; ++i) {
+      if (name[i] < '0' || name[i] > '9') digits = false;
+      seq = seq * 10 + uint64_t(name[i] - '0');
+    }
+    if (digits) out.emplace_back(seq, e.path().string());
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  return out;
+}
+
+// Moves a snapshot that cannot be used out of the way, keeping it for inspection.
+void SetAside(const std::string& path, const Status& why) {
+  std::fprintf(stderr, "quiver: snapshot %s set aside: %s\n", path.c_str(), why.ToString().c_str());
+  std::error_code ec;
+  fs::rename(path, path + ".corrupt", ec);
+}
+
+Status AddItems(index::VectorIndex& idx, std::span<const ItemRecord> items) {
+  if (items.empty()) return Status::Ok();
+  std::vector<uint64_t> ids;
+  std::vector<float> vectors;
+  ids.reserve(items.size());
+  vectors.reserve(items.size() * idx.dim());
+  for (const ItemRecord& item : items) {
+    ids.push_back(item.id);
+    vectors.insert(vectors.end(), item.vector.begin(), item.vector.end());
+  }
+  return idx.Add(ids, vectors);
+}
+
+// Rebuilds the index from every stored item.
+Status Rebuild(const storage::Store& store, Collection& c) {
+  QV_ASSIGN_OR_RETURN(c.index, MakeIndex(c.schema()));
+  // An untrained IVF-PQ index trains on its first Add: give it a full training sample.
+  const size_t first = std::max(kRebuildChunk, size_t(c.schema().index.ivf_nlist) * 256);
+  std::vector<ItemRecord> chunk;
+  bool first_done = false;
+  QV_RETURN_IF_ERROR(store.ScanItems(c.id(), [&](ItemRecord&& item) -> Status {
+    chunk.push_back(std::move(item));
+    if (chunk.size() >= (first_done ? kRebuildChunk : first)) {
+      QV_RETURN_IF_ERROR(AddItems(*c.index, chunk));
+      chunk.clear();
+      first_done = true;
+    }
+    return Status::Ok();
+  }));
+  return AddItems(*c.index, chunk);
+}
+
+// Brings the index up to date with the ops after `after`: every touched id gets its stored
+// state (present: added or replaced; absent: removed). Idempotent.
+Status Replay(const storage::Store& store, Collection& c, uint64_t after) {
+  std::unordered_set<uint64_t> touched;
+  QV_RETURN_IF_ERROR(store.ScanOps(c.id(), after, [&](uint64_t, storage::OpRecord&& op) -> Status {
+    touched.insert(op.upserted.begin(), op.upserted.end());
+    touched.insert(op.deleted.begin(), op.deleted.end());
+    return Status::Ok();
+  }));
+  if (touched.empty()) return Status::Ok();
+  std::vector<uint64_t> ids(touched.begin(), touched.end());
+  std::sort(ids.begin(), ids.end());
+  std::vector<std::optional<ItemRecord>> records;
+  QV_RETURN_IF_ERROR(store.GetItems(c.id(), ids, &records));
+  std::vector<ItemRecord> present;
+  std::vector<uint64_t> gone;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (records[i]) {
+      present.push_back(std::move(*records[i]));
+    } else if (c.index->Contains(ids[i])) {
+      gone.push_back(ids[i]);
+    }
+  }
+  if (!gone.empty()) QV_RETURN_IF_ERROR(c.index->Remove(gone));
+  return AddItems(*c.index, present);
+}
+
+// Whether the op log holds every op after `seq` (nothing after it was trimmed).
+Result<bool> OpsContinueAfter(const storage::Store& store, uint32_t collection_id, uint64_t seq,
+                              uint64_t last) {
+  if (seq >= last) return seq == last;
+  QV_ASSIGN_OR_RETURN(std::optional<uint64_t> first, store.FirstOpAfter(collection_id, seq));
+  return first == seq + 1;
+}
+
+}  // namespace
+
+Engine::Engine(std::string dir, EngineOptions options, std::unique_ptr<storage::Store> store)
+    : dir_(std::move(dir)), options_(std::move(options)), store_(std::move(store)) {}
+
+Engine::~Engine() = default;
+
+Result<std::unique_ptr<Engine>> Engine::Open(const std::string& dir, const EngineOptions& options) {
+  std::error_code ec;
+  if (options.store.create_if_missing) fs::create_directories(fs::path(dir) / "snapshots", ec);
+  if (ec) return InternalError("cannot create " + dir + ": " + ec.message());
+  QV_ASSIGN_OR_RETURN(auto store, storage::Store::Open((fs::path(dir) / "db").string(), options.store));
+  std::unique_ptr<Engine> engine(new Engine(dir, options, std::move(store)));
+  QV_RETURN_IF_ERROR(engine->RecoverAll());
+  return engine;
+}
+
+std::string Engine::SnapshotDir(uint32_t collection_id) const {
+  return (fs::path(dir_) / "snapshots" / std::to_string(collection_id)).string();
+}
+
+Status Engine::RecoverAll() {
+  QV_ASSIGN_OR_RETURN(next_id_, store_->NextCollectionId());
+  QV_ASSIGN_OR_RETURN(auto schemas, store_->LoadCollections());
+  for (auto& [id, schema] : schemas) {
+    auto c = std::make_shared<Collection>(id, schema);
+    QV_ASSIGN_OR_RETURN(const uint64_t last, store_->LastOp(id));
+    uint64_t base = 0;
+    bool loaded = false;
+    for (const auto& [seq, path] : ListSnapshots(SnapshotDir(id))) {
+      if (seq > last) {
+        SetAside(path, DataLossError("snapshot is newer than the op log"));
+        continue;
+      }
+      QV_ASSIGN_OR_RETURN(bool continuous, OpsContinueAfter(*store_, id, seq, last));
+      if (!continuous) continue;  // older than the kept op log: not usable, but not corrupt
+      auto r = index::LoadIndex(path);
+      Status s = r.ok() ? CheckIndexMatches(schema, **r) : r.status();
+      if (!s.ok()) {
+        SetAside(path, s);
+        continue;
+      }
+      c->index = std::move(*r);
+      base = seq;
+      loaded = true;
+      break;
+    }
+    Status s = loaded ? Replay(*store_, *c, base) : Rebuild(*store_, *c);
+    if (!s.ok()) {
+      return Status(s.code(), "recovering collection '" + schema.name + "': " + std::string(s.message()));
+    }
+    c->op_seq = last;
+    c->snapshot_seq = base;
+    collections_[schema.name] = std::move(c);
+  }
+  return Status::Ok();
+}
+
+Result<std::shared_ptr<Collection>> Engine::Find(const std::string& name) const {
+  std::shared_lock lock(mu_);
+  auto it = collections_.find(name);
+  if (it == collections_.end()) return NotFoundError("no collection named '" + name + "'");
+  return it->second;
+}
+
+Status Engine::CreateCollection(const CollectionSchema& schema) {
+  QV_RETURN_IF_ERROR(ValidateSchema(schema));
+  std::lock_guard ddl(ddl_mu_);
+  uint32_t id;
+  {
+    std::shared_lock lock(mu_);
+    if (collections_.count(schema.name)) {
+      return AlreadyExistsError("collection '" + schema.name + "' already exists");
+    }
+    id = next_id_;
+  }
+  auto c = std::make_shared<Collection>(id, schema);
+  QV_ASSIGN_OR_RETURN(c->index, MakeIndex(schema));
+  storage::WriteBatch batch;
+  batch.PutSchema(id, schema);
+  batch.PutNextCollectionId(id + 1);
+  QV_RETURN_IF_ERROR(store_->Write(batch));
+  std::unique_lock lock(mu_);
+  next_id_ = id + 1;
+  collections_[schema.name] = std::move(c);
+  return Status::Ok();
+}
+
+Status Engine::DropCollection(const std::string& name) {
+  std::lock_guard ddl(ddl_mu_);
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  std::lock_guard snap(c->snapshot_mu);
+  std::lock_guard write(c->write_mu);
+  storage::WriteBatch batch;
+  batch.DropCollection(c->id());
+  QV_RETURN_IF_ERROR(store_->Write(batch));
+  c->dropped = true;
+  {
+    std::unique_lock lock(mu_);
+    collections_.erase(name);
+  }
+  std::error_code ec;
+  fs::remove_all(SnapshotDir(c->id()), ec);
+  return Status::Ok();
+}
+
+namespace {
+
+CollectionInfo Describe(const Collection& c) {
+  CollectionInfo info;
+  info.id = c.id();
+  info.schema = c.schema();
+  info.items = c.index->size();
+  info.op_seq = c.op_seq.load();
+  info.snapshot_seq = c.snapshot_seq.load();
+  info.index_memory_bytes = c.index->memory_bytes();
+  info.trained = c.trained();
+  return info;
+}
+
+}  // namespace
+
+std::vector<CollectionInfo> Engine::ListCollections() const {
+  std::vector<std::shared_ptr<Collection>> all;
+  {
+    std::shared_lock lock(mu_);
+    for (const auto& [name, c] : collections_) all.push_back(c);
+  }
+  std::vector<CollectionInfo> out;
+  for (const auto& c : all) out.push_back(Describe(*c));
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.schema.name < b.schema.name; });
+  return out;
+}
+
+Result<CollectionInfo> Engine::DescribeCollection(const std::string& name) const {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  return Describe(*c);
+}
+
+Result<WriteResult> Engine::Upsert(const std::string& name, std::span<const ItemRecord> items) {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  QV_RETURN_IF_ERROR(ValidateItems(c->schema(), items));
+  if (items.empty()) return WriteResult{};
+  std::lock_guard write(c->write_mu);
+  if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
+  if (!c->trained() && items.size() < MinFirstBatch(c->schema())) {
+    return FailedPreconditionError(
+        "collection '" + name + "' is IVF-PQ and trains on its first batch, which needs at least " +
+        std::to_string(MinFirstBatch(c->schema())) + " items (got " + std::to_string(items.size()) +
+        "); send a larger first batch or build the collection in bulk");
+  }
+  const uint64_t seq = c->op_seq.load() + 1;
+  storage::OpRecord op;
+  storage::WriteBatch batch;
+  for (const ItemRecord& item : items) {
+    batch.PutItem(c->id(), item);
+    op.upserted.push_back(item.id);
+  }
+  batch.PutOp(c->id(), seq, op);
+  QV_RETURN_IF_ERROR(store_->Write(batch));
+  Status s = AddItems(*c->index, items);
+  if (!s.ok()) {
+    return InternalError("items of op " + std::to_string(seq) + " are stored but the index update failed (" +
+                         s.ToString() + "); they are indexed at the next restart");
+  }
+  c->op_seq = seq;
+  return WriteResult{seq, items.size()};
+}
+
+Result<WriteResult> Engine::Delete(const std::string& name, std::span<const uint64_t> ids) {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  std::unordered_set<uint64_t> seen;
+  for (uint64_t id : ids) {
+    if (!seen.insert(id).second) {
+      return InvalidArgumentError("item " + std::to_string(id) + " appears twice in the batch");
+    }
+  }
+  std::lock_guard write(c->write_mu);
+  if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
+  std::vector<std::optional<ItemRecord>> records;
+  QV_RETURN_IF_ERROR(store_->GetItems(c->id(), ids, &records));
+  storage::OpRecord op;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (records[i]) op.deleted.push_back(ids[i]);
+  }
+  if (op.deleted.empty()) return WriteResult{};
+  const uint64_t seq = c->op_seq.load() + 1;
+  storage::WriteBatch batch;
+  for (uint64_t id : op.deleted) batch.DeleteItem(c->id(), id);
+  batch.PutOp(c->id(), seq, op);
+  QV_RETURN_IF_ERROR(store_->Write(batch));
+  std::vector<uint64_t> indexed;
+  for (uint64_t id : op.deleted) {
+    if (c->index->Contains(id)) indexed.push_back(id);
+  }
+  if (!indexed.empty()) QV_RETURN_IF_ERROR(c->index->Remove(indexed));
+  c->op_seq = seq;
+  return WriteResult{seq, op.deleted.size()};
+}
+
+Result<std::vector<std::optional<ItemRecord>>> Engine::Get(const std::string& name,
+                                                           std::span<const uint64_t> ids) const {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  std::vector<std::optional<ItemRecord>> out;
+  QV_RETURN_IF_ERROR(store_->GetItems(c->id(), ids, &out));
+  return out;
+}
+
+Status Engine::PutUsers(const std::string& name, std::span<const UserRecord> users) {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  std::unordered_set<uint64_t> seen;
+  for (const UserRecord& u : users) {
+    QV_RETURN_IF_ERROR(ValidateUser(c->schema(), u));
+    if (!seen.insert(u.id).second) {
+      return InvalidArgumentError("user " + std::to_string(u.id) + " appears twice in the batch");
+    }
+  }
+  std::lock_guard write(c->write_mu);
+  if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
+  storage::WriteBatch batch;
+  for (const UserRecord& u : users) batch.PutUser(c->id(), u);
+  return store_->Write(batch);
+}
+
+Result<std::optional<UserRecord>> Engine::GetUser(const std::string& name, uint64_t id) const {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  return store_->GetUser(c->id(), id);
+}
+
+Status Engine::AddEvents(const std::string& name, std::span<const Event> events) {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  std::map<uint64_t, std::vector<storage::Interaction>> by_user;
+  for (const Event& e : events) by_user[e.user].push_back({e.item, e.timestamp});
+  std::lock_guard write(c->write_mu);
+  if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
+  storage::WriteBatch batch;
+  for (auto& [uid, fresh] : by_user) {
+    QV_ASSIGN_OR_RETURN(std::optional<UserRecord> user, store_->GetUser(c->id(), uid));
+    if (!user) user = UserRecord{uid, {}, {}};
+    // Newest first; events with equal timestamps keep their request order, latest first.
+    std::reverse(fresh.begin(), fresh.end());
+    std::stable_sort(fresh.begin(), fresh.end(),
+                     [](const auto& a, const auto& b) { return a.timestamp > b.timestamp; });
+    std::vector<storage::Interaction> merged;
+    merged.reserve(fresh.size() + user->history.size());
+    std::merge(fresh.begin(), fresh.end(), user->history.begin(), user->history.end(),
+               std::back_inserter(merged), [](const auto& a, const auto& b) { return a.timestamp > b.timestamp; });
+    if (merged.size() > c->schema().max_history) merged.resize(c->schema().max_history);
+    user->history = std::move(merged);
+    batch.PutUser(c->id(), *user);
+  }
+  return store_->Write(batch);
+}
+
+Result<std::vector<Hit>> Engine::Search(const std::string& name, std::span<const float> query,
+                                        const index::SearchParams& params) const {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  if (query.size() != c->schema().dim) {
+    return InvalidArgumentError("query has " + std::to_string(query.size()) + " values; collection '" +
+                                name + "' has dim " + std::to_string(c->schema().dim));
+  }
+  std::vector<index::Neighbor> neighbors;
+  QV_RETURN_IF_ERROR(c->index->Search(query, params, &neighbors));
+  std::vector<Hit> hits;
+  hits.reserve(neighbors.size());
+  for (const auto& n : neighbors) hits.push_back({n.id, index::DistanceToScore(c->schema().metric, n.distance)});
+  return hits;
+}
+
+Status Engine::Snapshot(const std::string& name) {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  std::lock_guard snap(c->snapshot_mu);
+  // Every op up to seq is in the index; later ones may be too (replay is idempotent).
+  const uint64_t seq = c->op_seq.load();
+  if (seq == c->snapshot_seq.load() && seq != 0) return Status::Ok();
+  const std::string dir = SnapshotDir(c->id());
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return InternalError("cannot create " + dir + ": " + ec.message());
+  QV_RETURN_IF_ERROR(c->index->Save((fs::path(dir) / SnapshotName(seq)).string()));
+  c->snapshot_seq = seq;
+  auto snapshots = ListSnapshots(dir);
+  const size_t kept = std::max<size_t>(1, options_.snapshots_kept);
+  for (size_t i = kept; i < snapshots.size(); ++i) fs::remove(snapshots[i].second, ec);
+  const uint64_t oldest = snapshots[std::min(kept, snapshots.size()) - 1].first;
+  return store_->TrimOps(c->id(), oldest);
+}
+
+Status Engine::SnapshotAll() {
+  for (const CollectionInfo& info : ListCollections()) {
+    Status s = Snapshot(info.schema.name);
+    if (!s.ok() && s.code() != StatusCode::kNotFound) return s;
+  }
+  return Status::Ok();
+}
+
+Status Engine::CheckConsistency(const std::string& name) const {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  uint64_t stored = 0;
+  QV_RETURN_IF_ERROR(store_->ScanItems(c->id(), [&](ItemRecord&& item) -> Status {
+    ++stored;
+    if (!c->index->Contains(item.id)) {
+      return DataLossError("item " + std::to_string(item.id) + " is stored but not indexed");
+    }
+    return Status::Ok();
+  }));
+  if (stored != c->index->size()) {
+    return DataLossError("index holds " + std::to_string(c->index->size()) + " items; " +
+                         std::to_string(stored) + " are stored");
+  }
+  return Status::Ok();
+}
+
+}  // namespace quiver::engine

@@ -1,0 +1,127 @@
+// Engine: collections over one data version directory.
+//
+// A version directory holds `db/` (the RocksDB store: schemas, items, users, op log) and
+// `snapshots/<collection id>/<op seq>.qvi` (index snapshots). Every write is a RocksDB batch
+// that also appends an op-log record naming the ids it touched, under the collection's op
+// sequence; it is acknowledged once durable (StoreOptions::durability) and applied to the
+// in-memory index. A snapshot records the op sequence it covers; Open loads the newest snapshot
+// that passes its checksums (setting aside any that fail, as <name>.corrupt), replays the op
+// log after it by re-reading the touched ids, and rebuilds from the stored items when no
+// snapshot can be used.
+//
+// Thread-safety: every method may be called concurrently. Writes to one collection are
+// applied in order (one at a time); searches run concurrently with everything.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "base/result.h"
+#include "base/status.h"
+#include "engine/schema.h"
+#include "index/vector_index.h"
+#include "storage/store.h"
+
+namespace quiver::engine {
+
+struct EngineOptions {
+  storage::StoreOptions store;
+  // Snapshots kept per collection (the newest first); the op log is kept from the oldest.
+  size_t snapshots_kept = 2;
+};
+
+struct CollectionInfo {
+  uint32_t id = 0;
+  CollectionSchema schema;
+  uint64_t items = 0;          // live items in the index
+  uint64_t op_seq = 0;         // latest applied op
+  uint64_t snapshot_seq = 0;   // op covered by the newest snapshot (0: none)
+  size_t index_memory_bytes = 0;
+  bool trained = true;         // false for an IVF-PQ collection before its first batch
+};
+
+struct Hit {
+  uint64_t id;
+  float score;  // higher is better: -L2 distance, dot product, or cosine
+};
+
+struct WriteResult {
+  uint64_t op_seq = 0;  // the op that holds the write (0 if it changed nothing)
+  size_t changed = 0;   // items written or deleted
+};
+
+struct Event {
+  uint64_t user = 0;
+  uint64_t item = 0;
+  int64_t timestamp = 0;
+};
+
+class Collection;
+
+class Engine {
+ public:
+  // Opens the version directory (creating it if options allow) and recovers every collection.
+  static Result<std::unique_ptr<Engine>> Open(const std::string& dir, const EngineOptions& options);
+  ~Engine();
+
+  const std::string& dir() const { return dir_; }
+
+  // kAlreadyExists if the name is taken; kInvalidArgument for a bad schema.
+  Status CreateCollection(const CollectionSchema& schema);
+  // kNotFound for an unknown collection. Removes its records and snapshots.
+  Status DropCollection(const std::string& name);
+  std::vector<CollectionInfo> ListCollections() const;
+  Result<CollectionInfo> DescribeCollection(const std::string& name) const;
+
+  // All or nothing: the batch is validated first (ValidateItems), then written and indexed.
+  Result<WriteResult> Upsert(const std::string& name, std::span<const ItemRecord> items);
+  // Deletes the ids that exist (absent ids are not an error; `changed` counts the deleted).
+  Result<WriteResult> Delete(const std::string& name, std::span<const uint64_t> ids);
+  // out[i] is ids[i]'s item, or nullopt.
+  Result<std::vector<std::optional<ItemRecord>>> Get(const std::string& name,
+                                                     std::span<const uint64_t> ids) const;
+
+  // Creates or replaces users (vector and history as given).
+  Status PutUsers(const std::string& name, std::span<const UserRecord> users);
+  Result<std::optional<UserRecord>> GetUser(const std::string& name, uint64_t id) const;
+  // Prepends events to their users' histories (newest first, trimmed to max_history); a user
+  // seen for the first time is created without a vector.
+  Status AddEvents(const std::string& name, std::span<const Event> events);
+
+  // Nearest items to `query`; params as in index::SearchParams.
+  Result<std::vector<Hit>> Search(const std::string& name, std::span<const float> query,
+                                  const index::SearchParams& params) const;
+
+  // Writes a snapshot of the collection's index covering its latest applied op, then drops
+  // older snapshots beyond snapshots_kept and the op log they no longer need.
+  Status Snapshot(const std::string& name);
+  Status SnapshotAll();
+
+  // Checks that the index holds exactly the stored ids (kDataLoss naming the first difference).
+  // Costs a scan of the stored items.
+  Status CheckConsistency(const std::string& name) const;
+
+ private:
+  Engine(std::string dir, EngineOptions options, std::unique_ptr<storage::Store> store);
+  Status RecoverAll();
+  Result<std::shared_ptr<Collection>> Find(const std::string& name) const;
+  std::string SnapshotDir(uint32_t collection_id) const;
+
+  const std::string dir_;
+  const EngineOptions options_;
+  std::unique_ptr<storage::Store> store_;
+
+  std::mutex ddl_mu_;              // serialises create and drop; held during their I/O
+  mutable std::shared_mutex mu_;  // guards collections_ and next_id_; not held during I/O
+  std::unordered_map<std::string, std::shared_ptr<Collection>> collections_;
+  uint32_t next_id_ = 1;
+};
+
+}  // namespace quiver::engine

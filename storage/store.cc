@@ -1,0 +1,345 @@
+#include "storage/store.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <filesystem>
+
+#include "base/coding.h"
+#include "storage/column_families.h"
+
+namespace quiver::storage {
+namespace {
+
+enum Cf : size_t { kMeta = 0, kItems, kUsers, kNeighbors, kOplog, kCfCount };
+
+constexpr const char* kCfNames[kCfCount] = {kMetaColumnFamily, kItemsColumnFamily,
+                                            kUsersColumnFamily, kNeighborsColumnFamily,
+                                            kOplogColumnFamily};
+
+constexpr char kSchemaPrefix = 'c';
+constexpr char kLastOpPrefix = 's';
+constexpr const char* kNextCollectionKey = "next_collection_id";
+
+std::string MetaKey(char prefix, uint32_t collection_id) {
+  return std::string(1, prefix) + CollectionKey(collection_id);
+}
+
+// Converts a RocksDB status at the edge.
+Status FromRocks(const rocksdb::Status& s, std::string_view what) {
+  if (s.ok()) return Status::Ok();
+  std::string message = std::string(what) + ": " + s.ToString();
+  if (s.IsCorruption()) return DataLossError(message);
+  if (s.IsNotFound()) return NotFoundError(message);
+  if (s.IsInvalidArgument()) return InvalidArgumentError(message);
+  if (s.IsNoSpace()) return ResourceExhaustedError(message);
+  if (s.IsBusy() || s.IsTimedOut() || s.IsTryAgain()) return UnavailableError(message);
+  return InternalError(message);
+}
+
+rocksdb::Slice AsSlice(const std::string& s) { return rocksdb::Slice(s.data(), s.size()); }
+
+}  // namespace
+
+struct WriteBatch::Rep {
+  rocksdb::WriteBatch batch;
+  // Column-family handles are bound when the batch is written (handles belong to the Store).
+  struct Op {
+    enum Kind : uint8_t { kPut, kDelete, kDeleteRange } kind;
+    Cf cf;
+    std::string key, value;
+  };
+  std::vector<Op> ops;
+};
+
+WriteBatch::WriteBatch() : rep_(std::make_unique<Rep>()) {}
+WriteBatch::~WriteBatch() = default;
+
+size_t WriteBatch::count() const { return rep_->ops.size(); }
+
+void WriteBatch::PutSchema(uint32_t collection_id, const CollectionSchema& schema) {
+  rep_->ops.push_back({Rep::Op::kPut, kMeta, MetaKey(kSchemaPrefix, collection_id), EncodeSchema(schema)});
+}
+
+void WriteBatch::PutNextCollectionId(uint32_t next) {
+  std::string v;
+  PutFixed<uint32_t>(&v, next);
+  rep_->ops.push_back({Rep::Op::kPut, kMeta, kNextCollectionKey, std::move(v)});
+}
+
+void WriteBatch::DropCollection(uint32_t collection_id) {
+  rep_->ops.push_back({Rep::Op::kDelete, kMeta, MetaKey(kSchemaPrefix, collection_id), {}});
+  rep_->ops.push_back({Rep::Op::kDelete, kMeta, MetaKey(kLastOpPrefix, collection_id), {}});
+  const std::string begin = CollectionKey(collection_id), end = CollectionKey(collection_id + 1);
+  for (Cf cf : {kItems, kUsers, kNeighbors, kOplog}) {
+    rep_->ops.push_back({Rep::Op::kDeleteRange, cf, begin, end});
+  }
+}
+
+void WriteBatch::PutItem(uint32_t collection_id, const ItemRecord& item) {
+  rep_->ops.push_back({Rep::Op::kPut, kItems, IdKey(collection_id, item.id), EncodeItem(item)});
+}
+
+void WriteBatch::DeleteItem(uint32_t collection_id, uint64_t id) {
+  rep_->ops.push_back({Rep::Op::kDelete, kItems, IdKey(collection_id, id), {}});
+}
+
+void WriteBatch::PutUser(uint32_t collection_id, const UserRecord& user) {
+  rep_->ops.push_back({Rep::Op::kPut, kUsers, IdKey(collection_id, user.id), EncodeUser(user)});
+}
+
+void WriteBatch::PutOp(uint32_t collection_id, uint64_t seq, const OpRecord& op) {
+  rep_->ops.push_back({Rep::Op::kPut, kOplog, IdKey(collection_id, seq), EncodeOp(op)});
+  std::string v;
+  PutFixed<uint64_t>(&v, seq);
+  rep_->ops.push_back({Rep::Op::kPut, kMeta, MetaKey(kLastOpPrefix, collection_id), std::move(v)});
+}
+
+struct Store::Rep {
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs;
+  rocksdb::WriteOptions write_options;
+
+  ~Rep() {
+    for (auto* h : cfs) {
+      if (h) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    }
+    if (db) db->Close().PermitUncheckedError();
+  }
+};
+
+Store::Store(std::string path, std::unique_ptr<Rep> rep) : path_(std::move(path)), rep_(std::move(rep)) {}
+Store::~Store() = default;
+
+Result<std::unique_ptr<Store>> Store::Open(const std::string& path, const StoreOptions& options) {
+  std::error_code ec;
+  const bool existed = std::filesystem::exists(std::filesystem::path(path) / "CURRENT", ec);
+  if (existed && options.error_if_exists) return AlreadyExistsError("a database exists at " + path);
+  if (!existed && !options.create_if_missing) return NotFoundError("no database at " + path);
+
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = options.create_if_missing;
+  db_options.create_missing_column_families = !existed;
+  db_options.paranoid_checks = true;
+  db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  db_options.IncreaseParallelism(2);
+
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  rocksdb::ColumnFamilyOptions cf_options;
+  cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  cf_options.compression = rocksdb::kNoCompression;  // float vectors do not compress
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const char* name : kCfNames) descriptors.emplace_back(name, cf_options);
+  auto rep = std::make_unique<Rep>();
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, path, descriptors, &rep->cfs, &db);
+  if (!s.ok()) {
+    if (existed && s.IsInvalidArgument()) {
+      return FailedPreconditionError("data directory " + path +
+                                     " was not written by this Quiver version: " + s.ToString());
+    }
+    return FromRocks(s, "opening " + path);
+  }
+  rep->db.reset(db);
+  rep->write_options.sync = options.durability == Durability::kSync;
+
+  std::string format;
+  s = db->Get(rocksdb::ReadOptions(), rep->cfs[kMeta], kFormatKey, &format);
+  if (s.IsNotFound() && !existed) {
+    QV_RETURN_IF_ERROR(FromRocks(db->Put(rep->write_options, rep->cfs[kMeta], kFormatKey, kFormatValue),
+                                 "writing the format marker"));
+  } else if (!s.ok()) {
+    if (s.IsNotFound()) {
+      return FailedPreconditionError("data directory " + path + " has no Quiver format marker");
+    }
+    return FromRocks(s, "reading the format marker");
+  } else if (format != kFormatValue) {
+    return FailedPreconditionError("data directory " + path + " has format '" + format +
+                                   "'; this build reads '" + kFormatValue + "'");
+  }
+  return std::unique_ptr<Store>(new Store(path, std::move(rep)));
+}
+
+Status Store::Write(WriteBatch& batch) {
+  rocksdb::WriteBatch& b = batch.rep_->batch;
+  b.Clear();
+  for (const WriteBatch::Rep::Op& op : batch.rep_->ops) {
+    rocksdb::ColumnFamilyHandle* cf = rep_->cfs[op.cf];
+    rocksdb::Status s;
+    switch (op.kind) {
+      case WriteBatch::Rep::Op::kPut: s = b.Put(cf, AsSlice(op.key), AsSlice(op.value)); break;
+      case WriteBatch::Rep::Op::kDelete: s = b.Delete(cf, AsSlice(op.key)); break;
+      case WriteBatch::Rep::Op::kDeleteRange:
+        s = b.DeleteRange(cf, AsSlice(op.key), AsSlice(op.value));
+        break;
+    }
+    QV_RETURN_IF_ERROR(FromRocks(s, "building a write batch"));
+  }
+  return FromRocks(rep_->db->Write(rep_->write_options, &b), "writing a batch");
+}
+
+Result<std::vector<std::pair<uint32_t, CollectionSchema>>> Store::LoadCollections() const {
+  std::vector<std::pair<uint32_t, CollectionSchema>> out;
+  std::unique_ptr<rocksdb::Iterator> it(rep_->db->NewIterator(rocksdb::ReadOptions(), rep_->cfs[kMeta]));
+  const std::string prefix(1, kSchemaPrefix);
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    std::string_view key(it->key().data() + 1, it->key().size() - 1);
+    if (key.size() != 4) return DataLossError("corrupt collection key in the meta column family");
+    uint32_t id = 0;
+    for (char c : key) id = (id << 8) | uint8_t(c);
+    QV_ASSIGN_OR_RETURN(CollectionSchema schema, DecodeSchema(it->value().ToStringView()));
+    out.emplace_back(id, std::move(schema));
+  }
+  QV_RETURN_IF_ERROR(FromRocks(it->status(), "listing collections"));
+  return out;
+}
+
+Result<uint32_t> Store::NextCollectionId() const {
+  std::string v;
+  rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), rep_->cfs[kMeta], kNextCollectionKey, &v);
+  if (s.IsNotFound()) return uint32_t{1};
+  QV_RETURN_IF_ERROR(FromRocks(s, "reading the next collection id"));
+  std::string_view in(v);
+  uint32_t next;
+  if (!GetFixed(&in, &next) || !in.empty()) return DataLossError("corrupt next collection id");
+  return next;
+}
+
+Result<uint64_t> Store::LastOp(uint32_t collection_id) const {
+  std::string v;
+  rocksdb::Status s =
+      rep_->db->Get(rocksdb::ReadOptions(), rep_->cfs[kMeta], MetaKey(kLastOpPrefix, collection_id), &v);
+  if (s.IsNotFound()) return uint64_t{0};
+  QV_RETURN_IF_ERROR(FromRocks(s, "reading a collection's op sequence"));
+  std::string_view in(v);
+  uint64_t seq;
+  if (!GetFixed(&in, &seq) || !in.empty()) return DataLossError("corrupt op sequence");
+  return seq;
+}
+
+Result<std::optional<ItemRecord>> Store::GetItem(uint32_t collection_id, uint64_t id) const {
+  std::string v;
+  rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), rep_->cfs[kItems], IdKey(collection_id, id), &v);
+  if (s.IsNotFound()) return std::optional<ItemRecord>();
+  QV_RETURN_IF_ERROR(FromRocks(s, "reading an item"));
+  QV_ASSIGN_OR_RETURN(ItemRecord item, DecodeItem(id, v));
+  return std::optional<ItemRecord>(std::move(item));
+}
+
+Status Store::GetItems(uint32_t collection_id, std::span<const uint64_t> ids,
+                       std::vector<std::optional<ItemRecord>>* out) const {
+  std::vector<std::string> keys(ids.size());
+  std::vector<rocksdb::Slice> slices(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    keys[i] = IdKey(collection_id, ids[i]);
+    slices[i] = AsSlice(keys[i]);
+  }
+  std::vector<rocksdb::PinnableSlice> values(ids.size());
+  std::vector<rocksdb::Status> statuses(ids.size());
+  rep_->db->MultiGet(rocksdb::ReadOptions(), rep_->cfs[kItems], ids.size(), slices.data(),
+                     values.data(), statuses.data());
+  out->assign(ids.size(), std::nullopt);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (statuses[i].IsNotFound()) continue;
+    QV_RETURN_IF_ERROR(FromRocks(statuses[i], "reading items"));
+    QV_ASSIGN_OR_RETURN(ItemRecord item, DecodeItem(ids[i], values[i].ToStringView()));
+    (*out)[i] = std::move(item);
+  }
+  return Status::Ok();
+}
+
+Status Store::ScanItems(uint32_t collection_id, const std::function<Status(ItemRecord&&)>& fn) const {
+  const std::string begin = CollectionKey(collection_id), end = CollectionKey(collection_id + 1);
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  ro.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(rep_->db->NewIterator(ro, rep_->cfs[kItems]));
+  for (it->Seek(begin); it->Valid(); it->Next()) {
+    uint32_t cid;
+    uint64_t id;
+    if (!ParseIdKey(it->key().ToStringView(), &cid, &id)) return DataLossError("corrupt item key");
+    QV_ASSIGN_OR_RETURN(ItemRecord item, DecodeItem(id, it->value().ToStringView()));
+    QV_RETURN_IF_ERROR(fn(std::move(item)));
+  }
+  return FromRocks(it->status(), "scanning items");
+}
+
+Result<uint64_t> Store::CountItems(uint32_t collection_id) const {
+  const std::string begin = CollectionKey(collection_id), end = CollectionKey(collection_id + 1);
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  ro.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(rep_->db->NewIterator(ro, rep_->cfs[kItems]));
+  uint64_t n = 0;
+  for (it->Seek(begin); it->Valid(); it->Next()) ++n;
+  QV_RETURN_IF_ERROR(FromRocks(it->status(), "counting items"));
+  return n;
+}
+
+Result<std::optional<UserRecord>> Store::GetUser(uint32_t collection_id, uint64_t id) const {
+  std::string v;
+  rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), rep_->cfs[kUsers], IdKey(collection_id, id), &v);
+  if (s.IsNotFound()) return std::optional<UserRecord>();
+  QV_RETURN_IF_ERROR(FromRocks(s, "reading a user"));
+  QV_ASSIGN_OR_RETURN(UserRecord user, DecodeUser(id, v));
+  return std::optional<UserRecord>(std::move(user));
+}
+
+Status Store::ScanOps(uint32_t collection_id, uint64_t after,
+                      const std::function<Status(uint64_t, OpRecord&&)>& fn) const {
+  const std::string end = CollectionKey(collection_id + 1);
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(rep_->db->NewIterator(ro, rep_->cfs[kOplog]));
+  if (after == UINT64_MAX) return Status::Ok();
+  for (it->Seek(IdKey(collection_id, after + 1)); it->Valid(); it->Next()) {
+    uint32_t cid;
+    uint64_t seq;
+    if (!ParseIdKey(it->key().ToStringView(), &cid, &seq)) return DataLossError("corrupt op log key");
+    QV_ASSIGN_OR_RETURN(OpRecord op, DecodeOp(it->value().ToStringView()));
+    QV_RETURN_IF_ERROR(fn(seq, std::move(op)));
+  }
+  return FromRocks(it->status(), "scanning the op log");
+}
+
+Result<std::optional<uint64_t>> Store::FirstOpAfter(uint32_t collection_id, uint64_t after) const {
+  if (after == UINT64_MAX) return std::optional<uint64_t>();
+  const std::string end = CollectionKey(collection_id + 1);
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(rep_->db->NewIterator(ro, rep_->cfs[kOplog]));
+  it->Seek(IdKey(collection_id, after + 1));
+  QV_RETURN_IF_ERROR(FromRocks(it->status(), "reading the op log"));
+  if (!it->Valid()) return std::optional<uint64_t>();
+  uint32_t cid;
+  uint64_t seq;
+  if (!ParseIdKey(it->key().ToStringView(), &cid, &seq)) return DataLossError("corrupt op log key");
+  return std::optional<uint64_t>(seq);
+}
+
+Status Store::TrimOps(uint32_t collection_id, uint64_t up_to) {
+  if (up_to == 0) return Status::Ok();
+  const std::string begin = IdKey(collection_id, 0);
+  const std::string end = up_to == UINT64_MAX ? CollectionKey(collection_id + 1) : IdKey(collection_id, up_to + 1);
+  return FromRocks(rep_->db->DeleteRange(rep_->write_options, rep_->cfs[kOplog], begin, end),
+                   "trimming the op log");
+}
+
+Status Store::Flush() {
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  return FromRocks(rep_->db->Flush(fo, rep_->cfs), "flushing");
+}
+
+}  // namespace quiver::storage

@@ -1,0 +1,114 @@
+// Store: Quiver's durable state in one RocksDB database (one per data version directory).
+//
+// Column families (names in storage/column_families.h): meta (format marker, collection
+// schemas, per-collection op sequence), items, users, neighbors (plugin lists), oplog. Keys and
+// values are built by storage/records.h. RocksDB types never appear in this header.
+//
+// Durability: Write returns only after the batch is in the write-ahead log; with
+// Durability::kSync (the default) the log is fsynced first, so an acknowledged write survives
+// power loss (RocksDB commits concurrent writers' syncs as a group). kNoSync leaves the fsync to
+// the OS: it survives a process crash but not a power cut.
+//
+// Thread-safety: every method may be called concurrently.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/result.h"
+#include "base/status.h"
+#include "storage/records.h"
+
+namespace quiver::storage {
+
+enum class Durability : uint8_t {
+  kSync = 0,    // fsync the WAL before acknowledging (default)
+  kNoSync = 1,  // WAL written, fsync left to the OS
+};
+
+struct StoreOptions {
+  Durability durability = Durability::kSync;
+  size_t block_cache_bytes = size_t{256} << 20;
+  bool create_if_missing = true;
+  bool error_if_exists = false;  // bulk builds start from an empty directory
+};
+
+// An atomic group of changes: all of them are applied, or none.
+class WriteBatch {
+ public:
+  WriteBatch();
+  ~WriteBatch();
+  WriteBatch(const WriteBatch&) = delete;
+  WriteBatch& operator=(const WriteBatch&) = delete;
+
+  void PutSchema(uint32_t collection_id, const CollectionSchema& schema);
+  void PutNextCollectionId(uint32_t next);
+  // Removes the collection's schema and every record it owns (items, users, lists, op log).
+  void DropCollection(uint32_t collection_id);
+  void PutItem(uint32_t collection_id, const ItemRecord& item);
+  void DeleteItem(uint32_t collection_id, uint64_t id);
+  void PutUser(uint32_t collection_id, const UserRecord& user);
+  // Appends op `seq` to the collection's op log and records seq as its latest op.
+  void PutOp(uint32_t collection_id, uint64_t seq, const OpRecord& op);
+
+  size_t count() const;
+
+ private:
+  friend class Store;
+  struct Rep;
+  std::unique_ptr<Rep> rep_;
+};
+
+class Store {
+ public:
+  // Opens (or creates) the database at `path`. kFailedPrecondition if the directory holds a
+  // database written by an incompatible Quiver version; kDataLoss if RocksDB finds corruption.
+  static Result<std::unique_ptr<Store>> Open(const std::string& path, const StoreOptions& options);
+  ~Store();
+
+  const std::string& path() const { return path_; }
+  Status Write(WriteBatch& batch);
+
+  // Every collection's id and schema.
+  Result<std::vector<std::pair<uint32_t, CollectionSchema>>> LoadCollections() const;
+  // The id the next created collection gets (1 on a new database).
+  Result<uint32_t> NextCollectionId() const;
+  // The collection's latest op sequence (0 if it has none).
+  Result<uint64_t> LastOp(uint32_t collection_id) const;
+
+  Result<std::optional<ItemRecord>> GetItem(uint32_t collection_id, uint64_t id) const;
+  // out->at(i) is ids[i]'s record, or nullopt if it is absent.
+  Status GetItems(uint32_t collection_id, std::span<const uint64_t> ids,
+                  std::vector<std::optional<ItemRecord>>* out) const;
+  // Calls fn for each of the collection's items in id order; stops at fn's first error.
+  Status ScanItems(uint32_t collection_id, const std::function<Status(ItemRecord&&)>& fn) const;
+  Result<uint64_t> CountItems(uint32_t collection_id) const;
+
+  Result<std::optional<UserRecord>> GetUser(uint32_t collection_id, uint64_t id) const;
+
+  // Calls fn(seq, op) for each op with sequence > after, in order.
+  Status ScanOps(uint32_t collection_id, uint64_t after,
+                 const std::function<Status(uint64_t, OpRecord&&)>& fn) const;
+  // The first op sequence after `after`, or nullopt if there is none.
+  Result<std::optional<uint64_t>> FirstOpAfter(uint32_t collection_id, uint64_t after) const;
+  // Deletes the ops with sequence <= up_to (they are covered by an index snapshot).
+  Status TrimOps(uint32_t collection_id, uint64_t up_to);
+
+  // Flushes memtables to SST files (for shutdown and bulk builds).
+  Status Flush();
+
+ private:
+  struct Rep;
+  Store(std::string path, std::unique_ptr<Rep> rep);
+
+  std::string path_;
+  std::unique_ptr<Rep> rep_;
+};
+
+}  // namespace quiver::storage

@@ -1,0 +1,304 @@
+#include "engine/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "tests/testing/temp_dir.h"
+
+namespace quiver::engine {
+namespace {
+
+namespace fs = std::filesystem;
+
+CollectionSchema Schema(const std::string& name, uint32_t dim,
+                        IndexSpec::Type type = IndexSpec::Type::kHnsw) {
+  CollectionSchema s;
+  s.name = name;
+  s.dim = dim;
+  s.metric = index::Metric::kL2;
+  s.index.type = type;
+  s.index.ivf_nlist = 16;
+  s.index.ivf_m = 4;
+  s.index.ivf_nbits = 4;
+  s.clusters = 4;
+  s.topics = 2;
+  s.max_history = 3;
+  return s;
+}
+
+std::vector<ItemRecord> Items(uint64_t first, size_t n, uint32_t dim, uint32_t seed = 1) {
+  std::mt19937 rng(seed + uint32_t(first));
+  std::normal_distribution<float> g;
+  std::vector<ItemRecord> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    ItemRecord& item = out[i];
+    item.id = first + i;
+    for (uint32_t d = 0; d < dim; ++d) item.vector.push_back(g(rng));
+    item.cluster = uint32_t(item.id % 4);
+    item.topic_weights = {0.5f, 0.5f};
+    item.category = int64_t(item.id % 3);
+    item.tags = {int64_t(item.id)};
+    item.timestamp = int64_t(1000 + item.id);
+    item.payload = "{\"n\":" + std::to_string(item.id) + "}";
+  }
+  return out;
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Engine> OpenEngine() {
+    auto e = Engine::Open(dir_.path() + "/v1", {});
+    EXPECT_TRUE(e.ok()) << e.status();
+    return e.ok() ? std::move(*e) : nullptr;
+  }
+  quiver::testing::ScopedTempDir dir_;
+};
+
+TEST_F(EngineTest, CreateListDescribeDrop) {
+  auto e = OpenEngine();
+  ASSERT_TRUE(e->CreateCollection(Schema("a", 8)).ok());
+  ASSERT_TRUE(e->CreateCollection(Schema("b", 4, IndexSpec::Type::kFlat)).ok());
+  EXPECT_EQ(e->CreateCollection(Schema("a", 8)).code(), StatusCode::kAlreadyExists);
+  auto all = e->ListCollections();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].schema.name, "a");
+  EXPECT_EQ(all[1].schema, Schema("b", 4, IndexSpec::Type::kFlat));
+  ASSERT_TRUE(e->DropCollection("a").ok());
+  EXPECT_EQ(e->DescribeCollection("a").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(e->DropCollection("a").code(), StatusCode::kNotFound);
+  // A re-created collection starts empty (the old records went with the drop).
+  ASSERT_TRUE(e->CreateCollection(Schema("a", 8)).ok());
+  EXPECT_EQ(e->DescribeCollection("a")->items, 0u);
+  e.reset();
+  e = OpenEngine();
+  EXPECT_EQ(e->ListCollections().size(), 2u);
+}
+
+TEST_F(EngineTest, BadSchemasAreRejectedWithTheField) {
+  auto e = OpenEngine();
+  auto bad = [&](CollectionSchema s, const std::string& word) {
+    Status st = e->CreateCollection(s);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st;
+    EXPECT_NE(st.message().find(word), std::string::npos) << st;
+  };
+  bad(Schema("", 4), "name");
+  bad(Schema("has space", 4), "name");
+  bad(Schema("x", 0), "dim");
+  auto s = Schema("x", 10, IndexSpec::Type::kIvfPq);
+  s.index.ivf_m = 3;  // does not divide 10
+  bad(s, "divide");
+  s = Schema("x", 4);
+  s.topics = 100000;
+  bad(s, "topics");
+  EXPECT_TRUE(e->ListCollections().empty());
+}
+
+TEST_F(EngineTest, UpsertGetDeleteAndSearch) {
+  auto e = OpenEngine();
+  ASSERT_TRUE(e->CreateCollection(Schema("c", 8)).ok());
+  auto items = Items(1, 200, 8);
+  auto w = e->Upsert("c", items);
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->op_seq, 1u);
+  EXPECT_EQ(w->changed, 200u);
+  std::vector<uint64_t> ids = {5, 500, 7};
+  auto got = e->Get("c", ids);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ((*got)[0], items[4]);
+  EXPECT_FALSE((*got)[1].has_value());
+  EXPECT_EQ((*got)[2], items[6]);
+
+  index::SearchParams p;
+  p.k = 1;
+  auto hits = e->Search("c", items[41].vector, p);
+  ASSERT_TRUE(hits.ok());
+  ASSERT_EQ(hits->size(), 1u);
+  EXPECT_EQ((*hits)[0].id, 42u);
+  EXPECT_FLOAT_EQ((*hits)[0].score, 0.0f);
+
+  // Replace item 42's vector: the index follows.
+  ItemRecord moved = items[41];
+  moved.vector.assign(8, 50.0f);
+  ASSERT_TRUE(e->Upsert("c", std::span(&moved, 1)).ok());
+  hits = e->Search("c", moved.vector, p);
+  EXPECT_EQ((*hits)[0].id, 42u);
+  hits = e->Search("c", items[41].vector, p);
+  EXPECT_NE((*hits)[0].id, 42u);
+
+  std::vector<uint64_t> del = {42, 9999};
+  auto d = e->Delete("c", del);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->changed, 1u);
+  EXPECT_EQ(d->op_seq, 3u);
+  hits = e->Search("c", moved.vector, p);
+  EXPECT_NE((*hits)[0].id, 42u);
+  EXPECT_FALSE((*e->Get("c", del))[0].has_value());
+  auto none = e->Delete("c", del);
+  EXPECT_EQ(none->changed, 0u);
+  EXPECT_EQ(e->DescribeCollection("c")->items, 199u);
+  EXPECT_TRUE(e->CheckConsistency("c").ok());
+}
+
+TEST_F(EngineTest, ABadItemRejectsTheWholeBatch) {
+  auto e = OpenEngine();
+  ASSERT_TRUE(e->CreateCollection(Schema("c", 4)).ok());
+  auto check = [&](std::vector<ItemRecord> batch, const std::string& word) {
+    auto r = e->Upsert("c", batch);
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << word;
+    EXPECT_NE(r.status().message().find(word), std::string::npos) << r.status();
+  };
+  auto base = Items(1, 5, 4);
+  auto b = base;
+  b[3].vector.pop_back();
+  check(b, "dim 4");
+  b = base;
+  b[2].vector[1] = std::nanf("");
+  check(b, "NaN");
+  b = base;
+  b[1].vector[0] = INFINITY;
+  check(b, "Inf");
+  b = base;
+  b[4].id = b[0].id;
+  check(b, "twice");
+  b = base;
+  b[0].cluster = 4;
+  check(b, "cluster");
+  b = base;
+  b[0].topic_weights = {1.0f};
+  check(b, "topic weights");
+  b = base;
+  b[0].topic_weights = {0.9f, 0.9f};
+  check(b, "sum to 1");
+  b = base;
+  b[0].payload.assign(kMaxPayloadBytes + 1, 'x');
+  check(b, "payload");
+  EXPECT_EQ(e->Upsert("nope", base).status().code(), StatusCode::kNotFound);
+  std::vector<uint64_t> ids = {1, 2, 3, 4, 5};
+  for (const auto& got : *e->Get("c", ids)) EXPECT_FALSE(got.has_value());
+  EXPECT_EQ(e->DescribeCollection("c")->op_seq, 0u);
+  std::vector<uint64_t> twice = {1, 1};
+  EXPECT_EQ(e->Delete("c", twice).status().code(), StatusCode::kInvalidArgument);
+  std::vector<float> q(3, 0.0f);
+  EXPECT_EQ(e->Search("c", q, {}).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(EngineTest, UsersAndEventsKeepTheNewestHistory) {
+  auto e = OpenEngine();
+  ASSERT_TRUE(e->CreateCollection(Schema("c", 4)).ok());
+  UserRecord u{7, {1, 2, 3, 4}, {}};
+  ASSERT_TRUE(e->PutUsers("c", std::span(&u, 1)).ok());
+  UserRecord bad{8, {1, 2}, {}};
+  EXPECT_EQ(e->PutUsers("c", std::span(&bad, 1)).code(), StatusCode::kInvalidArgument);
+  std::vector<Event> ev = {{7, 100, 10}, {7, 101, 30}, {9, 5, 1}, {7, 102, 20}};
+  ASSERT_TRUE(e->AddEvents("c", ev).ok());
+  std::vector<Event> more = {{7, 103, 25}, {7, 104, 5}};
+  ASSERT_TRUE(e->AddEvents("c", more).ok());
+  auto got = e->GetUser("c", 7);
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->vector, u.vector);
+  // max_history 3, newest first: 101@30, 103@25, 102@20.
+  std::vector<storage::Interaction> want = {{101, 30}, {103, 25}, {102, 20}};
+  EXPECT_EQ((*got)->history, want);
+  auto nine = e->GetUser("c", 9);
+  ASSERT_TRUE(nine->has_value());
+  EXPECT_TRUE((*nine)->vector.empty());
+  EXPECT_FALSE(e->GetUser("c", 10)->has_value());
+}
+
+TEST_F(EngineTest, ReopenReplaysTheOpLogAfterTheSnapshot) {
+  auto items = Items(1, 300, 8);
+  {
+    auto e = OpenEngine();
+    ASSERT_TRUE(e->CreateCollection(Schema("c", 8)).ok());
+    ASSERT_TRUE(e->Upsert("c", std::span(items).first(200)).ok());
+    ASSERT_TRUE(e->Snapshot("c").ok());
+    EXPECT_EQ(e->DescribeCollection("c")->snapshot_seq, 1u);
+    ASSERT_TRUE(e->Upsert("c", std::span(items).subspan(200)).ok());
+    std::vector<uint64_t> del = {3, 250};
+    ASSERT_TRUE(e->Delete("c", del).ok());
+  }
+  auto e = OpenEngine();
+  auto info = e->DescribeCollection("c");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->op_seq, 3u);
+  EXPECT_EQ(info->snapshot_seq, 1u);
+  EXPECT_EQ(info->items, 298u);
+  EXPECT_TRUE(e->CheckConsistency("c").ok());
+  index::SearchParams p;
+  p.k = 1;
+  EXPECT_EQ((*e->Search("c", items[259].vector, p))[0].id, 260u);
+  EXPECT_NE((*e->Search("c", items[249].vector, p))[0].id, 250u);
+}
+
+TEST_F(EngineTest, CorruptSnapshotIsSetAsideAndTheIndexRebuilt) {
+  auto items = Items(1, 100, 8);
+  std::string snap_dir;
+  {
+    auto e = OpenEngine();
+    ASSERT_TRUE(e->CreateCollection(Schema("c", 8)).ok());
+    ASSERT_TRUE(e->Upsert("c", items).ok());
+    ASSERT_TRUE(e->Snapshot("c").ok());
+    snap_dir = dir_.path() + "/v1/snapshots/" + std::to_string(e->DescribeCollection("c")->id);
+  }
+  std::string path;
+  for (const auto& f : fs::directory_iterator(snap_dir)) path = f.path().string();
+  ASSERT_FALSE(path.empty());
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(std::streamoff(fs::file_size(path) / 2));
+    char c = 0;
+    f.read(&c, 1);
+    f.seekp(std::streamoff(fs::file_size(path) / 2));
+    c = char(c ^ 0x5A);
+    f.write(&c, 1);
+  }
+  auto e = OpenEngine();
+  EXPECT_TRUE(fs::exists(path + ".corrupt"));
+  EXPECT_FALSE(fs::exists(path));
+  EXPECT_EQ(e->DescribeCollection("c")->items, 100u);
+  EXPECT_EQ(e->DescribeCollection("c")->snapshot_seq, 0u);
+  EXPECT_TRUE(e->CheckConsistency("c").ok());
+}
+
+TEST_F(EngineTest, SnapshotsAreRotatedAndTheOpLogTrimmed) {
+  auto e = OpenEngine();
+  ASSERT_TRUE(e->CreateCollection(Schema("c", 8)).ok());
+  for (int round = 0; round < 4; ++round) {
+    ASSERT_TRUE(e->Upsert("c", Items(uint64_t(round) * 10, 10, 8)).ok());
+    ASSERT_TRUE(e->Snapshot("c").ok());
+  }
+  const std::string dir = dir_.path() + "/v1/snapshots/" + std::to_string(e->DescribeCollection("c")->id);
+  std::vector<std::string> names;
+  for (const auto& f : fs::directory_iterator(dir)) names.push_back(f.path().filename().string());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"00000000000000000003.qvi", "00000000000000000004.qvi"}));
+  // Removing the newest leaves the older one, whose following ops are still in the log.
+  fs::remove(dir + "/" + names[1]);
+  e.reset();
+  e = OpenEngine();
+  EXPECT_EQ(e->DescribeCollection("c")->snapshot_seq, 3u);
+  EXPECT_EQ(e->DescribeCollection("c")->items, 40u);
+  EXPECT_TRUE(e->CheckConsistency("c").ok());
+}
+
+TEST_F(EngineTest, IvfPqCollectionTrainsOnItsFirstBatch) {
+  auto e = OpenEngine();
+  ASSERT_TRUE(e->CreateCollection(Schema("ivf", 8, IndexSpec::Type::kIvfPq)).ok());
+  EXPECT_FALSE(e->DescribeCollection("ivf")->trained);
+  auto small = e->Upsert("ivf", Items(1, 3, 8));
+  EXPECT_EQ(small.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(small.status().message().find("first batch"), std::string::npos);
+  ASSERT_TRUE(e->Upsert("ivf", Items(1, 400, 8)).ok());
+  EXPECT_TRUE(e->DescribeCollection("ivf")->trained);
+  ASSERT_TRUE(e->Upsert("ivf", Items(1000, 2, 8)).ok());
+  e.reset();
+  e = OpenEngine();  // no snapshot: rebuilt (and retrained) from the stored items
+  EXPECT_EQ(e->DescribeCollection("ivf")->items, 402u);
+  EXPECT_TRUE(e->CheckConsistency("ivf").ok());
+}
+
+}  // namespace
+}  // namespace quiver::engine

@@ -1,0 +1,244 @@
+#include "storage/store.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+
+#include <rocksdb/db.h>
+
+#include "storage/records.h"
+#include "tests/testing/temp_dir.h"
+
+namespace quiver::storage {
+namespace {
+
+ItemRecord SampleItem(uint64_t id, size_t dim) {
+  ItemRecord item;
+  item.id = id;
+  for (size_t i = 0; i < dim; ++i) item.vector.push_back(float(id) + 0.25f * float(i));
+  item.cluster = uint32_t(id % 7);
+  item.topic_weights = {0.25f, 0.75f};
+  if (id % 2) item.category = int64_t(id) * -3;
+  item.tags = {1, int64_t(id), -5};
+  item.timestamp = 1700000000000 + int64_t(id);
+  item.payload = R"({"title":"item )" + std::to_string(id) + "\"}";
+  return item;
+}
+
+TEST(RecordsTest, ItemRoundTripsBitExact) {
+  ItemRecord item = SampleItem(42, 5);
+  item.vector[1] = -0.0f;
+  item.vector[2] = 1e-38f;
+  auto back = DecodeItem(42, EncodeItem(item));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, item);
+  EXPECT_EQ(std::signbit(back->vector[1]), true);
+  ItemRecord bare;
+  bare.id = 7;
+  auto bare_back = DecodeItem(7, EncodeItem(bare));
+  ASSERT_TRUE(bare_back.ok());
+  EXPECT_EQ(*bare_back, bare);
+  EXPECT_FALSE(bare_back->category.has_value());
+}
+
+TEST(RecordsTest, SchemaUserAndOpRoundTrip) {
+  CollectionSchema s;
+  s.name = "movies";
+  s.dim = 64;
+  s.metric = index::Metric::kCosine;
+  s.index.type = IndexSpec::Type::kIvfPq;
+  s.index.ivf_nlist = 1024;
+  s.index.ivf_refine_int8 = true;
+  s.clusters = 16;
+  s.topics = 4;
+  s.max_history = 50;
+  auto sb = DecodeSchema(EncodeSchema(s));
+  ASSERT_TRUE(sb.ok()) << sb.status();
+  EXPECT_EQ(*sb, s);
+
+  UserRecord u{9, {1.0f, 2.0f}, {{5, 100}, {3, 90}}};
+  auto ub = DecodeUser(9, EncodeUser(u));
+  ASSERT_TRUE(ub.ok());
+  EXPECT_EQ(*ub, u);
+
+  OpRecord op{{1, 2, 3}, {9}};
+  auto ob = DecodeOp(EncodeOp(op));
+  ASSERT_TRUE(ob.ok());
+  EXPECT_EQ(ob->upserted, op.upserted);
+  EXPECT_EQ(ob->deleted, op.deleted);
+}
+
+TEST(RecordsTest, TruncatedExtendedOrFutureRecordsAreDataLoss) {
+  const std::string item = EncodeItem(SampleItem(3, 8));
+  for (size_t cut = 0; cut < item.size(); ++cut) {
+    EXPECT_EQ(DecodeItem(3, item.substr(0, cut)).status().code(), StatusCode::kDataLoss) << cut;
+  }
+  EXPECT_EQ(DecodeItem(3, item + "x").status().code(), StatusCode::kDataLoss);
+  std::string future = item;
+  future[0] = 2;
+  auto r = DecodeItem(3, future);
+  EXPECT_EQ(r.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(r.status().message().find("version 2"), std::string::npos) << r.status();
+  // A vector count far beyond the bytes present must not allocate or read past the end.
+  std::string huge = item;
+  huge[2] = huge[3] = huge[4] = huge[5] = char(0xFF);
+  EXPECT_EQ(DecodeItem(3, huge).status().code(), StatusCode::kDataLoss);
+  const std::string schema = EncodeSchema(CollectionSchema{.name = "a", .dim = 4});
+  for (size_t cut = 0; cut < schema.size(); ++cut) {
+    EXPECT_EQ(DecodeSchema(schema.substr(0, cut)).status().code(), StatusCode::kDataLoss);
+  }
+}
+
+TEST(RecordsTest, KeysSortByCollectionThenId) {
+  EXPECT_LT(IdKey(1, UINT64_MAX), IdKey(2, 0));
+  EXPECT_LT(IdKey(1, 255), IdKey(1, 256));
+  uint32_t c;
+  uint64_t id;
+  ASSERT_TRUE(ParseIdKey(IdKey(77, 0x0102030405060708ull), &c, &id));
+  EXPECT_EQ(c, 77u);
+  EXPECT_EQ(id, 0x0102030405060708ull);
+  EXPECT_FALSE(ParseIdKey("short", &c, &id));
+}
+
+class StoreTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Store> OpenStore(const StoreOptions& o = {}) {
+    auto s = Store::Open(dir_.path() + "/db", o);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+  quiver::testing::ScopedTempDir dir_;
+};
+
+TEST_F(StoreTest, ItemsUsersAndOpsSurviveReopen) {
+  {
+    auto store = OpenStore();
+    WriteBatch b;
+    CollectionSchema s{.name = "c", .dim = 3};
+    b.PutSchema(4, s);
+    b.PutNextCollectionId(5);
+    for (uint64_t id : {10, 11, 12}) b.PutItem(4, SampleItem(id, 3));
+    b.PutItem(5, SampleItem(10, 3));  // same id in another collection
+    b.PutUser(4, UserRecord{1, {}, {{10, 5}}});
+    b.PutOp(4, 1, OpRecord{{10, 11, 12}, {}});
+    ASSERT_TRUE(store->Write(b).ok());
+    WriteBatch d;
+    d.DeleteItem(4, 11);
+    d.PutOp(4, 2, OpRecord{{}, {11}});
+    ASSERT_TRUE(store->Write(d).ok());
+  }
+  auto store = OpenStore();
+  auto cols = store->LoadCollections();
+  ASSERT_TRUE(cols.ok());
+  ASSERT_EQ(cols->size(), 1u);
+  EXPECT_EQ((*cols)[0].first, 4u);
+  EXPECT_EQ(*store->NextCollectionId(), 5u);
+  EXPECT_EQ(*store->LastOp(4), 2u);
+  EXPECT_EQ(*store->LastOp(5), 0u);
+  std::vector<uint64_t> ids = {12, 11, 10, 99};
+  std::vector<std::optional<ItemRecord>> got;
+  ASSERT_TRUE(store->GetItems(4, ids, &got).ok());
+  EXPECT_EQ(got[0], SampleItem(12, 3));
+  EXPECT_FALSE(got[1].has_value());
+  EXPECT_EQ(got[2], SampleItem(10, 3));
+  EXPECT_FALSE(got[3].has_value());
+  std::vector<uint64_t> scanned;
+  ASSERT_TRUE(store->ScanItems(4, [&](ItemRecord&& r) {
+    scanned.push_back(r.id);
+    return Status::Ok();
+  }).ok());
+  EXPECT_EQ(scanned, (std::vector<uint64_t>{10, 12}));
+  EXPECT_EQ(*store->CountItems(5), 1u);
+  auto user = store->GetUser(4, 1);
+  ASSERT_TRUE(user.ok() && user->has_value());
+  EXPECT_EQ((*user)->history.size(), 1u);
+
+  std::vector<uint64_t> seqs;
+  ASSERT_TRUE(store->ScanOps(4, 0, [&](uint64_t seq, OpRecord&&) {
+    seqs.push_back(seq);
+    return Status::Ok();
+  }).ok());
+  EXPECT_EQ(seqs, (std::vector<uint64_t>{1, 2}));
+  EXPECT_EQ(*store->FirstOpAfter(4, 1), std::optional<uint64_t>(2));
+  ASSERT_TRUE(store->TrimOps(4, 1).ok());
+  EXPECT_EQ(*store->FirstOpAfter(4, 0), std::optional<uint64_t>(2));
+  EXPECT_EQ(*store->FirstOpAfter(4, 2), std::nullopt);
+}
+
+TEST_F(StoreTest, DropRemovesOnlyThatCollection) {
+  auto store = OpenStore();
+  WriteBatch b;
+  b.PutSchema(1, CollectionSchema{.name = "a", .dim = 3});
+  b.PutSchema(2, CollectionSchema{.name = "b", .dim = 3});
+  for (uint32_t c : {1u, 2u}) {
+    b.PutItem(c, SampleItem(7, 3));
+    b.PutUser(c, UserRecord{1, {}, {}});
+    b.PutOp(c, 1, OpRecord{{7}, {}});
+  }
+  ASSERT_TRUE(store->Write(b).ok());
+  WriteBatch drop;
+  drop.DropCollection(1);
+  ASSERT_TRUE(store->Write(drop).ok());
+  EXPECT_EQ(store->LoadCollections()->size(), 1u);
+  EXPECT_FALSE(store->GetItem(1, 7)->has_value());
+  EXPECT_FALSE(store->GetUser(1, 1)->has_value());
+  EXPECT_EQ(*store->LastOp(1), 0u);
+  EXPECT_TRUE(store->GetItem(2, 7)->has_value());
+  EXPECT_TRUE(store->GetUser(2, 1)->has_value());
+  EXPECT_EQ(*store->LastOp(2), 1u);
+}
+
+TEST_F(StoreTest, RefusesAnExistingOrMissingDirectoryWhenAskedTo) {
+  { auto store = OpenStore(); }
+  StoreOptions must_be_new;
+  must_be_new.error_if_exists = true;
+  EXPECT_EQ(Store::Open(dir_.path() + "/db", must_be_new).status().code(), StatusCode::kAlreadyExists);
+  StoreOptions must_exist;
+  must_exist.create_if_missing = false;
+  EXPECT_EQ(Store::Open(dir_.path() + "/nothing", must_exist).status().code(), StatusCode::kNotFound);
+}
+
+// Writes key -> value into a column family of the database at path with RocksDB directly, as
+// another program (or another Quiver version) might have.
+void RawPut(const std::string& path, const std::string& cf_name, const std::string& key,
+            const std::string& value) {
+  rocksdb::DBOptions o;
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  for (const char* n : {"default", "items", "users", "neighbors", "oplog"}) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(o, path, cfs, &handles, &db).ok());
+  size_t which = 0;
+  while (cfs[which].name != cf_name) ++which;
+  ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[which], key, value).ok());
+  for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+  delete db;
+}
+
+TEST_F(StoreTest, RefusesADirectoryOfAnotherFormat) {
+  { auto store = OpenStore(); }
+  RawPut(dir_.path() + "/db", "default", "format", "quiver-store-99");
+  auto r = Store::Open(dir_.path() + "/db", {});
+  EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("quiver-store-99"), std::string::npos) << r.status();
+
+  // A RocksDB database that is not Quiver's (no Quiver column families).
+  rocksdb::Options plain;
+  plain.create_if_missing = true;
+  rocksdb::DB* db = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(plain, dir_.path() + "/other", &db).ok());
+  delete db;
+  EXPECT_EQ(Store::Open(dir_.path() + "/other", {}).status().code(), StatusCode::kFailedPrecondition);
+}
+
+TEST_F(StoreTest, CorruptRecordIsDataLossNotACrash) {
+  { auto store = OpenStore(); }
+  RawPut(dir_.path() + "/db", "items", IdKey(1, 5), std::string("\x01\x00\xff\xff", 4));
+  auto store = OpenStore();
+  EXPECT_EQ(store->GetItem(1, 5).status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(store->ScanItems(1, [](ItemRecord&&) { return Status::Ok(); }).code(), StatusCode::kDataLoss);
+}
+
+}  // namespace
+}  // namespace quiver::storage
