@@ -50,12 +50,17 @@ std::string SnapshotName(uint64_t seq) {
   return buf;
 }
 
-// Snapshot files in dir, newest first, as (seq, path).
+// Snapshot files in dir, newest first, as (seq, path). Removes the temporary files of
+// snapshots that were being written when a process died.
 std::vector<std::pair<uint64_t, std::string>> ListSnapshots(const std::string& dir) {
   std::vector<std::pair<uint64_t, std::string>> out;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
+    if (name.ends_with(".qvi.tmp")) {
+      fs::remove(e.path(), ec);
+      continue;
+    }
     if (name.size() != 24 || !name.ends_with(".qvi")) continue;
     uint64_t seq = 0;
     bool digits = true;
