@@ -16,7 +16,7 @@ JOBS=${JOBS:-$(nproc)}
 # Everything the build, the tests and the benchmarks need, from Debian's archive.
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
-  libsimde-dev libjemalloc-dev zlib1g-dev librocksdb-dev
+  libsimde-dev libjemalloc-dev zlib1g-dev librocksdb-dev libsimdjson-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libhnswlib-dev libfaiss-dev libopenblas-dev
   dataset-fashion-mnist python3 python3-numpy python3-faiss

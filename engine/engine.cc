@@ -150,6 +150,22 @@ Result<bool> OpsContinueAfter(const storage::Store& store, uint32_t collection_i
 
 }  // namespace
 
+namespace {
+
+CollectionInfo Describe(const Collection& c) {
+  CollectionInfo info;
+  info.id = c.id();
+  info.schema = c.schema();
+  info.items = c.index->size();
+  info.op_seq = c.op_seq.load();
+  info.snapshot_seq = c.snapshot_seq.load();
+  info.index_memory_bytes = c.index->memory_bytes();
+  info.trained = c.trained();
+  return info;
+}
+
+}  // namespace
+
 Engine::Engine(std::string dir, EngineOptions options, std::unique_ptr<storage::Store> store)
     : dir_(std::move(dir)), options_(std::move(options)), store_(std::move(store)) {}
 
@@ -236,6 +252,61 @@ Status Engine::CreateCollection(const CollectionSchema& schema) {
   return Status::Ok();
 }
 
+Result<CollectionInfo> Engine::BulkLoad(const CollectionSchema& schema, std::span<const ItemRecord> items) {
+  QV_RETURN_IF_ERROR(ValidateSchema(schema));
+  QV_RETURN_IF_ERROR(ValidateItems(schema, items));
+  if (items.size() < MinFirstBatch(schema)) {
+    return FailedPreconditionError("an IVF-PQ collection needs at least " + std::to_string(MinFirstBatch(schema)) +
+                                   " items to train; got " + std::to_string(items.size()));
+  }
+  std::lock_guard ddl(ddl_mu_);
+  uint32_t id;
+  {
+    std::shared_lock lock(mu_);
+    if (collections_.count(schema.name)) {
+      return AlreadyExistsError("collection '" + schema.name + "' already exists");
+    }
+    id = next_id_;
+  }
+  // Records of an earlier bulk load of this id that died before it was recorded.
+  storage::WriteBatch clean;
+  clean.DropCollection(id);
+  QV_RETURN_IF_ERROR(store_->Write(clean));
+  std::error_code ec;
+  fs::remove_all(SnapshotDir(id), ec);
+
+  std::vector<uint32_t> order(items.size());
+  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return items[a].id < items[b].id; });
+  size_t next = 0;
+  QV_RETURN_IF_ERROR(store_->IngestItems(id, [&](ItemRecord* out) -> Result<bool> {
+    if (next == order.size()) return false;
+    *out = items[order[next++]];
+    return true;
+  }).status());
+
+  auto c = std::make_shared<Collection>(id, schema);
+  QV_ASSIGN_OR_RETURN(c->index, MakeIndex(schema));
+  // One Add for the whole set: IVF-PQ trains on it, HNSW builds on all its threads.
+  QV_RETURN_IF_ERROR(AddItems(*c->index, items));
+  constexpr uint64_t kBulkOp = 1;
+  fs::create_directories(SnapshotDir(id), ec);
+  if (ec) return InternalError("cannot create " + SnapshotDir(id) + ": " + ec.message());
+  QV_RETURN_IF_ERROR(c->index->Save((fs::path(SnapshotDir(id)) / SnapshotName(kBulkOp)).string()));
+  storage::WriteBatch batch;
+  batch.PutOp(id, kBulkOp, storage::OpRecord{});
+  batch.PutSchema(id, schema);
+  batch.PutNextCollectionId(id + 1);
+  QV_RETURN_IF_ERROR(store_->Write(batch));
+  QV_RETURN_IF_ERROR(store_->Flush());
+  c->op_seq = kBulkOp;
+  c->snapshot_seq = kBulkOp;
+  std::unique_lock lock(mu_);
+  next_id_ = id + 1;
+  collections_[schema.name] = c;
+  return Describe(*c);
+}
+
 Status Engine::DropCollection(const std::string& name) {
   std::lock_guard ddl(ddl_mu_);
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
@@ -254,21 +325,6 @@ Status Engine::DropCollection(const std::string& name) {
   return Status::Ok();
 }
 
-namespace {
-
-CollectionInfo Describe(const Collection& c) {
-  CollectionInfo info;
-  info.id = c.id();
-  info.schema = c.schema();
-  info.items = c.index->size();
-  info.op_seq = c.op_seq.load();
-  info.snapshot_seq = c.snapshot_seq.load();
-  info.index_memory_bytes = c.index->memory_bytes();
-  info.trained = c.trained();
-  return info;
-}
-
-}  // namespace
 
 std::vector<CollectionInfo> Engine::ListCollections() const {
   std::vector<std::shared_ptr<Collection>> all;

@@ -75,6 +75,11 @@ class Engine {
 
   // kAlreadyExists if the name is taken; kInvalidArgument for a bad schema.
   Status CreateCollection(const CollectionSchema& schema);
+  // Creates a collection from a whole set of items at once: the items (in any order; validated
+  // as a whole) are written to SST files and ingested in one step, the index is built and
+  // snapshotted, and only then is the collection recorded, so a build that dies part-way
+  // leaves no collection behind. kAlreadyExists if the name is taken.
+  Result<CollectionInfo> BulkLoad(const CollectionSchema& schema, std::span<const ItemRecord> items);
   // kNotFound for an unknown collection. Removes its records and snapshots.
   Status DropCollection(const std::string& name);
   std::vector<CollectionInfo> ListCollections() const;

@@ -4,6 +4,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
+#include <rocksdb/sst_file_writer.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
@@ -334,6 +335,62 @@ Status Store::TrimOps(uint32_t collection_id, uint64_t up_to) {
   const std::string end = up_to == UINT64_MAX ? CollectionKey(collection_id + 1) : IdKey(collection_id, up_to + 1);
   return FromRocks(rep_->db->DeleteRange(rep_->write_options, rep_->cfs[kOplog], begin, end),
                    "trimming the op log");
+}
+
+Result<uint64_t> Store::IngestItems(uint32_t collection_id,
+                                    const std::function<Result<bool>(ItemRecord*)>& next) {
+  QV_ASSIGN_OR_RETURN(uint64_t existing, CountItems(collection_id));
+  if (existing != 0) {
+    return FailedPreconditionError("bulk ingestion needs an empty collection; it has " +
+                                   std::to_string(existing) + " items");
+  }
+  const std::string dir = path_ + "/ingest";
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return InternalError("cannot create " + dir + ": " + ec.message());
+  constexpr uint64_t kItemsPerFile = 1 << 20;
+  rocksdb::ColumnFamilyDescriptor cf_desc;
+  QV_RETURN_IF_ERROR(FromRocks(rep_->cfs[kItems]->GetDescriptor(&cf_desc), "reading column family options"));
+  rocksdb::Options options(rocksdb::DBOptions(), cf_desc.options);
+  std::vector<std::string> files;
+  std::unique_ptr<rocksdb::SstFileWriter> writer;
+  auto finish = [&]() -> Status {
+    if (!writer) return Status::Ok();
+    QV_RETURN_IF_ERROR(FromRocks(writer->Finish(), "finishing an SST file"));
+    writer.reset();
+    return Status::Ok();
+  };
+  uint64_t n = 0;
+  bool have_last = false;
+  uint64_t last = 0;
+  ItemRecord item;
+  while (true) {
+    QV_ASSIGN_OR_RETURN(bool more, next(&item));
+    if (!more) break;
+    if (have_last && item.id <= last) {
+      return InvalidArgumentError("bulk items must come in strictly increasing id order (" +
+                                  std::to_string(item.id) + " after " + std::to_string(last) + ")");
+    }
+    if (n % kItemsPerFile == 0) {
+      QV_RETURN_IF_ERROR(finish());
+      files.push_back(dir + "/items-" + std::to_string(files.size()) + ".sst");
+      writer = std::make_unique<rocksdb::SstFileWriter>(rocksdb::EnvOptions(), options, rep_->cfs[kItems]);
+      QV_RETURN_IF_ERROR(FromRocks(writer->Open(files.back()), "creating an SST file"));
+    }
+    QV_RETURN_IF_ERROR(FromRocks(writer->Put(IdKey(collection_id, item.id), EncodeItem(item)), "writing an SST file"));
+    last = item.id;
+    have_last = true;
+    ++n;
+  }
+  QV_RETURN_IF_ERROR(finish());
+  if (!files.empty()) {
+    rocksdb::IngestExternalFileOptions io;
+    io.move_files = true;
+    QV_RETURN_IF_ERROR(FromRocks(rep_->db->IngestExternalFile(rep_->cfs[kItems], files, io), "ingesting SST files"));
+  }
+  std::filesystem::remove_all(dir, ec);
+  return n;
 }
 
 Status Store::Flush() {

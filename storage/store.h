@@ -100,6 +100,12 @@ class Store {
   // Deletes the ops with sequence <= up_to (they are covered by an index snapshot).
   Status TrimOps(uint32_t collection_id, uint64_t up_to);
 
+  // Bulk load: writes the items `next` yields (in strictly increasing id order; it returns
+  // false when done) into SST files beside the database and ingests them into the items column
+  // family in one step, so none of them is visible unless all are. kInvalidArgument if ids are
+  // not increasing; the collection must have no items yet. Returns the number ingested.
+  Result<uint64_t> IngestItems(uint32_t collection_id, const std::function<Result<bool>(ItemRecord*)>& next);
+
   // Flushes memtables to SST files (for shutdown and bulk builds).
   Status Flush();
 

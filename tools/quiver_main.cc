@@ -1,14 +1,27 @@
-// `quiver`: the command-line tool. Subcommands grow with the project; today:
-//   quiver version   version, allocator and the SIMD level chosen at run time
+// `quiver`: the command-line tool.
+//   quiver version                      version, allocator and the SIMD level chosen at run time
+//   quiver build --out DIR ...          bulk-build a collection into a version directory
+//   quiver versions --root DIR          list a data root's versions and which one serves
+// `quiver <command> --help` lists a command's options; docs/bulk-build.md has examples.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
 #include <cstdio>
-#include <cstring>
+#include <filesystem>
 #include <string>
 
 #include "base/version.h"
+#include "engine/bulk_input.h"
+#include "engine/data_root.h"
+#include "engine/engine.h"
 #include "index/simd/kernels.h"
 #include "index/simd/simd_level.h"
 
 namespace {
+
+namespace fs = std::filesystem;
+using quiver::Status;
+using namespace quiver::engine;
 
 int PrintVersion() {
   using quiver::simd::SimdLevelName;
@@ -20,23 +33,122 @@ int PrintVersion() {
   return 0;
 }
 
-int Usage(FILE* out) {
-  std::fprintf(out,
-               "usage: quiver <command>\n"
-               "commands:\n"
-               "  version   print the version, the allocator and the SIMD level in use\n"
-               "  help      print this message\n");
-  return out == stderr ? 2 : 0;
+int Fail(const Status& s) {
+  std::fprintf(stderr, "quiver: %s\n", s.ToString().c_str());
+  return 1;
+}
+
+struct BuildArgs {
+  std::string out, name, vectors, attributes, metric = "l2", index = "hnsw";
+  CollectionSchema schema;
+};
+
+void AddBuildOptions(CLI::App* cmd, BuildArgs* a) {
+  IndexSpec& x = a->schema.index;
+  cmd->add_option("--out", a->out, "version directory to create, or to add the collection to")->required();
+  cmd->add_option("--name", a->name, "collection name")->required();
+  cmd->add_option("--vectors", a->vectors, "item vectors: .fvecs or .npy (float32)")->required();
+  cmd->add_option("--attributes", a->attributes,
+                  "item attributes: .csv or .jsonl (id, cluster, topics, category, tags, timestamp, payload)");
+  cmd->add_option("--metric", a->metric, "l2, ip or cosine")->capture_default_str();
+  cmd->add_option("--index", a->index, "flat, hnsw or ivf_pq")->capture_default_str();
+  cmd->add_option("--clusters", a->schema.clusters, "number of clusters C (items carry ids in [0, C))");
+  cmd->add_option("--topics", a->schema.topics, "number of topics K (items carry K weights)");
+  cmd->add_option("--max-history", a->schema.max_history, "events kept per user")->capture_default_str();
+  cmd->add_option("--hnsw-m", x.hnsw_m, "HNSW links per node")->capture_default_str();
+  cmd->add_option("--ef-construction", x.hnsw_ef_construction, "HNSW build candidate list")->capture_default_str();
+  cmd->add_option("--ef-search", x.hnsw_ef_search, "HNSW default search candidate list")->capture_default_str();
+  cmd->add_flag("--sq8", x.hnsw_sq8, "HNSW: traverse 8-bit codes, re-rank with floats");
+  cmd->add_option("--nlist", x.ivf_nlist, "IVF lists")->capture_default_str();
+  cmd->add_option("--pq-m", x.ivf_m, "PQ sub-quantisers (must divide dim)")->capture_default_str();
+  cmd->add_option("--nbits", x.ivf_nbits, "PQ bits per code: 4 (fast scan) or 8")->capture_default_str();
+  cmd->add_option("--nprobe", x.ivf_nprobe, "IVF default lists visited")->capture_default_str();
+  cmd->add_option("--refine", x.ivf_refine, "IVF re-rank factor (0: no re-rank store)")->capture_default_str();
+  cmd->add_flag("--refine-int8", x.ivf_refine_int8, "IVF: keep 8-bit re-rank rows instead of float32");
+}
+
+int RunBuild(BuildArgs& a) {
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  auto metric = quiver::index::ParseMetric(a.metric);
+  if (!metric) return Fail(quiver::InvalidArgumentError("unknown metric '" + a.metric + "'"));
+  if (a.index == "flat") {
+    a.schema.index.type = IndexSpec::Type::kFlat;
+  } else if (a.index == "hnsw") {
+    a.schema.index.type = IndexSpec::Type::kHnsw;
+  } else if (a.index == "ivf_pq") {
+    a.schema.index.type = IndexSpec::Type::kIvfPq;
+  } else {
+    return Fail(quiver::InvalidArgumentError("unknown index '" + a.index + "' (flat, hnsw, ivf_pq)"));
+  }
+  a.schema.name = a.name;
+  a.schema.metric = *metric;
+  auto vectors = ReadVectors(a.vectors);
+  if (!vectors.ok()) return Fail(vectors.status());
+  a.schema.dim = uint32_t(vectors->dim);
+  std::vector<ItemRecord> attributes;
+  if (!a.attributes.empty()) {
+    auto r = ReadAttributes(a.attributes);
+    if (!r.ok()) return Fail(r.status());
+    attributes = std::move(*r);
+  }
+  auto items = AssembleItems(std::move(*vectors), std::move(attributes));
+  if (!items.ok()) return Fail(items.status());
+  const double read_s = std::chrono::duration<double>(Clock::now() - t0).count();
+
+  // A new version directory is built beside its final name and renamed into place when
+  // complete, so a build that dies leaves nothing that looks like a version.
+  const bool fresh = !fs::exists(a.out);
+  const std::string dir = fresh ? a.out + ".partial" : a.out;
+  std::error_code ec;
+  if (fresh) fs::remove_all(dir, ec);
+  auto fail = [&](const Status& s) {
+    if (fresh) fs::remove_all(dir, ec);  // nothing half-built stays behind
+    return Fail(s);
+  };
+  auto engine = Engine::Open(dir, {});
+  if (!engine.ok()) return fail(engine.status());
+  auto info = (*engine)->BulkLoad(a.schema, *items);
+  if (!info.ok()) return fail(info.status());
+  engine->reset();
+  if (fresh) {
+    fs::rename(dir, a.out, ec);
+    if (ec) return Fail(quiver::InternalError("cannot rename " + dir + " to " + a.out + ": " + ec.message()));
+  }
+  const double total_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::printf("built collection '%s' in %s: %llu items, dim %u, %s index (%.1f MB); read %.1f s, total %.1f s\n",
+              a.name.c_str(), a.out.c_str(), (unsigned long long)info->items, a.schema.dim, a.index.c_str(),
+              double(info->index_memory_bytes) / 1e6, read_s, total_s);
+  return 0;
+}
+
+int RunVersions(const std::string& root) {
+  auto state = DataRoot::Inspect(root);
+  if (!state.ok()) return Fail(state.status());
+  for (const std::string& v : state->versions) {
+    const char* mark = v == state->current ? "  (serving)" : v == state->previous ? "  (previous)" : "";
+    std::printf("%s%s\n", v.c_str(), mark);
+  }
+  return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) return Usage(stderr);
-  if (std::strcmp(argv[1], "version") == 0 || std::strcmp(argv[1], "--version") == 0) {
-    return PrintVersion();
-  }
-  if (std::strcmp(argv[1], "help") == 0 || std::strcmp(argv[1], "--help") == 0) return Usage(stdout);
-  std::fprintf(stderr, "quiver: unknown command '%s'\n", argv[1]);
-  return Usage(stderr);
+  CLI::App app{"quiver: the Quiver command-line tool"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", [] { return std::string(quiver::Version()); });
+  app.add_subcommand("version", "print the version, the allocator and the SIMD level in use");
+  BuildArgs build;
+  AddBuildOptions(app.add_subcommand("build", "bulk-build a collection into a version directory (no server needed)"),
+                  &build);
+  std::string root;
+  app.add_subcommand("versions", "list the version directories of a data root")
+      ->add_option("--root", root, "data root directory")
+      ->required();
+  CLI11_PARSE(app, argc, argv);
+  if (app.got_subcommand("version")) return PrintVersion();
+  if (app.got_subcommand("build")) return RunBuild(build);
+  if (app.got_subcommand("versions")) return RunVersions(root);
+  return 2;
 }

@@ -1,0 +1,150 @@
+#include "engine/data_root.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace quiver::engine {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+Status FsyncPath(const std::string& path, int flags) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) return InternalError("cannot open " + path + " to sync it");
+  int rc = ::fsync(fd);
+  ::close(fd);
+  return rc == 0 ? Status::Ok() : InternalError("cannot fsync " + path);
+}
+
+// Replaces root/name with `value` atomically and durably.
+Status WriteMarker(const std::string& root, const std::string& name, const std::string& value) {
+  const std::string path = root + "/" + name, tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << value << "\n";
+    if (!out.flush()) return InternalError("cannot write " + tmp);
+  }
+  QV_RETURN_IF_ERROR(FsyncPath(tmp, O_RDONLY));
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return InternalError("cannot rename " + tmp + ": " + ec.message());
+  return FsyncPath(root, O_RDONLY | O_DIRECTORY);
+}
+
+// The marker's content, "" if absent.
+std::string ReadMarker(const std::string& root, const std::string& name) {
+  std::ifstream in(root + "/" + name);
+  std::string value;
+  std::getline(in, value);
+  return value;
+}
+
+}  // namespace
+
+bool DataRoot::ValidVersionName(const std::string& name) {
+  if (name.empty() || name.size() > 128 || name[0] == '.') return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.';
+  });
+}
+
+std::string DataRoot::VersionDir(const std::string& name) const { return root_ + "/versions/" + name; }
+
+Result<std::unique_ptr<DataRoot>> DataRoot::Open(const std::string& root, const EngineOptions& options) {
+  std::error_code ec;
+  fs::create_directories(root + "/versions", ec);
+  if (ec) return InternalError("cannot create " + root + "/versions: " + ec.message());
+  std::unique_ptr<DataRoot> dr(new DataRoot(root, options));
+  std::string current = ReadMarker(root, "CURRENT");
+  if (current.empty()) {
+    current = "initial";
+  } else if (!ValidVersionName(current) || !fs::exists(dr->VersionDir(current))) {
+    return DataLossError(root + "/CURRENT names version '" + current + "', which does not exist");
+  }
+  QV_ASSIGN_OR_RETURN(auto engine, Engine::Open(dr->VersionDir(current), options));
+  if (ReadMarker(root, "CURRENT").empty()) QV_RETURN_IF_ERROR(WriteMarker(root, "CURRENT", current));
+  dr->engine_ = std::move(engine);
+  dr->current_ = current;
+  dr->previous_ = ReadMarker(root, "PREVIOUS");
+  return dr;
+}
+
+std::shared_ptr<Engine> DataRoot::engine() const {
+  std::lock_guard lock(mu_);
+  return engine_;
+}
+
+std::string DataRoot::current_version() const {
+  std::lock_guard lock(mu_);
+  return current_;
+}
+
+std::string DataRoot::previous_version() const {
+  std::lock_guard lock(mu_);
+  return previous_;
+}
+
+Result<std::vector<std::string>> DataRoot::ListVersionsIn(const std::string& root) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root + "/versions", ec)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_directory() && ValidVersionName(name) && !name.ends_with(".partial")) out.push_back(name);
+  }
+  if (ec) return NotFoundError("cannot list " + root + "/versions: " + ec.message());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Result<DataRoot::State> DataRoot::Inspect(const std::string& root) {
+  State state;
+  QV_ASSIGN_OR_RETURN(state.versions, ListVersionsIn(root));
+  state.current = ReadMarker(root, "CURRENT");
+  state.previous = ReadMarker(root, "PREVIOUS");
+  return state;
+}
+
+Status DataRoot::Reload(const std::string& version) {
+  std::lock_guard reload(reload_mu_);
+  if (!ValidVersionName(version) || version.ends_with(".partial")) {
+    return InvalidArgumentError("version name '" + version + "' may use only [A-Za-z0-9_.-]");
+  }
+  const std::string dir = VersionDir(version);
+  if (!fs::exists(dir + "/db")) return NotFoundError("no version '" + version + "' under " + root_ + "/versions");
+  const std::string old = current_version();
+  if (version == old) return FailedPreconditionError("version '" + version + "' is already serving");
+  EngineOptions o = options_;
+  o.store.create_if_missing = false;
+  auto loaded = Engine::Open(dir, o);
+  if (!loaded.ok()) {
+    return Status(loaded.status().code(), "version '" + version + "' failed to load; '" + old +
+                                              "' keeps serving: " + std::string(loaded.status().message()));
+  }
+  // PREVIOUS first: a crash between the two writes leaves the old version serving.
+  QV_RETURN_IF_ERROR(WriteMarker(root_, "PREVIOUS", old));
+  QV_RETURN_IF_ERROR(WriteMarker(root_, "CURRENT", version));
+  std::shared_ptr<Engine> retired;
+  {
+    std::lock_guard lock(mu_);
+    retired = std::move(engine_);
+    engine_ = std::move(*loaded);
+    previous_ = old;
+    current_ = version;
+  }
+  return Status::Ok();  // `retired` closes when the last request holding it finishes
+}
+
+Status DataRoot::Rollback() {
+  const std::string previous = previous_version();
+  if (previous.empty()) return FailedPreconditionError("there is no previous version to roll back to");
+  return Reload(previous);
+}
+
+}  // namespace quiver::engine
