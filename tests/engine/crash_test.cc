@@ -21,6 +21,7 @@
 #include <random>
 #include <sstream>
 
+#include "engine/data_root.h"
 #include "engine/engine.h"
 #include "tests/engine/crash_workload.h"
 #include "tests/testing/temp_dir.h"
@@ -39,7 +40,8 @@ struct ChildRun {
 
 // Starts the child, kills it `delay_ms` after it is ready (or after start, if kill_early),
 // and collects what it printed.
-ChildRun RunAndKill(const std::string& dir, uint64_t seed, uint64_t start, int delay_ms, bool kill_early) {
+ChildRun RunAndKill(const char* mode, const std::string& dir, uint64_t seed, uint64_t start, int delay_ms,
+                    bool kill_early) {
   int fds[2];
   EXPECT_EQ(::pipe(fds), 0);
   const std::string start_s = std::to_string(start), seed_s = std::to_string(seed);
@@ -48,7 +50,7 @@ ChildRun RunAndKill(const std::string& dir, uint64_t seed, uint64_t start, int d
     ::dup2(fds[1], 1);
     ::close(fds[0]);
     ::close(fds[1]);
-    ::execl(QUIVER_CRASH_CHILD, QUIVER_CRASH_CHILD, dir.c_str(), seed_s.c_str(), start_s.c_str(),
+    ::execl(QUIVER_CRASH_CHILD, QUIVER_CRASH_CHILD, mode, dir.c_str(), seed_s.c_str(), start_s.c_str(),
             static_cast<char*>(nullptr));
     ::_exit(127);
   }
@@ -145,7 +147,7 @@ TEST(CrashTest, AcknowledgedWritesSurviveSigkill) {
     const bool kill_early = rng() % 10 == 0;  // during start-up and recovery
     const int delay = kill_early ? int(rng() % 40) : int(rng() % 150);
     early_kills += kill_early;
-    ChildRun run = RunAndKill(dir, seed, next, delay, kill_early);
+    ChildRun run = RunAndKill("items", dir, seed, next, delay, kill_early);
     ASSERT_TRUE(run.ready || kill_early) << "cycle " << cycle << ": child never got ready:\n" << run.output;
     for (size_t j = 0; j < run.acked.size(); ++j) {
       ASSERT_EQ(run.acked[j], next + j) << "acknowledgements out of order";
@@ -187,6 +189,53 @@ TEST(CrashTest, AcknowledgedWritesSurviveSigkill) {
               "in-flight batch found applied %d times, absent %d times, %zu items at the end\n",
               cycles, early_kills, acked_total, in_flight_applied, in_flight_dropped, model.size());
   EXPECT_GT(acked_total, size_t(cycles));  // the workload did make progress
+}
+
+// Kills a child that bulk-builds versions and switches to them: the root must always serve a
+// complete version, the acknowledged one or the one being switched to, with exactly its items.
+TEST(CrashTest, BulkBuildsAndVersionSwitchesSurviveSigkill) {
+  const char* env = std::getenv("QUIVER_CRASH_CYCLES");
+  const int cycles = env ? std::max(1, std::atoi(env) / 5) : 10;
+  quiver::testing::ScopedTempDir tmp;
+  const std::string root = tmp.path() + "/root";
+  const uint64_t seed = 99;
+  std::mt19937 rng(8);
+  uint64_t next = 0;
+  int switched_unacked = 0;
+  for (int cycle = 0; cycle < cycles; ++cycle) {
+    const int delay = 20 + int(rng() % 400);
+    ChildRun run = RunAndKill("bulk", root, seed, next, delay, false);
+    ASSERT_TRUE(run.ready) << run.output;
+    next += run.acked.size();
+    auto dr = DataRoot::Open(root, {});
+    ASSERT_TRUE(dr.ok()) << "cycle " << cycle << ": " << dr.status();
+    const std::string current = (*dr)->current_version();
+    const std::string acked = next == 0 ? "initial" : "b" + std::to_string(next - 1);
+    const std::string in_flight = "b" + std::to_string(next);
+    ASSERT_TRUE(current == acked || current == in_flight)
+        << "cycle " << cycle << ": serving '" << current << "'; expected " << acked << " or " << in_flight;
+    if (current == in_flight) {
+      ++next;
+      ++switched_unacked;
+    }
+    if (current == "initial") continue;
+    auto e = (*dr)->engine();
+    const uint64_t k = next - 1;
+    auto items = crash::BulkItems(seed, k);
+    std::vector<uint64_t> ids;
+    for (const auto& item : items) ids.push_back(item.id);
+    auto stored = e->Get(crash::kCollection, ids);
+    ASSERT_TRUE(stored.ok()) << stored.status();
+    for (size_t i = 0; i < items.size(); ++i) {
+      ASSERT_TRUE((*stored)[i].has_value() && SameBits(*(*stored)[i], items[i])) << "cycle " << cycle << " item " << i;
+    }
+    EXPECT_EQ(e->DescribeCollection(crash::kCollection)->items, items.size());
+    ASSERT_TRUE(e->CheckConsistency(crash::kCollection).ok());
+  }
+  std::printf("bulk crash test: %d cycles, %llu versions built and switched to (%d of them found "
+              "serving without an acknowledgement)\n",
+              cycles, (unsigned long long)next, switched_unacked);
+  EXPECT_GT(next, 0u);
 }
 
 }  // namespace

@@ -58,6 +58,20 @@ inline Batch MakeBatch(uint64_t seed, uint64_t i) {
   return b;
 }
 
+// The items of bulk build k: a few thousand, ids spread over a wide range, in no order.
+inline std::vector<ItemRecord> BulkItems(uint64_t seed, uint64_t k) {
+  std::mt19937_64 rng(seed * 7919 + k);
+  const size_t n = 2000 + (k % 3) * 700;
+  std::normal_distribution<float> g;
+  std::vector<ItemRecord> items(n);
+  for (size_t i = 0; i < n; ++i) {
+    items[i].id = (i * 2654435761u + k) % 1000003;
+    for (uint32_t d = 0; d < kDim; ++d) items[i].vector.push_back(g(rng));
+    items[i].timestamp = int64_t(k);
+  }
+  return items;
+}
+
 // Applies batch b to a model of the stored items.
 inline void Apply(const Batch& b, std::map<uint64_t, ItemRecord>* model) {
   if (b.is_delete) {
