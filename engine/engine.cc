@@ -242,7 +242,11 @@ Status Engine::CreateCollection(const CollectionSchema& schema) {
   }
   auto c = std::make_shared<Collection>(id, schema);
   QV_ASSIGN_OR_RETURN(c->index, MakeIndex(schema));
+  // Records left under this id by a bulk load that died before recording its collection.
+  std::error_code ec;
+  fs::remove_all(SnapshotDir(id), ec);
   storage::WriteBatch batch;
+  batch.DropCollection(id);
   batch.PutSchema(id, schema);
   batch.PutNextCollectionId(id + 1);
   QV_RETURN_IF_ERROR(store_->Write(batch));

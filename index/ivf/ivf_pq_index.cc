@@ -550,9 +550,21 @@ size_t IvfPqIndex::RefineFactor(const SearchParams& params) const {
 
 void IvfPqIndex::FinishLocked(const float* q, bool refine, size_t k, std::vector<Candidate>& candidates,
                               std::vector<Neighbor>* out) const {
+  // Candidate rows are scattered: start loading a few ahead of the one being scored.
+  constexpr size_t kAhead = 4;
+  const size_t row_bytes = refine_row_bytes_;
+  auto row = [&](const Candidate& c) { return lists_[c.list].rows.data() + size_t(c.pos) * row_bytes; };
+  auto prefetch = [&](size_t i) {
+    if (i < candidates.size()) PrefetchBytes(row(candidates[i]), row_bytes);
+  };
+  if (refine && options_.refine_store != RefineStore::kNone) {
+    for (size_t i = 0; i < kAhead; ++i) prefetch(i);
+  }
   if (refine && options_.refine_store == RefineStore::kFloat32) {
-    for (Candidate& c : candidates) {
-      const float* v = reinterpret_cast<const float*>(lists_[c.list].rows.data()) + size_t(c.pos) * dim_;
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      prefetch(i + kAhead);
+      Candidate& c = candidates[i];
+      const float* v = reinterpret_cast<const float*>(row(c));
       switch (metric_) {
         case Metric::kL2: c.distance = kernels_.l2sqr(q, v, dim_); break;
         case Metric::kInnerProduct: c.distance = -kernels_.inner_product(q, v, dim_); break;
@@ -564,8 +576,10 @@ void IvfPqIndex::FinishLocked(const float* q, bool refine, size_t k, std::vector
     code.resize(dim_);
     refine_sq_.Encode(q, dim_, code.data());
     const float scale = refine_sq_.scale();
-    for (Candidate& c : candidates) {
-      const uint8_t* v = lists_[c.list].rows.data() + size_t(c.pos) * dim_;
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      prefetch(i + kAhead);
+      Candidate& c = candidates[i];
+      const uint8_t* v = row(c);
       if (metric_ == Metric::kL2) {
         c.distance = scale * float(kernels_.l2sqr_u8(code.data(), v, dim_));
       } else {

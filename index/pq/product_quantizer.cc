@@ -76,21 +76,27 @@ void ProductQuantizer::Decode(const uint8_t* code, float* x) const {
 
 namespace {
 
-// Tables for short sub-vectors: one pass over the codebook, which the compiler vectorises;
-// a kernel call per sub-quantiser would cost more than its few multiply-adds.
+// Tables for short sub-vectors from the transposed codebook ([m][dsub][ksub]): the inner loop
+// runs over the ksub centroids, contiguous, which the compiler vectorises; a kernel call per
+// sub-quantiser would cost more than its few multiply-adds.
 template <bool kL2>
-void ShortTable(const float* x, const float* centroids, size_t m, size_t ksub, size_t dsub,
+void ShortTable(const float* x, const float* transposed, size_t m, size_t ksub, size_t dsub,
                 float* table) {
   for (size_t j = 0; j < m; ++j) {
-    const float* xj = x + j * dsub;
-    const float* y = centroids + j * ksub * dsub;
-    for (size_t k = 0; k < ksub; ++k) {
-      float s = 0;
-      for (size_t t = 0; t < dsub; ++t) {
-        const float v = kL2 ? xj[t] - y[k * dsub + t] : xj[t] * y[k * dsub + t];
-        s += kL2 ? v * v : v;
+    float* out = table + j * ksub;
+    const float* yt = transposed + j * dsub * ksub;
+    for (size_t k = 0; k < ksub; ++k) out[k] = 0.0f;
+    for (size_t t = 0; t < dsub; ++t) {
+      const float xv = x[j * dsub + t];
+      const float* row = yt + t * ksub;
+      for (size_t k = 0; k < ksub; ++k) {
+        if constexpr (kL2) {
+          const float v = xv - row[k];
+          out[k] += v * v;
+        } else {
+          out[k] += xv * row[k];
+        }
       }
-      table[j * ksub + k] = s;
     }
   }
 }
@@ -99,10 +105,24 @@ constexpr size_t kShortSub = 16;
 
 }  // namespace
 
+ProductQuantizer::ProductQuantizer(size_t d, size_t m, size_t nbits, std::vector<float> centroids)
+    : d_(d), m_(m), nbits_(nbits), centroids_(std::move(centroids)) {
+  const size_t ksub = this->ksub(), dsub = this->dsub();
+  if (dsub >= kShortSub) return;
+  transposed_.resize(centroids_.size());
+  for (size_t j = 0; j < m_; ++j) {
+    for (size_t k = 0; k < ksub; ++k) {
+      for (size_t t = 0; t < dsub; ++t) {
+        transposed_[(j * dsub + t) * ksub + k] = centroids_[(j * ksub + k) * dsub + t];
+      }
+    }
+  }
+}
+
 void ProductQuantizer::L2Table(const float* x, float* table) const {
   const auto& kern = simd::GetKernels();
   const size_t dsub = this->dsub(), ksub = this->ksub();
-  if (dsub < kShortSub) return ShortTable<true>(x, centroids_.data(), m_, ksub, dsub, table);
+  if (dsub < kShortSub) return ShortTable<true>(x, transposed_.data(), m_, ksub, dsub, table);
   for (size_t j = 0; j < m_; ++j) {
     kern.l2sqr_batch(x + j * dsub, &centroids_[j * ksub * dsub], ksub, dsub, table + j * ksub);
   }
@@ -111,7 +131,7 @@ void ProductQuantizer::L2Table(const float* x, float* table) const {
 void ProductQuantizer::IpTable(const float* x, float* table) const {
   const auto& kern = simd::GetKernels();
   const size_t dsub = this->dsub(), ksub = this->ksub();
-  if (dsub < kShortSub) return ShortTable<false>(x, centroids_.data(), m_, ksub, dsub, table);
+  if (dsub < kShortSub) return ShortTable<false>(x, transposed_.data(), m_, ksub, dsub, table);
   for (size_t j = 0; j < m_; ++j) {
     kern.inner_product_batch(x + j * dsub, &centroids_[j * ksub * dsub], ksub, dsub,
                              table + j * ksub);

@@ -56,11 +56,11 @@ class ProductQuantizer {
   static Result<ProductQuantizer> Parse(std::string_view* in);
 
  private:
-  ProductQuantizer(size_t d, size_t m, size_t nbits, std::vector<float> centroids)
-      : d_(d), m_(m), nbits_(nbits), centroids_(std::move(centroids)) {}
+  ProductQuantizer(size_t d, size_t m, size_t nbits, std::vector<float> centroids);
 
   size_t d_ = 0, m_ = 0, nbits_ = 8;
-  std::vector<float> centroids_;
+  std::vector<float> centroids_;   // [m][ksub][dsub]
+  std::vector<float> transposed_;  // [m][dsub][ksub]: tables for short sub-vectors run along k
 };
 
 }  // namespace quiver::index
