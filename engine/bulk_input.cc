@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "base/coding.h"
+#include "engine/json_item.h"
 
 namespace quiver::engine {
 namespace {
@@ -238,7 +239,7 @@ Result<std::vector<ItemRecord>> ReadCsv(const std::string& path, const std::stri
 }
 
 Result<std::vector<ItemRecord>> ReadJsonl(const std::string& path, const std::string& text) {
-  simdjson::dom::parser parser, payload_parser;
+  simdjson::dom::parser parser;
   std::vector<ItemRecord> out;
   size_t line_no = 0, start = 0;
   while (start < text.size()) {
@@ -256,50 +257,8 @@ Result<std::vector<ItemRecord>> ReadJsonl(const std::string& path, const std::st
     }
     ItemRecord item;
     item.id = out.size();
-    for (auto field : obj) {
-      const std::string_view key = field.key;
-      simdjson::dom::element v = field.value;
-      simdjson::error_code err = simdjson::SUCCESS;
-      if (key == "id") {
-        err = v.get_uint64().get(item.id);
-      } else if (key == "cluster") {
-        uint64_t c = 0;
-        err = v.get_uint64().get(c);
-        if (!err && c > UINT32_MAX) err = simdjson::NUMBER_OUT_OF_RANGE;
-        item.cluster = uint32_t(c);
-      } else if (key == "topics") {
-        simdjson::dom::array a;
-        err = v.get_array().get(a);
-        for (auto x : a) {
-          double d = 0;
-          if (!err) err = x.get_double().get(d);
-          item.topic_weights.push_back(float(d));
-        }
-      } else if (key == "category") {
-        if (!v.is_null()) {
-          int64_t c = 0;
-          err = v.get_int64().get(c);
-          item.category = c;
-        }
-      } else if (key == "tags") {
-        simdjson::dom::array a;
-        err = v.get_array().get(a);
-        for (auto x : a) {
-          int64_t t = 0;
-          if (!err) err = x.get_int64().get(t);
-          item.tags.push_back(t);
-        }
-      } else if (key == "timestamp") {
-        err = v.get_int64().get(item.timestamp);
-      } else if (key == "payload") {
-        item.payload = simdjson::minify(v);
-      } else {
-        return InvalidArgumentError(where + ": unknown field '" + std::string(key) +
-                                    "' (known: id, cluster, topics, category, tags, timestamp, payload)");
-      }
-      if (err) {
-        return InvalidArgumentError(where + ": bad " + std::string(key) + " (" + simdjson::error_message(err) + ")");
-      }
+    if (Status st = ItemFromJson(obj, /*allow_vector=*/false, &item); !st.ok()) {
+      return InvalidArgumentError(where + ": " + std::string(st.message()));
     }
     out.push_back(std::move(item));
   }

@@ -37,31 +37,10 @@ struct EngineOptions {
   size_t snapshots_kept = 2;
 };
 
-struct CollectionInfo {
-  uint32_t id = 0;
-  CollectionSchema schema;
-  uint64_t items = 0;          // live items in the index
-  uint64_t op_seq = 0;         // latest applied op
-  uint64_t snapshot_seq = 0;   // op covered by the newest snapshot (0: none)
-  size_t index_memory_bytes = 0;
-  bool trained = true;         // false for an IVF-PQ collection before its first batch
-};
-
-struct Hit {
-  uint64_t id;
-  float score;  // higher is better: -L2 distance, dot product, or cosine
-};
-
-struct WriteResult {
-  uint64_t op_seq = 0;  // the op that holds the write (0 if it changed nothing)
-  size_t changed = 0;   // items written or deleted
-};
-
-struct Event {
-  uint64_t user = 0;
-  uint64_t item = 0;
-  int64_t timestamp = 0;
-};
+using ::quiver::CollectionInfo;
+using ::quiver::Event;
+using ::quiver::Hit;
+using ::quiver::WriteResult;
 
 class Collection;
 

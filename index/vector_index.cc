@@ -15,22 +15,6 @@
 
 namespace quiver::index {
 
-std::string_view MetricName(Metric metric) {
-  switch (metric) {
-    case Metric::kL2: return "l2";
-    case Metric::kInnerProduct: return "ip";
-    case Metric::kCosine: return "cosine";
-  }
-  return "unknown";
-}
-
-std::optional<Metric> ParseMetric(std::string_view name) {
-  for (Metric m : {Metric::kL2, Metric::kInnerProduct, Metric::kCosine}) {
-    if (MetricName(m) == name) return m;
-  }
-  return std::nullopt;
-}
-
 float DistanceToScore(Metric metric, float distance) {
   switch (metric) {
     case Metric::kL2: return -distance;

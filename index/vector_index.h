@@ -21,16 +21,17 @@
 #include <string_view>
 #include <vector>
 
+#include "base/model.h"
 #include "base/result.h"
 #include "base/status.h"
 
 namespace quiver::index {
 
-enum class Metric : uint8_t { kL2 = 0, kInnerProduct = 1, kCosine = 2 };
+// The metric enum and its names live in base/model.h (shared with the wire and the client).
+using ::quiver::Metric;
+using ::quiver::MetricName;
+using ::quiver::ParseMetric;
 
-std::string_view MetricName(Metric metric);
-// Accepts "l2", "ip", "cosine".
-std::optional<Metric> ParseMetric(std::string_view name);
 
 struct Neighbor {
   uint64_t id;

@@ -122,11 +122,11 @@ Result<CollectionSchema> DecodeSchema(std::string_view in) {
             GetFixed(&in, &x.ivf_nbits) && GetFixed(&in, &x.ivf_nprobe) &&
             GetFixed(&in, &x.ivf_refine) && GetFixed(&in, &int8) && GetFixed(&in, &s.clusters) &&
             GetFixed(&in, &s.topics) && GetFixed(&in, &s.max_history) && in.empty();
-  if (!ok || metric > uint8_t(index::Metric::kCosine) || type < 1 || type > 3 || sq8 > 1 ||
+  if (!ok || metric > uint8_t(Metric::kCosine) || type < 1 || type > 3 || sq8 > 1 ||
       int8 > 1) {
     return Corrupt("collection schema");
   }
-  s.metric = index::Metric(metric);
+  s.metric = Metric(metric);
   x.type = IndexSpec::Type(type);
   x.hnsw_sq8 = sq8 != 0;
   x.ivf_refine_int8 = int8 != 0;

@@ -1,5 +1,6 @@
 // Which allocator this executable links. Linked into executables only (not libraries), since
 // the allocator is an executable's choice (QUIVER_JEMALLOC).
+#include <cstdint>
 #include <string>
 
 #include "base/version.h"
@@ -20,6 +21,20 @@ std::string AllocatorName() {
   return "jemalloc";
 #else
   return "libc malloc";
+#endif
+}
+
+bool AllocatorMemory(size_t* allocated, size_t* resident) {
+#if defined(QUIVER_WITH_JEMALLOC)
+  uint64_t epoch = 1;
+  size_t len = sizeof(epoch);
+  mallctl("epoch", &epoch, &len, &epoch, len);  // refresh the statistics
+  len = sizeof(size_t);
+  return mallctl("stats.allocated", allocated, &len, nullptr, 0) == 0 &&
+         mallctl("stats.resident", resident, &len, nullptr, 0) == 0;
+#else
+  *allocated = *resident = 0;
+  return false;
 #endif
 }
 

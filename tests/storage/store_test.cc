@@ -46,7 +46,7 @@ TEST(RecordsTest, SchemaUserAndOpRoundTrip) {
   CollectionSchema s;
   s.name = "movies";
   s.dim = 64;
-  s.metric = index::Metric::kCosine;
+  s.metric = Metric::kCosine;
   s.index.type = IndexSpec::Type::kIvfPq;
   s.index.ivf_nlist = 1024;
   s.index.ivf_refine_int8 = true;

@@ -1,0 +1,121 @@
+// Quiver's data model as plain values: what a collection, an item, a user and a search result
+// are. Shared by the engine (which stores and indexes them), the wire codecs and the client
+// library (which depends only on base/ and the wire schema). No behaviour beyond parsing names.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace quiver {
+
+// Distances are "smaller is closer" inside the indexes; scores are "higher is better".
+enum class Metric : uint8_t { kL2 = 0, kInnerProduct = 1, kCosine = 2 };
+
+std::string_view MetricName(Metric metric);
+// Accepts "l2", "ip", "cosine".
+std::optional<Metric> ParseMetric(std::string_view name);
+
+// How a collection's vectors are indexed.
+struct IndexSpec {
+  enum class Type : uint8_t { kFlat = 1, kHnsw = 2, kIvfPq = 3 };
+  Type type = Type::kHnsw;
+  // HNSW
+  uint32_t hnsw_m = 16;
+  uint32_t hnsw_ef_construction = 200;
+  uint32_t hnsw_ef_search = 64;
+  bool hnsw_sq8 = false;  // 8-bit traversal copy of the vectors, float re-rank
+  // IVF-PQ
+  uint32_t ivf_nlist = 256;
+  uint32_t ivf_m = 16;
+  uint32_t ivf_nbits = 8;
+  uint32_t ivf_nprobe = 16;
+  uint32_t ivf_refine = 4;  // 0 = no re-ranking store
+  bool ivf_refine_int8 = false;
+
+  friend bool operator==(const IndexSpec&, const IndexSpec&) = default;
+};
+
+std::string_view IndexTypeName(IndexSpec::Type type);
+// Accepts "flat", "hnsw", "ivf_pq".
+std::optional<IndexSpec::Type> ParseIndexType(std::string_view name);
+
+struct CollectionSchema {
+  std::string name;
+  uint32_t dim = 0;
+  Metric metric = Metric::kL2;
+  IndexSpec index;
+  uint32_t clusters = 0;       // C: items carry a cluster id in [0, C); 0 = not partitioned
+  uint32_t topics = 0;         // K: items carry K topic weights; 0 = none
+  uint32_t max_history = 200;  // events kept per user, newest first
+
+  friend bool operator==(const CollectionSchema&, const CollectionSchema&) = default;
+};
+
+struct ItemRecord {
+  uint64_t id = 0;
+  std::vector<float> vector;
+  uint32_t cluster = 0;
+  std::vector<float> topic_weights;
+  std::optional<int64_t> category;
+  std::vector<int64_t> tags;
+  int64_t timestamp = 0;
+  std::string payload;  // small JSON document, returned with results
+
+  friend bool operator==(const ItemRecord&, const ItemRecord&) = default;
+};
+
+struct Interaction {
+  uint64_t item = 0;
+  int64_t timestamp = 0;
+  friend bool operator==(const Interaction&, const Interaction&) = default;
+};
+
+struct UserRecord {
+  uint64_t id = 0;
+  std::vector<float> vector;         // empty: the user has no vector
+  std::vector<Interaction> history;  // newest first, at most the schema's max_history
+
+  friend bool operator==(const UserRecord&, const UserRecord&) = default;
+};
+
+struct Event {
+  uint64_t user = 0;
+  uint64_t item = 0;
+  int64_t timestamp = 0;
+  friend bool operator==(const Event&, const Event&) = default;
+};
+
+struct CollectionInfo {
+  uint32_t id = 0;
+  CollectionSchema schema;
+  uint64_t items = 0;          // live items in the index
+  uint64_t op_seq = 0;         // latest applied op
+  uint64_t snapshot_seq = 0;   // op covered by the newest snapshot (0: none)
+  uint64_t index_memory_bytes = 0;
+  bool trained = true;         // false for an IVF-PQ collection before its first batch
+
+  friend bool operator==(const CollectionInfo&, const CollectionInfo&) = default;
+};
+
+struct Hit {
+  uint64_t id = 0;
+  float score = 0;  // higher is better: -L2 distance, dot product, or cosine
+  friend bool operator==(const Hit&, const Hit&) = default;
+};
+
+struct WriteResult {
+  uint64_t op_seq = 0;  // the op that holds the write (0 if it changed nothing)
+  uint64_t changed = 0;   // items written or deleted
+  friend bool operator==(const WriteResult&, const WriteResult&) = default;
+};
+
+struct VersionsInfo {
+  std::string current, previous;
+  std::vector<std::string> versions;
+  friend bool operator==(const VersionsInfo&, const VersionsInfo&) = default;
+};
+
+}  // namespace quiver

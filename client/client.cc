@@ -1,0 +1,319 @@
+#include "client/client.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+#include "net/schema/wire_codec.h"
+
+namespace quiver::client {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+int MillisLeft(Clock::time_point deadline) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  return left <= 0 ? 0 : int(std::min<int64_t>(left, 1 << 30));
+}
+
+Status Transport(const std::string& what) { return UnavailableError(what); }
+
+// Transient failures worth another attempt.
+bool Retryable(const Status& s) {
+  return s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kResourceExhausted;
+}
+
+}  // namespace
+
+// One TCP connection speaking the frame protocol, used by one call at a time.
+class Client::Connection {
+ public:
+  ~Connection() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  static Result<std::unique_ptr<Connection>> Open(const ClientOptions& o, Clock::time_point deadline) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    const std::string port = std::to_string(o.port);
+    if (int rc = ::getaddrinfo(o.host.c_str(), port.c_str(), &hints, &res); rc != 0) {
+      return Transport("cannot resolve " + o.host + ": " + ::gai_strerror(rc));
+    }
+    std::unique_ptr<addrinfo, void (*)(addrinfo*)> guard(res, ::freeaddrinfo);
+    const auto connect_deadline = std::min(deadline, Clock::now() + o.connect_timeout);
+    std::string last = "no address";
+    for (addrinfo* a = res; a; a = a->ai_next) {
+      int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+      if (fd < 0) continue;
+      auto c = std::unique_ptr<Connection>(new Connection(fd));
+      if (::connect(fd, a->ai_addr, a->ai_addrlen) != 0 && errno != EINPROGRESS) {
+        last = std::strerror(errno);
+        continue;
+      }
+      pollfd p{fd, POLLOUT, 0};
+      if (::poll(&p, 1, MillisLeft(connect_deadline)) <= 0) {
+        last = "connect timed out";
+        continue;
+      }
+      int err = 0;
+      socklen_t len = sizeof(err);
+      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      if (err != 0) {
+        last = std::strerror(err);
+        continue;
+      }
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      return c;
+    }
+    return Transport("cannot connect to " + o.host + ":" + port + ": " + last);
+  }
+
+  Status Send(const std::string& bytes, Clock::time_point deadline) {
+    size_t done = 0;
+    while (done < bytes.size()) {
+      ssize_t n = ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+      if (n > 0) {
+        done += size_t(n);
+        continue;
+      }
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        return Transport(std::string("send failed: ") + std::strerror(errno));
+      }
+      QV_RETURN_IF_ERROR(Wait(POLLOUT, deadline));
+    }
+    return Status::Ok();
+  }
+
+  // Reads one whole frame body.
+  Result<std::string> Receive(Clock::time_point deadline, size_t max_bytes) {
+    char header[net::kFrameHeaderBytes];
+    QV_RETURN_IF_ERROR(ReadExactly(header, sizeof(header), deadline));
+    const uint32_t len = net::DecodeFrameLength(header);
+    if (len == 0 || len > max_bytes) {
+      return Transport("server sent a frame of " + std::to_string(len) + " bytes (limit " + std::to_string(max_bytes) + ")");
+    }
+    std::string body(len, '\0');
+    QV_RETURN_IF_ERROR(ReadExactly(body.data(), len, deadline));
+    return body;
+  }
+
+ private:
+  explicit Connection(int fd) : fd_(fd) {}
+
+  Status Wait(short events, Clock::time_point deadline) {
+    pollfd p{fd_, events, 0};
+    const int ms = MillisLeft(deadline);
+    if (ms == 0) return Status(StatusCode::kDeadlineExceeded, "deadline exceeded");
+    int rc = ::poll(&p, 1, ms);
+    if (rc == 0) return Status(StatusCode::kDeadlineExceeded, "deadline exceeded");
+    if (rc < 0 && errno != EINTR) return Transport(std::string("poll failed: ") + std::strerror(errno));
+    return Status::Ok();
+  }
+
+  Status ReadExactly(char* dst, size_t n, Clock::time_point deadline) {
+    size_t done = 0;
+    while (done < n) {
+      ssize_t r = ::recv(fd_, dst + done, n - done, 0);
+      if (r > 0) {
+        done += size_t(r);
+        continue;
+      }
+      if (r == 0) return Transport("server closed the connection");
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        return Transport(std::string("recv failed: ") + std::strerror(errno));
+      }
+      QV_RETURN_IF_ERROR(Wait(POLLIN, deadline));
+    }
+    return Status::Ok();
+  }
+
+  int fd_;
+};
+
+Client::Client(ClientOptions options) : options_(std::move(options)) {
+  const size_t workers = std::max<size_t>(1, options_.pool_size);
+  for (size_t i = 0; i < workers; ++i) workers_.emplace_back([this] { Worker(); });
+}
+
+Client::~Client() {
+  {
+    std::lock_guard lock(queue_mu_);
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
+  std::unique_ptr<Client> client(new Client(options));
+  Status error;
+  auto c = client->Take(Clock::now() + options.connect_timeout, &error);
+  if (!c) return error;
+  client->Give(std::move(c));
+  return client;
+}
+
+std::unique_ptr<Client::Connection> Client::Take(Clock::time_point deadline, Status* error) {
+  {
+    std::lock_guard lock(pool_mu_);
+    if (!idle_.empty()) {
+      auto c = std::move(idle_.back());
+      idle_.pop_back();
+      return c;
+    }
+  }
+  auto opened = Connection::Open(options_, deadline);
+  if (!opened.ok()) {
+    *error = opened.status();
+    return nullptr;
+  }
+  return std::move(*opened);
+}
+
+void Client::Give(std::unique_ptr<Connection> c) {
+  std::lock_guard lock(pool_mu_);
+  if (idle_.size() < options_.pool_size) idle_.push_back(std::move(c));
+}
+
+net::Reply Client::Attempt(const net::Call& call, Clock::time_point deadline, bool* sent) {
+  *sent = false;
+  Status error;
+  auto c = Take(deadline, &error);
+  if (!c) return net::Reply{error, {}};
+  const uint64_t id = next_id_.fetch_add(1);
+  if (Status s = c->Send(net::EncodeRequestFrame(id, options_.api_key, call), deadline); !s.ok()) {
+    return net::Reply{s, {}};  // the connection is dropped; a partial frame may have left
+  }
+  *sent = true;
+  auto body = c->Receive(deadline, options_.max_frame_bytes);
+  if (!body.ok()) return net::Reply{body.status(), {}};
+  auto decoded = net::DecodeResponse(*body);
+  if (!decoded.ok()) return net::Reply{Transport("bad response: " + std::string(decoded.status().message())), {}};
+  if (decoded->id != id) {
+    // An answer to something else (a server error on a frame it could not read): the
+    // connection's state is unknown, so it is not reused.
+    if (!decoded->reply.status.ok()) return std::move(decoded->reply);
+    return net::Reply{Transport("response id " + std::to_string(decoded->id) + " does not match request " +
+                                std::to_string(id)),
+                      {}};
+  }
+  Give(std::move(c));
+  return std::move(decoded->reply);
+}
+
+net::Reply Client::Call(const net::Call& call, std::chrono::milliseconds deadline_ms) {
+  const auto deadline = Clock::now() + (deadline_ms.count() > 0 ? deadline_ms : options_.deadline);
+  const bool idempotent = net::IsIdempotent(call);
+  auto backoff = options_.initial_backoff;
+  thread_local std::mt19937 rng(std::random_device{}());
+  net::Reply reply;
+  for (int attempt = 1;; ++attempt) {
+    bool sent = false;
+    reply = Attempt(call, deadline, &sent);
+    if (reply.status.ok() || !Retryable(reply.status)) return reply;
+    if (sent && !idempotent) return reply;  // the outcome is unknown: do not repeat
+    if (attempt >= options_.max_attempts) return reply;
+    // Sleep backoff * [0.5, 1.5), within the deadline.
+    const auto jittered = std::chrono::milliseconds(
+        int64_t(double(backoff.count()) * std::uniform_real_distribution<double>(0.5, 1.5)(rng)));
+    if (Clock::now() + jittered >= deadline) return reply;
+    std::this_thread::sleep_for(jittered);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+  }
+}
+
+std::future<net::Reply> Client::CallAsync(net::Call call, std::chrono::milliseconds deadline) {
+  auto task = std::make_shared<std::packaged_task<net::Reply()>>(
+      [this, call = std::move(call), deadline] { return Call(call, deadline); });
+  std::future<net::Reply> result = task->get_future();
+  {
+    std::lock_guard lock(queue_mu_);
+    queue_.push_back([task] { (*task)(); });
+  }
+  queue_cv_.notify_one();
+  return result;
+}
+
+void Client::Worker() {
+  while (true) {
+    std::function<void()> job;
+    {
+      std::unique_lock lock(queue_mu_);
+      queue_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and nothing left to run
+      job = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    job();
+  }
+}
+
+// ---- typed calls ----
+
+namespace {
+
+template <typename T>
+Result<T> BodyAs(net::Reply reply) {
+  if (!reply.status.ok()) return reply.status;
+  if (auto* v = std::get_if<T>(&reply.body)) return std::move(*v);
+  return InternalError("the server answered with an unexpected body");
+}
+
+}  // namespace
+
+Result<CollectionInfo> Client::CreateCollection(const CollectionSchema& schema) {
+  return BodyAs<CollectionInfo>(Call(net::CreateCollectionCall{schema}));
+}
+Status Client::DropCollection(const std::string& name) { return Call(net::DropCollectionCall{name}).status; }
+Result<std::vector<CollectionInfo>> Client::ListCollections() {
+  return BodyAs<std::vector<CollectionInfo>>(Call(net::ListCollectionsCall{}));
+}
+Result<CollectionInfo> Client::DescribeCollection(const std::string& name) {
+  return BodyAs<CollectionInfo>(Call(net::DescribeCollectionCall{name}));
+}
+Result<WriteResult> Client::Upsert(const std::string& collection, std::vector<ItemRecord> items) {
+  return BodyAs<WriteResult>(Call(net::UpsertCall{collection, std::move(items)}));
+}
+Result<WriteResult> Client::Delete(const std::string& collection, std::vector<uint64_t> ids) {
+  return BodyAs<WriteResult>(Call(net::DeleteCall{collection, std::move(ids)}));
+}
+Result<std::vector<std::optional<ItemRecord>>> Client::Get(const std::string& collection, std::vector<uint64_t> ids) {
+  QV_ASSIGN_OR_RETURN(net::GetResult r, BodyAs<net::GetResult>(Call(net::GetCall{collection, std::move(ids)})));
+  return std::move(r.items);
+}
+Status Client::PutUsers(const std::string& collection, std::vector<UserRecord> users) {
+  return Call(net::PutUsersCall{collection, std::move(users)}).status;
+}
+Result<std::optional<UserRecord>> Client::GetUser(const std::string& collection, uint64_t id) {
+  QV_ASSIGN_OR_RETURN(net::UserResult r, BodyAs<net::UserResult>(Call(net::GetUserCall{collection, id})));
+  return std::move(r.user);
+}
+Status Client::AddEvents(const std::string& collection, std::vector<Event> events) {
+  return Call(net::AddEventsCall{collection, std::move(events)}).status;
+}
+Result<std::vector<Hit>> Client::Search(const std::string& collection, std::span<const float> vector,
+                                        const SearchOptions& o) {
+  net::SearchCall c{collection, std::vector<float>(vector.begin(), vector.end()), o.k, o.ef, o.nprobe, o.refine};
+  QV_ASSIGN_OR_RETURN(net::SearchResult r, BodyAs<net::SearchResult>(Call(c)));
+  return std::move(r.hits);
+}
+Status Client::Snapshot(const std::string& collection) { return Call(net::SnapshotCall{collection}).status; }
+Status Client::Reload(const std::string& version) { return Call(net::ReloadCall{version}).status; }
+Status Client::Rollback() { return Call(net::RollbackCall{}).status; }
+Result<VersionsInfo> Client::ListVersions() { return BodyAs<VersionsInfo>(Call(net::ListVersionsCall{})); }
+Result<net::HealthResult> Client::Health() { return BodyAs<net::HealthResult>(Call(net::HealthCall{})); }
+
+}  // namespace quiver::client

@@ -1,0 +1,107 @@
+// quiver::client::Client: the C++ client library for services, over the binary protocol.
+//
+//   auto client = quiver::client::Client::Connect({.host = "127.0.0.1", .port = 7701});
+//   auto hits = (*client)->Search("movies", user_vector, {.k = 200});
+//
+// Every call returns a Status or Result: a server error comes back with its code and message;
+// a transport failure is kUnavailable, a missed deadline kDeadlineExceeded. Calls that are safe
+// to repeat (net::IsIdempotent: reads, upserts, deletes, snapshots) are retried with exponential
+// backoff and jitter until they succeed, fail with a non-transient error, or the deadline
+// passes; other calls are retried only when the request was never sent.
+//
+// Thread-safety: a Client may be shared by any number of threads. It keeps up to pool_size
+// idle connections and opens more when all are busy. Async calls run on pool_size worker
+// threads. Depends only on base/ and the wire schema (net/schema).
+#pragma once
+
+#include <chrono>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/model.h"
+#include "base/result.h"
+#include "base/status.h"
+#include "net/schema/calls.h"
+
+namespace quiver::client {
+
+struct ClientOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 7701;
+  std::string api_key;
+  size_t pool_size = 4;                                // idle connections kept; async workers
+  std::chrono::milliseconds connect_timeout{2000};
+  std::chrono::milliseconds deadline{10000};          // default per call, retries included
+  int max_attempts = 4;                                // first try + retries
+  std::chrono::milliseconds initial_backoff{10};      // doubled per retry, capped at 1 s
+  size_t max_frame_bytes = size_t{256} << 20;          // largest response accepted
+};
+
+struct SearchOptions {
+  uint32_t k = 10;
+  uint32_t ef = 0, nprobe = 0, refine = 0;  // 0: the collection's default
+};
+
+class Client {
+ public:
+  // Connects once to check the address (kUnavailable if nothing answers).
+  static Result<std::unique_ptr<Client>> Connect(const ClientOptions& options);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Any call; deadline 0 means options.deadline.
+  net::Reply Call(const net::Call& call, std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
+  std::future<net::Reply> CallAsync(net::Call call, std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
+
+  Result<CollectionInfo> CreateCollection(const CollectionSchema& schema);
+  Status DropCollection(const std::string& name);
+  Result<std::vector<CollectionInfo>> ListCollections();
+  Result<CollectionInfo> DescribeCollection(const std::string& name);
+  Result<WriteResult> Upsert(const std::string& collection, std::vector<ItemRecord> items);
+  Result<WriteResult> Delete(const std::string& collection, std::vector<uint64_t> ids);
+  Result<std::vector<std::optional<ItemRecord>>> Get(const std::string& collection, std::vector<uint64_t> ids);
+  Status PutUsers(const std::string& collection, std::vector<UserRecord> users);
+  Result<std::optional<UserRecord>> GetUser(const std::string& collection, uint64_t id);
+  Status AddEvents(const std::string& collection, std::vector<Event> events);
+  Result<std::vector<Hit>> Search(const std::string& collection, std::span<const float> vector,
+                                  const SearchOptions& options = {});
+  Status Snapshot(const std::string& collection = "");
+  Status Reload(const std::string& version);
+  Status Rollback();
+  Result<VersionsInfo> ListVersions();
+  Result<net::HealthResult> Health();
+
+ private:
+  explicit Client(ClientOptions options);
+  class Connection;
+  // One attempt on one connection; `sent` says whether the request left this process.
+  net::Reply Attempt(const net::Call& call, std::chrono::steady_clock::time_point deadline, bool* sent);
+  std::unique_ptr<Connection> Take(std::chrono::steady_clock::time_point deadline, Status* error);
+  void Give(std::unique_ptr<Connection> c);
+  void Worker();
+
+  const ClientOptions options_;
+  std::mutex pool_mu_;
+  std::vector<std::unique_ptr<Connection>> idle_;  // GUARDED_BY(pool_mu_)
+  std::atomic<uint64_t> next_id_{1};
+
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<std::function<void()>> queue_;  // GUARDED_BY(queue_mu_)
+  bool stopping_ = false;                     // GUARDED_BY(queue_mu_)
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace quiver::client

@@ -1,0 +1,80 @@
+// Every operation of Quiver's API as a plain value (Call) and its answer (Reply). The REST and
+// binary front ends decode requests into Calls and encode Replies; the server handles Calls
+// (net/service.h); the client library builds Calls. Depends only on base/.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "base/model.h"
+#include "base/status.h"
+
+namespace quiver::net {
+
+struct CreateCollectionCall { CollectionSchema schema; };
+struct DropCollectionCall { std::string name; };
+struct ListCollectionsCall {};
+struct DescribeCollectionCall { std::string name; };
+struct UpsertCall { std::string collection; std::vector<ItemRecord> items; };
+struct DeleteCall { std::string collection; std::vector<uint64_t> ids; };
+struct GetCall { std::string collection; std::vector<uint64_t> ids; };
+struct PutUsersCall { std::string collection; std::vector<UserRecord> users; };
+struct GetUserCall { std::string collection; uint64_t id = 0; };
+struct AddEventsCall { std::string collection; std::vector<Event> events; };
+struct SearchCall {
+  std::string collection;
+  std::vector<float> vector;
+  uint32_t k = 10;
+  uint32_t ef = 0, nprobe = 0, refine = 0;  // 0: the collection's default
+};
+struct SnapshotCall { std::string collection; };  // empty: every collection
+struct ReloadCall { std::string version; };
+struct RollbackCall {};
+struct ListVersionsCall {};
+struct HealthCall {};
+
+using Call = std::variant<CreateCollectionCall, DropCollectionCall, ListCollectionsCall,
+                          DescribeCollectionCall, UpsertCall, DeleteCall, GetCall, PutUsersCall,
+                          GetUserCall, AddEventsCall, SearchCall, SnapshotCall, ReloadCall,
+                          RollbackCall, ListVersionsCall, HealthCall>;
+
+// The operation's name for metrics and logs ("search", "upsert", ...), by Call index.
+const char* CallName(const Call& call);
+inline constexpr size_t kCallKinds = std::variant_size_v<Call>;
+const char* CallNameAt(size_t index);
+// Whether the call changes state (needs a read-write key).
+bool IsWrite(const Call& call);
+// Whether retrying the call after an unknown outcome is safe.
+bool IsIdempotent(const Call& call);
+
+struct GetResult {
+  std::vector<std::optional<ItemRecord>> items;  // items[i] answers ids[i]
+  friend bool operator==(const GetResult&, const GetResult&) = default;
+};
+struct UserResult {
+  std::optional<UserRecord> user;
+  friend bool operator==(const UserResult&, const UserResult&) = default;
+};
+struct SearchResult {
+  std::vector<Hit> hits;
+  friend bool operator==(const SearchResult&, const SearchResult&) = default;
+};
+struct HealthResult {
+  std::string status, version;
+  friend bool operator==(const HealthResult&, const HealthResult&) = default;
+};
+
+using ReplyBody = std::variant<std::monostate, CollectionInfo, std::vector<CollectionInfo>, WriteResult,
+                               GetResult, UserResult, SearchResult, VersionsInfo, HealthResult>;
+
+// An answer: a failed status (and no body), or OK and the body the call produces
+// (monostate for calls that return nothing).
+struct Reply {
+  Status status;
+  ReplyBody body;
+};
+
+}  // namespace quiver::net

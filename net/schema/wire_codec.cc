@@ -1,0 +1,462 @@
+#include "net/schema/wire_codec.h"
+
+#include <flatbuffers/flatbuffers.h>
+
+#include "base/coding.h"
+#include "net/schema/quiver_generated.h"
+
+namespace quiver::net {
+namespace {
+
+using flatbuffers::FlatBufferBuilder;
+using flatbuffers::Offset;
+
+// ---- model -> wire ----
+
+Offset<wire::Schema> PutSchema(FlatBufferBuilder& b, const CollectionSchema& s) {
+  const IndexSpec& x = s.index;
+  auto index = wire::CreateIndexSpec(b, wire::IndexType(x.type), x.hnsw_m, x.hnsw_ef_construction,
+                                     x.hnsw_ef_search, x.hnsw_sq8, x.ivf_nlist, x.ivf_m, x.ivf_nbits,
+                                     x.ivf_nprobe, x.ivf_refine, x.ivf_refine_int8);
+  auto name = b.CreateString(s.name);
+  return wire::CreateSchema(b, name, s.dim, wire::Metric(s.metric), index, s.clusters, s.topics,
+                            s.max_history);
+}
+
+Offset<wire::Item> PutItem(FlatBufferBuilder& b, const ItemRecord& item) {
+  auto vector = b.CreateVector(item.vector);
+  auto topics = b.CreateVector(item.topic_weights);
+  auto tags = b.CreateVector(item.tags);
+  auto payload = b.CreateString(item.payload);
+  return wire::CreateItem(b, item.id, vector, item.cluster, topics, item.category.has_value(),
+                          item.category.value_or(0), tags, item.timestamp, payload);
+}
+
+Offset<wire::User> PutUser(FlatBufferBuilder& b, const UserRecord& user) {
+  auto vector = b.CreateVector(user.vector);
+  std::vector<wire::Interaction> history;
+  history.reserve(user.history.size());
+  for (const Interaction& e : user.history) history.emplace_back(e.item, e.timestamp);
+  auto h = b.CreateVectorOfStructs(history);
+  return wire::CreateUser(b, user.id, vector, h);
+}
+
+Offset<wire::CollectionInfo> PutInfo(FlatBufferBuilder& b, const CollectionInfo& info) {
+  auto schema = PutSchema(b, info.schema);
+  return wire::CreateCollectionInfo(b, info.id, schema, info.items, info.op_seq, info.snapshot_seq,
+                                    info.index_memory_bytes, info.trained);
+}
+
+// Builds the Request body for a call; returns (type, offset).
+struct BodyRef {
+  wire::RequestBody type;
+  Offset<void> offset;
+};
+
+BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
+  struct Visitor {
+    FlatBufferBuilder& b;
+    BodyRef operator()(const CreateCollectionCall& c) {
+      auto s = PutSchema(b, c.schema);
+      return {wire::RequestBody::CreateCollection, wire::CreateCreateCollection(b, s).Union()};
+    }
+    BodyRef operator()(const DropCollectionCall& c) {
+      auto n = b.CreateString(c.name);
+      return {wire::RequestBody::DropCollection, wire::CreateDropCollection(b, n).Union()};
+    }
+    BodyRef operator()(const ListCollectionsCall&) {
+      return {wire::RequestBody::ListCollections, wire::CreateListCollections(b).Union()};
+    }
+    BodyRef operator()(const DescribeCollectionCall& c) {
+      auto n = b.CreateString(c.name);
+      return {wire::RequestBody::DescribeCollection, wire::CreateDescribeCollection(b, n).Union()};
+    }
+    BodyRef operator()(const UpsertCall& c) {
+      std::vector<Offset<wire::Item>> items;
+      items.reserve(c.items.size());
+      for (const ItemRecord& item : c.items) items.push_back(PutItem(b, item));
+      auto v = b.CreateVector(items);
+      auto n = b.CreateString(c.collection);
+      return {wire::RequestBody::Upsert, wire::CreateUpsert(b, n, v).Union()};
+    }
+    BodyRef operator()(const DeleteCall& c) {
+      auto v = b.CreateVector(c.ids);
+      auto n = b.CreateString(c.collection);
+      return {wire::RequestBody::Delete, wire::CreateDelete(b, n, v).Union()};
+    }
+    BodyRef operator()(const GetCall& c) {
+      auto v = b.CreateVector(c.ids);
+      auto n = b.CreateString(c.collection);
+      return {wire::RequestBody::Get, wire::CreateGet(b, n, v).Union()};
+    }
+    BodyRef operator()(const PutUsersCall& c) {
+      std::vector<Offset<wire::User>> users;
+      for (const UserRecord& u : c.users) users.push_back(PutUser(b, u));
+      auto v = b.CreateVector(users);
+      auto n = b.CreateString(c.collection);
+      return {wire::RequestBody::PutUsers, wire::CreatePutUsers(b, n, v).Union()};
+    }
+    BodyRef operator()(const GetUserCall& c) {
+      auto n = b.CreateString(c.collection);
+      return {wire::RequestBody::GetUser, wire::CreateGetUser(b, n, c.id).Union()};
+    }
+    BodyRef operator()(const AddEventsCall& c) {
+      std::vector<wire::Event> events;
+      for (const Event& e : c.events) events.emplace_back(e.user, e.item, e.timestamp);
+      auto v = b.CreateVectorOfStructs(events);
+      auto n = b.CreateString(c.collection);
+      return {wire::RequestBody::AddEvents, wire::CreateAddEvents(b, n, v).Union()};
+    }
+    BodyRef operator()(const SearchCall& c) {
+      auto v = b.CreateVector(c.vector);
+      auto n = b.CreateString(c.collection);
+      return {wire::RequestBody::Search, wire::CreateSearch(b, n, v, c.k, c.ef, c.nprobe, c.refine).Union()};
+    }
+    BodyRef operator()(const SnapshotCall& c) {
+      auto n = b.CreateString(c.collection);
+      return {wire::RequestBody::Snapshot, wire::CreateSnapshot(b, n).Union()};
+    }
+    BodyRef operator()(const ReloadCall& c) {
+      auto v = b.CreateString(c.version);
+      return {wire::RequestBody::Reload, wire::CreateReload(b, v).Union()};
+    }
+    BodyRef operator()(const RollbackCall&) { return {wire::RequestBody::Rollback, wire::CreateRollback(b).Union()}; }
+    BodyRef operator()(const ListVersionsCall&) {
+      return {wire::RequestBody::ListVersions, wire::CreateListVersions(b).Union()};
+    }
+    BodyRef operator()(const HealthCall&) { return {wire::RequestBody::Health, wire::CreateHealth(b).Union()}; }
+  };
+  return std::visit(Visitor{b}, call);
+}
+
+struct ResponseRef {
+  wire::ResponseBody type;
+  Offset<void> offset;
+};
+
+ResponseRef PutReplyBody(FlatBufferBuilder& b, const ReplyBody& body) {
+  struct Visitor {
+    FlatBufferBuilder& b;
+    ResponseRef operator()(const std::monostate&) { return {wire::ResponseBody::Ok, wire::CreateOk(b).Union()}; }
+    ResponseRef operator()(const CollectionInfo& info) {
+      return {wire::ResponseBody::CollectionInfo, PutInfo(b, info).Union()};
+    }
+    ResponseRef operator()(const std::vector<CollectionInfo>& all) {
+      std::vector<Offset<wire::CollectionInfo>> v;
+      for (const CollectionInfo& info : all) v.push_back(PutInfo(b, info));
+      auto vec = b.CreateVector(v);
+      return {wire::ResponseBody::CollectionList, wire::CreateCollectionList(b, vec).Union()};
+    }
+    ResponseRef operator()(const WriteResult& w) {
+      return {wire::ResponseBody::WriteResult, wire::CreateWriteResult(b, w.op_seq, w.changed).Union()};
+    }
+    ResponseRef operator()(const GetResult& g) {
+      std::vector<Offset<wire::Item>> items;
+      std::vector<uint8_t> found;
+      for (const auto& item : g.items) {
+        items.push_back(PutItem(b, item ? *item : ItemRecord{}));
+        found.push_back(item.has_value());
+      }
+      auto iv = b.CreateVector(items);
+      auto fv = b.CreateVector(found);
+      return {wire::ResponseBody::Items, wire::CreateItems(b, iv, fv).Union()};
+    }
+    ResponseRef operator()(const UserResult& u) {
+      Offset<wire::User> user = u.user ? PutUser(b, *u.user) : Offset<wire::User>();
+      return {wire::ResponseBody::UserResult, wire::CreateUserResult(b, user).Union()};
+    }
+    ResponseRef operator()(const SearchResult& s) {
+      std::vector<wire::Hit> hits;
+      hits.reserve(s.hits.size());
+      for (const Hit& h : s.hits) hits.emplace_back(h.id, h.score);
+      auto v = b.CreateVectorOfStructs(hits);
+      return {wire::ResponseBody::SearchResult, wire::CreateSearchResult(b, v).Union()};
+    }
+    ResponseRef operator()(const VersionsInfo& v) {
+      auto cur = b.CreateString(v.current);
+      auto prev = b.CreateString(v.previous);
+      auto list = b.CreateVectorOfStrings(v.versions);
+      return {wire::ResponseBody::Versions, wire::CreateVersions(b, cur, prev, list).Union()};
+    }
+    ResponseRef operator()(const HealthResult& h) {
+      auto s = b.CreateString(h.status);
+      auto v = b.CreateString(h.version);
+      return {wire::ResponseBody::HealthResult, wire::CreateHealthResult(b, s, v).Union()};
+    }
+  };
+  return std::visit(Visitor{b}, body);
+}
+
+std::string Frame(const FlatBufferBuilder& b) {
+  std::string out;
+  out.reserve(kFrameHeaderBytes + b.GetSize());
+  PutFixed<uint32_t>(&out, uint32_t(b.GetSize()));
+  out.append(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize());
+  return out;
+}
+
+// ---- wire -> model ----
+
+std::string Str(const flatbuffers::String* s) { return s ? s->str() : std::string(); }
+
+template <typename T>
+std::vector<T> Vec(const flatbuffers::Vector<T>* v) {
+  return v ? std::vector<T>(v->begin(), v->end()) : std::vector<T>();
+}
+
+Status Bad(const std::string& what) { return InvalidArgumentError(what); }
+
+Result<CollectionSchema> GetSchema(const wire::Schema* w) {
+  if (!w) return Bad("schema is missing");
+  CollectionSchema s;
+  s.name = Str(w->name());
+  s.dim = w->dim();
+  if (uint8_t(w->metric()) > uint8_t(Metric::kCosine)) return Bad("unknown metric");
+  s.metric = Metric(w->metric());
+  s.clusters = w->clusters();
+  s.topics = w->topics();
+  s.max_history = w->max_history();
+  if (const wire::IndexSpec* x = w->index()) {
+    const uint8_t t = uint8_t(x->type());
+    if (t < 1 || t > 3) return Bad("unknown index type");
+    IndexSpec& i = s.index;
+    i.type = IndexSpec::Type(t);
+    i.hnsw_m = x->hnsw_m();
+    i.hnsw_ef_construction = x->hnsw_ef_construction();
+    i.hnsw_ef_search = x->hnsw_ef_search();
+    i.hnsw_sq8 = x->hnsw_sq8();
+    i.ivf_nlist = x->ivf_nlist();
+    i.ivf_m = x->ivf_m();
+    i.ivf_nbits = x->ivf_nbits();
+    i.ivf_nprobe = x->ivf_nprobe();
+    i.ivf_refine = x->ivf_refine();
+    i.ivf_refine_int8 = x->ivf_refine_int8();
+  }
+  return s;
+}
+
+ItemRecord GetItem(const wire::Item* w) {
+  ItemRecord item;
+  if (!w) return item;
+  item.id = w->id();
+  item.vector = Vec(w->vector());
+  item.cluster = w->cluster();
+  item.topic_weights = Vec(w->topic_weights());
+  if (w->has_category()) item.category = w->category();
+  item.tags = Vec(w->tags());
+  item.timestamp = w->timestamp();
+  item.payload = Str(w->payload());
+  return item;
+}
+
+UserRecord GetUser(const wire::User* w) {
+  UserRecord user;
+  user.id = w->id();
+  user.vector = Vec(w->vector());
+  if (const auto* h = w->history()) {
+    for (const wire::Interaction* e : *h) user.history.push_back({e->item(), e->timestamp()});
+  }
+  return user;
+}
+
+Result<CollectionInfo> GetInfo(const wire::CollectionInfo* w) {
+  if (!w) return Bad("collection info is missing");
+  CollectionInfo info;
+  info.id = w->id();
+  QV_ASSIGN_OR_RETURN(info.schema, GetSchema(w->schema()));
+  info.items = w->items();
+  info.op_seq = w->op_seq();
+  info.snapshot_seq = w->snapshot_seq();
+  info.index_memory_bytes = w->index_memory_bytes();
+  info.trained = w->trained();
+  return info;
+}
+
+Result<Call> CallFromWire(const wire::Request* r) {
+  switch (r->body_type()) {
+    case wire::RequestBody::CreateCollection: {
+      QV_ASSIGN_OR_RETURN(auto schema, GetSchema(r->body_as_CreateCollection()->schema()));
+      return Call(CreateCollectionCall{std::move(schema)});
+    }
+    case wire::RequestBody::DropCollection:
+      return Call(DropCollectionCall{Str(r->body_as_DropCollection()->name())});
+    case wire::RequestBody::ListCollections: return Call(ListCollectionsCall{});
+    case wire::RequestBody::DescribeCollection:
+      return Call(DescribeCollectionCall{Str(r->body_as_DescribeCollection()->name())});
+    case wire::RequestBody::Upsert: {
+      const auto* u = r->body_as_Upsert();
+      UpsertCall c{Str(u->collection()), {}};
+      if (u->items()) {
+        c.items.reserve(u->items()->size());
+        for (const wire::Item* item : *u->items()) c.items.push_back(GetItem(item));
+      }
+      return Call(std::move(c));
+    }
+    case wire::RequestBody::Delete: {
+      const auto* d = r->body_as_Delete();
+      return Call(DeleteCall{Str(d->collection()), Vec(d->ids())});
+    }
+    case wire::RequestBody::Get: {
+      const auto* g = r->body_as_Get();
+      return Call(GetCall{Str(g->collection()), Vec(g->ids())});
+    }
+    case wire::RequestBody::PutUsers: {
+      const auto* p = r->body_as_PutUsers();
+      PutUsersCall c{Str(p->collection()), {}};
+      if (p->users()) {
+        for (const wire::User* u : *p->users()) c.users.push_back(GetUser(u));
+      }
+      return Call(std::move(c));
+    }
+    case wire::RequestBody::GetUser: {
+      const auto* g = r->body_as_GetUser();
+      return Call(GetUserCall{Str(g->collection()), g->id()});
+    }
+    case wire::RequestBody::AddEvents: {
+      const auto* a = r->body_as_AddEvents();
+      AddEventsCall c{Str(a->collection()), {}};
+      if (a->events()) {
+        for (const wire::Event* e : *a->events()) c.events.push_back({e->user(), e->item(), e->timestamp()});
+      }
+      return Call(std::move(c));
+    }
+    case wire::RequestBody::Search: {
+      const auto* s = r->body_as_Search();
+      return Call(SearchCall{Str(s->collection()), Vec(s->vector()), s->k(), s->ef(), s->nprobe(), s->refine()});
+    }
+    case wire::RequestBody::Snapshot: return Call(SnapshotCall{Str(r->body_as_Snapshot()->collection())});
+    case wire::RequestBody::Reload: return Call(ReloadCall{Str(r->body_as_Reload()->version())});
+    case wire::RequestBody::Rollback: return Call(RollbackCall{});
+    case wire::RequestBody::ListVersions: return Call(ListVersionsCall{});
+    case wire::RequestBody::Health: return Call(HealthCall{});
+    case wire::RequestBody::NONE: break;
+  }
+  return Bad("request has no known body");
+}
+
+Result<ReplyBody> GetReplyBody(const wire::Response* r) {
+  switch (r->body_type()) {
+    case wire::ResponseBody::Ok: return ReplyBody(std::monostate{});
+    case wire::ResponseBody::CollectionInfo: {
+      QV_ASSIGN_OR_RETURN(auto info, GetInfo(r->body_as_CollectionInfo()));
+      return ReplyBody(std::move(info));
+    }
+    case wire::ResponseBody::CollectionList: {
+      std::vector<CollectionInfo> all;
+      if (const auto* v = r->body_as_CollectionList()->collections()) {
+        for (const wire::CollectionInfo* w : *v) {
+          QV_ASSIGN_OR_RETURN(auto info, GetInfo(w));
+          all.push_back(std::move(info));
+        }
+      }
+      return ReplyBody(std::move(all));
+    }
+    case wire::ResponseBody::WriteResult: {
+      const auto* w = r->body_as_WriteResult();
+      return ReplyBody(WriteResult{w->op_seq(), w->changed()});
+    }
+    case wire::ResponseBody::Items: {
+      const auto* w = r->body_as_Items();
+      GetResult g;
+      const size_t n = w->items() ? w->items()->size() : 0;
+      if ((w->found() ? w->found()->size() : 0) != n) return Bad("items and found differ in length");
+      for (size_t i = 0; i < n; ++i) {
+        if (w->found()->Get(i)) {
+          g.items.push_back(GetItem(w->items()->Get(i)));
+        } else {
+          g.items.push_back(std::nullopt);
+        }
+      }
+      return ReplyBody(std::move(g));
+    }
+    case wire::ResponseBody::UserResult: {
+      const auto* u = r->body_as_UserResult();
+      UserResult out;
+      if (u->user()) out.user = GetUser(u->user());
+      return ReplyBody(std::move(out));
+    }
+    case wire::ResponseBody::SearchResult: {
+      SearchResult out;
+      if (const auto* hits = r->body_as_SearchResult()->hits()) {
+        for (const wire::Hit* h : *hits) out.hits.push_back({h->id(), h->score()});
+      }
+      return ReplyBody(std::move(out));
+    }
+    case wire::ResponseBody::Versions: {
+      const auto* v = r->body_as_Versions();
+      VersionsInfo out{Str(v->current()), Str(v->previous()), {}};
+      if (v->versions()) {
+        for (const flatbuffers::String* s : *v->versions()) out.versions.push_back(Str(s));
+      }
+      return ReplyBody(std::move(out));
+    }
+    case wire::ResponseBody::HealthResult: {
+      const auto* h = r->body_as_HealthResult();
+      return ReplyBody(HealthResult{Str(h->status()), Str(h->version())});
+    }
+    case wire::ResponseBody::NONE: break;
+  }
+  return Bad("response has no known body");
+}
+
+flatbuffers::Verifier MakeVerifier(std::string_view buffer) {
+  return flatbuffers::Verifier(reinterpret_cast<const uint8_t*>(buffer.data()), buffer.size(),
+                               /*max_depth=*/32, /*max_tables=*/10000000);
+}
+
+}  // namespace
+
+std::string EncodeRequestFrame(uint64_t id, std::string_view api_key, const Call& call) {
+  FlatBufferBuilder b(1024);
+  BodyRef body = PutCall(b, call);
+  auto key = api_key.empty() ? Offset<flatbuffers::String>() : b.CreateString(api_key.data(), api_key.size());
+  b.Finish(wire::CreateRequest(b, id, key, body.type, body.offset));
+  return Frame(b);
+}
+
+std::string EncodeResponseFrame(uint64_t id, const Reply& reply) {
+  FlatBufferBuilder b(1024);
+  if (!reply.status.ok()) {
+    auto msg = b.CreateString(reply.status.message().data(), reply.status.message().size());
+    auto err = wire::CreateError(b, uint16_t(reply.status.code()), msg);
+    b.Finish(wire::CreateResponse(b, id, err));
+  } else {
+    ResponseRef body = PutReplyBody(b, reply.body);
+    b.Finish(wire::CreateResponse(b, id, 0, body.type, body.offset));
+  }
+  return Frame(b);
+}
+
+uint32_t DecodeFrameLength(const char* header) { return DecodeFixed<uint32_t>(header); }
+
+Result<DecodedRequest> DecodeRequest(std::string_view buffer) {
+  auto verifier = MakeVerifier(buffer);
+  if (!wire::VerifyRequestBuffer(verifier)) return Bad("frame is not a valid Request FlatBuffer");
+  const wire::Request* r = wire::GetRequest(buffer.data());
+  DecodedRequest out;
+  out.id = r->id();
+  out.api_key = Str(r->api_key());
+  QV_ASSIGN_OR_RETURN(out.call, CallFromWire(r));
+  return out;
+}
+
+Result<DecodedResponse> DecodeResponse(std::string_view buffer) {
+  auto verifier = MakeVerifier(buffer);
+  if (!verifier.VerifyBuffer<wire::Response>(nullptr)) return Bad("frame is not a valid Response FlatBuffer");
+  const wire::Response* r = flatbuffers::GetRoot<wire::Response>(buffer.data());
+  DecodedResponse out;
+  out.id = r->id();
+  if (const wire::Error* e = r->error()) {
+    const uint16_t code = e->code();
+    if (code == 0 || code > uint16_t(StatusCode::kUnauthenticated)) {
+      out.reply.status = Status(StatusCode::kUnknown, Str(e->message()));
+    } else {
+      out.reply.status = Status(StatusCode(code), Str(e->message()));
+    }
+    return out;
+  }
+  QV_ASSIGN_OR_RETURN(out.reply.body, GetReplyBody(r));
+  return out;
+}
+
+}  // namespace quiver::net

@@ -1,0 +1,64 @@
+// Server: the REST (HTTP/1.1, keep-alive, JSON) and binary (length-prefixed FlatBuffers,
+// pipelined) listeners over one Service. Boost.Asio with a pool of I/O threads; both front ends
+// decode into Calls and share the handlers, the API-key check and the metrics.
+//
+// Lifecycle: Start() binds both listeners (port 0 picks a free port; see http_port()) and runs
+// the I/O threads; Stop(grace) stops accepting, lets requests in flight finish (up to `grace`),
+// then closes every connection and joins the threads.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/status.h"
+#include "net/metrics.h"
+#include "net/service.h"
+
+namespace quiver::net {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  uint16_t http_port = 7700;    // 0: any free port
+  uint16_t binary_port = 7701;  // 0: any free port
+  int threads = 0;              // I/O and handler threads; 0: one per core
+  // API keys. With neither set, no key is needed. A read-write key may call everything, a
+  // read-only key only calls that change nothing; compared in constant time.
+  std::string read_write_key, read_only_key;
+  Limits limits;
+  std::chrono::milliseconds idle_timeout{60000};     // a connection with no request is closed
+  std::chrono::milliseconds read_timeout{30000};     // reading one request
+  std::chrono::milliseconds request_timeout{30000};  // a request that waited longer is refused
+  size_t max_in_flight_per_connection = 64;          // binary: pipelined requests being handled
+};
+
+class Server {
+ public:
+  Server(engine::DataRoot& root, ServerOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  Status Start();
+  void Stop(std::chrono::milliseconds grace = std::chrono::milliseconds(10000));
+
+  uint16_t http_port() const { return http_port_; }
+  uint16_t binary_port() const { return binary_port_; }
+
+  // Shared by the front ends (public for the session classes in server.cc).
+  struct Context;
+
+ private:
+  std::unique_ptr<Context> ctx_;
+  std::vector<std::thread> threads_;
+  uint16_t http_port_ = 0, binary_port_ = 0;
+};
+
+// Constant-time comparison of an offered key with the expected one.
+bool KeyEquals(std::string_view offered, std::string_view expected);
+
+}  // namespace quiver::net

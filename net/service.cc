@@ -1,0 +1,104 @@
+#include "net/service.h"
+
+#include "base/version.h"
+
+namespace quiver::net {
+namespace {
+
+template <typename... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+template <typename... F>
+Overloaded(F...) -> Overloaded<F...>;
+
+Reply FromStatus(Status s) { return Reply{std::move(s), std::monostate{}}; }
+
+template <typename T>
+Reply FromResult(Result<T> r) {
+  if (!r.ok()) return FromStatus(r.status());
+  return Reply{Status::Ok(), ReplyBody(std::move(*r))};
+}
+
+}  // namespace
+
+Status Service::CheckLimits(const Call& call) const {
+  auto too_many = [&](size_t n, const char* what) -> Status {
+    if (n <= limits_.max_items_per_request) return Status::Ok();
+    return ResourceExhaustedError(std::to_string(n) + " " + what + " in one request; the limit is " +
+                                  std::to_string(limits_.max_items_per_request));
+  };
+  return std::visit(Overloaded{
+                        [&](const UpsertCall& c) { return too_many(c.items.size(), "items"); },
+                        [&](const DeleteCall& c) { return too_many(c.ids.size(), "ids"); },
+                        [&](const GetCall& c) { return too_many(c.ids.size(), "ids"); },
+                        [&](const PutUsersCall& c) { return too_many(c.users.size(), "users"); },
+                        [&](const AddEventsCall& c) { return too_many(c.events.size(), "events"); },
+                        [&](const SearchCall& c) -> Status {
+                          if (c.k == 0 || c.k > limits_.max_k) {
+                            return InvalidArgumentError("k must be in [1, " + std::to_string(limits_.max_k) +
+                                                        "]; got " + std::to_string(c.k));
+                          }
+                          return Status::Ok();
+                        },
+                        [](const auto&) { return Status::Ok(); },
+                    },
+                    call);
+}
+
+Reply Service::Handle(const Call& call) {
+  if (Status s = CheckLimits(call); !s.ok()) return FromStatus(std::move(s));
+  std::shared_ptr<engine::Engine> e = root_.engine();  // held for the whole request
+  return std::visit(
+      Overloaded{
+          [&](const CreateCollectionCall& c) {
+            Status s = e->CreateCollection(c.schema);
+            if (!s.ok()) return FromStatus(s);
+            return FromResult(e->DescribeCollection(c.schema.name));
+          },
+          [&](const DropCollectionCall& c) { return FromStatus(e->DropCollection(c.name)); },
+          [&](const ListCollectionsCall&) { return Reply{Status::Ok(), ReplyBody(e->ListCollections())}; },
+          [&](const DescribeCollectionCall& c) { return FromResult(e->DescribeCollection(c.name)); },
+          [&](const UpsertCall& c) { return FromResult(e->Upsert(c.collection, c.items)); },
+          [&](const DeleteCall& c) { return FromResult(e->Delete(c.collection, c.ids)); },
+          [&](const GetCall& c) {
+            auto r = e->Get(c.collection, c.ids);
+            if (!r.ok()) return FromStatus(r.status());
+            return Reply{Status::Ok(), ReplyBody(GetResult{std::move(*r)})};
+          },
+          [&](const PutUsersCall& c) { return FromStatus(e->PutUsers(c.collection, c.users)); },
+          [&](const GetUserCall& c) {
+            auto r = e->GetUser(c.collection, c.id);
+            if (!r.ok()) return FromStatus(r.status());
+            return Reply{Status::Ok(), ReplyBody(UserResult{std::move(*r)})};
+          },
+          [&](const AddEventsCall& c) { return FromStatus(e->AddEvents(c.collection, c.events)); },
+          [&](const SearchCall& c) {
+            index::SearchParams p;
+            p.k = c.k;
+            p.ef = c.ef;
+            p.nprobe = c.nprobe;
+            p.refine = c.refine;
+            auto r = e->Search(c.collection, c.vector, p);
+            if (!r.ok()) return FromStatus(r.status());
+            return Reply{Status::Ok(), ReplyBody(SearchResult{std::move(*r)})};
+          },
+          [&](const SnapshotCall& c) {
+            return FromStatus(c.collection.empty() ? e->SnapshotAll() : e->Snapshot(c.collection));
+          },
+          [&](const ReloadCall& c) { return FromStatus(root_.Reload(c.version)); },
+          [&](const RollbackCall&) { return FromStatus(root_.Rollback()); },
+          [&](const ListVersionsCall&) {
+            auto versions = root_.ListVersions();
+            if (!versions.ok()) return FromStatus(versions.status());
+            VersionsInfo info{root_.current_version(), root_.previous_version(), std::move(*versions)};
+            return Reply{Status::Ok(), ReplyBody(std::move(info))};
+          },
+          [&](const HealthCall&) {
+            return Reply{Status::Ok(), ReplyBody(HealthResult{"serving", std::string(Version())})};
+          },
+      },
+      call);
+}
+
+}  // namespace quiver::net

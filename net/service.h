@@ -1,0 +1,38 @@
+// Service: the one set of handlers behind both front ends. A Call goes in, a Reply comes out;
+// no sockets, so it is tested directly. Applies the request limits that do not depend on the
+// encoding (k, items and ids per request) and routes to the serving engine of a DataRoot.
+//
+// Thread-safety: Handle may be called concurrently.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "engine/data_root.h"
+#include "net/schema/calls.h"
+
+namespace quiver::net {
+
+struct Limits {
+  size_t max_body_bytes = size_t{64} << 20;  // HTTP body and binary frame
+  uint32_t max_k = 10000;
+  size_t max_items_per_request = 100000;     // items, users, events or ids
+  size_t max_json_depth = 32;
+};
+
+class Service {
+ public:
+  Service(engine::DataRoot& root, Limits limits) : root_(root), limits_(limits) {}
+
+  Reply Handle(const Call& call);
+  const Limits& limits() const { return limits_; }
+  engine::DataRoot& root() { return root_; }
+
+ private:
+  Status CheckLimits(const Call& call) const;
+
+  engine::DataRoot& root_;
+  const Limits limits_;
+};
+
+}  // namespace quiver::net

@@ -1,0 +1,176 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "base/coding.h"
+#include "net/json_api.h"
+#include "net/schema/wire_codec.h"
+
+namespace quiver::net {
+namespace {
+
+ItemRecord SampleItem(uint64_t id) {
+  ItemRecord item;
+  item.id = id;
+  item.vector = {0.1f, -2.5f, 1e-20f, 3.0f};
+  item.cluster = 2;
+  item.topic_weights = {0.5f, 0.5f};
+  item.category = -7;
+  item.tags = {1, 2};
+  item.timestamp = 1700000000123;
+  item.payload = R"({"title":"a \"quoted\" name"})";
+  return item;
+}
+
+CollectionSchema SampleSchema() {
+  CollectionSchema s;
+  s.name = "movies";
+  s.dim = 4;
+  s.metric = Metric::kCosine;
+  s.index.type = IndexSpec::Type::kIvfPq;
+  s.index.ivf_nlist = 64;
+  s.index.ivf_nbits = 4;
+  s.index.ivf_refine_int8 = true;
+  s.clusters = 3;
+  s.topics = 2;
+  s.max_history = 10;
+  return s;
+}
+
+// Every call survives encode -> decode through the binary codec unchanged.
+TEST(WireCodecTest, EveryCallRoundTrips) {
+  std::vector<Call> calls = {
+      CreateCollectionCall{SampleSchema()}, DropCollectionCall{"a"}, ListCollectionsCall{},
+      DescribeCollectionCall{"b"}, UpsertCall{"c", {SampleItem(1), SampleItem(2)}}, DeleteCall{"c", {1, 2, 3}},
+      GetCall{"c", {4}}, PutUsersCall{"c", {UserRecord{9, {1, 2, 3, 4}, {{1, 10}, {2, 5}}}}},
+      GetUserCall{"c", 9}, AddEventsCall{"c", {Event{1, 2, 3}, Event{4, 5, 6}}},
+      SearchCall{"c", {1, 2, 3, 4}, 25, 100, 8, 3}, SnapshotCall{""}, ReloadCall{"v2"}, RollbackCall{},
+      ListVersionsCall{}, HealthCall{}};
+  ASSERT_EQ(calls.size(), kCallKinds);
+  for (const Call& call : calls) {
+    const std::string frame = EncodeRequestFrame(77, "secret", call);
+    ASSERT_EQ(DecodeFrameLength(frame.data()), frame.size() - kFrameHeaderBytes);
+    auto back = DecodeRequest(std::string_view(frame).substr(kFrameHeaderBytes));
+    ASSERT_TRUE(back.ok()) << CallName(call) << ": " << back.status();
+    EXPECT_EQ(back->id, 77u);
+    EXPECT_EQ(back->api_key, "secret");
+    ASSERT_EQ(back->call.index(), call.index()) << CallName(call);
+    // Re-encoding the decoded call gives the same bytes: nothing was lost or changed.
+    EXPECT_EQ(EncodeRequestFrame(77, "secret", back->call), frame) << CallName(call);
+  }
+  auto up = DecodeRequest(EncodeRequestFrame(1, "", UpsertCall{"c", {SampleItem(5)}}).substr(kFrameHeaderBytes));
+  EXPECT_EQ(std::get<UpsertCall>(up->call).items[0], SampleItem(5));
+}
+
+TEST(WireCodecTest, EveryReplyRoundTrips) {
+  CollectionInfo info{3, SampleSchema(), 10, 4, 2, 12345, false};
+  std::vector<Reply> replies = {
+      Reply{Status::Ok(), std::monostate{}},
+      Reply{Status::Ok(), info},
+      Reply{Status::Ok(), std::vector<CollectionInfo>{info, info}},
+      Reply{Status::Ok(), WriteResult{5, 6}},
+      Reply{Status::Ok(), GetResult{{SampleItem(1), std::nullopt}}},
+      Reply{Status::Ok(), UserResult{UserRecord{1, {}, {{2, 3}}}}},
+      Reply{Status::Ok(), UserResult{std::nullopt}},
+      Reply{Status::Ok(), SearchResult{{{1, 0.5f}, {2, -1.25f}}}},
+      Reply{Status::Ok(), VersionsInfo{"v2", "initial", {"initial", "v2"}}},
+      Reply{Status::Ok(), HealthResult{"serving", "0.1.0"}},
+      Reply{NotFoundError("no collection named 'x'"), {}},
+  };
+  for (const Reply& r : replies) {
+    const std::string frame = EncodeResponseFrame(9, r);
+    auto back = DecodeResponse(std::string_view(frame).substr(kFrameHeaderBytes));
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(back->id, 9u);
+    EXPECT_EQ(back->reply.status, r.status);
+    EXPECT_TRUE(back->reply.body == r.body) << "body index " << r.body.index();
+  }
+}
+
+TEST(WireCodecTest, GarbageAndTruncatedBuffersAreRejectedNotRead) {
+  const std::string frame = EncodeRequestFrame(1, "k", UpsertCall{"c", {SampleItem(1), SampleItem(2)}});
+  const std::string body = frame.substr(kFrameHeaderBytes);
+  for (size_t cut = 0; cut < body.size(); cut += 7) {
+    auto r = DecodeRequest(std::string_view(body).substr(0, cut));
+    EXPECT_FALSE(r.ok() && cut < body.size() / 2) << cut;
+  }
+  std::mt19937 rng(3);
+  int rejected = 0;
+  for (int i = 0; i < 2000; ++i) {
+    std::string bad = body;
+    for (int k = 0; k < 4; ++k) bad[rng() % bad.size()] = char(rng());
+    auto r = DecodeRequest(bad);  // must not crash or read out of bounds (ASan job)
+    rejected += !r.ok();
+  }
+  EXPECT_GT(rejected, 0);
+  std::string random(300, '\0');
+  for (char& c : random) c = char(rng());
+  EXPECT_EQ(DecodeRequest(random).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(DecodeRequest("").status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(JsonApiTest, RoutesDecodeIntoCalls) {
+  auto c = DecodeHttpCall("POST", "/v1/collections",
+                          R"({"name":"movies","dim":4,"metric":"cosine","clusters":3,"topics":2,"max_history":10,
+                              "index":{"type":"ivf_pq","nlist":64,"nbits":4,"refine_int8":true}})",
+                          32);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(std::get<CreateCollectionCall>(*c).schema, SampleSchema());
+  auto up = DecodeHttpCall("POST", "/v1/collections/m/items",
+                           R"({"items":[{"id":1,"vector":[0.1,-2.5,1e-20,3],"cluster":2,"topics":[0.5,0.5],
+                               "category":-7,"tags":[1,2],"timestamp":1700000000123,
+                               "payload":{"title":"a \"quoted\" name"}}]})",
+                           32);
+  ASSERT_TRUE(up.ok()) << up.status();
+  EXPECT_EQ(std::get<UpsertCall>(*up).items[0], SampleItem(1));
+  auto s = DecodeHttpCall("POST", "/v1/collections/m/search?trace=0", R"({"vector":[1,2],"k":5,"params":{"ef":80}})", 32);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(std::get<SearchCall>(*s).k, 5u);
+  EXPECT_EQ(std::get<SearchCall>(*s).ef, 80u);
+  EXPECT_EQ(std::get<GetCall>(*DecodeHttpCall("GET", "/v1/collections/m/items/42", "", 32)).ids,
+            std::vector<uint64_t>{42});
+  EXPECT_TRUE(std::holds_alternative<DropCollectionCall>(*DecodeHttpCall("DELETE", "/v1/collections/m", "", 32)));
+  EXPECT_TRUE(std::holds_alternative<HealthCall>(*DecodeHttpCall("GET", "/healthz", "", 32)));
+  EXPECT_EQ(std::get<ReloadCall>(*DecodeHttpCall("POST", "/v1/versions/reload", R"({"version":"v2"})", 32)).version, "v2");
+}
+
+TEST(JsonApiTest, BadRequestsGetClearErrors) {
+  auto expect = [](std::string_view method, std::string_view target, std::string_view body, StatusCode code,
+                   const std::string& word) {
+    auto r = DecodeHttpCall(method, target, body, 8);
+    ASSERT_FALSE(r.ok()) << target << " " << body;
+    EXPECT_EQ(r.status().code(), code) << r.status();
+    EXPECT_NE(r.status().message().find(word), std::string::npos) << r.status();
+  };
+  expect("POST", "/v1/collections/m/search", "{\"vector\": [1, 2", StatusCode::kInvalidArgument, "not valid JSON");
+  expect("POST", "/v1/collections/m/search", R"({"vector": "abc"})", StatusCode::kInvalidArgument, "vector");
+  expect("POST", "/v1/collections/m/search", R"({"vector": [1], "colour": 1})", StatusCode::kInvalidArgument,
+         "unknown field 'colour'");
+  expect("POST", "/v1/collections/m/search", R"({"vector": [1], "k": -1})", StatusCode::kInvalidArgument, "k");
+  expect("POST", "/v1/collections/m/search", "[1]", StatusCode::kInvalidArgument, "JSON object");
+  expect("POST", "/v1/collections/m/search", R"({"vector": [[[[[[[[[[1]]]]]]]]]]})", StatusCode::kInvalidArgument,
+         "JSON");
+  expect("POST", "/v1/collections/m/items", R"({"items":[{"id":1,"vector":[1],"tags":["x"]}]})",
+         StatusCode::kInvalidArgument, "items[0]: bad tags");
+  expect("GET", "/v1/nothing", "", StatusCode::kNotFound, "no route");
+  expect("PUT", "/v1/collections/m/search", "{}", StatusCode::kUnimplemented, "not allowed");
+  expect("POST", "/v1/versions/reload", "{}", StatusCode::kInvalidArgument, "version");
+  EXPECT_EQ(HttpStatusFor(StatusCode::kUnimplemented), 405);
+  EXPECT_EQ(HttpStatusFor(StatusCode::kUnauthenticated), 401);
+}
+
+TEST(JsonApiTest, RepliesEncodeAsJsonWithExactFloats) {
+  HttpReply r = EncodeHttpReply(Reply{Status::Ok(), SearchResult{{{7, 0.1f}, {8, -1.0f / 3.0f}}}});
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, R"({"hits":[{"id":7,"score":0.1},{"id":8,"score":-0.33333334}]})");
+  HttpReply e = EncodeHttpReply(Reply{NotFoundError("no \"x\""), {}});
+  EXPECT_EQ(e.status, 404);
+  EXPECT_EQ(e.body, R"({"error":{"code":"NOT_FOUND","message":"no \"x\""}})");
+  HttpReply g = EncodeHttpReply(Reply{Status::Ok(), GetResult{{SampleItem(3), std::nullopt}}});
+  EXPECT_NE(g.body.find(R"("payload":{"title":"a \"quoted\" name"})"), std::string::npos) << g.body;
+  EXPECT_NE(g.body.find(",null]"), std::string::npos) << g.body;
+}
+
+}  // namespace
+}  // namespace quiver::net

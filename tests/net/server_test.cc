@@ -1,0 +1,325 @@
+// Round trips through both protocols against a server on 127.0.0.1 (ports picked by the OS),
+// and malformed input of every kind: each gets a clear error and the server keeps serving.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <charconv>
+#include <cmath>
+#include <random>
+#include <thread>
+
+#include "base/coding.h"
+#include "client/client.h"
+#include "engine/data_root.h"
+#include "net/json_api.h"
+#include "net/schema/wire_codec.h"
+#include "net/server.h"
+#include "tests/testing/temp_dir.h"
+
+namespace quiver::net {
+namespace {
+
+int Dial(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  return fd;
+}
+
+std::string ReadAll(int fd) {
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) out.append(buf, size_t(n));
+  return out;
+}
+
+struct HttpAnswer {
+  int status = 0;
+  std::string body;
+};
+
+// One request on its own connection (Connection: close).
+HttpAnswer Http(uint16_t port, const std::string& method, const std::string& target, const std::string& body = "",
+                const std::string& key = "") {
+  int fd = Dial(port);
+  EXPECT_GE(fd, 0);
+  std::string req = method + " " + target + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
+  if (!key.empty()) req += "X-Api-Key: " + key + "\r\n";
+  req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+  std::string raw = ReadAll(fd);
+  ::close(fd);
+  HttpAnswer a;
+  if (raw.size() > 12) a.status = std::stoi(raw.substr(9, 3));
+  const size_t split = raw.find("\r\n\r\n");
+  if (split != std::string::npos) a.body = raw.substr(split + 4);
+  return a;
+}
+
+// Sends raw bytes on the binary port and returns the decoded response frames received.
+std::vector<DecodedResponse> RawBinary(uint16_t port, const std::string& bytes, size_t expect) {
+  int fd = Dial(port);
+  EXPECT_GE(fd, 0);
+  ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  std::vector<DecodedResponse> out;
+  std::string buf;
+  char chunk[4096];
+  while (out.size() < expect) {
+    ssize_t n = ::recv(fd, chunk, sizeof(chunk), 0);
+    if (n <= 0) break;
+    buf.append(chunk, size_t(n));
+    while (buf.size() >= 4 && buf.size() >= 4 + DecodeFrameLength(buf.data())) {
+      const uint32_t len = DecodeFrameLength(buf.data());
+      auto r = DecodeResponse(std::string_view(buf).substr(4, len));
+      EXPECT_TRUE(r.ok()) << r.status();
+      if (r.ok()) out.push_back(std::move(*r));
+      buf.erase(0, 4 + len);
+    }
+  }
+  ::close(fd);
+  return out;
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void StartServer(const std::string& rw_key = "", const std::string& ro_key = "") {
+    auto root = engine::DataRoot::Open(dir_.path() + "/root", {});
+    ASSERT_TRUE(root.ok()) << root.status();
+    root_ = std::move(*root);
+    ServerOptions o;
+    o.http_port = 0;
+    o.binary_port = 0;
+    o.threads = 2;
+    o.read_write_key = rw_key;
+    o.read_only_key = ro_key;
+    o.limits.max_body_bytes = 1 << 20;
+    o.limits.max_k = 100;
+    server_ = std::make_unique<Server>(*root_, o);
+    ASSERT_TRUE(server_->Start().ok());
+  }
+
+  std::unique_ptr<client::Client> Connect(const std::string& key = "") {
+    client::ClientOptions o;
+    o.port = server_->binary_port();
+    o.api_key = key;
+    auto c = client::Client::Connect(o);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? std::move(*c) : nullptr;
+  }
+
+  void TearDown() override {
+    if (server_) server_->Stop();
+  }
+
+  quiver::testing::ScopedTempDir dir_;
+  std::unique_ptr<engine::DataRoot> root_;
+  std::unique_ptr<Server> server_;
+};
+
+constexpr const char* kSchemaJson =
+    R"({"name":"m","dim":4,"metric":"l2","index":{"type":"hnsw","m":8,"ef_construction":40}})";
+
+std::vector<ItemRecord> Items(size_t n) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> g;
+  std::vector<ItemRecord> items(n);
+  for (size_t i = 0; i < n; ++i) {
+    items[i].id = i + 1;
+    for (int d = 0; d < 4; ++d) items[i].vector.push_back(g(rng));
+    items[i].payload = "{\"i\":" + std::to_string(i) + "}";
+  }
+  return items;
+}
+
+TEST_F(ServerTest, BothProtocolsGiveTheSameAnswers) {
+  StartServer();
+  HttpAnswer created = Http(server_->http_port(), "POST", "/v1/collections", kSchemaJson);
+  ASSERT_EQ(created.status, 200) << created.body;
+  auto client = Connect();
+  auto items = Items(300);
+  auto w = client->Upsert("m", items);
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ(w->changed, 300u);
+
+  // The same search, as JSON and as FlatBuffers.
+  const std::vector<float> q = items[17].vector;
+  std::string vec;
+  for (float x : q) vec += (vec.empty() ? "" : ",") + std::to_string(x);
+  auto hits = client->Search("m", q, {.k = 5, .ef = 50});
+  ASSERT_TRUE(hits.ok()) << hits.status();
+  ASSERT_EQ(hits->size(), 5u);
+  EXPECT_EQ((*hits)[0].id, 18u);
+  // JSON floats are printed exactly, so the REST query is the same vector bit for bit only if
+  // it is sent exactly: encode the reply of a binary search and compare with the REST body.
+  std::string exact;
+  {
+    HttpReply r = EncodeHttpReply(Reply{Status::Ok(), SearchResult{*hits}});
+    exact = r.body;
+  }
+  std::string qjson;
+  for (float x : q) {
+    char b[32];
+    auto res = std::to_chars(b, b + 32, x);
+    qjson += (qjson.empty() ? "" : ",") + std::string(b, res.ptr);
+  }
+  HttpAnswer rest = Http(server_->http_port(), "POST", "/v1/collections/m/search",
+                         "{\"vector\":[" + qjson + "],\"k\":5,\"params\":{\"ef\":50}}");
+  EXPECT_EQ(rest.status, 200);
+  EXPECT_EQ(rest.body, exact);
+
+  // Get, users, events, describe, list, versions and health through both.
+  auto got = client->Get("m", {18, 999});
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ((*got)[0], items[17]);
+  EXPECT_FALSE((*got)[1].has_value());
+  HttpAnswer rest_get = Http(server_->http_port(), "POST", "/v1/collections/m/items/get", R"({"ids":[18,999]})");
+  EXPECT_EQ(rest_get.body, EncodeHttpReply(Reply{Status::Ok(), GetResult{*got}}).body);
+  ASSERT_TRUE(client->AddEvents("m", {Event{7, 18, 100}, Event{7, 19, 200}}).ok());
+  auto user = client->GetUser("m", 7);
+  ASSERT_TRUE(user.ok() && user->has_value());
+  EXPECT_EQ((*user)->history[0], (Interaction{19, 200}));
+  HttpAnswer rest_user = Http(server_->http_port(), "GET", "/v1/collections/m/users/7");
+  EXPECT_EQ(rest_user.body, EncodeHttpReply(Reply{Status::Ok(), UserResult{*user}}).body);
+  auto info = client->DescribeCollection("m");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->items, 300u);
+  EXPECT_EQ(Http(server_->http_port(), "GET", "/v1/collections/m").body,
+            EncodeHttpReply(Reply{Status::Ok(), *info}).body);
+  EXPECT_TRUE(client->Snapshot("m").ok());
+  auto versions = client->ListVersions();
+  ASSERT_TRUE(versions.ok());
+  EXPECT_EQ(versions->current, "initial");
+  EXPECT_EQ(client->Health()->status, "serving");
+  HttpAnswer metrics = Http(server_->http_port(), "GET", "/metrics");
+  EXPECT_EQ(metrics.status, 200);
+  EXPECT_NE(metrics.body.find("quiver_requests_total{op=\"search\",protocol=\"binary\",code=\"OK\"} 1"),
+            std::string::npos)
+      << metrics.body;
+  EXPECT_NE(metrics.body.find("quiver_collection_items{collection=\"m\"} 300"), std::string::npos);
+
+  // Async calls and deletes.
+  auto f1 = client->CallAsync(DeleteCall{"m", {1, 2}});
+  auto f2 = client->CallAsync(SearchCall{"m", q, 3});
+  EXPECT_TRUE(f1.get().status.ok());
+  EXPECT_TRUE(f2.get().status.ok());
+  EXPECT_EQ(client->DescribeCollection("m")->items, 298u);
+}
+
+TEST_F(ServerTest, MalformedInputGetsErrorsAndTheServerKeepsServing) {
+  StartServer();
+  ASSERT_EQ(Http(server_->http_port(), "POST", "/v1/collections", kSchemaJson).status, 200);
+  auto client = Connect();
+  ASSERT_TRUE(client->Upsert("m", Items(50)).ok());
+  const uint16_t http = server_->http_port(), bin = server_->binary_port();
+
+  // REST: bad JSON, wrong types, dimension mismatch, k too large, unknown collection/route, big body.
+  EXPECT_EQ(Http(http, "POST", "/v1/collections/m/search", "{\"vector\":[1,2").status, 400);
+  EXPECT_EQ(Http(http, "POST", "/v1/collections/m/search", R"({"vector":{"a":1}})").status, 400);
+  HttpAnswer dim = Http(http, "POST", "/v1/collections/m/search", R"({"vector":[1,2,3]})");
+  EXPECT_EQ(dim.status, 400);
+  EXPECT_NE(dim.body.find("\"code\":\"INVALID_ARGUMENT\""), std::string::npos) << dim.body;
+  EXPECT_EQ(Http(http, "POST", "/v1/collections/m/search", R"({"vector":[1,2,3,4],"k":1000})").status, 400);
+  EXPECT_EQ(Http(http, "POST", "/v1/collections/none/search", R"({"vector":[1,2,3,4]})").status, 404);
+  EXPECT_EQ(Http(http, "GET", "/v2/what").status, 404);
+  EXPECT_EQ(Http(http, "POST", "/v1/collections/m/items", std::string(2 << 20, ' ')).status, 413);
+
+  // Binary: an invalid FlatBuffer (answered with id 0), then a valid request on the same
+  // connection still works.
+  std::string garbage = "garbage frame bytes that are not a flatbuffer";
+  std::string frame;
+  PutFixed<uint32_t>(&frame, uint32_t(garbage.size()));
+  frame += garbage;
+  frame += EncodeRequestFrame(5, "", HealthCall{});
+  auto answers = RawBinary(bin, frame, 2);
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_EQ(answers[0].id, 0u);
+  EXPECT_EQ(answers[0].reply.status.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(answers[1].id, 5u);
+  EXPECT_TRUE(answers[1].reply.status.ok());
+  // A 4 GiB length prefix: refused before anything is allocated, connection closed.
+  std::string huge;
+  PutFixed<uint32_t>(&huge, 0xFFFFFFFFu);
+  answers = RawBinary(bin, huge + "xx", 1);
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].reply.status.code(), StatusCode::kResourceExhausted);
+  // A truncated frame: the connection just ends; nothing breaks.
+  std::string truncated = EncodeRequestFrame(6, "", HealthCall{});
+  truncated.resize(truncated.size() - 3);
+  EXPECT_TRUE(RawBinary(bin, truncated, 0).empty());
+  // NaN in a vector, wrong dimension, k too large, unknown collection.
+  std::vector<float> nan_vec = {1, std::nanf(""), 0, 0};
+  EXPECT_EQ(client->Search("m", nan_vec).status().code(), StatusCode::kInvalidArgument);
+  std::vector<float> short_vec = {1, 2};
+  EXPECT_EQ(client->Search("m", short_vec).status().code(), StatusCode::kInvalidArgument);
+  std::vector<float> ok_vec = {1, 2, 3, 4};
+  EXPECT_EQ(client->Search("m", ok_vec, {.k = 101}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(client->Search("none", ok_vec).status().code(), StatusCode::kNotFound);
+  ItemRecord bad;
+  bad.id = 1;
+  bad.vector = {1, 2, INFINITY, 4};
+  EXPECT_EQ(client->Upsert("m", {bad}).status().code(), StatusCode::kInvalidArgument);
+
+  // Everyone else is still served.
+  auto hits = client->Search("m", ok_vec, {.k = 3});
+  ASSERT_TRUE(hits.ok()) << hits.status();
+  EXPECT_EQ(hits->size(), 3u);
+  EXPECT_EQ(Http(http, "GET", "/healthz").status, 200);
+}
+
+TEST_F(ServerTest, ApiKeysGuardEveryListener) {
+  StartServer("rw-secret", "ro-secret");
+  const uint16_t http = server_->http_port();
+  EXPECT_EQ(Http(http, "GET", "/v1/collections").status, 401);
+  EXPECT_EQ(Http(http, "GET", "/v1/collections", "", "wrong").status, 401);
+  EXPECT_EQ(Http(http, "GET", "/metrics").status, 401);
+  EXPECT_EQ(Http(http, "GET", "/metrics", "", "ro-secret").status, 200);
+  EXPECT_EQ(Http(http, "POST", "/v1/collections", kSchemaJson, "ro-secret").status, 403);
+  EXPECT_EQ(Http(http, "POST", "/v1/collections", kSchemaJson, "rw-secret").status, 200);
+  EXPECT_EQ(Http(http, "GET", "/v1/collections/m", "", "ro-secret").status, 200);
+
+  auto none = Connect();
+  EXPECT_EQ(none->ListCollections().status().code(), StatusCode::kUnauthenticated);
+  auto ro = Connect("ro-secret");
+  EXPECT_TRUE(ro->ListCollections().ok());
+  EXPECT_EQ(ro->Upsert("m", Items(3)).status().code(), StatusCode::kPermissionDenied);
+  auto rw = Connect("rw-secret");
+  EXPECT_TRUE(rw->Upsert("m", Items(3)).ok());
+  EXPECT_TRUE(KeyEquals("abc", "abc"));
+  EXPECT_FALSE(KeyEquals("abc", "abd"));
+  EXPECT_FALSE(KeyEquals("abc", "abcd"));
+  EXPECT_FALSE(KeyEquals("", "abc"));
+}
+
+TEST_F(ServerTest, ClientReportsAnUnreachableServerAndRetriesIdempotentCalls) {
+  StartServer();
+  client::ClientOptions o;
+  o.port = server_->binary_port();
+  o.deadline = std::chrono::milliseconds(3000);
+  auto client = client::Client::Connect(o);
+  ASSERT_TRUE(client.ok());
+  const uint16_t port = server_->binary_port();
+  server_->Stop();
+  server_.reset();
+  // Nothing listens: a transport error, after the retries, well within the deadline.
+  auto r = (*client)->Health();
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status();
+  client::ClientOptions gone = o;
+  gone.port = port;
+  EXPECT_EQ(client::Client::Connect(gone).status().code(), StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace quiver::net

@@ -1,0 +1,92 @@
+// quiverd: the Quiver server. Serves the data root given by --data over REST (HTTP/JSON) and the
+// binary protocol, on 127.0.0.1 unless told otherwise. Options come from flags or a config file
+// (--config FILE, INI/TOML keys named like the flags); API keys also from QUIVER_READ_WRITE_KEY
+// and QUIVER_READ_ONLY_KEY. SIGTERM or SIGINT: stop accepting, finish requests in flight,
+// snapshot every collection, exit. docs/operations.md describes every option.
+#include <CLI/CLI.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+
+#include "base/version.h"
+#include "engine/data_root.h"
+#include "net/server.h"
+
+int main(int argc, char** argv) {
+  using namespace quiver;
+  CLI::App app{"quiverd: the Quiver server"};
+  std::string data;
+  std::string durability = "sync";
+  bool snapshot_on_exit = true;
+  int grace_ms = 10000;
+  net::ServerOptions o;
+  uint64_t idle_ms = 60000, read_ms = 30000, request_ms = 30000;
+  app.set_config("--config", "", "read options from an INI/TOML file");
+  app.add_option("--data", data, "data root directory (created if missing)")->required();
+  app.add_option("--host", o.host, "listen address")->capture_default_str();
+  app.add_option("--http-port", o.http_port, "REST port (0: any free port)")->capture_default_str();
+  app.add_option("--binary-port", o.binary_port, "binary protocol port (0: any free port)")->capture_default_str();
+  app.add_option("--threads", o.threads, "I/O and handler threads (0: one per core)")->capture_default_str();
+  app.add_option("--read-write-key", o.read_write_key, "API key allowed to call everything");
+  app.add_option("--read-only-key", o.read_only_key, "API key allowed to call only reads");
+  app.add_option("--durability", durability, "sync (fsync the WAL before acknowledging) or nosync")
+      ->check(CLI::IsMember({"sync", "nosync"}))->capture_default_str();
+  app.add_option("--max-body-bytes", o.limits.max_body_bytes, "largest HTTP body or binary frame")->capture_default_str();
+  app.add_option("--max-k", o.limits.max_k, "largest k of a search")->capture_default_str();
+  app.add_option("--max-items", o.limits.max_items_per_request, "items, users, events or ids per request")->capture_default_str();
+  app.add_option("--max-json-depth", o.limits.max_json_depth, "deepest JSON nesting accepted")->capture_default_str();
+  app.add_option("--idle-timeout-ms", idle_ms, "close a connection idle this long")->capture_default_str();
+  app.add_option("--read-timeout-ms", read_ms, "time allowed to write a response")->capture_default_str();
+  app.add_option("--request-timeout-ms", request_ms, "refuse a request that waited this long")->capture_default_str();
+  app.add_option("--shutdown-grace-ms", grace_ms, "time requests in flight get to finish on SIGTERM")->capture_default_str();
+  app.add_flag("!--no-snapshot-on-exit", snapshot_on_exit, "skip the index snapshots at shutdown");
+  CLI11_PARSE(app, argc, argv);
+  if (o.read_write_key.empty()) {
+    if (const char* k = std::getenv("QUIVER_READ_WRITE_KEY")) o.read_write_key = k;
+  }
+  if (o.read_only_key.empty()) {
+    if (const char* k = std::getenv("QUIVER_READ_ONLY_KEY")) o.read_only_key = k;
+  }
+  o.idle_timeout = std::chrono::milliseconds(idle_ms);
+  o.read_timeout = std::chrono::milliseconds(read_ms);
+  o.request_timeout = std::chrono::milliseconds(request_ms);
+
+  // Signals are taken by sigwait below, not by asynchronous handlers.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  engine::EngineOptions eo;
+  eo.store.durability = durability == "sync" ? storage::Durability::kSync : storage::Durability::kNoSync;
+  auto root = engine::DataRoot::Open(data, eo);
+  if (!root.ok()) {
+    std::fprintf(stderr, "quiverd: %s\n", root.status().ToString().c_str());
+    return 1;
+  }
+  net::Server server(**root, o);
+  if (Status s = server.Start(); !s.ok()) {
+    std::fprintf(stderr, "quiverd: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  std::printf("quiverd %s serving %s (version %s): REST http://%s:%u, binary %s:%u%s\n",
+              std::string(Version()).c_str(), data.c_str(), (*root)->current_version().c_str(), o.host.c_str(),
+              server.http_port(), o.host.c_str(), server.binary_port(),
+              o.read_write_key.empty() && o.read_only_key.empty() ? " (no API key)" : " (API keys required)");
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&signals, &sig);
+  std::printf("quiverd: %s, finishing requests in flight\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  std::fflush(stdout);
+  server.Stop(std::chrono::milliseconds(grace_ms));
+  if (snapshot_on_exit) {
+    if (Status s = (*root)->engine()->SnapshotAll(); !s.ok()) {
+      std::fprintf(stderr, "quiverd: snapshot at exit: %s\n", s.ToString().c_str());
+      return 1;
+    }
+  }
+  std::printf("quiverd: stopped\n");
+  return 0;
+}
