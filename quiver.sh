@@ -2,10 +2,12 @@
 # Quiver's one entry point on a Debian 12 machine (as root, or with sudo available):
 #   ./quiver.sh run     install what is missing, build (Release), run the main job
 #   ./quiver.sh test    install what is missing, build, run the whole test suite (the kernel
-#                       tests cross-built for aarch64 under qemu, then everything on x86-64)
+#                       tests cross-built for aarch64 under qemu, the fuzzers briefly, then
+#                       everything on x86-64)
 #   ./quiver.sh deps    only install the Debian packages
 #   ./quiver.sh build   only configure and build
-# Environment: BUILD_DIR (default ./build), JOBS (default: number of cores).
+# Environment: BUILD_DIR (default ./build), JOBS (default: number of cores), QUIVER_FUZZ_SECONDS
+# (default 10: how long each fuzzer runs in `test`).
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -49,6 +51,24 @@ test_arm() {
   ctest --test-dir "$dir" --output-on-failure -j "$JOBS"
 }
 
+# The libFuzzer targets (tests/fuzz), built with clang: each runs QUIVER_FUZZ_SECONDS (default
+# 10) from its seed corpus; a crash or a sanitizer report fails the run.
+test_fuzz() {
+  local dir="$BUILD_DIR-fuzz" secs=${QUIVER_FUZZ_SECONDS:-10}
+  cmake -S "$ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQUIVER_FUZZ=ON \
+    -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
+  cmake --build "$dir" -j "$JOBS"
+  local corpus="$dir/corpus"
+  rm -rf "$corpus" && mkdir -p "$corpus/frame" "$corpus/json"
+  "$dir/tests/fuzz/frame_seeds" "$corpus/frame" >/dev/null
+  cp "$ROOT"/tests/fuzz/corpus/json/* "$corpus/json/"
+  for f in frame json; do
+    "$dir/tests/fuzz/${f}_fuzzer" -max_total_time="$secs" -max_len=65536 -print_final_stats=0 \
+      "$corpus/$f" 2>"$dir/${f}_fuzzer.log" || { tail -40 "$dir/${f}_fuzzer.log"; return 1; }
+    echo "fuzz: ${f}_fuzzer ran ${secs} s: $(grep -o 'stat::number_of_executed_units: [0-9]*' "$dir/${f}_fuzzer.log" || grep -Eo '#[0-9]+' "$dir/${f}_fuzzer.log" | tail -1) runs, no crash"
+  done
+}
+
 build() {
   cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DQUIVER_BUILD_TESTS=ON -DQUIVER_BUILD_BENCH=ON >/dev/null
@@ -61,6 +81,7 @@ case "${1:-}" in
   test)
     deps; build
     test_arm
+    test_fuzz
     # The main suite last, so its summary is the last thing printed.
     ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS"
     ;;

@@ -273,6 +273,8 @@ Result<CollectionInfo> GetInfo(const wire::CollectionInfo* w) {
 }
 
 Result<Call> CallFromWire(const wire::Request* r) {
+  // The Verifier accepts a union whose type is set but whose value is absent.
+  if (r->body() == nullptr) return Bad("request has no body");
   switch (r->body_type()) {
     case wire::RequestBody::CreateCollection: {
       QV_ASSIGN_OR_RETURN(auto schema, GetSchema(r->body_as_CreateCollection()->schema()));
@@ -335,6 +337,7 @@ Result<Call> CallFromWire(const wire::Request* r) {
 }
 
 Result<ReplyBody> GetReplyBody(const wire::Response* r) {
+  if (r->body() == nullptr) return Bad("response has no body");
   switch (r->body_type()) {
     case wire::ResponseBody::Ok: return ReplyBody(std::monostate{});
     case wire::ResponseBody::CollectionInfo: {

@@ -5,6 +5,7 @@
 
 #include "base/coding.h"
 #include "net/json_api.h"
+#include "net/schema/quiver_generated.h"
 #include "net/schema/wire_codec.h"
 
 namespace quiver::net {
@@ -108,6 +109,20 @@ TEST(WireCodecTest, GarbageAndTruncatedBuffersAreRejectedNotRead) {
   for (char& c : random) c = char(rng());
   EXPECT_EQ(DecodeRequest(random).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(DecodeRequest("").status().code(), StatusCode::kInvalidArgument);
+}
+
+// Found by frame_fuzzer: a union type without its value passes the Verifier.
+TEST(WireCodecTest, UnionTypeWithoutValueIsRejected) {
+  for (auto type : {wire::RequestBody::Upsert, wire::RequestBody::Search, wire::RequestBody::Health}) {
+    flatbuffers::FlatBufferBuilder b;
+    b.Finish(wire::CreateRequest(b, 1, 0, type, 0));
+    auto r = DecodeRequest(std::string_view(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize()));
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  }
+  flatbuffers::FlatBufferBuilder b;
+  b.Finish(wire::CreateResponse(b, 1, 0, wire::ResponseBody::SearchResult, 0));
+  auto r = DecodeResponse(std::string_view(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize()));
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(JsonApiTest, RoutesDecodeIntoCalls) {
