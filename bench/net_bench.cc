@@ -1,0 +1,278 @@
+// net_bench: what the protocols cost. The same k = 10 HNSW search on Fashion-MNIST, from 2
+// client threads, measured in-process (Engine::Search), over the binary protocol (the client
+// library) and over REST (HTTP/1.1 keep-alive, JSON), against one quiverd-equivalent server in
+// this process; QPS, p50 and p99 latency. Optionally wrk against REST for a fixed time.
+//
+//   net_bench [--seconds 10] [--threads 2] [--ef 64] [--wrk-seconds 60] [--out DIR]
+//
+// Writes net.md and net.csv to --out (default build/results).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/version.h"
+#include "bench/ann/datasets.h"
+#include "client/client.h"
+#include "engine/data_root.h"
+#include "net/server.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace quiver;
+using Clock = std::chrono::steady_clock;
+
+struct Args {
+  double seconds = 10;
+  int threads = 2;
+  uint32_t ef = 64;
+  int wrk_seconds = 0;
+  std::string out = "build/results", dir = "/tmp/quiver_net_bench";
+};
+
+struct ModeResult {
+  std::string mode;
+  double qps = 0, p50_us = 0, p99_us = 0;
+  size_t errors = 0;
+};
+
+// Runs `one(thread, query index)` on args.threads threads for args.seconds; latency per call.
+template <typename Fn>
+ModeResult Measure(const std::string& mode, const Args& a, size_t nq, Fn one) {
+  std::vector<std::vector<float>> lat(size_t(a.threads));
+  std::atomic<size_t> errors{0};
+  const auto end = Clock::now() + std::chrono::duration<double>(a.seconds);
+  std::vector<std::thread> ts;
+  for (int t = 0; t < a.threads; ++t) {
+    ts.emplace_back([&, t] {
+      size_t q = size_t(t) * 997;
+      while (Clock::now() < end) {
+        const auto t0 = Clock::now();
+        if (!one(t, q++ % nq)) ++errors;
+        lat[size_t(t)].push_back(float(std::chrono::duration<double, std::micro>(Clock::now() - t0).count()));
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  std::vector<float> all;
+  for (auto& l : lat) all.insert(all.end(), l.begin(), l.end());
+  std::sort(all.begin(), all.end());
+  ModeResult r{mode, double(all.size()) / a.seconds, all[all.size() / 2], all[all.size() * 99 / 100], errors.load()};
+  std::fprintf(stderr, "%-10s %9.0f QPS  p50 %7.1f us  p99 %7.1f us  errors %zu\n", mode.c_str(), r.qps, r.p50_us,
+               r.p99_us, r.errors);
+  return r;
+}
+
+std::string JsonFloats(const float* v, size_t n) {
+  std::string s;
+  char buf[32];
+  for (size_t i = 0; i < n; ++i) {
+    auto r = std::to_chars(buf, buf + sizeof(buf), v[i]);
+    if (i) s.push_back(',');
+    s.append(buf, r.ptr);
+  }
+  return s;
+}
+
+// A keep-alive HTTP/1.1 connection that posts JSON and reads Content-Length bodies.
+class HttpConn {
+ public:
+  explicit HttpConn(uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) std::exit(1);
+    int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  }
+  ~HttpConn() { ::close(fd_); }
+
+  // Returns the HTTP status.
+  int Post(const std::string& path, const std::string& body) {
+    std::string req = "POST " + path + " HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: " +
+                      std::to_string(body.size()) + "\r\n\r\n" + body;
+    if (::send(fd_, req.data(), req.size(), MSG_NOSIGNAL) != ssize_t(req.size())) return 0;
+    size_t header_end;
+    while ((header_end = buf_.find("\r\n\r\n")) == std::string::npos) {
+      if (!Fill()) return 0;
+    }
+    const int status = std::atoi(buf_.c_str() + 9);
+    const size_t cl = buf_.find("Content-Length: ");
+    const size_t len = cl < header_end ? size_t(std::atol(buf_.c_str() + cl + 16)) : 0;
+    while (buf_.size() < header_end + 4 + len) {
+      if (!Fill()) return 0;
+    }
+    buf_.erase(0, header_end + 4 + len);
+    return status;
+  }
+
+ private:
+  bool Fill() {
+    char chunk[65536];
+    ssize_t n = ::recv(fd_, chunk, sizeof(chunk), 0);
+    if (n <= 0) return false;
+    buf_.append(chunk, size_t(n));
+    return true;
+  }
+  int fd_;
+  std::string buf_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string k = argv[i];
+    auto next = [&] { return std::string(i + 1 < argc ? argv[++i] : ""); };
+    if (k == "--seconds") a.seconds = std::stod(next());
+    else if (k == "--threads") a.threads = std::stoi(next());
+    else if (k == "--ef") a.ef = uint32_t(std::stoul(next()));
+    else if (k == "--wrk-seconds") a.wrk_seconds = std::stoi(next());
+    else if (k == "--out") a.out = next();
+    else {
+      std::fprintf(stderr, "net_bench: unknown flag %s (see the header of net_bench.cc)\n", k.c_str());
+      return 2;
+    }
+  }
+  auto ds = bench::LoadFashionMnist("/usr/share/datasets/fashion-mnist");
+  if (!ds.ok()) {
+    std::fprintf(stderr, "net_bench: %s\n", ds.status().ToString().c_str());
+    return 1;
+  }
+  fs::remove_all(a.dir);
+  auto root = engine::DataRoot::Open(a.dir, {});
+  if (!root.ok()) return 1;
+  CollectionSchema schema;
+  schema.name = "fmnist";
+  schema.dim = uint32_t(ds->dim);
+  schema.index.type = IndexSpec::Type::kHnsw;
+  schema.index.hnsw_sq8 = true;
+  std::vector<ItemRecord> items(ds->n);
+  for (size_t i = 0; i < ds->n; ++i) {
+    items[i].id = i;
+    items[i].vector.assign(ds->base.begin() + i * ds->dim, ds->base.begin() + (i + 1) * ds->dim);
+  }
+  auto engine = (*root)->engine();
+  if (auto r = engine->BulkLoad(schema, items); !r.ok()) {
+    std::fprintf(stderr, "net_bench: %s\n", r.status().ToString().c_str());
+    return 1;
+  }
+  items.clear();
+  net::ServerOptions so;
+  so.http_port = 0;
+  so.binary_port = 0;
+  so.threads = 2;
+  net::Server server(**root, so);
+  if (!server.Start().ok()) return 1;
+  const size_t nq = ds->nq, dim = ds->dim;
+  auto query = [&](size_t q) { return std::span<const float>(&ds->queries[q * dim], dim); };
+  std::vector<std::string> bodies(nq);
+  for (size_t q = 0; q < nq; ++q) {
+    bodies[q] = "{\"vector\":[" + JsonFloats(&ds->queries[q * dim], dim) + "],\"k\":10,\"params\":{\"ef\":" +
+                std::to_string(a.ef) + "}}";
+  }
+  std::vector<std::unique_ptr<client::Client>> clients;
+  std::vector<std::unique_ptr<HttpConn>> conns;
+  for (int t = 0; t < a.threads; ++t) {
+    client::ClientOptions co;
+    co.port = server.binary_port();
+    co.pool_size = 1;
+    auto c = client::Client::Connect(co);
+    if (!c.ok()) return 1;
+    clients.push_back(std::move(c).value());
+    conns.push_back(std::make_unique<HttpConn>(server.http_port()));
+  }
+  index::SearchParams p;
+  p.k = 10;
+  p.ef = a.ef;
+  std::vector<ModeResult> results;
+  for (int rep = 0; rep < 2; ++rep) {
+    results.push_back(Measure("in-process", a, nq, [&](int, size_t q) { return engine->Search("fmnist", query(q), p).ok(); }));
+    results.push_back(Measure("binary", a, nq, [&](int t, size_t q) {
+      return clients[size_t(t)]->Search("fmnist", query(q), {.k = 10, .ef = a.ef}).ok();
+    }));
+    results.push_back(Measure("rest", a, nq, [&](int t, size_t q) {
+      return conns[size_t(t)]->Post("/v1/collections/fmnist/search", bodies[q]) == 200;
+    }));
+  }
+  // Per mode: the better of the two passes (the VM drifts; both passes are in the CSV).
+  auto best = [&](const std::string& mode) {
+    ModeResult b;
+    for (const ModeResult& r : results) {
+      if (r.mode == mode && r.qps > b.qps) b = r;
+    }
+    return b;
+  };
+  const ModeResult in = best("in-process"), bin = best("binary"), rest = best("rest");
+
+  std::string wrk_out;
+  if (a.wrk_seconds > 0) {
+    const std::string lua = a.dir + "/search.lua";
+    std::ofstream l(lua);
+    l << "local bodies = {}\n";
+    for (size_t q = 0; q < 200; ++q) l << "bodies[" << q + 1 << "] = '" << bodies[q] << "'\n";
+    l << "local i = 0\nrequest = function()\n  i = i % #bodies + 1\n"
+         "  return wrk.format('POST', '/v1/collections/fmnist/search', {['Content-Type'] = 'application/json'}, bodies[i])\n"
+         "end\n"
+         "done = function(summary, latency, requests)\n"
+         "  io.write(string.format('errors: connect %d, read %d, write %d, status %d, timeout %d\\n', summary.errors.connect,"
+         " summary.errors.read, summary.errors.write, summary.errors.status, summary.errors.timeout))\n"
+         "  io.write(string.format('p50 %.0f us, p99 %.0f us\\n', latency:percentile(50), latency:percentile(99)))\n"
+         "end\n";
+    l.close();
+    const std::string cmd = "wrk -t2 -c8 -d" + std::to_string(a.wrk_seconds) + "s -s " + lua +
+                            " http://127.0.0.1:" + std::to_string(server.http_port()) + " 2>&1";
+    std::fprintf(stderr, "running: %s\n", cmd.c_str());
+    if (FILE* f = ::popen(cmd.c_str(), "r")) {
+      char buf[512];
+      while (std::fgets(buf, sizeof(buf), f)) wrk_out += buf;
+      ::pclose(f);
+    }
+    std::fprintf(stderr, "%s", wrk_out.c_str());
+  }
+  server.Stop();
+
+  fs::create_directories(a.out);
+  std::ofstream csv(a.out + "/net.csv");
+  csv << "mode,qps,p50_us,p99_us,errors\n";
+  for (const ModeResult& r : results) csv << r.mode << "," << r.qps << "," << r.p50_us << "," << r.p99_us << "," << r.errors << "\n";
+  std::string cmd;
+  for (int i = 0; i < argc; ++i) cmd += std::string(i ? " " : "") + argv[i];
+  std::ofstream md(a.out + "/net.md");
+  char buf[4096];
+  std::snprintf(buf, sizeof(buf),
+                "# Protocol overhead: Fashion-MNIST, HNSW (sq8, M 16), k = 10, ef %u, %d client threads\n\n"
+                "Command: `%s`  \nQuiver %s; server with 2 threads in the same process; clients on the same 2-core VM; "
+                "%.0f s per mode, two passes, the better one shown (both in net.csv).\n\n"
+                "| path | QPS | share of in-process | p50 us | p99 us | errors |\n|---|---|---|---|---|---|\n"
+                "| in-process (Engine::Search) | %.0f | 100%% | %.1f | %.1f | %zu |\n"
+                "| binary protocol (client library) | %.0f | %.0f%% (target >= 85%%) | %.1f | %.1f | %zu |\n"
+                "| REST (HTTP/1.1 keep-alive, JSON) | %.0f | %.0f%% (target >= 50%%) | %.1f | %.1f | %zu |\n",
+                a.ef, a.threads, cmd.c_str(), std::string(Version()).c_str(), a.seconds, in.qps, in.p50_us, in.p99_us,
+                in.errors, bin.qps, 100 * bin.qps / in.qps, bin.p50_us, bin.p99_us, bin.errors, rest.qps,
+                100 * rest.qps / in.qps, rest.p50_us, rest.p99_us, rest.errors);
+  md << buf;
+  if (!wrk_out.empty()) {
+    md << "\n## wrk against REST search (" << a.wrk_seconds << " s, 2 threads, 8 connections, 200 different queries)\n\n```\n"
+       << wrk_out << "```\n";
+  }
+  std::printf("%s", buf);
+  fs::remove_all(a.dir);
+  return 0;
+}
