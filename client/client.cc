@@ -123,12 +123,18 @@ class Client::Connection {
     return Status::Ok();
   }
 
+  // Reads n bytes, from what earlier reads buffered first; each recv takes whatever the socket
+  // holds (usually a whole response), saving a system call per frame.
   Status ReadExactly(char* dst, size_t n, Clock::time_point deadline) {
-    size_t done = 0;
-    while (done < n) {
-      ssize_t r = ::recv(fd_, dst + done, n - done, 0);
+    while (in_.size() - in_pos_ < n) {
+      if (in_pos_ > 0) {
+        in_.erase(0, in_pos_);
+        in_pos_ = 0;
+      }
+      char chunk[64 * 1024];
+      ssize_t r = ::recv(fd_, chunk, sizeof(chunk), 0);
       if (r > 0) {
-        done += size_t(r);
+        in_.append(chunk, size_t(r));
         continue;
       }
       if (r == 0) return Transport("server closed the connection");
@@ -137,9 +143,13 @@ class Client::Connection {
       }
       QV_RETURN_IF_ERROR(Wait(POLLIN, deadline));
     }
+    std::memcpy(dst, in_.data() + in_pos_, n);
+    in_pos_ += n;
     return Status::Ok();
   }
 
+  std::string in_;  // received, not yet consumed from in_pos_
+  size_t in_pos_ = 0;
   int fd_;
 };
 

@@ -222,10 +222,20 @@ class BinarySession : public std::enable_shared_from_this<BinarySession> {
   void OnBody(beast::error_code ec) {
     reading_ = false;
     if (ec) return Close();
-    ++in_flight_;
+    const auto received = Clock::now();
     ctx_.in_flight.fetch_add(1);
-    // Handle on any pool thread; the response comes back through the strand.
-    asio::post(ctx_.ioc, [self = shared_from_this(), frame = std::move(body_), received = Clock::now()] {
+    if (in_flight_ == 0) {
+      // Nothing else pending on this connection (the usual request-response pattern): answer
+      // on this thread, saving two hand-offs between threads.
+      std::string response = HandleFrame(body_, received);
+      ctx_.in_flight.fetch_sub(1);
+      body_.clear();
+      Enqueue(std::move(response));
+      return ReadHeader();
+    }
+    // Pipelined requests: handle on any pool thread; the response comes back through the strand.
+    ++in_flight_;
+    asio::post(ctx_.ioc, [self = shared_from_this(), frame = std::move(body_), received] {
       std::string response = self->HandleFrame(frame, received);
       asio::post(self->strand_, [self, response = std::move(response)]() mutable {
         --self->in_flight_;
