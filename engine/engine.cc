@@ -8,13 +8,16 @@
 #include <map>
 #include <unordered_set>
 
-#include "index/ivf/ivf_pq_index.h"
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "engine/partitions.h"
 
 namespace quiver::engine {
 
 namespace fs = std::filesystem;
 
-// One collection's in-memory state. The index pointer is set before the collection is
+// One collection's in-memory state. `parts` (its indexes) is set before the collection is
 // published and never replaced afterwards.
 class Collection {
  public:
@@ -23,17 +26,14 @@ class Collection {
   uint32_t id() const { return id_; }
   const CollectionSchema& schema() const { return schema_; }
 
-  std::unique_ptr<index::VectorIndex> index;
+  std::unique_ptr<Partitions> parts;
   std::mutex write_mu;     // orders writes; held across the store write and the index update
   std::mutex snapshot_mu;  // one snapshot at a time
   std::atomic<uint64_t> op_seq{0};        // latest op applied to the index
   std::atomic<uint64_t> snapshot_seq{0};  // op covered by the newest snapshot
   bool dropped = false;                   // GUARDED_BY(write_mu)
 
-  bool trained() const {
-    auto* ivf = dynamic_cast<const index::IvfPqIndex*>(index.get());
-    return ivf == nullptr || ivf->trained();
-  }
+  bool trained() const { return parts->trained(); }
 
  private:
   const uint32_t id_;
@@ -44,9 +44,11 @@ namespace {
 
 constexpr size_t kRebuildChunk = 8192;
 
+// A snapshot is a directory named by the op it covers, holding every index of the collection
+// (engine/partitions.h); written as <name>.tmp and renamed when complete.
 std::string SnapshotName(uint64_t seq) {
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%020" PRIu64 ".qvi", seq);
+  std::snprintf(buf, sizeof(buf), "%020" PRIu64, seq);
   return buf;
 }
 
@@ -57,11 +59,11 @@ std::vector<std::pair<uint64_t, std::string>> ListSnapshots(const std::string& d
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
-    if (name.ends_with(".qvi.tmp")) {
-      fs::remove(e.path(), ec);
+    if (name.ends_with(".tmp")) {
+      fs::remove_all(e.path(), ec);
       continue;
     }
-    if (name.size() != 24 || !name.ends_with(".qvi")) continue;
+    if (name.size() != 20 || !e.is_directory()) continue;
     uint64_t seq = 0;
     bool digits = true;
     for (size_t i = 0; i < 20; ++i) {
@@ -81,22 +83,30 @@ void SetAside(const std::string& path, const Status& why) {
   fs::rename(path, path + ".corrupt", ec);
 }
 
-Status AddItems(index::VectorIndex& idx, std::span<const ItemRecord> items) {
-  if (items.empty()) return Status::Ok();
-  std::vector<uint64_t> ids;
-  std::vector<float> vectors;
-  ids.reserve(items.size());
-  vectors.reserve(items.size() * idx.dim());
-  for (const ItemRecord& item : items) {
-    ids.push_back(item.id);
-    vectors.insert(vectors.end(), item.vector.begin(), item.vector.end());
+// Writes a snapshot of `parts` covering op `seq` into dir/<seq>: a temporary directory,
+// every file fsynced by the index writer, then renamed, then the parent fsynced.
+Status WriteSnapshot(const Partitions& parts, const std::string& dir, uint64_t seq) {
+  const std::string final_dir = dir + "/" + SnapshotName(seq), tmp = final_dir + ".tmp";
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp, ec);
+  if (ec) return InternalError("cannot create " + tmp + ": " + ec.message());
+  QV_RETURN_IF_ERROR(parts.Save(tmp));
+  fs::remove_all(final_dir, ec);
+  fs::rename(tmp, final_dir, ec);
+  if (ec) return InternalError("cannot rename " + tmp + ": " + ec.message());
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    if (fd >= 0) ::close(fd);
+    return InternalError("cannot fsync " + dir);
   }
-  return idx.Add(ids, vectors);
+  ::close(fd);
+  return Status::Ok();
 }
 
 // Rebuilds the index from every stored item.
 Status Rebuild(const storage::Store& store, Collection& c) {
-  QV_ASSIGN_OR_RETURN(c.index, MakeIndex(c.schema()));
+  QV_ASSIGN_OR_RETURN(c.parts, Partitions::Create(c.schema()));
   // An untrained IVF-PQ index trains on its first Add: give it a full training sample.
   const size_t first = std::max(kRebuildChunk, size_t(c.schema().index.ivf_nlist) * 256);
   std::vector<ItemRecord> chunk;
@@ -104,13 +114,13 @@ Status Rebuild(const storage::Store& store, Collection& c) {
   QV_RETURN_IF_ERROR(store.ScanItems(c.id(), [&](ItemRecord&& item) -> Status {
     chunk.push_back(std::move(item));
     if (chunk.size() >= (first_done ? kRebuildChunk : first)) {
-      QV_RETURN_IF_ERROR(AddItems(*c.index, chunk));
+      QV_RETURN_IF_ERROR(c.parts->Add(chunk));
       chunk.clear();
       first_done = true;
     }
     return Status::Ok();
   }));
-  return AddItems(*c.index, chunk);
+  return c.parts->Add(chunk);
 }
 
 // Brings the index up to date with the ops after `after`: every touched id gets its stored
@@ -132,12 +142,12 @@ Status Replay(const storage::Store& store, Collection& c, uint64_t after) {
   for (size_t i = 0; i < ids.size(); ++i) {
     if (records[i]) {
       present.push_back(std::move(*records[i]));
-    } else if (c.index->Contains(ids[i])) {
+    } else if (c.parts->Contains(ids[i])) {
       gone.push_back(ids[i]);
     }
   }
-  if (!gone.empty()) QV_RETURN_IF_ERROR(c.index->Remove(gone));
-  return AddItems(*c.index, present);
+  if (!gone.empty()) QV_RETURN_IF_ERROR(c.parts->Remove(gone));
+  return c.parts->Add(present);
 }
 
 // Whether the op log holds every op after `seq` (nothing after it was trimmed).
@@ -156,10 +166,10 @@ CollectionInfo Describe(const Collection& c) {
   CollectionInfo info;
   info.id = c.id();
   info.schema = c.schema();
-  info.items = c.index->size();
+  info.items = c.parts->size();
   info.op_seq = c.op_seq.load();
   info.snapshot_seq = c.snapshot_seq.load();
-  info.index_memory_bytes = c.index->memory_bytes();
+  info.index_memory_bytes = c.parts->memory_bytes();
   info.trained = c.trained();
   return info;
 }
@@ -200,13 +210,12 @@ Status Engine::RecoverAll() {
       }
       QV_ASSIGN_OR_RETURN(bool continuous, OpsContinueAfter(*store_, id, seq, last));
       if (!continuous) continue;  // older than the kept op log: not usable, but not corrupt
-      auto r = index::LoadIndex(path);
-      Status s = r.ok() ? CheckIndexMatches(schema, **r) : r.status();
-      if (!s.ok()) {
-        SetAside(path, s);
+      auto r = Partitions::Load(schema, path);
+      if (!r.ok()) {
+        SetAside(path, r.status());
         continue;
       }
-      c->index = std::move(*r);
+      c->parts = std::move(*r);
       base = seq;
       loaded = true;
       break;
@@ -241,7 +250,7 @@ Status Engine::CreateCollection(const CollectionSchema& schema) {
     id = next_id_;
   }
   auto c = std::make_shared<Collection>(id, schema);
-  QV_ASSIGN_OR_RETURN(c->index, MakeIndex(schema));
+  QV_ASSIGN_OR_RETURN(c->parts, Partitions::Create(schema));
   // Records left under this id by a bulk load that died before recording its collection.
   std::error_code ec;
   fs::remove_all(SnapshotDir(id), ec);
@@ -290,13 +299,13 @@ Result<CollectionInfo> Engine::BulkLoad(const CollectionSchema& schema, std::spa
   }).status());
 
   auto c = std::make_shared<Collection>(id, schema);
-  QV_ASSIGN_OR_RETURN(c->index, MakeIndex(schema));
+  QV_ASSIGN_OR_RETURN(c->parts, Partitions::Create(schema));
   // One Add for the whole set: IVF-PQ trains on it, HNSW builds on all its threads.
-  QV_RETURN_IF_ERROR(AddItems(*c->index, items));
+  QV_RETURN_IF_ERROR(c->parts->Add(items));
   constexpr uint64_t kBulkOp = 1;
   fs::create_directories(SnapshotDir(id), ec);
   if (ec) return InternalError("cannot create " + SnapshotDir(id) + ": " + ec.message());
-  QV_RETURN_IF_ERROR(c->index->Save((fs::path(SnapshotDir(id)) / SnapshotName(kBulkOp)).string()));
+  QV_RETURN_IF_ERROR(WriteSnapshot(*c->parts, SnapshotDir(id), kBulkOp));
   storage::WriteBatch batch;
   batch.PutOp(id, kBulkOp, storage::OpRecord{});
   batch.PutSchema(id, schema);
@@ -368,7 +377,7 @@ Result<WriteResult> Engine::Upsert(const std::string& name, std::span<const Item
   }
   batch.PutOp(c->id(), seq, op);
   QV_RETURN_IF_ERROR(store_->Write(batch));
-  Status s = AddItems(*c->index, items);
+  Status s = c->parts->Add(items);
   if (!s.ok()) {
     return InternalError("items of op " + std::to_string(seq) + " are stored but the index update failed (" +
                          s.ToString() + "); they are indexed at the next restart");
@@ -399,11 +408,7 @@ Result<WriteResult> Engine::Delete(const std::string& name, std::span<const uint
   for (uint64_t id : op.deleted) batch.DeleteItem(c->id(), id);
   batch.PutOp(c->id(), seq, op);
   QV_RETURN_IF_ERROR(store_->Write(batch));
-  std::vector<uint64_t> indexed;
-  for (uint64_t id : op.deleted) {
-    if (c->index->Contains(id)) indexed.push_back(id);
-  }
-  if (!indexed.empty()) QV_RETURN_IF_ERROR(c->index->Remove(indexed));
+  QV_RETURN_IF_ERROR(c->parts->Remove(op.deleted));
   c->op_seq = seq;
   return WriteResult{seq, op.deleted.size()};
 }
@@ -470,7 +475,7 @@ Result<std::vector<Hit>> Engine::Search(const std::string& name, std::span<const
                                 name + "' has dim " + std::to_string(c->schema().dim));
   }
   std::vector<index::Neighbor> neighbors;
-  QV_RETURN_IF_ERROR(c->index->Search(query, params, &neighbors));
+  QV_RETURN_IF_ERROR(c->parts->global().Search(query, params, &neighbors));
   std::vector<Hit> hits;
   hits.reserve(neighbors.size());
   for (const auto& n : neighbors) hits.push_back({n.id, index::DistanceToScore(c->schema().metric, n.distance)});
@@ -480,18 +485,21 @@ Result<std::vector<Hit>> Engine::Search(const std::string& name, std::span<const
 Status Engine::Snapshot(const std::string& name) {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
   std::lock_guard snap(c->snapshot_mu);
-  // Every op up to seq is in the index; later ones may be too (replay is idempotent).
+  // Writes to this collection wait while its indexes are saved, so that the global index, the
+  // cluster indexes and the cluster map are one consistent state covering exactly op seq.
+  std::lock_guard write(c->write_mu);
+  if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
   const uint64_t seq = c->op_seq.load();
   if (seq == c->snapshot_seq.load() && seq != 0) return Status::Ok();
   const std::string dir = SnapshotDir(c->id());
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return InternalError("cannot create " + dir + ": " + ec.message());
-  QV_RETURN_IF_ERROR(c->index->Save((fs::path(dir) / SnapshotName(seq)).string()));
+  QV_RETURN_IF_ERROR(WriteSnapshot(*c->parts, dir, seq));
   c->snapshot_seq = seq;
   auto snapshots = ListSnapshots(dir);
   const size_t kept = std::max<size_t>(1, options_.snapshots_kept);
-  for (size_t i = kept; i < snapshots.size(); ++i) fs::remove(snapshots[i].second, ec);
+  for (size_t i = kept; i < snapshots.size(); ++i) fs::remove_all(snapshots[i].second, ec);
   const uint64_t oldest = snapshots[std::min(kept, snapshots.size()) - 1].first;
   return store_->TrimOps(c->id(), oldest);
 }
@@ -509,13 +517,23 @@ Status Engine::CheckConsistency(const std::string& name) const {
   uint64_t stored = 0;
   QV_RETURN_IF_ERROR(store_->ScanItems(c->id(), [&](ItemRecord&& item) -> Status {
     ++stored;
-    if (!c->index->Contains(item.id)) {
+    if (!c->parts->Contains(item.id)) {
       return DataLossError("item " + std::to_string(item.id) + " is stored but not indexed");
+    }
+    if (c->parts->clusters() > 0 && (c->parts->ClusterOf(item.id) != int64_t(item.cluster) ||
+                                      !c->parts->cluster(item.cluster).Contains(item.id))) {
+      return DataLossError("item " + std::to_string(item.id) + " is not in its cluster's index");
     }
     return Status::Ok();
   }));
-  if (stored != c->index->size()) {
-    return DataLossError("index holds " + std::to_string(c->index->size()) + " items; " +
+  uint64_t in_clusters = 0;
+  for (size_t k = 0; k < c->parts->clusters(); ++k) in_clusters += c->parts->cluster(k).size();
+  if (c->parts->clusters() > 0 && in_clusters != stored) {
+    return DataLossError("cluster indexes hold " + std::to_string(in_clusters) + " items; " +
+                         std::to_string(stored) + " are stored");
+  }
+  if (stored != c->parts->size()) {
+    return DataLossError("index holds " + std::to_string(c->parts->size()) + " items; " +
                          std::to_string(stored) + " are stored");
   }
   return Status::Ok();

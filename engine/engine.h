@@ -83,7 +83,8 @@ class Engine {
   Result<std::vector<Hit>> Search(const std::string& name, std::span<const float> query,
                                   const index::SearchParams& params) const;
 
-  // Writes a snapshot of the collection's index covering its latest applied op, then drops
+  // Writes a snapshot of the collection's indexes covering its latest applied op (writes to the
+  // collection wait meanwhile), then drops
   // older snapshots beyond snapshots_kept and the op log they no longer need.
   Status Snapshot(const std::string& name);
   Status SnapshotAll();

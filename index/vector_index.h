@@ -107,6 +107,11 @@ class VectorIndex {
   virtual Status Remove(std::span<const uint64_t> ids) = 0;
 
   virtual bool Contains(uint64_t id) const = 0;
+  // Copies id's stored vector (dim floats) into out: exact for flat and HNSW indexes and for
+  // IVF-PQ with a float32 refine store, dequantised from int8 refine rows, normalised under
+  // cosine. kNotFound if absent; kFailedPrecondition if the index keeps no vectors (IVF-PQ
+  // without a refine store).
+  virtual Status GetVector(uint64_t id, float* out) const = 0;
 
   // Up to params.k nearest live ids allowed by params.filter, closest first, into *out
   // (cleared first). kInvalidArgument for a query of the wrong length or with NaN/Inf, or k = 0.

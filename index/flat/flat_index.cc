@@ -1,5 +1,7 @@
 #include "index/flat/flat_index.h"
 
+#include <cstring>
+
 #include <algorithm>
 #include <limits>
 #include <mutex>
@@ -55,6 +57,14 @@ size_t FlatIndex::memory_bytes() const {
 bool FlatIndex::Contains(uint64_t id) const {
   std::shared_lock lock(mu_);
   return row_of_.count(id) != 0;
+}
+
+Status FlatIndex::GetVector(uint64_t id, float* out) const {
+  std::shared_lock lock(mu_);
+  auto it = row_of_.find(id);
+  if (it == row_of_.end()) return NotFoundError("id " + std::to_string(id) + " is not in the index");
+  std::memcpy(out, Row(it->second), dim_ * sizeof(float));
+  return Status::Ok();
 }
 
 Status FlatIndex::Add(std::span<const uint64_t> ids, std::span<const float> vectors) {

@@ -31,6 +31,7 @@ class FlatIndex final : public VectorIndex {
   Status Add(std::span<const uint64_t> ids, std::span<const float> vectors) override;
   Status Remove(std::span<const uint64_t> ids) override;
   bool Contains(uint64_t id) const override;
+  Status GetVector(uint64_t id, float* out) const override;
   Status Search(std::span<const float> query, const SearchParams& params,
                 std::vector<Neighbor>* out, SearchStats* stats = nullptr) const override;
   Status Save(const std::string& path) const override;

@@ -288,6 +288,19 @@ Status HnswIndex::Add(std::span<const uint64_t> ids, std::span<const float> vect
   return Status::Ok();
 }
 
+Status HnswIndex::GetVector(uint64_t id, float* out) const {
+  std::shared_lock grow(grow_mu_);
+  uint32_t node;
+  {
+    std::lock_guard<std::mutex> lock(label_mu_);
+    auto it = node_of_.find(id);
+    if (it == node_of_.end()) return NotFoundError("id " + std::to_string(id) + " is not in the index");
+    node = it->second;
+  }
+  std::memcpy(out, FloatVector(node), dim_ * sizeof(float));
+  return Status::Ok();
+}
+
 Status HnswIndex::Remove(std::span<const uint64_t> ids) {
   std::shared_lock grow(grow_mu_);
   std::lock_guard<std::mutex> lock(label_mu_);

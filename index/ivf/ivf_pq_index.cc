@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <mutex>
 
@@ -254,6 +255,20 @@ size_t IvfPqIndex::memory_bytes() const {
 bool IvfPqIndex::Contains(uint64_t id) const {
   std::shared_lock lock(mu_);
   return where_.count(id) != 0;
+}
+
+Status IvfPqIndex::GetVector(uint64_t id, float* out) const {
+  std::shared_lock lock(mu_);
+  auto it = where_.find(id);
+  if (it == where_.end()) return NotFoundError("id " + std::to_string(id) + " is not in the index");
+  const List& list = lists_[it->second.first];
+  const uint8_t* row = list.rows.data() + size_t(it->second.second) * refine_row_bytes_;
+  switch (options_.refine_store) {
+    case RefineStore::kFloat32: std::memcpy(out, row, dim_ * sizeof(float)); return Status::Ok();
+    case RefineStore::kInt8: refine_sq_.Decode(row, dim_, out); return Status::Ok();
+    case RefineStore::kNone: break;
+  }
+  return FailedPreconditionError("this IVF-PQ index keeps no vectors (no refine store)");
 }
 
 const float* IvfPqIndex::RowsForMetric(std::span<const float> rows,

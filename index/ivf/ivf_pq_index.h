@@ -83,6 +83,7 @@ class IvfPqIndex final : public VectorIndex {
                     std::span<const uint32_t> lists);
   Status Remove(std::span<const uint64_t> ids) override;
   bool Contains(uint64_t id) const override;
+  Status GetVector(uint64_t id, float* out) const override;
   Status Search(std::span<const float> query, const SearchParams& params,
                 std::vector<Neighbor>* out, SearchStats* stats = nullptr) const override;
   // Searches only the given lists, each with its own k; (*out)[i] holds list quotas[i]'s

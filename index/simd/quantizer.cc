@@ -37,4 +37,12 @@ void ScalarQuantizer::Encode(const float* x, size_t d, uint8_t* codes) const {
   }
 }
 
+void ScalarQuantizer::Decode(const uint8_t* codes, size_t d, float* x) const {
+  if (kind_ == Kind::kUnsignedL2) {
+    for (size_t i = 0; i < d; ++i) x[i] = lo_ + float(codes[i]) * step_;
+  } else {
+    for (size_t i = 0; i < d; ++i) x[i] = float(int8_t(codes[i])) * step_;
+  }
+}
+
 }  // namespace quiver::simd

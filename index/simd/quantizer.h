@@ -27,6 +27,8 @@ class ScalarQuantizer {
 
   // Writes d codes (uint8 for kUnsignedL2, int8 for kSignedIp) to `codes`.
   void Encode(const float* x, size_t d, uint8_t* codes) const;
+  // The values the d codes stand for (the inverse of Encode up to rounding and clamping).
+  void Decode(const uint8_t* codes, size_t d, float* x) const;
 
   Kind kind() const { return kind_; }
   float lo() const { return lo_; }

@@ -25,6 +25,7 @@ inline CollectionSchema Schema() {
   s.index.hnsw_m = 8;
   s.index.hnsw_ef_construction = 64;
   s.index.hnsw_ef_search = 64;
+  s.clusters = 4;  // items move between clusters as batches rewrite them
   return s;
 }
 
@@ -51,6 +52,7 @@ inline Batch MakeBatch(uint64_t seed, uint64_t i) {
     item.id = id;
     for (uint32_t d = 0; d < kDim; ++d) item.vector.push_back(g(rng));
     item.category = int64_t(rng() % 10);
+    item.cluster = uint32_t((id + i) % 4);
     item.timestamp = int64_t(i);
     item.payload = "{\"batch\":" + std::to_string(i) + "}";
     b.items.push_back(std::move(item));

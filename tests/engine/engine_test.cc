@@ -247,11 +247,12 @@ TEST_F(EngineTest, CorruptSnapshotIsSetAsideAndTheIndexRebuilt) {
   for (const auto& f : fs::directory_iterator(snap_dir)) path = f.path().string();
   ASSERT_FALSE(path.empty());
   {
-    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(std::streamoff(fs::file_size(path) / 2));
+    const std::string file = path + "/global.qvi";
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(std::streamoff(fs::file_size(file) / 2));
     char c = 0;
     f.read(&c, 1);
-    f.seekp(std::streamoff(fs::file_size(path) / 2));
+    f.seekp(std::streamoff(fs::file_size(file) / 2));
     c = char(c ^ 0x5A);
     f.write(&c, 1);
   }
@@ -274,14 +275,44 @@ TEST_F(EngineTest, SnapshotsAreRotatedAndTheOpLogTrimmed) {
   std::vector<std::string> names;
   for (const auto& f : fs::directory_iterator(dir)) names.push_back(f.path().filename().string());
   std::sort(names.begin(), names.end());
-  EXPECT_EQ(names, (std::vector<std::string>{"00000000000000000003.qvi", "00000000000000000004.qvi"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"00000000000000000003", "00000000000000000004"}));
   // Removing the newest leaves the older one, whose following ops are still in the log.
-  fs::remove(dir + "/" + names[1]);
+  fs::remove_all(dir + "/" + names[1]);
   e.reset();
   e = OpenEngine();
   EXPECT_EQ(e->DescribeCollection("c")->snapshot_seq, 3u);
   EXPECT_EQ(e->DescribeCollection("c")->items, 40u);
   EXPECT_TRUE(e->CheckConsistency("c").ok());
+}
+
+TEST_F(EngineTest, ClusterSubIndexesFollowMovesAndSurviveReopen) {
+  auto items = Items(1, 400, 8);  // clusters id % 4
+  {
+    auto e = OpenEngine();
+    ASSERT_TRUE(e->CreateCollection(Schema("c", 8)).ok());
+    ASSERT_TRUE(e->Upsert("c", items).ok());
+    ASSERT_TRUE(e->Snapshot("c").ok());
+    // Move every fifth item to the next cluster, delete a few, after the snapshot.
+    std::vector<ItemRecord> moved;
+    for (size_t i = 0; i < items.size(); i += 5) {
+      items[i].cluster = (items[i].cluster + 1) % 4;
+      moved.push_back(items[i]);
+    }
+    ASSERT_TRUE(e->Upsert("c", moved).ok());
+    std::vector<uint64_t> del = {2, 3, 4};
+    ASSERT_TRUE(e->Delete("c", del).ok());
+    EXPECT_TRUE(e->CheckConsistency("c").ok());
+  }
+  auto e = OpenEngine();  // snapshot + replay of the moves and deletes
+  Status s = e->CheckConsistency("c");
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(e->DescribeCollection("c")->items, 397u);
+  e.reset();
+  // Without snapshots: rebuilt from the items.
+  fs::remove_all(dir_.path() + "/v1/snapshots");
+  e = OpenEngine();
+  s = e->CheckConsistency("c");
+  EXPECT_TRUE(s.ok()) << s;
 }
 
 TEST_F(EngineTest, IvfPqCollectionTrainsOnItsFirstBatch) {

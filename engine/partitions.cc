@@ -1,0 +1,235 @@
+#include "engine/partitions.h"
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+
+#include "base/coding.h"
+#include "base/crc32c.h"
+#include "engine/schema.h"
+#include "index/flat/flat_index.h"
+#include "index/hnsw/hnsw_index.h"
+#include "index/io/index_file.h"
+#include "index/ivf/ivf_pq_index.h"
+
+namespace quiver::engine {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kMapMagic[8] = {'Q', 'V', 'C', 'L', 'U', 'S', 'T', '1'};
+
+std::string ClusterFile(const std::string& dir, size_t k) { return dir + "/cluster-" + std::to_string(k) + ".qvi"; }
+
+Result<std::unique_ptr<index::VectorIndex>> MakeClusterIndex(const CollectionSchema& s) {
+  if (s.index.type == IndexSpec::Type::kFlat) {
+    return std::unique_ptr<index::VectorIndex>(new index::FlatIndex(s.dim, s.metric));
+  }
+  index::HnswOptions o;
+  if (s.index.type == IndexSpec::Type::kHnsw) {
+    o.m = s.index.hnsw_m;
+    o.ef_construction = s.index.hnsw_ef_construction;
+    o.ef_search = s.index.hnsw_ef_search;
+  }
+  QV_ASSIGN_OR_RETURN(auto idx, index::HnswIndex::Create(s.dim, s.metric, o));
+  return std::unique_ptr<index::VectorIndex>(std::move(idx));
+}
+
+Status AddTo(index::VectorIndex& idx, std::span<const ItemRecord* const> items) {
+  if (items.empty()) return Status::Ok();
+  std::vector<uint64_t> ids;
+  std::vector<float> vectors;
+  ids.reserve(items.size());
+  vectors.reserve(items.size() * idx.dim());
+  for (const ItemRecord* item : items) {
+    ids.push_back(item->id);
+    vectors.insert(vectors.end(), item->vector.begin(), item->vector.end());
+  }
+  return idx.Add(ids, vectors);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Partitions>> Partitions::Create(const CollectionSchema& schema) {
+  std::unique_ptr<Partitions> p(new Partitions(schema));
+  QV_ASSIGN_OR_RETURN(p->global_, MakeIndex(schema));
+  for (uint32_t k = 0; k < schema.clusters; ++k) {
+    QV_ASSIGN_OR_RETURN(auto idx, MakeClusterIndex(schema));
+    p->clusters_.push_back(std::move(idx));
+  }
+  p->sums_.assign(size_t(schema.clusters) * schema.dim, 0.0);
+  p->counts_.assign(schema.clusters, 0);
+  return p;
+}
+
+void Partitions::Account(uint32_t cluster, std::span<const float> v, double sign) {
+  double* sum = &sums_[size_t(cluster) * schema_.dim];
+  for (size_t t = 0; t < v.size(); ++t) sum[t] += sign * double(v[t]);
+  counts_[cluster] += sign > 0 ? 1 : uint64_t(-1);
+}
+
+Status Partitions::Add(std::span<const ItemRecord> items) {
+  if (items.empty()) return Status::Ok();
+  if (!clusters_.empty()) {
+    // Take replaced items out of their clusters first (their old vectors come from the index).
+    std::vector<float> old(schema_.dim);
+    std::map<uint32_t, std::vector<uint64_t>> leave;
+    std::unique_lock lock(mu_);
+    for (const ItemRecord& item : items) {
+      auto it = cluster_of_.find(item.id);
+      if (it == cluster_of_.end()) continue;
+      QV_RETURN_IF_ERROR(global_->GetVector(item.id, old.data()));
+      Account(it->second, old, -1);
+      if (it->second != item.cluster) leave[it->second].push_back(item.id);
+    }
+    for (auto& [k, ids] : leave) QV_RETURN_IF_ERROR(clusters_[k]->Remove(ids));
+  }
+  std::vector<const ItemRecord*> all;
+  all.reserve(items.size());
+  for (const ItemRecord& item : items) all.push_back(&item);
+  QV_RETURN_IF_ERROR(AddTo(*global_, all));
+  if (clusters_.empty()) return Status::Ok();
+  std::map<uint32_t, std::vector<const ItemRecord*>> by_cluster;
+  for (const ItemRecord& item : items) by_cluster[item.cluster].push_back(&item);
+  for (auto& [k, members] : by_cluster) QV_RETURN_IF_ERROR(AddTo(*clusters_[k], members));
+  std::unique_lock lock(mu_);
+  std::vector<float> stored(schema_.dim);
+  for (const ItemRecord& item : items) {
+    cluster_of_[item.id] = item.cluster;
+    // The index's copy (normalised under cosine), so that removal later subtracts the same.
+    QV_RETURN_IF_ERROR(global_->GetVector(item.id, stored.data()));
+    Account(item.cluster, stored, +1);
+  }
+  return Status::Ok();
+}
+
+Status Partitions::Remove(std::span<const uint64_t> ids) {
+  std::vector<uint64_t> present;
+  for (uint64_t id : ids) {
+    if (global_->Contains(id)) present.push_back(id);
+  }
+  if (present.empty()) return Status::Ok();
+  if (!clusters_.empty()) {
+    std::vector<float> old(schema_.dim);
+    std::map<uint32_t, std::vector<uint64_t>> leave;
+    std::unique_lock lock(mu_);
+    for (uint64_t id : present) {
+      auto it = cluster_of_.find(id);
+      if (it == cluster_of_.end()) continue;
+      QV_RETURN_IF_ERROR(global_->GetVector(id, old.data()));
+      Account(it->second, old, -1);
+      leave[it->second].push_back(id);
+      cluster_of_.erase(it);
+    }
+    for (auto& [k, members] : leave) QV_RETURN_IF_ERROR(clusters_[k]->Remove(members));
+  }
+  return global_->Remove(present);
+}
+
+size_t Partitions::memory_bytes() const {
+  size_t n = global_->memory_bytes();
+  for (const auto& c : clusters_) n += c->memory_bytes();
+  std::shared_lock lock(mu_);
+  return n + cluster_of_.size() * 24 + sums_.size() * sizeof(double);
+}
+
+bool Partitions::trained() const {
+  auto* ivf = dynamic_cast<const index::IvfPqIndex*>(global_.get());
+  return ivf == nullptr || ivf->trained();
+}
+
+int64_t Partitions::ClusterOf(uint64_t id) const {
+  std::shared_lock lock(mu_);
+  auto it = cluster_of_.find(id);
+  return it == cluster_of_.end() ? -1 : int64_t(it->second);
+}
+
+std::vector<uint64_t> Partitions::ClusterSizes() const {
+  std::shared_lock lock(mu_);
+  return counts_;
+}
+
+std::vector<float> Partitions::Centroids() const {
+  std::shared_lock lock(mu_);
+  std::vector<float> out(sums_.size(), 0.0f);
+  for (size_t k = 0; k < counts_.size(); ++k) {
+    if (counts_[k] == 0) continue;
+    for (size_t t = 0; t < schema_.dim; ++t) {
+      out[k * schema_.dim + t] = float(sums_[k * schema_.dim + t] / double(counts_[k]));
+    }
+  }
+  return out;
+}
+
+Status Partitions::Save(const std::string& dir) const {
+  QV_RETURN_IF_ERROR(global_->Save(dir + "/global.qvi"));
+  if (clusters_.empty()) return Status::Ok();
+  for (size_t k = 0; k < clusters_.size(); ++k) QV_RETURN_IF_ERROR(clusters_[k]->Save(ClusterFile(dir, k)));
+  std::string body;
+  {
+    std::shared_lock lock(mu_);
+    PutFixed<uint64_t>(&body, cluster_of_.size());
+    for (const auto& [id, k] : cluster_of_) {
+      PutFixed<uint64_t>(&body, id);
+      PutFixed<uint32_t>(&body, k);
+    }
+    PutArray(&body, sums_.data(), sums_.size());
+    PutArray(&body, counts_.data(), counts_.size());
+  }
+  std::string file(kMapMagic, sizeof(kMapMagic));
+  PutFixed<uint32_t>(&file, crc32c::Value(body));
+  file += body;
+  return index::WriteFileAtomically(dir + "/clusters.bin", file);
+}
+
+Result<std::unique_ptr<Partitions>> Partitions::Load(const CollectionSchema& schema, const std::string& dir) {
+  std::unique_ptr<Partitions> p(new Partitions(schema));
+  QV_ASSIGN_OR_RETURN(p->global_, index::LoadIndex(dir + "/global.qvi"));
+  QV_RETURN_IF_ERROR(CheckIndexMatches(schema, *p->global_));
+  p->sums_.assign(size_t(schema.clusters) * schema.dim, 0.0);
+  p->counts_.assign(schema.clusters, 0);
+  if (schema.clusters == 0) return p;
+  for (uint32_t k = 0; k < schema.clusters; ++k) {
+    QV_ASSIGN_OR_RETURN(auto idx, index::LoadIndex(ClusterFile(dir, k)));
+    if (idx->dim() != schema.dim) return DataLossError("cluster snapshot " + std::to_string(k) + " has the wrong dim");
+    p->clusters_.push_back(std::move(idx));
+  }
+  std::ifstream in(dir + "/clusters.bin", std::ios::binary);
+  if (!in) return DataLossError(dir + "/clusters.bin is missing");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string file = ss.str();
+  std::string_view v(file);
+  uint32_t crc;
+  if (v.size() < sizeof(kMapMagic) + 4 || v.substr(0, sizeof(kMapMagic)) != std::string_view(kMapMagic, 8)) {
+    return DataLossError(dir + "/clusters.bin is not a cluster map");
+  }
+  v.remove_prefix(sizeof(kMapMagic));
+  GetFixed(&v, &crc);
+  if (crc32c::Value(v) != crc) return DataLossError(dir + "/clusters.bin fails its checksum");
+  uint64_t n;
+  if (!GetFixed(&v, &n) || n > v.size() / 12) return DataLossError("corrupt cluster map");
+  p->cluster_of_.reserve(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    uint64_t id;
+    uint32_t k;
+    GetFixed(&v, &id);
+    GetFixed(&v, &k);
+    if (k >= schema.clusters) return DataLossError("cluster map names cluster " + std::to_string(k));
+    p->cluster_of_[id] = k;
+  }
+  if (!GetArray(&v, p->sums_.data(), p->sums_.size()) || !GetArray(&v, p->counts_.data(), p->counts_.size()) ||
+      !v.empty()) {
+    return DataLossError("corrupt cluster map");
+  }
+  if (p->cluster_of_.size() != p->global_->size()) {
+    return DataLossError("cluster map holds " + std::to_string(p->cluster_of_.size()) + " items; the index " +
+                         std::to_string(p->global_->size()));
+  }
+  return p;
+}
+
+}  // namespace quiver::engine

@@ -1,0 +1,68 @@
+// Partitions: a collection's indexes. Always a global index over every item; with
+// schema.clusters = C > 0, also one sub-index per cluster holding that cluster's items, the
+// map item -> cluster, and each cluster's centroid (the mean of its items' vectors), which
+// cluster quotas use to estimate a query's intent.
+//
+// Cluster sub-indexes are HNSW (with the collection's HNSW parameters when it is HNSW, the
+// defaults otherwise) or flat for flat collections: an IVF-PQ sub-index could not train on a
+// small cluster.
+//
+// Thread-safety: const methods run concurrently with each other and with Add/Remove; Add and
+// Remove must not run concurrently with each other (the engine orders writes per collection).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "base/model.h"
+#include "base/result.h"
+#include "index/vector_index.h"
+
+namespace quiver::engine {
+
+class Partitions {
+ public:
+  static Result<std::unique_ptr<Partitions>> Create(const CollectionSchema& schema);
+  // Loads what Save wrote to `dir`; kDataLoss if any part is missing or fails its checks.
+  static Result<std::unique_ptr<Partitions>> Load(const CollectionSchema& schema, const std::string& dir);
+  // Writes every index and the cluster map into `dir` (which must exist).
+  Status Save(const std::string& dir) const;
+
+  // Adds or replaces items (validated by the caller); an item whose cluster changed moves.
+  Status Add(std::span<const ItemRecord> items);
+  // Removes the ids that are present.
+  Status Remove(std::span<const uint64_t> ids);
+
+  bool Contains(uint64_t id) const { return global_->Contains(id); }
+  size_t size() const { return global_->size(); }
+  size_t memory_bytes() const;
+  bool trained() const;
+
+  const index::VectorIndex& global() const { return *global_; }
+  size_t clusters() const { return clusters_.size(); }
+  const index::VectorIndex& cluster(size_t k) const { return *clusters_[k]; }
+  // The cluster of an item, or -1 if absent (or the collection has no clusters).
+  int64_t ClusterOf(uint64_t id) const;
+  // Per cluster: its item count and its centroid (dim floats; zeros for an empty cluster).
+  std::vector<uint64_t> ClusterSizes() const;
+  std::vector<float> Centroids() const;
+
+ private:
+  explicit Partitions(const CollectionSchema& schema) : schema_(schema) {}
+  void Account(uint32_t cluster, std::span<const float> v, double sign);  // REQUIRES: mu_ held
+
+  const CollectionSchema schema_;
+  std::unique_ptr<index::VectorIndex> global_;
+  std::vector<std::unique_ptr<index::VectorIndex>> clusters_;
+  mutable std::shared_mutex mu_;                     // guards the three below
+  std::unordered_map<uint64_t, uint32_t> cluster_of_;
+  std::vector<double> sums_;                         // C x dim: sum of member vectors
+  std::vector<uint64_t> counts_;                     // C
+};
+
+}  // namespace quiver::engine
