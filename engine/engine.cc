@@ -482,6 +482,11 @@ Result<std::vector<Hit>> Engine::Search(const std::string& name, std::span<const
   return hits;
 }
 
+Result<QueryResult> Engine::Query(const std::string& name, const QuerySpec& query) const {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  return RunQuery(*c->parts, c->schema().metric, query);
+}
+
 Status Engine::Snapshot(const std::string& name) {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
   std::lock_guard snap(c->snapshot_mu);

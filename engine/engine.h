@@ -25,6 +25,7 @@
 
 #include "base/result.h"
 #include "base/status.h"
+#include "engine/query.h"
 #include "engine/schema.h"
 #include "index/vector_index.h"
 #include "storage/store.h"
@@ -82,6 +83,9 @@ class Engine {
   // Nearest items to `query`; params as in index::SearchParams.
   Result<std::vector<Hit>> Search(const std::string& name, std::span<const float> query,
                                   const index::SearchParams& params) const;
+
+  // Multi-vector and quota queries (engine/query.h, docs/queries.md).
+  Result<QueryResult> Query(const std::string& name, const QuerySpec& query) const;
 
   // Writes a snapshot of the collection's indexes covering its latest applied op (writes to the
   // collection wait meanwhile), then drops

@@ -1,0 +1,328 @@
+#include "engine/query.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <numeric>
+#include <thread>
+#include <unordered_map>
+
+#include "engine/partitions.h"
+
+namespace quiver::engine {
+namespace {
+
+// A process-wide pool for sub-searches. ParallelFor runs fn(0..n-1) on the pool and the
+// calling thread, and returns when all are done.
+class Pool {
+ public:
+  // Never destroyed: its threads wait on it until the process ends (destroying a condition
+  // variable with waiters at exit would block).
+  static Pool& Get() {
+    static Pool* pool = new Pool(std::max(1u, std::thread::hardware_concurrency()));
+    return *pool;
+  }
+
+  void ParallelFor(size_t n, const std::function<void(size_t)>& fn) {
+    if (n <= 1) {
+      if (n == 1) fn(0);
+      return;
+    }
+    struct Job {
+      std::atomic<size_t> next{0}, done{0};
+      size_t n;
+      const std::function<void(size_t)>* fn;
+      std::mutex mu;
+      std::condition_variable cv;
+    };
+    auto job = std::make_shared<Job>();
+    job->n = n;
+    job->fn = &fn;
+    auto work = [job] {
+      size_t i;
+      while ((i = job->next.fetch_add(1)) < job->n) {
+        (*job->fn)(i);
+        if (job->done.fetch_add(1) + 1 == job->n) {
+          std::lock_guard lock(job->mu);
+          job->cv.notify_all();
+        }
+      }
+    };
+    {
+      std::lock_guard lock(mu_);
+      for (size_t t = 0; t + 1 < std::min(n, threads_.size() + 1); ++t) queue_.push_back(work);
+    }
+    cv_.notify_all();
+    work();
+    std::unique_lock lock(job->mu);
+    job->cv.wait(lock, [&] { return job->done.load() == job->n; });
+  }
+
+ private:
+  explicit Pool(size_t threads) {
+    for (size_t t = 0; t < threads; ++t) {
+      threads_.emplace_back([this] {
+        while (true) {
+          std::function<void()> task;
+          {
+            std::unique_lock lock(mu_);
+            cv_.wait(lock, [this] { return !queue_.empty(); });
+            task = std::move(queue_.front());
+            queue_.pop_front();
+          }
+          task();
+        }
+      });
+      threads_.back().detach();  // lives for the process
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  std::vector<std::thread> threads_;
+};
+
+struct Scored {
+  float score = 0;
+  float best = -INFINITY;  // the best single-vector contribution
+  uint32_t vector = 0;
+};
+
+// Merges per-vector result lists by the aggregate, best first, at most k.
+std::vector<QueryHit> Merge(const std::vector<std::vector<index::Neighbor>>& lists, Metric metric,
+                            const QuerySpec& q, size_t k) {
+  std::unordered_map<uint64_t, Scored> by_id;
+  for (size_t j = 0; j < lists.size(); ++j) {
+    const float w = q.aggregate == Aggregate::kWeighted ? q.weights[j] : 1.0f;
+    for (const index::Neighbor& n : lists[j]) {
+      const float s = index::DistanceToScore(metric, n.distance);
+      auto [it, fresh] = by_id.try_emplace(n.id);
+      Scored& x = it->second;
+      const float contribution = w * s;
+      if (q.aggregate == Aggregate::kMax) {
+        x.score = fresh ? s : std::max(x.score, s);
+      } else {
+        x.score = fresh ? contribution : x.score + contribution;
+      }
+      if (contribution > x.best) {
+        x.best = contribution;
+        x.vector = uint32_t(j);
+      }
+    }
+  }
+  std::vector<QueryHit> hits;
+  hits.reserve(by_id.size());
+  for (const auto& [id, x] : by_id) hits.push_back({id, x.score, x.vector, -1});
+  const size_t n = std::min(k, hits.size());
+  std::partial_sort(hits.begin(), hits.begin() + n, hits.end(), [](const QueryHit& a, const QueryHit& b) {
+    return a.score != b.score ? a.score > b.score : a.id < b.id;
+  });
+  hits.resize(n);
+  return hits;
+}
+
+// Every query vector against one index with k results each, on the pool.
+Result<std::vector<std::vector<index::Neighbor>>> SearchAll(const index::VectorIndex& idx, const QuerySpec& q,
+                                                            size_t k) {
+  std::vector<std::vector<index::Neighbor>> lists(q.vectors.size());
+  std::vector<Status> status(q.vectors.size());
+  index::SearchParams p;
+  p.k = k;
+  p.ef = q.ef ? std::max<size_t>(q.ef, k) : 0;
+  p.nprobe = q.nprobe;
+  p.refine = q.refine;
+  Pool::Get().ParallelFor(q.vectors.size(), [&](size_t j) { status[j] = idx.Search(q.vectors[j], p, &lists[j]); });
+  for (const Status& s : status) QV_RETURN_IF_ERROR(s);
+  return lists;
+}
+
+// The query's intent over clusters: softmax of the best similarity of any query vector to each
+// non-empty cluster's centroid, over the temperature.
+std::vector<double> AutoIntent(const Partitions& parts, Metric metric, const QuerySpec& q, float temperature) {
+  const size_t c = parts.clusters(), dim = q.vectors[0].size();
+  const std::vector<float> centroids = parts.Centroids();
+  const std::vector<uint64_t> sizes = parts.ClusterSizes();
+  std::vector<double> sim(c, -INFINITY);
+  for (size_t k = 0; k < c; ++k) {
+    if (sizes[k] == 0) continue;
+    const float* ck = &centroids[k * dim];
+    for (const auto& v : q.vectors) {
+      double dot = 0, l2 = 0, nv = 0, nc = 0;
+      for (size_t t = 0; t < dim; ++t) {
+        dot += double(v[t]) * ck[t];
+        l2 += (double(v[t]) - ck[t]) * (double(v[t]) - ck[t]);
+        nv += double(v[t]) * v[t];
+        nc += double(ck[t]) * ck[t];
+      }
+      const double s = metric == Metric::kL2 ? -l2
+                       : metric == Metric::kCosine ? dot / std::sqrt(std::max(nv * nc, 1e-30))
+                                                   : dot;
+      sim[k] = std::max(sim[k], s);
+    }
+  }
+  const double top = *std::max_element(sim.begin(), sim.end());
+  std::vector<double> p(c, 0.0);
+  for (size_t k = 0; k < c; ++k) {
+    if (std::isfinite(sim[k])) p[k] = std::exp((sim[k] - top) / double(temperature));
+  }
+  return p;
+}
+
+}  // namespace
+
+std::vector<uint32_t> AllocateQuotas(std::span<const double> p, double a, uint32_t total) {
+  std::vector<double> w(p.size(), 0.0);
+  double sum = 0;
+  for (size_t k = 0; k < p.size(); ++k) {
+    w[k] = p[k] > 0 ? std::pow(p[k], a) : 0.0;
+    sum += w[k];
+  }
+  std::vector<uint32_t> m(p.size(), 0);
+  if (sum <= 0 || total == 0) return m;
+  std::vector<std::pair<double, size_t>> remainders;
+  uint32_t given = 0;
+  for (size_t k = 0; k < p.size(); ++k) {
+    const double exact = double(total) * w[k] / sum;
+    m[k] = uint32_t(std::floor(exact));
+    given += m[k];
+    if (w[k] > 0) remainders.emplace_back(exact - std::floor(exact), k);
+  }
+  // Largest remainder first; ties to the larger weight, then the lower cluster id.
+  std::sort(remainders.begin(), remainders.end(), [&](const auto& x, const auto& y) {
+    if (x.first != y.first) return x.first > y.first;
+    if (w[x.second] != w[y.second]) return w[x.second] > w[y.second];
+    return x.second < y.second;
+  });
+  for (size_t i = 0; given < total && i < remainders.size(); ++i, ++given) ++m[remainders[i].second];
+  return m;
+}
+
+Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters) {
+  if (q.vectors.empty()) return InvalidArgumentError("a query needs at least one vector");
+  if (q.vectors.size() > 64) return InvalidArgumentError("at most 64 query vectors");
+  for (size_t j = 0; j < q.vectors.size(); ++j) {
+    if (q.vectors[j].size() != dim) {
+      return InvalidArgumentError("vector " + std::to_string(j) + " has " + std::to_string(q.vectors[j].size()) +
+                                  " values; the collection has dim " + std::to_string(dim));
+    }
+    for (float x : q.vectors[j]) {
+      if (!std::isfinite(x)) return InvalidArgumentError("vector " + std::to_string(j) + " holds NaN or Inf");
+    }
+  }
+  if (q.aggregate == Aggregate::kWeighted) {
+    if (q.weights.size() != q.vectors.size()) {
+      return InvalidArgumentError("weighted aggregation needs one weight per vector (" +
+                                  std::to_string(q.vectors.size()) + "); got " + std::to_string(q.weights.size()));
+    }
+    for (float w : q.weights) {
+      if (!std::isfinite(w) || w < 0) return InvalidArgumentError("weights must be finite and >= 0");
+    }
+  } else if (!q.weights.empty()) {
+    return InvalidArgumentError("weights are only for aggregate 'weighted'");
+  }
+  if (!q.quota) {
+    if (q.k == 0) return InvalidArgumentError("k must be at least 1");
+    return Status::Ok();
+  }
+  const QuotaSpec& s = *q.quota;
+  if (clusters == 0) return InvalidArgumentError("quotas need a collection with clusters");
+  if (s.total == 0) return InvalidArgumentError("quota total must be at least 1");
+  if (!std::isfinite(s.a) || s.a < 0) return InvalidArgumentError("quota exponent a must be finite and >= 0");
+  if (!std::isfinite(s.temperature) || s.temperature <= 0) {
+    return InvalidArgumentError("quota temperature must be finite and > 0");
+  }
+  if (!s.p.empty()) {
+    if (s.p.size() != clusters) {
+      return InvalidArgumentError("quota p has " + std::to_string(s.p.size()) + " values; the collection has " +
+                                  std::to_string(clusters) + " clusters");
+    }
+    double sum = 0;
+    for (float x : s.p) {
+      if (!std::isfinite(x) || x < 0) return InvalidArgumentError("quota p values must be finite and >= 0");
+      sum += x;
+    }
+    if (sum <= 0) return InvalidArgumentError("quota p must have a positive value");
+  }
+  return Status::Ok();
+}
+
+Result<QueryResult> RunQuery(const Partitions& parts, Metric metric, const QuerySpec& q) {
+  QV_RETURN_IF_ERROR(ValidateQuery(q, uint32_t(q.vectors.empty() ? 0 : parts.global().dim()), uint32_t(parts.clusters())));
+  QueryResult out;
+  const size_t c = parts.clusters();
+  if (!q.quota) {
+    QV_ASSIGN_OR_RETURN(auto lists, SearchAll(parts.global(), q, q.k));
+    out.hits = Merge(lists, metric, q, q.k);
+  } else {
+    const QuotaSpec& s = *q.quota;
+    std::vector<double> p = s.p.empty() ? AutoIntent(parts, metric, q, s.temperature)
+                                        : std::vector<double>(s.p.begin(), s.p.end());
+    const std::vector<uint64_t> sizes = parts.ClusterSizes();
+    std::vector<uint32_t> quota = AllocateQuotas(p, s.a, s.total);
+    std::vector<std::vector<QueryHit>> got(c);
+    std::vector<bool> exhausted(c, false);
+    // Rounds: search every cluster whose quota grew; a cluster that returns fewer than its
+    // quota is exhausted and hands its shortfall to the others in proportion to p^a.
+    std::vector<uint32_t> asked(c, 0);
+    for (int round = 0; round < 4; ++round) {
+      std::vector<size_t> todo;
+      for (size_t k = 0; k < c; ++k) {
+        if (quota[k] > asked[k] && !exhausted[k]) todo.push_back(k);
+      }
+      if (todo.empty()) break;
+      std::vector<Status> status(todo.size());
+      Pool::Get().ParallelFor(todo.size(), [&](size_t i) {
+        const size_t k = todo[i];
+        auto lists = SearchAll(parts.cluster(k), q, quota[k]);
+        if (!lists.ok()) {
+          status[i] = lists.status();
+          return;
+        }
+        got[k] = Merge(*lists, metric, q, quota[k]);
+      });
+      for (const Status& st : status) QV_RETURN_IF_ERROR(st);
+      uint32_t shortfall = 0;
+      for (size_t k : todo) {
+        asked[k] = quota[k];
+        if (got[k].size() < quota[k]) {
+          shortfall += quota[k] - uint32_t(got[k].size());
+          quota[k] = uint32_t(got[k].size());
+          exhausted[k] = true;
+        }
+      }
+      if (shortfall == 0) break;
+      std::vector<double> open(c, 0.0);
+      for (size_t k = 0; k < c; ++k) {
+        if (!exhausted[k] && sizes[k] > quota[k]) open[k] = p[k] > 0 ? p[k] : 1e-12;
+      }
+      std::vector<uint32_t> extra = AllocateQuotas(open, s.a, shortfall);
+      for (size_t k = 0; k < c; ++k) quota[k] += extra[k];
+    }
+    out.quotas = quota;
+    // Items are in one cluster each, so lists do not overlap; best first overall.
+    for (size_t k = 0; k < c; ++k) {
+      for (QueryHit& h : got[k]) {
+        h.cluster = int32_t(k);
+        out.hits.push_back(h);
+      }
+    }
+    std::sort(out.hits.begin(), out.hits.end(), [](const QueryHit& a, const QueryHit& b) {
+      return a.score != b.score ? a.score > b.score : a.id < b.id;
+    });
+  }
+  if (c > 0) {
+    out.per_cluster.assign(c, 0);
+    for (QueryHit& h : out.hits) {
+      if (h.cluster < 0) h.cluster = int32_t(parts.ClusterOf(h.id));
+      if (h.cluster >= 0) ++out.per_cluster[size_t(h.cluster)];
+    }
+  }
+  return out;
+}
+
+}  // namespace quiver::engine

@@ -1,0 +1,62 @@
+// Recommender queries over a collection's partitions: multi-vector retrieval (MIND / ComiRec
+// users with K interest vectors) and per-cluster quotas (Kuaishou's divide and conquer).
+// The exact semantics, with formulas, are in docs/queries.md.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "base/model.h"
+#include "base/result.h"
+#include "index/vector_index.h"
+
+namespace quiver::engine {
+
+class Partitions;
+
+enum class Aggregate : uint8_t { kMax = 0, kSum = 1, kWeighted = 2 };
+
+struct QuotaSpec {
+  std::vector<float> p;      // intent per cluster (C values, >= 0); empty: estimate ("auto")
+  float a = 1.0f;            // exponent on p
+  uint32_t total = 0;        // M: results across clusters
+  float temperature = 1.0f;  // "auto": p = softmax(similarity(q, centroid_k) / temperature)
+};
+
+struct QuerySpec {
+  std::vector<std::vector<float>> vectors;  // K >= 1 query vectors
+  Aggregate aggregate = Aggregate::kMax;
+  std::vector<float> weights;               // kWeighted: K weights >= 0
+  uint32_t k = 10;                          // results (with a quota: quota.total)
+  uint32_t ef = 0, nprobe = 0, refine = 0;  // per-request index knobs (0: defaults)
+  std::optional<QuotaSpec> quota;
+};
+
+struct QueryHit {
+  uint64_t id = 0;
+  float score = 0;      // aggregated; higher is better
+  uint32_t vector = 0;  // the query vector that scored it highest
+  int32_t cluster = -1; // its cluster (-1: the collection has none)
+  friend bool operator==(const QueryHit&, const QueryHit&) = default;
+};
+
+struct QueryResult {
+  std::vector<QueryHit> hits;            // best first
+  std::vector<uint32_t> quotas;          // with a quota: M_k per cluster after redistribution
+  std::vector<uint32_t> per_cluster;     // hits per cluster (when the collection has clusters)
+};
+
+// M_k = M * p_k^a / sum_j p_j^a, rounded by largest remainder so that sum M_k = M; clusters
+// with p_k = 0 get 0. REQUIRES: p non-negative with a positive sum, a >= 0.
+std::vector<uint32_t> AllocateQuotas(std::span<const double> p, double a, uint32_t total);
+
+// kInvalidArgument naming the field for a malformed query against a collection of `dim` and
+// `clusters`.
+Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters);
+
+// Runs the query (validated first) on `parts`.
+Result<QueryResult> RunQuery(const Partitions& parts, Metric metric, const QuerySpec& q);
+
+}  // namespace quiver::engine

@@ -1,0 +1,270 @@
+#include "engine/query.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <random>
+#include <set>
+
+#include "engine/engine.h"
+#include "tests/testing/temp_dir.h"
+
+namespace quiver::engine {
+namespace {
+
+TEST(AllocateQuotasTest, LargestRemainderSumsToTotal) {
+  auto q = [](std::vector<double> p, double a, uint32_t m) { return AllocateQuotas(p, a, m); };
+  EXPECT_EQ(q({0.5, 0.3, 0.2}, 1, 10), (std::vector<uint32_t>{5, 3, 2}));
+  EXPECT_EQ(q({1, 1, 1}, 1, 10), (std::vector<uint32_t>{4, 3, 3}));       // tie: lower id
+  EXPECT_EQ(q({2, 1}, 2, 10), (std::vector<uint32_t>{8, 2}));             // p^a: 4 : 1
+  EXPECT_EQ(q({0.6, 0, 0.4}, 1, 7), (std::vector<uint32_t>{4, 0, 3}));    // 4.2, 0, 2.8
+  EXPECT_EQ(q({3, 1}, 0, 5), (std::vector<uint32_t>{3, 2}));              // a = 0: uniform
+  EXPECT_EQ(q({0, 0}, 1, 5), (std::vector<uint32_t>{0, 0}));
+  std::mt19937 rng(1);
+  for (int t = 0; t < 200; ++t) {
+    std::vector<double> p(1 + rng() % 20);
+    for (double& x : p) x = (rng() % 4 == 0) ? 0.0 : double(rng() % 1000) / 100.0;
+    p[0] += 0.5;
+    const uint32_t m = 1 + rng() % 500;
+    const double a = double(rng() % 30) / 10.0;
+    auto got = q(p, a, m);
+    EXPECT_EQ(std::accumulate(got.begin(), got.end(), 0u), m);
+    double sum = 0;
+    for (double x : p) sum += x > 0 ? std::pow(x, a) : 0;
+    for (size_t k = 0; k < p.size(); ++k) {
+      const double exact = p[k] > 0 ? m * std::pow(p[k], a) / sum : 0;
+      EXPECT_LE(std::fabs(double(got[k]) - exact), 1.0) << k;  // never more than one away
+      if (p[k] == 0) EXPECT_EQ(got[k], 0u);
+    }
+  }
+}
+
+// Items in C well-separated clusters in dim 8: cluster k is centred at 10 * e_k.
+std::vector<ItemRecord> ClusteredItems(size_t per_cluster, uint32_t clusters, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  std::vector<ItemRecord> items;
+  for (uint32_t k = 0; k < clusters; ++k) {
+    for (size_t i = 0; i < per_cluster; ++i) {
+      ItemRecord item;
+      item.id = k * 100000 + i;
+      item.cluster = k;
+      for (int d = 0; d < 8; ++d) item.vector.push_back(g(rng) + (d == int(k) ? 10.0f : 0.0f));
+      items.push_back(std::move(item));
+    }
+  }
+  return items;
+}
+
+class QueryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto e = Engine::Open(dir_.path() + "/v", {});
+    ASSERT_TRUE(e.ok());
+    engine_ = std::move(*e);
+    CollectionSchema s;
+    s.name = "c";
+    s.dim = 8;
+    s.index.type = IndexSpec::Type::kFlat;  // exact: results must equal brute force exactly
+    s.clusters = 4;
+    ASSERT_TRUE(engine_->CreateCollection(s).ok());
+    items_ = ClusteredItems(200, 4, 7);
+    items_.resize(items_.size() - 197);  // cluster 3 keeps 3 items: a small cluster
+    ASSERT_TRUE(engine_->Upsert("c", items_).ok());
+  }
+
+  static float Score(const std::vector<float>& q, const ItemRecord& item) {
+    float d = 0;
+    for (size_t t = 0; t < q.size(); ++t) d += (q[t] - item.vector[t]) * (q[t] - item.vector[t]);
+    return -d;
+  }
+
+  // Brute force of the documented semantics: each vector's exact top-k among `pool`, then
+  // aggregated over the vectors that retrieved each item.
+  std::vector<std::pair<float, uint64_t>> Reference(const QuerySpec& q, size_t k, int cluster) const {
+    std::map<uint64_t, float> agg;
+    for (size_t j = 0; j < q.vectors.size(); ++j) {
+      std::vector<std::pair<float, uint64_t>> all;
+      for (const auto& item : items_) {
+        if (cluster < 0 || int(item.cluster) == cluster) all.emplace_back(Score(q.vectors[j], item), item.id);
+      }
+      std::sort(all.begin(), all.end(), [](auto& a, auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
+      all.resize(std::min(k, all.size()));
+      const float w = q.aggregate == Aggregate::kWeighted ? q.weights[j] : 1.0f;
+      for (auto& [s, id] : all) {
+        auto [it, fresh] = agg.try_emplace(id, q.aggregate == Aggregate::kMax ? s : w * s);
+        if (!fresh) it->second = q.aggregate == Aggregate::kMax ? std::max(it->second, s) : it->second + w * s;
+      }
+    }
+    std::vector<std::pair<float, uint64_t>> out;
+    for (auto& [id, s] : agg) out.emplace_back(s, id);
+    std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
+    out.resize(std::min(k, out.size()));
+    return out;
+  }
+
+  quiver::testing::ScopedTempDir dir_;
+  std::unique_ptr<Engine> engine_;
+  std::vector<ItemRecord> items_;
+};
+
+TEST_F(QueryTest, MultiVectorMatchesBruteForceForEveryAggregate) {
+  QuerySpec q;
+  q.vectors = {items_[5].vector, items_[250].vector, items_[420].vector};
+  q.k = 25;
+  for (Aggregate a : {Aggregate::kMax, Aggregate::kSum, Aggregate::kWeighted}) {
+    q.aggregate = a;
+    q.weights = a == Aggregate::kWeighted ? std::vector<float>{1.0f, 0.5f, 2.0f} : std::vector<float>{};
+    auto r = engine_->Query("c", q);
+    ASSERT_TRUE(r.ok()) << r.status();
+    auto want = Reference(q, 25, -1);
+    ASSERT_EQ(r->hits.size(), want.size());
+    std::set<uint64_t> seen;
+    for (size_t i = 0; i < want.size(); ++i) {
+      EXPECT_EQ(r->hits[i].id, want[i].second) << int(a) << " rank " << i;
+      EXPECT_FLOAT_EQ(r->hits[i].score, want[i].first);
+      EXPECT_TRUE(seen.insert(r->hits[i].id).second) << "duplicate";
+    }
+    // The item found by vector 1 first names vector 1, and its own cluster.
+    auto it = std::find_if(r->hits.begin(), r->hits.end(), [&](const QueryHit& h) { return h.id == items_[250].id; });
+    ASSERT_NE(it, r->hits.end());
+    EXPECT_EQ(it->vector, 1u);
+    EXPECT_EQ(it->cluster, 1);
+  }
+}
+
+TEST_F(QueryTest, QuotasTakeEachClustersExactTopAndHandOnTheShortfall) {
+  QuerySpec q;
+  q.vectors = {std::vector<float>(8, 1.0f)};
+  q.quota = QuotaSpec{{0.4f, 0.3f, 0.1f, 0.2f}, 1.0f, 50, 1.0f};
+  auto r = engine_->Query("c", q);
+  ASSERT_TRUE(r.ok()) << r.status();
+  // 20, 15, 5, 10 asked; cluster 3 has 3 items: its shortfall of 7 goes to 0, 1, 2 by p.
+  EXPECT_EQ(r->hits.size(), 50u);
+  EXPECT_EQ(r->per_cluster[3], 3u);
+  EXPECT_EQ(std::accumulate(r->quotas.begin(), r->quotas.end(), 0u), 50u);
+  EXPECT_EQ(r->quotas, r->per_cluster);
+  EXPECT_EQ(r->quotas, (std::vector<uint32_t>{23, 18, 6, 3}));  // 20+3.5, 15+2.6, 5+0.9 -> 3, 3, 1
+  for (int k = 0; k < 4; ++k) {
+    auto want = Reference(q, r->per_cluster[k], k);
+    std::vector<uint64_t> got;
+    for (const auto& h : r->hits) {
+      if (h.cluster == k) got.push_back(h.id);
+    }
+    ASSERT_EQ(got.size(), want.size()) << k;
+    for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(got[i], want[i].second) << "cluster " << k;
+  }
+  // A zero quota is not searched at all.
+  q.quota = QuotaSpec{{1.0f, 0.0f, 0.0f, 0.0f}, 1.0f, 10, 1.0f};
+  r = engine_->Query("c", q);
+  EXPECT_EQ(r->per_cluster, (std::vector<uint32_t>{10, 0, 0, 0}));
+}
+
+TEST_F(QueryTest, AutoIntentFollowsTheQuery) {
+  QuerySpec q;
+  std::vector<float> near2(8, 0.0f);
+  near2[2] = 10.0f;
+  q.vectors = {near2};
+  q.quota = QuotaSpec{{}, 1.0f, 40, 5.0f};
+  auto r = engine_->Query("c", q);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GT(r->per_cluster[2], 30u) << "cluster 2 should dominate";
+  // Two interests: both clusters get a share.
+  std::vector<float> near0(8, 0.0f);
+  near0[0] = 10.0f;
+  q.vectors = {near2, near0};
+  r = engine_->Query("c", q);
+  EXPECT_GT(r->per_cluster[0], 10u);
+  EXPECT_GT(r->per_cluster[2], 10u);
+}
+
+TEST_F(QueryTest, BadQueriesGetClearErrors) {
+  auto bad = [&](QuerySpec q, const std::string& word) {
+    auto r = engine_->Query("c", q);
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << word;
+    EXPECT_NE(r.status().message().find(word), std::string::npos) << r.status();
+  };
+  QuerySpec q;
+  bad(q, "at least one vector");
+  q.vectors = {std::vector<float>(7, 0.0f)};
+  bad(q, "dim 8");
+  q.vectors = {std::vector<float>(8, 0.0f), std::vector<float>(8, 0.0f)};
+  q.aggregate = Aggregate::kWeighted;
+  q.weights = {1.0f};
+  bad(q, "one weight per vector");
+  q.weights = {1.0f, -1.0f};
+  bad(q, ">= 0");
+  q.aggregate = Aggregate::kMax;
+  q.weights.clear();
+  q.quota = QuotaSpec{{0.5f, 0.5f}, 1.0f, 10, 1.0f};
+  bad(q, "4 clusters");
+  q.quota = QuotaSpec{{0.5f, 0.5f, -1.0f, 0.0f}, 1.0f, 10, 1.0f};
+  bad(q, ">= 0");
+  q.quota = QuotaSpec{{}, 1.0f, 0, 1.0f};
+  bad(q, "total");
+}
+
+// Planted structure: users interested in two distant clusters. One averaged vector lands
+// between them; one vector per interest (max-merged) finds what each interest likes.
+TEST(MultiInterestRecallTest, TwoInterestsBeatOneAveragedVector) {
+  quiver::testing::ScopedTempDir dir;
+  auto e = std::move(Engine::Open(dir.path() + "/v", {})).value();
+  CollectionSchema s;
+  s.name = "c";
+  s.dim = 8;
+  s.index.type = IndexSpec::Type::kHnsw;
+  s.clusters = 8;
+  ASSERT_TRUE(e->CreateCollection(s).ok());
+  auto items = ClusteredItems(300, 8, 11);
+  ASSERT_TRUE(e->Upsert("c", items).ok());
+  std::mt19937 rng(3);
+  double single = 0, multi = 0, quota = 0;
+  const int users = 20;
+  for (int u = 0; u < users; ++u) {
+    const int a = int(rng() % 8), b = (a + 1 + int(rng() % 7)) % 8;
+    std::vector<float> ia(8, 0.0f), ib(8, 0.0f), mean(8, 0.0f);
+    ia[a] = 10.0f;
+    ib[b] = 10.0f;
+    for (int d = 0; d < 8; ++d) mean[d] = (ia[d] + ib[d]) / 2;
+    // Relevant: the 25 nearest items to each interest.
+    std::set<uint64_t> relevant;
+    for (const auto* v : {&ia, &ib}) {
+      std::vector<std::pair<float, uint64_t>> all;
+      for (const auto& item : items) {
+        float d = 0;
+        for (int t = 0; t < 8; ++t) d += ((*v)[t] - item.vector[t]) * ((*v)[t] - item.vector[t]);
+        all.emplace_back(d, item.id);
+      }
+      std::partial_sort(all.begin(), all.begin() + 25, all.end());
+      for (int i = 0; i < 25; ++i) relevant.insert(all[i].second);
+    }
+    auto recall = [&](const QuerySpec& q) {
+      auto r = e->Query("c", q);
+      EXPECT_TRUE(r.ok()) << r.status();
+      size_t hit = 0;
+      for (const auto& h : r->hits) hit += relevant.count(h.id);
+      return double(hit) / double(relevant.size());
+    };
+    QuerySpec q;
+    q.k = 50;
+    q.vectors = {mean};
+    single += recall(q);
+    q.vectors = {ia, ib};
+    multi += recall(q);
+    q.quota = QuotaSpec{{}, 1.0f, 50, 5.0f};
+    quota += recall(q);
+  }
+  single /= users;
+  multi /= users;
+  quota /= users;
+  std::printf("recall@50 over %d two-interest users: single averaged vector %.3f, two vectors max-merged %.3f, "
+              "two vectors with auto quotas %.3f\n", users, single, multi, quota);
+  EXPECT_GT(multi, single + 0.3);
+  EXPECT_GT(quota, single + 0.3);
+}
+
+}  // namespace
+}  // namespace quiver::engine
