@@ -320,6 +320,9 @@ Result<std::vector<Hit>> Client::Search(const std::string& collection, std::span
   QV_ASSIGN_OR_RETURN(net::SearchResult r, BodyAs<net::SearchResult>(Call(c)));
   return std::move(r.hits);
 }
+Result<net::SearchResult> Client::Query(net::SearchCall call) {
+  return BodyAs<net::SearchResult>(Call(call));
+}
 Status Client::Snapshot(const std::string& collection) { return Call(net::SnapshotCall{collection}).status; }
 Status Client::Reload(const std::string& version) { return Call(net::ReloadCall{version}).status; }
 Status Client::Rollback() { return Call(net::RollbackCall{}).status; }

@@ -77,6 +77,8 @@ class Client {
   Status AddEvents(const std::string& collection, std::vector<Event> events);
   Result<std::vector<Hit>> Search(const std::string& collection, std::span<const float> vector,
                                   const SearchOptions& options = {});
+  // Multi-vector and quota searches: the whole SearchCall (docs/queries.md).
+  Result<net::SearchResult> Query(net::SearchCall call);
   Status Snapshot(const std::string& collection = "");
   Status Reload(const std::string& version);
   Status Rollback();

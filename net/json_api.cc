@@ -230,12 +230,56 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
   }
   if (action == "search" && arg.empty()) {
     if (method != "POST") return wrong_method();
-    QV_RETURN_IF_ERROR(OnlyFields(obj, {"vector", "k", "params"}));
+    QV_RETURN_IF_ERROR(OnlyFields(obj, {"vector", "vectors", "aggregate", "weights", "quota", "k", "params"}));
     SearchCall c;
     c.collection = coll;
     element v;
-    if (auto err = obj["vector"].get(v)) return BadField("vector", err);
-    QV_RETURN_IF_ERROR(engine::FloatsFromJson(v, "vector", &c.vector));
+    if (!obj["vector"].get(v)) QV_RETURN_IF_ERROR(engine::FloatsFromJson(v, "vector", &c.vector));
+    if (!obj["vectors"].get(v)) {
+      simdjson::dom::array a;
+      if (auto err = v.get_array().get(a)) return BadField("vectors", err);
+      for (element x : a) {
+        c.vectors.emplace_back();
+        QV_RETURN_IF_ERROR(engine::FloatsFromJson(x, "vectors", &c.vectors.back()));
+      }
+    }
+    if (c.vector.empty() && c.vectors.empty()) return Bad("a search needs vector or vectors");
+    std::string aggregate = "max";
+    QV_RETURN_IF_ERROR(GetString(obj, "aggregate", &aggregate));
+    if (aggregate == "max") {
+      c.aggregate = 0;
+    } else if (aggregate == "sum") {
+      c.aggregate = 1;
+    } else if (aggregate == "weighted") {
+      c.aggregate = 2;
+    } else {
+      return Bad("unknown aggregate '" + aggregate + "' (max, sum, weighted)");
+    }
+    if (!obj["weights"].get(v)) QV_RETURN_IF_ERROR(engine::FloatsFromJson(v, "weights", &c.weights));
+    if (!obj["quota"].get(v)) {
+      object qo;
+      if (auto err = v.get_object().get(qo)) return BadField("quota", err);
+      QV_RETURN_IF_ERROR(OnlyFields(qo, {"p", "a", "total", "temperature"}));
+      QuotaParams quota;
+      element pe;
+      if (!qo["p"].get(pe)) {
+        std::string_view word;
+        if (pe.get_string().get(word) == simdjson::SUCCESS) {
+          if (word != "auto") return Bad("quota p must be an array or \"auto\"");
+        } else {
+          QV_RETURN_IF_ERROR(engine::FloatsFromJson(pe, "quota p", &quota.p));
+        }
+      }
+      for (auto [key, out] : {std::pair<const char*, float*>{"a", &quota.a}, {"temperature", &quota.temperature}}) {
+        element x;
+        if (qo[key].get(x)) continue;
+        double d;
+        if (auto err = x.get_double().get(d)) return BadField(std::string("quota ") + key, err);
+        *out = float(d);
+      }
+      QV_RETURN_IF_ERROR(GetUint(qo, "total", &quota.total));
+      c.quota = std::move(quota);
+    }
     QV_RETURN_IF_ERROR(GetUint(obj, "k", &c.k));
     element pe;
     if (!obj["params"].get(pe)) {
@@ -420,12 +464,27 @@ void WriteBody(JsonWriter& w, const ReplyBody& body) {
     void operator()(const SearchResult& s) {
       w.Raw("{");
       w.Key("hits");
-      w.Array(s.hits, [&](const Hit& h) {
+      w.Raw("[");
+      for (size_t i = 0; i < s.hits.size(); ++i) {
+        if (i) w.Raw(",");
         w.Raw("{");
-        w.Key("id"); w.Number(h.id);
-        w.Key("score"); w.Float(h.score);
+        w.Key("id"); w.Number(s.hits[i].id);
+        w.Key("score"); w.Float(s.hits[i].score);
+        if (i < s.hit_vector.size()) {
+          w.Key("vector"); w.Number(s.hit_vector[i]);
+        }
+        if (i < s.hit_cluster.size() && s.hit_cluster[i] >= 0) {
+          w.Key("cluster"); w.Number(s.hit_cluster[i]);
+        }
         w.Raw("}");
-      });
+      }
+      w.Raw("]");
+      if (!s.quotas.empty()) {
+        w.Key("quotas"); w.Array(s.quotas, [&](uint32_t v) { w.Number(v); });
+      }
+      if (!s.per_cluster.empty()) {
+        w.Key("per_cluster"); w.Array(s.per_cluster, [&](uint32_t v) { w.Number(v); });
+      }
       w.Raw("}");
     }
     void operator()(const VersionsInfo& v) {

@@ -14,6 +14,31 @@ Overloaded(F...) -> Overloaded<F...>;
 
 Reply FromStatus(Status s) { return Reply{std::move(s), std::monostate{}}; }
 
+// A multi-vector and/or quota search through Engine::Query.
+Reply RunQuery(const engine::Engine& e, const SearchCall& c) {
+  engine::QuerySpec q;
+  q.vectors = c.vectors.empty() ? std::vector<std::vector<float>>{c.vector} : c.vectors;
+  if (c.aggregate > 2) return FromStatus(InvalidArgumentError("unknown aggregate"));
+  q.aggregate = engine::Aggregate(c.aggregate);
+  q.weights = c.weights;
+  q.k = c.k;
+  q.ef = c.ef;
+  q.nprobe = c.nprobe;
+  q.refine = c.refine;
+  if (c.quota) q.quota = engine::QuotaSpec{c.quota->p, c.quota->a, c.quota->total, c.quota->temperature};
+  auto r = e.Query(c.collection, q);
+  if (!r.ok()) return FromStatus(r.status());
+  SearchResult out;
+  for (const engine::QueryHit& h : r->hits) {
+    out.hits.push_back({h.id, h.score});
+    out.hit_vector.push_back(h.vector);
+    out.hit_cluster.push_back(h.cluster);
+  }
+  out.quotas = std::move(r->quotas);
+  out.per_cluster = std::move(r->per_cluster);
+  return Reply{Status::Ok(), ReplyBody(std::move(out))};
+}
+
 template <typename T>
 Reply FromResult(Result<T> r) {
   if (!r.ok()) return FromStatus(r.status());
@@ -35,9 +60,13 @@ Status Service::CheckLimits(const Call& call) const {
                         [&](const PutUsersCall& c) { return too_many(c.users.size(), "users"); },
                         [&](const AddEventsCall& c) { return too_many(c.events.size(), "events"); },
                         [&](const SearchCall& c) -> Status {
-                          if (c.k == 0 || c.k > limits_.max_k) {
-                            return InvalidArgumentError("k must be in [1, " + std::to_string(limits_.max_k) +
-                                                        "]; got " + std::to_string(c.k));
+                          const uint32_t k = c.quota ? c.quota->total : c.k;
+                          if (k == 0 || k > limits_.max_k) {
+                            return InvalidArgumentError(std::string(c.quota ? "quota total" : "k") + " must be in [1, " +
+                                                        std::to_string(limits_.max_k) + "]; got " + std::to_string(k));
+                          }
+                          if (!c.vector.empty() && !c.vectors.empty()) {
+                            return InvalidArgumentError("give either vector or vectors, not both");
                           }
                           return Status::Ok();
                         },
@@ -74,6 +103,7 @@ Reply Service::Handle(const Call& call) {
           },
           [&](const AddEventsCall& c) { return FromStatus(e->AddEvents(c.collection, c.events)); },
           [&](const SearchCall& c) {
+            if (!c.IsPlain()) return RunQuery(*e, c);
             index::SearchParams p;
             p.k = c.k;
             p.ef = c.ef;

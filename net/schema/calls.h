@@ -24,11 +24,27 @@ struct GetCall { std::string collection; std::vector<uint64_t> ids; };
 struct PutUsersCall { std::string collection; std::vector<UserRecord> users; };
 struct GetUserCall { std::string collection; uint64_t id = 0; };
 struct AddEventsCall { std::string collection; std::vector<Event> events; };
+// Per-cluster quotas of a search (docs/queries.md): p empty means "auto".
+struct QuotaParams {
+  std::vector<float> p;
+  float a = 1.0f;
+  uint32_t total = 0;
+  float temperature = 1.0f;
+  friend bool operator==(const QuotaParams&, const QuotaParams&) = default;
+};
+
+// A search with one `vector`, or several `vectors` (multi-interest) merged by `aggregate`
+// (0 max, 1 sum, 2 weighted by `weights`), optionally split across clusters by `quota`.
 struct SearchCall {
   std::string collection;
   std::vector<float> vector;
   uint32_t k = 10;
   uint32_t ef = 0, nprobe = 0, refine = 0;  // 0: the collection's default
+  std::vector<std::vector<float>> vectors;
+  uint8_t aggregate = 0;
+  std::vector<float> weights;
+  std::optional<QuotaParams> quota;
+  bool IsPlain() const { return vectors.empty() && aggregate == 0 && weights.empty() && !quota; }
 };
 struct SnapshotCall { std::string collection; };  // empty: every collection
 struct ReloadCall { std::string version; };
@@ -60,6 +76,11 @@ struct UserResult {
 };
 struct SearchResult {
   std::vector<Hit> hits;
+  // Multi-vector and quota searches: per hit, the query vector that scored it highest and its
+  // cluster (-1: none); with a quota, M_k per cluster; per cluster, the hits it gave.
+  std::vector<uint32_t> hit_vector;
+  std::vector<int32_t> hit_cluster;
+  std::vector<uint32_t> quotas, per_cluster;
   friend bool operator==(const SearchResult&, const SearchResult&) = default;
 };
 struct HealthResult {

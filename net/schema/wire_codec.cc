@@ -110,7 +110,21 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
     BodyRef operator()(const SearchCall& c) {
       auto v = b.CreateVector(c.vector);
       auto n = b.CreateString(c.collection);
-      return {wire::RequestBody::Search, wire::CreateSearch(b, n, v, c.k, c.ef, c.nprobe, c.refine).Union()};
+      Offset<flatbuffers::Vector<Offset<wire::FloatVector>>> vs;
+      if (!c.vectors.empty()) {
+        std::vector<Offset<wire::FloatVector>> each;
+        for (const auto& x : c.vectors) each.push_back(wire::CreateFloatVector(b, b.CreateVector(x)));
+        vs = b.CreateVector(each);
+      }
+      Offset<flatbuffers::Vector<float>> w;
+      if (!c.weights.empty()) w = b.CreateVector(c.weights);
+      Offset<wire::Quota> q;
+      if (c.quota) {
+        auto p = b.CreateVector(c.quota->p);
+        q = wire::CreateQuota(b, p, c.quota->a, c.quota->total, c.quota->temperature);
+      }
+      return {wire::RequestBody::Search, wire::CreateSearch(b, n, v, c.k, c.ef, c.nprobe, c.refine, vs,
+                                                            wire::Aggregate(c.aggregate), w, q).Union()};
     }
     BodyRef operator()(const SnapshotCall& c) {
       auto n = b.CreateString(c.collection);
@@ -170,7 +184,12 @@ ResponseRef PutReplyBody(FlatBufferBuilder& b, const ReplyBody& body) {
       hits.reserve(s.hits.size());
       for (const Hit& h : s.hits) hits.emplace_back(h.id, h.score);
       auto v = b.CreateVectorOfStructs(hits);
-      return {wire::ResponseBody::SearchResult, wire::CreateSearchResult(b, v).Union()};
+      auto opt = [&](const auto& x) { return x.empty() ? decltype(b.CreateVector(x))() : b.CreateVector(x); };
+      auto hv = opt(s.hit_vector);
+      auto hc = opt(s.hit_cluster);
+      auto qs = opt(s.quotas);
+      auto pc = opt(s.per_cluster);
+      return {wire::ResponseBody::SearchResult, wire::CreateSearchResult(b, v, hv, hc, qs, pc).Union()};
     }
     ResponseRef operator()(const VersionsInfo& v) {
       auto cur = b.CreateString(v.current);
@@ -324,7 +343,15 @@ Result<Call> CallFromWire(const wire::Request* r) {
     }
     case wire::RequestBody::Search: {
       const auto* s = r->body_as_Search();
-      return Call(SearchCall{Str(s->collection()), Vec(s->vector()), s->k(), s->ef(), s->nprobe(), s->refine()});
+      SearchCall c{Str(s->collection()), Vec(s->vector()), s->k(), s->ef(), s->nprobe(), s->refine()};
+      if (const auto* vs = s->vectors()) {
+        for (const wire::FloatVector* x : *vs) c.vectors.push_back(x ? Vec(x->values()) : std::vector<float>());
+      }
+      if (uint8_t(s->aggregate()) > 2) return Bad("unknown aggregate");
+      c.aggregate = uint8_t(s->aggregate());
+      c.weights = Vec(s->weights());
+      if (const wire::Quota* q = s->quota()) c.quota = QuotaParams{Vec(q->p()), q->a(), q->total(), q->temperature()};
+      return Call(std::move(c));
     }
     case wire::RequestBody::Snapshot: return Call(SnapshotCall{Str(r->body_as_Snapshot()->collection())});
     case wire::RequestBody::Reload: return Call(ReloadCall{Str(r->body_as_Reload()->version())});
@@ -379,10 +406,15 @@ Result<ReplyBody> GetReplyBody(const wire::Response* r) {
       return ReplyBody(std::move(out));
     }
     case wire::ResponseBody::SearchResult: {
+      const auto* w = r->body_as_SearchResult();
       SearchResult out;
-      if (const auto* hits = r->body_as_SearchResult()->hits()) {
+      if (const auto* hits = w->hits()) {
         for (const wire::Hit* h : *hits) out.hits.push_back({h->id(), h->score()});
       }
+      out.hit_vector = Vec(w->hit_vector());
+      out.hit_cluster = Vec(w->hit_cluster());
+      out.quotas = Vec(w->quotas());
+      out.per_cluster = Vec(w->per_cluster());
       return ReplyBody(std::move(out));
     }
     case wire::ResponseBody::Versions: {

@@ -62,6 +62,16 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
   }
   auto up = DecodeRequest(EncodeRequestFrame(1, "", UpsertCall{"c", {SampleItem(5)}}).substr(kFrameHeaderBytes));
   EXPECT_EQ(std::get<UpsertCall>(up->call).items[0], SampleItem(5));
+  // A multi-vector quota search keeps every field.
+  SearchCall multi{"c", {}, 20, 0, 0, 0, {{1, 2}, {3, 4}}, 2, {0.5f, 2.0f}, QuotaParams{{0.7f, 0.3f}, 0.5f, 100, 2.0f}};
+  auto back = DecodeRequest(EncodeRequestFrame(2, "", multi).substr(kFrameHeaderBytes));
+  ASSERT_TRUE(back.ok()) << back.status();
+  const auto& m = std::get<SearchCall>(back->call);
+  EXPECT_EQ(m.vectors, multi.vectors);
+  EXPECT_EQ(m.aggregate, 2);
+  EXPECT_EQ(m.weights, multi.weights);
+  EXPECT_EQ(m.quota, multi.quota);
+  EXPECT_FALSE(m.IsPlain());
 }
 
 TEST(WireCodecTest, EveryReplyRoundTrips) {
@@ -75,6 +85,7 @@ TEST(WireCodecTest, EveryReplyRoundTrips) {
       Reply{Status::Ok(), UserResult{UserRecord{1, {}, {{2, 3}}}}},
       Reply{Status::Ok(), UserResult{std::nullopt}},
       Reply{Status::Ok(), SearchResult{{{1, 0.5f}, {2, -1.25f}}}},
+      Reply{Status::Ok(), SearchResult{{{1, 0.5f}, {2, -1.25f}}, {0, 1}, {3, -1}, {1, 1}, {1, 1}}},
       Reply{Status::Ok(), VersionsInfo{"v2", "initial", {"initial", "v2"}}},
       Reply{Status::Ok(), HealthResult{"serving", "0.1.0"}},
       Reply{NotFoundError("no collection named 'x'"), {}},
@@ -143,6 +154,17 @@ TEST(JsonApiTest, RoutesDecodeIntoCalls) {
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ(std::get<SearchCall>(*s).k, 5u);
   EXPECT_EQ(std::get<SearchCall>(*s).ef, 80u);
+  auto q = DecodeHttpCall("POST", "/v1/collections/m/search",
+                          R"({"vectors":[[1,2],[3,4]],"aggregate":"weighted","weights":[1,0.5],
+                              "quota":{"p":"auto","a":0.5,"total":200,"temperature":0.1}})", 32);
+  ASSERT_TRUE(q.ok()) << q.status();
+  const auto& qc = std::get<SearchCall>(*q);
+  EXPECT_EQ(qc.vectors.size(), 2u);
+  EXPECT_EQ(qc.aggregate, 2);
+  ASSERT_TRUE(qc.quota.has_value());
+  EXPECT_TRUE(qc.quota->p.empty());
+  EXPECT_EQ(qc.quota->total, 200u);
+  EXPECT_FLOAT_EQ(qc.quota->temperature, 0.1f);
   EXPECT_EQ(std::get<GetCall>(*DecodeHttpCall("GET", "/v1/collections/m/items/42", "", 32)).ids,
             std::vector<uint64_t>{42});
   EXPECT_TRUE(std::holds_alternative<DropCollectionCall>(*DecodeHttpCall("DELETE", "/v1/collections/m", "", 32)));

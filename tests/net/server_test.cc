@@ -218,6 +218,45 @@ TEST_F(ServerTest, BothProtocolsGiveTheSameAnswers) {
   EXPECT_EQ(client->DescribeCollection("m")->items, 298u);
 }
 
+TEST_F(ServerTest, MultiVectorQuotaSearchOverBothProtocols) {
+  StartServer();
+  ASSERT_EQ(Http(server_->http_port(), "POST", "/v1/collections",
+                 R"({"name":"q","dim":4,"clusters":2,"index":{"type":"flat"}})").status, 200);
+  auto client = Connect();
+  auto items = Items(100);
+  for (auto& item : items) item.cluster = uint32_t(item.id % 2);
+  ASSERT_TRUE(client->Upsert("q", items).ok());
+  SearchCall call;
+  call.collection = "q";
+  call.vectors = {items[0].vector, items[1].vector};
+  call.quota = QuotaParams{{0.8f, 0.2f}, 1.0f, 10, 1.0f};
+  auto r = client->Query(call);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->quotas, (std::vector<uint32_t>{8, 2}));
+  EXPECT_EQ(r->per_cluster, (std::vector<uint32_t>{8, 2}));
+  ASSERT_EQ(r->hits.size(), 10u);
+  EXPECT_EQ(r->hit_cluster.size(), 10u);
+  auto json_floats = [](const std::vector<float>& v) {
+    std::string out;
+    for (float x : v) {
+      char b[32];
+      auto res = std::to_chars(b, b + 32, x);
+      out += (out.empty() ? "" : ",") + std::string(b, res.ptr);
+    }
+    return "[" + out + "]";
+  };
+  HttpAnswer rest = Http(server_->http_port(), "POST", "/v1/collections/q/search",
+                         "{\"vectors\":[" + json_floats(items[0].vector) + "," + json_floats(items[1].vector) +
+                             "],\"quota\":{\"p\":[0.8,0.2],\"total\":10}}");
+  EXPECT_EQ(rest.status, 200);
+  EXPECT_EQ(rest.body, EncodeHttpReply(Reply{Status::Ok(), *r}).body);
+  // Quota p of the wrong length, over both protocols.
+  call.quota->p = {1.0f};
+  EXPECT_EQ(client->Query(call).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Http(server_->http_port(), "POST", "/v1/collections/q/search",
+                 "{\"vector\":[1,2,3,4],\"quota\":{\"p\":[1],\"total\":10}}").status, 400);
+}
+
 TEST_F(ServerTest, MalformedInputGetsErrorsAndTheServerKeepsServing) {
   StartServer();
   ASSERT_EQ(Http(server_->http_port(), "POST", "/v1/collections", kSchemaJson).status, 200);
