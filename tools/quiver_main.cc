@@ -14,6 +14,7 @@
 #include "engine/bulk_input.h"
 #include "engine/data_root.h"
 #include "engine/engine.h"
+#include "index/kmeans/kmeans.h"
 #include "index/simd/kernels.h"
 #include "index/simd/simd_level.h"
 
@@ -40,6 +41,7 @@ int Fail(const Status& s) {
 
 struct BuildArgs {
   std::string out, name, vectors, attributes, metric = "l2", index = "hnsw";
+  uint32_t kmeans_clusters = 0;
   CollectionSchema schema;
 };
 
@@ -53,6 +55,8 @@ void AddBuildOptions(CLI::App* cmd, BuildArgs* a) {
   cmd->add_option("--metric", a->metric, "l2, ip or cosine")->capture_default_str();
   cmd->add_option("--index", a->index, "flat, hnsw or ivf_pq")->capture_default_str();
   cmd->add_option("--clusters", a->schema.clusters, "number of clusters C (items carry ids in [0, C))");
+  cmd->add_option("--kmeans-clusters", a->kmeans_clusters,
+                  "compute C cluster ids with k-means on the vectors (instead of a cluster column)");
   cmd->add_option("--topics", a->schema.topics, "number of topics K (items carry K weights)");
   cmd->add_option("--max-history", a->schema.max_history, "events kept per user")->capture_default_str();
   cmd->add_option("--hnsw-m", x.hnsw_m, "HNSW links per node")->capture_default_str();
@@ -65,6 +69,27 @@ void AddBuildOptions(CLI::App* cmd, BuildArgs* a) {
   cmd->add_option("--nprobe", x.ivf_nprobe, "IVF default lists visited")->capture_default_str();
   cmd->add_option("--refine", x.ivf_refine, "IVF re-rank factor (0: no re-rank store)")->capture_default_str();
   cmd->add_flag("--refine-int8", x.ivf_refine_int8, "IVF: keep 8-bit re-rank rows instead of float32");
+}
+
+// Sets every item's cluster to its nearest of C k-means centroids (k-means++ seeding, trained
+// on a sample of at most 256 points per centroid).
+Status AssignKMeansClusters(uint32_t clusters, std::vector<ItemRecord>* items) {
+  if (items->size() < clusters) {
+    return quiver::InvalidArgumentError("--kmeans-clusters " + std::to_string(clusters) + " needs at least that many items");
+  }
+  const size_t dim = (*items)[0].vector.size();
+  std::vector<float> data;
+  data.reserve(items->size() * dim);
+  for (const ItemRecord& item : *items) data.insert(data.end(), item.vector.begin(), item.vector.end());
+  quiver::index::KMeansOptions ko;
+  ko.k = clusters;
+  ko.plus_plus_init = true;
+  auto km = quiver::index::TrainKMeans(data, dim, ko);
+  if (!km.ok()) return km.status();
+  std::vector<uint32_t> labels(items->size());
+  quiver::index::AssignNearest(data.data(), items->size(), km->centroids.data(), clusters, dim, labels.data(), nullptr, 0);
+  for (size_t i = 0; i < items->size(); ++i) (*items)[i].cluster = labels[i];
+  return Status::Ok();
 }
 
 int RunBuild(BuildArgs& a) {
@@ -94,6 +119,13 @@ int RunBuild(BuildArgs& a) {
   }
   auto items = AssembleItems(std::move(*vectors), std::move(attributes));
   if (!items.ok()) return Fail(items.status());
+  if (a.kmeans_clusters > 0) {
+    if (a.schema.clusters != 0 && a.schema.clusters != a.kmeans_clusters) {
+      return Fail(quiver::InvalidArgumentError("--clusters and --kmeans-clusters disagree"));
+    }
+    if (Status s = AssignKMeansClusters(a.kmeans_clusters, &*items); !s.ok()) return Fail(s);
+    a.schema.clusters = a.kmeans_clusters;
+  }
   const double read_s = std::chrono::duration<double>(Clock::now() - t0).count();
 
   // A new version directory is built beside its final name and renamed into place when
