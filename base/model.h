@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -110,6 +111,22 @@ struct WriteResult {
   uint64_t op_seq = 0;  // the op that holds the write (0 if it changed nothing)
   uint64_t changed = 0;   // items written or deleted
   friend bool operator==(const WriteResult&, const WriteResult&) = default;
+};
+
+// A predicate on item attributes (docs/queries.md, "Filters").
+//   eq:    field == values[0]        (tag: the item has that tag)
+//   in:    field is one of values    (tag: the item has any of them)
+//   range: lo <= field <= hi         (category, timestamp, cluster)
+//   not / and / or over children.
+struct Filter {
+  enum class Op : uint8_t { kEq = 0, kIn = 1, kRange = 2, kNot = 3, kAnd = 4, kOr = 5 };
+  enum class Field : uint8_t { kCategory = 0, kTag = 1, kTimestamp = 2, kCluster = 3 };
+  Op op = Op::kAnd;
+  Field field = Field::kCategory;
+  std::vector<int64_t> values;
+  int64_t lo = std::numeric_limits<int64_t>::min(), hi = std::numeric_limits<int64_t>::max();
+  std::vector<Filter> children;
+  friend bool operator==(const Filter&, const Filter&) = default;
 };
 
 struct VersionsInfo {

@@ -91,6 +91,10 @@ Status Partitions::Add(std::span<const ItemRecord> items) {
   all.reserve(items.size());
   for (const ItemRecord& item : items) all.push_back(&item);
   QV_RETURN_IF_ERROR(AddTo(*global_, all));
+  {
+    std::unique_lock lock(mu_);
+    for (const ItemRecord& item : items) attrs_[item.id] = AttrsOf(item);
+  }
   if (clusters_.empty()) return Status::Ok();
   std::map<uint32_t, std::vector<const ItemRecord*>> by_cluster;
   for (const ItemRecord& item : items) by_cluster[item.cluster].push_back(&item);
@@ -112,6 +116,10 @@ Status Partitions::Remove(std::span<const uint64_t> ids) {
     if (global_->Contains(id)) present.push_back(id);
   }
   if (present.empty()) return Status::Ok();
+  {
+    std::unique_lock lock(mu_);
+    for (uint64_t id : present) attrs_.erase(id);
+  }
   if (!clusters_.empty()) {
     std::vector<float> old(schema_.dim);
     std::map<uint32_t, std::vector<uint64_t>> leave;
@@ -164,8 +172,94 @@ std::vector<float> Partitions::Centroids() const {
   return out;
 }
 
+bool Partitions::Allows(const Filter& f, uint64_t id) const {
+  std::shared_lock lock(mu_);
+  auto it = attrs_.find(id);
+  return it != attrs_.end() && Matches(f, it->second);
+}
+
+std::optional<std::vector<uint64_t>> Partitions::MatchingIds(const Filter& f, int64_t cluster, size_t limit) const {
+  std::vector<uint64_t> out;
+  std::shared_lock lock(mu_);
+  for (const auto& [id, a] : attrs_) {
+    if ((cluster < 0 || int64_t(a.cluster) == cluster) && Matches(f, a)) {
+      out.push_back(id);
+      if (out.size() > limit) return std::nullopt;
+    }
+  }
+  return out;
+}
+
+double Partitions::EstimateMatchFraction(const Filter& f) const {
+  std::shared_lock lock(mu_);
+  size_t seen = 0, match = 0;
+  for (const auto& [id, a] : attrs_) {  // hash order: unrelated to the attributes
+    match += Matches(f, a);
+    if (++seen == 1024) break;
+  }
+  return seen == 0 ? 0.0 : double(match) / double(seen);
+}
+
+namespace {
+
+constexpr char kAttrMagic[8] = {'Q', 'V', 'A', 'T', 'T', 'R', 'S', '1'};
+
+std::string EncodeAttrs(const std::unordered_map<uint64_t, ItemAttrs>& attrs) {
+  std::string body;
+  PutFixed<uint64_t>(&body, attrs.size());
+  for (const auto& [id, a] : attrs) {
+    PutFixed<uint64_t>(&body, id);
+    PutFixed<uint8_t>(&body, a.has_category);
+    PutFixed<int64_t>(&body, a.category);
+    PutFixed<int64_t>(&body, a.timestamp);
+    PutFixed<uint32_t>(&body, a.cluster);
+    PutFixed<uint32_t>(&body, uint32_t(a.tags.size()));
+    PutArray(&body, a.tags.data(), a.tags.size());
+  }
+  std::string file(kAttrMagic, sizeof(kAttrMagic));
+  PutFixed<uint32_t>(&file, crc32c::Value(body));
+  return file + body;
+}
+
+Status DecodeAttrs(std::string_view v, std::unordered_map<uint64_t, ItemAttrs>* attrs) {
+  uint32_t crc;
+  if (v.size() < 12 || v.substr(0, 8) != std::string_view(kAttrMagic, 8)) return DataLossError("not an attribute map");
+  v.remove_prefix(8);
+  GetFixed(&v, &crc);
+  if (crc32c::Value(v) != crc) return DataLossError("attribute map fails its checksum");
+  uint64_t n;
+  if (!GetFixed(&v, &n) || n > v.size() / 33) return DataLossError("corrupt attribute map");
+  attrs->reserve(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    uint64_t id;
+    uint8_t has;
+    uint32_t ntags;
+    ItemAttrs a;
+    if (!GetFixed(&v, &id) || !GetFixed(&v, &has) || !GetFixed(&v, &a.category) || !GetFixed(&v, &a.timestamp) ||
+        !GetFixed(&v, &a.cluster) || !GetFixed(&v, &ntags) || has > 1 || ntags > v.size() / 8) {
+      return DataLossError("corrupt attribute map");
+    }
+    a.has_category = has != 0;
+    a.tags.resize(ntags);
+    GetArray(&v, a.tags.data(), ntags);
+    (*attrs)[id] = std::move(a);
+  }
+  if (!v.empty()) return DataLossError("corrupt attribute map");
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status Partitions::Save(const std::string& dir) const {
   QV_RETURN_IF_ERROR(global_->Save(dir + "/global.qvi"));
+  {
+    std::string attrs;
+    {
+      std::shared_lock lock(mu_);
+      attrs = EncodeAttrs(attrs_);
+    }
+    QV_RETURN_IF_ERROR(index::WriteFileAtomically(dir + "/attrs.bin", attrs));
+  }
   if (clusters_.empty()) return Status::Ok();
   for (size_t k = 0; k < clusters_.size(); ++k) QV_RETURN_IF_ERROR(clusters_[k]->Save(ClusterFile(dir, k)));
   std::string body;
@@ -189,6 +283,15 @@ Result<std::unique_ptr<Partitions>> Partitions::Load(const CollectionSchema& sch
   std::unique_ptr<Partitions> p(new Partitions(schema));
   QV_ASSIGN_OR_RETURN(p->global_, index::LoadIndex(dir + "/global.qvi"));
   QV_RETURN_IF_ERROR(CheckIndexMatches(schema, *p->global_));
+  {
+    std::ifstream in(dir + "/attrs.bin", std::ios::binary);
+    if (!in) return DataLossError(dir + "/attrs.bin is missing");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    Status s = DecodeAttrs(ss.str(), &p->attrs_);
+    if (!s.ok()) return DataLossError(dir + "/attrs.bin: " + std::string(s.message()));
+    if (p->attrs_.size() != p->global_->size()) return DataLossError(dir + "/attrs.bin does not match the index");
+  }
   p->sums_.assign(size_t(schema.clusters) * schema.dim, 0.0);
   p->counts_.assign(schema.clusters, 0);
   if (schema.clusters == 0) return p;

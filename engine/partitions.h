@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <shared_mutex>
 #include <span>
 #include <string>
@@ -21,6 +22,7 @@
 
 #include "base/model.h"
 #include "base/result.h"
+#include "engine/filter.h"
 #include "index/vector_index.h"
 
 namespace quiver::engine {
@@ -52,6 +54,13 @@ class Partitions {
   std::vector<uint64_t> ClusterSizes() const;
   std::vector<float> Centroids() const;
 
+  // Attribute filters: whether id's attributes satisfy f (false for an absent id); the ids
+  // that do (within `cluster` unless it is -1), or nullopt once more than `limit` match; and a
+  // sampled estimate of the fraction of items that match.
+  bool Allows(const Filter& f, uint64_t id) const;
+  std::optional<std::vector<uint64_t>> MatchingIds(const Filter& f, int64_t cluster, size_t limit) const;
+  double EstimateMatchFraction(const Filter& f) const;
+
  private:
   explicit Partitions(const CollectionSchema& schema) : schema_(schema) {}
   void Account(uint32_t cluster, std::span<const float> v, double sign);  // REQUIRES: mu_ held
@@ -59,7 +68,8 @@ class Partitions {
   const CollectionSchema schema_;
   std::unique_ptr<index::VectorIndex> global_;
   std::vector<std::unique_ptr<index::VectorIndex>> clusters_;
-  mutable std::shared_mutex mu_;                     // guards the three below
+  mutable std::shared_mutex mu_;                     // guards the four below
+  std::unordered_map<uint64_t, ItemAttrs> attrs_;    // every item's filterable attributes
   std::unordered_map<uint64_t, uint32_t> cluster_of_;
   std::vector<double> sums_;                         // C x dim: sum of member vectors
   std::vector<uint64_t> counts_;                     // C

@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "engine/partitions.h"
+#include "index/simd/kernels.h"
 
 namespace quiver::engine {
 namespace {
@@ -126,17 +127,62 @@ std::vector<QueryHit> Merge(const std::vector<std::vector<index::Neighbor>>& lis
   return hits;
 }
 
-// Every query vector against one index with k results each, on the pool.
-Result<std::vector<std::vector<index::Neighbor>>> SearchAll(const index::VectorIndex& idx, const QuerySpec& q,
-                                                            size_t k) {
+// Exact top-k of `ids` (their vectors read from idx) for query v.
+Result<std::vector<index::Neighbor>> ExactScan(const index::VectorIndex& idx, Metric metric, std::span<const float> v,
+                                               std::span<const uint64_t> ids, size_t k) {
+  const auto& kern = simd::GetKernels();
+  const size_t dim = v.size();
+  double qn = 0;
+  for (float x : v) qn += double(x) * x;
+  const float inv_norm = qn > 0 ? float(1.0 / std::sqrt(qn)) : 0.0f;
+  std::vector<float> x(dim);
+  std::vector<index::Neighbor> all;
+  all.reserve(ids.size());
+  for (uint64_t id : ids) {
+    QV_RETURN_IF_ERROR(idx.GetVector(id, x.data()));
+    float d;
+    switch (metric) {
+      case Metric::kL2: d = kern.l2sqr(v.data(), x.data(), dim); break;
+      case Metric::kInnerProduct: d = -kern.inner_product(v.data(), x.data(), dim); break;
+      default: d = 1.0f - kern.inner_product(v.data(), x.data(), dim) * inv_norm; break;
+    }
+    all.push_back({id, d});
+  }
+  const size_t n = std::min(k, all.size());
+  std::partial_sort(all.begin(), all.begin() + n, all.end(), [](const auto& a, const auto& b) {
+    return a.distance != b.distance ? a.distance < b.distance : a.id < b.id;
+  });
+  all.resize(n);
+  return all;
+}
+
+// Every query vector against one index (the global one, or cluster `cluster`'s) with k results
+// each, on the pool; with a filter, inside the traversal or by an exact scan of few matches.
+Result<std::vector<std::vector<index::Neighbor>>> SearchAll(const Partitions& parts, int64_t cluster, Metric metric,
+                                                            const QuerySpec& q, size_t k) {
+  const index::VectorIndex& idx = cluster < 0 ? parts.global() : parts.cluster(size_t(cluster));
   std::vector<std::vector<index::Neighbor>> lists(q.vectors.size());
   std::vector<Status> status(q.vectors.size());
-  index::SearchParams p;
-  p.k = k;
-  p.ef = q.ef ? std::max<size_t>(q.ef, k) : 0;
-  p.nprobe = q.nprobe;
-  p.refine = q.refine;
-  Pool::Get().ParallelFor(q.vectors.size(), [&](size_t j) { status[j] = idx.Search(q.vectors[j], p, &lists[j]); });
+  std::optional<std::vector<uint64_t>> few;
+  if (q.filter && parts.EstimateMatchFraction(*q.filter) * double(idx.size()) < double(kExactScanLimit)) {
+    few = parts.MatchingIds(*q.filter, cluster, kExactScanLimit);
+  }
+  if (few) {
+    Pool::Get().ParallelFor(q.vectors.size(), [&](size_t j) {
+      auto r = ExactScan(idx, metric, q.vectors[j], *few, k);
+      if (r.ok()) lists[j] = std::move(*r);
+      status[j] = r.status();
+    });
+  } else {
+    index::PredicateSelector selector([&](uint64_t id) { return parts.Allows(*q.filter, id); });
+    index::SearchParams p;
+    p.k = k;
+    p.ef = q.ef ? std::max<size_t>(q.ef, k) : 0;
+    p.nprobe = q.nprobe;
+    p.refine = q.refine;
+    if (q.filter) p.filter = &selector;
+    Pool::Get().ParallelFor(q.vectors.size(), [&](size_t j) { status[j] = idx.Search(q.vectors[j], p, &lists[j]); });
+  }
   for (const Status& s : status) QV_RETURN_IF_ERROR(s);
   return lists;
 }
@@ -225,6 +271,7 @@ Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters) {
   } else if (!q.weights.empty()) {
     return InvalidArgumentError("weights are only for aggregate 'weighted'");
   }
+  if (q.filter) QV_RETURN_IF_ERROR(ValidateFilter(*q.filter));
   if (!q.quota) {
     if (q.k == 0) return InvalidArgumentError("k must be at least 1");
     return Status::Ok();
@@ -256,7 +303,7 @@ Result<QueryResult> RunQuery(const Partitions& parts, Metric metric, const Query
   QueryResult out;
   const size_t c = parts.clusters();
   if (!q.quota) {
-    QV_ASSIGN_OR_RETURN(auto lists, SearchAll(parts.global(), q, q.k));
+    QV_ASSIGN_OR_RETURN(auto lists, SearchAll(parts, -1, metric, q, q.k));
     out.hits = Merge(lists, metric, q, q.k);
   } else {
     const QuotaSpec& s = *q.quota;
@@ -278,7 +325,7 @@ Result<QueryResult> RunQuery(const Partitions& parts, Metric metric, const Query
       std::vector<Status> status(todo.size());
       Pool::Get().ParallelFor(todo.size(), [&](size_t i) {
         const size_t k = todo[i];
-        auto lists = SearchAll(parts.cluster(k), q, quota[k]);
+        auto lists = SearchAll(parts, int64_t(k), metric, q, quota[k]);
         if (!lists.ok()) {
           status[i] = lists.status();
           return;

@@ -32,7 +32,13 @@ struct QuerySpec {
   uint32_t k = 10;                          // results (with a quota: quota.total)
   uint32_t ef = 0, nprobe = 0, refine = 0;  // per-request index knobs (0: defaults)
   std::optional<QuotaSpec> quota;
+  // Only items whose attributes match are returned: applied inside the index traversal, or, when
+  // few items match (an estimate from a sample, then an exact count), by an exact scan of them.
+  std::optional<Filter> filter;
 };
+
+// Below this many matching items (per searched index), a filtered search scans them exactly.
+inline constexpr size_t kExactScanLimit = 4096;
 
 struct QueryHit {
   uint64_t id = 0;

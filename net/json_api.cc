@@ -111,6 +111,81 @@ Status GetIds(object obj, std::vector<uint64_t>* ids) {
   return Status::Ok();
 }
 
+// {"eq": {"category": 3}}, {"in": {"tag": [1, 2]}}, {"range": {"timestamp": {"gte": a, "lte": b}}},
+// {"not": filter}, {"and": [filters]}, {"or": [filters]}.
+Result<Filter> FilterFromJson(element e, int depth) {
+  if (depth > 16) return Bad("filter is nested deeper than 16");
+  object o;
+  if (e.get_object().get(o) || o.size() != 1) return Bad("a filter is an object with one key: eq, in, range, not, and, or");
+  auto field = *o.begin();
+  const std::string_view op = field.key;
+  Filter f;
+  auto field_of = [](std::string_view name, Filter::Field* out) {
+    if (name == "category") *out = Filter::Field::kCategory;
+    else if (name == "tag" || name == "tags") *out = Filter::Field::kTag;
+    else if (name == "timestamp") *out = Filter::Field::kTimestamp;
+    else if (name == "cluster") *out = Filter::Field::kCluster;
+    else return false;
+    return true;
+  };
+  if (op == "and" || op == "or") {
+    f.op = op == "and" ? Filter::Op::kAnd : Filter::Op::kOr;
+    simdjson::dom::array a;
+    if (field.value.get_array().get(a)) return Bad("filter " + std::string(op) + " takes an array");
+    for (element c : a) {
+      QV_ASSIGN_OR_RETURN(Filter child, FilterFromJson(c, depth + 1));
+      f.children.push_back(std::move(child));
+    }
+    return f;
+  }
+  if (op == "not") {
+    f.op = Filter::Op::kNot;
+    QV_ASSIGN_OR_RETURN(Filter child, FilterFromJson(field.value, depth + 1));
+    f.children.push_back(std::move(child));
+    return f;
+  }
+  object body;
+  if (field.value.get_object().get(body) || body.size() != 1) {
+    return Bad("filter " + std::string(op) + " takes an object with one field");
+  }
+  auto target = *body.begin();
+  if (!field_of(target.key, &f.field)) {
+    return Bad("unknown filter field '" + std::string(target.key) + "' (category, tag, timestamp, cluster)");
+  }
+  if (op == "eq" || op == "in") {
+    f.op = op == "eq" ? Filter::Op::kEq : Filter::Op::kIn;
+    int64_t v;
+    if (op == "eq") {
+      if (auto err = target.value.get_int64().get(v)) return BadField("filter eq", err);
+      f.values.push_back(v);
+      return f;
+    }
+    simdjson::dom::array a;
+    if (auto err = target.value.get_array().get(a)) return BadField("filter in", err);
+    for (element x : a) {
+      if (auto err = x.get_int64().get(v)) return BadField("filter in", err);
+      f.values.push_back(v);
+    }
+    return f;
+  }
+  if (op == "range") {
+    f.op = Filter::Op::kRange;
+    object r;
+    if (target.value.get_object().get(r)) return Bad("filter range takes {gte, gt, lte, lt}");
+    for (auto bound : r) {
+      int64_t v;
+      if (auto err = bound.value.get_int64().get(v)) return BadField("filter range", err);
+      if (bound.key == "gte") f.lo = v;
+      else if (bound.key == "gt") f.lo = v == INT64_MAX ? v : v + 1;
+      else if (bound.key == "lte") f.hi = v;
+      else if (bound.key == "lt") f.hi = v == INT64_MIN ? v : v - 1;
+      else return Bad("unknown range bound '" + std::string(bound.key) + "' (gte, gt, lte, lt)");
+    }
+    return f;
+  }
+  return Bad("unknown filter '" + std::string(op) + "' (eq, in, range, not, and, or)");
+}
+
 Result<CollectionSchema> SchemaFromJson(object obj) {
   QV_RETURN_IF_ERROR(OnlyFields(obj, {"name", "dim", "metric", "index", "clusters", "topics", "max_history"}));
   CollectionSchema s;
@@ -230,7 +305,7 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
   }
   if (action == "search" && arg.empty()) {
     if (method != "POST") return wrong_method();
-    QV_RETURN_IF_ERROR(OnlyFields(obj, {"vector", "vectors", "aggregate", "weights", "quota", "k", "params"}));
+    QV_RETURN_IF_ERROR(OnlyFields(obj, {"vector", "vectors", "aggregate", "weights", "quota", "filter", "k", "params"}));
     SearchCall c;
     c.collection = coll;
     element v;
@@ -279,6 +354,10 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
       }
       QV_RETURN_IF_ERROR(GetUint(qo, "total", &quota.total));
       c.quota = std::move(quota);
+    }
+    if (!obj["filter"].get(v)) {
+      QV_ASSIGN_OR_RETURN(Filter filter, FilterFromJson(v, 0));
+      c.filter = std::move(filter);
     }
     QV_RETURN_IF_ERROR(GetUint(obj, "k", &c.k));
     element pe;

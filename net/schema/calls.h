@@ -44,7 +44,8 @@ struct SearchCall {
   uint8_t aggregate = 0;
   std::vector<float> weights;
   std::optional<QuotaParams> quota;
-  bool IsPlain() const { return vectors.empty() && aggregate == 0 && weights.empty() && !quota; }
+  std::optional<Filter> filter;
+  bool IsPlain() const { return vectors.empty() && aggregate == 0 && weights.empty() && !quota && !filter; }
 };
 struct SnapshotCall { std::string collection; };  // empty: every collection
 struct ReloadCall { std::string version; };

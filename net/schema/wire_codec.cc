@@ -53,6 +53,35 @@ struct BodyRef {
   Offset<void> offset;
 };
 
+Offset<wire::Filter> PutFilter(FlatBufferBuilder& b, const Filter& f) {
+  std::vector<Offset<wire::Filter>> children;
+  for (const Filter& c : f.children) children.push_back(PutFilter(b, c));
+  auto cv = children.empty() ? Offset<flatbuffers::Vector<Offset<wire::Filter>>>() : b.CreateVector(children);
+  auto vv = f.values.empty() ? Offset<flatbuffers::Vector<int64_t>>() : b.CreateVector(f.values);
+  return wire::CreateFilter(b, uint8_t(f.op), uint8_t(f.field), vv, f.lo, f.hi, cv);
+}
+
+Result<Filter> GetFilter(const wire::Filter* w, int depth) {
+  if (depth > 16) return InvalidArgumentError("filter is nested deeper than 16");
+  if (w->op() > uint8_t(Filter::Op::kOr) || w->field() > uint8_t(Filter::Field::kCluster)) {
+    return InvalidArgumentError("unknown filter op or field");
+  }
+  Filter f;
+  f.op = Filter::Op(w->op());
+  f.field = Filter::Field(w->field());
+  if (w->values()) f.values.assign(w->values()->begin(), w->values()->end());
+  f.lo = w->lo();
+  f.hi = w->hi();
+  if (w->children()) {
+    for (const wire::Filter* c : *w->children()) {
+      if (!c) return InvalidArgumentError("empty filter child");
+      QV_ASSIGN_OR_RETURN(Filter child, GetFilter(c, depth + 1));
+      f.children.push_back(std::move(child));
+    }
+  }
+  return f;
+}
+
 BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
   struct Visitor {
     FlatBufferBuilder& b;
@@ -123,8 +152,10 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
         auto p = b.CreateVector(c.quota->p);
         q = wire::CreateQuota(b, p, c.quota->a, c.quota->total, c.quota->temperature);
       }
+      Offset<wire::Filter> f;
+      if (c.filter) f = PutFilter(b, *c.filter);
       return {wire::RequestBody::Search, wire::CreateSearch(b, n, v, c.k, c.ef, c.nprobe, c.refine, vs,
-                                                            wire::Aggregate(c.aggregate), w, q).Union()};
+                                                            wire::Aggregate(c.aggregate), w, q, f).Union()};
     }
     BodyRef operator()(const SnapshotCall& c) {
       auto n = b.CreateString(c.collection);
@@ -351,6 +382,10 @@ Result<Call> CallFromWire(const wire::Request* r) {
       c.aggregate = uint8_t(s->aggregate());
       c.weights = Vec(s->weights());
       if (const wire::Quota* q = s->quota()) c.quota = QuotaParams{Vec(q->p()), q->a(), q->total(), q->temperature()};
+      if (const wire::Filter* f = s->filter()) {
+        QV_ASSIGN_OR_RETURN(Filter filter, GetFilter(f, 0));
+        c.filter = std::move(filter);
+      }
       return Call(std::move(c));
     }
     case wire::RequestBody::Snapshot: return Call(SnapshotCall{Str(r->body_as_Snapshot()->collection())});

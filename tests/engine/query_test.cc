@@ -10,6 +10,7 @@
 #include <set>
 
 #include "engine/engine.h"
+#include "engine/filter.h"
 #include "tests/testing/temp_dir.h"
 
 namespace quiver::engine {
@@ -181,6 +182,57 @@ TEST_F(QueryTest, AutoIntentFollowsTheQuery) {
   EXPECT_GT(r->per_cluster[2], 10u);
 }
 
+Filter Eq(Filter::Field field, int64_t v) { return Filter{Filter::Op::kEq, field, {v}}; }
+
+TEST_F(QueryTest, FiltersReturnOnlyMatchingItemsExactly) {
+  // Give items categories and tags, then query with filters of both sizes: a large matching
+  // set (traversal with the filter) and a small one (exact scan).
+  for (auto& item : items_) {
+    item.category = int64_t(item.id % 5);
+    item.tags = {int64_t(item.id % 7)};
+    item.timestamp = int64_t(item.id % 1000);
+  }
+  ASSERT_TRUE(engine_->Upsert("c", items_).ok());
+  auto check = [&](const Filter& f, size_t k) {
+    QuerySpec q;
+    q.vectors = {items_[10].vector};
+    q.k = uint32_t(k);
+    q.filter = f;
+    auto r = engine_->Query("c", q);
+    ASSERT_TRUE(r.ok()) << r.status();
+    std::vector<std::pair<float, uint64_t>> want;
+    for (const auto& item : items_) {
+      if (Matches(f, AttrsOf(item))) want.emplace_back(Score(q.vectors[0], item), item.id);
+    }
+    std::sort(want.begin(), want.end(), [](auto& a, auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
+    want.resize(std::min(k, want.size()));
+    ASSERT_EQ(r->hits.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(r->hits[i].id, want[i].second) << i;
+  };
+  check(Eq(Filter::Field::kCategory, 2), 20);                                   // ~20%: traversal
+  check(Filter{Filter::Op::kIn, Filter::Field::kTag, {3, 4}}, 20);              // tags
+  check(Filter{Filter::Op::kRange, Filter::Field::kTimestamp, {}, 5, 9}, 50);   // few: exact scan
+  Filter both{Filter::Op::kAnd, {}, {}, INT64_MIN, INT64_MAX,
+              {Eq(Filter::Field::kCategory, 1), Filter{Filter::Op::kNot, {}, {}, INT64_MIN, INT64_MAX,
+                                                       {Eq(Filter::Field::kCluster, 0)}}}};
+  check(both, 30);
+  // With quotas: a cluster with no matching item hands its share on.
+  QuerySpec q;
+  q.vectors = {items_[10].vector};
+  q.filter = Filter{Filter::Op::kRange, Filter::Field::kCluster, {}, 0, 1};
+  q.quota = QuotaSpec{{0.25f, 0.25f, 0.25f, 0.25f}, 1.0f, 40, 1.0f};
+  auto r = engine_->Query("c", q);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->hits.size(), 40u);
+  EXPECT_EQ(r->per_cluster[2] + r->per_cluster[3], 0u);
+  // Attributes survive a snapshot and a reopen.
+  ASSERT_TRUE(engine_->Snapshot("c").ok());
+  engine_.reset();
+  engine_ = std::move(Engine::Open(dir_.path() + "/v", {})).value();
+  check(Eq(Filter::Field::kCategory, 2), 20);
+  check(Filter{Filter::Op::kRange, Filter::Field::kTimestamp, {}, 5, 9}, 50);
+}
+
 TEST_F(QueryTest, BadQueriesGetClearErrors) {
   auto bad = [&](QuerySpec q, const std::string& word) {
     auto r = engine_->Query("c", q);
@@ -205,6 +257,13 @@ TEST_F(QueryTest, BadQueriesGetClearErrors) {
   bad(q, ">= 0");
   q.quota = QuotaSpec{{}, 1.0f, 0, 1.0f};
   bad(q, "total");
+  q.quota.reset();
+  q.filter = Filter{Filter::Op::kRange, Filter::Field::kTimestamp, {}, 9, 5};
+  bad(q, "lo > hi");
+  q.filter = Filter{Filter::Op::kNot, {}, {}, 0, 0, {}};
+  bad(q, "exactly one child");
+  q.filter = Filter{Filter::Op::kIn, Filter::Field::kTag, {}};
+  bad(q, "needs a value");
 }
 
 // Planted structure: users interested in two distant clusters. One averaged vector lands

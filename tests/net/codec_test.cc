@@ -72,6 +72,16 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
   EXPECT_EQ(m.weights, multi.weights);
   EXPECT_EQ(m.quota, multi.quota);
   EXPECT_FALSE(m.IsPlain());
+  // A filter tree survives the wire.
+  Filter f{Filter::Op::kAnd, Filter::Field::kCategory, {}, INT64_MIN, INT64_MAX,
+           {Filter{Filter::Op::kIn, Filter::Field::kTag, {1, 2}},
+            Filter{Filter::Op::kNot, Filter::Field::kCategory, {}, INT64_MIN, INT64_MAX,
+                   {Filter{Filter::Op::kRange, Filter::Field::kTimestamp, {}, 10, 20}}}}};
+  SearchCall filtered{"c", {1, 2}, 5};
+  filtered.filter = f;
+  auto fb = DecodeRequest(EncodeRequestFrame(3, "", filtered).substr(kFrameHeaderBytes));
+  ASSERT_TRUE(fb.ok()) << fb.status();
+  EXPECT_EQ(std::get<SearchCall>(fb->call).filter, f);
 }
 
 TEST(WireCodecTest, EveryReplyRoundTrips) {
@@ -165,6 +175,18 @@ TEST(JsonApiTest, RoutesDecodeIntoCalls) {
   EXPECT_TRUE(qc.quota->p.empty());
   EXPECT_EQ(qc.quota->total, 200u);
   EXPECT_FLOAT_EQ(qc.quota->temperature, 0.1f);
+  auto fj = DecodeHttpCall("POST", "/v1/collections/m/search",
+                           R"({"vector":[1,2],"filter":{"and":[{"in":{"tag":[1,2]}},
+                               {"not":{"range":{"timestamp":{"gte":10,"lt":21}}}}]}})", 32);
+  ASSERT_TRUE(fj.ok()) << fj.status();
+  const Filter& ff = *std::get<SearchCall>(*fj).filter;
+  EXPECT_EQ(ff.op, Filter::Op::kAnd);
+  ASSERT_EQ(ff.children.size(), 2u);
+  EXPECT_EQ(ff.children[0].values, (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(ff.children[1].children[0].lo, 10);
+  EXPECT_EQ(ff.children[1].children[0].hi, 20);
+  EXPECT_FALSE(DecodeHttpCall("POST", "/v1/collections/m/search", R"({"vector":[1],"filter":{"eq":{"colour":1}}})", 32).ok());
+  EXPECT_FALSE(DecodeHttpCall("POST", "/v1/collections/m/search", R"({"vector":[1],"filter":{"xor":[]}})", 32).ok());
   EXPECT_EQ(std::get<GetCall>(*DecodeHttpCall("GET", "/v1/collections/m/items/42", "", 32)).ids,
             std::vector<uint64_t>{42});
   EXPECT_TRUE(std::holds_alternative<DropCollectionCall>(*DecodeHttpCall("DELETE", "/v1/collections/m", "", 32)));

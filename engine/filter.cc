@@ -1,0 +1,77 @@
+#include "engine/filter.h"
+
+#include <algorithm>
+#include <string>
+
+namespace quiver::engine {
+namespace {
+
+Status Validate(const Filter& f, int depth) {
+  if (depth > 16) return InvalidArgumentError("filter is nested deeper than 16");
+  if (f.values.size() > 10000) return InvalidArgumentError("filter has more than 10,000 values");
+  switch (f.op) {
+    case Filter::Op::kEq:
+    case Filter::Op::kIn:
+      if (f.values.empty()) return InvalidArgumentError("filter eq/in needs a value");
+      if (f.op == Filter::Op::kEq && f.values.size() != 1) return InvalidArgumentError("filter eq takes one value");
+      return Status::Ok();
+    case Filter::Op::kRange:
+      if (f.field == Filter::Field::kTag) return InvalidArgumentError("filter range is for category, timestamp, cluster");
+      if (f.lo > f.hi) return InvalidArgumentError("filter range has lo > hi");
+      return Status::Ok();
+    case Filter::Op::kNot:
+      if (f.children.size() != 1) return InvalidArgumentError("filter not takes exactly one child");
+      return Validate(f.children[0], depth + 1);
+    case Filter::Op::kAnd:
+    case Filter::Op::kOr:
+      if (f.children.empty()) return InvalidArgumentError("filter and/or needs children");
+      for (const Filter& c : f.children) QV_RETURN_IF_ERROR(Validate(c, depth + 1));
+      return Status::Ok();
+  }
+  return InvalidArgumentError("unknown filter op");
+}
+
+}  // namespace
+
+ItemAttrs AttrsOf(const ItemRecord& item) {
+  return ItemAttrs{item.category.has_value(), item.category.value_or(0), item.timestamp, item.cluster, item.tags};
+}
+
+bool Matches(const Filter& f, const ItemAttrs& a) {
+  auto value = [&](int64_t* v) {
+    switch (f.field) {
+      case Filter::Field::kCategory: *v = a.category; return a.has_category;
+      case Filter::Field::kTimestamp: *v = a.timestamp; return true;
+      case Filter::Field::kCluster: *v = int64_t(a.cluster); return true;
+      case Filter::Field::kTag: return false;
+    }
+    return false;
+  };
+  switch (f.op) {
+    case Filter::Op::kEq:
+    case Filter::Op::kIn: {
+      if (f.field == Filter::Field::kTag) {
+        for (int64_t t : a.tags) {
+          if (std::find(f.values.begin(), f.values.end(), t) != f.values.end()) return true;
+        }
+        return false;
+      }
+      int64_t v;
+      return value(&v) && std::find(f.values.begin(), f.values.end(), v) != f.values.end();
+    }
+    case Filter::Op::kRange: {
+      int64_t v;
+      return value(&v) && v >= f.lo && v <= f.hi;
+    }
+    case Filter::Op::kNot: return !Matches(f.children[0], a);
+    case Filter::Op::kAnd:
+      return std::all_of(f.children.begin(), f.children.end(), [&](const Filter& c) { return Matches(c, a); });
+    case Filter::Op::kOr:
+      return std::any_of(f.children.begin(), f.children.end(), [&](const Filter& c) { return Matches(c, a); });
+  }
+  return false;
+}
+
+Status ValidateFilter(const Filter& f) { return Validate(f, 0); }
+
+}  // namespace quiver::engine
