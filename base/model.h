@@ -129,6 +129,15 @@ struct Filter {
   friend bool operator==(const Filter&, const Filter&) = default;
 };
 
+// Diversity re-ranking of a search's results (docs/queries.md, "Diversity").
+struct Rerank {
+  float mmr_lambda = -1.0f;               // in [0, 1]: MMR trade-off; negative: no MMR
+  uint32_t window = 0;                    // candidates re-ranked (0: 3 * k)
+  uint32_t max_consecutive_category = 0;  // 0: no limit
+  uint32_t per_category_cap = 0;          // 0: no limit
+  friend bool operator==(const Rerank&, const Rerank&) = default;
+};
+
 struct VersionsInfo {
   std::string current, previous;
   std::vector<std::string> versions;

@@ -190,6 +190,14 @@ std::optional<std::vector<uint64_t>> Partitions::MatchingIds(const Filter& f, in
   return out;
 }
 
+bool Partitions::AttrsFor(uint64_t id, ItemAttrs* out) const {
+  std::shared_lock lock(mu_);
+  auto it = attrs_.find(id);
+  if (it == attrs_.end()) return false;
+  *out = it->second;
+  return true;
+}
+
 double Partitions::EstimateMatchFraction(const Filter& f) const {
   std::shared_lock lock(mu_);
   size_t seen = 0, match = 0;

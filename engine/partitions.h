@@ -60,6 +60,8 @@ class Partitions {
   bool Allows(const Filter& f, uint64_t id) const;
   std::optional<std::vector<uint64_t>> MatchingIds(const Filter& f, int64_t cluster, size_t limit) const;
   double EstimateMatchFraction(const Filter& f) const;
+  // The item's attributes (false if absent).
+  bool AttrsFor(uint64_t id, ItemAttrs* out) const;
 
  private:
   explicit Partitions(const CollectionSchema& schema) : schema_(schema) {}

@@ -35,6 +35,7 @@ struct QuerySpec {
   // Only items whose attributes match are returned: applied inside the index traversal, or, when
   // few items match (an estimate from a sample, then an exact count), by an exact scan of them.
   std::optional<Filter> filter;
+  std::optional<Rerank> rerank;
 };
 
 // Below this many matching items (per searched index), a filtered search scans them exactly.

@@ -305,7 +305,7 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
   }
   if (action == "search" && arg.empty()) {
     if (method != "POST") return wrong_method();
-    QV_RETURN_IF_ERROR(OnlyFields(obj, {"vector", "vectors", "aggregate", "weights", "quota", "filter", "k", "params"}));
+    QV_RETURN_IF_ERROR(OnlyFields(obj, {"vector", "vectors", "aggregate", "weights", "quota", "filter", "rerank", "k", "params"}));
     SearchCall c;
     c.collection = coll;
     element v;
@@ -358,6 +358,25 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
     if (!obj["filter"].get(v)) {
       QV_ASSIGN_OR_RETURN(Filter filter, FilterFromJson(v, 0));
       c.filter = std::move(filter);
+    }
+    if (!obj["rerank"].get(v)) {
+      object ro;
+      if (auto err = v.get_object().get(ro)) return BadField("rerank", err);
+      QV_RETURN_IF_ERROR(OnlyFields(ro, {"mmr", "max_consecutive_category", "per_category_cap"}));
+      Rerank r;
+      element me;
+      if (!ro["mmr"].get(me)) {
+        object mo;
+        if (auto err = me.get_object().get(mo)) return BadField("rerank mmr", err);
+        QV_RETURN_IF_ERROR(OnlyFields(mo, {"lambda", "window"}));
+        double lambda;
+        if (auto err = mo["lambda"].get_double().get(lambda)) return BadField("rerank mmr lambda", err);
+        r.mmr_lambda = float(lambda);
+        QV_RETURN_IF_ERROR(GetUint(mo, "window", &r.window));
+      }
+      QV_RETURN_IF_ERROR(GetUint(ro, "max_consecutive_category", &r.max_consecutive_category));
+      QV_RETURN_IF_ERROR(GetUint(ro, "per_category_cap", &r.per_category_cap));
+      c.rerank = r;
     }
     QV_RETURN_IF_ERROR(GetUint(obj, "k", &c.k));
     element pe;

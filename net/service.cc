@@ -27,6 +27,7 @@ Reply RunQuery(const engine::Engine& e, const SearchCall& c) {
   q.refine = c.refine;
   if (c.quota) q.quota = engine::QuotaSpec{c.quota->p, c.quota->a, c.quota->total, c.quota->temperature};
   q.filter = c.filter;
+  q.rerank = c.rerank;
   auto r = e.Query(c.collection, q);
   if (!r.ok()) return FromStatus(r.status());
   SearchResult out;

@@ -45,7 +45,10 @@ struct SearchCall {
   std::vector<float> weights;
   std::optional<QuotaParams> quota;
   std::optional<Filter> filter;
-  bool IsPlain() const { return vectors.empty() && aggregate == 0 && weights.empty() && !quota && !filter; }
+  std::optional<Rerank> rerank;
+  bool IsPlain() const {
+    return vectors.empty() && aggregate == 0 && weights.empty() && !quota && !filter && !rerank;
+  }
 };
 struct SnapshotCall { std::string collection; };  // empty: every collection
 struct ReloadCall { std::string version; };

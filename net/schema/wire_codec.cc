@@ -154,8 +154,13 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
       }
       Offset<wire::Filter> f;
       if (c.filter) f = PutFilter(b, *c.filter);
+      Offset<wire::Rerank> rr;
+      if (c.rerank) {
+        rr = wire::CreateRerank(b, c.rerank->mmr_lambda, c.rerank->window, c.rerank->max_consecutive_category,
+                                c.rerank->per_category_cap);
+      }
       return {wire::RequestBody::Search, wire::CreateSearch(b, n, v, c.k, c.ef, c.nprobe, c.refine, vs,
-                                                            wire::Aggregate(c.aggregate), w, q, f).Union()};
+                                                            wire::Aggregate(c.aggregate), w, q, f, rr).Union()};
     }
     BodyRef operator()(const SnapshotCall& c) {
       auto n = b.CreateString(c.collection);
@@ -385,6 +390,9 @@ Result<Call> CallFromWire(const wire::Request* r) {
       if (const wire::Filter* f = s->filter()) {
         QV_ASSIGN_OR_RETURN(Filter filter, GetFilter(f, 0));
         c.filter = std::move(filter);
+      }
+      if (const wire::Rerank* r = s->rerank()) {
+        c.rerank = Rerank{r->mmr_lambda(), r->window(), r->max_consecutive_category(), r->per_category_cap()};
       }
       return Call(std::move(c));
     }

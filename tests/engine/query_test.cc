@@ -233,6 +233,48 @@ TEST_F(QueryTest, FiltersReturnOnlyMatchingItemsExactly) {
   check(Filter{Filter::Op::kRange, Filter::Field::kTimestamp, {}, 5, 9}, 50);
 }
 
+TEST_F(QueryTest, DiversityReranking) {
+  for (auto& item : items_) item.category = int64_t(item.id % 3);
+  ASSERT_TRUE(engine_->Upsert("c", items_).ok());
+  QuerySpec q;
+  q.vectors = {items_[10].vector};
+  q.k = 20;
+  auto plain = engine_->Query("c", q);
+  ASSERT_TRUE(plain.ok());
+  // lambda 1 and no limits: the plain order.
+  q.rerank = Rerank{1.0f, 60, 0, 0};
+  auto same = engine_->Query("c", q);
+  ASSERT_TRUE(same.ok()) << same.status();
+  ASSERT_EQ(same->hits.size(), 20u);
+  for (size_t i = 0; i < 20; ++i) EXPECT_EQ(same->hits[i].id, plain->hits[i].id);
+  // Category limits.
+  auto category = [&](uint64_t id) { return int64_t(id % 3); };
+  q.rerank = Rerank{-1.0f, 60, 1, 0};
+  auto alt = engine_->Query("c", q);
+  ASSERT_TRUE(alt.ok());
+  for (size_t i = 1; i < alt->hits.size(); ++i) {
+    EXPECT_NE(category(alt->hits[i].id), category(alt->hits[i - 1].id)) << i;
+  }
+  q.rerank = Rerank{-1.0f, 60, 0, 4};
+  auto capped = engine_->Query("c", q);
+  std::map<int64_t, int> count;
+  for (const auto& h : capped->hits) ++count[category(h.id)];
+  EXPECT_EQ(capped->hits.size(), 12u) << "3 categories x cap 4: the cap is hard";
+  for (auto& [c, n] : count) EXPECT_EQ(n, 4) << "category " << c;
+  // MMR with a low lambda spreads the results over clusters; the first pick is still the best.
+  q.rerank = Rerank{0.1f, 400, 0, 0};
+  auto mmr = engine_->Query("c", q);
+  ASSERT_TRUE(mmr.ok());
+  EXPECT_EQ(mmr->hits[0].id, plain->hits[0].id);
+  std::set<int32_t> plain_clusters, mmr_clusters;
+  for (const auto& h : plain->hits) plain_clusters.insert(h.cluster);
+  for (const auto& h : mmr->hits) mmr_clusters.insert(h.cluster);
+  EXPECT_EQ(plain_clusters.size(), 1u);
+  EXPECT_GT(mmr_clusters.size(), 1u);
+  q.rerank = Rerank{1.5f, 0, 0, 0};
+  EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST_F(QueryTest, BadQueriesGetClearErrors) {
   auto bad = [&](QuerySpec q, const std::string& word) {
     auto r = engine_->Query("c", q);
