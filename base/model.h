@@ -135,6 +135,7 @@ struct Rerank {
   uint32_t window = 0;                    // candidates re-ranked (0: 3 * k)
   uint32_t max_consecutive_category = 0;  // 0: no limit
   uint32_t per_category_cap = 0;          // 0: no limit
+  float category_diversity = 0.0f;        // ComiRec's lambda: bonus per selected item of another category
   friend bool operator==(const Rerank&, const Rerank&) = default;
 };
 

@@ -268,7 +268,15 @@ Result<std::vector<QueryHit>> Diversify(const Partitions& parts, const Rerank& r
       for (size_t i = 0; i < n; ++i) {
         if (taken[i] || !under_cap(i) || (relax == 0 && !allowed(i))) continue;
         const float rel = hi > lo ? (hits[i].score - lo) / (hi - lo) : 1.0f;
-        const float value = mmr ? r.mmr_lambda * rel - (1 - r.mmr_lambda) * (order.empty() ? 0.0f : max_sim[i]) : rel;
+        float value = mmr ? r.mmr_lambda * rel - (1 - r.mmr_lambda) * (order.empty() ? 0.0f : max_sim[i]) : rel;
+        if (r.category_diversity > 0) {
+          // ComiRec: + lambda * #{selected items whose category differs}.
+          size_t differ = 0;
+          for (size_t j : order) {
+            differ += !(attrs[i].has_category && attrs[j].has_category && attrs[i].category == attrs[j].category);
+          }
+          value += r.category_diversity * float(differ);
+        }
         if (value > best_value) best_value = value, best = i;
       }
     }
@@ -347,6 +355,9 @@ Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters) {
     const Rerank& r = *q.rerank;
     if (!std::isfinite(r.mmr_lambda) || r.mmr_lambda > 1) return InvalidArgumentError("mmr lambda must be in [0, 1]");
     if (r.window > 10000) return InvalidArgumentError("rerank window must be at most 10,000");
+    if (!std::isfinite(r.category_diversity) || r.category_diversity < 0) {
+      return InvalidArgumentError("category_diversity must be finite and >= 0");
+    }
   }
   if (!q.quota) {
     if (q.k == 0) return InvalidArgumentError("k must be at least 1");

@@ -362,7 +362,7 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
     if (!obj["rerank"].get(v)) {
       object ro;
       if (auto err = v.get_object().get(ro)) return BadField("rerank", err);
-      QV_RETURN_IF_ERROR(OnlyFields(ro, {"mmr", "max_consecutive_category", "per_category_cap"}));
+      QV_RETURN_IF_ERROR(OnlyFields(ro, {"mmr", "max_consecutive_category", "per_category_cap", "category_diversity"}));
       Rerank r;
       element me;
       if (!ro["mmr"].get(me)) {
@@ -376,6 +376,12 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
       }
       QV_RETURN_IF_ERROR(GetUint(ro, "max_consecutive_category", &r.max_consecutive_category));
       QV_RETURN_IF_ERROR(GetUint(ro, "per_category_cap", &r.per_category_cap));
+      element ce;
+      if (!ro["category_diversity"].get(ce)) {
+        double d;
+        if (auto err = ce.get_double().get(d)) return BadField("rerank category_diversity", err);
+        r.category_diversity = float(d);
+      }
       c.rerank = r;
     }
     QV_RETURN_IF_ERROR(GetUint(obj, "k", &c.k));

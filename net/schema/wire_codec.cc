@@ -157,7 +157,7 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
       Offset<wire::Rerank> rr;
       if (c.rerank) {
         rr = wire::CreateRerank(b, c.rerank->mmr_lambda, c.rerank->window, c.rerank->max_consecutive_category,
-                                c.rerank->per_category_cap);
+                                c.rerank->per_category_cap, c.rerank->category_diversity);
       }
       return {wire::RequestBody::Search, wire::CreateSearch(b, n, v, c.k, c.ef, c.nprobe, c.refine, vs,
                                                             wire::Aggregate(c.aggregate), w, q, f, rr).Union()};
@@ -392,7 +392,8 @@ Result<Call> CallFromWire(const wire::Request* r) {
         c.filter = std::move(filter);
       }
       if (const wire::Rerank* r = s->rerank()) {
-        c.rerank = Rerank{r->mmr_lambda(), r->window(), r->max_consecutive_category(), r->per_category_cap()};
+        c.rerank = Rerank{r->mmr_lambda(), r->window(), r->max_consecutive_category(), r->per_category_cap(),
+                          r->category_diversity()};
       }
       return Call(std::move(c));
     }

@@ -271,7 +271,20 @@ TEST_F(QueryTest, DiversityReranking) {
   for (const auto& h : mmr->hits) mmr_clusters.insert(h.cluster);
   EXPECT_EQ(plain_clusters.size(), 1u);
   EXPECT_GT(mmr_clusters.size(), 1u);
+  // ComiRec's greedy category diversity: a large lambda alternates categories from the start;
+  // zero leaves the plain order.
+  q.rerank = Rerank{-1.0f, 60, 0, 0, 10.0f};
+  auto comirec = engine_->Query("c", q);
+  ASSERT_TRUE(comirec.ok());
+  std::set<int64_t> first3;
+  for (size_t i = 0; i < 3; ++i) first3.insert(category(comirec->hits[i].id));
+  EXPECT_EQ(first3.size(), 3u);
+  q.rerank = Rerank{-1.0f, 60, 0, 0, 0.0f};
+  auto zero = engine_->Query("c", q);
+  for (size_t i = 0; i < 20; ++i) EXPECT_EQ(zero->hits[i].id, plain->hits[i].id);
   q.rerank = Rerank{1.5f, 0, 0, 0};
+  EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kInvalidArgument);
+  q.rerank = Rerank{-1.0f, 0, 0, 0, -1.0f};
   EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kInvalidArgument);
 }
 

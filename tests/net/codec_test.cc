@@ -83,12 +83,12 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
   ASSERT_TRUE(fb.ok()) << fb.status();
   EXPECT_EQ(std::get<SearchCall>(fb->call).filter, f);
   SearchCall diverse{"c", {1, 2}, 5};
-  diverse.rerank = Rerank{0.3f, 50, 2, 4};
+  diverse.rerank = Rerank{0.3f, 50, 2, 4, 0.05f};
   auto db = DecodeRequest(EncodeRequestFrame(4, "", diverse).substr(kFrameHeaderBytes));
   ASSERT_TRUE(db.ok());
   EXPECT_EQ(std::get<SearchCall>(db->call).rerank, diverse.rerank);
   auto dj = DecodeHttpCall("POST", "/v1/collections/m/search",
-                           R"({"vector":[1,2],"rerank":{"mmr":{"lambda":0.3,"window":50},"max_consecutive_category":2,"per_category_cap":4}})", 32);
+                           R"({"vector":[1,2],"rerank":{"mmr":{"lambda":0.3,"window":50},"max_consecutive_category":2,"per_category_cap":4,"category_diversity":0.05}})", 32);
   ASSERT_TRUE(dj.ok()) << dj.status();
   EXPECT_EQ(std::get<SearchCall>(*dj).rerank, diverse.rerank);
 }
