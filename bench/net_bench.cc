@@ -51,6 +51,17 @@ struct ModeResult {
   size_t errors = 0;
 };
 
+// QPS and latency percentiles from the per-thread latencies (microseconds) of one mode.
+ModeResult Summarise(const std::string& mode, const Args& a, const std::vector<std::vector<float>>& lat, size_t errors) {
+  std::vector<float> all;
+  for (const auto& l : lat) all.insert(all.end(), l.begin(), l.end());
+  std::sort(all.begin(), all.end());
+  ModeResult r{mode, double(all.size()) / a.seconds, all[all.size() / 2], all[all.size() * 99 / 100], errors};
+  std::fprintf(stderr, "%-10s %9.0f QPS  p50 %7.1f us  p99 %7.1f us  errors %zu\n", mode.c_str(), r.qps, r.p50_us,
+               r.p99_us, r.errors);
+  return r;
+}
+
 // Runs `one(thread, query index)` on args.threads threads for args.seconds; latency per call.
 template <typename Fn>
 ModeResult Measure(const std::string& mode, const Args& a, size_t nq, Fn one) {
@@ -69,13 +80,7 @@ ModeResult Measure(const std::string& mode, const Args& a, size_t nq, Fn one) {
     });
   }
   for (auto& t : ts) t.join();
-  std::vector<float> all;
-  for (auto& l : lat) all.insert(all.end(), l.begin(), l.end());
-  std::sort(all.begin(), all.end());
-  ModeResult r{mode, double(all.size()) / a.seconds, all[all.size() / 2], all[all.size() * 99 / 100], errors.load()};
-  std::fprintf(stderr, "%-10s %9.0f QPS  p50 %7.1f us  p99 %7.1f us  errors %zu\n", mode.c_str(), r.qps, r.p50_us,
-               r.p99_us, r.errors);
-  return r;
+  return Summarise(mode, a, lat, errors.load());
 }
 
 // Like Measure, with `window` asynchronous calls in flight per thread.
@@ -99,13 +104,7 @@ ModeResult MeasureWindowed(const std::string& mode, const Args& a, size_t nq, si
     });
   }
   for (auto& t : ts) t.join();
-  std::vector<float> all;
-  for (auto& l : lat) all.insert(all.end(), l.begin(), l.end());
-  std::sort(all.begin(), all.end());
-  ModeResult r{mode, double(all.size()) / a.seconds, all[all.size() / 2], all[all.size() * 99 / 100], errors.load()};
-  std::fprintf(stderr, "%-10s %9.0f QPS  p50 %7.1f us  p99 %7.1f us  errors %zu\n", mode.c_str(), r.qps, r.p50_us,
-               r.p99_us, r.errors);
-  return r;
+  return Summarise(mode, a, lat, errors.load());
 }
 
 std::string JsonFloats(const float* v, size_t n) {

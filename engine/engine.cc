@@ -238,17 +238,16 @@ Result<std::shared_ptr<Collection>> Engine::Find(const std::string& name) const 
   return it->second;
 }
 
+Result<uint32_t> Engine::NextIdFor(const std::string& name) const {
+  std::shared_lock lock(mu_);
+  if (collections_.count(name)) return AlreadyExistsError("collection '" + name + "' already exists");
+  return next_id_;
+}
+
 Status Engine::CreateCollection(const CollectionSchema& schema) {
   QV_RETURN_IF_ERROR(ValidateSchema(schema));
   std::lock_guard ddl(ddl_mu_);
-  uint32_t id;
-  {
-    std::shared_lock lock(mu_);
-    if (collections_.count(schema.name)) {
-      return AlreadyExistsError("collection '" + schema.name + "' already exists");
-    }
-    id = next_id_;
-  }
+  QV_ASSIGN_OR_RETURN(const uint32_t id, NextIdFor(schema.name));
   auto c = std::make_shared<Collection>(id, schema);
   QV_ASSIGN_OR_RETURN(c->parts, Partitions::Create(schema));
   // Records left under this id by a bulk load that died before recording its collection.
@@ -273,14 +272,7 @@ Result<CollectionInfo> Engine::BulkLoad(const CollectionSchema& schema, std::spa
                                    " items to train; got " + std::to_string(items.size()));
   }
   std::lock_guard ddl(ddl_mu_);
-  uint32_t id;
-  {
-    std::shared_lock lock(mu_);
-    if (collections_.count(schema.name)) {
-      return AlreadyExistsError("collection '" + schema.name + "' already exists");
-    }
-    id = next_id_;
-  }
+  QV_ASSIGN_OR_RETURN(const uint32_t id, NextIdFor(schema.name));
   // Records of an earlier bulk load of this id that died before it was recorded.
   storage::WriteBatch clean;
   clean.DropCollection(id);

@@ -101,6 +101,9 @@ class Engine {
   Engine(std::string dir, EngineOptions options, std::unique_ptr<storage::Store> store);
   Status RecoverAll();
   Result<std::shared_ptr<Collection>> Find(const std::string& name) const;
+  // The id a new collection of that name gets; kAlreadyExists if the name is taken.
+  // REQUIRES: ddl_mu_ held.
+  Result<uint32_t> NextIdFor(const std::string& name) const;
   std::string SnapshotDir(uint32_t collection_id) const;
 
   const std::string dir_;

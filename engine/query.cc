@@ -406,14 +406,14 @@ Result<QueryResult> RunQuery(const Partitions& parts, Metric metric, const Query
     // quota is exhausted and hands its shortfall to the others in proportion to p^a.
     std::vector<uint32_t> asked(c, 0);
     for (int round = 0; round < 4; ++round) {
-      std::vector<size_t> todo;
+      std::vector<size_t> pending;
       for (size_t k = 0; k < c; ++k) {
-        if (quota[k] > asked[k] && !exhausted[k]) todo.push_back(k);
+        if (quota[k] > asked[k] && !exhausted[k]) pending.push_back(k);
       }
-      if (todo.empty()) break;
-      std::vector<Status> status(todo.size());
-      Pool::Get().ParallelFor(todo.size(), [&](size_t i) {
-        const size_t k = todo[i];
+      if (pending.empty()) break;
+      std::vector<Status> status(pending.size());
+      Pool::Get().ParallelFor(pending.size(), [&](size_t i) {
+        const size_t k = pending[i];
         auto lists = SearchAll(parts, int64_t(k), metric, q, quota[k]);
         if (!lists.ok()) {
           status[i] = lists.status();
@@ -423,7 +423,7 @@ Result<QueryResult> RunQuery(const Partitions& parts, Metric metric, const Query
       });
       for (const Status& st : status) QV_RETURN_IF_ERROR(st);
       uint32_t shortfall = 0;
-      for (size_t k : todo) {
+      for (size_t k : pending) {
         asked[k] = quota[k];
         if (got[k].size() < quota[k]) {
           shortfall += quota[k] - uint32_t(got[k].size());

@@ -256,13 +256,32 @@ Status Store::GetItems(uint32_t collection_id, std::span<const uint64_t> ids,
   return Status::Ok();
 }
 
+namespace {
+
+// An iterator over one collection's key range of a column family.
+class RangeIterator {
+ public:
+  RangeIterator(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, uint32_t collection_id, bool fill_cache)
+      : end_(CollectionKey(collection_id + 1)), upper_(end_) {
+    rocksdb::ReadOptions ro;
+    ro.iterate_upper_bound = &upper_;
+    ro.fill_cache = fill_cache;
+    it_.reset(db->NewIterator(ro, cf));
+  }
+  rocksdb::Iterator* get() { return it_.get(); }
+
+ private:
+  std::string end_;
+  rocksdb::Slice upper_;
+  std::unique_ptr<rocksdb::Iterator> it_;
+};
+
+}  // namespace
+
 Status Store::ScanItems(uint32_t collection_id, const std::function<Status(ItemRecord&&)>& fn) const {
-  const std::string begin = CollectionKey(collection_id), end = CollectionKey(collection_id + 1);
-  rocksdb::Slice upper(end);
-  rocksdb::ReadOptions ro;
-  ro.iterate_upper_bound = &upper;
-  ro.fill_cache = false;
-  std::unique_ptr<rocksdb::Iterator> it(rep_->db->NewIterator(ro, rep_->cfs[kItems]));
+  RangeIterator range(rep_->db.get(), rep_->cfs[kItems], collection_id, /*fill_cache=*/false);
+  rocksdb::Iterator* it = range.get();
+  const std::string begin = CollectionKey(collection_id);
   for (it->Seek(begin); it->Valid(); it->Next()) {
     uint32_t cid;
     uint64_t id;
@@ -274,12 +293,9 @@ Status Store::ScanItems(uint32_t collection_id, const std::function<Status(ItemR
 }
 
 Result<uint64_t> Store::CountItems(uint32_t collection_id) const {
-  const std::string begin = CollectionKey(collection_id), end = CollectionKey(collection_id + 1);
-  rocksdb::Slice upper(end);
-  rocksdb::ReadOptions ro;
-  ro.iterate_upper_bound = &upper;
-  ro.fill_cache = false;
-  std::unique_ptr<rocksdb::Iterator> it(rep_->db->NewIterator(ro, rep_->cfs[kItems]));
+  RangeIterator range(rep_->db.get(), rep_->cfs[kItems], collection_id, /*fill_cache=*/false);
+  rocksdb::Iterator* it = range.get();
+  const std::string begin = CollectionKey(collection_id);
   uint64_t n = 0;
   for (it->Seek(begin); it->Valid(); it->Next()) ++n;
   QV_RETURN_IF_ERROR(FromRocks(it->status(), "counting items"));
