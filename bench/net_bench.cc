@@ -4,6 +4,7 @@
 // this process; QPS, p50 and p99 latency. Optionally wrk against REST for a fixed time.
 //
 //   net_bench [--seconds 10] [--threads 2] [--ef 64] [--wrk-seconds 60] [--out DIR]
+//             [--modes in-process,binary,binary-unix,rest,binary-w4]
 //
 // Writes net.md and net.csv to --out (default build/results).
 #include <arpa/inet.h>
@@ -43,6 +44,8 @@ struct Args {
   uint32_t ef = 64;
   int wrk_seconds = 0;
   std::string out = "build/results", dir = "/tmp/quiver_net_bench";
+  std::string modes = "in-process,binary,binary-unix,rest,binary-w4";  // which to run (for profiling one)
+  bool Runs(const std::string& m) const { return ("," + modes + ",").find("," + m + ",") != std::string::npos; }
 };
 
 struct ModeResult {
@@ -176,6 +179,7 @@ int main(int argc, char** argv) {
     else if (k == "--ef") a.ef = uint32_t(std::stoul(next()));
     else if (k == "--wrk-seconds") a.wrk_seconds = std::stoi(next());
     else if (k == "--out") a.out = next();
+    else if (k == "--modes") a.modes = next();
     else {
       std::fprintf(stderr, "net_bench: unknown flag %s (see the header of net_bench.cc)\n", k.c_str());
       return 2;
@@ -209,6 +213,7 @@ int main(int argc, char** argv) {
   so.http_port = 0;
   so.binary_port = 0;
   so.threads = 2;
+  so.binary_unix_path = a.dir + "/binary.sock";
   net::Server server(**root, so);
   if (!server.Start().ok()) return 1;
   const size_t nq = ds->nq, dim = ds->dim;
@@ -218,7 +223,7 @@ int main(int argc, char** argv) {
     bodies[q] = "{\"vector\":[" + JsonFloats(&ds->queries[q * dim], dim) + "],\"k\":10,\"params\":{\"ef\":" +
                 std::to_string(a.ef) + "}}";
   }
-  std::vector<std::unique_ptr<client::Client>> clients;
+  std::vector<std::unique_ptr<client::Client>> clients, unix_clients;
   std::vector<std::unique_ptr<HttpConn>> conns;
   for (int t = 0; t < a.threads; ++t) {
     client::ClientOptions co;
@@ -227,6 +232,10 @@ int main(int argc, char** argv) {
     auto c = client::Client::Connect(co);
     if (!c.ok()) return 1;
     clients.push_back(std::move(c).value());
+    co.unix_path = so.binary_unix_path;
+    auto u = client::Client::Connect(co);
+    if (!u.ok()) return 1;
+    unix_clients.push_back(std::move(u).value());
     conns.push_back(std::make_unique<HttpConn>(server.http_port()));
   }
   index::SearchParams p;
@@ -234,16 +243,19 @@ int main(int argc, char** argv) {
   p.ef = a.ef;
   std::vector<ModeResult> results;
   for (int rep = 0; rep < 2; ++rep) {
-    results.push_back(Measure("in-process", a, nq, [&](int, size_t q) { return engine->Search("fmnist", query(q), p).ok(); }));
-    results.push_back(Measure("binary", a, nq, [&](int t, size_t q) {
+    if (a.Runs("in-process")) results.push_back(Measure("in-process", a, nq, [&](int, size_t q) { return engine->Search("fmnist", query(q), p).ok(); }));
+    if (a.Runs("binary")) results.push_back(Measure("binary", a, nq, [&](int t, size_t q) {
       return clients[size_t(t)]->Search("fmnist", query(q), {.k = 10, .ef = a.ef}).ok();
     }));
-    results.push_back(Measure("rest", a, nq, [&](int t, size_t q) {
+    if (a.Runs("binary-unix")) results.push_back(Measure("binary-unix", a, nq, [&](int t, size_t q) {
+      return unix_clients[size_t(t)]->Search("fmnist", query(q), {.k = 10, .ef = a.ef}).ok();
+    }));
+    if (a.Runs("rest")) results.push_back(Measure("rest", a, nq, [&](int t, size_t q) {
       return conns[size_t(t)]->Post("/v1/collections/fmnist/search", bodies[q]) == 200;
     }));
     // The binary protocol as a service would drive it: asynchronous calls, 4 in flight per
     // thread. Latency is per call, from submission to answer.
-    results.push_back(MeasureWindowed("binary-w4", a, nq, 4, [&](int t, size_t q) {
+    if (a.Runs("binary-w4")) results.push_back(MeasureWindowed("binary-w4", a, nq, 4, [&](int t, size_t q) {
       return clients[size_t(t)]->CallAsync(net::SearchCall{"fmnist", std::vector<float>(query(q).begin(), query(q).end()), 10, a.ef});
     }));
   }
@@ -255,7 +267,8 @@ int main(int argc, char** argv) {
     }
     return b;
   };
-  const ModeResult in = best("in-process"), bin = best("binary"), rest = best("rest"), binw = best("binary-w4");
+  const ModeResult in = best("in-process"), bin = best("binary"), rest = best("rest"), binw = best("binary-w4"),
+                   binu = best("binary-unix");
 
   std::string wrk_out;
   if (a.wrk_seconds > 0) {
@@ -299,10 +312,12 @@ int main(int argc, char** argv) {
                 "| path | QPS | share of in-process | p50 us | p99 us | errors |\n|---|---|---|---|---|---|\n"
                 "| in-process (Engine::Search) | %.0f | 100%% | %.1f | %.1f | %zu |\n"
                 "| binary protocol (client library), one call in flight per thread | %.0f | %.0f%% (target >= 85%%) | %.1f | %.1f | %zu |\n"
+                "| binary protocol over a Unix-domain socket | %.0f | %.0f%% | %.1f | %.1f | %zu |\n"
                 "| binary protocol, async, 4 calls in flight per thread | %.0f | %.0f%% | %.1f | %.1f | %zu |\n"
                 "| REST (HTTP/1.1 keep-alive, JSON) | %.0f | %.0f%% (target >= 50%%) | %.1f | %.1f | %zu |\n",
                 a.ef, a.threads, cmd.c_str(), std::string(Version()).c_str(), a.seconds, in.qps, in.p50_us, in.p99_us,
-                in.errors, bin.qps, 100 * bin.qps / in.qps, bin.p50_us, bin.p99_us, bin.errors, binw.qps,
+                in.errors, bin.qps, 100 * bin.qps / in.qps, bin.p50_us, bin.p99_us, bin.errors, binu.qps,
+                100 * binu.qps / in.qps, binu.p50_us, binu.p99_us, binu.errors, binw.qps,
                 100 * binw.qps / in.qps, binw.p50_us, binw.p99_us, binw.errors, rest.qps,
                 100 * rest.qps / in.qps, rest.p50_us, rest.p99_us, rest.errors);
   md << buf;

@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -43,6 +44,7 @@ class Client::Connection {
   }
 
   static Result<std::unique_ptr<Connection>> Open(const ClientOptions& o, Clock::time_point deadline) {
+    if (!o.unix_path.empty()) return OpenUnix(o.unix_path);
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -99,6 +101,9 @@ class Client::Connection {
 
   // Reads one whole frame body.
   Result<std::string> Receive(Clock::time_point deadline, size_t max_bytes) {
+    // Called right after a request went out: the answer cannot be there yet, so wait for it
+    // rather than spend a recv on finding the socket empty.
+    if (in_pos_ == in_.size()) QV_RETURN_IF_ERROR(Wait(POLLIN, deadline));
     char header[net::kFrameHeaderBytes];
     QV_RETURN_IF_ERROR(ReadExactly(header, sizeof(header), deadline));
     const uint32_t len = net::DecodeFrameLength(header);
@@ -112,6 +117,21 @@ class Client::Connection {
 
  private:
   explicit Connection(int fd) : fd_(fd) {}
+
+  static Result<std::unique_ptr<Connection>> OpenUnix(const std::string& path) {
+    sockaddr_un a{};
+    if (path.size() >= sizeof(a.sun_path)) return InvalidArgumentError("socket path too long: " + path);
+    a.sun_family = AF_UNIX;
+    std::memcpy(a.sun_path, path.data(), path.size());
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return Transport(std::string("socket failed: ") + std::strerror(errno));
+    auto c = std::unique_ptr<Connection>(new Connection(fd));
+    // A local connect completes at once (or fails: no listener, or its backlog is full).
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+      return Transport("cannot connect to " + path + ": " + std::strerror(errno));
+    }
+    return c;
+  }
 
   Status Wait(short events, Clock::time_point deadline) {
     pollfd p{fd_, events, 0};

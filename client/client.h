@@ -39,6 +39,7 @@ namespace quiver::client {
 struct ClientOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 7701;
+  std::string unix_path;  // if set, the server's Unix-domain socket instead of host:port
   std::string api_key;
   size_t pool_size = 4;                                // idle connections kept; async workers
   std::chrono::milliseconds connect_timeout{2000};

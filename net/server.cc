@@ -4,8 +4,13 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
 #include <deque>
 #include <mutex>
+#include <type_traits>
 
 #include "net/json_api.h"
 #include "net/schema/wire_codec.h"
@@ -16,6 +21,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
+namespace local = asio::local;
 using Clock = std::chrono::steady_clock;
 
 bool KeyEquals(std::string_view offered, std::string_view expected) {
@@ -33,7 +39,7 @@ bool KeyEquals(std::string_view offered, std::string_view expected) {
 struct Server::Context {
   Context(engine::DataRoot& root, ServerOptions o)
       : options(std::move(o)), service(root, options.limits), ioc(std::max(1, options.threads)),
-        http_acceptor(ioc), binary_acceptor(ioc) {}
+        http_acceptor(ioc), binary_acceptor(ioc), unix_acceptor(ioc) {}
 
   // Checks the key for a call: kUnauthenticated without a valid key, kPermissionDenied for a
   // read-only key on a write.
@@ -66,6 +72,7 @@ struct Server::Context {
   Metrics metrics;
   asio::io_context ioc;
   tcp::acceptor http_acceptor, binary_acceptor;
+  local::stream_protocol::acceptor unix_acceptor;  // binary protocol on options.binary_unix_path
   std::atomic<bool> stopping{false};
   std::atomic<int> in_flight{0};
 };
@@ -173,84 +180,109 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
 // ---- binary ----
 
-class BinarySession : public std::enable_shared_from_this<BinarySession> {
+// One binary-protocol connection (TCP or a Unix-domain socket). Reads go into one buffer, each
+// read taking whatever the socket holds, so a frame usually costs one read; complete frames are
+// cut from it in place. A lone request is answered on the reading thread; pipelined ones go to
+// the pool and their responses come back through the strand, gathered into one write.
+template <typename Socket>
+class BinarySession : public std::enable_shared_from_this<BinarySession<Socket>> {
  public:
-  BinarySession(tcp::socket socket, Context& ctx)
+  BinarySession(Socket socket, Context& ctx)
       : socket_(std::move(socket)), strand_(asio::make_strand(ctx.ioc)), idle_(strand_), ctx_(ctx) {}
 
   void Start() {
-    asio::dispatch(strand_, [self = shared_from_this()] { self->ReadHeader(); });
+    asio::dispatch(strand_, [self = this->shared_from_this()] {
+      self->last_activity_ = Clock::now();
+      self->ArmIdle(self->ctx_.options.idle_timeout);
+      self->Read();
+    });
   }
 
  private:
-  void ArmIdle() {
-    idle_.expires_after(ctx_.options.idle_timeout);
-    idle_.async_wait([self = shared_from_this()](beast::error_code ec) {
-      if (!ec && self->in_flight_ == 0 && self->outbox_.empty()) self->Close();
+  // The idle timer is armed once per timeout period, not per request: when it fires it closes
+  // the connection only if nothing arrived since, and otherwise waits out the rest.
+  void ArmIdle(Clock::duration wait) {
+    idle_.expires_after(wait);
+    idle_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
+      if (ec || self->closing_) return;
+      const auto idle_for = Clock::now() - self->last_activity_;
+      const auto timeout = std::chrono::duration_cast<Clock::duration>(self->ctx_.options.idle_timeout);
+      if (idle_for >= timeout && self->in_flight_ == 0 && self->outbox_.empty()) return self->Close();
+      self->ArmIdle(idle_for >= timeout ? timeout : timeout - idle_for);
     });
   }
 
-  void ReadHeader() {
-    if (closing_) return;
+  void Read() {
+    if (closing_ || closing_after_write_) return;
+    // Room for at least the rest of the frame being received (its length is known once its
+    // header is in), or 64 KiB.
+    size_t want = 64 * 1024;
+    if (end_ - begin_ >= kFrameHeaderBytes) {
+      want = std::max(want, kFrameHeaderBytes + size_t(DecodeFrameLength(in_.data() + begin_)));
+    }
+    if (begin_ > 0 && in_.size() - begin_ < want) {  // move the partial frame to the front
+      std::memmove(in_.data(), in_.data() + begin_, end_ - begin_);
+      end_ -= begin_;
+      begin_ = 0;
+    }
+    if (in_.size() - begin_ < want) in_.resize(begin_ + want);
     reading_ = true;
-    ArmIdle();
-    asio::async_read(socket_, asio::buffer(header_), asio::bind_executor(strand_, [self = shared_from_this()](
-                                                                                  beast::error_code ec, size_t) {
-                       self->OnHeader(ec);
-                     }));
+    socket_.async_read_some(asio::buffer(in_.data() + end_, in_.size() - end_),
+                            asio::bind_executor(strand_, [self = this->shared_from_this()](beast::error_code ec, size_t n) {
+                              self->reading_ = false;
+                              if (ec) return self->Close();
+                              self->end_ += n;
+                              self->last_activity_ = Clock::now();
+                              self->Process();
+                            }));
   }
 
-  void OnHeader(beast::error_code ec) {
-    if (ec) return Close();
-    const uint32_t len = DecodeFrameLength(header_);
-    if (len == 0 || len > ctx_.options.limits.max_body_bytes) {
-      // The stream cannot be resynchronised after a bad length: answer, then close.
-      closing_after_write_ = true;
-      Status s = len == 0 ? InvalidArgumentError("empty frame")
-                          : ResourceExhaustedError("frame of " + std::to_string(len) + " bytes exceeds the limit of " +
-                                                   std::to_string(ctx_.options.limits.max_body_bytes));
-      ctx_.metrics.Record(kCallKinds, Protocol::kBinary, s.code(), std::chrono::nanoseconds(0));
-      return Enqueue(EncodeResponseFrame(0, Reply{s, {}}));
-    }
-    body_.resize(len);
-    asio::async_read(socket_, asio::buffer(body_), asio::bind_executor(strand_, [self = shared_from_this()](
-                                                                                beast::error_code ec, size_t) {
-                       self->OnBody(ec);
-                     }));
-  }
-
-  void OnBody(beast::error_code ec) {
-    reading_ = false;
-    if (ec) return Close();
-    const auto received = Clock::now();
-    ctx_.in_flight.fetch_add(1);
-    if (in_flight_ == 0) {
-      // Nothing else pending on this connection (the usual request-response pattern): answer
-      // on this thread, saving two hand-offs between threads.
-      std::string response = HandleFrame(body_, received);
-      ctx_.in_flight.fetch_sub(1);
-      body_.clear();
-      Enqueue(std::move(response));
-      return ReadHeader();
-    }
-    // Pipelined requests: handle on any pool thread; the response comes back through the strand.
-    ++in_flight_;
-    asio::post(ctx_.ioc, [self = shared_from_this(), frame = std::move(body_), received] {
-      std::string response = self->HandleFrame(frame, received);
-      asio::post(self->strand_, [self, response = std::move(response)]() mutable {
-        --self->in_flight_;
-        self->ctx_.in_flight.fetch_sub(1);
-        self->Enqueue(std::move(response));
-        if (!self->reading_ && !self->closing_after_write_ && self->in_flight_ < self->ctx_.options.max_in_flight_per_connection) {
-          self->ReadHeader();
-        }
+  // Answers every complete frame in the buffer, then reads more unless the connection already
+  // has its maximum of requests in flight.
+  void Process() {
+    while (!closing_after_write_ && in_flight_ < ctx_.options.max_in_flight_per_connection) {
+      const size_t avail = end_ - begin_;
+      if (avail < kFrameHeaderBytes) break;
+      const uint32_t len = DecodeFrameLength(in_.data() + begin_);
+      if (len == 0 || len > ctx_.options.limits.max_body_bytes) {
+        // The stream cannot be resynchronised after a bad length: answer, then close.
+        closing_after_write_ = true;
+        Status s = len == 0 ? InvalidArgumentError("empty frame")
+                            : ResourceExhaustedError("frame of " + std::to_string(len) + " bytes exceeds the limit of " +
+                                                     std::to_string(ctx_.options.limits.max_body_bytes));
+        ctx_.metrics.Record(kCallKinds, Protocol::kBinary, s.code(), std::chrono::nanoseconds(0));
+        Enqueue(EncodeResponseFrame(0, Reply{s, {}}));
+        break;
+      }
+      if (avail < kFrameHeaderBytes + len) break;
+      const std::string_view frame(in_.data() + begin_ + kFrameHeaderBytes, len);
+      begin_ += kFrameHeaderBytes + len;
+      const auto received = Clock::now();
+      ctx_.in_flight.fetch_add(1);
+      if (in_flight_ == 0 && begin_ == end_) {
+        // Nothing else pending on this connection (the usual request-response pattern): answer
+        // on this thread, saving two hand-offs between threads.
+        std::string response = HandleFrame(frame, received);
+        ctx_.in_flight.fetch_sub(1);
+        Enqueue(std::move(response));
+        continue;
+      }
+      ++in_flight_;
+      asio::post(ctx_.ioc, [self = this->shared_from_this(), copy = std::string(frame), received] {
+        std::string response = self->HandleFrame(copy, received);
+        asio::post(self->strand_, [self, response = std::move(response)]() mutable {
+          --self->in_flight_;
+          self->ctx_.in_flight.fetch_sub(1);
+          self->Enqueue(std::move(response));
+          if (!self->reading_) self->Process();
+        });
       });
-    });
-    body_.clear();
-    if (in_flight_ < ctx_.options.max_in_flight_per_connection) ReadHeader();
+    }
+    if (begin_ == end_) begin_ = end_ = 0;
+    if (!reading_ && in_flight_ < ctx_.options.max_in_flight_per_connection) Read();
   }
 
-  std::string HandleFrame(const std::string& frame, Clock::time_point received) {
+  std::string HandleFrame(std::string_view frame, Clock::time_point received) {
     auto req = DecodeRequest(frame);
     if (!req.ok()) {
       ctx_.Record(kCallKinds, Protocol::kBinary, req.status().code(), received);
@@ -263,13 +295,20 @@ class BinarySession : public std::enable_shared_from_this<BinarySession> {
 
   void Enqueue(std::string bytes) {
     outbox_.push_back(std::move(bytes));
-    if (outbox_.size() == 1) Write();
+    if (!writing_) Write();
   }
 
+  // Writes everything queued in one gathered write.
   void Write() {
-    asio::async_write(socket_, asio::buffer(outbox_.front()),
-                      asio::bind_executor(strand_, [self = shared_from_this()](beast::error_code ec, size_t) {
-                        self->outbox_.pop_front();
+    writing_ = true;
+    std::vector<asio::const_buffer> buffers;
+    buffers.reserve(outbox_.size());
+    for (const std::string& b : outbox_) buffers.push_back(asio::buffer(b));
+    const size_t count = outbox_.size();
+    asio::async_write(socket_, buffers,
+                      asio::bind_executor(strand_, [self = this->shared_from_this(), count](beast::error_code ec, size_t) {
+                        self->writing_ = false;
+                        self->outbox_.erase(self->outbox_.begin(), self->outbox_.begin() + ptrdiff_t(count));
                         if (ec) return self->Close();
                         if (!self->outbox_.empty()) return self->Write();
                         if (self->closing_after_write_ || self->ctx_.stopping.load()) self->Close();
@@ -280,29 +319,47 @@ class BinarySession : public std::enable_shared_from_this<BinarySession> {
     closing_ = true;
     beast::error_code ec;
     idle_.cancel();
-    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.shutdown(Socket::shutdown_both, ec);
     socket_.close(ec);
   }
 
-  tcp::socket socket_;
+  Socket socket_;
   asio::strand<asio::io_context::executor_type> strand_;
   asio::steady_timer idle_;
   Context& ctx_;
-  char header_[kFrameHeaderBytes];
-  std::string body_;
-  std::deque<std::string> outbox_;
+  std::vector<char> in_;     // received bytes; [begin_, end_) not yet consumed
+  size_t begin_ = 0, end_ = 0;
+  Clock::time_point last_activity_;
+  std::deque<std::string> outbox_;  // responses not yet written (stable while a write runs)
   size_t in_flight_ = 0;
-  bool reading_ = false, closing_ = false, closing_after_write_ = false;
+  bool reading_ = false, writing_ = false, closing_ = false, closing_after_write_ = false;
 };
 
-template <typename Session>
-void Accept(Context& ctx, tcp::acceptor& acceptor) {
-  acceptor.async_accept(asio::make_strand(ctx.ioc), [&ctx, &acceptor](beast::error_code ec, tcp::socket socket) {
+template <typename Session, typename Acceptor>
+void Accept(Context& ctx, Acceptor& acceptor) {
+  acceptor.async_accept(asio::make_strand(ctx.ioc), [&ctx, &acceptor](beast::error_code ec, typename Acceptor::protocol_type::socket socket) {
     if (ec) return;  // closed by Stop()
-    socket.set_option(tcp::no_delay(true), ec);
+    if constexpr (std::is_same_v<typename Acceptor::protocol_type, tcp>) socket.set_option(tcp::no_delay(true), ec);
     std::make_shared<Session>(std::move(socket), ctx)->Start();
     Accept<Session>(ctx, acceptor);
   });
+}
+
+// Listens on a Unix-domain socket at `path`. A socket file left by an earlier run is replaced;
+// any other file there is an error.
+Status ListenUnix(local::stream_protocol::acceptor& acceptor, const std::string& path) {
+  struct stat st{};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) return InvalidArgumentError("cannot listen on " + path + ": it exists and is not a socket");
+    ::unlink(path.c_str());
+  }
+  beast::error_code ec;
+  local::stream_protocol::endpoint endpoint(path);
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return UnavailableError("cannot listen on " + path + ": " + ec.message());
+  return Status::Ok();
 }
 
 Status Listen(tcp::acceptor& acceptor, const std::string& host, uint16_t port, uint16_t* bound) {
@@ -329,8 +386,12 @@ Server::~Server() { Stop(std::chrono::milliseconds(0)); }
 Status Server::Start() {
   QV_RETURN_IF_ERROR(Listen(ctx_->http_acceptor, ctx_->options.host, ctx_->options.http_port, &http_port_));
   QV_RETURN_IF_ERROR(Listen(ctx_->binary_acceptor, ctx_->options.host, ctx_->options.binary_port, &binary_port_));
+  if (!ctx_->options.binary_unix_path.empty()) {
+    QV_RETURN_IF_ERROR(ListenUnix(ctx_->unix_acceptor, ctx_->options.binary_unix_path));
+    Accept<BinarySession<local::stream_protocol::socket>>(*ctx_, ctx_->unix_acceptor);
+  }
   Accept<HttpSession>(*ctx_, ctx_->http_acceptor);
-  Accept<BinarySession>(*ctx_, ctx_->binary_acceptor);
+  Accept<BinarySession<tcp::socket>>(*ctx_, ctx_->binary_acceptor);
   const int n = ctx_->options.threads > 0 ? ctx_->options.threads : int(std::max(2u, std::thread::hardware_concurrency()));
   for (int i = 0; i < n; ++i) threads_.emplace_back([this] { ctx_->ioc.run(); });
   return Status::Ok();
@@ -343,12 +404,14 @@ void Server::Stop(std::chrono::milliseconds grace) {
     beast::error_code ec;
     ctx_->http_acceptor.close(ec);
     ctx_->binary_acceptor.close(ec);
+    ctx_->unix_acceptor.close(ec);
   });
   const auto deadline = Clock::now() + grace;
   while (ctx_->in_flight.load() > 0 && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   ctx_->ioc.stop();
   for (auto& t : threads_) t.join();
   threads_.clear();
+  if (!ctx_->options.binary_unix_path.empty()) ::unlink(ctx_->options.binary_unix_path.c_str());
 }
 
 }  // namespace quiver::net

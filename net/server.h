@@ -25,6 +25,9 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t http_port = 7700;    // 0: any free port
   uint16_t binary_port = 7701;  // 0: any free port
+  // The binary protocol also on this Unix-domain socket (for services on the same host: no TCP
+  // stack on either side). Empty: TCP only.
+  std::string binary_unix_path;
   int threads = 0;              // I/O and handler threads; 0: one per core
   // API keys. With neither set, no key is needed. A read-write key may call everything, a
   // read-only key only calls that change nothing; compared in constant time.

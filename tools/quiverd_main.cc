@@ -27,6 +27,8 @@ int main(int argc, char** argv) {
   app.add_option("--host", o.host, "listen address")->capture_default_str();
   app.add_option("--http-port", o.http_port, "REST port (0: any free port)")->capture_default_str();
   app.add_option("--binary-port", o.binary_port, "binary protocol port (0: any free port)")->capture_default_str();
+  app.add_option("--binary-socket", o.binary_unix_path,
+                 "also serve the binary protocol on this Unix-domain socket path (same-host services)");
   app.add_option("--threads", o.threads, "I/O and handler threads (0: one per core)")->capture_default_str();
   app.add_option("--read-write-key", o.read_write_key, "API key allowed to call everything");
   app.add_option("--read-only-key", o.read_only_key, "API key allowed to call only reads");
@@ -75,6 +77,7 @@ int main(int argc, char** argv) {
               std::string(Version()).c_str(), data.c_str(), (*root)->current_version().c_str(), o.host.c_str(),
               server.http_port(), o.host.c_str(), server.binary_port(),
               o.read_write_key.empty() && o.read_only_key.empty() ? " (no API key)" : " (API keys required)");
+  if (!o.binary_unix_path.empty()) std::printf("quiverd: binary protocol also on unix:%s\n", o.binary_unix_path.c_str());
   std::fflush(stdout);
   int sig = 0;
   sigwait(&signals, &sig);

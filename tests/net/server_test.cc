@@ -7,8 +7,12 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/un.h>
+
 #include <charconv>
+#include <functional>
 #include <cmath>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -95,7 +99,8 @@ std::vector<DecodedResponse> RawBinary(uint16_t port, const std::string& bytes, 
 
 class ServerTest : public ::testing::Test {
  protected:
-  void StartServer(const std::string& rw_key = "", const std::string& ro_key = "") {
+  void StartServer(const std::string& rw_key = "", const std::string& ro_key = "",
+                   std::function<void(ServerOptions&)> adjust = nullptr) {
     auto root = engine::DataRoot::Open(dir_.path() + "/root", {});
     ASSERT_TRUE(root.ok()) << root.status();
     root_ = std::move(*root);
@@ -107,6 +112,7 @@ class ServerTest : public ::testing::Test {
     o.read_only_key = ro_key;
     o.limits.max_body_bytes = 1 << 20;
     o.limits.max_k = 100;
+    if (adjust) adjust(o);
     server_ = std::make_unique<Server>(*root_, o);
     ASSERT_TRUE(server_->Start().ok());
   }
@@ -358,6 +364,80 @@ TEST_F(ServerTest, ClientReportsAnUnreachableServerAndRetriesIdempotentCalls) {
   client::ClientOptions gone = o;
   gone.port = port;
   EXPECT_EQ(client::Client::Connect(gone).status().code(), StatusCode::kUnavailable);
+}
+
+// Pipelined frames arriving in every split (one byte at a time, many in one write) are each
+// answered once, by id; the binary protocol also works over a Unix-domain socket.
+TEST_F(ServerTest, PipelinedFramesInAnySplitAndUnixSocket) {
+  const std::string sock = dir_.path() + "/quiver.sock";
+  StartServer("", "", [&](ServerOptions& o) { o.binary_unix_path = sock; });
+  ASSERT_EQ(Http(server_->http_port(), "POST", "/v1/collections", kSchemaJson).status, 200);
+  auto client = Connect();
+  ASSERT_TRUE(client->Upsert("m", Items(40)).ok());
+
+  std::string burst;
+  for (uint64_t id = 1; id <= 20; ++id) burst += EncodeRequestFrame(id, "", GetCall{"m", {id, id + 100}});
+  int fd = Dial(server_->binary_port());
+  ASSERT_GE(fd, 0);
+  // The first half a byte per write, the rest in one write.
+  for (size_t i = 0; i < burst.size() / 2; ++i) ASSERT_EQ(::send(fd, &burst[i], 1, MSG_NOSIGNAL), 1);
+  ASSERT_EQ(::send(fd, burst.data() + burst.size() / 2, burst.size() - burst.size() / 2, MSG_NOSIGNAL),
+            ssize_t(burst.size() - burst.size() / 2));
+  std::string buf;
+  std::map<uint64_t, DecodedResponse> answers;
+  char chunk[4096];
+  while (answers.size() < 20) {
+    ssize_t n = ::recv(fd, chunk, sizeof(chunk), 0);
+    ASSERT_GT(n, 0);
+    buf.append(chunk, size_t(n));
+    while (buf.size() >= 4 && buf.size() >= 4 + DecodeFrameLength(buf.data())) {
+      auto r = DecodeResponse(std::string_view(buf).substr(4, DecodeFrameLength(buf.data())));
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_TRUE(answers.emplace(r->id, std::move(*r)).second) << "id answered twice";
+      buf.erase(0, 4 + DecodeFrameLength(buf.data()));
+    }
+  }
+  ::close(fd);
+  for (uint64_t id = 1; id <= 20; ++id) {
+    ASSERT_TRUE(answers.count(id)) << id;
+    const auto* got = std::get_if<GetResult>(&answers[id].reply.body);
+    ASSERT_NE(got, nullptr) << id;
+    ASSERT_EQ(got->items.size(), 2u) << id;
+    ASSERT_TRUE(got->items[0].has_value()) << id;
+    EXPECT_EQ(got->items[0]->id, id);
+    EXPECT_FALSE(got->items[1].has_value()) << id;  // id + 100 does not exist
+  }
+
+  client::ClientOptions uo;
+  uo.unix_path = sock;
+  auto local = client::Client::Connect(uo);
+  ASSERT_TRUE(local.ok()) << local.status();
+  std::vector<float> v = {1, 2, 3, 4};
+  auto over_unix = (*local)->Search("m", v, {.k = 5});
+  auto over_tcp = client->Search("m", v, {.k = 5});
+  ASSERT_TRUE(over_unix.ok()) << over_unix.status();
+  ASSERT_TRUE(over_tcp.ok());
+  ASSERT_EQ(over_unix->size(), 5u);
+  for (size_t i = 0; i < 5; ++i) EXPECT_EQ((*over_unix)[i].id, (*over_tcp)[i].id);
+  uo.unix_path = dir_.path() + "/nothing.sock";
+  EXPECT_EQ(client::Client::Connect(uo).status().code(), StatusCode::kUnavailable);
+}
+
+// A connection is closed once idle for the idle timeout, not while it keeps sending.
+TEST_F(ServerTest, IdleConnectionsAreClosedBusyOnesAreNot) {
+  StartServer("", "", [](ServerOptions& o) { o.idle_timeout = std::chrono::milliseconds(300); });
+  int fd = Dial(server_->binary_port());
+  ASSERT_GE(fd, 0);
+  const std::string health = EncodeRequestFrame(1, "", HealthCall{});
+  char chunk[4096];
+  for (int i = 0; i < 12; ++i) {  // 12 x 100 ms: four idle timeouts' worth, never idle for one
+    ASSERT_EQ(::send(fd, health.data(), health.size(), MSG_NOSIGNAL), ssize_t(health.size())) << i;
+    ASSERT_GT(::recv(fd, chunk, sizeof(chunk), 0), 0) << "closed while busy, request " << i;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(900));
+  EXPECT_EQ(::recv(fd, chunk, sizeof(chunk), 0), 0) << "an idle connection was left open";
+  ::close(fd);
 }
 
 }  // namespace
