@@ -50,6 +50,10 @@ struct CollectionSchema {
   IndexSpec index;
   uint32_t clusters = 0;       // C: items carry a cluster id in [0, C); 0 = not partitioned
   uint32_t topics = 0;         // K: items carry K topic weights; 0 = none
+  // MVKE (docs/queries.md): topic k's sub-index holds alpha_k * t of the items whose alpha_k is
+  // at least topic_threshold; topic_concat also keeps one index over [alpha_1 t, ..., alpha_K t].
+  float topic_threshold = 0;
+  bool topic_concat = false;
   uint32_t max_history = 200;  // events kept per user, newest first
 
   friend bool operator==(const CollectionSchema&, const CollectionSchema&) = default;

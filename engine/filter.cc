@@ -34,7 +34,8 @@ Status Validate(const Filter& f, int depth) {
 }  // namespace
 
 ItemAttrs AttrsOf(const ItemRecord& item) {
-  return ItemAttrs{item.category.has_value(), item.category.value_or(0), item.timestamp, item.cluster, item.tags};
+  return ItemAttrs{item.category.has_value(), item.category.value_or(0), item.timestamp, item.cluster, item.tags,
+                   item.topic_weights};
 }
 
 bool Matches(const Filter& f, const ItemAttrs& a) {

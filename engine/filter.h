@@ -16,6 +16,7 @@ struct ItemAttrs {
   int64_t timestamp = 0;
   uint32_t cluster = 0;
   std::vector<int64_t> tags;
+  std::vector<float> topic_weights;  // alpha (K values; empty without topics)
 };
 
 ItemAttrs AttrsOf(const ItemRecord& item);

@@ -23,19 +23,27 @@ namespace fs = std::filesystem;
 constexpr char kMapMagic[8] = {'Q', 'V', 'C', 'L', 'U', 'S', 'T', '1'};
 
 std::string ClusterFile(const std::string& dir, size_t k) { return dir + "/cluster-" + std::to_string(k) + ".qvi"; }
+std::string TopicFile(const std::string& dir, size_t k) { return dir + "/topic-" + std::to_string(k) + ".qvi"; }
 
-Result<std::unique_ptr<index::VectorIndex>> MakeClusterIndex(const CollectionSchema& s) {
+// A sub-index of `dim` under `metric`: flat for flat collections, else HNSW with the
+// collection's HNSW parameters (the defaults for IVF-PQ collections).
+Result<std::unique_ptr<index::VectorIndex>> MakeSubIndex(const CollectionSchema& s, uint32_t dim, Metric metric) {
   if (s.index.type == IndexSpec::Type::kFlat) {
-    return std::unique_ptr<index::VectorIndex>(new index::FlatIndex(s.dim, s.metric));
+    return std::unique_ptr<index::VectorIndex>(new index::FlatIndex(dim, metric));
   }
   index::HnswOptions o;
   if (s.index.type == IndexSpec::Type::kHnsw) {
     o.m = s.index.hnsw_m;
     o.ef_construction = s.index.hnsw_ef_construction;
     o.ef_search = s.index.hnsw_ef_search;
+    o.quantization = s.index.hnsw_sq8 ? index::HnswQuantization::kSq8 : index::HnswQuantization::kNone;
   }
-  QV_ASSIGN_OR_RETURN(auto idx, index::HnswIndex::Create(s.dim, s.metric, o));
+  QV_ASSIGN_OR_RETURN(auto idx, index::HnswIndex::Create(dim, metric, o));
   return std::unique_ptr<index::VectorIndex>(std::move(idx));
+}
+
+Result<std::unique_ptr<index::VectorIndex>> MakeClusterIndex(const CollectionSchema& s) {
+  return MakeSubIndex(s, s.dim, s.metric);
 }
 
 Status AddTo(index::VectorIndex& idx, std::span<const ItemRecord* const> items) {
@@ -60,9 +68,59 @@ Result<std::unique_ptr<Partitions>> Partitions::Create(const CollectionSchema& s
     QV_ASSIGN_OR_RETURN(auto idx, MakeClusterIndex(schema));
     p->clusters_.push_back(std::move(idx));
   }
+  for (uint32_t k = 0; k < schema.topics; ++k) {
+    QV_ASSIGN_OR_RETURN(auto idx, MakeSubIndex(schema, schema.dim, Metric::kInnerProduct));
+    p->topics_.push_back(std::move(idx));
+  }
+  if (schema.topic_concat) {
+    QV_ASSIGN_OR_RETURN(p->concat_, MakeSubIndex(schema, schema.dim * schema.topics, Metric::kInnerProduct));
+  }
   p->sums_.assign(size_t(schema.clusters) * schema.dim, 0.0);
   p->counts_.assign(schema.clusters, 0);
   return p;
+}
+
+Status Partitions::AddToTopics(std::span<const ItemRecord> items,
+                               const std::unordered_map<uint64_t, std::vector<float>>& old) {
+  const size_t kt = topics_.size(), dim = schema_.dim;
+  const float threshold = schema_.topic_threshold;
+  std::vector<std::vector<uint64_t>> ids(kt), leave(kt);
+  std::vector<std::vector<float>> vecs(kt);
+  std::vector<uint64_t> concat_ids;
+  std::vector<float> concat_vecs;
+  std::vector<float> t(dim);
+  for (const ItemRecord& item : items) {
+    // The index's copy of t (normalised under cosine).
+    QV_RETURN_IF_ERROR(global_->GetVector(item.id, t.data()));
+    auto was = old.find(item.id);
+    for (size_t k = 0; k < kt; ++k) {
+      const float a = item.topic_weights[k];
+      if (a >= threshold) {
+        ids[k].push_back(item.id);
+        for (float x : t) vecs[k].push_back(a * x);
+      } else if (was != old.end() && was->second[k] >= threshold) {
+        leave[k].push_back(item.id);
+      }
+      if (concat_) {
+        for (float x : t) concat_vecs.push_back(a * x);
+      }
+    }
+    if (concat_) concat_ids.push_back(item.id);
+  }
+  for (size_t k = 0; k < kt; ++k) {
+    if (!leave[k].empty()) QV_RETURN_IF_ERROR(topics_[k]->Remove(leave[k]));
+    if (!ids[k].empty()) QV_RETURN_IF_ERROR(topics_[k]->Add(ids[k], vecs[k]));
+  }
+  if (concat_ && !concat_ids.empty()) QV_RETURN_IF_ERROR(concat_->Add(concat_ids, concat_vecs));
+  return Status::Ok();
+}
+
+bool Partitions::TopicWeightsFor(uint64_t id, float* out) const {
+  std::shared_lock lock(mu_);
+  auto it = attrs_.find(id);
+  if (it == attrs_.end()) return false;
+  std::copy(it->second.topic_weights.begin(), it->second.topic_weights.end(), out);
+  return true;
 }
 
 void Partitions::Account(uint32_t cluster, std::span<const float> v, double sign) {
@@ -91,10 +149,20 @@ Status Partitions::Add(std::span<const ItemRecord> items) {
   all.reserve(items.size());
   for (const ItemRecord& item : items) all.push_back(&item);
   QV_RETURN_IF_ERROR(AddTo(*global_, all));
+  std::unordered_map<uint64_t, std::vector<float>> old_weights;  // of replaced items
   {
     std::unique_lock lock(mu_);
-    for (const ItemRecord& item : items) attrs_[item.id] = AttrsOf(item);
+    for (const ItemRecord& item : items) {
+      auto it = attrs_.find(item.id);
+      if (it != attrs_.end()) {
+        if (!topics_.empty()) old_weights[item.id] = std::move(it->second.topic_weights);
+        it->second = AttrsOf(item);
+      } else {
+        attrs_.emplace(item.id, AttrsOf(item));
+      }
+    }
   }
+  if (!topics_.empty()) QV_RETURN_IF_ERROR(AddToTopics(items, old_weights));
   if (clusters_.empty()) return Status::Ok();
   std::map<uint32_t, std::vector<const ItemRecord*>> by_cluster;
   for (const ItemRecord& item : items) by_cluster[item.cluster].push_back(&item);
@@ -116,6 +184,18 @@ Status Partitions::Remove(std::span<const uint64_t> ids) {
     if (global_->Contains(id)) present.push_back(id);
   }
   if (present.empty()) return Status::Ok();
+  for (auto* idx : [&] {
+         std::vector<index::VectorIndex*> v;
+         for (auto& t : topics_) v.push_back(t.get());
+         if (concat_) v.push_back(concat_.get());
+         return v;
+       }()) {
+    std::vector<uint64_t> in;
+    for (uint64_t id : present) {
+      if (idx->Contains(id)) in.push_back(id);
+    }
+    if (!in.empty()) QV_RETURN_IF_ERROR(idx->Remove(in));
+  }
   {
     std::unique_lock lock(mu_);
     for (uint64_t id : present) attrs_.erase(id);
@@ -140,6 +220,8 @@ Status Partitions::Remove(std::span<const uint64_t> ids) {
 size_t Partitions::memory_bytes() const {
   size_t n = global_->memory_bytes();
   for (const auto& c : clusters_) n += c->memory_bytes();
+  for (const auto& t : topics_) n += t->memory_bytes();
+  if (concat_) n += concat_->memory_bytes();
   std::shared_lock lock(mu_);
   return n + cluster_of_.size() * 24 + sums_.size() * sizeof(double);
 }
@@ -210,7 +292,9 @@ double Partitions::EstimateMatchFraction(const Filter& f) const {
 
 namespace {
 
-constexpr char kAttrMagic[8] = {'Q', 'V', 'A', 'T', 'T', 'R', 'S', '1'};
+// Version 2 added the topic weights; version 1 files are still read.
+constexpr char kAttrMagic[8] = {'Q', 'V', 'A', 'T', 'T', 'R', 'S', '2'};
+constexpr char kAttrMagicV1[8] = {'Q', 'V', 'A', 'T', 'T', 'R', 'S', '1'};
 
 std::string EncodeAttrs(const std::unordered_map<uint64_t, ItemAttrs>& attrs) {
   std::string body;
@@ -223,6 +307,8 @@ std::string EncodeAttrs(const std::unordered_map<uint64_t, ItemAttrs>& attrs) {
     PutFixed<uint32_t>(&body, a.cluster);
     PutFixed<uint32_t>(&body, uint32_t(a.tags.size()));
     PutArray(&body, a.tags.data(), a.tags.size());
+    PutFixed<uint32_t>(&body, uint32_t(a.topic_weights.size()));
+    PutArray(&body, a.topic_weights.data(), a.topic_weights.size());
   }
   std::string file(kAttrMagic, sizeof(kAttrMagic));
   PutFixed<uint32_t>(&file, crc32c::Value(body));
@@ -231,7 +317,9 @@ std::string EncodeAttrs(const std::unordered_map<uint64_t, ItemAttrs>& attrs) {
 
 Status DecodeAttrs(std::string_view v, std::unordered_map<uint64_t, ItemAttrs>* attrs) {
   uint32_t crc;
-  if (v.size() < 12 || v.substr(0, 8) != std::string_view(kAttrMagic, 8)) return DataLossError("not an attribute map");
+  if (v.size() < 12) return DataLossError("not an attribute map");
+  const bool v1 = v.substr(0, 8) == std::string_view(kAttrMagicV1, 8);
+  if (!v1 && v.substr(0, 8) != std::string_view(kAttrMagic, 8)) return DataLossError("not an attribute map");
   v.remove_prefix(8);
   GetFixed(&v, &crc);
   if (crc32c::Value(v) != crc) return DataLossError("attribute map fails its checksum");
@@ -250,6 +338,10 @@ Status DecodeAttrs(std::string_view v, std::unordered_map<uint64_t, ItemAttrs>* 
     a.has_category = has != 0;
     a.tags.resize(ntags);
     GetArray(&v, a.tags.data(), ntags);
+    uint32_t nweights = 0;
+    if (!v1 && (!GetFixed(&v, &nweights) || nweights > v.size() / 4)) return DataLossError("corrupt attribute map");
+    a.topic_weights.resize(nweights);
+    GetArray(&v, a.topic_weights.data(), nweights);
     (*attrs)[id] = std::move(a);
   }
   if (!v.empty()) return DataLossError("corrupt attribute map");
@@ -268,6 +360,8 @@ Status Partitions::Save(const std::string& dir) const {
     }
     QV_RETURN_IF_ERROR(index::WriteFileAtomically(dir + "/attrs.bin", attrs));
   }
+  for (size_t k = 0; k < topics_.size(); ++k) QV_RETURN_IF_ERROR(topics_[k]->Save(TopicFile(dir, k)));
+  if (concat_) QV_RETURN_IF_ERROR(concat_->Save(dir + "/concat.qvi"));
   if (clusters_.empty()) return Status::Ok();
   for (size_t k = 0; k < clusters_.size(); ++k) QV_RETURN_IF_ERROR(clusters_[k]->Save(ClusterFile(dir, k)));
   std::string body;
@@ -299,6 +393,20 @@ Result<std::unique_ptr<Partitions>> Partitions::Load(const CollectionSchema& sch
     Status s = DecodeAttrs(ss.str(), &p->attrs_);
     if (!s.ok()) return DataLossError(dir + "/attrs.bin: " + std::string(s.message()));
     if (p->attrs_.size() != p->global_->size()) return DataLossError(dir + "/attrs.bin does not match the index");
+  }
+  for (uint32_t k = 0; k < schema.topics; ++k) {
+    QV_ASSIGN_OR_RETURN(auto idx, index::LoadIndex(TopicFile(dir, k)));
+    if (idx->dim() != schema.dim) return DataLossError("topic snapshot " + std::to_string(k) + " has the wrong dim");
+    p->topics_.push_back(std::move(idx));
+  }
+  if (schema.topic_concat) {
+    QV_ASSIGN_OR_RETURN(p->concat_, index::LoadIndex(dir + "/concat.qvi"));
+    if (p->concat_->dim() != schema.dim * schema.topics || p->concat_->size() != p->global_->size()) {
+      return DataLossError(dir + "/concat.qvi does not match the collection");
+    }
+  }
+  for (const auto& [id, a] : p->attrs_) {
+    if (a.topic_weights.size() != schema.topics) return DataLossError(dir + "/attrs.bin lacks topic weights");
   }
   p->sums_.assign(size_t(schema.clusters) * schema.dim, 0.0);
   p->counts_.assign(schema.clusters, 0);

@@ -3,7 +3,12 @@
 // map item -> cluster, and each cluster's centroid (the mean of its items' vectors), which
 // cluster quotas use to estimate a query's intent.
 //
-// Cluster sub-indexes are HNSW (with the collection's HNSW parameters when it is HNSW, the
+// With schema.topics = K > 0 (MVKE), also one sub-index per topic k holding alpha_k * t for the
+// items whose alpha_k >= schema.topic_threshold, and with schema.topic_concat one index over
+// [alpha_1 t, ..., alpha_K t]; both under inner product (t normalised under cosine). Every
+// item's alpha is kept in memory for exact scoring.
+//
+// Cluster and topic sub-indexes are HNSW (with the collection's HNSW parameters when it is HNSW, the
 // defaults otherwise) or flat for flat collections: an IVF-PQ sub-index could not train on a
 // small cluster.
 //
@@ -50,6 +55,13 @@ class Partitions {
   const index::VectorIndex& cluster(size_t k) const { return *clusters_[k]; }
   // The cluster of an item, or -1 if absent (or the collection has no clusters).
   int64_t ClusterOf(uint64_t id) const;
+  size_t topics() const { return topics_.size(); }
+  const index::VectorIndex& topic(size_t k) const { return *topics_[k]; }
+  const index::VectorIndex* concat() const { return concat_.get(); }
+  float topic_threshold() const { return schema_.topic_threshold; }
+  // Copies id's K topic weights into out (false if absent).
+  bool TopicWeightsFor(uint64_t id, float* out) const;
+
   // Per cluster: its item count and its centroid (dim floats; zeros for an empty cluster).
   std::vector<uint64_t> ClusterSizes() const;
   std::vector<float> Centroids() const;
@@ -66,10 +78,15 @@ class Partitions {
  private:
   explicit Partitions(const CollectionSchema& schema) : schema_(schema) {}
   void Account(uint32_t cluster, std::span<const float> v, double sign);  // REQUIRES: mu_ held
+  // Puts the items (already in the global index) into the topic and concat indexes, and takes
+  // them out of the topics they no longer qualify for (`old`: their earlier weights).
+  Status AddToTopics(std::span<const ItemRecord> items, const std::unordered_map<uint64_t, std::vector<float>>& old);
 
   const CollectionSchema schema_;
   std::unique_ptr<index::VectorIndex> global_;
   std::vector<std::unique_ptr<index::VectorIndex>> clusters_;
+  std::vector<std::unique_ptr<index::VectorIndex>> topics_;
+  std::unique_ptr<index::VectorIndex> concat_;
   mutable std::shared_mutex mu_;                     // guards the four below
   std::unordered_map<uint64_t, ItemAttrs> attrs_;    // every item's filterable attributes
   std::unordered_map<uint64_t, uint32_t> cluster_of_;

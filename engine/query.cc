@@ -12,82 +12,13 @@
 #include <thread>
 #include <unordered_map>
 
+#include "engine/mvke.h"
 #include "engine/partitions.h"
+#include "engine/pool.h"
 #include "index/simd/kernels.h"
 
 namespace quiver::engine {
 namespace {
-
-// A process-wide pool for sub-searches. ParallelFor runs fn(0..n-1) on the pool and the
-// calling thread, and returns when all are done.
-class Pool {
- public:
-  // Never destroyed: its threads wait on it until the process ends (destroying a condition
-  // variable with waiters at exit would block).
-  static Pool& Get() {
-    static Pool* pool = new Pool(std::max(1u, std::thread::hardware_concurrency()));
-    return *pool;
-  }
-
-  void ParallelFor(size_t n, const std::function<void(size_t)>& fn) {
-    if (n <= 1) {
-      if (n == 1) fn(0);
-      return;
-    }
-    struct Job {
-      std::atomic<size_t> next{0}, done{0};
-      size_t n;
-      const std::function<void(size_t)>* fn;
-      std::mutex mu;
-      std::condition_variable cv;
-    };
-    auto job = std::make_shared<Job>();
-    job->n = n;
-    job->fn = &fn;
-    auto work = [job] {
-      size_t i;
-      while ((i = job->next.fetch_add(1)) < job->n) {
-        (*job->fn)(i);
-        if (job->done.fetch_add(1) + 1 == job->n) {
-          std::lock_guard lock(job->mu);
-          job->cv.notify_all();
-        }
-      }
-    };
-    {
-      std::lock_guard lock(mu_);
-      for (size_t t = 0; t + 1 < std::min(n, threads_.size() + 1); ++t) queue_.push_back(work);
-    }
-    cv_.notify_all();
-    work();
-    std::unique_lock lock(job->mu);
-    job->cv.wait(lock, [&] { return job->done.load() == job->n; });
-  }
-
- private:
-  explicit Pool(size_t threads) {
-    for (size_t t = 0; t < threads; ++t) {
-      threads_.emplace_back([this] {
-        while (true) {
-          std::function<void()> task;
-          {
-            std::unique_lock lock(mu_);
-            cv_.wait(lock, [this] { return !queue_.empty(); });
-            task = std::move(queue_.front());
-            queue_.pop_front();
-          }
-          task();
-        }
-      });
-      threads_.back().detach();  // lives for the process
-    }
-  }
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;
-  std::vector<std::thread> threads_;
-};
 
 struct Scored {
   float score = 0;
@@ -327,18 +258,45 @@ std::vector<uint32_t> AllocateQuotas(std::span<const double> p, double a, uint32
   return m;
 }
 
-Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters) {
-  if (q.vectors.empty()) return InvalidArgumentError("a query needs at least one vector");
-  if (q.vectors.size() > 64) return InvalidArgumentError("at most 64 query vectors");
-  for (size_t j = 0; j < q.vectors.size(); ++j) {
-    if (q.vectors[j].size() != dim) {
-      return InvalidArgumentError("vector " + std::to_string(j) + " has " + std::to_string(q.vectors[j].size()) +
+namespace {
+
+Status CheckVectors(const std::vector<std::vector<float>>& vs, uint32_t dim, const char* what) {
+  for (size_t j = 0; j < vs.size(); ++j) {
+    if (vs[j].size() != dim) {
+      return InvalidArgumentError(std::string(what) + " " + std::to_string(j) + " has " + std::to_string(vs[j].size()) +
                                   " values; the collection has dim " + std::to_string(dim));
     }
-    for (float x : q.vectors[j]) {
-      if (!std::isfinite(x)) return InvalidArgumentError("vector " + std::to_string(j) + " holds NaN or Inf");
+    for (float x : vs[j]) {
+      if (!std::isfinite(x)) return InvalidArgumentError(std::string(what) + " " + std::to_string(j) + " holds NaN or Inf");
     }
   }
+  return Status::Ok();
+}
+
+Status ValidateMvke(const QuerySpec& q, uint32_t dim, uint32_t topics) {
+  const MvkeSpec& m = *q.mvke;
+  if (topics == 0) return InvalidArgumentError("mvke needs a collection with topics");
+  if (!q.vectors.empty()) return InvalidArgumentError("a query has either vectors or mvke user_vectors, not both");
+  if (q.quota) return InvalidArgumentError("mvke cannot be combined with a quota");
+  if (q.aggregate != Aggregate::kMax || !q.weights.empty()) {
+    return InvalidArgumentError("aggregate and weights do not apply to mvke (its score is fixed)");
+  }
+  if (m.user_vectors.size() != topics) {
+    return InvalidArgumentError("mvke has " + std::to_string(m.user_vectors.size()) +
+                                " user vectors; the collection has " + std::to_string(topics) + " topics");
+  }
+  if (uint8_t(m.strategy) > uint8_t(MvkeStrategy::kRescore)) return InvalidArgumentError("unknown mvke strategy");
+  if (m.candidates > 100000) return InvalidArgumentError("mvke candidates must be at most 100,000");
+  return CheckVectors(m.user_vectors, dim, "mvke user vector");
+}
+
+}  // namespace
+
+Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters, uint32_t topics) {
+  if (q.mvke) QV_RETURN_IF_ERROR(ValidateMvke(q, dim, topics));
+  if (q.vectors.empty() && !q.mvke) return InvalidArgumentError("a query needs at least one vector");
+  if (q.vectors.size() > 64) return InvalidArgumentError("at most 64 query vectors");
+  QV_RETURN_IF_ERROR(CheckVectors(q.vectors, dim, "vector"));
   if (q.aggregate == Aggregate::kWeighted) {
     if (q.weights.size() != q.vectors.size()) {
       return InvalidArgumentError("weighted aggregation needs one weight per vector (" +
@@ -386,14 +344,19 @@ Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters) {
 }
 
 Result<QueryResult> RunQuery(const Partitions& parts, Metric metric, const QuerySpec& q) {
-  QV_RETURN_IF_ERROR(ValidateQuery(q, uint32_t(q.vectors.empty() ? 0 : parts.global().dim()), uint32_t(parts.clusters())));
+  QV_RETURN_IF_ERROR(ValidateQuery(q, uint32_t(parts.global().dim()), uint32_t(parts.clusters()),
+                                   uint32_t(parts.topics())));
   QueryResult out;
   const size_t c = parts.clusters();
   if (!q.quota) {
     // Re-ranking picks k from a wider window of candidates.
     const size_t fetch = q.rerank ? std::max<size_t>(q.k, q.rerank->window ? q.rerank->window : 3 * size_t(q.k)) : q.k;
-    QV_ASSIGN_OR_RETURN(auto lists, SearchAll(parts, -1, metric, q, fetch));
-    out.hits = Merge(lists, metric, q, fetch);
+    if (q.mvke) {
+      QV_ASSIGN_OR_RETURN(out.hits, RunMvke(parts, q, fetch));
+    } else {
+      QV_ASSIGN_OR_RETURN(auto lists, SearchAll(parts, -1, metric, q, fetch));
+      out.hits = Merge(lists, metric, q, fetch);
+    }
   } else {
     const QuotaSpec& s = *q.quota;
     std::vector<double> p = s.p.empty() ? AutoIntent(parts, metric, q, s.temperature)

@@ -25,8 +25,23 @@ struct QuotaSpec {
   float temperature = 1.0f;  // "auto": p = softmax(similarity(q, centroid_k) / temperature)
 };
 
+// MVKE (docs/queries.md): score(i) = sum_k alpha_ik (u_k . t_i), exact for every hit.
+enum class MvkeStrategy : uint8_t {
+  kPerTopic = 0,  // topic k's sub-index searched with u_k; threshold-algorithm stop; exact rescoring
+  kConcat = 1,    // one search of the [alpha_1 t, ..., alpha_K t] index with [u_1, ..., u_K]
+  kRescore = 2,   // the global index searched with each u_k; exact rescoring of the union
+};
+
+struct MvkeSpec {
+  std::vector<std::vector<float>> user_vectors;  // u_1..u_K: one per topic
+  MvkeStrategy strategy = MvkeStrategy::kPerTopic;
+  // Candidates per stream (per_topic: in the first round; rescore: per u_k; concat: retrieved
+  // before exact rescoring). 0: max(k, 32).
+  uint32_t candidates = 0;
+};
+
 struct QuerySpec {
-  std::vector<std::vector<float>> vectors;  // K >= 1 query vectors
+  std::vector<std::vector<float>> vectors;  // K >= 1 query vectors (none with mvke)
   Aggregate aggregate = Aggregate::kMax;
   std::vector<float> weights;               // kWeighted: K weights >= 0
   uint32_t k = 10;                          // results (with a quota: quota.total)
@@ -36,6 +51,7 @@ struct QuerySpec {
   // few items match (an estimate from a sample, then an exact count), by an exact scan of them.
   std::optional<Filter> filter;
   std::optional<Rerank> rerank;
+  std::optional<MvkeSpec> mvke;  // instead of vectors; not with a quota
 };
 
 // Below this many matching items (per searched index), a filtered search scans them exactly.
@@ -59,9 +75,9 @@ struct QueryResult {
 // with p_k = 0 get 0. REQUIRES: p non-negative with a positive sum, a >= 0.
 std::vector<uint32_t> AllocateQuotas(std::span<const double> p, double a, uint32_t total);
 
-// kInvalidArgument naming the field for a malformed query against a collection of `dim` and
-// `clusters`.
-Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters);
+// kInvalidArgument naming the field for a malformed query against a collection of `dim`,
+// `clusters` and `topics`.
+Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters, uint32_t topics = 0);
 
 // Runs the query (validated first) on `parts`.
 Result<QueryResult> RunQuery(const Partitions& parts, Metric metric, const QuerySpec& q);

@@ -53,6 +53,19 @@ Status ValidateSchema(const CollectionSchema& s) {
   if (uint8_t(s.metric) > uint8_t(index::Metric::kCosine)) return Bad("unknown metric");
   if (s.clusters > kMaxClusters) return Bad("clusters must be at most " + std::to_string(kMaxClusters));
   if (s.topics > kMaxTopics) return Bad("topics must be at most " + std::to_string(kMaxTopics));
+  if (!std::isfinite(s.topic_threshold) || s.topic_threshold < 0 || s.topic_threshold >= 1) {
+    return Bad("topic_threshold must be in [0, 1)");
+  }
+  if (s.topics == 0 && (s.topic_threshold > 0 || s.topic_concat)) {
+    return Bad("topic_threshold and topic_concat need topics > 0");
+  }
+  if (s.topic_concat && uint64_t(s.topics) * s.dim > kMaxDim) {
+    return Bad("topic_concat needs topics x dim <= " + std::to_string(kMaxDim));
+  }
+  if (s.topics > 0 && s.index.type == IndexSpec::Type::kIvfPq && (s.index.ivf_refine == 0 || s.index.ivf_refine_int8)) {
+    return Bad("topics on an IVF-PQ collection need a float32 refine store (refine > 0, refine_int8 false): "
+               "MVKE scores are computed exactly from the stored vectors");
+  }
   if (s.max_history == 0 || s.max_history > kMaxHistory) {
     return Bad("max_history must be in [1, " + std::to_string(kMaxHistory) + "]");
   }

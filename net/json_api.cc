@@ -90,6 +90,15 @@ Status GetBool(object obj, std::string_view key, bool* out) {
   return Status::Ok();
 }
 
+Status GetFloat(object obj, std::string_view key, float* out) {
+  element e;
+  if (obj[key].get(e)) return Status::Ok();
+  double v;
+  if (auto err = e.get_double().get(v)) return BadField(key, err);
+  *out = float(v);
+  return Status::Ok();
+}
+
 Status GetString(object obj, std::string_view key, std::string* out) {
   element e;
   if (obj[key].get(e)) return Status::Ok();
@@ -187,7 +196,8 @@ Result<Filter> FilterFromJson(element e, int depth) {
 }
 
 Result<CollectionSchema> SchemaFromJson(object obj) {
-  QV_RETURN_IF_ERROR(OnlyFields(obj, {"name", "dim", "metric", "index", "clusters", "topics", "max_history"}));
+  QV_RETURN_IF_ERROR(OnlyFields(obj, {"name", "dim", "metric", "index", "clusters", "topics", "topic_threshold",
+                                      "topic_concat", "max_history"}));
   CollectionSchema s;
   QV_RETURN_IF_ERROR(GetString(obj, "name", &s.name));
   QV_RETURN_IF_ERROR(GetUint(obj, "dim", &s.dim));
@@ -198,6 +208,8 @@ Result<CollectionSchema> SchemaFromJson(object obj) {
   s.metric = *m;
   QV_RETURN_IF_ERROR(GetUint(obj, "clusters", &s.clusters));
   QV_RETURN_IF_ERROR(GetUint(obj, "topics", &s.topics));
+  QV_RETURN_IF_ERROR(GetFloat(obj, "topic_threshold", &s.topic_threshold));
+  QV_RETURN_IF_ERROR(GetBool(obj, "topic_concat", &s.topic_concat));
   QV_RETURN_IF_ERROR(GetUint(obj, "max_history", &s.max_history));
   element ie;
   if (!obj["index"].get(ie)) {
@@ -305,7 +317,8 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
   }
   if (action == "search" && arg.empty()) {
     if (method != "POST") return wrong_method();
-    QV_RETURN_IF_ERROR(OnlyFields(obj, {"vector", "vectors", "aggregate", "weights", "quota", "filter", "rerank", "k", "params"}));
+    QV_RETURN_IF_ERROR(OnlyFields(
+        obj, {"vector", "vectors", "aggregate", "weights", "quota", "filter", "rerank", "mvke", "k", "params"}));
     SearchCall c;
     c.collection = coll;
     element v;
@@ -318,7 +331,34 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
         QV_RETURN_IF_ERROR(engine::FloatsFromJson(x, "vectors", &c.vectors.back()));
       }
     }
-    if (c.vector.empty() && c.vectors.empty()) return Bad("a search needs vector or vectors");
+    if (!obj["mvke"].get(v)) {
+      object mo;
+      if (auto err = v.get_object().get(mo)) return BadField("mvke", err);
+      QV_RETURN_IF_ERROR(OnlyFields(mo, {"user_vectors", "strategy", "candidates"}));
+      MvkeParams m;
+      element uv;
+      if (auto err = mo["user_vectors"].get(uv)) return BadField("mvke user_vectors", err);
+      simdjson::dom::array a;
+      if (auto err = uv.get_array().get(a)) return BadField("mvke user_vectors", err);
+      for (element x : a) {
+        m.user_vectors.emplace_back();
+        QV_RETURN_IF_ERROR(engine::FloatsFromJson(x, "mvke user_vectors", &m.user_vectors.back()));
+      }
+      std::string strategy = "per_topic";
+      QV_RETURN_IF_ERROR(GetString(mo, "strategy", &strategy));
+      if (strategy == "per_topic") {
+        m.strategy = 0;
+      } else if (strategy == "concat") {
+        m.strategy = 1;
+      } else if (strategy == "rescore") {
+        m.strategy = 2;
+      } else {
+        return Bad("unknown mvke strategy '" + strategy + "' (per_topic, concat, rescore)");
+      }
+      QV_RETURN_IF_ERROR(GetUint(mo, "candidates", &m.candidates));
+      c.mvke = std::move(m);
+    }
+    if (c.vector.empty() && c.vectors.empty() && !c.mvke) return Bad("a search needs vector, vectors or mvke");
     std::string aggregate = "max";
     QV_RETURN_IF_ERROR(GetString(obj, "aggregate", &aggregate));
     if (aggregate == "max") {
@@ -483,6 +523,8 @@ void WriteSchema(JsonWriter& w, const CollectionSchema& s) {
   w.Raw("}");
   w.Key("clusters"); w.Number(s.clusters);
   w.Key("topics"); w.Number(s.topics);
+  w.Key("topic_threshold"); w.Float(s.topic_threshold);
+  w.Key("topic_concat"); w.Raw(s.topic_concat ? "true" : "false");
   w.Key("max_history"); w.Number(s.max_history);
   w.Raw("}");
 }

@@ -17,7 +17,13 @@ Reply FromStatus(Status s) { return Reply{std::move(s), std::monostate{}}; }
 // A multi-vector and/or quota search through Engine::Query.
 Reply RunQuery(const engine::Engine& e, const SearchCall& c) {
   engine::QuerySpec q;
-  q.vectors = c.vectors.empty() ? std::vector<std::vector<float>>{c.vector} : c.vectors;
+  if (c.mvke) {
+    q.vectors = c.vectors.empty() && !c.vector.empty() ? std::vector<std::vector<float>>{c.vector} : c.vectors;
+    if (c.mvke->strategy > 2) return FromStatus(InvalidArgumentError("unknown mvke strategy"));
+    q.mvke = engine::MvkeSpec{c.mvke->user_vectors, engine::MvkeStrategy(c.mvke->strategy), c.mvke->candidates};
+  } else {
+    q.vectors = c.vectors.empty() ? std::vector<std::vector<float>>{c.vector} : c.vectors;
+  }
   if (c.aggregate > 2) return FromStatus(InvalidArgumentError("unknown aggregate"));
   q.aggregate = engine::Aggregate(c.aggregate);
   q.weights = c.weights;

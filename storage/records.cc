@@ -7,7 +7,7 @@
 namespace quiver::storage {
 namespace {
 
-constexpr uint8_t kSchemaVersion = 1;
+constexpr uint8_t kSchemaVersion = 2;  // 2 added topic_threshold, topic_concat
 constexpr uint8_t kItemVersion = 1;
 constexpr uint8_t kUserVersion = 1;
 constexpr uint8_t kOpVersion = 1;
@@ -107,26 +107,38 @@ std::string EncodeSchema(const CollectionSchema& s) {
   for (uint32_t v : {x.ivf_nlist, x.ivf_m, x.ivf_nbits, x.ivf_nprobe, x.ivf_refine}) PutFixed(&out, v);
   PutFixed<uint8_t>(&out, x.ivf_refine_int8);
   for (uint32_t v : {s.clusters, s.topics, s.max_history}) PutFixed(&out, v);
+  PutFixed<float>(&out, s.topic_threshold);
+  PutFixed<uint8_t>(&out, s.topic_concat);
   return out;
 }
 
 Result<CollectionSchema> DecodeSchema(std::string_view in) {
-  QV_RETURN_IF_ERROR(CheckVersion(&in, kSchemaVersion, "collection schema"));
+  // Version 1 (without the MVKE options) is still read.
+  uint8_t version = 0;
+  if (!in.empty() && uint8_t(in[0]) == 1) {
+    version = 1;
+    in.remove_prefix(1);
+  } else {
+    QV_RETURN_IF_ERROR(CheckVersion(&in, kSchemaVersion, "collection schema"));
+    version = kSchemaVersion;
+  }
   CollectionSchema s;
   IndexSpec& x = s.index;
-  uint8_t metric, type, sq8, int8;
+  uint8_t metric, type, sq8, int8, concat = 0;
   bool ok = GetString(&in, &s.name) && GetFixed(&in, &s.dim) && GetFixed(&in, &metric) &&
             GetFixed(&in, &type) && GetFixed(&in, &x.hnsw_m) &&
             GetFixed(&in, &x.hnsw_ef_construction) && GetFixed(&in, &x.hnsw_ef_search) &&
             GetFixed(&in, &sq8) && GetFixed(&in, &x.ivf_nlist) && GetFixed(&in, &x.ivf_m) &&
             GetFixed(&in, &x.ivf_nbits) && GetFixed(&in, &x.ivf_nprobe) &&
             GetFixed(&in, &x.ivf_refine) && GetFixed(&in, &int8) && GetFixed(&in, &s.clusters) &&
-            GetFixed(&in, &s.topics) && GetFixed(&in, &s.max_history) && in.empty();
+            GetFixed(&in, &s.topics) && GetFixed(&in, &s.max_history) &&
+            (version < 2 || (GetFixed(&in, &s.topic_threshold) && GetFixed(&in, &concat))) && in.empty();
   if (!ok || metric > uint8_t(Metric::kCosine) || type < 1 || type > 3 || sq8 > 1 ||
-      int8 > 1) {
+      int8 > 1 || concat > 1) {
     return Corrupt("collection schema");
   }
   s.metric = Metric(metric);
+  s.topic_concat = concat != 0;
   x.type = IndexSpec::Type(type);
   x.hnsw_sq8 = sq8 != 0;
   x.ivf_refine_int8 = int8 != 0;

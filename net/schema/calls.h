@@ -33,6 +33,15 @@ struct QuotaParams {
   friend bool operator==(const QuotaParams&, const QuotaParams&) = default;
 };
 
+// MVKE scoring (docs/queries.md): one user vector per topic; strategy 0 per_topic, 1 concat,
+// 2 rescore; candidates 0: the default.
+struct MvkeParams {
+  std::vector<std::vector<float>> user_vectors;
+  uint8_t strategy = 0;
+  uint32_t candidates = 0;
+  friend bool operator==(const MvkeParams&, const MvkeParams&) = default;
+};
+
 // A search with one `vector`, or several `vectors` (multi-interest) merged by `aggregate`
 // (0 max, 1 sum, 2 weighted by `weights`), optionally split across clusters by `quota`.
 struct SearchCall {
@@ -46,8 +55,9 @@ struct SearchCall {
   std::optional<QuotaParams> quota;
   std::optional<Filter> filter;
   std::optional<Rerank> rerank;
+  std::optional<MvkeParams> mvke;  // instead of vector / vectors
   bool IsPlain() const {
-    return vectors.empty() && aggregate == 0 && weights.empty() && !quota && !filter && !rerank;
+    return vectors.empty() && aggregate == 0 && weights.empty() && !quota && !filter && !rerank && !mvke;
   }
 };
 struct SnapshotCall { std::string collection; };  // empty: every collection

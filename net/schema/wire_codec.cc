@@ -20,7 +20,7 @@ Offset<wire::Schema> PutSchema(FlatBufferBuilder& b, const CollectionSchema& s) 
                                      x.ivf_nprobe, x.ivf_refine, x.ivf_refine_int8);
   auto name = b.CreateString(s.name);
   return wire::CreateSchema(b, name, s.dim, wire::Metric(s.metric), index, s.clusters, s.topics,
-                            s.max_history);
+                            s.max_history, s.topic_threshold, s.topic_concat);
 }
 
 Offset<wire::Item> PutItem(FlatBufferBuilder& b, const ItemRecord& item) {
@@ -159,8 +159,15 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
         rr = wire::CreateRerank(b, c.rerank->mmr_lambda, c.rerank->window, c.rerank->max_consecutive_category,
                                 c.rerank->per_category_cap, c.rerank->category_diversity);
       }
+      Offset<wire::Mvke> mv;
+      if (c.mvke) {
+        std::vector<Offset<wire::FloatVector>> each;
+        for (const auto& x : c.mvke->user_vectors) each.push_back(wire::CreateFloatVector(b, b.CreateVector(x)));
+        auto uv = b.CreateVector(each);
+        mv = wire::CreateMvke(b, uv, wire::MvkeStrategy(c.mvke->strategy), c.mvke->candidates);
+      }
       return {wire::RequestBody::Search, wire::CreateSearch(b, n, v, c.k, c.ef, c.nprobe, c.refine, vs,
-                                                            wire::Aggregate(c.aggregate), w, q, f, rr).Union()};
+                                                            wire::Aggregate(c.aggregate), w, q, f, rr, mv).Union()};
     }
     BodyRef operator()(const SnapshotCall& c) {
       auto n = b.CreateString(c.collection);
@@ -271,6 +278,8 @@ Result<CollectionSchema> GetSchema(const wire::Schema* w) {
   s.clusters = w->clusters();
   s.topics = w->topics();
   s.max_history = w->max_history();
+  s.topic_threshold = w->topic_threshold();
+  s.topic_concat = w->topic_concat();
   if (const wire::IndexSpec* x = w->index()) {
     const uint8_t t = uint8_t(x->type());
     if (t < 1 || t > 3) return Bad("unknown index type");
@@ -394,6 +403,16 @@ Result<Call> CallFromWire(const wire::Request* r) {
       if (const wire::Rerank* r = s->rerank()) {
         c.rerank = Rerank{r->mmr_lambda(), r->window(), r->max_consecutive_category(), r->per_category_cap(),
                           r->category_diversity()};
+      }
+      if (const wire::Mvke* m = s->mvke()) {
+        if (uint8_t(m->strategy()) > 2) return Bad("unknown mvke strategy");
+        MvkeParams p;
+        if (const auto* uv = m->user_vectors()) {
+          for (const wire::FloatVector* x : *uv) p.user_vectors.push_back(x ? Vec(x->values()) : std::vector<float>());
+        }
+        p.strategy = uint8_t(m->strategy());
+        p.candidates = m->candidates();
+        c.mvke = std::move(p);
       }
       return Call(std::move(c));
     }
