@@ -16,14 +16,44 @@ struct Exact {
   uint32_t topic;
 };
 
-// Scores every id not yet in `scored`.
-void ScoreNew(const Partitions& parts, const std::vector<std::vector<float>>& u, const std::vector<index::Neighbor>& list,
-              std::unordered_map<uint64_t, Exact>* scored, std::vector<float>* t, std::vector<float>* alpha) {
-  for (const index::Neighbor& n : list) {
-    if (scored->count(n.id)) continue;
-    Exact e;
-    if (MvkeScore(parts, u, n.id, t->data(), alpha->data(), &e.score, &e.topic)) scored->emplace(n.id, e);
+// Exact scores of `ids` into `scored` (absent ids are skipped): vectors and weights fetched in
+// one batch each (one lock, prefetched), then K dot products per item.
+void ScoreBatch(const Partitions& parts, const std::vector<std::vector<float>>& u, std::span<const uint64_t> ids,
+                std::unordered_map<uint64_t, Exact>* scored) {
+  const size_t kt = u.size(), dim = parts.global().dim();
+  std::vector<float> t(ids.size() * dim), alpha(ids.size() * kt);
+  std::vector<uint8_t> has_t(ids.size()), has_alpha(ids.size());
+  parts.global().GetVectors(ids, t.data(), has_t.data());
+  parts.TopicWeightsFor(ids, alpha.data(), has_alpha.data());
+  const auto& kern = simd::GetKernels();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!has_t[i] || !has_alpha[i]) continue;
+    const float* a = &alpha[i * kt];
+    double sum = 0;
+    float best = -INFINITY;
+    Exact e{0, 0};
+    for (size_t k = 0; k < kt; ++k) {
+      if (a[k] == 0) continue;
+      const float term = a[k] * kern.inner_product(u[k].data(), &t[i * dim], dim);
+      sum += term;
+      if (term > best) best = term, e.topic = uint32_t(k);
+    }
+    e.score = float(sum);
+    scored->emplace(ids[i], e);
   }
+}
+
+// Scores every id of `list` not yet in `scored`.
+void ScoreNew(const Partitions& parts, const std::vector<std::vector<float>>& u, const std::vector<index::Neighbor>& list,
+              std::unordered_map<uint64_t, Exact>* scored) {
+  std::vector<uint64_t> ids;
+  ids.reserve(list.size());
+  for (const index::Neighbor& n : list) {
+    if (!scored->count(n.id)) ids.push_back(n.id);
+  }
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  ScoreBatch(parts, u, ids, scored);
 }
 
 // The n best of `scored`, best first (ties by id).
@@ -37,16 +67,6 @@ std::vector<QueryHit> Best(const std::unordered_map<uint64_t, Exact>& scored, si
   });
   hits.resize(n);
   return hits;
-}
-
-// The n-th best score in `scored` (-inf if it holds fewer than n).
-float NthBest(const std::unordered_map<uint64_t, Exact>& scored, size_t n) {
-  if (scored.size() < n || n == 0) return -INFINITY;
-  std::vector<float> s;
-  s.reserve(scored.size());
-  for (const auto& [id, e] : scored) s.push_back(e.score);
-  std::nth_element(s.begin(), s.begin() + ptrdiff_t(n - 1), s.end(), std::greater<float>());
-  return s[n - 1];
 }
 
 }  // namespace
@@ -73,7 +93,6 @@ Result<std::vector<QueryHit>> RunMvke(const Partitions& parts, const QuerySpec& 
   const MvkeSpec& m = *q.mvke;
   const auto& u = m.user_vectors;
   const size_t kt = u.size(), dim = parts.global().dim();
-  std::vector<float> t(dim), alpha(kt);
   std::unordered_map<uint64_t, Exact> scored;
 
   // Few items pass the filter: score them all, exactly.
@@ -81,7 +100,7 @@ Result<std::vector<QueryHit>> RunMvke(const Partitions& parts, const QuerySpec& 
     if (auto few = parts.MatchingIds(*q.filter, -1, kExactScanLimit)) {
       std::vector<index::Neighbor> all;
       for (uint64_t id : *few) all.push_back({id, 0});
-      ScoreNew(parts, u, all, &scored, &t, &alpha);
+      ScoreNew(parts, u, all, &scored);
       return Best(scored, n);
     }
   }
@@ -108,7 +127,7 @@ Result<std::vector<QueryHit>> RunMvke(const Partitions& parts, const QuerySpec& 
       for (const auto& v : u) joined.insert(joined.end(), v.begin(), v.end());
       std::vector<index::Neighbor> list;
       QV_RETURN_IF_ERROR(concat->Search(joined, params(std::max(depth, n)), &list));
-      ScoreNew(parts, u, list, &scored, &t, &alpha);
+      ScoreNew(parts, u, list, &scored);
       return Best(scored, n);
     }
     case MvkeStrategy::kRescore: {
@@ -117,41 +136,91 @@ Result<std::vector<QueryHit>> RunMvke(const Partitions& parts, const QuerySpec& 
       const index::SearchParams p = params(depth);
       Pool::Get().ParallelFor(kt, [&](size_t k) { status[k] = parts.global().Search(u[k], p, &lists[k]); });
       for (const Status& s : status) QV_RETURN_IF_ERROR(s);
-      for (const auto& list : lists) ScoreNew(parts, u, list, &scored, &t, &alpha);
+      for (const auto& list : lists) ScoreNew(parts, u, list, &scored);
       return Best(scored, n);
     }
     case MvkeStrategy::kPerTopic:
       break;
   }
 
-  // per_topic: stream k ranks items by alpha_ik (u_k . t_i), one term of the score. After each
-  // round, an item no stream has returned yet scores at most the sum of the streams' last
-  // values (the threshold algorithm's bound for a sum); stop once the n-th exact score reaches
-  // it, or a stream ran dry (with topic_threshold 0 every item is in every stream, so all were
-  // seen), else search again twice as deep.
+  // per_topic: stream k ranks items by alpha_ik (u_k . t_i), one term of the score, and each
+  // hit carries that term. An item's score is at most its known terms plus, for each stream
+  // that did not return it, that stream's last value; candidates are rescored exactly in order
+  // of that bound until the n-th exact score reaches the next bound (the rest cannot enter).
+  // An item no stream returned is bounded by the sum of the last values (the threshold
+  // algorithm's bound): below the n-th exact score, or with a stream run dry (with
+  // topic_threshold 0 every item is in every stream), the result is final; otherwise, up to
+  // max_candidates, search again twice as deep.
   const size_t total = parts.size();
   depth = std::min(std::max(depth, n), std::max<size_t>(total, 1));
-  for (int round = 0; round < 6; ++round) {
+  const size_t max_depth = std::max<size_t>(depth, m.max_candidates);
+  struct Partial {
+    double known = 0;   // sum of the terms the streams returned
+    uint64_t seen = 0;  // bit k: stream k returned it (K <= 64 streams tracked exactly)
+  };
+  std::vector<QueryHit> best;
+  while (true) {
     std::vector<std::vector<index::Neighbor>> lists(kt);
     std::vector<Status> status(kt);
     const index::SearchParams p = params(depth);
     Pool::Get().ParallelFor(kt, [&](size_t k) { status[k] = parts.topic(k).Search(u[k], p, &lists[k]); });
-    for (const Status& s : status) QV_RETURN_IF_ERROR(s);
-    double bound = 0;
+    for (const Status& st : status) QV_RETURN_IF_ERROR(st);
+    std::vector<double> last(kt, 0.0);
+    double unseen_bound = 0;
     bool dry = false;
+    std::unordered_map<uint64_t, Partial> partial;
     for (size_t k = 0; k < kt; ++k) {
-      ScoreNew(parts, u, lists[k], &scored, &t, &alpha);
-      if (lists[k].size() < depth) {
-        dry = true;
-        continue;  // items outside topic k (alpha_k below the threshold) add little here
+      for (const index::Neighbor& nb : lists[k]) {
+        Partial& x = partial[nb.id];
+        x.known += index::DistanceToScore(Metric::kInnerProduct, nb.distance);
+        if (k < 64) x.seen |= uint64_t{1} << k;
       }
-      bound += index::DistanceToScore(Metric::kInnerProduct, lists[k].back().distance);
+      if (lists[k].size() < depth) {
+        dry = true;  // every item of topic k (allowed by the filter) was returned
+      } else {
+        last[k] = index::DistanceToScore(Metric::kInnerProduct, lists[k].back().distance);
+      }
+      unseen_bound += last[k];
     }
-    if (dry && parts.topics() > 0 && parts.topic_threshold() == 0) break;
-    if (double(NthBest(scored, n)) >= bound || depth >= total) break;
-    depth = std::min(depth * 2, total);
+    std::vector<std::pair<double, uint64_t>> order;  // (upper bound, id)
+    order.reserve(partial.size());
+    for (const auto& [id, x] : partial) {
+      double ub = x.known;
+      for (size_t k = 0; k < kt; ++k) {
+        if (k >= 64 || !(x.seen >> k & 1)) ub += last[k];
+      }
+      order.emplace_back(ub, id);
+    }
+    std::sort(order.begin(), order.end(), std::greater<>());
+    // Exact scores in chunks, best bound first; the n best exact scores kept in a min-heap.
+    scored.clear();
+    std::vector<float> top;
+    constexpr size_t kChunk = 32;
+    std::vector<uint64_t> chunk;
+    for (size_t at = 0; at < order.size();) {
+      if (top.size() >= n && double(top.front()) >= order[at].first) break;
+      chunk.clear();
+      for (; at < order.size() && chunk.size() < kChunk; ++at) chunk.push_back(order[at].second);
+      const size_t before = scored.size();
+      ScoreBatch(parts, u, chunk, &scored);
+      if (scored.size() == before) continue;
+      for (uint64_t id : chunk) {
+        auto it = scored.find(id);
+        if (it == scored.end()) continue;
+        top.push_back(it->second.score);
+        std::push_heap(top.begin(), top.end(), std::greater<float>());
+        if (top.size() > n) {
+          std::pop_heap(top.begin(), top.end(), std::greater<float>());
+          top.pop_back();
+        }
+      }
+    }
+    best = Best(scored, n);
+    if (dry && parts.topic_threshold() == 0) break;
+    if ((best.size() >= n && double(best.back().score) >= unseen_bound) || depth >= std::min(total, max_depth)) break;
+    depth = std::min({depth * 2, total, max_depth});
   }
-  return Best(scored, n);
+  return best;
 }
 
 }  // namespace quiver::engine

@@ -115,6 +115,16 @@ Status Partitions::AddToTopics(std::span<const ItemRecord> items,
   return Status::Ok();
 }
 
+void Partitions::TopicWeightsFor(std::span<const uint64_t> ids, float* out, uint8_t* found) const {
+  const size_t kt = topics_.size();
+  std::shared_lock lock(mu_);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto it = attrs_.find(ids[i]);
+    found[i] = it != attrs_.end();
+    if (found[i]) std::copy(it->second.topic_weights.begin(), it->second.topic_weights.end(), out + i * kt);
+  }
+}
+
 bool Partitions::TopicWeightsFor(uint64_t id, float* out) const {
   std::shared_lock lock(mu_);
   auto it = attrs_.find(id);

@@ -61,6 +61,8 @@ class Partitions {
   float topic_threshold() const { return schema_.topic_threshold; }
   // Copies id's K topic weights into out (false if absent).
   bool TopicWeightsFor(uint64_t id, float* out) const;
+  // For many ids: row i of out (K floats) and found[i], under one lock.
+  void TopicWeightsFor(std::span<const uint64_t> ids, float* out, uint8_t* found) const;
 
   // Per cluster: its item count and its centroid (dim floats; zeros for an empty cluster).
   std::vector<uint64_t> ClusterSizes() const;

@@ -286,7 +286,9 @@ Status ValidateMvke(const QuerySpec& q, uint32_t dim, uint32_t topics) {
                                 " user vectors; the collection has " + std::to_string(topics) + " topics");
   }
   if (uint8_t(m.strategy) > uint8_t(MvkeStrategy::kRescore)) return InvalidArgumentError("unknown mvke strategy");
-  if (m.candidates > 100000) return InvalidArgumentError("mvke candidates must be at most 100,000");
+  if (m.candidates > 100000 || m.max_candidates > 100000) {
+    return InvalidArgumentError("mvke candidates and max_candidates must be at most 100,000");
+  }
   return CheckVectors(m.user_vectors, dim, "mvke user vector");
 }
 

@@ -35,9 +35,12 @@ enum class MvkeStrategy : uint8_t {
 struct MvkeSpec {
   std::vector<std::vector<float>> user_vectors;  // u_1..u_K: one per topic
   MvkeStrategy strategy = MvkeStrategy::kPerTopic;
-  // Candidates per stream (per_topic: in the first round; rescore: per u_k; concat: retrieved
-  // before exact rescoring). 0: max(k, 32).
+  // Candidates per stream (per_topic: per topic in the first round; rescore: per u_k; concat:
+  // retrieved) before exact rescoring. 0: max(k, 32).
   uint32_t candidates = 0;
+  // per_topic: while the threshold-algorithm bound says an unseen item could still enter the
+  // top k, search again twice as deep, up to this many per topic. 0: one round.
+  uint32_t max_candidates = 0;
 };
 
 struct QuerySpec {

@@ -54,6 +54,15 @@ Status VectorIndex::ValidateAdd(std::span<const uint64_t> ids, std::span<const f
   return Status::Ok();
 }
 
+size_t VectorIndex::GetVectors(std::span<const uint64_t> ids, float* out, uint8_t* found) const {
+  size_t n = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    found[i] = GetVector(ids[i], out + i * dim()).ok();
+    n += found[i];
+  }
+  return n;
+}
+
 Status VectorIndex::ValidateQuery(std::span<const float> query, const SearchParams& params) const {
   if (query.size() != dim()) {
     return InvalidArgumentError("query has " + std::to_string(query.size()) +

@@ -112,6 +112,10 @@ class VectorIndex {
   // cosine. kNotFound if absent; kFailedPrecondition if the index keeps no vectors (IVF-PQ
   // without a refine store).
   virtual Status GetVector(uint64_t id, float* out) const = 0;
+  // GetVector for many ids: row i of out (dim floats) gets ids[i]'s vector and found[i] = 1,
+  // or found[i] = 0 if it is absent (the row is then left as it was). Returns how many were
+  // found. Indexes override it to take their locks once and prefetch.
+  virtual size_t GetVectors(std::span<const uint64_t> ids, float* out, uint8_t* found) const;
 
   // Up to params.k nearest live ids allowed by params.filter, closest first, into *out
   // (cleared first). kInvalidArgument for a query of the wrong length or with NaN/Inf, or k = 0.

@@ -334,7 +334,7 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
     if (!obj["mvke"].get(v)) {
       object mo;
       if (auto err = v.get_object().get(mo)) return BadField("mvke", err);
-      QV_RETURN_IF_ERROR(OnlyFields(mo, {"user_vectors", "strategy", "candidates"}));
+      QV_RETURN_IF_ERROR(OnlyFields(mo, {"user_vectors", "strategy", "candidates", "max_candidates"}));
       MvkeParams m;
       element uv;
       if (auto err = mo["user_vectors"].get(uv)) return BadField("mvke user_vectors", err);
@@ -356,6 +356,7 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
         return Bad("unknown mvke strategy '" + strategy + "' (per_topic, concat, rescore)");
       }
       QV_RETURN_IF_ERROR(GetUint(mo, "candidates", &m.candidates));
+      QV_RETURN_IF_ERROR(GetUint(mo, "max_candidates", &m.max_candidates));
       c.mvke = std::move(m);
     }
     if (c.vector.empty() && c.vectors.empty() && !c.mvke) return Bad("a search needs vector, vectors or mvke");

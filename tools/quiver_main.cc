@@ -58,6 +58,10 @@ void AddBuildOptions(CLI::App* cmd, BuildArgs* a) {
   cmd->add_option("--kmeans-clusters", a->kmeans_clusters,
                   "compute C cluster ids with k-means on the vectors (instead of a cluster column)");
   cmd->add_option("--topics", a->schema.topics, "number of topics K (items carry K weights)");
+  cmd->add_option("--topic-threshold", a->schema.topic_threshold,
+                  "MVKE: leave an item out of topic k's sub-index when its alpha_k is below this");
+  cmd->add_flag("--topic-concat", a->schema.topic_concat,
+                "MVKE: also build the [alpha_1 t, ..., alpha_K t] index (strategy concat; K times the memory)");
   cmd->add_option("--max-history", a->schema.max_history, "events kept per user")->capture_default_str();
   cmd->add_option("--hnsw-m", x.hnsw_m, "HNSW links per node")->capture_default_str();
   cmd->add_option("--ef-construction", x.hnsw_ef_construction, "HNSW build candidate list")->capture_default_str();

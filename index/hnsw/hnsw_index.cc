@@ -288,6 +288,34 @@ Status HnswIndex::Add(std::span<const uint64_t> ids, std::span<const float> vect
   return Status::Ok();
 }
 
+size_t HnswIndex::GetVectors(std::span<const uint64_t> ids, float* out, uint8_t* found) const {
+  std::shared_lock grow(grow_mu_);
+  std::vector<uint32_t> nodes(ids.size(), UINT32_MAX);
+  {
+    std::lock_guard<std::mutex> lock(label_mu_);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      auto it = node_of_.find(ids[i]);
+      if (it != node_of_.end()) nodes[i] = it->second;
+    }
+  }
+  constexpr size_t kAhead = 4;
+  auto prefetch = [&](size_t i) {
+    if (i >= nodes.size() || nodes[i] == UINT32_MAX) return;
+    const char* p = reinterpret_cast<const char*>(FloatVector(nodes[i]));
+    for (size_t b = 0; b < dim_ * sizeof(float); b += 64) __builtin_prefetch(p + b);
+  };
+  for (size_t i = 0; i < kAhead; ++i) prefetch(i);
+  size_t n = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    prefetch(i + kAhead);
+    found[i] = nodes[i] != UINT32_MAX;
+    if (!found[i]) continue;
+    std::memcpy(out + i * dim_, FloatVector(nodes[i]), dim_ * sizeof(float));
+    ++n;
+  }
+  return n;
+}
+
 Status HnswIndex::GetVector(uint64_t id, float* out) const {
   std::shared_lock grow(grow_mu_);
   uint32_t node;

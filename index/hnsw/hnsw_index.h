@@ -60,6 +60,7 @@ class HnswIndex final : public VectorIndex {
   Status Remove(std::span<const uint64_t> ids) override;
   bool Contains(uint64_t id) const override;
   Status GetVector(uint64_t id, float* out) const override;
+  size_t GetVectors(std::span<const uint64_t> ids, float* out, uint8_t* found) const override;
   Status Search(std::span<const float> query, const SearchParams& params,
                 std::vector<Neighbor>* out, SearchStats* stats = nullptr) const override;
   Status Save(const std::string& path) const override;

@@ -39,6 +39,7 @@ struct MvkeParams {
   std::vector<std::vector<float>> user_vectors;
   uint8_t strategy = 0;
   uint32_t candidates = 0;
+  uint32_t max_candidates = 0;  // per_topic: deepen up to this many per topic; 0: one round
   friend bool operator==(const MvkeParams&, const MvkeParams&) = default;
 };
 

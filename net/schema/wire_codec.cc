@@ -164,7 +164,8 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
         std::vector<Offset<wire::FloatVector>> each;
         for (const auto& x : c.mvke->user_vectors) each.push_back(wire::CreateFloatVector(b, b.CreateVector(x)));
         auto uv = b.CreateVector(each);
-        mv = wire::CreateMvke(b, uv, wire::MvkeStrategy(c.mvke->strategy), c.mvke->candidates);
+        mv = wire::CreateMvke(b, uv, wire::MvkeStrategy(c.mvke->strategy), c.mvke->candidates,
+                              c.mvke->max_candidates);
       }
       return {wire::RequestBody::Search, wire::CreateSearch(b, n, v, c.k, c.ef, c.nprobe, c.refine, vs,
                                                             wire::Aggregate(c.aggregate), w, q, f, rr, mv).Union()};
@@ -412,6 +413,7 @@ Result<Call> CallFromWire(const wire::Request* r) {
         }
         p.strategy = uint8_t(m->strategy());
         p.candidates = m->candidates();
+        p.max_candidates = m->max_candidates();
         c.mvke = std::move(p);
       }
       return Call(std::move(c));

@@ -125,10 +125,11 @@ class MvkeTest : public ::testing::Test {
     ASSERT_TRUE(engine_->Upsert("m", items_).ok());
   }
   Result<QueryResult> Mvke(const std::vector<std::vector<float>>& u, MvkeStrategy strategy, uint32_t k,
-                           uint32_t candidates = 0, std::optional<Filter> filter = std::nullopt) {
+                           uint32_t candidates = 0, std::optional<Filter> filter = std::nullopt,
+                           uint32_t max_candidates = 0) {
     QuerySpec q;
     q.k = k;
-    q.mvke = MvkeSpec{u, strategy, candidates};
+    q.mvke = MvkeSpec{u, strategy, candidates, max_candidates};
     q.filter = std::move(filter);
     return engine_->Query("m", q);
   }
@@ -151,9 +152,10 @@ TEST_F(MvkeTest, ExactIndexesGiveTheExactTopNForEveryStrategy) {
   for (uint32_t seed = 1; seed <= 5; ++seed) {
     const auto u = UserVectors(16, seed);
     const auto want = BruteForce(items_, u, 40);
+    // per_topic deepening as far as the threshold algorithm needs (up to every item) is exact.
     for (auto [strategy, candidates] : {std::pair{MvkeStrategy::kPerTopic, 0u}, {MvkeStrategy::kConcat, 0u},
                                         {MvkeStrategy::kRescore, 1500u}}) {
-      auto r = Mvke(u, strategy, 40, candidates);
+      auto r = Mvke(u, strategy, 40, candidates, std::nullopt, strategy == MvkeStrategy::kPerTopic ? 1500 : 0);
       ASSERT_TRUE(r.ok()) << r.status();
       ASSERT_EQ(r->hits.size(), want.size());
       for (size_t i = 0; i < want.size(); ++i) {
@@ -174,7 +176,7 @@ TEST_F(MvkeTest, FiltersApplyExactlyInsideAndByScan) {
   // Half the items (inside the traversal) and one category in ten restricted further (a scan).
   Filter half{Filter::Op::kIn, Filter::Field::kCategory, {0, 2, 4, 6, 8}};
   auto want = BruteForce(items_, u, 30, [](const ItemRecord& i) { return *i.category % 2 == 0; });
-  auto r = Mvke(u, MvkeStrategy::kPerTopic, 30, 0, half);
+  auto r = Mvke(u, MvkeStrategy::kPerTopic, 30, 0, half, 1500);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->hits.size(), want.size());
   for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(r->hits[i].id, want[i].id) << i;
