@@ -91,6 +91,21 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
                            R"({"vector":[1,2],"rerank":{"mmr":{"lambda":0.3,"window":50},"max_consecutive_category":2,"per_category_cap":4,"category_diversity":0.05}})", 32);
   ASSERT_TRUE(dj.ok()) << dj.status();
   EXPECT_EQ(std::get<SearchCall>(*dj).rerank, diverse.rerank);
+  // MVKE parameters, binary and JSON.
+  SearchCall mvke{"c", {}, 7};
+  mvke.mvke = MvkeParams{{{1, 2}, {3, 4}, {5, 6}}, 1, 50, 400};
+  auto mb = DecodeRequest(EncodeRequestFrame(5, "", mvke).substr(kFrameHeaderBytes));
+  ASSERT_TRUE(mb.ok()) << mb.status();
+  EXPECT_EQ(std::get<SearchCall>(mb->call).mvke, mvke.mvke);
+  auto mj = DecodeHttpCall("POST", "/v1/collections/m/search",
+                           R"({"k":7,"mvke":{"user_vectors":[[1,2],[3,4],[5,6]],"strategy":"concat","candidates":50,"max_candidates":400}})", 32);
+  ASSERT_TRUE(mj.ok()) << mj.status();
+  EXPECT_EQ(std::get<SearchCall>(*mj).mvke, mvke.mvke);
+  EXPECT_FALSE(std::get<SearchCall>(*mj).IsPlain());
+  EXPECT_EQ(DecodeHttpCall("POST", "/v1/collections/m/search", R"({"mvke":{"user_vectors":[[1]],"strategy":"best"}})", 32)
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST(WireCodecTest, EveryReplyRoundTrips) {

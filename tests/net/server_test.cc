@@ -263,6 +263,41 @@ TEST_F(ServerTest, MultiVectorQuotaSearchOverBothProtocols) {
                  "{\"vector\":[1,2,3,4],\"quota\":{\"p\":[1],\"total\":10}}").status, 400);
 }
 
+TEST_F(ServerTest, MvkeSearchOverBothProtocols) {
+  StartServer();
+  ASSERT_EQ(Http(server_->http_port(), "POST", "/v1/collections",
+                 R"({"name":"t","dim":4,"metric":"ip","topics":2,"topic_concat":true,"index":{"type":"flat"}})").status,
+            200);
+  auto client = Connect();
+  auto items = Items(60);
+  for (size_t i = 0; i < items.size(); ++i) {
+    const float a = float(i % 5) / 4.0f;
+    items[i].topic_weights = {a, 1.0f - a};
+  }
+  ASSERT_TRUE(client->Upsert("t", items).ok());
+  SearchCall call;
+  call.collection = "t";
+  call.k = 5;
+  call.mvke = MvkeParams{{{1, 0, 0, 0}, {0, 1, 0, 0}}, 1, 0, 0};
+  auto r = client->Query(call);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->hits.size(), 5u);
+  // The exact score of the best hit: alpha_0 * t[0] + alpha_1 * t[1].
+  const ItemRecord& best = items[r->hits[0].id - 1];
+  EXPECT_NEAR(r->hits[0].score, best.topic_weights[0] * best.vector[0] + best.topic_weights[1] * best.vector[1], 1e-5);
+  HttpAnswer rest = Http(server_->http_port(), "POST", "/v1/collections/t/search",
+                         R"({"k":5,"mvke":{"user_vectors":[[1,0,0,0],[0,1,0,0]],"strategy":"concat"}})");
+  EXPECT_EQ(rest.status, 200);
+  EXPECT_EQ(rest.body, EncodeHttpReply(Reply{Status::Ok(), *r}).body);
+  // One user vector for two topics: a clear error on both.
+  call.mvke->user_vectors.pop_back();
+  auto wrong = client->Query(call);
+  EXPECT_EQ(wrong.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(wrong.status().message().find("2 topics"), std::string::npos) << wrong.status();
+  EXPECT_EQ(Http(server_->http_port(), "POST", "/v1/collections/t/search",
+                 R"({"mvke":{"user_vectors":[[1,0,0,0]]}})").status, 400);
+}
+
 TEST_F(ServerTest, MalformedInputGetsErrorsAndTheServerKeepsServing) {
   StartServer();
   ASSERT_EQ(Http(server_->http_port(), "POST", "/v1/collections", kSchemaJson).status, 200);
