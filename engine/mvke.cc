@@ -71,24 +71,6 @@ std::vector<QueryHit> Best(const std::unordered_map<uint64_t, Exact>& scored, si
 
 }  // namespace
 
-bool MvkeScore(const Partitions& parts, const std::vector<std::vector<float>>& u, uint64_t id, float* t, float* alpha,
-               float* score, uint32_t* topic) {
-  if (!parts.TopicWeightsFor(id, alpha) || !parts.global().GetVector(id, t).ok()) return false;
-  const auto& kern = simd::GetKernels();
-  const size_t dim = parts.global().dim();
-  double sum = 0;
-  float best = -INFINITY;
-  *topic = 0;
-  for (size_t k = 0; k < u.size(); ++k) {
-    if (alpha[k] == 0) continue;
-    const float term = alpha[k] * kern.inner_product(u[k].data(), t, dim);
-    sum += term;
-    if (term > best) best = term, *topic = uint32_t(k);
-  }
-  *score = float(sum);
-  return true;
-}
-
 Result<std::vector<QueryHit>> RunMvke(const Partitions& parts, const QuerySpec& q, size_t n) {
   const MvkeSpec& m = *q.mvke;
   const auto& u = m.user_vectors;
@@ -192,18 +174,20 @@ Result<std::vector<QueryHit>> RunMvke(const Partitions& parts, const QuerySpec& 
       order.emplace_back(ub, id);
     }
     std::sort(order.begin(), order.end(), std::greater<>());
-    // Exact scores in chunks, best bound first; the n best exact scores kept in a min-heap.
-    scored.clear();
+    // Exact scores in chunks, best bound first (items scored in an earlier round are not scored
+    // again); the n best exact scores of this round's candidates kept in a min-heap.
     std::vector<float> top;
     constexpr size_t kChunk = 32;
-    std::vector<uint64_t> chunk;
+    std::vector<uint64_t> chunk, fresh;
     for (size_t at = 0; at < order.size();) {
       if (top.size() >= n && double(top.front()) >= order[at].first) break;
       chunk.clear();
-      for (; at < order.size() && chunk.size() < kChunk; ++at) chunk.push_back(order[at].second);
-      const size_t before = scored.size();
-      ScoreBatch(parts, u, chunk, &scored);
-      if (scored.size() == before) continue;
+      fresh.clear();
+      for (; at < order.size() && chunk.size() < kChunk; ++at) {
+        chunk.push_back(order[at].second);
+        if (!scored.count(order[at].second)) fresh.push_back(order[at].second);
+      }
+      ScoreBatch(parts, u, fresh, &scored);
       for (uint64_t id : chunk) {
         auto it = scored.find(id);
         if (it == scored.end()) continue;

@@ -14,11 +14,6 @@ namespace quiver::engine {
 
 class Partitions;
 
-// The exact MVKE score of one item and the topic k with the largest term (false if absent).
-// `t` and `alpha` are scratch of dim and K floats.
-bool MvkeScore(const Partitions& parts, const std::vector<std::vector<float>>& u, uint64_t id, float* t, float* alpha,
-               float* score, uint32_t* topic);
-
 // Up to `n` hits for q.mvke (validated), best first, honouring q.filter. kFailedPrecondition
 // for strategy concat on a collection without topic_concat.
 Result<std::vector<QueryHit>> RunMvke(const Partitions& parts, const QuerySpec& q, size_t n);

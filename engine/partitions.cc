@@ -125,14 +125,6 @@ void Partitions::TopicWeightsFor(std::span<const uint64_t> ids, float* out, uint
   }
 }
 
-bool Partitions::TopicWeightsFor(uint64_t id, float* out) const {
-  std::shared_lock lock(mu_);
-  auto it = attrs_.find(id);
-  if (it == attrs_.end()) return false;
-  std::copy(it->second.topic_weights.begin(), it->second.topic_weights.end(), out);
-  return true;
-}
-
 void Partitions::Account(uint32_t cluster, std::span<const float> v, double sign) {
   double* sum = &sums_[size_t(cluster) * schema_.dim];
   for (size_t t = 0; t < v.size(); ++t) sum[t] += sign * double(v[t]);
@@ -194,12 +186,10 @@ Status Partitions::Remove(std::span<const uint64_t> ids) {
     if (global_->Contains(id)) present.push_back(id);
   }
   if (present.empty()) return Status::Ok();
-  for (auto* idx : [&] {
-         std::vector<index::VectorIndex*> v;
-         for (auto& t : topics_) v.push_back(t.get());
-         if (concat_) v.push_back(concat_.get());
-         return v;
-       }()) {
+  std::vector<index::VectorIndex*> topic_indexes;  // an item may be absent from some of them
+  for (auto& t : topics_) topic_indexes.push_back(t.get());
+  if (concat_) topic_indexes.push_back(concat_.get());
+  for (index::VectorIndex* idx : topic_indexes) {
     std::vector<uint64_t> in;
     for (uint64_t id : present) {
       if (idx->Contains(id)) in.push_back(id);

@@ -59,9 +59,8 @@ class Partitions {
   const index::VectorIndex& topic(size_t k) const { return *topics_[k]; }
   const index::VectorIndex* concat() const { return concat_.get(); }
   float topic_threshold() const { return schema_.topic_threshold; }
-  // Copies id's K topic weights into out (false if absent).
-  bool TopicWeightsFor(uint64_t id, float* out) const;
-  // For many ids: row i of out (K floats) and found[i], under one lock.
+  // Topic weights of many ids: row i of out (K floats) gets ids[i]'s and found[i] = 1, or
+  // found[i] = 0 if it is absent; under one lock.
   void TopicWeightsFor(std::span<const uint64_t> ids, float* out, uint8_t* found) const;
 
   // Per cluster: its item count and its centroid (dim floats; zeros for an empty cluster).

@@ -99,6 +99,17 @@ Status GetFloat(object obj, std::string_view key, float* out) {
   return Status::Ok();
 }
 
+// An array of float arrays.
+Status FloatVectorsFromJson(element e, const char* what, std::vector<std::vector<float>>* out) {
+  simdjson::dom::array a;
+  if (auto err = e.get_array().get(a)) return BadField(what, err);
+  for (element x : a) {
+    out->emplace_back();
+    QV_RETURN_IF_ERROR(engine::FloatsFromJson(x, what, &out->back()));
+  }
+  return Status::Ok();
+}
+
 Status GetString(object obj, std::string_view key, std::string* out) {
   element e;
   if (obj[key].get(e)) return Status::Ok();
@@ -323,14 +334,7 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
     c.collection = coll;
     element v;
     if (!obj["vector"].get(v)) QV_RETURN_IF_ERROR(engine::FloatsFromJson(v, "vector", &c.vector));
-    if (!obj["vectors"].get(v)) {
-      simdjson::dom::array a;
-      if (auto err = v.get_array().get(a)) return BadField("vectors", err);
-      for (element x : a) {
-        c.vectors.emplace_back();
-        QV_RETURN_IF_ERROR(engine::FloatsFromJson(x, "vectors", &c.vectors.back()));
-      }
-    }
+    if (!obj["vectors"].get(v)) QV_RETURN_IF_ERROR(FloatVectorsFromJson(v, "vectors", &c.vectors));
     if (!obj["mvke"].get(v)) {
       object mo;
       if (auto err = v.get_object().get(mo)) return BadField("mvke", err);
@@ -338,12 +342,7 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
       MvkeParams m;
       element uv;
       if (auto err = mo["user_vectors"].get(uv)) return BadField("mvke user_vectors", err);
-      simdjson::dom::array a;
-      if (auto err = uv.get_array().get(a)) return BadField("mvke user_vectors", err);
-      for (element x : a) {
-        m.user_vectors.emplace_back();
-        QV_RETURN_IF_ERROR(engine::FloatsFromJson(x, "mvke user_vectors", &m.user_vectors.back()));
-      }
+      QV_RETURN_IF_ERROR(FloatVectorsFromJson(uv, "mvke user_vectors", &m.user_vectors));
       std::string strategy = "per_topic";
       QV_RETURN_IF_ERROR(GetString(mo, "strategy", &strategy));
       if (strategy == "per_topic") {

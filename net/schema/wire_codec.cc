@@ -53,6 +53,17 @@ struct BodyRef {
   Offset<void> offset;
 };
 
+using FloatVectors = flatbuffers::Vector<Offset<wire::FloatVector>>;
+
+// A list of float vectors (multi-vector queries, MVKE user vectors); empty: absent.
+Offset<FloatVectors> PutFloatVectors(FlatBufferBuilder& b, const std::vector<std::vector<float>>& vs) {
+  if (vs.empty()) return 0;
+  std::vector<Offset<wire::FloatVector>> each;
+  each.reserve(vs.size());
+  for (const auto& x : vs) each.push_back(wire::CreateFloatVector(b, b.CreateVector(x)));
+  return b.CreateVector(each);
+}
+
 Offset<wire::Filter> PutFilter(FlatBufferBuilder& b, const Filter& f) {
   std::vector<Offset<wire::Filter>> children;
   for (const Filter& c : f.children) children.push_back(PutFilter(b, c));
@@ -139,12 +150,7 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
     BodyRef operator()(const SearchCall& c) {
       auto v = b.CreateVector(c.vector);
       auto n = b.CreateString(c.collection);
-      Offset<flatbuffers::Vector<Offset<wire::FloatVector>>> vs;
-      if (!c.vectors.empty()) {
-        std::vector<Offset<wire::FloatVector>> each;
-        for (const auto& x : c.vectors) each.push_back(wire::CreateFloatVector(b, b.CreateVector(x)));
-        vs = b.CreateVector(each);
-      }
+      auto vs = PutFloatVectors(b, c.vectors);
       Offset<flatbuffers::Vector<float>> w;
       if (!c.weights.empty()) w = b.CreateVector(c.weights);
       Offset<wire::Quota> q;
@@ -161,9 +167,7 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
       }
       Offset<wire::Mvke> mv;
       if (c.mvke) {
-        std::vector<Offset<wire::FloatVector>> each;
-        for (const auto& x : c.mvke->user_vectors) each.push_back(wire::CreateFloatVector(b, b.CreateVector(x)));
-        auto uv = b.CreateVector(each);
+        auto uv = PutFloatVectors(b, c.mvke->user_vectors);
         mv = wire::CreateMvke(b, uv, wire::MvkeStrategy(c.mvke->strategy), c.mvke->candidates,
                               c.mvke->max_candidates);
       }
@@ -265,6 +269,14 @@ std::string Str(const flatbuffers::String* s) { return s ? s->str() : std::strin
 template <typename T>
 std::vector<T> Vec(const flatbuffers::Vector<T>* v) {
   return v ? std::vector<T>(v->begin(), v->end()) : std::vector<T>();
+}
+
+std::vector<std::vector<float>> GetFloatVectors(const FloatVectors* vs) {
+  std::vector<std::vector<float>> out;
+  if (vs) {
+    for (const wire::FloatVector* x : *vs) out.push_back(x ? Vec(x->values()) : std::vector<float>());
+  }
+  return out;
 }
 
 Status Bad(const std::string& what) { return InvalidArgumentError(what); }
@@ -390,9 +402,7 @@ Result<Call> CallFromWire(const wire::Request* r) {
     case wire::RequestBody::Search: {
       const auto* s = r->body_as_Search();
       SearchCall c{Str(s->collection()), Vec(s->vector()), s->k(), s->ef(), s->nprobe(), s->refine()};
-      if (const auto* vs = s->vectors()) {
-        for (const wire::FloatVector* x : *vs) c.vectors.push_back(x ? Vec(x->values()) : std::vector<float>());
-      }
+      c.vectors = GetFloatVectors(s->vectors());
       if (uint8_t(s->aggregate()) > 2) return Bad("unknown aggregate");
       c.aggregate = uint8_t(s->aggregate());
       c.weights = Vec(s->weights());
@@ -408,9 +418,7 @@ Result<Call> CallFromWire(const wire::Request* r) {
       if (const wire::Mvke* m = s->mvke()) {
         if (uint8_t(m->strategy()) > 2) return Bad("unknown mvke strategy");
         MvkeParams p;
-        if (const auto* uv = m->user_vectors()) {
-          for (const wire::FloatVector* x : *uv) p.user_vectors.push_back(x ? Vec(x->values()) : std::vector<float>());
-        }
+        p.user_vectors = GetFloatVectors(m->user_vectors());
         p.strategy = uint8_t(m->strategy());
         p.candidates = m->candidates();
         p.max_candidates = m->max_candidates();
