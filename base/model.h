@@ -143,6 +143,18 @@ struct Rerank {
   friend bool operator==(const Rerank&, const Rerank&) = default;
 };
 
+// Freshness of a search (docs/queries.md, "Freshness"), in the items' timestamp units (Unix
+// seconds unless every request passes `now`).
+struct Fresh {
+  int64_t pool = 0;       // > 0: only items with timestamp >= now - pool (a time-bucketed pool)
+  int64_t now = 0;        // 0: the server's clock, in Unix seconds
+  float boost = 0;        // score += boost * 2^(-max(0, now - timestamp) / half_life)
+  int64_t half_life = 0;  // > 0 with a boost
+  int64_t horizon = 0;    // with a boost, items younger than this are candidates too (0: 4 * half_life)
+  uint32_t window = 0;    // with a boost, candidates per source before boosting (0: 3 * k)
+  friend bool operator==(const Fresh&, const Fresh&) = default;
+};
+
 struct VersionsInfo {
   std::string current, previous;
   std::vector<std::string> versions;

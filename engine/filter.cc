@@ -73,6 +73,43 @@ bool Matches(const Filter& f, const ItemAttrs& a) {
   return false;
 }
 
+bool TimeBounds(const Filter& f, int64_t* lo, int64_t* hi) {
+  switch (f.op) {
+    case Filter::Op::kRange:
+      if (f.field != Filter::Field::kTimestamp) return false;
+      *lo = f.lo, *hi = f.hi;
+      return true;
+    case Filter::Op::kEq:
+    case Filter::Op::kIn:
+      if (f.field != Filter::Field::kTimestamp || f.values.empty()) return false;
+      *lo = *std::min_element(f.values.begin(), f.values.end());
+      *hi = *std::max_element(f.values.begin(), f.values.end());
+      return true;
+    case Filter::Op::kNot: return false;
+    case Filter::Op::kAnd: {
+      bool any = false;
+      for (const Filter& c : f.children) {
+        int64_t l, h;
+        if (!TimeBounds(c, &l, &h)) continue;
+        *lo = any ? std::max(*lo, l) : l;
+        *hi = any ? std::min(*hi, h) : h;
+        any = true;
+      }
+      return any;
+    }
+    case Filter::Op::kOr: {
+      for (size_t i = 0; i < f.children.size(); ++i) {
+        int64_t l, h;
+        if (!TimeBounds(f.children[i], &l, &h)) return false;
+        *lo = i ? std::min(*lo, l) : l;
+        *hi = i ? std::max(*hi, h) : h;
+      }
+      return !f.children.empty();
+    }
+  }
+  return false;
+}
+
 Status ValidateFilter(const Filter& f) { return Validate(f, 0); }
 
 }  // namespace quiver::engine

@@ -78,8 +78,8 @@ Result<std::vector<QueryHit>> RunMvke(const Partitions& parts, const QuerySpec& 
   std::unordered_map<uint64_t, Exact> scored;
 
   // Few items pass the filter: score them all, exactly.
-  if (q.filter && parts.EstimateMatchFraction(*q.filter) * double(parts.size()) < double(kExactScanLimit)) {
-    if (auto few = parts.MatchingIds(*q.filter, -1, kExactScanLimit)) {
+  if (q.filter) {
+    if (auto few = parts.FewMatching(*q.filter, -1, kExactScanLimit)) {
       std::vector<index::Neighbor> all;
       for (uint64_t id : *few) all.push_back({id, 0});
       ScoreNew(parts, u, all, &scored);

@@ -158,10 +158,12 @@ Status Partitions::Add(std::span<const ItemRecord> items) {
       auto it = attrs_.find(item.id);
       if (it != attrs_.end()) {
         if (!topics_.empty()) old_weights[item.id] = std::move(it->second.topic_weights);
+        by_time_.erase({it->second.timestamp, item.id});
         it->second = AttrsOf(item);
       } else {
         attrs_.emplace(item.id, AttrsOf(item));
       }
+      by_time_.emplace(item.timestamp, item.id);
     }
   }
   if (!topics_.empty()) QV_RETURN_IF_ERROR(AddToTopics(items, old_weights));
@@ -198,7 +200,12 @@ Status Partitions::Remove(std::span<const uint64_t> ids) {
   }
   {
     std::unique_lock lock(mu_);
-    for (uint64_t id : present) attrs_.erase(id);
+    for (uint64_t id : present) {
+      auto it = attrs_.find(id);
+      if (it == attrs_.end()) continue;
+      by_time_.erase({it->second.timestamp, id});
+      attrs_.erase(it);
+    }
   }
   if (!clusters_.empty()) {
     std::vector<float> old(schema_.dim);
@@ -260,16 +267,43 @@ bool Partitions::Allows(const Filter& f, uint64_t id) const {
   return it != attrs_.end() && Matches(f, it->second);
 }
 
-std::optional<std::vector<uint64_t>> Partitions::MatchingIds(const Filter& f, int64_t cluster, size_t limit) const {
+std::optional<std::vector<uint64_t>> Partitions::FewMatching(const Filter& f, int64_t cluster, size_t limit) const {
   std::vector<uint64_t> out;
+  auto take = [&](uint64_t id, const ItemAttrs& a) {
+    if ((cluster < 0 || int64_t(a.cluster) == cluster) && Matches(f, a)) out.push_back(id);
+    return out.size() <= limit;
+  };
   std::shared_lock lock(mu_);
-  for (const auto& [id, a] : attrs_) {
-    if ((cluster < 0 || int64_t(a.cluster) == cluster) && Matches(f, a)) {
-      out.push_back(id);
-      if (out.size() > limit) return std::nullopt;
+  int64_t lo, hi;
+  if (TimeBounds(f, &lo, &hi)) {
+    // In time order from the bound: cheap for a young pool, and given up on (the caller
+    // searches with the filter instead) once it stops being cheap.
+    size_t steps = 0;
+    for (auto it = by_time_.lower_bound({lo, 0}); it != by_time_.end() && it->first <= hi; ++it) {
+      if (++steps > 16 * limit || !take(it->second, attrs_.at(it->second))) return std::nullopt;
     }
+    return out;
+  }
+  // A sample first (hash order is unrelated to the attributes), then an exact count.
+  const double scope = double(cluster < 0 ? global_->size() : clusters_[size_t(cluster)]->size());
+  size_t seen = 0, match = 0;
+  for (const auto& [id, a] : attrs_) {
+    match += Matches(f, a);
+    if (++seen == 1024) break;
+  }
+  if (seen > 0 && double(match) / double(seen) * scope >= double(limit)) return std::nullopt;
+  for (const auto& [id, a] : attrs_) {
+    if (!take(id, a)) return std::nullopt;
   }
   return out;
+}
+
+void Partitions::TimestampsFor(std::span<const uint64_t> ids, int64_t* out) const {
+  std::shared_lock lock(mu_);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto it = attrs_.find(ids[i]);
+    out[i] = it == attrs_.end() ? 0 : it->second.timestamp;
+  }
 }
 
 bool Partitions::AttrsFor(uint64_t id, ItemAttrs* out) const {
@@ -278,16 +312,6 @@ bool Partitions::AttrsFor(uint64_t id, ItemAttrs* out) const {
   if (it == attrs_.end()) return false;
   *out = it->second;
   return true;
-}
-
-double Partitions::EstimateMatchFraction(const Filter& f) const {
-  std::shared_lock lock(mu_);
-  size_t seen = 0, match = 0;
-  for (const auto& [id, a] : attrs_) {  // hash order: unrelated to the attributes
-    match += Matches(f, a);
-    if (++seen == 1024) break;
-  }
-  return seen == 0 ? 0.0 : double(match) / double(seen);
 }
 
 namespace {
@@ -407,6 +431,7 @@ Result<std::unique_ptr<Partitions>> Partitions::Load(const CollectionSchema& sch
   }
   for (const auto& [id, a] : p->attrs_) {
     if (a.topic_weights.size() != schema.topics) return DataLossError(dir + "/attrs.bin lacks topic weights");
+    p->by_time_.emplace(a.timestamp, id);
   }
   p->sums_.assign(size_t(schema.clusters) * schema.dim, 0.0);
   p->counts_.assign(schema.clusters, 0);

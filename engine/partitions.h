@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <span>
 #include <string>
@@ -67,12 +68,15 @@ class Partitions {
   std::vector<uint64_t> ClusterSizes() const;
   std::vector<float> Centroids() const;
 
-  // Attribute filters: whether id's attributes satisfy f (false for an absent id); the ids
-  // that do (within `cluster` unless it is -1), or nullopt once more than `limit` match; and a
-  // sampled estimate of the fraction of items that match.
+  // Attribute filters: whether id's attributes satisfy f (false for an absent id); and the ids
+  // that do (within `cluster` unless it is -1) when at most `limit` do and that is cheap to
+  // find out, nullopt otherwise. A filter that bounds the timestamp (a freshness pool) walks
+  // the items in time order from its lower bound; any other filter is first estimated from a
+  // sample and only then counted exactly.
   bool Allows(const Filter& f, uint64_t id) const;
-  std::optional<std::vector<uint64_t>> MatchingIds(const Filter& f, int64_t cluster, size_t limit) const;
-  double EstimateMatchFraction(const Filter& f) const;
+  std::optional<std::vector<uint64_t>> FewMatching(const Filter& f, int64_t cluster, size_t limit) const;
+  // The items' timestamps (0 for an absent id), under one lock.
+  void TimestampsFor(std::span<const uint64_t> ids, int64_t* out) const;
   // The item's attributes (false if absent).
   bool AttrsFor(uint64_t id, ItemAttrs* out) const;
 
@@ -88,8 +92,9 @@ class Partitions {
   std::vector<std::unique_ptr<index::VectorIndex>> clusters_;
   std::vector<std::unique_ptr<index::VectorIndex>> topics_;
   std::unique_ptr<index::VectorIndex> concat_;
-  mutable std::shared_mutex mu_;                     // guards the four below
+  mutable std::shared_mutex mu_;                     // guards the five below
   std::unordered_map<uint64_t, ItemAttrs> attrs_;    // every item's filterable attributes
+  std::set<std::pair<int64_t, uint64_t>> by_time_;   // (timestamp, id) of every item
   std::unordered_map<uint64_t, uint32_t> cluster_of_;
   std::vector<double> sums_;                         // C x dim: sum of member vectors
   std::vector<uint64_t> counts_;                     // C

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <ctime>
+#include <limits>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -96,9 +98,7 @@ Result<std::vector<std::vector<index::Neighbor>>> SearchAll(const Partitions& pa
   std::vector<std::vector<index::Neighbor>> lists(q.vectors.size());
   std::vector<Status> status(q.vectors.size());
   std::optional<std::vector<uint64_t>> few;
-  if (q.filter && parts.EstimateMatchFraction(*q.filter) * double(idx.size()) < double(kExactScanLimit)) {
-    few = parts.MatchingIds(*q.filter, cluster, kExactScanLimit);
-  }
+  if (q.filter) few = parts.FewMatching(*q.filter, cluster, kExactScanLimit);
   if (few) {
     Pool::Get().ParallelFor(q.vectors.size(), [&](size_t j) {
       auto r = ExactScan(idx, metric, q.vectors[j], *few, k);
@@ -319,6 +319,15 @@ Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters, uint32
       return InvalidArgumentError("category_diversity must be finite and >= 0");
     }
   }
+  if (q.fresh) {
+    const Fresh& f = *q.fresh;
+    if (f.pool < 0) return InvalidArgumentError("fresh pool must be >= 0 (0: every item)");
+    if (f.now < 0) return InvalidArgumentError("fresh now must be >= 0 (0: the server's clock)");
+    if (!std::isfinite(f.boost) || f.boost < 0) return InvalidArgumentError("fresh boost must be finite and >= 0");
+    if (f.boost > 0 && f.half_life <= 0) return InvalidArgumentError("fresh boost needs a half_life > 0");
+    if (f.half_life < 0 || f.horizon < 0) return InvalidArgumentError("fresh half_life and horizon must be >= 0");
+    if (f.window > 10000) return InvalidArgumentError("fresh window must be at most 10,000");
+  }
   if (!q.quota) {
     if (q.k == 0) return InvalidArgumentError("k must be at least 1");
     return Status::Ok();
@@ -345,14 +354,14 @@ Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters, uint32
   return Status::Ok();
 }
 
-Result<QueryResult> RunQuery(const Partitions& parts, Metric metric, const QuerySpec& q) {
-  QV_RETURN_IF_ERROR(ValidateQuery(q, uint32_t(parts.global().dim()), uint32_t(parts.clusters()),
-                                   uint32_t(parts.topics())));
+namespace {
+
+// The query's candidates before boosting and re-ranking: without a quota the best `fetch` by
+// the aggregate (or MVKE) score, with one the quota's M hits.
+Result<QueryResult> Retrieve(const Partitions& parts, Metric metric, const QuerySpec& q, size_t fetch) {
   QueryResult out;
   const size_t c = parts.clusters();
   if (!q.quota) {
-    // Re-ranking picks k from a wider window of candidates.
-    const size_t fetch = q.rerank ? std::max<size_t>(q.k, q.rerank->window ? q.rerank->window : 3 * size_t(q.k)) : q.k;
     if (q.mvke) {
       QV_ASSIGN_OR_RETURN(out.hits, RunMvke(parts, q, fetch));
     } else {
@@ -416,6 +425,87 @@ Result<QueryResult> RunQuery(const Partitions& parts, Metric metric, const Query
       return a.score != b.score ? a.score > b.score : a.id < b.id;
     });
   }
+  return out;
+}
+
+// `f` and-ed with timestamp >= since.
+Filter WithSince(const std::optional<Filter>& f, int64_t since) {
+  Filter range;
+  range.op = Filter::Op::kRange;
+  range.field = Filter::Field::kTimestamp;
+  range.lo = since;
+  if (!f) return range;
+  Filter both;
+  both.op = Filter::Op::kAnd;
+  both.children = {*f, std::move(range)};
+  return both;
+}
+
+int64_t Before(int64_t now, int64_t age) {
+  int64_t since;
+  return __builtin_sub_overflow(now, age, &since) ? std::numeric_limits<int64_t>::min() : since;
+}
+
+// The new-item boost: the candidates of `q` and those among items younger than the horizon,
+// each scored + boost * 2^(-age / half_life), best first, at most `keep` (all with a quota,
+// whose M hits are only reordered).
+Status Boost(const Partitions& parts, Metric metric, const QuerySpec& q, const Fresh& f, int64_t now, size_t fetch,
+             size_t keep, QueryResult* out) {
+  if (!q.quota) {
+    QuerySpec young = q;
+    const int64_t horizon = f.horizon                                                ? f.horizon
+                            : f.half_life > std::numeric_limits<int64_t>::max() / 4 ? std::numeric_limits<int64_t>::max()
+                                                                                    : 4 * f.half_life;
+    young.filter = WithSince(q.filter, Before(now, horizon));
+    QV_ASSIGN_OR_RETURN(QueryResult more, Retrieve(parts, metric, young, fetch));
+    std::unordered_map<uint64_t, size_t> at;
+    for (size_t i = 0; i < out->hits.size(); ++i) at.emplace(out->hits[i].id, i);
+    for (const QueryHit& h : more.hits) {
+      auto [it, added] = at.try_emplace(h.id, out->hits.size());
+      if (added) {
+        out->hits.push_back(h);
+      } else if (h.score > out->hits[it->second].score) {
+        out->hits[it->second] = h;
+      }
+    }
+  }
+  std::vector<uint64_t> ids(out->hits.size());
+  std::vector<int64_t> ts(out->hits.size());
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = out->hits[i].id;
+  parts.TimestampsFor(ids, ts.data());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const double age = std::max(0.0, double(now) - double(ts[i]));
+    out->hits[i].score += f.boost * float(std::exp2(-age / double(f.half_life)));
+  }
+  std::sort(out->hits.begin(), out->hits.end(), [](const QueryHit& a, const QueryHit& b) {
+    return a.score != b.score ? a.score > b.score : a.id < b.id;
+  });
+  if (!q.quota && out->hits.size() > keep) out->hits.resize(keep);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<QueryResult> RunQuery(const Partitions& parts, Metric metric, const QuerySpec& query) {
+  QV_RETURN_IF_ERROR(ValidateQuery(query, uint32_t(parts.global().dim()), uint32_t(parts.clusters()),
+                                   uint32_t(parts.topics())));
+  const size_t c = parts.clusters();
+  // Re-ranking picks k from a wider window of candidates; a boost draws a window from each source.
+  const QuerySpec* qp = &query;
+  std::optional<QuerySpec> pooled;
+  const Fresh* fresh = query.fresh ? &*query.fresh : nullptr;
+  const int64_t now = !fresh ? 0 : fresh->now ? fresh->now : int64_t(std::time(nullptr));
+  if (fresh && fresh->pool > 0) {
+    pooled = query;
+    pooled->filter = WithSince(query.filter, Before(now, fresh->pool));
+    qp = &*pooled;
+  }
+  const QuerySpec& q = *qp;
+  const size_t keep = q.rerank ? std::max<size_t>(q.k, q.rerank->window ? q.rerank->window : 3 * size_t(q.k)) : q.k;
+  const bool boost = fresh && fresh->boost > 0;
+  const size_t fetch = boost ? std::max<size_t>(keep, fresh->window ? fresh->window : 3 * size_t(q.k)) : keep;
+  QV_ASSIGN_OR_RETURN(QueryResult out, Retrieve(parts, metric, q, fetch));
+  if (boost) QV_RETURN_IF_ERROR(Boost(parts, metric, q, *fresh, now, fetch, keep, &out));
   if (q.rerank) {
     const size_t k = q.quota ? out.hits.size() : q.k;  // under a quota: reorder the M hits
     QV_ASSIGN_OR_RETURN(out.hits, Diversify(parts, *q.rerank, std::move(out.hits), k));

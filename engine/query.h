@@ -55,6 +55,8 @@ struct QuerySpec {
   std::optional<Filter> filter;
   std::optional<Rerank> rerank;
   std::optional<MvkeSpec> mvke;  // instead of vectors; not with a quota
+  // A freshness pool (only items younger than fresh.pool) and/or a new-item score boost.
+  std::optional<Fresh> fresh;
 };
 
 // Below this many matching items (per searched index), a filtered search scans them exactly.

@@ -99,6 +99,39 @@ Status GetFloat(object obj, std::string_view key, float* out) {
   return Status::Ok();
 }
 
+// A duration in timestamp units: an integer, or a string of digits with a unit s, m, h or d
+// ("90s", "15m", "6h", "30d"; in seconds).
+Status GetDuration(object obj, std::string_view key, const char* what, int64_t* out) {
+  element e;
+  if (obj[key].get(e)) return Status::Ok();
+  std::string_view text;
+  if (e.get_string().get(text) != simdjson::SUCCESS) {
+    if (auto err = e.get_int64().get(*out)) return BadField(what, err);
+    return Status::Ok();
+  }
+  auto bad = [&] {
+    return Bad(std::string(what) + " '" + std::string(text) +
+               "' is not a duration (an integer, or digits with a unit s, m, h or d, as in \"6h\")");
+  };
+  if (text.size() < 2 || text.size() > 20) return bad();
+  int64_t unit;
+  switch (text.back()) {
+    case 's': unit = 1; break;
+    case 'm': unit = 60; break;
+    case 'h': unit = 3600; break;
+    case 'd': unit = 86400; break;
+    default: return bad();
+  }
+  int64_t n = 0;
+  for (char ch : text.substr(0, text.size() - 1)) {
+    if (ch < '0' || ch > '9' || __builtin_mul_overflow(n, 10, &n) || __builtin_add_overflow(n, ch - '0', &n)) {
+      return bad();
+    }
+  }
+  if (__builtin_mul_overflow(n, unit, out)) return bad();
+  return Status::Ok();
+}
+
 // An array of float arrays.
 Status FloatVectorsFromJson(element e, const char* what, std::vector<std::vector<float>>* out) {
   simdjson::dom::array a;
@@ -329,7 +362,7 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
   if (action == "search" && arg.empty()) {
     if (method != "POST") return wrong_method();
     QV_RETURN_IF_ERROR(OnlyFields(
-        obj, {"vector", "vectors", "aggregate", "weights", "quota", "filter", "rerank", "mvke", "k", "params"}));
+        obj, {"vector", "vectors", "aggregate", "weights", "quota", "filter", "rerank", "mvke", "fresh", "k", "params"}));
     SearchCall c;
     c.collection = coll;
     element v;
@@ -357,6 +390,22 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
       QV_RETURN_IF_ERROR(GetUint(mo, "candidates", &m.candidates));
       QV_RETURN_IF_ERROR(GetUint(mo, "max_candidates", &m.max_candidates));
       c.mvke = std::move(m);
+    }
+    if (!obj["fresh"].get(v)) {
+      object fo;
+      if (auto err = v.get_object().get(fo)) return BadField("fresh", err);
+      QV_RETURN_IF_ERROR(OnlyFields(fo, {"pool", "now", "boost", "half_life", "horizon", "window"}));
+      Fresh f;
+      QV_RETURN_IF_ERROR(GetDuration(fo, "pool", "fresh pool", &f.pool));
+      element ne;
+      if (!fo["now"].get(ne)) {
+        if (auto err = ne.get_int64().get(f.now)) return BadField("fresh now", err);
+      }
+      QV_RETURN_IF_ERROR(GetFloat(fo, "boost", &f.boost));
+      QV_RETURN_IF_ERROR(GetDuration(fo, "half_life", "fresh half_life", &f.half_life));
+      QV_RETURN_IF_ERROR(GetDuration(fo, "horizon", "fresh horizon", &f.horizon));
+      QV_RETURN_IF_ERROR(GetUint(fo, "window", &f.window));
+      c.fresh = f;
     }
     if (c.vector.empty() && c.vectors.empty() && !c.mvke) return Bad("a search needs vector, vectors or mvke");
     std::string aggregate = "max";

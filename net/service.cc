@@ -35,6 +35,7 @@ Reply RunQuery(const engine::Engine& e, const SearchCall& c) {
   if (c.quota) q.quota = engine::QuotaSpec{c.quota->p, c.quota->a, c.quota->total, c.quota->temperature};
   q.filter = c.filter;
   q.rerank = c.rerank;
+  q.fresh = c.fresh;
   auto r = e.Query(c.collection, q);
   if (!r.ok()) return FromStatus(r.status());
   SearchResult out;

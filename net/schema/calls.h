@@ -57,8 +57,9 @@ struct SearchCall {
   std::optional<Filter> filter;
   std::optional<Rerank> rerank;
   std::optional<MvkeParams> mvke;  // instead of vector / vectors
+  std::optional<Fresh> fresh;
   bool IsPlain() const {
-    return vectors.empty() && aggregate == 0 && weights.empty() && !quota && !filter && !rerank && !mvke;
+    return vectors.empty() && aggregate == 0 && weights.empty() && !quota && !filter && !rerank && !mvke && !fresh;
   }
 };
 struct SnapshotCall { std::string collection; };  // empty: every collection

@@ -171,8 +171,14 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
         mv = wire::CreateMvke(b, uv, wire::MvkeStrategy(c.mvke->strategy), c.mvke->candidates,
                               c.mvke->max_candidates);
       }
+      Offset<wire::Fresh> fr;
+      if (c.fresh) {
+        const Fresh& x = *c.fresh;
+        fr = wire::CreateFresh(b, x.pool, x.now, x.boost, x.half_life, x.horizon, x.window);
+      }
       return {wire::RequestBody::Search, wire::CreateSearch(b, n, v, c.k, c.ef, c.nprobe, c.refine, vs,
-                                                            wire::Aggregate(c.aggregate), w, q, f, rr, mv).Union()};
+                                                            wire::Aggregate(c.aggregate), w, q, f, rr, mv, fr)
+                                             .Union()};
     }
     BodyRef operator()(const SnapshotCall& c) {
       auto n = b.CreateString(c.collection);
@@ -423,6 +429,9 @@ Result<Call> CallFromWire(const wire::Request* r) {
         p.candidates = m->candidates();
         p.max_candidates = m->max_candidates();
         c.mvke = std::move(p);
+      }
+      if (const wire::Fresh* x = s->fresh()) {
+        c.fresh = Fresh{x->pool(), x->now(), x->boost(), x->half_life(), x->horizon(), x->window()};
       }
       return Call(std::move(c));
     }

@@ -106,6 +106,33 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
                 .status()
                 .code(),
             StatusCode::kInvalidArgument);
+  // Freshness, binary and JSON; durations as integers or with a unit.
+  SearchCall fresh{"c", {1, 2}, 5};
+  fresh.fresh = Fresh{6 * 3600, 1700000000, 0.25f, 1800, 2 * 86400, 40};
+  auto frb = DecodeRequest(EncodeRequestFrame(6, "", fresh).substr(kFrameHeaderBytes));
+  ASSERT_TRUE(frb.ok()) << frb.status();
+  EXPECT_EQ(std::get<SearchCall>(frb->call).fresh, fresh.fresh);
+  auto fj = DecodeHttpCall("POST", "/v1/collections/m/search",
+                           R"({"vector":[1,2],"k":5,"fresh":{"pool":"6h","now":1700000000,"boost":0.25,"half_life":"30m","horizon":"2d","window":40}})", 32);
+  ASSERT_TRUE(fj.ok()) << fj.status();
+  EXPECT_EQ(std::get<SearchCall>(*fj).fresh, fresh.fresh);
+  EXPECT_FALSE(std::get<SearchCall>(*fj).IsPlain());
+  auto fi = DecodeHttpCall("POST", "/v1/collections/m/search", R"({"vector":[1,2],"fresh":{"pool":90,"half_life":"45s"}})", 32);
+  ASSERT_TRUE(fi.ok()) << fi.status();
+  EXPECT_EQ(std::get<SearchCall>(*fi).fresh->pool, 90);
+  EXPECT_EQ(std::get<SearchCall>(*fi).fresh->half_life, 45);
+  for (const char* body : {R"({"vector":[1],"fresh":{"pool":"6x"}})", R"({"vector":[1],"fresh":{"pool":"h"}})",
+                           R"({"vector":[1],"fresh":{"pool":"-6h"}})", R"({"vector":[1],"fresh":{"pool":"99999999999999999999d"}})",
+                           R"({"vector":[1],"fresh":{"pool":1.5}})", R"({"vector":[1],"fresh":{"age":3}})",
+                           R"({"vector":[1],"fresh":[1]})"}) {
+    auto bad = DecodeHttpCall("POST", "/v1/collections/m/search", body, 32);
+    EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument) << body;
+  }
+  EXPECT_NE(DecodeHttpCall("POST", "/v1/collections/m/search", R"({"vector":[1],"fresh":{"pool":"6x"}})", 32)
+                .status()
+                .message()
+                .find("not a duration"),
+            std::string::npos);
 }
 
 TEST(WireCodecTest, EveryReplyRoundTrips) {

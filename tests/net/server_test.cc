@@ -298,6 +298,37 @@ TEST_F(ServerTest, MvkeSearchOverBothProtocols) {
                  R"({"mvke":{"user_vectors":[[1,0,0,0]]}})").status, 400);
 }
 
+TEST_F(ServerTest, FreshSearchOverBothProtocols) {
+  StartServer();
+  ASSERT_EQ(Http(server_->http_port(), "POST", "/v1/collections",
+                 R"({"name":"f","dim":4,"index":{"type":"flat"}})").status, 200);
+  auto client = Connect();
+  auto items = Items(80);
+  const int64_t now = 1700000000;
+  for (size_t i = 0; i < items.size(); ++i) items[i].timestamp = now - int64_t(i) * 600;  // every 10 minutes
+  ASSERT_TRUE(client->Upsert("f", items).ok());
+  SearchCall call;
+  call.collection = "f";
+  call.vector = {1, 0, 0, 0};
+  call.k = 20;
+  call.fresh = Fresh{.pool = 3600, .now = now, .boost = 0.5f, .half_life = 1800};
+  auto r = client->Query(call);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->hits.size(), 7u);  // ages 0, 10, ..., 60 minutes
+  for (const Hit& h : r->hits) EXPECT_LE(h.id, 7u);
+  HttpAnswer rest = Http(server_->http_port(), "POST", "/v1/collections/f/search",
+                         R"({"vector":[1,0,0,0],"k":20,"fresh":{"pool":"1h","now":1700000000,"boost":0.5,"half_life":"30m"}})");
+  EXPECT_EQ(rest.status, 200);
+  EXPECT_EQ(rest.body, EncodeHttpReply(Reply{Status::Ok(), *r}).body);
+  // A boost without a half-life: a clear error on both.
+  call.fresh->half_life = 0;
+  auto wrong = client->Query(call);
+  EXPECT_EQ(wrong.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(wrong.status().message().find("half_life"), std::string::npos) << wrong.status();
+  EXPECT_EQ(Http(server_->http_port(), "POST", "/v1/collections/f/search",
+                 R"({"vector":[1,0,0,0],"fresh":{"boost":0.5}})").status, 400);
+}
+
 TEST_F(ServerTest, MalformedInputGetsErrorsAndTheServerKeepsServing) {
   StartServer();
   ASSERT_EQ(Http(server_->http_port(), "POST", "/v1/collections", kSchemaJson).status, 200);
