@@ -2,21 +2,28 @@
 //   quiver version                      version, allocator and the SIMD level chosen at run time
 //   quiver build --out DIR ...          bulk-build a collection into a version directory
 //   quiver versions --root DIR          list a data root's versions and which one serves
+//   quiver call METHOD PATH [BODY]      any REST call (docs/api.md), sent to a running quiverd over
+//                                       the binary protocol through the client library
 // `quiver <command> --help` lists a command's options; docs/bulk-build.md has examples.
 #include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
 #include <string>
 
 #include "base/version.h"
+#include "client/client.h"
 #include "engine/bulk_input.h"
 #include "engine/data_root.h"
 #include "engine/engine.h"
 #include "index/kmeans/kmeans.h"
 #include "index/simd/kernels.h"
 #include "index/simd/simd_level.h"
+#include "net/json_api.h"
 
 namespace {
 
@@ -168,6 +175,55 @@ int RunVersions(const std::string& root) {
   return 0;
 }
 
+struct CallArgs {
+  std::string addr = "127.0.0.1:7701", socket, key, method, path, body;
+  uint64_t timeout_ms = 10000;
+};
+
+// The REST request (method, path, JSON body) decoded exactly as quiverd's REST front end would,
+// sent over the binary protocol, and the answer printed as the REST front end would print it.
+int RunCall(CallArgs& a) {
+  if (a.body == "-" || (!a.body.empty() && a.body[0] == '@')) {
+    std::stringstream ss;
+    if (a.body == "-") {
+      ss << std::cin.rdbuf();
+    } else {
+      std::ifstream in(a.body.substr(1), std::ios::binary);
+      if (!in) return Fail(quiver::NotFoundError("cannot read " + a.body.substr(1)));
+      ss << in.rdbuf();
+    }
+    a.body = ss.str();
+  }
+  auto call = quiver::net::DecodeHttpCall(a.method, a.path, a.body, 64);
+  if (!call.ok()) return Fail(call.status());
+  quiver::client::ClientOptions o;
+  if (!a.socket.empty()) {
+    o.unix_path = a.socket;
+  } else {
+    const size_t colon = a.addr.rfind(':');
+    unsigned port = 0;
+    if (colon == std::string::npos || std::sscanf(a.addr.c_str() + colon + 1, "%u", &port) != 1 || port == 0 ||
+        port > 65535) {
+      return Fail(quiver::InvalidArgumentError("--addr '" + a.addr + "' is not HOST:PORT"));
+    }
+    o.host = a.addr.substr(0, colon);
+    o.port = uint16_t(port);
+  }
+  o.api_key = a.key;
+  if (o.api_key.empty()) {
+    if (const char* k = std::getenv("QUIVER_API_KEY")) o.api_key = k;
+  }
+  o.pool_size = 1;
+  o.deadline = std::chrono::milliseconds(a.timeout_ms);
+  o.max_frame_bytes = size_t{1} << 30;
+  auto client = quiver::client::Client::Connect(o);
+  if (!client.ok()) return Fail(client.status());
+  const quiver::net::Reply reply = (*client)->Call(*call);
+  const quiver::net::HttpReply out = quiver::net::EncodeHttpReply(reply);
+  std::fprintf(reply.status.ok() ? stdout : stderr, "%s\n", out.body.c_str());
+  return reply.status.ok() ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -182,7 +238,17 @@ int main(int argc, char** argv) {
   app.add_subcommand("versions", "list the version directories of a data root")
       ->add_option("--root", root, "data root directory")
       ->required();
+  CallArgs call;
+  CLI::App* cc = app.add_subcommand("call", "send one REST-style request (docs/api.md) to quiverd over the binary protocol");
+  cc->add_option("--addr", call.addr, "quiverd's binary protocol HOST:PORT")->capture_default_str();
+  cc->add_option("--socket", call.socket, "quiverd's binary protocol Unix-domain socket (instead of --addr)");
+  cc->add_option("--key", call.key, "API key (default: $QUIVER_API_KEY)");
+  cc->add_option("--timeout-ms", call.timeout_ms, "deadline of the call, retries included")->capture_default_str();
+  cc->add_option("method", call.method, "GET, POST, DELETE")->required();
+  cc->add_option("path", call.path, "as in docs/api.md, e.g. /v1/collections/movies/search")->required();
+  cc->add_option("body", call.body, "JSON body, @FILE, or - for stdin");
   CLI11_PARSE(app, argc, argv);
+  if (app.got_subcommand("call")) return RunCall(call);
   if (app.got_subcommand("version")) return PrintVersion();
   if (app.got_subcommand("build")) return RunBuild(build);
   if (app.got_subcommand("versions")) return RunVersions(root);

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# `quiver call` against a live quiverd: REST-style requests (literal, @file, stdin) go over the
+# binary protocol and print the REST front end's JSON; errors exit 1 with the error JSON.
+# Usage: call_cli_test.sh QUIVER QUIVERD
+set -euo pipefail
+QUIVER=$1 QUIVERD=$2
+TMP=$(mktemp -d)
+trap 'kill $PID 2>/dev/null || true; rm -rf "$TMP"' EXIT
+"$QUIVERD" --data "$TMP/data" --http-port 0 --binary-port 0 --binary-socket "$TMP/q.sock" > "$TMP/quiverd.log" 2>&1 &
+PID=$!
+for _ in $(seq 100); do
+  grep -q "serving" "$TMP/quiverd.log" && break
+  sleep 0.1
+done
+PORT=$(sed -n 's/.*binary [0-9.]*:\([0-9]*\).*/\1/p' "$TMP/quiverd.log")
+[ -n "$PORT" ] || { cat "$TMP/quiverd.log"; exit 1; }
+call() { "$QUIVER" call --addr "127.0.0.1:$PORT" "$@"; }
+expect() {  # expect PATTERN OUTPUT
+  echo "$2" | grep -q -- "$1" || { echo "expected /$1/ in: $2"; exit 1; }
+}
+expect '"name":"m"' "$(call POST /v1/collections '{"name":"m","dim":2,"index":{"type":"flat"}}')"
+echo '{"items":[{"id":1,"vector":[1,0],"timestamp":100},{"id":2,"vector":[0,1],"timestamp":200}]}' > "$TMP/items.json"
+expect '"changed":2' "$(call POST /v1/collections/m/items @"$TMP/items.json")"
+expect '"hits":\[{"id":2' "$(echo '{"vector":[0,1],"k":1}' | call POST /v1/collections/m/search -)"
+expect '"hits":\[{"id":2,"score":-2,"vector":0}\]}' "$(call POST /v1/collections/m/search '{"vector":[1,0],"k":2,"fresh":{"pool":50,"now":240}}')"
+expect '"id":1' "$("$QUIVER" call --socket "$TMP/q.sock" GET /v1/collections/m/items/1)"
+# Errors: the server's (exit 1, error JSON on stderr) and the tool's own.
+if out=$(call POST /v1/collections/nope/search '{"vector":[0,1]}' 2>&1); then echo "unknown collection succeeded"; exit 1; fi
+expect '"code":"NOT_FOUND"' "$out"
+if out=$(call POST /v1/collections/m/search '{"vector":[0,1],"k":"x"}' 2>&1); then echo "bad body succeeded"; exit 1; fi
+expect 'INVALID_ARGUMENT' "$out"
+if out=$("$QUIVER" call --addr "127.0.0.1:1" GET /v1/collections 2>&1); then echo "no server succeeded"; exit 1; fi
+expect 'UNAVAILABLE' "$out"
+kill -TERM $PID
+wait $PID
+echo "call cli test: OK"
