@@ -362,7 +362,7 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
   if (action == "search" && arg.empty()) {
     if (method != "POST") return wrong_method();
     QV_RETURN_IF_ERROR(OnlyFields(
-        obj, {"vector", "vectors", "aggregate", "weights", "quota", "filter", "rerank", "mvke", "fresh", "k", "params"}));
+        obj, {"vector", "vectors", "aggregate", "weights", "quota", "filter", "rerank", "mvke", "fresh", "payload", "k", "params"}));
     SearchCall c;
     c.collection = coll;
     element v;
@@ -391,6 +391,7 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
       QV_RETURN_IF_ERROR(GetUint(mo, "max_candidates", &m.max_candidates));
       c.mvke = std::move(m);
     }
+    QV_RETURN_IF_ERROR(GetBool(obj, "payload", &c.with_payload));
     if (!obj["fresh"].get(v)) {
       object fo;
       if (auto err = v.get_object().get(fo)) return BadField("fresh", err);
@@ -670,6 +671,9 @@ void WriteBody(JsonWriter& w, const ReplyBody& body) {
         }
         if (i < s.hit_cluster.size() && s.hit_cluster[i] >= 0) {
           w.Key("cluster"); w.Number(s.hit_cluster[i]);
+        }
+        if (i < s.hit_payload.size()) {
+          w.Key("payload"); w.Raw(s.hit_payload[i].empty() ? "null" : s.hit_payload[i]);
         }
         w.Raw("}");
       }

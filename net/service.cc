@@ -49,6 +49,20 @@ Reply RunQuery(const engine::Engine& e, const SearchCall& c) {
   return Reply{Status::Ok(), ReplyBody(std::move(out))};
 }
 
+// Each hit's payload, read from the store (an item deleted since the search gets none).
+Reply WithPayloads(const engine::Engine& e, const std::string& collection, Reply reply) {
+  if (!reply.status.ok()) return reply;
+  auto& result = std::get<SearchResult>(reply.body);
+  std::vector<uint64_t> ids;
+  ids.reserve(result.hits.size());
+  for (const Hit& h : result.hits) ids.push_back(h.id);
+  auto items = e.Get(collection, ids);
+  if (!items.ok()) return FromStatus(items.status());
+  result.hit_payload.clear();
+  for (auto& item : *items) result.hit_payload.push_back(item ? std::move(item->payload) : std::string());
+  return reply;
+}
+
 template <typename T>
 Reply FromResult(Result<T> r) {
   if (!r.ok()) return FromStatus(r.status());
@@ -113,15 +127,20 @@ Reply Service::Handle(const Call& call) {
           },
           [&](const AddEventsCall& c) { return FromStatus(e->AddEvents(c.collection, c.events)); },
           [&](const SearchCall& c) {
-            if (!c.IsPlain()) return RunQuery(*e, c);
-            index::SearchParams p;
-            p.k = c.k;
-            p.ef = c.ef;
-            p.nprobe = c.nprobe;
-            p.refine = c.refine;
-            auto r = e->Search(c.collection, c.vector, p);
-            if (!r.ok()) return FromStatus(r.status());
-            return Reply{Status::Ok(), ReplyBody(SearchResult{std::move(*r)})};
+            Reply reply;
+            if (!c.IsPlain()) {
+              reply = RunQuery(*e, c);
+            } else {
+              index::SearchParams p;
+              p.k = c.k;
+              p.ef = c.ef;
+              p.nprobe = c.nprobe;
+              p.refine = c.refine;
+              auto r = e->Search(c.collection, c.vector, p);
+              if (!r.ok()) return FromStatus(r.status());
+              reply = Reply{Status::Ok(), ReplyBody(SearchResult{std::move(*r)})};
+            }
+            return c.with_payload ? WithPayloads(*e, c.collection, std::move(reply)) : reply;
           },
           [&](const SnapshotCall& c) {
             return FromStatus(c.collection.empty() ? e->SnapshotAll() : e->Snapshot(c.collection));

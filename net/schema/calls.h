@@ -58,6 +58,7 @@ struct SearchCall {
   std::optional<Rerank> rerank;
   std::optional<MvkeParams> mvke;  // instead of vector / vectors
   std::optional<Fresh> fresh;
+  bool with_payload = false;  // return each hit's payload
   bool IsPlain() const {
     return vectors.empty() && aggregate == 0 && weights.empty() && !quota && !filter && !rerank && !mvke && !fresh;
   }
@@ -97,6 +98,7 @@ struct SearchResult {
   std::vector<uint32_t> hit_vector;
   std::vector<int32_t> hit_cluster;
   std::vector<uint32_t> quotas, per_cluster;
+  std::vector<std::string> hit_payload;  // when asked for: per hit (minified JSON; empty: none)
   friend bool operator==(const SearchResult&, const SearchResult&) = default;
 };
 struct HealthResult {

@@ -177,7 +177,8 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
         fr = wire::CreateFresh(b, x.pool, x.now, x.boost, x.half_life, x.horizon, x.window);
       }
       return {wire::RequestBody::Search, wire::CreateSearch(b, n, v, c.k, c.ef, c.nprobe, c.refine, vs,
-                                                            wire::Aggregate(c.aggregate), w, q, f, rr, mv, fr)
+                                                            wire::Aggregate(c.aggregate), w, q, f, rr, mv, fr,
+                                                            c.with_payload)
                                              .Union()};
     }
     BodyRef operator()(const SnapshotCall& c) {
@@ -243,7 +244,9 @@ ResponseRef PutReplyBody(FlatBufferBuilder& b, const ReplyBody& body) {
       auto hc = opt(s.hit_cluster);
       auto qs = opt(s.quotas);
       auto pc = opt(s.per_cluster);
-      return {wire::ResponseBody::SearchResult, wire::CreateSearchResult(b, v, hv, hc, qs, pc).Union()};
+      auto hp = s.hit_payload.empty() ? Offset<flatbuffers::Vector<Offset<flatbuffers::String>>>()
+                                      : b.CreateVectorOfStrings(s.hit_payload);
+      return {wire::ResponseBody::SearchResult, wire::CreateSearchResult(b, v, hv, hc, qs, pc, hp).Union()};
     }
     ResponseRef operator()(const VersionsInfo& v) {
       auto cur = b.CreateString(v.current);
@@ -433,6 +436,7 @@ Result<Call> CallFromWire(const wire::Request* r) {
       if (const wire::Fresh* x = s->fresh()) {
         c.fresh = Fresh{x->pool(), x->now(), x->boost(), x->half_life(), x->horizon(), x->window()};
       }
+      c.with_payload = s->payload();
       return Call(std::move(c));
     }
     case wire::RequestBody::Snapshot: return Call(SnapshotCall{Str(r->body_as_Snapshot()->collection())});
@@ -497,6 +501,9 @@ Result<ReplyBody> GetReplyBody(const wire::Response* r) {
       out.hit_cluster = Vec(w->hit_cluster());
       out.quotas = Vec(w->quotas());
       out.per_cluster = Vec(w->per_cluster());
+      if (const auto* hp = w->hit_payload()) {
+        for (const flatbuffers::String* x : *hp) out.hit_payload.push_back(x ? x->str() : std::string());
+      }
       return ReplyBody(std::move(out));
     }
     case wire::ResponseBody::Versions: {

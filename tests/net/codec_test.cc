@@ -112,6 +112,11 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
   auto frb = DecodeRequest(EncodeRequestFrame(6, "", fresh).substr(kFrameHeaderBytes));
   ASSERT_TRUE(frb.ok()) << frb.status();
   EXPECT_EQ(std::get<SearchCall>(frb->call).fresh, fresh.fresh);
+  EXPECT_FALSE(std::get<SearchCall>(frb->call).with_payload);
+  fresh.with_payload = true;
+  frb = DecodeRequest(EncodeRequestFrame(7, "", fresh).substr(kFrameHeaderBytes));
+  ASSERT_TRUE(frb.ok()) << frb.status();
+  EXPECT_TRUE(std::get<SearchCall>(frb->call).with_payload);
   auto fj = DecodeHttpCall("POST", "/v1/collections/m/search",
                            R"({"vector":[1,2],"k":5,"fresh":{"pool":"6h","now":1700000000,"boost":0.25,"half_life":"30m","horizon":"2d","window":40}})", 32);
   ASSERT_TRUE(fj.ok()) << fj.status();
@@ -147,6 +152,7 @@ TEST(WireCodecTest, EveryReplyRoundTrips) {
       Reply{Status::Ok(), UserResult{std::nullopt}},
       Reply{Status::Ok(), SearchResult{{{1, 0.5f}, {2, -1.25f}}}},
       Reply{Status::Ok(), SearchResult{{{1, 0.5f}, {2, -1.25f}}, {0, 1}, {3, -1}, {1, 1}, {1, 1}}},
+      Reply{Status::Ok(), SearchResult{{{1, 0.5f}, {2, -1.25f}}, {}, {}, {}, {}, {R"({"title":"x"})", ""}}},
       Reply{Status::Ok(), VersionsInfo{"v2", "initial", {"initial", "v2"}}},
       Reply{Status::Ok(), HealthResult{"serving", "0.1.0"}},
       Reply{NotFoundError("no collection named 'x'"), {}},

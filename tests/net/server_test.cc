@@ -312,12 +312,18 @@ TEST_F(ServerTest, FreshSearchOverBothProtocols) {
   call.vector = {1, 0, 0, 0};
   call.k = 20;
   call.fresh = Fresh{.pool = 3600, .now = now, .boost = 0.5f, .half_life = 1800};
+  call.with_payload = true;
   auto r = client->Query(call);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->hits.size(), 7u);  // ages 0, 10, ..., 60 minutes
-  for (const Hit& h : r->hits) EXPECT_LE(h.id, 7u);
+  ASSERT_EQ(r->hit_payload.size(), 7u);
+  for (size_t i = 0; i < r->hits.size(); ++i) {
+    EXPECT_LE(r->hits[i].id, 7u);
+    EXPECT_EQ(r->hit_payload[i], items[r->hits[i].id - 1].payload);
+  }
   HttpAnswer rest = Http(server_->http_port(), "POST", "/v1/collections/f/search",
-                         R"({"vector":[1,0,0,0],"k":20,"fresh":{"pool":"1h","now":1700000000,"boost":0.5,"half_life":"30m"}})");
+                         R"({"vector":[1,0,0,0],"k":20,"payload":true,"fresh":{"pool":"1h","now":1700000000,"boost":0.5,"half_life":"30m"}})");
+  EXPECT_NE(rest.body.find(R"("payload":{"i":)"), std::string::npos) << rest.body;
   EXPECT_EQ(rest.status, 200);
   EXPECT_EQ(rest.body, EncodeHttpReply(Reply{Status::Ok(), *r}).body);
   // A boost without a half-life: a clear error on both.
