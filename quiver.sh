@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Quiver's one entry point on a Debian 12 machine (as root, or with sudo available):
-#   ./quiver.sh run     install what is missing, build (Release), run the main job
+#   ./quiver.sh run     install what is missing, build (Release), serve the MovieLens demo on
+#                       127.0.0.1 (REST 7700, binary 7701) and print an example of each operator
 #   ./quiver.sh test    install what is missing, build, run the whole test suite (the kernel
 #                       tests cross-built for aarch64 under qemu, the fuzzers briefly, then
 #                       everything on x86-64)
@@ -19,7 +20,7 @@ JOBS=${JOBS:-$(nproc)}
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libsimde-dev libjemalloc-dev zlib1g-dev librocksdb-dev libsimdjson-dev libcli11-dev
-  libboost-dev flatbuffers-compiler libflatbuffers-dev wrk clang
+  libboost-dev flatbuffers-compiler libflatbuffers-dev wrk clang curl
   libgtest-dev libgmock-dev libbenchmark-dev
   libhnswlib-dev libfaiss-dev libopenblas-dev
   dataset-fashion-mnist python3 python3-numpy python3-faiss
@@ -88,9 +89,10 @@ case "${1:-}" in
   run)
     deps; build
     "$BUILD_DIR/tools/quiver" version
-    # Until the server lands, the main job is the ANN benchmark on Fashion-MNIST.
-    # Results go to the build tree; bench/results/ holds the recorded runs (docs/benchmarks.md).
-    "$BUILD_DIR/bench/ann_bench" --dataset fashion-mnist --out "$BUILD_DIR/results"
+    # The main job: MovieLens latest-small through the offline pipeline, bulk-built, served by
+    # quiverd on 127.0.0.1 (REST 7700, binary 7701) with an example of every operator
+    # (docs/getting-started.md). Ctrl-C stops it.
+    "$ROOT/examples/movielens/demo.sh" "$BUILD_DIR"
     ;;
   *)
     sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The main job (./quiver.sh run): MovieLens latest-small, from ratings to a served collection.
+#   1. prepare.py: temporal split, implicit ALS, topics, multi-interest and MVKE user vectors;
+#   2. quiver build: bulk-build the "movies" collection (HNSW, 16 k-means clusters, 4 topics)
+#      into a new version directory of a data root;
+#   3. quiverd on 127.0.0.1 (REST 7700, binary 7701), switched to that version (reload), and the
+#      users with their histories uploaded;
+#   4. one ready-to-paste curl and `quiver call` example per operator, each run once;
+#   5. keeps serving until Ctrl-C (SIGINT/SIGTERM: quiverd finishes requests and snapshots).
+# Usage: demo.sh BUILD_DIR [--check]   (--check: stop after step 4; exit 1 if any example fails)
+# Environment: QUIVER_HTTP_PORT, QUIVER_BINARY_PORT (0: any free port), QUIVER_DEMO_DIR
+# (default BUILD_DIR/movielens).
+set -euo pipefail
+BUILD=$(cd "$1" && pwd)
+CHECK=${2:-}
+HERE=$(cd "$(dirname "$0")" && pwd)
+SRC=$(cd "$HERE/../.." && pwd)
+OUT=${QUIVER_DEMO_DIR:-$BUILD/movielens}
+QUIVER=$BUILD/tools/quiver
+QUIVERD=$BUILD/tools/quiverd
+DATA=$SRC/data/ml-latest-small
+
+mkdir -p "$OUT"
+if [ ! -f "$OUT/meta.json" ] || [ "$HERE/prepare.py" -nt "$OUT/meta.json" ] || [ "$DATA/ratings.csv" -nt "$OUT/meta.json" ]; then
+  echo "== 1. offline pipeline: examples/movielens/prepare.py"
+  /usr/bin/python3 "$HERE/prepare.py" --data "$DATA" --out "$OUT"
+else
+  echo "== 1. offline pipeline: up to date in $OUT"
+fi
+
+echo "== 2. bulk build: quiver build"
+rm -rf "$OUT/data"
+"$QUIVER" build --out "$OUT/data/versions/movielens" --name movies \
+  --vectors "$OUT/items.npy" --attributes "$OUT/items.jsonl" --metric ip --index hnsw \
+  --kmeans-clusters 16 --topics 4 --topic-threshold 0.05 --topic-concat --max-history 200
+
+echo "== 3. quiverd on 127.0.0.1"
+LOG=$OUT/quiverd.log
+"$QUIVERD" --data "$OUT/data" --http-port "${QUIVER_HTTP_PORT:-7700}" --binary-port "${QUIVER_BINARY_PORT:-7701}" \
+  --durability nosync > "$LOG" 2>&1 &
+PID=$!
+stop() { kill -TERM "$PID" 2>/dev/null && wait "$PID" || true; }
+trap stop EXIT
+for _ in $(seq 200); do
+  grep -q "serving" "$LOG" && break
+  kill -0 "$PID" 2>/dev/null || { cat "$LOG"; exit 1; }
+  sleep 0.05
+done
+HTTP=$(sed -n 's/.*REST http:\/\/[0-9.]*:\([0-9]*\).*/\1/p' "$LOG")
+BIN=$(sed -n 's/.*binary [0-9.]*:\([0-9]*\).*/\1/p' "$LOG")
+[ -n "$HTTP" ] && [ -n "$BIN" ] || { cat "$LOG"; exit 1; }
+call() { "$QUIVER" call --addr "127.0.0.1:$BIN" "$@"; }
+call POST /v1/versions/reload '{"version":"movielens"}' >/dev/null
+call POST /v1/collections/movies/users @"$OUT/users.json" >/dev/null
+echo "serving: REST http://127.0.0.1:$HTTP, binary 127.0.0.1:$BIN; collection 'movies':"
+call GET /v1/collections/movies
+
+echo "== 4. one example per operator (bodies in $OUT/queries; docs/queries.md has the semantics)"
+failed=0
+for name in u2i multi_interest mvke quota filter diversity fresh; do
+  body=$OUT/queries/$name.json
+  echo
+  echo "--- $name"
+  echo "curl -s http://127.0.0.1:$HTTP/v1/collections/movies/search -d @$body"
+  echo "$QUIVER call --addr 127.0.0.1:$BIN POST /v1/collections/movies/search @$body"
+  call POST /v1/collections/movies/search @"$body" | /usr/bin/python3 "$HERE/show.py" || { echo "  FAILED: $name"; failed=1; }
+done
+echo
+echo "--- a user, with the history uploaded above"
+echo "curl -s http://127.0.0.1:$HTTP/v1/collections/movies/users/1"
+if [ -n "$CHECK" ]; then
+  [ "$failed" = 0 ] && echo "demo check: OK"
+  exit "$failed"
+fi
+echo
+echo "quiverd keeps serving (log: $LOG); Ctrl-C stops it."
+trap 'stop; exit 0' INT TERM
+wait "$PID"
