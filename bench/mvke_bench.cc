@@ -1,12 +1,16 @@
 // mvke_bench: MVKE retrieval against exact MVKE, beside a single-vector search of the same
 // collection.
 //
-//   mvke_bench [--n 100000] [--dim 64] [--topics 4] [--nq 200] [--threshold 0.02] [--out DIR]
+//   mvke_bench [--n 100000] [--dim 64] [--topics 4] [--nq 200] [--threshold 0.02]
+//              [--index hnsw|ivf_pq] [--out DIR]
 //
 // Synthetic data with structure: item vectors t around 256 centres; topic weights
 // alpha = softmax(t . kernel_k / tau) over K random "virtual kernels" (as MVKE computes them);
 // each user has one vector per topic, near a centre of their own. The collection is HNSW
-// (M 16, efC 200, inner product) with K topic sub-indexes and the concat index.
+// (M 16, efC 200, inner product) with K topic sub-indexes and the concat index; with --index
+// ivf_pq it is IVF-PQ (nlist 1024, 4-bit codes, m = dim / 2, float32 refine rows) with the K
+// (HNSW) topic sub-indexes and no concat index, and the weighted scan is measured too
+// (ivf_pq_mvke.md / .csv). The ef column is nprobe for IVF-PQ rows.
 // For each strategy and setting: recall@100 against the exact top-100 of
 // score(i) = sum_k alpha_ik (u_k . t_i) (brute force), wall time and CPU time per query (queries
 // one at a time; a query's sub-searches run on the engine's pool over both cores). Baseline: one
@@ -36,7 +40,7 @@ struct Args {
   size_t n = 100000, nq = 200;
   uint32_t dim = 64, topics = 4;
   float threshold = 0.02f;
-  std::string out = "build/results", dir = "/tmp/quiver_mvke_bench";
+  std::string index = "hnsw", out = "build/results", dir = "/tmp/quiver_mvke_bench";
 };
 
 template <typename T>
@@ -73,11 +77,17 @@ int main(int argc, char** argv) {
     else if (k == "--nq") a.nq = std::stoul(next());
     else if (k == "--threshold") a.threshold = std::stof(next());
     else if (k == "--out") a.out = next();
+    else if (k == "--index") a.index = next();
     else {
       std::fprintf(stderr, "mvke_bench: unknown flag %s (see the header of mvke_bench.cc)\n", k.c_str());
       return 2;
     }
   }
+  if (a.index != "hnsw" && a.index != "ivf_pq") {
+    std::fprintf(stderr, "mvke_bench: --index is hnsw or ivf_pq\n");
+    return 2;
+  }
+  const bool ivf = a.index == "ivf_pq";
   const uint32_t dim = a.dim, kt = a.topics;
   const size_t centres = 256;
   std::mt19937 rng(42);
@@ -143,12 +153,16 @@ int main(int argc, char** argv) {
   s.name = "mvke";
   s.dim = dim;
   s.metric = Metric::kInnerProduct;
-  s.index.type = IndexSpec::Type::kHnsw;
+  s.index.type = ivf ? IndexSpec::Type::kIvfPq : IndexSpec::Type::kHnsw;
   s.index.hnsw_m = 16;
   s.index.hnsw_ef_construction = 200;
+  s.index.ivf_nlist = 1024;
+  s.index.ivf_m = dim / 2;
+  s.index.ivf_nbits = 4;
+  s.index.ivf_refine = 4;
   s.topics = kt;
   s.topic_threshold = a.threshold;
-  s.topic_concat = true;
+  s.topic_concat = !ivf;
   const auto b0 = Clock::now();
   Check(eng->BulkLoad(s, items), "bulk load");
   const double build_s = std::chrono::duration<double>(Clock::now() - b0).count();
@@ -172,9 +186,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%-10s ef %4u cand %4u  recall@100 %.3f  %8.0f us wall  %8.0f us cpu\n", name.c_str(), ef, cand,
                  recall, wall, cpu);
   };
-  for (uint32_t ef : {100u, 200u}) {
+  for (uint32_t ef : ivf ? std::vector<uint32_t>{16, 32, 64} : std::vector<uint32_t>{100, 200}) {
     run("single", ef, 0, [&](size_t q) {
-      auto hits = Check(eng->Search("mvke", users[q][0], {.k = topn, .ef = ef}), "search");
+      index::SearchParams sp{.k = topn};
+      (ivf ? sp.nprobe : sp.ef) = ef;
+      auto hits = Check(eng->Search("mvke", users[q][0], sp), "search");
       std::vector<uint64_t> ids;
       for (const Hit& h : hits) ids.push_back(h.id);
       return ids;
@@ -184,7 +200,7 @@ int main(int argc, char** argv) {
     return [&, st, ef, cand, max_cand](size_t q) {
       engine::QuerySpec spec;
       spec.k = topn;
-      spec.ef = ef;
+      (ivf ? spec.nprobe : spec.ef) = ef;
       spec.mvke = engine::MvkeSpec{users[q], st, cand, max_cand};
       auto r = Check(eng->Query("mvke", spec), "query");
       std::vector<uint64_t> ids;
@@ -192,26 +208,51 @@ int main(int argc, char** argv) {
       return ids;
     };
   };
-  for (uint32_t cand : {100u, 150u, 200u, 300u}) {
-    run("per_topic", cand, cand, mvke(engine::MvkeStrategy::kPerTopic, cand, cand));
+  if (ivf) {
+    for (uint32_t nprobe : {16u, 32u, 64u}) {
+      for (uint32_t cand : {200u, 400u}) {
+        run("weighted_scan", nprobe, cand, mvke(engine::MvkeStrategy::kWeightedScan, nprobe, cand));
+      }
+    }
+    // The topic sub-indexes are HNSW even here (ef = candidates); rescore uses the IVF-PQ.
+    for (uint32_t cand : {100u, 300u}) {
+      run("per_topic", cand, cand, [&, cand](size_t q) {
+        engine::QuerySpec spec;
+        spec.k = topn;
+        spec.ef = cand;
+        spec.mvke = engine::MvkeSpec{users[q], engine::MvkeStrategy::kPerTopic, cand, 0};
+        std::vector<uint64_t> ids;
+        for (const auto& h : Check(eng->Query("mvke", spec), "query").hits) ids.push_back(h.id);
+        return ids;
+      });
+    }
+    for (uint32_t cand : {200u, 400u}) run("rescore", 32, cand, mvke(engine::MvkeStrategy::kRescore, 32, cand));
+  } else {
+    for (uint32_t cand : {100u, 150u, 200u, 300u}) {
+      run("per_topic", cand, cand, mvke(engine::MvkeStrategy::kPerTopic, cand, cand));
+    }
+    run("per_topic+TA", 100, 100, mvke(engine::MvkeStrategy::kPerTopic, 100, 100, 800));
+    for (uint32_t cand : {100u, 200u, 400u, 800u}) run("concat", cand, cand, mvke(engine::MvkeStrategy::kConcat, cand, cand));
+    for (uint32_t cand : {100u, 200u, 400u}) run("rescore", cand, cand, mvke(engine::MvkeStrategy::kRescore, cand, cand));
   }
-  run("per_topic+TA", 100, 100, mvke(engine::MvkeStrategy::kPerTopic, 100, 100, 800));
-  for (uint32_t cand : {100u, 200u, 400u, 800u}) run("concat", cand, cand, mvke(engine::MvkeStrategy::kConcat, cand, cand));
-  for (uint32_t cand : {100u, 200u, 400u}) run("rescore", cand, cand, mvke(engine::MvkeStrategy::kRescore, cand, cand));
 
   fs::create_directories(a.out);
-  std::ofstream csv(a.out + "/mvke.csv");
-  csv << "strategy,ef,candidates,recall_at_100,wall_us,cpu_us\n";
+  const std::string stem = ivf ? "/ivf_pq_mvke" : "/mvke";
+  std::ofstream csv(a.out + stem + ".csv");
+  csv << "strategy,ef_or_nprobe,candidates,recall_at_100,wall_us,cpu_us\n";
   for (const Row& r : rows) csv << r.strategy << "," << r.ef << "," << r.candidates << "," << r.recall << "," << r.wall_us << "," << r.cpu_us << "\n";
   std::string cmd;
   for (int i = 0; i < argc; ++i) cmd += std::string(i ? " " : "") + argv[i];
   const Row& base = rows[0];
-  std::ofstream md(a.out + "/mvke.md");
+  std::ofstream md(a.out + stem + ".md");
   md << "# MVKE retrieval vs exact MVKE: " << a.n << " items, dim " << dim << ", K = " << kt << " topics, threshold "
-     << a.threshold << "\n\nCommand: `" << cmd << "`  \nQuiver " << Version() << "; HNSW M 16, efC 200, inner product; "
-     << a.nq << " users, queries one at a time; build (global + " << kt << " topic indexes + concat) " << int(build_s)
-     << " s.\nRatios are to the single-vector top-100 search at ef 100 (" << int(base.wall_us) << " us wall).\n\n"
-     << "| strategy | ef | candidates | recall@100 | wall us | cpu us | wall / single |\n|---|---|---|---|---|---|---|\n";
+     << a.threshold << "\n\nCommand: `" << cmd << "`  \nQuiver " << Version() << "; "
+     << (ivf ? "IVF-PQ nlist 1024, 4-bit, m = dim/2, float32 refine x4" : "HNSW M 16, efC 200") << ", inner product; "
+     << a.nq << " users, queries one at a time; build (global + " << kt << " topic indexes" << (ivf ? "" : " + concat")
+     << ") " << int(build_s) << " s.\nRatios are to the single-vector top-100 search at " << (ivf ? "nprobe 16" : "ef 100")
+     << " (" << int(base.wall_us) << " us wall).\n\n"
+     << "| strategy | " << (ivf ? "nprobe (ef for per_topic)" : "ef")
+     << " | candidates | recall@100 | wall us | cpu us | wall / single |\n|---|---|---|---|---|---|---|\n";
   char buf[256];
   for (const Row& r : rows) {
     std::snprintf(buf, sizeof(buf), "| %s | %u | %u | %.3f | %.0f | %.0f | %.2fx |\n", r.strategy.c_str(), r.ef,

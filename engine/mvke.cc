@@ -6,6 +6,7 @@
 
 #include "engine/partitions.h"
 #include "engine/pool.h"
+#include "index/ivf/ivf_pq_index.h"
 #include "index/simd/kernels.h"
 
 namespace quiver::engine {
@@ -98,17 +99,20 @@ Result<std::vector<QueryHit>> RunMvke(const Partitions& parts, const QuerySpec& 
     return p;
   };
 
+  auto joined = [&] {  // [u_1, ..., u_K]
+    std::vector<float> out;
+    out.reserve(kt * dim);
+    for (const auto& v : u) out.insert(out.end(), v.begin(), v.end());
+    return out;
+  };
   switch (m.strategy) {
     case MvkeStrategy::kConcat: {
       const index::VectorIndex* concat = parts.concat();
       if (!concat) {
         return FailedPreconditionError("mvke strategy concat needs a collection created with topic_concat");
       }
-      std::vector<float> joined;
-      joined.reserve(kt * dim);
-      for (const auto& v : u) joined.insert(joined.end(), v.begin(), v.end());
       std::vector<index::Neighbor> list;
-      QV_RETURN_IF_ERROR(concat->Search(joined, params(std::max(depth, n)), &list));
+      QV_RETURN_IF_ERROR(concat->Search(joined(), params(std::max(depth, n)), &list));
       ScoreNew(parts, u, list, &scored);
       return Best(scored, n);
     }
@@ -119,6 +123,16 @@ Result<std::vector<QueryHit>> RunMvke(const Partitions& parts, const QuerySpec& 
       Pool::Get().ParallelFor(kt, [&](size_t k) { status[k] = parts.global().Search(u[k], p, &lists[k]); });
       for (const Status& s : status) QV_RETURN_IF_ERROR(s);
       for (const auto& list : lists) ScoreNew(parts, u, list, &scored);
+      return Best(scored, n);
+    }
+    case MvkeStrategy::kWeightedScan: {
+      const auto* ivf = dynamic_cast<const index::IvfPqIndex*>(&parts.global());
+      if (!ivf || ivf->options().weights != kt) {
+        return FailedPreconditionError("mvke strategy weighted_scan needs an ivf_pq collection with topics");
+      }
+      std::vector<index::Neighbor> list;
+      QV_RETURN_IF_ERROR(ivf->SearchWeighted(joined(), params(std::max(depth, n)), &list));
+      ScoreNew(parts, u, list, &scored);
       return Best(scored, n);
     }
     case MvkeStrategy::kPerTopic:

@@ -46,17 +46,21 @@ Result<std::unique_ptr<index::VectorIndex>> MakeClusterIndex(const CollectionSch
   return MakeSubIndex(s, s.dim, s.metric);
 }
 
+// Adds the items to idx; an IVF-PQ index that keeps item weights gets their topic weights.
 Status AddTo(index::VectorIndex& idx, std::span<const ItemRecord* const> items) {
   if (items.empty()) return Status::Ok();
   std::vector<uint64_t> ids;
-  std::vector<float> vectors;
+  std::vector<float> vectors, weights;
   ids.reserve(items.size());
   vectors.reserve(items.size() * idx.dim());
+  auto* ivf = dynamic_cast<index::IvfPqIndex*>(&idx);
+  const bool weighted = ivf && ivf->options().weights > 0;
   for (const ItemRecord* item : items) {
     ids.push_back(item->id);
     vectors.insert(vectors.end(), item->vector.begin(), item->vector.end());
+    if (weighted) weights.insert(weights.end(), item->topic_weights.begin(), item->topic_weights.end());
   }
-  return idx.Add(ids, vectors);
+  return weighted ? ivf->AddWeighted(ids, vectors, weights) : idx.Add(ids, vectors);
 }
 
 }  // namespace

@@ -285,7 +285,7 @@ Status ValidateMvke(const QuerySpec& q, uint32_t dim, uint32_t topics) {
     return InvalidArgumentError("mvke has " + std::to_string(m.user_vectors.size()) +
                                 " user vectors; the collection has " + std::to_string(topics) + " topics");
   }
-  if (uint8_t(m.strategy) > uint8_t(MvkeStrategy::kRescore)) return InvalidArgumentError("unknown mvke strategy");
+  if (uint8_t(m.strategy) > uint8_t(MvkeStrategy::kWeightedScan)) return InvalidArgumentError("unknown mvke strategy");
   if (m.candidates > 100000 || m.max_candidates > 100000) {
     return InvalidArgumentError("mvke candidates and max_candidates must be at most 100,000");
   }

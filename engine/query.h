@@ -30,6 +30,9 @@ enum class MvkeStrategy : uint8_t {
   kPerTopic = 0,  // topic k's sub-index searched with u_k; threshold-algorithm stop; exact rescoring
   kConcat = 1,    // one search of the [alpha_1 t, ..., alpha_K t] index with [u_1, ..., u_K]
   kRescore = 2,   // the global index searched with each u_k; exact rescoring of the union
+  // IVF-PQ: one scan of the global index scoring sum_k alpha_ik (u_k . PQ(t_i)) with each
+  // item's alpha kept beside its code; exact rescoring of the best candidates.
+  kWeightedScan = 3,
 };
 
 struct MvkeSpec {

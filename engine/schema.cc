@@ -140,6 +140,7 @@ Result<std::unique_ptr<index::VectorIndex>> MakeIndex(const CollectionSchema& s)
       o.refine_store = x.ivf_refine == 0 ? index::RefineStore::kNone
                        : x.ivf_refine_int8 ? index::RefineStore::kInt8
                                            : index::RefineStore::kFloat32;
+      o.weights = s.topics;  // alpha beside each code: MVKE's weighted scan
       QV_ASSIGN_OR_RETURN(auto idx, index::IvfPqIndex::Create(s.dim, s.metric, o));
       return std::unique_ptr<index::VectorIndex>(std::move(idx));
     }
@@ -149,6 +150,11 @@ Result<std::unique_ptr<index::VectorIndex>> MakeIndex(const CollectionSchema& s)
 
 Status CheckIndexMatches(const CollectionSchema& s, const index::VectorIndex& idx) {
   QV_ASSIGN_OR_RETURN(auto fresh, MakeIndex(s));
+  const auto* ivf = dynamic_cast<const index::IvfPqIndex*>(&idx);
+  if (ivf && ivf->options().weights != s.topics) {  // written before IVF-PQ kept topic weights
+    return DataLossError("snapshot's IVF-PQ index keeps " + std::to_string(ivf->options().weights) +
+                         " weights per item; collection '" + s.name + "' has " + std::to_string(s.topics) + " topics");
+  }
   if (idx.type_name() != fresh->type_name() || idx.dim() != s.dim || idx.metric() != s.metric) {
     return DataLossError("snapshot holds a " + std::string(idx.type_name()) + " index of dim " +
                          std::to_string(idx.dim()) + "; collection '" + s.name + "' is " +

@@ -384,8 +384,10 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
         m.strategy = 1;
       } else if (strategy == "rescore") {
         m.strategy = 2;
+      } else if (strategy == "weighted_scan") {
+        m.strategy = 3;
       } else {
-        return Bad("unknown mvke strategy '" + strategy + "' (per_topic, concat, rescore)");
+        return Bad("unknown mvke strategy '" + strategy + "' (per_topic, concat, rescore, weighted_scan)");
       }
       QV_RETURN_IF_ERROR(GetUint(mo, "candidates", &m.candidates));
       QV_RETURN_IF_ERROR(GetUint(mo, "max_candidates", &m.max_candidates));

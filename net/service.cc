@@ -19,7 +19,7 @@ Reply RunQuery(const engine::Engine& e, const SearchCall& c) {
   engine::QuerySpec q;
   if (c.mvke) {
     q.vectors = c.vectors.empty() && !c.vector.empty() ? std::vector<std::vector<float>>{c.vector} : c.vectors;
-    if (c.mvke->strategy > 2) return FromStatus(InvalidArgumentError("unknown mvke strategy"));
+    if (c.mvke->strategy > 3) return FromStatus(InvalidArgumentError("unknown mvke strategy"));
     q.mvke = engine::MvkeSpec{c.mvke->user_vectors, engine::MvkeStrategy(c.mvke->strategy), c.mvke->candidates,
                               c.mvke->max_candidates};
   } else {

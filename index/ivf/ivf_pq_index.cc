@@ -247,7 +247,7 @@ size_t IvfPqIndex::memory_bytes() const {
   std::shared_lock lock(mu_);
   size_t bytes = (centroids_.capacity() + precomputed_.capacity() + pq_.centroids().size()) * 4;
   for (const List& l : lists_) {
-    bytes += l.ids.capacity() * 8 + l.codes.capacity() + l.rows.capacity();
+    bytes += l.ids.capacity() * 8 + l.codes.capacity() + l.rows.capacity() + l.weights.capacity() * 4;
   }
   return bytes + where_.size() * 32;
 }
@@ -378,16 +378,10 @@ void IvfPqIndex::BuildPrecomputedLocked() {
   }
 }
 
-Status IvfPqIndex::Add(std::span<const uint64_t> ids, std::span<const float> vectors) {
-  QV_RETURN_IF_ERROR(ValidateAdd(ids, vectors));
-  if (ids.empty()) return Status::Ok();
-  std::vector<float> normalized;
-  const float* x = RowsForMetric(vectors, &normalized);
-  std::unique_lock lock(mu_);
-  if (!trained_) QV_RETURN_IF_ERROR(TrainLocked({x, ids.size() * dim_}));
-  std::vector<uint32_t> lists(ids.size());
+std::vector<uint32_t> IvfPqIndex::AssignLists(const float* x, size_t n) const {
+  std::vector<uint32_t> lists(n);
   if (metric_ == Metric::kInnerProduct) {
-    for (size_t i = 0; i < ids.size(); ++i) {
+    for (size_t i = 0; i < n; ++i) {
       float best = -std::numeric_limits<float>::infinity();
       for (size_t l = 0; l < options_.nlist; ++l) {
         float v = kernels_.inner_product(x + i * dim_, &centroids_[l * dim_], dim_);
@@ -398,10 +392,39 @@ Status IvfPqIndex::Add(std::span<const uint64_t> ids, std::span<const float> vec
       }
     }
   } else {
-    AssignNearest(x, ids.size(), centroids_.data(), options_.nlist, dim_, lists.data(), nullptr,
-                  options_.threads);
+    AssignNearest(x, n, centroids_.data(), options_.nlist, dim_, lists.data(), nullptr, options_.threads);
   }
-  return AddLocked(ids, x, lists.data());
+  return lists;
+}
+
+Status IvfPqIndex::Add(std::span<const uint64_t> ids, std::span<const float> vectors) {
+  QV_RETURN_IF_ERROR(ValidateAdd(ids, vectors));
+  if (ids.empty()) return Status::Ok();
+  std::vector<float> normalized;
+  const float* x = RowsForMetric(vectors, &normalized);
+  std::unique_lock lock(mu_);
+  if (!trained_) QV_RETURN_IF_ERROR(TrainLocked({x, ids.size() * dim_}));
+  return AddLocked(ids, x, AssignLists(x, ids.size()).data());
+}
+
+Status IvfPqIndex::AddWeighted(std::span<const uint64_t> ids, std::span<const float> vectors,
+                               std::span<const float> weights) {
+  const size_t w = options_.weights;
+  if (w == 0) return FailedPreconditionError("this IVF-PQ index keeps no item weights");
+  QV_RETURN_IF_ERROR(ValidateAdd(ids, vectors));
+  if (weights.size() != ids.size() * w) {
+    return InvalidArgumentError("AddWeighted needs " + std::to_string(w) + " weights per item (" +
+                                std::to_string(ids.size() * w) + "), got " + std::to_string(weights.size()));
+  }
+  for (float v : weights) {
+    if (!std::isfinite(v)) return InvalidArgumentError("item weights must be finite");
+  }
+  if (ids.empty()) return Status::Ok();
+  std::vector<float> normalized;
+  const float* x = RowsForMetric(vectors, &normalized);
+  std::unique_lock lock(mu_);
+  if (!trained_) QV_RETURN_IF_ERROR(TrainLocked({x, ids.size() * dim_}));
+  return AddLocked(ids, x, AssignLists(x, ids.size()).data(), weights.data());
 }
 
 Status IvfPqIndex::AddToLists(std::span<const uint64_t> ids, std::span<const float> vectors,
@@ -429,7 +452,8 @@ Status IvfPqIndex::AddToLists(std::span<const uint64_t> ids, std::span<const flo
   return AddLocked(ids, x, lists.data());
 }
 
-Status IvfPqIndex::AddLocked(std::span<const uint64_t> ids, const float* x, const uint32_t* lists) {
+Status IvfPqIndex::AddLocked(std::span<const uint64_t> ids, const float* x, const uint32_t* lists,
+                             const float* weights) {
   const size_t n = ids.size(), cs = pq_.code_size();
   std::vector<float> residuals(n * dim_);
   for (size_t i = 0; i < n; ++i) {
@@ -443,14 +467,23 @@ Status IvfPqIndex::AddLocked(std::span<const uint64_t> ids, const float* x, cons
     if (it != where_.end()) RemoveFromList(it->second.first, it->second.second);
     List& list = lists_[lists[i]];
     where_[ids[i]] = {lists[i], uint32_t(list.ids.size())};
-    AppendToList(list, ids[i], &codes[i * cs], x + i * dim_);
+    AppendToList(list, ids[i], &codes[i * cs], x + i * dim_, weights ? weights + i * options_.weights : nullptr);
   }
   return Status::Ok();
 }
 
-void IvfPqIndex::AppendToList(List& list, uint64_t id, const uint8_t* code, const float* vector) {
+void IvfPqIndex::AppendToList(List& list, uint64_t id, const uint8_t* code, const float* vector,
+                              const float* weights) {
   const size_t pos = list.ids.size();
   list.ids.push_back(id);
+  if (const size_t w = options_.weights) {
+    list.weight_sums.resize(w, 0.0);
+    for (size_t k = 0; k < w; ++k) {
+      const float v = weights ? weights[k] : 0.0f;
+      list.weights.push_back(v);
+      list.weight_sums[k] += v;
+    }
+  }
   if (options_.refine_store == RefineStore::kFloat32) {
     const auto* bytes = reinterpret_cast<const uint8_t*>(vector);
     list.rows.insert(list.rows.end(), bytes, bytes + refine_row_bytes_);
@@ -472,6 +505,12 @@ void IvfPqIndex::RemoveFromList(uint32_t l, uint32_t pos) {
   List& list = lists_[l];
   const size_t last = list.ids.size() - 1;
   const size_t cs = pq_.code_size(), block_bytes = simd::FastScanBlockBytes(pq_.m());
+  if (const size_t w = options_.weights) {
+    for (size_t k = 0; k < w; ++k) list.weight_sums[k] -= list.weights[size_t(pos) * w + k];
+    std::copy_n(&list.weights[last * w], w, &list.weights[size_t(pos) * w]);
+    list.weights.resize(last * w);
+    if (last == 0) std::fill(list.weight_sums.begin(), list.weight_sums.end(), 0.0);  // no drift
+  }
   if (pos != last) {
     list.ids[pos] = list.ids[last];
     where_[list.ids[pos]] = {l, pos};
@@ -637,6 +676,113 @@ Status IvfPqIndex::SearchLists(std::span<const float> query, std::span<const Lis
     scanner.Scan(quotas[i].list, pool);
     FinishLocked(q.data(), refine > 0, quotas[i].k, pool.Finish(), &(*out)[i]);
   }
+  return Status::Ok();
+}
+
+Status IvfPqIndex::SearchWeighted(std::span<const float> queries, const SearchParams& params,
+                                  std::vector<Neighbor>* out) const {
+  const size_t w = options_.weights;
+  if (w == 0) return FailedPreconditionError("this IVF-PQ index keeps no item weights (options.weights = 0)");
+  if (queries.size() != w * dim_) {
+    return InvalidArgumentError("SearchWeighted needs " + std::to_string(w) + " queries of dim " +
+                                std::to_string(dim_) + " (" + std::to_string(w * dim_) + " floats), got " +
+                                std::to_string(queries.size()));
+  }
+  if (params.k == 0) return InvalidArgumentError("k must be at least 1");
+  for (float v : queries) {
+    if (!std::isfinite(v)) return InvalidArgumentError("query holds NaN or Inf");
+  }
+  out->clear();
+  std::shared_lock lock(mu_);
+  if (!trained_ || where_.empty()) return Status::Ok();
+  const size_t nlist = options_.nlist, m = pq_.m(), ksub = pq_.ksub(), mk = m * ksub;
+  const size_t nprobe = std::min(nlist, params.nprobe ? params.nprobe : options_.nprobe);
+  // Per query: its dot with every centroid, and its table, negated into distance units.
+  std::vector<float> dots(w * nlist), tables(w * mk);
+  for (size_t k = 0; k < w; ++k) {
+    kernels_.inner_product_batch(&queries[k * dim_], centroids_.data(), nlist, dim_, &dots[k * nlist]);
+    pq_.IpTable(&queries[k * dim_], &tables[k * mk]);
+    for (size_t i = 0; i < mk; ++i) tables[k * mk + i] = -tables[k * mk + i];
+  }
+  std::vector<std::pair<float, uint32_t>> order;  // (-estimate, list) of the non-empty lists
+  for (size_t l = 0; l < nlist; ++l) {
+    const List& list = lists_[l];
+    if (list.ids.empty()) continue;
+    double est = 0;
+    for (size_t k = 0; k < w; ++k) est += list.weight_sums[k] * dots[k * nlist + l];
+    order.emplace_back(float(-est / double(list.ids.size())), uint32_t(l));
+  }
+  const size_t probes = std::min(nprobe, order.size());
+  std::partial_sort(order.begin(), order.begin() + probes, order.end());
+
+  TopPool<Candidate> pool;
+  pool.Reset(params.k);
+  auto push = [&](const List& list, uint32_t l, size_t pos, float d) {
+    if (d >= pool.threshold()) return;
+    if (params.filter && !params.filter->Contains(list.ids[pos])) return;
+    pool.Push(Candidate{d, l, uint32_t(pos)});
+  };
+  if (pq_.nbits() == 8) {
+    const size_t cs = pq_.code_size();
+    for (size_t p = 0; p < probes; ++p) {
+      const uint32_t l = order[p].second;
+      const List& list = lists_[l];
+      for (size_t i = 0; i < list.ids.size(); ++i) {
+        const uint8_t* code = &list.codes[i * cs];
+        const float* wi = &list.weights[i * w];
+        float d = 0;
+        for (size_t k = 0; k < w; ++k) {
+          const float* t = &tables[k * mk];
+          float dk = -dots[k * nlist + l];
+          for (size_t j = 0; j < m; ++j) dk += t[j * ksub + code[j]];
+          d += wi[k] * dk;
+        }
+        push(list, l, i, d);
+      }
+    }
+  } else {
+    // 4-bit: each query's table quantised once (inner-product tables do not depend on the
+    // list); per block of 32 codes, one fast-scan pass per query, combined per lane with the
+    // item's own weights in float.
+    const size_t pairs = simd::FastScanPairs(m), block_bytes = simd::FastScanBlockBytes(m);
+    std::vector<uint8_t> lut8(w * block_bytes, 0);
+    std::vector<float> offset(w), inv(w), sum(m * 16), mins(m);
+    const float limit = float(std::min<size_t>(255, 65535 / m));
+    for (size_t k = 0; k < w; ++k) {
+      const float range = kernels_.lut16_sum_minmax(&tables[k * mk], nullptr, m, sum.data(), mins.data());
+      const float scale = range > 0 ? limit / range : 0.0f;
+      inv[k] = scale > 0 ? 1.0f / scale : 0.0f;
+      offset[k] = 0;
+      for (size_t j = 0; j < m; ++j) offset[k] += mins[j];
+      kernels_.lut16_quantize(sum.data(), mins.data(), m, scale, &lut8[k * block_bytes]);
+    }
+    std::vector<uint16_t> sums_storage(w * 32 + 32);
+    uint16_t* sums = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(sums_storage.data()) + 63) & ~uintptr_t{63});
+    std::vector<float> bias(w);
+    for (size_t p = 0; p < probes; ++p) {
+      const uint32_t l = order[p].second;
+      const List& list = lists_[l];
+      const size_t n = list.ids.size();
+      for (size_t k = 0; k < w; ++k) bias[k] = offset[k] - dots[k * nlist + l];
+      for (size_t b = 0; b * 32 < n; ++b) {
+        const uint8_t* codes = &list.codes[b * block_bytes];
+        if ((b + 2) * 32 < n) PrefetchBytes(&list.codes[(b + 2) * block_bytes], block_bytes);
+        for (size_t k = 0; k < w; ++k) {
+          kernels_.fastscan_block32(codes, &lut8[k * block_bytes], pairs, 65535, sums + k * 32);
+        }
+        const size_t lanes = std::min<size_t>(32, n - b * 32);
+        const float* wb = &list.weights[b * 32 * w];
+        for (size_t v = 0; v < lanes; ++v) {
+          float d = 0;
+          for (size_t k = 0; k < w; ++k) d += wb[v * w + k] * (bias[k] + float(sums[k * 32 + v]) * inv[k]);
+          push(list, l, b * 32 + v, d);
+        }
+      }
+    }
+  }
+  std::vector<Candidate>& candidates = pool.Finish();
+  std::sort(candidates.begin(), candidates.end(), CloserThan<Candidate>);
+  for (const Candidate& c : candidates) out->push_back({lists_[c.list].ids[c.pos], c.distance});
   return Status::Ok();
 }
 

@@ -45,6 +45,9 @@ struct IvfPqOptions {
   size_t max_train_points_per_list = 256;
   int threads = 0;             // training and encoding threads; 0 = all cores
   uint64_t seed = 1234;
+  // W > 0: every item keeps W float weights beside its code (MVKE's topic weights alpha), for
+  // SearchWeighted.
+  size_t weights = 0;
 };
 
 // One list to visit in SearchLists, with how many results to take from it.
@@ -81,6 +84,19 @@ class IvfPqIndex final : public VectorIndex {
   // Adds with lists given by the caller (each < nlist). REQUIRES a trained index.
   Status AddToLists(std::span<const uint64_t> ids, std::span<const float> vectors,
                     std::span<const uint32_t> lists);
+  // With options.weights = W: adds items with their W weights each (row i at weights[i * W]);
+  // Add and AddToLists store zero weights.
+  Status AddWeighted(std::span<const uint64_t> ids, std::span<const float> vectors, std::span<const float> weights);
+  // The weighted multi-table scan, for MVKE over one copy of each item: with W queries q_k (row
+  // k of `queries`), scores each item of the probed lists by
+  //   s(i) = sum_k w_ik (q_k . c_l + T_k(code_i)),
+  // c_l its list's centroid, T_k(code) = q_k . (the PQ residual), w_i its weights: the exact
+  // weighted score of the item's PQ reconstruction, read from each code once. Lists are probed
+  // in order of sum_k mean_l(w_k) (q_k . c_l) (the list's mean weights). Returns the params.k
+  // best by s (distance -s), with params.nprobe and params.filter. Queries are used as given
+  // (not normalised, also under cosine). REQUIRES options.weights = W > 0 (else
+  // kFailedPrecondition).
+  Status SearchWeighted(std::span<const float> queries, const SearchParams& params, std::vector<Neighbor>* out) const;
   Status Remove(std::span<const uint64_t> ids) override;
   bool Contains(uint64_t id) const override;
   Status GetVector(uint64_t id, float* out) const override;
@@ -99,6 +115,8 @@ class IvfPqIndex final : public VectorIndex {
     std::vector<uint64_t> ids;
     std::vector<uint8_t> codes;    // 8-bit: n * code_size; 4-bit: ceil(n/32) packed blocks
     std::vector<uint8_t> rows;     // n refine rows (refine_row_bytes_ each)
+    std::vector<float> weights;    // n * options.weights
+    std::vector<double> weight_sums;  // options.weights: per weight, its sum over the list
   };
   struct Candidate {
     float distance;
@@ -113,8 +131,11 @@ class IvfPqIndex final : public VectorIndex {
 
   Status TrainLocked(std::span<const float> sample);
   void BuildPrecomputedLocked();
-  Status AddLocked(std::span<const uint64_t> ids, const float* vectors, const uint32_t* lists);
-  void AppendToList(List& list, uint64_t id, const uint8_t* code, const float* vector);
+  Status AddLocked(std::span<const uint64_t> ids, const float* vectors, const uint32_t* lists,
+                   const float* weights = nullptr);
+  // The nearest list of each row (by the metric; inner product: the largest dot).
+  std::vector<uint32_t> AssignLists(const float* x, size_t n) const;
+  void AppendToList(List& list, uint64_t id, const uint8_t* code, const float* vector, const float* weights);
   void RemoveFromList(uint32_t list, uint32_t pos);
   void PrepareQuery(const float* query, std::vector<float>* q) const;
   // The rows as the index stores them: normalised (into *storage) under cosine, else as given.

@@ -12,6 +12,7 @@ constexpr uint32_t kSectionMeta = 1;
 constexpr uint32_t kSectionCentroids = 2;
 constexpr uint32_t kSectionPq = 3;
 constexpr uint32_t kSectionLists = 4;
+constexpr uint32_t kSectionWeights = 5;  // only with options.weights > 0
 }  // namespace
 
 class IvfPqSerializer {
@@ -60,6 +61,12 @@ Status IvfPqSerializer::Save(const IvfPqIndex& x, const std::string& path) {
     PutArray(&lists, l.rows.data(), l.rows.size());
   }
   w.AddSection(kSectionLists, std::move(lists));
+  if (o.weights > 0) {
+    std::string weights;
+    PutFixed<uint64_t>(&weights, o.weights);
+    for (const auto& l : x.lists_) PutArray(&weights, l.weights.data(), l.weights.size());
+    w.AddSection(kSectionWeights, std::move(weights));
+  }
   return w.Finish();
 }
 
@@ -88,6 +95,12 @@ Result<std::unique_ptr<IvfPqIndex>> IvfPqSerializer::Load(const IndexFileReader&
   o.refine_store = static_cast<RefineStore>(store);
   o.refine = refine;
   o.seed = seed;
+  auto weights = file.Section(kSectionWeights);  // absent: no item weights
+  uint64_t nweights = 0;
+  if (weights.ok()) {
+    if (!GetFixed(&*weights, &nweights) || nweights == 0 || nweights > 1024) return corrupt("weight count");
+    o.weights = nweights;
+  }
   auto created = IvfPqIndex::Create(dim, static_cast<Metric>(metric), o);
   if (!created.ok()) return corrupt(std::string(created.status().message()));
   std::unique_ptr<IvfPqIndex> x = std::move(created).value();
@@ -141,6 +154,20 @@ Result<std::unique_ptr<IvfPqIndex>> IvfPqSerializer::Load(const IndexFileReader&
     }
   }
   if (!lists.empty()) return corrupt("trailing bytes in lists");
+  if (nweights > 0) {
+    for (IvfPqIndex::List& list : x->lists_) {
+      const size_t count = list.ids.size() * nweights;
+      if (count > weights->size() / sizeof(float)) return corrupt("truncated item weights");
+      list.weights.resize(count);
+      GetArray(&*weights, list.weights.data(), count);
+      list.weight_sums.assign(nweights, 0.0);
+      for (size_t i = 0; i < count; ++i) {
+        if (!std::isfinite(list.weights[i])) return corrupt("non-finite item weight");
+        list.weight_sums[i % nweights] += list.weights[i];
+      }
+    }
+    if (!weights->empty()) return corrupt("trailing bytes in item weights");
+  }
   return x;
 }
 

@@ -34,7 +34,7 @@ struct QuotaParams {
 };
 
 // MVKE scoring (docs/queries.md): one user vector per topic; strategy 0 per_topic, 1 concat,
-// 2 rescore; candidates 0: the default.
+// 2 rescore, 3 weighted_scan; candidates 0: the default.
 struct MvkeParams {
   std::vector<std::vector<float>> user_vectors;
   uint8_t strategy = 0;

@@ -425,7 +425,7 @@ Result<Call> CallFromWire(const wire::Request* r) {
                           r->category_diversity()};
       }
       if (const wire::Mvke* m = s->mvke()) {
-        if (uint8_t(m->strategy()) > 2) return Bad("unknown mvke strategy");
+        if (uint8_t(m->strategy()) > 3) return Bad("unknown mvke strategy");
         MvkeParams p;
         p.user_vectors = GetFloatVectors(m->user_vectors());
         p.strategy = uint8_t(m->strategy());

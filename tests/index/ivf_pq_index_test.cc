@@ -232,3 +232,175 @@ TEST(IvfPqIndexTest, RejectsBadOptionsAndTooLittleTrainingData) {
 
 }  // namespace
 }  // namespace quiver::index
+
+namespace quiver::index {
+namespace {
+
+// Items with W convex weights (MVKE's alpha); the exact weighted score sum_k w_ik (q_k . x_i).
+struct Weighted {
+  size_t n, d, w;
+  std::vector<float> base, weights;
+  std::vector<uint64_t> ids;
+};
+
+Weighted MakeWeighted(size_t n, size_t d, size_t w, uint64_t seed) {
+  Weighted x{n, d, w, quiver::testing::ClusteredVectors(n, d, 20, 0.3f, seed), {}, quiver::testing::Iota(n, 1000)};
+  auto raw = quiver::testing::RandomVectors(n, w, seed + 1);
+  for (size_t i = 0; i < n; ++i) {
+    float sum = 0;
+    for (size_t k = 0; k < w; ++k) sum += (raw[i * w + k] = std::exp(3.0f * raw[i * w + k]));
+    for (size_t k = 0; k < w; ++k) x.weights.push_back(raw[i * w + k] / sum);
+  }
+  return x;
+}
+
+std::vector<uint64_t> WeightedTruth(const Weighted& x, const float* q, size_t k, const std::set<uint64_t>& skip = {}) {
+  std::vector<std::pair<double, uint64_t>> all;
+  for (size_t i = 0; i < x.n; ++i) {
+    if (skip.count(x.ids[i])) continue;
+    double s = 0;
+    for (size_t t = 0; t < x.w; ++t) {
+      double dot = 0;
+      for (size_t j = 0; j < x.d; ++j) dot += double(q[t * x.d + j]) * x.base[i * x.d + j];
+      s += x.weights[i * x.w + t] * dot;
+    }
+    all.emplace_back(-s, x.ids[i]);
+  }
+  std::partial_sort(all.begin(), all.begin() + k, all.end());
+  std::vector<uint64_t> out;
+  for (size_t i = 0; i < k; ++i) out.push_back(all[i].second);
+  return out;
+}
+
+std::unique_ptr<IvfPqIndex> MakeWeightedIvf(size_t d, size_t nbits, size_t w) {
+  IvfPqOptions o;
+  o.nlist = 32;
+  o.m = d / 2;
+  o.nbits = nbits;
+  o.weights = w;
+  o.threads = 2;
+  return std::move(IvfPqIndex::Create(d, Metric::kInnerProduct, o)).value();
+}
+
+// With every list probed, the weighted scan ranks by the PQ reconstruction's exact weighted
+// score: close to the float truth (8-bit tables are exact; 4-bit ones quantised).
+TEST(IvfPqWeightedTest, WeightedScanFindsTheWeightedTopK) {
+  const size_t n = 4000, d = 32, w = 3, nq = 40, k = 20;
+  Weighted x = MakeWeighted(n, d, w, 21);
+  auto queries = quiver::testing::RandomVectors(nq, w * d, 22);
+  for (size_t nbits : {8, 4}) {
+    auto index = MakeWeightedIvf(d, nbits, w);
+    ASSERT_TRUE(index->AddWeighted(x.ids, x.base, x.weights).ok());
+    double hit = 0, hit_some = 0;
+    std::vector<Neighbor> out;
+    for (size_t q = 0; q < nq; ++q) {
+      auto truth = WeightedTruth(x, &queries[q * w * d], k);
+      ASSERT_TRUE(index->SearchWeighted({&queries[q * w * d], w * d}, {.k = k, .nprobe = 32}, &out).ok());
+      ASSERT_EQ(out.size(), k);
+      for (size_t i = 1; i < out.size(); ++i) EXPECT_LE(out[i - 1].distance, out[i].distance);
+      std::set<uint64_t> got;
+      for (const auto& nb : out) got.insert(nb.id);
+      for (uint64_t id : truth) hit += got.count(id);
+      ASSERT_TRUE(index->SearchWeighted({&queries[q * w * d], w * d}, {.k = k, .nprobe = 8}, &out).ok());
+      for (const auto& nb : out) hit_some += std::count(truth.begin(), truth.end(), nb.id);
+    }
+    const double recall = hit / double(nq * k), recall8 = hit_some / double(nq * k);
+    std::printf("nbits %zu: weighted recall@%zu %.3f (all 32 lists), %.3f (8 lists)\n", nbits, k, recall, recall8);
+    EXPECT_GE(recall, nbits == 8 ? 0.85 : 0.75) << nbits;
+    EXPECT_GE(recall8, nbits == 8 ? 0.6 : 0.5) << nbits;
+  }
+}
+
+// Each item's own weights count: with one-hot weights and only q_0 non-zero, every item
+// weighted on another query scores 0, so the top k (all positive) carry weight on query 0.
+TEST(IvfPqWeightedTest, EachItemsOwnWeightsAreUsed) {
+  const size_t n = 2000, d = 16, w = 2, k = 30;
+  Weighted x = MakeWeighted(n, d, w, 31);
+  // Odd items: all weight on query 0; even items: all on query 1 (which is zero).
+  for (size_t i = 0; i < n; ++i) x.weights[i * w] = float(i % 2), x.weights[i * w + 1] = float(1 - i % 2);
+  std::vector<float> q(w * d, 0.0f);
+  for (size_t j = 0; j < d; ++j) q[j] = x.base[7 * d + j];  // along item 7 (odd)
+  for (size_t nbits : {8, 4}) {
+    auto index = MakeWeightedIvf(d, nbits, w);
+    ASSERT_TRUE(index->AddWeighted(x.ids, x.base, x.weights).ok());
+    std::vector<Neighbor> out;
+    ASSERT_TRUE(index->SearchWeighted(q, {.k = k, .nprobe = 32}, &out).ok());
+    ASSERT_EQ(out.size(), k);
+    for (const auto& nb : out) EXPECT_EQ((nb.id - 1000) % 2, 1u) << nb.id << " nbits " << nbits;
+    EXPECT_EQ(out[0].id, 1007u);
+  }
+}
+
+// Removal moves the last item of a list into the gap: its weights must move with it; a
+// re-added item takes its new weights; both survive a save and a load; filters apply.
+TEST(IvfPqWeightedTest, RemoveReplaceFilterAndSaveLoad) {
+  const size_t n = 3000, d = 16, w = 2, nq = 20, k = 10;
+  Weighted x = MakeWeighted(n, d, w, 41);
+  auto queries = quiver::testing::RandomVectors(nq, w * d, 42);
+  for (size_t nbits : {8, 4}) {
+    auto index = MakeWeightedIvf(d, nbits, w);
+    ASSERT_TRUE(index->AddWeighted(x.ids, x.base, x.weights).ok());
+    std::vector<uint64_t> gone;
+    for (size_t i = 0; i < n; i += 3) gone.push_back(x.ids[i]);
+    ASSERT_TRUE(index->Remove(gone).ok());
+    // Re-add item 1001 with all weight on query 1.
+    std::vector<float> w1001 = {0.0f, 1.0f};
+    ASSERT_TRUE(index->AddWeighted(std::vector<uint64_t>{1001}, {&x.base[1 * d], d}, w1001).ok());
+    x.weights[1 * w] = 0.0f, x.weights[1 * w + 1] = 1.0f;
+    std::set<uint64_t> skip(gone.begin(), gone.end());
+    PredicateSelector odd([](uint64_t id) { return id % 2 == 1; });
+    double hit = 0;
+    std::vector<Neighbor> out, filtered;
+    for (size_t q = 0; q < nq; ++q) {
+      const float* qv = &queries[q * w * d];
+      auto truth = WeightedTruth(x, qv, k, skip);
+      ASSERT_TRUE(index->SearchWeighted({qv, w * d}, {.k = k, .nprobe = 32}, &out).ok());
+      for (const auto& nb : out) {
+        EXPECT_FALSE(skip.count(nb.id)) << nb.id << " was removed";
+        hit += std::count(truth.begin(), truth.end(), nb.id);
+      }
+      ASSERT_TRUE(index->SearchWeighted({qv, w * d}, {.k = k, .nprobe = 32, .filter = &odd}, &filtered).ok());
+      ASSERT_EQ(filtered.size(), k);
+      for (const auto& nb : filtered) EXPECT_EQ(nb.id % 2, 1u);
+    }
+    EXPECT_GE(hit / double(nq * k), nbits == 8 ? 0.85 : 0.75) << nbits;
+    std::string path = ::testing::TempDir() + "/ivfw_" + std::to_string(::getpid()) + ".qvi";
+    ASSERT_TRUE(index->Save(path).ok());
+    auto loaded = LoadIndex(path);
+    ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+    const auto& back = static_cast<const IvfPqIndex&>(**loaded);
+    EXPECT_EQ(back.options().weights, w);
+    std::vector<Neighbor> again;
+    for (size_t q = 0; q < nq; ++q) {
+      ASSERT_TRUE(index->SearchWeighted({&queries[q * w * d], w * d}, {.k = k, .nprobe = 8}, &out).ok());
+      ASSERT_TRUE(back.SearchWeighted({&queries[q * w * d], w * d}, {.k = k, .nprobe = 8}, &again).ok());
+      EXPECT_EQ(out, again);
+    }
+    std::remove(path.c_str());
+  }
+}
+
+TEST(IvfPqWeightedTest, BadCallsGetClearErrors) {
+  auto plain = MakeIvf(8, Metric::kInnerProduct, 4, 4, 4);
+  ASSERT_TRUE(plain->Add(quiver::testing::Iota(200), quiver::testing::RandomVectors(200, 8, 1)).ok());
+  std::vector<Neighbor> out;
+  std::vector<float> q(16, 0.5f);
+  EXPECT_EQ(plain->SearchWeighted(q, {.k = 5}, &out).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(plain->AddWeighted(std::vector<uint64_t>{1}, std::vector<float>(8, 0.0f), std::vector<float>{1}).code(),
+            StatusCode::kFailedPrecondition);
+  auto index = MakeWeightedIvf(8, 4, 2);
+  auto base = quiver::testing::RandomVectors(200, 8, 2);
+  EXPECT_EQ(index->AddWeighted(quiver::testing::Iota(200), base, std::vector<float>(399, 0.5f)).code(),
+            StatusCode::kInvalidArgument);
+  std::vector<float> bad_weights(400, 0.5f);
+  bad_weights[7] = NAN;
+  EXPECT_EQ(index->AddWeighted(quiver::testing::Iota(200), base, bad_weights).code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE(index->AddWeighted(quiver::testing::Iota(200), base, std::vector<float>(400, 0.5f)).ok());
+  EXPECT_EQ(index->SearchWeighted(std::vector<float>(8, 0.5f), {.k = 5}, &out).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(index->SearchWeighted(q, {.k = 0}, &out).code(), StatusCode::kInvalidArgument);
+  q[3] = NAN;
+  EXPECT_EQ(index->SearchWeighted(q, {.k = 5}, &out).code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace quiver::index

@@ -102,6 +102,14 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
   ASSERT_TRUE(mj.ok()) << mj.status();
   EXPECT_EQ(std::get<SearchCall>(*mj).mvke, mvke.mvke);
   EXPECT_FALSE(std::get<SearchCall>(*mj).IsPlain());
+  mvke.mvke->strategy = 3;  // weighted_scan
+  mb = DecodeRequest(EncodeRequestFrame(5, "", mvke).substr(kFrameHeaderBytes));
+  ASSERT_TRUE(mb.ok()) << mb.status();
+  EXPECT_EQ(std::get<SearchCall>(mb->call).mvke, mvke.mvke);
+  mj = DecodeHttpCall("POST", "/v1/collections/m/search",
+                      R"({"k":7,"mvke":{"user_vectors":[[1,2],[3,4],[5,6]],"strategy":"weighted_scan","candidates":50,"max_candidates":400}})", 32);
+  ASSERT_TRUE(mj.ok()) << mj.status();
+  EXPECT_EQ(std::get<SearchCall>(*mj).mvke, mvke.mvke);
   EXPECT_EQ(DecodeHttpCall("POST", "/v1/collections/m/search", R"({"mvke":{"user_vectors":[[1]],"strategy":"best"}})", 32)
                 .status()
                 .code(),
