@@ -209,7 +209,7 @@ int main(int argc, char** argv) {
     };
   };
   if (ivf) {
-    for (uint32_t nprobe : {16u, 32u, 64u}) {
+    for (uint32_t nprobe : {16u, 32u, 48u, 64u}) {
       for (uint32_t cand : {200u, 400u}) {
         run("weighted_scan", nprobe, cand, mvke(engine::MvkeStrategy::kWeightedScan, nprobe, cand));
       }

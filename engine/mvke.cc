@@ -130,10 +130,23 @@ Result<std::vector<QueryHit>> RunMvke(const Partitions& parts, const QuerySpec& 
       if (!ivf || ivf->options().weights != kt) {
         return FailedPreconditionError("mvke strategy weighted_scan needs an ivf_pq collection with topics");
       }
+      // The index rescores its best `depth` from its float32 rows with each item's alpha: the
+      // n it returns carry exact scores and their largest term.
+      index::SearchParams p = params(n);
+      p.refine = (std::max(depth, n) + n - 1) / n;
       std::vector<index::Neighbor> list;
-      QV_RETURN_IF_ERROR(ivf->SearchWeighted(joined(), params(std::max(depth, n)), &list));
-      ScoreNew(parts, u, list, &scored);
-      return Best(scored, n);
+      std::vector<uint32_t> terms;
+      QV_RETURN_IF_ERROR(ivf->SearchWeighted(joined(), p, &list, &terms));
+      if (!ivf->ExactWeighted(p)) {
+        ScoreNew(parts, u, list, &scored);
+        return Best(scored, n);
+      }
+      std::vector<QueryHit> hits;
+      hits.reserve(list.size());
+      for (size_t i = 0; i < list.size(); ++i) {
+        hits.push_back({list[i].id, index::DistanceToScore(Metric::kInnerProduct, list[i].distance), terms[i], -1});
+      }
+      return hits;
     }
     case MvkeStrategy::kPerTopic:
       break;

@@ -680,7 +680,7 @@ Status IvfPqIndex::SearchLists(std::span<const float> query, std::span<const Lis
 }
 
 Status IvfPqIndex::SearchWeighted(std::span<const float> queries, const SearchParams& params,
-                                  std::vector<Neighbor>* out) const {
+                                  std::vector<Neighbor>* out, std::vector<uint32_t>* terms) const {
   const size_t w = options_.weights;
   if (w == 0) return FailedPreconditionError("this IVF-PQ index keeps no item weights (options.weights = 0)");
   if (queries.size() != w * dim_) {
@@ -693,8 +693,10 @@ Status IvfPqIndex::SearchWeighted(std::span<const float> queries, const SearchPa
     if (!std::isfinite(v)) return InvalidArgumentError("query holds NaN or Inf");
   }
   out->clear();
+  if (terms) terms->clear();
   std::shared_lock lock(mu_);
   if (!trained_ || where_.empty()) return Status::Ok();
+  const bool exact = ExactWeighted(params);
   const size_t nlist = options_.nlist, m = pq_.m(), ksub = pq_.ksub(), mk = m * ksub;
   const size_t nprobe = std::min(nlist, params.nprobe ? params.nprobe : options_.nprobe);
   // Per query: its dot with every centroid, and its table, negated into distance units.
@@ -716,7 +718,7 @@ Status IvfPqIndex::SearchWeighted(std::span<const float> queries, const SearchPa
   std::partial_sort(order.begin(), order.begin() + probes, order.end());
 
   TopPool<Candidate> pool;
-  pool.Reset(params.k);
+  pool.Reset(exact ? params.k * RefineFactor(params) : params.k);
   auto push = [&](const List& list, uint32_t l, size_t pos, float d) {
     if (d >= pool.threshold()) return;
     if (params.filter && !params.filter->Contains(list.ids[pos])) return;
@@ -781,8 +783,44 @@ Status IvfPqIndex::SearchWeighted(std::span<const float> queries, const SearchPa
     }
   }
   std::vector<Candidate>& candidates = pool.Finish();
-  std::sort(candidates.begin(), candidates.end(), CloserThan<Candidate>);
-  for (const Candidate& c : candidates) out->push_back({lists_[c.list].ids[c.pos], c.distance});
+  std::vector<uint32_t> best_term(exact ? candidates.size() : 0);
+  if (exact) {
+    // The rows are scattered: load a few ahead of the one being scored.
+    constexpr size_t kAhead = 4;
+    auto row = [&](const Candidate& c) {
+      return reinterpret_cast<const float*>(lists_[c.list].rows.data() + size_t(c.pos) * refine_row_bytes_);
+    };
+    for (size_t i = 0; i < std::min(kAhead, candidates.size()); ++i) PrefetchBytes(row(candidates[i]), refine_row_bytes_);
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      if (i + kAhead < candidates.size()) PrefetchBytes(row(candidates[i + kAhead]), refine_row_bytes_);
+      Candidate& c = candidates[i];
+      const float* x = row(c);
+      const float* wi = &lists_[c.list].weights[size_t(c.pos) * w];
+      double s = 0;
+      float top = -std::numeric_limits<float>::infinity();
+      for (size_t k = 0; k < w; ++k) {
+        if (wi[k] == 0) continue;
+        const float term = wi[k] * kernels_.inner_product(&queries[k * dim_], x, dim_);
+        s += term;
+        if (term > top) top = term, best_term[i] = uint32_t(k);
+      }
+      c.distance = float(-s);
+    }
+  }
+  std::vector<uint32_t> order_of(candidates.size());
+  for (size_t i = 0; i < order_of.size(); ++i) order_of[i] = uint32_t(i);
+  std::sort(order_of.begin(), order_of.end(), [&](uint32_t a, uint32_t b) {
+    const Candidate& x = candidates[a];
+    const Candidate& y = candidates[b];
+    if (x.distance != y.distance) return x.distance < y.distance;
+    return lists_[x.list].ids[x.pos] < lists_[y.list].ids[y.pos];
+  });
+  const size_t n = std::min(params.k, order_of.size());
+  for (size_t i = 0; i < n; ++i) {
+    const Candidate& c = candidates[order_of[i]];
+    out->push_back({lists_[c.list].ids[c.pos], c.distance});
+    if (terms && exact) terms->push_back(best_term[order_of[i]]);
+  }
   return Status::Ok();
 }
 

@@ -93,10 +93,18 @@ class IvfPqIndex final : public VectorIndex {
   // c_l its list's centroid, T_k(code) = q_k . (the PQ residual), w_i its weights: the exact
   // weighted score of the item's PQ reconstruction, read from each code once. Lists are probed
   // in order of sum_k mean_l(w_k) (q_k . c_l) (the list's mean weights). Returns the params.k
-  // best by s (distance -s), with params.nprobe and params.filter. Queries are used as given
-  // (not normalised, also under cosine). REQUIRES options.weights = W > 0 (else
-  // kFailedPrecondition).
-  Status SearchWeighted(std::span<const float> queries, const SearchParams& params, std::vector<Neighbor>* out) const;
+  // best by s (distance -s), with params.nprobe and params.filter. With float32 refine rows and
+  // a refine factor r (params.refine, else the index's), the params.k * r best by s are
+  // rescored exactly, sum_k w_ik (q_k . x_i) summed in double, and the k best by that returned;
+  // `terms` (if given) then receives, per result, the k whose term w_ik (q_k . x_i) is largest.
+  // Queries are used as given (not normalised, also under cosine). REQUIRES options.weights =
+  // W > 0 (else kFailedPrecondition).
+  Status SearchWeighted(std::span<const float> queries, const SearchParams& params, std::vector<Neighbor>* out,
+                        std::vector<uint32_t>* terms = nullptr) const;
+  // Whether SearchWeighted's scores are exact (float32 refine rows and a refine factor).
+  bool ExactWeighted(const SearchParams& params) const {
+    return options_.refine_store == RefineStore::kFloat32 && RefineFactor(params) > 0;
+  }
   Status Remove(std::span<const uint64_t> ids) override;
   bool Contains(uint64_t id) const override;
   Status GetVector(uint64_t id, float* out) const override;
