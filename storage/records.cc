@@ -1,5 +1,6 @@
 #include "storage/records.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/coding.h"
@@ -11,6 +12,8 @@ constexpr uint8_t kSchemaVersion = 2;  // 2 added topic_threshold, topic_concat
 constexpr uint8_t kItemVersion = 1;
 constexpr uint8_t kUserVersion = 1;
 constexpr uint8_t kOpVersion = 1;
+constexpr uint8_t kListVersion = 1;
+constexpr uint8_t kListInfoVersion = 1;
 
 // Item flags.
 constexpr uint8_t kHasCategory = 1;
@@ -220,6 +223,74 @@ Result<OpRecord> DecodeOp(std::string_view in) {
     return Corrupt("op log");
   }
   return op;
+}
+
+bool ValidListKind(std::string_view kind) {
+  if (kind.empty() || kind.size() > 64) return false;
+  return std::all_of(kind.begin(), kind.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; });
+}
+
+std::string ListKindPrefix(uint32_t collection_id, std::string_view kind) {
+  std::string key;
+  PutBigEndian32(&key, collection_id);
+  key.push_back(char(uint8_t(kind.size())));
+  key.append(kind);
+  return key;
+}
+
+std::string ListKey(uint32_t collection_id, std::string_view kind, uint64_t id) {
+  std::string key = ListKindPrefix(collection_id, kind);
+  PutBigEndian64(&key, id);
+  return key;
+}
+
+std::string EncodeList(const std::vector<Hit>& list) {
+  std::string out;
+  out.reserve(5 + list.size() * 12);
+  PutFixed<uint8_t>(&out, kListVersion);
+  PutFixed<uint32_t>(&out, uint32_t(list.size()));
+  for (const Hit& h : list) {
+    PutFixed<uint64_t>(&out, h.id);
+    PutFixed<float>(&out, h.score);
+  }
+  return out;
+}
+
+Result<std::vector<Hit>> DecodeList(std::string_view in) {
+  QV_RETURN_IF_ERROR(CheckVersion(&in, kListVersion, "neighbor list"));
+  uint32_t n;
+  if (!GetFixed(&in, &n) || in.size() != size_t(n) * 12) return Corrupt("neighbor list");
+  std::vector<Hit> list(n);
+  for (Hit& h : list) {
+    GetFixed(&in, &h.id);
+    GetFixed(&in, &h.score);
+  }
+  return list;
+}
+
+std::string EncodeListInfo(const ListInfo& info) {
+  std::string out;
+  PutFixed<uint8_t>(&out, kListInfoVersion);
+  for (const std::string* s : {&info.kind, &info.plugin, &info.config}) {
+    PutFixed<uint32_t>(&out, uint32_t(s->size()));
+    out.append(*s);
+  }
+  PutFixed<uint64_t>(&out, info.keys);
+  PutFixed<uint64_t>(&out, info.op_seq);
+  return out;
+}
+
+Result<ListInfo> DecodeListInfo(std::string_view in) {
+  QV_RETURN_IF_ERROR(CheckVersion(&in, kListInfoVersion, "list info"));
+  ListInfo info;
+  for (std::string* s : {&info.kind, &info.plugin, &info.config}) {
+    uint32_t n;
+    if (!GetFixed(&in, &n) || n > in.size()) return Corrupt("list info");
+    s->assign(in.substr(0, n));
+    in.remove_prefix(n);
+  }
+  if (!GetFixed(&in, &info.keys) || !GetFixed(&in, &info.op_seq) || !in.empty()) return Corrupt("list info");
+  return info;
 }
 
 }  // namespace quiver::storage

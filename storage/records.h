@@ -20,6 +20,7 @@ namespace quiver::storage {
 
 // The plain types are in base/model.h.
 using ::quiver::CollectionSchema;
+using ::quiver::Hit;
 using ::quiver::IndexSpec;
 using ::quiver::Interaction;
 using ::quiver::ItemRecord;
@@ -51,5 +52,24 @@ Result<UserRecord> DecodeUser(uint64_t id, std::string_view value);
 
 std::string EncodeOp(const OpRecord& op);
 Result<OpRecord> DecodeOp(std::string_view value);
+
+// Neighbor lists written by plugins: (collection, kind, key id) -> [(id, score)]. A kind is 1 to
+// 64 bytes of [a-z0-9_]. Keys: collection id BE, kind length u8, kind, key id BE, so that one
+// kind's lists are one key range.
+bool ValidListKind(std::string_view kind);
+std::string ListKindPrefix(uint32_t collection_id, std::string_view kind);
+std::string ListKey(uint32_t collection_id, std::string_view kind, uint64_t key);
+std::string EncodeList(const std::vector<Hit>& list);
+Result<std::vector<Hit>> DecodeList(std::string_view value);
+
+// What a plugin run left for one list kind (meta column family).
+struct ListInfo {
+  std::string kind, plugin, config;  // config: the run's JSON object
+  uint64_t keys = 0;                 // lists of this kind
+  uint64_t op_seq = 0;               // the collection's last op when the run started
+  friend bool operator==(const ListInfo&, const ListInfo&) = default;
+};
+std::string EncodeListInfo(const ListInfo& info);
+Result<ListInfo> DecodeListInfo(std::string_view value);
 
 }  // namespace quiver::storage

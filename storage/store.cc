@@ -24,6 +24,7 @@ constexpr const char* kCfNames[kCfCount] = {kMetaColumnFamily, kItemsColumnFamil
 
 constexpr char kSchemaPrefix = 'c';
 constexpr char kLastOpPrefix = 's';
+constexpr char kListInfoPrefix = 'l';  // + collection id BE + kind
 constexpr const char* kNextCollectionKey = "next_collection_id";
 
 std::string MetaKey(char prefix, uint32_t collection_id) {
@@ -79,6 +80,26 @@ void WriteBatch::DropCollection(uint32_t collection_id) {
   for (Cf cf : {kItems, kUsers, kNeighbors, kOplog}) {
     rep_->ops.push_back({Rep::Op::kDeleteRange, cf, begin, end});
   }
+  rep_->ops.push_back({Rep::Op::kDeleteRange, kMeta, MetaKey(kListInfoPrefix, collection_id),
+                       MetaKey(kListInfoPrefix, collection_id + 1)});
+}
+
+void WriteBatch::PutList(uint32_t collection_id, std::string_view kind, uint64_t key, const std::vector<Hit>& list) {
+  rep_->ops.push_back({Rep::Op::kPut, kNeighbors, ListKey(collection_id, kind, key), EncodeList(list)});
+}
+
+void WriteBatch::DeleteList(uint32_t collection_id, std::string_view kind, uint64_t key) {
+  rep_->ops.push_back({Rep::Op::kDelete, kNeighbors, ListKey(collection_id, kind, key), {}});
+}
+
+void WriteBatch::DropListKind(uint32_t collection_id, std::string_view kind) {
+  const std::string begin = ListKindPrefix(collection_id, kind);
+  rep_->ops.push_back({Rep::Op::kDeleteRange, kNeighbors, begin, begin + std::string(9, '\xff')});
+  rep_->ops.push_back({Rep::Op::kDelete, kMeta, MetaKey(kListInfoPrefix, collection_id) + std::string(kind), {}});
+}
+
+void WriteBatch::PutListInfo(uint32_t collection_id, const ListInfo& info) {
+  rep_->ops.push_back({Rep::Op::kPut, kMeta, MetaKey(kListInfoPrefix, collection_id) + info.kind, EncodeListInfo(info)});
 }
 
 void WriteBatch::PutItem(uint32_t collection_id, const ItemRecord& item) {
@@ -309,6 +330,60 @@ Result<std::optional<UserRecord>> Store::GetUser(uint32_t collection_id, uint64_
   QV_RETURN_IF_ERROR(FromRocks(s, "reading a user"));
   QV_ASSIGN_OR_RETURN(UserRecord user, DecodeUser(id, v));
   return std::optional<UserRecord>(std::move(user));
+}
+
+Status Store::ScanUsers(uint32_t collection_id, const std::function<Status(UserRecord&&)>& fn) const {
+  RangeIterator range(rep_->db.get(), rep_->cfs[kUsers], collection_id, /*fill_cache=*/false);
+  rocksdb::Iterator* it = range.get();
+  for (it->Seek(CollectionKey(collection_id)); it->Valid(); it->Next()) {
+    uint32_t cid;
+    uint64_t id;
+    if (!ParseIdKey(it->key().ToStringView(), &cid, &id)) return DataLossError("corrupt user key");
+    QV_ASSIGN_OR_RETURN(UserRecord user, DecodeUser(id, it->value().ToStringView()));
+    QV_RETURN_IF_ERROR(fn(std::move(user)));
+  }
+  return FromRocks(it->status(), "scanning users");
+}
+
+Result<std::optional<std::vector<Hit>>> Store::GetList(uint32_t collection_id, std::string_view kind,
+                                                       uint64_t key) const {
+  std::string v;
+  rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), rep_->cfs[kNeighbors], ListKey(collection_id, kind, key), &v);
+  if (s.IsNotFound()) return std::optional<std::vector<Hit>>();
+  QV_RETURN_IF_ERROR(FromRocks(s, "reading a neighbor list"));
+  QV_ASSIGN_OR_RETURN(std::vector<Hit> list, DecodeList(v));
+  return std::optional<std::vector<Hit>>(std::move(list));
+}
+
+Status Store::ScanLists(uint32_t collection_id, std::string_view kind,
+                        const std::function<Status(uint64_t key, std::vector<Hit>&&)>& fn) const {
+  const std::string begin = ListKindPrefix(collection_id, kind), end = begin + std::string(9, '\xff');
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  ro.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(rep_->db->NewIterator(ro, rep_->cfs[kNeighbors]));
+  for (it->Seek(begin); it->Valid(); it->Next()) {
+    std::string_view k = it->key().ToStringView();
+    if (k.size() != begin.size() + 8) return DataLossError("corrupt neighbor list key");
+    uint64_t key = 0;
+    for (char c : k.substr(begin.size())) key = (key << 8) | uint8_t(c);
+    QV_ASSIGN_OR_RETURN(std::vector<Hit> list, DecodeList(it->value().ToStringView()));
+    QV_RETURN_IF_ERROR(fn(key, std::move(list)));
+  }
+  return FromRocks(it->status(), "scanning neighbor lists");
+}
+
+Result<std::vector<ListInfo>> Store::ListInfos(uint32_t collection_id) const {
+  std::vector<ListInfo> out;
+  const std::string prefix = MetaKey(kListInfoPrefix, collection_id);
+  std::unique_ptr<rocksdb::Iterator> it(rep_->db->NewIterator(rocksdb::ReadOptions(), rep_->cfs[kMeta]));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    QV_ASSIGN_OR_RETURN(ListInfo info, DecodeListInfo(it->value().ToStringView()));
+    out.push_back(std::move(info));
+  }
+  QV_RETURN_IF_ERROR(FromRocks(it->status(), "listing neighbor lists"));
+  return out;
 }
 
 Status Store::ScanOps(uint32_t collection_id, uint64_t after,

@@ -18,6 +18,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -56,6 +57,12 @@ class WriteBatch {
   void PutUser(uint32_t collection_id, const UserRecord& user);
   // Appends op `seq` to the collection's op log and records seq as its latest op.
   void PutOp(uint32_t collection_id, uint64_t seq, const OpRecord& op);
+  // Neighbor lists (records.h): one list, its removal, a whole kind's removal, and the kind's
+  // run record.
+  void PutList(uint32_t collection_id, std::string_view kind, uint64_t key, const std::vector<Hit>& list);
+  void DeleteList(uint32_t collection_id, std::string_view kind, uint64_t key);
+  void DropListKind(uint32_t collection_id, std::string_view kind);
+  void PutListInfo(uint32_t collection_id, const ListInfo& info);
 
   size_t count() const;
 
@@ -91,6 +98,12 @@ class Store {
   Result<uint64_t> CountItems(uint32_t collection_id) const;
 
   Result<std::optional<UserRecord>> GetUser(uint32_t collection_id, uint64_t id) const;
+  Status ScanUsers(uint32_t collection_id, const std::function<Status(UserRecord&&)>& fn) const;
+  Result<std::optional<std::vector<Hit>>> GetList(uint32_t collection_id, std::string_view kind, uint64_t key) const;
+  Status ScanLists(uint32_t collection_id, std::string_view kind,
+                   const std::function<Status(uint64_t key, std::vector<Hit>&&)>& fn) const;
+  // The run records of the collection's list kinds, by kind.
+  Result<std::vector<ListInfo>> ListInfos(uint32_t collection_id) const;
 
   // Calls fn(seq, op) for each op with sequence > after, in order.
   Status ScanOps(uint32_t collection_id, uint64_t after,

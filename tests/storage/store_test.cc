@@ -242,3 +242,73 @@ TEST_F(StoreTest, CorruptRecordIsDataLossNotACrash) {
 
 }  // namespace
 }  // namespace quiver::storage
+
+namespace quiver::storage {
+namespace {
+
+TEST(RecordsTest, ListsAndListInfoRoundTripAndRejectDamage) {
+  std::vector<Hit> list = {{7, 0.5f}, {3, -1.25f}, {UINT64_MAX, 3.0f}};
+  auto back = DecodeList(EncodeList(list));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, list);
+  std::string bytes = EncodeList(list);
+  EXPECT_EQ(DecodeList(bytes.substr(0, bytes.size() - 1)).status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(DecodeList(bytes + "x").status().code(), StatusCode::kDataLoss);
+  ListInfo info{"i2i", "i2i_knn", R"({"k":50})", 1234, 99};
+  auto info_back = DecodeListInfo(EncodeListInfo(info));
+  ASSERT_TRUE(info_back.ok());
+  EXPECT_EQ(*info_back, info);
+  EXPECT_TRUE(ValidListKind("i2i_cf"));
+  EXPECT_FALSE(ValidListKind(""));
+  EXPECT_FALSE(ValidListKind("I2I"));
+  EXPECT_FALSE(ValidListKind("a/b"));
+  EXPECT_FALSE(ValidListKind(std::string(65, 'a')));
+}
+
+class ListStoreTest : public ::testing::Test {
+ protected:
+  quiver::testing::ScopedTempDir dir_;
+};
+
+TEST_F(ListStoreTest, KindsAreSeparateRangesDroppedWholeAndWithTheirCollection) {
+  auto store = std::move(Store::Open(dir_.path() + "/db", {})).value();
+  WriteBatch b;
+  for (uint64_t key : {1u, 2u, 300u}) {
+    b.PutList(1, "i2i", key, {{key + 1, 1.0f}});
+    b.PutList(1, "i2i_cf", key, {{key + 2, 2.0f}});  // "i2i" is a prefix of this kind's name
+    b.PutList(2, "i2i", key, {{key + 3, 3.0f}});
+  }
+  b.PutListInfo(1, ListInfo{"i2i", "i2i_knn", "{}", 3, 5});
+  b.PutListInfo(1, ListInfo{"i2i_cf", "itemcf", "{}", 3, 5});
+  ASSERT_TRUE(store->Write(b).ok());
+  auto got = store->GetList(1, "i2i", 300);
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ(**got, (std::vector<Hit>{{301, 1.0f}}));
+  EXPECT_FALSE(store->GetList(1, "i2i", 4)->has_value());
+  std::vector<uint64_t> keys;
+  ASSERT_TRUE(store->ScanLists(1, "i2i", [&](uint64_t k, std::vector<Hit>&& l) {
+    keys.push_back(k);
+    EXPECT_EQ(l[0].id, k + 1);
+    return Status::Ok();
+  }).ok());
+  EXPECT_EQ(keys, (std::vector<uint64_t>{1, 2, 300}));
+  EXPECT_EQ(store->ListInfos(1)->size(), 2u);
+  // Dropping one kind leaves the other kind and the other collection.
+  WriteBatch drop;
+  drop.DropListKind(1, "i2i");
+  ASSERT_TRUE(store->Write(drop).ok());
+  EXPECT_FALSE(store->GetList(1, "i2i", 1)->has_value());
+  EXPECT_TRUE(store->GetList(1, "i2i_cf", 1)->has_value());
+  EXPECT_TRUE(store->GetList(2, "i2i", 1)->has_value());
+  ASSERT_EQ(store->ListInfos(1)->size(), 1u);
+  EXPECT_EQ((*store->ListInfos(1))[0].kind, "i2i_cf");
+  WriteBatch gone;
+  gone.DropCollection(1);
+  ASSERT_TRUE(store->Write(gone).ok());
+  EXPECT_FALSE(store->GetList(1, "i2i_cf", 1)->has_value());
+  EXPECT_TRUE(store->ListInfos(1)->empty());
+  EXPECT_TRUE(store->GetList(2, "i2i", 300)->has_value());
+}
+
+}  // namespace
+}  // namespace quiver::storage
