@@ -474,6 +474,31 @@ Result<std::vector<Hit>> Engine::Search(const std::string& name, std::span<const
   return hits;
 }
 
+Result<PluginRun> Engine::RunPlugin(const std::string& name, const std::string& plugin,
+                                    const std::string& config_json, bool incremental) {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  return RunPluginOn(*store_, c->id(), c->schema(), *c->parts, plugin, config_json, incremental,
+                     [&](storage::WriteBatch& batch) -> Status {
+                       std::lock_guard write(c->write_mu);  // not into a collection dropped meanwhile
+                       if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
+                       return store_->Write(batch);
+                     });
+}
+
+Result<std::optional<std::vector<Hit>>> Engine::GetList(const std::string& name, std::string_view kind,
+                                                        uint64_t key) const {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  if (!storage::ValidListKind(kind)) {
+    return InvalidArgumentError("list kind '" + std::string(kind) + "' is not 1 to 64 characters of [a-z0-9_]");
+  }
+  return store_->GetList(c->id(), kind, key);
+}
+
+Result<std::vector<storage::ListInfo>> Engine::ListInfos(const std::string& name) const {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  return store_->ListInfos(c->id());
+}
+
 Result<QueryResult> Engine::Query(const std::string& name, const QuerySpec& query) const {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
   return RunQuery(*c->parts, c->schema().metric, query);

@@ -25,6 +25,7 @@
 
 #include "base/result.h"
 #include "base/status.h"
+#include "engine/plugin_host.h"
 #include "engine/query.h"
 #include "engine/schema.h"
 #include "index/vector_index.h"
@@ -92,6 +93,14 @@ class Engine {
   // older snapshots beyond snapshots_kept and the op log they no longer need.
   Status Snapshot(const std::string& name);
   Status SnapshotAll();
+
+  // Runs a plugin (plugins/registry.h) over the collection and commits its lists
+  // (engine/plugin_host.h); the collection keeps serving and taking writes meanwhile.
+  Result<PluginRun> RunPlugin(const std::string& name, const std::string& plugin, const std::string& config_json,
+                              bool incremental);
+  // A neighbor list, or nullopt; the run records of the collection's list kinds.
+  Result<std::optional<std::vector<Hit>>> GetList(const std::string& name, std::string_view kind, uint64_t key) const;
+  Result<std::vector<storage::ListInfo>> ListInfos(const std::string& name) const;
 
   // Checks that the index holds exactly the stored ids (kDataLoss naming the first difference).
   // Costs a scan of the stored items.

@@ -1,0 +1,245 @@
+#include "plugins/builtin.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "index/flat/flat_index.h"
+#include "index/hnsw/hnsw_index.h"
+
+namespace quiver::plugins {
+namespace {
+
+// fn(i) for i in [0, n) on the machine's cores; the first error stops the others.
+Status ParallelFor(size_t n, const std::function<Status(size_t)>& fn) {
+  const size_t threads = std::max<size_t>(1, std::min<size_t>(std::thread::hardware_concurrency(), n / 16 + 1));
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  Status first;
+  std::mutex mu;
+  auto work = [&] {
+    for (size_t i; !failed && (i = next++) < n;) {
+      Status s = fn(i);
+      if (!s.ok()) {
+        std::lock_guard lock(mu);
+        if (!failed.exchange(true)) first = std::move(s);
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  return failed ? first : Status::Ok();
+}
+
+Result<size_t> ListLength(const Context& ctx) {
+  const double k = ctx.Number("k", 50);
+  if (!(k >= 1 && k <= 10000) || k != std::floor(k)) {
+    return InvalidArgumentError("k must be an integer in [1, 10000]");
+  }
+  return size_t(k);
+}
+
+bool BestFirst(const Hit& a, const Hit& b) { return a.score != b.score ? a.score > b.score : a.id < b.id; }
+
+// i2i_knn: for every item, its k most similar items through the collection's index (itself
+// excluded), optionally only items of its own category.
+class I2iKnn final : public Plugin {
+ public:
+  std::vector<std::string> Kinds(const Context& ctx) const override { return {ctx.String("kind", "i2i")}; }
+
+  Status Build(const Context& ctx, Writer& out) override {
+    QV_ASSIGN_OR_RETURN(const size_t k, ListLength(ctx));
+    std::vector<ItemRecord> items;
+    QV_RETURN_IF_ERROR(ctx.ForEachItem([&](const ItemRecord& item) {
+      items.push_back(item);
+      return Status::Ok();
+    }));
+    const std::string kind = Kinds(ctx)[0];
+    return ParallelFor(items.size(), [&](size_t i) -> Status {
+      QV_ASSIGN_OR_RETURN(std::vector<Hit> list, Neighbors(ctx, items[i], k));
+      return out.Put(kind, items[i].id, std::move(list));
+    });
+  }
+
+  // Lists recomputed: the upserted items'; those holding a changed or deleted item. Lists
+  // gaining an upserted item: found among that item's own neighbours (symmetric similarity),
+  // searched exhaustively up to 10,000 items (exact), else 4k deep; the item is inserted in
+  // place when it beats the list's last entry.
+  Status Update(const Context& ctx, const Changes& changes, Writer& out) override {
+    QV_ASSIGN_OR_RETURN(const size_t k, ListLength(ctx));
+    const std::string kind = Kinds(ctx)[0];
+    const bool same_category = ctx.Bool("same_category", false);
+    std::unordered_set<uint64_t> changed(changes.items_upserted.begin(), changes.items_upserted.end());
+    changed.insert(changes.items_deleted.begin(), changes.items_deleted.end());
+    std::set<uint64_t> redo(changes.items_upserted.begin(), changes.items_upserted.end());
+    std::unordered_map<uint64_t, std::vector<Hit>> lists;  // the others' current lists
+    QV_RETURN_IF_ERROR(ctx.ForEachList(kind, [&](uint64_t key, const std::vector<Hit>& list) {
+      if (changed.count(key)) return Status::Ok();
+      if (std::any_of(list.begin(), list.end(), [&](const Hit& h) { return changed.count(h.id) > 0; })) {
+        redo.insert(key);
+      } else {
+        lists.emplace(key, list);
+      }
+      return Status::Ok();
+    }));
+    for (uint64_t id : changes.items_deleted) {
+      if (!redo.count(id)) QV_RETURN_IF_ERROR(out.Remove(kind, id));  // else settled below
+    }
+    const size_t total = lists.size() + redo.size();
+    const size_t depth = total <= 10000 ? total + 1 : 4 * k;
+    std::unordered_set<uint64_t> grown;
+    for (uint64_t id : changes.items_upserted) {
+      QV_ASSIGN_OR_RETURN(auto item, ctx.GetItem(id));
+      if (!item) continue;
+      Filter f{Filter::Op::kEq, Filter::Field::kCategory, {item->category.value_or(0)}};
+      const Filter* filter = same_category && item->category ? &f : nullptr;
+      QV_ASSIGN_OR_RETURN(std::vector<Hit> near, ctx.SearchItems(item->vector, depth, filter));
+      for (const Hit& h : near) {
+        auto it = lists.find(h.id);
+        if (it == lists.end() || h.id == id) continue;
+        std::vector<Hit>& list = it->second;
+        if (list.size() >= k && !BestFirst(Hit{id, h.score}, list.back())) continue;
+        list.push_back({id, h.score});
+        std::sort(list.begin(), list.end(), BestFirst);
+        if (list.size() > k) list.resize(k);
+        grown.insert(h.id);
+      }
+    }
+    for (uint64_t key : grown) QV_RETURN_IF_ERROR(out.Put(kind, key, lists[key]));
+    std::vector<uint64_t> todo(redo.begin(), redo.end());
+    return ParallelFor(todo.size(), [&](size_t i) -> Status {
+      QV_ASSIGN_OR_RETURN(auto item, ctx.GetItem(todo[i]));
+      if (!item) return out.Remove(kind, todo[i]);
+      QV_ASSIGN_OR_RETURN(std::vector<Hit> list, Neighbors(ctx, *item, k));
+      return out.Put(kind, todo[i], std::move(list));
+    });
+  }
+
+ private:
+  static Result<std::vector<Hit>> Neighbors(const Context& ctx, const ItemRecord& item, size_t k) {
+    Filter f{Filter::Op::kEq, Filter::Field::kCategory, {item.category.value_or(0)}};
+    const Filter* filter = ctx.Bool("same_category", false) && item.category ? &f : nullptr;
+    QV_ASSIGN_OR_RETURN(std::vector<Hit> near, ctx.SearchItems(item.vector, k + 1, filter));
+    std::erase_if(near, [&](const Hit& h) { return h.id == item.id; });
+    std::sort(near.begin(), near.end(), BestFirst);
+    if (near.size() > k) near.resize(k);
+    return near;
+  }
+};
+
+// u2u_knn: for every user with a vector, the k users with the most similar vectors (the
+// collection's metric; exact up to 10,000 users, HNSW beyond).
+class U2uKnn final : public Plugin {
+ public:
+  std::vector<std::string> Kinds(const Context& ctx) const override { return {ctx.String("kind", "u2u")}; }
+
+  Status Build(const Context& ctx, Writer& out) override {
+    QV_ASSIGN_OR_RETURN(const size_t k, ListLength(ctx));
+    std::vector<uint64_t> ids;
+    std::vector<float> vectors;
+    const size_t dim = ctx.schema().dim;
+    QV_RETURN_IF_ERROR(ctx.ForEachUser([&](const UserRecord& u) {
+      if (u.vector.size() != dim) return Status::Ok();
+      ids.push_back(u.id);
+      vectors.insert(vectors.end(), u.vector.begin(), u.vector.end());
+      return Status::Ok();
+    }));
+    if (ids.empty()) return Status::Ok();
+    const Metric metric = ctx.schema().metric;
+    std::unique_ptr<index::VectorIndex> idx;
+    if (ids.size() <= 10000) {
+      idx = std::make_unique<index::FlatIndex>(dim, metric);
+    } else {
+      index::HnswOptions o;
+      o.ef_search = std::max<size_t>(2 * k + 2, 64);
+      QV_ASSIGN_OR_RETURN(auto h, index::HnswIndex::Create(dim, metric, o));
+      idx = std::move(h);
+    }
+    QV_RETURN_IF_ERROR(idx->Add(ids, vectors));
+    const std::string kind = Kinds(ctx)[0];
+    return ParallelFor(ids.size(), [&](size_t i) -> Status {
+      std::vector<index::Neighbor> near;
+      index::SearchParams p;
+      p.k = k + 1;
+      p.ef = std::max<size_t>(2 * (k + 1), 64);
+      QV_RETURN_IF_ERROR(idx->Search({&vectors[i * dim], dim}, p, &near));
+      std::vector<Hit> list;
+      for (const index::Neighbor& n : near) {
+        if (n.id != ids[i] && list.size() < k) list.push_back({n.id, index::DistanceToScore(metric, n.distance)});
+      }
+      return out.Put(kind, ids[i], std::move(list));
+    });
+  }
+};
+
+// itemcf: item-item co-occurrence in user histories. A user with history H adds
+// 1 / ln(2 + |H|) to c_ij for every pair of distinct items in H (active users count less);
+// sim(i, j) = c_ij / (n_i^(1 - alpha) * n_j^alpha), n the number of histories holding the item:
+// alpha 0.5 is cosine, larger alpha damps popular neighbours j further.
+class ItemCf final : public Plugin {
+ public:
+  std::vector<std::string> Kinds(const Context& ctx) const override { return {ctx.String("kind", "i2i_cf")}; }
+
+  Status Build(const Context& ctx, Writer& out) override {
+    QV_ASSIGN_OR_RETURN(const size_t k, ListLength(ctx));
+    const double alpha = ctx.Number("alpha", 0.6);
+    if (!(alpha >= 0 && alpha <= 1)) return InvalidArgumentError("alpha must be in [0, 1]");
+    std::unordered_map<uint64_t, uint32_t> index_of;
+    std::vector<uint64_t> ids;
+    std::vector<std::vector<uint32_t>> histories;
+    QV_RETURN_IF_ERROR(ctx.ForEachUser([&](const UserRecord& u) {
+      std::vector<uint32_t> h;
+      for (const Interaction& e : u.history) {
+        auto [it, added] = index_of.try_emplace(e.item, uint32_t(ids.size()));
+        if (added) ids.push_back(e.item);
+        h.push_back(it->second);
+      }
+      std::sort(h.begin(), h.end());
+      h.erase(std::unique(h.begin(), h.end()), h.end());
+      if (h.size() > 1) histories.push_back(std::move(h));
+      return Status::Ok();
+    }));
+    std::vector<double> n(ids.size(), 0.0);
+    std::vector<std::unordered_map<uint32_t, double>> co(ids.size());
+    for (const auto& h : histories) {
+      const double w = 1.0 / std::log(2.0 + double(h.size()));
+      for (uint32_t a : h) {
+        n[a] += 1;
+        for (uint32_t b : h) {
+          if (a != b) co[a][b] += w;
+        }
+      }
+    }
+    const std::string kind = Kinds(ctx)[0];
+    return ParallelFor(ids.size(), [&](size_t a) -> Status {
+      if (co[a].empty()) return Status::Ok();
+      std::vector<Hit> list;
+      list.reserve(co[a].size());
+      for (const auto& [b, c] : co[a]) {
+        list.push_back({ids[b], float(c / (std::pow(n[a], 1 - alpha) * std::pow(n[b], alpha)))});
+      }
+      const size_t keep = std::min(k, list.size());
+      std::partial_sort(list.begin(), list.begin() + keep, list.end(), BestFirst);
+      list.resize(keep);
+      return out.Put(kind, ids[a], std::move(list));
+    });
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Plugin> CreateBuiltin(std::string_view name) {
+  if (name == "i2i_knn") return std::make_unique<I2iKnn>();
+  if (name == "u2u_knn") return std::make_unique<U2uKnn>();
+  if (name == "itemcf") return std::make_unique<ItemCf>();
+  return nullptr;
+}
+
+}  // namespace quiver::plugins

@@ -1,0 +1,247 @@
+// Plugins (plugins/plugin.h) through the engine: the built-ins against brute-force references on
+// small data, incremental runs against full rebuilds, all-or-nothing runs, outside shared
+// objects (and one built for another ABI version), bad configs.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <random>
+#include <set>
+
+#include "engine/engine.h"
+#include "plugins/registry.h"
+#include "tests/testing/temp_dir.h"
+
+namespace quiver::engine {
+namespace {
+
+constexpr uint32_t kDim = 8;
+
+std::vector<ItemRecord> Items(size_t n, uint64_t first_id, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> g;
+  std::vector<ItemRecord> items(n);
+  for (size_t i = 0; i < n; ++i) {
+    items[i].id = first_id + i;
+    items[i].category = int64_t(i % 3);
+    items[i].tags = {int64_t(i % 4)};
+    for (uint32_t d = 0; d < kDim; ++d) items[i].vector.push_back(g(rng));
+  }
+  return items;
+}
+
+float Dot(const std::vector<float>& a, const std::vector<float>& b) {
+  float s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  return s;
+}
+
+class PluginTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    engine_ = std::move(Engine::Open(dir_.path() + "/v", {})).value();
+    CollectionSchema s;
+    s.name = "c";
+    s.dim = kDim;
+    s.metric = Metric::kInnerProduct;
+    s.index.type = IndexSpec::Type::kFlat;  // exact kNN: lists must equal brute force
+    s.max_history = 50;
+    ASSERT_TRUE(engine_->CreateCollection(s).ok());
+    items_ = Items(300, 1, 3);
+    ASSERT_TRUE(engine_->Upsert("c", items_).ok());
+  }
+
+  // The k best other items for item `of` among items_ (same category if asked), by inner product.
+  std::vector<uint64_t> BruteI2i(const ItemRecord& of, size_t k, bool same_category) const {
+    std::vector<std::pair<float, uint64_t>> all;
+    for (const auto& it : items_) {
+      if (it.id == of.id || (same_category && it.category != of.category)) continue;
+      all.emplace_back(-Dot(of.vector, it.vector), it.id);
+    }
+    std::sort(all.begin(), all.end());
+    std::vector<uint64_t> out;
+    for (size_t i = 0; i < std::min(k, all.size()); ++i) out.push_back(all[i].second);
+    return out;
+  }
+  std::vector<uint64_t> Ids(const std::vector<Hit>& list) const {
+    std::vector<uint64_t> out;
+    for (const Hit& h : list) out.push_back(h.id);
+    return out;
+  }
+  std::map<uint64_t, std::vector<uint64_t>> AllLists(const std::string& kind) const {
+    std::map<uint64_t, std::vector<uint64_t>> out;
+    for (const auto& it : items_) {
+      auto l = engine_->GetList("c", kind, it.id);
+      EXPECT_TRUE(l.ok());
+      if (l.ok() && l->has_value()) out[it.id] = Ids(**l);
+    }
+    return out;
+  }
+
+  quiver::testing::ScopedTempDir dir_;
+  std::unique_ptr<Engine> engine_;
+  std::vector<ItemRecord> items_;
+};
+
+TEST_F(PluginTest, I2iKnnEqualsBruteForce) {
+  auto run = engine_->RunPlugin("c", "i2i_knn", R"({"k": 10})", false);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->kinds, std::vector<std::string>{"i2i"});
+  EXPECT_EQ(run->lists, items_.size());
+  for (const auto& it : items_) {
+    auto list = engine_->GetList("c", "i2i", it.id);
+    ASSERT_TRUE(list.ok() && list->has_value()) << it.id;
+    EXPECT_EQ(Ids(**list), BruteI2i(it, 10, false)) << it.id;
+    EXPECT_FLOAT_EQ((**list)[0].score, Dot(it.vector, items_[(**list)[0].id - 1].vector));
+  }
+  // Within the item's own category, under another kind name; the first kind is untouched.
+  run = engine_->RunPlugin("c", "i2i_knn", R"({"k": 5, "same_category": true, "kind": "i2i_cat"})", false);
+  ASSERT_TRUE(run.ok()) << run.status();
+  for (const auto& it : items_) EXPECT_EQ(AllLists("i2i_cat")[it.id], BruteI2i(it, 5, true)) << it.id;
+  EXPECT_EQ(AllLists("i2i")[items_[0].id].size(), 10u);
+  auto infos = engine_->ListInfos("c");
+  ASSERT_TRUE(infos.ok());
+  ASSERT_EQ(infos->size(), 2u);
+  EXPECT_EQ((*infos)[0].kind, "i2i");
+  EXPECT_EQ((*infos)[0].plugin, "i2i_knn");
+  EXPECT_EQ((*infos)[0].keys, items_.size());
+  EXPECT_EQ((*infos)[0].config, R"({"k":10})");
+}
+
+TEST_F(PluginTest, IncrementalI2iEqualsAFullRebuild) {
+  ASSERT_TRUE(engine_->RunPlugin("c", "i2i_knn", R"({"k": 8})", false).ok());
+  // New items, moved items (new vectors), deleted items.
+  auto added = Items(40, 1000, 9);
+  ASSERT_TRUE(engine_->Upsert("c", added).ok());
+  std::vector<ItemRecord> moved = {items_[3], items_[50], items_[120]};
+  for (auto& m : moved) {
+    for (float& x : m.vector) x = -x * 1.5f;
+  }
+  ASSERT_TRUE(engine_->Upsert("c", moved).ok());
+  const std::vector<uint64_t> gone = {items_[7].id, items_[200].id, added[5].id};
+  ASSERT_TRUE(engine_->Delete("c", gone).ok());
+  // The reference state.
+  for (const auto& m : moved) items_[m.id - 1] = m;
+  items_.insert(items_.end(), added.begin(), added.end());
+  std::erase_if(items_, [&](const ItemRecord& it) { return std::count(gone.begin(), gone.end(), it.id) > 0; });
+
+  auto run = engine_->RunPlugin("c", "i2i_knn", R"({"k": 8})", true);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_TRUE(run->incremental);
+  EXPECT_LT(run->lists, items_.size()) << "an incremental run rewrites only what changed";
+  const auto incremental = AllLists("i2i");
+  for (uint64_t id : gone) EXPECT_FALSE(engine_->GetList("c", "i2i", id)->has_value()) << id;
+  ASSERT_TRUE(engine_->RunPlugin("c", "i2i_knn", R"({"k": 8})", false).ok());
+  const auto full = AllLists("i2i");
+  EXPECT_EQ(incremental, full);
+  for (const auto& it : items_) EXPECT_EQ(full.at(it.id), BruteI2i(it, 8, false));
+  EXPECT_EQ((*engine_->ListInfos("c"))[0].keys, items_.size());
+  // Nothing changed since: an incremental run writes nothing; another config is a full run.
+  run = engine_->RunPlugin("c", "i2i_knn", R"({"k": 8})", true);
+  ASSERT_TRUE(run.ok());
+  EXPECT_TRUE(run->incremental);
+  EXPECT_EQ(run->lists, 0u);
+  run = engine_->RunPlugin("c", "i2i_knn", R"({"k": 6})", true);
+  ASSERT_TRUE(run.ok());
+  EXPECT_FALSE(run->incremental);
+}
+
+TEST_F(PluginTest, U2uKnnAndItemCfEqualTheirReferences) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> g;
+  std::vector<UserRecord> users(60);
+  for (size_t u = 0; u < users.size(); ++u) {
+    users[u].id = 500 + u;
+    for (uint32_t d = 0; d < kDim; ++d) users[u].vector.push_back(g(rng));
+    for (int e = 0; e < 5 + int(u % 7); ++e) users[u].history.push_back({uint64_t(1 + rng() % 40), 1000 - e});
+  }
+  users[0].vector.clear();  // no vector: no u2u list
+  ASSERT_TRUE(engine_->PutUsers("c", users).ok());
+  ASSERT_TRUE(engine_->RunPlugin("c", "u2u_knn", R"({"k": 5})", false).ok());
+  EXPECT_FALSE(engine_->GetList("c", "u2u", users[0].id)->has_value());
+  for (size_t u = 1; u < users.size(); ++u) {
+    std::vector<std::pair<float, uint64_t>> all;
+    for (size_t v = 1; v < users.size(); ++v) {
+      if (v != u) all.emplace_back(-Dot(users[u].vector, users[v].vector), users[v].id);
+    }
+    std::sort(all.begin(), all.end());
+    std::vector<uint64_t> want;
+    for (size_t i = 0; i < 5; ++i) want.push_back(all[i].second);
+    EXPECT_EQ(Ids(**engine_->GetList("c", "u2u", users[u].id)), want) << users[u].id;
+  }
+  // itemcf: c_ij = sum over histories holding both of 1 / ln(2 + |H|), sim = c_ij / (n_i^0.4 n_j^0.6).
+  ASSERT_TRUE(engine_->RunPlugin("c", "itemcf", R"({"k": 6, "alpha": 0.6})", false).ok());
+  std::map<uint64_t, double> n;
+  std::map<std::pair<uint64_t, uint64_t>, double> c;
+  for (const auto& u : users) {
+    std::set<uint64_t> h;
+    for (const auto& e : u.history) h.insert(e.item);
+    if (h.size() < 2) continue;
+    for (uint64_t a : h) {
+      n[a] += 1;
+      for (uint64_t b : h) {
+        if (a != b) c[{a, b}] += 1.0 / std::log(2.0 + double(h.size()));
+      }
+    }
+  }
+  size_t checked = 0;
+  for (const auto& [a, na] : n) {
+    std::vector<std::pair<double, uint64_t>> all;
+    for (const auto& [ab, cab] : c) {
+      if (ab.first == a) all.emplace_back(cab / (std::pow(na, 0.4) * std::pow(n[ab.second], 0.6)), ab.second);
+    }
+    std::sort(all.begin(), all.end(), [](auto& x, auto& y) { return x.first != y.first ? x.first > y.first : x.second < y.second; });
+    auto got = engine_->GetList("c", "i2i_cf", a);
+    ASSERT_TRUE(got.ok() && got->has_value()) << a;
+    ASSERT_EQ((*got)->size(), std::min<size_t>(6, all.size()));
+    for (size_t i = 0; i < (*got)->size(); ++i) EXPECT_NEAR((**got)[i].score, all[i].first, 1e-5) << a << " rank " << i;
+    ++checked;
+  }
+  EXPECT_GT(checked, 30u);
+}
+
+TEST_F(PluginTest, OutsidePluginsLoadAndAFailingRunLeavesThePreviousLists) {
+  auto& registry = plugins::Registry::Global();
+  Status loaded = registry.LoadObject(QUIVER_EXAMPLE_PLUGIN);
+  ASSERT_TRUE(loaded.ok() || loaded.code() == StatusCode::kInvalidArgument) << loaded;  // once per process
+  auto run = engine_->RunPlugin("c", "same_tag", R"({"k": 3})", false);
+  ASSERT_TRUE(run.ok()) << run.status();
+  const auto before = AllLists("same_tag");
+  ASSERT_EQ(before.size(), items_.size());
+  EXPECT_EQ(before.at(1), (std::vector<uint64_t>{5, 9, 13}));  // tag 1 % 4: items 5, 9, 13 nearest by id
+  // A run that writes 100 lists and then fails, or throws: nothing of it is kept.
+  for (const char* config : {R"({"k": 1, "fail_after": 100})", R"({"k": 1, "fail_after": 100, "throw": true})"}) {
+    auto bad = engine_->RunPlugin("c", "same_tag", config, false);
+    ASSERT_FALSE(bad.ok()) << config;
+    EXPECT_NE(bad.status().message().find("previous lists stay in force"), std::string::npos) << bad.status();
+    EXPECT_EQ(AllLists("same_tag"), before) << config;
+  }
+  // The same object twice, an object for another ABI, a file that is no plugin.
+  EXPECT_EQ(registry.LoadObject(QUIVER_EXAMPLE_PLUGIN).code(), StatusCode::kInvalidArgument);
+  Status wrong = registry.LoadObject(QUIVER_WRONG_ABI_PLUGIN);
+  EXPECT_EQ(wrong.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(wrong.message().find("ABI version 999"), std::string::npos) << wrong;
+  EXPECT_EQ(registry.LoadObject(dir_.path() + "/none.so").code(), StatusCode::kNotFound);
+  EXPECT_EQ(engine_->RunPlugin("c", "wrong_abi", "", false).status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(PluginTest, BadRunsGetClearErrors) {
+  auto code = [&](const std::string& plugin, const std::string& config) {
+    return engine_->RunPlugin("c", plugin, config, false).status().code();
+  };
+  EXPECT_EQ(code("nope", ""), StatusCode::kNotFound);
+  EXPECT_EQ(code("i2i_knn", "{"), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code("i2i_knn", "[1]"), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code("i2i_knn", R"({"k": [1]})"), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code("i2i_knn", R"({"k": "ten"})"), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code("i2i_knn", R"({"k": 0})"), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code("i2i_knn", R"({"kind": "Bad Kind"})"), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code("itemcf", R"({"alpha": 2})"), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine_->RunPlugin("nope", "i2i_knn", "", false).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(engine_->GetList("c", "A", 1).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(engine_->ListInfos("c")->empty()) << "failed runs record nothing";
+}
+
+}  // namespace
+}  // namespace quiver::engine
