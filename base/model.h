@@ -155,6 +155,14 @@ struct Fresh {
   friend bool operator==(const Fresh&, const Fresh&) = default;
 };
 
+// What the last plugin run left for one neighbor-list kind of a collection.
+struct ListInfo {
+  std::string kind, plugin, config;  // config: the run's parameters, a JSON object
+  uint64_t keys = 0;                 // lists of this kind
+  uint64_t op_seq = 0;               // the collection's last op when the run started
+  friend bool operator==(const ListInfo&, const ListInfo&) = default;
+};
+
 struct VersionsInfo {
   std::string current, previous;
   std::vector<std::string> versions;

@@ -348,5 +348,23 @@ Status Client::Reload(const std::string& version) { return Call(net::ReloadCall{
 Status Client::Rollback() { return Call(net::RollbackCall{}).status; }
 Result<VersionsInfo> Client::ListVersions() { return BodyAs<VersionsInfo>(Call(net::ListVersionsCall{})); }
 Result<net::HealthResult> Client::Health() { return BodyAs<net::HealthResult>(Call(net::HealthCall{})); }
+Result<net::PluginRunResult> Client::RunPlugin(const std::string& collection, const std::string& plugin,
+                                               const std::string& config_json, bool incremental,
+                                               std::chrono::milliseconds deadline) {
+  return BodyAs<net::PluginRunResult>(Call(net::RunPluginCall{collection, plugin, config_json, incremental}, deadline));
+}
+Result<std::optional<std::vector<Hit>>> Client::GetList(const std::string& collection, const std::string& kind,
+                                                        uint64_t key) {
+  QV_ASSIGN_OR_RETURN(net::ListResult r, BodyAs<net::ListResult>(Call(net::GetListCall{collection, kind, key})));
+  return std::move(r.list);
+}
+Result<std::vector<ListInfo>> Client::ListLists(const std::string& collection) {
+  QV_ASSIGN_OR_RETURN(net::ListInfosResult r, BodyAs<net::ListInfosResult>(Call(net::ListListsCall{collection})));
+  return std::move(r.lists);
+}
+Result<std::vector<std::string>> Client::ListPlugins() {
+  QV_ASSIGN_OR_RETURN(net::PluginsResult r, BodyAs<net::PluginsResult>(Call(net::ListPluginsCall{})));
+  return std::move(r.names);
+}
 
 }  // namespace quiver::client

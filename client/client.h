@@ -85,6 +85,13 @@ class Client {
   Status Rollback();
   Result<VersionsInfo> ListVersions();
   Result<net::HealthResult> Health();
+  // Plugins and neighbor lists (docs/plugins.md). A run can take long: give it a deadline.
+  Result<net::PluginRunResult> RunPlugin(const std::string& collection, const std::string& plugin,
+                                         const std::string& config_json = "", bool incremental = false,
+                                         std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
+  Result<std::optional<std::vector<Hit>>> GetList(const std::string& collection, const std::string& kind, uint64_t key);
+  Result<std::vector<ListInfo>> ListLists(const std::string& collection);
+  Result<std::vector<std::string>> ListPlugins();
 
  private:
   explicit Client(ClientOptions options);

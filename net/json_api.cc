@@ -300,12 +300,33 @@ Status ArrayOfObjects(object obj, std::string_view key, std::vector<T>* out, F p
 }
 
 Result<Call> CollectionCall(std::string_view method, std::string_view name, std::string_view action,
-                            std::string_view arg, const Body& body) {
+                            std::string_view arg, std::string_view arg2, const Body& body) {
   const std::string coll(name);
   object obj = body.obj;
   auto wrong_method = [&] {
     return UnimplementedError("method " + std::string(method) + " is not allowed here");
   };
+  if (action == "plugins" && !arg.empty() && arg2 == "run") {
+    if (method != "POST") return wrong_method();
+    QV_RETURN_IF_ERROR(OnlyFields(obj, {"config", "incremental"}));
+    RunPluginCall c{coll, std::string(arg), "", false};
+    element ce;
+    if (!obj["config"].get(ce)) {
+      object co;
+      if (auto err = ce.get_object().get(co)) return BadField("config", err);
+      c.config = simdjson::minify(ce);
+    }
+    QV_RETURN_IF_ERROR(GetBool(obj, "incremental", &c.incremental));
+    return Call(std::move(c));
+  }
+  if (action == "lists") {
+    if (method != "GET") return wrong_method();
+    if (arg.empty()) return Call(ListListsCall{coll});
+    uint64_t key;
+    if (arg2.empty() || !ParseU64(arg2, &key)) return NotFoundError("no route for list key '" + std::string(arg2) + "'");
+    return Call(GetListCall{coll, std::string(arg), key});
+  }
+  if (!arg2.empty()) return NotFoundError("no route under collection '" + coll + "'");
   if (action.empty()) {
     if (method == "GET") return Call(DescribeCollectionCall{coll});
     if (method == "DELETE") return Call(DropCollectionCall{coll});
@@ -701,6 +722,48 @@ void WriteBody(JsonWriter& w, const ReplyBody& body) {
       w.Key("version"); w.String(h.version);
       w.Raw("}");
     }
+    void operator()(const PluginRunResult& r) {
+      w.Raw("{");
+      w.Key("kinds"); w.Array(r.kinds, [&](const std::string& s) { w.String(s); });
+      w.Key("lists"); w.Number(r.lists);
+      w.Key("removed"); w.Number(r.removed);
+      w.Key("incremental"); w.Raw(r.incremental ? "true" : "false");
+      w.Raw("}");
+    }
+    void operator()(const ListResult& r) {
+      w.Raw("{");
+      w.Key("list");
+      if (!r.list) {
+        w.Raw("null");
+      } else {
+        w.Array(*r.list, [&](const Hit& h) {
+          w.Raw("{");
+          w.Key("id"); w.Number(h.id);
+          w.Key("score"); w.Float(h.score);
+          w.Raw("}");
+        });
+      }
+      w.Raw("}");
+    }
+    void operator()(const ListInfosResult& r) {
+      w.Raw("{");
+      w.Key("lists");
+      w.Array(r.lists, [&](const ListInfo& i) {
+        w.Raw("{");
+        w.Key("kind"); w.String(i.kind);
+        w.Key("plugin"); w.String(i.plugin);
+        w.Key("config"); w.Raw(i.config.empty() ? "{}" : i.config);
+        w.Key("keys"); w.Number(i.keys);
+        w.Key("op_seq"); w.Number(i.op_seq);
+        w.Raw("}");
+      });
+      w.Raw("}");
+    }
+    void operator()(const PluginsResult& r) {
+      w.Raw("{");
+      w.Key("plugins"); w.Array(r.names, [&](const std::string& s) { w.String(s); });
+      w.Raw("}");
+    }
   };
   std::visit(Visitor{w}, body);
 }
@@ -725,9 +788,13 @@ Result<Call> DecodeHttpCall(std::string_view method, std::string_view target, st
       QV_ASSIGN_OR_RETURN(auto schema, SchemaFromJson(body.obj));
       return Call(CreateCollectionCall{std::move(schema)});
     }
-    if (parts.size() > 5) return NotFoundError("no route " + std::string(target));
+    if (parts.size() > 6) return NotFoundError("no route " + std::string(target));
     return CollectionCall(method, parts[2], parts.size() > 3 ? parts[3] : "", parts.size() > 4 ? parts[4] : "",
-                          body);
+                          parts.size() > 5 ? parts[5] : "", body);
+  }
+  if (parts[1] == "plugins" && parts.size() == 2) {
+    if (method != "GET") return wrong_method();
+    return Call(ListPluginsCall{});
   }
   if (parts[1] == "snapshot" && parts.size() == 2) {
     if (method != "POST") return wrong_method();

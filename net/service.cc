@@ -1,6 +1,7 @@
 #include "net/service.h"
 
 #include "base/version.h"
+#include "plugins/registry.h"
 
 namespace quiver::net {
 namespace {
@@ -155,6 +156,24 @@ Reply Service::Handle(const Call& call) {
           },
           [&](const HealthCall&) {
             return Reply{Status::Ok(), ReplyBody(HealthResult{"serving", std::string(Version())})};
+          },
+          [&](const RunPluginCall& c) {
+            auto r = e->RunPlugin(c.collection, c.plugin, c.config, c.incremental);
+            if (!r.ok()) return FromStatus(r.status());
+            return Reply{Status::Ok(), ReplyBody(PluginRunResult{r->kinds, r->lists, r->removed, r->incremental})};
+          },
+          [&](const GetListCall& c) {
+            auto r = e->GetList(c.collection, c.kind, c.key);
+            if (!r.ok()) return FromStatus(r.status());
+            return Reply{Status::Ok(), ReplyBody(ListResult{std::move(*r)})};
+          },
+          [&](const ListListsCall& c) {
+            auto r = e->ListInfos(c.collection);
+            if (!r.ok()) return FromStatus(r.status());
+            return Reply{Status::Ok(), ReplyBody(ListInfosResult{std::move(*r)})};
+          },
+          [&](const ListPluginsCall&) {
+            return Reply{Status::Ok(), ReplyBody(PluginsResult{plugins::Registry::Global().Names()})};
           },
       },
       call);

@@ -21,6 +21,7 @@ namespace quiver::storage {
 // The plain types are in base/model.h.
 using ::quiver::CollectionSchema;
 using ::quiver::Hit;
+using ::quiver::ListInfo;
 using ::quiver::IndexSpec;
 using ::quiver::Interaction;
 using ::quiver::ItemRecord;
@@ -62,13 +63,7 @@ std::string ListKey(uint32_t collection_id, std::string_view kind, uint64_t key)
 std::string EncodeList(const std::vector<Hit>& list);
 Result<std::vector<Hit>> DecodeList(std::string_view value);
 
-// What a plugin run left for one list kind (meta column family).
-struct ListInfo {
-  std::string kind, plugin, config;  // config: the run's JSON object
-  uint64_t keys = 0;                 // lists of this kind
-  uint64_t op_seq = 0;               // the collection's last op when the run started
-  friend bool operator==(const ListInfo&, const ListInfo&) = default;
-};
+// What a plugin run left for one list kind (meta column family; base/model.h).
 std::string EncodeListInfo(const ListInfo& info);
 Result<ListInfo> DecodeListInfo(std::string_view value);
 

@@ -12,6 +12,7 @@
 #include "base/version.h"
 #include "engine/data_root.h"
 #include "net/server.h"
+#include "plugins/registry.h"
 
 int main(int argc, char** argv) {
   using namespace quiver;
@@ -43,6 +44,8 @@ int main(int argc, char** argv) {
   app.add_option("--request-timeout-ms", request_ms, "refuse a request that waited this long")->capture_default_str();
   app.add_option("--shutdown-grace-ms", grace_ms, "time requests in flight get to finish on SIGTERM")->capture_default_str();
   app.add_flag("!--no-snapshot-on-exit", snapshot_on_exit, "skip the index snapshots at shutdown");
+  std::string plugins_dir;
+  app.add_option("--plugins-dir", plugins_dir, "load the plugin shared objects (*.so) in this directory");
   CLI11_PARSE(app, argc, argv);
   if (o.read_write_key.empty()) {
     if (const char* k = std::getenv("QUIVER_READ_WRITE_KEY")) o.read_write_key = k;
@@ -61,6 +64,12 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  if (!plugins_dir.empty()) {
+    if (Status s = plugins::Registry::Global().LoadDirectory(plugins_dir); !s.ok()) {
+      std::fprintf(stderr, "quiverd: %s\n", s.ToString().c_str());
+      return 1;
+    }
+  }
   engine::EngineOptions eo;
   eo.store.durability = durability == "sync" ? storage::Durability::kSync : storage::Durability::kNoSync;
   auto root = engine::DataRoot::Open(data, eo);

@@ -68,11 +68,21 @@ struct ReloadCall { std::string version; };
 struct RollbackCall {};
 struct ListVersionsCall {};
 struct HealthCall {};
+// Plugins and neighbor lists (docs/plugins.md): run a plugin over a collection (config: a JSON
+// object, empty for none), read one list, list a collection's list kinds, list the plugins.
+struct RunPluginCall {
+  std::string collection, plugin, config;
+  bool incremental = false;
+};
+struct GetListCall { std::string collection, kind; uint64_t key = 0; };
+struct ListListsCall { std::string collection; };
+struct ListPluginsCall {};
 
 using Call = std::variant<CreateCollectionCall, DropCollectionCall, ListCollectionsCall,
                           DescribeCollectionCall, UpsertCall, DeleteCall, GetCall, PutUsersCall,
                           GetUserCall, AddEventsCall, SearchCall, SnapshotCall, ReloadCall,
-                          RollbackCall, ListVersionsCall, HealthCall>;
+                          RollbackCall, ListVersionsCall, HealthCall, RunPluginCall, GetListCall,
+                          ListListsCall, ListPluginsCall>;
 
 // The operation's name for metrics and logs ("search", "upsert", ...), by Call index.
 const char* CallName(const Call& call);
@@ -105,9 +115,28 @@ struct HealthResult {
   std::string status, version;
   friend bool operator==(const HealthResult&, const HealthResult&) = default;
 };
+struct PluginRunResult {
+  std::vector<std::string> kinds;  // list kinds written
+  uint64_t lists = 0, removed = 0;
+  bool incremental = false;
+  friend bool operator==(const PluginRunResult&, const PluginRunResult&) = default;
+};
+struct ListResult {
+  std::optional<std::vector<Hit>> list;  // absent: no list for that key
+  friend bool operator==(const ListResult&, const ListResult&) = default;
+};
+struct ListInfosResult {
+  std::vector<ListInfo> lists;
+  friend bool operator==(const ListInfosResult&, const ListInfosResult&) = default;
+};
+struct PluginsResult {
+  std::vector<std::string> names;
+  friend bool operator==(const PluginsResult&, const PluginsResult&) = default;
+};
 
 using ReplyBody = std::variant<std::monostate, CollectionInfo, std::vector<CollectionInfo>, WriteResult,
-                               GetResult, UserResult, SearchResult, VersionsInfo, HealthResult>;
+                               GetResult, UserResult, SearchResult, VersionsInfo, HealthResult, PluginRunResult,
+                               ListResult, ListInfosResult, PluginsResult>;
 
 // An answer: a failed status (and no body), or OK and the body the call produces
 // (monostate for calls that return nothing).

@@ -194,6 +194,24 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
       return {wire::RequestBody::ListVersions, wire::CreateListVersions(b).Union()};
     }
     BodyRef operator()(const HealthCall&) { return {wire::RequestBody::Health, wire::CreateHealth(b).Union()}; }
+    BodyRef operator()(const RunPluginCall& c) {
+      auto n = b.CreateString(c.collection);
+      auto p = b.CreateString(c.plugin);
+      auto cfg = b.CreateString(c.config);
+      return {wire::RequestBody::RunPlugin, wire::CreateRunPlugin(b, n, p, cfg, c.incremental).Union()};
+    }
+    BodyRef operator()(const GetListCall& c) {
+      auto n = b.CreateString(c.collection);
+      auto k = b.CreateString(c.kind);
+      return {wire::RequestBody::GetList, wire::CreateGetList(b, n, k, c.key).Union()};
+    }
+    BodyRef operator()(const ListListsCall& c) {
+      auto n = b.CreateString(c.collection);
+      return {wire::RequestBody::ListLists, wire::CreateListLists(b, n).Union()};
+    }
+    BodyRef operator()(const ListPluginsCall&) {
+      return {wire::RequestBody::ListPlugins, wire::CreateListPlugins(b).Union()};
+    }
   };
   return std::visit(Visitor{b}, call);
 }
@@ -258,6 +276,35 @@ ResponseRef PutReplyBody(FlatBufferBuilder& b, const ReplyBody& body) {
       auto s = b.CreateString(h.status);
       auto v = b.CreateString(h.version);
       return {wire::ResponseBody::HealthResult, wire::CreateHealthResult(b, s, v).Union()};
+    }
+    ResponseRef operator()(const PluginRunResult& r) {
+      auto kinds = b.CreateVectorOfStrings(r.kinds);
+      return {wire::ResponseBody::PluginRunResult,
+              wire::CreatePluginRunResult(b, kinds, r.lists, r.removed, r.incremental).Union()};
+    }
+    ResponseRef operator()(const ListResult& r) {
+      Offset<flatbuffers::Vector<const wire::Hit*>> list;
+      if (r.list) {
+        std::vector<wire::Hit> hits;
+        for (const Hit& h : *r.list) hits.emplace_back(h.id, h.score);
+        list = b.CreateVectorOfStructs(hits);
+      }
+      return {wire::ResponseBody::ListResult, wire::CreateListResult(b, r.list.has_value(), list).Union()};
+    }
+    ResponseRef operator()(const ListInfosResult& r) {
+      std::vector<Offset<wire::ListInfo>> infos;
+      for (const ListInfo& i : r.lists) {
+        auto kind = b.CreateString(i.kind);
+        auto plugin = b.CreateString(i.plugin);
+        auto config = b.CreateString(i.config);
+        infos.push_back(wire::CreateListInfo(b, kind, plugin, config, i.keys, i.op_seq));
+      }
+      auto v = b.CreateVector(infos);
+      return {wire::ResponseBody::ListInfos, wire::CreateListInfos(b, v).Union()};
+    }
+    ResponseRef operator()(const PluginsResult& r) {
+      auto names = b.CreateVectorOfStrings(r.names);
+      return {wire::ResponseBody::Plugins, wire::CreatePlugins(b, names).Union()};
     }
   };
   return std::visit(Visitor{b}, body);
@@ -444,6 +491,16 @@ Result<Call> CallFromWire(const wire::Request* r) {
     case wire::RequestBody::Rollback: return Call(RollbackCall{});
     case wire::RequestBody::ListVersions: return Call(ListVersionsCall{});
     case wire::RequestBody::Health: return Call(HealthCall{});
+    case wire::RequestBody::RunPlugin: {
+      const auto* x = r->body_as_RunPlugin();
+      return Call(RunPluginCall{Str(x->collection()), Str(x->plugin()), Str(x->config()), x->incremental()});
+    }
+    case wire::RequestBody::GetList: {
+      const auto* x = r->body_as_GetList();
+      return Call(GetListCall{Str(x->collection()), Str(x->kind()), x->key()});
+    }
+    case wire::RequestBody::ListLists: return Call(ListListsCall{Str(r->body_as_ListLists()->collection())});
+    case wire::RequestBody::ListPlugins: return Call(ListPluginsCall{});
     case wire::RequestBody::NONE: break;
   }
   return Bad("request has no known body");
@@ -517,6 +574,41 @@ Result<ReplyBody> GetReplyBody(const wire::Response* r) {
     case wire::ResponseBody::HealthResult: {
       const auto* h = r->body_as_HealthResult();
       return ReplyBody(HealthResult{Str(h->status()), Str(h->version())});
+    }
+    case wire::ResponseBody::PluginRunResult: {
+      const auto* x = r->body_as_PluginRunResult();
+      PluginRunResult out{{}, x->lists(), x->removed(), x->incremental()};
+      if (x->kinds()) {
+        for (const flatbuffers::String* s : *x->kinds()) out.kinds.push_back(Str(s));
+      }
+      return ReplyBody(std::move(out));
+    }
+    case wire::ResponseBody::ListResult: {
+      const auto* x = r->body_as_ListResult();
+      ListResult out;
+      if (x->found()) {
+        out.list.emplace();
+        if (x->list()) {
+          for (const wire::Hit* h : *x->list()) out.list->push_back({h->id(), h->score()});
+        }
+      }
+      return ReplyBody(std::move(out));
+    }
+    case wire::ResponseBody::ListInfos: {
+      ListInfosResult out;
+      if (const auto* v = r->body_as_ListInfos()->lists()) {
+        for (const wire::ListInfo* i : *v) {
+          out.lists.push_back({Str(i->kind()), Str(i->plugin()), Str(i->config()), i->keys(), i->op_seq()});
+        }
+      }
+      return ReplyBody(std::move(out));
+    }
+    case wire::ResponseBody::Plugins: {
+      PluginsResult out;
+      if (const auto* v = r->body_as_Plugins()->names()) {
+        for (const flatbuffers::String* s : *v) out.names.push_back(Str(s));
+      }
+      return ReplyBody(std::move(out));
     }
     case wire::ResponseBody::NONE: break;
   }

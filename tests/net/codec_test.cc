@@ -47,7 +47,8 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
       GetCall{"c", {4}}, PutUsersCall{"c", {UserRecord{9, {1, 2, 3, 4}, {{1, 10}, {2, 5}}}}},
       GetUserCall{"c", 9}, AddEventsCall{"c", {Event{1, 2, 3}, Event{4, 5, 6}}},
       SearchCall{"c", {1, 2, 3, 4}, 25, 100, 8, 3}, SnapshotCall{""}, ReloadCall{"v2"}, RollbackCall{},
-      ListVersionsCall{}, HealthCall{}};
+      ListVersionsCall{}, HealthCall{}, RunPluginCall{"c", "i2i_knn", R"({"k":50})", true},
+      GetListCall{"c", "i2i", 77}, ListListsCall{"c"}, ListPluginsCall{}};
   ASSERT_EQ(calls.size(), kCallKinds);
   for (const Call& call : calls) {
     const std::string frame = EncodeRequestFrame(77, "secret", call);
@@ -163,6 +164,12 @@ TEST(WireCodecTest, EveryReplyRoundTrips) {
       Reply{Status::Ok(), SearchResult{{{1, 0.5f}, {2, -1.25f}}, {}, {}, {}, {}, {R"({"title":"x"})", ""}}},
       Reply{Status::Ok(), VersionsInfo{"v2", "initial", {"initial", "v2"}}},
       Reply{Status::Ok(), HealthResult{"serving", "0.1.0"}},
+      Reply{Status::Ok(), PluginRunResult{{"i2i", "u2u"}, 300, 2, true}},
+      Reply{Status::Ok(), ListResult{std::vector<Hit>{{4, 0.25f}, {9, -1.5f}}}},
+      Reply{Status::Ok(), ListResult{std::vector<Hit>{}}},
+      Reply{Status::Ok(), ListResult{std::nullopt}},
+      Reply{Status::Ok(), ListInfosResult{{ListInfo{"i2i", "i2i_knn", R"({"k":50})", 300, 12}}}},
+      Reply{Status::Ok(), PluginsResult{{"i2i_knn", "same_tag"}}},
       Reply{NotFoundError("no collection named 'x'"), {}},
   };
   for (const Reply& r : replies) {
@@ -257,6 +264,29 @@ TEST(JsonApiTest, RoutesDecodeIntoCalls) {
   EXPECT_TRUE(std::holds_alternative<DropCollectionCall>(*DecodeHttpCall("DELETE", "/v1/collections/m", "", 32)));
   EXPECT_TRUE(std::holds_alternative<HealthCall>(*DecodeHttpCall("GET", "/healthz", "", 32)));
   EXPECT_EQ(std::get<ReloadCall>(*DecodeHttpCall("POST", "/v1/versions/reload", R"({"version":"v2"})", 32)).version, "v2");
+  // Plugins and lists.
+  auto run = DecodeHttpCall("POST", "/v1/collections/m/plugins/i2i_knn/run",
+                            R"({"config": {"k": 50, "same_category": true}, "incremental": true})", 32);
+  ASSERT_TRUE(run.ok()) << run.status();
+  const auto& rc = std::get<RunPluginCall>(*run);
+  EXPECT_EQ(rc.collection, "m");
+  EXPECT_EQ(rc.plugin, "i2i_knn");
+  EXPECT_EQ(rc.config, R"({"k":50,"same_category":true})");
+  EXPECT_TRUE(rc.incremental);
+  EXPECT_TRUE(std::get<RunPluginCall>(*DecodeHttpCall("POST", "/v1/collections/m/plugins/x/run", "", 32)).config.empty());
+  auto gl = DecodeHttpCall("GET", "/v1/collections/m/lists/i2i/42", "", 32);
+  ASSERT_TRUE(gl.ok()) << gl.status();
+  EXPECT_EQ(std::get<GetListCall>(*gl).kind, "i2i");
+  EXPECT_EQ(std::get<GetListCall>(*gl).key, 42u);
+  EXPECT_TRUE(std::holds_alternative<ListListsCall>(*DecodeHttpCall("GET", "/v1/collections/m/lists", "", 32)));
+  EXPECT_TRUE(std::holds_alternative<ListPluginsCall>(*DecodeHttpCall("GET", "/v1/plugins", "", 32)));
+  EXPECT_EQ(DecodeHttpCall("GET", "/v1/collections/m/lists/i2i/x", "", 32).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(DecodeHttpCall("GET", "/v1/collections/m/plugins/i2i_knn/run", "", 32).status().code(),
+            StatusCode::kUnimplemented);
+  EXPECT_EQ(DecodeHttpCall("POST", "/v1/collections/m/plugins/i2i_knn/run", R"({"config": [1]})", 32).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(DecodeHttpCall("POST", "/v1/collections/m/items/get/more", R"({"ids":[1]})", 32).status().code(),
+            StatusCode::kNotFound);
 }
 
 TEST(JsonApiTest, BadRequestsGetClearErrors) {

@@ -335,6 +335,43 @@ TEST_F(ServerTest, FreshSearchOverBothProtocols) {
                  R"({"vector":[1,0,0,0],"fresh":{"boost":0.5}})").status, 400);
 }
 
+TEST_F(ServerTest, PluginsAndListsOverBothProtocols) {
+  StartServer();
+  ASSERT_EQ(Http(server_->http_port(), "POST", "/v1/collections",
+                 R"({"name":"p","dim":4,"metric":"ip","index":{"type":"flat"}})").status, 200);
+  auto client = Connect();
+  ASSERT_TRUE(client->Upsert("p", Items(50)).ok());
+  auto plugins = client->ListPlugins();
+  ASSERT_TRUE(plugins.ok());
+  EXPECT_NE(std::find(plugins->begin(), plugins->end(), "itemcf"), plugins->end());
+  auto run = client->RunPlugin("p", "i2i_knn", R"({"k":5})");
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->lists, 50u);
+  HttpAnswer rest_run = Http(server_->http_port(), "POST", "/v1/collections/p/plugins/i2i_knn/run",
+                             R"({"config":{"k":5},"incremental":true})");
+  EXPECT_EQ(rest_run.status, 200);
+  EXPECT_EQ(rest_run.body, R"({"kinds":["i2i"],"lists":0,"removed":0,"incremental":true})");
+  auto list = client->GetList("p", "i2i", 7);
+  ASSERT_TRUE(list.ok() && list->has_value()) << list.status();
+  EXPECT_EQ((*list)->size(), 5u);
+  HttpAnswer rest = Http(server_->http_port(), "GET", "/v1/collections/p/lists/i2i/7", "");
+  EXPECT_EQ(rest.status, 200);
+  EXPECT_EQ(rest.body, EncodeHttpReply(Reply{Status::Ok(), ListResult{*list}}).body);
+  EXPECT_EQ(Http(server_->http_port(), "GET", "/v1/collections/p/lists/i2i/999", "").body, R"({"list":null})");
+  auto infos = client->ListLists("p");
+  ASSERT_TRUE(infos.ok());
+  ASSERT_EQ(infos->size(), 1u);
+  EXPECT_EQ((*infos)[0].keys, 50u);
+  HttpAnswer rest_infos = Http(server_->http_port(), "GET", "/v1/collections/p/lists", "");
+  EXPECT_NE(rest_infos.body.find(R"("config":{"k":5})"), std::string::npos) << rest_infos.body;
+  // Errors on both: an unknown plugin, a bad config.
+  EXPECT_EQ(client->RunPlugin("p", "nope").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(Http(server_->http_port(), "POST", "/v1/collections/p/plugins/nope/run", "{}").status, 404);
+  EXPECT_EQ(client->RunPlugin("p", "i2i_knn", R"({"k":"x"})").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Http(server_->http_port(), "POST", "/v1/collections/p/plugins/i2i_knn/run", R"({"config":{"k":0}})").status,
+            400);
+}
+
 TEST_F(ServerTest, MalformedInputGetsErrorsAndTheServerKeepsServing) {
   StartServer();
   ASSERT_EQ(Http(server_->http_port(), "POST", "/v1/collections", kSchemaJson).status, 200);
