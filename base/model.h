@@ -155,6 +155,23 @@ struct Fresh {
   friend bool operator==(const Fresh&, const Fresh&) = default;
 };
 
+// Candidate channels merged MIC-style (docs/queries.md, "Channels"): u2i (the query's own
+// retrieval, or the user's vector), u2i2i (seed items -> their neighbor lists), u2u2i (similar
+// users -> their recent items).
+struct Channels {
+  std::optional<uint64_t> user;     // whose vector, history and u2u list the channels use
+  std::vector<uint64_t> seed_items;  // u2i2i seeds (default: the user's most recent items)
+  bool u2i = true, u2i2i = true, u2u2i = true;
+  uint32_t seeds = 20;     // u2i2i: most recent history items used as seeds
+  uint32_t per_seed = 20;  // u2i2i: neighbors taken from each seed's list
+  uint32_t users = 20;     // u2u2i: similar users taken from the user's list
+  uint32_t per_user = 10;  // u2u2i: most recent items taken from each of them
+  std::string i2i_kind = "i2i", u2u_kind = "u2u";
+  float w_sim = 1.0f, w_dup = 0.5f, w_div = 0.2f;  // merged = w_sim sim + w_dup dup + w_div div
+  bool exclude_seen = true;  // leave out the user's history and the seeds
+  friend bool operator==(const Channels&, const Channels&) = default;
+};
+
 // What the last plugin run left for one neighbor-list kind of a collection.
 struct ListInfo {
   std::string kind, plugin, config;  // config: the run's parameters, a JSON object

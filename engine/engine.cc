@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "engine/channels.h"
 #include "engine/partitions.h"
 
 namespace quiver::engine {
@@ -501,6 +502,7 @@ Result<std::vector<storage::ListInfo>> Engine::ListInfos(const std::string& name
 
 Result<QueryResult> Engine::Query(const std::string& name, const QuerySpec& query) const {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  if (query.channels) return RunChannels(*store_, c->id(), *c->parts, c->schema().metric, query);
   return RunQuery(*c->parts, c->schema().metric, query);
 }
 

@@ -295,6 +295,7 @@ Status ValidateMvke(const QuerySpec& q, uint32_t dim, uint32_t topics) {
 }  // namespace
 
 Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters, uint32_t topics) {
+  if (q.channels) return InvalidArgumentError("channels are answered by Engine::Query (they read lists and users)");
   if (q.mvke) QV_RETURN_IF_ERROR(ValidateMvke(q, dim, topics));
   if (q.vectors.empty() && !q.mvke) return InvalidArgumentError("a query needs at least one vector");
   if (q.vectors.size() > 64) return InvalidArgumentError("at most 64 query vectors");

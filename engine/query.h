@@ -60,16 +60,22 @@ struct QuerySpec {
   std::optional<MvkeSpec> mvke;  // instead of vectors; not with a quota
   // A freshness pool (only items younger than fresh.pool) and/or a new-item score boost.
   std::optional<Fresh> fresh;
+  // Candidate channels merged MIC-style (Engine::Query; vectors then optional with a user).
+  std::optional<Channels> channels;
 };
 
 // Below this many matching items (per searched index), a filtered search scans them exactly.
 inline constexpr size_t kExactScanLimit = 4096;
+
+// Channel bits of QueryHit::channels.
+inline constexpr uint8_t kChannelU2i = 1, kChannelU2i2i = 2, kChannelU2u2i = 4;
 
 struct QueryHit {
   uint64_t id = 0;
   float score = 0;      // aggregated; higher is better
   uint32_t vector = 0;  // the query vector that scored it highest
   int32_t cluster = -1; // its cluster (-1: the collection has none)
+  uint8_t channels = 0; // with channels: the kChannel* bits of the channels that returned it
   friend bool operator==(const QueryHit&, const QueryHit&) = default;
 };
 

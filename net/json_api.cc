@@ -383,7 +383,7 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
   if (action == "search" && arg.empty()) {
     if (method != "POST") return wrong_method();
     QV_RETURN_IF_ERROR(OnlyFields(
-        obj, {"vector", "vectors", "aggregate", "weights", "quota", "filter", "rerank", "mvke", "fresh", "payload", "k", "params"}));
+        obj, {"vector", "vectors", "aggregate", "weights", "quota", "filter", "rerank", "mvke", "fresh", "payload", "channels", "k", "params"}));
     SearchCall c;
     c.collection = coll;
     element v;
@@ -431,7 +431,50 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
       QV_RETURN_IF_ERROR(GetUint(fo, "window", &f.window));
       c.fresh = f;
     }
-    if (c.vector.empty() && c.vectors.empty() && !c.mvke) return Bad("a search needs vector, vectors or mvke");
+    if (!obj["channels"].get(v)) {
+      object co;
+      if (auto err = v.get_object().get(co)) return BadField("channels", err);
+      QV_RETURN_IF_ERROR(OnlyFields(co, {"user", "seed_items", "u2i", "u2i2i", "u2u2i", "seeds", "per_seed", "users",
+                                         "per_user", "i2i_kind", "u2u_kind", "weights", "exclude_seen"}));
+      Channels ch;
+      element ue;
+      if (!co["user"].get(ue)) {
+        uint64_t user;
+        if (auto err = ue.get_uint64().get(user)) return BadField("channels user", err);
+        ch.user = user;
+      }
+      if (!co["seed_items"].get(ue)) {
+        simdjson::dom::array a;
+        if (auto err = ue.get_array().get(a)) return BadField("channels seed_items", err);
+        for (element x : a) {
+          uint64_t id;
+          if (auto err = x.get_uint64().get(id)) return BadField("channels seed_items", err);
+          ch.seed_items.push_back(id);
+        }
+      }
+      QV_RETURN_IF_ERROR(GetBool(co, "u2i", &ch.u2i));
+      QV_RETURN_IF_ERROR(GetBool(co, "u2i2i", &ch.u2i2i));
+      QV_RETURN_IF_ERROR(GetBool(co, "u2u2i", &ch.u2u2i));
+      QV_RETURN_IF_ERROR(GetBool(co, "exclude_seen", &ch.exclude_seen));
+      QV_RETURN_IF_ERROR(GetUint(co, "seeds", &ch.seeds));
+      QV_RETURN_IF_ERROR(GetUint(co, "per_seed", &ch.per_seed));
+      QV_RETURN_IF_ERROR(GetUint(co, "users", &ch.users));
+      QV_RETURN_IF_ERROR(GetUint(co, "per_user", &ch.per_user));
+      QV_RETURN_IF_ERROR(GetString(co, "i2i_kind", &ch.i2i_kind));
+      QV_RETURN_IF_ERROR(GetString(co, "u2u_kind", &ch.u2u_kind));
+      if (!co["weights"].get(ue)) {
+        object wo;
+        if (auto err = ue.get_object().get(wo)) return BadField("channels weights", err);
+        QV_RETURN_IF_ERROR(OnlyFields(wo, {"sim", "dup", "div"}));
+        QV_RETURN_IF_ERROR(GetFloat(wo, "sim", &ch.w_sim));
+        QV_RETURN_IF_ERROR(GetFloat(wo, "dup", &ch.w_dup));
+        QV_RETURN_IF_ERROR(GetFloat(wo, "div", &ch.w_div));
+      }
+      c.channels = std::move(ch);
+    }
+    if (c.vector.empty() && c.vectors.empty() && !c.mvke && !c.channels) {
+      return Bad("a search needs vector, vectors, mvke or channels");
+    }
     std::string aggregate = "max";
     QV_RETURN_IF_ERROR(GetString(obj, "aggregate", &aggregate));
     if (aggregate == "max") {
@@ -697,6 +740,14 @@ void WriteBody(JsonWriter& w, const ReplyBody& body) {
         }
         if (i < s.hit_payload.size()) {
           w.Key("payload"); w.Raw(s.hit_payload[i].empty() ? "null" : s.hit_payload[i]);
+        }
+        if (i < s.hit_channels.size()) {
+          w.Key("channels");
+          std::vector<std::string> names;
+          for (int b = 0; b < 3; ++b) {
+            if (s.hit_channels[i] >> b & 1) names.push_back(b == 0 ? "u2i" : b == 1 ? "u2i2i" : "u2u2i");
+          }
+          w.Array(names, [&](const std::string& n) { w.String(n); });
         }
         w.Raw("}");
       }

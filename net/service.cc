@@ -23,6 +23,8 @@ Reply RunQuery(const engine::Engine& e, const SearchCall& c) {
     if (c.mvke->strategy > 3) return FromStatus(InvalidArgumentError("unknown mvke strategy"));
     q.mvke = engine::MvkeSpec{c.mvke->user_vectors, engine::MvkeStrategy(c.mvke->strategy), c.mvke->candidates,
                               c.mvke->max_candidates};
+  } else if (c.vectors.empty() && c.vector.empty() && c.channels) {
+    // channels without vectors: u2i uses the user's vector
   } else {
     q.vectors = c.vectors.empty() ? std::vector<std::vector<float>>{c.vector} : c.vectors;
   }
@@ -37,6 +39,7 @@ Reply RunQuery(const engine::Engine& e, const SearchCall& c) {
   q.filter = c.filter;
   q.rerank = c.rerank;
   q.fresh = c.fresh;
+  q.channels = c.channels;
   auto r = e.Query(c.collection, q);
   if (!r.ok()) return FromStatus(r.status());
   SearchResult out;
@@ -44,6 +47,7 @@ Reply RunQuery(const engine::Engine& e, const SearchCall& c) {
     out.hits.push_back({h.id, h.score});
     out.hit_vector.push_back(h.vector);
     out.hit_cluster.push_back(h.cluster);
+    if (c.channels) out.hit_channels.push_back(h.channels);
   }
   out.quotas = std::move(r->quotas);
   out.per_cluster = std::move(r->per_cluster);

@@ -59,8 +59,10 @@ struct SearchCall {
   std::optional<MvkeParams> mvke;  // instead of vector / vectors
   std::optional<Fresh> fresh;
   bool with_payload = false;  // return each hit's payload
+  std::optional<Channels> channels;  // u2i / u2i2i / u2u2i merged (vector optional with a user)
   bool IsPlain() const {
-    return vectors.empty() && aggregate == 0 && weights.empty() && !quota && !filter && !rerank && !mvke && !fresh;
+    return vectors.empty() && aggregate == 0 && weights.empty() && !quota && !filter && !rerank && !mvke && !fresh &&
+           !channels;
   }
 };
 struct SnapshotCall { std::string collection; };  // empty: every collection
@@ -109,6 +111,7 @@ struct SearchResult {
   std::vector<int32_t> hit_cluster;
   std::vector<uint32_t> quotas, per_cluster;
   std::vector<std::string> hit_payload;  // when asked for: per hit (minified JSON; empty: none)
+  std::vector<uint8_t> hit_channels;     // with channels: per hit, bits 1 u2i, 2 u2i2i, 4 u2u2i
   friend bool operator==(const SearchResult&, const SearchResult&) = default;
 };
 struct HealthResult {

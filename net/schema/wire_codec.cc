@@ -176,9 +176,19 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
         const Fresh& x = *c.fresh;
         fr = wire::CreateFresh(b, x.pool, x.now, x.boost, x.half_life, x.horizon, x.window);
       }
+      Offset<wire::Channels> chn;
+      if (c.channels) {
+        const Channels& x = *c.channels;
+        auto seeds = b.CreateVector(x.seed_items);
+        auto i2i = b.CreateString(x.i2i_kind);
+        auto u2u = b.CreateString(x.u2u_kind);
+        chn = wire::CreateChannels(b, x.user.has_value(), x.user.value_or(0), seeds, x.u2i, x.u2i2i, x.u2u2i, x.seeds,
+                                   x.per_seed, x.users, x.per_user, i2i, u2u, x.w_sim, x.w_dup, x.w_div,
+                                   x.exclude_seen);
+      }
       return {wire::RequestBody::Search, wire::CreateSearch(b, n, v, c.k, c.ef, c.nprobe, c.refine, vs,
                                                             wire::Aggregate(c.aggregate), w, q, f, rr, mv, fr,
-                                                            c.with_payload)
+                                                            c.with_payload, chn)
                                              .Union()};
     }
     BodyRef operator()(const SnapshotCall& c) {
@@ -264,7 +274,8 @@ ResponseRef PutReplyBody(FlatBufferBuilder& b, const ReplyBody& body) {
       auto pc = opt(s.per_cluster);
       auto hp = s.hit_payload.empty() ? Offset<flatbuffers::Vector<Offset<flatbuffers::String>>>()
                                       : b.CreateVectorOfStrings(s.hit_payload);
-      return {wire::ResponseBody::SearchResult, wire::CreateSearchResult(b, v, hv, hc, qs, pc, hp).Union()};
+      auto hch = opt(s.hit_channels);
+      return {wire::ResponseBody::SearchResult, wire::CreateSearchResult(b, v, hv, hc, qs, pc, hp, hch).Union()};
     }
     ResponseRef operator()(const VersionsInfo& v) {
       auto cur = b.CreateString(v.current);
@@ -484,6 +495,25 @@ Result<Call> CallFromWire(const wire::Request* r) {
         c.fresh = Fresh{x->pool(), x->now(), x->boost(), x->half_life(), x->horizon(), x->window()};
       }
       c.with_payload = s->payload();
+      if (const wire::Channels* x = s->channels()) {
+        Channels ch;
+        if (x->has_user()) ch.user = x->user();
+        ch.seed_items = Vec(x->seed_items());
+        ch.u2i = x->u2i();
+        ch.u2i2i = x->u2i2i();
+        ch.u2u2i = x->u2u2i();
+        ch.seeds = x->seeds();
+        ch.per_seed = x->per_seed();
+        ch.users = x->users();
+        ch.per_user = x->per_user();
+        ch.i2i_kind = x->i2i_kind() ? Str(x->i2i_kind()) : "i2i";
+        ch.u2u_kind = x->u2u_kind() ? Str(x->u2u_kind()) : "u2u";
+        ch.w_sim = x->w_sim();
+        ch.w_dup = x->w_dup();
+        ch.w_div = x->w_div();
+        ch.exclude_seen = x->exclude_seen();
+        c.channels = std::move(ch);
+      }
       return Call(std::move(c));
     }
     case wire::RequestBody::Snapshot: return Call(SnapshotCall{Str(r->body_as_Snapshot()->collection())});
@@ -561,6 +591,7 @@ Result<ReplyBody> GetReplyBody(const wire::Response* r) {
       if (const auto* hp = w->hit_payload()) {
         for (const flatbuffers::String* x : *hp) out.hit_payload.push_back(x ? x->str() : std::string());
       }
+      out.hit_channels = Vec(w->hit_channels());
       return ReplyBody(std::move(out));
     }
     case wire::ResponseBody::Versions: {

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <cmath>
 #include <map>
 #include <random>
@@ -241,6 +243,164 @@ TEST_F(PluginTest, BadRunsGetClearErrors) {
   EXPECT_EQ(engine_->RunPlugin("nope", "i2i_knn", "", false).status().code(), StatusCode::kNotFound);
   EXPECT_EQ(engine_->GetList("c", "A", 1).status().code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE(engine_->ListInfos("c")->empty()) << "failed runs record nothing";
+}
+
+}  // namespace
+}  // namespace quiver::engine
+
+namespace quiver::engine {
+namespace {
+
+// Channels over a flat collection with i2i and u2u lists: the answer equals a reference
+// implementation of docs/queries.md "Channels" (candidates per channel, per-channel min-max
+// normalisation, greedy w_sim sim + w_dup dup + w_div div).
+class ChannelsTest : public PluginTest {
+ protected:
+  void SetUp() override {
+    PluginTest::SetUp();
+    std::mt19937 rng(17);
+    std::normal_distribution<float> g;
+    for (size_t u = 0; u < 40; ++u) {
+      UserRecord user;
+      user.id = 900 + u;
+      for (uint32_t d = 0; d < kDim; ++d) user.vector.push_back(g(rng));
+      for (int e = 0; e < 12; ++e) user.history.push_back({uint64_t(1 + rng() % 300), 5000 - e});
+      users_.push_back(user);
+    }
+    ASSERT_TRUE(engine_->PutUsers("c", users_).ok());
+    ASSERT_TRUE(engine_->RunPlugin("c", "i2i_knn", R"({"k": 10})", false).ok());
+    ASSERT_TRUE(engine_->RunPlugin("c", "u2u_knn", R"({"k": 5})", false).ok());
+  }
+
+  struct Ref {
+    uint64_t id;
+    uint8_t channels;
+  };
+  std::vector<Ref> Reference(const UserRecord& u, const Channels& ch, size_t k) {
+    std::set<uint64_t> seen;
+    for (const auto& e : u.history) seen.insert(e.item);
+    std::map<uint64_t, std::array<float, 3>> raw;
+    std::map<uint64_t, uint8_t> mask;
+    auto offer = [&](uint64_t id, int c, float s) {
+      auto [it, fresh] = raw.try_emplace(id, std::array<float, 3>{-INFINITY, -INFINITY, -INFINITY});
+      it->second[c] = std::max(it->second[c], s);
+      mask[id] |= uint8_t(1 << c);
+    };
+    std::vector<std::pair<float, uint64_t>> by_user;
+    for (const auto& it : items_) by_user.emplace_back(-Dot(u.vector, it.vector), it.id);
+    std::sort(by_user.begin(), by_user.end());
+    for (size_t i = 0; i < std::min(by_user.size(), k + seen.size()); ++i) {
+      if (!seen.count(by_user[i].second)) offer(by_user[i].second, 0, -by_user[i].first);
+    }
+    std::vector<uint64_t> seeds;
+    for (const auto& e : u.history) {
+      if (seeds.size() < ch.seeds && std::find(seeds.begin(), seeds.end(), e.item) == seeds.end()) seeds.push_back(e.item);
+    }
+    for (uint64_t s : seeds) {
+      auto list = **engine_->GetList("c", "i2i", s);
+      size_t taken = 0;
+      for (const Hit& h : list) {
+        if (taken >= ch.per_seed) break;
+        if (seen.count(h.id)) continue;
+        offer(h.id, 1, h.score);
+        ++taken;
+      }
+    }
+    for (const Hit& v : **engine_->GetList("c", "u2u", u.id)) {
+      const UserRecord& other = users_[v.id - 900];
+      size_t taken = 0;
+      for (const auto& e : other.history) {
+        if (taken >= ch.per_user) break;
+        if (seen.count(e.item)) continue;
+        offer(e.item, 2, v.score);
+        ++taken;
+      }
+    }
+    std::map<uint64_t, float> sim;
+    for (int c = 0; c < 3; ++c) {
+      float lo = INFINITY, hi = -INFINITY;
+      for (auto& [id, r] : raw) {
+        if (mask[id] >> c & 1) lo = std::min(lo, r[c]), hi = std::max(hi, r[c]);
+      }
+      for (auto& [id, r] : raw) {
+        if (mask[id] >> c & 1) sim[id] = std::max(sim[id], hi > lo ? (r[c] - lo) / (hi - lo) : 1.0f);
+      }
+    }
+    std::vector<Ref> out;
+    std::map<int64_t, size_t> per_cat;
+    std::set<uint64_t> taken;
+    while (out.size() < std::min(k, raw.size())) {
+      uint64_t best = 0;
+      float best_value = -INFINITY;
+      for (auto& [id, r] : raw) {
+        if (taken.count(id)) continue;
+        const int64_t cat = *items_[id - 1].category;
+        const float div = out.empty() ? 1.0f : float(out.size() - per_cat[cat]) / float(out.size());
+        const float value = ch.w_sim * sim[id] + ch.w_dup * float(std::popcount(mask[id]) - 1) + ch.w_div * div;
+        if (value > best_value) best_value = value, best = id;
+      }
+      taken.insert(best);
+      ++per_cat[*items_[best - 1].category];
+      out.push_back({best, mask[best]});
+    }
+    return out;
+  }
+
+  std::vector<UserRecord> users_;
+};
+
+TEST_F(ChannelsTest, ThreeChannelsMergeAsDocumented) {
+  for (size_t u : {0u, 7u, 23u}) {
+    QuerySpec q;
+    q.k = 25;
+    q.channels = Channels{};
+    q.channels->user = users_[u].id;
+    auto r = engine_->Query("c", q);
+    ASSERT_TRUE(r.ok()) << r.status();
+    const auto want = Reference(users_[u], *q.channels, 25);
+    ASSERT_EQ(r->hits.size(), want.size());
+    std::set<uint8_t> masks;
+    for (size_t i = 0; i < want.size(); ++i) {
+      EXPECT_EQ(r->hits[i].id, want[i].id) << "user " << u << " rank " << i;
+      EXPECT_EQ(r->hits[i].channels, want[i].channels) << "user " << u << " rank " << i;
+      masks.insert(r->hits[i].channels);
+      for (const auto& e : users_[u].history) EXPECT_NE(r->hits[i].id, e.item) << "a seen item came back";
+    }
+    EXPECT_GT(masks.size(), 2u) << "hits from several channel combinations";
+  }
+}
+
+TEST_F(ChannelsTest, SeedItemsAloneAndErrors) {
+  QuerySpec q;
+  q.k = 5;
+  q.channels = Channels{};
+  q.channels->u2i = false;
+  q.channels->u2u2i = false;
+  q.channels->seed_items = {10};
+  auto r = engine_->Query("c", q);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const auto list = **engine_->GetList("c", "i2i", 10);
+  ASSERT_EQ(r->hits.size(), 5u);
+  std::set<uint64_t> from_list;
+  for (size_t i = 0; i < 10; ++i) from_list.insert(list[i].id);
+  for (const auto& h : r->hits) {
+    EXPECT_TRUE(from_list.count(h.id)) << h.id;
+    EXPECT_EQ(h.channels, kChannelU2i2i);
+    EXPECT_NE(h.id, 10u) << "the seed itself is seen";
+  }
+  q.channels->seed_items.clear();
+  EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kInvalidArgument) << "no channel can run";
+  q.channels->user = 12345;
+  EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kNotFound);
+  q.channels->user = users_[0].id;
+  q.channels->w_dup = -1;
+  EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kInvalidArgument);
+  q.channels->w_dup = 0.5f;
+  q.rerank = Rerank{};
+  EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kInvalidArgument);
+  q.rerank.reset();
+  q.channels->i2i_kind = "No Such";
+  EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -122,6 +122,31 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
   ASSERT_TRUE(frb.ok()) << frb.status();
   EXPECT_EQ(std::get<SearchCall>(frb->call).fresh, fresh.fresh);
   EXPECT_FALSE(std::get<SearchCall>(frb->call).with_payload);
+  // Channels, binary and JSON.
+  SearchCall chc{"c", {}, 30};
+  chc.channels = Channels{};
+  chc.channels->user = 42;
+  chc.channels->seed_items = {1, 2};
+  chc.channels->u2u2i = false;
+  chc.channels->per_seed = 7;
+  chc.channels->i2i_kind = "i2i_cf";
+  chc.channels->w_div = 0.3f;
+  auto chb = DecodeRequest(EncodeRequestFrame(8, "", chc).substr(kFrameHeaderBytes));
+  ASSERT_TRUE(chb.ok()) << chb.status();
+  EXPECT_EQ(std::get<SearchCall>(chb->call).channels, chc.channels);
+  auto chj = DecodeHttpCall("POST", "/v1/collections/m/search",
+                            R"({"k":30,"channels":{"user":42,"seed_items":[1,2],"u2u2i":false,"per_seed":7,
+                                "i2i_kind":"i2i_cf","weights":{"div":0.3}}})", 32);
+  ASSERT_TRUE(chj.ok()) << chj.status();
+  EXPECT_EQ(std::get<SearchCall>(*chj).channels, chc.channels);
+  EXPECT_FALSE(std::get<SearchCall>(*chj).IsPlain());
+  SearchCall no_user{"c", {}, 3};
+  no_user.channels = Channels{};
+  chb = DecodeRequest(EncodeRequestFrame(9, "", no_user).substr(kFrameHeaderBytes));
+  ASSERT_TRUE(chb.ok());
+  EXPECT_EQ(std::get<SearchCall>(chb->call).channels, no_user.channels);
+  EXPECT_EQ(DecodeHttpCall("POST", "/v1/collections/m/search", R"({"channels":{"weights":{"mic":1}}})", 32).status().code(),
+            StatusCode::kInvalidArgument);
   fresh.with_payload = true;
   frb = DecodeRequest(EncodeRequestFrame(7, "", fresh).substr(kFrameHeaderBytes));
   ASSERT_TRUE(frb.ok()) << frb.status();
@@ -162,6 +187,7 @@ TEST(WireCodecTest, EveryReplyRoundTrips) {
       Reply{Status::Ok(), SearchResult{{{1, 0.5f}, {2, -1.25f}}}},
       Reply{Status::Ok(), SearchResult{{{1, 0.5f}, {2, -1.25f}}, {0, 1}, {3, -1}, {1, 1}, {1, 1}}},
       Reply{Status::Ok(), SearchResult{{{1, 0.5f}, {2, -1.25f}}, {}, {}, {}, {}, {R"({"title":"x"})", ""}}},
+      Reply{Status::Ok(), SearchResult{{{1, 0.5f}, {2, -1.25f}}, {0, 0}, {-1, -1}, {}, {}, {}, {1, 6}}},
       Reply{Status::Ok(), VersionsInfo{"v2", "initial", {"initial", "v2"}}},
       Reply{Status::Ok(), HealthResult{"serving", "0.1.0"}},
       Reply{Status::Ok(), PluginRunResult{{"i2i", "u2u"}, 300, 2, true}},

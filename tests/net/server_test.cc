@@ -364,6 +364,22 @@ TEST_F(ServerTest, PluginsAndListsOverBothProtocols) {
   EXPECT_EQ((*infos)[0].keys, 50u);
   HttpAnswer rest_infos = Http(server_->http_port(), "GET", "/v1/collections/p/lists", "");
   EXPECT_NE(rest_infos.body.find(R"("config":{"k":5})"), std::string::npos) << rest_infos.body;
+  // A channels query (u2i2i from a seed), the same over both protocols.
+  SearchCall ch;
+  ch.collection = "p";
+  ch.k = 3;
+  ch.channels = Channels{};
+  ch.channels->u2i = false;
+  ch.channels->seed_items = {7};
+  auto chr = client->Query(ch);
+  ASSERT_TRUE(chr.ok()) << chr.status();
+  ASSERT_EQ(chr->hits.size(), 3u);
+  EXPECT_EQ(chr->hit_channels, (std::vector<uint8_t>{2, 2, 2}));
+  HttpAnswer rest_ch = Http(server_->http_port(), "POST", "/v1/collections/p/search",
+                            R"({"k":3,"channels":{"u2i":false,"seed_items":[7]}})");
+  EXPECT_EQ(rest_ch.status, 200);
+  EXPECT_EQ(rest_ch.body, EncodeHttpReply(Reply{Status::Ok(), *chr}).body);
+  EXPECT_NE(rest_ch.body.find(R"("channels":["u2i2i"])"), std::string::npos) << rest_ch.body;
   // Errors on both: an unknown plugin, a bad config.
   EXPECT_EQ(client->RunPlugin("p", "nope").status().code(), StatusCode::kNotFound);
   EXPECT_EQ(Http(server_->http_port(), "POST", "/v1/collections/p/plugins/nope/run", "{}").status, 404);
