@@ -3,16 +3,20 @@
 #   1. prepare.py: temporal split, implicit ALS, topics, multi-interest and MVKE user vectors;
 #   2. quiver build: bulk-build the "movies" collection (HNSW, 16 k-means clusters, 4 topics)
 #      into a new version directory of a data root;
-#   3. quiverd on 127.0.0.1 (REST 7700, binary 7701), switched to that version (reload), and the
-#      users with their histories uploaded;
+#   3. quiverd on 127.0.0.1 (REST 7700, binary 7701), switched to that version (reload), the
+#      users with their histories uploaded, and the plugins run (i2i_knn, itemcf, u2u_knn lists);
 #   4. one ready-to-paste curl and `quiver call` example per operator, each run once;
 #   5. keeps serving until Ctrl-C (SIGINT/SIGTERM: quiverd finishes requests and snapshots).
-# Usage: demo.sh BUILD_DIR [--check]   (--check: stop after step 4; exit 1 if any example fails)
+# Usage: demo.sh BUILD_DIR [--check | --eval REPORT.md]
+#   --check: stop after step 4; exit 1 if any example fails
+#   --eval:  after step 4, run examples/movielens/evaluate.py (every user, every strategy) into REPORT.md
 # Environment: QUIVER_HTTP_PORT, QUIVER_BINARY_PORT (0: any free port), QUIVER_DEMO_DIR
 # (default BUILD_DIR/movielens).
 set -euo pipefail
 BUILD=$(cd "$1" && pwd)
 CHECK=${2:-}
+EVAL_OUT=${3:-}
+[ "$CHECK" != "--eval" ] || [ -n "$EVAL_OUT" ] || { echo "demo.sh: --eval needs a report path"; exit 2; }
 HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=$(cd "$HERE/../.." && pwd)
 OUT=${QUIVER_DEMO_DIR:-$BUILD/movielens}
@@ -52,12 +56,18 @@ BIN=$(sed -n 's/.*binary [0-9.]*:\([0-9]*\).*/\1/p' "$LOG")
 call() { "$QUIVER" call --addr "127.0.0.1:$BIN" "$@"; }
 call POST /v1/versions/reload '{"version":"movielens"}' >/dev/null
 call POST /v1/collections/movies/users @"$OUT/users.json" >/dev/null
+echo "index-time plugins (docs/plugins.md): neighbor lists for the u2i2i and u2u2i channels"
+for run in 'i2i_knn {"config":{"k":50}}' 'itemcf {"config":{"k":50}}' 'u2u_knn {"config":{"k":30}}'; do
+  plugin=${run%% *}
+  printf '  %-8s ' "$plugin"
+  "$QUIVER" call --addr "127.0.0.1:$BIN" --timeout-ms 600000 POST "/v1/collections/movies/plugins/$plugin/run" "${run#* }"
+done
 echo "serving: REST http://127.0.0.1:$HTTP, binary 127.0.0.1:$BIN; collection 'movies':"
 call GET /v1/collections/movies
 
 echo "== 4. one example per operator (bodies in $OUT/queries; docs/queries.md has the semantics)"
 failed=0
-for name in u2i multi_interest mvke quota filter diversity fresh; do
+for name in u2i multi_interest mvke quota filter diversity fresh channels; do
   body=$OUT/queries/$name.json
   echo
   echo "--- $name"
@@ -68,6 +78,12 @@ done
 echo
 echo "--- a user, with the history uploaded above"
 echo "curl -s http://127.0.0.1:$HTTP/v1/collections/movies/users/1"
+if [ "$CHECK" = "--eval" ]; then
+  echo
+  echo "== 5. evaluation: examples/movielens/evaluate.py"
+  /usr/bin/python3 "$HERE/evaluate.py" --data "$OUT" --port "$HTTP" --out "$EVAL_OUT"
+  exit 0
+fi
 if [ -n "$CHECK" ]; then
   [ "$failed" = 0 ] && echo "demo check: OK"
   exit "$failed"

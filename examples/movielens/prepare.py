@@ -225,6 +225,7 @@ def main():
                                                         "max_consecutive_category": 1}, **ask},
         "fresh": {"vector": p["vector"], "fresh": {"pool": "730d", "now": now, "boost": 0.2, "half_life": "180d"},
                   **ask},
+        "channels": {"channels": {"user": p["user"]}, **ask},
     }
     for name, body in examples.items():
         with open(os.path.join(a.out, "queries", name + ".json"), "w", encoding="utf-8") as f:

@@ -11,6 +11,8 @@ shown = [k for k in ("vector", "cluster") if any(h.get(k, 0) for h in hits)]
 for rank, h in enumerate(hits, 1):
     p = h.get("payload") or {}
     extra = "".join(f"  {k} {h[k]}" for k in shown if k in h)
+    if "channels" in h:
+        extra += "  via " + "+".join(h["channels"])
     print(f"  {rank:2}. {p.get('title', h['id'])}  [{p.get('genres', '')}]  score {h['score']:.3f}{extra}")
 if "per_cluster" in answer and "quotas" in answer:
     print("  quotas per cluster:", answer["quotas"])
