@@ -267,6 +267,49 @@ Result<std::vector<ItemRecord>> ReadJsonl(const std::string& path, const std::st
 
 }  // namespace
 
+Result<std::vector<UserRecord>> ReadUsers(const std::string& path) {
+  QV_ASSIGN_OR_RETURN(std::string text, Slurp(path));
+  simdjson::dom::parser parser;
+  std::vector<UserRecord> out;
+  auto one = [&](simdjson::dom::element e, const std::string& where) -> Status {
+    simdjson::dom::object obj;
+    if (e.get_object().get(obj)) return InvalidArgumentError(where + ": a user must be a JSON object");
+    UserRecord user;
+    if (Status st = UserFromJson(obj, &user); !st.ok()) return InvalidArgumentError(where + ": " + std::string(st.message()));
+    out.push_back(std::move(user));
+    return Status::Ok();
+  };
+  if (path.ends_with(".json")) {
+    simdjson::dom::element root;
+    if (auto err = parser.parse(text).get(root)) {
+      return InvalidArgumentError(path + ": not JSON (" + simdjson::error_message(err) + ")");
+    }
+    simdjson::dom::array users;
+    if (root["users"].get_array().get(users)) return InvalidArgumentError(path + ": expected {\"users\": [...]}");
+    size_t i = 0;
+    for (simdjson::dom::element u : users) QV_RETURN_IF_ERROR(one(u, path + ": users[" + std::to_string(i++) + "]"));
+    return out;
+  }
+  if (!path.ends_with(".jsonl")) return InvalidArgumentError(path + ": users must be a .jsonl or .json file");
+  size_t line_no = 0, start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string_view line(text.data() + start, end - start);
+    start = end + 1;
+    ++line_no;
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+    if (line.empty()) continue;
+    const std::string where = path + ":" + std::to_string(line_no);
+    simdjson::dom::element e;
+    if (auto err = parser.parse(line.data(), line.size()).get(e)) {
+      return InvalidArgumentError(where + ": not JSON (" + simdjson::error_message(err) + ")");
+    }
+    QV_RETURN_IF_ERROR(one(e, where));
+  }
+  return out;
+}
+
 Result<VectorFile> ReadVectors(const std::string& path) {
   QV_ASSIGN_OR_RETURN(std::string bytes, Slurp(path));
   if (path.ends_with(".fvecs")) return ReadFvecs(path, bytes);

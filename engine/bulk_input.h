@@ -29,6 +29,10 @@ Result<VectorFile> ReadVectors(const std::string& path);
 // The records come back without vectors.
 Result<std::vector<storage::ItemRecord>> ReadAttributes(const std::string& path);
 
+// Users for a bulk build: .jsonl (one user object per line) or .json ({"users": [...]}, the
+// body of POST .../users); fields as in the REST API (id, vector, history).
+Result<std::vector<UserRecord>> ReadUsers(const std::string& path);
+
 // Items from vectors and (optionally) attributes; kInvalidArgument if the row counts differ.
 Result<std::vector<storage::ItemRecord>> AssembleItems(VectorFile vectors,
                                                        std::vector<storage::ItemRecord> attributes);

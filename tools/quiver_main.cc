@@ -24,6 +24,7 @@
 #include "index/simd/kernels.h"
 #include "index/simd/simd_level.h"
 #include "net/json_api.h"
+#include "plugins/registry.h"
 
 namespace {
 
@@ -47,7 +48,9 @@ int Fail(const Status& s) {
 }
 
 struct BuildArgs {
-  std::string out, name, vectors, attributes, metric = "l2", index = "hnsw";
+  std::string out, name, vectors, attributes, users, metric = "l2", index = "hnsw";
+  std::vector<std::string> plugins;  // NAME or NAME:{json config}
+  std::string plugins_dir;
   uint32_t kmeans_clusters = 0;
   CollectionSchema schema;
 };
@@ -59,6 +62,10 @@ void AddBuildOptions(CLI::App* cmd, BuildArgs* a) {
   cmd->add_option("--vectors", a->vectors, "item vectors: .fvecs or .npy (float32)")->required();
   cmd->add_option("--attributes", a->attributes,
                   "item attributes: .csv or .jsonl (id, cluster, topics, category, tags, timestamp, payload)");
+  cmd->add_option("--users", a->users, "users with vectors and histories: .jsonl, or .json as {\"users\": [...]}");
+  cmd->add_option("--plugin", a->plugins,
+                  "run a plugin after loading (repeatable): NAME or NAME:{json config}, e.g. 'itemcf:{\"k\":50}'");
+  cmd->add_option("--plugins-dir", a->plugins_dir, "load outside plugins (*.so) from this directory first");
   cmd->add_option("--metric", a->metric, "l2, ip or cosine")->capture_default_str();
   cmd->add_option("--index", a->index, "flat, hnsw or ivf_pq")->capture_default_str();
   cmd->add_option("--clusters", a->schema.clusters, "number of clusters C (items carry ids in [0, C))");
@@ -130,6 +137,15 @@ int RunBuild(BuildArgs& a) {
   }
   auto items = AssembleItems(std::move(*vectors), std::move(attributes));
   if (!items.ok()) return Fail(items.status());
+  std::vector<quiver::UserRecord> users;
+  if (!a.users.empty()) {
+    auto r = ReadUsers(a.users);
+    if (!r.ok()) return Fail(r.status());
+    users = std::move(*r);
+  }
+  if (!a.plugins_dir.empty()) {
+    if (Status s = quiver::plugins::Registry::Global().LoadDirectory(a.plugins_dir); !s.ok()) return Fail(s);
+  }
   if (a.kmeans_clusters > 0) {
     if (a.schema.clusters != 0 && a.schema.clusters != a.kmeans_clusters) {
       return Fail(quiver::InvalidArgumentError("--clusters and --kmeans-clusters disagree"));
@@ -153,6 +169,24 @@ int RunBuild(BuildArgs& a) {
   if (!engine.ok()) return fail(engine.status());
   auto info = (*engine)->BulkLoad(a.schema, *items);
   if (!info.ok()) return fail(info.status());
+  if (!users.empty()) {
+    for (size_t at = 0; at < users.size(); at += 10000) {
+      const size_t n = std::min<size_t>(10000, users.size() - at);
+      if (Status s = (*engine)->PutUsers(a.name, std::span(users).subspan(at, n)); !s.ok()) return fail(s);
+    }
+    std::printf("loaded %zu users\n", users.size());
+  }
+  for (const std::string& spec : a.plugins) {
+    const size_t colon = spec.find(':');
+    const std::string plugin = spec.substr(0, colon);
+    const std::string config = colon == std::string::npos ? "" : spec.substr(colon + 1);
+    const auto p0 = Clock::now();
+    auto run = (*engine)->RunPlugin(a.name, plugin, config, false);
+    if (!run.ok()) return fail(run.status());
+    std::printf("plugin %s: %llu lists (%s) in %.1f s\n", plugin.c_str(), (unsigned long long)run->lists,
+                run->kinds.empty() ? "" : run->kinds[0].c_str(),
+                std::chrono::duration<double>(Clock::now() - p0).count());
+  }
   engine->reset();
   if (fresh) {
     fs::rename(dir, a.out, ec);

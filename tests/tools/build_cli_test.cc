@@ -68,3 +68,48 @@ TEST(BuildCliTest, BadInputFailsAndLeavesNothing) {
 
 }  // namespace
 }  // namespace quiver::engine
+
+namespace quiver::engine {
+namespace {
+
+// Users and plugins in the bulk build: the version holds the users and the lists; a plugin that
+// fails (bad config) fails the build and leaves nothing.
+TEST(BuildCliTest, UsersAndPluginsAreBuiltIn) {
+  quiver::testing::ScopedTempDir dir;
+  const std::string vectors = dir.path() + "/v.fvecs", out = dir.path() + "/root/versions/v1";
+  WriteBlobs(vectors);
+  std::ofstream(dir.path() + "/users.jsonl")
+      << R"({"id":1,"vector":[20,0,0,0],"history":[{"item":3,"timestamp":9},{"item":4,"timestamp":8}]})" << "\n"
+      << R"({"id":2,"vector":[0,20,0,0],"history":[{"item":3,"timestamp":7},{"item":60,"timestamp":6}]})" << "\n";
+  ASSERT_EQ(RunCli("build --out " + out + " --name blobs --vectors " + vectors + " --users " + dir.path() +
+                   "/users.jsonl --plugin i2i_knn:'{\"k\":5}' --plugin itemcf --plugin u2u_knn"),
+            0);
+  auto e = std::move(Engine::Open(out, {})).value();
+  auto user = e->GetUser("blobs", 2);
+  ASSERT_TRUE(user.ok() && user->has_value());
+  EXPECT_EQ((*user)->history.size(), 2u);
+  auto i2i = e->GetList("blobs", "i2i", 0);
+  ASSERT_TRUE(i2i.ok() && i2i->has_value());
+  EXPECT_EQ((*i2i)->size(), 5u);
+  for (const Hit& h : **i2i) EXPECT_LT(h.id, 50u) << "item 0's neighbours are in its blob";
+  auto cf = e->GetList("blobs", "i2i_cf", 3);
+  ASSERT_TRUE(cf.ok() && cf->has_value());
+  EXPECT_EQ((*cf)->size(), 2u);  // 4 and 60 co-occur with 3
+  EXPECT_EQ((*e->GetList("blobs", "u2u", 1))->at(0).id, 2u);
+  e.reset();
+  const std::string out2 = dir.path() + "/root/versions/v2";
+  EXPECT_NE(RunCli("build --out " + out2 + " --name blobs --vectors " + vectors + " --plugin i2i_knn:'{\"k\":0}'"), 0);
+  EXPECT_FALSE(std::filesystem::exists(out2));
+  EXPECT_FALSE(std::filesystem::exists(out2 + ".partial"));
+  EXPECT_NE(RunCli("build --out " + out2 + " --name blobs --vectors " + vectors + " --users " + dir.path() + "/none.jsonl"), 0);
+  EXPECT_FALSE(std::filesystem::exists(out2));
+  // The REST body form, {"users": [...]}, in a .json file.
+  std::ofstream(dir.path() + "/users.json") << R"({"users":[{"id":7,"vector":[1,2,3,4]}]})";
+  const std::string out3 = dir.path() + "/root/versions/v3";
+  ASSERT_EQ(RunCli("build --out " + out3 + " --name blobs --vectors " + vectors + " --users " + dir.path() + "/users.json"), 0);
+  e = std::move(Engine::Open(out3, {})).value();
+  EXPECT_TRUE(e->GetUser("blobs", 7)->has_value());
+}
+
+}  // namespace
+}  // namespace quiver::engine
