@@ -4,7 +4,7 @@
 // this process; QPS, p50 and p99 latency. Optionally wrk against REST for a fixed time.
 //
 //   net_bench [--seconds 10] [--threads 2] [--ef 64] [--wrk-seconds 60] [--out DIR]
-//             [--modes in-process,binary,binary-unix,rest,binary-w4]
+//             [--modes in-process,binary,binary-unix,rest,binary-w4,binary-batch8]
 //
 // Writes net.md and net.csv to --out (default build/results).
 #include <arpa/inet.h>
@@ -44,7 +44,7 @@ struct Args {
   uint32_t ef = 64;
   int wrk_seconds = 0;
   std::string out = "build/results", dir = "/tmp/quiver_net_bench";
-  std::string modes = "in-process,binary,binary-unix,rest,binary-w4";  // which to run (for profiling one)
+  std::string modes = "in-process,binary,binary-unix,rest,binary-w4,binary-batch8";  // which to run
   bool Runs(const std::string& m) const { return ("," + modes + ",").find("," + m + ",") != std::string::npos; }
 };
 
@@ -79,6 +79,30 @@ ModeResult Measure(const std::string& mode, const Args& a, size_t nq, Fn one) {
         const auto t0 = Clock::now();
         if (!one(t, q++ % nq)) ++errors;
         lat[size_t(t)].push_back(float(std::chrono::duration<double, std::micro>(Clock::now() - t0).count()));
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  return Summarise(mode, a, lat, errors.load());
+}
+
+// Like Measure, for `batch(thread, first query, n, out latencies)` calls that answer n queries at
+// once; each query's latency is its batch's.
+template <typename Batch>
+ModeResult MeasureBatched(const std::string& mode, const Args& a, size_t nq, size_t n, Batch batch) {
+  std::vector<std::vector<float>> lat(size_t(a.threads));
+  std::atomic<size_t> errors{0};
+  const auto end = Clock::now() + std::chrono::duration<double>(a.seconds);
+  std::vector<std::thread> ts;
+  for (int t = 0; t < a.threads; ++t) {
+    ts.emplace_back([&, t] {
+      size_t q = size_t(t) * 997;
+      while (Clock::now() < end) {
+        const auto t0 = Clock::now();
+        errors += batch(t, q, n);
+        q += n;
+        const float us = float(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+        lat[size_t(t)].insert(lat[size_t(t)].end(), n, us);
       }
     });
   }
@@ -258,6 +282,17 @@ int main(int argc, char** argv) {
     if (a.Runs("binary-w4")) results.push_back(MeasureWindowed("binary-w4", a, nq, 4, [&](int t, size_t q) {
       return clients[size_t(t)]->CallAsync(net::SearchCall{"fmnist", std::vector<float>(query(q).begin(), query(q).end()), 10, a.ef});
     }));
+    // Batches of 8 searches pipelined on one connection (Client::CallMany), as a service
+    // retrieving for several users at once would send them.
+    if (a.Runs("binary-batch8")) results.push_back(MeasureBatched("binary-batch8", a, nq, 8, [&](int t, size_t q, size_t n) {
+      std::vector<net::Call> calls;
+      for (size_t i = 0; i < n; ++i) {
+        calls.push_back(net::SearchCall{"fmnist", std::vector<float>(query((q + i) % nq).begin(), query((q + i) % nq).end()), 10, a.ef});
+      }
+      size_t bad = 0;
+      for (const net::Reply& r : clients[size_t(t)]->CallMany(calls)) bad += !r.status.ok();
+      return bad;
+    }));
   }
   // Per mode: the better of the two passes (the VM drifts; both passes are in the CSV).
   auto best = [&](const std::string& mode) {
@@ -268,7 +303,7 @@ int main(int argc, char** argv) {
     return b;
   };
   const ModeResult in = best("in-process"), bin = best("binary"), rest = best("rest"), binw = best("binary-w4"),
-                   binu = best("binary-unix");
+                   binu = best("binary-unix"), binb = best("binary-batch8");
 
   std::string wrk_out;
   if (a.wrk_seconds > 0) {
@@ -314,11 +349,13 @@ int main(int argc, char** argv) {
                 "| binary protocol (client library), one call in flight per thread | %.0f | %.0f%% (target >= 85%%) | %.1f | %.1f | %zu |\n"
                 "| binary protocol over a Unix-domain socket | %.0f | %.0f%% | %.1f | %.1f | %zu |\n"
                 "| binary protocol, async, 4 calls in flight per thread | %.0f | %.0f%% | %.1f | %.1f | %zu |\n"
+                "| binary protocol, batches of 8 pipelined on one connection per thread (Client::CallMany) | %.0f | %.0f%% | %.1f | %.1f | %zu |\n"
                 "| REST (HTTP/1.1 keep-alive, JSON) | %.0f | %.0f%% (target >= 50%%) | %.1f | %.1f | %zu |\n",
                 a.ef, a.threads, cmd.c_str(), std::string(Version()).c_str(), a.seconds, in.qps, in.p50_us, in.p99_us,
                 in.errors, bin.qps, 100 * bin.qps / in.qps, bin.p50_us, bin.p99_us, bin.errors, binu.qps,
                 100 * binu.qps / in.qps, binu.p50_us, binu.p99_us, binu.errors, binw.qps,
-                100 * binw.qps / in.qps, binw.p50_us, binw.p99_us, binw.errors, rest.qps,
+                100 * binw.qps / in.qps, binw.p50_us, binw.p99_us, binw.errors, binb.qps,
+                in.qps > 0 ? 100 * binb.qps / in.qps : 0.0, binb.p50_us, binb.p99_us, binb.errors, rest.qps,
                 100 * rest.qps / in.qps, rest.p50_us, rest.p99_us, rest.errors);
   md << buf;
   if (!wrk_out.empty()) {

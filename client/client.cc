@@ -244,6 +244,51 @@ net::Reply Client::Attempt(const net::Call& call, Clock::time_point deadline, bo
   return std::move(decoded->reply);
 }
 
+std::vector<net::Reply> Client::CallMany(std::span<const net::Call> calls, std::chrono::milliseconds deadline_ms) {
+  const auto deadline = Clock::now() + (deadline_ms.count() > 0 ? deadline_ms : options_.deadline);
+  std::vector<net::Reply> replies(calls.size());
+  std::vector<bool> answered(calls.size(), false);
+  Status error;
+  bool sent = false;
+  if (auto c = Take(deadline, &error)) {
+    const uint64_t first = next_id_.fetch_add(calls.size());
+    std::string frames;
+    for (size_t i = 0; i < calls.size(); ++i) frames += net::EncodeRequestFrame(first + i, options_.api_key, calls[i]);
+    error = c->Send(frames, deadline);
+    sent = true;  // (a part of the frames may have left even on failure)
+    size_t left = calls.size();
+    while (error.ok() && left > 0) {
+      auto body = c->Receive(deadline, options_.max_frame_bytes);
+      if (!body.ok()) {
+        error = body.status();
+        break;
+      }
+      auto decoded = net::DecodeResponse(*body);
+      if (!decoded.ok() || decoded->id < first || decoded->id - first >= calls.size() || answered[decoded->id - first]) {
+        error = Transport("bad or unexpected response in a pipelined batch");
+        break;
+      }
+      const size_t i = size_t(decoded->id - first);
+      replies[i] = std::move(decoded->reply);
+      answered[i] = true;
+      --left;
+    }
+    if (error.ok()) {
+      Give(std::move(c));
+      return replies;
+    }
+  }
+  for (size_t i = 0; i < calls.size(); ++i) {
+    if (answered[i]) continue;
+    if (!sent || net::IsIdempotent(calls[i])) {
+      replies[i] = Call(calls[i], std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+    } else {
+      replies[i] = net::Reply{error, {}};
+    }
+  }
+  return replies;
+}
+
 net::Reply Client::Call(const net::Call& call, std::chrono::milliseconds deadline_ms) {
   const auto deadline = Clock::now() + (deadline_ms.count() > 0 ? deadline_ms : options_.deadline);
   const bool idempotent = net::IsIdempotent(call);

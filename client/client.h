@@ -64,6 +64,13 @@ class Client {
 
   // Any call; deadline 0 means options.deadline.
   net::Reply Call(const net::Call& call, std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
+  // Many calls pipelined on one connection: every frame goes out in one write, the answers come
+  // back as the server finishes them (matched by request id); replies[i] answers calls[i]. For
+  // batches (one service request retrieving for many users): one round trip's system calls and
+  // wake-ups instead of one per call. After a transport failure the calls still unanswered are
+  // retried one by one when idempotent; the others get the failure (their outcome is unknown).
+  std::vector<net::Reply> CallMany(std::span<const net::Call> calls,
+                                   std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
   std::future<net::Reply> CallAsync(net::Call call, std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
 
   Result<CollectionInfo> CreateCollection(const CollectionSchema& schema);

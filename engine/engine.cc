@@ -18,8 +18,9 @@ namespace quiver::engine {
 
 namespace fs = std::filesystem;
 
-// One collection's in-memory state. `parts` (its indexes) is set before the collection is
-// published and never replaced afterwards.
+// One collection's in-memory state. Its indexes (`parts`) are set before the collection is
+// published; a compaction (Engine::Snapshot) replaces them whole, under write_mu, while
+// searches that started earlier finish on the set they took.
 class Collection {
  public:
   Collection(uint32_t id, CollectionSchema schema) : id_(id), schema_(std::move(schema)) {}
@@ -27,16 +28,25 @@ class Collection {
   uint32_t id() const { return id_; }
   const CollectionSchema& schema() const { return schema_; }
 
-  std::unique_ptr<Partitions> parts;
+  std::shared_ptr<Partitions> parts() const {
+    std::lock_guard lock(parts_mu_);
+    return parts_;
+  }
+  void set_parts(std::shared_ptr<Partitions> p) {
+    std::lock_guard lock(parts_mu_);
+    parts_ = std::move(p);
+  }
   std::mutex write_mu;     // orders writes; held across the store write and the index update
   std::mutex snapshot_mu;  // one snapshot at a time
   std::atomic<uint64_t> op_seq{0};        // latest op applied to the index
   std::atomic<uint64_t> snapshot_seq{0};  // op covered by the newest snapshot
   bool dropped = false;                   // GUARDED_BY(write_mu)
 
-  bool trained() const { return parts->trained(); }
+  bool trained() const { return parts()->trained(); }
 
  private:
+  mutable std::mutex parts_mu_;
+  std::shared_ptr<Partitions> parts_;  // GUARDED_BY(parts_mu_)
   const uint32_t id_;
   const CollectionSchema schema_;
 };
@@ -107,7 +117,7 @@ Status WriteSnapshot(const Partitions& parts, const std::string& dir, uint64_t s
 
 // Rebuilds the index from every stored item.
 Status Rebuild(const storage::Store& store, Collection& c) {
-  QV_ASSIGN_OR_RETURN(c.parts, Partitions::Create(c.schema()));
+  QV_ASSIGN_OR_RETURN(std::shared_ptr<Partitions> parts, Partitions::Create(c.schema()));
   // An untrained IVF-PQ index trains on its first Add: give it a full training sample.
   const size_t first = std::max(kRebuildChunk, size_t(c.schema().index.ivf_nlist) * 256);
   std::vector<ItemRecord> chunk;
@@ -115,13 +125,15 @@ Status Rebuild(const storage::Store& store, Collection& c) {
   QV_RETURN_IF_ERROR(store.ScanItems(c.id(), [&](ItemRecord&& item) -> Status {
     chunk.push_back(std::move(item));
     if (chunk.size() >= (first_done ? kRebuildChunk : first)) {
-      QV_RETURN_IF_ERROR(c.parts->Add(chunk));
+      QV_RETURN_IF_ERROR(parts->Add(chunk));
       chunk.clear();
       first_done = true;
     }
     return Status::Ok();
   }));
-  return c.parts->Add(chunk);
+  QV_RETURN_IF_ERROR(parts->Add(chunk));
+  c.set_parts(std::move(parts));
+  return Status::Ok();
 }
 
 // Brings the index up to date with the ops after `after`: every touched id gets its stored
@@ -143,12 +155,12 @@ Status Replay(const storage::Store& store, Collection& c, uint64_t after) {
   for (size_t i = 0; i < ids.size(); ++i) {
     if (records[i]) {
       present.push_back(std::move(*records[i]));
-    } else if (c.parts->Contains(ids[i])) {
+    } else if (c.parts()->Contains(ids[i])) {
       gone.push_back(ids[i]);
     }
   }
-  if (!gone.empty()) QV_RETURN_IF_ERROR(c.parts->Remove(gone));
-  return c.parts->Add(present);
+  if (!gone.empty()) QV_RETURN_IF_ERROR(c.parts()->Remove(gone));
+  return c.parts()->Add(present);
 }
 
 // Whether the op log holds every op after `seq` (nothing after it was trimmed).
@@ -167,10 +179,10 @@ CollectionInfo Describe(const Collection& c) {
   CollectionInfo info;
   info.id = c.id();
   info.schema = c.schema();
-  info.items = c.parts->size();
+  info.items = c.parts()->size();
   info.op_seq = c.op_seq.load();
   info.snapshot_seq = c.snapshot_seq.load();
-  info.index_memory_bytes = c.parts->memory_bytes();
+  info.index_memory_bytes = c.parts()->memory_bytes();
   info.trained = c.trained();
   return info;
 }
@@ -216,7 +228,7 @@ Status Engine::RecoverAll() {
         SetAside(path, r.status());
         continue;
       }
-      c->parts = std::move(*r);
+      c->set_parts(std::move(*r));
       base = seq;
       loaded = true;
       break;
@@ -250,7 +262,8 @@ Status Engine::CreateCollection(const CollectionSchema& schema) {
   std::lock_guard ddl(ddl_mu_);
   QV_ASSIGN_OR_RETURN(const uint32_t id, NextIdFor(schema.name));
   auto c = std::make_shared<Collection>(id, schema);
-  QV_ASSIGN_OR_RETURN(c->parts, Partitions::Create(schema));
+  QV_ASSIGN_OR_RETURN(std::shared_ptr<Partitions> created, Partitions::Create(schema));
+  c->set_parts(created);
   // Records left under this id by a bulk load that died before recording its collection.
   std::error_code ec;
   fs::remove_all(SnapshotDir(id), ec);
@@ -292,13 +305,14 @@ Result<CollectionInfo> Engine::BulkLoad(const CollectionSchema& schema, std::spa
   }).status());
 
   auto c = std::make_shared<Collection>(id, schema);
-  QV_ASSIGN_OR_RETURN(c->parts, Partitions::Create(schema));
+  QV_ASSIGN_OR_RETURN(std::shared_ptr<Partitions> created, Partitions::Create(schema));
+  c->set_parts(created);
   // One Add for the whole set: IVF-PQ trains on it, HNSW builds on all its threads.
-  QV_RETURN_IF_ERROR(c->parts->Add(items));
+  QV_RETURN_IF_ERROR(c->parts()->Add(items));
   constexpr uint64_t kBulkOp = 1;
   fs::create_directories(SnapshotDir(id), ec);
   if (ec) return InternalError("cannot create " + SnapshotDir(id) + ": " + ec.message());
-  QV_RETURN_IF_ERROR(WriteSnapshot(*c->parts, SnapshotDir(id), kBulkOp));
+  QV_RETURN_IF_ERROR(WriteSnapshot(*c->parts(), SnapshotDir(id), kBulkOp));
   storage::WriteBatch batch;
   batch.PutOp(id, kBulkOp, storage::OpRecord{});
   batch.PutSchema(id, schema);
@@ -370,7 +384,7 @@ Result<WriteResult> Engine::Upsert(const std::string& name, std::span<const Item
   }
   batch.PutOp(c->id(), seq, op);
   QV_RETURN_IF_ERROR(store_->Write(batch));
-  Status s = c->parts->Add(items);
+  Status s = c->parts()->Add(items);
   if (!s.ok()) {
     return InternalError("items of op " + std::to_string(seq) + " are stored but the index update failed (" +
                          s.ToString() + "); they are indexed at the next restart");
@@ -401,7 +415,7 @@ Result<WriteResult> Engine::Delete(const std::string& name, std::span<const uint
   for (uint64_t id : op.deleted) batch.DeleteItem(c->id(), id);
   batch.PutOp(c->id(), seq, op);
   QV_RETURN_IF_ERROR(store_->Write(batch));
-  QV_RETURN_IF_ERROR(c->parts->Remove(op.deleted));
+  QV_RETURN_IF_ERROR(c->parts()->Remove(op.deleted));
   c->op_seq = seq;
   return WriteResult{seq, op.deleted.size()};
 }
@@ -468,7 +482,7 @@ Result<std::vector<Hit>> Engine::Search(const std::string& name, std::span<const
                                 name + "' has dim " + std::to_string(c->schema().dim));
   }
   std::vector<index::Neighbor> neighbors;
-  QV_RETURN_IF_ERROR(c->parts->global().Search(query, params, &neighbors));
+  QV_RETURN_IF_ERROR(c->parts()->global().Search(query, params, &neighbors));
   std::vector<Hit> hits;
   hits.reserve(neighbors.size());
   for (const auto& n : neighbors) hits.push_back({n.id, index::DistanceToScore(c->schema().metric, n.distance)});
@@ -478,7 +492,7 @@ Result<std::vector<Hit>> Engine::Search(const std::string& name, std::span<const
 Result<PluginRun> Engine::RunPlugin(const std::string& name, const std::string& plugin,
                                     const std::string& config_json, bool incremental) {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
-  return RunPluginOn(*store_, c->id(), c->schema(), *c->parts, plugin, config_json, incremental,
+  return RunPluginOn(*store_, c->id(), c->schema(), *c->parts(), plugin, config_json, incremental,
                      [&](storage::WriteBatch& batch) -> Status {
                        std::lock_guard write(c->write_mu);  // not into a collection dropped meanwhile
                        if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
@@ -502,8 +516,8 @@ Result<std::vector<storage::ListInfo>> Engine::ListInfos(const std::string& name
 
 Result<QueryResult> Engine::Query(const std::string& name, const QuerySpec& query) const {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
-  if (query.channels) return RunChannels(*store_, c->id(), *c->parts, c->schema().metric, query);
-  return RunQuery(*c->parts, c->schema().metric, query);
+  if (query.channels) return RunChannels(*store_, c->id(), *c->parts(), c->schema().metric, query);
+  return RunQuery(*c->parts(), c->schema().metric, query);
 }
 
 Status Engine::Snapshot(const std::string& name) {
@@ -514,12 +528,17 @@ Status Engine::Snapshot(const std::string& name) {
   std::lock_guard write(c->write_mu);
   if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
   const uint64_t seq = c->op_seq.load();
-  if (seq == c->snapshot_seq.load() && seq != 0) return Status::Ok();
+  // Replaced and deleted items linger as tombstones in HNSW graphs: when they outnumber the
+  // items, the indexes are rebuilt from the stored items (searches keep using the old ones
+  // until the new ones are in place; writes wait, as for any snapshot).
+  const bool compact = c->parts()->NeedsCompaction();
+  if (compact) QV_RETURN_IF_ERROR(Rebuild(*store_, *c));
+  if (!compact && seq == c->snapshot_seq.load() && seq != 0) return Status::Ok();
   const std::string dir = SnapshotDir(c->id());
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return InternalError("cannot create " + dir + ": " + ec.message());
-  QV_RETURN_IF_ERROR(WriteSnapshot(*c->parts, dir, seq));
+  QV_RETURN_IF_ERROR(WriteSnapshot(*c->parts(), dir, seq));
   c->snapshot_seq = seq;
   auto snapshots = ListSnapshots(dir);
   const size_t kept = std::max<size_t>(1, options_.snapshots_kept);
@@ -541,23 +560,23 @@ Status Engine::CheckConsistency(const std::string& name) const {
   uint64_t stored = 0;
   QV_RETURN_IF_ERROR(store_->ScanItems(c->id(), [&](ItemRecord&& item) -> Status {
     ++stored;
-    if (!c->parts->Contains(item.id)) {
+    if (!c->parts()->Contains(item.id)) {
       return DataLossError("item " + std::to_string(item.id) + " is stored but not indexed");
     }
-    if (c->parts->clusters() > 0 && (c->parts->ClusterOf(item.id) != int64_t(item.cluster) ||
-                                      !c->parts->cluster(item.cluster).Contains(item.id))) {
+    if (c->parts()->clusters() > 0 && (c->parts()->ClusterOf(item.id) != int64_t(item.cluster) ||
+                                      !c->parts()->cluster(item.cluster).Contains(item.id))) {
       return DataLossError("item " + std::to_string(item.id) + " is not in its cluster's index");
     }
     return Status::Ok();
   }));
   uint64_t in_clusters = 0;
-  for (size_t k = 0; k < c->parts->clusters(); ++k) in_clusters += c->parts->cluster(k).size();
-  if (c->parts->clusters() > 0 && in_clusters != stored) {
+  for (size_t k = 0; k < c->parts()->clusters(); ++k) in_clusters += c->parts()->cluster(k).size();
+  if (c->parts()->clusters() > 0 && in_clusters != stored) {
     return DataLossError("cluster indexes hold " + std::to_string(in_clusters) + " items; " +
                          std::to_string(stored) + " are stored");
   }
-  if (stored != c->parts->size()) {
-    return DataLossError("index holds " + std::to_string(c->parts->size()) + " items; " +
+  if (stored != c->parts()->size()) {
+    return DataLossError("index holds " + std::to_string(c->parts()->size()) + " items; " +
                          std::to_string(stored) + " are stored");
   }
   return Status::Ok();

@@ -302,6 +302,18 @@ std::optional<std::vector<uint64_t>> Partitions::FewMatching(const Filter& f, in
   return out;
 }
 
+bool Partitions::NeedsCompaction() const {
+  auto heavy = [](const index::VectorIndex& idx) { return idx.slots() > 2 * idx.size() + 1024; };
+  if (heavy(*global_) || (concat_ && heavy(*concat_))) return true;
+  for (const auto& c : clusters_) {
+    if (heavy(*c)) return true;
+  }
+  for (const auto& t : topics_) {
+    if (heavy(*t)) return true;
+  }
+  return false;
+}
+
 void Partitions::TimestampsFor(std::span<const uint64_t> ids, int64_t* out) const {
   std::shared_lock lock(mu_);
   for (size_t i = 0; i < ids.size(); ++i) {

@@ -47,6 +47,9 @@ class Partitions {
   Status Remove(std::span<const uint64_t> ids);
 
   bool Contains(uint64_t id) const { return global_->Contains(id); }
+  // Whether the indexes hold many more slots than items (replaced and deleted items linger as
+  // HNSW tombstones): any index with more than twice its items plus 1,024 slots.
+  bool NeedsCompaction() const;
   size_t size() const { return global_->size(); }
   size_t memory_bytes() const;
   bool trained() const;

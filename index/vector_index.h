@@ -95,6 +95,9 @@ class VectorIndex {
   virtual Metric metric() const = 0;
   // Number of live (not removed) items.
   virtual size_t size() const = 0;
+  // Storage slots in use, deleted entries included (HNSW keeps a removed or replaced node as a
+  // tombstone until the index is rebuilt); size() for indexes that free entries at once.
+  virtual size_t slots() const { return size(); }
   // Approximate bytes of memory held by the index.
   virtual size_t memory_bytes() const = 0;
 

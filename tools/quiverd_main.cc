@@ -5,7 +5,10 @@
 // snapshot every collection, exit. docs/operations.md describes every option.
 #include <CLI/CLI.hpp>
 
+#include <condition_variable>
 #include <csignal>
+#include <mutex>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 
@@ -45,6 +48,11 @@ int main(int argc, char** argv) {
   app.add_option("--shutdown-grace-ms", grace_ms, "time requests in flight get to finish on SIGTERM")->capture_default_str();
   app.add_flag("!--no-snapshot-on-exit", snapshot_on_exit, "skip the index snapshots at shutdown");
   std::string plugins_dir;
+  uint64_t snapshot_interval_s = 300;
+  app.add_option("--snapshot-interval-s", snapshot_interval_s,
+                 "snapshot every collection this often (shorter restarts; compacts indexes full of replaced "
+                 "items); 0: only on request and at exit")
+      ->capture_default_str();
   app.add_option("--plugins-dir", plugins_dir, "load the plugin shared objects (*.so) in this directory");
   CLI11_PARSE(app, argc, argv);
   if (o.read_write_key.empty()) {
@@ -88,8 +96,29 @@ int main(int argc, char** argv) {
               o.read_write_key.empty() && o.read_only_key.empty() ? " (no API key)" : " (API keys required)");
   if (!o.binary_unix_path.empty()) std::printf("quiverd: binary protocol also on unix:%s\n", o.binary_unix_path.c_str());
   std::fflush(stdout);
+  // Periodic snapshots on their own thread, stopped before the server.
+  std::mutex ticker_mu;
+  std::condition_variable ticker_cv;
+  bool stopping = false;
+  std::thread ticker([&] {
+    if (snapshot_interval_s == 0) return;
+    std::unique_lock lock(ticker_mu);
+    while (!ticker_cv.wait_for(lock, std::chrono::seconds(snapshot_interval_s), [&] { return stopping; })) {
+      lock.unlock();
+      if (Status s = (*root)->engine()->SnapshotAll(); !s.ok()) {
+        std::fprintf(stderr, "quiverd: periodic snapshot: %s\n", s.ToString().c_str());
+      }
+      lock.lock();
+    }
+  });
   int sig = 0;
   sigwait(&signals, &sig);
+  {
+    std::lock_guard lock(ticker_mu);
+    stopping = true;
+  }
+  ticker_cv.notify_all();
+  ticker.join();
   std::printf("quiverd: %s, finishing requests in flight\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   std::fflush(stdout);
   server.Stop(std::chrono::milliseconds(grace_ms));

@@ -3,8 +3,9 @@
 # REST traffic from wrk (bench/load/mixed.lua: 90% search, 10% upsert) and binary traffic from
 # load_bench (the C++ client library: 90% search, 10% upserts of 10 items) at the same time.
 # Halfway it snapshots every collection; 30 s later it switches to another version of the data
-# root (reload) while both keep sending. Durability: sync (the default). Records errors,
-# latency percentiles and the server's RSS every 5 s.
+# root (reload) while both keep sending. Durability: sync (the default); quiverd snapshots (and
+# so compacts replaced items' tombstones) every 60 s. Records errors, latency percentiles and
+# the server's RSS every 5 s.
 # Usage: bench/load/run.sh BUILD_DIR REPORT.md [SECONDS=600]
 set -euo pipefail
 BUILD=$(cd "$1" && pwd)
@@ -25,7 +26,8 @@ for v in v1 v2; do
     --topic-threshold 0.05 --users "$DEMO/users.json" --plugin 'i2i_knn:{"k":50}' >/dev/null
 done
 
-"$BUILD/tools/quiverd" --data "$WORK/root" --http-port 0 --binary-port 0 > "$WORK/quiverd.log" 2>&1 &
+"$BUILD/tools/quiverd" --data "$WORK/root" --http-port 0 --binary-port 0 --snapshot-interval-s 60 \
+  > "$WORK/quiverd.log" 2>&1 &
 PID=$!
 for _ in $(seq 200); do grep -q serving "$WORK/quiverd.log" && break; sleep 0.05; done
 HTTP=$(sed -n 's/.*REST http:\/\/[0-9.]*:\([0-9]*\).*/\1/p' "$WORK/quiverd.log")
@@ -59,7 +61,7 @@ AFTER=$(call GET /v1/collections/movies)
   echo "# Mixed load: ${SECONDS_TOTAL} s of REST and binary reads and writes, a snapshot and a version swap"
   echo
   echo "Command: \`bench/load/run.sh build $REPORT $SECONDS_TOTAL\`  "
-  echo "quiverd (durability sync, 2 cores shared with both load generators) serving the MovieLens"
+  echo "quiverd (durability sync, a snapshot every 60 s, 2 cores shared with both load generators) serving the MovieLens"
   echo "demo collection (8,239 items, HNSW, 16 clusters, 4 topics, users and i2i lists);"
   echo "wrk: 1 thread, 4 connections, bench/load/mixed.lua (90% search k 50, 10% upsert of 1 item);"
   echo "load_bench: 1 thread on the client library (90% search k 50, 10% upsert of 10 items)."

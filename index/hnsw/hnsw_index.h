@@ -54,6 +54,7 @@ class HnswIndex final : public VectorIndex {
   const HnswOptions& options() const { return options_; }
   // Nodes in the graph, including tombstones.
   size_t node_count() const { return count_.load(std::memory_order_acquire); }
+  size_t slots() const override { return node_count(); }
 
   // With quantisation, the first non-empty batch also fits the quantiser unless Train ran.
   Status Add(std::span<const uint64_t> ids, std::span<const float> vectors) override;

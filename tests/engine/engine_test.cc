@@ -333,3 +333,61 @@ TEST_F(EngineTest, IvfPqCollectionTrainsOnItsFirstBatch) {
 
 }  // namespace
 }  // namespace quiver::engine
+
+namespace quiver::engine {
+namespace {
+
+// Replacing items leaves HNSW tombstones; a snapshot compacts once they outnumber the items:
+// memory comes back down and every item is still found, also after a restart.
+TEST(EngineCompactionTest, SnapshotCompactsTombstoneHeavyIndexes) {
+  quiver::testing::ScopedTempDir dir;
+  auto e = std::move(Engine::Open(dir.path() + "/v", {})).value();
+  CollectionSchema s;
+  s.name = "c";
+  s.dim = 8;
+  s.index.type = IndexSpec::Type::kHnsw;
+  s.clusters = 2;
+  ASSERT_TRUE(e->CreateCollection(s).ok());
+  std::mt19937 rng(3);
+  std::normal_distribution<float> g;
+  std::vector<ItemRecord> items(1500);
+  auto shuffle_vectors = [&] {
+    for (size_t i = 0; i < items.size(); ++i) {
+      items[i].id = i + 1;
+      items[i].cluster = uint32_t(i % 2);
+      items[i].vector.clear();
+      for (int d = 0; d < 8; ++d) items[i].vector.push_back(g(rng));
+    }
+  };
+  shuffle_vectors();
+  ASSERT_TRUE(e->Upsert("c", items).ok());
+  const size_t fresh_bytes = e->DescribeCollection("c")->index_memory_bytes;
+  for (int round = 0; round < 4; ++round) {
+    shuffle_vectors();
+    ASSERT_TRUE(e->Upsert("c", items).ok());
+  }
+  const size_t heavy_bytes = e->DescribeCollection("c")->index_memory_bytes;
+  EXPECT_GT(heavy_bytes, 2 * fresh_bytes) << "replacements left tombstones";
+  ASSERT_TRUE(e->Snapshot("c").ok());
+  const size_t compact_bytes = e->DescribeCollection("c")->index_memory_bytes;
+  EXPECT_LT(compact_bytes, heavy_bytes / 2);
+  EXPECT_EQ(e->DescribeCollection("c")->items, items.size());
+  EXPECT_TRUE(e->CheckConsistency("c").ok());
+  auto found_self = [&](Engine& eng) {
+    size_t hits = 0;
+    for (size_t i = 0; i < items.size(); i += 10) {
+      auto r = eng.Search("c", items[i].vector, {.k = 1, .ef = 64});
+      hits += r.ok() && !r->empty() && (*r)[0].id == items[i].id;
+    }
+    return hits;
+  };
+  EXPECT_GE(found_self(*e), 145u);  // of 150: each item's own vector finds it
+  e.reset();
+  e = std::move(Engine::Open(dir.path() + "/v", {})).value();
+  EXPECT_TRUE(e->CheckConsistency("c").ok());
+  EXPECT_GE(found_self(*e), 145u);
+  EXPECT_LT(e->DescribeCollection("c")->index_memory_bytes, heavy_bytes / 2);
+}
+
+}  // namespace
+}  // namespace quiver::engine

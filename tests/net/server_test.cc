@@ -335,6 +335,37 @@ TEST_F(ServerTest, FreshSearchOverBothProtocols) {
                  R"({"vector":[1,0,0,0],"fresh":{"boost":0.5}})").status, 400);
 }
 
+// Client::CallMany: a batch pipelined on one connection, answered in order of the calls, each
+// reply the one the call gets alone; an error in the batch stays with its call.
+TEST_F(ServerTest, PipelinedBatchesAnswerEveryCallInOrder) {
+  StartServer();
+  ASSERT_EQ(Http(server_->http_port(), "POST", "/v1/collections", kSchemaJson).status, 200);
+  auto client = Connect();
+  auto items = Items(60);
+  ASSERT_TRUE(client->Upsert("m", items).ok());
+  std::vector<Call> calls;
+  for (size_t i = 0; i < 20; ++i) calls.push_back(SearchCall{"m", items[i].vector, 5});
+  calls.push_back(SearchCall{"nope", items[0].vector, 5});  // NOT_FOUND, in the middle
+  calls.push_back(GetCall{"m", {3, 999}});
+  calls.push_back(SearchCall{"m", {1, 2}, 5});  // wrong dimension
+  auto replies = client->CallMany(calls);
+  ASSERT_EQ(replies.size(), calls.size());
+  for (size_t i = 0; i < 20; ++i) {
+    ASSERT_TRUE(replies[i].status.ok()) << i << ": " << replies[i].status;
+    net::Reply alone = client->Call(calls[i]);
+    EXPECT_TRUE(replies[i].body == alone.body) << i;
+    EXPECT_EQ(std::get<SearchResult>(replies[i].body).hits[0].id, items[i].id) << i;
+  }
+  EXPECT_EQ(replies[20].status.code(), StatusCode::kNotFound);
+  ASSERT_TRUE(replies[21].status.ok());
+  EXPECT_TRUE(std::get<GetResult>(replies[21].body).items[0].has_value());
+  EXPECT_FALSE(std::get<GetResult>(replies[21].body).items[1].has_value());
+  EXPECT_EQ(replies[22].status.code(), StatusCode::kInvalidArgument);
+  // The connection is still good for more.
+  EXPECT_TRUE(client->Search("m", items[0].vector, {.k = 1}).ok());
+  EXPECT_TRUE(client->CallMany(std::vector<Call>{}).empty());
+}
+
 TEST_F(ServerTest, PluginsAndListsOverBothProtocols) {
   StartServer();
   ASSERT_EQ(Http(server_->http_port(), "POST", "/v1/collections",
