@@ -115,8 +115,8 @@ Status WriteSnapshot(const Partitions& parts, const std::string& dir, uint64_t s
   return Status::Ok();
 }
 
-// Rebuilds the index from every stored item.
-Status Rebuild(const storage::Store& store, Collection& c) {
+// Builds a collection's indexes from every stored item.
+Result<std::shared_ptr<Partitions>> BuildFromStore(const storage::Store& store, const Collection& c) {
   QV_ASSIGN_OR_RETURN(std::shared_ptr<Partitions> parts, Partitions::Create(c.schema()));
   // An untrained IVF-PQ index trains on its first Add: give it a full training sample.
   const size_t first = std::max(kRebuildChunk, size_t(c.schema().index.ivf_nlist) * 256);
@@ -132,15 +132,21 @@ Status Rebuild(const storage::Store& store, Collection& c) {
     return Status::Ok();
   }));
   QV_RETURN_IF_ERROR(parts->Add(chunk));
+  return parts;
+}
+
+// Rebuilds the index from every stored item.
+Status Rebuild(const storage::Store& store, Collection& c) {
+  QV_ASSIGN_OR_RETURN(std::shared_ptr<Partitions> parts, BuildFromStore(store, c));
   c.set_parts(std::move(parts));
   return Status::Ok();
 }
 
 // Brings the index up to date with the ops after `after`: every touched id gets its stored
 // state (present: added or replaced; absent: removed). Idempotent.
-Status Replay(const storage::Store& store, Collection& c, uint64_t after) {
+Status Replay(const storage::Store& store, uint32_t collection_id, Partitions& parts, uint64_t after) {
   std::unordered_set<uint64_t> touched;
-  QV_RETURN_IF_ERROR(store.ScanOps(c.id(), after, [&](uint64_t, storage::OpRecord&& op) -> Status {
+  QV_RETURN_IF_ERROR(store.ScanOps(collection_id, after, [&](uint64_t, storage::OpRecord&& op) -> Status {
     touched.insert(op.upserted.begin(), op.upserted.end());
     touched.insert(op.deleted.begin(), op.deleted.end());
     return Status::Ok();
@@ -149,18 +155,18 @@ Status Replay(const storage::Store& store, Collection& c, uint64_t after) {
   std::vector<uint64_t> ids(touched.begin(), touched.end());
   std::sort(ids.begin(), ids.end());
   std::vector<std::optional<ItemRecord>> records;
-  QV_RETURN_IF_ERROR(store.GetItems(c.id(), ids, &records));
+  QV_RETURN_IF_ERROR(store.GetItems(collection_id, ids, &records));
   std::vector<ItemRecord> present;
   std::vector<uint64_t> gone;
   for (size_t i = 0; i < ids.size(); ++i) {
     if (records[i]) {
       present.push_back(std::move(*records[i]));
-    } else if (c.parts()->Contains(ids[i])) {
+    } else if (parts.Contains(ids[i])) {
       gone.push_back(ids[i]);
     }
   }
-  if (!gone.empty()) QV_RETURN_IF_ERROR(c.parts()->Remove(gone));
-  return c.parts()->Add(present);
+  if (!gone.empty()) QV_RETURN_IF_ERROR(parts.Remove(gone));
+  return parts.Add(present);
 }
 
 // Whether the op log holds every op after `seq` (nothing after it was trimmed).
@@ -233,7 +239,7 @@ Status Engine::RecoverAll() {
       loaded = true;
       break;
     }
-    Status s = loaded ? Replay(*store_, *c, base) : Rebuild(*store_, *c);
+    Status s = loaded ? Replay(*store_, c->id(), *c->parts(), base) : Rebuild(*store_, *c);
     if (!s.ok()) {
       return Status(s.code(), "recovering collection '" + schema.name + "': " + std::string(s.message()));
     }
@@ -523,16 +529,32 @@ Result<QueryResult> Engine::Query(const std::string& name, const QuerySpec& quer
 Status Engine::Snapshot(const std::string& name) {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
   std::lock_guard snap(c->snapshot_mu);
+  // Replaced and deleted items linger as tombstones in HNSW graphs: when they outnumber the
+  // items, the indexes are rebuilt from the stored items while writes and searches go on, then
+  // brought up to date from the op log and swapped in (writes wait only for that catch-up;
+  // searches that started earlier finish on the old indexes). The op log is trimmed only here,
+  // under snapshot_mu, so the ops after `from` are all there.
+  bool compact = false;
+  uint64_t from = 0;
+  {
+    std::lock_guard write(c->write_mu);
+    if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
+    compact = c->parts()->NeedsCompaction();
+    from = c->op_seq.load();
+  }
+  std::shared_ptr<Partitions> fresh;
+  if (compact) {
+    QV_ASSIGN_OR_RETURN(fresh, BuildFromStore(*store_, *c));
+  }
   // Writes to this collection wait while its indexes are saved, so that the global index, the
   // cluster indexes and the cluster map are one consistent state covering exactly op seq.
   std::lock_guard write(c->write_mu);
   if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
+  if (compact) {
+    QV_RETURN_IF_ERROR(Replay(*store_, c->id(), *fresh, from));
+    c->set_parts(std::move(fresh));
+  }
   const uint64_t seq = c->op_seq.load();
-  // Replaced and deleted items linger as tombstones in HNSW graphs: when they outnumber the
-  // items, the indexes are rebuilt from the stored items (searches keep using the old ones
-  // until the new ones are in place; writes wait, as for any snapshot).
-  const bool compact = c->parts()->NeedsCompaction();
-  if (compact) QV_RETURN_IF_ERROR(Rebuild(*store_, *c));
   if (!compact && seq == c->snapshot_seq.load() && seq != 0) return Status::Ok();
   const std::string dir = SnapshotDir(c->id());
   std::error_code ec;

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -368,7 +371,30 @@ TEST(EngineCompactionTest, SnapshotCompactsTombstoneHeavyIndexes) {
   }
   const size_t heavy_bytes = e->DescribeCollection("c")->index_memory_bytes;
   EXPECT_GT(heavy_bytes, 2 * fresh_bytes) << "replacements left tombstones";
+  // Writes go on while the snapshot compacts: they are caught up from the op log.
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> written{0};
+  std::thread writer([&] {
+    std::mt19937 wrng(8);
+    for (uint64_t id = 100000; !done.load() || id < 100050; ++id) {
+      ItemRecord it;
+      it.id = id;
+      it.cluster = uint32_t(id % 2);
+      for (int d = 0; d < 8; ++d) it.vector.push_back(float(wrng() % 1000) / 100.0f);
+      ASSERT_TRUE(e->Upsert("c", std::vector<ItemRecord>{it}).ok());
+      written = id - 100000 + 1;
+    }
+  });
   ASSERT_TRUE(e->Snapshot("c").ok());
+  done = true;
+  writer.join();
+  for (uint64_t id = 100000; id < 100000 + written.load(); ++id) {
+    ASSERT_TRUE(e->Get("c", std::vector<uint64_t>{id})->at(0).has_value());
+  }
+  EXPECT_TRUE(e->CheckConsistency("c").ok());
+  std::vector<uint64_t> extra;
+  for (uint64_t id = 100000; id < 100000 + written.load(); ++id) extra.push_back(id);
+  ASSERT_TRUE(e->Delete("c", extra).ok());
   const size_t compact_bytes = e->DescribeCollection("c")->index_memory_bytes;
   EXPECT_LT(compact_bytes, heavy_bytes / 2);
   EXPECT_EQ(e->DescribeCollection("c")->items, items.size());
