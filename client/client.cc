@@ -381,7 +381,13 @@ Status Client::AddEvents(const std::string& collection, std::vector<Event> event
 }
 Result<std::vector<Hit>> Client::Search(const std::string& collection, std::span<const float> vector,
                                         const SearchOptions& o) {
-  net::SearchCall c{collection, std::vector<float>(vector.begin(), vector.end()), o.k, o.ef, o.nprobe, o.refine};
+  net::SearchCall c;
+  c.collection = collection;
+  c.vector.assign(vector.begin(), vector.end());
+  c.k = o.k;
+  c.ef = o.ef;
+  c.nprobe = o.nprobe;
+  c.refine = o.refine;
   QV_ASSIGN_OR_RETURN(net::SearchResult r, BodyAs<net::SearchResult>(Call(c)));
   return std::move(r.hits);
 }

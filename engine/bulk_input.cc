@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "base/coding.h"
@@ -238,9 +239,10 @@ Result<std::vector<ItemRecord>> ReadCsv(const std::string& path, const std::stri
   return out;
 }
 
-Result<std::vector<ItemRecord>> ReadJsonl(const std::string& path, const std::string& text) {
+// Calls fn(object, "path:line") for every non-blank line of a JSONL text; the first error stops.
+Status ForEachJsonlObject(const std::string& path, const std::string& text,
+                          const std::function<Status(simdjson::dom::object, const std::string&)>& fn) {
   simdjson::dom::parser parser;
-  std::vector<ItemRecord> out;
   size_t line_no = 0, start = 0;
   while (start < text.size()) {
     size_t end = text.find('\n', start);
@@ -255,13 +257,22 @@ Result<std::vector<ItemRecord>> ReadJsonl(const std::string& path, const std::st
     if (auto err = parser.parse(line.data(), line.size()).get(obj)) {
       return InvalidArgumentError(where + ": not a JSON object (" + simdjson::error_message(err) + ")");
     }
+    QV_RETURN_IF_ERROR(fn(obj, where));
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<ItemRecord>> ReadJsonl(const std::string& path, const std::string& text) {
+  std::vector<ItemRecord> out;
+  QV_RETURN_IF_ERROR(ForEachJsonlObject(path, text, [&](simdjson::dom::object obj, const std::string& where) {
     ItemRecord item;
     item.id = out.size();
     if (Status st = ItemFromJson(obj, /*allow_vector=*/false, &item); !st.ok()) {
       return InvalidArgumentError(where + ": " + std::string(st.message()));
     }
     out.push_back(std::move(item));
-  }
+    return Status::Ok();
+  }));
   return out;
 }
 
@@ -269,17 +280,15 @@ Result<std::vector<ItemRecord>> ReadJsonl(const std::string& path, const std::st
 
 Result<std::vector<UserRecord>> ReadUsers(const std::string& path) {
   QV_ASSIGN_OR_RETURN(std::string text, Slurp(path));
-  simdjson::dom::parser parser;
   std::vector<UserRecord> out;
-  auto one = [&](simdjson::dom::element e, const std::string& where) -> Status {
-    simdjson::dom::object obj;
-    if (e.get_object().get(obj)) return InvalidArgumentError(where + ": a user must be a JSON object");
+  auto one = [&](simdjson::dom::object obj, const std::string& where) -> Status {
     UserRecord user;
     if (Status st = UserFromJson(obj, &user); !st.ok()) return InvalidArgumentError(where + ": " + std::string(st.message()));
     out.push_back(std::move(user));
     return Status::Ok();
   };
   if (path.ends_with(".json")) {
+    simdjson::dom::parser parser;
     simdjson::dom::element root;
     if (auto err = parser.parse(text).get(root)) {
       return InvalidArgumentError(path + ": not JSON (" + simdjson::error_message(err) + ")");
@@ -287,26 +296,16 @@ Result<std::vector<UserRecord>> ReadUsers(const std::string& path) {
     simdjson::dom::array users;
     if (root["users"].get_array().get(users)) return InvalidArgumentError(path + ": expected {\"users\": [...]}");
     size_t i = 0;
-    for (simdjson::dom::element u : users) QV_RETURN_IF_ERROR(one(u, path + ": users[" + std::to_string(i++) + "]"));
+    for (simdjson::dom::element u : users) {
+      const std::string where = path + ": users[" + std::to_string(i++) + "]";
+      simdjson::dom::object obj;
+      if (u.get_object().get(obj)) return InvalidArgumentError(where + ": a user must be a JSON object");
+      QV_RETURN_IF_ERROR(one(obj, where));
+    }
     return out;
   }
   if (!path.ends_with(".jsonl")) return InvalidArgumentError(path + ": users must be a .jsonl or .json file");
-  size_t line_no = 0, start = 0;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    std::string_view line(text.data() + start, end - start);
-    start = end + 1;
-    ++line_no;
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
-    if (line.empty()) continue;
-    const std::string where = path + ":" + std::to_string(line_no);
-    simdjson::dom::element e;
-    if (auto err = parser.parse(line.data(), line.size()).get(e)) {
-      return InvalidArgumentError(where + ": not JSON (" + simdjson::error_message(err) + ")");
-    }
-    QV_RETURN_IF_ERROR(one(e, where));
-  }
+  QV_RETURN_IF_ERROR(ForEachJsonlObject(path, text, one));
   return out;
 }
 

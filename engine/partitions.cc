@@ -474,9 +474,9 @@ Result<std::unique_ptr<Partitions>> Partitions::Load(const CollectionSchema& sch
   if (!GetFixed(&v, &n) || n > v.size() / 12) return DataLossError("corrupt cluster map");
   p->cluster_of_.reserve(n);
   for (uint64_t i = 0; i < n; ++i) {
-    uint64_t id;
-    uint32_t k;
-    GetFixed(&v, &id);
+    uint64_t id = 0;
+    uint32_t k = 0;
+    GetFixed(&v, &id);  // n <= size / 12 was checked: both reads succeed
     GetFixed(&v, &k);
     if (k >= schema.clusters) return DataLossError("cluster map names cluster " + std::to_string(k));
     p->cluster_of_[id] = k;

@@ -54,7 +54,7 @@ Status ParseBody(std::string_view text, size_t max_depth, Body* body) {
   if (auto err = body->parser.parse(text.data(), text.size()).get(root)) {
     return Bad(std::string("body is not valid JSON: ") + simdjson::error_message(err));
   }
-  if (auto err = root.get_object().get(body->obj)) return Bad("body must be a JSON object");
+  if (root.get_object().get(body->obj)) return Bad("body must be a JSON object");
   return Status::Ok();
 }
 

@@ -143,7 +143,9 @@ Reply Service::Handle(const Call& call) {
               p.refine = c.refine;
               auto r = e->Search(c.collection, c.vector, p);
               if (!r.ok()) return FromStatus(r.status());
-              reply = Reply{Status::Ok(), ReplyBody(SearchResult{std::move(*r)})};
+              SearchResult out;
+              out.hits = std::move(*r);
+              reply = Reply{Status::Ok(), ReplyBody(std::move(out))};
             }
             return c.with_payload ? WithPayloads(*e, c.collection, std::move(reply)) : reply;
           },

@@ -46,6 +46,14 @@ Result<size_t> ListLength(const Context& ctx) {
   return size_t(k);
 }
 
+Filter CategoryIs(int64_t category) {
+  Filter f;
+  f.op = Filter::Op::kEq;
+  f.field = Filter::Field::kCategory;
+  f.values = {category};
+  return f;
+}
+
 bool BestFirst(const Hit& a, const Hit& b) { return a.score != b.score ? a.score > b.score : a.id < b.id; }
 
 // i2i_knn: for every item, its k most similar items through the collection's index (itself
@@ -98,7 +106,7 @@ class I2iKnn final : public Plugin {
     for (uint64_t id : changes.items_upserted) {
       QV_ASSIGN_OR_RETURN(auto item, ctx.GetItem(id));
       if (!item) continue;
-      Filter f{Filter::Op::kEq, Filter::Field::kCategory, {item->category.value_or(0)}};
+      const Filter f = CategoryIs(item->category.value_or(0));
       const Filter* filter = same_category && item->category ? &f : nullptr;
       QV_ASSIGN_OR_RETURN(std::vector<Hit> near, ctx.SearchItems(item->vector, depth, filter));
       for (const Hit& h : near) {
@@ -113,18 +121,18 @@ class I2iKnn final : public Plugin {
       }
     }
     for (uint64_t key : grown) QV_RETURN_IF_ERROR(out.Put(kind, key, lists[key]));
-    std::vector<uint64_t> todo(redo.begin(), redo.end());
-    return ParallelFor(todo.size(), [&](size_t i) -> Status {
-      QV_ASSIGN_OR_RETURN(auto item, ctx.GetItem(todo[i]));
-      if (!item) return out.Remove(kind, todo[i]);
+    std::vector<uint64_t> stale(redo.begin(), redo.end());
+    return ParallelFor(stale.size(), [&](size_t i) -> Status {
+      QV_ASSIGN_OR_RETURN(auto item, ctx.GetItem(stale[i]));
+      if (!item) return out.Remove(kind, stale[i]);
       QV_ASSIGN_OR_RETURN(std::vector<Hit> list, Neighbors(ctx, *item, k));
-      return out.Put(kind, todo[i], std::move(list));
+      return out.Put(kind, stale[i], std::move(list));
     });
   }
 
  private:
   static Result<std::vector<Hit>> Neighbors(const Context& ctx, const ItemRecord& item, size_t k) {
-    Filter f{Filter::Op::kEq, Filter::Field::kCategory, {item.category.value_or(0)}};
+    const Filter f = CategoryIs(item.category.value_or(0));
     const Filter* filter = ctx.Bool("same_category", false) && item.category ? &f : nullptr;
     QV_ASSIGN_OR_RETURN(std::vector<Hit> near, ctx.SearchItems(item.vector, k + 1, filter));
     std::erase_if(near, [&](const Hit& h) { return h.id == item.id; });

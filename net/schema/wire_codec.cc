@@ -468,7 +468,13 @@ Result<Call> CallFromWire(const wire::Request* r) {
     }
     case wire::RequestBody::Search: {
       const auto* s = r->body_as_Search();
-      SearchCall c{Str(s->collection()), Vec(s->vector()), s->k(), s->ef(), s->nprobe(), s->refine()};
+      SearchCall c;
+      c.collection = Str(s->collection());
+      c.vector = Vec(s->vector());
+      c.k = s->k();
+      c.ef = s->ef();
+      c.nprobe = s->nprobe();
+      c.refine = s->refine();
       c.vectors = GetFloatVectors(s->vectors());
       if (uint8_t(s->aggregate()) > 2) return Bad("unknown aggregate");
       c.aggregate = uint8_t(s->aggregate());

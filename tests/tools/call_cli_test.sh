@@ -1,20 +1,14 @@
 #!/usr/bin/env bash
 # `quiver call` against a live quiverd: REST-style requests (literal, @file, stdin) go over the
 # binary protocol and print the REST front end's JSON; errors exit 1 with the error JSON.
-# Usage: call_cli_test.sh QUIVER QUIVERD
+# Usage: call_cli_test.sh QUIVER QUIVERD SOURCE_DIR
 set -euo pipefail
-QUIVER=$1 QUIVERD=$2
+QUIVER=$1 QUIVERD=$2 SRC=$3
 TMP=$(mktemp -d)
-trap 'kill $PID 2>/dev/null || true; rm -rf "$TMP"' EXIT
-"$QUIVERD" --data "$TMP/data" --http-port 0 --binary-port 0 --binary-socket "$TMP/q.sock" > "$TMP/quiverd.log" 2>&1 &
-PID=$!
-for _ in $(seq 100); do
-  grep -q "serving" "$TMP/quiverd.log" && break
-  sleep 0.1
-done
-PORT=$(sed -n 's/.*binary [0-9.]*:\([0-9]*\).*/\1/p' "$TMP/quiverd.log")
-[ -n "$PORT" ] || { cat "$TMP/quiverd.log"; exit 1; }
-call() { "$QUIVER" call --addr "127.0.0.1:$PORT" "$@"; }
+trap 'kill $QUIVERD_PID 2>/dev/null || true; rm -rf "$TMP"' EXIT
+. "$SRC/tests/testing/quiverd.sh"
+start_quiverd "$QUIVERD" "$TMP" --binary-socket "$TMP/q.sock"
+call() { "$QUIVER" call --addr "127.0.0.1:$BIN_PORT" "$@"; }
 expect() {  # expect PATTERN OUTPUT
   echo "$2" | grep -q -- "$1" || { echo "expected /$1/ in: $2"; exit 1; }
 }
@@ -31,6 +25,6 @@ if out=$(call POST /v1/collections/m/search '{"vector":[0,1],"k":"x"}' 2>&1); th
 expect 'INVALID_ARGUMENT' "$out"
 if out=$("$QUIVER" call --addr "127.0.0.1:1" GET /v1/collections 2>&1); then echo "no server succeeded"; exit 1; fi
 expect 'UNAVAILABLE' "$out"
-kill -TERM $PID
-wait $PID
+kill -TERM $QUIVERD_PID
+wait $QUIVERD_PID
 echo "call cli test: OK"

@@ -5,16 +5,10 @@
 set -euo pipefail
 QUIVERD=$1 SRC=$2
 TMP=$(mktemp -d)
-trap 'kill $PID 2>/dev/null || true; rm -rf "$TMP"' EXIT
-"$QUIVERD" --data "$TMP/data" --http-port 0 --binary-port 0 > "$TMP/quiverd.log" 2>&1 &
-PID=$!
-for _ in $(seq 100); do
-  grep -q "serving" "$TMP/quiverd.log" && break
-  sleep 0.1
-done
-PORT=$(sed -n 's/.*REST http:\/\/[0-9.]*:\([0-9]*\).*/\1/p' "$TMP/quiverd.log")
-[ -n "$PORT" ] || { cat "$TMP/quiverd.log"; exit 1; }
-/usr/bin/python3 -I "$SRC/examples/python/quiver_rest.py" --port "$PORT" > "$TMP/out.txt"
+trap 'kill $QUIVERD_PID 2>/dev/null || true; rm -rf "$TMP"' EXIT
+. "$SRC/tests/testing/quiverd.sh"
+start_quiverd "$QUIVERD" "$TMP"
+/usr/bin/python3 -I "$SRC/examples/python/quiver_rest.py" --port "$HTTP_PORT" > "$TMP/out.txt"
 grep -q "^channels: \[(" "$TMP/out.txt" || { cat "$TMP/out.txt"; exit 1; }
 grep -q "a wrong dimension is refused: INVALID_ARGUMENT" "$TMP/out.txt" || { cat "$TMP/out.txt"; exit 1; }
 grep -q "^drop: {'ok': True}" "$TMP/out.txt" || { cat "$TMP/out.txt"; exit 1; }
