@@ -65,29 +65,8 @@ ModeResult Summarise(const std::string& mode, const Args& a, const std::vector<s
   return r;
 }
 
-// Runs `one(thread, query index)` on args.threads threads for args.seconds; latency per call.
-template <typename Fn>
-ModeResult Measure(const std::string& mode, const Args& a, size_t nq, Fn one) {
-  std::vector<std::vector<float>> lat(size_t(a.threads));
-  std::atomic<size_t> errors{0};
-  const auto end = Clock::now() + std::chrono::duration<double>(a.seconds);
-  std::vector<std::thread> ts;
-  for (int t = 0; t < a.threads; ++t) {
-    ts.emplace_back([&, t] {
-      size_t q = size_t(t) * 997;
-      while (Clock::now() < end) {
-        const auto t0 = Clock::now();
-        if (!one(t, q++ % nq)) ++errors;
-        lat[size_t(t)].push_back(float(std::chrono::duration<double, std::micro>(Clock::now() - t0).count()));
-      }
-    });
-  }
-  for (auto& t : ts) t.join();
-  return Summarise(mode, a, lat, errors.load());
-}
-
-// Like Measure, for `batch(thread, first query, n, out latencies)` calls that answer n queries at
-// once; each query's latency is its batch's.
+// Runs `batch(thread, first query index, n)` (returning its number of failed queries) on
+// args.threads threads for args.seconds; each of the n queries gets the batch's latency.
 template <typename Batch>
 ModeResult MeasureBatched(const std::string& mode, const Args& a, size_t nq, size_t n, Batch batch) {
   std::vector<std::vector<float>> lat(size_t(a.threads));
@@ -108,6 +87,12 @@ ModeResult MeasureBatched(const std::string& mode, const Args& a, size_t nq, siz
   }
   for (auto& t : ts) t.join();
   return Summarise(mode, a, lat, errors.load());
+}
+
+// One query per call: `one(thread, query index)` returns whether it succeeded.
+template <typename Fn>
+ModeResult Measure(const std::string& mode, const Args& a, size_t nq, Fn one) {
+  return MeasureBatched(mode, a, nq, 1, [&](int t, size_t q, size_t) { return one(t, q % nq) ? size_t{0} : size_t{1}; });
 }
 
 // Like Measure, with `window` asynchronous calls in flight per thread.
@@ -265,6 +250,14 @@ int main(int argc, char** argv) {
   index::SearchParams p;
   p.k = 10;
   p.ef = a.ef;
+  auto search_call = [&](size_t q) {  // the same search as a wire call
+    net::SearchCall c;
+    c.collection = "fmnist";
+    c.vector.assign(query(q).begin(), query(q).end());
+    c.k = 10;
+    c.ef = a.ef;
+    return c;
+  };
   std::vector<ModeResult> results;
   for (int rep = 0; rep < 2; ++rep) {
     if (a.Runs("in-process")) results.push_back(Measure("in-process", a, nq, [&](int, size_t q) { return engine->Search("fmnist", query(q), p).ok(); }));
@@ -280,14 +273,14 @@ int main(int argc, char** argv) {
     // The binary protocol as a service would drive it: asynchronous calls, 4 in flight per
     // thread. Latency is per call, from submission to answer.
     if (a.Runs("binary-w4")) results.push_back(MeasureWindowed("binary-w4", a, nq, 4, [&](int t, size_t q) {
-      return clients[size_t(t)]->CallAsync(net::SearchCall{"fmnist", std::vector<float>(query(q).begin(), query(q).end()), 10, a.ef});
+      return clients[size_t(t)]->CallAsync(search_call(q));
     }));
     // Batches of 8 searches pipelined on one connection (Client::CallMany), as a service
     // retrieving for several users at once would send them.
     if (a.Runs("binary-batch8")) results.push_back(MeasureBatched("binary-batch8", a, nq, 8, [&](int t, size_t q, size_t n) {
       std::vector<net::Call> calls;
       for (size_t i = 0; i < n; ++i) {
-        calls.push_back(net::SearchCall{"fmnist", std::vector<float>(query((q + i) % nq).begin(), query((q + i) % nq).end()), 10, a.ef});
+        calls.push_back(search_call((q + i) % nq));
       }
       size_t bad = 0;
       for (const net::Reply& r : clients[size_t(t)]->CallMany(calls)) bad += !r.status.ok();
