@@ -16,11 +16,14 @@ ROOT=$(pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 JOBS=${JOBS:-$(nproc)}
 
-# Everything the build, the tests and the benchmarks need, from Debian's archive.
+# Everything the build, the tests, the fuzzers and the benchmarks need, from Debian's archive.
+# Installed with --no-install-recommends: a package only recommended by another one must be
+# listed here itself (clang's fuzzer runtime is libclang-rt-14-dev). tools/fresh-machine-check.sh
+# proves the list on a freshly bootstrapped Debian 12 root.
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libsimde-dev libjemalloc-dev zlib1g-dev librocksdb-dev libsimdjson-dev libcli11-dev
-  libboost-dev flatbuffers-compiler libflatbuffers-dev wrk clang curl
+  libboost-dev flatbuffers-compiler libflatbuffers-dev wrk clang libclang-rt-14-dev curl
   libgtest-dev libgmock-dev libbenchmark-dev
   libhnswlib-dev libfaiss-dev libopenblas-dev
   dataset-fashion-mnist python3 python3-numpy python3-faiss
@@ -70,10 +73,13 @@ test_fuzz() {
   done
 }
 
+# build [TARGET...]: configure (tests and benchmarks included) and build the targets, or all.
 build() {
   cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DQUIVER_BUILD_TESTS=ON -DQUIVER_BUILD_BENCH=ON >/dev/null
-  cmake --build "$BUILD_DIR" -j "$JOBS"
+  local targets=()
+  [ $# -eq 0 ] || targets=(--target "$@")
+  cmake --build "$BUILD_DIR" -j "$JOBS" "${targets[@]}"
 }
 
 case "${1:-}" in
@@ -87,7 +93,8 @@ case "${1:-}" in
     ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS"
     ;;
   run)
-    deps; build
+    # Only what the main job uses: the server and the CLI (and what they link).
+    deps; build quiverd quiver
     "$BUILD_DIR/tools/quiver" version
     # The main job: MovieLens latest-small through the offline pipeline, bulk-built, served by
     # quiverd on 127.0.0.1 (REST 7700, binary 7701) with an example of every operator

@@ -7,7 +7,9 @@ if(QUIVER_JEMALLOC)
 endif()
 
 function(quiver_target_defaults target)
-  target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter)
+  # Designated initializers that leave defaulted members out ({.k = 10}) are the house idiom for
+  # options structs; GCC 12 flags each one under -Wextra's -Wmissing-field-initializers.
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers)
   target_include_directories(${target} PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>)
   if(QUIVER_SANITIZE)
     target_compile_options(${target} PRIVATE -fsanitize=${QUIVER_SANITIZE} -fno-omit-frame-pointer)

@@ -26,7 +26,7 @@ struct Dataset {
 // 60,000 train images as base, 10,000 test images as queries, 784 raw pixel values, L2.
 Result<Dataset> LoadFashionMnist(const std::string& source_dir);
 
-// base.fvecs and query.fvecs from a directory (e.g. made by shared/bench/gen_synth.py).
+// base.fvecs and query.fvecs from a directory (e.g. made by bench/data/gen_synth.py).
 Result<Dataset> LoadFvecsDir(const std::string& dir, const std::string& name);
 
 // Fills ds->truth with the exact L2 top-k, from `cache_path` if it holds a matching file,

@@ -45,15 +45,15 @@ LOG=$OUT/quiverd.log
 PID=$!
 stop() { kill -TERM "$PID" 2>/dev/null && wait "$PID" || true; }
 trap stop EXIT
-for _ in $(seq 200); do
-  grep -q "serving" "$LOG" && break
+until grep -q "serving" "$LOG"; do  # however long start-up takes on a busy machine
   kill -0 "$PID" 2>/dev/null || { cat "$LOG"; exit 1; }
   sleep 0.05
 done
 HTTP=$(sed -n 's/.*REST http:\/\/[0-9.]*:\([0-9]*\).*/\1/p' "$LOG")
 BIN=$(sed -n 's/.*binary [0-9.]*:\([0-9]*\).*/\1/p' "$LOG")
 [ -n "$HTTP" ] && [ -n "$BIN" ] || { cat "$LOG"; exit 1; }
-call() { "$QUIVER" call --addr "127.0.0.1:$BIN" "$@"; }
+# The set-up calls (reload, users upload) may wait on a busy machine: a generous deadline.
+call() { "$QUIVER" call --addr "127.0.0.1:$BIN" --timeout-ms 120000 "$@"; }
 call POST /v1/versions/reload '{"version":"movielens"}' >/dev/null
 call POST /v1/collections/movies/users @"$OUT/users.json" >/dev/null
 echo "index-time plugins (docs/plugins.md): neighbor lists for the u2i2i and u2u2i channels"

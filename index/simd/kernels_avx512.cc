@@ -10,10 +10,21 @@ namespace quiver::simd {
 namespace avx512 {
 namespace {
 
+// The 256-bit halves of a 512-bit register through the merge-masked extract with all four
+// lanes kept (one vextract, as the plain forms compile to): GCC 12's plain cast and extract go
+// through its self-initialised _mm256_undefined_*, which -Wuninitialized flags at every use.
+template <int kHalf>
+simde__m256i HalfOf(simde__m512i v) {
+  return simde_mm512_mask_extracti64x4_epi64(simde_mm256_setzero_si256(), 0xF, v, kHalf);
+}
+template <int kHalf>
+simde__m256 HalfOf(simde__m512 v) {
+  return simde_mm256_castpd_ps(
+      simde_mm512_mask_extractf64x4_pd(simde_mm256_setzero_pd(), 0xF, simde_mm512_castps_pd(v), kHalf));
+}
+
 inline float HorizontalSum512(simde__m512 v) {
-  simde__m256 lo = simde_mm512_castps512_ps256(v);
-  simde__m256 hi = simde_mm256_castpd_ps(simde_mm512_extractf64x4_pd(simde_mm512_castps_pd(v), 1));
-  simde__m256 s = simde_mm256_add_ps(lo, hi);
+  simde__m256 s = simde_mm256_add_ps(HalfOf<0>(v), HalfOf<1>(v));
   simde__m128 x = simde_mm_add_ps(simde_mm256_castps256_ps128(s), simde_mm256_extractf128_ps(s, 1));
   x = simde_mm_add_ps(x, simde_mm_movehl_ps(x, x));
   x = simde_mm_add_ss(x, simde_mm_shuffle_ps(x, x, 1));
@@ -21,8 +32,7 @@ inline float HorizontalSum512(simde__m512 v) {
 }
 
 inline int32_t HorizontalSum512(simde__m512i v) {
-  simde__m256i s = simde_mm256_add_epi32(simde_mm512_castsi512_si256(v),
-                                         simde_mm512_extracti64x4_epi64(v, 1));
+  simde__m256i s = simde_mm256_add_epi32(HalfOf<0>(v), HalfOf<1>(v));
   simde__m128i x = simde_mm_add_epi32(simde_mm256_castsi256_si128(s), simde_mm256_extracti128_si256(s, 1));
   x = simde_mm_add_epi32(x, simde_mm_shuffle_epi32(x, 0x4E));
   x = simde_mm_add_epi32(x, simde_mm_shuffle_epi32(x, 0xB1));
@@ -120,9 +130,7 @@ uint32_t FastScanBlock32(const uint8_t* codes, const uint8_t* luts, size_t pairs
     hi_all = simde_mm512_add_epi16(hi_all, r_hi);
     hi_odd = simde_mm512_add_epi16(hi_odd, simde_mm512_srli_epi16(r_hi, 8));
   }
-  auto halves = [](simde__m512i v) {
-    return simde_mm256_add_epi16(simde_mm512_castsi512_si256(v), simde_mm512_extracti64x4_epi64(v, 1));
-  };
+  auto halves = [](simde__m512i v) { return simde_mm256_add_epi16(HalfOf<0>(v), HalfOf<1>(v)); };
   avx512_body::FastScanAcc acc{halves(lo_all), halves(lo_odd), halves(hi_all), halves(hi_odd)};
   if (p < pairs) avx512_body::FastScanStep(codes + p * 32, luts + p * 32, acc);
   return avx512_body::FastScanStore(acc, threshold, out);

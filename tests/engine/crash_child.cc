@@ -7,7 +7,8 @@
 //   engine_crash_child bulk ROOT SEED START
 //     opens the data root ROOT, prints "READY", then for k = START, START+1, ... bulk-builds
 //     version b<k> from BulkItems(SEED, k) (in b<k>.partial, renamed when complete), switches
-//     the root to it and prints "ACK <k>".
+//     the root to it and prints "ACK <k>". It prints "BUILD <k>" when it starts a build and
+//     "SWITCH <k>" before the switch, so the test knows which step each kill interrupted.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -38,7 +39,9 @@ int RunBulk(const std::string& root, uint64_t seed, uint64_t start) {
   std::printf("READY\n");
   std::fflush(stdout);
   for (uint64_t k = start;; ++k) {
-    const std::string name = "b" + std::to_string(k);
+    std::printf("BUILD %llu\n", (unsigned long long)k);
+    std::fflush(stdout);
+    const std::string name = crash::VersionName(k);
     const std::string final_dir = root + "/versions/" + name, partial = final_dir + ".partial";
     std::error_code ec;
     fs::remove_all(partial, ec);
@@ -53,6 +56,8 @@ int RunBulk(const std::string& root, uint64_t seed, uint64_t start) {
     int fd = ::open((root + "/versions").c_str(), O_RDONLY | O_DIRECTORY);
     if (ec || fd < 0 || ::fsync(fd) != 0) return Die("rename", InternalError("rename failed"));
     ::close(fd);
+    std::printf("SWITCH %llu\n", (unsigned long long)k);
+    std::fflush(stdout);
     Status s = (*dr)->Reload(name);
     if (!s.ok()) return Die("reload", s);
     std::printf("ACK %llu\n", (unsigned long long)k);

@@ -14,10 +14,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <random>
 #include <sstream>
 
@@ -32,19 +34,58 @@ namespace {
 using Model = std::map<uint64_t, ItemRecord>;
 using Clock = std::chrono::steady_clock;
 
-struct ChildRun {
-  bool ready = false;
-  std::vector<uint64_t> acked;
-  std::string output;
+// When to kill the child: `delay` after a trigger. The trigger is the child's start when
+// `during_startup`, else its READY line followed by `acks` acknowledgements. Delays are drawn
+// from spans the test measured on earlier children (Spans below), never from fixed times, so
+// the kills land inside the work whatever the machine's speed at the moment.
+struct KillPlan {
+  bool during_startup = false;
+  int acks = 0;
+  Clock::duration delay{};
 };
 
-// Starts the child, kills it `delay_ms` after it is ready (or after start, if kill_early),
-// and collects what it printed.
-ChildRun RunAndKill(const char* mode, const std::string& dir, uint64_t seed, uint64_t start, int delay_ms,
-                    bool kill_early) {
+struct ChildRun {
+  bool ready = false;
+  bool stalled = false;  // printed nothing for kStall while the test waited for its trigger
+  std::vector<uint64_t> acked;
+  std::string output;
+  std::string last_line;               // the last complete line before the kill
+  Clock::duration startup{};           // start to READY
+  std::vector<Clock::duration> spans;  // READY to the first ACK, then ACK to ACK
+};
+
+// A child that prints nothing for this long is hung, not slow (a step takes well under a second
+// on an idle machine; this is a hang detector, not a speed assumption).
+constexpr auto kStall = std::chrono::minutes(10);
+
+// Measured durations; Typical() is their median (0 until one was measured).
+class Spans {
+ public:
+  void Add(Clock::duration d) { all_.push_back(d); }
+  void Add(const std::vector<Clock::duration>& ds) { all_.insert(all_.end(), ds.begin(), ds.end()); }
+  bool empty() const { return all_.empty(); }
+  Clock::duration Typical() const {
+    if (all_.empty()) return {};
+    std::vector<Clock::duration> v = all_;
+    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+    return v[v.size() / 2];
+  }
+  // Uniform in [0, fraction * Typical()].
+  Clock::duration Draw(std::mt19937& rng, double fraction) const {
+    std::uniform_real_distribution<double> u(0, fraction);
+    return std::chrono::duration_cast<Clock::duration>(Typical() * u(rng));
+  }
+
+ private:
+  std::vector<Clock::duration> all_;
+};
+
+// Starts the child, kills it as `plan` says, and collects what it printed and when.
+ChildRun RunAndKill(const char* mode, const std::string& dir, uint64_t seed, uint64_t start, const KillPlan& plan) {
   int fds[2];
   EXPECT_EQ(::pipe(fds), 0);
   const std::string start_s = std::to_string(start), seed_s = std::to_string(seed);
+  const Clock::time_point started = Clock::now();
   pid_t pid = ::fork();
   if (pid == 0) {
     ::dup2(fds[1], 1);
@@ -56,35 +97,63 @@ ChildRun RunAndKill(const char* mode, const std::string& dir, uint64_t seed, uin
   }
   ::close(fds[1]);
   ChildRun run;
-  auto deadline = Clock::now() + std::chrono::milliseconds(kill_early ? delay_ms : 60000);
+  // The kill time, once the trigger has been seen; until then the stall guard.
+  std::optional<Clock::time_point> kill_at;
+  if (plan.during_startup) kill_at = started + plan.delay;
+  Clock::time_point last_event = started, last_output = started;
+  int acks_seen = 0;
+  size_t parsed = 0;
+  auto on_line = [&](std::string_view line, Clock::time_point now) {
+    run.last_line = std::string(line);
+    if (line == "READY") {
+      run.ready = true;
+      run.startup = now - started;
+      last_event = now;
+    } else if (line.rfind("ACK ", 0) == 0) {
+      run.acked.push_back(std::strtoull(std::string(line.substr(4)).c_str(), nullptr, 10));
+      run.spans.push_back(now - last_event);
+      last_event = now;
+      ++acks_seen;
+    } else {
+      return;
+    }
+    if (!kill_at && run.ready && acks_seen >= plan.acks) kill_at = now + plan.delay;
+  };
   char buf[4096];
   while (true) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) break;
+    const Clock::time_point now = Clock::now();
+    const Clock::time_point until = kill_at ? *kill_at : last_output + kStall;
+    if (now >= until) {
+      run.stalled = !kill_at;
+      break;
+    }
     pollfd p{fds[0], POLLIN, 0};
-    if (::poll(&p, 1, int(left)) <= 0) break;
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - now).count();
+    if (::poll(&p, 1, int(std::min<int64_t>(left, 1 << 30))) <= 0) continue;  // re-check the clock
     ssize_t n = ::read(fds[0], buf, sizeof(buf));
-    if (n <= 0) break;
+    if (n <= 0) break;  // the child exited by itself: reported below
+    last_output = Clock::now();
     run.output.append(buf, size_t(n));
-    if (!run.ready && run.output.find("READY\n") != std::string::npos) {
-      run.ready = true;
-      if (!kill_early) deadline = Clock::now() + std::chrono::milliseconds(delay_ms);
+    for (size_t eol; (eol = run.output.find('\n', parsed)) != std::string::npos; parsed = eol + 1) {
+      on_line(std::string_view(run.output).substr(parsed, eol - parsed), last_output);
     }
   }
   ::kill(pid, SIGKILL);
   int status = 0;
   ::waitpid(pid, &status, 0);
+  // What the child wrote before it died counts too (an ACK it printed was acknowledged).
   ssize_t n;
   while ((n = ::read(fds[0], buf, sizeof(buf))) > 0) run.output.append(buf, size_t(n));
   ::close(fds[0]);
+  for (size_t eol; (eol = run.output.find('\n', parsed)) != std::string::npos; parsed = eol + 1) {
+    const std::string_view line = std::string_view(run.output).substr(parsed, eol - parsed);
+    run.last_line = std::string(line);
+    if (line.rfind("ACK ", 0) == 0) run.acked.push_back(std::strtoull(std::string(line.substr(4)).c_str(), nullptr, 10));
+  }
+  EXPECT_FALSE(run.stalled) << "the child printed nothing for " << kStall.count() << " minutes; it printed:\n"
+                            << run.output;
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
       << "the child exited by itself (status " << status << "); it printed:\n" << run.output;
-  std::istringstream lines(run.output);
-  std::string word;
-  uint64_t i;
-  while (lines >> word) {
-    if (word == "ACK" && lines >> i) run.acked.push_back(i);
-  }
   return run;
 }
 
@@ -143,12 +212,26 @@ TEST(CrashTest, AcknowledgedWritesSurviveSigkill) {
   uint64_t next = 0;
   int in_flight_applied = 0, in_flight_dropped = 0, early_kills = 0;
   size_t acked_total = 0;
+  Spans startup, batch;  // measured: start to READY; one batch (and the snapshot every fifth)
+  size_t planned_acks = 0;
   for (int cycle = 0; cycle < cycles; ++cycle) {
-    const bool kill_early = rng() % 10 == 0;  // during start-up and recovery
-    const int delay = kill_early ? int(rng() % 40) : int(rng() % 150);
-    early_kills += kill_early;
-    ChildRun run = RunAndKill("items", dir, seed, next, delay, kill_early);
-    ASSERT_TRUE(run.ready || kill_early) << "cycle " << cycle << ": child never got ready:\n" << run.output;
+    KillPlan plan;
+    // One kill in ten during start-up and recovery, at a point inside the start-up measured so
+    // far; the others after 0-3 acknowledged batches, inside or just past the next batch.
+    plan.during_startup = !startup.empty() && rng() % 10 == 0;
+    if (plan.during_startup) {
+      plan.delay = startup.Draw(rng, 1.0);
+    } else {
+      plan.acks = batch.empty() ? 1 : int(rng() % 4);
+      plan.delay = batch.Draw(rng, 1.5);
+      planned_acks += size_t(plan.acks);
+    }
+    early_kills += plan.during_startup;
+    ChildRun run = RunAndKill("items", dir, seed, next, plan);
+    ASSERT_FALSE(run.stalled) << "cycle " << cycle;
+    ASSERT_TRUE(run.ready || plan.during_startup) << "cycle " << cycle << ": child never got ready:\n" << run.output;
+    if (run.ready) startup.Add(run.startup);
+    batch.Add(run.spans);
     for (size_t j = 0; j < run.acked.size(); ++j) {
       ASSERT_EQ(run.acked[j], next + j) << "acknowledgements out of order";
     }
@@ -177,7 +260,7 @@ TEST(CrashTest, AcknowledgedWritesSurviveSigkill) {
       model = std::move(with);
       ++next;
       ++in_flight_applied;
-    } else if (!run.output.empty() && run.ready) {
+    } else if (run.ready) {
       ++in_flight_dropped;
     }
     Status consistent = e.CheckConsistency(crash::kCollection);
@@ -186,9 +269,13 @@ TEST(CrashTest, AcknowledgedWritesSurviveSigkill) {
     ASSERT_GE(recall, 0.9) << "cycle " << cycle;
   }
   std::printf("crash test: %d cycles (%d killed during start-up), %zu acknowledged batches, "
-              "in-flight batch found applied %d times, absent %d times, %zu items at the end\n",
-              cycles, early_kills, acked_total, in_flight_applied, in_flight_dropped, model.size());
-  EXPECT_GT(acked_total, size_t(cycles));  // the workload did make progress
+              "in-flight batch found applied %d times, absent %d times, %zu items at the end; "
+              "measured start-up %.0f ms, batch %.1f ms (medians)\n",
+              cycles, early_kills, acked_total, in_flight_applied, in_flight_dropped, model.size(),
+              std::chrono::duration<double, std::milli>(startup.Typical()).count(),
+              std::chrono::duration<double, std::milli>(batch.Typical()).count());
+  // Every planned trigger was reached: the acknowledgements the schedule waited for all came.
+  EXPECT_GE(acked_total, planned_acks);
 }
 
 // Kills a child that bulk-builds versions and switches to them: the root must always serve a
@@ -201,17 +288,27 @@ TEST(CrashTest, BulkBuildsAndVersionSwitchesSurviveSigkill) {
   const uint64_t seed = 99;
   std::mt19937 rng(8);
   uint64_t next = 0;
-  int switched_unacked = 0;
+  int switched_unacked = 0, killed_building = 0, killed_switching = 0;
+  Spans version;  // measured: one bulk build and switch
   for (int cycle = 0; cycle < cycles; ++cycle) {
-    const int delay = 20 + int(rng() % 400);
-    ChildRun run = RunAndKill("bulk", root, seed, next, delay, false);
+    // The first child runs until it completes a version, which measures one build and switch;
+    // later ones are killed at a random point inside that span (or just past it), a third of
+    // them after completing one more version first.
+    KillPlan plan;
+    plan.acks = version.empty() || rng() % 3 == 0 ? 1 : 0;
+    plan.delay = version.Draw(rng, 1.3);
+    ChildRun run = RunAndKill("bulk", root, seed, next, plan);
+    ASSERT_FALSE(run.stalled) << "cycle " << cycle;
     ASSERT_TRUE(run.ready) << run.output;
+    version.Add(run.spans);
+    killed_building += run.last_line.rfind("BUILD ", 0) == 0;
+    killed_switching += run.last_line.rfind("SWITCH ", 0) == 0;
     next += run.acked.size();
     auto dr = DataRoot::Open(root, {});
     ASSERT_TRUE(dr.ok()) << "cycle " << cycle << ": " << dr.status();
     const std::string current = (*dr)->current_version();
-    const std::string acked = next == 0 ? "initial" : "b" + std::to_string(next - 1);
-    const std::string in_flight = "b" + std::to_string(next);
+    const std::string acked = next == 0 ? "initial" : crash::VersionName(next - 1);
+    const std::string in_flight = crash::VersionName(next);
     ASSERT_TRUE(current == acked || current == in_flight)
         << "cycle " << cycle << ": serving '" << current << "'; expected " << acked << " or " << in_flight;
     if (current == in_flight) {
@@ -233,9 +330,12 @@ TEST(CrashTest, BulkBuildsAndVersionSwitchesSurviveSigkill) {
     ASSERT_TRUE(e->CheckConsistency(crash::kCollection).ok());
   }
   std::printf("bulk crash test: %d cycles, %llu versions built and switched to (%d of them found "
-              "serving without an acknowledgement)\n",
-              cycles, (unsigned long long)next, switched_unacked);
-  EXPECT_GT(next, 0u);
+              "serving without an acknowledgement); killed during a build %d times, during a switch "
+              "%d times; measured build and switch %.0f ms (median)\n",
+              cycles, (unsigned long long)next, switched_unacked, killed_building, killed_switching,
+              std::chrono::duration<double, std::milli>(version.Typical()).count());
+  EXPECT_GT(next, 0u) << "no version was completed";
+  EXPECT_GT(killed_building + killed_switching, 0) << "no kill interrupted a build or a switch";
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "engine/schema.h"
@@ -72,6 +73,13 @@ inline std::vector<ItemRecord> BulkItems(uint64_t seed, uint64_t k) {
     items[i].timestamp = int64_t(k);
   }
   return items;
+}
+
+// The name of bulk build k's version ("b<k>").
+inline std::string VersionName(uint64_t k) {
+  std::string name(1, 'b');
+  name += std::to_string(k);
+  return name;
 }
 
 // Applies batch b to a model of the stored items.

@@ -38,7 +38,9 @@ TEST(AllocateQuotasTest, LargestRemainderSumsToTotal) {
     for (size_t k = 0; k < p.size(); ++k) {
       const double exact = p[k] > 0 ? m * std::pow(p[k], a) / sum : 0;
       EXPECT_LE(std::fabs(double(got[k]) - exact), 1.0) << k;  // never more than one away
-      if (p[k] == 0) EXPECT_EQ(got[k], 0u);
+      if (p[k] == 0) {
+        EXPECT_EQ(got[k], 0u);
+      }
     }
   }
 }
