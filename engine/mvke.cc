@@ -6,7 +6,7 @@
 
 #include "engine/partitions.h"
 #include "engine/pool.h"
-#include "index/ivf/ivf_pq_index.h"
+#include "index/vector_index.h"
 #include "index/simd/kernels.h"
 
 namespace quiver::engine {
@@ -126,8 +126,8 @@ Result<std::vector<QueryHit>> RunMvke(const Partitions& parts, const QuerySpec& 
       return Best(scored, n);
     }
     case MvkeStrategy::kWeightedScan: {
-      const auto* ivf = dynamic_cast<const index::IvfPqIndex*>(&parts.global());
-      if (!ivf || ivf->options().weights != kt) {
+      const index::WeightedIndex* ivf = parts.global().weighted();
+      if (!ivf || ivf->weights_per_item() != kt) {
         return FailedPreconditionError("mvke strategy weighted_scan needs an ivf_pq collection with topics");
       }
       // The index rescores its best `depth` from its float32 rows with each item's alpha: the

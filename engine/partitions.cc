@@ -9,10 +9,8 @@
 #include "base/coding.h"
 #include "base/crc32c.h"
 #include "engine/schema.h"
-#include "index/flat/flat_index.h"
-#include "index/hnsw/hnsw_index.h"
+#include "index/index_factory.h"
 #include "index/io/index_file.h"
-#include "index/ivf/ivf_pq_index.h"
 
 namespace quiver::engine {
 
@@ -28,18 +26,9 @@ std::string TopicFile(const std::string& dir, size_t k) { return dir + "/topic-"
 // A sub-index of `dim` under `metric`: flat for flat collections, else HNSW with the
 // collection's HNSW parameters (the defaults for IVF-PQ collections).
 Result<std::unique_ptr<index::VectorIndex>> MakeSubIndex(const CollectionSchema& s, uint32_t dim, Metric metric) {
-  if (s.index.type == IndexSpec::Type::kFlat) {
-    return std::unique_ptr<index::VectorIndex>(new index::FlatIndex(dim, metric));
-  }
-  index::HnswOptions o;
-  if (s.index.type == IndexSpec::Type::kHnsw) {
-    o.m = s.index.hnsw_m;
-    o.ef_construction = s.index.hnsw_ef_construction;
-    o.ef_search = s.index.hnsw_ef_search;
-    o.quantization = s.index.hnsw_sq8 ? index::HnswQuantization::kSq8 : index::HnswQuantization::kNone;
-  }
-  QV_ASSIGN_OR_RETURN(auto idx, index::HnswIndex::Create(dim, metric, o));
-  return std::unique_ptr<index::VectorIndex>(std::move(idx));
+  IndexSpec spec;  // HNSW with the default parameters
+  if (s.index.type != IndexSpec::Type::kIvfPq) spec = s.index;
+  return index::CreateIndex(spec, dim, metric);
 }
 
 Result<std::unique_ptr<index::VectorIndex>> MakeClusterIndex(const CollectionSchema& s) {
@@ -53,14 +42,13 @@ Status AddTo(index::VectorIndex& idx, std::span<const ItemRecord* const> items) 
   std::vector<float> vectors, weights;
   ids.reserve(items.size());
   vectors.reserve(items.size() * idx.dim());
-  auto* ivf = dynamic_cast<index::IvfPqIndex*>(&idx);
-  const bool weighted = ivf && ivf->options().weights > 0;
+  index::WeightedIndex* weighted = idx.weighted();
   for (const ItemRecord* item : items) {
     ids.push_back(item->id);
     vectors.insert(vectors.end(), item->vector.begin(), item->vector.end());
     if (weighted) weights.insert(weights.end(), item->topic_weights.begin(), item->topic_weights.end());
   }
-  return weighted ? ivf->AddWeighted(ids, vectors, weights) : idx.Add(ids, vectors);
+  return weighted ? weighted->AddWeighted(ids, vectors, weights) : idx.Add(ids, vectors);
 }
 
 }  // namespace
@@ -238,8 +226,7 @@ size_t Partitions::memory_bytes() const {
 }
 
 bool Partitions::trained() const {
-  auto* ivf = dynamic_cast<const index::IvfPqIndex*>(global_.get());
-  return ivf == nullptr || ivf->trained();
+  return global_->trained();
 }
 
 int64_t Partitions::ClusterOf(uint64_t id) const {

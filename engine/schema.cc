@@ -3,9 +3,7 @@
 #include <cmath>
 #include <unordered_set>
 
-#include "index/flat/flat_index.h"
-#include "index/hnsw/hnsw_index.h"
-#include "index/ivf/ivf_pq_index.h"
+#include "index/index_factory.h"
 
 namespace quiver::engine {
 namespace {
@@ -117,43 +115,18 @@ Status ValidateUser(const CollectionSchema& schema, const UserRecord& user) {
 }
 
 Result<std::unique_ptr<index::VectorIndex>> MakeIndex(const CollectionSchema& s) {
-  const IndexSpec& x = s.index;
-  switch (x.type) {
-    case IndexSpec::Type::kFlat:
-      return std::unique_ptr<index::VectorIndex>(new index::FlatIndex(s.dim, s.metric));
-    case IndexSpec::Type::kHnsw: {
-      index::HnswOptions o;
-      o.m = x.hnsw_m;
-      o.ef_construction = x.hnsw_ef_construction;
-      o.ef_search = x.hnsw_ef_search;
-      o.quantization = x.hnsw_sq8 ? index::HnswQuantization::kSq8 : index::HnswQuantization::kNone;
-      QV_ASSIGN_OR_RETURN(auto idx, index::HnswIndex::Create(s.dim, s.metric, o));
-      return std::unique_ptr<index::VectorIndex>(std::move(idx));
-    }
-    case IndexSpec::Type::kIvfPq: {
-      index::IvfPqOptions o;
-      o.nlist = x.ivf_nlist;
-      o.m = x.ivf_m;
-      o.nbits = x.ivf_nbits;
-      o.nprobe = x.ivf_nprobe;
-      o.refine = x.ivf_refine;
-      o.refine_store = x.ivf_refine == 0 ? index::RefineStore::kNone
-                       : x.ivf_refine_int8 ? index::RefineStore::kInt8
-                                           : index::RefineStore::kFloat32;
-      o.weights = s.topics;  // alpha beside each code: MVKE's weighted scan
-      QV_ASSIGN_OR_RETURN(auto idx, index::IvfPqIndex::Create(s.dim, s.metric, o));
-      return std::unique_ptr<index::VectorIndex>(std::move(idx));
-    }
-  }
-  return InvalidArgumentError("unknown index type");
+  // The weighted scan needs alpha beside each code: IVF-PQ collections with topics keep it.
+  const size_t weights = s.index.type == IndexSpec::Type::kIvfPq ? s.topics : 0;
+  return index::CreateIndex(s.index, s.dim, s.metric, weights);
 }
 
 Status CheckIndexMatches(const CollectionSchema& s, const index::VectorIndex& idx) {
   QV_ASSIGN_OR_RETURN(auto fresh, MakeIndex(s));
-  const auto* ivf = dynamic_cast<const index::IvfPqIndex*>(&idx);
-  if (ivf && ivf->options().weights != s.topics) {  // written before IVF-PQ kept topic weights
-    return DataLossError("snapshot's IVF-PQ index keeps " + std::to_string(ivf->options().weights) +
-                         " weights per item; collection '" + s.name + "' has " + std::to_string(s.topics) + " topics");
+  const size_t weights = idx.weighted() ? idx.weighted()->weights_per_item() : 0;
+  const size_t wanted = fresh->weighted() ? fresh->weighted()->weights_per_item() : 0;
+  if (weights != wanted) {  // an IVF-PQ snapshot written before IVF-PQ kept topic weights
+    return DataLossError("snapshot's index keeps " + std::to_string(weights) + " weights per item; collection '" +
+                         s.name + "' has " + std::to_string(s.topics) + " topics");
   }
   if (idx.type_name() != fresh->type_name() || idx.dim() != s.dim || idx.metric() != s.metric) {
     return DataLossError("snapshot holds a " + std::string(idx.type_name()) + " index of dim " +

@@ -7,11 +7,6 @@
 #include <thread>
 #include <unordered_set>
 
-#include "index/flat/flat_index.h"
-#include "index/hnsw/hnsw_index.h"
-#include "index/io/index_file.h"
-#include "index/ivf/ivf_pq_index.h"
-#include "index/simd/kernels.h"
 
 namespace quiver::index {
 
@@ -103,26 +98,6 @@ Status VectorIndex::SearchBatch(std::span<const float> queries, const SearchPara
   worker();
   for (auto& t : pool) t.join();
   return first_error;
-}
-
-Result<std::unique_ptr<VectorIndex>> LoadIndex(const std::string& path) {
-  QV_ASSIGN_OR_RETURN(IndexFileReader file, IndexFileReader::Open(path));
-  switch (file.type()) {
-    case IndexType::kFlat: {
-      QV_ASSIGN_OR_RETURN(auto flat, FlatIndex::Load(file));
-      return std::unique_ptr<VectorIndex>(std::move(flat));
-    }
-    case IndexType::kHnsw: {
-      QV_ASSIGN_OR_RETURN(auto hnsw, HnswIndex::Load(file));
-      return std::unique_ptr<VectorIndex>(std::move(hnsw));
-    }
-    case IndexType::kIvfPq: {
-      QV_ASSIGN_OR_RETURN(auto ivf, IvfPqIndex::Load(file));
-      return std::unique_ptr<VectorIndex>(std::move(ivf));
-    }
-  }
-  return DataLossError("index file " + path + " has an unknown index type " +
-                       std::to_string(static_cast<uint32_t>(file.type())));
 }
 
 }  // namespace quiver::index

@@ -21,17 +21,16 @@
 #include <string_view>
 #include <vector>
 
-#include "base/model.h"
+#include "base/index_spec.h"
 #include "base/result.h"
 #include "base/status.h"
 
 namespace quiver::index {
 
-// The metric enum and its names live in base/model.h (shared with the wire and the client).
+// The metric enum and its names live in base/index_spec.h (shared with the wire and the client).
 using ::quiver::Metric;
 using ::quiver::MetricName;
 using ::quiver::ParseMetric;
-
 
 struct Neighbor {
   uint64_t id;
@@ -86,6 +85,8 @@ struct SearchStats {
   size_t hops = 0;       // graph nodes expanded
 };
 
+class WeightedIndex;
+
 class VectorIndex {
  public:
   virtual ~VectorIndex() = default;
@@ -132,15 +133,40 @@ class VectorIndex {
   // Writes the index to `path` atomically (a temporary file, fsync, rename).
   virtual Status Save(const std::string& path) const = 0;
 
+  // Capabilities beyond the interface above, asked for instead of casting to an implementation.
+  // False until an index that must be trained (IVF-PQ) has been.
+  virtual bool trained() const { return true; }
+  // The per-item weights interface when the index keeps weights beside each item, else null.
+  virtual WeightedIndex* weighted() { return nullptr; }
+  virtual const WeightedIndex* weighted() const { return nullptr; }
+
  protected:
   // Shared input checks for implementations.
   Status ValidateAdd(std::span<const uint64_t> ids, std::span<const float> vectors) const;
   Status ValidateQuery(std::span<const float> query, const SearchParams& params) const;
 };
 
-// Loads any index written by VectorIndex::Save. A file that is truncated, corrupted, or of an
-// unknown format gives kDataLoss; a missing file kNotFound.
-Result<std::unique_ptr<VectorIndex>> LoadIndex(const std::string& path);
+// An index that keeps W float weights beside each item (MVKE's topic weights alpha) and scores
+// an item against W queries at once: s(i) = sum_k w_ik (q_k . x_i). Same thread-safety as
+// VectorIndex. Implemented by IvfPqIndex built with weights (ivf_pq_index.h has the details).
+class WeightedIndex {
+ public:
+  // W.
+  virtual size_t weights_per_item() const = 0;
+  // Adds items with their W weights each (row i at weights[i * W]); checks as VectorIndex::Add.
+  virtual Status AddWeighted(std::span<const uint64_t> ids, std::span<const float> vectors,
+                             std::span<const float> weights) = 0;
+  // The params.k best items by s for the W queries (row k of `queries`), distance -s; `terms`
+  // (if given) receives per result the k whose term is largest, when the scores are exact.
+  virtual Status SearchWeighted(std::span<const float> queries, const SearchParams& params,
+                                std::vector<Neighbor>* out, std::vector<uint32_t>* terms = nullptr) const = 0;
+  // Whether SearchWeighted's scores are exact for these params (else they are approximations
+  // the caller should rescore).
+  virtual bool ExactWeighted(const SearchParams& params) const = 0;
+
+ protected:
+  ~WeightedIndex() = default;
+};
 
 // Converts a metric distance back to a similarity score for callers that rank by "higher is
 // better": -distance for L2, the dot product for IP, the cosine for cosine.

@@ -9,8 +9,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "index/flat/flat_index.h"
-#include "index/hnsw/hnsw_index.h"
+#include "index/index_factory.h"
 
 namespace quiver::plugins {
 namespace {
@@ -161,15 +160,11 @@ class U2uKnn final : public Plugin {
     }));
     if (ids.empty()) return Status::Ok();
     const Metric metric = ctx.schema().metric;
-    std::unique_ptr<index::VectorIndex> idx;
-    if (ids.size() <= 10000) {
-      idx = std::make_unique<index::FlatIndex>(dim, metric);
-    } else {
-      index::HnswOptions o;
-      o.ef_search = std::max<size_t>(2 * k + 2, 64);
-      QV_ASSIGN_OR_RETURN(auto h, index::HnswIndex::Create(dim, metric, o));
-      idx = std::move(h);
-    }
+    // Exact below 10,000 users, else HNSW with a search list wide enough for k.
+    IndexSpec spec;
+    spec.type = ids.size() <= 10000 ? IndexSpec::Type::kFlat : IndexSpec::Type::kHnsw;
+    spec.hnsw_ef_search = uint32_t(std::max<size_t>(2 * k + 2, 64));
+    QV_ASSIGN_OR_RETURN(auto idx, index::CreateIndex(spec, dim, metric));
     QV_RETURN_IF_ERROR(idx->Add(ids, vectors));
     const std::string kind = Kinds(ctx)[0];
     return ParallelFor(ids.size(), [&](size_t i) -> Status {

@@ -32,6 +32,7 @@
 #include "bench/read_bandwidth.h"
 #include "index/flat/flat_index.h"
 #include "index/hnsw/hnsw_index.h"
+#include "index/index_factory.h"
 #include "index/ivf/ivf_pq_index.h"
 #include "index/simd/kernels.h"
 

@@ -56,7 +56,7 @@ struct ListQuota {
   size_t k;
 };
 
-class IvfPqIndex final : public VectorIndex {
+class IvfPqIndex final : public VectorIndex, public WeightedIndex {
  public:
   static Result<std::unique_ptr<IvfPqIndex>> Create(size_t dim, Metric metric,
                                                     const IvfPqOptions& options);
@@ -67,7 +67,11 @@ class IvfPqIndex final : public VectorIndex {
   size_t size() const override;
   size_t memory_bytes() const override;
   const IvfPqOptions& options() const { return options_; }
-  bool trained() const;
+  bool trained() const override;
+  // Itself when built with options.weights > 0.
+  WeightedIndex* weighted() override { return options_.weights > 0 ? this : nullptr; }
+  const WeightedIndex* weighted() const override { return options_.weights > 0 ? this : nullptr; }
+  size_t weights_per_item() const override { return options_.weights; }
   // Items in each list.
   std::vector<size_t> ListSizes() const;
 
@@ -86,7 +90,8 @@ class IvfPqIndex final : public VectorIndex {
                     std::span<const uint32_t> lists);
   // With options.weights = W: adds items with their W weights each (row i at weights[i * W]);
   // Add and AddToLists store zero weights.
-  Status AddWeighted(std::span<const uint64_t> ids, std::span<const float> vectors, std::span<const float> weights);
+  Status AddWeighted(std::span<const uint64_t> ids, std::span<const float> vectors,
+                     std::span<const float> weights) override;
   // The weighted multi-table scan, for MVKE over one copy of each item: with W queries q_k (row
   // k of `queries`), scores each item of the probed lists by
   //   s(i) = sum_k w_ik (q_k . c_l + T_k(code_i)),
@@ -100,9 +105,9 @@ class IvfPqIndex final : public VectorIndex {
   // Queries are used as given (not normalised, also under cosine). REQUIRES options.weights =
   // W > 0 (else kFailedPrecondition).
   Status SearchWeighted(std::span<const float> queries, const SearchParams& params, std::vector<Neighbor>* out,
-                        std::vector<uint32_t>* terms = nullptr) const;
+                        std::vector<uint32_t>* terms = nullptr) const override;
   // Whether SearchWeighted's scores are exact (float32 refine rows and a refine factor).
-  bool ExactWeighted(const SearchParams& params) const {
+  bool ExactWeighted(const SearchParams& params) const override {
     return options_.refine_store == RefineStore::kFloat32 && RefineFactor(params) > 0;
   }
   Status Remove(std::span<const uint64_t> ids) override;

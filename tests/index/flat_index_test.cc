@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <unistd.h>
 
+#include "index/index_factory.h"
 #include "tests/testing/data.h"
 
 namespace quiver::index {

@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "index/flat/flat_index.h"
+#include "index/index_factory.h"
 #include "tests/testing/data.h"
 
 namespace quiver::index {

@@ -9,6 +9,7 @@
 
 #include "index/flat/flat_index.h"
 #include "index/hnsw/hnsw_index.h"
+#include "index/index_factory.h"
 #include "index/ivf/ivf_pq_index.h"
 #include "tests/testing/data.h"
 

@@ -7,6 +7,7 @@
 #include <set>
 #include <unistd.h>
 
+#include "index/index_factory.h"
 #include "tests/testing/data.h"
 
 namespace quiver::index {

@@ -1,4 +1,4 @@
-#include "base/model.h"
+#include "base/index_spec.h"
 
 namespace quiver {
 
