@@ -1,9 +1,7 @@
-// Which allocator this executable links. Linked into executables only (not libraries), since
-// the allocator is an executable's choice (QUIVER_JEMALLOC).
+#include "base/allocator.h"
+
 #include <cstdint>
 #include <string>
-
-#include "base/version.h"
 
 #if defined(QUIVER_WITH_JEMALLOC)
 #include <jemalloc/jemalloc.h>

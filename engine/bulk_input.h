@@ -3,7 +3,7 @@
 // Attribute row i describes vector row i. Fields (all optional except where the schema needs
 // them): id (default: the row number), cluster, topics (weights; CSV: separated by ';'),
 // category, tags (CSV: ';'-separated integers), timestamp, payload (a JSON value; in CSV a
-// quoted field holding JSON text). The formats are documented in docs/bulk-build.md.
+// quoted field holding JSON text). The formats are documented in docs/storage.md ("Bulk builds").
 // Every error names the file and line.
 #pragma once
 

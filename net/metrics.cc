@@ -2,7 +2,7 @@
 
 #include <cstdio>
 
-#include "base/version.h"
+#include "base/allocator.h"
 
 namespace quiver::net {
 

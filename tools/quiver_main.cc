@@ -4,7 +4,7 @@
 //   quiver versions --root DIR          list a data root's versions and which one serves
 //   quiver call METHOD PATH [BODY]      any REST call (docs/api.md), sent to a running quiverd over
 //                                       the binary protocol through the client library
-// `quiver <command> --help` lists a command's options; docs/bulk-build.md has examples.
+// `quiver <command> --help` lists a command's options; docs/storage.md ("Bulk builds") has examples.
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -15,6 +15,7 @@
 #include <sstream>
 #include <string>
 
+#include "base/allocator.h"
 #include "base/version.h"
 #include "client/client.h"
 #include "engine/bulk_input.h"

@@ -6,7 +6,7 @@
 //   - "batch" forms score one query against n rows of a contiguous row-major block (stride d);
 //   - "by ids" forms score one query against rows base + ids[j] * d;
 //   - L2 kernels return the squared Euclidean distance, IP kernels the dot product;
-//   - quantised kernels work on codes (see index/simd/quantize.h): uint8 codes for L2
+//   - quantised kernels work on codes (see index/simd/quantizer.h): uint8 codes for L2
 //     (any affine encoding with one step for all components: step^2 * L2SqrU8 = distance),
 //     int8 codes for inner product (symmetric encoding: step^2 * InnerProductI8 = dot product),
 //     fp16 (IEEE binary16) vectors against a float query.
