@@ -18,7 +18,7 @@
 #include <string>
 
 #include "base/version.h"
-#include "engine/bulk_input.h"
+#include "formats/bulk_input.h"
 #include "engine/engine.h"
 #include "index/hnsw/hnsw_index.h"
 #include "index/simd/kernels.h"
@@ -29,6 +29,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace quiver;
 using namespace quiver::engine;
+using namespace quiver::formats;
 using Clock = std::chrono::steady_clock;
 
 double Since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }

@@ -13,6 +13,7 @@
 
 #include "engine/channels.h"
 #include "engine/partitions.h"
+#include "index/kmeans/kmeans.h"
 
 namespace quiver::engine {
 
@@ -284,7 +285,49 @@ Status Engine::CreateCollection(const CollectionSchema& schema) {
   return Status::Ok();
 }
 
-Result<CollectionInfo> Engine::BulkLoad(const CollectionSchema& schema, std::span<const ItemRecord> items) {
+namespace {
+
+// Every item's cluster set to its nearest of C k-means centroids of the items (k-means++
+// seeding, trained on a sample of at most 256 points per centroid).
+Result<std::vector<ItemRecord>> WithKMeansClusters(std::span<const ItemRecord> items, uint32_t clusters) {
+  if (items.size() < clusters) {
+    return InvalidArgumentError("kmeans_clusters " + std::to_string(clusters) + " needs at least that many items; got " +
+                                std::to_string(items.size()));
+  }
+  const size_t dim = items[0].vector.size();
+  std::vector<float> data;
+  data.reserve(items.size() * dim);
+  for (const ItemRecord& item : items) data.insert(data.end(), item.vector.begin(), item.vector.end());
+  index::KMeansOptions ko;
+  ko.k = clusters;
+  ko.plus_plus_init = true;
+  QV_ASSIGN_OR_RETURN(index::KMeansResult km, index::TrainKMeans(data, dim, ko));
+  std::vector<uint32_t> labels(items.size());
+  index::AssignNearest(data.data(), items.size(), km.centroids.data(), clusters, dim, labels.data(), nullptr, 0);
+  std::vector<ItemRecord> out(items.begin(), items.end());
+  for (size_t i = 0; i < out.size(); ++i) out[i].cluster = labels[i];
+  return out;
+}
+
+}  // namespace
+
+Result<CollectionInfo> Engine::BulkLoad(const CollectionSchema& schema_in, std::span<const ItemRecord> items_in,
+                                        const BulkLoadOptions& options) {
+  CollectionSchema schema = schema_in;
+  std::span<const ItemRecord> items = items_in;
+  std::vector<ItemRecord> clustered;
+  if (options.kmeans_clusters > 0) {
+    if (schema.clusters != 0 && schema.clusters != options.kmeans_clusters) {
+      return InvalidArgumentError("the schema's clusters (" + std::to_string(schema.clusters) +
+                                  ") and kmeans_clusters (" + std::to_string(options.kmeans_clusters) + ") disagree");
+    }
+    // Validated first: k-means needs vectors of the schema's dimension, without NaN.
+    schema.clusters = 0;
+    QV_RETURN_IF_ERROR(ValidateItems(schema, items));
+    QV_ASSIGN_OR_RETURN(clustered, WithKMeansClusters(items, options.kmeans_clusters));
+    schema.clusters = options.kmeans_clusters;
+    items = clustered;
+  }
   QV_RETURN_IF_ERROR(ValidateSchema(schema));
   QV_RETURN_IF_ERROR(ValidateItems(schema, items));
   if (items.size() < MinFirstBatch(schema)) {

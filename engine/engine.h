@@ -60,7 +60,17 @@ class Engine {
   // as a whole) are written to SST files and ingested in one step, the index is built and
   // snapshotted, and only then is the collection recorded, so a build that dies part-way
   // leaves no collection behind. kAlreadyExists if the name is taken.
-  Result<CollectionInfo> BulkLoad(const CollectionSchema& schema, std::span<const ItemRecord> items);
+  struct BulkLoadOptions {
+    // C > 0: every item's cluster is set to its nearest of C k-means centroids of the items
+    // (k-means++ seeding), and the collection gets C clusters; the schema's clusters must be 0
+    // or C, and there must be at least C items.
+    uint32_t kmeans_clusters = 0;
+  };
+  Result<CollectionInfo> BulkLoad(const CollectionSchema& schema, std::span<const ItemRecord> items,
+                                  const BulkLoadOptions& options);
+  Result<CollectionInfo> BulkLoad(const CollectionSchema& schema, std::span<const ItemRecord> items) {
+    return BulkLoad(schema, items, BulkLoadOptions{});
+  }
   // kNotFound for an unknown collection. Removes its records and snapshots.
   Status DropCollection(const std::string& name);
   std::vector<CollectionInfo> ListCollections() const;

@@ -8,7 +8,7 @@
 #include <limits>
 #include <vector>
 
-#include "engine/json_item.h"
+#include "formats/json_item.h"
 
 namespace quiver::net {
 namespace {
@@ -138,7 +138,7 @@ Status FloatVectorsFromJson(element e, const char* what, std::vector<std::vector
   if (auto err = e.get_array().get(a)) return BadField(what, err);
   for (element x : a) {
     out->emplace_back();
-    QV_RETURN_IF_ERROR(engine::FloatsFromJson(x, what, &out->back()));
+    QV_RETURN_IF_ERROR(formats::FloatsFromJson(x, what, &out->back()));
   }
   return Status::Ok();
 }
@@ -337,7 +337,7 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
     QV_RETURN_IF_ERROR(OnlyFields(obj, {"items"}));
     UpsertCall c{coll, {}};
     QV_RETURN_IF_ERROR(ArrayOfObjects(obj, "items", &c.items, [](object o, ItemRecord* item) {
-      return engine::ItemFromJson(o, /*allow_vector=*/true, item);
+      return formats::ItemFromJson(o, /*allow_vector=*/true, item);
     }));
     return Call(std::move(c));
   }
@@ -358,7 +358,7 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
     if (method != "POST") return wrong_method();
     QV_RETURN_IF_ERROR(OnlyFields(obj, {"users"}));
     PutUsersCall c{coll, {}};
-    QV_RETURN_IF_ERROR(ArrayOfObjects(obj, "users", &c.users, engine::UserFromJson));
+    QV_RETURN_IF_ERROR(ArrayOfObjects(obj, "users", &c.users, formats::UserFromJson));
     return Call(std::move(c));
   }
   if (action == "users") {
@@ -387,7 +387,7 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
     SearchCall c;
     c.collection = coll;
     element v;
-    if (!obj["vector"].get(v)) QV_RETURN_IF_ERROR(engine::FloatsFromJson(v, "vector", &c.vector));
+    if (!obj["vector"].get(v)) QV_RETURN_IF_ERROR(formats::FloatsFromJson(v, "vector", &c.vector));
     if (!obj["vectors"].get(v)) QV_RETURN_IF_ERROR(FloatVectorsFromJson(v, "vectors", &c.vectors));
     if (!obj["mvke"].get(v)) {
       object mo;
@@ -486,7 +486,7 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
     } else {
       return Bad("unknown aggregate '" + aggregate + "' (max, sum, weighted)");
     }
-    if (!obj["weights"].get(v)) QV_RETURN_IF_ERROR(engine::FloatsFromJson(v, "weights", &c.weights));
+    if (!obj["weights"].get(v)) QV_RETURN_IF_ERROR(formats::FloatsFromJson(v, "weights", &c.weights));
     if (!obj["quota"].get(v)) {
       object qo;
       if (auto err = v.get_object().get(qo)) return BadField("quota", err);
@@ -498,7 +498,7 @@ Result<Call> CollectionCall(std::string_view method, std::string_view name, std:
         if (pe.get_string().get(word) == simdjson::SUCCESS) {
           if (word != "auto") return Bad("quota p must be an array or \"auto\"");
         } else {
-          QV_RETURN_IF_ERROR(engine::FloatsFromJson(pe, "quota p", &quota.p));
+          QV_RETURN_IF_ERROR(formats::FloatsFromJson(pe, "quota p", &quota.p));
         }
       }
       for (auto [key, out] : {std::pair<const char*, float*>{"a", &quota.a}, {"temperature", &quota.temperature}}) {

@@ -18,10 +18,9 @@
 #include "base/allocator.h"
 #include "base/version.h"
 #include "client/client.h"
-#include "engine/bulk_input.h"
+#include "formats/bulk_input.h"
 #include "engine/data_root.h"
 #include "engine/engine.h"
-#include "index/kmeans/kmeans.h"
 #include "index/simd/kernels.h"
 #include "index/simd/simd_level.h"
 #include "net/json_api.h"
@@ -32,6 +31,7 @@ namespace {
 namespace fs = std::filesystem;
 using quiver::Status;
 using namespace quiver::engine;
+using namespace quiver::formats;
 
 int PrintVersion() {
   using quiver::simd::SimdLevelName;
@@ -90,27 +90,6 @@ void AddBuildOptions(CLI::App* cmd, BuildArgs* a) {
   cmd->add_flag("--refine-int8", x.ivf_refine_int8, "IVF: keep 8-bit re-rank rows instead of float32");
 }
 
-// Sets every item's cluster to its nearest of C k-means centroids (k-means++ seeding, trained
-// on a sample of at most 256 points per centroid).
-Status AssignKMeansClusters(uint32_t clusters, std::vector<ItemRecord>* items) {
-  if (items->size() < clusters) {
-    return quiver::InvalidArgumentError("--kmeans-clusters " + std::to_string(clusters) + " needs at least that many items");
-  }
-  const size_t dim = (*items)[0].vector.size();
-  std::vector<float> data;
-  data.reserve(items->size() * dim);
-  for (const ItemRecord& item : *items) data.insert(data.end(), item.vector.begin(), item.vector.end());
-  quiver::index::KMeansOptions ko;
-  ko.k = clusters;
-  ko.plus_plus_init = true;
-  auto km = quiver::index::TrainKMeans(data, dim, ko);
-  if (!km.ok()) return km.status();
-  std::vector<uint32_t> labels(items->size());
-  quiver::index::AssignNearest(data.data(), items->size(), km->centroids.data(), clusters, dim, labels.data(), nullptr, 0);
-  for (size_t i = 0; i < items->size(); ++i) (*items)[i].cluster = labels[i];
-  return Status::Ok();
-}
-
 int RunBuild(BuildArgs& a) {
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
@@ -147,13 +126,6 @@ int RunBuild(BuildArgs& a) {
   if (!a.plugins_dir.empty()) {
     if (Status s = quiver::plugins::Registry::Global().LoadDirectory(a.plugins_dir); !s.ok()) return Fail(s);
   }
-  if (a.kmeans_clusters > 0) {
-    if (a.schema.clusters != 0 && a.schema.clusters != a.kmeans_clusters) {
-      return Fail(quiver::InvalidArgumentError("--clusters and --kmeans-clusters disagree"));
-    }
-    if (Status s = AssignKMeansClusters(a.kmeans_clusters, &*items); !s.ok()) return Fail(s);
-    a.schema.clusters = a.kmeans_clusters;
-  }
   const double read_s = std::chrono::duration<double>(Clock::now() - t0).count();
 
   // A new version directory is built beside its final name and renamed into place when
@@ -168,7 +140,7 @@ int RunBuild(BuildArgs& a) {
   };
   auto engine = Engine::Open(dir, {});
   if (!engine.ok()) return fail(engine.status());
-  auto info = (*engine)->BulkLoad(a.schema, *items);
+  auto info = (*engine)->BulkLoad(a.schema, *items, {.kmeans_clusters = a.kmeans_clusters});
   if (!info.ok()) return fail(info.status());
   if (!users.empty()) {
     for (size_t at = 0; at < users.size(); at += 10000) {

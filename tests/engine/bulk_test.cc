@@ -5,7 +5,7 @@
 #include <random>
 
 #include "base/coding.h"
-#include "engine/bulk_input.h"
+#include "formats/bulk_input.h"
 #include "engine/data_root.h"
 #include "engine/engine.h"
 #include "tests/testing/temp_dir.h"
@@ -14,6 +14,7 @@ namespace quiver::engine {
 namespace {
 
 namespace fs = std::filesystem;
+using namespace ::quiver::formats;
 
 void WriteFile(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

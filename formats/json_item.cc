@@ -1,6 +1,6 @@
-#include "engine/json_item.h"
+#include "formats/json_item.h"
 
-namespace quiver::engine {
+namespace quiver::formats {
 namespace {
 
 Status Bad(std::string_view field, simdjson::error_code err) {
@@ -96,4 +96,4 @@ Status UserFromJson(simdjson::dom::object obj, UserRecord* user) {
   return Status::Ok();
 }
 
-}  // namespace quiver::engine
+}  // namespace quiver::formats

@@ -1,4 +1,4 @@
-#include "engine/bulk_input.h"
+#include "formats/bulk_input.h"
 
 #include <simdjson.h>
 
@@ -9,12 +9,10 @@
 #include <sstream>
 
 #include "base/coding.h"
-#include "engine/json_item.h"
+#include "formats/json_item.h"
 
-namespace quiver::engine {
+namespace quiver::formats {
 namespace {
-
-using storage::ItemRecord;
 
 Result<std::string> Slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -338,4 +336,4 @@ Result<std::vector<ItemRecord>> AssembleItems(VectorFile vectors, std::vector<It
   return attributes;
 }
 
-}  // namespace quiver::engine
+}  // namespace quiver::formats

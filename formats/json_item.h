@@ -13,7 +13,7 @@
 #include "base/model.h"
 #include "base/status.h"
 
-namespace quiver::engine {
+namespace quiver::formats {
 
 Status ItemFromJson(simdjson::dom::object obj, bool allow_vector, ItemRecord* item);
 // User fields: id, vector, history (array of {"item", "timestamp"}).
@@ -21,4 +21,4 @@ Status UserFromJson(simdjson::dom::object obj, UserRecord* user);
 // A JSON array of numbers into floats (kInvalidArgument naming `field` otherwise).
 Status FloatsFromJson(simdjson::dom::element e, const char* field, std::vector<float>* out);
 
-}  // namespace quiver::engine
+}  // namespace quiver::formats

@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "base/result.h"
-#include "storage/records.h"
+#include "base/model.h"
 
-namespace quiver::engine {
+namespace quiver::formats {
 
 struct VectorFile {
   size_t n = 0;
@@ -27,14 +27,14 @@ Result<VectorFile> ReadVectors(const std::string& path);
 
 // Attributes from .csv (a header row names the columns) or .jsonl (one object per line).
 // The records come back without vectors.
-Result<std::vector<storage::ItemRecord>> ReadAttributes(const std::string& path);
+Result<std::vector<ItemRecord>> ReadAttributes(const std::string& path);
 
 // Users for a bulk build: .jsonl (one user object per line) or .json ({"users": [...]}, the
 // body of POST .../users); fields as in the REST API (id, vector, history).
 Result<std::vector<UserRecord>> ReadUsers(const std::string& path);
 
 // Items from vectors and (optionally) attributes; kInvalidArgument if the row counts differ.
-Result<std::vector<storage::ItemRecord>> AssembleItems(VectorFile vectors,
-                                                       std::vector<storage::ItemRecord> attributes);
+Result<std::vector<ItemRecord>> AssembleItems(VectorFile vectors,
+                                                       std::vector<ItemRecord> attributes);
 
-}  // namespace quiver::engine
+}  // namespace quiver::formats
