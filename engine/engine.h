@@ -112,8 +112,9 @@ class Engine {
   Result<std::optional<std::vector<Hit>>> GetList(const std::string& name, std::string_view kind, uint64_t key) const;
   Result<std::vector<storage::ListInfo>> ListInfos(const std::string& name) const;
 
-  // Checks that the index holds exactly the stored ids (kDataLoss naming the first difference).
-  // Costs a scan of the stored items.
+  // Checks that the index holds exactly the stored ids, each (where the index keeps vectors
+  // exactly) with the stored vector (kDataLoss naming the first difference). Costs a scan of
+  // the stored items.
   Status CheckConsistency(const std::string& name) const;
 
  private:
