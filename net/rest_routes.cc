@@ -184,9 +184,18 @@ constexpr Route kRoutes[] = {
     {"POST", "/v1/versions/rollback", [](const Match&, object) -> Result<Call> { return Call(RollbackCall{}); }},
 };
 
-// Whether the path's segments fit the pattern, filling the captures.
-bool Matches(std::string_view pattern, const std::vector<std::string_view>& segments, Match* m) {
-  const std::vector<std::string_view> want = SplitPath(pattern);
+// Each route's pattern split into segments, once.
+const std::vector<std::vector<std::string_view>>& RouteSegments() {
+  static const std::vector<std::vector<std::string_view>> split = [] {
+    std::vector<std::vector<std::string_view>> out;
+    for (const Route& route : kRoutes) out.push_back(SplitPath(route.path));
+    return out;
+  }();
+  return split;
+}
+
+// Whether the path's segments fit the pattern's, filling the captures.
+bool Matches(const std::vector<std::string_view>& want, const std::vector<std::string_view>& segments, Match* m) {
   if (want.size() != segments.size()) return false;
   for (size_t i = 0; i < want.size(); ++i) {
     if (want[i] == "{c}") {
@@ -208,9 +217,10 @@ Result<Call> DecodeHttpCall(std::string_view method, std::string_view target, st
                             size_t max_json_depth) {
   const std::vector<std::string_view> segments = SplitPath(target);
   bool path_known = false;
-  for (const Route& route : kRoutes) {
+  for (size_t r = 0; r < std::size(kRoutes); ++r) {
+    const Route& route = kRoutes[r];
     Match m;
-    if (!Matches(route.path, segments, &m)) continue;
+    if (!Matches(RouteSegments()[r], segments, &m)) continue;
     path_known = true;
     if (route.method != method) continue;
     Body body;
