@@ -2,9 +2,9 @@
 # Quiver's one entry point on a Debian 12 machine (as root, or with sudo available):
 #   ./quiver.sh run     install what is missing, build (Release), serve the MovieLens demo on
 #                       127.0.0.1 (REST 7700, binary 7701) and print an example of each operator
-#   ./quiver.sh test    install what is missing, build, run the whole test suite (the kernel
-#                       tests cross-built for aarch64 under qemu, the fuzzers briefly, then
-#                       everything on x86-64)
+#   ./quiver.sh test    install what is missing, check the formatting, build everything, run
+#                       the whole test suite (the kernel tests cross-built for aarch64 under
+#                       qemu, the fuzzers briefly, then everything on x86-64)
 #   ./quiver.sh deps    only install the Debian packages
 #   ./quiver.sh build   only configure and build
 # Environment: BUILD_DIR (default ./build), JOBS (default: number of cores), QUIVER_FUZZ_SECONDS
@@ -23,7 +23,7 @@ JOBS=${JOBS:-$(nproc)}
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libsimde-dev libjemalloc-dev zlib1g-dev librocksdb-dev libsimdjson-dev libcli11-dev
-  libboost-dev flatbuffers-compiler libflatbuffers-dev wrk clang libclang-rt-14-dev curl
+  libboost-dev flatbuffers-compiler libflatbuffers-dev wrk clang libclang-rt-14-dev clang-format curl
   libgtest-dev libgmock-dev libbenchmark-dev
   libhnswlib-dev libfaiss-dev libopenblas-dev
   dataset-fashion-mnist python3 python3-numpy python3-faiss
@@ -74,6 +74,17 @@ test_fuzz() {
 }
 
 # build [TARGET...]: configure (tests and benchmarks included) and build the targets, or all.
+# Every C++ source is formatted as .clang-format says; a file that clang-format would change
+# fails the run (fix with: clang-format -i FILE).
+check_format() {
+  local files
+  files=$(find "$ROOT"/{base,index,formats,storage,plugins,engine,net,client,tools,tests,bench,examples} \
+    -name '*.h' -o -name '*.cc' | sort)
+  # shellcheck disable=SC2086
+  clang-format --dry-run --Werror $files || { echo "quiver.sh: formatting differs (clang-format -i FILE)"; return 1; }
+  echo "format: $(echo "$files" | wc -l) files as .clang-format says"
+}
+
 build() {
   cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DQUIVER_BUILD_TESTS=ON -DQUIVER_BUILD_BENCH=ON >/dev/null
@@ -86,7 +97,9 @@ case "${1:-}" in
   deps) deps ;;
   build) deps; build ;;
   test)
-    deps; build
+    deps
+    check_format
+    build
     test_arm
     test_fuzz
     # The main suite last, so its summary is the last thing printed.
@@ -102,7 +115,7 @@ case "${1:-}" in
     "$ROOT/examples/movielens/demo.sh" "$BUILD_DIR"
     ;;
   *)
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -24,8 +24,8 @@ struct Voidify {
 
 }  // namespace quiver::internal
 
-#define QV_CHECK(condition)                 \
-  (condition) ? (void)0                     \
+#define QV_CHECK(condition)                     \
+  (condition) ? (void)0                         \
               : ::quiver::internal::Voidify() & \
                     ::quiver::internal::CheckFailure(__FILE__, __LINE__, #condition).stream()
 

@@ -4,9 +4,12 @@ namespace quiver {
 
 std::string_view MetricName(Metric metric) {
   switch (metric) {
-    case Metric::kL2: return "l2";
-    case Metric::kInnerProduct: return "ip";
-    case Metric::kCosine: return "cosine";
+    case Metric::kL2:
+      return "l2";
+    case Metric::kInnerProduct:
+      return "ip";
+    case Metric::kCosine:
+      return "cosine";
   }
   return "unknown";
 }
@@ -20,9 +23,12 @@ std::optional<Metric> ParseMetric(std::string_view name) {
 
 std::string_view IndexTypeName(IndexSpec::Type type) {
   switch (type) {
-    case IndexSpec::Type::kFlat: return "flat";
-    case IndexSpec::Type::kHnsw: return "hnsw";
-    case IndexSpec::Type::kIvfPq: return "ivf_pq";
+    case IndexSpec::Type::kFlat:
+      return "flat";
+    case IndexSpec::Type::kHnsw:
+      return "hnsw";
+    case IndexSpec::Type::kIvfPq:
+      return "ivf_pq";
   }
   return "unknown";
 }

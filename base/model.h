@@ -19,8 +19,8 @@ struct CollectionSchema {
   uint32_t dim = 0;
   Metric metric = Metric::kL2;
   IndexSpec index;
-  uint32_t clusters = 0;       // C: items carry a cluster id in [0, C); 0 = not partitioned
-  uint32_t topics = 0;         // K: items carry K topic weights; 0 = none
+  uint32_t clusters = 0;  // C: items carry a cluster id in [0, C); 0 = not partitioned
+  uint32_t topics = 0;    // K: items carry K topic weights; 0 = none
   // MVKE (docs/queries.md): topic k's sub-index holds alpha_k * t of the items whose alpha_k is
   // at least topic_threshold; topic_concat also keeps one index over [alpha_1 t, ..., alpha_K t].
   float topic_threshold = 0;
@@ -67,11 +67,11 @@ struct Event {
 struct CollectionInfo {
   uint32_t id = 0;
   CollectionSchema schema;
-  uint64_t items = 0;          // live items in the index
-  uint64_t op_seq = 0;         // latest applied op
-  uint64_t snapshot_seq = 0;   // op covered by the newest snapshot (0: none)
+  uint64_t items = 0;         // live items in the index
+  uint64_t op_seq = 0;        // latest applied op
+  uint64_t snapshot_seq = 0;  // op covered by the newest snapshot (0: none)
   uint64_t index_memory_bytes = 0;
-  bool trained = true;         // false for an IVF-PQ collection before its first batch
+  bool trained = true;  // false for an IVF-PQ collection before its first batch
 
   friend bool operator==(const CollectionInfo&, const CollectionInfo&) = default;
 };
@@ -83,8 +83,8 @@ struct Hit {
 };
 
 struct WriteResult {
-  uint64_t op_seq = 0;  // the op that holds the write (0 if it changed nothing)
-  uint64_t changed = 0;   // items written or deleted
+  uint64_t op_seq = 0;   // the op that holds the write (0 if it changed nothing)
+  uint64_t changed = 0;  // items written or deleted
   friend bool operator==(const WriteResult&, const WriteResult&) = default;
 };
 
@@ -110,7 +110,7 @@ struct Rerank {
   uint32_t window = 0;                    // candidates re-ranked (0: 3 * k)
   uint32_t max_consecutive_category = 0;  // 0: no limit
   uint32_t per_category_cap = 0;          // 0: no limit
-  float category_diversity = 0.0f;        // ComiRec's lambda: bonus per selected item of another category
+  float category_diversity = 0.0f;  // ComiRec's lambda: bonus per selected item of another category
   friend bool operator==(const Rerank&, const Rerank&) = default;
 };
 
@@ -121,8 +121,9 @@ struct Fresh {
   int64_t now = 0;        // 0: the server's clock, in Unix seconds
   float boost = 0;        // score += boost * 2^(-max(0, now - timestamp) / half_life)
   int64_t half_life = 0;  // > 0 with a boost
-  int64_t horizon = 0;    // with a boost, items younger than this are candidates too (0: 4 * half_life)
-  uint32_t window = 0;    // with a boost, candidates per source before boosting (0: 3 * k)
+  int64_t horizon =
+      0;  // with a boost, items younger than this are candidates too (0: 4 * half_life)
+  uint32_t window = 0;  // with a boost, candidates per source before boosting (0: 3 * k)
   friend bool operator==(const Fresh&, const Fresh&) = default;
 };
 
@@ -130,7 +131,7 @@ struct Fresh {
 // retrieval, or the user's vector), u2i2i (seed items -> their neighbor lists), u2u2i (similar
 // users -> their recent items).
 struct Channels {
-  std::optional<uint64_t> user;     // whose vector, history and u2u list the channels use
+  std::optional<uint64_t> user;      // whose vector, history and u2u list the channels use
   std::vector<uint64_t> seed_items;  // u2i2i seeds (default: the user's most recent items)
   bool u2i = true, u2i2i = true, u2u2i = true;
   uint32_t seeds = 20;     // u2i2i: most recent history items used as seeds
@@ -139,7 +140,7 @@ struct Channels {
   uint32_t per_user = 10;  // u2u2i: most recent items taken from each of them
   std::string i2i_kind = "i2i", u2u_kind = "u2u";
   float w_sim = 1.0f, w_dup = 0.5f, w_div = 0.2f;  // merged = w_sim sim + w_dup dup + w_div div
-  bool exclude_seen = true;  // leave out the user's history and the seeds
+  bool exclude_seen = true;                        // leave out the user's history and the seeds
   friend bool operator==(const Channels&, const Channels&) = default;
 };
 

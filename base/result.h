@@ -23,9 +23,18 @@ class [[nodiscard]] Result {
   Status status() const { return ok() ? Status() : std::get<Status>(v_); }
 
   // REQUIRES: ok().
-  T& value() & { QV_CHECK(ok()) << status().ToString(); return std::get<T>(v_); }
-  const T& value() const& { QV_CHECK(ok()) << status().ToString(); return std::get<T>(v_); }
-  T&& value() && { QV_CHECK(ok()) << status().ToString(); return std::get<T>(std::move(v_)); }
+  T& value() & {
+    QV_CHECK(ok()) << status().ToString();
+    return std::get<T>(v_);
+  }
+  const T& value() const& {
+    QV_CHECK(ok()) << status().ToString();
+    return std::get<T>(v_);
+  }
+  T&& value() && {
+    QV_CHECK(ok()) << status().ToString();
+    return std::get<T>(std::move(v_));
+  }
 
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }

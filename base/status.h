@@ -94,8 +94,8 @@ std::ostream& operator<<(std::ostream& os, const Status& status);
 #define QV_STATUS_CONCAT_(a, b) QV_STATUS_CONCAT_INNER_(a, b)
 
 // Evaluates `expr` (a Status); returns it from the enclosing function if not OK.
-#define QV_RETURN_IF_ERROR(expr)                         \
-  do {                                                   \
-    ::quiver::Status qv_status_ = (expr);                \
-    if (!qv_status_.ok()) return qv_status_;             \
+#define QV_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::quiver::Status qv_status_ = (expr);    \
+    if (!qv_status_.ok()) return qv_status_; \
   } while (0)

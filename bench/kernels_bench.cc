@@ -65,7 +65,8 @@ void BM_MemoryRead(benchmark::State& state) {
 
 void RegisterAll() {
   benchmark::RegisterBenchmark("BM_MemoryRead", BM_MemoryRead)->Unit(benchmark::kMillisecond);
-  for (SimdLevel l : {SimdLevel::kScalar, SimdLevel::kGeneric, SimdLevel::kAvx2, SimdLevel::kAvx512}) {
+  for (SimdLevel l :
+       {SimdLevel::kScalar, SimdLevel::kGeneric, SimdLevel::kAvx2, SimdLevel::kAvx512}) {
     const Kernels* k = KernelsFor(l);
     if (!k) continue;
     const std::string level(SimdLevelName(l));

@@ -55,7 +55,8 @@ T Check(Result<T> r, const char* what) {
 double CpuSeconds() {
   rusage u{};
   ::getrusage(RUSAGE_SELF, &u);
-  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
 }
 
 struct Row {
@@ -71,15 +72,23 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
     auto next = [&] { return std::string(i + 1 < argc ? argv[++i] : ""); };
-    if (k == "--n") a.n = std::stoul(next());
-    else if (k == "--dim") a.dim = uint32_t(std::stoul(next()));
-    else if (k == "--topics") a.topics = uint32_t(std::stoul(next()));
-    else if (k == "--nq") a.nq = std::stoul(next());
-    else if (k == "--threshold") a.threshold = std::stof(next());
-    else if (k == "--out") a.out = next();
-    else if (k == "--index") a.index = next();
+    if (k == "--n")
+      a.n = std::stoul(next());
+    else if (k == "--dim")
+      a.dim = uint32_t(std::stoul(next()));
+    else if (k == "--topics")
+      a.topics = uint32_t(std::stoul(next()));
+    else if (k == "--nq")
+      a.nq = std::stoul(next());
+    else if (k == "--threshold")
+      a.threshold = std::stof(next());
+    else if (k == "--out")
+      a.out = next();
+    else if (k == "--index")
+      a.index = next();
     else {
-      std::fprintf(stderr, "mvke_bench: unknown flag %s (see the header of mvke_bench.cc)\n", k.c_str());
+      std::fprintf(stderr, "mvke_bench: unknown flag %s (see the header of mvke_bench.cc)\n",
+                   k.c_str());
       return 2;
     }
   }
@@ -119,7 +128,8 @@ int main(int argc, char** argv) {
     }
   }
   // Users: one vector per topic, each near a centre of its own.
-  std::vector<std::vector<std::vector<float>>> users(a.nq, std::vector<std::vector<float>>(kt, std::vector<float>(dim)));
+  std::vector<std::vector<std::vector<float>>> users(
+      a.nq, std::vector<std::vector<float>>(kt, std::vector<float>(dim)));
   for (auto& u : users) {
     for (auto& v : u) {
       const float* c = &centre[(rng() % centres) * dim];
@@ -180,11 +190,12 @@ int main(int argc, char** argv) {
       for (uint64_t id : got) hit += truth[q].count(id);
       recall += double(hit) / double(topn) / double(a.nq);
     }
-    const double wall = std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / double(a.nq);
+    const double wall =
+        std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / double(a.nq);
     const double cpu = (CpuSeconds() - c0) * 1e6 / double(a.nq);
     rows.push_back({name, ef, cand, recall, wall, cpu});
-    std::fprintf(stderr, "%-10s ef %4u cand %4u  recall@100 %.3f  %8.0f us wall  %8.0f us cpu\n", name.c_str(), ef, cand,
-                 recall, wall, cpu);
+    std::fprintf(stderr, "%-10s ef %4u cand %4u  recall@100 %.3f  %8.0f us wall  %8.0f us cpu\n",
+                 name.c_str(), ef, cand, recall, wall, cpu);
   };
   for (uint32_t ef : ivf ? std::vector<uint32_t>{16, 32, 64} : std::vector<uint32_t>{100, 200}) {
     run("single", ef, 0, [&](size_t q) {
@@ -226,37 +237,46 @@ int main(int argc, char** argv) {
         return ids;
       });
     }
-    for (uint32_t cand : {200u, 400u}) run("rescore", 32, cand, mvke(engine::MvkeStrategy::kRescore, 32, cand));
+    for (uint32_t cand : {200u, 400u})
+      run("rescore", 32, cand, mvke(engine::MvkeStrategy::kRescore, 32, cand));
   } else {
     for (uint32_t cand : {100u, 150u, 200u, 300u}) {
       run("per_topic", cand, cand, mvke(engine::MvkeStrategy::kPerTopic, cand, cand));
     }
     run("per_topic+TA", 100, 100, mvke(engine::MvkeStrategy::kPerTopic, 100, 100, 800));
-    for (uint32_t cand : {100u, 200u, 400u, 800u}) run("concat", cand, cand, mvke(engine::MvkeStrategy::kConcat, cand, cand));
-    for (uint32_t cand : {100u, 200u, 400u}) run("rescore", cand, cand, mvke(engine::MvkeStrategy::kRescore, cand, cand));
+    for (uint32_t cand : {100u, 200u, 400u, 800u})
+      run("concat", cand, cand, mvke(engine::MvkeStrategy::kConcat, cand, cand));
+    for (uint32_t cand : {100u, 200u, 400u})
+      run("rescore", cand, cand, mvke(engine::MvkeStrategy::kRescore, cand, cand));
   }
 
   fs::create_directories(a.out);
   const std::string stem = ivf ? "/ivf_pq_mvke" : "/mvke";
   std::ofstream csv(a.out + stem + ".csv");
   csv << "strategy,ef_or_nprobe,candidates,recall_at_100,wall_us,cpu_us\n";
-  for (const Row& r : rows) csv << r.strategy << "," << r.ef << "," << r.candidates << "," << r.recall << "," << r.wall_us << "," << r.cpu_us << "\n";
+  for (const Row& r : rows)
+    csv << r.strategy << "," << r.ef << "," << r.candidates << "," << r.recall << "," << r.wall_us
+        << "," << r.cpu_us << "\n";
   std::string cmd;
   for (int i = 0; i < argc; ++i) cmd += std::string(i ? " " : "") + argv[i];
   const Row& base = rows[0];
   std::ofstream md(a.out + stem + ".md");
-  md << "# MVKE retrieval vs exact MVKE: " << a.n << " items, dim " << dim << ", K = " << kt << " topics, threshold "
-     << a.threshold << "\n\nCommand: `" << cmd << "`  \nQuiver " << Version() << "; "
-     << (ivf ? "IVF-PQ nlist 1024, 4-bit, m = dim/2, float32 refine x4" : "HNSW M 16, efC 200") << ", inner product; "
-     << a.nq << " users, queries one at a time; build (global + " << kt << " topic indexes" << (ivf ? "" : " + concat")
-     << ") " << int(build_s) << " s.\nRatios are to the single-vector top-100 search at " << (ivf ? "nprobe 16" : "ef 100")
+  md << "# MVKE retrieval vs exact MVKE: " << a.n << " items, dim " << dim << ", K = " << kt
+     << " topics, threshold " << a.threshold << "\n\nCommand: `" << cmd << "`  \nQuiver "
+     << Version() << "; "
+     << (ivf ? "IVF-PQ nlist 1024, 4-bit, m = dim/2, float32 refine x4" : "HNSW M 16, efC 200")
+     << ", inner product; " << a.nq << " users, queries one at a time; build (global + " << kt
+     << " topic indexes" << (ivf ? "" : " + concat") << ") " << int(build_s)
+     << " s.\nRatios are to the single-vector top-100 search at " << (ivf ? "nprobe 16" : "ef 100")
      << " (" << int(base.wall_us) << " us wall).\n\n"
      << "| strategy | " << (ivf ? "nprobe (ef for per_topic)" : "ef")
-     << " | candidates | recall@100 | wall us | cpu us | wall / single |\n|---|---|---|---|---|---|---|\n";
+     << " | candidates | recall@100 | wall us | cpu us | wall / single "
+        "|\n|---|---|---|---|---|---|---|\n";
   char buf[256];
   for (const Row& r : rows) {
-    std::snprintf(buf, sizeof(buf), "| %s | %u | %u | %.3f | %.0f | %.0f | %.2fx |\n", r.strategy.c_str(), r.ef,
-                  r.candidates, r.recall, r.wall_us, r.cpu_us, r.wall_us / base.wall_us);
+    std::snprintf(buf, sizeof(buf), "| %s | %u | %u | %.3f | %.0f | %.0f | %.2fx |\n",
+                  r.strategy.c_str(), r.ef, r.candidates, r.recall, r.wall_us, r.cpu_us,
+                  r.wall_us / base.wall_us);
     md << buf;
   }
   fs::remove_all(a.dir);

@@ -20,8 +20,8 @@
 #include <cstdio>
 #include <deque>
 #include <filesystem>
-#include <future>
 #include <fstream>
+#include <future>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,7 +45,9 @@ struct Args {
   int wrk_seconds = 0;
   std::string out = "build/results", dir = "/tmp/quiver_net_bench";
   std::string modes = "in-process,binary,binary-unix,rest,binary-w4,binary-batch8";  // which to run
-  bool Runs(const std::string& m) const { return ("," + modes + ",").find("," + m + ",") != std::string::npos; }
+  bool Runs(const std::string& m) const {
+    return ("," + modes + ",").find("," + m + ",") != std::string::npos;
+  }
 };
 
 struct ModeResult {
@@ -55,20 +57,23 @@ struct ModeResult {
 };
 
 // QPS and latency percentiles from the per-thread latencies (microseconds) of one mode.
-ModeResult Summarise(const std::string& mode, const Args& a, const std::vector<std::vector<float>>& lat, size_t errors) {
+ModeResult Summarise(const std::string& mode, const Args& a,
+                     const std::vector<std::vector<float>>& lat, size_t errors) {
   std::vector<float> all;
   for (const auto& l : lat) all.insert(all.end(), l.begin(), l.end());
   std::sort(all.begin(), all.end());
-  ModeResult r{mode, double(all.size()) / a.seconds, all[all.size() / 2], all[all.size() * 99 / 100], errors};
-  std::fprintf(stderr, "%-10s %9.0f QPS  p50 %7.1f us  p99 %7.1f us  errors %zu\n", mode.c_str(), r.qps, r.p50_us,
-               r.p99_us, r.errors);
+  ModeResult r{mode, double(all.size()) / a.seconds, all[all.size() / 2],
+               all[all.size() * 99 / 100], errors};
+  std::fprintf(stderr, "%-10s %9.0f QPS  p50 %7.1f us  p99 %7.1f us  errors %zu\n", mode.c_str(),
+               r.qps, r.p50_us, r.p99_us, r.errors);
   return r;
 }
 
 // Runs `batch(thread, first query index, n)` (returning its number of failed queries) on
 // args.threads threads for args.seconds; each of the n queries gets the batch's latency.
 template <typename Batch>
-ModeResult MeasureBatched(const std::string& mode, const Args& a, size_t nq, size_t n, Batch batch) {
+ModeResult MeasureBatched(const std::string& mode, const Args& a, size_t nq, size_t n,
+                          Batch batch) {
   std::vector<std::vector<float>> lat(size_t(a.threads));
   std::atomic<size_t> errors{0};
   const auto end = Clock::now() + std::chrono::duration<double>(a.seconds);
@@ -80,7 +85,8 @@ ModeResult MeasureBatched(const std::string& mode, const Args& a, size_t nq, siz
         const auto t0 = Clock::now();
         errors += batch(t, q, n);
         q += n;
-        const float us = float(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+        const float us =
+            float(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
         lat[size_t(t)].insert(lat[size_t(t)].end(), n, us);
       }
     });
@@ -92,12 +98,15 @@ ModeResult MeasureBatched(const std::string& mode, const Args& a, size_t nq, siz
 // One query per call: `one(thread, query index)` returns whether it succeeded.
 template <typename Fn>
 ModeResult Measure(const std::string& mode, const Args& a, size_t nq, Fn one) {
-  return MeasureBatched(mode, a, nq, 1, [&](int t, size_t q, size_t) { return one(t, q % nq) ? size_t{0} : size_t{1}; });
+  return MeasureBatched(mode, a, nq, 1, [&](int t, size_t q, size_t) {
+    return one(t, q % nq) ? size_t{0} : size_t{1};
+  });
 }
 
 // Like Measure, with `window` asynchronous calls in flight per thread.
 template <typename Submit>
-ModeResult MeasureWindowed(const std::string& mode, const Args& a, size_t nq, size_t window, Submit submit) {
+ModeResult MeasureWindowed(const std::string& mode, const Args& a, size_t nq, size_t window,
+                           Submit submit) {
   std::vector<std::vector<float>> lat(size_t(a.threads));
   std::atomic<size_t> errors{0};
   const auto end = Clock::now() + std::chrono::duration<double>(a.seconds);
@@ -107,11 +116,13 @@ ModeResult MeasureWindowed(const std::string& mode, const Args& a, size_t nq, si
       std::deque<std::pair<std::future<net::Reply>, Clock::time_point>> flight;
       size_t q = size_t(t) * 997;
       while (Clock::now() < end || !flight.empty()) {
-        while (Clock::now() < end && flight.size() < window) flight.emplace_back(submit(t, q++ % nq), Clock::now());
+        while (Clock::now() < end && flight.size() < window)
+          flight.emplace_back(submit(t, q++ % nq), Clock::now());
         auto [f, t0] = std::move(flight.front());
         flight.pop_front();
         if (!f.get().status.ok()) ++errors;
-        lat[size_t(t)].push_back(float(std::chrono::duration<double, std::micro>(Clock::now() - t0).count()));
+        lat[size_t(t)].push_back(
+            float(std::chrono::duration<double, std::micro>(Clock::now() - t0).count()));
       }
     });
   }
@@ -147,7 +158,8 @@ class HttpConn {
 
   // Returns the HTTP status.
   int Post(const std::string& path, const std::string& body) {
-    std::string req = "POST " + path + " HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: " +
+    std::string req = "POST " + path +
+                      " HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: " +
                       std::to_string(body.size()) + "\r\n\r\n" + body;
     if (::send(fd_, req.data(), req.size(), MSG_NOSIGNAL) != ssize_t(req.size())) return 0;
     size_t header_end;
@@ -183,14 +195,21 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
     auto next = [&] { return std::string(i + 1 < argc ? argv[++i] : ""); };
-    if (k == "--seconds") a.seconds = std::stod(next());
-    else if (k == "--threads") a.threads = std::stoi(next());
-    else if (k == "--ef") a.ef = uint32_t(std::stoul(next()));
-    else if (k == "--wrk-seconds") a.wrk_seconds = std::stoi(next());
-    else if (k == "--out") a.out = next();
-    else if (k == "--modes") a.modes = next();
+    if (k == "--seconds")
+      a.seconds = std::stod(next());
+    else if (k == "--threads")
+      a.threads = std::stoi(next());
+    else if (k == "--ef")
+      a.ef = uint32_t(std::stoul(next()));
+    else if (k == "--wrk-seconds")
+      a.wrk_seconds = std::stoi(next());
+    else if (k == "--out")
+      a.out = next();
+    else if (k == "--modes")
+      a.modes = next();
     else {
-      std::fprintf(stderr, "net_bench: unknown flag %s (see the header of net_bench.cc)\n", k.c_str());
+      std::fprintf(stderr, "net_bench: unknown flag %s (see the header of net_bench.cc)\n",
+                   k.c_str());
       return 2;
     }
   }
@@ -229,8 +248,8 @@ int main(int argc, char** argv) {
   auto query = [&](size_t q) { return std::span<const float>(&ds->queries[q * dim], dim); };
   std::vector<std::string> bodies(nq);
   for (size_t q = 0; q < nq; ++q) {
-    bodies[q] = "{\"vector\":[" + JsonFloats(&ds->queries[q * dim], dim) + "],\"k\":10,\"params\":{\"ef\":" +
-                std::to_string(a.ef) + "}}";
+    bodies[q] = "{\"vector\":[" + JsonFloats(&ds->queries[q * dim], dim) +
+                "],\"k\":10,\"params\":{\"ef\":" + std::to_string(a.ef) + "}}";
   }
   std::vector<std::unique_ptr<client::Client>> clients, unix_clients;
   std::vector<std::unique_ptr<HttpConn>> conns;
@@ -260,32 +279,40 @@ int main(int argc, char** argv) {
   };
   std::vector<ModeResult> results;
   for (int rep = 0; rep < 2; ++rep) {
-    if (a.Runs("in-process")) results.push_back(Measure("in-process", a, nq, [&](int, size_t q) { return engine->Search("fmnist", query(q), p).ok(); }));
-    if (a.Runs("binary")) results.push_back(Measure("binary", a, nq, [&](int t, size_t q) {
-      return clients[size_t(t)]->Search("fmnist", query(q), {.k = 10, .ef = a.ef}).ok();
-    }));
-    if (a.Runs("binary-unix")) results.push_back(Measure("binary-unix", a, nq, [&](int t, size_t q) {
-      return unix_clients[size_t(t)]->Search("fmnist", query(q), {.k = 10, .ef = a.ef}).ok();
-    }));
-    if (a.Runs("rest")) results.push_back(Measure("rest", a, nq, [&](int t, size_t q) {
-      return conns[size_t(t)]->Post("/v1/collections/fmnist/search", bodies[q]) == 200;
-    }));
+    if (a.Runs("in-process"))
+      results.push_back(Measure("in-process", a, nq, [&](int, size_t q) {
+        return engine->Search("fmnist", query(q), p).ok();
+      }));
+    if (a.Runs("binary"))
+      results.push_back(Measure("binary", a, nq, [&](int t, size_t q) {
+        return clients[size_t(t)]->Search("fmnist", query(q), {.k = 10, .ef = a.ef}).ok();
+      }));
+    if (a.Runs("binary-unix"))
+      results.push_back(Measure("binary-unix", a, nq, [&](int t, size_t q) {
+        return unix_clients[size_t(t)]->Search("fmnist", query(q), {.k = 10, .ef = a.ef}).ok();
+      }));
+    if (a.Runs("rest"))
+      results.push_back(Measure("rest", a, nq, [&](int t, size_t q) {
+        return conns[size_t(t)]->Post("/v1/collections/fmnist/search", bodies[q]) == 200;
+      }));
     // The binary protocol as a service would drive it: asynchronous calls, 4 in flight per
     // thread. Latency is per call, from submission to answer.
-    if (a.Runs("binary-w4")) results.push_back(MeasureWindowed("binary-w4", a, nq, 4, [&](int t, size_t q) {
-      return clients[size_t(t)]->CallAsync(search_call(q));
-    }));
+    if (a.Runs("binary-w4"))
+      results.push_back(MeasureWindowed("binary-w4", a, nq, 4, [&](int t, size_t q) {
+        return clients[size_t(t)]->CallAsync(search_call(q));
+      }));
     // Batches of 8 searches pipelined on one connection (Client::CallMany), as a service
     // retrieving for several users at once would send them.
-    if (a.Runs("binary-batch8")) results.push_back(MeasureBatched("binary-batch8", a, nq, 8, [&](int t, size_t q, size_t n) {
-      std::vector<net::Call> calls;
-      for (size_t i = 0; i < n; ++i) {
-        calls.push_back(search_call((q + i) % nq));
-      }
-      size_t bad = 0;
-      for (const net::Reply& r : clients[size_t(t)]->CallMany(calls)) bad += !r.status.ok();
-      return bad;
-    }));
+    if (a.Runs("binary-batch8"))
+      results.push_back(MeasureBatched("binary-batch8", a, nq, 8, [&](int t, size_t q, size_t n) {
+        std::vector<net::Call> calls;
+        for (size_t i = 0; i < n; ++i) {
+          calls.push_back(search_call((q + i) % nq));
+        }
+        size_t bad = 0;
+        for (const net::Reply& r : clients[size_t(t)]->CallMany(calls)) bad += !r.status.ok();
+        return bad;
+      }));
   }
   // Per mode: the better of the two passes (the VM drifts; both passes are in the CSV).
   auto best = [&](const std::string& mode) {
@@ -295,8 +322,9 @@ int main(int argc, char** argv) {
     }
     return b;
   };
-  const ModeResult in = best("in-process"), bin = best("binary"), rest = best("rest"), binw = best("binary-w4"),
-                   binu = best("binary-unix"), binb = best("binary-batch8");
+  const ModeResult in = best("in-process"), bin = best("binary"), rest = best("rest"),
+                   binw = best("binary-w4"), binu = best("binary-unix"),
+                   binb = best("binary-batch8");
 
   std::string wrk_out;
   if (a.wrk_seconds > 0) {
@@ -305,12 +333,16 @@ int main(int argc, char** argv) {
     l << "local bodies = {}\n";
     for (size_t q = 0; q < 200; ++q) l << "bodies[" << q + 1 << "] = '" << bodies[q] << "'\n";
     l << "local i = 0\nrequest = function()\n  i = i % #bodies + 1\n"
-         "  return wrk.format('POST', '/v1/collections/fmnist/search', {['Content-Type'] = 'application/json'}, bodies[i])\n"
+         "  return wrk.format('POST', '/v1/collections/fmnist/search', {['Content-Type'] = "
+         "'application/json'}, bodies[i])\n"
          "end\n"
          "done = function(summary, latency, requests)\n"
-         "  io.write(string.format('errors: connect %d, read %d, write %d, status %d, timeout %d\\n', summary.errors.connect,"
-         " summary.errors.read, summary.errors.write, summary.errors.status, summary.errors.timeout))\n"
-         "  io.write(string.format('p50 %.0f us, p99 %.0f us\\n', latency:percentile(50), latency:percentile(99)))\n"
+         "  io.write(string.format('errors: connect %d, read %d, write %d, status %d, timeout "
+         "%d\\n', summary.errors.connect,"
+         " summary.errors.read, summary.errors.write, summary.errors.status, "
+         "summary.errors.timeout))\n"
+         "  io.write(string.format('p50 %.0f us, p99 %.0f us\\n', latency:percentile(50), "
+         "latency:percentile(99)))\n"
          "end\n";
     l.close();
     const std::string cmd = "wrk -t2 -c8 -d" + std::to_string(a.wrk_seconds) + "s -s " + lua +
@@ -328,31 +360,38 @@ int main(int argc, char** argv) {
   fs::create_directories(a.out);
   std::ofstream csv(a.out + "/net.csv");
   csv << "mode,qps,p50_us,p99_us,errors\n";
-  for (const ModeResult& r : results) csv << r.mode << "," << r.qps << "," << r.p50_us << "," << r.p99_us << "," << r.errors << "\n";
+  for (const ModeResult& r : results)
+    csv << r.mode << "," << r.qps << "," << r.p50_us << "," << r.p99_us << "," << r.errors << "\n";
   std::string cmd;
   for (int i = 0; i < argc; ++i) cmd += std::string(i ? " " : "") + argv[i];
   std::ofstream md(a.out + "/net.md");
   char buf[4096];
-  std::snprintf(buf, sizeof(buf),
-                "# Protocol overhead: Fashion-MNIST, HNSW (sq8, M 16), k = 10, ef %u, %d client threads\n\n"
-                "Command: `%s`  \nQuiver %s; server with 2 threads in the same process; clients on the same 2-core VM; "
-                "%.0f s per mode, two passes, the better one shown (both in net.csv).\n\n"
-                "| path | QPS | share of in-process | p50 us | p99 us | errors |\n|---|---|---|---|---|---|\n"
-                "| in-process (Engine::Search) | %.0f | 100%% | %.1f | %.1f | %zu |\n"
-                "| binary protocol (client library), one call in flight per thread | %.0f | %.0f%% (target >= 85%%) | %.1f | %.1f | %zu |\n"
-                "| binary protocol over a Unix-domain socket | %.0f | %.0f%% | %.1f | %.1f | %zu |\n"
-                "| binary protocol, async, 4 calls in flight per thread | %.0f | %.0f%% | %.1f | %.1f | %zu |\n"
-                "| binary protocol, batches of 8 pipelined on one connection per thread (Client::CallMany) | %.0f | %.0f%% | %.1f | %.1f | %zu |\n"
-                "| REST (HTTP/1.1 keep-alive, JSON) | %.0f | %.0f%% (target >= 50%%) | %.1f | %.1f | %zu |\n",
-                a.ef, a.threads, cmd.c_str(), std::string(Version()).c_str(), a.seconds, in.qps, in.p50_us, in.p99_us,
-                in.errors, bin.qps, 100 * bin.qps / in.qps, bin.p50_us, bin.p99_us, bin.errors, binu.qps,
-                100 * binu.qps / in.qps, binu.p50_us, binu.p99_us, binu.errors, binw.qps,
-                100 * binw.qps / in.qps, binw.p50_us, binw.p99_us, binw.errors, binb.qps,
-                in.qps > 0 ? 100 * binb.qps / in.qps : 0.0, binb.p50_us, binb.p99_us, binb.errors, rest.qps,
-                100 * rest.qps / in.qps, rest.p50_us, rest.p99_us, rest.errors);
+  std::snprintf(
+      buf, sizeof(buf),
+      "# Protocol overhead: Fashion-MNIST, HNSW (sq8, M 16), k = 10, ef %u, %d client threads\n\n"
+      "Command: `%s`  \nQuiver %s; server with 2 threads in the same process; clients on the same "
+      "2-core VM; "
+      "%.0f s per mode, two passes, the better one shown (both in net.csv).\n\n"
+      "| path | QPS | share of in-process | p50 us | p99 us | errors |\n|---|---|---|---|---|---|\n"
+      "| in-process (Engine::Search) | %.0f | 100%% | %.1f | %.1f | %zu |\n"
+      "| binary protocol (client library), one call in flight per thread | %.0f | %.0f%% (target "
+      ">= 85%%) | %.1f | %.1f | %zu |\n"
+      "| binary protocol over a Unix-domain socket | %.0f | %.0f%% | %.1f | %.1f | %zu |\n"
+      "| binary protocol, async, 4 calls in flight per thread | %.0f | %.0f%% | %.1f | %.1f | %zu "
+      "|\n"
+      "| binary protocol, batches of 8 pipelined on one connection per thread (Client::CallMany) | "
+      "%.0f | %.0f%% | %.1f | %.1f | %zu |\n"
+      "| REST (HTTP/1.1 keep-alive, JSON) | %.0f | %.0f%% (target >= 50%%) | %.1f | %.1f | %zu |\n",
+      a.ef, a.threads, cmd.c_str(), std::string(Version()).c_str(), a.seconds, in.qps, in.p50_us,
+      in.p99_us, in.errors, bin.qps, 100 * bin.qps / in.qps, bin.p50_us, bin.p99_us, bin.errors,
+      binu.qps, 100 * binu.qps / in.qps, binu.p50_us, binu.p99_us, binu.errors, binw.qps,
+      100 * binw.qps / in.qps, binw.p50_us, binw.p99_us, binw.errors, binb.qps,
+      in.qps > 0 ? 100 * binb.qps / in.qps : 0.0, binb.p50_us, binb.p99_us, binb.errors, rest.qps,
+      100 * rest.qps / in.qps, rest.p50_us, rest.p99_us, rest.errors);
   md << buf;
   if (!wrk_out.empty()) {
-    md << "\n## wrk against REST search (" << a.wrk_seconds << " s, 2 threads, 8 connections, 200 different queries)\n\n```\n"
+    md << "\n## wrk against REST search (" << a.wrk_seconds
+       << " s, 2 threads, 8 connections, 200 different queries)\n\n```\n"
        << wrk_out << "```\n";
   }
   std::printf("%s", buf);

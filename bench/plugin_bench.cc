@@ -39,7 +39,9 @@ T Check(Result<T> r, const char* what) {
   return std::move(*r);
 }
 
-double Seconds(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double Seconds(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 }  // namespace
 
@@ -50,13 +52,19 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&] { return std::string(i + 1 < argc ? argv[++i] : ""); };
-    if (a == "--n") n = std::stoul(next());
-    else if (a == "--dim") dim = uint32_t(std::stoul(next()));
-    else if (a == "--k") k = uint32_t(std::stoul(next()));
-    else if (a == "--updates") updates = std::stoul(next());
-    else if (a == "--out") out = next();
+    if (a == "--n")
+      n = std::stoul(next());
+    else if (a == "--dim")
+      dim = uint32_t(std::stoul(next()));
+    else if (a == "--k")
+      k = uint32_t(std::stoul(next()));
+    else if (a == "--updates")
+      updates = std::stoul(next());
+    else if (a == "--out")
+      out = next();
     else {
-      std::fprintf(stderr, "plugin_bench: unknown flag %s (see the header of plugin_bench.cc)\n", a.c_str());
+      std::fprintf(stderr, "plugin_bench: unknown flag %s (see the header of plugin_bench.cc)\n",
+                   a.c_str());
       return 2;
     }
   }
@@ -114,21 +122,24 @@ int main(int argc, char** argv) {
   t0 = Clock::now();
   auto run = Check(eng->RunPlugin("items", "i2i_knn", config, false), "i2i_knn");
   const double plugin_s = Seconds(t0);
-  std::fprintf(stderr, "i2i_knn full run: %.1f s, %llu lists\n", plugin_s, (unsigned long long)run.lists);
+  std::fprintf(stderr, "i2i_knn full run: %.1f s, %llu lists\n", plugin_s,
+               (unsigned long long)run.lists);
 
   auto fresh = make(updates, n);
   Check(eng->Upsert("items", fresh), "upsert");
   t0 = Clock::now();
   auto inc = Check(eng->RunPlugin("items", "i2i_knn", config, true), "i2i_knn incremental");
   const double inc_s = Seconds(t0);
-  std::fprintf(stderr, "incremental run after %zu new items: %.2f s, %llu lists rewritten (incremental %d)\n", updates,
-               inc_s, (unsigned long long)inc.lists, int(inc.incremental));
+  std::fprintf(
+      stderr,
+      "incremental run after %zu new items: %.2f s, %llu lists rewritten (incremental %d)\n",
+      updates, inc_s, (unsigned long long)inc.lists, int(inc.incremental));
 
   fs::create_directories(out);
   std::ofstream csv(out + "/plugins.csv");
   csv << "n,dim,k,build_s,batch_knn_s,i2i_full_s,updates,i2i_incremental_s,lists_rewritten\n"
-      << n << "," << dim << "," << k << "," << build_s << "," << batch_s << "," << plugin_s << "," << updates << ","
-      << inc_s << "," << inc.lists << "\n";
+      << n << "," << dim << "," << k << "," << build_s << "," << batch_s << "," << plugin_s << ","
+      << updates << "," << inc_s << "," << inc.lists << "\n";
   std::string cmd;
   for (int i = 0; i < argc; ++i) cmd += std::string(i ? " " : "") + argv[i];
   std::ofstream md(out + "/plugins.md");
@@ -139,10 +150,11 @@ int main(int argc, char** argv) {
                 "| batch kNN, k %u, %u threads (Engine::Search) | %.1f | %.1f us |\n"
                 "| i2i_knn full run, L %u (read, search, write lists) | %.1f | %.1f us |\n"
                 "| i2i_knn incremental run after %zu new items (%llu lists rewritten) | %.2f | |\n",
-                build_s, k + 1, threads, batch_s, batch_s * 1e6 / double(n), k, plugin_s, plugin_s * 1e6 / double(n),
-                updates, (unsigned long long)inc.lists, inc_s);
-  md << "# i2i lists for " << n << " items beside a plain batch kNN\n\nCommand: `" << cmd << "`  \nQuiver "
-     << Version() << "; dim " << dim << ", inner product, HNSW M 16, efC 100, ef 100; " << threads
+                build_s, k + 1, threads, batch_s, batch_s * 1e6 / double(n), k, plugin_s,
+                plugin_s * 1e6 / double(n), updates, (unsigned long long)inc.lists, inc_s);
+  md << "# i2i lists for " << n << " items beside a plain batch kNN\n\nCommand: `" << cmd
+     << "`  \nQuiver " << Version() << "; dim " << dim
+     << ", inner product, HNSW M 16, efC 100, ef 100; " << threads
      << " cores, both runs in the same process.\n\n"
      << buf << "\nThe full run costs " << plugin_s / batch_s << "x the batch kNN.\n";
   fs::remove_all(dir);

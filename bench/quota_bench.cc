@@ -68,13 +68,20 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
     auto next = [&] { return std::string(i + 1 < argc ? argv[++i] : ""); };
-    if (k == "--data") data = next();
-    else if (k == "--n") n = std::stoul(next());
-    else if (k == "--nq") nq = std::stoul(next());
-    else if (k == "--clusters") clusters = std::stoul(next());
-    else if (k == "--total") total = uint32_t(std::stoul(next()));
-    else if (k == "--temperature") temperature = std::stof(next());
-    else if (k == "--out") out = next();
+    if (k == "--data")
+      data = next();
+    else if (k == "--n")
+      n = std::stoul(next());
+    else if (k == "--nq")
+      nq = std::stoul(next());
+    else if (k == "--clusters")
+      clusters = std::stoul(next());
+    else if (k == "--total")
+      total = uint32_t(std::stoul(next()));
+    else if (k == "--temperature")
+      temperature = std::stof(next());
+    else if (k == "--out")
+      out = next();
     else if (k == "--efs") {
       efs.clear();
       std::string list = next();
@@ -84,7 +91,8 @@ int main(int argc, char** argv) {
         p = c == std::string::npos ? list.size() : c + 1;
       }
     } else {
-      std::fprintf(stderr, "quota_bench: unknown flag %s (see the header of quota_bench.cc)\n", k.c_str());
+      std::fprintf(stderr, "quota_bench: unknown flag %s (see the header of quota_bench.cc)\n",
+                   k.c_str());
       return 2;
     }
   }
@@ -99,7 +107,8 @@ int main(int argc, char** argv) {
   ko.plus_plus_init = true;
   auto km = Check(index::TrainKMeans(ds.base, dim, ko), "k-means");
   std::vector<uint32_t> label(n);
-  index::AssignNearest(ds.base.data(), n, km.centroids.data(), clusters, dim, label.data(), nullptr, 0);
+  index::AssignNearest(ds.base.data(), n, km.centroids.data(), clusters, dim, label.data(), nullptr,
+                       0);
 
   std::vector<ItemRecord> items(n);
   for (size_t i = 0; i < n; ++i) {
@@ -161,10 +170,12 @@ int main(int argc, char** argv) {
     auto t0 = Clock::now();
     std::vector<std::vector<uint64_t>> got(nq);
     for (size_t q = 0; q < nq; ++q) {
-      auto hits = Check(e->Search("q", {&ds.queries[q * dim], dim}, {.k = total, .ef = ef}), "search");
+      auto hits =
+          Check(e->Search("q", {&ds.queries[q * dim], dim}, {.k = total, .ef = ef}), "search");
       for (const auto& h : hits) got[q].push_back(h.id);
     }
-    const double tg = std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / double(nq);
+    const double tg =
+        std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / double(nq);
     for (size_t q = 0; q < nq; ++q) {
       for (uint64_t id : got[q]) hit += global_truth[q].count(id);
       want += global_truth[q].size();
@@ -181,14 +192,15 @@ int main(int argc, char** argv) {
       got[q].clear();
       for (const auto& h : r.hits) got[q].push_back(h.id);
     }
-    const double tq = std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / double(nq);
+    const double tq =
+        std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / double(nq);
     for (size_t q = 0; q < nq; ++q) {
       for (uint64_t id : got[q]) hit += quota_truth[q].count(id);
       want += quota_truth[q].size();
     }
     quota.push_back({ef, double(hit) / double(want), tq});
-    std::fprintf(stderr, "ef %4u: global recall %.4f %7.0f us | quota recall %.4f %7.0f us\n", ef, global.back().recall,
-                 tg, quota.back().recall, tq);
+    std::fprintf(stderr, "ef %4u: global recall %.4f %7.0f us | quota recall %.4f %7.0f us\n", ef,
+                 global.back().recall, tg, quota.back().recall, tq);
   }
   fs::remove_all(dir);
 
@@ -199,25 +211,33 @@ int main(int argc, char** argv) {
   csv << "kind,ef,recall,us_per_query\n";
   md << "# Quota query cost: C = " << clusters << ", M = " << total << ", " << n << " x " << dim
      << " synthetic items, HNSW M 16 efC 200\n\nCommand: `" << cmd << "`  \nQuiver " << Version()
-     << "; one thread issuing queries (a quota query's sub-searches run on the shared pool, 2 cores); " << nq
-     << " queries; auto intent with temperature " << temperature
-     << ".\n\n| ef | global top-" << total << " recall | us/query | quota recall | us/query | global us at the quota's recall | cost ratio |\n"
+     << "; one thread issuing queries (a quota query's sub-searches run on the shared pool, 2 "
+        "cores); "
+     << nq << " queries; auto intent with temperature " << temperature << ".\n\n| ef | global top-"
+     << total
+     << " recall | us/query | quota recall | us/query | global us at the quota's recall | cost "
+        "ratio |\n"
      << "|---|---|---|---|---|---|---|\n";
   for (size_t i = 0; i < efs.size(); ++i) {
-    csv << "global," << global[i].ef << "," << global[i].recall << "," << global[i].us_per_query << "\n";
-    csv << "quota," << quota[i].ef << "," << quota[i].recall << "," << quota[i].us_per_query << "\n";
+    csv << "global," << global[i].ef << "," << global[i].recall << "," << global[i].us_per_query
+        << "\n";
+    csv << "quota," << quota[i].ef << "," << quota[i].recall << "," << quota[i].us_per_query
+        << "\n";
     const double at = TimeAtRecall(global, quota[i].recall);
     char line[256];
     if (at > 0) {
-      std::snprintf(line, sizeof(line), "| %u | %.4f | %.0f | %.4f | %.0f | %.0f | %.2fx |\n", efs[i], global[i].recall,
-                    global[i].us_per_query, quota[i].recall, quota[i].us_per_query, at, quota[i].us_per_query / at);
+      std::snprintf(line, sizeof(line), "| %u | %.4f | %.0f | %.4f | %.0f | %.0f | %.2fx |\n",
+                    efs[i], global[i].recall, global[i].us_per_query, quota[i].recall,
+                    quota[i].us_per_query, at, quota[i].us_per_query / at);
     } else {
-      std::snprintf(line, sizeof(line), "| %u | %.4f | %.0f | %.4f | %.0f | (not reached) | - |\n", efs[i],
-                    global[i].recall, global[i].us_per_query, quota[i].recall, quota[i].us_per_query);
+      std::snprintf(line, sizeof(line), "| %u | %.4f | %.0f | %.4f | %.0f | (not reached) | - |\n",
+                    efs[i], global[i].recall, global[i].us_per_query, quota[i].recall,
+                    quota[i].us_per_query);
     }
     md << line;
   }
-  md << "\nTarget: a quota query costs at most 1.3x one whole-collection top-" << total << " search at the same recall.\n";
+  md << "\nTarget: a quota query costs at most 1.3x one whole-collection top-" << total
+     << " search at the same recall.\n";
   md.close();
   std::ifstream back(out + "/quota.md");
   std::printf("%s", std::string(std::istreambuf_iterator<char>(back), {}).c_str());

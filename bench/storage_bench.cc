@@ -18,8 +18,8 @@
 #include <string>
 
 #include "base/version.h"
-#include "formats/bulk_input.h"
 #include "engine/engine.h"
+#include "formats/bulk_input.h"
 #include "index/hnsw/hnsw_index.h"
 #include "index/simd/kernels.h"
 #include "index/simd/simd_level.h"
@@ -32,7 +32,9 @@ using namespace quiver::engine;
 using namespace quiver::formats;
 using Clock = std::chrono::steady_clock;
 
-double Since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double Since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 template <typename T>
 T Check(Result<T> r, const char* what) {
@@ -66,15 +68,23 @@ Args Parse(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (k == "--vectors") a.vectors = next();
-    else if (k == "--n") a.n = std::stoul(next());
-    else if (k == "--dir") a.dir = next();
-    else if (k == "--out") a.out = next();
-    else if (k == "--m") a.m = std::stoul(next());
-    else if (k == "--efc") a.efc = std::stoul(next());
-    else if (k == "--upserts") a.upserts = std::stoul(next());
+    if (k == "--vectors")
+      a.vectors = next();
+    else if (k == "--n")
+      a.n = std::stoul(next());
+    else if (k == "--dir")
+      a.dir = next();
+    else if (k == "--out")
+      a.out = next();
+    else if (k == "--m")
+      a.m = std::stoul(next());
+    else if (k == "--efc")
+      a.efc = std::stoul(next());
+    else if (k == "--upserts")
+      a.upserts = std::stoul(next());
     else {
-      std::fprintf(stderr, "storage_bench: unknown flag %s (see the header of storage_bench.cc)\n", k.c_str());
+      std::fprintf(stderr, "storage_bench: unknown flag %s (see the header of storage_bench.cc)\n",
+                   k.c_str());
       std::exit(2);
     }
   }
@@ -97,8 +107,8 @@ CollectionSchema Schema(const Args& a, uint32_t dim) {
 }
 
 // Upserts the first `count` items in batches of 1,000 into a fresh engine; items per second.
-double UpsertRate(const Args& a, const std::vector<ItemRecord>& items, size_t count, storage::Durability d,
-                  const std::string& dir) {
+double UpsertRate(const Args& a, const std::vector<ItemRecord>& items, size_t count,
+                  storage::Durability d, const std::string& dir) {
   fs::remove_all(dir);
   EngineOptions o;
   o.store.durability = d;
@@ -171,7 +181,8 @@ int main(int argc, char** argv) {
     auto e = Check(Engine::Open(v1, {}), "restart without snapshot");
     t_restart_rebuild = Since(t0);
   }
-  std::fprintf(stderr, "restart: %.1f s from the snapshot, %.1f s rebuilding\n", t_restart_snapshot, t_restart_rebuild);
+  std::fprintf(stderr, "restart: %.1f s from the snapshot, %.1f s rebuilding\n", t_restart_snapshot,
+               t_restart_rebuild);
   fs::remove_all(v1);
 
   // 4. Upserts.
@@ -182,14 +193,16 @@ int main(int argc, char** argv) {
     const auto t0 = Clock::now();
     for (size_t i = 0; i < up; i += 1000) {
       const size_t b = std::min<size_t>(1000, up - i);
-      Check(idx->Add(std::span(ids).subspan(i, b), std::span(flat).subspan(i * dim, b * dim)), "index add");
+      Check(idx->Add(std::span(ids).subspan(i, b), std::span(flat).subspan(i * dim, b * dim)),
+            "index add");
     }
     index_rate = double(up) / Since(t0);
   }
   const double sync_rate = UpsertRate(a, items, up, storage::Durability::kSync, a.dir + "/up_sync");
-  const double nosync_rate = UpsertRate(a, items, up, storage::Durability::kNoSync, a.dir + "/up_nosync");
-  std::fprintf(stderr, "upserts: %.0f items/s synced, %.0f unsynced, index alone %.0f\n", sync_rate, nosync_rate,
-               index_rate);
+  const double nosync_rate =
+      UpsertRate(a, items, up, storage::Durability::kNoSync, a.dir + "/up_nosync");
+  std::fprintf(stderr, "upserts: %.0f items/s synced, %.0f unsynced, index alone %.0f\n", sync_rate,
+               nosync_rate, index_rate);
   fs::remove_all(a.dir);
 
   fs::create_directories(a.out);
@@ -207,24 +220,25 @@ int main(int argc, char** argv) {
       << "index_add_1000," << index_rate << ",items/s\n";
   std::ofstream md(a.out + "/storage.md");
   char buf[2048];
-  std::snprintf(buf, sizeof(buf),
-                "# Storage benchmark (%zu x %zu, HNSW M %zu, efC %zu)\n\n"
-                "Command: `%s`  \nQuiver %s, SIMD %s, 2 cores.\n\n"
-                "| measure | value |\n|---|---|\n"
-                "| index build alone (HnswIndex::Add of all items) | %.1f s |\n"
-                "| bulk build (SST ingestion + the same index build + snapshot + flush) | %.1f s |\n"
-                "| **storage overhead of the bulk build** | **%.1f%%** (target <= 20%%) |\n"
-                "| index memory | %.0f MB |\n"
-                "| restart from the snapshot | %.1f s |\n"
-                "| restart rebuilding from the stored items | %.1f s |\n"
-                "| upsert, batches of 1,000, synced WAL (default) | %.0f items/s |\n"
-                "| upsert, batches of 1,000, unsynced WAL | %.0f items/s |\n"
-                "| HnswIndex::Add alone, batches of 1,000 | %.0f items/s |\n\n"
-                "Upserts: the first %zu items into an empty collection.\n",
-                n, dim, a.m, a.efc, cmd.c_str(), std::string(Version()).c_str(),
-                std::string(simd::SimdLevelName(simd::GetKernels().level)).c_str(), t_index, t_bulk,
-                (t_bulk / t_index - 1) * 100, double(index_bytes) / 1e6, t_restart_snapshot, t_restart_rebuild,
-                sync_rate, nosync_rate, index_rate, up);
+  std::snprintf(
+      buf, sizeof(buf),
+      "# Storage benchmark (%zu x %zu, HNSW M %zu, efC %zu)\n\n"
+      "Command: `%s`  \nQuiver %s, SIMD %s, 2 cores.\n\n"
+      "| measure | value |\n|---|---|\n"
+      "| index build alone (HnswIndex::Add of all items) | %.1f s |\n"
+      "| bulk build (SST ingestion + the same index build + snapshot + flush) | %.1f s |\n"
+      "| **storage overhead of the bulk build** | **%.1f%%** (target <= 20%%) |\n"
+      "| index memory | %.0f MB |\n"
+      "| restart from the snapshot | %.1f s |\n"
+      "| restart rebuilding from the stored items | %.1f s |\n"
+      "| upsert, batches of 1,000, synced WAL (default) | %.0f items/s |\n"
+      "| upsert, batches of 1,000, unsynced WAL | %.0f items/s |\n"
+      "| HnswIndex::Add alone, batches of 1,000 | %.0f items/s |\n\n"
+      "Upserts: the first %zu items into an empty collection.\n",
+      n, dim, a.m, a.efc, cmd.c_str(), std::string(Version()).c_str(),
+      std::string(simd::SimdLevelName(simd::GetKernels().level)).c_str(), t_index, t_bulk,
+      (t_bulk / t_index - 1) * 100, double(index_bytes) / 1e6, t_restart_snapshot,
+      t_restart_rebuild, sync_rate, nosync_rate, index_rate, up);
   md << buf;
   std::printf("%s", buf);
   return 0;

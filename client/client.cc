@@ -23,7 +23,8 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 int MillisLeft(Clock::time_point deadline) {
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  const auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
   return left <= 0 ? 0 : int(std::min<int64_t>(left, 1 << 30));
 }
 
@@ -43,7 +44,8 @@ class Client::Connection {
     if (fd_ >= 0) ::close(fd_);
   }
 
-  static Result<std::unique_ptr<Connection>> Open(const ClientOptions& o, Clock::time_point deadline) {
+  static Result<std::unique_ptr<Connection>> Open(const ClientOptions& o,
+                                                  Clock::time_point deadline) {
     if (!o.unix_path.empty()) return OpenUnix(o.unix_path);
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
@@ -57,7 +59,8 @@ class Client::Connection {
     const auto connect_deadline = std::min(deadline, Clock::now() + o.connect_timeout);
     std::string last = "no address";
     for (addrinfo* a = res; a; a = a->ai_next) {
-      int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+      int fd =
+          ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
       if (fd < 0) continue;
       auto c = std::unique_ptr<Connection>(new Connection(fd));
       if (::connect(fd, a->ai_addr, a->ai_addrlen) != 0 && errno != EINPROGRESS) {
@@ -108,7 +111,8 @@ class Client::Connection {
     QV_RETURN_IF_ERROR(ReadExactly(header, sizeof(header), deadline));
     const uint32_t len = net::DecodeFrameLength(header);
     if (len == 0 || len > max_bytes) {
-      return Transport("server sent a frame of " + std::to_string(len) + " bytes (limit " + std::to_string(max_bytes) + ")");
+      return Transport("server sent a frame of " + std::to_string(len) + " bytes (limit " +
+                       std::to_string(max_bytes) + ")");
     }
     std::string body(len, '\0');
     QV_RETURN_IF_ERROR(ReadExactly(body.data(), len, deadline));
@@ -120,7 +124,8 @@ class Client::Connection {
 
   static Result<std::unique_ptr<Connection>> OpenUnix(const std::string& path) {
     sockaddr_un a{};
-    if (path.size() >= sizeof(a.sun_path)) return InvalidArgumentError("socket path too long: " + path);
+    if (path.size() >= sizeof(a.sun_path))
+      return InvalidArgumentError("socket path too long: " + path);
     a.sun_family = AF_UNIX;
     std::memcpy(a.sun_path, path.data(), path.size());
     int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -139,7 +144,8 @@ class Client::Connection {
     if (ms == 0) return Status(StatusCode::kDeadlineExceeded, "deadline exceeded");
     int rc = ::poll(&p, 1, ms);
     if (rc == 0) return Status(StatusCode::kDeadlineExceeded, "deadline exceeded");
-    if (rc < 0 && errno != EINTR) return Transport(std::string("poll failed: ") + std::strerror(errno));
+    if (rc < 0 && errno != EINTR)
+      return Transport(std::string("poll failed: ") + std::strerror(errno));
     return Status::Ok();
   }
 
@@ -231,20 +237,22 @@ net::Reply Client::Attempt(const net::Call& call, Clock::time_point deadline, bo
   auto body = c->Receive(deadline, options_.max_frame_bytes);
   if (!body.ok()) return net::Reply{body.status(), {}};
   auto decoded = net::DecodeResponse(*body);
-  if (!decoded.ok()) return net::Reply{Transport("bad response: " + std::string(decoded.status().message())), {}};
+  if (!decoded.ok())
+    return net::Reply{Transport("bad response: " + std::string(decoded.status().message())), {}};
   if (decoded->id != id) {
     // An answer to something else (a server error on a frame it could not read): the
     // connection's state is unknown, so it is not reused.
     if (!decoded->reply.status.ok()) return std::move(decoded->reply);
-    return net::Reply{Transport("response id " + std::to_string(decoded->id) + " does not match request " +
-                                std::to_string(id)),
+    return net::Reply{Transport("response id " + std::to_string(decoded->id) +
+                                " does not match request " + std::to_string(id)),
                       {}};
   }
   Give(std::move(c));
   return std::move(decoded->reply);
 }
 
-std::vector<net::Reply> Client::CallMany(std::span<const net::Call> calls, std::chrono::milliseconds deadline_ms) {
+std::vector<net::Reply> Client::CallMany(std::span<const net::Call> calls,
+                                         std::chrono::milliseconds deadline_ms) {
   const auto deadline = Clock::now() + (deadline_ms.count() > 0 ? deadline_ms : options_.deadline);
   std::vector<net::Reply> replies(calls.size());
   std::vector<bool> answered(calls.size(), false);
@@ -253,7 +261,8 @@ std::vector<net::Reply> Client::CallMany(std::span<const net::Call> calls, std::
   if (auto c = Take(deadline, &error)) {
     const uint64_t first = next_id_.fetch_add(calls.size());
     std::string frames;
-    for (size_t i = 0; i < calls.size(); ++i) frames += net::EncodeRequestFrame(first + i, options_.api_key, calls[i]);
+    for (size_t i = 0; i < calls.size(); ++i)
+      frames += net::EncodeRequestFrame(first + i, options_.api_key, calls[i]);
     error = c->Send(frames, deadline);
     sent = true;  // (a part of the frames may have left even on failure)
     size_t left = calls.size();
@@ -264,7 +273,8 @@ std::vector<net::Reply> Client::CallMany(std::span<const net::Call> calls, std::
         break;
       }
       auto decoded = net::DecodeResponse(*body);
-      if (!decoded.ok() || decoded->id < first || decoded->id - first >= calls.size() || answered[decoded->id - first]) {
+      if (!decoded.ok() || decoded->id < first || decoded->id - first >= calls.size() ||
+          answered[decoded->id - first]) {
         error = Transport("bad or unexpected response in a pipelined batch");
         break;
       }
@@ -281,7 +291,8 @@ std::vector<net::Reply> Client::CallMany(std::span<const net::Call> calls, std::
   for (size_t i = 0; i < calls.size(); ++i) {
     if (answered[i]) continue;
     if (!sent || net::IsIdempotent(calls[i])) {
-      replies[i] = Call(calls[i], std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+      replies[i] = Call(
+          calls[i], std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
     } else {
       replies[i] = net::Reply{error, {}};
     }
@@ -352,7 +363,9 @@ Result<T> BodyAs(net::Reply reply) {
 Result<CollectionInfo> Client::CreateCollection(const CollectionSchema& schema) {
   return BodyAs<CollectionInfo>(Call(net::CreateCollectionCall{schema}));
 }
-Status Client::DropCollection(const std::string& name) { return Call(net::DropCollectionCall{name}).status; }
+Status Client::DropCollection(const std::string& name) {
+  return Call(net::DropCollectionCall{name}).status;
+}
 Result<std::vector<CollectionInfo>> Client::ListCollections() {
   return BodyAs<std::vector<CollectionInfo>>(Call(net::ListCollectionsCall{}));
 }
@@ -365,22 +378,25 @@ Result<WriteResult> Client::Upsert(const std::string& collection, std::vector<It
 Result<WriteResult> Client::Delete(const std::string& collection, std::vector<uint64_t> ids) {
   return BodyAs<WriteResult>(Call(net::DeleteCall{collection, std::move(ids)}));
 }
-Result<std::vector<std::optional<ItemRecord>>> Client::Get(const std::string& collection, std::vector<uint64_t> ids) {
-  QV_ASSIGN_OR_RETURN(net::GetResult r, BodyAs<net::GetResult>(Call(net::GetCall{collection, std::move(ids)})));
+Result<std::vector<std::optional<ItemRecord>>> Client::Get(const std::string& collection,
+                                                           std::vector<uint64_t> ids) {
+  QV_ASSIGN_OR_RETURN(net::GetResult r,
+                      BodyAs<net::GetResult>(Call(net::GetCall{collection, std::move(ids)})));
   return std::move(r.items);
 }
 Status Client::PutUsers(const std::string& collection, std::vector<UserRecord> users) {
   return Call(net::PutUsersCall{collection, std::move(users)}).status;
 }
 Result<std::optional<UserRecord>> Client::GetUser(const std::string& collection, uint64_t id) {
-  QV_ASSIGN_OR_RETURN(net::UserResult r, BodyAs<net::UserResult>(Call(net::GetUserCall{collection, id})));
+  QV_ASSIGN_OR_RETURN(net::UserResult r,
+                      BodyAs<net::UserResult>(Call(net::GetUserCall{collection, id})));
   return std::move(r.user);
 }
 Status Client::AddEvents(const std::string& collection, std::vector<Event> events) {
   return Call(net::AddEventsCall{collection, std::move(events)}).status;
 }
-Result<std::vector<Hit>> Client::Search(const std::string& collection, std::span<const float> vector,
-                                        const SearchOptions& o) {
+Result<std::vector<Hit>> Client::Search(const std::string& collection,
+                                        std::span<const float> vector, const SearchOptions& o) {
   net::SearchCall c;
   c.collection = collection;
   c.vector.assign(vector.begin(), vector.end());
@@ -394,27 +410,38 @@ Result<std::vector<Hit>> Client::Search(const std::string& collection, std::span
 Result<net::SearchResult> Client::Query(net::SearchCall call) {
   return BodyAs<net::SearchResult>(Call(call));
 }
-Status Client::Snapshot(const std::string& collection) { return Call(net::SnapshotCall{collection}).status; }
+Status Client::Snapshot(const std::string& collection) {
+  return Call(net::SnapshotCall{collection}).status;
+}
 Status Client::Reload(const std::string& version) { return Call(net::ReloadCall{version}).status; }
 Status Client::Rollback() { return Call(net::RollbackCall{}).status; }
-Result<VersionsInfo> Client::ListVersions() { return BodyAs<VersionsInfo>(Call(net::ListVersionsCall{})); }
-Result<net::HealthResult> Client::Health() { return BodyAs<net::HealthResult>(Call(net::HealthCall{})); }
-Result<net::PluginRunResult> Client::RunPlugin(const std::string& collection, const std::string& plugin,
+Result<VersionsInfo> Client::ListVersions() {
+  return BodyAs<VersionsInfo>(Call(net::ListVersionsCall{}));
+}
+Result<net::HealthResult> Client::Health() {
+  return BodyAs<net::HealthResult>(Call(net::HealthCall{}));
+}
+Result<net::PluginRunResult> Client::RunPlugin(const std::string& collection,
+                                               const std::string& plugin,
                                                const std::string& config_json, bool incremental,
                                                std::chrono::milliseconds deadline) {
-  return BodyAs<net::PluginRunResult>(Call(net::RunPluginCall{collection, plugin, config_json, incremental}, deadline));
+  return BodyAs<net::PluginRunResult>(
+      Call(net::RunPluginCall{collection, plugin, config_json, incremental}, deadline));
 }
-Result<std::optional<std::vector<Hit>>> Client::GetList(const std::string& collection, const std::string& kind,
-                                                        uint64_t key) {
-  QV_ASSIGN_OR_RETURN(net::ListResult r, BodyAs<net::ListResult>(Call(net::GetListCall{collection, kind, key})));
+Result<std::optional<std::vector<Hit>>> Client::GetList(const std::string& collection,
+                                                        const std::string& kind, uint64_t key) {
+  QV_ASSIGN_OR_RETURN(net::ListResult r,
+                      BodyAs<net::ListResult>(Call(net::GetListCall{collection, kind, key})));
   return std::move(r.list);
 }
 Result<std::vector<ListInfo>> Client::ListLists(const std::string& collection) {
-  QV_ASSIGN_OR_RETURN(net::ListInfosResult r, BodyAs<net::ListInfosResult>(Call(net::ListListsCall{collection})));
+  QV_ASSIGN_OR_RETURN(net::ListInfosResult r,
+                      BodyAs<net::ListInfosResult>(Call(net::ListListsCall{collection})));
   return std::move(r.lists);
 }
 Result<std::vector<std::string>> Client::ListPlugins() {
-  QV_ASSIGN_OR_RETURN(net::PluginsResult r, BodyAs<net::PluginsResult>(Call(net::ListPluginsCall{})));
+  QV_ASSIGN_OR_RETURN(net::PluginsResult r,
+                      BodyAs<net::PluginsResult>(Call(net::ListPluginsCall{})));
   return std::move(r.names);
 }
 

@@ -14,8 +14,8 @@
 // threads. Depends only on base/ and the wire schema (net/schema).
 #pragma once
 
-#include <chrono>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -41,12 +41,12 @@ struct ClientOptions {
   uint16_t port = 7701;
   std::string unix_path;  // if set, the server's Unix-domain socket instead of host:port
   std::string api_key;
-  size_t pool_size = 4;                                // idle connections kept; async workers
+  size_t pool_size = 4;  // idle connections kept; async workers
   std::chrono::milliseconds connect_timeout{2000};
-  std::chrono::milliseconds deadline{10000};          // default per call, retries included
-  int max_attempts = 4;                                // first try + retries
-  std::chrono::milliseconds initial_backoff{10};      // doubled per retry, capped at 1 s
-  size_t max_frame_bytes = size_t{256} << 20;          // largest response accepted
+  std::chrono::milliseconds deadline{10000};      // default per call, retries included
+  int max_attempts = 4;                           // first try + retries
+  std::chrono::milliseconds initial_backoff{10};  // doubled per retry, capped at 1 s
+  size_t max_frame_bytes = size_t{256} << 20;     // largest response accepted
 };
 
 struct SearchOptions {
@@ -63,15 +63,18 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   // Any call; deadline 0 means options.deadline.
-  net::Reply Call(const net::Call& call, std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
+  net::Reply Call(const net::Call& call,
+                  std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
   // Many calls pipelined on one connection: every frame goes out in one write, the answers come
   // back as the server finishes them (matched by request id); replies[i] answers calls[i]. For
   // batches (one service request retrieving for many users): one round trip's system calls and
   // wake-ups instead of one per call. After a transport failure the calls still unanswered are
   // retried one by one when idempotent; the others get the failure (their outcome is unknown).
-  std::vector<net::Reply> CallMany(std::span<const net::Call> calls,
-                                   std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
-  std::future<net::Reply> CallAsync(net::Call call, std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
+  std::vector<net::Reply> CallMany(
+      std::span<const net::Call> calls,
+      std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
+  std::future<net::Reply> CallAsync(
+      net::Call call, std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
 
   Result<CollectionInfo> CreateCollection(const CollectionSchema& schema);
   Status DropCollection(const std::string& name);
@@ -79,7 +82,8 @@ class Client {
   Result<CollectionInfo> DescribeCollection(const std::string& name);
   Result<WriteResult> Upsert(const std::string& collection, std::vector<ItemRecord> items);
   Result<WriteResult> Delete(const std::string& collection, std::vector<uint64_t> ids);
-  Result<std::vector<std::optional<ItemRecord>>> Get(const std::string& collection, std::vector<uint64_t> ids);
+  Result<std::vector<std::optional<ItemRecord>>> Get(const std::string& collection,
+                                                     std::vector<uint64_t> ids);
   Status PutUsers(const std::string& collection, std::vector<UserRecord> users);
   Result<std::optional<UserRecord>> GetUser(const std::string& collection, uint64_t id);
   Status AddEvents(const std::string& collection, std::vector<Event> events);
@@ -93,10 +97,11 @@ class Client {
   Result<VersionsInfo> ListVersions();
   Result<net::HealthResult> Health();
   // Plugins and neighbor lists (docs/plugins.md). A run can take long: give it a deadline.
-  Result<net::PluginRunResult> RunPlugin(const std::string& collection, const std::string& plugin,
-                                         const std::string& config_json = "", bool incremental = false,
-                                         std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
-  Result<std::optional<std::vector<Hit>>> GetList(const std::string& collection, const std::string& kind, uint64_t key);
+  Result<net::PluginRunResult> RunPlugin(
+      const std::string& collection, const std::string& plugin, const std::string& config_json = "",
+      bool incremental = false, std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
+  Result<std::optional<std::vector<Hit>>> GetList(const std::string& collection,
+                                                  const std::string& kind, uint64_t key);
   Result<std::vector<ListInfo>> ListLists(const std::string& collection);
   Result<std::vector<std::string>> ListPlugins();
 
@@ -104,7 +109,8 @@ class Client {
   explicit Client(ClientOptions options);
   class Connection;
   // One attempt on one connection; `sent` says whether the request left this process.
-  net::Reply Attempt(const net::Call& call, std::chrono::steady_clock::time_point deadline, bool* sent);
+  net::Reply Attempt(const net::Call& call, std::chrono::steady_clock::time_point deadline,
+                     bool* sent);
   std::unique_ptr<Connection> Take(std::chrono::steady_clock::time_point deadline, Status* error);
   void Give(std::unique_ptr<Connection> c);
   void Worker();
@@ -117,7 +123,7 @@ class Client {
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;
   std::deque<std::function<void()>> queue_;  // GUARDED_BY(queue_mu_)
-  bool stopping_ = false;                     // GUARDED_BY(queue_mu_)
+  bool stopping_ = false;                    // GUARDED_BY(queue_mu_)
   std::vector<std::thread> workers_;
 };
 

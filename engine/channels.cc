@@ -33,27 +33,35 @@ void Normalise(std::unordered_map<uint64_t, Candidate>& all, int c) {
 }  // namespace
 
 Status ValidateChannels(const Channels& c) {
-  if (!c.u2i && !c.u2i2i && !c.u2u2i) return InvalidArgumentError("channels: at least one of u2i, u2i2i, u2u2i");
-  for (auto [v, name] : {std::pair{c.seeds, "seeds"}, {c.per_seed, "per_seed"}, {c.users, "users"},
+  if (!c.u2i && !c.u2i2i && !c.u2u2i)
+    return InvalidArgumentError("channels: at least one of u2i, u2i2i, u2u2i");
+  for (auto [v, name] : {std::pair{c.seeds, "seeds"},
+                         {c.per_seed, "per_seed"},
+                         {c.users, "users"},
                          {c.per_user, "per_user"}}) {
-    if (v > 1000) return InvalidArgumentError(std::string("channels ") + name + " must be at most 1,000");
+    if (v > 1000)
+      return InvalidArgumentError(std::string("channels ") + name + " must be at most 1,000");
   }
   if (c.seed_items.size() > 1000) return InvalidArgumentError("channels seed_items: at most 1,000");
   for (float w : {c.w_sim, c.w_dup, c.w_div}) {
-    if (!std::isfinite(w) || w < 0) return InvalidArgumentError("channels weights must be finite and >= 0");
+    if (!std::isfinite(w) || w < 0)
+      return InvalidArgumentError("channels weights must be finite and >= 0");
   }
   for (const std::string* k : {&c.i2i_kind, &c.u2u_kind}) {
-    if (!storage::ValidListKind(*k)) return InvalidArgumentError("channels list kind '" + *k + "' is not valid");
+    if (!storage::ValidListKind(*k))
+      return InvalidArgumentError("channels list kind '" + *k + "' is not valid");
   }
-  if (c.u2u2i && !c.user && !c.u2i && !c.u2i2i) return InvalidArgumentError("channel u2u2i needs a user");
+  if (c.u2u2i && !c.user && !c.u2i && !c.u2i2i)
+    return InvalidArgumentError("channel u2u2i needs a user");
   return Status::Ok();
 }
 
-Result<QueryResult> RunChannels(const storage::Store& store, uint32_t collection_id, const Partitions& parts,
-                                Metric metric, const QuerySpec& q) {
+Result<QueryResult> RunChannels(const storage::Store& store, uint32_t collection_id,
+                                const Partitions& parts, Metric metric, const QuerySpec& q) {
   const Channels& ch = *q.channels;
   QV_RETURN_IF_ERROR(ValidateChannels(ch));
-  if (q.rerank) return InvalidArgumentError("rerank does not combine with channels (the merge diversifies)");
+  if (q.rerank)
+    return InvalidArgumentError("rerank does not combine with channels (the merge diversifies)");
   std::optional<UserRecord> user;
   if (ch.user) {
     QV_ASSIGN_OR_RETURN(user, store.GetUser(collection_id, *ch.user));
@@ -137,8 +145,9 @@ Result<QueryResult> RunChannels(const storage::Store& store, uint32_t collection
     ran = true;
   }
   if (!ran) {
-    return InvalidArgumentError("no channel could run: u2i needs vectors or a user with a vector, u2i2i a user or "
-                                "seed_items, u2u2i a user");
+    return InvalidArgumentError(
+        "no channel could run: u2i needs vectors or a user with a vector, u2i2i a user or "
+        "seed_items, u2u2i a user");
   }
   for (int c = 0; c < 3; ++c) Normalise(all, c);
   // Greedy merge: each step takes the candidate with the largest
@@ -147,7 +156,8 @@ Result<QueryResult> RunChannels(const storage::Store& store, uint32_t collection
   std::vector<std::pair<uint64_t, Candidate*>> pool;
   pool.reserve(all.size());
   for (auto& [id, x] : all) pool.emplace_back(id, &x);
-  std::sort(pool.begin(), pool.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::sort(pool.begin(), pool.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<ItemAttrs> attrs(pool.size());
   for (size_t i = 0; i < pool.size(); ++i) parts.AttrsFor(pool[i].first, &attrs[i]);
   std::map<int64_t, size_t> per_category;

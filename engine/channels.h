@@ -17,7 +17,7 @@ namespace quiver::engine {
 Status ValidateChannels(const Channels& c);
 
 // Runs q (q.channels set) on the collection `collection_id` of `store` with indexes `parts`.
-Result<QueryResult> RunChannels(const storage::Store& store, uint32_t collection_id, const Partitions& parts,
-                                Metric metric, const QuerySpec& q);
+Result<QueryResult> RunChannels(const storage::Store& store, uint32_t collection_id,
+                                const Partitions& parts, Metric metric, const QuerySpec& q);
 
 }  // namespace quiver::engine

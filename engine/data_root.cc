@@ -55,9 +55,12 @@ bool DataRoot::ValidVersionName(const std::string& name) {
   });
 }
 
-std::string DataRoot::VersionDir(const std::string& name) const { return root_ + "/versions/" + name; }
+std::string DataRoot::VersionDir(const std::string& name) const {
+  return root_ + "/versions/" + name;
+}
 
-Result<std::unique_ptr<DataRoot>> DataRoot::Open(const std::string& root, const EngineOptions& options) {
+Result<std::unique_ptr<DataRoot>> DataRoot::Open(const std::string& root,
+                                                 const EngineOptions& options) {
   std::error_code ec;
   fs::create_directories(root + "/versions", ec);
   if (ec) return InternalError("cannot create " + root + "/versions: " + ec.message());
@@ -69,7 +72,8 @@ Result<std::unique_ptr<DataRoot>> DataRoot::Open(const std::string& root, const 
     return DataLossError(root + "/CURRENT names version '" + current + "', which does not exist");
   }
   QV_ASSIGN_OR_RETURN(auto engine, Engine::Open(dr->VersionDir(current), options));
-  if (ReadMarker(root, "CURRENT").empty()) QV_RETURN_IF_ERROR(WriteMarker(root, "CURRENT", current));
+  if (ReadMarker(root, "CURRENT").empty())
+    QV_RETURN_IF_ERROR(WriteMarker(root, "CURRENT", current));
   dr->engine_ = std::move(engine);
   dr->current_ = current;
   dr->previous_ = ReadMarker(root, "PREVIOUS");
@@ -96,7 +100,8 @@ Result<std::vector<std::string>> DataRoot::ListVersionsIn(const std::string& roo
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(root + "/versions", ec)) {
     const std::string name = e.path().filename().string();
-    if (e.is_directory() && ValidVersionName(name) && !name.ends_with(".partial")) out.push_back(name);
+    if (e.is_directory() && ValidVersionName(name) && !name.ends_with(".partial"))
+      out.push_back(name);
   }
   if (ec) return NotFoundError("cannot list " + root + "/versions: " + ec.message());
   std::sort(out.begin(), out.end());
@@ -117,15 +122,18 @@ Status DataRoot::Reload(const std::string& version) {
     return InvalidArgumentError("version name '" + version + "' may use only [A-Za-z0-9_.-]");
   }
   const std::string dir = VersionDir(version);
-  if (!fs::exists(dir + "/db")) return NotFoundError("no version '" + version + "' under " + root_ + "/versions");
+  if (!fs::exists(dir + "/db"))
+    return NotFoundError("no version '" + version + "' under " + root_ + "/versions");
   const std::string old = current_version();
-  if (version == old) return FailedPreconditionError("version '" + version + "' is already serving");
+  if (version == old)
+    return FailedPreconditionError("version '" + version + "' is already serving");
   EngineOptions o = options_;
   o.store.create_if_missing = false;
   auto loaded = Engine::Open(dir, o);
   if (!loaded.ok()) {
-    return Status(loaded.status().code(), "version '" + version + "' failed to load; '" + old +
-                                              "' keeps serving: " + std::string(loaded.status().message()));
+    return Status(loaded.status().code(),
+                  "version '" + version + "' failed to load; '" + old +
+                      "' keeps serving: " + std::string(loaded.status().message()));
   }
   // PREVIOUS first: a crash between the two writes leaves the old version serving.
   QV_RETURN_IF_ERROR(WriteMarker(root_, "PREVIOUS", old));
@@ -143,7 +151,8 @@ Status DataRoot::Reload(const std::string& version) {
 
 Status DataRoot::Rollback() {
   const std::string previous = previous_version();
-  if (previous.empty()) return FailedPreconditionError("there is no previous version to roll back to");
+  if (previous.empty())
+    return FailedPreconditionError("there is no previous version to roll back to");
   return Reload(previous);
 }
 

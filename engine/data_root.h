@@ -35,7 +35,8 @@ class DataRoot {
   static Result<State> Inspect(const std::string& root);
 
   // Opens the serving version (creating <root>/versions/initial if the root is new).
-  static Result<std::unique_ptr<DataRoot>> Open(const std::string& root, const EngineOptions& options);
+  static Result<std::unique_ptr<DataRoot>> Open(const std::string& root,
+                                                const EngineOptions& options);
 
   // The serving engine. Callers hold the pointer for the length of a request; a version
   // switch never pulls an engine from under a request.
@@ -53,13 +54,14 @@ class DataRoot {
   static bool ValidVersionName(const std::string& name);
 
  private:
-  DataRoot(std::string root, EngineOptions options) : root_(std::move(root)), options_(std::move(options)) {}
+  DataRoot(std::string root, EngineOptions options)
+      : root_(std::move(root)), options_(std::move(options)) {}
   std::string VersionDir(const std::string& name) const;
   static Result<std::vector<std::string>> ListVersionsIn(const std::string& root);
 
   const std::string root_;
   const EngineOptions options_;
-  std::mutex reload_mu_;  // serialises Reload and Rollback
+  std::mutex reload_mu_;   // serialises Reload and Rollback
   mutable std::mutex mu_;  // guards the three fields below
   std::shared_ptr<Engine> engine_;
   std::string current_;

@@ -1,5 +1,8 @@
 #include "engine/engine.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cinttypes>
@@ -8,9 +11,6 @@
 #include <filesystem>
 #include <map>
 #include <unordered_set>
-
-#include <fcntl.h>
-#include <unistd.h>
 
 #include "engine/channels.h"
 #include "engine/partitions.h"
@@ -118,7 +118,8 @@ Status WriteSnapshot(const Partitions& parts, const std::string& dir, uint64_t s
 }
 
 // Builds a collection's indexes from every stored item.
-Result<std::shared_ptr<Partitions>> BuildFromStore(const storage::Store& store, const Collection& c) {
+Result<std::shared_ptr<Partitions>> BuildFromStore(const storage::Store& store,
+                                                   const Collection& c) {
   QV_ASSIGN_OR_RETURN(std::shared_ptr<Partitions> parts, Partitions::Create(c.schema()));
   // An untrained IVF-PQ index trains on its first Add: give it a full training sample.
   const size_t first = std::max(kRebuildChunk, size_t(c.schema().index.ivf_nlist) * 256);
@@ -146,13 +147,15 @@ Status Rebuild(const storage::Store& store, Collection& c) {
 
 // Brings the index up to date with the ops after `after`: every touched id gets its stored
 // state (present: added or replaced; absent: removed). Idempotent.
-Status Replay(const storage::Store& store, uint32_t collection_id, Partitions& parts, uint64_t after) {
+Status Replay(const storage::Store& store, uint32_t collection_id, Partitions& parts,
+              uint64_t after) {
   std::unordered_set<uint64_t> touched;
-  QV_RETURN_IF_ERROR(store.ScanOps(collection_id, after, [&](uint64_t, storage::OpRecord&& op) -> Status {
-    touched.insert(op.upserted.begin(), op.upserted.end());
-    touched.insert(op.deleted.begin(), op.deleted.end());
-    return Status::Ok();
-  }));
+  QV_RETURN_IF_ERROR(
+      store.ScanOps(collection_id, after, [&](uint64_t, storage::OpRecord&& op) -> Status {
+        touched.insert(op.upserted.begin(), op.upserted.end());
+        touched.insert(op.deleted.begin(), op.deleted.end());
+        return Status::Ok();
+      }));
   if (touched.empty()) return Status::Ok();
   std::vector<uint64_t> ids(touched.begin(), touched.end());
   std::sort(ids.begin(), ids.end());
@@ -206,7 +209,8 @@ Result<std::unique_ptr<Engine>> Engine::Open(const std::string& dir, const Engin
   std::error_code ec;
   if (options.store.create_if_missing) fs::create_directories(fs::path(dir) / "snapshots", ec);
   if (ec) return InternalError("cannot create " + dir + ": " + ec.message());
-  QV_ASSIGN_OR_RETURN(auto store, storage::Store::Open((fs::path(dir) / "db").string(), options.store));
+  QV_ASSIGN_OR_RETURN(auto store,
+                      storage::Store::Open((fs::path(dir) / "db").string(), options.store));
   std::unique_ptr<Engine> engine(new Engine(dir, options, std::move(store)));
   QV_RETURN_IF_ERROR(engine->RecoverAll());
   return engine;
@@ -243,7 +247,8 @@ Status Engine::RecoverAll() {
     }
     Status s = loaded ? Replay(*store_, c->id(), *c->parts(), base) : Rebuild(*store_, *c);
     if (!s.ok()) {
-      return Status(s.code(), "recovering collection '" + schema.name + "': " + std::string(s.message()));
+      return Status(s.code(),
+                    "recovering collection '" + schema.name + "': " + std::string(s.message()));
     }
     c->op_seq = last;
     c->snapshot_seq = base;
@@ -261,7 +266,8 @@ Result<std::shared_ptr<Collection>> Engine::Find(const std::string& name) const 
 
 Result<uint32_t> Engine::NextIdFor(const std::string& name) const {
   std::shared_lock lock(mu_);
-  if (collections_.count(name)) return AlreadyExistsError("collection '" + name + "' already exists");
+  if (collections_.count(name))
+    return AlreadyExistsError("collection '" + name + "' already exists");
   return next_id_;
 }
 
@@ -290,21 +296,25 @@ namespace {
 
 // Every item's cluster set to its nearest of C k-means centroids of the items (k-means++
 // seeding, trained on a sample of at most 256 points per centroid).
-Result<std::vector<ItemRecord>> WithKMeansClusters(std::span<const ItemRecord> items, uint32_t clusters) {
+Result<std::vector<ItemRecord>> WithKMeansClusters(std::span<const ItemRecord> items,
+                                                   uint32_t clusters) {
   if (items.size() < clusters) {
-    return InvalidArgumentError("kmeans_clusters " + std::to_string(clusters) + " needs at least that many items; got " +
+    return InvalidArgumentError("kmeans_clusters " + std::to_string(clusters) +
+                                " needs at least that many items; got " +
                                 std::to_string(items.size()));
   }
   const size_t dim = items[0].vector.size();
   std::vector<float> data;
   data.reserve(items.size() * dim);
-  for (const ItemRecord& item : items) data.insert(data.end(), item.vector.begin(), item.vector.end());
+  for (const ItemRecord& item : items)
+    data.insert(data.end(), item.vector.begin(), item.vector.end());
   index::KMeansOptions ko;
   ko.k = clusters;
   ko.plus_plus_init = true;
   QV_ASSIGN_OR_RETURN(index::KMeansResult km, index::TrainKMeans(data, dim, ko));
   std::vector<uint32_t> labels(items.size());
-  index::AssignNearest(data.data(), items.size(), km.centroids.data(), clusters, dim, labels.data(), nullptr, 0);
+  index::AssignNearest(data.data(), items.size(), km.centroids.data(), clusters, dim, labels.data(),
+                       nullptr, 0);
   std::vector<ItemRecord> out(items.begin(), items.end());
   for (size_t i = 0; i < out.size(); ++i) out[i].cluster = labels[i];
   return out;
@@ -312,7 +322,8 @@ Result<std::vector<ItemRecord>> WithKMeansClusters(std::span<const ItemRecord> i
 
 }  // namespace
 
-Result<CollectionInfo> Engine::BulkLoad(const CollectionSchema& schema_in, std::span<const ItemRecord> items_in,
+Result<CollectionInfo> Engine::BulkLoad(const CollectionSchema& schema_in,
+                                        std::span<const ItemRecord> items_in,
                                         const BulkLoadOptions& options) {
   CollectionSchema schema = schema_in;
   std::span<const ItemRecord> items = items_in;
@@ -320,7 +331,8 @@ Result<CollectionInfo> Engine::BulkLoad(const CollectionSchema& schema_in, std::
   if (options.kmeans_clusters > 0) {
     if (schema.clusters != 0 && schema.clusters != options.kmeans_clusters) {
       return InvalidArgumentError("the schema's clusters (" + std::to_string(schema.clusters) +
-                                  ") and kmeans_clusters (" + std::to_string(options.kmeans_clusters) + ") disagree");
+                                  ") and kmeans_clusters (" +
+                                  std::to_string(options.kmeans_clusters) + ") disagree");
     }
     // Validated first: k-means needs vectors of the schema's dimension, without NaN.
     schema.clusters = 0;
@@ -332,8 +344,9 @@ Result<CollectionInfo> Engine::BulkLoad(const CollectionSchema& schema_in, std::
   QV_RETURN_IF_ERROR(ValidateSchema(schema));
   QV_RETURN_IF_ERROR(ValidateItems(schema, items));
   if (items.size() < MinFirstBatch(schema)) {
-    return FailedPreconditionError("an IVF-PQ collection needs at least " + std::to_string(MinFirstBatch(schema)) +
-                                   " items to train; got " + std::to_string(items.size()));
+    return FailedPreconditionError("an IVF-PQ collection needs at least " +
+                                   std::to_string(MinFirstBatch(schema)) + " items to train; got " +
+                                   std::to_string(items.size()));
   }
   std::lock_guard ddl(ddl_mu_);
   QV_ASSIGN_OR_RETURN(const uint32_t id, NextIdFor(schema.name));
@@ -346,13 +359,17 @@ Result<CollectionInfo> Engine::BulkLoad(const CollectionSchema& schema_in, std::
 
   std::vector<uint32_t> order(items.size());
   for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return items[a].id < items[b].id; });
+  std::sort(order.begin(), order.end(),
+            [&](uint32_t a, uint32_t b) { return items[a].id < items[b].id; });
   size_t next = 0;
-  QV_RETURN_IF_ERROR(store_->IngestItems(id, [&](ItemRecord* out) -> Result<bool> {
-    if (next == order.size()) return false;
-    *out = items[order[next++]];
-    return true;
-  }).status());
+  QV_RETURN_IF_ERROR(store_
+                         ->IngestItems(id,
+                                       [&](ItemRecord* out) -> Result<bool> {
+                                         if (next == order.size()) return false;
+                                         *out = items[order[next++]];
+                                         return true;
+                                       })
+                         .status());
 
   auto c = std::make_shared<Collection>(id, schema);
   QV_ASSIGN_OR_RETURN(std::shared_ptr<Partitions> created, Partitions::Create(schema));
@@ -395,7 +412,6 @@ Status Engine::DropCollection(const std::string& name) {
   return Status::Ok();
 }
 
-
 std::vector<CollectionInfo> Engine::ListCollections() const {
   std::vector<std::shared_ptr<Collection>> all;
   {
@@ -404,7 +420,8 @@ std::vector<CollectionInfo> Engine::ListCollections() const {
   }
   std::vector<CollectionInfo> out;
   for (const auto& c : all) out.push_back(Describe(*c));
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.schema.name < b.schema.name; });
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.schema.name < b.schema.name; });
   return out;
 }
 
@@ -436,8 +453,9 @@ Result<WriteResult> Engine::Upsert(const std::string& name, std::span<const Item
   QV_RETURN_IF_ERROR(store_->Write(batch));
   Status s = c->parts()->Add(items);
   if (!s.ok()) {
-    return InternalError("items of op " + std::to_string(seq) + " are stored but the index update failed (" +
-                         s.ToString() + "); they are indexed at the next restart");
+    return InternalError("items of op " + std::to_string(seq) +
+                         " are stored but the index update failed (" + s.ToString() +
+                         "); they are indexed at the next restart");
   }
   c->op_seq = seq;
   return WriteResult{seq, items.size()};
@@ -516,7 +534,8 @@ Status Engine::AddEvents(const std::string& name, std::span<const Event> events)
     std::vector<storage::Interaction> merged;
     merged.reserve(fresh.size() + user->history.size());
     std::merge(fresh.begin(), fresh.end(), user->history.begin(), user->history.end(),
-               std::back_inserter(merged), [](const auto& a, const auto& b) { return a.timestamp > b.timestamp; });
+               std::back_inserter(merged),
+               [](const auto& a, const auto& b) { return a.timestamp > b.timestamp; });
     if (merged.size() > c->schema().max_history) merged.resize(c->schema().max_history);
     user->history = std::move(merged);
     batch.PutUser(c->id(), *user);
@@ -528,33 +547,37 @@ Result<std::vector<Hit>> Engine::Search(const std::string& name, std::span<const
                                         const index::SearchParams& params) const {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
   if (query.size() != c->schema().dim) {
-    return InvalidArgumentError("query has " + std::to_string(query.size()) + " values; collection '" +
-                                name + "' has dim " + std::to_string(c->schema().dim));
+    return InvalidArgumentError("query has " + std::to_string(query.size()) +
+                                " values; collection '" + name + "' has dim " +
+                                std::to_string(c->schema().dim));
   }
   std::vector<index::Neighbor> neighbors;
   QV_RETURN_IF_ERROR(c->parts()->global().Search(query, params, &neighbors));
   std::vector<Hit> hits;
   hits.reserve(neighbors.size());
-  for (const auto& n : neighbors) hits.push_back({n.id, index::DistanceToScore(c->schema().metric, n.distance)});
+  for (const auto& n : neighbors)
+    hits.push_back({n.id, index::DistanceToScore(c->schema().metric, n.distance)});
   return hits;
 }
 
 Result<PluginRun> Engine::RunPlugin(const std::string& name, const std::string& plugin,
                                     const std::string& config_json, bool incremental) {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
-  return RunPluginOn(*store_, c->id(), c->schema(), *c->parts(), plugin, config_json, incremental,
-                     [&](storage::WriteBatch& batch) -> Status {
-                       std::lock_guard write(c->write_mu);  // not into a collection dropped meanwhile
-                       if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
-                       return store_->Write(batch);
-                     });
+  return RunPluginOn(
+      *store_, c->id(), c->schema(), *c->parts(), plugin, config_json, incremental,
+      [&](storage::WriteBatch& batch) -> Status {
+        std::lock_guard write(c->write_mu);  // not into a collection dropped meanwhile
+        if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
+        return store_->Write(batch);
+      });
 }
 
-Result<std::optional<std::vector<Hit>>> Engine::GetList(const std::string& name, std::string_view kind,
-                                                        uint64_t key) const {
+Result<std::optional<std::vector<Hit>>> Engine::GetList(const std::string& name,
+                                                        std::string_view kind, uint64_t key) const {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
   if (!storage::ValidListKind(kind)) {
-    return InvalidArgumentError("list kind '" + std::string(kind) + "' is not 1 to 64 characters of [a-z0-9_]");
+    return InvalidArgumentError("list kind '" + std::string(kind) +
+                                "' is not 1 to 64 characters of [a-z0-9_]");
   }
   return store_->GetList(c->id(), kind, key);
 }
@@ -627,8 +650,9 @@ Status Engine::CheckConsistency(const std::string& name) const {
   // Where the index keeps vectors exactly (flat, HNSW, IVF-PQ with float32 refine rows; not
   // under cosine, which normalises them), its copy must be the stored one, bit for bit.
   const CollectionSchema& s = c->schema();
-  const bool exact = s.metric != Metric::kCosine &&
-                     (s.index.type != IndexSpec::Type::kIvfPq || (s.index.ivf_refine > 0 && !s.index.ivf_refine_int8));
+  const bool exact =
+      s.metric != Metric::kCosine && (s.index.type != IndexSpec::Type::kIvfPq ||
+                                      (s.index.ivf_refine > 0 && !s.index.ivf_refine_int8));
   std::vector<float> indexed(s.dim);
   QV_RETURN_IF_ERROR(store_->ScanItems(c->id(), [&](ItemRecord&& item) -> Status {
     ++stored;
@@ -638,11 +662,12 @@ Status Engine::CheckConsistency(const std::string& name) const {
     if (exact && item.vector.size() == s.dim) {
       QV_RETURN_IF_ERROR(c->parts()->global().GetVector(item.id, indexed.data()));
       if (std::memcmp(indexed.data(), item.vector.data(), s.dim * sizeof(float)) != 0) {
-        return DataLossError("item " + std::to_string(item.id) + ": the index holds another vector than the store");
+        return DataLossError("item " + std::to_string(item.id) +
+                             ": the index holds another vector than the store");
       }
     }
     if (c->parts()->clusters() > 0 && (c->parts()->ClusterOf(item.id) != int64_t(item.cluster) ||
-                                      !c->parts()->cluster(item.cluster).Contains(item.id))) {
+                                       !c->parts()->cluster(item.cluster).Contains(item.id))) {
       return DataLossError("item " + std::to_string(item.id) + " is not in its cluster's index");
     }
     return Status::Ok();

@@ -68,7 +68,8 @@ class Engine {
   };
   Result<CollectionInfo> BulkLoad(const CollectionSchema& schema, std::span<const ItemRecord> items,
                                   const BulkLoadOptions& options);
-  Result<CollectionInfo> BulkLoad(const CollectionSchema& schema, std::span<const ItemRecord> items) {
+  Result<CollectionInfo> BulkLoad(const CollectionSchema& schema,
+                                  std::span<const ItemRecord> items) {
     return BulkLoad(schema, items, BulkLoadOptions{});
   }
   // kNotFound for an unknown collection. Removes its records and snapshots.
@@ -106,10 +107,11 @@ class Engine {
 
   // Runs a plugin (plugins/registry.h) over the collection and commits its lists
   // (engine/plugin_host.h); the collection keeps serving and taking writes meanwhile.
-  Result<PluginRun> RunPlugin(const std::string& name, const std::string& plugin, const std::string& config_json,
-                              bool incremental);
+  Result<PluginRun> RunPlugin(const std::string& name, const std::string& plugin,
+                              const std::string& config_json, bool incremental);
   // A neighbor list, or nullopt; the run records of the collection's list kinds.
-  Result<std::optional<std::vector<Hit>>> GetList(const std::string& name, std::string_view kind, uint64_t key) const;
+  Result<std::optional<std::vector<Hit>>> GetList(const std::string& name, std::string_view kind,
+                                                  uint64_t key) const;
   Result<std::vector<storage::ListInfo>> ListInfos(const std::string& name) const;
 
   // Checks that the index holds exactly the stored ids, each (where the index keeps vectors
@@ -130,7 +132,7 @@ class Engine {
   const EngineOptions options_;
   std::unique_ptr<storage::Store> store_;
 
-  std::mutex ddl_mu_;              // serialises create and drop; held during their I/O
+  std::mutex ddl_mu_;             // serialises create and drop; held during their I/O
   mutable std::shared_mutex mu_;  // guards collections_ and next_id_; not held during I/O
   std::unordered_map<std::string, std::shared_ptr<Collection>> collections_;
   uint32_t next_id_ = 1;

@@ -13,10 +13,12 @@ Status Validate(const Filter& f, int depth) {
     case Filter::Op::kEq:
     case Filter::Op::kIn:
       if (f.values.empty()) return InvalidArgumentError("filter eq/in needs a value");
-      if (f.op == Filter::Op::kEq && f.values.size() != 1) return InvalidArgumentError("filter eq takes one value");
+      if (f.op == Filter::Op::kEq && f.values.size() != 1)
+        return InvalidArgumentError("filter eq takes one value");
       return Status::Ok();
     case Filter::Op::kRange:
-      if (f.field == Filter::Field::kTag) return InvalidArgumentError("filter range is for category, timestamp, cluster");
+      if (f.field == Filter::Field::kTag)
+        return InvalidArgumentError("filter range is for category, timestamp, cluster");
       if (f.lo > f.hi) return InvalidArgumentError("filter range has lo > hi");
       return Status::Ok();
     case Filter::Op::kNot:
@@ -34,17 +36,25 @@ Status Validate(const Filter& f, int depth) {
 }  // namespace
 
 ItemAttrs AttrsOf(const ItemRecord& item) {
-  return ItemAttrs{item.category.has_value(), item.category.value_or(0), item.timestamp, item.cluster, item.tags,
-                   item.topic_weights};
+  return ItemAttrs{
+      item.category.has_value(), item.category.value_or(0), item.timestamp, item.cluster, item.tags,
+      item.topic_weights};
 }
 
 bool Matches(const Filter& f, const ItemAttrs& a) {
   auto value = [&](int64_t* v) {
     switch (f.field) {
-      case Filter::Field::kCategory: *v = a.category; return a.has_category;
-      case Filter::Field::kTimestamp: *v = a.timestamp; return true;
-      case Filter::Field::kCluster: *v = int64_t(a.cluster); return true;
-      case Filter::Field::kTag: return false;
+      case Filter::Field::kCategory:
+        *v = a.category;
+        return a.has_category;
+      case Filter::Field::kTimestamp:
+        *v = a.timestamp;
+        return true;
+      case Filter::Field::kCluster:
+        *v = int64_t(a.cluster);
+        return true;
+      case Filter::Field::kTag:
+        return false;
     }
     return false;
   };
@@ -64,11 +74,14 @@ bool Matches(const Filter& f, const ItemAttrs& a) {
       int64_t v;
       return value(&v) && v >= f.lo && v <= f.hi;
     }
-    case Filter::Op::kNot: return !Matches(f.children[0], a);
+    case Filter::Op::kNot:
+      return !Matches(f.children[0], a);
     case Filter::Op::kAnd:
-      return std::all_of(f.children.begin(), f.children.end(), [&](const Filter& c) { return Matches(c, a); });
+      return std::all_of(f.children.begin(), f.children.end(),
+                         [&](const Filter& c) { return Matches(c, a); });
     case Filter::Op::kOr:
-      return std::any_of(f.children.begin(), f.children.end(), [&](const Filter& c) { return Matches(c, a); });
+      return std::any_of(f.children.begin(), f.children.end(),
+                         [&](const Filter& c) { return Matches(c, a); });
   }
   return false;
 }
@@ -85,7 +98,8 @@ bool TimeBounds(const Filter& f, int64_t* lo, int64_t* hi) {
       *lo = *std::min_element(f.values.begin(), f.values.end());
       *hi = *std::max_element(f.values.begin(), f.values.end());
       return true;
-    case Filter::Op::kNot: return false;
+    case Filter::Op::kNot:
+      return false;
     case Filter::Op::kAnd: {
       bool any = false;
       for (const Filter& c : f.children) {

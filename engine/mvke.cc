@@ -6,8 +6,8 @@
 
 #include "engine/partitions.h"
 #include "engine/pool.h"
-#include "index/vector_index.h"
 #include "index/simd/kernels.h"
+#include "index/vector_index.h"
 
 namespace quiver::engine {
 namespace {
@@ -19,8 +19,8 @@ struct Exact {
 
 // Exact scores of `ids` into `scored` (absent ids are skipped): vectors and weights fetched in
 // one batch each (one lock, prefetched), then K dot products per item.
-void ScoreBatch(const Partitions& parts, const std::vector<std::vector<float>>& u, std::span<const uint64_t> ids,
-                std::unordered_map<uint64_t, Exact>* scored) {
+void ScoreBatch(const Partitions& parts, const std::vector<std::vector<float>>& u,
+                std::span<const uint64_t> ids, std::unordered_map<uint64_t, Exact>* scored) {
   const size_t kt = u.size(), dim = parts.global().dim();
   std::vector<float> t(ids.size() * dim), alpha(ids.size() * kt);
   std::vector<uint8_t> has_t(ids.size()), has_alpha(ids.size());
@@ -45,7 +45,8 @@ void ScoreBatch(const Partitions& parts, const std::vector<std::vector<float>>& 
 }
 
 // Scores every id of `list` not yet in `scored`.
-void ScoreNew(const Partitions& parts, const std::vector<std::vector<float>>& u, const std::vector<index::Neighbor>& list,
+void ScoreNew(const Partitions& parts, const std::vector<std::vector<float>>& u,
+              const std::vector<index::Neighbor>& list,
               std::unordered_map<uint64_t, Exact>* scored) {
   std::vector<uint64_t> ids;
   ids.reserve(list.size());
@@ -63,9 +64,10 @@ std::vector<QueryHit> Best(const std::unordered_map<uint64_t, Exact>& scored, si
   hits.reserve(scored.size());
   for (const auto& [id, e] : scored) hits.push_back({id, e.score, e.topic, -1});
   n = std::min(n, hits.size());
-  std::partial_sort(hits.begin(), hits.begin() + ptrdiff_t(n), hits.end(), [](const QueryHit& a, const QueryHit& b) {
-    return a.score != b.score ? a.score > b.score : a.id < b.id;
-  });
+  std::partial_sort(hits.begin(), hits.begin() + ptrdiff_t(n), hits.end(),
+                    [](const QueryHit& a, const QueryHit& b) {
+                      return a.score != b.score ? a.score > b.score : a.id < b.id;
+                    });
   hits.resize(n);
   return hits;
 }
@@ -109,7 +111,8 @@ Result<std::vector<QueryHit>> RunMvke(const Partitions& parts, const QuerySpec& 
     case MvkeStrategy::kConcat: {
       const index::VectorIndex* concat = parts.concat();
       if (!concat) {
-        return FailedPreconditionError("mvke strategy concat needs a collection created with topic_concat");
+        return FailedPreconditionError(
+            "mvke strategy concat needs a collection created with topic_concat");
       }
       std::vector<index::Neighbor> list;
       QV_RETURN_IF_ERROR(concat->Search(joined(), params(std::max(depth, n)), &list));
@@ -120,7 +123,8 @@ Result<std::vector<QueryHit>> RunMvke(const Partitions& parts, const QuerySpec& 
       std::vector<std::vector<index::Neighbor>> lists(kt);
       std::vector<Status> status(kt);
       const index::SearchParams p = params(depth);
-      Pool::Get().ParallelFor(kt, [&](size_t k) { status[k] = parts.global().Search(u[k], p, &lists[k]); });
+      Pool::Get().ParallelFor(
+          kt, [&](size_t k) { status[k] = parts.global().Search(u[k], p, &lists[k]); });
       for (const Status& s : status) QV_RETURN_IF_ERROR(s);
       for (const auto& list : lists) ScoreNew(parts, u, list, &scored);
       return Best(scored, n);
@@ -128,7 +132,8 @@ Result<std::vector<QueryHit>> RunMvke(const Partitions& parts, const QuerySpec& 
     case MvkeStrategy::kWeightedScan: {
       const index::WeightedIndex* ivf = parts.global().weighted();
       if (!ivf || ivf->weights_per_item() != kt) {
-        return FailedPreconditionError("mvke strategy weighted_scan needs an ivf_pq collection with topics");
+        return FailedPreconditionError(
+            "mvke strategy weighted_scan needs an ivf_pq collection with topics");
       }
       // The index rescores its best `depth` from its float32 rows with each item's alpha: the
       // n it returns carry exact scores and their largest term.
@@ -144,7 +149,8 @@ Result<std::vector<QueryHit>> RunMvke(const Partitions& parts, const QuerySpec& 
       std::vector<QueryHit> hits;
       hits.reserve(list.size());
       for (size_t i = 0; i < list.size(); ++i) {
-        hits.push_back({list[i].id, index::DistanceToScore(Metric::kInnerProduct, list[i].distance), terms[i], -1});
+        hits.push_back({list[i].id, index::DistanceToScore(Metric::kInnerProduct, list[i].distance),
+                        terms[i], -1});
       }
       return hits;
     }
@@ -172,7 +178,8 @@ Result<std::vector<QueryHit>> RunMvke(const Partitions& parts, const QuerySpec& 
     std::vector<std::vector<index::Neighbor>> lists(kt);
     std::vector<Status> status(kt);
     const index::SearchParams p = params(depth);
-    Pool::Get().ParallelFor(kt, [&](size_t k) { status[k] = parts.topic(k).Search(u[k], p, &lists[k]); });
+    Pool::Get().ParallelFor(
+        kt, [&](size_t k) { status[k] = parts.topic(k).Search(u[k], p, &lists[k]); });
     for (const Status& st : status) QV_RETURN_IF_ERROR(st);
     std::vector<double> last(kt, 0.0);
     double unseen_bound = 0;
@@ -228,7 +235,9 @@ Result<std::vector<QueryHit>> RunMvke(const Partitions& parts, const QuerySpec& 
     }
     best = Best(scored, n);
     if (dry && parts.topic_threshold() == 0) break;
-    if ((best.size() >= n && double(best.back().score) >= unseen_bound) || depth >= std::min(total, max_depth)) break;
+    if ((best.size() >= n && double(best.back().score) >= unseen_bound) ||
+        depth >= std::min(total, max_depth))
+      break;
     depth = std::min({depth * 2, total, max_depth});
   }
   return best;

@@ -20,12 +20,17 @@ namespace fs = std::filesystem;
 
 constexpr char kMapMagic[8] = {'Q', 'V', 'C', 'L', 'U', 'S', 'T', '1'};
 
-std::string ClusterFile(const std::string& dir, size_t k) { return dir + "/cluster-" + std::to_string(k) + ".qvi"; }
-std::string TopicFile(const std::string& dir, size_t k) { return dir + "/topic-" + std::to_string(k) + ".qvi"; }
+std::string ClusterFile(const std::string& dir, size_t k) {
+  return dir + "/cluster-" + std::to_string(k) + ".qvi";
+}
+std::string TopicFile(const std::string& dir, size_t k) {
+  return dir + "/topic-" + std::to_string(k) + ".qvi";
+}
 
 // A sub-index of `dim` under `metric`: flat for flat collections, else HNSW with the
 // collection's HNSW parameters (the defaults for IVF-PQ collections).
-Result<std::unique_ptr<index::VectorIndex>> MakeSubIndex(const CollectionSchema& s, uint32_t dim, Metric metric) {
+Result<std::unique_ptr<index::VectorIndex>> MakeSubIndex(const CollectionSchema& s, uint32_t dim,
+                                                         Metric metric) {
   IndexSpec spec;  // HNSW with the default parameters
   if (s.index.type != IndexSpec::Type::kIvfPq) spec = s.index;
   return index::CreateIndex(spec, dim, metric);
@@ -46,7 +51,8 @@ Status AddTo(index::VectorIndex& idx, std::span<const ItemRecord* const> items) 
   for (const ItemRecord* item : items) {
     ids.push_back(item->id);
     vectors.insert(vectors.end(), item->vector.begin(), item->vector.end());
-    if (weighted) weights.insert(weights.end(), item->topic_weights.begin(), item->topic_weights.end());
+    if (weighted)
+      weights.insert(weights.end(), item->topic_weights.begin(), item->topic_weights.end());
   }
   return weighted ? weighted->AddWeighted(ids, vectors, weights) : idx.Add(ids, vectors);
 }
@@ -65,7 +71,8 @@ Result<std::unique_ptr<Partitions>> Partitions::Create(const CollectionSchema& s
     p->topics_.push_back(std::move(idx));
   }
   if (schema.topic_concat) {
-    QV_ASSIGN_OR_RETURN(p->concat_, MakeSubIndex(schema, schema.dim * schema.topics, Metric::kInnerProduct));
+    QV_ASSIGN_OR_RETURN(p->concat_,
+                        MakeSubIndex(schema, schema.dim * schema.topics, Metric::kInnerProduct));
   }
   p->sums_.assign(size_t(schema.clusters) * schema.dim, 0.0);
   p->counts_.assign(schema.clusters, 0);
@@ -113,7 +120,8 @@ void Partitions::TopicWeightsFor(std::span<const uint64_t> ids, float* out, uint
   for (size_t i = 0; i < ids.size(); ++i) {
     auto it = attrs_.find(ids[i]);
     found[i] = it != attrs_.end();
-    if (found[i]) std::copy(it->second.topic_weights.begin(), it->second.topic_weights.end(), out + i * kt);
+    if (found[i])
+      std::copy(it->second.topic_weights.begin(), it->second.topic_weights.end(), out + i * kt);
   }
 }
 
@@ -225,9 +233,7 @@ size_t Partitions::memory_bytes() const {
   return n + cluster_of_.size() * 24 + sums_.size() * sizeof(double);
 }
 
-bool Partitions::trained() const {
-  return global_->trained();
-}
+bool Partitions::trained() const { return global_->trained(); }
 
 int64_t Partitions::ClusterOf(uint64_t id) const {
   std::shared_lock lock(mu_);
@@ -258,7 +264,8 @@ bool Partitions::Allows(const Filter& f, uint64_t id) const {
   return it != attrs_.end() && Matches(f, it->second);
 }
 
-std::optional<std::vector<uint64_t>> Partitions::FewMatching(const Filter& f, int64_t cluster, size_t limit) const {
+std::optional<std::vector<uint64_t>> Partitions::FewMatching(const Filter& f, int64_t cluster,
+                                                             size_t limit) const {
   std::vector<uint64_t> out;
   auto take = [&](uint64_t id, const ItemAttrs& a) {
     if ((cluster < 0 || int64_t(a.cluster) == cluster) && Matches(f, a)) out.push_back(id);
@@ -346,7 +353,8 @@ Status DecodeAttrs(std::string_view v, std::unordered_map<uint64_t, ItemAttrs>* 
   uint32_t crc;
   if (v.size() < 12) return DataLossError("not an attribute map");
   const bool v1 = v.substr(0, 8) == std::string_view(kAttrMagicV1, 8);
-  if (!v1 && v.substr(0, 8) != std::string_view(kAttrMagic, 8)) return DataLossError("not an attribute map");
+  if (!v1 && v.substr(0, 8) != std::string_view(kAttrMagic, 8))
+    return DataLossError("not an attribute map");
   v.remove_prefix(8);
   GetFixed(&v, &crc);
   if (crc32c::Value(v) != crc) return DataLossError("attribute map fails its checksum");
@@ -358,15 +366,17 @@ Status DecodeAttrs(std::string_view v, std::unordered_map<uint64_t, ItemAttrs>* 
     uint8_t has;
     uint32_t ntags;
     ItemAttrs a;
-    if (!GetFixed(&v, &id) || !GetFixed(&v, &has) || !GetFixed(&v, &a.category) || !GetFixed(&v, &a.timestamp) ||
-        !GetFixed(&v, &a.cluster) || !GetFixed(&v, &ntags) || has > 1 || ntags > v.size() / 8) {
+    if (!GetFixed(&v, &id) || !GetFixed(&v, &has) || !GetFixed(&v, &a.category) ||
+        !GetFixed(&v, &a.timestamp) || !GetFixed(&v, &a.cluster) || !GetFixed(&v, &ntags) ||
+        has > 1 || ntags > v.size() / 8) {
       return DataLossError("corrupt attribute map");
     }
     a.has_category = has != 0;
     a.tags.resize(ntags);
     GetArray(&v, a.tags.data(), ntags);
     uint32_t nweights = 0;
-    if (!v1 && (!GetFixed(&v, &nweights) || nweights > v.size() / 4)) return DataLossError("corrupt attribute map");
+    if (!v1 && (!GetFixed(&v, &nweights) || nweights > v.size() / 4))
+      return DataLossError("corrupt attribute map");
     a.topic_weights.resize(nweights);
     GetArray(&v, a.topic_weights.data(), nweights);
     (*attrs)[id] = std::move(a);
@@ -387,10 +397,12 @@ Status Partitions::Save(const std::string& dir) const {
     }
     QV_RETURN_IF_ERROR(index::WriteFileAtomically(dir + "/attrs.bin", attrs));
   }
-  for (size_t k = 0; k < topics_.size(); ++k) QV_RETURN_IF_ERROR(topics_[k]->Save(TopicFile(dir, k)));
+  for (size_t k = 0; k < topics_.size(); ++k)
+    QV_RETURN_IF_ERROR(topics_[k]->Save(TopicFile(dir, k)));
   if (concat_) QV_RETURN_IF_ERROR(concat_->Save(dir + "/concat.qvi"));
   if (clusters_.empty()) return Status::Ok();
-  for (size_t k = 0; k < clusters_.size(); ++k) QV_RETURN_IF_ERROR(clusters_[k]->Save(ClusterFile(dir, k)));
+  for (size_t k = 0; k < clusters_.size(); ++k)
+    QV_RETURN_IF_ERROR(clusters_[k]->Save(ClusterFile(dir, k)));
   std::string body;
   {
     std::shared_lock lock(mu_);
@@ -408,7 +420,8 @@ Status Partitions::Save(const std::string& dir) const {
   return index::WriteFileAtomically(dir + "/clusters.bin", file);
 }
 
-Result<std::unique_ptr<Partitions>> Partitions::Load(const CollectionSchema& schema, const std::string& dir) {
+Result<std::unique_ptr<Partitions>> Partitions::Load(const CollectionSchema& schema,
+                                                     const std::string& dir) {
   std::unique_ptr<Partitions> p(new Partitions(schema));
   QV_ASSIGN_OR_RETURN(p->global_, index::LoadIndex(dir + "/global.qvi"));
   QV_RETURN_IF_ERROR(CheckIndexMatches(schema, *p->global_));
@@ -419,21 +432,25 @@ Result<std::unique_ptr<Partitions>> Partitions::Load(const CollectionSchema& sch
     ss << in.rdbuf();
     Status s = DecodeAttrs(ss.str(), &p->attrs_);
     if (!s.ok()) return DataLossError(dir + "/attrs.bin: " + std::string(s.message()));
-    if (p->attrs_.size() != p->global_->size()) return DataLossError(dir + "/attrs.bin does not match the index");
+    if (p->attrs_.size() != p->global_->size())
+      return DataLossError(dir + "/attrs.bin does not match the index");
   }
   for (uint32_t k = 0; k < schema.topics; ++k) {
     QV_ASSIGN_OR_RETURN(auto idx, index::LoadIndex(TopicFile(dir, k)));
-    if (idx->dim() != schema.dim) return DataLossError("topic snapshot " + std::to_string(k) + " has the wrong dim");
+    if (idx->dim() != schema.dim)
+      return DataLossError("topic snapshot " + std::to_string(k) + " has the wrong dim");
     p->topics_.push_back(std::move(idx));
   }
   if (schema.topic_concat) {
     QV_ASSIGN_OR_RETURN(p->concat_, index::LoadIndex(dir + "/concat.qvi"));
-    if (p->concat_->dim() != schema.dim * schema.topics || p->concat_->size() != p->global_->size()) {
+    if (p->concat_->dim() != schema.dim * schema.topics ||
+        p->concat_->size() != p->global_->size()) {
       return DataLossError(dir + "/concat.qvi does not match the collection");
     }
   }
   for (const auto& [id, a] : p->attrs_) {
-    if (a.topic_weights.size() != schema.topics) return DataLossError(dir + "/attrs.bin lacks topic weights");
+    if (a.topic_weights.size() != schema.topics)
+      return DataLossError(dir + "/attrs.bin lacks topic weights");
     p->by_time_.emplace(a.timestamp, id);
   }
   p->sums_.assign(size_t(schema.clusters) * schema.dim, 0.0);
@@ -441,7 +458,8 @@ Result<std::unique_ptr<Partitions>> Partitions::Load(const CollectionSchema& sch
   if (schema.clusters == 0) return p;
   for (uint32_t k = 0; k < schema.clusters; ++k) {
     QV_ASSIGN_OR_RETURN(auto idx, index::LoadIndex(ClusterFile(dir, k)));
-    if (idx->dim() != schema.dim) return DataLossError("cluster snapshot " + std::to_string(k) + " has the wrong dim");
+    if (idx->dim() != schema.dim)
+      return DataLossError("cluster snapshot " + std::to_string(k) + " has the wrong dim");
     p->clusters_.push_back(std::move(idx));
   }
   std::ifstream in(dir + "/clusters.bin", std::ios::binary);
@@ -451,7 +469,8 @@ Result<std::unique_ptr<Partitions>> Partitions::Load(const CollectionSchema& sch
   const std::string file = ss.str();
   std::string_view v(file);
   uint32_t crc;
-  if (v.size() < sizeof(kMapMagic) + 4 || v.substr(0, sizeof(kMapMagic)) != std::string_view(kMapMagic, 8)) {
+  if (v.size() < sizeof(kMapMagic) + 4 ||
+      v.substr(0, sizeof(kMapMagic)) != std::string_view(kMapMagic, 8)) {
     return DataLossError(dir + "/clusters.bin is not a cluster map");
   }
   v.remove_prefix(sizeof(kMapMagic));
@@ -465,16 +484,17 @@ Result<std::unique_ptr<Partitions>> Partitions::Load(const CollectionSchema& sch
     uint32_t k = 0;
     GetFixed(&v, &id);  // n <= size / 12 was checked: both reads succeed
     GetFixed(&v, &k);
-    if (k >= schema.clusters) return DataLossError("cluster map names cluster " + std::to_string(k));
+    if (k >= schema.clusters)
+      return DataLossError("cluster map names cluster " + std::to_string(k));
     p->cluster_of_[id] = k;
   }
-  if (!GetArray(&v, p->sums_.data(), p->sums_.size()) || !GetArray(&v, p->counts_.data(), p->counts_.size()) ||
-      !v.empty()) {
+  if (!GetArray(&v, p->sums_.data(), p->sums_.size()) ||
+      !GetArray(&v, p->counts_.data(), p->counts_.size()) || !v.empty()) {
     return DataLossError("corrupt cluster map");
   }
   if (p->cluster_of_.size() != p->global_->size()) {
-    return DataLossError("cluster map holds " + std::to_string(p->cluster_of_.size()) + " items; the index " +
-                         std::to_string(p->global_->size()));
+    return DataLossError("cluster map holds " + std::to_string(p->cluster_of_.size()) +
+                         " items; the index " + std::to_string(p->global_->size()));
   }
   return p;
 }

@@ -8,8 +8,8 @@
 // [alpha_1 t, ..., alpha_K t]; both under inner product (t normalised under cosine). Every
 // item's alpha is kept in memory for exact scoring.
 //
-// Cluster and topic sub-indexes are HNSW (with the collection's HNSW parameters when it is HNSW, the
-// defaults otherwise) or flat for flat collections: an IVF-PQ sub-index could not train on a
+// Cluster and topic sub-indexes are HNSW (with the collection's HNSW parameters when it is HNSW,
+// the defaults otherwise) or flat for flat collections: an IVF-PQ sub-index could not train on a
 // small cluster.
 //
 // Thread-safety: const methods run concurrently with each other and with Add/Remove; Add and
@@ -37,7 +37,8 @@ class Partitions {
  public:
   static Result<std::unique_ptr<Partitions>> Create(const CollectionSchema& schema);
   // Loads what Save wrote to `dir`; kDataLoss if any part is missing or fails its checks.
-  static Result<std::unique_ptr<Partitions>> Load(const CollectionSchema& schema, const std::string& dir);
+  static Result<std::unique_ptr<Partitions>> Load(const CollectionSchema& schema,
+                                                  const std::string& dir);
   // Writes every index and the cluster map into `dir` (which must exist).
   Status Save(const std::string& dir) const;
 
@@ -77,7 +78,8 @@ class Partitions {
   // the items in time order from its lower bound; any other filter is first estimated from a
   // sample and only then counted exactly.
   bool Allows(const Filter& f, uint64_t id) const;
-  std::optional<std::vector<uint64_t>> FewMatching(const Filter& f, int64_t cluster, size_t limit) const;
+  std::optional<std::vector<uint64_t>> FewMatching(const Filter& f, int64_t cluster,
+                                                   size_t limit) const;
   // The items' timestamps (0 for an absent id), under one lock.
   void TimestampsFor(std::span<const uint64_t> ids, int64_t* out) const;
   // The item's attributes (false if absent).
@@ -88,19 +90,20 @@ class Partitions {
   void Account(uint32_t cluster, std::span<const float> v, double sign);  // REQUIRES: mu_ held
   // Puts the items (already in the global index) into the topic and concat indexes, and takes
   // them out of the topics they no longer qualify for (`old`: their earlier weights).
-  Status AddToTopics(std::span<const ItemRecord> items, const std::unordered_map<uint64_t, std::vector<float>>& old);
+  Status AddToTopics(std::span<const ItemRecord> items,
+                     const std::unordered_map<uint64_t, std::vector<float>>& old);
 
   const CollectionSchema schema_;
   std::unique_ptr<index::VectorIndex> global_;
   std::vector<std::unique_ptr<index::VectorIndex>> clusters_;
   std::vector<std::unique_ptr<index::VectorIndex>> topics_;
   std::unique_ptr<index::VectorIndex> concat_;
-  mutable std::shared_mutex mu_;                     // guards the five below
-  std::unordered_map<uint64_t, ItemAttrs> attrs_;    // every item's filterable attributes
-  std::set<std::pair<int64_t, uint64_t>> by_time_;   // (timestamp, id) of every item
+  mutable std::shared_mutex mu_;                    // guards the five below
+  std::unordered_map<uint64_t, ItemAttrs> attrs_;   // every item's filterable attributes
+  std::set<std::pair<int64_t, uint64_t>> by_time_;  // (timestamp, id) of every item
   std::unordered_map<uint64_t, uint32_t> cluster_of_;
-  std::vector<double> sums_;                         // C x dim: sum of member vectors
-  std::vector<uint64_t> counts_;                     // C
+  std::vector<double> sums_;      // C x dim: sum of member vectors
+  std::vector<uint64_t> counts_;  // C
 };
 
 }  // namespace quiver::engine

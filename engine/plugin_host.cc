@@ -25,16 +25,29 @@ Result<Config> ParseConfig(const std::string& json) {
   simdjson::dom::element root;
   if (parser.parse(json).get(root)) return InvalidArgumentError("plugin config is not valid JSON");
   simdjson::dom::object obj;
-  if (root.get_object().get(obj)) return InvalidArgumentError("plugin config must be a JSON object");
+  if (root.get_object().get(obj))
+    return InvalidArgumentError("plugin config must be a JSON object");
   for (auto field : obj) {
     const std::string key(field.key);
     switch (field.value.type()) {
-      case simdjson::dom::element_type::INT64: out[key] = double(int64_t(field.value)); break;
-      case simdjson::dom::element_type::UINT64: out[key] = double(uint64_t(field.value)); break;
-      case simdjson::dom::element_type::DOUBLE: out[key] = double(field.value); break;
-      case simdjson::dom::element_type::BOOL: out[key] = bool(field.value); break;
-      case simdjson::dom::element_type::STRING: out[key] = std::string(std::string_view(field.value)); break;
-      default: return InvalidArgumentError("plugin config '" + key + "' must be a number, boolean or string");
+      case simdjson::dom::element_type::INT64:
+        out[key] = double(int64_t(field.value));
+        break;
+      case simdjson::dom::element_type::UINT64:
+        out[key] = double(uint64_t(field.value));
+        break;
+      case simdjson::dom::element_type::DOUBLE:
+        out[key] = double(field.value);
+        break;
+      case simdjson::dom::element_type::BOOL:
+        out[key] = bool(field.value);
+        break;
+      case simdjson::dom::element_type::STRING:
+        out[key] = std::string(std::string_view(field.value));
+        break;
+      default:
+        return InvalidArgumentError("plugin config '" + key +
+                                    "' must be a number, boolean or string");
     }
   }
   return out;
@@ -54,7 +67,8 @@ std::string Canonical(const Config& c) {
       out += *b ? "true" : "false";
     } else {
       out += "\"";
-      for (char ch : std::get<std::string>(v)) out += ch == '"' || ch == '\\' ? std::string("\\") + ch : std::string(1, ch);
+      for (char ch : std::get<std::string>(v))
+        out += ch == '"' || ch == '\\' ? std::string("\\") + ch : std::string(1, ch);
       out += "\"";
     }
   }
@@ -63,13 +77,17 @@ std::string Canonical(const Config& c) {
 
 class HostContext final : public plugins::Context {
  public:
-  HostContext(const storage::Store& store, uint32_t id, const CollectionSchema& schema, const Partitions& parts,
-              Config config)
+  HostContext(const storage::Store& store, uint32_t id, const CollectionSchema& schema,
+              const Partitions& parts, Config config)
       : store_(store), id_(id), schema_(schema), parts_(parts), config_(std::move(config)) {}
 
   const CollectionSchema& schema() const override { return schema_; }
-  double Number(std::string_view key, double fallback) const override { return Get<double>(key, fallback, "a number"); }
-  bool Bool(std::string_view key, bool fallback) const override { return Get<bool>(key, fallback, "a boolean"); }
+  double Number(std::string_view key, double fallback) const override {
+    return Get<double>(key, fallback, "a number");
+  }
+  bool Bool(std::string_view key, bool fallback) const override {
+    return Get<bool>(key, fallback, "a boolean");
+  }
   std::string String(std::string_view key, std::string_view fallback) const override {
     return Get<std::string>(key, std::string(fallback), "a string");
   }
@@ -79,12 +97,17 @@ class HostContext final : public plugins::Context {
   Status ForEachUser(const std::function<Status(const UserRecord&)>& fn) const override {
     return store_.ScanUsers(id_, [&](UserRecord&& user) { return fn(user); });
   }
-  Result<std::optional<ItemRecord>> GetItem(uint64_t id) const override { return store_.GetItem(id_, id); }
-  Result<std::optional<UserRecord>> GetUser(uint64_t id) const override { return store_.GetUser(id_, id); }
-  Result<std::vector<Hit>> SearchItems(std::span<const float> vector, size_t k, const Filter* filter) const override {
+  Result<std::optional<ItemRecord>> GetItem(uint64_t id) const override {
+    return store_.GetItem(id_, id);
+  }
+  Result<std::optional<UserRecord>> GetUser(uint64_t id) const override {
+    return store_.GetUser(id_, id);
+  }
+  Result<std::vector<Hit>> SearchItems(std::span<const float> vector, size_t k,
+                                       const Filter* filter) const override {
     if (vector.size() != schema_.dim) {
-      return InvalidArgumentError("plugin search vector has " + std::to_string(vector.size()) + " values; dim is " +
-                                  std::to_string(schema_.dim));
+      return InvalidArgumentError("plugin search vector has " + std::to_string(vector.size()) +
+                                  " values; dim is " + std::to_string(schema_.dim));
     }
     if (k == 0) return std::vector<Hit>();
     index::PredicateSelector selector([&](uint64_t id) { return parts_.Allows(*filter, id); });
@@ -96,15 +119,19 @@ class HostContext final : public plugins::Context {
     QV_RETURN_IF_ERROR(parts_.global().Search(vector, p, &near));
     std::vector<Hit> out;
     out.reserve(near.size());
-    for (const auto& n : near) out.push_back({n.id, index::DistanceToScore(schema_.metric, n.distance)});
+    for (const auto& n : near)
+      out.push_back({n.id, index::DistanceToScore(schema_.metric, n.distance)});
     return out;
   }
-  Result<std::optional<std::vector<Hit>>> GetList(std::string_view kind, uint64_t key) const override {
+  Result<std::optional<std::vector<Hit>>> GetList(std::string_view kind,
+                                                  uint64_t key) const override {
     return store_.GetList(id_, kind, key);
   }
-  Status ForEachList(std::string_view kind,
-                     const std::function<Status(uint64_t, const std::vector<Hit>&)>& fn) const override {
-    return store_.ScanLists(id_, kind, [&](uint64_t key, std::vector<Hit>&& list) { return fn(key, list); });
+  Status ForEachList(
+      std::string_view kind,
+      const std::function<Status(uint64_t, const std::vector<Hit>&)>& fn) const override {
+    return store_.ScanLists(id_, kind,
+                            [&](uint64_t key, std::vector<Hit>&& list) { return fn(key, list); });
   }
 
   // The first config value of the wrong type a plugin asked for.
@@ -120,7 +147,9 @@ class HostContext final : public plugins::Context {
     if (it == config_.end()) return fallback;
     if (const T* v = std::get_if<T>(&it->second)) return *v;
     std::lock_guard lock(mu_);
-    if (type_error_.ok()) type_error_ = InvalidArgumentError("plugin config '" + std::string(key) + "' must be " + what);
+    if (type_error_.ok())
+      type_error_ =
+          InvalidArgumentError("plugin config '" + std::string(key) + "' must be " + what);
     return fallback;
   }
 
@@ -135,17 +164,24 @@ class HostContext final : public plugins::Context {
 
 class HostWriter final : public plugins::Writer {
  public:
-  HostWriter(const storage::Store& store, uint32_t id, const std::vector<std::string>& kinds, bool incremental,
-             storage::WriteBatch& batch)
-      : store_(store), id_(id), kinds_(kinds.begin(), kinds.end()), incremental_(incremental), batch_(batch) {}
+  HostWriter(const storage::Store& store, uint32_t id, const std::vector<std::string>& kinds,
+             bool incremental, storage::WriteBatch& batch)
+      : store_(store),
+        id_(id),
+        kinds_(kinds.begin(), kinds.end()),
+        incremental_(incremental),
+        batch_(batch) {}
 
   Status Put(std::string_view kind, uint64_t key, std::vector<Hit> list) override {
     QV_RETURN_IF_ERROR(CheckKind(kind));
-    if (list.size() > 10000) return InvalidArgumentError("a neighbor list holds at most 10,000 entries");
+    if (list.size() > 10000)
+      return InvalidArgumentError("a neighbor list holds at most 10,000 entries");
     for (const Hit& h : list) {
-      if (!std::isfinite(h.score)) return InvalidArgumentError("neighbor list scores must be finite");
+      if (!std::isfinite(h.score))
+        return InvalidArgumentError("neighbor list scores must be finite");
     }
-    std::stable_sort(list.begin(), list.end(), [](const Hit& a, const Hit& b) { return a.score > b.score; });
+    std::stable_sort(list.begin(), list.end(),
+                     [](const Hit& a, const Hit& b) { return a.score > b.score; });
     const bool existed = incremental_ && Exists(kind, key);
     std::lock_guard lock(mu_);
     batch_.PutList(id_, kind, key, list);
@@ -183,7 +219,8 @@ class HostWriter final : public plugins::Writer {
  private:
   Status CheckKind(std::string_view kind) const {
     if (!kinds_.count(std::string(kind))) {
-      return InvalidArgumentError("plugin wrote list kind '" + std::string(kind) + "' it did not declare");
+      return InvalidArgumentError("plugin wrote list kind '" + std::string(kind) +
+                                  "' it did not declare");
     }
     return Status::Ok();
   }
@@ -197,28 +234,33 @@ class HostWriter final : public plugins::Writer {
   const std::set<std::string> kinds_;
   const bool incremental_;
   std::mutex mu_;
-  storage::WriteBatch& batch_;                                     // GUARDED_BY(mu_)
-  std::map<std::string, std::unordered_set<uint64_t>> written_;    // GUARDED_BY(mu_)
-  std::map<std::string, uint64_t> added_, dropped_;                // GUARDED_BY(mu_)
-  uint64_t puts_ = 0, removes_ = 0;                                // GUARDED_BY(mu_)
+  storage::WriteBatch& batch_;                                   // GUARDED_BY(mu_)
+  std::map<std::string, std::unordered_set<uint64_t>> written_;  // GUARDED_BY(mu_)
+  std::map<std::string, uint64_t> added_, dropped_;              // GUARDED_BY(mu_)
+  uint64_t puts_ = 0, removes_ = 0;                              // GUARDED_BY(mu_)
 };
 
 }  // namespace
 
-Result<PluginRun> RunPluginOn(const storage::Store& store, uint32_t collection_id, const CollectionSchema& schema,
-                              const Partitions& parts, const std::string& plugin, const std::string& config_json,
-                              bool incremental, const std::function<Status(storage::WriteBatch&)>& commit) {
-  QV_ASSIGN_OR_RETURN(std::unique_ptr<plugins::Plugin> p, plugins::Registry::Global().Create(plugin));
+Result<PluginRun> RunPluginOn(const storage::Store& store, uint32_t collection_id,
+                              const CollectionSchema& schema, const Partitions& parts,
+                              const std::string& plugin, const std::string& config_json,
+                              bool incremental,
+                              const std::function<Status(storage::WriteBatch&)>& commit) {
+  QV_ASSIGN_OR_RETURN(std::unique_ptr<plugins::Plugin> p,
+                      plugins::Registry::Global().Create(plugin));
   QV_ASSIGN_OR_RETURN(Config config, ParseConfig(config_json));
   const std::string canonical = Canonical(config);
   HostContext ctx(store, collection_id, schema, parts, std::move(config));
   PluginRun run;
   run.kinds = p->Kinds(ctx);
   QV_RETURN_IF_ERROR(ctx.type_error());
-  if (run.kinds.empty()) return InvalidArgumentError("plugin '" + plugin + "' declares no list kind");
+  if (run.kinds.empty())
+    return InvalidArgumentError("plugin '" + plugin + "' declares no list kind");
   for (const std::string& kind : run.kinds) {
     if (!storage::ValidListKind(kind)) {
-      return InvalidArgumentError("list kind '" + kind + "' is not 1 to 64 characters of [a-z0-9_]");
+      return InvalidArgumentError("list kind '" + kind +
+                                  "' is not 1 to 64 characters of [a-z0-9_]");
     }
   }
   QV_ASSIGN_OR_RETURN(const uint64_t last_op, store.LastOp(collection_id));
@@ -231,7 +273,8 @@ Result<PluginRun> RunPluginOn(const storage::Store& store, uint32_t collection_i
     uint64_t since = UINT64_MAX;
     bool known = true;
     for (const std::string& kind : run.kinds) {
-      auto it = std::find_if(infos.begin(), infos.end(), [&](const auto& i) { return i.kind == kind; });
+      auto it =
+          std::find_if(infos.begin(), infos.end(), [&](const auto& i) { return i.kind == kind; });
       if (it == infos.end() || it->plugin != plugin || it->config != canonical) {
         known = false;
         break;
@@ -245,12 +288,13 @@ Result<PluginRun> RunPluginOn(const storage::Store& store, uint32_t collection_i
     }
     if (known) {
       std::set<uint64_t> up, down;
-      QV_RETURN_IF_ERROR(store.ScanOps(collection_id, since, [&](uint64_t seq, storage::OpRecord&& op) {
-        if (seq > last_op) return Status::Ok();
-        for (uint64_t id : op.upserted) up.insert(id), down.erase(id);
-        for (uint64_t id : op.deleted) down.insert(id), up.erase(id);
-        return Status::Ok();
-      }));
+      QV_RETURN_IF_ERROR(
+          store.ScanOps(collection_id, since, [&](uint64_t seq, storage::OpRecord&& op) {
+            if (seq > last_op) return Status::Ok();
+            for (uint64_t id : op.upserted) up.insert(id), down.erase(id);
+            for (uint64_t id : op.deleted) down.insert(id), up.erase(id);
+            return Status::Ok();
+          }));
       changes.items_upserted.assign(up.begin(), up.end());
       changes.items_deleted.assign(down.begin(), down.end());
       run.incremental = true;
@@ -276,7 +320,8 @@ Result<PluginRun> RunPluginOn(const storage::Store& store, uint32_t collection_i
   }
   for (const std::string& kind : run.kinds) {
     batch.PutListInfo(collection_id,
-                      storage::ListInfo{kind, plugin, canonical, writer.KeysAfter(kind, keys_before[kind]), last_op});
+                      storage::ListInfo{kind, plugin, canonical,
+                                        writer.KeysAfter(kind, keys_before[kind]), last_op});
   }
   run.lists = writer.puts();
   run.removed = writer.removes();

@@ -26,8 +26,10 @@ struct PluginRun {
 // (a full run when there was none, the config changed, or the log no longer reaches back).
 // The lists written, the removals and the kinds' run records go into one batch handed to
 // `commit` only if the plugin succeeds; on any error nothing changes.
-Result<PluginRun> RunPluginOn(const storage::Store& store, uint32_t collection_id, const CollectionSchema& schema,
-                              const Partitions& parts, const std::string& plugin, const std::string& config_json,
-                              bool incremental, const std::function<Status(storage::WriteBatch&)>& commit);
+Result<PluginRun> RunPluginOn(const storage::Store& store, uint32_t collection_id,
+                              const CollectionSchema& schema, const Partitions& parts,
+                              const std::string& plugin, const std::string& config_json,
+                              bool incremental,
+                              const std::function<Status(storage::WriteBatch&)>& commit);
 
 }  // namespace quiver::engine

@@ -3,11 +3,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <ctime>
-#include <limits>
 #include <condition_variable>
+#include <ctime>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <numeric>
@@ -54,15 +54,17 @@ std::vector<QueryHit> Merge(const std::vector<std::vector<index::Neighbor>>& lis
   hits.reserve(by_id.size());
   for (const auto& [id, x] : by_id) hits.push_back({id, x.score, x.vector, -1});
   const size_t n = std::min(k, hits.size());
-  std::partial_sort(hits.begin(), hits.begin() + n, hits.end(), [](const QueryHit& a, const QueryHit& b) {
-    return a.score != b.score ? a.score > b.score : a.id < b.id;
-  });
+  std::partial_sort(hits.begin(), hits.begin() + n, hits.end(),
+                    [](const QueryHit& a, const QueryHit& b) {
+                      return a.score != b.score ? a.score > b.score : a.id < b.id;
+                    });
   hits.resize(n);
   return hits;
 }
 
 // Exact top-k of `ids` (their vectors read from idx) for query v.
-Result<std::vector<index::Neighbor>> ExactScan(const index::VectorIndex& idx, Metric metric, std::span<const float> v,
+Result<std::vector<index::Neighbor>> ExactScan(const index::VectorIndex& idx, Metric metric,
+                                               std::span<const float> v,
                                                std::span<const uint64_t> ids, size_t k) {
   const auto& kern = simd::GetKernels();
   const size_t dim = v.size();
@@ -76,9 +78,15 @@ Result<std::vector<index::Neighbor>> ExactScan(const index::VectorIndex& idx, Me
     QV_RETURN_IF_ERROR(idx.GetVector(id, x.data()));
     float d;
     switch (metric) {
-      case Metric::kL2: d = kern.l2sqr(v.data(), x.data(), dim); break;
-      case Metric::kInnerProduct: d = -kern.inner_product(v.data(), x.data(), dim); break;
-      default: d = 1.0f - kern.inner_product(v.data(), x.data(), dim) * inv_norm; break;
+      case Metric::kL2:
+        d = kern.l2sqr(v.data(), x.data(), dim);
+        break;
+      case Metric::kInnerProduct:
+        d = -kern.inner_product(v.data(), x.data(), dim);
+        break;
+      default:
+        d = 1.0f - kern.inner_product(v.data(), x.data(), dim) * inv_norm;
+        break;
     }
     all.push_back({id, d});
   }
@@ -92,7 +100,8 @@ Result<std::vector<index::Neighbor>> ExactScan(const index::VectorIndex& idx, Me
 
 // Every query vector against one index (the global one, or cluster `cluster`'s) with k results
 // each, on the pool; with a filter, inside the traversal or by an exact scan of few matches.
-Result<std::vector<std::vector<index::Neighbor>>> SearchAll(const Partitions& parts, int64_t cluster, Metric metric,
+Result<std::vector<std::vector<index::Neighbor>>> SearchAll(const Partitions& parts,
+                                                            int64_t cluster, Metric metric,
                                                             const QuerySpec& q, size_t k) {
   const index::VectorIndex& idx = cluster < 0 ? parts.global() : parts.cluster(size_t(cluster));
   std::vector<std::vector<index::Neighbor>> lists(q.vectors.size());
@@ -113,7 +122,8 @@ Result<std::vector<std::vector<index::Neighbor>>> SearchAll(const Partitions& pa
     p.nprobe = q.nprobe;
     p.refine = q.refine;
     if (q.filter) p.filter = &selector;
-    Pool::Get().ParallelFor(q.vectors.size(), [&](size_t j) { status[j] = idx.Search(q.vectors[j], p, &lists[j]); });
+    Pool::Get().ParallelFor(q.vectors.size(),
+                            [&](size_t j) { status[j] = idx.Search(q.vectors[j], p, &lists[j]); });
   }
   for (const Status& s : status) QV_RETURN_IF_ERROR(s);
   return lists;
@@ -121,7 +131,8 @@ Result<std::vector<std::vector<index::Neighbor>>> SearchAll(const Partitions& pa
 
 // The query's intent over clusters: softmax of the best similarity of any query vector to each
 // non-empty cluster's centroid, over the temperature.
-std::vector<double> AutoIntent(const Partitions& parts, Metric metric, const QuerySpec& q, float temperature) {
+std::vector<double> AutoIntent(const Partitions& parts, Metric metric, const QuerySpec& q,
+                               float temperature) {
   const size_t c = parts.clusters(), dim = q.vectors[0].size();
   const std::vector<float> centroids = parts.Centroids();
   const std::vector<uint64_t> sizes = parts.ClusterSizes();
@@ -137,7 +148,7 @@ std::vector<double> AutoIntent(const Partitions& parts, Metric metric, const Que
         nv += double(v[t]) * v[t];
         nc += double(ck[t]) * ck[t];
       }
-      const double s = metric == Metric::kL2 ? -l2
+      const double s = metric == Metric::kL2       ? -l2
                        : metric == Metric::kCosine ? dot / std::sqrt(std::max(nv * nc, 1e-30))
                                                    : dot;
       sim[k] = std::max(sim[k], s);
@@ -155,7 +166,8 @@ std::vector<double> AutoIntent(const Partitions& parts, Metric metric, const Que
 // (relevance = score min-max scaled to [0, 1], similarity = cosine of the item vectors). The
 // per-category cap is hard (fewer than k results if need be); the consecutive-category limit
 // is relaxed for a position only when no remaining candidate satisfies it.
-Result<std::vector<QueryHit>> Diversify(const Partitions& parts, const Rerank& r, std::vector<QueryHit> hits, size_t k) {
+Result<std::vector<QueryHit>> Diversify(const Partitions& parts, const Rerank& r,
+                                        std::vector<QueryHit> hits, size_t k) {
   const size_t n = hits.size(), dim = parts.global().dim();
   if (n == 0) return hits;
   const bool mmr = r.mmr_lambda >= 0;
@@ -178,7 +190,8 @@ Result<std::vector<QueryHit>> Diversify(const Partitions& parts, const Rerank& r
   std::map<int64_t, uint32_t> per_category;
   std::vector<size_t> order;
   auto under_cap = [&](size_t i) {
-    return !attrs[i].has_category || !r.per_category_cap || per_category[attrs[i].category] < r.per_category_cap;
+    return !attrs[i].has_category || !r.per_category_cap ||
+           per_category[attrs[i].category] < r.per_category_cap;
   };
   auto allowed = [&](size_t i) {
     if (!attrs[i].has_category) return true;
@@ -199,12 +212,15 @@ Result<std::vector<QueryHit>> Diversify(const Partitions& parts, const Rerank& r
       for (size_t i = 0; i < n; ++i) {
         if (taken[i] || !under_cap(i) || (relax == 0 && !allowed(i))) continue;
         const float rel = hi > lo ? (hits[i].score - lo) / (hi - lo) : 1.0f;
-        float value = mmr ? r.mmr_lambda * rel - (1 - r.mmr_lambda) * (order.empty() ? 0.0f : max_sim[i]) : rel;
+        float value =
+            mmr ? r.mmr_lambda * rel - (1 - r.mmr_lambda) * (order.empty() ? 0.0f : max_sim[i])
+                : rel;
         if (r.category_diversity > 0) {
           // ComiRec: + lambda * #{selected items whose category differs}.
           size_t differ = 0;
           for (size_t j : order) {
-            differ += !(attrs[i].has_category && attrs[j].has_category && attrs[i].category == attrs[j].category);
+            differ += !(attrs[i].has_category && attrs[j].has_category &&
+                        attrs[i].category == attrs[j].category);
           }
           value += r.category_diversity * float(differ);
         }
@@ -218,7 +234,8 @@ Result<std::vector<QueryHit>> Diversify(const Partitions& parts, const Rerank& r
     if (mmr) {
       for (size_t i = 0; i < n; ++i) {
         if (taken[i]) continue;
-        const float sim = kern.inner_product(&vec[i * dim], &vec[best * dim], dim) / (norm[i] * norm[best]);
+        const float sim =
+            kern.inner_product(&vec[i * dim], &vec[best * dim], dim) / (norm[i] * norm[best]);
         max_sim[i] = std::max(max_sim[i], sim);
       }
     }
@@ -254,7 +271,8 @@ std::vector<uint32_t> AllocateQuotas(std::span<const double> p, double a, uint32
     if (w[x.second] != w[y.second]) return w[x.second] > w[y.second];
     return x.second < y.second;
   });
-  for (size_t i = 0; given < total && i < remainders.size(); ++i, ++given) ++m[remainders[i].second];
+  for (size_t i = 0; given < total && i < remainders.size(); ++i, ++given)
+    ++m[remainders[i].second];
   return m;
 }
 
@@ -263,11 +281,14 @@ namespace {
 Status CheckVectors(const std::vector<std::vector<float>>& vs, uint32_t dim, const char* what) {
   for (size_t j = 0; j < vs.size(); ++j) {
     if (vs[j].size() != dim) {
-      return InvalidArgumentError(std::string(what) + " " + std::to_string(j) + " has " + std::to_string(vs[j].size()) +
+      return InvalidArgumentError(std::string(what) + " " + std::to_string(j) + " has " +
+                                  std::to_string(vs[j].size()) +
                                   " values; the collection has dim " + std::to_string(dim));
     }
     for (float x : vs[j]) {
-      if (!std::isfinite(x)) return InvalidArgumentError(std::string(what) + " " + std::to_string(j) + " holds NaN or Inf");
+      if (!std::isfinite(x))
+        return InvalidArgumentError(std::string(what) + " " + std::to_string(j) +
+                                    " holds NaN or Inf");
     }
   }
   return Status::Ok();
@@ -276,16 +297,19 @@ Status CheckVectors(const std::vector<std::vector<float>>& vs, uint32_t dim, con
 Status ValidateMvke(const QuerySpec& q, uint32_t dim, uint32_t topics) {
   const MvkeSpec& m = *q.mvke;
   if (topics == 0) return InvalidArgumentError("mvke needs a collection with topics");
-  if (!q.vectors.empty()) return InvalidArgumentError("a query has either vectors or mvke user_vectors, not both");
+  if (!q.vectors.empty())
+    return InvalidArgumentError("a query has either vectors or mvke user_vectors, not both");
   if (q.quota) return InvalidArgumentError("mvke cannot be combined with a quota");
   if (q.aggregate != Aggregate::kMax || !q.weights.empty()) {
     return InvalidArgumentError("aggregate and weights do not apply to mvke (its score is fixed)");
   }
   if (m.user_vectors.size() != topics) {
     return InvalidArgumentError("mvke has " + std::to_string(m.user_vectors.size()) +
-                                " user vectors; the collection has " + std::to_string(topics) + " topics");
+                                " user vectors; the collection has " + std::to_string(topics) +
+                                " topics");
   }
-  if (uint8_t(m.strategy) > uint8_t(MvkeStrategy::kWeightedScan)) return InvalidArgumentError("unknown mvke strategy");
+  if (uint8_t(m.strategy) > uint8_t(MvkeStrategy::kWeightedScan))
+    return InvalidArgumentError("unknown mvke strategy");
   if (m.candidates > 100000 || m.max_candidates > 100000) {
     return InvalidArgumentError("mvke candidates and max_candidates must be at most 100,000");
   }
@@ -295,18 +319,23 @@ Status ValidateMvke(const QuerySpec& q, uint32_t dim, uint32_t topics) {
 }  // namespace
 
 Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters, uint32_t topics) {
-  if (q.channels) return InvalidArgumentError("channels are answered by Engine::Query (they read lists and users)");
+  if (q.channels)
+    return InvalidArgumentError(
+        "channels are answered by Engine::Query (they read lists and users)");
   if (q.mvke) QV_RETURN_IF_ERROR(ValidateMvke(q, dim, topics));
-  if (q.vectors.empty() && !q.mvke) return InvalidArgumentError("a query needs at least one vector");
+  if (q.vectors.empty() && !q.mvke)
+    return InvalidArgumentError("a query needs at least one vector");
   if (q.vectors.size() > 64) return InvalidArgumentError("at most 64 query vectors");
   QV_RETURN_IF_ERROR(CheckVectors(q.vectors, dim, "vector"));
   if (q.aggregate == Aggregate::kWeighted) {
     if (q.weights.size() != q.vectors.size()) {
       return InvalidArgumentError("weighted aggregation needs one weight per vector (" +
-                                  std::to_string(q.vectors.size()) + "); got " + std::to_string(q.weights.size()));
+                                  std::to_string(q.vectors.size()) + "); got " +
+                                  std::to_string(q.weights.size()));
     }
     for (float w : q.weights) {
-      if (!std::isfinite(w) || w < 0) return InvalidArgumentError("weights must be finite and >= 0");
+      if (!std::isfinite(w) || w < 0)
+        return InvalidArgumentError("weights must be finite and >= 0");
     }
   } else if (!q.weights.empty()) {
     return InvalidArgumentError("weights are only for aggregate 'weighted'");
@@ -314,7 +343,8 @@ Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters, uint32
   if (q.filter) QV_RETURN_IF_ERROR(ValidateFilter(*q.filter));
   if (q.rerank) {
     const Rerank& r = *q.rerank;
-    if (!std::isfinite(r.mmr_lambda) || r.mmr_lambda > 1) return InvalidArgumentError("mmr lambda must be in [0, 1]");
+    if (!std::isfinite(r.mmr_lambda) || r.mmr_lambda > 1)
+      return InvalidArgumentError("mmr lambda must be in [0, 1]");
     if (r.window > 10000) return InvalidArgumentError("rerank window must be at most 10,000");
     if (!std::isfinite(r.category_diversity) || r.category_diversity < 0) {
       return InvalidArgumentError("category_diversity must be finite and >= 0");
@@ -324,9 +354,12 @@ Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters, uint32
     const Fresh& f = *q.fresh;
     if (f.pool < 0) return InvalidArgumentError("fresh pool must be >= 0 (0: every item)");
     if (f.now < 0) return InvalidArgumentError("fresh now must be >= 0 (0: the server's clock)");
-    if (!std::isfinite(f.boost) || f.boost < 0) return InvalidArgumentError("fresh boost must be finite and >= 0");
-    if (f.boost > 0 && f.half_life <= 0) return InvalidArgumentError("fresh boost needs a half_life > 0");
-    if (f.half_life < 0 || f.horizon < 0) return InvalidArgumentError("fresh half_life and horizon must be >= 0");
+    if (!std::isfinite(f.boost) || f.boost < 0)
+      return InvalidArgumentError("fresh boost must be finite and >= 0");
+    if (f.boost > 0 && f.half_life <= 0)
+      return InvalidArgumentError("fresh boost needs a half_life > 0");
+    if (f.half_life < 0 || f.horizon < 0)
+      return InvalidArgumentError("fresh half_life and horizon must be >= 0");
     if (f.window > 10000) return InvalidArgumentError("fresh window must be at most 10,000");
   }
   if (!q.quota) {
@@ -336,18 +369,21 @@ Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters, uint32
   const QuotaSpec& s = *q.quota;
   if (clusters == 0) return InvalidArgumentError("quotas need a collection with clusters");
   if (s.total == 0) return InvalidArgumentError("quota total must be at least 1");
-  if (!std::isfinite(s.a) || s.a < 0) return InvalidArgumentError("quota exponent a must be finite and >= 0");
+  if (!std::isfinite(s.a) || s.a < 0)
+    return InvalidArgumentError("quota exponent a must be finite and >= 0");
   if (!std::isfinite(s.temperature) || s.temperature <= 0) {
     return InvalidArgumentError("quota temperature must be finite and > 0");
   }
   if (!s.p.empty()) {
     if (s.p.size() != clusters) {
-      return InvalidArgumentError("quota p has " + std::to_string(s.p.size()) + " values; the collection has " +
-                                  std::to_string(clusters) + " clusters");
+      return InvalidArgumentError("quota p has " + std::to_string(s.p.size()) +
+                                  " values; the collection has " + std::to_string(clusters) +
+                                  " clusters");
     }
     double sum = 0;
     for (float x : s.p) {
-      if (!std::isfinite(x) || x < 0) return InvalidArgumentError("quota p values must be finite and >= 0");
+      if (!std::isfinite(x) || x < 0)
+        return InvalidArgumentError("quota p values must be finite and >= 0");
       sum += x;
     }
     if (sum <= 0) return InvalidArgumentError("quota p must have a positive value");
@@ -359,7 +395,8 @@ namespace {
 
 // The query's candidates before boosting and re-ranking: without a quota the best `fetch` by
 // the aggregate (or MVKE) score, with one the quota's M hits.
-Result<QueryResult> Retrieve(const Partitions& parts, Metric metric, const QuerySpec& q, size_t fetch) {
+Result<QueryResult> Retrieve(const Partitions& parts, Metric metric, const QuerySpec& q,
+                             size_t fetch) {
   QueryResult out;
   const size_t c = parts.clusters();
   if (!q.quota) {
@@ -450,13 +487,14 @@ int64_t Before(int64_t now, int64_t age) {
 // The new-item boost: the candidates of `q` and those among items younger than the horizon,
 // each scored + boost * 2^(-age / half_life), best first, at most `keep` (all with a quota,
 // whose M hits are only reordered).
-Status Boost(const Partitions& parts, Metric metric, const QuerySpec& q, const Fresh& f, int64_t now, size_t fetch,
-             size_t keep, QueryResult* out) {
+Status Boost(const Partitions& parts, Metric metric, const QuerySpec& q, const Fresh& f,
+             int64_t now, size_t fetch, size_t keep, QueryResult* out) {
   if (!q.quota) {
     QuerySpec young = q;
-    const int64_t horizon = f.horizon                                                ? f.horizon
-                            : f.half_life > std::numeric_limits<int64_t>::max() / 4 ? std::numeric_limits<int64_t>::max()
-                                                                                    : 4 * f.half_life;
+    const int64_t horizon = f.horizon ? f.horizon
+                            : f.half_life > std::numeric_limits<int64_t>::max() / 4
+                                ? std::numeric_limits<int64_t>::max()
+                                : 4 * f.half_life;
     young.filter = WithSince(q.filter, Before(now, horizon));
     QV_ASSIGN_OR_RETURN(QueryResult more, Retrieve(parts, metric, young, fetch));
     std::unordered_map<uint64_t, size_t> at;
@@ -488,8 +526,8 @@ Status Boost(const Partitions& parts, Metric metric, const QuerySpec& q, const F
 }  // namespace
 
 Result<QueryResult> RunQuery(const Partitions& parts, Metric metric, const QuerySpec& query) {
-  QV_RETURN_IF_ERROR(ValidateQuery(query, uint32_t(parts.global().dim()), uint32_t(parts.clusters()),
-                                   uint32_t(parts.topics())));
+  QV_RETURN_IF_ERROR(ValidateQuery(query, uint32_t(parts.global().dim()),
+                                   uint32_t(parts.clusters()), uint32_t(parts.topics())));
   const size_t c = parts.clusters();
   // Re-ranking picks k from a wider window of candidates; a boost draws a window from each source.
   const QuerySpec* qp = &query;
@@ -502,9 +540,11 @@ Result<QueryResult> RunQuery(const Partitions& parts, Metric metric, const Query
     qp = &*pooled;
   }
   const QuerySpec& q = *qp;
-  const size_t keep = q.rerank ? std::max<size_t>(q.k, q.rerank->window ? q.rerank->window : 3 * size_t(q.k)) : q.k;
+  const size_t keep =
+      q.rerank ? std::max<size_t>(q.k, q.rerank->window ? q.rerank->window : 3 * size_t(q.k)) : q.k;
   const bool boost = fresh && fresh->boost > 0;
-  const size_t fetch = boost ? std::max<size_t>(keep, fresh->window ? fresh->window : 3 * size_t(q.k)) : keep;
+  const size_t fetch =
+      boost ? std::max<size_t>(keep, fresh->window ? fresh->window : 3 * size_t(q.k)) : keep;
   QV_ASSIGN_OR_RETURN(QueryResult out, Retrieve(parts, metric, q, fetch));
   if (boost) QV_RETURN_IF_ERROR(Boost(parts, metric, q, *fresh, now, fetch, keep, &out));
   if (q.rerank) {

@@ -27,9 +27,10 @@ struct QuotaSpec {
 
 // MVKE (docs/queries.md): score(i) = sum_k alpha_ik (u_k . t_i), exact for every hit.
 enum class MvkeStrategy : uint8_t {
-  kPerTopic = 0,  // topic k's sub-index searched with u_k; threshold-algorithm stop; exact rescoring
-  kConcat = 1,    // one search of the [alpha_1 t, ..., alpha_K t] index with [u_1, ..., u_K]
-  kRescore = 2,   // the global index searched with each u_k; exact rescoring of the union
+  kPerTopic =
+      0,         // topic k's sub-index searched with u_k; threshold-algorithm stop; exact rescoring
+  kConcat = 1,   // one search of the [alpha_1 t, ..., alpha_K t] index with [u_1, ..., u_K]
+  kRescore = 2,  // the global index searched with each u_k; exact rescoring of the union
   // IVF-PQ: one scan of the global index scoring sum_k alpha_ik (u_k . PQ(t_i)) with each
   // item's alpha kept beside its code; exact rescoring of the best candidates.
   kWeightedScan = 3,
@@ -72,17 +73,17 @@ inline constexpr uint8_t kChannelU2i = 1, kChannelU2i2i = 2, kChannelU2u2i = 4;
 
 struct QueryHit {
   uint64_t id = 0;
-  float score = 0;      // aggregated; higher is better
-  uint32_t vector = 0;  // the query vector that scored it highest
-  int32_t cluster = -1; // its cluster (-1: the collection has none)
-  uint8_t channels = 0; // with channels: the kChannel* bits of the channels that returned it
+  float score = 0;       // aggregated; higher is better
+  uint32_t vector = 0;   // the query vector that scored it highest
+  int32_t cluster = -1;  // its cluster (-1: the collection has none)
+  uint8_t channels = 0;  // with channels: the kChannel* bits of the channels that returned it
   friend bool operator==(const QueryHit&, const QueryHit&) = default;
 };
 
 struct QueryResult {
-  std::vector<QueryHit> hits;            // best first
-  std::vector<uint32_t> quotas;          // with a quota: M_k per cluster after redistribution
-  std::vector<uint32_t> per_cluster;     // hits per cluster (when the collection has clusters)
+  std::vector<QueryHit> hits;         // best first
+  std::vector<uint32_t> quotas;       // with a quota: M_k per cluster after redistribution
+  std::vector<uint32_t> per_cluster;  // hits per cluster (when the collection has clusters)
 };
 
 // M_k = M * p_k^a / sum_j p_j^a, rounded by largest remainder so that sum M_k = M; clusters

@@ -24,7 +24,8 @@ bool NameCharOk(char c) {
          c == '-' || c == '.';
 }
 
-Status CheckVector(const CollectionSchema& schema, std::span<const float> v, const std::string& who) {
+Status CheckVector(const CollectionSchema& schema, std::span<const float> v,
+                   const std::string& who) {
   if (v.size() != schema.dim) {
     return Bad(who + ": vector has " + std::to_string(v.size()) + " values; collection '" +
                schema.name + "' has dim " + std::to_string(schema.dim));
@@ -47,9 +48,11 @@ Status ValidateSchema(const CollectionSchema& s) {
   for (char c : s.name) {
     if (!NameCharOk(c)) return Bad("collection name '" + s.name + "' may use only [A-Za-z0-9_.-]");
   }
-  if (s.dim == 0 || s.dim > kMaxDim) return Bad("dim must be in [1, " + std::to_string(kMaxDim) + "]");
+  if (s.dim == 0 || s.dim > kMaxDim)
+    return Bad("dim must be in [1, " + std::to_string(kMaxDim) + "]");
   if (uint8_t(s.metric) > uint8_t(index::Metric::kCosine)) return Bad("unknown metric");
-  if (s.clusters > kMaxClusters) return Bad("clusters must be at most " + std::to_string(kMaxClusters));
+  if (s.clusters > kMaxClusters)
+    return Bad("clusters must be at most " + std::to_string(kMaxClusters));
   if (s.topics > kMaxTopics) return Bad("topics must be at most " + std::to_string(kMaxTopics));
   if (!std::isfinite(s.topic_threshold) || s.topic_threshold < 0 || s.topic_threshold >= 1) {
     return Bad("topic_threshold must be in [0, 1)");
@@ -60,9 +63,12 @@ Status ValidateSchema(const CollectionSchema& s) {
   if (s.topic_concat && uint64_t(s.topics) * s.dim > kMaxDim) {
     return Bad("topic_concat needs topics x dim <= " + std::to_string(kMaxDim));
   }
-  if (s.topics > 0 && s.index.type == IndexSpec::Type::kIvfPq && (s.index.ivf_refine == 0 || s.index.ivf_refine_int8)) {
-    return Bad("topics on an IVF-PQ collection need a float32 refine store (refine > 0, refine_int8 false): "
-               "MVKE scores are computed exactly from the stored vectors");
+  if (s.topics > 0 && s.index.type == IndexSpec::Type::kIvfPq &&
+      (s.index.ivf_refine == 0 || s.index.ivf_refine_int8)) {
+    return Bad(
+        "topics on an IVF-PQ collection need a float32 refine store (refine > 0, refine_int8 "
+        "false): "
+        "MVKE scores are computed exactly from the stored vectors");
   }
   if (s.max_history == 0 || s.max_history > kMaxHistory) {
     return Bad("max_history must be in [1, " + std::to_string(kMaxHistory) + "]");
@@ -79,8 +85,9 @@ Status ValidateItems(const CollectionSchema& schema, std::span<const ItemRecord>
     if (!seen.insert(item.id).second) return Bad(who + " appears twice in the batch");
     QV_RETURN_IF_ERROR(CheckVector(schema, item.vector, who));
     if (schema.clusters == 0 ? item.cluster != 0 : item.cluster >= schema.clusters) {
-      return Bad(who + ": cluster " + std::to_string(item.cluster) + " is out of range (collection has " +
-                 std::to_string(schema.clusters) + " clusters)");
+      return Bad(who + ": cluster " + std::to_string(item.cluster) +
+                 " is out of range (collection has " + std::to_string(schema.clusters) +
+                 " clusters)");
     }
     if (item.topic_weights.size() != schema.topics) {
       return Bad(who + ": has " + std::to_string(item.topic_weights.size()) +
@@ -96,7 +103,8 @@ Status ValidateItems(const CollectionSchema& schema, std::span<const ItemRecord>
         return Bad(who + ": topic weights must sum to 1 (they sum to " + std::to_string(sum) + ")");
       }
     }
-    if (item.tags.size() > kMaxTags) return Bad(who + ": more than " + std::to_string(kMaxTags) + " tags");
+    if (item.tags.size() > kMaxTags)
+      return Bad(who + ": more than " + std::to_string(kMaxTags) + " tags");
     if (item.payload.size() > kMaxPayloadBytes) {
       return Bad(who + ": payload is larger than " + std::to_string(kMaxPayloadBytes) + " bytes");
     }
@@ -125,8 +133,9 @@ Status CheckIndexMatches(const CollectionSchema& s, const index::VectorIndex& id
   const size_t weights = idx.weighted() ? idx.weighted()->weights_per_item() : 0;
   const size_t wanted = fresh->weighted() ? fresh->weighted()->weights_per_item() : 0;
   if (weights != wanted) {  // an IVF-PQ snapshot written before IVF-PQ kept topic weights
-    return DataLossError("snapshot's index keeps " + std::to_string(weights) + " weights per item; collection '" +
-                         s.name + "' has " + std::to_string(s.topics) + " topics");
+    return DataLossError("snapshot's index keeps " + std::to_string(weights) +
+                         " weights per item; collection '" + s.name + "' has " +
+                         std::to_string(s.topics) + " topics");
   }
   if (idx.type_name() != fresh->type_name() || idx.dim() != s.dim || idx.metric() != s.metric) {
     return DataLossError("snapshot holds a " + std::string(idx.type_name()) + " index of dim " +

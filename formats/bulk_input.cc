@@ -65,7 +65,8 @@ Result<VectorFile> ReadNpy(const std::string& path, const std::string& bytes) {
   if (in.size() < header_len) return bad("truncated header");
   const std::string header(in.substr(0, header_len));
   in.remove_prefix(header_len);
-  if (header.find("'descr': '<f4'") == std::string::npos && header.find("'descr': '=f4'") == std::string::npos) {
+  if (header.find("'descr': '<f4'") == std::string::npos &&
+      header.find("'descr': '=f4'") == std::string::npos) {
     return bad("holds " + header + "; only little-endian float32 ('<f4') is read");
   }
   if (header.find("'fortran_order': False") == std::string::npos) return bad("must be in C order");
@@ -85,7 +86,8 @@ Result<VectorFile> ReadNpy(const std::string& path, const std::string& bytes) {
   VectorFile out;
   out.n = dims[0];
   out.dim = dims[1];
-  if (out.dim == 0 || out.dim > 65536) return bad("dimension " + std::to_string(out.dim) + " is out of range");
+  if (out.dim == 0 || out.dim > 65536)
+    return bad("dimension " + std::to_string(out.dim) + " is out of range");
   if (in.size() != out.n * out.dim * sizeof(float)) {
     return bad("holds " + std::to_string(in.size()) + " data bytes; shape needs " +
                std::to_string(out.n * out.dim * sizeof(float)));
@@ -114,7 +116,8 @@ bool ParseList(std::string_view s, std::vector<T>* out) {
   while (true) {
     const size_t sep = s.find(';', start);
     T v;
-    if (!ParseNumber(s.substr(start, sep == std::string_view::npos ? sep : sep - start), &v)) return false;
+    if (!ParseNumber(s.substr(start, sep == std::string_view::npos ? sep : sep - start), &v))
+      return false;
     out->push_back(v);
     if (sep == std::string_view::npos) return true;
     start = sep + 1;
@@ -122,7 +125,8 @@ bool ParseList(std::string_view s, std::vector<T>* out) {
 }
 
 // Splits CSV text (RFC 4180: quoted fields, "" for a quote, newlines inside quotes) into rows.
-Result<std::vector<std::vector<std::string>>> SplitCsv(const std::string& path, const std::string& text) {
+Result<std::vector<std::vector<std::string>>> SplitCsv(const std::string& path,
+                                                       const std::string& text) {
   std::vector<std::vector<std::string>> rows;
   std::vector<std::string> row;
   std::string field;
@@ -163,7 +167,8 @@ Result<std::vector<std::vector<std::string>>> SplitCsv(const std::string& path, 
       field_started = true;
     }
   }
-  if (quoted) return InvalidArgumentError(path + ":" + std::to_string(line) + ": unterminated quoted field");
+  if (quoted)
+    return InvalidArgumentError(path + ":" + std::to_string(line) + ": unterminated quoted field");
   if (field_started || !row.empty()) {
     row.push_back(std::move(field));
     rows.push_back(std::move(row));
@@ -175,7 +180,8 @@ Result<std::vector<std::vector<std::string>>> SplitCsv(const std::string& path, 
 Result<std::string> JsonPayload(simdjson::dom::parser& parser, std::string_view text) {
   simdjson::dom::element e;
   if (auto err = parser.parse(text.data(), text.size()).get(e)) {
-    return InvalidArgumentError(std::string("payload is not valid JSON: ") + simdjson::error_message(err));
+    return InvalidArgumentError(std::string("payload is not valid JSON: ") +
+                                simdjson::error_message(err));
   }
   return simdjson::minify(e);
 }
@@ -184,15 +190,17 @@ Result<std::vector<ItemRecord>> ReadCsv(const std::string& path, const std::stri
   QV_ASSIGN_OR_RETURN(auto rows, SplitCsv(path, text));
   if (rows.empty()) return InvalidArgumentError(path + ": no header row");
   enum Col { kId, kCluster, kTopics, kCategory, kTags, kTimestamp, kPayload, kCols };
-  const char* names[kCols] = {"id", "cluster", "topics", "category", "tags", "timestamp", "payload"};
+  const char* names[kCols] = {"id",   "cluster",   "topics", "category",
+                              "tags", "timestamp", "payload"};
   std::vector<int> col_of(rows[0].size(), -1);
   for (size_t c = 0; c < rows[0].size(); ++c) {
     for (int k = 0; k < kCols; ++k) {
       if (rows[0][c] == names[k]) col_of[c] = k;
     }
     if (col_of[c] < 0) {
-      return InvalidArgumentError(path + ":1: unknown column '" + rows[0][c] +
-                                  "' (known: id, cluster, topics, category, tags, timestamp, payload)");
+      return InvalidArgumentError(
+          path + ":1: unknown column '" + rows[0][c] +
+          "' (known: id, cluster, topics, category, tags, timestamp, payload)");
     }
   }
   simdjson::dom::parser parser;
@@ -201,8 +209,8 @@ Result<std::vector<ItemRecord>> ReadCsv(const std::string& path, const std::stri
   for (size_t r = 1; r < rows.size(); ++r) {
     const std::string where = path + ": row " + std::to_string(r);
     if (rows[r].size() != rows[0].size()) {
-      return InvalidArgumentError(where + " has " + std::to_string(rows[r].size()) + " fields; the header has " +
-                                  std::to_string(rows[0].size()));
+      return InvalidArgumentError(where + " has " + std::to_string(rows[r].size()) +
+                                  " fields; the header has " + std::to_string(rows[0].size()));
     }
     ItemRecord item;
     item.id = r - 1;
@@ -210,9 +218,15 @@ Result<std::vector<ItemRecord>> ReadCsv(const std::string& path, const std::stri
       const std::string& f = rows[r][c];
       bool ok = true;
       switch (col_of[c]) {
-        case kId: ok = ParseNumber(f, &item.id); break;
-        case kCluster: ok = ParseNumber(f, &item.cluster); break;
-        case kTopics: ok = ParseList(f, &item.topic_weights); break;
+        case kId:
+          ok = ParseNumber(f, &item.id);
+          break;
+        case kCluster:
+          ok = ParseNumber(f, &item.cluster);
+          break;
+        case kTopics:
+          ok = ParseList(f, &item.topic_weights);
+          break;
         case kCategory:
           if (!f.empty()) {
             int64_t v;
@@ -220,12 +234,17 @@ Result<std::vector<ItemRecord>> ReadCsv(const std::string& path, const std::stri
             item.category = v;
           }
           break;
-        case kTags: ok = ParseList(f, &item.tags); break;
-        case kTimestamp: ok = f.empty() || ParseNumber(f, &item.timestamp); break;
+        case kTags:
+          ok = ParseList(f, &item.tags);
+          break;
+        case kTimestamp:
+          ok = f.empty() || ParseNumber(f, &item.timestamp);
+          break;
         case kPayload:
           if (!f.empty()) {
             auto p = JsonPayload(parser, f);
-            if (!p.ok()) return InvalidArgumentError(where + ": " + std::string(p.status().message()));
+            if (!p.ok())
+              return InvalidArgumentError(where + ": " + std::string(p.status().message()));
             item.payload = std::move(*p);
           }
           break;
@@ -238,8 +257,9 @@ Result<std::vector<ItemRecord>> ReadCsv(const std::string& path, const std::stri
 }
 
 // Calls fn(object, "path:line") for every non-blank line of a JSONL text; the first error stops.
-Status ForEachJsonlObject(const std::string& path, const std::string& text,
-                          const std::function<Status(simdjson::dom::object, const std::string&)>& fn) {
+Status ForEachJsonlObject(
+    const std::string& path, const std::string& text,
+    const std::function<Status(simdjson::dom::object, const std::string&)>& fn) {
   simdjson::dom::parser parser;
   size_t line_no = 0, start = 0;
   while (start < text.size()) {
@@ -253,7 +273,8 @@ Status ForEachJsonlObject(const std::string& path, const std::string& text,
     const std::string where = path + ":" + std::to_string(line_no);
     simdjson::dom::object obj;
     if (auto err = parser.parse(line.data(), line.size()).get(obj)) {
-      return InvalidArgumentError(where + ": not a JSON object (" + simdjson::error_message(err) + ")");
+      return InvalidArgumentError(where + ": not a JSON object (" + simdjson::error_message(err) +
+                                  ")");
     }
     QV_RETURN_IF_ERROR(fn(obj, where));
   }
@@ -262,15 +283,16 @@ Status ForEachJsonlObject(const std::string& path, const std::string& text,
 
 Result<std::vector<ItemRecord>> ReadJsonl(const std::string& path, const std::string& text) {
   std::vector<ItemRecord> out;
-  QV_RETURN_IF_ERROR(ForEachJsonlObject(path, text, [&](simdjson::dom::object obj, const std::string& where) {
-    ItemRecord item;
-    item.id = out.size();
-    if (Status st = ItemFromJson(obj, /*allow_vector=*/false, &item); !st.ok()) {
-      return InvalidArgumentError(where + ": " + std::string(st.message()));
-    }
-    out.push_back(std::move(item));
-    return Status::Ok();
-  }));
+  QV_RETURN_IF_ERROR(
+      ForEachJsonlObject(path, text, [&](simdjson::dom::object obj, const std::string& where) {
+        ItemRecord item;
+        item.id = out.size();
+        if (Status st = ItemFromJson(obj, /*allow_vector=*/false, &item); !st.ok()) {
+          return InvalidArgumentError(where + ": " + std::string(st.message()));
+        }
+        out.push_back(std::move(item));
+        return Status::Ok();
+      }));
   return out;
 }
 
@@ -281,7 +303,8 @@ Result<std::vector<UserRecord>> ReadUsers(const std::string& path) {
   std::vector<UserRecord> out;
   auto one = [&](simdjson::dom::object obj, const std::string& where) -> Status {
     UserRecord user;
-    if (Status st = UserFromJson(obj, &user); !st.ok()) return InvalidArgumentError(where + ": " + std::string(st.message()));
+    if (Status st = UserFromJson(obj, &user); !st.ok())
+      return InvalidArgumentError(where + ": " + std::string(st.message()));
     out.push_back(std::move(user));
     return Status::Ok();
   };
@@ -292,17 +315,20 @@ Result<std::vector<UserRecord>> ReadUsers(const std::string& path) {
       return InvalidArgumentError(path + ": not JSON (" + simdjson::error_message(err) + ")");
     }
     simdjson::dom::array users;
-    if (root["users"].get_array().get(users)) return InvalidArgumentError(path + ": expected {\"users\": [...]}");
+    if (root["users"].get_array().get(users))
+      return InvalidArgumentError(path + ": expected {\"users\": [...]}");
     size_t i = 0;
     for (simdjson::dom::element u : users) {
       const std::string where = path + ": users[" + std::to_string(i++) + "]";
       simdjson::dom::object obj;
-      if (u.get_object().get(obj)) return InvalidArgumentError(where + ": a user must be a JSON object");
+      if (u.get_object().get(obj))
+        return InvalidArgumentError(where + ": a user must be a JSON object");
       QV_RETURN_IF_ERROR(one(obj, where));
     }
     return out;
   }
-  if (!path.ends_with(".jsonl")) return InvalidArgumentError(path + ": users must be a .jsonl or .json file");
+  if (!path.ends_with(".jsonl"))
+    return InvalidArgumentError(path + ": users must be a .jsonl or .json file");
   QV_RETURN_IF_ERROR(ForEachJsonlObject(path, text, one));
   return out;
 }
@@ -321,17 +347,20 @@ Result<std::vector<ItemRecord>> ReadAttributes(const std::string& path) {
   return InvalidArgumentError(path + ": attributes must be a .csv or .jsonl file");
 }
 
-Result<std::vector<ItemRecord>> AssembleItems(VectorFile vectors, std::vector<ItemRecord> attributes) {
+Result<std::vector<ItemRecord>> AssembleItems(VectorFile vectors,
+                                              std::vector<ItemRecord> attributes) {
   if (attributes.empty()) {
     attributes.resize(vectors.n);
     for (size_t i = 0; i < vectors.n; ++i) attributes[i].id = i;
   }
   if (attributes.size() != vectors.n) {
-    return InvalidArgumentError("the vector file has " + std::to_string(vectors.n) + " rows; the attribute file has " +
+    return InvalidArgumentError("the vector file has " + std::to_string(vectors.n) +
+                                " rows; the attribute file has " +
                                 std::to_string(attributes.size()));
   }
   for (size_t i = 0; i < vectors.n; ++i) {
-    attributes[i].vector.assign(vectors.data.begin() + i * vectors.dim, vectors.data.begin() + (i + 1) * vectors.dim);
+    attributes[i].vector.assign(vectors.data.begin() + i * vectors.dim,
+                                vectors.data.begin() + (i + 1) * vectors.dim);
   }
   return attributes;
 }

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "base/result.h"
 #include "base/model.h"
+#include "base/result.h"
 
 namespace quiver::formats {
 
@@ -35,6 +35,6 @@ Result<std::vector<UserRecord>> ReadUsers(const std::string& path);
 
 // Items from vectors and (optionally) attributes; kInvalidArgument if the row counts differ.
 Result<std::vector<ItemRecord>> AssembleItems(VectorFile vectors,
-                                                       std::vector<ItemRecord> attributes);
+                                              std::vector<ItemRecord> attributes);
 
 }  // namespace quiver::formats

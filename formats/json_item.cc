@@ -4,7 +4,8 @@ namespace quiver::formats {
 namespace {
 
 Status Bad(std::string_view field, simdjson::error_code err) {
-  return InvalidArgumentError("bad " + std::string(field) + " (" + simdjson::error_message(err) + ")");
+  return InvalidArgumentError("bad " + std::string(field) + " (" + simdjson::error_message(err) +
+                              ")");
 }
 
 template <typename T, typename Get>
@@ -55,9 +56,9 @@ Status ItemFromJson(simdjson::dom::object obj, bool allow_vector, ItemRecord* it
         item->category = c;
       }
     } else if (key == "tags") {
-      QV_RETURN_IF_ERROR(ArrayOf<int64_t>(v, "tags", &item->tags, [](simdjson::dom::element x, int64_t* t) {
-        return x.get_int64().get(*t);
-      }));
+      QV_RETURN_IF_ERROR(ArrayOf<int64_t>(
+          v, "tags", &item->tags,
+          [](simdjson::dom::element x, int64_t* t) { return x.get_int64().get(*t); }));
     } else if (key == "timestamp") {
       err = v.get_int64().get(item->timestamp);
     } else if (key == "payload") {
@@ -86,11 +87,13 @@ Status UserFromJson(simdjson::dom::object obj, UserRecord* user) {
       for (simdjson::dom::element x : a) {
         Interaction e;
         if (auto err = x["item"].get_uint64().get(e.item)) return Bad("history item", err);
-        if (auto err = x["timestamp"].get_int64().get(e.timestamp)) return Bad("history timestamp", err);
+        if (auto err = x["timestamp"].get_int64().get(e.timestamp))
+          return Bad("history timestamp", err);
         user->history.push_back(e);
       }
     } else {
-      return InvalidArgumentError("unknown field '" + std::string(key) + "' (known: id, vector, history)");
+      return InvalidArgumentError("unknown field '" + std::string(key) +
+                                  "' (known: id, vector, history)");
     }
   }
   return Status::Ok();

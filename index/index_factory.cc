@@ -10,8 +10,9 @@ namespace quiver::index {
 Result<std::unique_ptr<VectorIndex>> CreateIndex(const IndexSpec& spec, size_t dim, Metric metric,
                                                  size_t item_weights) {
   if (item_weights > 0 && spec.type != IndexSpec::Type::kIvfPq) {
-    return InvalidArgumentError("only an ivf_pq index keeps weights beside its items; this one is " +
-                                std::string(IndexTypeName(spec.type)));
+    return InvalidArgumentError(
+        "only an ivf_pq index keeps weights beside its items; this one is " +
+        std::string(IndexTypeName(spec.type)));
   }
   switch (spec.type) {
     case IndexSpec::Type::kFlat:
@@ -32,7 +33,7 @@ Result<std::unique_ptr<VectorIndex>> CreateIndex(const IndexSpec& spec, size_t d
       o.nbits = spec.ivf_nbits;
       o.nprobe = spec.ivf_nprobe;
       o.refine = spec.ivf_refine;
-      o.refine_store = spec.ivf_refine == 0 ? RefineStore::kNone
+      o.refine_store = spec.ivf_refine == 0   ? RefineStore::kNone
                        : spec.ivf_refine_int8 ? RefineStore::kInt8
                                               : RefineStore::kFloat32;
       o.weights = item_weights;
@@ -40,7 +41,8 @@ Result<std::unique_ptr<VectorIndex>> CreateIndex(const IndexSpec& spec, size_t d
       return std::unique_ptr<VectorIndex>(std::move(idx));
     }
   }
-  return InvalidArgumentError("unknown index type " + std::to_string(static_cast<uint32_t>(spec.type)));
+  return InvalidArgumentError("unknown index type " +
+                              std::to_string(static_cast<uint32_t>(spec.type)));
 }
 
 Result<std::unique_ptr<VectorIndex>> LoadIndex(const std::string& path) {

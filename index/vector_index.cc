@@ -1,30 +1,33 @@
 #include "index/vector_index.h"
 
-#include <atomic>
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <mutex>
 #include <thread>
 #include <unordered_set>
 
-
 namespace quiver::index {
 
 float DistanceToScore(Metric metric, float distance) {
   switch (metric) {
-    case Metric::kL2: return -distance;
-    case Metric::kInnerProduct: return -distance;
-    case Metric::kCosine: return 1.0f - distance;
+    case Metric::kL2:
+      return -distance;
+    case Metric::kInnerProduct:
+      return -distance;
+    case Metric::kCosine:
+      return 1.0f - distance;
   }
   return -distance;
 }
 
-Status VectorIndex::ValidateAdd(std::span<const uint64_t> ids, std::span<const float> vectors) const {
+Status VectorIndex::ValidateAdd(std::span<const uint64_t> ids,
+                                std::span<const float> vectors) const {
   const size_t d = dim();
   if (vectors.size() != ids.size() * d) {
-    return InvalidArgumentError("batch has " + std::to_string(ids.size()) + " ids but " +
-                                std::to_string(vectors.size()) + " floats; expected " +
-                                std::to_string(ids.size() * d) + " (dim " + std::to_string(d) + ")");
+    return InvalidArgumentError(
+        "batch has " + std::to_string(ids.size()) + " ids but " + std::to_string(vectors.size()) +
+        " floats; expected " + std::to_string(ids.size() * d) + " (dim " + std::to_string(d) + ")");
   }
   std::unordered_set<uint64_t> seen;
   seen.reserve(ids.size());

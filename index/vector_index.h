@@ -159,7 +159,8 @@ class WeightedIndex {
   // The params.k best items by s for the W queries (row k of `queries`), distance -s; `terms`
   // (if given) receives per result the k whose term is largest, when the scores are exact.
   virtual Status SearchWeighted(std::span<const float> queries, const SearchParams& params,
-                                std::vector<Neighbor>* out, std::vector<uint32_t>* terms = nullptr) const = 0;
+                                std::vector<Neighbor>* out,
+                                std::vector<uint32_t>* terms = nullptr) const = 0;
   // Whether SearchWeighted's scores are exact for these params (else they are approximations
   // the caller should rescore).
   virtual bool ExactWeighted(const SearchParams& params) const = 0;

@@ -17,11 +17,21 @@ class JsonWriter {
     out_.push_back('"');
     for (char c : s) {
       switch (c) {
-        case '"': out_ += "\\\""; break;
-        case '\\': out_ += "\\\\"; break;
-        case '\n': out_ += "\\n"; break;
-        case '\r': out_ += "\\r"; break;
-        case '\t': out_ += "\\t"; break;
+        case '"':
+          out_ += "\\\"";
+          break;
+        case '\\':
+          out_ += "\\\\";
+          break;
+        case '\n':
+          out_ += "\\n";
+          break;
+        case '\r':
+          out_ += "\\r";
+          break;
+        case '\t':
+          out_ += "\\t";
+          break;
         default:
           if (uint8_t(c) < 0x20) {
             char buf[8];
@@ -67,59 +77,92 @@ class JsonWriter {
 void WriteSchema(JsonWriter& w, const CollectionSchema& s) {
   const IndexSpec& x = s.index;
   w.Raw("{");
-  w.Key("name"); w.String(s.name);
-  w.Key("dim"); w.Number(s.dim);
-  w.Key("metric"); w.String(MetricName(s.metric));
-  w.Key("index"); w.Raw("{");
-  w.Key("type"); w.String(IndexTypeName(x.type));
+  w.Key("name");
+  w.String(s.name);
+  w.Key("dim");
+  w.Number(s.dim);
+  w.Key("metric");
+  w.String(MetricName(s.metric));
+  w.Key("index");
+  w.Raw("{");
+  w.Key("type");
+  w.String(IndexTypeName(x.type));
   if (x.type == IndexSpec::Type::kHnsw) {
-    w.Key("m"); w.Number(x.hnsw_m);
-    w.Key("ef_construction"); w.Number(x.hnsw_ef_construction);
-    w.Key("ef_search"); w.Number(x.hnsw_ef_search);
-    w.Key("sq8"); w.Raw(x.hnsw_sq8 ? "true" : "false");
+    w.Key("m");
+    w.Number(x.hnsw_m);
+    w.Key("ef_construction");
+    w.Number(x.hnsw_ef_construction);
+    w.Key("ef_search");
+    w.Number(x.hnsw_ef_search);
+    w.Key("sq8");
+    w.Raw(x.hnsw_sq8 ? "true" : "false");
   } else if (x.type == IndexSpec::Type::kIvfPq) {
-    w.Key("nlist"); w.Number(x.ivf_nlist);
-    w.Key("pq_m"); w.Number(x.ivf_m);
-    w.Key("nbits"); w.Number(x.ivf_nbits);
-    w.Key("nprobe"); w.Number(x.ivf_nprobe);
-    w.Key("refine"); w.Number(x.ivf_refine);
-    w.Key("refine_int8"); w.Raw(x.ivf_refine_int8 ? "true" : "false");
+    w.Key("nlist");
+    w.Number(x.ivf_nlist);
+    w.Key("pq_m");
+    w.Number(x.ivf_m);
+    w.Key("nbits");
+    w.Number(x.ivf_nbits);
+    w.Key("nprobe");
+    w.Number(x.ivf_nprobe);
+    w.Key("refine");
+    w.Number(x.ivf_refine);
+    w.Key("refine_int8");
+    w.Raw(x.ivf_refine_int8 ? "true" : "false");
   }
   w.Raw("}");
-  w.Key("clusters"); w.Number(s.clusters);
-  w.Key("topics"); w.Number(s.topics);
-  w.Key("topic_threshold"); w.Float(s.topic_threshold);
-  w.Key("topic_concat"); w.Raw(s.topic_concat ? "true" : "false");
-  w.Key("max_history"); w.Number(s.max_history);
+  w.Key("clusters");
+  w.Number(s.clusters);
+  w.Key("topics");
+  w.Number(s.topics);
+  w.Key("topic_threshold");
+  w.Float(s.topic_threshold);
+  w.Key("topic_concat");
+  w.Raw(s.topic_concat ? "true" : "false");
+  w.Key("max_history");
+  w.Number(s.max_history);
   w.Raw("}");
 }
 
 void WriteInfo(JsonWriter& w, const CollectionInfo& info) {
   w.Raw("{");
-  w.Key("schema"); WriteSchema(w, info.schema);
-  w.Key("items"); w.Number(info.items);
-  w.Key("op_seq"); w.Number(info.op_seq);
-  w.Key("snapshot_seq"); w.Number(info.snapshot_seq);
-  w.Key("index_memory_bytes"); w.Number(info.index_memory_bytes);
-  w.Key("trained"); w.Raw(info.trained ? "true" : "false");
+  w.Key("schema");
+  WriteSchema(w, info.schema);
+  w.Key("items");
+  w.Number(info.items);
+  w.Key("op_seq");
+  w.Number(info.op_seq);
+  w.Key("snapshot_seq");
+  w.Number(info.snapshot_seq);
+  w.Key("index_memory_bytes");
+  w.Number(info.index_memory_bytes);
+  w.Key("trained");
+  w.Raw(info.trained ? "true" : "false");
   w.Raw("}");
 }
 
 void WriteItem(JsonWriter& w, const ItemRecord& item) {
   w.Raw("{");
-  w.Key("id"); w.Number(item.id);
-  w.Key("vector"); w.Array(item.vector, [&](float v) { w.Float(v); });
-  w.Key("cluster"); w.Number(item.cluster);
-  w.Key("topics"); w.Array(item.topic_weights, [&](float v) { w.Float(v); });
+  w.Key("id");
+  w.Number(item.id);
+  w.Key("vector");
+  w.Array(item.vector, [&](float v) { w.Float(v); });
+  w.Key("cluster");
+  w.Number(item.cluster);
+  w.Key("topics");
+  w.Array(item.topic_weights, [&](float v) { w.Float(v); });
   w.Key("category");
   if (item.category) {
     w.Number(*item.category);
   } else {
     w.Raw("null");
   }
-  w.Key("tags"); w.Array(item.tags, [&](int64_t v) { w.Number(v); });
-  w.Key("timestamp"); w.Number(item.timestamp);
-  w.Key("payload"); w.Raw(item.payload.empty() ? "null" : item.payload);
+  w.Key("tags");
+  w.Array(item.tags, [&](int64_t v) { w.Number(v); });
+  w.Key("timestamp");
+  w.Number(item.timestamp);
+  w.Key("payload");
+  w.Raw(item.payload.empty() ? "null" : item.payload);
   w.Raw("}");
 }
 
@@ -136,8 +179,10 @@ void WriteBody(JsonWriter& w, const ReplyBody& body) {
     }
     void operator()(const WriteResult& r) {
       w.Raw("{");
-      w.Key("op_seq"); w.Number(r.op_seq);
-      w.Key("changed"); w.Number(r.changed);
+      w.Key("op_seq");
+      w.Number(r.op_seq);
+      w.Key("changed");
+      w.Number(r.changed);
       w.Raw("}");
     }
     void operator()(const GetResult& g) {
@@ -159,13 +204,17 @@ void WriteBody(JsonWriter& w, const ReplyBody& body) {
         w.Raw("null");
       } else {
         w.Raw("{");
-        w.Key("id"); w.Number(u.user->id);
-        w.Key("vector"); w.Array(u.user->vector, [&](float v) { w.Float(v); });
+        w.Key("id");
+        w.Number(u.user->id);
+        w.Key("vector");
+        w.Array(u.user->vector, [&](float v) { w.Float(v); });
         w.Key("history");
         w.Array(u.user->history, [&](const Interaction& e) {
           w.Raw("{");
-          w.Key("item"); w.Number(e.item);
-          w.Key("timestamp"); w.Number(e.timestamp);
+          w.Key("item");
+          w.Number(e.item);
+          w.Key("timestamp");
+          w.Number(e.timestamp);
           w.Raw("}");
         });
         w.Raw("}");
@@ -179,22 +228,28 @@ void WriteBody(JsonWriter& w, const ReplyBody& body) {
       for (size_t i = 0; i < s.hits.size(); ++i) {
         if (i) w.Raw(",");
         w.Raw("{");
-        w.Key("id"); w.Number(s.hits[i].id);
-        w.Key("score"); w.Float(s.hits[i].score);
+        w.Key("id");
+        w.Number(s.hits[i].id);
+        w.Key("score");
+        w.Float(s.hits[i].score);
         if (i < s.hit_vector.size()) {
-          w.Key("vector"); w.Number(s.hit_vector[i]);
+          w.Key("vector");
+          w.Number(s.hit_vector[i]);
         }
         if (i < s.hit_cluster.size() && s.hit_cluster[i] >= 0) {
-          w.Key("cluster"); w.Number(s.hit_cluster[i]);
+          w.Key("cluster");
+          w.Number(s.hit_cluster[i]);
         }
         if (i < s.hit_payload.size()) {
-          w.Key("payload"); w.Raw(s.hit_payload[i].empty() ? "null" : s.hit_payload[i]);
+          w.Key("payload");
+          w.Raw(s.hit_payload[i].empty() ? "null" : s.hit_payload[i]);
         }
         if (i < s.hit_channels.size()) {
           w.Key("channels");
           std::vector<std::string> names;
           for (int b = 0; b < 3; ++b) {
-            if (s.hit_channels[i] >> b & 1) names.push_back(b == 0 ? "u2i" : b == 1 ? "u2i2i" : "u2u2i");
+            if (s.hit_channels[i] >> b & 1)
+              names.push_back(b == 0 ? "u2i" : b == 1 ? "u2i2i" : "u2u2i");
           }
           w.Array(names, [&](const std::string& n) { w.String(n); });
         }
@@ -202,32 +257,43 @@ void WriteBody(JsonWriter& w, const ReplyBody& body) {
       }
       w.Raw("]");
       if (!s.quotas.empty()) {
-        w.Key("quotas"); w.Array(s.quotas, [&](uint32_t v) { w.Number(v); });
+        w.Key("quotas");
+        w.Array(s.quotas, [&](uint32_t v) { w.Number(v); });
       }
       if (!s.per_cluster.empty()) {
-        w.Key("per_cluster"); w.Array(s.per_cluster, [&](uint32_t v) { w.Number(v); });
+        w.Key("per_cluster");
+        w.Array(s.per_cluster, [&](uint32_t v) { w.Number(v); });
       }
       w.Raw("}");
     }
     void operator()(const VersionsInfo& v) {
       w.Raw("{");
-      w.Key("current"); w.String(v.current);
-      w.Key("previous"); w.String(v.previous);
-      w.Key("versions"); w.Array(v.versions, [&](const std::string& s) { w.String(s); });
+      w.Key("current");
+      w.String(v.current);
+      w.Key("previous");
+      w.String(v.previous);
+      w.Key("versions");
+      w.Array(v.versions, [&](const std::string& s) { w.String(s); });
       w.Raw("}");
     }
     void operator()(const HealthResult& h) {
       w.Raw("{");
-      w.Key("status"); w.String(h.status);
-      w.Key("version"); w.String(h.version);
+      w.Key("status");
+      w.String(h.status);
+      w.Key("version");
+      w.String(h.version);
       w.Raw("}");
     }
     void operator()(const PluginRunResult& r) {
       w.Raw("{");
-      w.Key("kinds"); w.Array(r.kinds, [&](const std::string& s) { w.String(s); });
-      w.Key("lists"); w.Number(r.lists);
-      w.Key("removed"); w.Number(r.removed);
-      w.Key("incremental"); w.Raw(r.incremental ? "true" : "false");
+      w.Key("kinds");
+      w.Array(r.kinds, [&](const std::string& s) { w.String(s); });
+      w.Key("lists");
+      w.Number(r.lists);
+      w.Key("removed");
+      w.Number(r.removed);
+      w.Key("incremental");
+      w.Raw(r.incremental ? "true" : "false");
       w.Raw("}");
     }
     void operator()(const ListResult& r) {
@@ -238,8 +304,10 @@ void WriteBody(JsonWriter& w, const ReplyBody& body) {
       } else {
         w.Array(*r.list, [&](const Hit& h) {
           w.Raw("{");
-          w.Key("id"); w.Number(h.id);
-          w.Key("score"); w.Float(h.score);
+          w.Key("id");
+          w.Number(h.id);
+          w.Key("score");
+          w.Float(h.score);
           w.Raw("}");
         });
       }
@@ -250,18 +318,24 @@ void WriteBody(JsonWriter& w, const ReplyBody& body) {
       w.Key("lists");
       w.Array(r.lists, [&](const ListInfo& i) {
         w.Raw("{");
-        w.Key("kind"); w.String(i.kind);
-        w.Key("plugin"); w.String(i.plugin);
-        w.Key("config"); w.Raw(i.config.empty() ? "{}" : i.config);
-        w.Key("keys"); w.Number(i.keys);
-        w.Key("op_seq"); w.Number(i.op_seq);
+        w.Key("kind");
+        w.String(i.kind);
+        w.Key("plugin");
+        w.String(i.plugin);
+        w.Key("config");
+        w.Raw(i.config.empty() ? "{}" : i.config);
+        w.Key("keys");
+        w.Number(i.keys);
+        w.Key("op_seq");
+        w.Number(i.op_seq);
         w.Raw("}");
       });
       w.Raw("}");
     }
     void operator()(const PluginsResult& r) {
       w.Raw("{");
-      w.Key("plugins"); w.Array(r.names, [&](const std::string& s) { w.String(s); });
+      w.Key("plugins");
+      w.Array(r.names, [&](const std::string& s) { w.String(s); });
       w.Raw("}");
     }
   };
@@ -272,23 +346,40 @@ void WriteBody(JsonWriter& w, const ReplyBody& body) {
 
 int HttpStatusFor(StatusCode code) {
   switch (code) {
-    case StatusCode::kOk: return 200;
-    case StatusCode::kCancelled: return 499;
-    case StatusCode::kUnknown: return 500;
-    case StatusCode::kInvalidArgument: return 400;
-    case StatusCode::kDeadlineExceeded: return 504;
-    case StatusCode::kNotFound: return 404;
-    case StatusCode::kAlreadyExists: return 409;
-    case StatusCode::kPermissionDenied: return 403;
-    case StatusCode::kResourceExhausted: return 413;
-    case StatusCode::kFailedPrecondition: return 412;
-    case StatusCode::kAborted: return 409;
-    case StatusCode::kOutOfRange: return 400;
-    case StatusCode::kUnimplemented: return 405;
-    case StatusCode::kInternal: return 500;
-    case StatusCode::kUnavailable: return 503;
-    case StatusCode::kDataLoss: return 500;
-    case StatusCode::kUnauthenticated: return 401;
+    case StatusCode::kOk:
+      return 200;
+    case StatusCode::kCancelled:
+      return 499;
+    case StatusCode::kUnknown:
+      return 500;
+    case StatusCode::kInvalidArgument:
+      return 400;
+    case StatusCode::kDeadlineExceeded:
+      return 504;
+    case StatusCode::kNotFound:
+      return 404;
+    case StatusCode::kAlreadyExists:
+      return 409;
+    case StatusCode::kPermissionDenied:
+      return 403;
+    case StatusCode::kResourceExhausted:
+      return 413;
+    case StatusCode::kFailedPrecondition:
+      return 412;
+    case StatusCode::kAborted:
+      return 409;
+    case StatusCode::kOutOfRange:
+      return 400;
+    case StatusCode::kUnimplemented:
+      return 405;
+    case StatusCode::kInternal:
+      return 500;
+    case StatusCode::kUnavailable:
+      return 503;
+    case StatusCode::kDataLoss:
+      return 500;
+    case StatusCode::kUnauthenticated:
+      return 401;
   }
   return 500;
 }

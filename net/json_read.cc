@@ -66,21 +66,32 @@ Status GetDuration(object obj, std::string_view key, const char* what, int64_t* 
     return Status::Ok();
   }
   auto bad = [&] {
-    return Bad(std::string(what) + " '" + std::string(text) +
-               "' is not a duration (an integer, or digits with a unit s, m, h or d, as in \"6h\")");
+    return Bad(
+        std::string(what) + " '" + std::string(text) +
+        "' is not a duration (an integer, or digits with a unit s, m, h or d, as in \"6h\")");
   };
   if (text.size() < 2 || text.size() > 20) return bad();
   int64_t unit;
   switch (text.back()) {
-    case 's': unit = 1; break;
-    case 'm': unit = 60; break;
-    case 'h': unit = 3600; break;
-    case 'd': unit = 86400; break;
-    default: return bad();
+    case 's':
+      unit = 1;
+      break;
+    case 'm':
+      unit = 60;
+      break;
+    case 'h':
+      unit = 3600;
+      break;
+    case 'd':
+      unit = 86400;
+      break;
+    default:
+      return bad();
   }
   int64_t n = 0;
   for (char ch : text.substr(0, text.size() - 1)) {
-    if (ch < '0' || ch > '9' || __builtin_mul_overflow(n, 10, &n) || __builtin_add_overflow(n, ch - '0', &n)) {
+    if (ch < '0' || ch > '9' || __builtin_mul_overflow(n, 10, &n) ||
+        __builtin_add_overflow(n, ch - '0', &n)) {
       return bad();
     }
   }

@@ -70,10 +70,12 @@ Status ArrayOfObjects(object obj, std::string_view key, std::vector<T>* out, F p
   size_t i = 0;
   for (element x : a) {
     object o;
-    if (auto err = x.get_object().get(o)) return BadField(std::string(key) + "[" + std::to_string(i) + "]", err);
+    if (auto err = x.get_object().get(o))
+      return BadField(std::string(key) + "[" + std::to_string(i) + "]", err);
     T value;
     Status s = parse(o, &value);
-    if (!s.ok()) return Bad(std::string(key) + "[" + std::to_string(i) + "]: " + std::string(s.message()));
+    if (!s.ok())
+      return Bad(std::string(key) + "[" + std::to_string(i) + "]: " + std::string(s.message()));
     out->push_back(std::move(value));
     ++i;
   }

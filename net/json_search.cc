@@ -9,16 +9,22 @@ namespace quiver::net::json {
 Result<Filter> FilterFromJson(element e, int depth) {
   if (depth > 16) return Bad("filter is nested deeper than 16");
   object o;
-  if (e.get_object().get(o) || o.size() != 1) return Bad("a filter is an object with one key: eq, in, range, not, and, or");
+  if (e.get_object().get(o) || o.size() != 1)
+    return Bad("a filter is an object with one key: eq, in, range, not, and, or");
   auto field = *o.begin();
   const std::string_view op = field.key;
   Filter f;
   auto field_of = [](std::string_view name, Filter::Field* out) {
-    if (name == "category") *out = Filter::Field::kCategory;
-    else if (name == "tag" || name == "tags") *out = Filter::Field::kTag;
-    else if (name == "timestamp") *out = Filter::Field::kTimestamp;
-    else if (name == "cluster") *out = Filter::Field::kCluster;
-    else return false;
+    if (name == "category")
+      *out = Filter::Field::kCategory;
+    else if (name == "tag" || name == "tags")
+      *out = Filter::Field::kTag;
+    else if (name == "timestamp")
+      *out = Filter::Field::kTimestamp;
+    else if (name == "cluster")
+      *out = Filter::Field::kCluster;
+    else
+      return false;
     return true;
   };
   if (op == "and" || op == "or") {
@@ -43,7 +49,8 @@ Result<Filter> FilterFromJson(element e, int depth) {
   }
   auto target = *body.begin();
   if (!field_of(target.key, &f.field)) {
-    return Bad("unknown filter field '" + std::string(target.key) + "' (category, tag, timestamp, cluster)");
+    return Bad("unknown filter field '" + std::string(target.key) +
+               "' (category, tag, timestamp, cluster)");
   }
   if (op == "eq" || op == "in") {
     f.op = op == "eq" ? Filter::Op::kEq : Filter::Op::kIn;
@@ -68,11 +75,16 @@ Result<Filter> FilterFromJson(element e, int depth) {
     for (auto bound : r) {
       int64_t v;
       if (auto err = bound.value.get_int64().get(v)) return BadField("filter range", err);
-      if (bound.key == "gte") f.lo = v;
-      else if (bound.key == "gt") f.lo = v == INT64_MAX ? v : v + 1;
-      else if (bound.key == "lte") f.hi = v;
-      else if (bound.key == "lt") f.hi = v == INT64_MIN ? v : v - 1;
-      else return Bad("unknown range bound '" + std::string(bound.key) + "' (gte, gt, lte, lt)");
+      if (bound.key == "gte")
+        f.lo = v;
+      else if (bound.key == "gt")
+        f.lo = v == INT64_MAX ? v : v + 1;
+      else if (bound.key == "lte")
+        f.hi = v;
+      else if (bound.key == "lt")
+        f.hi = v == INT64_MIN ? v : v - 1;
+      else
+        return Bad("unknown range bound '" + std::string(bound.key) + "' (gte, gt, lte, lt)");
     }
     return f;
   }
@@ -93,7 +105,8 @@ Result<QuotaParams> QuotaFromJson(element e) {
       QV_RETURN_IF_ERROR(formats::FloatsFromJson(pe, "quota p", &quota.p));
     }
   }
-  for (auto [key, out] : {std::pair<const char*, float*>{"a", &quota.a}, {"temperature", &quota.temperature}}) {
+  for (auto [key, out] :
+       {std::pair<const char*, float*>{"a", &quota.a}, {"temperature", &quota.temperature}}) {
     element x;
     if (qo[key].get(x)) continue;
     double d;
@@ -123,7 +136,8 @@ Result<MvkeParams> MvkeFromJson(element e) {
   } else if (strategy == "weighted_scan") {
     m.strategy = 3;
   } else {
-    return Bad("unknown mvke strategy '" + strategy + "' (per_topic, concat, rescore, weighted_scan)");
+    return Bad("unknown mvke strategy '" + strategy +
+               "' (per_topic, concat, rescore, weighted_scan)");
   }
   QV_RETURN_IF_ERROR(GetUint(mo, "candidates", &m.candidates));
   QV_RETURN_IF_ERROR(GetUint(mo, "max_candidates", &m.max_candidates));
@@ -150,8 +164,9 @@ Result<Fresh> FreshFromJson(element e) {
 Result<Channels> ChannelsFromJson(element e) {
   object co;
   if (auto err = e.get_object().get(co)) return BadField("channels", err);
-  QV_RETURN_IF_ERROR(OnlyFields(co, {"user", "seed_items", "u2i", "u2i2i", "u2u2i", "seeds", "per_seed", "users",
-                                     "per_user", "i2i_kind", "u2u_kind", "weights", "exclude_seen"}));
+  QV_RETURN_IF_ERROR(
+      OnlyFields(co, {"user", "seed_items", "u2i", "u2i2i", "u2u2i", "seeds", "per_seed", "users",
+                      "per_user", "i2i_kind", "u2u_kind", "weights", "exclude_seen"}));
   Channels ch;
   element ue;
   if (!co["user"].get(ue)) {
@@ -192,7 +207,8 @@ Result<Channels> ChannelsFromJson(element e) {
 Result<Rerank> RerankFromJson(element e) {
   object ro;
   if (auto err = e.get_object().get(ro)) return BadField("rerank", err);
-  QV_RETURN_IF_ERROR(OnlyFields(ro, {"mmr", "max_consecutive_category", "per_category_cap", "category_diversity"}));
+  QV_RETURN_IF_ERROR(OnlyFields(
+      ro, {"mmr", "max_consecutive_category", "per_category_cap", "category_diversity"}));
   Rerank r;
   element me;
   if (!ro["mmr"].get(me)) {
@@ -240,8 +256,9 @@ Status Optional(object obj, std::string_view key, F decode, std::optional<T>* ou
 }  // namespace
 
 Result<SearchCall> SearchFromJson(object obj, const std::string& collection) {
-  QV_RETURN_IF_ERROR(OnlyFields(obj, {"vector", "vectors", "aggregate", "weights", "quota", "filter", "rerank", "mvke",
-                                      "fresh", "payload", "channels", "k", "params"}));
+  QV_RETURN_IF_ERROR(
+      OnlyFields(obj, {"vector", "vectors", "aggregate", "weights", "quota", "filter", "rerank",
+                       "mvke", "fresh", "payload", "channels", "k", "params"}));
   SearchCall c;
   c.collection = collection;
   element v;
@@ -267,7 +284,8 @@ Result<SearchCall> SearchFromJson(object obj, const std::string& collection) {
   }
   if (!obj["weights"].get(v)) QV_RETURN_IF_ERROR(formats::FloatsFromJson(v, "weights", &c.weights));
   QV_RETURN_IF_ERROR(Optional(obj, "quota", QuotaFromJson, &c.quota));
-  QV_RETURN_IF_ERROR(Optional(obj, "filter", [](element e) { return FilterFromJson(e, 0); }, &c.filter));
+  QV_RETURN_IF_ERROR(Optional(
+      obj, "filter", [](element e) { return FilterFromJson(e, 0); }, &c.filter));
   QV_RETURN_IF_ERROR(Optional(obj, "rerank", RerankFromJson, &c.rerank));
   QV_RETURN_IF_ERROR(GetUint(obj, "k", &c.k));
   if (!obj["params"].get(v)) QV_RETURN_IF_ERROR(ParamsFromJson(v, &c));

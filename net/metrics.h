@@ -18,7 +18,7 @@ enum class Protocol : uint8_t { kRest = 0, kBinary = 1 };
 class Metrics {
  public:
   static constexpr std::array<double, 12> kBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                                                       0.01,   0.025,   0.05,   0.1,   1.0,    10.0};
+                                                      0.01,   0.025,   0.05,   0.1,   1.0,    10.0};
 
   // `kind` is the Call's index (kCallKinds for requests that never became a call).
   void Record(size_t kind, Protocol protocol, StatusCode code, std::chrono::nanoseconds elapsed);

@@ -45,8 +45,8 @@ struct Route {
 };
 
 Result<CollectionSchema> SchemaFromJson(object obj) {
-  QV_RETURN_IF_ERROR(OnlyFields(obj, {"name", "dim", "metric", "index", "clusters", "topics", "topic_threshold",
-                                      "topic_concat", "max_history"}));
+  QV_RETURN_IF_ERROR(OnlyFields(obj, {"name", "dim", "metric", "index", "clusters", "topics",
+                                      "topic_threshold", "topic_concat", "max_history"}));
   CollectionSchema s;
   QV_RETURN_IF_ERROR(GetString(obj, "name", &s.name));
   QV_RETURN_IF_ERROR(GetUint(obj, "dim", &s.dim));
@@ -64,8 +64,8 @@ Result<CollectionSchema> SchemaFromJson(object obj) {
   if (!obj["index"].get(ie)) {
     object io;
     if (auto err = ie.get_object().get(io)) return BadField("index", err);
-    QV_RETURN_IF_ERROR(OnlyFields(io, {"type", "m", "ef_construction", "ef_search", "sq8", "nlist", "pq_m",
-                                       "nbits", "nprobe", "refine", "refine_int8"}));
+    QV_RETURN_IF_ERROR(OnlyFields(io, {"type", "m", "ef_construction", "ef_search", "sq8", "nlist",
+                                       "pq_m", "nbits", "nprobe", "refine", "refine_int8"}));
     IndexSpec& x = s.index;
     std::string type = "hnsw";
     QV_RETURN_IF_ERROR(GetString(io, "type", &type));
@@ -146,24 +146,31 @@ Result<Call> Ids(const Match& m, object obj) {
 // The routes, most specific first where two patterns could match one path.
 constexpr Route kRoutes[] = {
     {"GET", "/healthz", [](const Match&, object) -> Result<Call> { return Call(HealthCall{}); }},
-    {"GET", "/v1/collections", [](const Match&, object) -> Result<Call> { return Call(ListCollectionsCall{}); }},
+    {"GET", "/v1/collections",
+     [](const Match&, object) -> Result<Call> { return Call(ListCollectionsCall{}); }},
     {"POST", "/v1/collections",
      [](const Match&, object obj) -> Result<Call> {
        QV_ASSIGN_OR_RETURN(auto schema, SchemaFromJson(obj));
        return Call(CreateCollectionCall{std::move(schema)});
      }},
     {"GET", "/v1/collections/{c}",
-     [](const Match& m, object) -> Result<Call> { return Call(DescribeCollectionCall{m.collection}); }},
+     [](const Match& m, object) -> Result<Call> {
+       return Call(DescribeCollectionCall{m.collection});
+     }},
     {"DELETE", "/v1/collections/{c}",
      [](const Match& m, object) -> Result<Call> { return Call(DropCollectionCall{m.collection}); }},
     {"POST", "/v1/collections/{c}/items", Upsert},
     {"POST", "/v1/collections/{c}/items/delete", Ids<DeleteCall>},
     {"POST", "/v1/collections/{c}/items/get", Ids<GetCall>},
     {"GET", "/v1/collections/{c}/items/{id}",
-     [](const Match& m, object) -> Result<Call> { return Call(GetCall{m.collection, {m.id}}); }},
+     [](const Match& m, object) -> Result<Call> {
+       return Call(GetCall{m.collection, {m.id}});
+     }},
     {"POST", "/v1/collections/{c}/users", PutUsers},
     {"GET", "/v1/collections/{c}/users/{id}",
-     [](const Match& m, object) -> Result<Call> { return Call(GetUserCall{m.collection, m.id}); }},
+     [](const Match& m, object) -> Result<Call> {
+       return Call(GetUserCall{m.collection, m.id});
+     }},
     {"POST", "/v1/collections/{c}/events", AddEvents},
     {"POST", "/v1/collections/{c}/search",
      [](const Match& m, object obj) -> Result<Call> {
@@ -176,12 +183,18 @@ constexpr Route kRoutes[] = {
     {"GET", "/v1/collections/{c}/lists",
      [](const Match& m, object) -> Result<Call> { return Call(ListListsCall{m.collection}); }},
     {"GET", "/v1/collections/{c}/lists/{name}/{id}",
-     [](const Match& m, object) -> Result<Call> { return Call(GetListCall{m.collection, m.name, m.id}); }},
-    {"GET", "/v1/plugins", [](const Match&, object) -> Result<Call> { return Call(ListPluginsCall{}); }},
-    {"POST", "/v1/snapshot", [](const Match&, object) -> Result<Call> { return Call(SnapshotCall{}); }},
-    {"GET", "/v1/versions", [](const Match&, object) -> Result<Call> { return Call(ListVersionsCall{}); }},
+     [](const Match& m, object) -> Result<Call> {
+       return Call(GetListCall{m.collection, m.name, m.id});
+     }},
+    {"GET", "/v1/plugins",
+     [](const Match&, object) -> Result<Call> { return Call(ListPluginsCall{}); }},
+    {"POST", "/v1/snapshot",
+     [](const Match&, object) -> Result<Call> { return Call(SnapshotCall{}); }},
+    {"GET", "/v1/versions",
+     [](const Match&, object) -> Result<Call> { return Call(ListVersionsCall{}); }},
     {"POST", "/v1/versions/reload", Reload},
-    {"POST", "/v1/versions/rollback", [](const Match&, object) -> Result<Call> { return Call(RollbackCall{}); }},
+    {"POST", "/v1/versions/rollback",
+     [](const Match&, object) -> Result<Call> { return Call(RollbackCall{}); }},
 };
 
 // Each route's pattern split into segments, once.
@@ -195,7 +208,8 @@ const std::vector<std::vector<std::string_view>>& RouteSegments() {
 }
 
 // Whether the path's segments fit the pattern's, filling the captures.
-bool Matches(const std::vector<std::string_view>& want, const std::vector<std::string_view>& segments, Match* m) {
+bool Matches(const std::vector<std::string_view>& want,
+             const std::vector<std::string_view>& segments, Match* m) {
   if (want.size() != segments.size()) return false;
   for (size_t i = 0; i < want.size(); ++i) {
     if (want[i] == "{c}") {
@@ -213,8 +227,8 @@ bool Matches(const std::vector<std::string_view>& want, const std::vector<std::s
 
 }  // namespace
 
-Result<Call> DecodeHttpCall(std::string_view method, std::string_view target, std::string_view body_text,
-                            size_t max_json_depth) {
+Result<Call> DecodeHttpCall(std::string_view method, std::string_view target,
+                            std::string_view body_text, size_t max_json_depth) {
   const std::vector<std::string_view> segments = SplitPath(target);
   bool path_known = false;
   for (size_t r = 0; r < std::size(kRoutes); ++r) {
@@ -224,10 +238,12 @@ Result<Call> DecodeHttpCall(std::string_view method, std::string_view target, st
     path_known = true;
     if (route.method != method) continue;
     Body body;
-    if (method == "POST" || method == "PUT") QV_RETURN_IF_ERROR(ParseBody(body_text, max_json_depth, &body));
+    if (method == "POST" || method == "PUT")
+      QV_RETURN_IF_ERROR(ParseBody(body_text, max_json_depth, &body));
     return route.decode(m, body.obj);
   }
-  if (path_known) return UnimplementedError("method " + std::string(method) + " is not allowed here");
+  if (path_known)
+    return UnimplementedError("method " + std::string(method) + " is not allowed here");
   return NotFoundError("no route " + std::string(method) + " " + std::string(target));
 }
 

@@ -1,12 +1,11 @@
 #include "net/server.h"
 
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -38,8 +37,12 @@ bool KeyEquals(std::string_view offered, std::string_view expected) {
 
 struct Server::Context {
   Context(engine::DataRoot& root, ServerOptions o)
-      : options(std::move(o)), service(root, options.limits), ioc(std::max(1, options.threads)),
-        http_acceptor(ioc), binary_acceptor(ioc), unix_acceptor(ioc) {}
+      : options(std::move(o)),
+        service(root, options.limits),
+        ioc(std::max(1, options.threads)),
+        http_acceptor(ioc),
+        binary_acceptor(ioc),
+        unix_acceptor(ioc) {}
 
   // Checks the key for a call: kUnauthenticated without a valid key, kPermissionDenied for a
   // read-only key on a write.
@@ -48,7 +51,9 @@ struct Server::Context {
     if (!rw_set && !ro_set) return Status::Ok();
     const bool rw = rw_set && KeyEquals(key, options.read_write_key);
     const bool ro = ro_set && KeyEquals(key, options.read_only_key);
-    if (!rw && !ro) return Status(StatusCode::kUnauthenticated, key.empty() ? "an API key is required" : "invalid API key");
+    if (!rw && !ro)
+      return Status(StatusCode::kUnauthenticated,
+                    key.empty() ? "an API key is required" : "invalid API key");
     if (!rw && call && IsWrite(*call)) {
       return PermissionDeniedError(std::string("the read-only key cannot call ") + CallName(*call));
     }
@@ -58,7 +63,9 @@ struct Server::Context {
   Reply Handle(const Call& call, std::string_view key, Clock::time_point received) {
     if (Status s = Authorize(key, &call); !s.ok()) return Reply{s, {}};
     if (Clock::now() - received > options.request_timeout) {
-      return Reply{Status(StatusCode::kDeadlineExceeded, "the request waited longer than the server's timeout"), {}};
+      return Reply{Status(StatusCode::kDeadlineExceeded,
+                          "the request waited longer than the server's timeout"),
+                   {}};
     }
     return service.Handle(call);
   }
@@ -97,21 +104,26 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     parser_->body_limit(ctx_.options.limits.max_body_bytes);
     parser_->header_limit(16 * 1024);
     stream_.expires_after(ctx_.options.idle_timeout);
-    http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&HttpSession::OnRead, shared_from_this()));
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&HttpSession::OnRead, shared_from_this()));
   }
 
   void OnRead(beast::error_code ec, size_t) {
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::operation_aborted) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == asio::error::operation_aborted) {
       return Close();
     }
     if (ec == http::error::body_limit) {
-      return Respond(HttpReply{413, ErrorJson(ResourceExhaustedError(
-                                        "body larger than the limit of " +
-                                        std::to_string(ctx_.options.limits.max_body_bytes) + " bytes"))},
-                     false);
+      return Respond(
+          HttpReply{413, ErrorJson(ResourceExhaustedError(
+                             "body larger than the limit of " +
+                             std::to_string(ctx_.options.limits.max_body_bytes) + " bytes"))},
+          false);
     }
     if (ec) {
-      return Respond(HttpReply{400, ErrorJson(InvalidArgumentError("malformed HTTP request: " + ec.message()))}, false);
+      return Respond(HttpReply{400, ErrorJson(InvalidArgumentError("malformed HTTP request: " +
+                                                                   ec.message()))},
+                     false);
     }
     const auto start = Clock::now();
     in_request_ = true;
@@ -120,14 +132,20 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     const bool keep_alive = req.keep_alive() && !ctx_.stopping.load();
     std::string_view key;
     if (auto it = req.find("X-Api-Key"); it != req.end()) key = Sv(it->value());
-    if (auto it = req.find(http::field::authorization); it != req.end() && it->value().starts_with("Bearer ")) {
+    if (auto it = req.find(http::field::authorization);
+        it != req.end() && it->value().starts_with("Bearer ")) {
       key = Sv(it->value()).substr(7);
     }
     const std::string_view target = Sv(req.target());
     if (target == "/metrics" || target.starts_with("/metrics?")) {
       Status auth = ctx_.Authorize(key, nullptr);
-      HttpReply r = auth.ok() ? HttpReply{200, ctx_.service.root().engine() ? ctx_.metrics.Render(ctx_.service.root().engine()->ListCollections()) : ""}
-                              : HttpReply{HttpStatusFor(auth.code()), ErrorJson(auth)};
+      HttpReply r =
+          auth.ok()
+              ? HttpReply{200,
+                          ctx_.service.root().engine()
+                              ? ctx_.metrics.Render(ctx_.service.root().engine()->ListCollections())
+                              : ""}
+              : HttpReply{HttpStatusFor(auth.code()), ErrorJson(auth)};
       content_type_ = auth.ok() ? "text/plain; version=0.0.4" : "application/json";
       return Respond(std::move(r), keep_alive);
     }
@@ -154,7 +172,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     res_->body() = std::move(reply.body);
     res_->prepare_payload();
     stream_.expires_after(ctx_.options.read_timeout);
-    http::async_write(stream_, *res_, beast::bind_front_handler(&HttpSession::OnWrite, shared_from_this(), keep_alive));
+    http::async_write(
+        stream_, *res_,
+        beast::bind_front_handler(&HttpSession::OnWrite, shared_from_this(), keep_alive));
   }
 
   void OnWrite(bool keep_alive, beast::error_code ec, size_t) {
@@ -188,7 +208,10 @@ template <typename Socket>
 class BinarySession : public std::enable_shared_from_this<BinarySession<Socket>> {
  public:
   BinarySession(Socket socket, Context& ctx)
-      : socket_(std::move(socket)), strand_(asio::make_strand(ctx.ioc)), idle_(strand_), ctx_(ctx) {}
+      : socket_(std::move(socket)),
+        strand_(asio::make_strand(ctx.ioc)),
+        idle_(strand_),
+        ctx_(ctx) {}
 
   void Start() {
     asio::dispatch(strand_, [self = this->shared_from_this()] {
@@ -206,8 +229,10 @@ class BinarySession : public std::enable_shared_from_this<BinarySession<Socket>>
     idle_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
       if (ec || self->closing_) return;
       const auto idle_for = Clock::now() - self->last_activity_;
-      const auto timeout = std::chrono::duration_cast<Clock::duration>(self->ctx_.options.idle_timeout);
-      if (idle_for >= timeout && self->in_flight_ == 0 && self->outbox_.empty()) return self->Close();
+      const auto timeout =
+          std::chrono::duration_cast<Clock::duration>(self->ctx_.options.idle_timeout);
+      if (idle_for >= timeout && self->in_flight_ == 0 && self->outbox_.empty())
+        return self->Close();
       self->ArmIdle(idle_for >= timeout ? timeout : timeout - idle_for);
     });
   }
@@ -228,7 +253,8 @@ class BinarySession : public std::enable_shared_from_this<BinarySession<Socket>>
     if (in_.size() - begin_ < want) in_.resize(begin_ + want);
     reading_ = true;
     socket_.async_read_some(asio::buffer(in_.data() + end_, in_.size() - end_),
-                            asio::bind_executor(strand_, [self = this->shared_from_this()](beast::error_code ec, size_t n) {
+                            asio::bind_executor(strand_, [self = this->shared_from_this()](
+                                                             beast::error_code ec, size_t n) {
                               self->reading_ = false;
                               if (ec) return self->Close();
                               self->end_ += n;
@@ -247,9 +273,11 @@ class BinarySession : public std::enable_shared_from_this<BinarySession<Socket>>
       if (len == 0 || len > ctx_.options.limits.max_body_bytes) {
         // The stream cannot be resynchronised after a bad length: answer, then close.
         closing_after_write_ = true;
-        Status s = len == 0 ? InvalidArgumentError("empty frame")
-                            : ResourceExhaustedError("frame of " + std::to_string(len) + " bytes exceeds the limit of " +
-                                                     std::to_string(ctx_.options.limits.max_body_bytes));
+        Status s = len == 0
+                       ? InvalidArgumentError("empty frame")
+                       : ResourceExhaustedError("frame of " + std::to_string(len) +
+                                                " bytes exceeds the limit of " +
+                                                std::to_string(ctx_.options.limits.max_body_bytes));
         ctx_.metrics.Record(kCallKinds, Protocol::kBinary, s.code(), std::chrono::nanoseconds(0));
         Enqueue(EncodeResponseFrame(0, Reply{s, {}}));
         break;
@@ -305,14 +333,16 @@ class BinarySession : public std::enable_shared_from_this<BinarySession<Socket>>
     buffers.reserve(outbox_.size());
     for (const std::string& b : outbox_) buffers.push_back(asio::buffer(b));
     const size_t count = outbox_.size();
-    asio::async_write(socket_, buffers,
-                      asio::bind_executor(strand_, [self = this->shared_from_this(), count](beast::error_code ec, size_t) {
-                        self->writing_ = false;
-                        self->outbox_.erase(self->outbox_.begin(), self->outbox_.begin() + ptrdiff_t(count));
-                        if (ec) return self->Close();
-                        if (!self->outbox_.empty()) return self->Write();
-                        if (self->closing_after_write_ || self->ctx_.stopping.load()) self->Close();
-                      }));
+    asio::async_write(
+        socket_, buffers,
+        asio::bind_executor(
+            strand_, [self = this->shared_from_this(), count](beast::error_code ec, size_t) {
+              self->writing_ = false;
+              self->outbox_.erase(self->outbox_.begin(), self->outbox_.begin() + ptrdiff_t(count));
+              if (ec) return self->Close();
+              if (!self->outbox_.empty()) return self->Write();
+              if (self->closing_after_write_ || self->ctx_.stopping.load()) self->Close();
+            }));
   }
 
   void Close() {
@@ -327,7 +357,7 @@ class BinarySession : public std::enable_shared_from_this<BinarySession<Socket>>
   asio::strand<asio::io_context::executor_type> strand_;
   asio::steady_timer idle_;
   Context& ctx_;
-  std::vector<char> in_;     // received bytes; [begin_, end_) not yet consumed
+  std::vector<char> in_;  // received bytes; [begin_, end_) not yet consumed
   size_t begin_ = 0, end_ = 0;
   Clock::time_point last_activity_;
   std::deque<std::string> outbox_;  // responses not yet written (stable while a write runs)
@@ -337,20 +367,24 @@ class BinarySession : public std::enable_shared_from_this<BinarySession<Socket>>
 
 template <typename Session, typename Acceptor>
 void Accept(Context& ctx, Acceptor& acceptor) {
-  acceptor.async_accept(asio::make_strand(ctx.ioc), [&ctx, &acceptor](beast::error_code ec, typename Acceptor::protocol_type::socket socket) {
-    if (ec) return;  // closed by Stop()
-    if constexpr (std::is_same_v<typename Acceptor::protocol_type, tcp>) socket.set_option(tcp::no_delay(true), ec);
-    std::make_shared<Session>(std::move(socket), ctx)->Start();
-    Accept<Session>(ctx, acceptor);
-  });
+  acceptor.async_accept(
+      asio::make_strand(ctx.ioc),
+      [&ctx, &acceptor](beast::error_code ec, typename Acceptor::protocol_type::socket socket) {
+        if (ec) return;  // closed by Stop()
+        if constexpr (std::is_same_v<typename Acceptor::protocol_type, tcp>)
+          socket.set_option(tcp::no_delay(true), ec);
+        std::make_shared<Session>(std::move(socket), ctx)->Start();
+        Accept<Session>(ctx, acceptor);
+      });
 }
 
 // Listens on a Unix-domain socket at `path`. A socket file left by an earlier run is replaced;
 // any other file there is an error.
 Status ListenUnix(local::stream_protocol::acceptor& acceptor, const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) return InvalidArgumentError("cannot listen on " + path + ": it exists and is not a socket");
+    if (!S_ISSOCK(st.st_mode))
+      return InvalidArgumentError("cannot listen on " + path + ": it exists and is not a socket");
     ::unlink(path.c_str());
   }
   beast::error_code ec;
@@ -371,7 +405,9 @@ Status Listen(tcp::acceptor& acceptor, const std::string& host, uint16_t port, u
   if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor.bind(endpoint, ec);
   if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return UnavailableError("cannot listen on " + host + ":" + std::to_string(port) + ": " + ec.message());
+  if (ec)
+    return UnavailableError("cannot listen on " + host + ":" + std::to_string(port) + ": " +
+                            ec.message());
   *bound = acceptor.local_endpoint().port();
   return Status::Ok();
 }
@@ -384,15 +420,18 @@ Server::Server(engine::DataRoot& root, ServerOptions options)
 Server::~Server() { Stop(std::chrono::milliseconds(0)); }
 
 Status Server::Start() {
-  QV_RETURN_IF_ERROR(Listen(ctx_->http_acceptor, ctx_->options.host, ctx_->options.http_port, &http_port_));
-  QV_RETURN_IF_ERROR(Listen(ctx_->binary_acceptor, ctx_->options.host, ctx_->options.binary_port, &binary_port_));
+  QV_RETURN_IF_ERROR(
+      Listen(ctx_->http_acceptor, ctx_->options.host, ctx_->options.http_port, &http_port_));
+  QV_RETURN_IF_ERROR(
+      Listen(ctx_->binary_acceptor, ctx_->options.host, ctx_->options.binary_port, &binary_port_));
   if (!ctx_->options.binary_unix_path.empty()) {
     QV_RETURN_IF_ERROR(ListenUnix(ctx_->unix_acceptor, ctx_->options.binary_unix_path));
     Accept<BinarySession<local::stream_protocol::socket>>(*ctx_, ctx_->unix_acceptor);
   }
   Accept<HttpSession>(*ctx_, ctx_->http_acceptor);
   Accept<BinarySession<tcp::socket>>(*ctx_, ctx_->binary_acceptor);
-  const int n = ctx_->options.threads > 0 ? ctx_->options.threads : int(std::max(2u, std::thread::hardware_concurrency()));
+  const int n = ctx_->options.threads > 0 ? ctx_->options.threads
+                                          : int(std::max(2u, std::thread::hardware_concurrency()));
   for (int i = 0; i < n; ++i) threads_.emplace_back([this] { ctx_->ioc.run(); });
   return Status::Ok();
 }
@@ -407,7 +446,8 @@ void Server::Stop(std::chrono::milliseconds grace) {
     ctx_->unix_acceptor.close(ec);
   });
   const auto deadline = Clock::now() + grace;
-  while (ctx_->in_flight.load() > 0 && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  while (ctx_->in_flight.load() > 0 && Clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   ctx_->ioc.stop();
   for (auto& t : threads_) t.join();
   threads_.clear();

@@ -28,7 +28,7 @@ struct ServerOptions {
   // The binary protocol also on this Unix-domain socket (for services on the same host: no TCP
   // stack on either side). Empty: TCP only.
   std::string binary_unix_path;
-  int threads = 0;              // I/O and handler threads; 0: one per core
+  int threads = 0;  // I/O and handler threads; 0: one per core
   // API keys. With neither set, no key is needed. A read-write key may call everything, a
   // read-only key only calls that change nothing; compared in constant time.
   std::string read_write_key, read_only_key;

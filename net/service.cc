@@ -19,10 +19,11 @@ Reply FromStatus(Status s) { return Reply{std::move(s), std::monostate{}}; }
 Reply RunQuery(const engine::Engine& e, const SearchCall& c) {
   engine::QuerySpec q;
   if (c.mvke) {
-    q.vectors = c.vectors.empty() && !c.vector.empty() ? std::vector<std::vector<float>>{c.vector} : c.vectors;
+    q.vectors = c.vectors.empty() && !c.vector.empty() ? std::vector<std::vector<float>>{c.vector}
+                                                       : c.vectors;
     if (c.mvke->strategy > 3) return FromStatus(InvalidArgumentError("unknown mvke strategy"));
-    q.mvke = engine::MvkeSpec{c.mvke->user_vectors, engine::MvkeStrategy(c.mvke->strategy), c.mvke->candidates,
-                              c.mvke->max_candidates};
+    q.mvke = engine::MvkeSpec{c.mvke->user_vectors, engine::MvkeStrategy(c.mvke->strategy),
+                              c.mvke->candidates, c.mvke->max_candidates};
   } else if (c.vectors.empty() && c.vector.empty() && c.channels) {
     // channels without vectors: u2i uses the user's vector
   } else {
@@ -35,7 +36,8 @@ Reply RunQuery(const engine::Engine& e, const SearchCall& c) {
   q.ef = c.ef;
   q.nprobe = c.nprobe;
   q.refine = c.refine;
-  if (c.quota) q.quota = engine::QuotaSpec{c.quota->p, c.quota->a, c.quota->total, c.quota->temperature};
+  if (c.quota)
+    q.quota = engine::QuotaSpec{c.quota->p, c.quota->a, c.quota->total, c.quota->temperature};
   q.filter = c.filter;
   q.rerank = c.rerank;
   q.fresh = c.fresh;
@@ -64,7 +66,8 @@ Reply WithPayloads(const engine::Engine& e, const std::string& collection, Reply
   auto items = e.Get(collection, ids);
   if (!items.ok()) return FromStatus(items.status());
   result.hit_payload.clear();
-  for (auto& item : *items) result.hit_payload.push_back(item ? std::move(item->payload) : std::string());
+  for (auto& item : *items)
+    result.hit_payload.push_back(item ? std::move(item->payload) : std::string());
   return reply;
 }
 
@@ -79,7 +82,8 @@ Reply FromResult(Result<T> r) {
 Status Service::CheckLimits(const Call& call) const {
   auto too_many = [&](size_t n, const char* what) -> Status {
     if (n <= limits_.max_items_per_request) return Status::Ok();
-    return ResourceExhaustedError(std::to_string(n) + " " + what + " in one request; the limit is " +
+    return ResourceExhaustedError(std::to_string(n) + " " + what +
+                                  " in one request; the limit is " +
                                   std::to_string(limits_.max_items_per_request));
   };
   return std::visit(Overloaded{
@@ -91,8 +95,9 @@ Status Service::CheckLimits(const Call& call) const {
                         [&](const SearchCall& c) -> Status {
                           const uint32_t k = c.quota ? c.quota->total : c.k;
                           if (k == 0 || k > limits_.max_k) {
-                            return InvalidArgumentError(std::string(c.quota ? "quota total" : "k") + " must be in [1, " +
-                                                        std::to_string(limits_.max_k) + "]; got " + std::to_string(k));
+                            return InvalidArgumentError(
+                                std::string(c.quota ? "quota total" : "k") + " must be in [1, " +
+                                std::to_string(limits_.max_k) + "]; got " + std::to_string(k));
                           }
                           if (!c.vector.empty() && !c.vectors.empty()) {
                             return InvalidArgumentError("give either vector or vectors, not both");
@@ -115,8 +120,12 @@ Reply Service::Handle(const Call& call) {
             return FromResult(e->DescribeCollection(c.schema.name));
           },
           [&](const DropCollectionCall& c) { return FromStatus(e->DropCollection(c.name)); },
-          [&](const ListCollectionsCall&) { return Reply{Status::Ok(), ReplyBody(e->ListCollections())}; },
-          [&](const DescribeCollectionCall& c) { return FromResult(e->DescribeCollection(c.name)); },
+          [&](const ListCollectionsCall&) {
+            return Reply{Status::Ok(), ReplyBody(e->ListCollections())};
+          },
+          [&](const DescribeCollectionCall& c) {
+            return FromResult(e->DescribeCollection(c.name));
+          },
           [&](const UpsertCall& c) { return FromResult(e->Upsert(c.collection, c.items)); },
           [&](const DeleteCall& c) { return FromResult(e->Delete(c.collection, c.ids)); },
           [&](const GetCall& c) {
@@ -157,7 +166,8 @@ Reply Service::Handle(const Call& call) {
           [&](const ListVersionsCall&) {
             auto versions = root_.ListVersions();
             if (!versions.ok()) return FromStatus(versions.status());
-            VersionsInfo info{root_.current_version(), root_.previous_version(), std::move(*versions)};
+            VersionsInfo info{root_.current_version(), root_.previous_version(),
+                              std::move(*versions)};
             return Reply{Status::Ok(), ReplyBody(std::move(info))};
           },
           [&](const HealthCall&) {
@@ -166,7 +176,8 @@ Reply Service::Handle(const Call& call) {
           [&](const RunPluginCall& c) {
             auto r = e->RunPlugin(c.collection, c.plugin, c.config, c.incremental);
             if (!r.ok()) return FromStatus(r.status());
-            return Reply{Status::Ok(), ReplyBody(PluginRunResult{r->kinds, r->lists, r->removed, r->incremental})};
+            return Reply{Status::Ok(), ReplyBody(PluginRunResult{r->kinds, r->lists, r->removed,
+                                                                 r->incremental})};
           },
           [&](const GetListCall& c) {
             auto r = e->GetList(c.collection, c.kind, c.key);
@@ -179,7 +190,8 @@ Reply Service::Handle(const Call& call) {
             return Reply{Status::Ok(), ReplyBody(ListInfosResult{std::move(*r)})};
           },
           [&](const ListPluginsCall&) {
-            return Reply{Status::Ok(), ReplyBody(PluginsResult{plugins::Registry::Global().Names()})};
+            return Reply{Status::Ok(),
+                         ReplyBody(PluginsResult{plugins::Registry::Global().Names()})};
           },
       },
       call);

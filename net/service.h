@@ -16,7 +16,7 @@ namespace quiver::net {
 struct Limits {
   size_t max_body_bytes = size_t{64} << 20;  // HTTP body and binary frame
   uint32_t max_k = 10000;
-  size_t max_items_per_request = 100000;     // items, users, events or ids
+  size_t max_items_per_request = 100000;  // items, users, events or ids
   size_t max_json_depth = 32;
 };
 

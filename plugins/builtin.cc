@@ -16,7 +16,8 @@ namespace {
 
 // fn(i) for i in [0, n) on the machine's cores; the first error stops the others.
 Status ParallelFor(size_t n, const std::function<Status(size_t)>& fn) {
-  const size_t threads = std::max<size_t>(1, std::min<size_t>(std::thread::hardware_concurrency(), n / 16 + 1));
+  const size_t threads =
+      std::max<size_t>(1, std::min<size_t>(std::thread::hardware_concurrency(), n / 16 + 1));
   std::atomic<size_t> next{0};
   std::atomic<bool> failed{false};
   Status first;
@@ -53,13 +54,17 @@ Filter CategoryIs(int64_t category) {
   return f;
 }
 
-bool BestFirst(const Hit& a, const Hit& b) { return a.score != b.score ? a.score > b.score : a.id < b.id; }
+bool BestFirst(const Hit& a, const Hit& b) {
+  return a.score != b.score ? a.score > b.score : a.id < b.id;
+}
 
 // i2i_knn: for every item, its k most similar items through the collection's index (itself
 // excluded), optionally only items of its own category.
 class I2iKnn final : public Plugin {
  public:
-  std::vector<std::string> Kinds(const Context& ctx) const override { return {ctx.String("kind", "i2i")}; }
+  std::vector<std::string> Kinds(const Context& ctx) const override {
+    return {ctx.String("kind", "i2i")};
+  }
 
   Status Build(const Context& ctx, Writer& out) override {
     QV_ASSIGN_OR_RETURN(const size_t k, ListLength(ctx));
@@ -83,13 +88,15 @@ class I2iKnn final : public Plugin {
     QV_ASSIGN_OR_RETURN(const size_t k, ListLength(ctx));
     const std::string kind = Kinds(ctx)[0];
     const bool same_category = ctx.Bool("same_category", false);
-    std::unordered_set<uint64_t> changed(changes.items_upserted.begin(), changes.items_upserted.end());
+    std::unordered_set<uint64_t> changed(changes.items_upserted.begin(),
+                                         changes.items_upserted.end());
     changed.insert(changes.items_deleted.begin(), changes.items_deleted.end());
     std::set<uint64_t> redo(changes.items_upserted.begin(), changes.items_upserted.end());
     std::unordered_map<uint64_t, std::vector<Hit>> lists;  // the others' current lists
     QV_RETURN_IF_ERROR(ctx.ForEachList(kind, [&](uint64_t key, const std::vector<Hit>& list) {
       if (changed.count(key)) return Status::Ok();
-      if (std::any_of(list.begin(), list.end(), [&](const Hit& h) { return changed.count(h.id) > 0; })) {
+      if (std::any_of(list.begin(), list.end(),
+                      [&](const Hit& h) { return changed.count(h.id) > 0; })) {
         redo.insert(key);
       } else {
         lists.emplace(key, list);
@@ -145,7 +152,9 @@ class I2iKnn final : public Plugin {
 // collection's metric; exact up to 10,000 users, HNSW beyond).
 class U2uKnn final : public Plugin {
  public:
-  std::vector<std::string> Kinds(const Context& ctx) const override { return {ctx.String("kind", "u2u")}; }
+  std::vector<std::string> Kinds(const Context& ctx) const override {
+    return {ctx.String("kind", "u2u")};
+  }
 
   Status Build(const Context& ctx, Writer& out) override {
     QV_ASSIGN_OR_RETURN(const size_t k, ListLength(ctx));
@@ -175,7 +184,8 @@ class U2uKnn final : public Plugin {
       QV_RETURN_IF_ERROR(idx->Search({&vectors[i * dim], dim}, p, &near));
       std::vector<Hit> list;
       for (const index::Neighbor& n : near) {
-        if (n.id != ids[i] && list.size() < k) list.push_back({n.id, index::DistanceToScore(metric, n.distance)});
+        if (n.id != ids[i] && list.size() < k)
+          list.push_back({n.id, index::DistanceToScore(metric, n.distance)});
       }
       return out.Put(kind, ids[i], std::move(list));
     });
@@ -188,7 +198,9 @@ class U2uKnn final : public Plugin {
 // alpha 0.5 is cosine, larger alpha damps popular neighbours j further.
 class ItemCf final : public Plugin {
  public:
-  std::vector<std::string> Kinds(const Context& ctx) const override { return {ctx.String("kind", "i2i_cf")}; }
+  std::vector<std::string> Kinds(const Context& ctx) const override {
+    return {ctx.String("kind", "i2i_cf")};
+  }
 
   Status Build(const Context& ctx, Writer& out) override {
     QV_ASSIGN_OR_RETURN(const size_t k, ListLength(ctx));

@@ -58,9 +58,11 @@ class Context {
   virtual Result<std::vector<Hit>> SearchItems(std::span<const float> vector, size_t k,
                                                const Filter* filter = nullptr) const = 0;
   // The list stored now for (kind, key), if any; every stored list of a kind, in key order.
-  virtual Result<std::optional<std::vector<Hit>>> GetList(std::string_view kind, uint64_t key) const = 0;
-  virtual Status ForEachList(std::string_view kind,
-                             const std::function<Status(uint64_t key, const std::vector<Hit>&)>& fn) const = 0;
+  virtual Result<std::optional<std::vector<Hit>>> GetList(std::string_view kind,
+                                                          uint64_t key) const = 0;
+  virtual Status ForEachList(
+      std::string_view kind,
+      const std::function<Status(uint64_t key, const std::vector<Hit>&)>& fn) const = 0;
 };
 
 // Where a plugin's lists go. Thread-safe: a plugin may write from several threads.
@@ -88,14 +90,18 @@ class Plugin {
   virtual Status Build(const Context& ctx, Writer& out) = 0;
   // Brings the lists up to date after `changes`, writing only the lists that change. The
   // default rebuilds everything.
-  virtual Status Update(const Context& ctx, const Changes& changes, Writer& out) { return Build(ctx, out); }
+  virtual Status Update(const Context& ctx, const Changes& changes, Writer& out) {
+    return Build(ctx, out);
+  }
 };
 
 }  // namespace quiver::plugins
 
 // In a plugin's shared object: QUIVER_PLUGIN_EXPORT("name_a,name_b", CreateFn) where
 // CreateFn(std::string_view name) returns a new Plugin* (or nullptr for an unknown name).
-#define QUIVER_PLUGIN_EXPORT(NAMES, CREATE)                                                    \
-  extern "C" uint32_t quiver_plugin_abi_version() { return ::quiver::plugins::kAbiVersion; }  \
-  extern "C" const char* quiver_plugin_names() { return NAMES; }                              \
-  extern "C" ::quiver::plugins::Plugin* quiver_plugin_create(const char* name) { return CREATE(name); }
+#define QUIVER_PLUGIN_EXPORT(NAMES, CREATE)                                                  \
+  extern "C" uint32_t quiver_plugin_abi_version() { return ::quiver::plugins::kAbiVersion; } \
+  extern "C" const char* quiver_plugin_names() { return NAMES; }                             \
+  extern "C" ::quiver::plugins::Plugin* quiver_plugin_create(const char* name) {             \
+    return CREATE(name);                                                                     \
+  }

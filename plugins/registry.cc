@@ -26,12 +26,14 @@ Status Registry::LoadObject(const std::string& path) {
   auto names = reinterpret_cast<const char* (*)()>(::dlsym(handle, "quiver_plugin_names"));
   auto create = reinterpret_cast<CreateFn>(::dlsym(handle, "quiver_plugin_create"));
   if (!abi || !names || !create) {
-    return fail(InvalidArgumentError(path + " is not a Quiver plugin (it lacks quiver_plugin_abi_version, "
-                                            "quiver_plugin_names or quiver_plugin_create)"));
+    return fail(InvalidArgumentError(path +
+                                     " is not a Quiver plugin (it lacks quiver_plugin_abi_version, "
+                                     "quiver_plugin_names or quiver_plugin_create)"));
   }
   if (abi() != kAbiVersion) {
-    return fail(FailedPreconditionError(path + " was built for plugin ABI version " + std::to_string(abi()) +
-                                        "; this Quiver runs version " + std::to_string(kAbiVersion)));
+    return fail(FailedPreconditionError(path + " was built for plugin ABI version " +
+                                        std::to_string(abi()) + "; this Quiver runs version " +
+                                        std::to_string(kAbiVersion)));
   }
   std::vector<std::string> provided;
   std::string_view list = names() ? names() : "";
@@ -44,9 +46,12 @@ Status Registry::LoadObject(const std::string& path) {
   if (provided.empty()) return fail(InvalidArgumentError(path + " names no plugin"));
   std::lock_guard lock(mu_);
   for (const std::string& name : provided) {
-    const bool builtin = std::find(std::begin(kBuiltinNames), std::end(kBuiltinNames), name) != std::end(kBuiltinNames);
-    const bool taken = std::any_of(loaded_.begin(), loaded_.end(), [&](const Loaded& l) { return l.name == name; });
-    if (builtin || taken) return fail(InvalidArgumentError(path + ": plugin '" + name + "' is already registered"));
+    const bool builtin = std::find(std::begin(kBuiltinNames), std::end(kBuiltinNames), name) !=
+                         std::end(kBuiltinNames);
+    const bool taken = std::any_of(loaded_.begin(), loaded_.end(),
+                                   [&](const Loaded& l) { return l.name == name; });
+    if (builtin || taken)
+      return fail(InvalidArgumentError(path + ": plugin '" + name + "' is already registered"));
   }
   for (const std::string& name : provided) loaded_.push_back({name, path, create});
   return Status::Ok();

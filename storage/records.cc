@@ -107,7 +107,8 @@ std::string EncodeSchema(const CollectionSchema& s) {
   PutFixed<uint8_t>(&out, uint8_t(x.type));
   for (uint32_t v : {x.hnsw_m, x.hnsw_ef_construction, x.hnsw_ef_search}) PutFixed(&out, v);
   PutFixed<uint8_t>(&out, x.hnsw_sq8);
-  for (uint32_t v : {x.ivf_nlist, x.ivf_m, x.ivf_nbits, x.ivf_nprobe, x.ivf_refine}) PutFixed(&out, v);
+  for (uint32_t v : {x.ivf_nlist, x.ivf_m, x.ivf_nbits, x.ivf_nprobe, x.ivf_refine})
+    PutFixed(&out, v);
   PutFixed<uint8_t>(&out, x.ivf_refine_int8);
   for (uint32_t v : {s.clusters, s.topics, s.max_history}) PutFixed(&out, v);
   PutFixed<float>(&out, s.topic_threshold);
@@ -128,16 +129,16 @@ Result<CollectionSchema> DecodeSchema(std::string_view in) {
   CollectionSchema s;
   IndexSpec& x = s.index;
   uint8_t metric, type, sq8, int8, concat = 0;
-  bool ok = GetString(&in, &s.name) && GetFixed(&in, &s.dim) && GetFixed(&in, &metric) &&
-            GetFixed(&in, &type) && GetFixed(&in, &x.hnsw_m) &&
-            GetFixed(&in, &x.hnsw_ef_construction) && GetFixed(&in, &x.hnsw_ef_search) &&
-            GetFixed(&in, &sq8) && GetFixed(&in, &x.ivf_nlist) && GetFixed(&in, &x.ivf_m) &&
-            GetFixed(&in, &x.ivf_nbits) && GetFixed(&in, &x.ivf_nprobe) &&
-            GetFixed(&in, &x.ivf_refine) && GetFixed(&in, &int8) && GetFixed(&in, &s.clusters) &&
-            GetFixed(&in, &s.topics) && GetFixed(&in, &s.max_history) &&
-            (version < 2 || (GetFixed(&in, &s.topic_threshold) && GetFixed(&in, &concat))) && in.empty();
-  if (!ok || metric > uint8_t(Metric::kCosine) || type < 1 || type > 3 || sq8 > 1 ||
-      int8 > 1 || concat > 1) {
+  bool ok =
+      GetString(&in, &s.name) && GetFixed(&in, &s.dim) && GetFixed(&in, &metric) &&
+      GetFixed(&in, &type) && GetFixed(&in, &x.hnsw_m) && GetFixed(&in, &x.hnsw_ef_construction) &&
+      GetFixed(&in, &x.hnsw_ef_search) && GetFixed(&in, &sq8) && GetFixed(&in, &x.ivf_nlist) &&
+      GetFixed(&in, &x.ivf_m) && GetFixed(&in, &x.ivf_nbits) && GetFixed(&in, &x.ivf_nprobe) &&
+      GetFixed(&in, &x.ivf_refine) && GetFixed(&in, &int8) && GetFixed(&in, &s.clusters) &&
+      GetFixed(&in, &s.topics) && GetFixed(&in, &s.max_history) &&
+      (version < 2 || (GetFixed(&in, &s.topic_threshold) && GetFixed(&in, &concat))) && in.empty();
+  if (!ok || metric > uint8_t(Metric::kCosine) || type < 1 || type > 3 || sq8 > 1 || int8 > 1 ||
+      concat > 1) {
     return Corrupt("collection schema");
   }
   s.metric = Metric(metric);
@@ -227,7 +228,9 @@ Result<OpRecord> DecodeOp(std::string_view in) {
 
 bool ValidListKind(std::string_view kind) {
   if (kind.empty() || kind.size() > 64) return false;
-  return std::all_of(kind.begin(), kind.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; });
+  return std::all_of(kind.begin(), kind.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  });
 }
 
 std::string ListKindPrefix(uint32_t collection_id, std::string_view kind) {
@@ -289,7 +292,8 @@ Result<ListInfo> DecodeListInfo(std::string_view in) {
     s->assign(in.substr(0, n));
     in.remove_prefix(n);
   }
-  if (!GetFixed(&in, &info.keys) || !GetFixed(&in, &info.op_seq) || !in.empty()) return Corrupt("list info");
+  if (!GetFixed(&in, &info.keys) || !GetFixed(&in, &info.op_seq) || !in.empty())
+    return Corrupt("list info");
   return info;
 }
 

@@ -21,10 +21,10 @@ namespace quiver::storage {
 // The plain types are in base/model.h.
 using ::quiver::CollectionSchema;
 using ::quiver::Hit;
-using ::quiver::ListInfo;
 using ::quiver::IndexSpec;
 using ::quiver::Interaction;
 using ::quiver::ItemRecord;
+using ::quiver::ListInfo;
 using ::quiver::UserRecord;
 
 // What one write batch changed in a collection: the op log lets start-up bring an index

@@ -64,7 +64,8 @@ WriteBatch::~WriteBatch() = default;
 size_t WriteBatch::count() const { return rep_->ops.size(); }
 
 void WriteBatch::PutSchema(uint32_t collection_id, const CollectionSchema& schema) {
-  rep_->ops.push_back({Rep::Op::kPut, kMeta, MetaKey(kSchemaPrefix, collection_id), EncodeSchema(schema)});
+  rep_->ops.push_back(
+      {Rep::Op::kPut, kMeta, MetaKey(kSchemaPrefix, collection_id), EncodeSchema(schema)});
 }
 
 void WriteBatch::PutNextCollectionId(uint32_t next) {
@@ -84,8 +85,10 @@ void WriteBatch::DropCollection(uint32_t collection_id) {
                        MetaKey(kListInfoPrefix, collection_id + 1)});
 }
 
-void WriteBatch::PutList(uint32_t collection_id, std::string_view kind, uint64_t key, const std::vector<Hit>& list) {
-  rep_->ops.push_back({Rep::Op::kPut, kNeighbors, ListKey(collection_id, kind, key), EncodeList(list)});
+void WriteBatch::PutList(uint32_t collection_id, std::string_view kind, uint64_t key,
+                         const std::vector<Hit>& list) {
+  rep_->ops.push_back(
+      {Rep::Op::kPut, kNeighbors, ListKey(collection_id, kind, key), EncodeList(list)});
 }
 
 void WriteBatch::DeleteList(uint32_t collection_id, std::string_view kind, uint64_t key) {
@@ -95,11 +98,13 @@ void WriteBatch::DeleteList(uint32_t collection_id, std::string_view kind, uint6
 void WriteBatch::DropListKind(uint32_t collection_id, std::string_view kind) {
   const std::string begin = ListKindPrefix(collection_id, kind);
   rep_->ops.push_back({Rep::Op::kDeleteRange, kNeighbors, begin, begin + std::string(9, '\xff')});
-  rep_->ops.push_back({Rep::Op::kDelete, kMeta, MetaKey(kListInfoPrefix, collection_id) + std::string(kind), {}});
+  rep_->ops.push_back(
+      {Rep::Op::kDelete, kMeta, MetaKey(kListInfoPrefix, collection_id) + std::string(kind), {}});
 }
 
 void WriteBatch::PutListInfo(uint32_t collection_id, const ListInfo& info) {
-  rep_->ops.push_back({Rep::Op::kPut, kMeta, MetaKey(kListInfoPrefix, collection_id) + info.kind, EncodeListInfo(info)});
+  rep_->ops.push_back({Rep::Op::kPut, kMeta, MetaKey(kListInfoPrefix, collection_id) + info.kind,
+                       EncodeListInfo(info)});
 }
 
 void WriteBatch::PutItem(uint32_t collection_id, const ItemRecord& item) {
@@ -134,7 +139,8 @@ struct Store::Rep {
   }
 };
 
-Store::Store(std::string path, std::unique_ptr<Rep> rep) : path_(std::move(path)), rep_(std::move(rep)) {}
+Store::Store(std::string path, std::unique_ptr<Rep> rep)
+    : path_(std::move(path)), rep_(std::move(rep)) {}
 Store::~Store() = default;
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& path, const StoreOptions& options) {
@@ -175,8 +181,9 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, const StoreO
   std::string format;
   s = db->Get(rocksdb::ReadOptions(), rep->cfs[kMeta], kFormatKey, &format);
   if (s.IsNotFound() && !existed) {
-    QV_RETURN_IF_ERROR(FromRocks(db->Put(rep->write_options, rep->cfs[kMeta], kFormatKey, kFormatValue),
-                                 "writing the format marker"));
+    QV_RETURN_IF_ERROR(
+        FromRocks(db->Put(rep->write_options, rep->cfs[kMeta], kFormatKey, kFormatValue),
+                  "writing the format marker"));
   } else if (!s.ok()) {
     if (s.IsNotFound()) {
       return FailedPreconditionError("data directory " + path + " has no Quiver format marker");
@@ -196,8 +203,12 @@ Status Store::Write(WriteBatch& batch) {
     rocksdb::ColumnFamilyHandle* cf = rep_->cfs[op.cf];
     rocksdb::Status s;
     switch (op.kind) {
-      case WriteBatch::Rep::Op::kPut: s = b.Put(cf, AsSlice(op.key), AsSlice(op.value)); break;
-      case WriteBatch::Rep::Op::kDelete: s = b.Delete(cf, AsSlice(op.key)); break;
+      case WriteBatch::Rep::Op::kPut:
+        s = b.Put(cf, AsSlice(op.key), AsSlice(op.value));
+        break;
+      case WriteBatch::Rep::Op::kDelete:
+        s = b.Delete(cf, AsSlice(op.key));
+        break;
       case WriteBatch::Rep::Op::kDeleteRange:
         s = b.DeleteRange(cf, AsSlice(op.key), AsSlice(op.value));
         break;
@@ -209,7 +220,8 @@ Status Store::Write(WriteBatch& batch) {
 
 Result<std::vector<std::pair<uint32_t, CollectionSchema>>> Store::LoadCollections() const {
   std::vector<std::pair<uint32_t, CollectionSchema>> out;
-  std::unique_ptr<rocksdb::Iterator> it(rep_->db->NewIterator(rocksdb::ReadOptions(), rep_->cfs[kMeta]));
+  std::unique_ptr<rocksdb::Iterator> it(
+      rep_->db->NewIterator(rocksdb::ReadOptions(), rep_->cfs[kMeta]));
   const std::string prefix(1, kSchemaPrefix);
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     std::string_view key(it->key().data() + 1, it->key().size() - 1);
@@ -225,7 +237,8 @@ Result<std::vector<std::pair<uint32_t, CollectionSchema>>> Store::LoadCollection
 
 Result<uint32_t> Store::NextCollectionId() const {
   std::string v;
-  rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), rep_->cfs[kMeta], kNextCollectionKey, &v);
+  rocksdb::Status s =
+      rep_->db->Get(rocksdb::ReadOptions(), rep_->cfs[kMeta], kNextCollectionKey, &v);
   if (s.IsNotFound()) return uint32_t{1};
   QV_RETURN_IF_ERROR(FromRocks(s, "reading the next collection id"));
   std::string_view in(v);
@@ -236,8 +249,8 @@ Result<uint32_t> Store::NextCollectionId() const {
 
 Result<uint64_t> Store::LastOp(uint32_t collection_id) const {
   std::string v;
-  rocksdb::Status s =
-      rep_->db->Get(rocksdb::ReadOptions(), rep_->cfs[kMeta], MetaKey(kLastOpPrefix, collection_id), &v);
+  rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), rep_->cfs[kMeta],
+                                    MetaKey(kLastOpPrefix, collection_id), &v);
   if (s.IsNotFound()) return uint64_t{0};
   QV_RETURN_IF_ERROR(FromRocks(s, "reading a collection's op sequence"));
   std::string_view in(v);
@@ -248,7 +261,8 @@ Result<uint64_t> Store::LastOp(uint32_t collection_id) const {
 
 Result<std::optional<ItemRecord>> Store::GetItem(uint32_t collection_id, uint64_t id) const {
   std::string v;
-  rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), rep_->cfs[kItems], IdKey(collection_id, id), &v);
+  rocksdb::Status s =
+      rep_->db->Get(rocksdb::ReadOptions(), rep_->cfs[kItems], IdKey(collection_id, id), &v);
   if (s.IsNotFound()) return std::optional<ItemRecord>();
   QV_RETURN_IF_ERROR(FromRocks(s, "reading an item"));
   QV_ASSIGN_OR_RETURN(ItemRecord item, DecodeItem(id, v));
@@ -282,7 +296,8 @@ namespace {
 // An iterator over one collection's key range of a column family.
 class RangeIterator {
  public:
-  RangeIterator(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, uint32_t collection_id, bool fill_cache)
+  RangeIterator(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, uint32_t collection_id,
+                bool fill_cache)
       : end_(CollectionKey(collection_id + 1)), upper_(end_) {
     rocksdb::ReadOptions ro;
     ro.iterate_upper_bound = &upper_;
@@ -299,7 +314,8 @@ class RangeIterator {
 
 }  // namespace
 
-Status Store::ScanItems(uint32_t collection_id, const std::function<Status(ItemRecord&&)>& fn) const {
+Status Store::ScanItems(uint32_t collection_id,
+                        const std::function<Status(ItemRecord&&)>& fn) const {
   RangeIterator range(rep_->db.get(), rep_->cfs[kItems], collection_id, /*fill_cache=*/false);
   rocksdb::Iterator* it = range.get();
   const std::string begin = CollectionKey(collection_id);
@@ -325,14 +341,16 @@ Result<uint64_t> Store::CountItems(uint32_t collection_id) const {
 
 Result<std::optional<UserRecord>> Store::GetUser(uint32_t collection_id, uint64_t id) const {
   std::string v;
-  rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), rep_->cfs[kUsers], IdKey(collection_id, id), &v);
+  rocksdb::Status s =
+      rep_->db->Get(rocksdb::ReadOptions(), rep_->cfs[kUsers], IdKey(collection_id, id), &v);
   if (s.IsNotFound()) return std::optional<UserRecord>();
   QV_RETURN_IF_ERROR(FromRocks(s, "reading a user"));
   QV_ASSIGN_OR_RETURN(UserRecord user, DecodeUser(id, v));
   return std::optional<UserRecord>(std::move(user));
 }
 
-Status Store::ScanUsers(uint32_t collection_id, const std::function<Status(UserRecord&&)>& fn) const {
+Status Store::ScanUsers(uint32_t collection_id,
+                        const std::function<Status(UserRecord&&)>& fn) const {
   RangeIterator range(rep_->db.get(), rep_->cfs[kUsers], collection_id, /*fill_cache=*/false);
   rocksdb::Iterator* it = range.get();
   for (it->Seek(CollectionKey(collection_id)); it->Valid(); it->Next()) {
@@ -345,10 +363,11 @@ Status Store::ScanUsers(uint32_t collection_id, const std::function<Status(UserR
   return FromRocks(it->status(), "scanning users");
 }
 
-Result<std::optional<std::vector<Hit>>> Store::GetList(uint32_t collection_id, std::string_view kind,
-                                                       uint64_t key) const {
+Result<std::optional<std::vector<Hit>>> Store::GetList(uint32_t collection_id,
+                                                       std::string_view kind, uint64_t key) const {
   std::string v;
-  rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), rep_->cfs[kNeighbors], ListKey(collection_id, kind, key), &v);
+  rocksdb::Status s = rep_->db->Get(rocksdb::ReadOptions(), rep_->cfs[kNeighbors],
+                                    ListKey(collection_id, kind, key), &v);
   if (s.IsNotFound()) return std::optional<std::vector<Hit>>();
   QV_RETURN_IF_ERROR(FromRocks(s, "reading a neighbor list"));
   QV_ASSIGN_OR_RETURN(std::vector<Hit> list, DecodeList(v));
@@ -357,7 +376,8 @@ Result<std::optional<std::vector<Hit>>> Store::GetList(uint32_t collection_id, s
 
 Status Store::ScanLists(uint32_t collection_id, std::string_view kind,
                         const std::function<Status(uint64_t key, std::vector<Hit>&&)>& fn) const {
-  const std::string begin = ListKindPrefix(collection_id, kind), end = begin + std::string(9, '\xff');
+  const std::string begin = ListKindPrefix(collection_id, kind),
+                    end = begin + std::string(9, '\xff');
   rocksdb::Slice upper(end);
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper;
@@ -377,7 +397,8 @@ Status Store::ScanLists(uint32_t collection_id, std::string_view kind,
 Result<std::vector<ListInfo>> Store::ListInfos(uint32_t collection_id) const {
   std::vector<ListInfo> out;
   const std::string prefix = MetaKey(kListInfoPrefix, collection_id);
-  std::unique_ptr<rocksdb::Iterator> it(rep_->db->NewIterator(rocksdb::ReadOptions(), rep_->cfs[kMeta]));
+  std::unique_ptr<rocksdb::Iterator> it(
+      rep_->db->NewIterator(rocksdb::ReadOptions(), rep_->cfs[kMeta]));
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     QV_ASSIGN_OR_RETURN(ListInfo info, DecodeListInfo(it->value().ToStringView()));
     out.push_back(std::move(info));
@@ -397,7 +418,8 @@ Status Store::ScanOps(uint32_t collection_id, uint64_t after,
   for (it->Seek(IdKey(collection_id, after + 1)); it->Valid(); it->Next()) {
     uint32_t cid;
     uint64_t seq;
-    if (!ParseIdKey(it->key().ToStringView(), &cid, &seq)) return DataLossError("corrupt op log key");
+    if (!ParseIdKey(it->key().ToStringView(), &cid, &seq))
+      return DataLossError("corrupt op log key");
     QV_ASSIGN_OR_RETURN(OpRecord op, DecodeOp(it->value().ToStringView()));
     QV_RETURN_IF_ERROR(fn(seq, std::move(op)));
   }
@@ -423,7 +445,8 @@ Result<std::optional<uint64_t>> Store::FirstOpAfter(uint32_t collection_id, uint
 Status Store::TrimOps(uint32_t collection_id, uint64_t up_to) {
   if (up_to == 0) return Status::Ok();
   const std::string begin = IdKey(collection_id, 0);
-  const std::string end = up_to == UINT64_MAX ? CollectionKey(collection_id + 1) : IdKey(collection_id, up_to + 1);
+  const std::string end =
+      up_to == UINT64_MAX ? CollectionKey(collection_id + 1) : IdKey(collection_id, up_to + 1);
   return FromRocks(rep_->db->DeleteRange(rep_->write_options, rep_->cfs[kOplog], begin, end),
                    "trimming the op log");
 }
@@ -442,7 +465,8 @@ Result<uint64_t> Store::IngestItems(uint32_t collection_id,
   if (ec) return InternalError("cannot create " + dir + ": " + ec.message());
   constexpr uint64_t kItemsPerFile = 1 << 20;
   rocksdb::ColumnFamilyDescriptor cf_desc;
-  QV_RETURN_IF_ERROR(FromRocks(rep_->cfs[kItems]->GetDescriptor(&cf_desc), "reading column family options"));
+  QV_RETURN_IF_ERROR(
+      FromRocks(rep_->cfs[kItems]->GetDescriptor(&cf_desc), "reading column family options"));
   rocksdb::Options options(rocksdb::DBOptions(), cf_desc.options);
   std::vector<std::string> files;
   std::unique_ptr<rocksdb::SstFileWriter> writer;
@@ -466,10 +490,12 @@ Result<uint64_t> Store::IngestItems(uint32_t collection_id,
     if (n % kItemsPerFile == 0) {
       QV_RETURN_IF_ERROR(finish());
       files.push_back(dir + "/items-" + std::to_string(files.size()) + ".sst");
-      writer = std::make_unique<rocksdb::SstFileWriter>(rocksdb::EnvOptions(), options, rep_->cfs[kItems]);
+      writer = std::make_unique<rocksdb::SstFileWriter>(rocksdb::EnvOptions(), options,
+                                                        rep_->cfs[kItems]);
       QV_RETURN_IF_ERROR(FromRocks(writer->Open(files.back()), "creating an SST file"));
     }
-    QV_RETURN_IF_ERROR(FromRocks(writer->Put(IdKey(collection_id, item.id), EncodeItem(item)), "writing an SST file"));
+    QV_RETURN_IF_ERROR(FromRocks(writer->Put(IdKey(collection_id, item.id), EncodeItem(item)),
+                                 "writing an SST file"));
     last = item.id;
     have_last = true;
     ++n;
@@ -478,7 +504,8 @@ Result<uint64_t> Store::IngestItems(uint32_t collection_id,
   if (!files.empty()) {
     rocksdb::IngestExternalFileOptions io;
     io.move_files = true;
-    QV_RETURN_IF_ERROR(FromRocks(rep_->db->IngestExternalFile(rep_->cfs[kItems], files, io), "ingesting SST files"));
+    QV_RETURN_IF_ERROR(FromRocks(rep_->db->IngestExternalFile(rep_->cfs[kItems], files, io),
+                                 "ingesting SST files"));
   }
   std::filesystem::remove_all(dir, ec);
   return n;

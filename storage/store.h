@@ -59,7 +59,8 @@ class WriteBatch {
   void PutOp(uint32_t collection_id, uint64_t seq, const OpRecord& op);
   // Neighbor lists (records.h): one list, its removal, a whole kind's removal, and the kind's
   // run record.
-  void PutList(uint32_t collection_id, std::string_view kind, uint64_t key, const std::vector<Hit>& list);
+  void PutList(uint32_t collection_id, std::string_view kind, uint64_t key,
+               const std::vector<Hit>& list);
   void DeleteList(uint32_t collection_id, std::string_view kind, uint64_t key);
   void DropListKind(uint32_t collection_id, std::string_view kind);
   void PutListInfo(uint32_t collection_id, const ListInfo& info);
@@ -99,7 +100,8 @@ class Store {
 
   Result<std::optional<UserRecord>> GetUser(uint32_t collection_id, uint64_t id) const;
   Status ScanUsers(uint32_t collection_id, const std::function<Status(UserRecord&&)>& fn) const;
-  Result<std::optional<std::vector<Hit>>> GetList(uint32_t collection_id, std::string_view kind, uint64_t key) const;
+  Result<std::optional<std::vector<Hit>>> GetList(uint32_t collection_id, std::string_view kind,
+                                                  uint64_t key) const;
   Status ScanLists(uint32_t collection_id, std::string_view kind,
                    const std::function<Status(uint64_t key, std::vector<Hit>&&)>& fn) const;
   // The run records of the collection's list kinds, by kind.
@@ -117,7 +119,8 @@ class Store {
   // false when done) into SST files beside the database and ingests them into the items column
   // family in one step, so none of them is visible unless all are. kInvalidArgument if ids are
   // not increasing; the collection must have no items yet. Returns the number ingested.
-  Result<uint64_t> IngestItems(uint32_t collection_id, const std::function<Result<bool>(ItemRecord*)>& next);
+  Result<uint64_t> IngestItems(uint32_t collection_id,
+                               const std::function<Result<bool>(ItemRecord*)>& next);
 
   // Flushes memtables to SST files (for shutdown and bulk builds).
   Status Flush();

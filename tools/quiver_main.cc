@@ -4,9 +4,9 @@
 //   quiver versions --root DIR          list a data root's versions and which one serves
 //   quiver call METHOD PATH [BODY]      any REST call (docs/api.md), sent to a running quiverd over
 //                                       the binary protocol through the client library
-// `quiver <command> --help` lists a command's options; docs/storage.md ("Bulk builds") has examples.
+// `quiver <command> --help` lists a command's options; docs/storage.md ("Bulk builds") has
+// examples.
 #include <CLI/CLI.hpp>
-
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -18,9 +18,9 @@
 #include "base/allocator.h"
 #include "base/version.h"
 #include "client/client.h"
-#include "formats/bulk_input.h"
 #include "engine/data_root.h"
 #include "engine/engine.h"
+#include "formats/bulk_input.h"
 #include "index/simd/kernels.h"
 #include "index/simd/simd_level.h"
 #include "net/json_api.h"
@@ -58,36 +58,50 @@ struct BuildArgs {
 
 void AddBuildOptions(CLI::App* cmd, BuildArgs* a) {
   IndexSpec& x = a->schema.index;
-  cmd->add_option("--out", a->out, "version directory to create, or to add the collection to")->required();
+  cmd->add_option("--out", a->out, "version directory to create, or to add the collection to")
+      ->required();
   cmd->add_option("--name", a->name, "collection name")->required();
   cmd->add_option("--vectors", a->vectors, "item vectors: .fvecs or .npy (float32)")->required();
-  cmd->add_option("--attributes", a->attributes,
-                  "item attributes: .csv or .jsonl (id, cluster, topics, category, tags, timestamp, payload)");
-  cmd->add_option("--users", a->users, "users with vectors and histories: .jsonl, or .json as {\"users\": [...]}");
+  cmd->add_option(
+      "--attributes", a->attributes,
+      "item attributes: .csv or .jsonl (id, cluster, topics, category, tags, timestamp, payload)");
+  cmd->add_option("--users", a->users,
+                  "users with vectors and histories: .jsonl, or .json as {\"users\": [...]}");
   cmd->add_option("--plugin", a->plugins,
-                  "run a plugin after loading (repeatable): NAME or NAME:{json config}, e.g. 'itemcf:{\"k\":50}'");
-  cmd->add_option("--plugins-dir", a->plugins_dir, "load outside plugins (*.so) from this directory first");
+                  "run a plugin after loading (repeatable): NAME or NAME:{json config}, e.g. "
+                  "'itemcf:{\"k\":50}'");
+  cmd->add_option("--plugins-dir", a->plugins_dir,
+                  "load outside plugins (*.so) from this directory first");
   cmd->add_option("--metric", a->metric, "l2, ip or cosine")->capture_default_str();
   cmd->add_option("--index", a->index, "flat, hnsw or ivf_pq")->capture_default_str();
-  cmd->add_option("--clusters", a->schema.clusters, "number of clusters C (items carry ids in [0, C))");
-  cmd->add_option("--kmeans-clusters", a->kmeans_clusters,
-                  "compute C cluster ids with k-means on the vectors (instead of a cluster column)");
+  cmd->add_option("--clusters", a->schema.clusters,
+                  "number of clusters C (items carry ids in [0, C))");
+  cmd->add_option(
+      "--kmeans-clusters", a->kmeans_clusters,
+      "compute C cluster ids with k-means on the vectors (instead of a cluster column)");
   cmd->add_option("--topics", a->schema.topics, "number of topics K (items carry K weights)");
   cmd->add_option("--topic-threshold", a->schema.topic_threshold,
                   "MVKE: leave an item out of topic k's sub-index when its alpha_k is below this");
   cmd->add_flag("--topic-concat", a->schema.topic_concat,
-                "MVKE: also build the [alpha_1 t, ..., alpha_K t] index (strategy concat; K times the memory)");
-  cmd->add_option("--max-history", a->schema.max_history, "events kept per user")->capture_default_str();
+                "MVKE: also build the [alpha_1 t, ..., alpha_K t] index (strategy concat; K times "
+                "the memory)");
+  cmd->add_option("--max-history", a->schema.max_history, "events kept per user")
+      ->capture_default_str();
   cmd->add_option("--hnsw-m", x.hnsw_m, "HNSW links per node")->capture_default_str();
-  cmd->add_option("--ef-construction", x.hnsw_ef_construction, "HNSW build candidate list")->capture_default_str();
-  cmd->add_option("--ef-search", x.hnsw_ef_search, "HNSW default search candidate list")->capture_default_str();
+  cmd->add_option("--ef-construction", x.hnsw_ef_construction, "HNSW build candidate list")
+      ->capture_default_str();
+  cmd->add_option("--ef-search", x.hnsw_ef_search, "HNSW default search candidate list")
+      ->capture_default_str();
   cmd->add_flag("--sq8", x.hnsw_sq8, "HNSW: traverse 8-bit codes, re-rank with floats");
   cmd->add_option("--nlist", x.ivf_nlist, "IVF lists")->capture_default_str();
   cmd->add_option("--pq-m", x.ivf_m, "PQ sub-quantisers (must divide dim)")->capture_default_str();
-  cmd->add_option("--nbits", x.ivf_nbits, "PQ bits per code: 4 (fast scan) or 8")->capture_default_str();
+  cmd->add_option("--nbits", x.ivf_nbits, "PQ bits per code: 4 (fast scan) or 8")
+      ->capture_default_str();
   cmd->add_option("--nprobe", x.ivf_nprobe, "IVF default lists visited")->capture_default_str();
-  cmd->add_option("--refine", x.ivf_refine, "IVF re-rank factor (0: no re-rank store)")->capture_default_str();
-  cmd->add_flag("--refine-int8", x.ivf_refine_int8, "IVF: keep 8-bit re-rank rows instead of float32");
+  cmd->add_option("--refine", x.ivf_refine, "IVF re-rank factor (0: no re-rank store)")
+      ->capture_default_str();
+  cmd->add_flag("--refine-int8", x.ivf_refine_int8,
+                "IVF: keep 8-bit re-rank rows instead of float32");
 }
 
 int RunBuild(BuildArgs& a) {
@@ -102,7 +116,8 @@ int RunBuild(BuildArgs& a) {
   } else if (a.index == "ivf_pq") {
     a.schema.index.type = IndexSpec::Type::kIvfPq;
   } else {
-    return Fail(quiver::InvalidArgumentError("unknown index '" + a.index + "' (flat, hnsw, ivf_pq)"));
+    return Fail(
+        quiver::InvalidArgumentError("unknown index '" + a.index + "' (flat, hnsw, ivf_pq)"));
   }
   a.schema.name = a.name;
   a.schema.metric = *metric;
@@ -124,7 +139,8 @@ int RunBuild(BuildArgs& a) {
     users = std::move(*r);
   }
   if (!a.plugins_dir.empty()) {
-    if (Status s = quiver::plugins::Registry::Global().LoadDirectory(a.plugins_dir); !s.ok()) return Fail(s);
+    if (Status s = quiver::plugins::Registry::Global().LoadDirectory(a.plugins_dir); !s.ok())
+      return Fail(s);
   }
   const double read_s = std::chrono::duration<double>(Clock::now() - t0).count();
 
@@ -145,7 +161,8 @@ int RunBuild(BuildArgs& a) {
   if (!users.empty()) {
     for (size_t at = 0; at < users.size(); at += 10000) {
       const size_t n = std::min<size_t>(10000, users.size() - at);
-      if (Status s = (*engine)->PutUsers(a.name, std::span(users).subspan(at, n)); !s.ok()) return fail(s);
+      if (Status s = (*engine)->PutUsers(a.name, std::span(users).subspan(at, n)); !s.ok())
+        return fail(s);
     }
     std::printf("loaded %zu users\n", users.size());
   }
@@ -156,19 +173,23 @@ int RunBuild(BuildArgs& a) {
     const auto p0 = Clock::now();
     auto run = (*engine)->RunPlugin(a.name, plugin, config, false);
     if (!run.ok()) return fail(run.status());
-    std::printf("plugin %s: %llu lists (%s) in %.1f s\n", plugin.c_str(), (unsigned long long)run->lists,
-                run->kinds.empty() ? "" : run->kinds[0].c_str(),
+    std::printf("plugin %s: %llu lists (%s) in %.1f s\n", plugin.c_str(),
+                (unsigned long long)run->lists, run->kinds.empty() ? "" : run->kinds[0].c_str(),
                 std::chrono::duration<double>(Clock::now() - p0).count());
   }
   engine->reset();
   if (fresh) {
     fs::rename(dir, a.out, ec);
-    if (ec) return Fail(quiver::InternalError("cannot rename " + dir + " to " + a.out + ": " + ec.message()));
+    if (ec)
+      return Fail(
+          quiver::InternalError("cannot rename " + dir + " to " + a.out + ": " + ec.message()));
   }
   const double total_s = std::chrono::duration<double>(Clock::now() - t0).count();
-  std::printf("built collection '%s' in %s: %llu items, dim %u, %s index (%.1f MB); read %.1f s, total %.1f s\n",
-              a.name.c_str(), a.out.c_str(), (unsigned long long)info->items, a.schema.dim, a.index.c_str(),
-              double(info->index_memory_bytes) / 1e6, read_s, total_s);
+  std::printf(
+      "built collection '%s' in %s: %llu items, dim %u, %s index (%.1f MB); read %.1f s, total "
+      "%.1f s\n",
+      a.name.c_str(), a.out.c_str(), (unsigned long long)info->items, a.schema.dim, a.index.c_str(),
+      double(info->index_memory_bytes) / 1e6, read_s, total_s);
   return 0;
 }
 
@@ -176,7 +197,9 @@ int RunVersions(const std::string& root) {
   auto state = DataRoot::Inspect(root);
   if (!state.ok()) return Fail(state.status());
   for (const std::string& v : state->versions) {
-    const char* mark = v == state->current ? "  (serving)" : v == state->previous ? "  (previous)" : "";
+    const char* mark = v == state->current    ? "  (serving)"
+                       : v == state->previous ? "  (previous)"
+                                              : "";
     std::printf("%s%s\n", v.c_str(), mark);
   }
   return 0;
@@ -209,8 +232,8 @@ int RunCall(CallArgs& a) {
   } else {
     const size_t colon = a.addr.rfind(':');
     unsigned port = 0;
-    if (colon == std::string::npos || std::sscanf(a.addr.c_str() + colon + 1, "%u", &port) != 1 || port == 0 ||
-        port > 65535) {
+    if (colon == std::string::npos || std::sscanf(a.addr.c_str() + colon + 1, "%u", &port) != 1 ||
+        port == 0 || port > 65535) {
       return Fail(quiver::InvalidArgumentError("--addr '" + a.addr + "' is not HOST:PORT"));
     }
     o.host = a.addr.substr(0, colon);
@@ -239,20 +262,26 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", [] { return std::string(quiver::Version()); });
   app.add_subcommand("version", "print the version, the allocator and the SIMD level in use");
   BuildArgs build;
-  AddBuildOptions(app.add_subcommand("build", "bulk-build a collection into a version directory (no server needed)"),
-                  &build);
+  AddBuildOptions(
+      app.add_subcommand("build",
+                         "bulk-build a collection into a version directory (no server needed)"),
+      &build);
   std::string root;
   app.add_subcommand("versions", "list the version directories of a data root")
       ->add_option("--root", root, "data root directory")
       ->required();
   CallArgs call;
-  CLI::App* cc = app.add_subcommand("call", "send one REST-style request (docs/api.md) to quiverd over the binary protocol");
+  CLI::App* cc = app.add_subcommand(
+      "call", "send one REST-style request (docs/api.md) to quiverd over the binary protocol");
   cc->add_option("--addr", call.addr, "quiverd's binary protocol HOST:PORT")->capture_default_str();
-  cc->add_option("--socket", call.socket, "quiverd's binary protocol Unix-domain socket (instead of --addr)");
+  cc->add_option("--socket", call.socket,
+                 "quiverd's binary protocol Unix-domain socket (instead of --addr)");
   cc->add_option("--key", call.key, "API key (default: $QUIVER_API_KEY)");
-  cc->add_option("--timeout-ms", call.timeout_ms, "deadline of the call, retries included")->capture_default_str();
+  cc->add_option("--timeout-ms", call.timeout_ms, "deadline of the call, retries included")
+      ->capture_default_str();
   cc->add_option("method", call.method, "GET, POST, DELETE")->required();
-  cc->add_option("path", call.path, "as in docs/api.md, e.g. /v1/collections/movies/search")->required();
+  cc->add_option("path", call.path, "as in docs/api.md, e.g. /v1/collections/movies/search")
+      ->required();
   cc->add_option("body", call.body, "JSON body, @FILE, or - for stdin");
   CLI11_PARSE(app, argc, argv);
   if (app.got_subcommand("call")) return RunCall(call);

@@ -4,13 +4,12 @@
 // and QUIVER_READ_ONLY_KEY. SIGTERM or SIGINT: stop accepting, finish requests in flight,
 // snapshot every collection, exit. docs/operations.md describes every option.
 #include <CLI/CLI.hpp>
-
 #include <condition_variable>
 #include <csignal>
-#include <mutex>
-#include <thread>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
+#include <thread>
 
 #include "base/version.h"
 #include "engine/data_root.h"
@@ -30,30 +29,45 @@ int main(int argc, char** argv) {
   app.add_option("--data", data, "data root directory (created if missing)")->required();
   app.add_option("--host", o.host, "listen address")->capture_default_str();
   app.add_option("--http-port", o.http_port, "REST port (0: any free port)")->capture_default_str();
-  app.add_option("--binary-port", o.binary_port, "binary protocol port (0: any free port)")->capture_default_str();
-  app.add_option("--binary-socket", o.binary_unix_path,
-                 "also serve the binary protocol on this Unix-domain socket path (same-host services)");
-  app.add_option("--threads", o.threads, "I/O and handler threads (0: one per core)")->capture_default_str();
+  app.add_option("--binary-port", o.binary_port, "binary protocol port (0: any free port)")
+      ->capture_default_str();
+  app.add_option(
+      "--binary-socket", o.binary_unix_path,
+      "also serve the binary protocol on this Unix-domain socket path (same-host services)");
+  app.add_option("--threads", o.threads, "I/O and handler threads (0: one per core)")
+      ->capture_default_str();
   app.add_option("--read-write-key", o.read_write_key, "API key allowed to call everything");
   app.add_option("--read-only-key", o.read_only_key, "API key allowed to call only reads");
   app.add_option("--durability", durability, "sync (fsync the WAL before acknowledging) or nosync")
-      ->check(CLI::IsMember({"sync", "nosync"}))->capture_default_str();
-  app.add_option("--max-body-bytes", o.limits.max_body_bytes, "largest HTTP body or binary frame")->capture_default_str();
+      ->check(CLI::IsMember({"sync", "nosync"}))
+      ->capture_default_str();
+  app.add_option("--max-body-bytes", o.limits.max_body_bytes, "largest HTTP body or binary frame")
+      ->capture_default_str();
   app.add_option("--max-k", o.limits.max_k, "largest k of a search")->capture_default_str();
-  app.add_option("--max-items", o.limits.max_items_per_request, "items, users, events or ids per request")->capture_default_str();
-  app.add_option("--max-json-depth", o.limits.max_json_depth, "deepest JSON nesting accepted")->capture_default_str();
-  app.add_option("--idle-timeout-ms", idle_ms, "close a connection idle this long")->capture_default_str();
-  app.add_option("--read-timeout-ms", read_ms, "time allowed to write a response")->capture_default_str();
-  app.add_option("--request-timeout-ms", request_ms, "refuse a request that waited this long")->capture_default_str();
-  app.add_option("--shutdown-grace-ms", grace_ms, "time requests in flight get to finish on SIGTERM")->capture_default_str();
+  app.add_option("--max-items", o.limits.max_items_per_request,
+                 "items, users, events or ids per request")
+      ->capture_default_str();
+  app.add_option("--max-json-depth", o.limits.max_json_depth, "deepest JSON nesting accepted")
+      ->capture_default_str();
+  app.add_option("--idle-timeout-ms", idle_ms, "close a connection idle this long")
+      ->capture_default_str();
+  app.add_option("--read-timeout-ms", read_ms, "time allowed to write a response")
+      ->capture_default_str();
+  app.add_option("--request-timeout-ms", request_ms, "refuse a request that waited this long")
+      ->capture_default_str();
+  app.add_option("--shutdown-grace-ms", grace_ms,
+                 "time requests in flight get to finish on SIGTERM")
+      ->capture_default_str();
   app.add_flag("!--no-snapshot-on-exit", snapshot_on_exit, "skip the index snapshots at shutdown");
   std::string plugins_dir;
   uint64_t snapshot_interval_s = 300;
   app.add_option("--snapshot-interval-s", snapshot_interval_s,
-                 "snapshot every collection this often (shorter restarts; compacts indexes full of replaced "
+                 "snapshot every collection this often (shorter restarts; compacts indexes full of "
+                 "replaced "
                  "items); 0: only on request and at exit")
       ->capture_default_str();
-  app.add_option("--plugins-dir", plugins_dir, "load the plugin shared objects (*.so) in this directory");
+  app.add_option("--plugins-dir", plugins_dir,
+                 "load the plugin shared objects (*.so) in this directory");
   CLI11_PARSE(app, argc, argv);
   if (o.read_write_key.empty()) {
     if (const char* k = std::getenv("QUIVER_READ_WRITE_KEY")) o.read_write_key = k;
@@ -79,7 +93,8 @@ int main(int argc, char** argv) {
     }
   }
   engine::EngineOptions eo;
-  eo.store.durability = durability == "sync" ? storage::Durability::kSync : storage::Durability::kNoSync;
+  eo.store.durability =
+      durability == "sync" ? storage::Durability::kSync : storage::Durability::kNoSync;
   auto root = engine::DataRoot::Open(data, eo);
   if (!root.ok()) {
     std::fprintf(stderr, "quiverd: %s\n", root.status().ToString().c_str());
@@ -91,10 +106,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::printf("quiverd %s serving %s (version %s): REST http://%s:%u, binary %s:%u%s\n",
-              std::string(Version()).c_str(), data.c_str(), (*root)->current_version().c_str(), o.host.c_str(),
-              server.http_port(), o.host.c_str(), server.binary_port(),
-              o.read_write_key.empty() && o.read_only_key.empty() ? " (no API key)" : " (API keys required)");
-  if (!o.binary_unix_path.empty()) std::printf("quiverd: binary protocol also on unix:%s\n", o.binary_unix_path.c_str());
+              std::string(Version()).c_str(), data.c_str(), (*root)->current_version().c_str(),
+              o.host.c_str(), server.http_port(), o.host.c_str(), server.binary_port(),
+              o.read_write_key.empty() && o.read_only_key.empty() ? " (no API key)"
+                                                                  : " (API keys required)");
+  if (!o.binary_unix_path.empty())
+    std::printf("quiverd: binary protocol also on unix:%s\n", o.binary_unix_path.c_str());
   std::fflush(stdout);
   // Periodic snapshots on their own thread, stopped before the server.
   std::mutex ticker_mu;
@@ -103,7 +120,8 @@ int main(int argc, char** argv) {
   std::thread ticker([&] {
     if (snapshot_interval_s == 0) return;
     std::unique_lock lock(ticker_mu);
-    while (!ticker_cv.wait_for(lock, std::chrono::seconds(snapshot_interval_s), [&] { return stopping; })) {
+    while (!ticker_cv.wait_for(lock, std::chrono::seconds(snapshot_interval_s),
+                               [&] { return stopping; })) {
       lock.unlock();
       if (Status s = (*root)->engine()->SnapshotAll(); !s.ok()) {
         std::fprintf(stderr, "quiverd: periodic snapshot: %s\n", s.ToString().c_str());

@@ -53,9 +53,9 @@ struct Args {
   std::vector<size_t> efs = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512};
   std::vector<size_t> nprobes = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64};
   size_t nlist = 256;
-  size_t pq_m = 0;      // 0: dim / 4 (4-bit) or dim / 14-ish (8-bit): see PqM()
+  size_t pq_m = 0;                    // 0: dim / 4 (4-bit) or dim / 14-ish (8-bit): see PqM()
   std::vector<size_t> refines = {4};  // IVF: each value is swept (one contender per value)
-  size_t refine = 4;                   // the first of refines: peers' refine factor
+  size_t refine = 4;                  // the first of refines: peers' refine factor
   int reps = 3;
   int threads = 2;
   size_t m = 16;
@@ -85,34 +85,48 @@ bool ParseArgs(int argc, char** argv, Args* a) {
       }
       return argv[++i];
     };
-    if (k == "--dataset") a->dataset = next();
-    else if (k == "--data") a->data_dir = next();
-    else if (k == "--out") a->out_dir = next();
-    else if (k == "--cache") a->cache_dir = next();
-    else if (k == "--index-dir") a->index_dir = next();
-    else if (k == "--libs") a->libs = SplitList(next());
+    if (k == "--dataset")
+      a->dataset = next();
+    else if (k == "--data")
+      a->data_dir = next();
+    else if (k == "--out")
+      a->out_dir = next();
+    else if (k == "--cache")
+      a->cache_dir = next();
+    else if (k == "--index-dir")
+      a->index_dir = next();
+    else if (k == "--libs")
+      a->libs = SplitList(next());
     else if (k == "--efs") {
       a->efs.clear();
       for (const auto& e : SplitList(next())) a->efs.push_back(std::stoul(e));
     } else if (k == "--nprobes") {
       a->nprobes.clear();
       for (const auto& e : SplitList(next())) a->nprobes.push_back(std::stoul(e));
-    } else if (k == "--nlist") a->nlist = std::stoul(next());
-    else if (k == "--pq-m") a->pq_m = std::stoul(next());
+    } else if (k == "--nlist")
+      a->nlist = std::stoul(next());
+    else if (k == "--pq-m")
+      a->pq_m = std::stoul(next());
     else if (k == "--refine") {
       a->refines.clear();
       for (const auto& e : SplitList(next())) a->refines.push_back(std::stoul(e));
       if (a->refines.empty()) a->refines = {0};
       a->refine = a->refines.front();
-    }
-    else if (k == "--reps") a->reps = std::stoi(next());
-    else if (k == "--threads") a->threads = std::stoi(next());
-    else if (k == "--m") a->m = std::stoul(next());
-    else if (k == "--efc") a->efc = std::stoul(next());
-    else if (k == "--nq") a->nq = std::stoul(next());
-    else if (k == "--no-flat") a->flat = false;
+    } else if (k == "--reps")
+      a->reps = std::stoi(next());
+    else if (k == "--threads")
+      a->threads = std::stoi(next());
+    else if (k == "--m")
+      a->m = std::stoul(next());
+    else if (k == "--efc")
+      a->efc = std::stoul(next());
+    else if (k == "--nq")
+      a->nq = std::stoul(next());
+    else if (k == "--no-flat")
+      a->flat = false;
     else {
-      std::fprintf(stderr, "ann_bench: unknown flag %s (see the header of ann_bench.cc)\n", k.c_str());
+      std::fprintf(stderr, "ann_bench: unknown flag %s (see the header of ann_bench.cc)\n",
+                   k.c_str());
       return false;
     }
   }
@@ -206,8 +220,8 @@ void Measure(const Dataset& ds, const Args& a, std::vector<Contender>& contender
       std::fprintf(stderr, "  %s %4zu  recall %.4f  qps %8.0f\n", ct.knob_name.c_str(), ct.knobs[k],
                    recall[c][k], median);
       rows->push_back({ct.library, ct.index_kind,
-                       ct.params + " " + ct.knob_name + "=" + std::to_string(ct.knobs[k]), ct.build_s,
-                       recall[c][k], median, ct.memory_mb});
+                       ct.params + " " + ct.knob_name + "=" + std::to_string(ct.knobs[k]),
+                       ct.build_s, recall[c][k], median, ct.memory_mb});
     }
   }
 }
@@ -239,15 +253,16 @@ Contender BuildQuiverHnsw(const Dataset& ds, const Args& a, const std::string& l
   o.m = a.m;
   o.ef_construction = a.efc;
   o.build_threads = a.threads;
-  o.quantization = lib == "quiver-hnsw-sq8" ? index::HnswQuantization::kSq8
-                                            : index::HnswQuantization::kNone;
+  o.quantization =
+      lib == "quiver-hnsw-sq8" ? index::HnswQuantization::kSq8 : index::HnswQuantization::kNone;
   std::shared_ptr<index::VectorIndex> index;
   double build = 0;
   // --index-dir: reuse an index saved by an earlier run with the same parameters (for search
   // tuning); its build time is read back from the side file.
-  const std::string saved = a.index_dir.empty() ? "" :
-      a.index_dir + "/" + ds.name + "-" + lib + "-m" + std::to_string(a.m) + "-efc" +
-      std::to_string(a.efc) + ".qvi";
+  const std::string saved = a.index_dir.empty()
+                                ? ""
+                                : a.index_dir + "/" + ds.name + "-" + lib + "-m" +
+                                      std::to_string(a.m) + "-efc" + std::to_string(a.efc) + ".qvi";
   if (!saved.empty()) {
     auto loaded = index::LoadIndex(saved);
     std::ifstream side(saved + ".build_s");
@@ -265,9 +280,8 @@ Contender BuildQuiverHnsw(const Dataset& ds, const Args& a, const std::string& l
     std::fprintf(stderr, "%s: built in %.1f s\n", lib.c_str(), build);
     if (!saved.empty() && index->Save(saved).ok()) std::ofstream(saved + ".build_s") << build;
   }
-  Contender c = QuiverContender(index, ds, [](size_t ef) {
-    return index::SearchParams{.k = 10, .ef = ef};
-  });
+  Contender c =
+      QuiverContender(index, ds, [](size_t ef) { return index::SearchParams{.k = 10, .ef = ef}; });
   c.library = lib;
   c.index_kind = "hnsw";
   c.params = "M=" + std::to_string(a.m) + " efC=" + std::to_string(a.efc);
@@ -298,8 +312,9 @@ std::vector<Contender> BuildIvf(const Dataset& ds, const Args& a, const std::str
   o.refine = a.refine;
   const size_t max_refine = *std::max_element(a.refines.begin(), a.refines.end());
   o.refine_store = max_refine == 0 ? index::RefineStore::kNone
-                   : lib.size() > 5 && lib.substr(lib.size() - 5) == "-int8" ? index::RefineStore::kInt8
-                                                                             : index::RefineStore::kFloat32;
+                   : lib.size() > 5 && lib.substr(lib.size() - 5) == "-int8"
+                       ? index::RefineStore::kInt8
+                       : index::RefineStore::kFloat32;
   std::shared_ptr<index::VectorIndex> index =
       std::move(index::IvfPqIndex::Create(ds.dim, index::Metric::kL2, o)).value();
   const double t0 = Now();
@@ -330,13 +345,15 @@ std::vector<Contender> BuildIvf(const Dataset& ds, const Args& a, const std::str
 }
 
 Contender BuildPeer(const Dataset& ds, const Args& a, std::shared_ptr<PeerIndex> peer) {
-  const std::string saved = a.index_dir.empty() ? "" :
-      a.index_dir + "/" + ds.name + "-" + peer->name() + "-m" + std::to_string(a.m) + "-efc" +
-      std::to_string(a.efc) + ".bin";
+  const std::string saved = a.index_dir.empty()
+                                ? ""
+                                : a.index_dir + "/" + ds.name + "-" + peer->name() + "-m" +
+                                      std::to_string(a.m) + "-efc" + std::to_string(a.efc) + ".bin";
   double build = 0;
   std::ifstream side(saved + ".build_s");
   if (!saved.empty() && (side >> build) && peer->Load(saved, ds.n)) {
-    std::fprintf(stderr, "%s: loaded %s (built in %.1f s)\n", peer->name().c_str(), saved.c_str(), build);
+    std::fprintf(stderr, "%s: loaded %s (built in %.1f s)\n", peer->name().c_str(), saved.c_str(),
+                 build);
   } else {
     const double t0 = Now();
     peer->Build(ds.base.data(), ds.n, a.threads);
@@ -412,7 +429,8 @@ std::string FlatScan(const Dataset& ds) {
   std::vector<index::Neighbor> out;
   const size_t nq = std::min<size_t>(ds.nq, 50);
   double t0 = Now();
-  for (size_t q = 0; q < nq; ++q) (void)flat.Search({&ds.queries[q * ds.dim], ds.dim}, {.k = 10}, &out);
+  for (size_t q = 0; q < nq; ++q)
+    (void)flat.Search({&ds.queries[q * ds.dim], ds.dim}, {.k = 10}, &out);
   double gbps = nq * double(ds.n) * ds.dim * 4 / (Now() - t0) / 1e9;
   double bw = ReadBandwidth();
   char buf[256];
@@ -436,7 +454,8 @@ std::string Markdown(const Dataset& ds, const Args& a, const std::vector<Row>& r
   for (const Row& r : rows) {
     if (std::find(libs.begin(), libs.end(), r.library) == libs.end()) libs.push_back(r.library);
   }
-  md << "| library | build s | memory MB | QPS @0.90 | QPS @0.95 | QPS @0.99 |\n|---|---|---|---|---|---|\n";
+  md << "| library | build s | memory MB | QPS @0.90 | QPS @0.95 | QPS @0.99 "
+        "|\n|---|---|---|---|---|---|\n";
   for (const auto& lib : libs) {
     const Row* first = nullptr;
     for (const Row& r : rows) {
@@ -449,7 +468,8 @@ std::string Markdown(const Dataset& ds, const Args& a, const std::vector<Row>& r
     md << line;
   }
   if (std::find(libs.begin(), libs.end(), "hnswlib") != libs.end()) {
-    md << "\nQPS ratio to hnswlib at the same recall@10:\n\n| library | @0.90 | @0.95 | @0.99 | build time ratio |\n|---|---|---|---|---|\n";
+    md << "\nQPS ratio to hnswlib at the same recall@10:\n\n| library | @0.90 | @0.95 | @0.99 | "
+          "build time ratio |\n|---|---|---|---|---|\n";
     double hb = 0;
     for (const Row& r : rows) {
       if (r.library == "hnswlib") hb = r.build_s;
@@ -478,10 +498,12 @@ int Main(int argc, char** argv) {
   if (!ParseArgs(argc, argv, &a)) return 2;
   Result<Dataset> loaded = DataLossError("unset");
   if (a.dataset == "fashion-mnist") {
-    loaded = LoadFashionMnist(a.data_dir.empty() ? "/usr/share/datasets/fashion-mnist" : a.data_dir);
+    loaded =
+        LoadFashionMnist(a.data_dir.empty() ? "/usr/share/datasets/fashion-mnist" : a.data_dir);
   } else {
     if (a.data_dir.empty()) {
-      std::fprintf(stderr, "ann_bench: --dataset %s needs --data DIR with base.fvecs and query.fvecs\n",
+      std::fprintf(stderr,
+                   "ann_bench: --dataset %s needs --data DIR with base.fvecs and query.fvecs\n",
                    a.dataset.c_str());
       return 2;
     }

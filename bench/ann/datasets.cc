@@ -53,7 +53,8 @@ Result<std::vector<T>> ReadVecs(const std::string& path, size_t* dim) {
   const size_t n = raw.size() / row;
   std::vector<T> out(n * d);
   for (size_t i = 0; i < n; ++i) {
-    if (DecodeFixed<uint32_t>(raw.data() + i * row) != d) return DataLossError(path + ": ragged rows");
+    if (DecodeFixed<uint32_t>(raw.data() + i * row) != d)
+      return DataLossError(path + ": ragged rows");
     std::memcpy(&out[i * d], raw.data() + i * row + 4, size_t(d) * 4);
   }
   *dim = d;

@@ -16,9 +16,9 @@ struct Dataset {
   size_t dim = 0;
   size_t n = 0;
   size_t nq = 0;
-  std::vector<float> base;          // n * dim
-  std::vector<float> queries;       // nq * dim
-  std::vector<int32_t> truth;       // nq * truth_k, ids into base, closest first
+  std::vector<float> base;     // n * dim
+  std::vector<float> queries;  // nq * dim
+  std::vector<int32_t> truth;  // nq * truth_k, ids into base, closest first
   size_t truth_k = 0;
 };
 

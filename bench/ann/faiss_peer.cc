@@ -27,7 +27,8 @@ class FaissPeer final : public PeerIndex {
     index_.reset(faiss::index_factory(int(dim_), factory_.c_str()));
     index_->train(faiss::Index::idx_t(n), data);
     index_->add(faiss::Index::idx_t(n), data);
-    if (auto* refine = dynamic_cast<faiss::IndexRefine*>(index_.get())) refine->k_factor = k_factor_;
+    if (auto* refine = dynamic_cast<faiss::IndexRefine*>(index_.get()))
+      refine->k_factor = k_factor_;
     omp_set_num_threads(1);
   }
 

@@ -4,7 +4,8 @@
 // range, so they replace each other), and records every call's latency and status.
 //
 //   load_bench --port P [--seconds 600] [--threads 1] [--collection movies] [--dim 32]
-//              [--clusters 16] [--topics 4] [--write-ratio 0.1] [--id-base 1000000] [--id-range 10000]
+//              [--clusters 16] [--topics 4] [--write-ratio 0.1] [--id-base 1000000] [--id-range
+//              10000]
 //
 // Prints one line per operation: calls, errors, p50 / p99 / max in ms; the first error message.
 #include <algorithm>
@@ -49,18 +50,29 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
     auto next = [&] { return std::string(i + 1 < argc ? argv[++i] : "0"); };
-    if (k == "--port") port = uint16_t(std::stoul(next()));
-    else if (k == "--seconds") seconds = std::stoi(next());
-    else if (k == "--threads") threads = std::stoi(next());
-    else if (k == "--collection") collection = next();
-    else if (k == "--dim") dim = uint32_t(std::stoul(next()));
-    else if (k == "--clusters") clusters = uint32_t(std::stoul(next()));
-    else if (k == "--topics") topics = uint32_t(std::stoul(next()));
-    else if (k == "--write-ratio") write_ratio = std::stod(next());
-    else if (k == "--id-base") id_base = std::stoull(next());
-    else if (k == "--id-range") id_range = std::stoull(next());
+    if (k == "--port")
+      port = uint16_t(std::stoul(next()));
+    else if (k == "--seconds")
+      seconds = std::stoi(next());
+    else if (k == "--threads")
+      threads = std::stoi(next());
+    else if (k == "--collection")
+      collection = next();
+    else if (k == "--dim")
+      dim = uint32_t(std::stoul(next()));
+    else if (k == "--clusters")
+      clusters = uint32_t(std::stoul(next()));
+    else if (k == "--topics")
+      topics = uint32_t(std::stoul(next()));
+    else if (k == "--write-ratio")
+      write_ratio = std::stod(next());
+    else if (k == "--id-base")
+      id_base = std::stoull(next());
+    else if (k == "--id-range")
+      id_range = std::stoull(next());
     else {
-      std::fprintf(stderr, "load_bench: unknown flag %s (see the header of load_bench.cc)\n", k.c_str());
+      std::fprintf(stderr, "load_bench: unknown flag %s (see the header of load_bench.cc)\n",
+                   k.c_str());
       return 2;
     }
   }
@@ -98,7 +110,9 @@ int main(int argc, char** argv) {
             for (uint32_t d = 0; d < dim; ++d) item.vector.push_back(g(rng));
           }
           std::sort(items.begin(), items.end(), [](auto& a, auto& b) { return a.id < b.id; });
-          items.erase(std::unique(items.begin(), items.end(), [](auto& a, auto& b) { return a.id == b.id; }), items.end());
+          items.erase(std::unique(items.begin(), items.end(),
+                                  [](auto& a, auto& b) { return a.id == b.id; }),
+                      items.end());
           st = cl.Upsert(collection, std::move(items)).status();
         } else {
           std::vector<float> v(dim);
@@ -124,8 +138,9 @@ int main(int argc, char** argv) {
     const size_t n = s->ms.size();
     const double p50 = Percentile(s->ms, 0.5), p99 = Percentile(s->ms, 0.99);
     const double mx = n ? *std::max_element(s->ms.begin(), s->ms.end()) : 0;
-    std::printf("%s: %zu calls, %zu errors, p50 %.3f ms, p99 %.3f ms, max %.1f ms%s%s\n", name, n, s->errors, p50, p99, mx,
-                s->errors ? "; first error: " : "", s->first_error.c_str());
+    std::printf("%s: %zu calls, %zu errors, p50 %.3f ms, p99 %.3f ms, max %.1f ms%s%s\n", name, n,
+                s->errors, p50, p99, mx, s->errors ? "; first error: " : "",
+                s->first_error.c_str());
   }
   return search.errors + upsert.errors == 0 ? 0 : 1;
 }

@@ -1,8 +1,7 @@
 #include "index/flat/flat_index.h"
 
-#include <cstring>
-
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <mutex>
 
@@ -62,7 +61,8 @@ bool FlatIndex::Contains(uint64_t id) const {
 Status FlatIndex::GetVector(uint64_t id, float* out) const {
   std::shared_lock lock(mu_);
   auto it = row_of_.find(id);
-  if (it == row_of_.end()) return NotFoundError("id " + std::to_string(id) + " is not in the index");
+  if (it == row_of_.end())
+    return NotFoundError("id " + std::to_string(id) + " is not in the index");
   std::memcpy(out, Row(it->second), dim_ * sizeof(float));
   return Status::Ok();
 }
@@ -84,7 +84,8 @@ Status FlatIndex::Add(std::span<const uint64_t> ids, std::span<const float> vect
 Status FlatIndex::Remove(std::span<const uint64_t> ids) {
   std::unique_lock lock(mu_);
   for (uint64_t id : ids) {
-    if (!row_of_.count(id)) return NotFoundError("id " + std::to_string(id) + " is not in the index");
+    if (!row_of_.count(id))
+      return NotFoundError("id " + std::to_string(id) + " is not in the index");
   }
   for (uint64_t id : ids) {
     auto it = row_of_.find(id);
@@ -178,7 +179,8 @@ Result<std::unique_ptr<FlatIndex>> FlatIndex::Load(const IndexFileReader& file) 
       !meta.empty()) {
     return DataLossError("flat index: malformed metadata");
   }
-  if (dim == 0 || dim > (1u << 20) || metric > 2) return DataLossError("flat index: bad dim or metric");
+  if (dim == 0 || dim > (1u << 20) || metric > 2)
+    return DataLossError("flat index: bad dim or metric");
   QV_ASSIGN_OR_RETURN(std::string_view ids, file.Section(kSectionIds));
   QV_ASSIGN_OR_RETURN(std::string_view vecs, file.Section(kSectionVectors));
   if (ids.size() != n * 8 || vecs.size() / 4 / dim != n || vecs.size() != n * dim * 4) {

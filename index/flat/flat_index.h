@@ -12,9 +12,9 @@
 #include <unordered_map>
 
 #include "base/large_buffer.h"
-#include "index/vector_index.h"
 #include "index/io/index_file.h"
 #include "index/simd/kernels.h"
+#include "index/vector_index.h"
 
 namespace quiver::index {
 
@@ -48,9 +48,9 @@ class FlatIndex final : public VectorIndex {
   float* Row(size_t r) const { return reinterpret_cast<float*>(vectors_.data()) + r * dim_; }
   void ReserveRowsLocked(size_t rows);
 
-  LargeBuffer vectors_;             // GUARDED_BY(mu_), row r at r * dim_ floats
-  size_t row_capacity_ = 0;         // GUARDED_BY(mu_)
-  std::vector<uint64_t> ids_;       // GUARDED_BY(mu_), id of row r
+  LargeBuffer vectors_;                          // GUARDED_BY(mu_), row r at r * dim_ floats
+  size_t row_capacity_ = 0;                      // GUARDED_BY(mu_)
+  std::vector<uint64_t> ids_;                    // GUARDED_BY(mu_), id of row r
   std::unordered_map<uint64_t, size_t> row_of_;  // GUARDED_BY(mu_)
 };
 

@@ -36,11 +36,15 @@ inline void PrefetchLines(const void* p, size_t bytes) {
 
 struct FartherFirst {  // max-heap on distance
   template <typename C>
-  bool operator()(const C& a, const C& b) const { return a.distance < b.distance; }
+  bool operator()(const C& a, const C& b) const {
+    return a.distance < b.distance;
+  }
 };
 struct CloserFirst {  // min-heap on distance
   template <typename C>
-  bool operator()(const C& a, const C& b) const { return a.distance > b.distance; }
+  bool operator()(const C& a, const C& b) const {
+    return a.distance > b.distance;
+  }
 };
 
 }  // namespace
@@ -109,9 +113,10 @@ HnswIndex::HnswIndex(size_t dim, Metric metric, const HnswOptions& options)
     dist_kind_ = sq8 ? DistKind::kSq8Ip
                      : (metric == Metric::kCosine ? DistKind::kFloatCos : DistKind::kFloatIp);
   }
-  quantizer_ = simd::ScalarQuantizer(
-      metric == Metric::kL2 ? simd::ScalarQuantizer::Kind::kUnsignedL2
-                            : simd::ScalarQuantizer::Kind::kSignedIp, 0, 1);
+  quantizer_ =
+      simd::ScalarQuantizer(metric == Metric::kL2 ? simd::ScalarQuantizer::Kind::kUnsignedL2
+                                                  : simd::ScalarQuantizer::Kind::kSignedIp,
+                            0, 1);
 }
 
 HnswIndex::~HnswIndex() = default;
@@ -122,8 +127,8 @@ size_t HnswIndex::memory_bytes() const {
   size_t upper = 0;
   for (size_t i = 0; i < n; ++i) upper += size_t(levels_[i]) * (options_.m + 1) * 4;
   std::lock_guard<std::mutex> l(label_mu_);
-  return level0_.size() + floats_.size() + upper +
-         levels_.capacity() + upper_.capacity() * sizeof(void*) + node_of_.size() * 32;
+  return level0_.size() + floats_.size() + upper + levels_.capacity() +
+         upper_.capacity() * sizeof(void*) + node_of_.size() * 32;
 }
 
 uint32_t* HnswIndex::LinksAt(uint32_t node, int level) const {
@@ -138,8 +143,7 @@ uint64_t HnswIndex::Label(uint32_t node) const {
 }
 
 bool HnswIndex::IsDeleted(uint32_t node) const {
-  return std::atomic_ref<uint32_t>(Links0(node)[1]).load(std::memory_order_relaxed) &
-         kDeletedFlag;
+  return std::atomic_ref<uint32_t>(Links0(node)[1]).load(std::memory_order_relaxed) & kDeletedFlag;
 }
 
 void HnswIndex::SetDeleted(uint32_t node) {
@@ -159,16 +163,18 @@ inline float HnswIndex::Distance(const void* q, uint32_t node) const {
     case DistKind::kFloatL2:
       return kernels_.l2sqr(static_cast<const float*>(q), static_cast<const float*>(x), dim_);
     case DistKind::kFloatIp:
-      return -kernels_.inner_product(static_cast<const float*>(q), static_cast<const float*>(x), dim_);
+      return -kernels_.inner_product(static_cast<const float*>(q), static_cast<const float*>(x),
+                                     dim_);
     case DistKind::kFloatCos:
       return 1.0f - kernels_.inner_product(static_cast<const float*>(q),
                                            static_cast<const float*>(x), dim_);
     case DistKind::kSq8L2:
       return quantizer_.scale() * float(kernels_.l2sqr_u8(static_cast<const uint8_t*>(q),
-                                                         static_cast<const uint8_t*>(x), dim_));
+                                                          static_cast<const uint8_t*>(x), dim_));
     case DistKind::kSq8Ip:
-      return -quantizer_.scale() * float(kernels_.inner_product_i8(
-                                       static_cast<const int8_t*>(q), static_cast<const int8_t*>(x), dim_));
+      return -quantizer_.scale() *
+             float(kernels_.inner_product_i8(static_cast<const int8_t*>(q),
+                                             static_cast<const int8_t*>(x), dim_));
   }
   return 0;
 }
@@ -176,9 +182,12 @@ inline float HnswIndex::Distance(const void* q, uint32_t node) const {
 float HnswIndex::ExactDistance(const float* q, uint32_t node) const {
   const float* x = FloatVector(node);
   switch (metric_) {
-    case Metric::kL2: return kernels_.l2sqr(q, x, dim_);
-    case Metric::kInnerProduct: return -kernels_.inner_product(q, x, dim_);
-    case Metric::kCosine: return 1.0f - kernels_.inner_product(q, x, dim_);
+    case Metric::kL2:
+      return kernels_.l2sqr(q, x, dim_);
+    case Metric::kInnerProduct:
+      return -kernels_.inner_product(q, x, dim_);
+    case Metric::kCosine:
+      return 1.0f - kernels_.inner_product(q, x, dim_);
   }
   return 0;
 }
@@ -235,7 +244,8 @@ void HnswIndex::GrowLocked(size_t new_capacity) {
 Status HnswIndex::Train(std::span<const float> sample) {
   if (options_.quantization == HnswQuantization::kNone) return Status::Ok();
   std::unique_lock lock(grow_mu_);
-  if (count_.load() != 0) return FailedPreconditionError("HNSW quantiser must be trained before adding");
+  if (count_.load() != 0)
+    return FailedPreconditionError("HNSW quantiser must be trained before adding");
   return TrainLocked(sample);
 }
 
@@ -322,7 +332,8 @@ Status HnswIndex::GetVector(uint64_t id, float* out) const {
   {
     std::lock_guard<std::mutex> lock(label_mu_);
     auto it = node_of_.find(id);
-    if (it == node_of_.end()) return NotFoundError("id " + std::to_string(id) + " is not in the index");
+    if (it == node_of_.end())
+      return NotFoundError("id " + std::to_string(id) + " is not in the index");
     node = it->second;
   }
   std::memcpy(out, FloatVector(node), dim_ * sizeof(float));
@@ -333,7 +344,8 @@ Status HnswIndex::Remove(std::span<const uint64_t> ids) {
   std::shared_lock grow(grow_mu_);
   std::lock_guard<std::mutex> lock(label_mu_);
   for (uint64_t id : ids) {
-    if (!node_of_.count(id)) return NotFoundError("id " + std::to_string(id) + " is not in the index");
+    if (!node_of_.count(id))
+      return NotFoundError("id " + std::to_string(id) + " is not in the index");
   }
   for (uint64_t id : ids) {
     auto it = node_of_.find(id);
@@ -600,7 +612,8 @@ Status HnswIndex::Search(std::span<const float> query, const SearchParams& param
       });
       const size_t k = std::min(params.k, ctx->top.size());
       out->reserve(k);
-      for (size_t i = 0; i < k; ++i) out->push_back({Label(ctx->top[i].node), ctx->top[i].distance});
+      for (size_t i = 0; i < k; ++i)
+        out->push_back({Label(ctx->top[i].node), ctx->top[i].distance});
     }
   }
   ReleaseContext(std::move(ctx));

@@ -35,8 +35,8 @@ struct HnswOptions {
   size_t ef_construction = 200;  // candidate list size while inserting. >= 1
   size_t ef_search = 64;         // default candidate list size for searches. >= 1
   HnswQuantization quantization = HnswQuantization::kNone;
-  int build_threads = 0;         // threads used by Add for a batch; 0 = all cores
-  uint64_t seed = 100;           // level assignment is a hash of (seed, insertion number)
+  int build_threads = 0;  // threads used by Add for a batch; 0 = all cores
+  uint64_t seed = 100;    // level assignment is a hash of (seed, insertion number)
 };
 
 class HnswIndex final : public VectorIndex {
@@ -129,14 +129,14 @@ class HnswIndex final : public VectorIndex {
   const size_t block_size_;
   const double level_mult_;
   DistKind dist_kind_;
-  simd::ScalarQuantizer quantizer_;   // written only under grow_mu_ exclusive, before any node
-  bool quantizer_trained_ = false;    // GUARDED_BY(grow_mu_)
+  simd::ScalarQuantizer quantizer_;  // written only under grow_mu_ exclusive, before any node
+  bool quantizer_trained_ = false;   // GUARDED_BY(grow_mu_)
 
   mutable std::shared_mutex grow_mu_;  // exclusive only while storage moves
   LargeBuffer level0_;                 // capacity_ blocks
   size_t capacity_ = 0;
-  size_t reserved_ = 0;                // GUARDED_BY(grow_mu_ exclusive): ids handed out or promised
-  LargeBuffer floats_;                 // quantised only: capacity_ float32 vectors, for re-ranking
+  size_t reserved_ = 0;  // GUARDED_BY(grow_mu_ exclusive): ids handed out or promised
+  LargeBuffer floats_;   // quantised only: capacity_ float32 vectors, for re-ranking
   std::vector<std::unique_ptr<uint32_t[]>> upper_;  // per node: level * (m+1) words
   std::vector<uint8_t> levels_;
   std::atomic<uint32_t> count_{0};
@@ -144,8 +144,8 @@ class HnswIndex final : public VectorIndex {
 
   static constexpr size_t kLockStripes = 1 << 14;
   mutable std::unique_ptr<std::mutex[]> link_locks_;
-  std::mutex entry_mu_;                 // held by an insert that raises the top level
-  std::atomic<uint64_t> entry_;         // (level << 32) | node, or kNoEntry
+  std::mutex entry_mu_;          // held by an insert that raises the top level
+  std::atomic<uint64_t> entry_;  // (level << 32) | node, or kNoEntry
 
   mutable std::mutex label_mu_;
   std::unordered_map<uint64_t, uint32_t> node_of_;  // GUARDED_BY(label_mu_), live ids only

@@ -42,7 +42,8 @@ Result<std::string> ReadFileToString(const std::string& path) {
     ssize_t r = ::read(fd, data.data() + done, data.size() - done);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) {
-      Status s = r < 0 ? IoError("cannot read", path) : DataLossError("file shrank while reading " + path);
+      Status s =
+          r < 0 ? IoError("cannot read", path) : DataLossError("file shrank while reading " + path);
       ::close(fd);
       return s;
     }
@@ -130,8 +131,9 @@ Result<IndexFileReader> IndexFileReader::Open(const std::string& path) {
   if (header_crc != crc32c::Value(in.data(), 20)) return corrupt("header checksum mismatch");
   uint32_t version = DecodeFixed<uint32_t>(in.data() + 8);
   if (version != kIndexFormatVersion) {
-    return corrupt("format version " + std::to_string(version) + " is not supported (this build reads " +
-                   std::to_string(kIndexFormatVersion) + ")");
+    return corrupt("format version " + std::to_string(version) +
+                   " is not supported (this build reads " + std::to_string(kIndexFormatVersion) +
+                   ")");
   }
   r.type_ = static_cast<IndexType>(DecodeFixed<uint32_t>(in.data() + 12));
   uint32_t count = DecodeFixed<uint32_t>(in.data() + 16);
@@ -157,7 +159,8 @@ Result<IndexFileReader> IndexFileReader::Open(const std::string& path) {
 
 Result<std::string_view> IndexFileReader::Section(uint32_t tag) const {
   auto it = sections_.find(tag);
-  if (it == sections_.end()) return DataLossError("index file lacks section " + std::to_string(tag));
+  if (it == sections_.end())
+    return DataLossError("index file lacks section " + std::to_string(tag));
   return std::string_view(data_).substr(it->second.first, it->second.second);
 }
 

@@ -13,7 +13,9 @@ namespace quiver::index {
 namespace {
 
 template <typename C>
-bool CloserThan(const C& a, const C& b) { return a.distance < b.distance; }
+bool CloserThan(const C& a, const C& b) {
+  return a.distance < b.distance;
+}
 
 inline void PrefetchBytes(const void* p, size_t bytes) {
   const char* c = static_cast<const char*>(p);
@@ -76,8 +78,15 @@ IvfPqIndex::Scratch& IvfPqIndex::ThreadScratch() {
 class IvfPqIndex::Scanner {
  public:
   Scanner(const IvfPqIndex& index, const float* q, const IdSelector* filter, Scratch& scratch)
-      : x_(index), q_(q), filter_(filter), table_(scratch.table), lut_(scratch.lut),
-        residual_(scratch.residual), lut8_(scratch.lut8), mins_(scratch.mins), sum_(scratch.sum) {
+      : x_(index),
+        q_(q),
+        filter_(filter),
+        table_(scratch.table),
+        lut_(scratch.lut),
+        residual_(scratch.residual),
+        lut8_(scratch.lut8),
+        mins_(scratch.mins),
+        sum_(scratch.sum) {
     const size_t mk = x_.pq_.m() * x_.pq_.ksub();
     table_.resize(mk);
     lut_.resize(mk);
@@ -111,7 +120,7 @@ class IvfPqIndex::Scanner {
     const List& list = x_.lists_[l];
     const size_t n = list.ids.size();
     if (n == 0 || pool.cap() == 0) return 0;
-    const float* lut = nullptr;   // the list's table is lut (+ lut_add, when not null)
+    const float* lut = nullptr;  // the list's table is lut (+ lut_add, when not null)
     const float* lut_add = nullptr;
     const float bias = ListTable(l, coarse, &lut, &lut_add);
     auto push = [&](float d, uint32_t pos) {  // REQUIRES: d < pool.threshold()
@@ -148,11 +157,13 @@ class IvfPqIndex::Scanner {
       // The pool's threshold in table units; with a flat table (scale 0) every lane ties at
       // `offset`. Lanes at or under it may enter the pool (the exact test is on the float).
       const float worst = pool.threshold();
-      const float threshold = scale > 0 ? (worst - offset) * scale : (worst > offset ? 65535.0f : -1.0f);
+      const float threshold =
+          scale > 0 ? (worst - offset) * scale : (worst > offset ? 65535.0f : -1.0f);
       if (threshold < 0) continue;
       const uint16_t t16 = threshold >= 65535.0f ? uint16_t{65535} : uint16_t(threshold);
       if ((b + 2) * 32 < n) PrefetchBytes(&list.codes[(b + 2) * block_bytes], block_bytes);
-      uint32_t mask = x_.kernels_.fastscan_block32(&list.codes[b * block_bytes], lut8_.data(), pairs, t16, sums);
+      uint32_t mask = x_.kernels_.fastscan_block32(&list.codes[b * block_bytes], lut8_.data(),
+                                                   pairs, t16, sums);
       const size_t lanes = std::min<size_t>(32, n - b * 32);
       if (lanes < 32) mask &= (uint32_t{1} << lanes) - 1;
       for (; mask; mask &= mask - 1) {
@@ -203,7 +214,8 @@ class IvfPqIndex::Scanner {
 Result<std::unique_ptr<IvfPqIndex>> IvfPqIndex::Create(size_t dim, Metric metric,
                                                        const IvfPqOptions& o) {
   if (dim == 0 || dim > 65536) return InvalidArgumentError("dim must be in [1, 65536]");
-  if (o.nlist == 0 || o.nlist > (1u << 20)) return InvalidArgumentError("nlist must be in [1, 2^20]");
+  if (o.nlist == 0 || o.nlist > (1u << 20))
+    return InvalidArgumentError("nlist must be in [1, 2^20]");
   if (o.m == 0 || dim % o.m != 0) {
     return InvalidArgumentError("PQ m (" + std::to_string(o.m) + ") must divide dim (" +
                                 std::to_string(dim) + ")");
@@ -247,7 +259,8 @@ size_t IvfPqIndex::memory_bytes() const {
   std::shared_lock lock(mu_);
   size_t bytes = (centroids_.capacity() + precomputed_.capacity() + pq_.centroids().size()) * 4;
   for (const List& l : lists_) {
-    bytes += l.ids.capacity() * 8 + l.codes.capacity() + l.rows.capacity() + l.weights.capacity() * 4;
+    bytes +=
+        l.ids.capacity() * 8 + l.codes.capacity() + l.rows.capacity() + l.weights.capacity() * 4;
   }
   return bytes + where_.size() * 32;
 }
@@ -264,9 +277,14 @@ Status IvfPqIndex::GetVector(uint64_t id, float* out) const {
   const List& list = lists_[it->second.first];
   const uint8_t* row = list.rows.data() + size_t(it->second.second) * refine_row_bytes_;
   switch (options_.refine_store) {
-    case RefineStore::kFloat32: std::memcpy(out, row, dim_ * sizeof(float)); return Status::Ok();
-    case RefineStore::kInt8: refine_sq_.Decode(row, dim_, out); return Status::Ok();
-    case RefineStore::kNone: break;
+    case RefineStore::kFloat32:
+      std::memcpy(out, row, dim_ * sizeof(float));
+      return Status::Ok();
+    case RefineStore::kInt8:
+      refine_sq_.Decode(row, dim_, out);
+      return Status::Ok();
+    case RefineStore::kNone:
+      break;
   }
   return FailedPreconditionError("this IVF-PQ index keeps no vectors (no refine store)");
 }
@@ -392,7 +410,8 @@ std::vector<uint32_t> IvfPqIndex::AssignLists(const float* x, size_t n) const {
       }
     }
   } else {
-    AssignNearest(x, n, centroids_.data(), options_.nlist, dim_, lists.data(), nullptr, options_.threads);
+    AssignNearest(x, n, centroids_.data(), options_.nlist, dim_, lists.data(), nullptr,
+                  options_.threads);
   }
   return lists;
 }
@@ -414,7 +433,8 @@ Status IvfPqIndex::AddWeighted(std::span<const uint64_t> ids, std::span<const fl
   QV_RETURN_IF_ERROR(ValidateAdd(ids, vectors));
   if (weights.size() != ids.size() * w) {
     return InvalidArgumentError("AddWeighted needs " + std::to_string(w) + " weights per item (" +
-                                std::to_string(ids.size() * w) + "), got " + std::to_string(weights.size()));
+                                std::to_string(ids.size() * w) + "), got " +
+                                std::to_string(weights.size()));
   }
   for (float v : weights) {
     if (!std::isfinite(v)) return InvalidArgumentError("item weights must be finite");
@@ -445,7 +465,8 @@ Status IvfPqIndex::AddToLists(std::span<const uint64_t> ids, std::span<const flo
   std::unique_lock lock(mu_);
   if (!trained_) {
     if (!coarse_given_) {
-      return FailedPreconditionError("AddToLists needs coarse centroids (SetCoarseCentroids or Train)");
+      return FailedPreconditionError(
+          "AddToLists needs coarse centroids (SetCoarseCentroids or Train)");
     }
     QV_RETURN_IF_ERROR(TrainLocked({x, ids.size() * dim_}));
   }
@@ -467,7 +488,8 @@ Status IvfPqIndex::AddLocked(std::span<const uint64_t> ids, const float* x, cons
     if (it != where_.end()) RemoveFromList(it->second.first, it->second.second);
     List& list = lists_[lists[i]];
     where_[ids[i]] = {lists[i], uint32_t(list.ids.size())};
-    AppendToList(list, ids[i], &codes[i * cs], x + i * dim_, weights ? weights + i * options_.weights : nullptr);
+    AppendToList(list, ids[i], &codes[i * cs], x + i * dim_,
+                 weights ? weights + i * options_.weights : nullptr);
   }
   return Status::Ok();
 }
@@ -498,7 +520,8 @@ void IvfPqIndex::AppendToList(List& list, uint64_t id, const uint8_t* code, cons
   const size_t block_bytes = simd::FastScanBlockBytes(pq_.m());
   if (pos % 32 == 0) list.codes.resize(list.codes.size() + block_bytes, 0);
   uint8_t* block = &list.codes[(pos / 32) * block_bytes];
-  for (size_t j = 0; j < pq_.m(); ++j) simd::FastScanSet(block, pos % 32, j, uint8_t(pq_.SubCode(code, j)));
+  for (size_t j = 0; j < pq_.m(); ++j)
+    simd::FastScanSet(block, pos % 32, j, uint8_t(pq_.SubCode(code, j)));
 }
 
 void IvfPqIndex::RemoveFromList(uint32_t l, uint32_t pos) {
@@ -541,7 +564,8 @@ void IvfPqIndex::RemoveFromList(uint32_t l, uint32_t pos) {
 Status IvfPqIndex::Remove(std::span<const uint64_t> ids) {
   std::unique_lock lock(mu_);
   for (uint64_t id : ids) {
-    if (!where_.count(id)) return NotFoundError("id " + std::to_string(id) + " is not in the index");
+    if (!where_.count(id))
+      return NotFoundError("id " + std::to_string(id) + " is not in the index");
   }
   for (uint64_t id : ids) {
     auto it = where_.find(id);
@@ -602,12 +626,15 @@ size_t IvfPqIndex::RefineFactor(const SearchParams& params) const {
   return params.refine ? params.refine : options_.refine;
 }
 
-void IvfPqIndex::FinishLocked(const float* q, bool refine, size_t k, std::vector<Candidate>& candidates,
+void IvfPqIndex::FinishLocked(const float* q, bool refine, size_t k,
+                              std::vector<Candidate>& candidates,
                               std::vector<Neighbor>* out) const {
   // Candidate rows are scattered: start loading a few ahead of the one being scored.
   constexpr size_t kAhead = 4;
   const size_t row_bytes = refine_row_bytes_;
-  auto row = [&](const Candidate& c) { return lists_[c.list].rows.data() + size_t(c.pos) * row_bytes; };
+  auto row = [&](const Candidate& c) {
+    return lists_[c.list].rows.data() + size_t(c.pos) * row_bytes;
+  };
   auto prefetch = [&](size_t i) {
     if (i < candidates.size()) PrefetchBytes(row(candidates[i]), row_bytes);
   };
@@ -620,9 +647,15 @@ void IvfPqIndex::FinishLocked(const float* q, bool refine, size_t k, std::vector
       Candidate& c = candidates[i];
       const float* v = reinterpret_cast<const float*>(row(c));
       switch (metric_) {
-        case Metric::kL2: c.distance = kernels_.l2sqr(q, v, dim_); break;
-        case Metric::kInnerProduct: c.distance = -kernels_.inner_product(q, v, dim_); break;
-        case Metric::kCosine: c.distance = 1.0f - kernels_.inner_product(q, v, dim_); break;
+        case Metric::kL2:
+          c.distance = kernels_.l2sqr(q, v, dim_);
+          break;
+        case Metric::kInnerProduct:
+          c.distance = -kernels_.inner_product(q, v, dim_);
+          break;
+        case Metric::kCosine:
+          c.distance = 1.0f - kernels_.inner_product(q, v, dim_);
+          break;
       }
     }
   } else if (refine && options_.refine_store == RefineStore::kInt8) {
@@ -637,9 +670,9 @@ void IvfPqIndex::FinishLocked(const float* q, bool refine, size_t k, std::vector
       if (metric_ == Metric::kL2) {
         c.distance = scale * float(kernels_.l2sqr_u8(code.data(), v, dim_));
       } else {
-        const float dot = scale * float(kernels_.inner_product_i8(
-                                      reinterpret_cast<const int8_t*>(code.data()),
-                                      reinterpret_cast<const int8_t*>(v), dim_));
+        const float dot =
+            scale * float(kernels_.inner_product_i8(reinterpret_cast<const int8_t*>(code.data()),
+                                                    reinterpret_cast<const int8_t*>(v), dim_));
         c.distance = metric_ == Metric::kCosine ? 1.0f - dot : -dot;
       }
     }
@@ -647,7 +680,8 @@ void IvfPqIndex::FinishLocked(const float* q, bool refine, size_t k, std::vector
   std::sort(candidates.begin(), candidates.end(), CloserThan<Candidate>);
   const size_t n = std::min(k, candidates.size());
   out->clear();
-  for (size_t i = 0; i < n; ++i) out->push_back({lists_[candidates[i].list].ids[candidates[i].pos], candidates[i].distance});
+  for (size_t i = 0; i < n; ++i)
+    out->push_back({lists_[candidates[i].list].ids[candidates[i].pos], candidates[i].distance});
 }
 
 Status IvfPqIndex::SearchLists(std::span<const float> query, std::span<const ListQuota> quotas,
@@ -682,11 +716,12 @@ Status IvfPqIndex::SearchLists(std::span<const float> query, std::span<const Lis
 Status IvfPqIndex::SearchWeighted(std::span<const float> queries, const SearchParams& params,
                                   std::vector<Neighbor>* out, std::vector<uint32_t>* terms) const {
   const size_t w = options_.weights;
-  if (w == 0) return FailedPreconditionError("this IVF-PQ index keeps no item weights (options.weights = 0)");
+  if (w == 0)
+    return FailedPreconditionError("this IVF-PQ index keeps no item weights (options.weights = 0)");
   if (queries.size() != w * dim_) {
     return InvalidArgumentError("SearchWeighted needs " + std::to_string(w) + " queries of dim " +
-                                std::to_string(dim_) + " (" + std::to_string(w * dim_) + " floats), got " +
-                                std::to_string(queries.size()));
+                                std::to_string(dim_) + " (" + std::to_string(w * dim_) +
+                                " floats), got " + std::to_string(queries.size()));
   }
   if (params.k == 0) return InvalidArgumentError("k must be at least 1");
   for (float v : queries) {
@@ -702,7 +737,8 @@ Status IvfPqIndex::SearchWeighted(std::span<const float> queries, const SearchPa
   // Per query: its dot with every centroid, and its table, negated into distance units.
   std::vector<float> dots(w * nlist), tables(w * mk);
   for (size_t k = 0; k < w; ++k) {
-    kernels_.inner_product_batch(&queries[k * dim_], centroids_.data(), nlist, dim_, &dots[k * nlist]);
+    kernels_.inner_product_batch(&queries[k * dim_], centroids_.data(), nlist, dim_,
+                                 &dots[k * nlist]);
     pq_.IpTable(&queries[k * dim_], &tables[k * mk]);
     for (size_t i = 0; i < mk; ++i) tables[k * mk + i] = -tables[k * mk + i];
   }
@@ -751,7 +787,8 @@ Status IvfPqIndex::SearchWeighted(std::span<const float> queries, const SearchPa
     std::vector<float> offset(w), inv(w), sum(m * 16), mins(m);
     const float limit = float(std::min<size_t>(255, 65535 / m));
     for (size_t k = 0; k < w; ++k) {
-      const float range = kernels_.lut16_sum_minmax(&tables[k * mk], nullptr, m, sum.data(), mins.data());
+      const float range =
+          kernels_.lut16_sum_minmax(&tables[k * mk], nullptr, m, sum.data(), mins.data());
       const float scale = range > 0 ? limit / range : 0.0f;
       inv[k] = scale > 0 ? 1.0f / scale : 0.0f;
       offset[k] = 0;
@@ -759,7 +796,8 @@ Status IvfPqIndex::SearchWeighted(std::span<const float> queries, const SearchPa
       kernels_.lut16_quantize(sum.data(), mins.data(), m, scale, &lut8[k * block_bytes]);
     }
     std::vector<uint16_t> sums_storage(w * 32 + 32);
-    uint16_t* sums = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(sums_storage.data()) + 63) & ~uintptr_t{63});
+    uint16_t* sums = reinterpret_cast<uint16_t*>(
+        (reinterpret_cast<uintptr_t>(sums_storage.data()) + 63) & ~uintptr_t{63});
     std::vector<float> bias(w);
     for (size_t p = 0; p < probes; ++p) {
       const uint32_t l = order[p].second;
@@ -776,7 +814,8 @@ Status IvfPqIndex::SearchWeighted(std::span<const float> queries, const SearchPa
         const float* wb = &list.weights[b * 32 * w];
         for (size_t v = 0; v < lanes; ++v) {
           float d = 0;
-          for (size_t k = 0; k < w; ++k) d += wb[v * w + k] * (bias[k] + float(sums[k * 32 + v]) * inv[k]);
+          for (size_t k = 0; k < w; ++k)
+            d += wb[v * w + k] * (bias[k] + float(sums[k * 32 + v]) * inv[k]);
           push(list, l, b * 32 + v, d);
         }
       }
@@ -788,11 +827,14 @@ Status IvfPqIndex::SearchWeighted(std::span<const float> queries, const SearchPa
     // The rows are scattered: load a few ahead of the one being scored.
     constexpr size_t kAhead = 4;
     auto row = [&](const Candidate& c) {
-      return reinterpret_cast<const float*>(lists_[c.list].rows.data() + size_t(c.pos) * refine_row_bytes_);
+      return reinterpret_cast<const float*>(lists_[c.list].rows.data() +
+                                            size_t(c.pos) * refine_row_bytes_);
     };
-    for (size_t i = 0; i < std::min(kAhead, candidates.size()); ++i) PrefetchBytes(row(candidates[i]), refine_row_bytes_);
+    for (size_t i = 0; i < std::min(kAhead, candidates.size()); ++i)
+      PrefetchBytes(row(candidates[i]), refine_row_bytes_);
     for (size_t i = 0; i < candidates.size(); ++i) {
-      if (i + kAhead < candidates.size()) PrefetchBytes(row(candidates[i + kAhead]), refine_row_bytes_);
+      if (i + kAhead < candidates.size())
+        PrefetchBytes(row(candidates[i + kAhead]), refine_row_bytes_);
       Candidate& c = candidates[i];
       const float* x = row(c);
       const float* wi = &lists_[c.list].weights[size_t(c.pos) * w];

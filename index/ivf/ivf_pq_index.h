@@ -37,13 +37,13 @@ enum class RefineStore : uint8_t {
 
 struct IvfPqOptions {
   size_t nlist = 256;
-  size_t m = 16;               // PQ sub-quantisers; must divide dim
-  size_t nbits = 8;            // 8, or 4 for fast scan
-  size_t nprobe = 16;          // default lists visited per query
+  size_t m = 16;       // PQ sub-quantisers; must divide dim
+  size_t nbits = 8;    // 8, or 4 for fast scan
+  size_t nprobe = 16;  // default lists visited per query
   RefineStore refine_store = RefineStore::kFloat32;
-  size_t refine = 4;           // default re-rank factor with a refine store (0 = off)
+  size_t refine = 4;  // default re-rank factor with a refine store (0 = off)
   size_t max_train_points_per_list = 256;
-  int threads = 0;             // training and encoding threads; 0 = all cores
+  int threads = 0;  // training and encoding threads; 0 = all cores
   uint64_t seed = 1234;
   // W > 0: every item keeps W float weights beside its code (MVKE's topic weights alpha), for
   // SearchWeighted.
@@ -104,7 +104,8 @@ class IvfPqIndex final : public VectorIndex, public WeightedIndex {
   // `terms` (if given) then receives, per result, the k whose term w_ik (q_k . x_i) is largest.
   // Queries are used as given (not normalised, also under cosine). REQUIRES options.weights =
   // W > 0 (else kFailedPrecondition).
-  Status SearchWeighted(std::span<const float> queries, const SearchParams& params, std::vector<Neighbor>* out,
+  Status SearchWeighted(std::span<const float> queries, const SearchParams& params,
+                        std::vector<Neighbor>* out,
                         std::vector<uint32_t>* terms = nullptr) const override;
   // Whether SearchWeighted's scores are exact (float32 refine rows and a refine factor).
   bool ExactWeighted(const SearchParams& params) const override {
@@ -126,9 +127,9 @@ class IvfPqIndex final : public VectorIndex, public WeightedIndex {
  private:
   struct List {
     std::vector<uint64_t> ids;
-    std::vector<uint8_t> codes;    // 8-bit: n * code_size; 4-bit: ceil(n/32) packed blocks
-    std::vector<uint8_t> rows;     // n refine rows (refine_row_bytes_ each)
-    std::vector<float> weights;    // n * options.weights
+    std::vector<uint8_t> codes;       // 8-bit: n * code_size; 4-bit: ceil(n/32) packed blocks
+    std::vector<uint8_t> rows;        // n refine rows (refine_row_bytes_ each)
+    std::vector<float> weights;       // n * options.weights
     std::vector<double> weight_sums;  // options.weights: per weight, its sum over the list
   };
   struct Candidate {
@@ -148,7 +149,8 @@ class IvfPqIndex final : public VectorIndex, public WeightedIndex {
                    const float* weights = nullptr);
   // The nearest list of each row (by the metric; inner product: the largest dot).
   std::vector<uint32_t> AssignLists(const float* x, size_t n) const;
-  void AppendToList(List& list, uint64_t id, const uint8_t* code, const float* vector, const float* weights);
+  void AppendToList(List& list, uint64_t id, const uint8_t* code, const float* vector,
+                    const float* weights);
   void RemoveFromList(uint32_t list, uint32_t pos);
   void PrepareQuery(const float* query, std::vector<float>* q) const;
   // The rows as the index stores them: normalised (into *storage) under cosine, else as given.
@@ -164,13 +166,13 @@ class IvfPqIndex final : public VectorIndex, public WeightedIndex {
   const simd::Kernels& kernels_;
 
   mutable std::shared_mutex mu_;
-  bool coarse_given_ = false;            // GUARDED_BY(mu_)
-  bool trained_ = false;                 // GUARDED_BY(mu_)
-  std::vector<float> centroids_;         // nlist * dim
+  bool coarse_given_ = false;     // GUARDED_BY(mu_)
+  bool trained_ = false;          // GUARDED_BY(mu_)
+  std::vector<float> centroids_;  // nlist * dim
   ProductQuantizer pq_;
   const size_t refine_row_bytes_;
-  simd::ScalarQuantizer refine_sq_;      // kInt8 refine store
-  std::vector<float> precomputed_;       // L2: nlist * m * ksub, or empty
+  simd::ScalarQuantizer refine_sq_;  // kInt8 refine store
+  std::vector<float> precomputed_;   // L2: nlist * m * ksub, or empty
   std::vector<List> lists_;
   std::unordered_map<uint64_t, std::pair<uint32_t, uint32_t>> where_;  // id -> (list, pos)
 

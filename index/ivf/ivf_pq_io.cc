@@ -21,7 +21,9 @@ class IvfPqSerializer {
   static Result<std::unique_ptr<IvfPqIndex>> Load(const IndexFileReader& file);
 };
 
-Status IvfPqIndex::Save(const std::string& path) const { return IvfPqSerializer::Save(*this, path); }
+Status IvfPqIndex::Save(const std::string& path) const {
+  return IvfPqSerializer::Save(*this, path);
+}
 
 Result<std::unique_ptr<IvfPqIndex>> IvfPqIndex::Load(const IndexFileReader& file) {
   return IvfPqSerializer::Load(file);
@@ -98,7 +100,8 @@ Result<std::unique_ptr<IvfPqIndex>> IvfPqSerializer::Load(const IndexFileReader&
   auto weights = file.Section(kSectionWeights);  // absent: no item weights
   uint64_t nweights = 0;
   if (weights.ok()) {
-    if (!GetFixed(&*weights, &nweights) || nweights == 0 || nweights > 1024) return corrupt("weight count");
+    if (!GetFixed(&*weights, &nweights) || nweights == 0 || nweights > 1024)
+      return corrupt("weight count");
     o.weights = nweights;
   }
   auto created = IvfPqIndex::Create(dim, static_cast<Metric>(metric), o);
@@ -114,7 +117,8 @@ Result<std::unique_ptr<IvfPqIndex>> IvfPqSerializer::Load(const IndexFileReader&
     if (!std::isfinite(v)) return corrupt("non-finite centroid");
   }
   x->coarse_given_ = given != 0;
-  x->refine_sq_ = simd::ScalarQuantizer(static_cast<simd::ScalarQuantizer::Kind>(sq_kind), sq_lo, sq_step);
+  x->refine_sq_ =
+      simd::ScalarQuantizer(static_cast<simd::ScalarQuantizer::Kind>(sq_kind), sq_lo, sq_step);
   QV_ASSIGN_OR_RETURN(std::string_view pq, file.Section(kSectionPq));
   if (trained) {
     auto parsed = ProductQuantizer::Parse(&pq);

@@ -52,7 +52,8 @@ void AssignBlas(const float* data, size_t n, const float* centroids, size_t k, s
                 uint32_t* labels, float* distances, int threads) {
   const auto& kern = simd::GetKernels();
   std::vector<float> cnorm(k);
-  for (size_t c = 0; c < k; ++c) cnorm[c] = kern.inner_product(centroids + c * d, centroids + c * d, d);
+  for (size_t c = 0; c < k; ++c)
+    cnorm[c] = kern.inner_product(centroids + c * d, centroids + c * d, d);
   const size_t block = 4096;
   std::vector<float> dots(block * k);
   for (size_t b = 0; b < n; b += block) {
@@ -95,7 +96,8 @@ void AssignNearest(const float* data, size_t n, const float* centroids, size_t k
 
 Result<KMeansResult> TrainKMeans(std::span<const float> data, size_t d, const KMeansOptions& o) {
   if (d == 0 || o.k == 0) return InvalidArgumentError("k-means needs d > 0 and k > 0");
-  if (data.size() % d != 0) return InvalidArgumentError("k-means data is not a whole number of rows");
+  if (data.size() % d != 0)
+    return InvalidArgumentError("k-means data is not a whole number of rows");
   const size_t n_all = data.size() / d;
   if (n_all < o.k) {
     return InvalidArgumentError("k-means needs at least k = " + std::to_string(o.k) +

@@ -31,7 +31,8 @@ struct KMeansResult {
 
 // REQUIRES nothing; kInvalidArgument for d == 0, k == 0, fewer points than k, or a data length
 // that is not a multiple of d.
-Result<KMeansResult> TrainKMeans(std::span<const float> data, size_t d, const KMeansOptions& options);
+Result<KMeansResult> TrainKMeans(std::span<const float> data, size_t d,
+                                 const KMeansOptions& options);
 
 // For each of the n rows of `data`, the index of the nearest of the k centroids (and, if
 // `distances` is not null, the squared distance to it). Uses sgemm for large problems.

@@ -5,13 +5,18 @@ namespace quiver::simd {
 const Kernels* KernelsFor(SimdLevel level) {
   if (!IsSupported(level)) return nullptr;
   switch (level) {
-    case SimdLevel::kScalar: return &ScalarKernels();
-    case SimdLevel::kGeneric: return &GenericKernels();
+    case SimdLevel::kScalar:
+      return &ScalarKernels();
+    case SimdLevel::kGeneric:
+      return &GenericKernels();
 #if defined(__x86_64__)
-    case SimdLevel::kAvx2: return &Avx2Kernels();
-    case SimdLevel::kAvx512: return &Avx512Kernels();
+    case SimdLevel::kAvx2:
+      return &Avx2Kernels();
+    case SimdLevel::kAvx512:
+      return &Avx512Kernels();
 #else
-    default: return nullptr;
+    default:
+      return nullptr;
 #endif
   }
   return nullptr;

@@ -26,8 +26,8 @@ struct Kernels {
   float (*inner_product)(const float* a, const float* b, size_t d);
   void (*l2sqr_batch)(const float* q, const float* base, size_t n, size_t d, float* out);
   void (*inner_product_batch)(const float* q, const float* base, size_t n, size_t d, float* out);
-  void (*l2sqr_by_ids)(const float* q, const float* base, const uint32_t* ids, size_t n,
-                       size_t d, float* out);
+  void (*l2sqr_by_ids)(const float* q, const float* base, const uint32_t* ids, size_t n, size_t d,
+                       float* out);
   void (*inner_product_by_ids)(const float* q, const float* base, const uint32_t* ids, size_t n,
                                size_t d, float* out);
   // Scales x in place to unit L2 norm; returns the norm before scaling. A zero vector is left
@@ -49,8 +49,7 @@ struct Kernels {
   float (*lut16_sum_minmax)(const float* a, const float* b, size_t m, float* sum, float* mins);
   // luts in the fast-scan layout (index/simd/fastscan.h): round((sum - mins[j]) * scale),
   // REQUIRES: results within [0, 255].
-  void (*lut16_quantize)(const float* sum, const float* mins, size_t m, float scale,
-                         uint8_t* luts);
+  void (*lut16_quantize)(const float* sum, const float* mins, size_t m, float scale, uint8_t* luts);
 };
 
 // Kernels of the active level. The reference is valid for the life of the process.

@@ -1,8 +1,10 @@
 // AVX-512 level: the 512-bit forms of the float, uint8, int8 and fast-scan kernels, against
 // SIMDe's AVX-512 API; the remaining kernels (fp16, normalize) reuse the AVX2 body compiled
 // in this translation unit. Compiled with -mavx512f -mavx512bw -mavx512vl -mavx2 -mfma -mf16c.
+// clang-format off: the AVX2 body first, under its namespace macro, then the AVX-512 API.
 #define QV_SIMD_NS avx512_body
 #include "index/simd/kernels_body.inc"
+// clang-format on
 
 #include <simde/x86/avx512.h>
 
@@ -19,8 +21,8 @@ simde__m256i HalfOf(simde__m512i v) {
 }
 template <int kHalf>
 simde__m256 HalfOf(simde__m512 v) {
-  return simde_mm256_castpd_ps(
-      simde_mm512_mask_extractf64x4_pd(simde_mm256_setzero_pd(), 0xF, simde_mm512_castps_pd(v), kHalf));
+  return simde_mm256_castpd_ps(simde_mm512_mask_extractf64x4_pd(simde_mm256_setzero_pd(), 0xF,
+                                                                simde_mm512_castps_pd(v), kHalf));
 }
 
 inline float HorizontalSum512(simde__m512 v) {
@@ -33,7 +35,8 @@ inline float HorizontalSum512(simde__m512 v) {
 
 inline int32_t HorizontalSum512(simde__m512i v) {
   simde__m256i s = simde_mm256_add_epi32(HalfOf<0>(v), HalfOf<1>(v));
-  simde__m128i x = simde_mm_add_epi32(simde_mm256_castsi256_si128(s), simde_mm256_extracti128_si256(s, 1));
+  simde__m128i x =
+      simde_mm_add_epi32(simde_mm256_castsi256_si128(s), simde_mm256_extracti128_si256(s, 1));
   x = simde_mm_add_epi32(x, simde_mm_shuffle_epi32(x, 0x4E));
   x = simde_mm_add_epi32(x, simde_mm_shuffle_epi32(x, 0xB1));
   return simde_mm_cvtsi128_si32(x);
@@ -81,7 +84,8 @@ inline uint32_t L2SqrU8(const uint8_t* a, const uint8_t* b, size_t d) {
   for (; i + 64 <= d; i += 64) {
     simde__m512i va = simde_mm512_loadu_si512(a + i);
     simde__m512i vb = simde_mm512_loadu_si512(b + i);
-    simde__m512i ad = simde_mm512_or_si512(simde_mm512_subs_epu8(va, vb), simde_mm512_subs_epu8(vb, va));
+    simde__m512i ad =
+        simde_mm512_or_si512(simde_mm512_subs_epu8(va, vb), simde_mm512_subs_epu8(vb, va));
     simde__m512i lo = simde_mm512_unpacklo_epi8(ad, zero);
     simde__m512i hi = simde_mm512_unpackhi_epi8(ad, zero);
     acc0 = simde_mm512_add_epi32(acc0, simde_mm512_madd_epi16(lo, lo));
@@ -123,8 +127,8 @@ uint32_t FastScanBlock32(const uint8_t* codes, const uint8_t* luts, size_t pairs
     const simde__m512i c = simde_mm512_loadu_si512(codes + p * 32);
     const simde__m512i lut = simde_mm512_loadu_si512(luts + p * 32);
     const simde__m512i r_lo = simde_mm512_shuffle_epi8(lut, simde_mm512_and_si512(c, low4));
-    const simde__m512i r_hi = simde_mm512_shuffle_epi8(
-        lut, simde_mm512_and_si512(simde_mm512_srli_epi16(c, 4), low4));
+    const simde__m512i r_hi =
+        simde_mm512_shuffle_epi8(lut, simde_mm512_and_si512(simde_mm512_srli_epi16(c, 4), low4));
     lo_all = simde_mm512_add_epi16(lo_all, r_lo);
     lo_odd = simde_mm512_add_epi16(lo_odd, simde_mm512_srli_epi16(r_lo, 8));
     hi_all = simde_mm512_add_epi16(hi_all, r_hi);

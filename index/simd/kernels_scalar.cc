@@ -120,17 +120,29 @@ float Lut16SumMinMax(const float* a, const float* b, size_t m, float* sum, float
 void Lut16Quantize(const float* sum, const float* mins, size_t m, float scale, uint8_t* luts) {
   for (size_t j = 0; j < m; ++j) {
     uint8_t* dst = luts + (j / 2) * 32 + (j % 2) * 16;
-    for (size_t c = 0; c < 16; ++c) dst[c] = uint8_t(std::nearbyint((sum[j * 16 + c] - mins[j]) * scale));
+    for (size_t c = 0; c < 16; ++c)
+      dst[c] = uint8_t(std::nearbyint((sum[j * 16 + c] - mins[j]) * scale));
   }
 }
 
 }  // namespace
 
 const Kernels& ScalarKernels() {
-  static const Kernels k{SimdLevel::kScalar, L2Sqr,          InnerProduct,   L2SqrBatch,
-                         InnerProductBatch,  L2SqrByIds,     InnerProductByIds, Normalize,
-                         L2SqrU8,            InnerProductI8, L2SqrF16,       InnerProductF16,
-                         FastScanBlock32,    Lut16SumMinMax, Lut16Quantize};
+  static const Kernels k{SimdLevel::kScalar,
+                         L2Sqr,
+                         InnerProduct,
+                         L2SqrBatch,
+                         InnerProductBatch,
+                         L2SqrByIds,
+                         InnerProductByIds,
+                         Normalize,
+                         L2SqrU8,
+                         InnerProductI8,
+                         L2SqrF16,
+                         InnerProductF16,
+                         FastScanBlock32,
+                         Lut16SumMinMax,
+                         Lut16Quantize};
   return k;
 }
 

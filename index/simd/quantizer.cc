@@ -12,8 +12,9 @@ ScalarQuantizer ScalarQuantizer::Train(Kind kind, std::span<const float> data) {
     float lo = *mn, hi = *mx;
     float step = hi > lo ? (hi - lo) / 255.0f : 1.0f;
     // Data that already lies on an integer grid in [0, 255] (pixels, counts) is kept exact.
-    bool integral = lo >= 0 && hi <= 255 &&
-                    std::all_of(data.begin(), data.end(), [](float v) { return v == std::floor(v); });
+    bool integral = lo >= 0 && hi <= 255 && std::all_of(data.begin(), data.end(), [](float v) {
+                      return v == std::floor(v);
+                    });
     if (integral) return ScalarQuantizer(kind, 0, 1);
     return ScalarQuantizer(kind, lo, step);
   }

@@ -7,17 +7,21 @@ namespace quiver::simd {
 
 std::string_view SimdLevelName(SimdLevel level) {
   switch (level) {
-    case SimdLevel::kScalar: return "scalar";
-    case SimdLevel::kGeneric: return "generic";
-    case SimdLevel::kAvx2: return "avx2";
-    case SimdLevel::kAvx512: return "avx512";
+    case SimdLevel::kScalar:
+      return "scalar";
+    case SimdLevel::kGeneric:
+      return "generic";
+    case SimdLevel::kAvx2:
+      return "avx2";
+    case SimdLevel::kAvx512:
+      return "avx512";
   }
   return "unknown";
 }
 
 std::optional<SimdLevel> ParseSimdLevel(std::string_view name) {
-  for (SimdLevel l : {SimdLevel::kScalar, SimdLevel::kGeneric, SimdLevel::kAvx2,
-                      SimdLevel::kAvx512}) {
+  for (SimdLevel l :
+       {SimdLevel::kScalar, SimdLevel::kGeneric, SimdLevel::kAvx2, SimdLevel::kAvx512}) {
     if (SimdLevelName(l) == name) return l;
   }
   return std::nullopt;
@@ -58,13 +62,17 @@ SimdLevel ChooseLevel() {
   if (env == nullptr || *env == '\0') return BestSupportedLevel();
   auto forced = ParseSimdLevel(env);
   if (!forced) {
-    std::fprintf(stderr, "quiver: QUIVER_SIMD=%s is not a level (scalar|generic|avx2|avx512); "
-                 "using the best supported\n", env);
+    std::fprintf(stderr,
+                 "quiver: QUIVER_SIMD=%s is not a level (scalar|generic|avx2|avx512); "
+                 "using the best supported\n",
+                 env);
     return BestSupportedLevel();
   }
   if (!IsSupported(*forced)) {
-    std::fprintf(stderr, "quiver: QUIVER_SIMD=%s is not supported by this CPU; using the best "
-                 "supported\n", env);
+    std::fprintf(stderr,
+                 "quiver: QUIVER_SIMD=%s is not supported by this CPU; using the best "
+                 "supported\n",
+                 env);
     return BestSupportedLevel();
   }
   return *forced;

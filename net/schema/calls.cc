@@ -4,11 +4,26 @@ namespace quiver::net {
 namespace {
 
 // In Call's alternative order.
-constexpr const char* kNames[] = {"create_collection", "drop_collection", "list_collections",
-                                  "describe_collection", "upsert", "delete", "get", "put_users",
-                                  "get_user", "add_events", "search", "snapshot", "reload",
-                                  "rollback", "list_versions", "health", "run_plugin", "get_list",
-                                  "list_lists", "list_plugins"};
+constexpr const char* kNames[] = {"create_collection",
+                                  "drop_collection",
+                                  "list_collections",
+                                  "describe_collection",
+                                  "upsert",
+                                  "delete",
+                                  "get",
+                                  "put_users",
+                                  "get_user",
+                                  "add_events",
+                                  "search",
+                                  "snapshot",
+                                  "reload",
+                                  "rollback",
+                                  "list_versions",
+                                  "health",
+                                  "run_plugin",
+                                  "get_list",
+                                  "list_lists",
+                                  "list_plugins"};
 static_assert(std::size(kNames) == kCallKinds);
 
 }  // namespace
@@ -21,11 +36,12 @@ bool IsWrite(const Call& call) {
   return std::visit(
       [](const auto& c) {
         using T = std::decay_t<decltype(c)>;
-        return !(std::is_same_v<T, ListCollectionsCall> || std::is_same_v<T, DescribeCollectionCall> ||
-                 std::is_same_v<T, GetCall> || std::is_same_v<T, GetUserCall> ||
-                 std::is_same_v<T, SearchCall> || std::is_same_v<T, ListVersionsCall> ||
-                 std::is_same_v<T, HealthCall> || std::is_same_v<T, GetListCall> ||
-                 std::is_same_v<T, ListListsCall> || std::is_same_v<T, ListPluginsCall>);
+        return !(std::is_same_v<T, ListCollectionsCall> ||
+                 std::is_same_v<T, DescribeCollectionCall> || std::is_same_v<T, GetCall> ||
+                 std::is_same_v<T, GetUserCall> || std::is_same_v<T, SearchCall> ||
+                 std::is_same_v<T, ListVersionsCall> || std::is_same_v<T, HealthCall> ||
+                 std::is_same_v<T, GetListCall> || std::is_same_v<T, ListListsCall> ||
+                 std::is_same_v<T, ListPluginsCall>);
       },
       call);
 }

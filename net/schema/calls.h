@@ -14,16 +14,40 @@
 
 namespace quiver::net {
 
-struct CreateCollectionCall { CollectionSchema schema; };
-struct DropCollectionCall { std::string name; };
+struct CreateCollectionCall {
+  CollectionSchema schema;
+};
+struct DropCollectionCall {
+  std::string name;
+};
 struct ListCollectionsCall {};
-struct DescribeCollectionCall { std::string name; };
-struct UpsertCall { std::string collection; std::vector<ItemRecord> items; };
-struct DeleteCall { std::string collection; std::vector<uint64_t> ids; };
-struct GetCall { std::string collection; std::vector<uint64_t> ids; };
-struct PutUsersCall { std::string collection; std::vector<UserRecord> users; };
-struct GetUserCall { std::string collection; uint64_t id = 0; };
-struct AddEventsCall { std::string collection; std::vector<Event> events; };
+struct DescribeCollectionCall {
+  std::string name;
+};
+struct UpsertCall {
+  std::string collection;
+  std::vector<ItemRecord> items;
+};
+struct DeleteCall {
+  std::string collection;
+  std::vector<uint64_t> ids;
+};
+struct GetCall {
+  std::string collection;
+  std::vector<uint64_t> ids;
+};
+struct PutUsersCall {
+  std::string collection;
+  std::vector<UserRecord> users;
+};
+struct GetUserCall {
+  std::string collection;
+  uint64_t id = 0;
+};
+struct AddEventsCall {
+  std::string collection;
+  std::vector<Event> events;
+};
 // Per-cluster quotas of a search (docs/queries.md): p empty means "auto".
 struct QuotaParams {
   std::vector<float> p;
@@ -58,15 +82,19 @@ struct SearchCall {
   std::optional<Rerank> rerank;
   std::optional<MvkeParams> mvke;  // instead of vector / vectors
   std::optional<Fresh> fresh;
-  bool with_payload = false;  // return each hit's payload
+  bool with_payload = false;         // return each hit's payload
   std::optional<Channels> channels;  // u2i / u2i2i / u2u2i merged (vector optional with a user)
   bool IsPlain() const {
-    return vectors.empty() && aggregate == 0 && weights.empty() && !quota && !filter && !rerank && !mvke && !fresh &&
-           !channels;
+    return vectors.empty() && aggregate == 0 && weights.empty() && !quota && !filter && !rerank &&
+           !mvke && !fresh && !channels;
   }
 };
-struct SnapshotCall { std::string collection; };  // empty: every collection
-struct ReloadCall { std::string version; };
+struct SnapshotCall {
+  std::string collection;
+};  // empty: every collection
+struct ReloadCall {
+  std::string version;
+};
 struct RollbackCall {};
 struct ListVersionsCall {};
 struct HealthCall {};
@@ -76,8 +104,13 @@ struct RunPluginCall {
   std::string collection, plugin, config;
   bool incremental = false;
 };
-struct GetListCall { std::string collection, kind; uint64_t key = 0; };
-struct ListListsCall { std::string collection; };
+struct GetListCall {
+  std::string collection, kind;
+  uint64_t key = 0;
+};
+struct ListListsCall {
+  std::string collection;
+};
 struct ListPluginsCall {};
 
 using Call = std::variant<CreateCollectionCall, DropCollectionCall, ListCollectionsCall,
@@ -137,9 +170,10 @@ struct PluginsResult {
   friend bool operator==(const PluginsResult&, const PluginsResult&) = default;
 };
 
-using ReplyBody = std::variant<std::monostate, CollectionInfo, std::vector<CollectionInfo>, WriteResult,
-                               GetResult, UserResult, SearchResult, VersionsInfo, HealthResult, PluginRunResult,
-                               ListResult, ListInfosResult, PluginsResult>;
+using ReplyBody =
+    std::variant<std::monostate, CollectionInfo, std::vector<CollectionInfo>, WriteResult,
+                 GetResult, UserResult, SearchResult, VersionsInfo, HealthResult, PluginRunResult,
+                 ListResult, ListInfosResult, PluginsResult>;
 
 // An answer: a failed status (and no body), or OK and the body the call produces
 // (monostate for calls that return nothing).

@@ -16,8 +16,8 @@ using flatbuffers::Offset;
 Offset<wire::Schema> PutSchema(FlatBufferBuilder& b, const CollectionSchema& s) {
   const IndexSpec& x = s.index;
   auto index = wire::CreateIndexSpec(b, wire::IndexType(x.type), x.hnsw_m, x.hnsw_ef_construction,
-                                     x.hnsw_ef_search, x.hnsw_sq8, x.ivf_nlist, x.ivf_m, x.ivf_nbits,
-                                     x.ivf_nprobe, x.ivf_refine, x.ivf_refine_int8);
+                                     x.hnsw_ef_search, x.hnsw_sq8, x.ivf_nlist, x.ivf_m,
+                                     x.ivf_nbits, x.ivf_nprobe, x.ivf_refine, x.ivf_refine_int8);
   auto name = b.CreateString(s.name);
   return wire::CreateSchema(b, name, s.dim, wire::Metric(s.metric), index, s.clusters, s.topics,
                             s.max_history, s.topic_threshold, s.topic_concat);
@@ -56,7 +56,8 @@ struct BodyRef {
 using FloatVectors = flatbuffers::Vector<Offset<wire::FloatVector>>;
 
 // A list of float vectors (multi-vector queries, MVKE user vectors); empty: absent.
-Offset<FloatVectors> PutFloatVectors(FlatBufferBuilder& b, const std::vector<std::vector<float>>& vs) {
+Offset<FloatVectors> PutFloatVectors(FlatBufferBuilder& b,
+                                     const std::vector<std::vector<float>>& vs) {
   if (vs.empty()) return 0;
   std::vector<Offset<wire::FloatVector>> each;
   each.reserve(vs.size());
@@ -67,7 +68,8 @@ Offset<FloatVectors> PutFloatVectors(FlatBufferBuilder& b, const std::vector<std
 Offset<wire::Filter> PutFilter(FlatBufferBuilder& b, const Filter& f) {
   std::vector<Offset<wire::Filter>> children;
   for (const Filter& c : f.children) children.push_back(PutFilter(b, c));
-  auto cv = children.empty() ? Offset<flatbuffers::Vector<Offset<wire::Filter>>>() : b.CreateVector(children);
+  auto cv = children.empty() ? Offset<flatbuffers::Vector<Offset<wire::Filter>>>()
+                             : b.CreateVector(children);
   auto vv = f.values.empty() ? Offset<flatbuffers::Vector<int64_t>>() : b.CreateVector(f.values);
   return wire::CreateFilter(b, uint8_t(f.op), uint8_t(f.field), vv, f.lo, f.hi, cv);
 }
@@ -162,8 +164,9 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
       if (c.filter) f = PutFilter(b, *c.filter);
       Offset<wire::Rerank> rr;
       if (c.rerank) {
-        rr = wire::CreateRerank(b, c.rerank->mmr_lambda, c.rerank->window, c.rerank->max_consecutive_category,
-                                c.rerank->per_category_cap, c.rerank->category_diversity);
+        rr = wire::CreateRerank(b, c.rerank->mmr_lambda, c.rerank->window,
+                                c.rerank->max_consecutive_category, c.rerank->per_category_cap,
+                                c.rerank->category_diversity);
       }
       Offset<wire::Mvke> mv;
       if (c.mvke) {
@@ -182,13 +185,13 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
         auto seeds = b.CreateVector(x.seed_items);
         auto i2i = b.CreateString(x.i2i_kind);
         auto u2u = b.CreateString(x.u2u_kind);
-        chn = wire::CreateChannels(b, x.user.has_value(), x.user.value_or(0), seeds, x.u2i, x.u2i2i, x.u2u2i, x.seeds,
-                                   x.per_seed, x.users, x.per_user, i2i, u2u, x.w_sim, x.w_dup, x.w_div,
-                                   x.exclude_seen);
+        chn = wire::CreateChannels(b, x.user.has_value(), x.user.value_or(0), seeds, x.u2i, x.u2i2i,
+                                   x.u2u2i, x.seeds, x.per_seed, x.users, x.per_user, i2i, u2u,
+                                   x.w_sim, x.w_dup, x.w_div, x.exclude_seen);
       }
-      return {wire::RequestBody::Search, wire::CreateSearch(b, n, v, c.k, c.ef, c.nprobe, c.refine, vs,
-                                                            wire::Aggregate(c.aggregate), w, q, f, rr, mv, fr,
-                                                            c.with_payload, chn)
+      return {wire::RequestBody::Search, wire::CreateSearch(b, n, v, c.k, c.ef, c.nprobe, c.refine,
+                                                            vs, wire::Aggregate(c.aggregate), w, q,
+                                                            f, rr, mv, fr, c.with_payload, chn)
                                              .Union()};
     }
     BodyRef operator()(const SnapshotCall& c) {
@@ -199,16 +202,21 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
       auto v = b.CreateString(c.version);
       return {wire::RequestBody::Reload, wire::CreateReload(b, v).Union()};
     }
-    BodyRef operator()(const RollbackCall&) { return {wire::RequestBody::Rollback, wire::CreateRollback(b).Union()}; }
+    BodyRef operator()(const RollbackCall&) {
+      return {wire::RequestBody::Rollback, wire::CreateRollback(b).Union()};
+    }
     BodyRef operator()(const ListVersionsCall&) {
       return {wire::RequestBody::ListVersions, wire::CreateListVersions(b).Union()};
     }
-    BodyRef operator()(const HealthCall&) { return {wire::RequestBody::Health, wire::CreateHealth(b).Union()}; }
+    BodyRef operator()(const HealthCall&) {
+      return {wire::RequestBody::Health, wire::CreateHealth(b).Union()};
+    }
     BodyRef operator()(const RunPluginCall& c) {
       auto n = b.CreateString(c.collection);
       auto p = b.CreateString(c.plugin);
       auto cfg = b.CreateString(c.config);
-      return {wire::RequestBody::RunPlugin, wire::CreateRunPlugin(b, n, p, cfg, c.incremental).Union()};
+      return {wire::RequestBody::RunPlugin,
+              wire::CreateRunPlugin(b, n, p, cfg, c.incremental).Union()};
     }
     BodyRef operator()(const GetListCall& c) {
       auto n = b.CreateString(c.collection);
@@ -234,7 +242,9 @@ struct ResponseRef {
 ResponseRef PutReplyBody(FlatBufferBuilder& b, const ReplyBody& body) {
   struct Visitor {
     FlatBufferBuilder& b;
-    ResponseRef operator()(const std::monostate&) { return {wire::ResponseBody::Ok, wire::CreateOk(b).Union()}; }
+    ResponseRef operator()(const std::monostate&) {
+      return {wire::ResponseBody::Ok, wire::CreateOk(b).Union()};
+    }
     ResponseRef operator()(const CollectionInfo& info) {
       return {wire::ResponseBody::CollectionInfo, PutInfo(b, info).Union()};
     }
@@ -245,7 +255,8 @@ ResponseRef PutReplyBody(FlatBufferBuilder& b, const ReplyBody& body) {
       return {wire::ResponseBody::CollectionList, wire::CreateCollectionList(b, vec).Union()};
     }
     ResponseRef operator()(const WriteResult& w) {
-      return {wire::ResponseBody::WriteResult, wire::CreateWriteResult(b, w.op_seq, w.changed).Union()};
+      return {wire::ResponseBody::WriteResult,
+              wire::CreateWriteResult(b, w.op_seq, w.changed).Union()};
     }
     ResponseRef operator()(const GetResult& g) {
       std::vector<Offset<wire::Item>> items;
@@ -267,7 +278,9 @@ ResponseRef PutReplyBody(FlatBufferBuilder& b, const ReplyBody& body) {
       hits.reserve(s.hits.size());
       for (const Hit& h : s.hits) hits.emplace_back(h.id, h.score);
       auto v = b.CreateVectorOfStructs(hits);
-      auto opt = [&](const auto& x) { return x.empty() ? decltype(b.CreateVector(x))() : b.CreateVector(x); };
+      auto opt = [&](const auto& x) {
+        return x.empty() ? decltype(b.CreateVector(x))() : b.CreateVector(x);
+      };
       auto hv = opt(s.hit_vector);
       auto hc = opt(s.hit_cluster);
       auto qs = opt(s.quotas);
@@ -275,7 +288,8 @@ ResponseRef PutReplyBody(FlatBufferBuilder& b, const ReplyBody& body) {
       auto hp = s.hit_payload.empty() ? Offset<flatbuffers::Vector<Offset<flatbuffers::String>>>()
                                       : b.CreateVectorOfStrings(s.hit_payload);
       auto hch = opt(s.hit_channels);
-      return {wire::ResponseBody::SearchResult, wire::CreateSearchResult(b, v, hv, hc, qs, pc, hp, hch).Union()};
+      return {wire::ResponseBody::SearchResult,
+              wire::CreateSearchResult(b, v, hv, hc, qs, pc, hp, hch).Union()};
     }
     ResponseRef operator()(const VersionsInfo& v) {
       auto cur = b.CreateString(v.current);
@@ -300,7 +314,8 @@ ResponseRef PutReplyBody(FlatBufferBuilder& b, const ReplyBody& body) {
         for (const Hit& h : *r.list) hits.emplace_back(h.id, h.score);
         list = b.CreateVectorOfStructs(hits);
       }
-      return {wire::ResponseBody::ListResult, wire::CreateListResult(b, r.list.has_value(), list).Union()};
+      return {wire::ResponseBody::ListResult,
+              wire::CreateListResult(b, r.list.has_value(), list).Union()};
     }
     ResponseRef operator()(const ListInfosResult& r) {
       std::vector<Offset<wire::ListInfo>> infos;
@@ -341,7 +356,8 @@ std::vector<T> Vec(const flatbuffers::Vector<T>* v) {
 std::vector<std::vector<float>> GetFloatVectors(const FloatVectors* vs) {
   std::vector<std::vector<float>> out;
   if (vs) {
-    for (const wire::FloatVector* x : *vs) out.push_back(x ? Vec(x->values()) : std::vector<float>());
+    for (const wire::FloatVector* x : *vs)
+      out.push_back(x ? Vec(x->values()) : std::vector<float>());
   }
   return out;
 }
@@ -426,7 +442,8 @@ Result<Call> CallFromWire(const wire::Request* r) {
     }
     case wire::RequestBody::DropCollection:
       return Call(DropCollectionCall{Str(r->body_as_DropCollection()->name())});
-    case wire::RequestBody::ListCollections: return Call(ListCollectionsCall{});
+    case wire::RequestBody::ListCollections:
+      return Call(ListCollectionsCall{});
     case wire::RequestBody::DescribeCollection:
       return Call(DescribeCollectionCall{Str(r->body_as_DescribeCollection()->name())});
     case wire::RequestBody::Upsert: {
@@ -462,7 +479,8 @@ Result<Call> CallFromWire(const wire::Request* r) {
       const auto* a = r->body_as_AddEvents();
       AddEventsCall c{Str(a->collection()), {}};
       if (a->events()) {
-        for (const wire::Event* e : *a->events()) c.events.push_back({e->user(), e->item(), e->timestamp()});
+        for (const wire::Event* e : *a->events())
+          c.events.push_back({e->user(), e->item(), e->timestamp()});
       }
       return Call(std::move(c));
     }
@@ -479,14 +497,15 @@ Result<Call> CallFromWire(const wire::Request* r) {
       if (uint8_t(s->aggregate()) > 2) return Bad("unknown aggregate");
       c.aggregate = uint8_t(s->aggregate());
       c.weights = Vec(s->weights());
-      if (const wire::Quota* q = s->quota()) c.quota = QuotaParams{Vec(q->p()), q->a(), q->total(), q->temperature()};
+      if (const wire::Quota* q = s->quota())
+        c.quota = QuotaParams{Vec(q->p()), q->a(), q->total(), q->temperature()};
       if (const wire::Filter* f = s->filter()) {
         QV_ASSIGN_OR_RETURN(Filter filter, GetFilter(f, 0));
         c.filter = std::move(filter);
       }
       if (const wire::Rerank* r = s->rerank()) {
-        c.rerank = Rerank{r->mmr_lambda(), r->window(), r->max_consecutive_category(), r->per_category_cap(),
-                          r->category_diversity()};
+        c.rerank = Rerank{r->mmr_lambda(), r->window(), r->max_consecutive_category(),
+                          r->per_category_cap(), r->category_diversity()};
       }
       if (const wire::Mvke* m = s->mvke()) {
         if (uint8_t(m->strategy()) > 3) return Bad("unknown mvke strategy");
@@ -522,22 +541,31 @@ Result<Call> CallFromWire(const wire::Request* r) {
       }
       return Call(std::move(c));
     }
-    case wire::RequestBody::Snapshot: return Call(SnapshotCall{Str(r->body_as_Snapshot()->collection())});
-    case wire::RequestBody::Reload: return Call(ReloadCall{Str(r->body_as_Reload()->version())});
-    case wire::RequestBody::Rollback: return Call(RollbackCall{});
-    case wire::RequestBody::ListVersions: return Call(ListVersionsCall{});
-    case wire::RequestBody::Health: return Call(HealthCall{});
+    case wire::RequestBody::Snapshot:
+      return Call(SnapshotCall{Str(r->body_as_Snapshot()->collection())});
+    case wire::RequestBody::Reload:
+      return Call(ReloadCall{Str(r->body_as_Reload()->version())});
+    case wire::RequestBody::Rollback:
+      return Call(RollbackCall{});
+    case wire::RequestBody::ListVersions:
+      return Call(ListVersionsCall{});
+    case wire::RequestBody::Health:
+      return Call(HealthCall{});
     case wire::RequestBody::RunPlugin: {
       const auto* x = r->body_as_RunPlugin();
-      return Call(RunPluginCall{Str(x->collection()), Str(x->plugin()), Str(x->config()), x->incremental()});
+      return Call(RunPluginCall{Str(x->collection()), Str(x->plugin()), Str(x->config()),
+                                x->incremental()});
     }
     case wire::RequestBody::GetList: {
       const auto* x = r->body_as_GetList();
       return Call(GetListCall{Str(x->collection()), Str(x->kind()), x->key()});
     }
-    case wire::RequestBody::ListLists: return Call(ListListsCall{Str(r->body_as_ListLists()->collection())});
-    case wire::RequestBody::ListPlugins: return Call(ListPluginsCall{});
-    case wire::RequestBody::NONE: break;
+    case wire::RequestBody::ListLists:
+      return Call(ListListsCall{Str(r->body_as_ListLists()->collection())});
+    case wire::RequestBody::ListPlugins:
+      return Call(ListPluginsCall{});
+    case wire::RequestBody::NONE:
+      break;
   }
   return Bad("request has no known body");
 }
@@ -545,7 +573,8 @@ Result<Call> CallFromWire(const wire::Request* r) {
 Result<ReplyBody> GetReplyBody(const wire::Response* r) {
   if (r->body() == nullptr) return Bad("response has no body");
   switch (r->body_type()) {
-    case wire::ResponseBody::Ok: return ReplyBody(std::monostate{});
+    case wire::ResponseBody::Ok:
+      return ReplyBody(std::monostate{});
     case wire::ResponseBody::CollectionInfo: {
       QV_ASSIGN_OR_RETURN(auto info, GetInfo(r->body_as_CollectionInfo()));
       return ReplyBody(std::move(info));
@@ -568,7 +597,8 @@ Result<ReplyBody> GetReplyBody(const wire::Response* r) {
       const auto* w = r->body_as_Items();
       GetResult g;
       const size_t n = w->items() ? w->items()->size() : 0;
-      if ((w->found() ? w->found()->size() : 0) != n) return Bad("items and found differ in length");
+      if ((w->found() ? w->found()->size() : 0) != n)
+        return Bad("items and found differ in length");
       for (size_t i = 0; i < n; ++i) {
         if (w->found()->Get(i)) {
           g.items.push_back(GetItem(w->items()->Get(i)));
@@ -595,7 +625,8 @@ Result<ReplyBody> GetReplyBody(const wire::Response* r) {
       out.quotas = Vec(w->quotas());
       out.per_cluster = Vec(w->per_cluster());
       if (const auto* hp = w->hit_payload()) {
-        for (const flatbuffers::String* x : *hp) out.hit_payload.push_back(x ? x->str() : std::string());
+        for (const flatbuffers::String* x : *hp)
+          out.hit_payload.push_back(x ? x->str() : std::string());
       }
       out.hit_channels = Vec(w->hit_channels());
       return ReplyBody(std::move(out));
@@ -635,7 +666,8 @@ Result<ReplyBody> GetReplyBody(const wire::Response* r) {
       ListInfosResult out;
       if (const auto* v = r->body_as_ListInfos()->lists()) {
         for (const wire::ListInfo* i : *v) {
-          out.lists.push_back({Str(i->kind()), Str(i->plugin()), Str(i->config()), i->keys(), i->op_seq()});
+          out.lists.push_back(
+              {Str(i->kind()), Str(i->plugin()), Str(i->config()), i->keys(), i->op_seq()});
         }
       }
       return ReplyBody(std::move(out));
@@ -647,7 +679,8 @@ Result<ReplyBody> GetReplyBody(const wire::Response* r) {
       }
       return ReplyBody(std::move(out));
     }
-    case wire::ResponseBody::NONE: break;
+    case wire::ResponseBody::NONE:
+      break;
   }
   return Bad("response has no known body");
 }
@@ -662,7 +695,8 @@ flatbuffers::Verifier MakeVerifier(std::string_view buffer) {
 std::string EncodeRequestFrame(uint64_t id, std::string_view api_key, const Call& call) {
   FlatBufferBuilder b(1024);
   BodyRef body = PutCall(b, call);
-  auto key = api_key.empty() ? Offset<flatbuffers::String>() : b.CreateString(api_key.data(), api_key.size());
+  auto key = api_key.empty() ? Offset<flatbuffers::String>()
+                             : b.CreateString(api_key.data(), api_key.size());
   b.Finish(wire::CreateRequest(b, id, key, body.type, body.offset));
   return Frame(b);
 }
@@ -695,7 +729,8 @@ Result<DecodedRequest> DecodeRequest(std::string_view buffer) {
 
 Result<DecodedResponse> DecodeResponse(std::string_view buffer) {
   auto verifier = MakeVerifier(buffer);
-  if (!verifier.VerifyBuffer<wire::Response>(nullptr)) return Bad("frame is not a valid Response FlatBuffer");
+  if (!verifier.VerifyBuffer<wire::Response>(nullptr))
+    return Bad("frame is not a valid Response FlatBuffer");
   const wire::Response* r = flatbuffers::GetRoot<wire::Response>(buffer.data());
   DecodedResponse out;
   out.id = r->id();

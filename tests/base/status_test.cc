@@ -26,9 +26,7 @@ TEST(StatusTest, CarriesCodeAndMessage) {
   EXPECT_TRUE(Status().WithContext("ignored").ok());
 }
 
-Status FailsWhen(bool fail) {
-  return fail ? InvalidArgumentError("bad") : Status::Ok();
-}
+Status FailsWhen(bool fail) { return fail ? InvalidArgumentError("bad") : Status::Ok(); }
 
 Status Chain(bool fail, int* reached) {
   QV_RETURN_IF_ERROR(FailsWhen(fail));

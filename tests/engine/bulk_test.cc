@@ -5,9 +5,9 @@
 #include <random>
 
 #include "base/coding.h"
-#include "formats/bulk_input.h"
 #include "engine/data_root.h"
 #include "engine/engine.h"
+#include "formats/bulk_input.h"
 #include "tests/testing/temp_dir.h"
 
 namespace quiver::engine {
@@ -38,8 +38,8 @@ std::string Fvecs(const std::vector<float>& data, size_t dim) {
   return out;
 }
 
-std::string Npy(const std::vector<float>& data, size_t n, size_t dim, const std::string& descr = "<f4",
-                const std::string& order = "False") {
+std::string Npy(const std::vector<float>& data, size_t n, size_t dim,
+                const std::string& descr = "<f4", const std::string& order = "False") {
   std::string header = "{'descr': '" + descr + "', 'fortran_order': " + order + ", 'shape': (" +
                        std::to_string(n) + ", " + std::to_string(dim) + "), }";
   while ((10 + header.size() + 1) % 64 != 0) header.push_back(' ');
@@ -118,9 +118,10 @@ TEST_F(BulkTest, ReadsCsvWithQuotedJsonAndJsonl) {
   EXPECT_FALSE((*csv)[1].category.has_value());
   EXPECT_TRUE((*csv)[1].payload.empty());
 
-  WriteFile(Path("a.jsonl"),
-            "{\"id\": 7, \"cluster\": 1, \"topics\": [0.25, 0.75], \"category\": 3, \"tags\": [1, 2, 3],"
-            " \"timestamp\": 100, \"payload\": {\"t\": [1, {\"x\": null}]}}\n\n{\"id\": 9}\n");
+  WriteFile(
+      Path("a.jsonl"),
+      "{\"id\": 7, \"cluster\": 1, \"topics\": [0.25, 0.75], \"category\": 3, \"tags\": [1, 2, 3],"
+      " \"timestamp\": 100, \"payload\": {\"t\": [1, {\"x\": null}]}}\n\n{\"id\": 9}\n");
   auto jl = ReadAttributes(Path("a.jsonl"));
   ASSERT_TRUE(jl.ok()) << jl.status();
   ASSERT_EQ(jl->size(), 2u);

@@ -8,12 +8,11 @@
 //     (CheckConsistency), and search recall against brute force stays above a floor.
 // QUIVER_CRASH_CYCLES sets the number of kill cycles (default 50; the long run uses 1000).
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <chrono>
@@ -63,7 +62,9 @@ constexpr auto kStall = std::chrono::minutes(10);
 class Spans {
  public:
   void Add(Clock::duration d) { all_.push_back(d); }
-  void Add(const std::vector<Clock::duration>& ds) { all_.insert(all_.end(), ds.begin(), ds.end()); }
+  void Add(const std::vector<Clock::duration>& ds) {
+    all_.insert(all_.end(), ds.begin(), ds.end());
+  }
   bool empty() const { return all_.empty(); }
   Clock::duration Typical() const {
     if (all_.empty()) return {};
@@ -82,7 +83,8 @@ class Spans {
 };
 
 // Starts the child, kills it as `plan` says, and collects what it printed and when.
-ChildRun RunAndKill(const char* mode, const std::string& dir, uint64_t seed, uint64_t start, const KillPlan& plan) {
+ChildRun RunAndKill(const char* mode, const std::string& dir, uint64_t seed, uint64_t start,
+                    const KillPlan& plan) {
   int fds[2];
   EXPECT_EQ(::pipe(fds), 0);
   const std::string start_s = std::to_string(start), seed_s = std::to_string(seed);
@@ -92,8 +94,8 @@ ChildRun RunAndKill(const char* mode, const std::string& dir, uint64_t seed, uin
     ::dup2(fds[1], 1);
     ::close(fds[0]);
     ::close(fds[1]);
-    ::execl(QUIVER_CRASH_CHILD, QUIVER_CRASH_CHILD, mode, dir.c_str(), seed_s.c_str(), start_s.c_str(),
-            static_cast<char*>(nullptr));
+    ::execl(QUIVER_CRASH_CHILD, QUIVER_CRASH_CHILD, mode, dir.c_str(), seed_s.c_str(),
+            start_s.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }
   ::close(fds[1]);
@@ -149,12 +151,15 @@ ChildRun RunAndKill(const char* mode, const std::string& dir, uint64_t seed, uin
   for (size_t eol; (eol = run.output.find('\n', parsed)) != std::string::npos; parsed = eol + 1) {
     const std::string_view line = std::string_view(run.output).substr(parsed, eol - parsed);
     run.last_line = std::string(line);
-    if (line.rfind("ACK ", 0) == 0) run.acked.push_back(std::strtoull(std::string(line.substr(4)).c_str(), nullptr, 10));
+    if (line.rfind("ACK ", 0) == 0)
+      run.acked.push_back(std::strtoull(std::string(line.substr(4)).c_str(), nullptr, 10));
   }
-  EXPECT_FALSE(run.stalled) << "the child printed nothing for " << kStall.count() << " minutes; it printed:\n"
+  EXPECT_FALSE(run.stalled) << "the child printed nothing for " << kStall.count()
+                            << " minutes; it printed:\n"
                             << run.output;
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
-      << "the child exited by itself (status " << status << "); it printed:\n" << run.output;
+      << "the child exited by itself (status " << status << "); it printed:\n"
+      << run.output;
   return run;
 }
 
@@ -167,7 +172,8 @@ bool SameBits(const ItemRecord& a, const ItemRecord& b) {
 bool Matches(const Model& model, const std::vector<std::optional<ItemRecord>>& stored) {
   for (uint64_t id = 0; id < crash::kIdSpace; ++id) {
     auto it = model.find(id);
-    if (it == model.end() ? stored[id].has_value() : !stored[id] || !SameBits(*stored[id], it->second)) {
+    if (it == model.end() ? stored[id].has_value()
+                          : !stored[id] || !SameBits(*stored[id], it->second)) {
       return false;
     }
   }
@@ -184,7 +190,8 @@ double Recall(Engine& e, const Model& model, std::mt19937& rng) {
     std::vector<std::pair<float, uint64_t>> exact;
     for (const auto& [id, item] : model) {
       float d = 0;
-      for (uint32_t k = 0; k < crash::kDim; ++k) d += (query[k] - item.vector[k]) * (query[k] - item.vector[k]);
+      for (uint32_t k = 0; k < crash::kDim; ++k)
+        d += (query[k] - item.vector[k]) * (query[k] - item.vector[k]);
       exact.emplace_back(d, id);
     }
     std::partial_sort(exact.begin(), exact.begin() + 10, exact.end());
@@ -230,7 +237,9 @@ TEST(CrashTest, AcknowledgedWritesSurviveSigkill) {
     early_kills += plan.during_startup;
     ChildRun run = RunAndKill("items", dir, seed, next, plan);
     ASSERT_FALSE(run.stalled) << "cycle " << cycle;
-    ASSERT_TRUE(run.ready || plan.during_startup) << "cycle " << cycle << ": child never got ready:\n" << run.output;
+    ASSERT_TRUE(run.ready || plan.during_startup)
+        << "cycle " << cycle << ": child never got ready:\n"
+        << run.output;
     if (run.ready) startup.Add(run.startup);
     batch.Add(run.spans);
     for (size_t j = 0; j < run.acked.size(); ++j) {
@@ -256,7 +265,8 @@ TEST(CrashTest, AcknowledgedWritesSurviveSigkill) {
       Model with = model;
       crash::Apply(crash::MakeBatch(seed, next), &with);
       ASSERT_TRUE(Matches(with, *stored))
-          << "cycle " << cycle << ": stored items are neither the acknowledged state nor it plus the "
+          << "cycle " << cycle
+          << ": stored items are neither the acknowledged state nor it plus the "
           << "whole batch " << next << " in flight";
       model = std::move(with);
       ++next;
@@ -273,12 +283,13 @@ TEST(CrashTest, AcknowledgedWritesSurviveSigkill) {
     const double recall = Recall(e, model, rng);
     ASSERT_GE(recall, 0.6) << "cycle " << cycle;
   }
-  std::printf("crash test: %d cycles (%d killed during start-up), %zu acknowledged batches, "
-              "in-flight batch found applied %d times, absent %d times, %zu items at the end; "
-              "measured start-up %.0f ms, batch %.1f ms (medians)\n",
-              cycles, early_kills, acked_total, in_flight_applied, in_flight_dropped, model.size(),
-              std::chrono::duration<double, std::milli>(startup.Typical()).count(),
-              std::chrono::duration<double, std::milli>(batch.Typical()).count());
+  std::printf(
+      "crash test: %d cycles (%d killed during start-up), %zu acknowledged batches, "
+      "in-flight batch found applied %d times, absent %d times, %zu items at the end; "
+      "measured start-up %.0f ms, batch %.1f ms (medians)\n",
+      cycles, early_kills, acked_total, in_flight_applied, in_flight_dropped, model.size(),
+      std::chrono::duration<double, std::milli>(startup.Typical()).count(),
+      std::chrono::duration<double, std::milli>(batch.Typical()).count());
   // Every planned trigger was reached: the acknowledgements the schedule waited for all came.
   EXPECT_GE(acked_total, planned_acks);
 }
@@ -315,7 +326,8 @@ TEST(CrashTest, BulkBuildsAndVersionSwitchesSurviveSigkill) {
     const std::string acked = next == 0 ? "initial" : crash::VersionName(next - 1);
     const std::string in_flight = crash::VersionName(next);
     ASSERT_TRUE(current == acked || current == in_flight)
-        << "cycle " << cycle << ": serving '" << current << "'; expected " << acked << " or " << in_flight;
+        << "cycle " << cycle << ": serving '" << current << "'; expected " << acked << " or "
+        << in_flight;
     if (current == in_flight) {
       ++next;
       ++switched_unacked;
@@ -329,16 +341,18 @@ TEST(CrashTest, BulkBuildsAndVersionSwitchesSurviveSigkill) {
     auto stored = e->Get(crash::kCollection, ids);
     ASSERT_TRUE(stored.ok()) << stored.status();
     for (size_t i = 0; i < items.size(); ++i) {
-      ASSERT_TRUE((*stored)[i].has_value() && SameBits(*(*stored)[i], items[i])) << "cycle " << cycle << " item " << i;
+      ASSERT_TRUE((*stored)[i].has_value() && SameBits(*(*stored)[i], items[i]))
+          << "cycle " << cycle << " item " << i;
     }
     EXPECT_EQ(e->DescribeCollection(crash::kCollection)->items, items.size());
     ASSERT_TRUE(e->CheckConsistency(crash::kCollection).ok());
   }
-  std::printf("bulk crash test: %d cycles, %llu versions built and switched to (%d of them found "
-              "serving without an acknowledgement); killed during a build %d times, during a switch "
-              "%d times; measured build and switch %.0f ms (median)\n",
-              cycles, (unsigned long long)next, switched_unacked, killed_building, killed_switching,
-              std::chrono::duration<double, std::milli>(version.Typical()).count());
+  std::printf(
+      "bulk crash test: %d cycles, %llu versions built and switched to (%d of them found "
+      "serving without an acknowledgement); killed during a build %d times, during a switch "
+      "%d times; measured build and switch %.0f ms (median)\n",
+      cycles, (unsigned long long)next, switched_unacked, killed_building, killed_switching,
+      std::chrono::duration<double, std::milli>(version.Typical()).count());
   EXPECT_GT(next, 0u) << "no version was completed";
   EXPECT_GT(killed_building + killed_switching, 0) << "no kill interrupted a build or a switch";
 }

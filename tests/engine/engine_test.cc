@@ -3,11 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <thread>
-
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "tests/testing/temp_dir.h"
 
@@ -274,7 +273,8 @@ TEST_F(EngineTest, SnapshotsAreRotatedAndTheOpLogTrimmed) {
     ASSERT_TRUE(e->Upsert("c", Items(uint64_t(round) * 10, 10, 8)).ok());
     ASSERT_TRUE(e->Snapshot("c").ok());
   }
-  const std::string dir = dir_.path() + "/v1/snapshots/" + std::to_string(e->DescribeCollection("c")->id);
+  const std::string dir =
+      dir_.path() + "/v1/snapshots/" + std::to_string(e->DescribeCollection("c")->id);
   std::vector<std::string> names;
   for (const auto& f : fs::directory_iterator(dir)) names.push_back(f.path().filename().string());
   std::sort(names.begin(), names.end());

@@ -53,8 +53,11 @@ class FreshTest : public ::testing::Test {
     return f.boost * float(std::exp2(-age / double(f.half_life)));
   }
   // Best first by score, ties by id; at most k.
-  static std::vector<std::pair<float, uint64_t>> Top(std::vector<std::pair<float, uint64_t>> all, size_t k) {
-    std::sort(all.begin(), all.end(), [](auto& a, auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
+  static std::vector<std::pair<float, uint64_t>> Top(std::vector<std::pair<float, uint64_t>> all,
+                                                     size_t k) {
+    std::sort(all.begin(), all.end(), [](auto& a, auto& b) {
+      return a.first != b.first ? a.first > b.first : a.second < b.second;
+    });
     all.resize(std::min(k, all.size()));
     return all;
   }
@@ -106,7 +109,8 @@ TEST_F(FreshTest, PoolsHoldExactlyTheItemsYoungerThanTheirAge) {
   ASSERT_TRUE(engine_->Delete("c", std::vector<uint64_t>{gone}).ok());
   std::erase_if(items_, [&](const ItemRecord& it) { return it.id == gone; });
   auto young = pool_top(kHour, 50);
-  ASSERT_TRUE(std::any_of(young.begin(), young.end(), [&](auto& p) { return p.second == moved.id; }));
+  ASSERT_TRUE(
+      std::any_of(young.begin(), young.end(), [&](auto& p) { return p.second == moved.id; }));
   ExpectHits(Query(50, Fresh{.pool = kHour, .now = kNow}), young);
   ASSERT_TRUE(engine_->Snapshot("c").ok());
   engine_.reset();
@@ -124,9 +128,11 @@ TEST_F(FreshTest, PoolsCombineWithFiltersMultiVectorAndQuotas) {
   for (const auto& v : q.vectors) {
     std::vector<std::pair<float, uint64_t>> all;
     for (const auto& item : items_) {
-      if (item.cluster == 1 && item.timestamp >= kNow - 24 * kHour) all.emplace_back(Raw(v, item), item.id);
+      if (item.cluster == 1 && item.timestamp >= kNow - 24 * kHour)
+        all.emplace_back(Raw(v, item), item.id);
     }
-    for (auto& [s, id] : Top(all, 30)) best[id] = std::max(best.count(id) ? best[id] : -INFINITY, s);
+    for (auto& [s, id] : Top(all, 30))
+      best[id] = std::max(best.count(id) ? best[id] : -INFINITY, s);
   }
   std::vector<std::pair<float, uint64_t>> want;
   for (auto& [id, s] : best) want.emplace_back(s, id);
@@ -139,7 +145,8 @@ TEST_F(FreshTest, PoolsCombineWithFiltersMultiVectorAndQuotas) {
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->hits.size(), 20u);
   for (const auto& h : r->hits) {
-    auto it = std::find_if(items_.begin(), items_.end(), [&](const ItemRecord& x) { return x.id == h.id; });
+    auto it = std::find_if(items_.begin(), items_.end(),
+                           [&](const ItemRecord& x) { return x.id == h.id; });
     EXPECT_GE(it->timestamp, kNow - 24 * kHour) << h.id;
   }
 }
@@ -148,10 +155,12 @@ TEST_F(FreshTest, BoostAddsTheDecayedBonusToEveryCandidate) {
   const Fresh f{.now = kNow, .boost = 4.0f, .half_life = 6 * kHour, .window = 600};
   // window 600 makes every item a candidate: the answer is the exact boosted top-k.
   std::vector<std::pair<float, uint64_t>> all;
-  for (const auto& item : items_) all.emplace_back(Raw(query_, item) + BoostOf(f, item.timestamp), item.id);
+  for (const auto& item : items_)
+    all.emplace_back(Raw(query_, item) + BoostOf(f, item.timestamp), item.id);
   ExpectHits(Query(25, f), Top(all, 25));
   // Future timestamps count as age 0 (the full boost), never more.
-  auto future = std::find_if(items_.begin(), items_.end(), [](const ItemRecord& x) { return x.timestamp > kNow; });
+  auto future = std::find_if(items_.begin(), items_.end(),
+                             [](const ItemRecord& x) { return x.timestamp > kNow; });
   ASSERT_NE(future, items_.end());
   EXPECT_FLOAT_EQ(BoostOf(f, future->timestamp), 4.0f);
 }
@@ -170,13 +179,15 @@ TEST_F(FreshTest, BoostDrawsCandidatesFromTheHorizonToo) {
   for (auto& [s, id] : Top(young, 5)) candidates.insert(id);
   std::vector<std::pair<float, uint64_t>> boosted;
   for (const auto& item : items_) {
-    if (candidates.count(item.id)) boosted.emplace_back(Raw(query_, item) + BoostOf(f, item.timestamp), item.id);
+    if (candidates.count(item.id))
+      boosted.emplace_back(Raw(query_, item) + BoostOf(f, item.timestamp), item.id);
   }
   const auto want = Top(boosted, 5);
   // The boost changes the answer: some winner is not in the raw top-5.
   std::set<uint64_t> raw_top;
   for (auto& [s, id] : Top(raw, 5)) raw_top.insert(id);
-  ASSERT_TRUE(std::any_of(want.begin(), want.end(), [&](auto& p) { return !raw_top.count(p.second); }));
+  ASSERT_TRUE(
+      std::any_of(want.begin(), want.end(), [&](auto& p) { return !raw_top.count(p.second); }));
   ExpectHits(Query(5, f), want);
   // An explicit horizon of 0 < h: only items younger than h come from the second source.
   Fresh narrow = f;
@@ -204,7 +215,8 @@ TEST_F(FreshTest, BoostUnderAQuotaReordersTheQuotasHits) {
   for (const auto& h : plain->hits) a.insert(h.id);
   for (const auto& h : boosted->hits) b.insert(h.id);
   EXPECT_EQ(a, b);
-  for (size_t i = 1; i < boosted->hits.size(); ++i) EXPECT_GE(boosted->hits[i - 1].score, boosted->hits[i].score);
+  for (size_t i = 1; i < boosted->hits.size(); ++i)
+    EXPECT_GE(boosted->hits[i - 1].score, boosted->hits[i].score);
   EXPECT_NE(boosted->hits[0].id, plain->hits[0].id) << "a boost of 50 should reorder the list";
 }
 
@@ -235,17 +247,29 @@ TEST(PartitionsTimeOrderTest, FewMatchingWalksTheTimeOrder) {
   s.index.type = IndexSpec::Type::kHnsw;
   auto parts = std::move(Partitions::Create(s)).value();
   std::vector<ItemRecord> items;
-  for (uint64_t i = 0; i < 20000; ++i) items.push_back(ItemRecord{.id = i, .vector = {1, float(i), 0, 1}, .timestamp = int64_t(i)});
+  for (uint64_t i = 0; i < 20000; ++i)
+    items.push_back(ItemRecord{.id = i, .vector = {1, float(i), 0, 1}, .timestamp = int64_t(i)});
   ASSERT_TRUE(parts->Add(items).ok());
   const Filter young{Filter::Op::kRange, Filter::Field::kTimestamp, {}, 19900, INT64_MAX};
   auto few = parts->FewMatching(young, -1, 4096);
   ASSERT_TRUE(few.has_value());
   EXPECT_EQ(std::set<uint64_t>(few->begin(), few->end()).size(), 100u);
   EXPECT_EQ(*std::min_element(few->begin(), few->end()), 19900u);
-  EXPECT_FALSE(parts->FewMatching(Filter{Filter::Op::kRange, Filter::Field::kTimestamp, {}, 100, INT64_MAX}, -1, 4096));
+  EXPECT_FALSE(parts->FewMatching(
+      Filter{Filter::Op::kRange, Filter::Field::kTimestamp, {}, 100, INT64_MAX}, -1, 4096));
   // And-ed with another predicate, still from the time order.
-  const Filter both{Filter::Op::kAnd, {}, {}, INT64_MIN, INT64_MAX,
-                    {young, Filter{Filter::Op::kNot, {}, {}, INT64_MIN, INT64_MAX, {Filter{Filter::Op::kIn, Filter::Field::kTimestamp, {19950, 19951}}}}}};
+  const Filter both{
+      Filter::Op::kAnd,
+      {},
+      {},
+      INT64_MIN,
+      INT64_MAX,
+      {young, Filter{Filter::Op::kNot,
+                     {},
+                     {},
+                     INT64_MIN,
+                     INT64_MAX,
+                     {Filter{Filter::Op::kIn, Filter::Field::kTimestamp, {19950, 19951}}}}}};
   few = parts->FewMatching(both, -1, 4096);
   ASSERT_TRUE(few.has_value());
   EXPECT_EQ(few->size(), 98u);

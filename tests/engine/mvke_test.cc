@@ -81,13 +81,16 @@ Ref Exact(const ItemRecord& item, const std::vector<std::vector<float>>& u) {
   return r;
 }
 
-std::vector<Ref> BruteForce(const std::vector<ItemRecord>& items, const std::vector<std::vector<float>>& u, size_t n,
+std::vector<Ref> BruteForce(const std::vector<ItemRecord>& items,
+                            const std::vector<std::vector<float>>& u, size_t n,
                             const std::function<bool(const ItemRecord&)>& keep = nullptr) {
   std::vector<Ref> all;
   for (const auto& item : items) {
     if (!keep || keep(item)) all.push_back(Exact(item, u));
   }
-  std::sort(all.begin(), all.end(), [](const Ref& a, const Ref& b) { return a.score != b.score ? a.score > b.score : a.id < b.id; });
+  std::sort(all.begin(), all.end(), [](const Ref& a, const Ref& b) {
+    return a.score != b.score ? a.score > b.score : a.id < b.id;
+  });
   all.resize(std::min(n, all.size()));
   return all;
 }
@@ -128,8 +131,9 @@ class MvkeTest : public ::testing::Test {
     items_ = TopicItems(n, dim, 11);
     ASSERT_TRUE(engine_->Upsert("m", items_).ok());
   }
-  Result<QueryResult> Mvke(const std::vector<std::vector<float>>& u, MvkeStrategy strategy, uint32_t k,
-                           uint32_t candidates = 0, std::optional<Filter> filter = std::nullopt,
+  Result<QueryResult> Mvke(const std::vector<std::vector<float>>& u, MvkeStrategy strategy,
+                           uint32_t k, uint32_t candidates = 0,
+                           std::optional<Filter> filter = std::nullopt,
                            uint32_t max_candidates = 0) {
     QuerySpec q;
     q.k = k;
@@ -138,7 +142,8 @@ class MvkeTest : public ::testing::Test {
     return engine_->Query("m", q);
   }
   // Every hit's score and topic are the exact ones.
-  void ExpectExactScores(const std::vector<QueryHit>& hits, const std::vector<std::vector<float>>& u) {
+  void ExpectExactScores(const std::vector<QueryHit>& hits,
+                         const std::vector<std::vector<float>>& u) {
     for (const QueryHit& h : hits) {
       const Ref r = Exact(items_[h.id - 1000], u);
       EXPECT_NEAR(h.score, r.score, 1e-4 * std::max(1.0, std::fabs(r.score))) << h.id;
@@ -157,13 +162,16 @@ TEST_F(MvkeTest, ExactIndexesGiveTheExactTopNForEveryStrategy) {
     const auto u = UserVectors(16, seed);
     const auto want = BruteForce(items_, u, 40);
     // per_topic deepening as far as the threshold algorithm needs (up to every item) is exact.
-    for (auto [strategy, candidates] : {std::pair{MvkeStrategy::kPerTopic, 0u}, {MvkeStrategy::kConcat, 0u},
+    for (auto [strategy, candidates] : {std::pair{MvkeStrategy::kPerTopic, 0u},
+                                        {MvkeStrategy::kConcat, 0u},
                                         {MvkeStrategy::kRescore, 1500u}}) {
-      auto r = Mvke(u, strategy, 40, candidates, std::nullopt, strategy == MvkeStrategy::kPerTopic ? 1500 : 0);
+      auto r = Mvke(u, strategy, 40, candidates, std::nullopt,
+                    strategy == MvkeStrategy::kPerTopic ? 1500 : 0);
       ASSERT_TRUE(r.ok()) << r.status();
       ASSERT_EQ(r->hits.size(), want.size());
       for (size_t i = 0; i < want.size(); ++i) {
-        EXPECT_EQ(r->hits[i].id, want[i].id) << "strategy " << int(strategy) << " seed " << seed << " rank " << i;
+        EXPECT_EQ(r->hits[i].id, want[i].id)
+            << "strategy " << int(strategy) << " seed " << seed << " rank " << i;
       }
       ExpectExactScores(r->hits, u);
     }
@@ -239,7 +247,8 @@ TEST_F(MvkeTest, IvfPqWeightedScanKeepsRecallAndExactScores) {
     recall_half += Recall(half->hits, want) / users;
     ExpectExactScores(half->hits, u);
   }
-  std::printf("recall@100: weighted_scan (400 candidates) %.3f with all 32 lists, %.3f with 16\n", recall, recall_half);
+  std::printf("recall@100: weighted_scan (400 candidates) %.3f with all 32 lists, %.3f with 16\n",
+              recall, recall_half);
   EXPECT_GE(recall, 0.93);
   EXPECT_GE(recall_half, 0.6);  // unclustered Gaussian items: IVF's hardest case
   // The weights survive a snapshot and a restart: the same answers.
@@ -310,7 +319,8 @@ TEST_F(MvkeTest, UpsertsDeletesAndRestartsKeepTopicIndexesCurrent) {
     auto after = Mvke(u2, s, 25);
     ASSERT_TRUE(after.ok()) << after.status();
     ASSERT_EQ(after->hits.size(), expect->hits.size());
-    for (size_t i = 0; i < after->hits.size(); ++i) EXPECT_EQ(after->hits[i].id, expect->hits[i].id) << i;
+    for (size_t i = 0; i < after->hits.size(); ++i)
+      EXPECT_EQ(after->hits[i].id, expect->hits[i].id) << i;
   }
   const auto want2 = BruteForce(live, u2, 25);
   for (size_t i = 0; i < want2.size(); ++i) EXPECT_EQ(expect->hits[i].id, want2[i].id) << i;
@@ -371,9 +381,11 @@ TEST_F(MvkeTest, BadRequestsGetClearErrors) {
   // Topic weights that do not match the topic count, or are not a convex combination.
   ItemRecord item = items_[0];
   item.topic_weights = {0.5f, 0.5f};
-  EXPECT_EQ(engine_->Upsert("m", std::span(&item, 1)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine_->Upsert("m", std::span(&item, 1)).status().code(),
+            StatusCode::kInvalidArgument);
   item.topic_weights = {0.5f, 0.5f, 0.5f, -0.5f};
-  EXPECT_EQ(engine_->Upsert("m", std::span(&item, 1)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine_->Upsert("m", std::span(&item, 1)).status().code(),
+            StatusCode::kInvalidArgument);
   // A collection without topics, and concat without topic_concat.
   CollectionSchema plain;
   plain.name = "plain";

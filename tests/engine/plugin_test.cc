@@ -98,9 +98,11 @@ TEST_F(PluginTest, I2iKnnEqualsBruteForce) {
     EXPECT_FLOAT_EQ((**list)[0].score, Dot(it.vector, items_[(**list)[0].id - 1].vector));
   }
   // Within the item's own category, under another kind name; the first kind is untouched.
-  run = engine_->RunPlugin("c", "i2i_knn", R"({"k": 5, "same_category": true, "kind": "i2i_cat"})", false);
+  run = engine_->RunPlugin("c", "i2i_knn", R"({"k": 5, "same_category": true, "kind": "i2i_cat"})",
+                           false);
   ASSERT_TRUE(run.ok()) << run.status();
-  for (const auto& it : items_) EXPECT_EQ(AllLists("i2i_cat")[it.id], BruteI2i(it, 5, true)) << it.id;
+  for (const auto& it : items_)
+    EXPECT_EQ(AllLists("i2i_cat")[it.id], BruteI2i(it, 5, true)) << it.id;
   EXPECT_EQ(AllLists("i2i")[items_[0].id].size(), 10u);
   auto infos = engine_->ListInfos("c");
   ASSERT_TRUE(infos.ok());
@@ -126,7 +128,9 @@ TEST_F(PluginTest, IncrementalI2iEqualsAFullRebuild) {
   // The reference state.
   for (const auto& m : moved) items_[m.id - 1] = m;
   items_.insert(items_.end(), added.begin(), added.end());
-  std::erase_if(items_, [&](const ItemRecord& it) { return std::count(gone.begin(), gone.end(), it.id) > 0; });
+  std::erase_if(items_, [&](const ItemRecord& it) {
+    return std::count(gone.begin(), gone.end(), it.id) > 0;
+  });
 
   auto run = engine_->RunPlugin("c", "i2i_knn", R"({"k": 8})", true);
   ASSERT_TRUE(run.ok()) << run.status();
@@ -156,7 +160,8 @@ TEST_F(PluginTest, U2uKnnAndItemCfEqualTheirReferences) {
   for (size_t u = 0; u < users.size(); ++u) {
     users[u].id = 500 + u;
     for (uint32_t d = 0; d < kDim; ++d) users[u].vector.push_back(g(rng));
-    for (int e = 0; e < 5 + int(u % 7); ++e) users[u].history.push_back({uint64_t(1 + rng() % 40), 1000 - e});
+    for (int e = 0; e < 5 + int(u % 7); ++e)
+      users[u].history.push_back({uint64_t(1 + rng() % 40), 1000 - e});
   }
   users[0].vector.clear();  // no vector: no u2u list
   ASSERT_TRUE(engine_->PutUsers("c", users).ok());
@@ -172,7 +177,8 @@ TEST_F(PluginTest, U2uKnnAndItemCfEqualTheirReferences) {
     for (size_t i = 0; i < 5; ++i) want.push_back(all[i].second);
     EXPECT_EQ(Ids(**engine_->GetList("c", "u2u", users[u].id)), want) << users[u].id;
   }
-  // itemcf: c_ij = sum over histories holding both of 1 / ln(2 + |H|), sim = c_ij / (n_i^0.4 n_j^0.6).
+  // itemcf: c_ij = sum over histories holding both of 1 / ln(2 + |H|), sim = c_ij / (n_i^0.4
+  // n_j^0.6).
   ASSERT_TRUE(engine_->RunPlugin("c", "itemcf", R"({"k": 6, "alpha": 0.6})", false).ok());
   std::map<uint64_t, double> n;
   std::map<std::pair<uint64_t, uint64_t>, double> c;
@@ -191,13 +197,17 @@ TEST_F(PluginTest, U2uKnnAndItemCfEqualTheirReferences) {
   for (const auto& [a, na] : n) {
     std::vector<std::pair<double, uint64_t>> all;
     for (const auto& [ab, cab] : c) {
-      if (ab.first == a) all.emplace_back(cab / (std::pow(na, 0.4) * std::pow(n[ab.second], 0.6)), ab.second);
+      if (ab.first == a)
+        all.emplace_back(cab / (std::pow(na, 0.4) * std::pow(n[ab.second], 0.6)), ab.second);
     }
-    std::sort(all.begin(), all.end(), [](auto& x, auto& y) { return x.first != y.first ? x.first > y.first : x.second < y.second; });
+    std::sort(all.begin(), all.end(), [](auto& x, auto& y) {
+      return x.first != y.first ? x.first > y.first : x.second < y.second;
+    });
     auto got = engine_->GetList("c", "i2i_cf", a);
     ASSERT_TRUE(got.ok() && got->has_value()) << a;
     ASSERT_EQ((*got)->size(), std::min<size_t>(6, all.size()));
-    for (size_t i = 0; i < (*got)->size(); ++i) EXPECT_NEAR((**got)[i].score, all[i].first, 1e-5) << a << " rank " << i;
+    for (size_t i = 0; i < (*got)->size(); ++i)
+      EXPECT_NEAR((**got)[i].score, all[i].first, 1e-5) << a << " rank " << i;
     ++checked;
   }
   EXPECT_GT(checked, 30u);
@@ -206,17 +216,21 @@ TEST_F(PluginTest, U2uKnnAndItemCfEqualTheirReferences) {
 TEST_F(PluginTest, OutsidePluginsLoadAndAFailingRunLeavesThePreviousLists) {
   auto& registry = plugins::Registry::Global();
   Status loaded = registry.LoadObject(QUIVER_EXAMPLE_PLUGIN);
-  ASSERT_TRUE(loaded.ok() || loaded.code() == StatusCode::kInvalidArgument) << loaded;  // once per process
+  ASSERT_TRUE(loaded.ok() || loaded.code() == StatusCode::kInvalidArgument)
+      << loaded;  // once per process
   auto run = engine_->RunPlugin("c", "same_tag", R"({"k": 3})", false);
   ASSERT_TRUE(run.ok()) << run.status();
   const auto before = AllLists("same_tag");
   ASSERT_EQ(before.size(), items_.size());
-  EXPECT_EQ(before.at(1), (std::vector<uint64_t>{5, 9, 13}));  // tag 1 % 4: items 5, 9, 13 nearest by id
+  EXPECT_EQ(before.at(1),
+            (std::vector<uint64_t>{5, 9, 13}));  // tag 1 % 4: items 5, 9, 13 nearest by id
   // A run that writes 100 lists and then fails, or throws: nothing of it is kept.
-  for (const char* config : {R"({"k": 1, "fail_after": 100})", R"({"k": 1, "fail_after": 100, "throw": true})"}) {
+  for (const char* config :
+       {R"({"k": 1, "fail_after": 100})", R"({"k": 1, "fail_after": 100, "throw": true})"}) {
     auto bad = engine_->RunPlugin("c", "same_tag", config, false);
     ASSERT_FALSE(bad.ok()) << config;
-    EXPECT_NE(bad.status().message().find("previous lists stay in force"), std::string::npos) << bad.status();
+    EXPECT_NE(bad.status().message().find("previous lists stay in force"), std::string::npos)
+        << bad.status();
     EXPECT_EQ(AllLists("same_tag"), before) << config;
   }
   // The same object twice, an object for another ABI, a file that is no plugin.
@@ -240,7 +254,8 @@ TEST_F(PluginTest, BadRunsGetClearErrors) {
   EXPECT_EQ(code("i2i_knn", R"({"k": 0})"), StatusCode::kInvalidArgument);
   EXPECT_EQ(code("i2i_knn", R"({"kind": "Bad Kind"})"), StatusCode::kInvalidArgument);
   EXPECT_EQ(code("itemcf", R"({"alpha": 2})"), StatusCode::kInvalidArgument);
-  EXPECT_EQ(engine_->RunPlugin("nope", "i2i_knn", "", false).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(engine_->RunPlugin("nope", "i2i_knn", "", false).status().code(),
+            StatusCode::kNotFound);
   EXPECT_EQ(engine_->GetList("c", "A", 1).status().code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE(engine_->ListInfos("c")->empty()) << "failed runs record nothing";
 }
@@ -294,7 +309,8 @@ class ChannelsTest : public PluginTest {
     }
     std::vector<uint64_t> seeds;
     for (const auto& e : u.history) {
-      if (seeds.size() < ch.seeds && std::find(seeds.begin(), seeds.end(), e.item) == seeds.end()) seeds.push_back(e.item);
+      if (seeds.size() < ch.seeds && std::find(seeds.begin(), seeds.end(), e.item) == seeds.end())
+        seeds.push_back(e.item);
     }
     for (uint64_t s : seeds) {
       auto list = **engine_->GetList("c", "i2i", s);
@@ -323,7 +339,8 @@ class ChannelsTest : public PluginTest {
         if (mask[id] >> c & 1) lo = std::min(lo, r[c]), hi = std::max(hi, r[c]);
       }
       for (auto& [id, r] : raw) {
-        if (mask[id] >> c & 1) sim[id] = std::max(sim[id], hi > lo ? (r[c] - lo) / (hi - lo) : 1.0f);
+        if (mask[id] >> c & 1)
+          sim[id] = std::max(sim[id], hi > lo ? (r[c] - lo) / (hi - lo) : 1.0f);
       }
     }
     std::vector<Ref> out;
@@ -336,7 +353,8 @@ class ChannelsTest : public PluginTest {
         if (taken.count(id)) continue;
         const int64_t cat = *items_[id - 1].category;
         const float div = out.empty() ? 1.0f : float(out.size() - per_cat[cat]) / float(out.size());
-        const float value = ch.w_sim * sim[id] + ch.w_dup * float(std::popcount(mask[id]) - 1) + ch.w_div * div;
+        const float value =
+            ch.w_sim * sim[id] + ch.w_dup * float(std::popcount(mask[id]) - 1) + ch.w_div * div;
         if (value > best_value) best_value = value, best = id;
       }
       taken.insert(best);
@@ -364,7 +382,8 @@ TEST_F(ChannelsTest, ThreeChannelsMergeAsDocumented) {
       EXPECT_EQ(r->hits[i].id, want[i].id) << "user " << u << " rank " << i;
       EXPECT_EQ(r->hits[i].channels, want[i].channels) << "user " << u << " rank " << i;
       masks.insert(r->hits[i].channels);
-      for (const auto& e : users_[u].history) EXPECT_NE(r->hits[i].id, e.item) << "a seen item came back";
+      for (const auto& e : users_[u].history)
+        EXPECT_NE(r->hits[i].id, e.item) << "a seen item came back";
     }
     EXPECT_GT(masks.size(), 2u) << "hits from several channel combinations";
   }
@@ -389,7 +408,8 @@ TEST_F(ChannelsTest, SeedItemsAloneAndErrors) {
     EXPECT_NE(h.id, 10u) << "the seed itself is seen";
   }
   q.channels->seed_items.clear();
-  EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kInvalidArgument) << "no channel can run";
+  EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kInvalidArgument)
+      << "no channel can run";
   q.channels->user = 12345;
   EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kNotFound);
   q.channels->user = users_[0].id;

@@ -19,10 +19,10 @@ namespace {
 TEST(AllocateQuotasTest, LargestRemainderSumsToTotal) {
   auto q = [](std::vector<double> p, double a, uint32_t m) { return AllocateQuotas(p, a, m); };
   EXPECT_EQ(q({0.5, 0.3, 0.2}, 1, 10), (std::vector<uint32_t>{5, 3, 2}));
-  EXPECT_EQ(q({1, 1, 1}, 1, 10), (std::vector<uint32_t>{4, 3, 3}));       // tie: lower id
-  EXPECT_EQ(q({2, 1}, 2, 10), (std::vector<uint32_t>{8, 2}));             // p^a: 4 : 1
-  EXPECT_EQ(q({0.6, 0, 0.4}, 1, 7), (std::vector<uint32_t>{4, 0, 3}));    // 4.2, 0, 2.8
-  EXPECT_EQ(q({3, 1}, 0, 5), (std::vector<uint32_t>{3, 2}));              // a = 0: uniform
+  EXPECT_EQ(q({1, 1, 1}, 1, 10), (std::vector<uint32_t>{4, 3, 3}));     // tie: lower id
+  EXPECT_EQ(q({2, 1}, 2, 10), (std::vector<uint32_t>{8, 2}));           // p^a: 4 : 1
+  EXPECT_EQ(q({0.6, 0, 0.4}, 1, 7), (std::vector<uint32_t>{4, 0, 3}));  // 4.2, 0, 2.8
+  EXPECT_EQ(q({3, 1}, 0, 5), (std::vector<uint32_t>{3, 2}));            // a = 0: uniform
   EXPECT_EQ(q({0, 0}, 1, 5), (std::vector<uint32_t>{0, 0}));
   std::mt19937 rng(1);
   for (int t = 0; t < 200; ++t) {
@@ -87,24 +87,32 @@ class QueryTest : public ::testing::Test {
 
   // Brute force of the documented semantics: each vector's exact top-k among `pool`, then
   // aggregated over the vectors that retrieved each item.
-  std::vector<std::pair<float, uint64_t>> Reference(const QuerySpec& q, size_t k, int cluster) const {
+  std::vector<std::pair<float, uint64_t>> Reference(const QuerySpec& q, size_t k,
+                                                    int cluster) const {
     std::map<uint64_t, float> agg;
     for (size_t j = 0; j < q.vectors.size(); ++j) {
       std::vector<std::pair<float, uint64_t>> all;
       for (const auto& item : items_) {
-        if (cluster < 0 || int(item.cluster) == cluster) all.emplace_back(Score(q.vectors[j], item), item.id);
+        if (cluster < 0 || int(item.cluster) == cluster)
+          all.emplace_back(Score(q.vectors[j], item), item.id);
       }
-      std::sort(all.begin(), all.end(), [](auto& a, auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
+      std::sort(all.begin(), all.end(), [](auto& a, auto& b) {
+        return a.first != b.first ? a.first > b.first : a.second < b.second;
+      });
       all.resize(std::min(k, all.size()));
       const float w = q.aggregate == Aggregate::kWeighted ? q.weights[j] : 1.0f;
       for (auto& [s, id] : all) {
         auto [it, fresh] = agg.try_emplace(id, q.aggregate == Aggregate::kMax ? s : w * s);
-        if (!fresh) it->second = q.aggregate == Aggregate::kMax ? std::max(it->second, s) : it->second + w * s;
+        if (!fresh)
+          it->second =
+              q.aggregate == Aggregate::kMax ? std::max(it->second, s) : it->second + w * s;
       }
     }
     std::vector<std::pair<float, uint64_t>> out;
     for (auto& [id, s] : agg) out.emplace_back(s, id);
-    std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
+    std::sort(out.begin(), out.end(), [](auto& a, auto& b) {
+      return a.first != b.first ? a.first > b.first : a.second < b.second;
+    });
     out.resize(std::min(k, out.size()));
     return out;
   }
@@ -120,7 +128,8 @@ TEST_F(QueryTest, MultiVectorMatchesBruteForceForEveryAggregate) {
   q.k = 25;
   for (Aggregate a : {Aggregate::kMax, Aggregate::kSum, Aggregate::kWeighted}) {
     q.aggregate = a;
-    q.weights = a == Aggregate::kWeighted ? std::vector<float>{1.0f, 0.5f, 2.0f} : std::vector<float>{};
+    q.weights =
+        a == Aggregate::kWeighted ? std::vector<float>{1.0f, 0.5f, 2.0f} : std::vector<float>{};
     auto r = engine_->Query("c", q);
     ASSERT_TRUE(r.ok()) << r.status();
     auto want = Reference(q, 25, -1);
@@ -132,7 +141,8 @@ TEST_F(QueryTest, MultiVectorMatchesBruteForceForEveryAggregate) {
       EXPECT_TRUE(seen.insert(r->hits[i].id).second) << "duplicate";
     }
     // The item found by vector 1 first names vector 1, and its own cluster.
-    auto it = std::find_if(r->hits.begin(), r->hits.end(), [&](const QueryHit& h) { return h.id == items_[250].id; });
+    auto it = std::find_if(r->hits.begin(), r->hits.end(),
+                           [&](const QueryHit& h) { return h.id == items_[250].id; });
     ASSERT_NE(it, r->hits.end());
     EXPECT_EQ(it->vector, 1u);
     EXPECT_EQ(it->cluster, 1);
@@ -206,17 +216,24 @@ TEST_F(QueryTest, FiltersReturnOnlyMatchingItemsExactly) {
     for (const auto& item : items_) {
       if (Matches(f, AttrsOf(item))) want.emplace_back(Score(q.vectors[0], item), item.id);
     }
-    std::sort(want.begin(), want.end(), [](auto& a, auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
+    std::sort(want.begin(), want.end(), [](auto& a, auto& b) {
+      return a.first != b.first ? a.first > b.first : a.second < b.second;
+    });
     want.resize(std::min(k, want.size()));
     ASSERT_EQ(r->hits.size(), want.size());
     for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(r->hits[i].id, want[i].second) << i;
   };
-  check(Eq(Filter::Field::kCategory, 2), 20);                                   // ~20%: traversal
-  check(Filter{Filter::Op::kIn, Filter::Field::kTag, {3, 4}}, 20);              // tags
-  check(Filter{Filter::Op::kRange, Filter::Field::kTimestamp, {}, 5, 9}, 50);   // few: exact scan
-  Filter both{Filter::Op::kAnd, {}, {}, INT64_MIN, INT64_MAX,
-              {Eq(Filter::Field::kCategory, 1), Filter{Filter::Op::kNot, {}, {}, INT64_MIN, INT64_MAX,
-                                                       {Eq(Filter::Field::kCluster, 0)}}}};
+  check(Eq(Filter::Field::kCategory, 2), 20);                                  // ~20%: traversal
+  check(Filter{Filter::Op::kIn, Filter::Field::kTag, {3, 4}}, 20);             // tags
+  check(Filter{Filter::Op::kRange, Filter::Field::kTimestamp, {}, 5, 9}, 50);  // few: exact scan
+  Filter both{
+      Filter::Op::kAnd,
+      {},
+      {},
+      INT64_MIN,
+      INT64_MAX,
+      {Eq(Filter::Field::kCategory, 1),
+       Filter{Filter::Op::kNot, {}, {}, INT64_MIN, INT64_MAX, {Eq(Filter::Field::kCluster, 0)}}}};
   check(both, 30);
   // With quotas: a cluster with no matching item hands its share on.
   QuerySpec q;
@@ -376,8 +393,11 @@ TEST(MultiInterestRecallTest, TwoInterestsBeatOneAveragedVector) {
   single /= users;
   multi /= users;
   quota /= users;
-  std::printf("recall@50 over %d two-interest users: single averaged vector %.3f, two vectors max-merged %.3f, "
-              "two vectors with auto quotas %.3f\n", users, single, multi, quota);
+  std::printf(
+      "recall@50 over %d two-interest users: single averaged vector %.3f, two vectors max-merged "
+      "%.3f, "
+      "two vectors with auto quotas %.3f\n",
+      users, single, multi, quota);
   EXPECT_GT(multi, single + 0.3);
   EXPECT_GT(quota, single + 0.3);
 }

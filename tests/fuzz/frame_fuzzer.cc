@@ -20,7 +20,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (req.ok()) {
       const std::string again = EncodeRequestFrame(req->id, req->api_key, req->call);
       auto back = DecodeRequest(std::string_view(again).substr(kFrameHeaderBytes));
-      if (!back.ok() || back->call.index() != req->call.index() || back->id != req->id) std::abort();
+      if (!back.ok() || back->call.index() != req->call.index() || back->id != req->id)
+        std::abort();
     }
     auto res = DecodeResponse(body);
     if (res.ok()) {

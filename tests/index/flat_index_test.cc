@@ -1,10 +1,10 @@
 #include "index/flat/flat_index.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
-#include <unistd.h>
 
 #include "index/index_factory.h"
 #include "tests/testing/data.h"

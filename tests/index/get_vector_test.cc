@@ -16,7 +16,8 @@ namespace {
 using quiver::testing::Iota;
 using quiver::testing::RandomVectors;
 
-void ExpectStored(const VectorIndex& idx, const std::vector<float>& base, size_t d, float tolerance) {
+void ExpectStored(const VectorIndex& idx, const std::vector<float>& base, size_t d,
+                  float tolerance) {
   std::vector<float> out(d);
   for (uint64_t id : {0u, 7u, 499u}) {
     ASSERT_TRUE(idx.GetVector(id, out.data()).ok()) << idx.type_name();

@@ -1,11 +1,11 @@
 #include "index/hnsw/hnsw_index.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
 #include <thread>
-#include <unistd.h>
 #include <unordered_set>
 
 #include "index/flat/flat_index.h"
@@ -53,7 +53,8 @@ TEST_P(HnswRecallTest, RecallAgainstExactIsAboveBound) {
   const RecallCase& c = GetParam();
   const size_t n = 8000, d = 32, nq = 200;
   auto base = c.clustered ? ClusteredVectors(n, d, 40, 0.15f, 11) : RandomVectors(n, d, 11);
-  auto queries = c.clustered ? ClusteredVectors(nq, d, 40, 0.15f, 11 + 7) : RandomVectors(nq, d, 12);
+  auto queries =
+      c.clustered ? ClusteredVectors(nq, d, 40, 0.15f, 11 + 7) : RandomVectors(nq, d, 12);
   auto ids = Iota(n, 500);
   // One build thread: the same graph on every run (a two-thread build varies by scheduling, and
   // under a loaded machine dipped 0.002 under a bound).
@@ -74,11 +75,13 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         RecallCase{"l2_random", Metric::kL2, HnswQuantization::kNone, false, 0.95, 0.99},
         RecallCase{"l2_clustered", Metric::kL2, HnswQuantization::kNone, true, 0.90, 0.99},
-        RecallCase{"ip_clustered", Metric::kInnerProduct, HnswQuantization::kNone, true, 0.63, 0.74},
+        RecallCase{"ip_clustered", Metric::kInnerProduct, HnswQuantization::kNone, true, 0.63,
+                   0.74},
         RecallCase{"cosine_random", Metric::kCosine, HnswQuantization::kNone, false, 0.95, 0.99},
         RecallCase{"l2_random_sq8", Metric::kL2, HnswQuantization::kSq8, false, 0.93, 0.98},
         RecallCase{"l2_clustered_sq8", Metric::kL2, HnswQuantization::kSq8, true, 0.89, 0.98},
-        RecallCase{"cosine_clustered_sq8", Metric::kCosine, HnswQuantization::kSq8, true, 0.89, 0.98}),
+        RecallCase{"cosine_clustered_sq8", Metric::kCosine, HnswQuantization::kSq8, true, 0.89,
+                   0.98}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(HnswIndexTest, ReturnsExactDistancesSortedAndTheQueryItself) {

@@ -2,10 +2,10 @@
 #include "index/io/index_file.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <fstream>
-#include <unistd.h>
 
 #include "index/flat/flat_index.h"
 #include "index/hnsw/hnsw_index.h"
@@ -98,8 +98,8 @@ TEST_P(CorruptionTest, TruncationsAreDataLoss) {
   std::remove(path.c_str());
 }
 
-INSTANTIATE_TEST_SUITE_P(Kinds, CorruptionTest, ::testing::Values("flat", "hnsw", "hnsw_sq8", "ivf_pq4",
-                                                                    "ivf_pq8"));
+INSTANTIATE_TEST_SUITE_P(Kinds, CorruptionTest,
+                         ::testing::Values("flat", "hnsw", "hnsw_sq8", "ivf_pq4", "ivf_pq8"));
 
 TEST(IndexFileTest, MissingFileIsNotFound) {
   EXPECT_EQ(LoadIndex(TempPath("does_not_exist")).status().code(), StatusCode::kNotFound);

@@ -1,11 +1,11 @@
 #include "index/ivf/ivf_pq_index.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
 #include <set>
-#include <unistd.h>
 
 #include "index/index_factory.h"
 #include "tests/testing/data.h"
@@ -99,7 +99,8 @@ TEST(IvfPqIndexTest, FastScanDistancesMatchScalarAdcWithinQuantisation) {
     // The k-th approximate distance is close to the exact distance of that item: PQ error
     // plus table quantisation, bounded loosely by the spread of the data.
     double exact = 0;
-    for (size_t t = 0; t < d; ++t) exact += std::pow(queries[q * d + t] - base[out[0].id * d + t], 2);
+    for (size_t t = 0; t < d; ++t)
+      exact += std::pow(queries[q * d + t] - base[out[0].id * d + t], 2);
     EXPECT_NEAR(out[0].distance, exact, 0.5 * exact + 0.5);
   }
 }
@@ -156,7 +157,8 @@ TEST(IvfPqIndexTest, RemoveFilterAndReplace) {
         ASSERT_FALSE(out.empty());
         EXPECT_EQ(out[0].id, q);  // exact re-rank finds the item itself
       }
-      ASSERT_TRUE(index->Search({&base[q * d], d}, {.k = 20, .nprobe = 16, .filter = &even}, &out).ok());
+      ASSERT_TRUE(
+          index->Search({&base[q * d], d}, {.k = 20, .nprobe = 16, .filter = &even}, &out).ok());
       for (const auto& nb : out) EXPECT_TRUE(nb.id % 2 == 0 && nb.id % 3 != 0);
     }
     // Re-adding moves an id to its new vector.
@@ -216,7 +218,8 @@ TEST(IvfPqIndexTest, FlatTablesStillReturnResults) {
 }
 
 TEST(IvfPqIndexTest, RejectsBadOptionsAndTooLittleTrainingData) {
-  EXPECT_EQ(IvfPqIndex::Create(30, Metric::kL2, {.m = 7}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(IvfPqIndex::Create(30, Metric::kL2, {.m = 7}).status().code(),
+            StatusCode::kInvalidArgument);
   EXPECT_EQ(IvfPqIndex::Create(32, Metric::kL2, {.nbits = 6}).status().code(),
             StatusCode::kInvalidArgument);
   auto index = MakeIvf(8, Metric::kL2, 8, 4, 64);
@@ -245,7 +248,9 @@ struct Weighted {
 };
 
 Weighted MakeWeighted(size_t n, size_t d, size_t w, uint64_t seed) {
-  Weighted x{n, d, w, quiver::testing::ClusteredVectors(n, d, 20, 0.3f, seed), {}, quiver::testing::Iota(n, 1000)};
+  Weighted x{n,  d,
+             w,  quiver::testing::ClusteredVectors(n, d, 20, 0.3f, seed),
+             {}, quiver::testing::Iota(n, 1000)};
   auto raw = quiver::testing::RandomVectors(n, w, seed + 1);
   for (size_t i = 0; i < n; ++i) {
     float sum = 0;
@@ -255,7 +260,8 @@ Weighted MakeWeighted(size_t n, size_t d, size_t w, uint64_t seed) {
   return x;
 }
 
-std::vector<uint64_t> WeightedTruth(const Weighted& x, const float* q, size_t k, const std::set<uint64_t>& skip = {}) {
+std::vector<uint64_t> WeightedTruth(const Weighted& x, const float* q, size_t k,
+                                    const std::set<uint64_t>& skip = {}) {
   std::vector<std::pair<double, uint64_t>> all;
   for (size_t i = 0; i < x.n; ++i) {
     if (skip.count(x.ids[i])) continue;
@@ -310,16 +316,19 @@ TEST(IvfPqWeightedTest, WeightedScanFindsTheWeightedTopK) {
     std::vector<Neighbor> out;
     for (size_t q = 0; q < nq; ++q) {
       auto truth = WeightedTruth(x, &queries[q * w * d], k);
-      ASSERT_TRUE(index->SearchWeighted({&queries[q * w * d], w * d}, {.k = k, .nprobe = 32}, &out).ok());
+      ASSERT_TRUE(
+          index->SearchWeighted({&queries[q * w * d], w * d}, {.k = k, .nprobe = 32}, &out).ok());
       ASSERT_EQ(out.size(), k);
       for (size_t i = 1; i < out.size(); ++i) EXPECT_LE(out[i - 1].distance, out[i].distance);
       if (exact) {
-        for (const auto& nb : out) EXPECT_NEAR(-nb.distance, score(&queries[q * w * d], nb.id), 1e-4);
+        for (const auto& nb : out)
+          EXPECT_NEAR(-nb.distance, score(&queries[q * w * d], nb.id), 1e-4);
       }
       std::set<uint64_t> got;
       for (const auto& nb : out) got.insert(nb.id);
       for (uint64_t id : truth) hit += got.count(id);
-      ASSERT_TRUE(index->SearchWeighted({&queries[q * w * d], w * d}, {.k = k, .nprobe = 8}, &out).ok());
+      ASSERT_TRUE(
+          index->SearchWeighted({&queries[q * w * d], w * d}, {.k = k, .nprobe = 8}, &out).ok());
       for (const auto& nb : out) hit_some += std::count(truth.begin(), truth.end(), nb.id);
     }
     const double recall = hit / double(nq * k), recall8 = hit_some / double(nq * k);
@@ -336,7 +345,8 @@ TEST(IvfPqWeightedTest, EachItemsOwnWeightsAreUsed) {
   const size_t n = 2000, d = 16, w = 2, k = 30;
   Weighted x = MakeWeighted(n, d, w, 31);
   // Odd items: all weight on query 0; even items: all on query 1 (which is zero).
-  for (size_t i = 0; i < n; ++i) x.weights[i * w] = float(i % 2), x.weights[i * w + 1] = float(1 - i % 2);
+  for (size_t i = 0; i < n; ++i)
+    x.weights[i * w] = float(i % 2), x.weights[i * w + 1] = float(1 - i % 2);
   std::vector<float> q(w * d, 0.0f);
   for (size_t j = 0; j < d; ++j) q[j] = x.base[7 * d + j];  // along item 7 (odd)
   for (size_t nbits : {8, 4}) {
@@ -378,7 +388,9 @@ TEST(IvfPqWeightedTest, RemoveReplaceFilterAndSaveLoad) {
         EXPECT_FALSE(skip.count(nb.id)) << nb.id << " was removed";
         hit += std::count(truth.begin(), truth.end(), nb.id);
       }
-      ASSERT_TRUE(index->SearchWeighted({qv, w * d}, {.k = k, .nprobe = 32, .filter = &odd}, &filtered).ok());
+      ASSERT_TRUE(
+          index->SearchWeighted({qv, w * d}, {.k = k, .nprobe = 32, .filter = &odd}, &filtered)
+              .ok());
       ASSERT_EQ(filtered.size(), k);
       for (const auto& nb : filtered) EXPECT_EQ(nb.id % 2, 1u);
     }
@@ -391,8 +403,10 @@ TEST(IvfPqWeightedTest, RemoveReplaceFilterAndSaveLoad) {
     EXPECT_EQ(back.options().weights, w);
     std::vector<Neighbor> again;
     for (size_t q = 0; q < nq; ++q) {
-      ASSERT_TRUE(index->SearchWeighted({&queries[q * w * d], w * d}, {.k = k, .nprobe = 8}, &out).ok());
-      ASSERT_TRUE(back.SearchWeighted({&queries[q * w * d], w * d}, {.k = k, .nprobe = 8}, &again).ok());
+      ASSERT_TRUE(
+          index->SearchWeighted({&queries[q * w * d], w * d}, {.k = k, .nprobe = 8}, &out).ok());
+      ASSERT_TRUE(
+          back.SearchWeighted({&queries[q * w * d], w * d}, {.k = k, .nprobe = 8}, &again).ok());
       EXPECT_EQ(out, again);
     }
     std::remove(path.c_str());
@@ -401,21 +415,29 @@ TEST(IvfPqWeightedTest, RemoveReplaceFilterAndSaveLoad) {
 
 TEST(IvfPqWeightedTest, BadCallsGetClearErrors) {
   auto plain = MakeIvf(8, Metric::kInnerProduct, 4, 4, 4);
-  ASSERT_TRUE(plain->Add(quiver::testing::Iota(200), quiver::testing::RandomVectors(200, 8, 1)).ok());
+  ASSERT_TRUE(
+      plain->Add(quiver::testing::Iota(200), quiver::testing::RandomVectors(200, 8, 1)).ok());
   std::vector<Neighbor> out;
   std::vector<float> q(16, 0.5f);
   EXPECT_EQ(plain->SearchWeighted(q, {.k = 5}, &out).code(), StatusCode::kFailedPrecondition);
-  EXPECT_EQ(plain->AddWeighted(std::vector<uint64_t>{1}, std::vector<float>(8, 0.0f), std::vector<float>{1}).code(),
+  EXPECT_EQ(plain
+                ->AddWeighted(std::vector<uint64_t>{1}, std::vector<float>(8, 0.0f),
+                              std::vector<float>{1})
+                .code(),
             StatusCode::kFailedPrecondition);
   auto index = MakeWeightedIvf(8, 4, 2);
   auto base = quiver::testing::RandomVectors(200, 8, 2);
-  EXPECT_EQ(index->AddWeighted(quiver::testing::Iota(200), base, std::vector<float>(399, 0.5f)).code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      index->AddWeighted(quiver::testing::Iota(200), base, std::vector<float>(399, 0.5f)).code(),
+      StatusCode::kInvalidArgument);
   std::vector<float> bad_weights(400, 0.5f);
   bad_weights[7] = NAN;
-  EXPECT_EQ(index->AddWeighted(quiver::testing::Iota(200), base, bad_weights).code(), StatusCode::kInvalidArgument);
-  ASSERT_TRUE(index->AddWeighted(quiver::testing::Iota(200), base, std::vector<float>(400, 0.5f)).ok());
-  EXPECT_EQ(index->SearchWeighted(std::vector<float>(8, 0.5f), {.k = 5}, &out).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(index->AddWeighted(quiver::testing::Iota(200), base, bad_weights).code(),
+            StatusCode::kInvalidArgument);
+  ASSERT_TRUE(
+      index->AddWeighted(quiver::testing::Iota(200), base, std::vector<float>(400, 0.5f)).ok());
+  EXPECT_EQ(index->SearchWeighted(std::vector<float>(8, 0.5f), {.k = 5}, &out).code(),
+            StatusCode::kInvalidArgument);
   EXPECT_EQ(index->SearchWeighted(q, {.k = 0}, &out).code(), StatusCode::kInvalidArgument);
   q[3] = NAN;
   EXPECT_EQ(index->SearchWeighted(q, {.k = 5}, &out).code(), StatusCode::kInvalidArgument);

@@ -60,7 +60,8 @@ TEST_P(KernelsTest, FloatKernelsMatchReference) {
       const float* pa = a.data() + off;
       const float* pb = b.data() + off + 1;
       float mag = 0;
-      for (size_t i = 0; i < d; ++i) mag += std::fabs(pa[i] * pb[i]) + (pa[i] - pb[i]) * (pa[i] - pb[i]);
+      for (size_t i = 0; i < d; ++i)
+        mag += std::fabs(pa[i] * pb[i]) + (pa[i] - pb[i]) * (pa[i] - pb[i]);
       std::string what = "d=" + std::to_string(d) + " off=" + std::to_string(off);
       ExpectClose(k().l2sqr(pa, pb, d), ref().l2sqr(pa, pb, d), mag, "l2 " + what);
       ExpectClose(k().inner_product(pa, pb, d), ref().inner_product(pa, pb, d), mag, "ip " + what);
@@ -117,7 +118,8 @@ TEST_P(KernelsTest, QuantisedKernelsAreExact) {
     for (auto& x : b) x = uint8_t(u8(rng_));
     for (auto& x : c) x = int8_t(i8(rng_));
     for (auto& x : e) x = int8_t(i8(rng_));
-    EXPECT_EQ(k().l2sqr_u8(a.data() + 3, b.data() + 5, d), ref().l2sqr_u8(a.data() + 3, b.data() + 5, d))
+    EXPECT_EQ(k().l2sqr_u8(a.data() + 3, b.data() + 5, d),
+              ref().l2sqr_u8(a.data() + 3, b.data() + 5, d))
         << d;
     EXPECT_EQ(k().inner_product_i8(c.data() + 1, e.data() + 2, d),
               ref().inner_product_i8(c.data() + 1, e.data() + 2, d))
@@ -153,17 +155,21 @@ TEST_P(KernelsTest, FastScanMatchesReference) {
     uint16_t got[32], want[32];
     ref().fastscan_block32(codes.data() + 1, luts.data() + 3, pairs, 0, want);
     // Thresholds at, just under and just over lane sums, and the extremes of the range.
-    std::vector<uint16_t> thresholds = {0, 65535, want[0], uint16_t(want[5] - 1), uint16_t(want[31] + 1)};
+    std::vector<uint16_t> thresholds = {0, 65535, want[0], uint16_t(want[5] - 1),
+                                        uint16_t(want[31] + 1)};
     std::vector<uint16_t> sorted(want, want + 32);
     std::sort(sorted.begin(), sorted.end());
     thresholds.push_back(sorted[15]);
     for (uint16_t t : thresholds) {
-      const uint32_t got_mask = k().fastscan_block32(codes.data() + 1, luts.data() + 3, pairs, t, got);
-      const uint32_t want_mask = ref().fastscan_block32(codes.data() + 1, luts.data() + 3, pairs, t, want);
+      const uint32_t got_mask =
+          k().fastscan_block32(codes.data() + 1, luts.data() + 3, pairs, t, got);
+      const uint32_t want_mask =
+          ref().fastscan_block32(codes.data() + 1, luts.data() + 3, pairs, t, want);
       EXPECT_EQ(got_mask, want_mask) << "pairs " << pairs << " threshold " << t;
       for (size_t v = 0; v < 32; ++v) {
         EXPECT_EQ(got[v], want[v]) << "pairs " << pairs << " lane " << v;
-        EXPECT_EQ((want_mask >> v) & 1, want[v] <= t ? 1u : 0u) << "lane " << v << " threshold " << t;
+        EXPECT_EQ((want_mask >> v) & 1, want[v] <= t ? 1u : 0u)
+            << "lane " << v << " threshold " << t;
       }
     }
   }
@@ -173,14 +179,16 @@ TEST_P(KernelsTest, FastScanTableKernelsMatchReference) {
   for (size_t m : {1, 2, 7, 16, 196}) {
     auto a = Floats(m * 16, 1), b = Floats(m * 16, 2);
     std::vector<float> s1(m * 16), s2(m * 16), mins1(m), mins2(m);
-    for (const float* bp : {static_cast<const float*>(nullptr), static_cast<const float*>(b.data() + 2)}) {
+    for (const float* bp :
+         {static_cast<const float*>(nullptr), static_cast<const float*>(b.data() + 2)}) {
       float r1 = k().lut16_sum_minmax(a.data() + 1, bp, m, s1.data(), mins1.data());
       float r2 = ref().lut16_sum_minmax(a.data() + 1, bp, m, s2.data(), mins2.data());
       EXPECT_EQ(r1, r2);
       EXPECT_EQ(s1, s2);
       EXPECT_EQ(mins1, mins2);
     }
-    const float scale = 255.0f / ref().lut16_sum_minmax(a.data(), b.data(), m, s2.data(), mins2.data());
+    const float scale =
+        255.0f / ref().lut16_sum_minmax(a.data(), b.data(), m, s2.data(), mins2.data());
     std::vector<uint8_t> q1(FastScanBlockBytes(m), 0), q2(FastScanBlockBytes(m), 0);
     k().lut16_quantize(s2.data(), mins2.data(), m, scale, q1.data());
     ref().lut16_quantize(s2.data(), mins2.data(), m, scale, q2.data());
@@ -225,7 +233,8 @@ TEST(FastScanLayoutTest, ReferenceSumsTheTablesOfEachLane) {
     for (size_t c = 0; c < 16; ++c) luts[(j / 2) * 32 + (j % 2) * 16 + c] = uint8_t(rng() % 200);
   }
   uint16_t out[32];
-  EXPECT_EQ(ScalarKernels().fastscan_block32(block.data(), luts.data(), pairs, 65535, out), ~uint32_t{0});
+  EXPECT_EQ(ScalarKernels().fastscan_block32(block.data(), luts.data(), pairs, 65535, out),
+            ~uint32_t{0});
   for (size_t v = 0; v < 32; ++v) {
     uint32_t want = 0;
     for (size_t j = 0; j < m; ++j) {
@@ -237,7 +246,8 @@ TEST(FastScanLayoutTest, ReferenceSumsTheTablesOfEachLane) {
 }
 
 TEST(SimdLevelTest, NamesRoundTripAndScalarIsAlwaysSupported) {
-  for (SimdLevel l : {SimdLevel::kScalar, SimdLevel::kGeneric, SimdLevel::kAvx2, SimdLevel::kAvx512}) {
+  for (SimdLevel l :
+       {SimdLevel::kScalar, SimdLevel::kGeneric, SimdLevel::kAvx2, SimdLevel::kAvx512}) {
     EXPECT_EQ(ParseSimdLevel(SimdLevelName(l)), l);
   }
   EXPECT_FALSE(ParseSimdLevel("sse9").has_value());

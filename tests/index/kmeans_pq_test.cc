@@ -141,7 +141,8 @@ TEST_P(PqTest, TableDistanceEqualsDistanceToDecodedVector) {
 TEST_P(PqTest, SerialisesAndRejectsBadShapes) {
   const size_t nbits = GetParam();
   auto data = RandomVectors(600, 12, 31);
-  EXPECT_EQ(ProductQuantizer::Train(data, 12, 5, nbits).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ProductQuantizer::Train(data, 12, 5, nbits).status().code(),
+            StatusCode::kInvalidArgument);
   EXPECT_EQ(ProductQuantizer::Train(data, 12, 4, 6).status().code(), StatusCode::kInvalidArgument);
   auto pq = ProductQuantizer::Train(data, 12, 4, nbits);
   ASSERT_TRUE(pq.ok());

@@ -41,14 +41,26 @@ CollectionSchema SampleSchema() {
 
 // Every call survives encode -> decode through the binary codec unchanged.
 TEST(WireCodecTest, EveryCallRoundTrips) {
-  std::vector<Call> calls = {
-      CreateCollectionCall{SampleSchema()}, DropCollectionCall{"a"}, ListCollectionsCall{},
-      DescribeCollectionCall{"b"}, UpsertCall{"c", {SampleItem(1), SampleItem(2)}}, DeleteCall{"c", {1, 2, 3}},
-      GetCall{"c", {4}}, PutUsersCall{"c", {UserRecord{9, {1, 2, 3, 4}, {{1, 10}, {2, 5}}}}},
-      GetUserCall{"c", 9}, AddEventsCall{"c", {Event{1, 2, 3}, Event{4, 5, 6}}},
-      SearchCall{"c", {1, 2, 3, 4}, 25, 100, 8, 3}, SnapshotCall{""}, ReloadCall{"v2"}, RollbackCall{},
-      ListVersionsCall{}, HealthCall{}, RunPluginCall{"c", "i2i_knn", R"({"k":50})", true},
-      GetListCall{"c", "i2i", 77}, ListListsCall{"c"}, ListPluginsCall{}};
+  std::vector<Call> calls = {CreateCollectionCall{SampleSchema()},
+                             DropCollectionCall{"a"},
+                             ListCollectionsCall{},
+                             DescribeCollectionCall{"b"},
+                             UpsertCall{"c", {SampleItem(1), SampleItem(2)}},
+                             DeleteCall{"c", {1, 2, 3}},
+                             GetCall{"c", {4}},
+                             PutUsersCall{"c", {UserRecord{9, {1, 2, 3, 4}, {{1, 10}, {2, 5}}}}},
+                             GetUserCall{"c", 9},
+                             AddEventsCall{"c", {Event{1, 2, 3}, Event{4, 5, 6}}},
+                             SearchCall{"c", {1, 2, 3, 4}, 25, 100, 8, 3},
+                             SnapshotCall{""},
+                             ReloadCall{"v2"},
+                             RollbackCall{},
+                             ListVersionsCall{},
+                             HealthCall{},
+                             RunPluginCall{"c", "i2i_knn", R"({"k":50})", true},
+                             GetListCall{"c", "i2i", 77},
+                             ListListsCall{"c"},
+                             ListPluginsCall{}};
   ASSERT_EQ(calls.size(), kCallKinds);
   for (const Call& call : calls) {
     const std::string frame = EncodeRequestFrame(77, "secret", call);
@@ -61,10 +73,20 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
     // Re-encoding the decoded call gives the same bytes: nothing was lost or changed.
     EXPECT_EQ(EncodeRequestFrame(77, "secret", back->call), frame) << CallName(call);
   }
-  auto up = DecodeRequest(EncodeRequestFrame(1, "", UpsertCall{"c", {SampleItem(5)}}).substr(kFrameHeaderBytes));
+  auto up = DecodeRequest(
+      EncodeRequestFrame(1, "", UpsertCall{"c", {SampleItem(5)}}).substr(kFrameHeaderBytes));
   EXPECT_EQ(std::get<UpsertCall>(up->call).items[0], SampleItem(5));
   // A multi-vector quota search keeps every field.
-  SearchCall multi{"c", {}, 20, 0, 0, 0, {{1, 2}, {3, 4}}, 2, {0.5f, 2.0f}, QuotaParams{{0.7f, 0.3f}, 0.5f, 100, 2.0f}};
+  SearchCall multi{"c",
+                   {},
+                   20,
+                   0,
+                   0,
+                   0,
+                   {{1, 2}, {3, 4}},
+                   2,
+                   {0.5f, 2.0f},
+                   QuotaParams{{0.7f, 0.3f}, 0.5f, 100, 2.0f}};
   auto back = DecodeRequest(EncodeRequestFrame(2, "", multi).substr(kFrameHeaderBytes));
   ASSERT_TRUE(back.ok()) << back.status();
   const auto& m = std::get<SearchCall>(back->call);
@@ -74,9 +96,17 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
   EXPECT_EQ(m.quota, multi.quota);
   EXPECT_FALSE(m.IsPlain());
   // A filter tree survives the wire.
-  Filter f{Filter::Op::kAnd, Filter::Field::kCategory, {}, INT64_MIN, INT64_MAX,
+  Filter f{Filter::Op::kAnd,
+           Filter::Field::kCategory,
+           {},
+           INT64_MIN,
+           INT64_MAX,
            {Filter{Filter::Op::kIn, Filter::Field::kTag, {1, 2}},
-            Filter{Filter::Op::kNot, Filter::Field::kCategory, {}, INT64_MIN, INT64_MAX,
+            Filter{Filter::Op::kNot,
+                   Filter::Field::kCategory,
+                   {},
+                   INT64_MIN,
+                   INT64_MAX,
                    {Filter{Filter::Op::kRange, Filter::Field::kTimestamp, {}, 10, 20}}}}};
   SearchCall filtered{"c", {1, 2}, 5};
   filtered.filter = f;
@@ -88,8 +118,10 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
   auto db = DecodeRequest(EncodeRequestFrame(4, "", diverse).substr(kFrameHeaderBytes));
   ASSERT_TRUE(db.ok());
   EXPECT_EQ(std::get<SearchCall>(db->call).rerank, diverse.rerank);
-  auto dj = DecodeHttpCall("POST", "/v1/collections/m/search",
-                           R"({"vector":[1,2],"rerank":{"mmr":{"lambda":0.3,"window":50},"max_consecutive_category":2,"per_category_cap":4,"category_diversity":0.05}})", 32);
+  auto dj = DecodeHttpCall(
+      "POST", "/v1/collections/m/search",
+      R"({"vector":[1,2],"rerank":{"mmr":{"lambda":0.3,"window":50},"max_consecutive_category":2,"per_category_cap":4,"category_diversity":0.05}})",
+      32);
   ASSERT_TRUE(dj.ok()) << dj.status();
   EXPECT_EQ(std::get<SearchCall>(*dj).rerank, diverse.rerank);
   // MVKE parameters, binary and JSON.
@@ -98,8 +130,10 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
   auto mb = DecodeRequest(EncodeRequestFrame(5, "", mvke).substr(kFrameHeaderBytes));
   ASSERT_TRUE(mb.ok()) << mb.status();
   EXPECT_EQ(std::get<SearchCall>(mb->call).mvke, mvke.mvke);
-  auto mj = DecodeHttpCall("POST", "/v1/collections/m/search",
-                           R"({"k":7,"mvke":{"user_vectors":[[1,2],[3,4],[5,6]],"strategy":"concat","candidates":50,"max_candidates":400}})", 32);
+  auto mj = DecodeHttpCall(
+      "POST", "/v1/collections/m/search",
+      R"({"k":7,"mvke":{"user_vectors":[[1,2],[3,4],[5,6]],"strategy":"concat","candidates":50,"max_candidates":400}})",
+      32);
   ASSERT_TRUE(mj.ok()) << mj.status();
   EXPECT_EQ(std::get<SearchCall>(*mj).mvke, mvke.mvke);
   EXPECT_FALSE(std::get<SearchCall>(*mj).IsPlain());
@@ -107,11 +141,14 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
   mb = DecodeRequest(EncodeRequestFrame(5, "", mvke).substr(kFrameHeaderBytes));
   ASSERT_TRUE(mb.ok()) << mb.status();
   EXPECT_EQ(std::get<SearchCall>(mb->call).mvke, mvke.mvke);
-  mj = DecodeHttpCall("POST", "/v1/collections/m/search",
-                      R"({"k":7,"mvke":{"user_vectors":[[1,2],[3,4],[5,6]],"strategy":"weighted_scan","candidates":50,"max_candidates":400}})", 32);
+  mj = DecodeHttpCall(
+      "POST", "/v1/collections/m/search",
+      R"({"k":7,"mvke":{"user_vectors":[[1,2],[3,4],[5,6]],"strategy":"weighted_scan","candidates":50,"max_candidates":400}})",
+      32);
   ASSERT_TRUE(mj.ok()) << mj.status();
   EXPECT_EQ(std::get<SearchCall>(*mj).mvke, mvke.mvke);
-  EXPECT_EQ(DecodeHttpCall("POST", "/v1/collections/m/search", R"({"mvke":{"user_vectors":[[1]],"strategy":"best"}})", 32)
+  EXPECT_EQ(DecodeHttpCall("POST", "/v1/collections/m/search",
+                           R"({"mvke":{"user_vectors":[[1]],"strategy":"best"}})", 32)
                 .status()
                 .code(),
             StatusCode::kInvalidArgument);
@@ -134,9 +171,11 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
   auto chb = DecodeRequest(EncodeRequestFrame(8, "", chc).substr(kFrameHeaderBytes));
   ASSERT_TRUE(chb.ok()) << chb.status();
   EXPECT_EQ(std::get<SearchCall>(chb->call).channels, chc.channels);
-  auto chj = DecodeHttpCall("POST", "/v1/collections/m/search",
-                            R"({"k":30,"channels":{"user":42,"seed_items":[1,2],"u2u2i":false,"per_seed":7,
-                                "i2i_kind":"i2i_cf","weights":{"div":0.3}}})", 32);
+  auto chj =
+      DecodeHttpCall("POST", "/v1/collections/m/search",
+                     R"({"k":30,"channels":{"user":42,"seed_items":[1,2],"u2u2i":false,"per_seed":7,
+                                "i2i_kind":"i2i_cf","weights":{"div":0.3}}})",
+                     32);
   ASSERT_TRUE(chj.ok()) << chj.status();
   EXPECT_EQ(std::get<SearchCall>(*chj).channels, chc.channels);
   EXPECT_FALSE(std::get<SearchCall>(*chj).IsPlain());
@@ -145,29 +184,38 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
   chb = DecodeRequest(EncodeRequestFrame(9, "", no_user).substr(kFrameHeaderBytes));
   ASSERT_TRUE(chb.ok());
   EXPECT_EQ(std::get<SearchCall>(chb->call).channels, no_user.channels);
-  EXPECT_EQ(DecodeHttpCall("POST", "/v1/collections/m/search", R"({"channels":{"weights":{"mic":1}}})", 32).status().code(),
+  EXPECT_EQ(DecodeHttpCall("POST", "/v1/collections/m/search",
+                           R"({"channels":{"weights":{"mic":1}}})", 32)
+                .status()
+                .code(),
             StatusCode::kInvalidArgument);
   fresh.with_payload = true;
   frb = DecodeRequest(EncodeRequestFrame(7, "", fresh).substr(kFrameHeaderBytes));
   ASSERT_TRUE(frb.ok()) << frb.status();
   EXPECT_TRUE(std::get<SearchCall>(frb->call).with_payload);
-  auto fj = DecodeHttpCall("POST", "/v1/collections/m/search",
-                           R"({"vector":[1,2],"k":5,"fresh":{"pool":"6h","now":1700000000,"boost":0.25,"half_life":"30m","horizon":"2d","window":40}})", 32);
+  auto fj = DecodeHttpCall(
+      "POST", "/v1/collections/m/search",
+      R"({"vector":[1,2],"k":5,"fresh":{"pool":"6h","now":1700000000,"boost":0.25,"half_life":"30m","horizon":"2d","window":40}})",
+      32);
   ASSERT_TRUE(fj.ok()) << fj.status();
   EXPECT_EQ(std::get<SearchCall>(*fj).fresh, fresh.fresh);
   EXPECT_FALSE(std::get<SearchCall>(*fj).IsPlain());
-  auto fi = DecodeHttpCall("POST", "/v1/collections/m/search", R"({"vector":[1,2],"fresh":{"pool":90,"half_life":"45s"}})", 32);
+  auto fi = DecodeHttpCall("POST", "/v1/collections/m/search",
+                           R"({"vector":[1,2],"fresh":{"pool":90,"half_life":"45s"}})", 32);
   ASSERT_TRUE(fi.ok()) << fi.status();
   EXPECT_EQ(std::get<SearchCall>(*fi).fresh->pool, 90);
   EXPECT_EQ(std::get<SearchCall>(*fi).fresh->half_life, 45);
-  for (const char* body : {R"({"vector":[1],"fresh":{"pool":"6x"}})", R"({"vector":[1],"fresh":{"pool":"h"}})",
-                           R"({"vector":[1],"fresh":{"pool":"-6h"}})", R"({"vector":[1],"fresh":{"pool":"99999999999999999999d"}})",
-                           R"({"vector":[1],"fresh":{"pool":1.5}})", R"({"vector":[1],"fresh":{"age":3}})",
-                           R"({"vector":[1],"fresh":[1]})"}) {
+  for (const char* body :
+       {R"({"vector":[1],"fresh":{"pool":"6x"}})", R"({"vector":[1],"fresh":{"pool":"h"}})",
+        R"({"vector":[1],"fresh":{"pool":"-6h"}})",
+        R"({"vector":[1],"fresh":{"pool":"99999999999999999999d"}})",
+        R"({"vector":[1],"fresh":{"pool":1.5}})", R"({"vector":[1],"fresh":{"age":3}})",
+        R"({"vector":[1],"fresh":[1]})"}) {
     auto bad = DecodeHttpCall("POST", "/v1/collections/m/search", body, 32);
     EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument) << body;
   }
-  EXPECT_NE(DecodeHttpCall("POST", "/v1/collections/m/search", R"({"vector":[1],"fresh":{"pool":"6x"}})", 32)
+  EXPECT_NE(DecodeHttpCall("POST", "/v1/collections/m/search",
+                           R"({"vector":[1],"fresh":{"pool":"6x"}})", 32)
                 .status()
                 .message()
                 .find("not a duration"),
@@ -186,8 +234,10 @@ TEST(WireCodecTest, EveryReplyRoundTrips) {
       Reply{Status::Ok(), UserResult{std::nullopt}},
       Reply{Status::Ok(), SearchResult{{{1, 0.5f}, {2, -1.25f}}}},
       Reply{Status::Ok(), SearchResult{{{1, 0.5f}, {2, -1.25f}}, {0, 1}, {3, -1}, {1, 1}, {1, 1}}},
-      Reply{Status::Ok(), SearchResult{{{1, 0.5f}, {2, -1.25f}}, {}, {}, {}, {}, {R"({"title":"x"})", ""}}},
-      Reply{Status::Ok(), SearchResult{{{1, 0.5f}, {2, -1.25f}}, {0, 0}, {-1, -1}, {}, {}, {}, {1, 6}}},
+      Reply{Status::Ok(),
+            SearchResult{{{1, 0.5f}, {2, -1.25f}}, {}, {}, {}, {}, {R"({"title":"x"})", ""}}},
+      Reply{Status::Ok(),
+            SearchResult{{{1, 0.5f}, {2, -1.25f}}, {0, 0}, {-1, -1}, {}, {}, {}, {1, 6}}},
       Reply{Status::Ok(), VersionsInfo{"v2", "initial", {"initial", "v2"}}},
       Reply{Status::Ok(), HealthResult{"serving", "0.1.0"}},
       Reply{Status::Ok(), PluginRunResult{{"i2i", "u2u"}, 300, 2, true}},
@@ -209,7 +259,8 @@ TEST(WireCodecTest, EveryReplyRoundTrips) {
 }
 
 TEST(WireCodecTest, GarbageAndTruncatedBuffersAreRejectedNotRead) {
-  const std::string frame = EncodeRequestFrame(1, "k", UpsertCall{"c", {SampleItem(1), SampleItem(2)}});
+  const std::string frame =
+      EncodeRequestFrame(1, "k", UpsertCall{"c", {SampleItem(1), SampleItem(2)}});
   const std::string body = frame.substr(kFrameHeaderBytes);
   for (size_t cut = 0; cut < body.size(); cut += 7) {
     auto r = DecodeRequest(std::string_view(body).substr(0, cut));
@@ -232,39 +283,46 @@ TEST(WireCodecTest, GarbageAndTruncatedBuffersAreRejectedNotRead) {
 
 // Found by frame_fuzzer: a union type without its value passes the Verifier.
 TEST(WireCodecTest, UnionTypeWithoutValueIsRejected) {
-  for (auto type : {wire::RequestBody::Upsert, wire::RequestBody::Search, wire::RequestBody::Health}) {
+  for (auto type :
+       {wire::RequestBody::Upsert, wire::RequestBody::Search, wire::RequestBody::Health}) {
     flatbuffers::FlatBufferBuilder b;
     b.Finish(wire::CreateRequest(b, 1, 0, type, 0));
-    auto r = DecodeRequest(std::string_view(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize()));
+    auto r = DecodeRequest(
+        std::string_view(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize()));
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
   }
   flatbuffers::FlatBufferBuilder b;
   b.Finish(wire::CreateResponse(b, 1, 0, wire::ResponseBody::SearchResult, 0));
-  auto r = DecodeResponse(std::string_view(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize()));
+  auto r = DecodeResponse(
+      std::string_view(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize()));
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(JsonApiTest, RoutesDecodeIntoCalls) {
-  auto c = DecodeHttpCall("POST", "/v1/collections",
-                          R"({"name":"movies","dim":4,"metric":"cosine","clusters":3,"topics":2,"max_history":10,
+  auto c = DecodeHttpCall(
+      "POST", "/v1/collections",
+      R"({"name":"movies","dim":4,"metric":"cosine","clusters":3,"topics":2,"max_history":10,
                               "index":{"type":"ivf_pq","nlist":64,"nbits":4,"refine_int8":true}})",
-                          32);
+      32);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(std::get<CreateCollectionCall>(*c).schema, SampleSchema());
-  auto up = DecodeHttpCall("POST", "/v1/collections/m/items",
-                           R"({"items":[{"id":1,"vector":[0.1,-2.5,1e-20,3],"cluster":2,"topics":[0.5,0.5],
+  auto up = DecodeHttpCall(
+      "POST", "/v1/collections/m/items",
+      R"({"items":[{"id":1,"vector":[0.1,-2.5,1e-20,3],"cluster":2,"topics":[0.5,0.5],
                                "category":-7,"tags":[1,2],"timestamp":1700000000123,
                                "payload":{"title":"a \"quoted\" name"}}]})",
-                           32);
+      32);
   ASSERT_TRUE(up.ok()) << up.status();
   EXPECT_EQ(std::get<UpsertCall>(*up).items[0], SampleItem(1));
-  auto s = DecodeHttpCall("POST", "/v1/collections/m/search?trace=0", R"({"vector":[1,2],"k":5,"params":{"ef":80}})", 32);
+  auto s = DecodeHttpCall("POST", "/v1/collections/m/search?trace=0",
+                          R"({"vector":[1,2],"k":5,"params":{"ef":80}})", 32);
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ(std::get<SearchCall>(*s).k, 5u);
   EXPECT_EQ(std::get<SearchCall>(*s).ef, 80u);
   auto q = DecodeHttpCall("POST", "/v1/collections/m/search",
                           R"({"vectors":[[1,2],[3,4]],"aggregate":"weighted","weights":[1,0.5],
-                              "quota":{"p":"auto","a":0.5,"total":200,"temperature":0.1}})", 32);
+                              "quota":{"p":"auto","a":0.5,"total":200,"temperature":0.1}})",
+                          32);
   ASSERT_TRUE(q.ok()) << q.status();
   const auto& qc = std::get<SearchCall>(*q);
   EXPECT_EQ(qc.vectors.size(), 2u);
@@ -275,7 +333,8 @@ TEST(JsonApiTest, RoutesDecodeIntoCalls) {
   EXPECT_FLOAT_EQ(qc.quota->temperature, 0.1f);
   auto fj = DecodeHttpCall("POST", "/v1/collections/m/search",
                            R"({"vector":[1,2],"filter":{"and":[{"in":{"tag":[1,2]}},
-                               {"not":{"range":{"timestamp":{"gte":10,"lt":21}}}}]}})", 32);
+                               {"not":{"range":{"timestamp":{"gte":10,"lt":21}}}}]}})",
+                           32);
   ASSERT_TRUE(fj.ok()) << fj.status();
   const Filter& ff = *std::get<SearchCall>(*fj).filter;
   EXPECT_EQ(ff.op, Filter::Op::kAnd);
@@ -283,54 +342,76 @@ TEST(JsonApiTest, RoutesDecodeIntoCalls) {
   EXPECT_EQ(ff.children[0].values, (std::vector<int64_t>{1, 2}));
   EXPECT_EQ(ff.children[1].children[0].lo, 10);
   EXPECT_EQ(ff.children[1].children[0].hi, 20);
-  EXPECT_FALSE(DecodeHttpCall("POST", "/v1/collections/m/search", R"({"vector":[1],"filter":{"eq":{"colour":1}}})", 32).ok());
-  EXPECT_FALSE(DecodeHttpCall("POST", "/v1/collections/m/search", R"({"vector":[1],"filter":{"xor":[]}})", 32).ok());
+  EXPECT_FALSE(DecodeHttpCall("POST", "/v1/collections/m/search",
+                              R"({"vector":[1],"filter":{"eq":{"colour":1}}})", 32)
+                   .ok());
+  EXPECT_FALSE(DecodeHttpCall("POST", "/v1/collections/m/search",
+                              R"({"vector":[1],"filter":{"xor":[]}})", 32)
+                   .ok());
   EXPECT_EQ(std::get<GetCall>(*DecodeHttpCall("GET", "/v1/collections/m/items/42", "", 32)).ids,
             std::vector<uint64_t>{42});
-  EXPECT_TRUE(std::holds_alternative<DropCollectionCall>(*DecodeHttpCall("DELETE", "/v1/collections/m", "", 32)));
+  EXPECT_TRUE(std::holds_alternative<DropCollectionCall>(
+      *DecodeHttpCall("DELETE", "/v1/collections/m", "", 32)));
   EXPECT_TRUE(std::holds_alternative<HealthCall>(*DecodeHttpCall("GET", "/healthz", "", 32)));
-  EXPECT_EQ(std::get<ReloadCall>(*DecodeHttpCall("POST", "/v1/versions/reload", R"({"version":"v2"})", 32)).version, "v2");
+  EXPECT_EQ(std::get<ReloadCall>(
+                *DecodeHttpCall("POST", "/v1/versions/reload", R"({"version":"v2"})", 32))
+                .version,
+            "v2");
   // Plugins and lists.
-  auto run = DecodeHttpCall("POST", "/v1/collections/m/plugins/i2i_knn/run",
-                            R"({"config": {"k": 50, "same_category": true}, "incremental": true})", 32);
+  auto run =
+      DecodeHttpCall("POST", "/v1/collections/m/plugins/i2i_knn/run",
+                     R"({"config": {"k": 50, "same_category": true}, "incremental": true})", 32);
   ASSERT_TRUE(run.ok()) << run.status();
   const auto& rc = std::get<RunPluginCall>(*run);
   EXPECT_EQ(rc.collection, "m");
   EXPECT_EQ(rc.plugin, "i2i_knn");
   EXPECT_EQ(rc.config, R"({"k":50,"same_category":true})");
   EXPECT_TRUE(rc.incremental);
-  EXPECT_TRUE(std::get<RunPluginCall>(*DecodeHttpCall("POST", "/v1/collections/m/plugins/x/run", "", 32)).config.empty());
+  EXPECT_TRUE(
+      std::get<RunPluginCall>(*DecodeHttpCall("POST", "/v1/collections/m/plugins/x/run", "", 32))
+          .config.empty());
   auto gl = DecodeHttpCall("GET", "/v1/collections/m/lists/i2i/42", "", 32);
   ASSERT_TRUE(gl.ok()) << gl.status();
   EXPECT_EQ(std::get<GetListCall>(*gl).kind, "i2i");
   EXPECT_EQ(std::get<GetListCall>(*gl).key, 42u);
-  EXPECT_TRUE(std::holds_alternative<ListListsCall>(*DecodeHttpCall("GET", "/v1/collections/m/lists", "", 32)));
-  EXPECT_TRUE(std::holds_alternative<ListPluginsCall>(*DecodeHttpCall("GET", "/v1/plugins", "", 32)));
-  EXPECT_EQ(DecodeHttpCall("GET", "/v1/collections/m/lists/i2i/x", "", 32).status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(std::holds_alternative<ListListsCall>(
+      *DecodeHttpCall("GET", "/v1/collections/m/lists", "", 32)));
+  EXPECT_TRUE(
+      std::holds_alternative<ListPluginsCall>(*DecodeHttpCall("GET", "/v1/plugins", "", 32)));
+  EXPECT_EQ(DecodeHttpCall("GET", "/v1/collections/m/lists/i2i/x", "", 32).status().code(),
+            StatusCode::kNotFound);
   EXPECT_EQ(DecodeHttpCall("GET", "/v1/collections/m/plugins/i2i_knn/run", "", 32).status().code(),
             StatusCode::kUnimplemented);
-  EXPECT_EQ(DecodeHttpCall("POST", "/v1/collections/m/plugins/i2i_knn/run", R"({"config": [1]})", 32).status().code(),
-            StatusCode::kInvalidArgument);
-  EXPECT_EQ(DecodeHttpCall("POST", "/v1/collections/m/items/get/more", R"({"ids":[1]})", 32).status().code(),
+  EXPECT_EQ(
+      DecodeHttpCall("POST", "/v1/collections/m/plugins/i2i_knn/run", R"({"config": [1]})", 32)
+          .status()
+          .code(),
+      StatusCode::kInvalidArgument);
+  EXPECT_EQ(DecodeHttpCall("POST", "/v1/collections/m/items/get/more", R"({"ids":[1]})", 32)
+                .status()
+                .code(),
             StatusCode::kNotFound);
 }
 
 TEST(JsonApiTest, BadRequestsGetClearErrors) {
-  auto expect = [](std::string_view method, std::string_view target, std::string_view body, StatusCode code,
-                   const std::string& word) {
+  auto expect = [](std::string_view method, std::string_view target, std::string_view body,
+                   StatusCode code, const std::string& word) {
     auto r = DecodeHttpCall(method, target, body, 8);
     ASSERT_FALSE(r.ok()) << target << " " << body;
     EXPECT_EQ(r.status().code(), code) << r.status();
     EXPECT_NE(r.status().message().find(word), std::string::npos) << r.status();
   };
-  expect("POST", "/v1/collections/m/search", "{\"vector\": [1, 2", StatusCode::kInvalidArgument, "not valid JSON");
-  expect("POST", "/v1/collections/m/search", R"({"vector": "abc"})", StatusCode::kInvalidArgument, "vector");
-  expect("POST", "/v1/collections/m/search", R"({"vector": [1], "colour": 1})", StatusCode::kInvalidArgument,
-         "unknown field 'colour'");
-  expect("POST", "/v1/collections/m/search", R"({"vector": [1], "k": -1})", StatusCode::kInvalidArgument, "k");
+  expect("POST", "/v1/collections/m/search", "{\"vector\": [1, 2", StatusCode::kInvalidArgument,
+         "not valid JSON");
+  expect("POST", "/v1/collections/m/search", R"({"vector": "abc"})", StatusCode::kInvalidArgument,
+         "vector");
+  expect("POST", "/v1/collections/m/search", R"({"vector": [1], "colour": 1})",
+         StatusCode::kInvalidArgument, "unknown field 'colour'");
+  expect("POST", "/v1/collections/m/search", R"({"vector": [1], "k": -1})",
+         StatusCode::kInvalidArgument, "k");
   expect("POST", "/v1/collections/m/search", "[1]", StatusCode::kInvalidArgument, "JSON object");
-  expect("POST", "/v1/collections/m/search", R"({"vector": [[[[[[[[[[1]]]]]]]]]]})", StatusCode::kInvalidArgument,
-         "JSON");
+  expect("POST", "/v1/collections/m/search", R"({"vector": [[[[[[[[[[1]]]]]]]]]]})",
+         StatusCode::kInvalidArgument, "JSON");
   expect("POST", "/v1/collections/m/items", R"({"items":[{"id":1,"vector":[1],"tags":["x"]}]})",
          StatusCode::kInvalidArgument, "items[0]: bad tags");
   expect("GET", "/v1/nothing", "", StatusCode::kNotFound, "no route");

@@ -1,19 +1,19 @@
 // Round trips through both protocols against a server on 127.0.0.1 (ports picked by the OS),
 // and malformed input of every kind: each gets a clear error and the server keeps serving.
+#include "net/server.h"
+
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <unistd.h>
-
-#include <gtest/gtest.h>
-
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
 #include <chrono>
-#include <functional>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <random>
 #include <thread>
@@ -23,7 +23,6 @@
 #include "engine/data_root.h"
 #include "net/json_api.h"
 #include "net/schema/wire_codec.h"
-#include "net/server.h"
 #include "tests/testing/temp_dir.h"
 
 namespace quiver::net {
@@ -58,13 +57,14 @@ struct HttpAnswer {
 };
 
 // One request on its own connection (Connection: close).
-HttpAnswer Http(uint16_t port, const std::string& method, const std::string& target, const std::string& body = "",
-                const std::string& key = "") {
+HttpAnswer Http(uint16_t port, const std::string& method, const std::string& target,
+                const std::string& body = "", const std::string& key = "") {
   int fd = Dial(port);
   EXPECT_GE(fd, 0);
   std::string req = method + " " + target + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
   if (!key.empty()) req += "X-Api-Key: " + key + "\r\n";
-  req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\n\r\n" + body;
   ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
   std::string raw = ReadAll(fd);
   ::close(fd);
@@ -193,7 +193,8 @@ TEST_F(ServerTest, BothProtocolsGiveTheSameAnswers) {
   ASSERT_TRUE(got.ok());
   EXPECT_EQ((*got)[0], items[17]);
   EXPECT_FALSE((*got)[1].has_value());
-  HttpAnswer rest_get = Http(server_->http_port(), "POST", "/v1/collections/m/items/get", R"({"ids":[18,999]})");
+  HttpAnswer rest_get =
+      Http(server_->http_port(), "POST", "/v1/collections/m/items/get", R"({"ids":[18,999]})");
   EXPECT_EQ(rest_get.body, EncodeHttpReply(Reply{Status::Ok(), GetResult{*got}}).body);
   ASSERT_TRUE(client->AddEvents("m", {Event{7, 18, 100}, Event{7, 19, 200}}).ok());
   auto user = client->GetUser("m", 7);
@@ -213,8 +214,9 @@ TEST_F(ServerTest, BothProtocolsGiveTheSameAnswers) {
   EXPECT_EQ(client->Health()->status, "serving");
   HttpAnswer metrics = Http(server_->http_port(), "GET", "/metrics");
   EXPECT_EQ(metrics.status, 200);
-  EXPECT_NE(metrics.body.find("quiver_requests_total{op=\"search\",protocol=\"binary\",code=\"OK\"} 1"),
-            std::string::npos)
+  EXPECT_NE(
+      metrics.body.find("quiver_requests_total{op=\"search\",protocol=\"binary\",code=\"OK\"} 1"),
+      std::string::npos)
       << metrics.body;
   EXPECT_NE(metrics.body.find("quiver_collection_items{collection=\"m\"} 300"), std::string::npos);
 
@@ -229,7 +231,9 @@ TEST_F(ServerTest, BothProtocolsGiveTheSameAnswers) {
 TEST_F(ServerTest, MultiVectorQuotaSearchOverBothProtocols) {
   StartServer();
   ASSERT_EQ(Http(server_->http_port(), "POST", "/v1/collections",
-                 R"({"name":"q","dim":4,"clusters":2,"index":{"type":"flat"}})").status, 200);
+                 R"({"name":"q","dim":4,"clusters":2,"index":{"type":"flat"}})")
+                .status,
+            200);
   auto client = Connect();
   auto items = Items(100);
   for (auto& item : items) item.cluster = uint32_t(item.id % 2);
@@ -254,23 +258,29 @@ TEST_F(ServerTest, MultiVectorQuotaSearchOverBothProtocols) {
     }
     return "[" + out + "]";
   };
-  HttpAnswer rest = Http(server_->http_port(), "POST", "/v1/collections/q/search",
-                         "{\"vectors\":[" + json_floats(items[0].vector) + "," + json_floats(items[1].vector) +
-                             "],\"quota\":{\"p\":[0.8,0.2],\"total\":10}}");
+  HttpAnswer rest =
+      Http(server_->http_port(), "POST", "/v1/collections/q/search",
+           "{\"vectors\":[" + json_floats(items[0].vector) + "," + json_floats(items[1].vector) +
+               "],\"quota\":{\"p\":[0.8,0.2],\"total\":10}}");
   EXPECT_EQ(rest.status, 200);
   EXPECT_EQ(rest.body, EncodeHttpReply(Reply{Status::Ok(), *r}).body);
   // Quota p of the wrong length, over both protocols.
   call.quota->p = {1.0f};
   EXPECT_EQ(client->Query(call).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(Http(server_->http_port(), "POST", "/v1/collections/q/search",
-                 "{\"vector\":[1,2,3,4],\"quota\":{\"p\":[1],\"total\":10}}").status, 400);
+                 "{\"vector\":[1,2,3,4],\"quota\":{\"p\":[1],\"total\":10}}")
+                .status,
+            400);
 }
 
 TEST_F(ServerTest, MvkeSearchOverBothProtocols) {
   StartServer();
-  ASSERT_EQ(Http(server_->http_port(), "POST", "/v1/collections",
-                 R"({"name":"t","dim":4,"metric":"ip","topics":2,"topic_concat":true,"index":{"type":"flat"}})").status,
-            200);
+  ASSERT_EQ(
+      Http(
+          server_->http_port(), "POST", "/v1/collections",
+          R"({"name":"t","dim":4,"metric":"ip","topics":2,"topic_concat":true,"index":{"type":"flat"}})")
+          .status,
+      200);
   auto client = Connect();
   auto items = Items(60);
   for (size_t i = 0; i < items.size(); ++i) {
@@ -287,9 +297,12 @@ TEST_F(ServerTest, MvkeSearchOverBothProtocols) {
   ASSERT_EQ(r->hits.size(), 5u);
   // The exact score of the best hit: alpha_0 * t[0] + alpha_1 * t[1].
   const ItemRecord& best = items[r->hits[0].id - 1];
-  EXPECT_NEAR(r->hits[0].score, best.topic_weights[0] * best.vector[0] + best.topic_weights[1] * best.vector[1], 1e-5);
-  HttpAnswer rest = Http(server_->http_port(), "POST", "/v1/collections/t/search",
-                         R"({"k":5,"mvke":{"user_vectors":[[1,0,0,0],[0,1,0,0]],"strategy":"concat"}})");
+  EXPECT_NEAR(r->hits[0].score,
+              best.topic_weights[0] * best.vector[0] + best.topic_weights[1] * best.vector[1],
+              1e-5);
+  HttpAnswer rest =
+      Http(server_->http_port(), "POST", "/v1/collections/t/search",
+           R"({"k":5,"mvke":{"user_vectors":[[1,0,0,0],[0,1,0,0]],"strategy":"concat"}})");
   EXPECT_EQ(rest.status, 200);
   EXPECT_EQ(rest.body, EncodeHttpReply(Reply{Status::Ok(), *r}).body);
   // One user vector for two topics: a clear error on both.
@@ -298,17 +311,22 @@ TEST_F(ServerTest, MvkeSearchOverBothProtocols) {
   EXPECT_EQ(wrong.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(wrong.status().message().find("2 topics"), std::string::npos) << wrong.status();
   EXPECT_EQ(Http(server_->http_port(), "POST", "/v1/collections/t/search",
-                 R"({"mvke":{"user_vectors":[[1,0,0,0]]}})").status, 400);
+                 R"({"mvke":{"user_vectors":[[1,0,0,0]]}})")
+                .status,
+            400);
 }
 
 TEST_F(ServerTest, FreshSearchOverBothProtocols) {
   StartServer();
   ASSERT_EQ(Http(server_->http_port(), "POST", "/v1/collections",
-                 R"({"name":"f","dim":4,"index":{"type":"flat"}})").status, 200);
+                 R"({"name":"f","dim":4,"index":{"type":"flat"}})")
+                .status,
+            200);
   auto client = Connect();
   auto items = Items(80);
   const int64_t now = 1700000000;
-  for (size_t i = 0; i < items.size(); ++i) items[i].timestamp = now - int64_t(i) * 600;  // every 10 minutes
+  for (size_t i = 0; i < items.size(); ++i)
+    items[i].timestamp = now - int64_t(i) * 600;  // every 10 minutes
   ASSERT_TRUE(client->Upsert("f", items).ok());
   SearchCall call;
   call.collection = "f";
@@ -324,8 +342,9 @@ TEST_F(ServerTest, FreshSearchOverBothProtocols) {
     EXPECT_LE(r->hits[i].id, 7u);
     EXPECT_EQ(r->hit_payload[i], items[r->hits[i].id - 1].payload);
   }
-  HttpAnswer rest = Http(server_->http_port(), "POST", "/v1/collections/f/search",
-                         R"({"vector":[1,0,0,0],"k":20,"payload":true,"fresh":{"pool":"1h","now":1700000000,"boost":0.5,"half_life":"30m"}})");
+  HttpAnswer rest = Http(
+      server_->http_port(), "POST", "/v1/collections/f/search",
+      R"({"vector":[1,0,0,0],"k":20,"payload":true,"fresh":{"pool":"1h","now":1700000000,"boost":0.5,"half_life":"30m"}})");
   EXPECT_NE(rest.body.find(R"("payload":{"i":)"), std::string::npos) << rest.body;
   EXPECT_EQ(rest.status, 200);
   EXPECT_EQ(rest.body, EncodeHttpReply(Reply{Status::Ok(), *r}).body);
@@ -335,7 +354,9 @@ TEST_F(ServerTest, FreshSearchOverBothProtocols) {
   EXPECT_EQ(wrong.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(wrong.status().message().find("half_life"), std::string::npos) << wrong.status();
   EXPECT_EQ(Http(server_->http_port(), "POST", "/v1/collections/f/search",
-                 R"({"vector":[1,0,0,0],"fresh":{"boost":0.5}})").status, 400);
+                 R"({"vector":[1,0,0,0],"fresh":{"boost":0.5}})")
+                .status,
+            400);
 }
 
 // Client::CallMany: a batch pipelined on one connection, answered in order of the calls, each
@@ -372,7 +393,9 @@ TEST_F(ServerTest, PipelinedBatchesAnswerEveryCallInOrder) {
 TEST_F(ServerTest, PluginsAndListsOverBothProtocols) {
   StartServer();
   ASSERT_EQ(Http(server_->http_port(), "POST", "/v1/collections",
-                 R"({"name":"p","dim":4,"metric":"ip","index":{"type":"flat"}})").status, 200);
+                 R"({"name":"p","dim":4,"metric":"ip","index":{"type":"flat"}})")
+                .status,
+            200);
   auto client = Connect();
   ASSERT_TRUE(client->Upsert("p", Items(50)).ok());
   auto plugins = client->ListPlugins();
@@ -391,7 +414,8 @@ TEST_F(ServerTest, PluginsAndListsOverBothProtocols) {
   HttpAnswer rest = Http(server_->http_port(), "GET", "/v1/collections/p/lists/i2i/7", "");
   EXPECT_EQ(rest.status, 200);
   EXPECT_EQ(rest.body, EncodeHttpReply(Reply{Status::Ok(), ListResult{*list}}).body);
-  EXPECT_EQ(Http(server_->http_port(), "GET", "/v1/collections/p/lists/i2i/999", "").body, R"({"list":null})");
+  EXPECT_EQ(Http(server_->http_port(), "GET", "/v1/collections/p/lists/i2i/999", "").body,
+            R"({"list":null})");
   auto infos = client->ListLists("p");
   ASSERT_TRUE(infos.ok());
   ASSERT_EQ(infos->size(), 1u);
@@ -416,9 +440,13 @@ TEST_F(ServerTest, PluginsAndListsOverBothProtocols) {
   EXPECT_NE(rest_ch.body.find(R"("channels":["u2i2i"])"), std::string::npos) << rest_ch.body;
   // Errors on both: an unknown plugin, a bad config.
   EXPECT_EQ(client->RunPlugin("p", "nope").status().code(), StatusCode::kNotFound);
-  EXPECT_EQ(Http(server_->http_port(), "POST", "/v1/collections/p/plugins/nope/run", "{}").status, 404);
-  EXPECT_EQ(client->RunPlugin("p", "i2i_knn", R"({"k":"x"})").status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(Http(server_->http_port(), "POST", "/v1/collections/p/plugins/i2i_knn/run", R"({"config":{"k":0}})").status,
+  EXPECT_EQ(Http(server_->http_port(), "POST", "/v1/collections/p/plugins/nope/run", "{}").status,
+            404);
+  EXPECT_EQ(client->RunPlugin("p", "i2i_knn", R"({"k":"x"})").status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Http(server_->http_port(), "POST", "/v1/collections/p/plugins/i2i_knn/run",
+                 R"({"config":{"k":0}})")
+                .status,
             400);
 }
 
@@ -429,14 +457,18 @@ TEST_F(ServerTest, MalformedInputGetsErrorsAndTheServerKeepsServing) {
   ASSERT_TRUE(client->Upsert("m", Items(50)).ok());
   const uint16_t http = server_->http_port(), bin = server_->binary_port();
 
-  // REST: bad JSON, wrong types, dimension mismatch, k too large, unknown collection/route, big body.
+  // REST: bad JSON, wrong types, dimension mismatch, k too large, unknown collection/route, big
+  // body.
   EXPECT_EQ(Http(http, "POST", "/v1/collections/m/search", "{\"vector\":[1,2").status, 400);
   EXPECT_EQ(Http(http, "POST", "/v1/collections/m/search", R"({"vector":{"a":1}})").status, 400);
   HttpAnswer dim = Http(http, "POST", "/v1/collections/m/search", R"({"vector":[1,2,3]})");
   EXPECT_EQ(dim.status, 400);
   EXPECT_NE(dim.body.find("\"code\":\"INVALID_ARGUMENT\""), std::string::npos) << dim.body;
-  EXPECT_EQ(Http(http, "POST", "/v1/collections/m/search", R"({"vector":[1,2,3,4],"k":1000})").status, 400);
-  EXPECT_EQ(Http(http, "POST", "/v1/collections/none/search", R"({"vector":[1,2,3,4]})").status, 404);
+  EXPECT_EQ(
+      Http(http, "POST", "/v1/collections/m/search", R"({"vector":[1,2,3,4],"k":1000})").status,
+      400);
+  EXPECT_EQ(Http(http, "POST", "/v1/collections/none/search", R"({"vector":[1,2,3,4]})").status,
+            404);
   EXPECT_EQ(Http(http, "GET", "/v2/what").status, 404);
   EXPECT_EQ(Http(http, "POST", "/v1/collections/m/items", std::string(2 << 20, ' ')).status, 413);
 
@@ -535,13 +567,16 @@ TEST_F(ServerTest, PipelinedFramesInAnySplitAndUnixSocket) {
   ASSERT_TRUE(client->Upsert("m", Items(40)).ok());
 
   std::string burst;
-  for (uint64_t id = 1; id <= 20; ++id) burst += EncodeRequestFrame(id, "", GetCall{"m", {id, id + 100}});
+  for (uint64_t id = 1; id <= 20; ++id)
+    burst += EncodeRequestFrame(id, "", GetCall{"m", {id, id + 100}});
   int fd = Dial(server_->binary_port());
   ASSERT_GE(fd, 0);
   // The first half a byte per write, the rest in one write.
-  for (size_t i = 0; i < burst.size() / 2; ++i) ASSERT_EQ(::send(fd, &burst[i], 1, MSG_NOSIGNAL), 1);
-  ASSERT_EQ(::send(fd, burst.data() + burst.size() / 2, burst.size() - burst.size() / 2, MSG_NOSIGNAL),
-            ssize_t(burst.size() - burst.size() / 2));
+  for (size_t i = 0; i < burst.size() / 2; ++i)
+    ASSERT_EQ(::send(fd, &burst[i], 1, MSG_NOSIGNAL), 1);
+  ASSERT_EQ(
+      ::send(fd, burst.data() + burst.size() / 2, burst.size() - burst.size() / 2, MSG_NOSIGNAL),
+      ssize_t(burst.size() - burst.size() / 2));
   std::string buf;
   std::map<uint64_t, DecodedResponse> answers;
   char chunk[4096];
@@ -602,10 +637,12 @@ TEST_F(ServerTest, IdleConnectionsAreClosedBusyOnesAreNot) {
     const Clock::time_point now = Clock::now();
     longest_pause = std::max(longest_pause, now - last_send);
     last_send = now;
-    ASSERT_EQ(::send(fd, health.data(), health.size(), MSG_NOSIGNAL), ssize_t(health.size())) << requests;
+    ASSERT_EQ(::send(fd, health.data(), health.size(), MSG_NOSIGNAL), ssize_t(health.size()))
+        << requests;
     if (::recv(fd, chunk, sizeof(chunk), 0) <= 0) {
       ASSERT_GE(std::max<Clock::duration>(longest_pause, Clock::now() - last_send), kIdle / 2)
-          << "closed while busy, request " << requests << "; the longest pause between requests was "
+          << "closed while busy, request " << requests
+          << "; the longest pause between requests was "
           << std::chrono::duration_cast<std::chrono::milliseconds>(longest_pause).count() << " ms";
       GTEST_SKIP() << "the client was starved for about an idle timeout; nothing to judge";
     }

@@ -38,9 +38,12 @@ class SameTag final : public plugins::Plugin {
       }
       std::vector<Hit> list;
       for (uint64_t other : by_tag[tag]) {
-        if (other != id) list.push_back({other, float(1.0 / (1.0 + double(other > id ? other - id : id - other)))});
+        if (other != id)
+          list.push_back(
+              {other, float(1.0 / (1.0 + double(other > id ? other - id : id - other)))});
       }
-      std::sort(list.begin(), list.end(), [](const Hit& a, const Hit& b) { return a.score > b.score; });
+      std::sort(list.begin(), list.end(),
+                [](const Hit& a, const Hit& b) { return a.score > b.score; });
       if (list.size() > k) list.resize(k);
       s = out.Put("same_tag", id, std::move(list));
       if (!s.ok()) return s;

@@ -1,11 +1,10 @@
 #include "storage/store.h"
 
 #include <gtest/gtest.h>
+#include <rocksdb/db.h>
 
 #include <filesystem>
 #include <random>
-
-#include <rocksdb/db.h>
 
 #include "storage/records.h"
 #include "tests/testing/temp_dir.h"
@@ -144,10 +143,13 @@ TEST_F(StoreTest, ItemsUsersAndOpsSurviveReopen) {
   EXPECT_EQ(got[2], SampleItem(10, 3));
   EXPECT_FALSE(got[3].has_value());
   std::vector<uint64_t> scanned;
-  ASSERT_TRUE(store->ScanItems(4, [&](ItemRecord&& r) {
-    scanned.push_back(r.id);
-    return Status::Ok();
-  }).ok());
+  ASSERT_TRUE(store
+                  ->ScanItems(4,
+                              [&](ItemRecord&& r) {
+                                scanned.push_back(r.id);
+                                return Status::Ok();
+                              })
+                  .ok());
   EXPECT_EQ(scanned, (std::vector<uint64_t>{10, 12}));
   EXPECT_EQ(*store->CountItems(5), 1u);
   auto user = store->GetUser(4, 1);
@@ -155,10 +157,13 @@ TEST_F(StoreTest, ItemsUsersAndOpsSurviveReopen) {
   EXPECT_EQ((*user)->history.size(), 1u);
 
   std::vector<uint64_t> seqs;
-  ASSERT_TRUE(store->ScanOps(4, 0, [&](uint64_t seq, OpRecord&&) {
-    seqs.push_back(seq);
-    return Status::Ok();
-  }).ok());
+  ASSERT_TRUE(store
+                  ->ScanOps(4, 0,
+                            [&](uint64_t seq, OpRecord&&) {
+                              seqs.push_back(seq);
+                              return Status::Ok();
+                            })
+                  .ok());
   EXPECT_EQ(seqs, (std::vector<uint64_t>{1, 2}));
   EXPECT_EQ(*store->FirstOpAfter(4, 1), std::optional<uint64_t>(2));
   ASSERT_TRUE(store->TrimOps(4, 1).ok());
@@ -193,10 +198,12 @@ TEST_F(StoreTest, RefusesAnExistingOrMissingDirectoryWhenAskedTo) {
   { auto store = OpenStore(); }
   StoreOptions must_be_new;
   must_be_new.error_if_exists = true;
-  EXPECT_EQ(Store::Open(dir_.path() + "/db", must_be_new).status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(Store::Open(dir_.path() + "/db", must_be_new).status().code(),
+            StatusCode::kAlreadyExists);
   StoreOptions must_exist;
   must_exist.create_if_missing = false;
-  EXPECT_EQ(Store::Open(dir_.path() + "/nothing", must_exist).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(Store::Open(dir_.path() + "/nothing", must_exist).status().code(),
+            StatusCode::kNotFound);
 }
 
 // Writes key -> value into a column family of the database at path with RocksDB directly, as
@@ -205,7 +212,8 @@ void RawPut(const std::string& path, const std::string& cf_name, const std::stri
             const std::string& value) {
   rocksdb::DBOptions o;
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-  for (const char* n : {"default", "items", "users", "neighbors", "oplog"}) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  for (const char* n : {"default", "items", "users", "neighbors", "oplog"})
+    cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;
   ASSERT_TRUE(rocksdb::DB::Open(o, path, cfs, &handles, &db).ok());
@@ -229,7 +237,8 @@ TEST_F(StoreTest, RefusesADirectoryOfAnotherFormat) {
   rocksdb::DB* db = nullptr;
   ASSERT_TRUE(rocksdb::DB::Open(plain, dir_.path() + "/other", &db).ok());
   delete db;
-  EXPECT_EQ(Store::Open(dir_.path() + "/other", {}).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Store::Open(dir_.path() + "/other", {}).status().code(),
+            StatusCode::kFailedPrecondition);
 }
 
 TEST_F(StoreTest, CorruptRecordIsDataLossNotACrash) {
@@ -237,7 +246,8 @@ TEST_F(StoreTest, CorruptRecordIsDataLossNotACrash) {
   RawPut(dir_.path() + "/db", "items", IdKey(1, 5), std::string("\x01\x00\xff\xff", 4));
   auto store = OpenStore();
   EXPECT_EQ(store->GetItem(1, 5).status().code(), StatusCode::kDataLoss);
-  EXPECT_EQ(store->ScanItems(1, [](ItemRecord&&) { return Status::Ok(); }).code(), StatusCode::kDataLoss);
+  EXPECT_EQ(store->ScanItems(1, [](ItemRecord&&) { return Status::Ok(); }).code(),
+            StatusCode::kDataLoss);
 }
 
 }  // namespace
@@ -286,11 +296,14 @@ TEST_F(ListStoreTest, KindsAreSeparateRangesDroppedWholeAndWithTheirCollection) 
   EXPECT_EQ(**got, (std::vector<Hit>{{301, 1.0f}}));
   EXPECT_FALSE(store->GetList(1, "i2i", 4)->has_value());
   std::vector<uint64_t> keys;
-  ASSERT_TRUE(store->ScanLists(1, "i2i", [&](uint64_t k, std::vector<Hit>&& l) {
-    keys.push_back(k);
-    EXPECT_EQ(l[0].id, k + 1);
-    return Status::Ok();
-  }).ok());
+  ASSERT_TRUE(store
+                  ->ScanLists(1, "i2i",
+                              [&](uint64_t k, std::vector<Hit>&& l) {
+                                keys.push_back(k);
+                                EXPECT_EQ(l[0].id, k + 1);
+                                return Status::Ok();
+                              })
+                  .ok());
   EXPECT_EQ(keys, (std::vector<uint64_t>{1, 2, 300}));
   EXPECT_EQ(store->ListInfos(1)->size(), 2u);
   // Dropping one kind leaves the other kind and the other collection.

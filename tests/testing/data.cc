@@ -56,7 +56,7 @@ std::vector<std::vector<uint64_t>> BruteForce(const std::vector<float>& base,
         ip += double(qv[j]) * x[j];
         xn += double(x[j]) * x[j];
       }
-      double dist = metric == index::Metric::kL2 ? l2
+      double dist = metric == index::Metric::kL2             ? l2
                     : metric == index::Metric::kInnerProduct ? -ip
                                                              : 1 - ip / std::sqrt(qn * xn);
       scored[i] = {dist, ids[i]};

@@ -28,13 +28,17 @@ void WriteBlobs(const std::string& path) {
   std::ofstream(path, std::ios::binary) << out;
 }
 
-int RunCli(const std::string& args) { return std::system((std::string(QUIVER_CLI) + " " + args + " > /dev/null 2>&1").c_str()); }
+int RunCli(const std::string& args) {
+  return std::system((std::string(QUIVER_CLI) + " " + args + " > /dev/null 2>&1").c_str());
+}
 
 TEST(BuildCliTest, KMeansClustersGroupTheBlobs) {
   quiver::testing::ScopedTempDir dir;
   const std::string vectors = dir.path() + "/v.fvecs", out = dir.path() + "/root/versions/v1";
   WriteBlobs(vectors);
-  ASSERT_EQ(RunCli("build --out " + out + " --name blobs --vectors " + vectors + " --kmeans-clusters 4"), 0);
+  ASSERT_EQ(
+      RunCli("build --out " + out + " --name blobs --vectors " + vectors + " --kmeans-clusters 4"),
+      0);
   EXPECT_FALSE(std::filesystem::exists(out + ".partial"));
   auto e = std::move(Engine::Open(out, {})).value();
   auto info = e->DescribeCollection("blobs");
@@ -59,9 +63,14 @@ TEST(BuildCliTest, BadInputFailsAndLeavesNothing) {
   const std::string vectors = dir.path() + "/v.fvecs", out = dir.path() + "/v1";
   WriteBlobs(vectors);
   std::ofstream(dir.path() + "/a.jsonl") << "{\"id\": 1, \"cluster\": 9}\n";
-  EXPECT_NE(RunCli("build --out " + out + " --name x --vectors " + vectors + " --attributes " + dir.path() + "/a.jsonl"), 0);
-  EXPECT_NE(RunCli("build --out " + out + " --name x --vectors " + vectors + " --kmeans-clusters 4 --clusters 3"), 0);
-  EXPECT_NE(RunCli("build --out " + out + " --name x --vectors " + dir.path() + "/missing.fvecs"), 0);
+  EXPECT_NE(RunCli("build --out " + out + " --name x --vectors " + vectors + " --attributes " +
+                   dir.path() + "/a.jsonl"),
+            0);
+  EXPECT_NE(RunCli("build --out " + out + " --name x --vectors " + vectors +
+                   " --kmeans-clusters 4 --clusters 3"),
+            0);
+  EXPECT_NE(RunCli("build --out " + out + " --name x --vectors " + dir.path() + "/missing.fvecs"),
+            0);
   EXPECT_FALSE(std::filesystem::exists(out));
   EXPECT_FALSE(std::filesystem::exists(out + ".partial"));
 }
@@ -79,9 +88,12 @@ TEST(BuildCliTest, UsersAndPluginsAreBuiltIn) {
   const std::string vectors = dir.path() + "/v.fvecs", out = dir.path() + "/root/versions/v1";
   WriteBlobs(vectors);
   std::ofstream(dir.path() + "/users.jsonl")
-      << R"({"id":1,"vector":[20,0,0,0],"history":[{"item":3,"timestamp":9},{"item":4,"timestamp":8}]})" << "\n"
-      << R"({"id":2,"vector":[0,20,0,0],"history":[{"item":3,"timestamp":7},{"item":60,"timestamp":6}]})" << "\n";
-  ASSERT_EQ(RunCli("build --out " + out + " --name blobs --vectors " + vectors + " --users " + dir.path() +
+      << R"({"id":1,"vector":[20,0,0,0],"history":[{"item":3,"timestamp":9},{"item":4,"timestamp":8}]})"
+      << "\n"
+      << R"({"id":2,"vector":[0,20,0,0],"history":[{"item":3,"timestamp":7},{"item":60,"timestamp":6}]})"
+      << "\n";
+  ASSERT_EQ(RunCli("build --out " + out + " --name blobs --vectors " + vectors + " --users " +
+                   dir.path() +
                    "/users.jsonl --plugin i2i_knn:'{\"k\":5}' --plugin itemcf --plugin u2u_knn"),
             0);
   auto e = std::move(Engine::Open(out, {})).value();
@@ -98,15 +110,21 @@ TEST(BuildCliTest, UsersAndPluginsAreBuiltIn) {
   EXPECT_EQ((*e->GetList("blobs", "u2u", 1))->at(0).id, 2u);
   e.reset();
   const std::string out2 = dir.path() + "/root/versions/v2";
-  EXPECT_NE(RunCli("build --out " + out2 + " --name blobs --vectors " + vectors + " --plugin i2i_knn:'{\"k\":0}'"), 0);
+  EXPECT_NE(RunCli("build --out " + out2 + " --name blobs --vectors " + vectors +
+                   " --plugin i2i_knn:'{\"k\":0}'"),
+            0);
   EXPECT_FALSE(std::filesystem::exists(out2));
   EXPECT_FALSE(std::filesystem::exists(out2 + ".partial"));
-  EXPECT_NE(RunCli("build --out " + out2 + " --name blobs --vectors " + vectors + " --users " + dir.path() + "/none.jsonl"), 0);
+  EXPECT_NE(RunCli("build --out " + out2 + " --name blobs --vectors " + vectors + " --users " +
+                   dir.path() + "/none.jsonl"),
+            0);
   EXPECT_FALSE(std::filesystem::exists(out2));
   // The REST body form, {"users": [...]}, in a .json file.
   std::ofstream(dir.path() + "/users.json") << R"({"users":[{"id":7,"vector":[1,2,3,4]}]})";
   const std::string out3 = dir.path() + "/root/versions/v3";
-  ASSERT_EQ(RunCli("build --out " + out3 + " --name blobs --vectors " + vectors + " --users " + dir.path() + "/users.json"), 0);
+  ASSERT_EQ(RunCli("build --out " + out3 + " --name blobs --vectors " + vectors + " --users " +
+                   dir.path() + "/users.json"),
+            0);
   e = std::move(Engine::Open(out3, {})).value();
   EXPECT_TRUE(e->GetUser("blobs", 7)->has_value());
 }

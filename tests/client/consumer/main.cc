@@ -34,7 +34,8 @@ int main(int argc, char** argv) {
   std::vector<float> q = {2.1f, 0.0f, 1.0f};
   auto hits = (*client)->Search("consumer", q, {.k = 1});
   if (!hits.ok() || hits->size() != 1 || (*hits)[0].id != 12) {
-    std::fprintf(stderr, "search: %s\n", hits.ok() ? "wrong result" : hits.status().ToString().c_str());
+    std::fprintf(stderr, "search: %s\n",
+                 hits.ok() ? "wrong result" : hits.status().ToString().c_str());
     return 1;
   }
   std::printf("consumer: OK (nearest id %llu)\n", (unsigned long long)(*hits)[0].id);
