@@ -88,62 +88,6 @@ struct WriteResult {
   friend bool operator==(const WriteResult&, const WriteResult&) = default;
 };
 
-// A predicate on item attributes (docs/queries.md, "Filters").
-//   eq:    field == values[0]        (tag: the item has that tag)
-//   in:    field is one of values    (tag: the item has any of them)
-//   range: lo <= field <= hi         (category, timestamp, cluster)
-//   not / and / or over children.
-struct Filter {
-  enum class Op : uint8_t { kEq = 0, kIn = 1, kRange = 2, kNot = 3, kAnd = 4, kOr = 5 };
-  enum class Field : uint8_t { kCategory = 0, kTag = 1, kTimestamp = 2, kCluster = 3 };
-  Op op = Op::kAnd;
-  Field field = Field::kCategory;
-  std::vector<int64_t> values;
-  int64_t lo = std::numeric_limits<int64_t>::min(), hi = std::numeric_limits<int64_t>::max();
-  std::vector<Filter> children;
-  friend bool operator==(const Filter&, const Filter&) = default;
-};
-
-// Diversity re-ranking of a search's results (docs/queries.md, "Diversity").
-struct Rerank {
-  float mmr_lambda = -1.0f;               // in [0, 1]: MMR trade-off; negative: no MMR
-  uint32_t window = 0;                    // candidates re-ranked (0: 3 * k)
-  uint32_t max_consecutive_category = 0;  // 0: no limit
-  uint32_t per_category_cap = 0;          // 0: no limit
-  float category_diversity = 0.0f;  // ComiRec's lambda: bonus per selected item of another category
-  friend bool operator==(const Rerank&, const Rerank&) = default;
-};
-
-// Freshness of a search (docs/queries.md, "Freshness"), in the items' timestamp units (Unix
-// seconds unless every request passes `now`).
-struct Fresh {
-  int64_t pool = 0;       // > 0: only items with timestamp >= now - pool (a time-bucketed pool)
-  int64_t now = 0;        // 0: the server's clock, in Unix seconds
-  float boost = 0;        // score += boost * 2^(-max(0, now - timestamp) / half_life)
-  int64_t half_life = 0;  // > 0 with a boost
-  int64_t horizon =
-      0;  // with a boost, items younger than this are candidates too (0: 4 * half_life)
-  uint32_t window = 0;  // with a boost, candidates per source before boosting (0: 3 * k)
-  friend bool operator==(const Fresh&, const Fresh&) = default;
-};
-
-// Candidate channels merged MIC-style (docs/queries.md, "Channels"): u2i (the query's own
-// retrieval, or the user's vector), u2i2i (seed items -> their neighbor lists), u2u2i (similar
-// users -> their recent items).
-struct Channels {
-  std::optional<uint64_t> user;      // whose vector, history and u2u list the channels use
-  std::vector<uint64_t> seed_items;  // u2i2i seeds (default: the user's most recent items)
-  bool u2i = true, u2i2i = true, u2u2i = true;
-  uint32_t seeds = 20;     // u2i2i: most recent history items used as seeds
-  uint32_t per_seed = 20;  // u2i2i: neighbors taken from each seed's list
-  uint32_t users = 20;     // u2u2i: similar users taken from the user's list
-  uint32_t per_user = 10;  // u2u2i: most recent items taken from each of them
-  std::string i2i_kind = "i2i", u2u_kind = "u2u";
-  float w_sim = 1.0f, w_dup = 0.5f, w_div = 0.2f;  // merged = w_sim sim + w_dup dup + w_div div
-  bool exclude_seen = true;                        // leave out the user's history and the seeds
-  friend bool operator==(const Channels&, const Channels&) = default;
-};
-
 // What the last plugin run left for one neighbor-list kind of a collection.
 struct ListInfo {
   std::string kind, plugin, config;  // config: the run's parameters, a JSON object

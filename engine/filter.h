@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "base/model.h"
+#include "base/query.h"
 #include "base/status.h"
 
 namespace quiver::engine {

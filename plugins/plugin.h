@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "base/model.h"
+#include "base/query.h"
 #include "base/result.h"
 #include "base/status.h"
 
