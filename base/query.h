@@ -75,6 +75,7 @@ struct QuotaSpec {
   float a = 1.0f;            // exponent on p
   uint32_t total = 0;        // M: results across clusters
   float temperature = 1.0f;  // "auto": p = softmax(similarity(q, centroid_k) / temperature)
+  friend bool operator==(const QuotaSpec&, const QuotaSpec&) = default;
 };
 
 // MVKE (docs/queries.md): score(i) = sum_k alpha_ik (u_k . t_i), exact for every hit.
@@ -97,6 +98,7 @@ struct MvkeSpec {
   // per_topic: while the threshold-algorithm bound says an unseen item could still enter the
   // top k, search again twice as deep, up to this many per topic. 0: one round.
   uint32_t max_candidates = 0;
+  friend bool operator==(const MvkeSpec&, const MvkeSpec&) = default;
 };
 
 struct QuerySpec {

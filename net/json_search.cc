@@ -91,11 +91,11 @@ Result<Filter> FilterFromJson(element e, int depth) {
   return Bad("unknown filter '" + std::string(op) + "' (eq, in, range, not, and, or)");
 }
 
-Result<QuotaParams> QuotaFromJson(element e) {
+Result<QuotaSpec> QuotaFromJson(element e) {
   object qo;
   if (auto err = e.get_object().get(qo)) return BadField("quota", err);
   QV_RETURN_IF_ERROR(OnlyFields(qo, {"p", "a", "total", "temperature"}));
-  QuotaParams quota;
+  QuotaSpec quota;
   element pe;
   if (!qo["p"].get(pe)) {
     std::string_view word;
@@ -117,24 +117,24 @@ Result<QuotaParams> QuotaFromJson(element e) {
   return quota;
 }
 
-Result<MvkeParams> MvkeFromJson(element e) {
+Result<MvkeSpec> MvkeFromJson(element e) {
   object mo;
   if (auto err = e.get_object().get(mo)) return BadField("mvke", err);
   QV_RETURN_IF_ERROR(OnlyFields(mo, {"user_vectors", "strategy", "candidates", "max_candidates"}));
-  MvkeParams m;
+  MvkeSpec m;
   element uv;
   if (auto err = mo["user_vectors"].get(uv)) return BadField("mvke user_vectors", err);
   QV_RETURN_IF_ERROR(FloatVectorsFromJson(uv, "mvke user_vectors", &m.user_vectors));
   std::string strategy = "per_topic";
   QV_RETURN_IF_ERROR(GetString(mo, "strategy", &strategy));
   if (strategy == "per_topic") {
-    m.strategy = 0;
+    m.strategy = MvkeStrategy::kPerTopic;
   } else if (strategy == "concat") {
-    m.strategy = 1;
+    m.strategy = MvkeStrategy::kConcat;
   } else if (strategy == "rescore") {
-    m.strategy = 2;
+    m.strategy = MvkeStrategy::kRescore;
   } else if (strategy == "weighted_scan") {
-    m.strategy = 3;
+    m.strategy = MvkeStrategy::kWeightedScan;
   } else {
     return Bad("unknown mvke strategy '" + strategy +
                "' (per_topic, concat, rescore, weighted_scan)");
@@ -274,11 +274,11 @@ Result<SearchCall> SearchFromJson(object obj, const std::string& collection) {
   std::string aggregate = "max";
   QV_RETURN_IF_ERROR(GetString(obj, "aggregate", &aggregate));
   if (aggregate == "max") {
-    c.aggregate = 0;
+    c.aggregate = Aggregate::kMax;
   } else if (aggregate == "sum") {
-    c.aggregate = 1;
+    c.aggregate = Aggregate::kSum;
   } else if (aggregate == "weighted") {
-    c.aggregate = 2;
+    c.aggregate = Aggregate::kWeighted;
   } else {
     return Bad("unknown aggregate '" + aggregate + "' (max, sum, weighted)");
   }

@@ -16,8 +16,8 @@ Result<SearchCall> SearchFromJson(object obj, const std::string& collection);
 
 // One operator each: the value of its field in the body.
 Result<Filter> FilterFromJson(element e, int depth = 0);
-Result<QuotaParams> QuotaFromJson(element e);
-Result<MvkeParams> MvkeFromJson(element e);
+Result<QuotaSpec> QuotaFromJson(element e);
+Result<MvkeSpec> MvkeFromJson(element e);
 Result<Fresh> FreshFromJson(element e);
 Result<Channels> ChannelsFromJson(element e);
 Result<Rerank> RerankFromJson(element e);

@@ -21,23 +21,19 @@ Reply RunQuery(const engine::Engine& e, const SearchCall& c) {
   if (c.mvke) {
     q.vectors = c.vectors.empty() && !c.vector.empty() ? std::vector<std::vector<float>>{c.vector}
                                                        : c.vectors;
-    if (c.mvke->strategy > 3) return FromStatus(InvalidArgumentError("unknown mvke strategy"));
-    q.mvke = engine::MvkeSpec{c.mvke->user_vectors, engine::MvkeStrategy(c.mvke->strategy),
-                              c.mvke->candidates, c.mvke->max_candidates};
+    q.mvke = c.mvke;
   } else if (c.vectors.empty() && c.vector.empty() && c.channels) {
     // channels without vectors: u2i uses the user's vector
   } else {
     q.vectors = c.vectors.empty() ? std::vector<std::vector<float>>{c.vector} : c.vectors;
   }
-  if (c.aggregate > 2) return FromStatus(InvalidArgumentError("unknown aggregate"));
-  q.aggregate = engine::Aggregate(c.aggregate);
+  q.aggregate = c.aggregate;
   q.weights = c.weights;
   q.k = c.k;
   q.ef = c.ef;
   q.nprobe = c.nprobe;
   q.refine = c.refine;
-  if (c.quota)
-    q.quota = engine::QuotaSpec{c.quota->p, c.quota->a, c.quota->total, c.quota->temperature};
+  q.quota = c.quota;
   q.filter = c.filter;
   q.rerank = c.rerank;
   q.fresh = c.fresh;

@@ -49,24 +49,6 @@ struct AddEventsCall {
   std::string collection;
   std::vector<Event> events;
 };
-// Per-cluster quotas of a search (docs/queries.md): p empty means "auto".
-struct QuotaParams {
-  std::vector<float> p;
-  float a = 1.0f;
-  uint32_t total = 0;
-  float temperature = 1.0f;
-  friend bool operator==(const QuotaParams&, const QuotaParams&) = default;
-};
-
-// MVKE scoring (docs/queries.md): one user vector per topic; strategy 0 per_topic, 1 concat,
-// 2 rescore, 3 weighted_scan; candidates 0: the default.
-struct MvkeParams {
-  std::vector<std::vector<float>> user_vectors;
-  uint8_t strategy = 0;
-  uint32_t candidates = 0;
-  uint32_t max_candidates = 0;  // per_topic: deepen up to this many per topic; 0: one round
-  friend bool operator==(const MvkeParams&, const MvkeParams&) = default;
-};
 
 // A search with one `vector`, or several `vectors` (multi-interest) merged by `aggregate`
 // (0 max, 1 sum, 2 weighted by `weights`), optionally split across clusters by `quota`.
@@ -76,18 +58,18 @@ struct SearchCall {
   uint32_t k = 10;
   uint32_t ef = 0, nprobe = 0, refine = 0;  // 0: the collection's default
   std::vector<std::vector<float>> vectors;
-  uint8_t aggregate = 0;
+  Aggregate aggregate = Aggregate::kMax;
   std::vector<float> weights;
-  std::optional<QuotaParams> quota;
+  std::optional<QuotaSpec> quota;  // base/query.h
   std::optional<Filter> filter;
   std::optional<Rerank> rerank;
-  std::optional<MvkeParams> mvke;  // instead of vector / vectors
+  std::optional<MvkeSpec> mvke;  // instead of vector / vectors (base/query.h)
   std::optional<Fresh> fresh;
   bool with_payload = false;         // return each hit's payload
   std::optional<Channels> channels;  // u2i / u2i2i / u2u2i merged (vector optional with a user)
   bool IsPlain() const {
-    return vectors.empty() && aggregate == 0 && weights.empty() && !quota && !filter && !rerank &&
-           !mvke && !fresh && !channels;
+    return vectors.empty() && aggregate == Aggregate::kMax && weights.empty() && !quota &&
+           !filter && !rerank && !mvke && !fresh && !channels;
   }
 };
 struct SnapshotCall {

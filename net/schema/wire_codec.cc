@@ -171,8 +171,8 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
       Offset<wire::Mvke> mv;
       if (c.mvke) {
         auto uv = PutFloatVectors(b, c.mvke->user_vectors);
-        mv = wire::CreateMvke(b, uv, wire::MvkeStrategy(c.mvke->strategy), c.mvke->candidates,
-                              c.mvke->max_candidates);
+        mv = wire::CreateMvke(b, uv, wire::MvkeStrategy(uint8_t(c.mvke->strategy)),
+                              c.mvke->candidates, c.mvke->max_candidates);
       }
       Offset<wire::Fresh> fr;
       if (c.fresh) {
@@ -189,10 +189,11 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
                                    x.u2u2i, x.seeds, x.per_seed, x.users, x.per_user, i2i, u2u,
                                    x.w_sim, x.w_dup, x.w_div, x.exclude_seen);
       }
-      return {wire::RequestBody::Search, wire::CreateSearch(b, n, v, c.k, c.ef, c.nprobe, c.refine,
-                                                            vs, wire::Aggregate(c.aggregate), w, q,
-                                                            f, rr, mv, fr, c.with_payload, chn)
-                                             .Union()};
+      return {wire::RequestBody::Search,
+              wire::CreateSearch(b, n, v, c.k, c.ef, c.nprobe, c.refine, vs,
+                                 wire::Aggregate(uint8_t(c.aggregate)), w, q, f, rr, mv, fr,
+                                 c.with_payload, chn)
+                  .Union()};
     }
     BodyRef operator()(const SnapshotCall& c) {
       auto n = b.CreateString(c.collection);
@@ -495,10 +496,10 @@ Result<Call> CallFromWire(const wire::Request* r) {
       c.refine = s->refine();
       c.vectors = GetFloatVectors(s->vectors());
       if (uint8_t(s->aggregate()) > 2) return Bad("unknown aggregate");
-      c.aggregate = uint8_t(s->aggregate());
+      c.aggregate = Aggregate(uint8_t(s->aggregate()));
       c.weights = Vec(s->weights());
       if (const wire::Quota* q = s->quota())
-        c.quota = QuotaParams{Vec(q->p()), q->a(), q->total(), q->temperature()};
+        c.quota = QuotaSpec{Vec(q->p()), q->a(), q->total(), q->temperature()};
       if (const wire::Filter* f = s->filter()) {
         QV_ASSIGN_OR_RETURN(Filter filter, GetFilter(f, 0));
         c.filter = std::move(filter);
@@ -509,9 +510,9 @@ Result<Call> CallFromWire(const wire::Request* r) {
       }
       if (const wire::Mvke* m = s->mvke()) {
         if (uint8_t(m->strategy()) > 3) return Bad("unknown mvke strategy");
-        MvkeParams p;
+        MvkeSpec p;
         p.user_vectors = GetFloatVectors(m->user_vectors());
-        p.strategy = uint8_t(m->strategy());
+        p.strategy = MvkeStrategy(uint8_t(m->strategy()));
         p.candidates = m->candidates();
         p.max_candidates = m->max_candidates();
         c.mvke = std::move(p);

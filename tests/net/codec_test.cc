@@ -84,14 +84,14 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
                    0,
                    0,
                    {{1, 2}, {3, 4}},
-                   2,
+                   Aggregate::kWeighted,
                    {0.5f, 2.0f},
-                   QuotaParams{{0.7f, 0.3f}, 0.5f, 100, 2.0f}};
+                   QuotaSpec{{0.7f, 0.3f}, 0.5f, 100, 2.0f}};
   auto back = DecodeRequest(EncodeRequestFrame(2, "", multi).substr(kFrameHeaderBytes));
   ASSERT_TRUE(back.ok()) << back.status();
   const auto& m = std::get<SearchCall>(back->call);
   EXPECT_EQ(m.vectors, multi.vectors);
-  EXPECT_EQ(m.aggregate, 2);
+  EXPECT_EQ(m.aggregate, Aggregate::kWeighted);
   EXPECT_EQ(m.weights, multi.weights);
   EXPECT_EQ(m.quota, multi.quota);
   EXPECT_FALSE(m.IsPlain());
@@ -126,7 +126,7 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
   EXPECT_EQ(std::get<SearchCall>(*dj).rerank, diverse.rerank);
   // MVKE parameters, binary and JSON.
   SearchCall mvke{"c", {}, 7};
-  mvke.mvke = MvkeParams{{{1, 2}, {3, 4}, {5, 6}}, 1, 50, 400};
+  mvke.mvke = MvkeSpec{{{1, 2}, {3, 4}, {5, 6}}, MvkeStrategy::kConcat, 50, 400};
   auto mb = DecodeRequest(EncodeRequestFrame(5, "", mvke).substr(kFrameHeaderBytes));
   ASSERT_TRUE(mb.ok()) << mb.status();
   EXPECT_EQ(std::get<SearchCall>(mb->call).mvke, mvke.mvke);
@@ -137,7 +137,7 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
   ASSERT_TRUE(mj.ok()) << mj.status();
   EXPECT_EQ(std::get<SearchCall>(*mj).mvke, mvke.mvke);
   EXPECT_FALSE(std::get<SearchCall>(*mj).IsPlain());
-  mvke.mvke->strategy = 3;  // weighted_scan
+  mvke.mvke->strategy = MvkeStrategy::kWeightedScan;
   mb = DecodeRequest(EncodeRequestFrame(5, "", mvke).substr(kFrameHeaderBytes));
   ASSERT_TRUE(mb.ok()) << mb.status();
   EXPECT_EQ(std::get<SearchCall>(mb->call).mvke, mvke.mvke);
@@ -326,7 +326,7 @@ TEST(JsonApiTest, RoutesDecodeIntoCalls) {
   ASSERT_TRUE(q.ok()) << q.status();
   const auto& qc = std::get<SearchCall>(*q);
   EXPECT_EQ(qc.vectors.size(), 2u);
-  EXPECT_EQ(qc.aggregate, 2);
+  EXPECT_EQ(qc.aggregate, Aggregate::kWeighted);
   ASSERT_TRUE(qc.quota.has_value());
   EXPECT_TRUE(qc.quota->p.empty());
   EXPECT_EQ(qc.quota->total, 200u);

@@ -241,7 +241,7 @@ TEST_F(ServerTest, MultiVectorQuotaSearchOverBothProtocols) {
   SearchCall call;
   call.collection = "q";
   call.vectors = {items[0].vector, items[1].vector};
-  call.quota = QuotaParams{{0.8f, 0.2f}, 1.0f, 10, 1.0f};
+  call.quota = QuotaSpec{{0.8f, 0.2f}, 1.0f, 10, 1.0f};
   auto r = client->Query(call);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->quotas, (std::vector<uint32_t>{8, 2}));
@@ -291,7 +291,7 @@ TEST_F(ServerTest, MvkeSearchOverBothProtocols) {
   SearchCall call;
   call.collection = "t";
   call.k = 5;
-  call.mvke = MvkeParams{{{1, 0, 0, 0}, {0, 1, 0, 0}}, 1, 0, 0};
+  call.mvke = MvkeSpec{{{1, 0, 0, 0}, {0, 1, 0, 0}}, MvkeStrategy::kConcat, 0, 0};
   auto r = client->Query(call);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->hits.size(), 5u);
