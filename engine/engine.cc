@@ -647,20 +647,17 @@ Status Engine::SnapshotAll() {
 Status Engine::CheckConsistency(const std::string& name) const {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
   uint64_t stored = 0;
-  // Where the index keeps vectors exactly (flat, HNSW, IVF-PQ with float32 refine rows; not
-  // under cosine, which normalises them), its copy must be the stored one, bit for bit.
   const CollectionSchema& s = c->schema();
-  const bool exact =
-      s.metric != Metric::kCosine && (s.index.type != IndexSpec::Type::kIvfPq ||
-                                      (s.index.ivf_refine > 0 && !s.index.ivf_refine_int8));
+  const index::VectorIndex& global = c->parts()->global();
   std::vector<float> indexed(s.dim);
   QV_RETURN_IF_ERROR(store_->ScanItems(c->id(), [&](ItemRecord&& item) -> Status {
     ++stored;
     if (!c->parts()->Contains(item.id)) {
       return DataLossError("item " + std::to_string(item.id) + " is stored but not indexed");
     }
-    if (exact && item.vector.size() == s.dim) {
-      QV_RETURN_IF_ERROR(c->parts()->global().GetVector(item.id, indexed.data()));
+    // Where the index keeps vectors exactly, its copy must be the stored one, bit for bit.
+    if (global.exact_vectors() && item.vector.size() == s.dim) {
+      QV_RETURN_IF_ERROR(global.GetVector(item.id, indexed.data()));
       if (std::memcmp(indexed.data(), item.vector.data(), s.dim * sizeof(float)) != 0) {
         return DataLossError("item " + std::to_string(item.id) +
                              ": the index holds another vector than the store");

@@ -136,6 +136,9 @@ class VectorIndex {
   // Capabilities beyond the interface above, asked for instead of casting to an implementation.
   // False until an index that must be trained (IVF-PQ) has been.
   virtual bool trained() const { return true; }
+  // Whether GetVector returns every vector bit for bit as it was added: not under cosine (the
+  // vectors are normalised on the way in), nor from a quantised store.
+  virtual bool exact_vectors() const { return metric() != Metric::kCosine; }
   // The per-item weights interface when the index keeps weights beside each item, else null.
   virtual WeightedIndex* weighted() { return nullptr; }
   virtual const WeightedIndex* weighted() const { return nullptr; }

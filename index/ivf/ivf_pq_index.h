@@ -68,6 +68,10 @@ class IvfPqIndex final : public VectorIndex, public WeightedIndex {
   size_t memory_bytes() const override;
   const IvfPqOptions& options() const { return options_; }
   bool trained() const override;
+  // Float32 refine rows only (int8 rows are dequantised; without a refine store there are none).
+  bool exact_vectors() const override {
+    return metric_ != Metric::kCosine && options_.refine_store == RefineStore::kFloat32;
+  }
   // Itself when built with options.weights > 0.
   WeightedIndex* weighted() override { return options_.weights > 0 ? this : nullptr; }
   const WeightedIndex* weighted() const override { return options_.weights > 0 ? this : nullptr; }
