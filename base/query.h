@@ -117,6 +117,7 @@ struct QuerySpec {
   std::optional<Fresh> fresh;
   // Candidate channels merged MIC-style (Engine::Query; vectors then optional with a user).
   std::optional<Channels> channels;
+  friend bool operator==(const QuerySpec&, const QuerySpec&) = default;
 };
 
 // Channel bits of QueryHit::channels.

@@ -272,9 +272,9 @@ int main(int argc, char** argv) {
   auto search_call = [&](size_t q) {  // the same search as a wire call
     net::SearchCall c;
     c.collection = "fmnist";
-    c.vector.assign(query(q).begin(), query(q).end());
-    c.k = 10;
-    c.ef = a.ef;
+    c.query.vectors = {{query(q).begin(), query(q).end()}};
+    c.query.k = 10;
+    c.query.ef = a.ef;
     return c;
   };
   std::vector<ModeResult> results;

@@ -397,13 +397,12 @@ Status Client::AddEvents(const std::string& collection, std::vector<Event> event
 }
 Result<std::vector<Hit>> Client::Search(const std::string& collection,
                                         std::span<const float> vector, const SearchOptions& o) {
-  net::SearchCall c;
-  c.collection = collection;
-  c.vector.assign(vector.begin(), vector.end());
-  c.k = o.k;
-  c.ef = o.ef;
-  c.nprobe = o.nprobe;
-  c.refine = o.refine;
+  net::SearchCall c{collection,
+                    {.vectors = {{vector.begin(), vector.end()}},
+                     .k = o.k,
+                     .ef = o.ef,
+                     .nprobe = o.nprobe,
+                     .refine = o.refine}};
   QV_ASSIGN_OR_RETURN(net::SearchResult r, BodyAs<net::SearchResult>(Call(c)));
   return std::move(r.hits);
 }

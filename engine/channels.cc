@@ -32,43 +32,15 @@ void Normalise(std::unordered_map<uint64_t, Candidate>& all, int c) {
 
 }  // namespace
 
-Status ValidateChannels(const Channels& c) {
-  if (!c.u2i && !c.u2i2i && !c.u2u2i)
-    return InvalidArgumentError("channels: at least one of u2i, u2i2i, u2u2i");
-  for (auto [v, name] : {std::pair{c.seeds, "seeds"},
-                         {c.per_seed, "per_seed"},
-                         {c.users, "users"},
-                         {c.per_user, "per_user"}}) {
-    if (v > 1000)
-      return InvalidArgumentError(std::string("channels ") + name + " must be at most 1,000");
-  }
-  if (c.seed_items.size() > 1000) return InvalidArgumentError("channels seed_items: at most 1,000");
-  for (float w : {c.w_sim, c.w_dup, c.w_div}) {
-    if (!std::isfinite(w) || w < 0)
-      return InvalidArgumentError("channels weights must be finite and >= 0");
-  }
-  for (const std::string* k : {&c.i2i_kind, &c.u2u_kind}) {
-    if (!storage::ValidListKind(*k))
-      return InvalidArgumentError("channels list kind '" + *k + "' is not valid");
-  }
-  if (c.u2u2i && !c.user && !c.u2i && !c.u2i2i)
-    return InvalidArgumentError("channel u2u2i needs a user");
-  return Status::Ok();
-}
-
 Result<QueryResult> RunChannels(const storage::Store& store, uint32_t collection_id,
                                 const Partitions& parts, Metric metric, const QuerySpec& q) {
   const Channels& ch = *q.channels;
-  QV_RETURN_IF_ERROR(ValidateChannels(ch));
-  if (q.rerank)
-    return InvalidArgumentError("rerank does not combine with channels (the merge diversifies)");
   std::optional<UserRecord> user;
   if (ch.user) {
     QV_ASSIGN_OR_RETURN(user, store.GetUser(collection_id, *ch.user));
     if (!user) return NotFoundError("no user " + std::to_string(*ch.user));
   }
   const size_t k = q.quota ? q.quota->total : q.k;
-  if (k == 0) return InvalidArgumentError("k must be at least 1");
   std::unordered_set<uint64_t> seen;
   std::vector<uint64_t> seeds = ch.seed_items;
   if (user) {

@@ -13,10 +13,8 @@
 
 namespace quiver::engine {
 
-// kInvalidArgument naming the field for malformed channel parameters.
-Status ValidateChannels(const Channels& c);
-
-// Runs q (q.channels set) on the collection `collection_id` of `store` with indexes `parts`.
+// Runs q (validated, q.channels set) on the collection `collection_id` of `store` with indexes
+// `parts`.
 Result<QueryResult> RunChannels(const storage::Store& store, uint32_t collection_id,
                                 const Partitions& parts, Metric metric, const QuerySpec& q);
 

@@ -589,8 +589,11 @@ Result<std::vector<storage::ListInfo>> Engine::ListInfos(const std::string& name
 
 Result<QueryResult> Engine::Query(const std::string& name, const QuerySpec& query) const {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
-  if (query.channels) return RunChannels(*store_, c->id(), *c->parts(), c->schema().metric, query);
-  return RunQuery(*c->parts(), c->schema().metric, query);
+  const std::shared_ptr<Partitions> parts = c->parts();  // one index set for the whole query
+  QV_RETURN_IF_ERROR(ValidateQuery(query, uint32_t(parts->global().dim()),
+                                   uint32_t(parts->clusters()), uint32_t(parts->topics())));
+  if (query.channels) return RunChannels(*store_, c->id(), *parts, c->schema().metric, query);
+  return RunQuery(*parts, c->schema().metric, query);
 }
 
 Status Engine::Snapshot(const std::string& name) {

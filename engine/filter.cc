@@ -4,37 +4,6 @@
 #include <string>
 
 namespace quiver::engine {
-namespace {
-
-Status Validate(const Filter& f, int depth) {
-  if (depth > 16) return InvalidArgumentError("filter is nested deeper than 16");
-  if (f.values.size() > 10000) return InvalidArgumentError("filter has more than 10,000 values");
-  switch (f.op) {
-    case Filter::Op::kEq:
-    case Filter::Op::kIn:
-      if (f.values.empty()) return InvalidArgumentError("filter eq/in needs a value");
-      if (f.op == Filter::Op::kEq && f.values.size() != 1)
-        return InvalidArgumentError("filter eq takes one value");
-      return Status::Ok();
-    case Filter::Op::kRange:
-      if (f.field == Filter::Field::kTag)
-        return InvalidArgumentError("filter range is for category, timestamp, cluster");
-      if (f.lo > f.hi) return InvalidArgumentError("filter range has lo > hi");
-      return Status::Ok();
-    case Filter::Op::kNot:
-      if (f.children.size() != 1) return InvalidArgumentError("filter not takes exactly one child");
-      return Validate(f.children[0], depth + 1);
-    case Filter::Op::kAnd:
-    case Filter::Op::kOr:
-      if (f.children.empty()) return InvalidArgumentError("filter and/or needs children");
-      for (const Filter& c : f.children) QV_RETURN_IF_ERROR(Validate(c, depth + 1));
-      return Status::Ok();
-  }
-  return InvalidArgumentError("unknown filter op");
-}
-
-}  // namespace
-
 ItemAttrs AttrsOf(const ItemRecord& item) {
   return ItemAttrs{
       item.category.has_value(), item.category.value_or(0), item.timestamp, item.cluster, item.tags,
@@ -123,7 +92,5 @@ bool TimeBounds(const Filter& f, int64_t* lo, int64_t* hi) {
   }
   return false;
 }
-
-Status ValidateFilter(const Filter& f) { return Validate(f, 0); }
 
 }  // namespace quiver::engine

@@ -25,9 +25,5 @@ bool Matches(const Filter& f, const ItemAttrs& a);
 // Whether f admits only timestamps within [*lo, *hi] (a range or eq/in on the timestamp, an
 // `and` with such a child, an `or` whose children all are); the bounds are then set.
 bool TimeBounds(const Filter& f, int64_t* lo, int64_t* hi);
-// kInvalidArgument for a malformed filter: depth above 16, more than 10,000 values, an empty
-// eq/in, a range with lo > hi, a range on tags, not without exactly one child, and/or without
-// children.
-Status ValidateFilter(const Filter& f);
 
 }  // namespace quiver::engine

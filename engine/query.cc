@@ -1,7 +1,7 @@
-// The query pipeline, the one place that says in what order the operators run: validate;
-// narrow to the freshness pool; retrieve (plain, multi-vector, MVKE, or by cluster quota);
-// boost new items; re-rank for diversity; count hits per cluster. Each operator is a file of
-// engine/query/.
+// The query pipeline, the one place that says in what order the operators run (on a query
+// ValidateQuery accepted): narrow to the freshness pool; retrieve (plain, multi-vector, MVKE, or by
+// cluster quota); boost new items; re-rank for diversity; count hits per cluster. Each operator is
+// a file of engine/query/.
 #include "engine/query.h"
 
 #include <algorithm>
@@ -14,8 +14,6 @@
 namespace quiver::engine {
 
 Result<QueryResult> RunQuery(const Partitions& parts, Metric metric, const QuerySpec& query) {
-  QV_RETURN_IF_ERROR(ValidateQuery(query, uint32_t(parts.global().dim()),
-                                   uint32_t(parts.clusters()), uint32_t(parts.topics())));
   const size_t c = parts.clusters();
   // Re-ranking picks k from a wider window of candidates; a boost draws a window from each source.
   const QuerySpec* qp = &query;

@@ -6,8 +6,8 @@ namespace quiver::net::json {
 
 // {"eq": {"category": 3}}, {"in": {"tag": [1, 2]}}, {"range": {"timestamp": {"gte": a, "lte": b}}},
 // {"not": filter}, {"and": [filters]}, {"or": [filters]}.
-Result<Filter> FilterFromJson(element e, int depth) {
-  if (depth > 16) return Bad("filter is nested deeper than 16");
+// Nesting is bounded by the body parser's depth limit; ValidateQuery holds the filter's own.
+Result<Filter> FilterFromJson(element e) {
   object o;
   if (e.get_object().get(o) || o.size() != 1)
     return Bad("a filter is an object with one key: eq, in, range, not, and, or");
@@ -32,14 +32,14 @@ Result<Filter> FilterFromJson(element e, int depth) {
     simdjson::dom::array a;
     if (field.value.get_array().get(a)) return Bad("filter " + std::string(op) + " takes an array");
     for (element c : a) {
-      QV_ASSIGN_OR_RETURN(Filter child, FilterFromJson(c, depth + 1));
+      QV_ASSIGN_OR_RETURN(Filter child, FilterFromJson(c));
       f.children.push_back(std::move(child));
     }
     return f;
   }
   if (op == "not") {
     f.op = Filter::Op::kNot;
-    QV_ASSIGN_OR_RETURN(Filter child, FilterFromJson(field.value, depth + 1));
+    QV_ASSIGN_OR_RETURN(Filter child, FilterFromJson(field.value));
     f.children.push_back(std::move(child));
     return f;
   }
@@ -231,24 +231,33 @@ Result<Rerank> RerankFromJson(element e) {
   return r;
 }
 
-Status ParamsFromJson(element e, SearchCall* c) {
+Status ParamsFromJson(element e, QuerySpec* q) {
   object p;
   if (auto err = e.get_object().get(p)) return BadField("params", err);
   QV_RETURN_IF_ERROR(OnlyFields(p, {"ef", "nprobe", "refine"}));
-  QV_RETURN_IF_ERROR(GetUint(p, "ef", &c->ef));
-  QV_RETURN_IF_ERROR(GetUint(p, "nprobe", &c->nprobe));
-  QV_RETURN_IF_ERROR(GetUint(p, "refine", &c->refine));
+  QV_RETURN_IF_ERROR(GetUint(p, "ef", &q->ef));
+  QV_RETURN_IF_ERROR(GetUint(p, "nprobe", &q->nprobe));
+  QV_RETURN_IF_ERROR(GetUint(p, "refine", &q->refine));
   return Status::Ok();
+}
+
+Result<Aggregate> AggregateFromJson(element e) {
+  std::string_view name;
+  if (auto err = e.get_string().get(name)) return BadField("aggregate", err);
+  if (name == "max") return Aggregate::kMax;
+  if (name == "sum") return Aggregate::kSum;
+  if (name == "weighted") return Aggregate::kWeighted;
+  return Bad("unknown aggregate '" + std::string(name) + "' (max, sum, weighted)");
 }
 
 namespace {
 
 // Reads obj[key] with `decode` into *out when the field is present.
 template <typename T, typename F>
-Status Optional(object obj, std::string_view key, F decode, std::optional<T>* out) {
+Status Optional(object obj, std::string_view key, F decode, T* out) {
   element e;
   if (obj[key].get(e)) return Status::Ok();
-  QV_ASSIGN_OR_RETURN(T value, decode(e));
+  QV_ASSIGN_OR_RETURN(auto value, decode(e));
   *out = std::move(value);
   return Status::Ok();
 }
@@ -261,34 +270,28 @@ Result<SearchCall> SearchFromJson(object obj, const std::string& collection) {
                        "mvke", "fresh", "payload", "channels", "k", "params"}));
   SearchCall c;
   c.collection = collection;
+  QuerySpec& q = c.query;
   element v;
-  if (!obj["vector"].get(v)) QV_RETURN_IF_ERROR(formats::FloatsFromJson(v, "vector", &c.vector));
-  if (!obj["vectors"].get(v)) QV_RETURN_IF_ERROR(FloatVectorsFromJson(v, "vectors", &c.vectors));
-  QV_RETURN_IF_ERROR(Optional(obj, "mvke", MvkeFromJson, &c.mvke));
+  const bool one = !obj["vector"].get(v);
+  if (one) {
+    q.vectors.emplace_back();
+    QV_RETURN_IF_ERROR(formats::FloatsFromJson(v, "vector", &q.vectors[0]));
+  }
+  if (!obj["vectors"].get(v)) {
+    if (one) return Bad("give either vector or vectors, not both");
+    QV_RETURN_IF_ERROR(FloatVectorsFromJson(v, "vectors", &q.vectors));
+  }
+  QV_RETURN_IF_ERROR(Optional(obj, "aggregate", AggregateFromJson, &q.aggregate));
+  if (!obj["weights"].get(v)) QV_RETURN_IF_ERROR(formats::FloatsFromJson(v, "weights", &q.weights));
+  QV_RETURN_IF_ERROR(GetUint(obj, "k", &q.k));
+  if (!obj["params"].get(v)) QV_RETURN_IF_ERROR(ParamsFromJson(v, &q));
+  QV_RETURN_IF_ERROR(Optional(obj, "quota", QuotaFromJson, &q.quota));
+  QV_RETURN_IF_ERROR(Optional(obj, "filter", FilterFromJson, &q.filter));
+  QV_RETURN_IF_ERROR(Optional(obj, "rerank", RerankFromJson, &q.rerank));
+  QV_RETURN_IF_ERROR(Optional(obj, "mvke", MvkeFromJson, &q.mvke));
+  QV_RETURN_IF_ERROR(Optional(obj, "fresh", FreshFromJson, &q.fresh));
+  QV_RETURN_IF_ERROR(Optional(obj, "channels", ChannelsFromJson, &q.channels));
   QV_RETURN_IF_ERROR(GetBool(obj, "payload", &c.with_payload));
-  QV_RETURN_IF_ERROR(Optional(obj, "fresh", FreshFromJson, &c.fresh));
-  QV_RETURN_IF_ERROR(Optional(obj, "channels", ChannelsFromJson, &c.channels));
-  if (c.vector.empty() && c.vectors.empty() && !c.mvke && !c.channels) {
-    return Bad("a search needs vector, vectors, mvke or channels");
-  }
-  std::string aggregate = "max";
-  QV_RETURN_IF_ERROR(GetString(obj, "aggregate", &aggregate));
-  if (aggregate == "max") {
-    c.aggregate = Aggregate::kMax;
-  } else if (aggregate == "sum") {
-    c.aggregate = Aggregate::kSum;
-  } else if (aggregate == "weighted") {
-    c.aggregate = Aggregate::kWeighted;
-  } else {
-    return Bad("unknown aggregate '" + aggregate + "' (max, sum, weighted)");
-  }
-  if (!obj["weights"].get(v)) QV_RETURN_IF_ERROR(formats::FloatsFromJson(v, "weights", &c.weights));
-  QV_RETURN_IF_ERROR(Optional(obj, "quota", QuotaFromJson, &c.quota));
-  QV_RETURN_IF_ERROR(Optional(
-      obj, "filter", [](element e) { return FilterFromJson(e, 0); }, &c.filter));
-  QV_RETURN_IF_ERROR(Optional(obj, "rerank", RerankFromJson, &c.rerank));
-  QV_RETURN_IF_ERROR(GetUint(obj, "k", &c.k));
-  if (!obj["params"].get(v)) QV_RETURN_IF_ERROR(ParamsFromJson(v, &c));
   return c;
 }
 

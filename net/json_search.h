@@ -15,13 +15,14 @@ namespace quiver::net::json {
 Result<SearchCall> SearchFromJson(object obj, const std::string& collection);
 
 // One operator each: the value of its field in the body.
-Result<Filter> FilterFromJson(element e, int depth = 0);
+Result<Aggregate> AggregateFromJson(element e);
+Result<Filter> FilterFromJson(element e);
 Result<QuotaSpec> QuotaFromJson(element e);
 Result<MvkeSpec> MvkeFromJson(element e);
 Result<Fresh> FreshFromJson(element e);
 Result<Channels> ChannelsFromJson(element e);
 Result<Rerank> RerankFromJson(element e);
-// "params": {"ef", "nprobe", "refine"} into the call.
-Status ParamsFromJson(element e, SearchCall* c);
+// "params": {"ef", "nprobe", "refine"} into the query.
+Status ParamsFromJson(element e, QuerySpec* q);
 
 }  // namespace quiver::net::json

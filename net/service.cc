@@ -15,37 +15,20 @@ Overloaded(F...) -> Overloaded<F...>;
 
 Reply FromStatus(Status s) { return Reply{std::move(s), std::monostate{}}; }
 
-// A multi-vector and/or quota search through Engine::Query.
-Reply RunQuery(const engine::Engine& e, const SearchCall& c) {
-  engine::QuerySpec q;
-  if (c.mvke) {
-    q.vectors = c.vectors.empty() && !c.vector.empty() ? std::vector<std::vector<float>>{c.vector}
-                                                       : c.vectors;
-    q.mvke = c.mvke;
-  } else if (c.vectors.empty() && c.vector.empty() && c.channels) {
-    // channels without vectors: u2i uses the user's vector
-  } else {
-    q.vectors = c.vectors.empty() ? std::vector<std::vector<float>>{c.vector} : c.vectors;
-  }
-  q.aggregate = c.aggregate;
-  q.weights = c.weights;
-  q.k = c.k;
-  q.ef = c.ef;
-  q.nprobe = c.nprobe;
-  q.refine = c.refine;
-  q.quota = c.quota;
-  q.filter = c.filter;
-  q.rerank = c.rerank;
-  q.fresh = c.fresh;
-  q.channels = c.channels;
-  auto r = e.Query(c.collection, q);
+// A search: the engine plans and runs the query. With several query vectors (or MVKE's topics)
+// each hit names the one that scored it highest; in a collection with clusters, its cluster.
+Reply RunSearch(const engine::Engine& e, const SearchCall& c) {
+  auto r = e.Query(c.collection, c.query);
   if (!r.ok()) return FromStatus(r.status());
+  const bool vectors = c.query.vectors.size() > 1 || c.query.mvke;
+  const bool clusters = !r->per_cluster.empty();
   SearchResult out;
+  out.hits.reserve(r->hits.size());
   for (const engine::QueryHit& h : r->hits) {
     out.hits.push_back({h.id, h.score});
-    out.hit_vector.push_back(h.vector);
-    out.hit_cluster.push_back(h.cluster);
-    if (c.channels) out.hit_channels.push_back(h.channels);
+    if (vectors) out.hit_vector.push_back(h.vector);
+    if (clusters) out.hit_cluster.push_back(h.cluster);
+    if (c.query.channels) out.hit_channels.push_back(h.channels);
   }
   out.quotas = std::move(r->quotas);
   out.per_cluster = std::move(r->per_cluster);
@@ -82,27 +65,24 @@ Status Service::CheckLimits(const Call& call) const {
                                   " in one request; the limit is " +
                                   std::to_string(limits_.max_items_per_request));
   };
-  return std::visit(Overloaded{
-                        [&](const UpsertCall& c) { return too_many(c.items.size(), "items"); },
-                        [&](const DeleteCall& c) { return too_many(c.ids.size(), "ids"); },
-                        [&](const GetCall& c) { return too_many(c.ids.size(), "ids"); },
-                        [&](const PutUsersCall& c) { return too_many(c.users.size(), "users"); },
-                        [&](const AddEventsCall& c) { return too_many(c.events.size(), "events"); },
-                        [&](const SearchCall& c) -> Status {
-                          const uint32_t k = c.quota ? c.quota->total : c.k;
-                          if (k == 0 || k > limits_.max_k) {
-                            return InvalidArgumentError(
-                                std::string(c.quota ? "quota total" : "k") + " must be in [1, " +
-                                std::to_string(limits_.max_k) + "]; got " + std::to_string(k));
-                          }
-                          if (!c.vector.empty() && !c.vectors.empty()) {
-                            return InvalidArgumentError("give either vector or vectors, not both");
-                          }
-                          return Status::Ok();
-                        },
-                        [](const auto&) { return Status::Ok(); },
-                    },
-                    call);
+  return std::visit(
+      Overloaded{
+          [&](const UpsertCall& c) { return too_many(c.items.size(), "items"); },
+          [&](const DeleteCall& c) { return too_many(c.ids.size(), "ids"); },
+          [&](const GetCall& c) { return too_many(c.ids.size(), "ids"); },
+          [&](const PutUsersCall& c) { return too_many(c.users.size(), "users"); },
+          [&](const AddEventsCall& c) { return too_many(c.events.size(), "events"); },
+          [&](const SearchCall& c) -> Status {
+            const QuerySpec& q = c.query;
+            const uint32_t k = q.quota ? q.quota->total : q.k;
+            if (k <= limits_.max_k) return Status::Ok();
+            return InvalidArgumentError(std::string(q.quota ? "quota total" : "k") +
+                                        " must be at most " + std::to_string(limits_.max_k) +
+                                        " (the server's limit); got " + std::to_string(k));
+          },
+          [](const auto&) { return Status::Ok(); },
+      },
+      call);
 }
 
 Reply Service::Handle(const Call& call) {
@@ -137,21 +117,7 @@ Reply Service::Handle(const Call& call) {
           },
           [&](const AddEventsCall& c) { return FromStatus(e->AddEvents(c.collection, c.events)); },
           [&](const SearchCall& c) {
-            Reply reply;
-            if (!c.IsPlain()) {
-              reply = RunQuery(*e, c);
-            } else {
-              index::SearchParams p;
-              p.k = c.k;
-              p.ef = c.ef;
-              p.nprobe = c.nprobe;
-              p.refine = c.refine;
-              auto r = e->Search(c.collection, c.vector, p);
-              if (!r.ok()) return FromStatus(r.status());
-              SearchResult out;
-              out.hits = std::move(*r);
-              reply = Reply{Status::Ok(), ReplyBody(std::move(out))};
-            }
+            Reply reply = RunSearch(*e, c);
             return c.with_payload ? WithPayloads(*e, c.collection, std::move(reply)) : reply;
           },
           [&](const SnapshotCall& c) {

@@ -61,6 +61,16 @@ Result<std::vector<index::Neighbor>> ExactScan(const index::VectorIndex& idx, Me
 // Merges per-vector result lists by the aggregate, best first, at most k.
 std::vector<QueryHit> Merge(const std::vector<std::vector<index::Neighbor>>& lists, Metric metric,
                             const QuerySpec& q, size_t k) {
+  std::vector<QueryHit> hits;
+  if (lists.size() == 1 && q.aggregate != Aggregate::kWeighted) {  // the index's order
+    const size_t n = std::min(k, lists[0].size());
+    hits.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      const index::Neighbor& x = lists[0][i];
+      hits.push_back({x.id, index::DistanceToScore(metric, x.distance), 0, -1});
+    }
+    return hits;
+  }
   std::unordered_map<uint64_t, Scored> by_id;
   for (size_t j = 0; j < lists.size(); ++j) {
     const float w = q.aggregate == Aggregate::kWeighted ? q.weights[j] : 1.0f;
@@ -80,7 +90,6 @@ std::vector<QueryHit> Merge(const std::vector<std::vector<index::Neighbor>>& lis
       }
     }
   }
-  std::vector<QueryHit> hits;
   hits.reserve(by_id.size());
   for (const auto& [id, x] : by_id) hits.push_back({id, x.score, x.vector, -1});
   const size_t n = std::min(k, hits.size());

@@ -50,27 +50,14 @@ struct AddEventsCall {
   std::vector<Event> events;
 };
 
-// A search with one `vector`, or several `vectors` (multi-interest) merged by `aggregate`
-// (0 max, 1 sum, 2 weighted by `weights`), optionally split across clusters by `quota`.
+// A search: the query (base/query.h: its vectors and every operator) against a collection, and
+// whether to return each hit's payload. On the wire a query of one vector travels as `vector`,
+// of several as `vectors`.
 struct SearchCall {
   std::string collection;
-  std::vector<float> vector;
-  uint32_t k = 10;
-  uint32_t ef = 0, nprobe = 0, refine = 0;  // 0: the collection's default
-  std::vector<std::vector<float>> vectors;
-  Aggregate aggregate = Aggregate::kMax;
-  std::vector<float> weights;
-  std::optional<QuotaSpec> quota;  // base/query.h
-  std::optional<Filter> filter;
-  std::optional<Rerank> rerank;
-  std::optional<MvkeSpec> mvke;  // instead of vector / vectors (base/query.h)
-  std::optional<Fresh> fresh;
-  bool with_payload = false;         // return each hit's payload
-  std::optional<Channels> channels;  // u2i / u2i2i / u2u2i merged (vector optional with a user)
-  bool IsPlain() const {
-    return vectors.empty() && aggregate == Aggregate::kMax && weights.empty() && !quota &&
-           !filter && !rerank && !mvke && !fresh && !channels;
-  }
+  QuerySpec query;
+  bool with_payload = false;
+  friend bool operator==(const SearchCall&, const SearchCall&) = default;
 };
 struct SnapshotCall {
   std::string collection;

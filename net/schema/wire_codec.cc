@@ -4,12 +4,17 @@
 
 #include "base/coding.h"
 #include "net/schema/quiver_generated.h"
+#include "net/schema/wire_search.h"
 
 namespace quiver::net {
 namespace {
 
-using flatbuffers::FlatBufferBuilder;
-using flatbuffers::Offset;
+using wirecodec::FlatBufferBuilder;
+using wirecodec::GetSearch;
+using wirecodec::Offset;
+using wirecodec::PutSearch;
+using wirecodec::Str;
+using wirecodec::Vec;
 
 // ---- model -> wire ----
 
@@ -52,48 +57,6 @@ struct BodyRef {
   wire::RequestBody type;
   Offset<void> offset;
 };
-
-using FloatVectors = flatbuffers::Vector<Offset<wire::FloatVector>>;
-
-// A list of float vectors (multi-vector queries, MVKE user vectors); empty: absent.
-Offset<FloatVectors> PutFloatVectors(FlatBufferBuilder& b,
-                                     const std::vector<std::vector<float>>& vs) {
-  if (vs.empty()) return 0;
-  std::vector<Offset<wire::FloatVector>> each;
-  each.reserve(vs.size());
-  for (const auto& x : vs) each.push_back(wire::CreateFloatVector(b, b.CreateVector(x)));
-  return b.CreateVector(each);
-}
-
-Offset<wire::Filter> PutFilter(FlatBufferBuilder& b, const Filter& f) {
-  std::vector<Offset<wire::Filter>> children;
-  for (const Filter& c : f.children) children.push_back(PutFilter(b, c));
-  auto cv = children.empty() ? Offset<flatbuffers::Vector<Offset<wire::Filter>>>()
-                             : b.CreateVector(children);
-  auto vv = f.values.empty() ? Offset<flatbuffers::Vector<int64_t>>() : b.CreateVector(f.values);
-  return wire::CreateFilter(b, uint8_t(f.op), uint8_t(f.field), vv, f.lo, f.hi, cv);
-}
-
-Result<Filter> GetFilter(const wire::Filter* w, int depth) {
-  if (depth > 16) return InvalidArgumentError("filter is nested deeper than 16");
-  if (w->op() > uint8_t(Filter::Op::kOr) || w->field() > uint8_t(Filter::Field::kCluster)) {
-    return InvalidArgumentError("unknown filter op or field");
-  }
-  Filter f;
-  f.op = Filter::Op(w->op());
-  f.field = Filter::Field(w->field());
-  if (w->values()) f.values.assign(w->values()->begin(), w->values()->end());
-  f.lo = w->lo();
-  f.hi = w->hi();
-  if (w->children()) {
-    for (const wire::Filter* c : *w->children()) {
-      if (!c) return InvalidArgumentError("empty filter child");
-      QV_ASSIGN_OR_RETURN(Filter child, GetFilter(c, depth + 1));
-      f.children.push_back(std::move(child));
-    }
-  }
-  return f;
-}
 
 BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
   struct Visitor {
@@ -150,50 +113,7 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
       return {wire::RequestBody::AddEvents, wire::CreateAddEvents(b, n, v).Union()};
     }
     BodyRef operator()(const SearchCall& c) {
-      auto v = b.CreateVector(c.vector);
-      auto n = b.CreateString(c.collection);
-      auto vs = PutFloatVectors(b, c.vectors);
-      Offset<flatbuffers::Vector<float>> w;
-      if (!c.weights.empty()) w = b.CreateVector(c.weights);
-      Offset<wire::Quota> q;
-      if (c.quota) {
-        auto p = b.CreateVector(c.quota->p);
-        q = wire::CreateQuota(b, p, c.quota->a, c.quota->total, c.quota->temperature);
-      }
-      Offset<wire::Filter> f;
-      if (c.filter) f = PutFilter(b, *c.filter);
-      Offset<wire::Rerank> rr;
-      if (c.rerank) {
-        rr = wire::CreateRerank(b, c.rerank->mmr_lambda, c.rerank->window,
-                                c.rerank->max_consecutive_category, c.rerank->per_category_cap,
-                                c.rerank->category_diversity);
-      }
-      Offset<wire::Mvke> mv;
-      if (c.mvke) {
-        auto uv = PutFloatVectors(b, c.mvke->user_vectors);
-        mv = wire::CreateMvke(b, uv, wire::MvkeStrategy(uint8_t(c.mvke->strategy)),
-                              c.mvke->candidates, c.mvke->max_candidates);
-      }
-      Offset<wire::Fresh> fr;
-      if (c.fresh) {
-        const Fresh& x = *c.fresh;
-        fr = wire::CreateFresh(b, x.pool, x.now, x.boost, x.half_life, x.horizon, x.window);
-      }
-      Offset<wire::Channels> chn;
-      if (c.channels) {
-        const Channels& x = *c.channels;
-        auto seeds = b.CreateVector(x.seed_items);
-        auto i2i = b.CreateString(x.i2i_kind);
-        auto u2u = b.CreateString(x.u2u_kind);
-        chn = wire::CreateChannels(b, x.user.has_value(), x.user.value_or(0), seeds, x.u2i, x.u2i2i,
-                                   x.u2u2i, x.seeds, x.per_seed, x.users, x.per_user, i2i, u2u,
-                                   x.w_sim, x.w_dup, x.w_div, x.exclude_seen);
-      }
-      return {wire::RequestBody::Search,
-              wire::CreateSearch(b, n, v, c.k, c.ef, c.nprobe, c.refine, vs,
-                                 wire::Aggregate(uint8_t(c.aggregate)), w, q, f, rr, mv, fr,
-                                 c.with_payload, chn)
-                  .Union()};
+      return {wire::RequestBody::Search, PutSearch(b, c).Union()};
     }
     BodyRef operator()(const SnapshotCall& c) {
       auto n = b.CreateString(c.collection);
@@ -347,22 +267,6 @@ std::string Frame(const FlatBufferBuilder& b) {
 
 // ---- wire -> model ----
 
-std::string Str(const flatbuffers::String* s) { return s ? s->str() : std::string(); }
-
-template <typename T>
-std::vector<T> Vec(const flatbuffers::Vector<T>* v) {
-  return v ? std::vector<T>(v->begin(), v->end()) : std::vector<T>();
-}
-
-std::vector<std::vector<float>> GetFloatVectors(const FloatVectors* vs) {
-  std::vector<std::vector<float>> out;
-  if (vs) {
-    for (const wire::FloatVector* x : *vs)
-      out.push_back(x ? Vec(x->values()) : std::vector<float>());
-  }
-  return out;
-}
-
 Status Bad(const std::string& what) { return InvalidArgumentError(what); }
 
 Result<CollectionSchema> GetSchema(const wire::Schema* w) {
@@ -486,60 +390,7 @@ Result<Call> CallFromWire(const wire::Request* r) {
       return Call(std::move(c));
     }
     case wire::RequestBody::Search: {
-      const auto* s = r->body_as_Search();
-      SearchCall c;
-      c.collection = Str(s->collection());
-      c.vector = Vec(s->vector());
-      c.k = s->k();
-      c.ef = s->ef();
-      c.nprobe = s->nprobe();
-      c.refine = s->refine();
-      c.vectors = GetFloatVectors(s->vectors());
-      if (uint8_t(s->aggregate()) > 2) return Bad("unknown aggregate");
-      c.aggregate = Aggregate(uint8_t(s->aggregate()));
-      c.weights = Vec(s->weights());
-      if (const wire::Quota* q = s->quota())
-        c.quota = QuotaSpec{Vec(q->p()), q->a(), q->total(), q->temperature()};
-      if (const wire::Filter* f = s->filter()) {
-        QV_ASSIGN_OR_RETURN(Filter filter, GetFilter(f, 0));
-        c.filter = std::move(filter);
-      }
-      if (const wire::Rerank* r = s->rerank()) {
-        c.rerank = Rerank{r->mmr_lambda(), r->window(), r->max_consecutive_category(),
-                          r->per_category_cap(), r->category_diversity()};
-      }
-      if (const wire::Mvke* m = s->mvke()) {
-        if (uint8_t(m->strategy()) > 3) return Bad("unknown mvke strategy");
-        MvkeSpec p;
-        p.user_vectors = GetFloatVectors(m->user_vectors());
-        p.strategy = MvkeStrategy(uint8_t(m->strategy()));
-        p.candidates = m->candidates();
-        p.max_candidates = m->max_candidates();
-        c.mvke = std::move(p);
-      }
-      if (const wire::Fresh* x = s->fresh()) {
-        c.fresh = Fresh{x->pool(), x->now(), x->boost(), x->half_life(), x->horizon(), x->window()};
-      }
-      c.with_payload = s->payload();
-      if (const wire::Channels* x = s->channels()) {
-        Channels ch;
-        if (x->has_user()) ch.user = x->user();
-        ch.seed_items = Vec(x->seed_items());
-        ch.u2i = x->u2i();
-        ch.u2i2i = x->u2i2i();
-        ch.u2u2i = x->u2u2i();
-        ch.seeds = x->seeds();
-        ch.per_seed = x->per_seed();
-        ch.users = x->users();
-        ch.per_user = x->per_user();
-        ch.i2i_kind = x->i2i_kind() ? Str(x->i2i_kind()) : "i2i";
-        ch.u2u_kind = x->u2u_kind() ? Str(x->u2u_kind()) : "u2u";
-        ch.w_sim = x->w_sim();
-        ch.w_dup = x->w_dup();
-        ch.w_div = x->w_div();
-        ch.exclude_seen = x->exclude_seen();
-        c.channels = std::move(ch);
-      }
+      QV_ASSIGN_OR_RETURN(SearchCall c, GetSearch(r->body_as_Search()));
       return Call(std::move(c));
     }
     case wire::RequestBody::Snapshot:

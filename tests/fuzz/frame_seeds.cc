@@ -21,15 +21,16 @@ int main(int argc, char** argv) {
   CollectionSchema schema;
   schema.name = "m";
   schema.dim = 4;
-  std::vector<Call> calls = {CreateCollectionCall{schema},
-                             UpsertCall{"m", {item}},
-                             DeleteCall{"m", {1}},
-                             GetCall{"m", {1, 2}},
-                             PutUsersCall{"m", {UserRecord{1, {1, 2, 3, 4}, {{3, 4}}}}},
-                             AddEventsCall{"m", {Event{1, 2, 3}}},
-                             SearchCall{"m", {1, 2, 3, 4}, 5, 10, 2, 3},
-                             ReloadCall{"v2"},
-                             HealthCall{}};
+  std::vector<Call> calls = {
+      CreateCollectionCall{schema},
+      UpsertCall{"m", {item}},
+      DeleteCall{"m", {1}},
+      GetCall{"m", {1, 2}},
+      PutUsersCall{"m", {UserRecord{1, {1, 2, 3, 4}, {{3, 4}}}}},
+      AddEventsCall{"m", {Event{1, 2, 3}}},
+      SearchCall{"m", {.vectors = {{1, 2, 3, 4}}, .k = 5, .ef = 10, .nprobe = 2, .refine = 3}},
+      ReloadCall{"v2"},
+      HealthCall{}};
   int n = 0;
   auto write = [&](const std::string& bytes) {
     std::ofstream(std::string(argv[1]) + "/seed" + std::to_string(n++), std::ios::binary) << bytes;

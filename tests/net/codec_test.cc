@@ -41,26 +41,27 @@ CollectionSchema SampleSchema() {
 
 // Every call survives encode -> decode through the binary codec unchanged.
 TEST(WireCodecTest, EveryCallRoundTrips) {
-  std::vector<Call> calls = {CreateCollectionCall{SampleSchema()},
-                             DropCollectionCall{"a"},
-                             ListCollectionsCall{},
-                             DescribeCollectionCall{"b"},
-                             UpsertCall{"c", {SampleItem(1), SampleItem(2)}},
-                             DeleteCall{"c", {1, 2, 3}},
-                             GetCall{"c", {4}},
-                             PutUsersCall{"c", {UserRecord{9, {1, 2, 3, 4}, {{1, 10}, {2, 5}}}}},
-                             GetUserCall{"c", 9},
-                             AddEventsCall{"c", {Event{1, 2, 3}, Event{4, 5, 6}}},
-                             SearchCall{"c", {1, 2, 3, 4}, 25, 100, 8, 3},
-                             SnapshotCall{""},
-                             ReloadCall{"v2"},
-                             RollbackCall{},
-                             ListVersionsCall{},
-                             HealthCall{},
-                             RunPluginCall{"c", "i2i_knn", R"({"k":50})", true},
-                             GetListCall{"c", "i2i", 77},
-                             ListListsCall{"c"},
-                             ListPluginsCall{}};
+  std::vector<Call> calls = {
+      CreateCollectionCall{SampleSchema()},
+      DropCollectionCall{"a"},
+      ListCollectionsCall{},
+      DescribeCollectionCall{"b"},
+      UpsertCall{"c", {SampleItem(1), SampleItem(2)}},
+      DeleteCall{"c", {1, 2, 3}},
+      GetCall{"c", {4}},
+      PutUsersCall{"c", {UserRecord{9, {1, 2, 3, 4}, {{1, 10}, {2, 5}}}}},
+      GetUserCall{"c", 9},
+      AddEventsCall{"c", {Event{1, 2, 3}, Event{4, 5, 6}}},
+      SearchCall{"c", {.vectors = {{1, 2, 3, 4}}, .k = 25, .ef = 100, .nprobe = 8, .refine = 3}},
+      SnapshotCall{""},
+      ReloadCall{"v2"},
+      RollbackCall{},
+      ListVersionsCall{},
+      HealthCall{},
+      RunPluginCall{"c", "i2i_knn", R"({"k":50})", true},
+      GetListCall{"c", "i2i", 77},
+      ListListsCall{"c"},
+      ListPluginsCall{}};
   ASSERT_EQ(calls.size(), kCallKinds);
   for (const Call& call : calls) {
     const std::string frame = EncodeRequestFrame(77, "secret", call);
@@ -78,23 +79,19 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
   EXPECT_EQ(std::get<UpsertCall>(up->call).items[0], SampleItem(5));
   // A multi-vector quota search keeps every field.
   SearchCall multi{"c",
-                   {},
-                   20,
-                   0,
-                   0,
-                   0,
-                   {{1, 2}, {3, 4}},
-                   Aggregate::kWeighted,
-                   {0.5f, 2.0f},
-                   QuotaSpec{{0.7f, 0.3f}, 0.5f, 100, 2.0f}};
+                   {.vectors = {{1, 2}, {3, 4}},
+                    .aggregate = Aggregate::kWeighted,
+                    .weights = {0.5f, 2.0f},
+                    .k = 20,
+                    .quota = QuotaSpec{{0.7f, 0.3f}, 0.5f, 100, 2.0f}}};
   auto back = DecodeRequest(EncodeRequestFrame(2, "", multi).substr(kFrameHeaderBytes));
   ASSERT_TRUE(back.ok()) << back.status();
-  const auto& m = std::get<SearchCall>(back->call);
-  EXPECT_EQ(m.vectors, multi.vectors);
+  const auto& m = std::get<SearchCall>(back->call).query;
+  EXPECT_EQ(m.vectors, multi.query.vectors);
   EXPECT_EQ(m.aggregate, Aggregate::kWeighted);
-  EXPECT_EQ(m.weights, multi.weights);
-  EXPECT_EQ(m.quota, multi.quota);
-  EXPECT_FALSE(m.IsPlain());
+  EXPECT_EQ(m.weights, multi.query.weights);
+  EXPECT_EQ(m.quota, multi.query.quota);
+  EXPECT_EQ(std::get<SearchCall>(back->call), multi);
   // A filter tree survives the wire.
   Filter f{Filter::Op::kAnd,
            Filter::Field::kCategory,
@@ -108,82 +105,80 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
                    INT64_MIN,
                    INT64_MAX,
                    {Filter{Filter::Op::kRange, Filter::Field::kTimestamp, {}, 10, 20}}}}};
-  SearchCall filtered{"c", {1, 2}, 5};
-  filtered.filter = f;
+  SearchCall filtered{"c", {.vectors = {{1, 2}}, .k = 5}};
+  filtered.query.filter = f;
   auto fb = DecodeRequest(EncodeRequestFrame(3, "", filtered).substr(kFrameHeaderBytes));
   ASSERT_TRUE(fb.ok()) << fb.status();
-  EXPECT_EQ(std::get<SearchCall>(fb->call).filter, f);
-  SearchCall diverse{"c", {1, 2}, 5};
-  diverse.rerank = Rerank{0.3f, 50, 2, 4, 0.05f};
+  EXPECT_EQ(std::get<SearchCall>(fb->call).query.filter, f);
+  SearchCall diverse{"c", {.vectors = {{1, 2}}, .k = 5}};
+  diverse.query.rerank = Rerank{0.3f, 50, 2, 4, 0.05f};
   auto db = DecodeRequest(EncodeRequestFrame(4, "", diverse).substr(kFrameHeaderBytes));
   ASSERT_TRUE(db.ok());
-  EXPECT_EQ(std::get<SearchCall>(db->call).rerank, diverse.rerank);
+  EXPECT_EQ(std::get<SearchCall>(db->call).query.rerank, diverse.query.rerank);
   auto dj = DecodeHttpCall(
       "POST", "/v1/collections/m/search",
       R"({"vector":[1,2],"rerank":{"mmr":{"lambda":0.3,"window":50},"max_consecutive_category":2,"per_category_cap":4,"category_diversity":0.05}})",
       32);
   ASSERT_TRUE(dj.ok()) << dj.status();
-  EXPECT_EQ(std::get<SearchCall>(*dj).rerank, diverse.rerank);
+  EXPECT_EQ(std::get<SearchCall>(*dj).query.rerank, diverse.query.rerank);
   // MVKE parameters, binary and JSON.
-  SearchCall mvke{"c", {}, 7};
-  mvke.mvke = MvkeSpec{{{1, 2}, {3, 4}, {5, 6}}, MvkeStrategy::kConcat, 50, 400};
+  SearchCall mvke{"c", {.k = 7}};
+  mvke.query.mvke = MvkeSpec{{{1, 2}, {3, 4}, {5, 6}}, MvkeStrategy::kConcat, 50, 400};
   auto mb = DecodeRequest(EncodeRequestFrame(5, "", mvke).substr(kFrameHeaderBytes));
   ASSERT_TRUE(mb.ok()) << mb.status();
-  EXPECT_EQ(std::get<SearchCall>(mb->call).mvke, mvke.mvke);
+  EXPECT_EQ(std::get<SearchCall>(mb->call).query.mvke, mvke.query.mvke);
   auto mj = DecodeHttpCall(
       "POST", "/v1/collections/m/search",
       R"({"k":7,"mvke":{"user_vectors":[[1,2],[3,4],[5,6]],"strategy":"concat","candidates":50,"max_candidates":400}})",
       32);
   ASSERT_TRUE(mj.ok()) << mj.status();
-  EXPECT_EQ(std::get<SearchCall>(*mj).mvke, mvke.mvke);
-  EXPECT_FALSE(std::get<SearchCall>(*mj).IsPlain());
-  mvke.mvke->strategy = MvkeStrategy::kWeightedScan;
+  EXPECT_EQ(std::get<SearchCall>(*mj).query.mvke, mvke.query.mvke);
+  mvke.query.mvke->strategy = MvkeStrategy::kWeightedScan;
   mb = DecodeRequest(EncodeRequestFrame(5, "", mvke).substr(kFrameHeaderBytes));
   ASSERT_TRUE(mb.ok()) << mb.status();
-  EXPECT_EQ(std::get<SearchCall>(mb->call).mvke, mvke.mvke);
+  EXPECT_EQ(std::get<SearchCall>(mb->call).query.mvke, mvke.query.mvke);
   mj = DecodeHttpCall(
       "POST", "/v1/collections/m/search",
       R"({"k":7,"mvke":{"user_vectors":[[1,2],[3,4],[5,6]],"strategy":"weighted_scan","candidates":50,"max_candidates":400}})",
       32);
   ASSERT_TRUE(mj.ok()) << mj.status();
-  EXPECT_EQ(std::get<SearchCall>(*mj).mvke, mvke.mvke);
+  EXPECT_EQ(std::get<SearchCall>(*mj).query.mvke, mvke.query.mvke);
   EXPECT_EQ(DecodeHttpCall("POST", "/v1/collections/m/search",
                            R"({"mvke":{"user_vectors":[[1]],"strategy":"best"}})", 32)
                 .status()
                 .code(),
             StatusCode::kInvalidArgument);
   // Freshness, binary and JSON; durations as integers or with a unit.
-  SearchCall fresh{"c", {1, 2}, 5};
-  fresh.fresh = Fresh{6 * 3600, 1700000000, 0.25f, 1800, 2 * 86400, 40};
+  SearchCall fresh{"c", {.vectors = {{1, 2}}, .k = 5}};
+  fresh.query.fresh = Fresh{6 * 3600, 1700000000, 0.25f, 1800, 2 * 86400, 40};
   auto frb = DecodeRequest(EncodeRequestFrame(6, "", fresh).substr(kFrameHeaderBytes));
   ASSERT_TRUE(frb.ok()) << frb.status();
-  EXPECT_EQ(std::get<SearchCall>(frb->call).fresh, fresh.fresh);
+  EXPECT_EQ(std::get<SearchCall>(frb->call).query.fresh, fresh.query.fresh);
   EXPECT_FALSE(std::get<SearchCall>(frb->call).with_payload);
   // Channels, binary and JSON.
-  SearchCall chc{"c", {}, 30};
-  chc.channels = Channels{};
-  chc.channels->user = 42;
-  chc.channels->seed_items = {1, 2};
-  chc.channels->u2u2i = false;
-  chc.channels->per_seed = 7;
-  chc.channels->i2i_kind = "i2i_cf";
-  chc.channels->w_div = 0.3f;
+  SearchCall chc{"c", {.k = 30}};
+  chc.query.channels = Channels{};
+  chc.query.channels->user = 42;
+  chc.query.channels->seed_items = {1, 2};
+  chc.query.channels->u2u2i = false;
+  chc.query.channels->per_seed = 7;
+  chc.query.channels->i2i_kind = "i2i_cf";
+  chc.query.channels->w_div = 0.3f;
   auto chb = DecodeRequest(EncodeRequestFrame(8, "", chc).substr(kFrameHeaderBytes));
   ASSERT_TRUE(chb.ok()) << chb.status();
-  EXPECT_EQ(std::get<SearchCall>(chb->call).channels, chc.channels);
+  EXPECT_EQ(std::get<SearchCall>(chb->call).query.channels, chc.query.channels);
   auto chj =
       DecodeHttpCall("POST", "/v1/collections/m/search",
                      R"({"k":30,"channels":{"user":42,"seed_items":[1,2],"u2u2i":false,"per_seed":7,
                                 "i2i_kind":"i2i_cf","weights":{"div":0.3}}})",
                      32);
   ASSERT_TRUE(chj.ok()) << chj.status();
-  EXPECT_EQ(std::get<SearchCall>(*chj).channels, chc.channels);
-  EXPECT_FALSE(std::get<SearchCall>(*chj).IsPlain());
-  SearchCall no_user{"c", {}, 3};
-  no_user.channels = Channels{};
+  EXPECT_EQ(std::get<SearchCall>(*chj).query.channels, chc.query.channels);
+  SearchCall no_user{"c", {.k = 3}};
+  no_user.query.channels = Channels{};
   chb = DecodeRequest(EncodeRequestFrame(9, "", no_user).substr(kFrameHeaderBytes));
   ASSERT_TRUE(chb.ok());
-  EXPECT_EQ(std::get<SearchCall>(chb->call).channels, no_user.channels);
+  EXPECT_EQ(std::get<SearchCall>(chb->call).query.channels, no_user.query.channels);
   EXPECT_EQ(DecodeHttpCall("POST", "/v1/collections/m/search",
                            R"({"channels":{"weights":{"mic":1}}})", 32)
                 .status()
@@ -198,13 +193,12 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
       R"({"vector":[1,2],"k":5,"fresh":{"pool":"6h","now":1700000000,"boost":0.25,"half_life":"30m","horizon":"2d","window":40}})",
       32);
   ASSERT_TRUE(fj.ok()) << fj.status();
-  EXPECT_EQ(std::get<SearchCall>(*fj).fresh, fresh.fresh);
-  EXPECT_FALSE(std::get<SearchCall>(*fj).IsPlain());
+  EXPECT_EQ(std::get<SearchCall>(*fj).query.fresh, fresh.query.fresh);
   auto fi = DecodeHttpCall("POST", "/v1/collections/m/search",
                            R"({"vector":[1,2],"fresh":{"pool":90,"half_life":"45s"}})", 32);
   ASSERT_TRUE(fi.ok()) << fi.status();
-  EXPECT_EQ(std::get<SearchCall>(*fi).fresh->pool, 90);
-  EXPECT_EQ(std::get<SearchCall>(*fi).fresh->half_life, 45);
+  EXPECT_EQ(std::get<SearchCall>(*fi).query.fresh->pool, 90);
+  EXPECT_EQ(std::get<SearchCall>(*fi).query.fresh->half_life, 45);
   for (const char* body :
        {R"({"vector":[1],"fresh":{"pool":"6x"}})", R"({"vector":[1],"fresh":{"pool":"h"}})",
         R"({"vector":[1],"fresh":{"pool":"-6h"}})",
@@ -317,14 +311,14 @@ TEST(JsonApiTest, RoutesDecodeIntoCalls) {
   auto s = DecodeHttpCall("POST", "/v1/collections/m/search?trace=0",
                           R"({"vector":[1,2],"k":5,"params":{"ef":80}})", 32);
   ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_EQ(std::get<SearchCall>(*s).k, 5u);
-  EXPECT_EQ(std::get<SearchCall>(*s).ef, 80u);
+  EXPECT_EQ(std::get<SearchCall>(*s).query.k, 5u);
+  EXPECT_EQ(std::get<SearchCall>(*s).query.ef, 80u);
   auto q = DecodeHttpCall("POST", "/v1/collections/m/search",
                           R"({"vectors":[[1,2],[3,4]],"aggregate":"weighted","weights":[1,0.5],
                               "quota":{"p":"auto","a":0.5,"total":200,"temperature":0.1}})",
                           32);
   ASSERT_TRUE(q.ok()) << q.status();
-  const auto& qc = std::get<SearchCall>(*q);
+  const auto& qc = std::get<SearchCall>(*q).query;
   EXPECT_EQ(qc.vectors.size(), 2u);
   EXPECT_EQ(qc.aggregate, Aggregate::kWeighted);
   ASSERT_TRUE(qc.quota.has_value());
@@ -336,7 +330,7 @@ TEST(JsonApiTest, RoutesDecodeIntoCalls) {
                                {"not":{"range":{"timestamp":{"gte":10,"lt":21}}}}]}})",
                            32);
   ASSERT_TRUE(fj.ok()) << fj.status();
-  const Filter& ff = *std::get<SearchCall>(*fj).filter;
+  const Filter& ff = *std::get<SearchCall>(*fj).query.filter;
   EXPECT_EQ(ff.op, Filter::Op::kAnd);
   ASSERT_EQ(ff.children.size(), 2u);
   EXPECT_EQ(ff.children[0].values, (std::vector<int64_t>{1, 2}));

@@ -222,7 +222,7 @@ TEST_F(ServerTest, BothProtocolsGiveTheSameAnswers) {
 
   // Async calls and deletes.
   auto f1 = client->CallAsync(DeleteCall{"m", {1, 2}});
-  auto f2 = client->CallAsync(SearchCall{"m", q, 3});
+  auto f2 = client->CallAsync(SearchCall{"m", {.vectors = {q}, .k = 3}});
   EXPECT_TRUE(f1.get().status.ok());
   EXPECT_TRUE(f2.get().status.ok());
   EXPECT_EQ(client->DescribeCollection("m")->items, 298u);
@@ -240,8 +240,8 @@ TEST_F(ServerTest, MultiVectorQuotaSearchOverBothProtocols) {
   ASSERT_TRUE(client->Upsert("q", items).ok());
   SearchCall call;
   call.collection = "q";
-  call.vectors = {items[0].vector, items[1].vector};
-  call.quota = QuotaSpec{{0.8f, 0.2f}, 1.0f, 10, 1.0f};
+  call.query.vectors = {items[0].vector, items[1].vector};
+  call.query.quota = QuotaSpec{{0.8f, 0.2f}, 1.0f, 10, 1.0f};
   auto r = client->Query(call);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->quotas, (std::vector<uint32_t>{8, 2}));
@@ -265,7 +265,7 @@ TEST_F(ServerTest, MultiVectorQuotaSearchOverBothProtocols) {
   EXPECT_EQ(rest.status, 200);
   EXPECT_EQ(rest.body, EncodeHttpReply(Reply{Status::Ok(), *r}).body);
   // Quota p of the wrong length, over both protocols.
-  call.quota->p = {1.0f};
+  call.query.quota->p = {1.0f};
   EXPECT_EQ(client->Query(call).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(Http(server_->http_port(), "POST", "/v1/collections/q/search",
                  "{\"vector\":[1,2,3,4],\"quota\":{\"p\":[1],\"total\":10}}")
@@ -290,8 +290,8 @@ TEST_F(ServerTest, MvkeSearchOverBothProtocols) {
   ASSERT_TRUE(client->Upsert("t", items).ok());
   SearchCall call;
   call.collection = "t";
-  call.k = 5;
-  call.mvke = MvkeSpec{{{1, 0, 0, 0}, {0, 1, 0, 0}}, MvkeStrategy::kConcat, 0, 0};
+  call.query.k = 5;
+  call.query.mvke = MvkeSpec{{{1, 0, 0, 0}, {0, 1, 0, 0}}, MvkeStrategy::kConcat, 0, 0};
   auto r = client->Query(call);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->hits.size(), 5u);
@@ -306,7 +306,7 @@ TEST_F(ServerTest, MvkeSearchOverBothProtocols) {
   EXPECT_EQ(rest.status, 200);
   EXPECT_EQ(rest.body, EncodeHttpReply(Reply{Status::Ok(), *r}).body);
   // One user vector for two topics: a clear error on both.
-  call.mvke->user_vectors.pop_back();
+  call.query.mvke->user_vectors.pop_back();
   auto wrong = client->Query(call);
   EXPECT_EQ(wrong.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(wrong.status().message().find("2 topics"), std::string::npos) << wrong.status();
@@ -330,9 +330,9 @@ TEST_F(ServerTest, FreshSearchOverBothProtocols) {
   ASSERT_TRUE(client->Upsert("f", items).ok());
   SearchCall call;
   call.collection = "f";
-  call.vector = {1, 0, 0, 0};
-  call.k = 20;
-  call.fresh = Fresh{.pool = 3600, .now = now, .boost = 0.5f, .half_life = 1800};
+  call.query.vectors = {{1, 0, 0, 0}};
+  call.query.k = 20;
+  call.query.fresh = Fresh{.pool = 3600, .now = now, .boost = 0.5f, .half_life = 1800};
   call.with_payload = true;
   auto r = client->Query(call);
   ASSERT_TRUE(r.ok()) << r.status();
@@ -349,7 +349,7 @@ TEST_F(ServerTest, FreshSearchOverBothProtocols) {
   EXPECT_EQ(rest.status, 200);
   EXPECT_EQ(rest.body, EncodeHttpReply(Reply{Status::Ok(), *r}).body);
   // A boost without a half-life: a clear error on both.
-  call.fresh->half_life = 0;
+  call.query.fresh->half_life = 0;
   auto wrong = client->Query(call);
   EXPECT_EQ(wrong.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(wrong.status().message().find("half_life"), std::string::npos) << wrong.status();
@@ -368,10 +368,12 @@ TEST_F(ServerTest, PipelinedBatchesAnswerEveryCallInOrder) {
   auto items = Items(60);
   ASSERT_TRUE(client->Upsert("m", items).ok());
   std::vector<Call> calls;
-  for (size_t i = 0; i < 20; ++i) calls.push_back(SearchCall{"m", items[i].vector, 5});
-  calls.push_back(SearchCall{"nope", items[0].vector, 5});  // NOT_FOUND, in the middle
+  for (size_t i = 0; i < 20; ++i)
+    calls.push_back(SearchCall{"m", {.vectors = {items[i].vector}, .k = 5}});
+  calls.push_back(
+      SearchCall{"nope", {.vectors = {items[0].vector}, .k = 5}});  // NOT_FOUND, in the middle
   calls.push_back(GetCall{"m", {3, 999}});
-  calls.push_back(SearchCall{"m", {1, 2}, 5});  // wrong dimension
+  calls.push_back(SearchCall{"m", {.vectors = {{1, 2}}, .k = 5}});  // wrong dimension
   auto replies = client->CallMany(calls);
   ASSERT_EQ(replies.size(), calls.size());
   for (size_t i = 0; i < 20; ++i) {
@@ -425,10 +427,10 @@ TEST_F(ServerTest, PluginsAndListsOverBothProtocols) {
   // A channels query (u2i2i from a seed), the same over both protocols.
   SearchCall ch;
   ch.collection = "p";
-  ch.k = 3;
-  ch.channels = Channels{};
-  ch.channels->u2i = false;
-  ch.channels->seed_items = {7};
+  ch.query.k = 3;
+  ch.query.channels = Channels{};
+  ch.query.channels->u2i = false;
+  ch.query.channels->seed_items = {7};
   auto chr = client->Query(ch);
   ASSERT_TRUE(chr.ok()) << chr.status();
   ASSERT_EQ(chr->hits.size(), 3u);

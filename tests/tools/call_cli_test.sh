@@ -16,7 +16,7 @@ expect '"name":"m"' "$(call POST /v1/collections '{"name":"m","dim":2,"index":{"
 echo '{"items":[{"id":1,"vector":[1,0],"timestamp":100},{"id":2,"vector":[0,1],"timestamp":200}]}' > "$TMP/items.json"
 expect '"changed":2' "$(call POST /v1/collections/m/items @"$TMP/items.json")"
 expect '"hits":\[{"id":2' "$(echo '{"vector":[0,1],"k":1}' | call POST /v1/collections/m/search -)"
-expect '"hits":\[{"id":2,"score":-2,"vector":0}\]}' "$(call POST /v1/collections/m/search '{"vector":[1,0],"k":2,"fresh":{"pool":50,"now":240}}')"
+expect '"hits":\[{"id":2,"score":-2}\]}' "$(call POST /v1/collections/m/search '{"vector":[1,0],"k":2,"fresh":{"pool":50,"now":240}}')"
 expect '"id":1' "$("$QUIVER" call --socket "$TMP/q.sock" GET /v1/collections/m/items/1)"
 # Errors: the server's (exit 1, error JSON on stderr) and the tool's own.
 if out=$(call POST /v1/collections/nope/search '{"vector":[0,1]}' 2>&1); then echo "unknown collection succeeded"; exit 1; fi
