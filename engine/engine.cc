@@ -12,8 +12,8 @@
 #include <map>
 #include <unordered_set>
 
-#include "engine/channels.h"
 #include "engine/partitions.h"
+#include "engine/query/operators.h"
 #include "index/kmeans/kmeans.h"
 
 namespace quiver::engine {
@@ -592,7 +592,7 @@ Result<QueryResult> Engine::Query(const std::string& name, const QuerySpec& quer
   const std::shared_ptr<Partitions> parts = c->parts();  // one index set for the whole query
   QV_RETURN_IF_ERROR(ValidateQuery(query, uint32_t(parts->global().dim()),
                                    uint32_t(parts->clusters()), uint32_t(parts->topics())));
-  if (query.channels) return RunChannels(*store_, c->id(), *parts, c->schema().metric, query);
+  if (query.channels) return ops::RunChannels(*store_, c->id(), *parts, c->schema().metric, query);
   return RunQuery(*parts, c->schema().metric, query);
 }
 

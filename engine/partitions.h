@@ -28,7 +28,7 @@
 
 #include "base/model.h"
 #include "base/result.h"
-#include "engine/filter.h"
+#include "engine/query/filter.h"
 #include "index/vector_index.h"
 
 namespace quiver::engine {

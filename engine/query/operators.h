@@ -1,6 +1,8 @@
-// The query operators' shared pieces, one file each under engine/query/, and run in order by
-// RunQuery (engine/query.cc): retrieve (plain, multi-vector, MVKE) or retrieve by quota, the
-// freshness pool and boost, the diversity re-ranking. Internal to the engine.
+// The query operators, one file each under engine/query/, run in order by RunQuery
+// (engine/query.cc): retrieve (plain, multi-vector, MVKE) or retrieve by quota, the freshness
+// pool and boost, the diversity re-ranking; channels around them (Engine::Query); filters
+// (filter.h) inside the index traversal. Internal to the engine; every query they get passed
+// ValidateQuery (validate.cc).
 #pragma once
 
 #include <cstdint>
@@ -11,6 +13,10 @@
 #include "base/result.h"
 #include "engine/query.h"
 #include "index/vector_index.h"
+
+namespace quiver::storage {
+class Store;
+}  // namespace quiver::storage
 
 namespace quiver::engine {
 
@@ -44,6 +50,16 @@ int64_t Before(int64_t now, int64_t age);
 // fresh.cc: the new-item boost over the candidates in *out.
 Status Boost(const Partitions& parts, Metric metric, const QuerySpec& q, const Fresh& f,
              int64_t now, size_t fetch, size_t keep, QueryResult* out);
+
+// mvke.cc: up to `n` hits for q.mvke, best first, honouring q.filter: score(i) =
+// sum_k alpha_ik (u_k . t_i), exact for every hit. kFailedPrecondition for strategy concat on a
+// collection without topic_concat.
+Result<std::vector<QueryHit>> RunMvke(const Partitions& parts, const QuerySpec& q, size_t n);
+
+// channels.cc: q (q.channels set) on the collection `collection_id` of `store` with indexes
+// `parts`: u2i, u2i2i and u2u2i candidates merged MIC-style.
+Result<QueryResult> RunChannels(const storage::Store& store, uint32_t collection_id,
+                                const Partitions& parts, Metric metric, const QuerySpec& q);
 
 // rerank.cc: greedy diversity re-ranking of `hits` (best first) down to k.
 Result<std::vector<QueryHit>> Diversify(const Partitions& parts, const Rerank& r,

@@ -3,7 +3,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include "engine/mvke.h"
 #include "engine/partitions.h"
 #include "engine/pool.h"
 #include "engine/query/operators.h"

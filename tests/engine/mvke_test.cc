@@ -1,8 +1,6 @@
 // MVKE: every strategy against a brute-force evaluation of score(i) = sum_k alpha_ik (u_k . t_i).
 // Exact strategies on exact indexes must match it exactly; on HNSW they must keep a stated
 // recall, and every returned score must be exact.
-#include "engine/mvke.h"
-
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -10,7 +10,7 @@
 #include <set>
 
 #include "engine/engine.h"
-#include "engine/filter.h"
+#include "engine/query/filter.h"
 #include "tests/testing/temp_dir.h"
 
 namespace quiver::engine {

@@ -1,4 +1,7 @@
-#include "engine/channels.h"
+// Candidate channels merged MIC-style (docs/queries.md, "Channels"): u2i (the query's own
+// retrieval through RunQuery, or the user's vector), u2i2i (seeds -> their neighbor lists),
+// u2u2i (the user's similar users -> their recent items), merged greedily by
+// w_sim sim + w_dup dup + w_div div.
 
 #include <algorithm>
 #include <bit>
@@ -7,7 +10,11 @@
 #include <unordered_map>
 #include <unordered_set>
 
-namespace quiver::engine {
+#include "engine/partitions.h"
+#include "engine/query/operators.h"
+#include "storage/store.h"
+
+namespace quiver::engine::ops {
 namespace {
 
 struct Candidate {
@@ -168,4 +175,4 @@ Result<QueryResult> RunChannels(const storage::Store& store, uint32_t collection
   return out;
 }
 
-}  // namespace quiver::engine
+}  // namespace quiver::engine::ops

@@ -1,4 +1,8 @@
-#include "engine/mvke.h"
+// MVKE retrieval (virtual-kernel experts): item i carries t_i and topic weights alpha_i (K
+// values, a convex combination); a user has one vector u_k per topic; the score is
+// score(i) = sum_k alpha_ik (u_k . t_i), computed exactly for every hit from t_i (the global
+// index's copy, unit-normalised under cosine) and alpha_i (kept in memory by Partitions).
+// The strategies differ in how candidates are found; docs/queries.md has the details.
 
 #include <algorithm>
 #include <cmath>
@@ -6,10 +10,11 @@
 
 #include "engine/partitions.h"
 #include "engine/pool.h"
+#include "engine/query/operators.h"
 #include "index/simd/kernels.h"
 #include "index/vector_index.h"
 
-namespace quiver::engine {
+namespace quiver::engine::ops {
 namespace {
 
 struct Exact {
@@ -243,4 +248,4 @@ Result<std::vector<QueryHit>> RunMvke(const Partitions& parts, const QuerySpec& 
   return best;
 }
 
-}  // namespace quiver::engine
+}  // namespace quiver::engine::ops

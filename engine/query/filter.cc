@@ -1,4 +1,4 @@
-#include "engine/filter.h"
+#include "engine/query/filter.h"
 
 #include <algorithm>
 #include <string>
