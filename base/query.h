@@ -16,10 +16,11 @@ namespace quiver {
 //   eq:    field == values[0]        (tag: the item has that tag)
 //   in:    field is one of values    (tag: the item has any of them)
 //   range: lo <= field <= hi         (category, timestamp, cluster)
+// The id field compares item ids (uint64) as int64 bit patterns.
 //   not / and / or over children.
 struct Filter {
   enum class Op : uint8_t { kEq = 0, kIn = 1, kRange = 2, kNot = 3, kAnd = 4, kOr = 5 };
-  enum class Field : uint8_t { kCategory = 0, kTag = 1, kTimestamp = 2, kCluster = 3 };
+  enum class Field : uint8_t { kCategory = 0, kTag = 1, kTimestamp = 2, kCluster = 3, kId = 4 };
   Op op = Op::kAnd;
   Field field = Field::kCategory;
   std::vector<int64_t> values;
@@ -117,6 +118,8 @@ struct QuerySpec {
   std::optional<Fresh> fresh;
   // Candidate channels merged MIC-style (Engine::Query; vectors then optional with a user).
   std::optional<Channels> channels;
+  // Items never returned (e.g. what the user has already seen), by any operator or channel.
+  std::vector<uint64_t> exclude;
   friend bool operator==(const QuerySpec&, const QuerySpec&) = default;
 };
 

@@ -261,14 +261,14 @@ std::vector<float> Partitions::Centroids() const {
 bool Partitions::Allows(const Filter& f, uint64_t id) const {
   std::shared_lock lock(mu_);
   auto it = attrs_.find(id);
-  return it != attrs_.end() && Matches(f, it->second);
+  return it != attrs_.end() && Matches(f, id, it->second);
 }
 
 std::optional<std::vector<uint64_t>> Partitions::FewMatching(const Filter& f, int64_t cluster,
                                                              size_t limit) const {
   std::vector<uint64_t> out;
   auto take = [&](uint64_t id, const ItemAttrs& a) {
-    if ((cluster < 0 || int64_t(a.cluster) == cluster) && Matches(f, a)) out.push_back(id);
+    if ((cluster < 0 || int64_t(a.cluster) == cluster) && Matches(f, id, a)) out.push_back(id);
     return out.size() <= limit;
   };
   std::shared_lock lock(mu_);
@@ -286,7 +286,7 @@ std::optional<std::vector<uint64_t>> Partitions::FewMatching(const Filter& f, in
   const double scope = double(cluster < 0 ? global_->size() : clusters_[size_t(cluster)]->size());
   size_t seen = 0, match = 0;
   for (const auto& [id, a] : attrs_) {
-    match += Matches(f, a);
+    match += Matches(f, id, a);
     if (++seen == 1024) break;
   }
   if (seen > 0 && double(match) / double(seen) * scope >= double(limit)) return std::nullopt;

@@ -1,7 +1,7 @@
 // The query pipeline, the one place that says in what order the operators run (on a query
-// ValidateQuery accepted): narrow to the freshness pool; retrieve (plain, multi-vector, MVKE, or by
-// cluster quota); boost new items; re-rank for diversity; count hits per cluster. Each operator is
-// a file of engine/query/.
+// ValidateQuery accepted): narrow the filter (the freshness pool, the excluded ids); retrieve
+// (plain, multi-vector, MVKE, or by cluster quota); boost new items; re-rank for diversity;
+// count hits per cluster. Each operator is a file of engine/query/.
 #include "engine/query.h"
 
 #include <algorithm>
@@ -15,17 +15,20 @@ namespace quiver::engine {
 
 Result<QueryResult> RunQuery(const Partitions& parts, Metric metric, const QuerySpec& query) {
   const size_t c = parts.clusters();
-  // Re-ranking picks k from a wider window of candidates; a boost draws a window from each source.
   const QuerySpec* qp = &query;
-  std::optional<QuerySpec> pooled;
+  std::optional<QuerySpec> narrowed;
   const Fresh* fresh = query.fresh ? &*query.fresh : nullptr;
   const int64_t now = !fresh ? 0 : fresh->now ? fresh->now : int64_t(std::time(nullptr));
-  if (fresh && fresh->pool > 0) {
-    pooled = query;
-    pooled->filter = ops::WithSince(query.filter, ops::Before(now, fresh->pool));
-    qp = &*pooled;
+  std::optional<int64_t> since;
+  if (fresh && fresh->pool > 0) since = ops::Before(now, fresh->pool);
+  if (std::optional<Filter> f = ops::Narrow(query, since)) {
+    narrowed = query;
+    narrowed->filter = std::move(f);
+    narrowed->exclude.clear();  // now in the filter
+    qp = &*narrowed;
   }
   const QuerySpec& q = *qp;
+  // Re-ranking picks k from a wider window of candidates; a boost draws a window from each source.
   const size_t keep =
       q.rerank ? std::max<size_t>(q.k, q.rerank->window ? q.rerank->window : 3 * size_t(q.k)) : q.k;
   const bool boost = fresh && fresh->boost > 0;

@@ -118,16 +118,23 @@ Status GetString(object obj, std::string_view key, std::string* out) {
   return Status::Ok();
 }
 
-Status GetIds(object obj, std::vector<uint64_t>* ids) {
-  QV_RETURN_IF_ERROR(OnlyFields(obj, {"ids"}));
+Status IdsFromJson(element e, std::string_view what, std::vector<uint64_t>* ids) {
   simdjson::dom::array a;
-  if (auto err = obj["ids"].get_array().get(a)) return BadField("ids", err);
+  if (auto err = e.get_array().get(a)) return BadField(what, err);
+  ids->reserve(ids->size() + a.size());
   for (element x : a) {
     uint64_t id;
-    if (auto err = x.get_uint64().get(id)) return BadField("ids", err);
+    if (auto err = x.get_uint64().get(id)) return BadField(what, err);
     ids->push_back(id);
   }
   return Status::Ok();
+}
+
+Status GetIds(object obj, std::vector<uint64_t>* ids) {
+  QV_RETURN_IF_ERROR(OnlyFields(obj, {"ids"}));
+  element e;
+  if (auto err = obj["ids"].get(e)) return BadField("ids", err);
+  return IdsFromJson(e, "ids", ids);
 }
 
 }  // namespace quiver::net::json

@@ -58,6 +58,8 @@ Status GetString(object obj, std::string_view key, std::string* out);
 Status GetDuration(object obj, std::string_view key, const char* what, int64_t* out);
 // An array of float arrays.
 Status FloatVectorsFromJson(element e, const char* what, std::vector<std::vector<float>>* out);
+// An array of uint64 ids, appended to *ids; errors name `what`.
+Status IdsFromJson(element e, std::string_view what, std::vector<uint64_t>* ids);
 // {"ids": [uint64, ...]} and nothing else.
 Status GetIds(object obj, std::vector<uint64_t>* ids);
 

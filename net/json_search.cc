@@ -23,6 +23,8 @@ Result<Filter> FilterFromJson(element e) {
       *out = Filter::Field::kTimestamp;
     else if (name == "cluster")
       *out = Filter::Field::kCluster;
+    else if (name == "id")
+      *out = Filter::Field::kId;
     else
       return false;
     return true;
@@ -50,22 +52,26 @@ Result<Filter> FilterFromJson(element e) {
   auto target = *body.begin();
   if (!field_of(target.key, &f.field)) {
     return Bad("unknown filter field '" + std::string(target.key) +
-               "' (category, tag, timestamp, cluster)");
+               "' (category, tag, timestamp, cluster, id)");
   }
   if (op == "eq" || op == "in") {
     f.op = op == "eq" ? Filter::Op::kEq : Filter::Op::kIn;
-    int64_t v;
+    // Ids are uint64, kept as int64 bit patterns.
+    const bool ids = f.field == Filter::Field::kId;
+    auto value = [&](element x, const char* what) -> Status {
+      int64_t v;
+      uint64_t u;
+      if (auto err = ids ? x.get_uint64().get(u) : x.get_int64().get(v)) return BadField(what, err);
+      f.values.push_back(ids ? int64_t(u) : v);
+      return Status::Ok();
+    };
     if (op == "eq") {
-      if (auto err = target.value.get_int64().get(v)) return BadField("filter eq", err);
-      f.values.push_back(v);
+      QV_RETURN_IF_ERROR(value(target.value, "filter eq"));
       return f;
     }
     simdjson::dom::array a;
     if (auto err = target.value.get_array().get(a)) return BadField("filter in", err);
-    for (element x : a) {
-      if (auto err = x.get_int64().get(v)) return BadField("filter in", err);
-      f.values.push_back(v);
-    }
+    for (element x : a) QV_RETURN_IF_ERROR(value(x, "filter in"));
     return f;
   }
   if (op == "range") {
@@ -174,15 +180,8 @@ Result<Channels> ChannelsFromJson(element e) {
     if (auto err = ue.get_uint64().get(user)) return BadField("channels user", err);
     ch.user = user;
   }
-  if (!co["seed_items"].get(ue)) {
-    simdjson::dom::array a;
-    if (auto err = ue.get_array().get(a)) return BadField("channels seed_items", err);
-    for (element x : a) {
-      uint64_t id;
-      if (auto err = x.get_uint64().get(id)) return BadField("channels seed_items", err);
-      ch.seed_items.push_back(id);
-    }
-  }
+  if (!co["seed_items"].get(ue))
+    QV_RETURN_IF_ERROR(IdsFromJson(ue, "channels seed_items", &ch.seed_items));
   QV_RETURN_IF_ERROR(GetBool(co, "u2i", &ch.u2i));
   QV_RETURN_IF_ERROR(GetBool(co, "u2i2i", &ch.u2i2i));
   QV_RETURN_IF_ERROR(GetBool(co, "u2u2i", &ch.u2u2i));
@@ -267,7 +266,7 @@ Status Optional(object obj, std::string_view key, F decode, T* out) {
 Result<SearchCall> SearchFromJson(object obj, const std::string& collection) {
   QV_RETURN_IF_ERROR(
       OnlyFields(obj, {"vector", "vectors", "aggregate", "weights", "quota", "filter", "rerank",
-                       "mvke", "fresh", "payload", "channels", "k", "params"}));
+                       "mvke", "fresh", "payload", "channels", "k", "params", "exclude"}));
   SearchCall c;
   c.collection = collection;
   QuerySpec& q = c.query;
@@ -291,6 +290,7 @@ Result<SearchCall> SearchFromJson(object obj, const std::string& collection) {
   QV_RETURN_IF_ERROR(Optional(obj, "mvke", MvkeFromJson, &q.mvke));
   QV_RETURN_IF_ERROR(Optional(obj, "fresh", FreshFromJson, &q.fresh));
   QV_RETURN_IF_ERROR(Optional(obj, "channels", ChannelsFromJson, &q.channels));
+  if (!obj["exclude"].get(v)) QV_RETURN_IF_ERROR(IdsFromJson(v, "exclude", &q.exclude));
   QV_RETURN_IF_ERROR(GetBool(obj, "payload", &c.with_payload));
   return c;
 }

@@ -62,8 +62,10 @@ Result<QueryResult> RunChannels(const storage::Store& store, uint32_t collection
   if (!ch.exclude_seen) seen.clear();
   if (ch.exclude_seen) seen.insert(ch.seed_items.begin(), ch.seed_items.end());
   std::unordered_map<uint64_t, Candidate> all;
+  const std::optional<Filter> narrowed = Narrow(q, std::nullopt);  // with the excluded ids
+  const std::optional<Filter>& filter = narrowed ? narrowed : q.filter;
   auto allowed = [&](uint64_t id) {
-    return !seen.count(id) && parts.Contains(id) && (!q.filter || parts.Allows(*q.filter, id));
+    return !seen.count(id) && parts.Contains(id) && (!filter || parts.Allows(*filter, id));
   };
   auto offer = [&](uint64_t id, int c, float score) {
     Candidate& x = all[id];

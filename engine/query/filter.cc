@@ -10,9 +10,12 @@ ItemAttrs AttrsOf(const ItemRecord& item) {
       item.topic_weights};
 }
 
-bool Matches(const Filter& f, const ItemAttrs& a) {
+bool Matches(const Filter& f, uint64_t id, const ItemAttrs& a) {
   auto value = [&](int64_t* v) {
     switch (f.field) {
+      case Filter::Field::kId:
+        *v = int64_t(id);
+        return true;
       case Filter::Field::kCategory:
         *v = a.category;
         return a.has_category;
@@ -37,20 +40,23 @@ bool Matches(const Filter& f, const ItemAttrs& a) {
         return false;
       }
       int64_t v;
-      return value(&v) && std::find(f.values.begin(), f.values.end(), v) != f.values.end();
+      if (!value(&v)) return false;
+      if (f.field == Filter::Field::kId && f.values.size() > 8)  // sorted by Narrow
+        return std::binary_search(f.values.begin(), f.values.end(), v);
+      return std::find(f.values.begin(), f.values.end(), v) != f.values.end();
     }
     case Filter::Op::kRange: {
       int64_t v;
       return value(&v) && v >= f.lo && v <= f.hi;
     }
     case Filter::Op::kNot:
-      return !Matches(f.children[0], a);
+      return !Matches(f.children[0], id, a);
     case Filter::Op::kAnd:
       return std::all_of(f.children.begin(), f.children.end(),
-                         [&](const Filter& c) { return Matches(c, a); });
+                         [&](const Filter& c) { return Matches(c, id, a); });
     case Filter::Op::kOr:
       return std::any_of(f.children.begin(), f.children.end(),
-                         [&](const Filter& c) { return Matches(c, a); });
+                         [&](const Filter& c) { return Matches(c, id, a); });
   }
   return false;
 }

@@ -21,7 +21,8 @@ struct ItemAttrs {
 };
 
 ItemAttrs AttrsOf(const ItemRecord& item);
-bool Matches(const Filter& f, const ItemAttrs& a);
+// Whether item `id` with attributes `a` passes f. REQUIRES: id lists sorted (ops::Narrow).
+bool Matches(const Filter& f, uint64_t id, const ItemAttrs& a);
 // Whether f admits only timestamps within [*lo, *hi] (a range or eq/in on the timestamp, an
 // `and` with such a child, an `or` whose children all are); the bounds are then set.
 bool TimeBounds(const Filter& f, int64_t* lo, int64_t* hi);

@@ -43,6 +43,11 @@ std::vector<double> AutoIntent(const Partitions& parts, Metric metric, const Que
 // quota.cc: M_k hits from each cluster k, redistributing the shortfall of exhausted clusters.
 Result<QueryResult> RetrieveByQuota(const Partitions& parts, Metric metric, const QuerySpec& q);
 
+// narrow.cc: the filter the query's retrieval runs with: its own (id lists sorted, as Matches
+// needs them), and-ed with timestamp >= since (a freshness pool) and with "id not in
+// q.exclude"; nullopt when that is q.filter unchanged.
+std::optional<Filter> Narrow(const QuerySpec& q, std::optional<int64_t> since);
+
 // fresh.cc: `f` and-ed with timestamp >= since.
 Filter WithSince(const std::optional<Filter>& f, int64_t since);
 // fresh.cc: now - age, saturating.

@@ -30,7 +30,7 @@ Status CheckVectors(const std::vector<std::vector<float>>& vs, uint32_t dim, con
 Status CheckFilter(const Filter& f, int depth) {
   if (depth > 16) return Bad("filter is nested deeper than 16");
   if (f.values.size() > 10000) return Bad("filter has more than 10,000 values");
-  if (f.field > Filter::Field::kCluster) return Bad("unknown filter field");
+  if (f.field > Filter::Field::kId) return Bad("unknown filter field");
   switch (f.op) {
     case Filter::Op::kEq:
     case Filter::Op::kIn:
@@ -38,7 +38,7 @@ Status CheckFilter(const Filter& f, int depth) {
       if (f.op == Filter::Op::kEq && f.values.size() != 1) return Bad("filter eq takes one value");
       return Status::Ok();
     case Filter::Op::kRange:
-      if (f.field == Filter::Field::kTag)
+      if (f.field == Filter::Field::kTag || f.field == Filter::Field::kId)
         return Bad("filter range is for category, timestamp, cluster");
       if (f.lo > f.hi) return Bad("filter range has lo > hi");
       return Status::Ok();
@@ -164,6 +164,7 @@ Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters, uint32
   if (q.rerank) QV_RETURN_IF_ERROR(CheckRerank(*q.rerank));
   if (q.fresh) QV_RETURN_IF_ERROR(CheckFresh(*q.fresh));
   if (q.channels) QV_RETURN_IF_ERROR(CheckChannels(q));
+  if (q.exclude.size() > 100000) return Bad("exclude: at most 100,000 ids");
   return Status::Ok();
 }
 

@@ -123,6 +123,10 @@ def main():
     show("quota", q.search(name, vector=user_vec, quota={"p": "auto", "a": 0.5, "total": 8}))
     show("mvke", q.search(name, mvke={"user_vectors": [user_vec, items[1]["vector"]]}, k=5))
     show("filter", q.search(name, vector=user_vec, k=5, filter={"in": {"category": [1, 2]}}))
+    seen = [h["id"] for h in q.search(name, vector=user_vec, k=3)]
+    unseen = q.search(name, vector=user_vec, k=5, exclude=seen)
+    assert not set(seen) & {h["id"] for h in unseen}, "an excluded item came back"
+    show("exclude", unseen)
     show("diversity", q.search(name, vector=user_vec, k=5, rerank={"mmr": {"lambda": 0.5},
                                                                     "max_consecutive_category": 1}))
     show("fresh", q.search(name, vector=user_vec, k=5,

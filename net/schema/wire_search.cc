@@ -42,9 +42,6 @@ Offset<wire::Filter> PutFilter(FlatBufferBuilder& b, const Filter& f) {
   return wire::CreateFilter(b, uint8_t(f.op), uint8_t(f.field), vv, f.lo, f.hi, cv);
 }
 Result<Filter> GetFilter(const wire::Filter* w) {
-  if (w->op() > uint8_t(Filter::Op::kOr) || w->field() > uint8_t(Filter::Field::kCluster)) {
-    return InvalidArgumentError("unknown filter op or field");
-  }
   Filter f;
   f.op = Filter::Op(w->op());
   f.field = Filter::Field(w->field());
@@ -74,8 +71,7 @@ Offset<wire::Mvke> PutMvke(FlatBufferBuilder& b, const MvkeSpec& m) {
   auto uv = PutFloatVectors(b, m.user_vectors);
   return wire::CreateMvke(b, uv, wire::MvkeStrategy(m.strategy), m.candidates, m.max_candidates);
 }
-Result<MvkeSpec> GetMvke(const wire::Mvke* m) {
-  if (m->strategy() > wire::MvkeStrategy::MAX) return InvalidArgumentError("unknown mvke strategy");
+MvkeSpec GetMvke(const wire::Mvke* m) {
   return MvkeSpec{GetFloatVectors(m->user_vectors()), MvkeStrategy(m->strategy()), m->candidates(),
                   m->max_candidates()};
 }
@@ -137,9 +133,11 @@ Offset<wire::Search> PutSearch(FlatBufferBuilder& b, const SearchCall& c) {
   auto mvke = PutIf(b, q.mvke, PutMvke);
   auto fresh = PutIf(b, q.fresh, PutFresh);
   auto channels = PutIf(b, q.channels, PutChannels);
+  auto exclude =
+      q.exclude.empty() ? Offset<flatbuffers::Vector<uint64_t>>() : b.CreateVector(q.exclude);
   return wire::CreateSearch(b, n, v, q.k, q.ef, q.nprobe, q.refine, vs,
                             wire::Aggregate(q.aggregate), w, quota, filter, rerank, mvke, fresh,
-                            c.with_payload, channels);
+                            c.with_payload, channels, exclude);
 }
 
 Result<SearchCall> GetSearch(const wire::Search* s) {
@@ -155,7 +153,6 @@ Result<SearchCall> GetSearch(const wire::Search* s) {
   q.ef = s->ef();
   q.nprobe = s->nprobe();
   q.refine = s->refine();
-  if (s->aggregate() > wire::Aggregate::MAX) return InvalidArgumentError("unknown aggregate");
   q.aggregate = Aggregate(s->aggregate());
   q.weights = Vec(s->weights());
   if (s->quota()) q.quota = GetQuota(s->quota());
@@ -163,11 +160,10 @@ Result<SearchCall> GetSearch(const wire::Search* s) {
     QV_ASSIGN_OR_RETURN(q.filter, GetFilter(s->filter()));
   }
   if (s->rerank()) q.rerank = GetRerank(s->rerank());
-  if (s->mvke()) {
-    QV_ASSIGN_OR_RETURN(q.mvke, GetMvke(s->mvke()));
-  }
+  if (s->mvke()) q.mvke = GetMvke(s->mvke());
   if (s->fresh()) q.fresh = GetFresh(s->fresh());
   if (s->channels()) q.channels = GetChannels(s->channels());
+  q.exclude = Vec(s->exclude());
   c.with_payload = s->payload();
   return c;
 }

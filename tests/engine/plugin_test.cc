@@ -407,6 +407,17 @@ TEST_F(ChannelsTest, SeedItemsAloneAndErrors) {
     EXPECT_EQ(h.channels, kChannelU2i2i);
     EXPECT_NE(h.id, 10u) << "the seed itself is seen";
   }
+  // Excluded items leave the seed's list: the next ones of the list take their places.
+  q.exclude = {r->hits[0].id, r->hits[2].id};
+  auto ex = engine_->Query("c", q);
+  ASSERT_TRUE(ex.ok()) << ex.status();
+  ASSERT_EQ(ex->hits.size(), 5u);
+  for (const auto& h : ex->hits) {
+    EXPECT_NE(h.id, q.exclude[0]);
+    EXPECT_NE(h.id, q.exclude[1]);
+  }
+  EXPECT_EQ(ex->hits[0].id, r->hits[1].id);
+  q.exclude.clear();
   q.channels->seed_items.clear();
   EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kInvalidArgument)
       << "no channel can run";

@@ -214,7 +214,7 @@ TEST_F(QueryTest, FiltersReturnOnlyMatchingItemsExactly) {
     ASSERT_TRUE(r.ok()) << r.status();
     std::vector<std::pair<float, uint64_t>> want;
     for (const auto& item : items_) {
-      if (Matches(f, AttrsOf(item))) want.emplace_back(Score(q.vectors[0], item), item.id);
+      if (Matches(f, item.id, AttrsOf(item))) want.emplace_back(Score(q.vectors[0], item), item.id);
     }
     std::sort(want.begin(), want.end(), [](auto& a, auto& b) {
       return a.first != b.first ? a.first > b.first : a.second < b.second;
@@ -305,6 +305,79 @@ TEST_F(QueryTest, DiversityReranking) {
   EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kInvalidArgument);
   q.rerank = Rerank{-1.0f, 0, 0, 0, -1.0f};
   EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kInvalidArgument);
+}
+
+// `exclude`: the excluded items never come back, whatever retrieves them, and the rest is the
+// exact answer among the others; an id filter keeps exactly the listed items.
+TEST_F(QueryTest, ExcludedItemsNeverComeBack) {
+  // The exact top k among the items `keep` admits.
+  auto exact = [&](const std::vector<float>& v, size_t k, auto keep) {
+    std::vector<std::pair<float, uint64_t>> all;
+    for (const auto& item : items_) {
+      if (keep(item.id)) all.emplace_back(Score(v, item), item.id);
+    }
+    std::sort(all.begin(), all.end(), [](auto& a, auto& b) {
+      return a.first != b.first ? a.first > b.first : a.second < b.second;
+    });
+    std::vector<uint64_t> ids;
+    for (size_t i = 0; i < std::min(k, all.size()); ++i) ids.push_back(all[i].second);
+    return ids;
+  };
+  auto ids_of = [](const QueryResult& r) {
+    std::vector<uint64_t> ids;
+    for (const QueryHit& h : r.hits) ids.push_back(h.id);
+    return ids;
+  };
+  QuerySpec q;
+  q.vectors = {items_[10].vector};
+  q.k = 20;
+  auto before = engine_->Query("c", q);
+  ASSERT_TRUE(before.ok()) << before.status();
+  // The even-ranked half of the answer (more than 8 ids: looked up by binary search) and ids
+  // of no item, unsorted.
+  for (size_t i = 0; i < 20; i += 2) q.exclude.push_back(before->hits[19 - i].id);
+  q.exclude.push_back(999999999);
+  std::set<uint64_t> excluded(q.exclude.begin(), q.exclude.end());
+  auto kept = [&](uint64_t id) { return !excluded.count(id); };
+  auto r = engine_->Query("c", q);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(ids_of(*r), exact(q.vectors[0], 20, kept));
+  // With a filter, several vectors, a quota and a freshness pool, none comes back.
+  for (auto& item : items_) item.timestamp = 1000 + int64_t(item.id % 100);
+  ASSERT_TRUE(engine_->Upsert("c", items_).ok());
+  q.filter = Filter{Filter::Op::kRange, Filter::Field::kCluster, {}, 0, 2};
+  q.vectors.push_back(items_[300].vector);
+  q.quota = QuotaSpec{{0.5f, 0.3f, 0.2f, 0.0f}, 1.0f, 30, 1.0f};
+  q.fresh = Fresh{.pool = 1000, .now = 1050};
+  r = engine_->Query("c", q);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->hits.size(), 30u);
+  for (const QueryHit& h : r->hits) {
+    EXPECT_FALSE(excluded.count(h.id)) << h.id;
+    EXPECT_LE(h.cluster, 2);
+  }
+  // An id filter, unsorted and long: exactly those items, best first.
+  QuerySpec f;
+  f.vectors = {items_[5].vector};
+  f.k = 50;
+  Filter in{Filter::Op::kIn, Filter::Field::kId, {}};
+  for (size_t i = items_.size(); i-- > 0;) {
+    if (i % 37 == 0) in.values.push_back(int64_t(items_[i].id));
+  }
+  f.filter = in;
+  r = engine_->Query("c", f);
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::set<int64_t> listed(in.values.begin(), in.values.end());
+  EXPECT_EQ(ids_of(*r),
+            exact(f.vectors[0], 50, [&](uint64_t id) { return listed.count(int64_t(id)) > 0; }));
+  // Bad: too many ids, a range over ids.
+  f.filter = Filter{Filter::Op::kRange, Filter::Field::kId, {}, 0, 9};
+  EXPECT_EQ(engine_->Query("c", f).status().code(), StatusCode::kInvalidArgument);
+  f.filter.reset();
+  f.exclude.assign(100001, 1);
+  auto big = engine_->Query("c", f);
+  EXPECT_EQ(big.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(big.status().message().find("exclude"), std::string::npos) << big.status();
 }
 
 TEST_F(QueryTest, BadQueriesGetClearErrors) {

@@ -110,6 +110,21 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
   auto fb = DecodeRequest(EncodeRequestFrame(3, "", filtered).substr(kFrameHeaderBytes));
   ASSERT_TRUE(fb.ok()) << fb.status();
   EXPECT_EQ(std::get<SearchCall>(fb->call).query.filter, f);
+  // Excluded ids and an id filter, both ways.
+  filtered.query.exclude = {7, 3, UINT64_MAX};
+  filtered.query.filter = Filter{Filter::Op::kIn, Filter::Field::kId, {-1, 5}};
+  fb = DecodeRequest(EncodeRequestFrame(3, "", filtered).substr(kFrameHeaderBytes));
+  ASSERT_TRUE(fb.ok()) << fb.status();
+  EXPECT_EQ(std::get<SearchCall>(fb->call), filtered);
+  auto ej = DecodeHttpCall(
+      "POST", "/v1/collections/c/search",
+      R"({"vector":[1,2],"k":5,"exclude":[7,3,18446744073709551615],"filter":{"in":{"id":[18446744073709551615,5]}}})",
+      32);
+  ASSERT_TRUE(ej.ok()) << ej.status();
+  EXPECT_EQ(std::get<SearchCall>(*ej), filtered);
+  EXPECT_FALSE(
+      DecodeHttpCall("POST", "/v1/collections/c/search", R"({"vector":[1],"exclude":[-1]})", 32)
+          .ok());
   SearchCall diverse{"c", {.vectors = {{1, 2}}, .k = 5}};
   diverse.query.rerank = Rerank{0.3f, 50, 2, 4, 0.05f};
   auto db = DecodeRequest(EncodeRequestFrame(4, "", diverse).substr(kFrameHeaderBytes));
