@@ -3,10 +3,15 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <optional>
+#include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace quiver::net {
 namespace {
+
+constexpr std::string_view kChannelNames[] = {"u2i", "u2i2i", "u2u2i"};
 
 // ---- encoding ----
 
@@ -50,23 +55,17 @@ class JsonWriter {
     auto r = std::to_chars(buf, buf + sizeof(buf), v);  // shortest form that reads back exactly
     out_.append(buf, r.ptr);
   }
-  void Float(float v) {
-    if (!std::isfinite(v)) return Raw("null");
-    Number(v);
-  }
-  template <typename T, typename F>
-  void Array(const std::vector<T>& v, F each) {
-    out_.push_back('[');
-    for (size_t i = 0; i < v.size(); ++i) {
-      if (i) out_.push_back(',');
-      each(v[i]);
-    }
-    out_.push_back(']');
-  }
   void Key(std::string_view k) {
     if (!out_.empty() && out_.back() != '{' && out_.back() != '[') out_.push_back(',');
     String(k);
     out_.push_back(':');
+  }
+  // {body()}
+  template <typename F>
+  void Object(F body) {
+    out_.push_back('{');
+    body();
+    out_.push_back('}');
   }
   std::string Take() { return std::move(out_); }
 
@@ -74,269 +73,207 @@ class JsonWriter {
   std::string out_;
 };
 
-void WriteSchema(JsonWriter& w, const CollectionSchema& s) {
-  const IndexSpec& x = s.index;
-  w.Raw("{");
-  w.Key("name");
-  w.String(s.name);
-  w.Key("dim");
-  w.Number(s.dim);
-  w.Key("metric");
-  w.String(MetricName(s.metric));
-  w.Key("index");
-  w.Raw("{");
-  w.Key("type");
-  w.String(IndexTypeName(x.type));
-  if (x.type == IndexSpec::Type::kHnsw) {
-    w.Key("m");
-    w.Number(x.hnsw_m);
-    w.Key("ef_construction");
-    w.Number(x.hnsw_ef_construction);
-    w.Key("ef_search");
-    w.Number(x.hnsw_ef_search);
-    w.Key("sq8");
-    w.Raw(x.hnsw_sq8 ? "true" : "false");
-  } else if (x.type == IndexSpec::Type::kIvfPq) {
-    w.Key("nlist");
-    w.Number(x.ivf_nlist);
-    w.Key("pq_m");
-    w.Number(x.ivf_m);
-    w.Key("nbits");
-    w.Number(x.ivf_nbits);
-    w.Key("nprobe");
-    w.Number(x.ivf_nprobe);
-    w.Key("refine");
-    w.Number(x.ivf_refine);
-    w.Key("refine_int8");
-    w.Raw(x.ivf_refine_int8 ? "true" : "false");
+// One Put per kind of value; Field writes "key": value.
+void Put(JsonWriter& w, bool v) { w.Raw(v ? "true" : "false"); }
+void Put(JsonWriter& w, float v) { std::isfinite(v) ? w.Number(v) : w.Raw("null"); }
+template <typename T>
+requires std::is_integral_v<T>
+void Put(JsonWriter& w, T v) { w.Number(v); }
+void Put(JsonWriter& w, std::string_view s) { w.String(s); }
+void Put(JsonWriter& w, const char* s) { w.String(s); }  // not the bool overload
+template <typename T>
+void Put(JsonWriter& w, const std::vector<T>& v) {
+  w.Raw("[");
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) w.Raw(",");
+    Put(w, v[i]);
   }
-  w.Raw("}");
-  w.Key("clusters");
-  w.Number(s.clusters);
-  w.Key("topics");
-  w.Number(s.topics);
-  w.Key("topic_threshold");
-  w.Float(s.topic_threshold);
-  w.Key("topic_concat");
-  w.Raw(s.topic_concat ? "true" : "false");
-  w.Key("max_history");
-  w.Number(s.max_history);
-  w.Raw("}");
+  w.Raw("]");
+}
+template <typename T>
+void Put(JsonWriter& w, const std::optional<T>& v) {
+  if (v) return Put(w, *v);
+  w.Raw("null");
+}
+template <typename T>
+void Field(JsonWriter& w, std::string_view key, const T& v) {
+  w.Key(key);
+  Put(w, v);
+}
+// A field whose value is JSON text already (payloads, plugin configs); empty: `empty`.
+void RawField(JsonWriter& w, std::string_view key, std::string_view json, const char* empty) {
+  w.Key(key);
+  w.Raw(json.empty() ? empty : json);
 }
 
-void WriteInfo(JsonWriter& w, const CollectionInfo& info) {
-  w.Raw("{");
-  w.Key("schema");
-  WriteSchema(w, info.schema);
-  w.Key("items");
-  w.Number(info.items);
-  w.Key("op_seq");
-  w.Number(info.op_seq);
-  w.Key("snapshot_seq");
-  w.Number(info.snapshot_seq);
-  w.Key("index_memory_bytes");
-  w.Number(info.index_memory_bytes);
-  w.Key("trained");
-  w.Raw(info.trained ? "true" : "false");
-  w.Raw("}");
+void Put(JsonWriter& w, const IndexSpec& x) {
+  w.Object([&] {
+    Field(w, "type", IndexTypeName(x.type));
+    if (x.type == IndexSpec::Type::kHnsw) {
+      Field(w, "m", x.hnsw_m);
+      Field(w, "ef_construction", x.hnsw_ef_construction);
+      Field(w, "ef_search", x.hnsw_ef_search);
+      Field(w, "sq8", x.hnsw_sq8);
+    } else if (x.type == IndexSpec::Type::kIvfPq) {
+      Field(w, "nlist", x.ivf_nlist);
+      Field(w, "pq_m", x.ivf_m);
+      Field(w, "nbits", x.ivf_nbits);
+      Field(w, "nprobe", x.ivf_nprobe);
+      Field(w, "refine", x.ivf_refine);
+      Field(w, "refine_int8", x.ivf_refine_int8);
+    }
+  });
 }
 
-void WriteItem(JsonWriter& w, const ItemRecord& item) {
-  w.Raw("{");
-  w.Key("id");
-  w.Number(item.id);
-  w.Key("vector");
-  w.Array(item.vector, [&](float v) { w.Float(v); });
-  w.Key("cluster");
-  w.Number(item.cluster);
-  w.Key("topics");
-  w.Array(item.topic_weights, [&](float v) { w.Float(v); });
-  w.Key("category");
-  if (item.category) {
-    w.Number(*item.category);
-  } else {
-    w.Raw("null");
-  }
-  w.Key("tags");
-  w.Array(item.tags, [&](int64_t v) { w.Number(v); });
-  w.Key("timestamp");
-  w.Number(item.timestamp);
-  w.Key("payload");
-  w.Raw(item.payload.empty() ? "null" : item.payload);
-  w.Raw("}");
+void Put(JsonWriter& w, const CollectionSchema& s) {
+  w.Object([&] {
+    Field(w, "name", s.name);
+    Field(w, "dim", s.dim);
+    Field(w, "metric", MetricName(s.metric));
+    Field(w, "index", s.index);
+    Field(w, "clusters", s.clusters);
+    Field(w, "topics", s.topics);
+    Field(w, "topic_threshold", s.topic_threshold);
+    Field(w, "topic_concat", s.topic_concat);
+    Field(w, "max_history", s.max_history);
+  });
+}
+
+void Put(JsonWriter& w, const CollectionInfo& info) {
+  w.Object([&] {
+    Field(w, "schema", info.schema);
+    Field(w, "items", info.items);
+    Field(w, "op_seq", info.op_seq);
+    Field(w, "snapshot_seq", info.snapshot_seq);
+    Field(w, "index_memory_bytes", info.index_memory_bytes);
+    Field(w, "trained", info.trained);
+  });
+}
+
+void Put(JsonWriter& w, const ItemRecord& item) {
+  w.Object([&] {
+    Field(w, "id", item.id);
+    Field(w, "vector", item.vector);
+    Field(w, "cluster", item.cluster);
+    Field(w, "topics", item.topic_weights);
+    Field(w, "category", item.category);
+    Field(w, "tags", item.tags);
+    Field(w, "timestamp", item.timestamp);
+    RawField(w, "payload", item.payload, "null");
+  });
+}
+
+void Put(JsonWriter& w, const Interaction& e) {
+  w.Object([&] {
+    Field(w, "item", e.item);
+    Field(w, "timestamp", e.timestamp);
+  });
+}
+
+void Put(JsonWriter& w, const UserRecord& u) {
+  w.Object([&] {
+    Field(w, "id", u.id);
+    Field(w, "vector", u.vector);
+    Field(w, "history", u.history);
+  });
+}
+
+void Put(JsonWriter& w, const Hit& h) {
+  w.Object([&] {
+    Field(w, "id", h.id);
+    Field(w, "score", h.score);
+  });
+}
+
+void Put(JsonWriter& w, const ListInfo& i) {
+  w.Object([&] {
+    Field(w, "kind", i.kind);
+    Field(w, "plugin", i.plugin);
+    RawField(w, "config", i.config, "{}");
+    Field(w, "keys", i.keys);
+    Field(w, "op_seq", i.op_seq);
+  });
+}
+
+// Each hit with what the search reported of it (docs/api.md).
+void Put(JsonWriter& w, const SearchResult& s) {
+  w.Object([&] {
+    w.Key("hits");
+    w.Raw("[");
+    for (size_t i = 0; i < s.hits.size(); ++i) {
+      if (i) w.Raw(",");
+      w.Object([&] {
+        Field(w, "id", s.hits[i].id);
+        Field(w, "score", s.hits[i].score);
+        if (i < s.hit_vector.size()) Field(w, "vector", s.hit_vector[i]);
+        if (i < s.hit_cluster.size() && s.hit_cluster[i] >= 0)
+          Field(w, "cluster", s.hit_cluster[i]);
+        if (i < s.hit_payload.size()) RawField(w, "payload", s.hit_payload[i], "null");
+        if (i < s.hit_channels.size()) {
+          std::vector<std::string_view> names;
+          for (int b = 0; b < 3; ++b) {
+            if (s.hit_channels[i] >> b & 1) names.push_back(kChannelNames[b]);
+          }
+          Field(w, "channels", names);
+        }
+      });
+    }
+    w.Raw("]");
+    if (!s.quotas.empty()) Field(w, "quotas", s.quotas);
+    if (!s.per_cluster.empty()) Field(w, "per_cluster", s.per_cluster);
+  });
 }
 
 void WriteBody(JsonWriter& w, const ReplyBody& body) {
   struct Visitor {
     JsonWriter& w;
     void operator()(const std::monostate&) { w.Raw("{\"ok\":true}"); }
-    void operator()(const CollectionInfo& info) { WriteInfo(w, info); }
+    void operator()(const CollectionInfo& info) { Put(w, info); }
+    void operator()(const SearchResult& s) { Put(w, s); }
     void operator()(const std::vector<CollectionInfo>& all) {
-      w.Raw("{");
-      w.Key("collections");
-      w.Array(all, [&](const CollectionInfo& i) { WriteInfo(w, i); });
-      w.Raw("}");
+      w.Object([&] { Field(w, "collections", all); });
     }
     void operator()(const WriteResult& r) {
-      w.Raw("{");
-      w.Key("op_seq");
-      w.Number(r.op_seq);
-      w.Key("changed");
-      w.Number(r.changed);
-      w.Raw("}");
+      w.Object([&] {
+        Field(w, "op_seq", r.op_seq);
+        Field(w, "changed", r.changed);
+      });
     }
     void operator()(const GetResult& g) {
-      w.Raw("{");
-      w.Key("items");
-      w.Array(g.items, [&](const std::optional<ItemRecord>& item) {
-        if (item) {
-          WriteItem(w, *item);
-        } else {
-          w.Raw("null");
-        }
-      });
-      w.Raw("}");
+      w.Object([&] { Field(w, "items", g.items); });
     }
     void operator()(const UserResult& u) {
-      w.Raw("{");
-      w.Key("user");
-      if (!u.user) {
-        w.Raw("null");
-      } else {
-        w.Raw("{");
-        w.Key("id");
-        w.Number(u.user->id);
-        w.Key("vector");
-        w.Array(u.user->vector, [&](float v) { w.Float(v); });
-        w.Key("history");
-        w.Array(u.user->history, [&](const Interaction& e) {
-          w.Raw("{");
-          w.Key("item");
-          w.Number(e.item);
-          w.Key("timestamp");
-          w.Number(e.timestamp);
-          w.Raw("}");
-        });
-        w.Raw("}");
-      }
-      w.Raw("}");
-    }
-    void operator()(const SearchResult& s) {
-      w.Raw("{");
-      w.Key("hits");
-      w.Raw("[");
-      for (size_t i = 0; i < s.hits.size(); ++i) {
-        if (i) w.Raw(",");
-        w.Raw("{");
-        w.Key("id");
-        w.Number(s.hits[i].id);
-        w.Key("score");
-        w.Float(s.hits[i].score);
-        if (i < s.hit_vector.size()) {
-          w.Key("vector");
-          w.Number(s.hit_vector[i]);
-        }
-        if (i < s.hit_cluster.size() && s.hit_cluster[i] >= 0) {
-          w.Key("cluster");
-          w.Number(s.hit_cluster[i]);
-        }
-        if (i < s.hit_payload.size()) {
-          w.Key("payload");
-          w.Raw(s.hit_payload[i].empty() ? "null" : s.hit_payload[i]);
-        }
-        if (i < s.hit_channels.size()) {
-          w.Key("channels");
-          std::vector<std::string> names;
-          for (int b = 0; b < 3; ++b) {
-            if (s.hit_channels[i] >> b & 1)
-              names.push_back(b == 0 ? "u2i" : b == 1 ? "u2i2i" : "u2u2i");
-          }
-          w.Array(names, [&](const std::string& n) { w.String(n); });
-        }
-        w.Raw("}");
-      }
-      w.Raw("]");
-      if (!s.quotas.empty()) {
-        w.Key("quotas");
-        w.Array(s.quotas, [&](uint32_t v) { w.Number(v); });
-      }
-      if (!s.per_cluster.empty()) {
-        w.Key("per_cluster");
-        w.Array(s.per_cluster, [&](uint32_t v) { w.Number(v); });
-      }
-      w.Raw("}");
+      w.Object([&] { Field(w, "user", u.user); });
     }
     void operator()(const VersionsInfo& v) {
-      w.Raw("{");
-      w.Key("current");
-      w.String(v.current);
-      w.Key("previous");
-      w.String(v.previous);
-      w.Key("versions");
-      w.Array(v.versions, [&](const std::string& s) { w.String(s); });
-      w.Raw("}");
+      w.Object([&] {
+        Field(w, "current", v.current);
+        Field(w, "previous", v.previous);
+        Field(w, "versions", v.versions);
+      });
     }
     void operator()(const HealthResult& h) {
-      w.Raw("{");
-      w.Key("status");
-      w.String(h.status);
-      w.Key("version");
-      w.String(h.version);
-      w.Raw("}");
+      w.Object([&] {
+        Field(w, "status", h.status);
+        Field(w, "version", h.version);
+      });
     }
     void operator()(const PluginRunResult& r) {
-      w.Raw("{");
-      w.Key("kinds");
-      w.Array(r.kinds, [&](const std::string& s) { w.String(s); });
-      w.Key("lists");
-      w.Number(r.lists);
-      w.Key("removed");
-      w.Number(r.removed);
-      w.Key("incremental");
-      w.Raw(r.incremental ? "true" : "false");
-      w.Raw("}");
+      w.Object([&] {
+        Field(w, "kinds", r.kinds);
+        Field(w, "lists", r.lists);
+        Field(w, "removed", r.removed);
+        Field(w, "incremental", r.incremental);
+      });
     }
     void operator()(const ListResult& r) {
-      w.Raw("{");
-      w.Key("list");
-      if (!r.list) {
-        w.Raw("null");
-      } else {
-        w.Array(*r.list, [&](const Hit& h) {
-          w.Raw("{");
-          w.Key("id");
-          w.Number(h.id);
-          w.Key("score");
-          w.Float(h.score);
-          w.Raw("}");
-        });
-      }
-      w.Raw("}");
+      w.Object([&] { Field(w, "list", r.list); });
     }
     void operator()(const ListInfosResult& r) {
-      w.Raw("{");
-      w.Key("lists");
-      w.Array(r.lists, [&](const ListInfo& i) {
-        w.Raw("{");
-        w.Key("kind");
-        w.String(i.kind);
-        w.Key("plugin");
-        w.String(i.plugin);
-        w.Key("config");
-        w.Raw(i.config.empty() ? "{}" : i.config);
-        w.Key("keys");
-        w.Number(i.keys);
-        w.Key("op_seq");
-        w.Number(i.op_seq);
-        w.Raw("}");
-      });
-      w.Raw("}");
+      w.Object([&] { Field(w, "lists", r.lists); });
     }
     void operator()(const PluginsResult& r) {
-      w.Raw("{");
-      w.Key("plugins");
-      w.Array(r.names, [&](const std::string& s) { w.String(s); });
-      w.Raw("}");
+      w.Object([&] { Field(w, "plugins", r.names); });
     }
   };
   std::visit(Visitor{w}, body);
@@ -386,12 +323,13 @@ int HttpStatusFor(StatusCode code) {
 
 std::string ErrorJson(const Status& status) {
   JsonWriter w;
-  w.Raw("{\"error\":{");
-  w.Key("code");
-  w.String(StatusCodeName(status.code()));
-  w.Key("message");
-  w.String(status.message());
-  w.Raw("}}");
+  w.Object([&] {
+    w.Key("error");
+    w.Object([&] {
+      Field(w, "code", StatusCodeName(status.code()));
+      Field(w, "message", status.message());
+    });
+  });
   return w.Take();
 }
 
