@@ -3,8 +3,10 @@
 #   ./quiver.sh run     install what is missing, build (Release), serve the MovieLens demo on
 #                       127.0.0.1 (REST 7700, binary 7701) and print an example of each operator
 #   ./quiver.sh test    install what is missing, check the formatting, build everything, run
-#                       the whole test suite (the kernel tests cross-built for aarch64 under
-#                       qemu, the fuzzers briefly, then everything on x86-64)
+#                       clang-tidy (.clang-tidy), then the whole test suite (the kernel tests
+#                       cross-built for aarch64 under qemu, the fuzzers briefly, then
+#                       everything on x86-64)
+#   ./quiver.sh tidy    only build and run clang-tidy
 #   ./quiver.sh deps    only install the Debian packages
 #   ./quiver.sh build   only configure and build
 # Environment: BUILD_DIR (default ./build), JOBS (default: number of cores), QUIVER_FUZZ_SECONDS
@@ -23,7 +25,7 @@ JOBS=${JOBS:-$(nproc)}
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libsimde-dev libjemalloc-dev zlib1g-dev librocksdb-dev libsimdjson-dev libcli11-dev
-  libboost-dev flatbuffers-compiler libflatbuffers-dev wrk clang libclang-rt-14-dev clang-format curl
+  libboost-dev flatbuffers-compiler libflatbuffers-dev wrk clang libclang-rt-14-dev clang-format clang-tidy curl
   libgtest-dev libgmock-dev libbenchmark-dev
   libhnswlib-dev libfaiss-dev libopenblas-dev
   dataset-fashion-mnist python3 python3-numpy python3-faiss
@@ -73,6 +75,20 @@ test_fuzz() {
   done
 }
 
+# clang-tidy with the checks of .clang-tidy over every source of the tree and the tree's own
+# headers (not the generated or the system ones), on the build's compile_commands.json; any
+# finding fails the run.
+check_tidy() {
+  local dirs="base|index|formats|storage|plugins|engine|net|client|tools|tests|bench|examples"
+  run-clang-tidy -p "$BUILD_DIR" -j "$JOBS" -quiet -header-filter="^$ROOT/($dirs)/" \
+    "^$ROOT/($dirs)/.*\.cc\$" >"$BUILD_DIR/tidy.log" 2>&1 || {
+    sed 's/\x1b\[[0-9;]*m//g' "$BUILD_DIR/tidy.log" | grep -E "(warning|error):" | sort -u | head -40
+    echo "quiver.sh: clang-tidy found the above (.clang-tidy; the whole log: $BUILD_DIR/tidy.log)"
+    return 1
+  }
+  echo "tidy: $(grep -c '^clang-tidy' "$BUILD_DIR/tidy.log") files pass .clang-tidy"
+}
+
 # build [TARGET...]: configure (tests and benchmarks included) and build the targets, or all.
 # Every C++ source is formatted as .clang-format says; a file that clang-format would change
 # fails the run (fix with: clang-format -i FILE).
@@ -100,10 +116,14 @@ case "${1:-}" in
     deps
     check_format
     build
+    check_tidy
     test_arm
     test_fuzz
     # The main suite last, so its summary is the last thing printed.
     ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS"
+    ;;
+  tidy)
+    deps; build; check_tidy
     ;;
   run)
     # Only what the main job uses: the server and the CLI (and what they link).
@@ -115,7 +135,7 @@ case "${1:-}" in
     "$ROOT/examples/movielens/demo.sh" "$BUILD_DIR"
     ;;
   *)
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

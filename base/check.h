@@ -24,10 +24,12 @@ struct Voidify {
 
 }  // namespace quiver::internal
 
+// NOLINTBEGIN(bugprone-macro-parentheses): the stream operands follow the expansion.
 #define QV_CHECK(condition)                     \
   (condition) ? (void)0                         \
               : ::quiver::internal::Voidify() & \
                     ::quiver::internal::CheckFailure(__FILE__, __LINE__, #condition).stream()
+// NOLINTEND(bugprone-macro-parentheses)
 
 #ifdef NDEBUG
 #define QV_DCHECK(condition) \

@@ -51,7 +51,9 @@ class [[nodiscard]] Result {
 // otherwise moves the value into `lhs` (which may be a declaration, e.g. `auto x`).
 #define QV_ASSIGN_OR_RETURN(lhs, expr) \
   QV_ASSIGN_OR_RETURN_IMPL_(QV_STATUS_CONCAT_(qv_result_, __LINE__), lhs, expr)
+// NOLINTBEGIN(bugprone-macro-parentheses): tmp is a name and lhs may be a declaration.
 #define QV_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
   auto tmp = (expr);                              \
   if (!tmp.ok()) return tmp.status();             \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)

@@ -103,7 +103,7 @@ int main(int argc, char** argv) {
   std::normal_distribution<float> g;
   std::vector<float> centre(centres * dim);
   for (float& x : centre) x = g(rng);
-  std::vector<float> kernel(kt * dim);
+  std::vector<float> kernel(size_t(kt) * dim);
   for (float& x : kernel) x = g(rng);
   const float tau = std::sqrt(float(dim)) / 2;  // alpha neither uniform nor one-hot
   std::vector<ItemRecord> items(a.n);
@@ -203,6 +203,7 @@ int main(int argc, char** argv) {
       (ivf ? sp.nprobe : sp.ef) = ef;
       auto hits = Check(eng->Search("mvke", users[q][0], sp), "search");
       std::vector<uint64_t> ids;
+      ids.reserve(hits.size());
       for (const Hit& h : hits) ids.push_back(h.id);
       return ids;
     });

@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/main.h"
 #include "base/version.h"
 #include "bench/ann/datasets.h"
 #include "client/client.h"
@@ -78,6 +79,7 @@ ModeResult MeasureBatched(const std::string& mode, const Args& a, size_t nq, siz
   std::atomic<size_t> errors{0};
   const auto end = Clock::now() + std::chrono::duration<double>(a.seconds);
   std::vector<std::thread> ts;
+  ts.reserve(size_t(a.threads));
   for (int t = 0; t < a.threads; ++t) {
     ts.emplace_back([&, t] {
       size_t q = size_t(t) * 997;
@@ -111,6 +113,7 @@ ModeResult MeasureWindowed(const std::string& mode, const Args& a, size_t nq, si
   std::atomic<size_t> errors{0};
   const auto end = Clock::now() + std::chrono::duration<double>(a.seconds);
   std::vector<std::thread> ts;
+  ts.reserve(size_t(a.threads));
   for (int t = 0; t < a.threads; ++t) {
     ts.emplace_back([&, t] {
       std::deque<std::pair<std::future<net::Reply>, Clock::time_point>> flight;
@@ -188,9 +191,7 @@ class HttpConn {
   std::string buf_;
 };
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
@@ -397,4 +398,10 @@ int main(int argc, char** argv) {
   std::printf("%s", buf);
   fs::remove_all(a.dir);
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return quiver::RunMain("net_bench", [&] { return Main(argc, argv); });
 }

@@ -54,8 +54,7 @@ class DataRoot {
   static bool ValidVersionName(const std::string& name);
 
  private:
-  DataRoot(std::string root, EngineOptions options)
-      : root_(std::move(root)), options_(std::move(options)) {}
+  DataRoot(std::string root, EngineOptions options) : root_(std::move(root)), options_(options) {}
   std::string VersionDir(const std::string& name) const;
   static Result<std::vector<std::string>> ListVersionsIn(const std::string& root);
 

@@ -201,7 +201,7 @@ CollectionInfo Describe(const Collection& c) {
 }  // namespace
 
 Engine::Engine(std::string dir, EngineOptions options, std::unique_ptr<storage::Store> store)
-    : dir_(std::move(dir)), options_(std::move(options)), store_(std::move(store)) {}
+    : dir_(std::move(dir)), options_(options), store_(std::move(store)) {}
 
 Engine::~Engine() = default;
 
@@ -419,6 +419,7 @@ std::vector<CollectionInfo> Engine::ListCollections() const {
     for (const auto& [name, c] : collections_) all.push_back(c);
   }
   std::vector<CollectionInfo> out;
+  out.reserve(all.size());
   for (const auto& c : all) out.push_back(Describe(*c));
   std::sort(out.begin(), out.end(),
             [](const auto& a, const auto& b) { return a.schema.name < b.schema.name; });

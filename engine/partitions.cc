@@ -443,7 +443,7 @@ Result<std::unique_ptr<Partitions>> Partitions::Load(const CollectionSchema& sch
   }
   if (schema.topic_concat) {
     QV_ASSIGN_OR_RETURN(p->concat_, index::LoadIndex(dir + "/concat.qvi"));
-    if (p->concat_->dim() != schema.dim * schema.topics ||
+    if (p->concat_->dim() != size_t(schema.dim) * schema.topics ||
         p->concat_->size() != p->global_->size()) {
       return DataLossError(dir + "/concat.qvi does not match the collection");
     }

@@ -22,7 +22,7 @@ inline constexpr uint32_t kMaxDim = 65536;
 inline constexpr uint32_t kMaxClusters = 1u << 20;
 inline constexpr uint32_t kMaxTopics = 256;
 inline constexpr size_t kMaxTags = 256;
-inline constexpr size_t kMaxPayloadBytes = 64 * 1024;
+inline constexpr size_t kMaxPayloadBytes = size_t{64} * 1024;
 inline constexpr uint32_t kMaxHistory = 100000;
 inline constexpr size_t kMaxNameBytes = 128;
 

@@ -11,9 +11,8 @@ namespace quiver::index {
 
 float DistanceToScore(Metric metric, float distance) {
   switch (metric) {
-    case Metric::kL2:
-      return -distance;
-    case Metric::kInnerProduct:
+    case Metric::kL2:            // distance: squared L2
+    case Metric::kInnerProduct:  // distance: -(q . x)
       return -distance;
     case Metric::kCosine:
       return 1.0f - distance;

@@ -241,7 +241,7 @@ class BinarySession : public std::enable_shared_from_this<BinarySession<Socket>>
     if (closing_ || closing_after_write_) return;
     // Room for at least the rest of the frame being received (its length is known once its
     // header is in), or 64 KiB.
-    size_t want = 64 * 1024;
+    size_t want = size_t{64} * 1024;
     if (end_ - begin_ >= kFrameHeaderBytes) {
       want = std::max(want, kFrameHeaderBytes + size_t(DecodeFrameLength(in_.data() + begin_)));
     }

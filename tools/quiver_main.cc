@@ -16,6 +16,7 @@
 #include <string>
 
 #include "base/allocator.h"
+#include "base/main.h"
 #include "base/version.h"
 #include "client/client.h"
 #include "engine/data_root.h"
@@ -254,9 +255,7 @@ int RunCall(CallArgs& a) {
   return reply.status.ok() ? 0 : 1;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   CLI::App app{"quiver: the Quiver command-line tool"};
   app.require_subcommand(1);
   app.set_version_flag("--version", [] { return std::string(quiver::Version()); });
@@ -289,4 +288,10 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("build")) return RunBuild(build);
   if (app.got_subcommand("versions")) return RunVersions(root);
   return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return quiver::RunMain("quiver", [&] { return Main(argc, argv); });
 }

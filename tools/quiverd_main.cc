@@ -11,12 +11,15 @@
 #include <mutex>
 #include <thread>
 
+#include "base/main.h"
 #include "base/version.h"
 #include "engine/data_root.h"
 #include "net/server.h"
 #include "plugins/registry.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int Main(int argc, char** argv) {
   using namespace quiver;
   CLI::App app{"quiverd: the Quiver server"};
   std::string data;
@@ -148,4 +151,10 @@ int main(int argc, char** argv) {
   }
   std::printf("quiverd: stopped\n");
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return quiver::RunMain("quiverd", [&] { return Main(argc, argv); });
 }

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "base/large_buffer.h"
+#include "base/main.h"
 #include "base/version.h"
 #include "bench/ann/datasets.h"
 #include "bench/ann/peer.h"
@@ -233,8 +234,8 @@ std::vector<uint64_t> Ids(size_t n) {
 }
 
 // Wraps a Quiver index; `make_params` turns the knob into SearchParams.
-Contender QuiverContender(std::shared_ptr<index::VectorIndex> index, const Dataset& ds,
-                          std::function<index::SearchParams(size_t)> make_params) {
+Contender QuiverContender(const std::shared_ptr<index::VectorIndex>& index, const Dataset& ds,
+                          const std::function<index::SearchParams(size_t)>& make_params) {
   Contender c;
   auto out = std::make_shared<std::vector<index::Neighbor>>();
   c.set_knob = [](size_t) {};
@@ -344,7 +345,7 @@ std::vector<Contender> BuildIvf(const Dataset& ds, const Args& a, const std::str
   return out;
 }
 
-Contender BuildPeer(const Dataset& ds, const Args& a, std::shared_ptr<PeerIndex> peer) {
+Contender BuildPeer(const Dataset& ds, const Args& a, const std::shared_ptr<PeerIndex>& peer) {
   const std::string saved = a.index_dir.empty()
                                 ? ""
                                 : a.index_dir + "/" + ds.name + "-" + peer->name() + "-m" +
@@ -567,4 +568,6 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace quiver::bench
 
-int main(int argc, char** argv) { return quiver::bench::Main(argc, argv); }
+int main(int argc, char** argv) {
+  return quiver::RunMain("ann_bench", [&] { return quiver::bench::Main(argc, argv); });
+}

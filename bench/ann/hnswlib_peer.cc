@@ -24,6 +24,7 @@ class HnswlibPeer final : public PeerIndex {
     index_->addPoint(data, 0);
     std::atomic<size_t> next{1};
     std::vector<std::thread> pool;
+    pool.reserve(size_t(threads));
     for (int t = 0; t < threads; ++t) {
       pool.emplace_back([&] {
         for (size_t i; (i = next.fetch_add(1)) < n;) index_->addPoint(data + i * dim, i);

@@ -89,6 +89,7 @@ int main(int argc, char** argv) {
   Stats search, upsert;
   const auto deadline = Clock::now() + std::chrono::seconds(seconds);
   std::vector<std::thread> pool;
+  pool.reserve(size_t(threads));
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {
       std::mt19937_64 rng(1234 + t);

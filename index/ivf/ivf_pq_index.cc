@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <mutex>
 
 #include "index/kmeans/kmeans.h"
@@ -111,7 +112,7 @@ class IvfPqIndex::Scanner {
     if (!x_.precomputed_.empty()) {
       PrefetchBytes(&x_.precomputed_[size_t(l) * table_.size()], table_.size() * sizeof(float));
     }
-    PrefetchBytes(list.codes.data(), std::min<size_t>(list.codes.size(), 2 * 512));
+    PrefetchBytes(list.codes.data(), std::min<size_t>(list.codes.size(), 1024));
   }
 
   // Scans list l into pool, returning the number of codes scanned.
@@ -796,8 +797,10 @@ Status IvfPqIndex::SearchWeighted(std::span<const float> queries, const SearchPa
       kernels_.lut16_quantize(sum.data(), mins.data(), m, scale, &lut8[k * block_bytes]);
     }
     std::vector<uint16_t> sums_storage(w * 32 + 32);
-    uint16_t* sums = reinterpret_cast<uint16_t*>(
-        (reinterpret_cast<uintptr_t>(sums_storage.data()) + 63) & ~uintptr_t{63});
+    void* aligned = sums_storage.data();
+    size_t space = sums_storage.size() * sizeof(uint16_t);
+    uint16_t* sums =
+        static_cast<uint16_t*>(std::align(64, w * 32 * sizeof(uint16_t), aligned, space));
     std::vector<float> bias(w);
     for (size_t p = 0; p < probes; ++p) {
       const uint32_t l = order[p].second;

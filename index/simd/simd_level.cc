@@ -3,6 +3,10 @@
 #include <cstdio>
 #include <cstdlib>
 
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#endif
+
 namespace quiver::simd {
 
 std::string_view SimdLevelName(SimdLevel level) {
@@ -27,6 +31,18 @@ std::optional<SimdLevel> ParseSimdLevel(std::string_view name) {
   return std::nullopt;
 }
 
+#if defined(__x86_64__) || defined(_M_X64)
+namespace {
+
+// F16C (half-float conversion), from CPUID leaf 1 (__builtin_cpu_supports knows it in GCC only).
+bool HasF16c() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid(1, &a, &b, &c, &d) != 0 && (c & bit_F16C) != 0;
+}
+
+}  // namespace
+#endif
+
 bool IsSupported(SimdLevel level) {
   switch (level) {
     case SimdLevel::kScalar:
@@ -34,8 +50,7 @@ bool IsSupported(SimdLevel level) {
       return true;
 #if defined(__x86_64__) || defined(_M_X64)
     case SimdLevel::kAvx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             __builtin_cpu_supports("f16c");
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && HasF16c();
     case SimdLevel::kAvx512:
       return IsSupported(SimdLevel::kAvx2) && __builtin_cpu_supports("avx512f") &&
              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");

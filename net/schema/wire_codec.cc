@@ -171,6 +171,7 @@ ResponseRef PutReplyBody(FlatBufferBuilder& b, const ReplyBody& body) {
     }
     ResponseRef operator()(const std::vector<CollectionInfo>& all) {
       std::vector<Offset<wire::CollectionInfo>> v;
+      v.reserve(all.size());
       for (const CollectionInfo& info : all) v.push_back(PutInfo(b, info));
       auto vec = b.CreateVector(v);
       return {wire::ResponseBody::CollectionList, wire::CreateCollectionList(b, vec).Union()};

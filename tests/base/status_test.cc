@@ -20,7 +20,7 @@ TEST(StatusTest, CarriesCodeAndMessage) {
   EXPECT_EQ(s.code(), StatusCode::kDataLoss);
   EXPECT_EQ(s.message(), "checksum mismatch");
   EXPECT_EQ(s.ToString(), "DATA_LOSS: checksum mismatch");
-  Status copy = s;
+  Status copy = s;  // NOLINT(performance-unnecessary-copy-initialization): the copy is tested
   EXPECT_EQ(copy, s);
   EXPECT_EQ(s.WithContext("file x").message(), "file x: checksum mismatch");
   EXPECT_TRUE(Status().WithContext("ignored").ok());

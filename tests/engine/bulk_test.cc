@@ -66,7 +66,7 @@ class BulkTest : public ::testing::Test {
 };
 
 TEST_F(BulkTest, ReadsFvecsAndNpyBitExact) {
-  auto data = Floats(5 * 3, 1);
+  auto data = Floats(size_t{5} * 3, 1);
   WriteFile(Path("a.fvecs"), Fvecs(data, 3));
   WriteFile(Path("a.npy"), Npy(data, 5, 3));
   for (const char* name : {"a.fvecs", "a.npy"}) {
@@ -79,7 +79,7 @@ TEST_F(BulkTest, ReadsFvecsAndNpyBitExact) {
 }
 
 TEST_F(BulkTest, BadVectorFilesNameTheProblem) {
-  auto data = Floats(4 * 2, 2);
+  auto data = Floats(size_t{4} * 2, 2);
   auto expect = [&](const std::string& name, const std::string& bytes, const std::string& word) {
     WriteFile(Path(name), bytes);
     auto r = ReadVectors(Path(name));

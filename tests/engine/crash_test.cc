@@ -337,6 +337,7 @@ TEST(CrashTest, BulkBuildsAndVersionSwitchesSurviveSigkill) {
     const uint64_t k = next - 1;
     auto items = crash::BulkItems(seed, k);
     std::vector<uint64_t> ids;
+    ids.reserve(items.size());
     for (const auto& item : items) ids.push_back(item.id);
     auto stored = e->Get(crash::kCollection, ids);
     ASSERT_TRUE(stored.ok()) << stored.status();

@@ -81,7 +81,7 @@ TEST_F(EngineTest, CreateListDescribeDrop) {
 
 TEST_F(EngineTest, BadSchemasAreRejectedWithTheField) {
   auto e = OpenEngine();
-  auto bad = [&](CollectionSchema s, const std::string& word) {
+  auto bad = [&](const CollectionSchema& s, const std::string& word) {
     Status st = e->CreateCollection(s);
     EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st;
     EXPECT_NE(st.message().find(word), std::string::npos) << st;

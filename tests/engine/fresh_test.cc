@@ -36,7 +36,7 @@ class FreshTest : public ::testing::Test {
       item.cluster = uint32_t(i % 3);
       for (int d = 0; d < 8; ++d) item.vector.push_back(g(rng));
       // Ages spread over 30 days; a few items stamped in the future (clock skew).
-      item.timestamp = kNow - int64_t((i * 7919) % (30 * 24 * kHour)) + (i % 97 == 0 ? 600 : 0);
+      item.timestamp = kNow - int64_t((i * 7919) % (kHour * 24 * 30)) + (i % 97 == 0 ? 600 : 0);
       items_.push_back(std::move(item));
     }
     ASSERT_TRUE(engine_->Upsert("c", items_).ok());
@@ -92,7 +92,7 @@ TEST_F(FreshTest, PoolsHoldExactlyTheItemsYoungerThanTheirAge) {
     }
     return Top(all, k);
   };
-  for (int64_t age : {kHour, 6 * kHour, 24 * kHour, 30 * 24 * kHour, int64_t{0}}) {
+  for (int64_t age : {kHour, 6 * kHour, 24 * kHour, kHour * 24 * 30, int64_t{0}}) {
     const auto want = pool_top(age, 20);
     if (age == kHour) {
       ASSERT_LT(want.size(), 20u) << "the 1h pool should hold fewer than k items";
@@ -135,6 +135,7 @@ TEST_F(FreshTest, PoolsCombineWithFiltersMultiVectorAndQuotas) {
       best[id] = std::max(best.count(id) ? best[id] : -INFINITY, s);
   }
   std::vector<std::pair<float, uint64_t>> want;
+  want.reserve(best.size());
   for (auto& [id, s] : best) want.emplace_back(s, id);
   ExpectHits(q, Top(want, 30));
   // Quotas inside the pool: every hit is young, and a cluster's hits are its young top.
@@ -233,7 +234,7 @@ TEST_F(FreshTest, BadFreshnessGetsClearErrors) {
   bad(Fresh{.now = -1}, "now");
   bad(Fresh{.window = 20000}, "window");
   // A pool no item is young enough for is an empty answer, not an error.
-  auto r = engine_->Query("c", Query(10, Fresh{.pool = kHour, .now = kNow + 100 * 24 * kHour}));
+  auto r = engine_->Query("c", Query(10, Fresh{.pool = kHour, .now = kNow + kHour * 24 * 100}));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->hits.empty());
 }

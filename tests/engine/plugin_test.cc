@@ -68,6 +68,7 @@ class PluginTest : public ::testing::Test {
   }
   std::vector<uint64_t> Ids(const std::vector<Hit>& list) const {
     std::vector<uint64_t> out;
+    out.reserve(list.size());
     for (const Hit& h : list) out.push_back(h.id);
     return out;
   }

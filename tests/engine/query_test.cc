@@ -53,7 +53,7 @@ std::vector<ItemRecord> ClusteredItems(size_t per_cluster, uint32_t clusters, ui
   for (uint32_t k = 0; k < clusters; ++k) {
     for (size_t i = 0; i < per_cluster; ++i) {
       ItemRecord item;
-      item.id = k * 100000 + i;
+      item.id = uint64_t{k} * 100000 + i;
       item.cluster = k;
       for (int d = 0; d < 8; ++d) item.vector.push_back(g(rng) + (d == int(k) ? 10.0f : 0.0f));
       items.push_back(std::move(item));
@@ -109,6 +109,7 @@ class QueryTest : public ::testing::Test {
       }
     }
     std::vector<std::pair<float, uint64_t>> out;
+    out.reserve(agg.size());
     for (auto& [id, s] : agg) out.emplace_back(s, id);
     std::sort(out.begin(), out.end(), [](auto& a, auto& b) {
       return a.first != b.first ? a.first > b.first : a.second < b.second;
@@ -381,7 +382,7 @@ TEST_F(QueryTest, ExcludedItemsNeverComeBack) {
 }
 
 TEST_F(QueryTest, BadQueriesGetClearErrors) {
-  auto bad = [&](QuerySpec q, const std::string& word) {
+  auto bad = [&](const QuerySpec& q, const std::string& word) {
     auto r = engine_->Query("c", q);
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << word;
     EXPECT_NE(r.status().message().find(word), std::string::npos) << r.status();

@@ -18,6 +18,7 @@ using quiver::testing::RandomVectors;
 
 std::vector<uint64_t> IdsOf(const std::vector<Neighbor>& r) {
   std::vector<uint64_t> ids;
+  ids.reserve(r.size());
   for (const auto& n : r) ids.push_back(n.id);
   return ids;
 }

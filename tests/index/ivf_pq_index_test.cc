@@ -114,7 +114,8 @@ TEST(IvfPqIndexTest, SearchListsReturnsOnlyItemsOfThoseLists) {
   std::vector<uint32_t> lists(n);
   for (size_t i = 0; i < n; ++i) lists[i] = uint32_t(i % nlist);
   for (size_t i = 0; i < n; ++i) {
-    for (size_t t = 0; t < d; ++t) centroids[lists[i] * d + t] += base[i * d + t] / (n / nlist);
+    for (size_t t = 0; t < d; ++t)
+      centroids[lists[i] * d + t] += base[i * d + t] / (float(n) / float(nlist));
   }
   ASSERT_TRUE(index->SetCoarseCentroids(centroids).ok());
   ASSERT_TRUE(index->AddToLists(Iota(n), base, lists).ok());

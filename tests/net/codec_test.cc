@@ -165,7 +165,7 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
             StatusCode::kInvalidArgument);
   // Freshness, binary and JSON; durations as integers or with a unit.
   SearchCall fresh{"c", {.vectors = {{1, 2}}, .k = 5}};
-  fresh.query.fresh = Fresh{6 * 3600, 1700000000, 0.25f, 1800, 2 * 86400, 40};
+  fresh.query.fresh = Fresh{int64_t{6} * 3600, 1700000000, 0.25f, 1800, int64_t{2} * 86400, 40};
   auto frb = DecodeRequest(EncodeRequestFrame(6, "", fresh).substr(kFrameHeaderBytes));
   ASSERT_TRUE(frb.ok()) << frb.status();
   EXPECT_EQ(std::get<SearchCall>(frb->call).query.fresh, fresh.query.fresh);

@@ -102,7 +102,7 @@ std::vector<DecodedResponse> RawBinary(uint16_t port, const std::string& bytes, 
 class ServerTest : public ::testing::Test {
  protected:
   void StartServer(const std::string& rw_key = "", const std::string& ro_key = "",
-                   std::function<void(ServerOptions&)> adjust = nullptr) {
+                   const std::function<void(ServerOptions&)>& adjust = nullptr) {
     auto root = engine::DataRoot::Open(dir_.path() + "/root", {});
     ASSERT_TRUE(root.ok()) << root.status();
     root_ = std::move(*root);
