@@ -15,8 +15,6 @@
 // score(i) = sum_k alpha_ik (u_k . t_i) (brute force), wall time and CPU time per query (queries
 // one at a time; a query's sub-searches run on the engine's pool over both cores). Baseline: one
 // single-vector top-100 search of the global index (u_1, ef 100). Writes mvke.md and mvke.csv.
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -28,12 +26,15 @@
 #include <string>
 
 #include "base/version.h"
+#include "bench/bench_util.h"
 #include "engine/engine.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace quiver;
+using bench::Check;
+using bench::CpuSeconds;
 using Clock = std::chrono::steady_clock;
 
 struct Args {
@@ -42,22 +43,6 @@ struct Args {
   float threshold = 0.02f;
   std::string index = "hnsw", out = "build/results", dir = "/tmp/quiver_mvke_bench";
 };
-
-template <typename T>
-T Check(Result<T> r, const char* what) {
-  if (!r.ok()) {
-    std::fprintf(stderr, "mvke_bench: %s: %s\n", what, r.status().ToString().c_str());
-    std::exit(1);
-  }
-  return std::move(*r);
-}
-
-double CpuSeconds() {
-  rusage u{};
-  ::getrusage(RUSAGE_SELF, &u);
-  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-         1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
 
 struct Row {
   std::string strategy;
@@ -69,33 +54,15 @@ struct Row {
 
 int main(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    std::string k = argv[i];
-    auto next = [&] { return std::string(i + 1 < argc ? argv[++i] : ""); };
-    if (k == "--n")
-      a.n = std::stoul(next());
-    else if (k == "--dim")
-      a.dim = uint32_t(std::stoul(next()));
-    else if (k == "--topics")
-      a.topics = uint32_t(std::stoul(next()));
-    else if (k == "--nq")
-      a.nq = std::stoul(next());
-    else if (k == "--threshold")
-      a.threshold = std::stof(next());
-    else if (k == "--out")
-      a.out = next();
-    else if (k == "--index")
-      a.index = next();
-    else {
-      std::fprintf(stderr, "mvke_bench: unknown flag %s (see the header of mvke_bench.cc)\n",
-                   k.c_str());
-      return 2;
-    }
-  }
-  if (a.index != "hnsw" && a.index != "ivf_pq") {
-    std::fprintf(stderr, "mvke_bench: --index is hnsw or ivf_pq\n");
-    return 2;
-  }
+  CLI::App app{"mvke_bench: MVKE retrieval against exact MVKE (see the header of mvke_bench.cc)"};
+  app.add_option("--n", a.n, "items");
+  app.add_option("--dim", a.dim);
+  app.add_option("--topics", a.topics);
+  app.add_option("--nq", a.nq, "users");
+  app.add_option("--threshold", a.threshold, "topic threshold");
+  app.add_option("--out", a.out, "directory of mvke.md and mvke.csv");
+  app.add_option("--index", a.index)->check(CLI::IsMember({"hnsw", "ivf_pq"}));
+  CLI11_PARSE(app, argc, argv);
   const bool ivf = a.index == "ivf_pq";
   const uint32_t dim = a.dim, kt = a.topics;
   const size_t centres = 256;
@@ -258,8 +225,7 @@ int main(int argc, char** argv) {
   for (const Row& r : rows)
     csv << r.strategy << "," << r.ef << "," << r.candidates << "," << r.recall << "," << r.wall_us
         << "," << r.cpu_us << "\n";
-  std::string cmd;
-  for (int i = 0; i < argc; ++i) cmd += std::string(i ? " " : "") + argv[i];
+  const std::string cmd = bench::CommandLine(argc, argv);
   const Row& base = rows[0];
   std::ofstream md(a.out + stem + ".md");
   md << "# MVKE retrieval vs exact MVKE: " << a.n << " items, dim " << dim << ", K = " << kt

@@ -4,7 +4,8 @@
 // this process; QPS, p50 and p99 latency. Optionally wrk against REST for a fixed time.
 //
 //   net_bench [--seconds 10] [--threads 2] [--ef 64] [--wrk-seconds 60] [--out DIR]
-//             [--modes in-process,binary,binary-unix,rest,binary-w4,binary-batch8]
+//             [--modes in-process,in-process-query,binary,binary-unix,rest,binary-w4,
+//                      binary-batch8]
 //
 // Writes net.md and net.csv to --out (default build/results).
 #include <arpa/inet.h>
@@ -29,6 +30,7 @@
 #include "base/main.h"
 #include "base/version.h"
 #include "bench/ann/datasets.h"
+#include "bench/bench_util.h"
 #include "client/client.h"
 #include "engine/data_root.h"
 #include "net/server.h"
@@ -45,10 +47,28 @@ struct Args {
   uint32_t ef = 64;
   int wrk_seconds = 0;
   std::string out = "build/results", dir = "/tmp/quiver_net_bench";
-  std::string modes = "in-process,binary,binary-unix,rest,binary-w4,binary-batch8";  // which to run
+  std::string modes = "in-process,in-process-query,binary,binary-unix,rest,binary-w4,binary-batch8";
   bool Runs(const std::string& m) const {
     return ("," + modes + ",").find("," + m + ",") != std::string::npos;
   }
+};
+
+// The paths measured, in the table's order.
+struct Mode {
+  const char* name;
+  const char* label;
+  const char* target;  // appended to the share of in-process
+};
+constexpr Mode kModes[] = {
+    {"in-process", "in-process (Engine::Search)", ""},
+    {"in-process-query", "in-process, the service's path (Engine::Query with a QuerySpec)", ""},
+    {"binary", "binary protocol (client library), one call in flight per thread",
+     " (target >= 85%)"},
+    {"binary-unix", "binary protocol over a Unix-domain socket", ""},
+    {"binary-w4", "binary protocol, async, 4 calls in flight per thread", ""},
+    {"binary-batch8",
+     "binary protocol, batches of 8 pipelined on one connection per thread (Client::CallMany)", ""},
+    {"rest", "REST (HTTP/1.1 keep-alive, JSON)", " (target >= 50%)"},
 };
 
 struct ModeResult {
@@ -193,27 +213,14 @@ class HttpConn {
 
 int Main(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    std::string k = argv[i];
-    auto next = [&] { return std::string(i + 1 < argc ? argv[++i] : ""); };
-    if (k == "--seconds")
-      a.seconds = std::stod(next());
-    else if (k == "--threads")
-      a.threads = std::stoi(next());
-    else if (k == "--ef")
-      a.ef = uint32_t(std::stoul(next()));
-    else if (k == "--wrk-seconds")
-      a.wrk_seconds = std::stoi(next());
-    else if (k == "--out")
-      a.out = next();
-    else if (k == "--modes")
-      a.modes = next();
-    else {
-      std::fprintf(stderr, "net_bench: unknown flag %s (see the header of net_bench.cc)\n",
-                   k.c_str());
-      return 2;
-    }
-  }
+  CLI::App app{"net_bench: what the protocols cost (see the header of net_bench.cc)"};
+  app.add_option("--seconds", a.seconds, "per mode and pass");
+  app.add_option("--threads", a.threads, "client threads");
+  app.add_option("--ef", a.ef, "HNSW ef of every search");
+  app.add_option("--wrk-seconds", a.wrk_seconds, "wrk against REST afterwards (0: none)");
+  app.add_option("--out", a.out, "directory of net.md and net.csv");
+  app.add_option("--modes", a.modes, "which paths to measure, comma-separated");
+  CLI11_PARSE(app, argc, argv);
   auto ds = bench::LoadFashionMnist("/usr/share/datasets/fashion-mnist");
   if (!ds.ok()) {
     std::fprintf(stderr, "net_bench: %s\n", ds.status().ToString().c_str());
@@ -278,11 +285,20 @@ int Main(int argc, char** argv) {
     c.query.ef = a.ef;
     return c;
   };
+  std::vector<QuerySpec> specs;  // what the service hands the engine for each search
+  if (a.Runs("in-process-query")) {
+    specs.reserve(nq);
+    for (size_t q = 0; q < nq; ++q) specs.push_back(search_call(q).query);
+  }
   std::vector<ModeResult> results;
   for (int rep = 0; rep < 2; ++rep) {
     if (a.Runs("in-process"))
       results.push_back(Measure("in-process", a, nq, [&](int, size_t q) {
         return engine->Search("fmnist", query(q), p).ok();
+      }));
+    if (a.Runs("in-process-query"))
+      results.push_back(Measure("in-process-query", a, nq, [&](int, size_t q) {
+        return engine->Query("fmnist", specs[q]).ok();
       }));
     if (a.Runs("binary"))
       results.push_back(Measure("binary", a, nq, [&](int t, size_t q) {
@@ -323,9 +339,6 @@ int Main(int argc, char** argv) {
     }
     return b;
   };
-  const ModeResult in = best("in-process"), bin = best("binary"), rest = best("rest"),
-                   binw = best("binary-w4"), binu = best("binary-unix"),
-                   binb = best("binary-batch8");
 
   std::string wrk_out;
   if (a.wrk_seconds > 0) {
@@ -363,39 +376,34 @@ int Main(int argc, char** argv) {
   csv << "mode,qps,p50_us,p99_us,errors\n";
   for (const ModeResult& r : results)
     csv << r.mode << "," << r.qps << "," << r.p50_us << "," << r.p99_us << "," << r.errors << "\n";
-  std::string cmd;
-  for (int i = 0; i < argc; ++i) cmd += std::string(i ? " " : "") + argv[i];
+  const std::string cmd = bench::CommandLine(argc, argv);
   std::ofstream md(a.out + "/net.md");
-  char buf[4096];
+  char buf[512];
   std::snprintf(
       buf, sizeof(buf),
       "# Protocol overhead: Fashion-MNIST, HNSW (sq8, M 16), k = 10, ef %u, %d client threads\n\n"
       "Command: `%s`  \nQuiver %s; server with 2 threads in the same process; clients on the same "
-      "2-core VM; "
-      "%.0f s per mode, two passes, the better one shown (both in net.csv).\n\n"
-      "| path | QPS | share of in-process | p50 us | p99 us | errors |\n|---|---|---|---|---|---|\n"
-      "| in-process (Engine::Search) | %.0f | 100%% | %.1f | %.1f | %zu |\n"
-      "| binary protocol (client library), one call in flight per thread | %.0f | %.0f%% (target "
-      ">= 85%%) | %.1f | %.1f | %zu |\n"
-      "| binary protocol over a Unix-domain socket | %.0f | %.0f%% | %.1f | %.1f | %zu |\n"
-      "| binary protocol, async, 4 calls in flight per thread | %.0f | %.0f%% | %.1f | %.1f | %zu "
-      "|\n"
-      "| binary protocol, batches of 8 pipelined on one connection per thread (Client::CallMany) | "
-      "%.0f | %.0f%% | %.1f | %.1f | %zu |\n"
-      "| REST (HTTP/1.1 keep-alive, JSON) | %.0f | %.0f%% (target >= 50%%) | %.1f | %.1f | %zu |\n",
-      a.ef, a.threads, cmd.c_str(), std::string(Version()).c_str(), a.seconds, in.qps, in.p50_us,
-      in.p99_us, in.errors, bin.qps, 100 * bin.qps / in.qps, bin.p50_us, bin.p99_us, bin.errors,
-      binu.qps, 100 * binu.qps / in.qps, binu.p50_us, binu.p99_us, binu.errors, binw.qps,
-      100 * binw.qps / in.qps, binw.p50_us, binw.p99_us, binw.errors, binb.qps,
-      in.qps > 0 ? 100 * binb.qps / in.qps : 0.0, binb.p50_us, binb.p99_us, binb.errors, rest.qps,
-      100 * rest.qps / in.qps, rest.p50_us, rest.p99_us, rest.errors);
+      "2-core VM; %.0f s per mode, two passes, the better one shown (both in net.csv).\n\n"
+      "| path | QPS | share of in-process | p50 us | p99 us | errors "
+      "|\n|---|---|---|---|---|---|\n",
+      a.ef, a.threads, cmd.c_str(), std::string(Version()).c_str(), a.seconds);
   md << buf;
+  std::printf("%s", buf);
+  const ModeResult in = best("in-process");
+  for (const Mode& m : kModes) {
+    if (!a.Runs(m.name)) continue;
+    const ModeResult r = best(m.name);
+    std::snprintf(buf, sizeof(buf), "| %s | %.0f | %.0f%%%s | %.1f | %.1f | %zu |\n", m.label,
+                  r.qps, in.qps > 0 ? 100 * r.qps / in.qps : 0.0, m.target, r.p50_us, r.p99_us,
+                  r.errors);
+    md << buf;
+    std::printf("%s", buf);
+  }
   if (!wrk_out.empty()) {
     md << "\n## wrk against REST search (" << a.wrk_seconds
        << " s, 2 threads, 8 connections, 200 different queries)\n\n```\n"
        << wrk_out << "```\n";
   }
-  std::printf("%s", buf);
   fs::remove_all(a.dir);
   return 0;
 }

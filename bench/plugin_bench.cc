@@ -22,22 +22,15 @@
 #include <thread>
 
 #include "base/version.h"
+#include "bench/bench_util.h"
 #include "engine/engine.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace quiver;
+using bench::Check;
 using Clock = std::chrono::steady_clock;
-
-template <typename T>
-T Check(Result<T> r, const char* what) {
-  if (!r.ok()) {
-    std::fprintf(stderr, "plugin_bench: %s: %s\n", what, r.status().ToString().c_str());
-    std::exit(1);
-  }
-  return std::move(*r);
-}
 
 double Seconds(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -49,25 +42,13 @@ int main(int argc, char** argv) {
   size_t n = 1000000, updates = 1000;
   uint32_t dim = 64, k = 50;
   std::string out = "build/results", dir = "/tmp/quiver_plugin_bench";
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&] { return std::string(i + 1 < argc ? argv[++i] : ""); };
-    if (a == "--n")
-      n = std::stoul(next());
-    else if (a == "--dim")
-      dim = uint32_t(std::stoul(next()));
-    else if (a == "--k")
-      k = uint32_t(std::stoul(next()));
-    else if (a == "--updates")
-      updates = std::stoul(next());
-    else if (a == "--out")
-      out = next();
-    else {
-      std::fprintf(stderr, "plugin_bench: unknown flag %s (see the header of plugin_bench.cc)\n",
-                   a.c_str());
-      return 2;
-    }
-  }
+  CLI::App app{"plugin_bench: i2i lists beside a batch kNN (see the header of plugin_bench.cc)"};
+  app.add_option("--n", n, "items");
+  app.add_option("--dim", dim);
+  app.add_option("--k", k, "list length");
+  app.add_option("--updates", updates, "new items before the incremental run");
+  app.add_option("--out", out, "directory of plugins.md and plugins.csv");
+  CLI11_PARSE(app, argc, argv);
   std::mt19937 rng(7);
   std::normal_distribution<float> g;
   const size_t centres = 1024;
@@ -140,8 +121,7 @@ int main(int argc, char** argv) {
   csv << "n,dim,k,build_s,batch_knn_s,i2i_full_s,updates,i2i_incremental_s,lists_rewritten\n"
       << n << "," << dim << "," << k << "," << build_s << "," << batch_s << "," << plugin_s << ","
       << updates << "," << inc_s << "," << inc.lists << "\n";
-  std::string cmd;
-  for (int i = 0; i < argc; ++i) cmd += std::string(i ? " " : "") + argv[i];
+  const std::string cmd = bench::CommandLine(argc, argv);
   std::ofstream md(out + "/plugins.md");
   char buf[512];
   std::snprintf(buf, sizeof(buf),

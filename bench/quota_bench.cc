@@ -19,6 +19,7 @@
 
 #include "base/version.h"
 #include "bench/ann/datasets.h"
+#include "bench/bench_util.h"
 #include "engine/engine.h"
 #include "index/flat/flat_index.h"
 #include "index/kmeans/kmeans.h"
@@ -27,21 +28,13 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace quiver;
+using bench::Check;
 using Clock = std::chrono::steady_clock;
 
 struct Point {
   uint32_t ef;
   double recall, us_per_query;
 };
-
-template <typename T>
-T Check(Result<T> r, const char* what) {
-  if (!r.ok()) {
-    std::fprintf(stderr, "quota_bench: %s: %s\n", what, r.status().ToString().c_str());
-    std::exit(1);
-  }
-  return std::move(*r);
-}
 
 // Time per query at `recall` along a sweep (linear between the two points around it).
 double TimeAtRecall(const std::vector<Point>& sweep, double recall) {
@@ -65,37 +58,16 @@ int main(int argc, char** argv) {
   uint32_t total = 200;
   float temperature = 1.0f;
   std::vector<uint32_t> efs = {200, 250, 300, 400, 600, 800};
-  for (int i = 1; i < argc; ++i) {
-    std::string k = argv[i];
-    auto next = [&] { return std::string(i + 1 < argc ? argv[++i] : ""); };
-    if (k == "--data")
-      data = next();
-    else if (k == "--n")
-      n = std::stoul(next());
-    else if (k == "--nq")
-      nq = std::stoul(next());
-    else if (k == "--clusters")
-      clusters = std::stoul(next());
-    else if (k == "--total")
-      total = uint32_t(std::stoul(next()));
-    else if (k == "--temperature")
-      temperature = std::stof(next());
-    else if (k == "--out")
-      out = next();
-    else if (k == "--efs") {
-      efs.clear();
-      std::string list = next();
-      for (size_t p = 0; p < list.size();) {
-        size_t c = list.find(',', p);
-        efs.push_back(uint32_t(std::stoul(list.substr(p, c - p))));
-        p = c == std::string::npos ? list.size() : c + 1;
-      }
-    } else {
-      std::fprintf(stderr, "quota_bench: unknown flag %s (see the header of quota_bench.cc)\n",
-                   k.c_str());
-      return 2;
-    }
-  }
+  CLI::App app{"quota_bench: cluster quotas against one global search (see quota_bench.cc)"};
+  app.add_option("--data", data, "directory of base.fvecs and query.fvecs");
+  app.add_option("--n", n, "items");
+  app.add_option("--nq", nq, "queries");
+  app.add_option("--clusters", clusters);
+  app.add_option("--total", total, "M, results across clusters");
+  app.add_option("--temperature", temperature, "of the automatic intent");
+  app.add_option("--out", out, "directory of quota.md and quota.csv");
+  app.add_option("--efs", efs, "ef sweep of the global search")->delimiter(',');
+  CLI11_PARSE(app, argc, argv);
   auto ds = Check(bench::LoadFvecsDir(data, "synth"), "loading data");
   n = std::min(n, ds.n);
   nq = std::min(nq, ds.nq);
@@ -205,8 +177,7 @@ int main(int argc, char** argv) {
   fs::remove_all(dir);
 
   fs::create_directories(out);
-  std::string cmd;
-  for (int i = 0; i < argc; ++i) cmd += std::string(i ? " " : "") + argv[i];
+  const std::string cmd = bench::CommandLine(argc, argv);
   std::ofstream md(out + "/quota.md"), csv(out + "/quota.csv");
   csv << "kind,ef,recall,us_per_query\n";
   md << "# Quota query cost: C = " << clusters << ", M = " << total << ", " << n << " x " << dim

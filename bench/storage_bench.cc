@@ -18,6 +18,7 @@
 #include <string>
 
 #include "base/version.h"
+#include "bench/bench_util.h"
 #include "engine/engine.h"
 #include "formats/bulk_input.h"
 #include "index/hnsw/hnsw_index.h"
@@ -30,70 +31,17 @@ namespace fs = std::filesystem;
 using namespace quiver;
 using namespace quiver::engine;
 using namespace quiver::formats;
+using bench::Check;
 using Clock = std::chrono::steady_clock;
 
 double Since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-template <typename T>
-T Check(Result<T> r, const char* what) {
-  if (!r.ok()) {
-    std::fprintf(stderr, "storage_bench: %s: %s\n", what, r.status().ToString().c_str());
-    std::exit(1);
-  }
-  return std::move(*r);
-}
-
-void Check(const Status& s, const char* what) {
-  if (!s.ok()) {
-    std::fprintf(stderr, "storage_bench: %s: %s\n", what, s.ToString().c_str());
-    std::exit(1);
-  }
-}
-
 struct Args {
   std::string vectors, dir = "/tmp/quiver_storage_bench", out = "build/results";
   size_t n = 1000000, m = 16, efc = 200, upserts = 100000;
 };
-
-Args Parse(int argc, char** argv) {
-  Args a;
-  for (int i = 1; i < argc; ++i) {
-    std::string k = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "storage_bench: %s needs a value\n", k.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (k == "--vectors")
-      a.vectors = next();
-    else if (k == "--n")
-      a.n = std::stoul(next());
-    else if (k == "--dir")
-      a.dir = next();
-    else if (k == "--out")
-      a.out = next();
-    else if (k == "--m")
-      a.m = std::stoul(next());
-    else if (k == "--efc")
-      a.efc = std::stoul(next());
-    else if (k == "--upserts")
-      a.upserts = std::stoul(next());
-    else {
-      std::fprintf(stderr, "storage_bench: unknown flag %s (see the header of storage_bench.cc)\n",
-                   k.c_str());
-      std::exit(2);
-    }
-  }
-  if (a.vectors.empty()) {
-    std::fprintf(stderr, "storage_bench: --vectors is required\n");
-    std::exit(2);
-  }
-  return a;
-}
 
 CollectionSchema Schema(const Args& a, uint32_t dim) {
   CollectionSchema s;
@@ -125,7 +73,16 @@ double UpsertRate(const Args& a, const std::vector<ItemRecord>& items, size_t co
 }  // namespace
 
 int main(int argc, char** argv) {
-  const Args a = Parse(argc, argv);
+  Args a;
+  CLI::App app{"storage_bench: what durability and bulk builds cost (see storage_bench.cc)"};
+  app.add_option("--vectors", a.vectors, "the vectors (.fvecs, .npy)")->required();
+  app.add_option("--n", a.n, "items");
+  app.add_option("--dir", a.dir, "scratch directory");
+  app.add_option("--out", a.out, "directory of storage.md and storage.csv");
+  app.add_option("--m", a.m, "HNSW M");
+  app.add_option("--efc", a.efc, "HNSW ef_construction");
+  app.add_option("--upserts", a.upserts, "items upserted one batch at a time");
+  CLI11_PARSE(app, argc, argv);
   auto file = Check(ReadVectors(a.vectors), "reading vectors");
   const size_t n = std::min(a.n, file.n), dim = file.dim;
   file.data.resize(n * dim);
@@ -206,8 +163,7 @@ int main(int argc, char** argv) {
   fs::remove_all(a.dir);
 
   fs::create_directories(a.out);
-  std::string cmd;
-  for (int i = 0; i < argc; ++i) cmd += std::string(i ? " " : "") + argv[i];
+  const std::string cmd = bench::CommandLine(argc, argv);
   std::ofstream csv(a.out + "/storage.csv");
   csv << "measure,value,unit\n"
       << "index_build," << t_index << ",s\n"

@@ -30,6 +30,7 @@
 #include "base/version.h"
 #include "bench/ann/datasets.h"
 #include "bench/ann/peer.h"
+#include "bench/bench_util.h"
 #include "bench/read_bandwidth.h"
 #include "index/flat/flat_index.h"
 #include "index/hnsw/hnsw_index.h"
@@ -66,76 +67,39 @@ struct Args {
   std::string command;
 };
 
-std::vector<std::string> SplitList(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string tok; std::getline(ss, tok, ',');) {
-    if (!tok.empty()) out.push_back(tok);
+// Flags as the header says; lists are comma-separated.
+int ParseArgs(int argc, char** argv, Args* a) {
+  a->command = CommandLine(argc, argv);
+  CLI::App app{"ann_bench: recall@10 / QPS sweeps against peers (see the header of ann_bench.cc)"};
+  app.add_option("--dataset", a->dataset)->check(CLI::IsMember({"fashion-mnist", "synth"}));
+  app.add_option("--data", a->data_dir, "the dataset's directory");
+  app.add_option("--out", a->out_dir, "directory of the .md and .csv");
+  app.add_option("--cache", a->cache_dir, "ground truth cache (default ~/.cache/quiver)");
+  app.add_option("--index-dir", a->index_dir, "reuse indexes saved here by an earlier run");
+  app.add_option("--libs", a->libs)->delimiter(',');
+  app.add_option("--efs", a->efs, "HNSW ef sweep")->delimiter(',');
+  app.add_option("--nprobes", a->nprobes, "IVF nprobe sweep")->delimiter(',');
+  app.add_option("--nlist", a->nlist);
+  app.add_option("--pq-m", a->pq_m, "PQ sub-quantisers (0: from dim)");
+  app.add_option("--refine", a->refines, "IVF refine factors, one contender each")->delimiter(',');
+  app.add_option("--reps", a->reps, "passes; QPS is their median");
+  app.add_option("--threads", a->threads, "build threads");
+  app.add_option("--m", a->m, "HNSW M");
+  app.add_option("--efc", a->efc, "HNSW ef_construction");
+  app.add_option("--nq", a->nq, "queries (0: all)");
+  app.add_flag("!--no-flat", a->flat, "skip the flat-scan bandwidth line");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
   }
-  return out;
-}
-
-bool ParseArgs(int argc, char** argv, Args* a) {
-  for (int i = 0; i < argc; ++i) a->command += (i ? " " : "") + std::string(argv[i]);
-  for (int i = 1; i < argc; ++i) {
-    std::string k = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "ann_bench: %s needs a value\n", k.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (k == "--dataset")
-      a->dataset = next();
-    else if (k == "--data")
-      a->data_dir = next();
-    else if (k == "--out")
-      a->out_dir = next();
-    else if (k == "--cache")
-      a->cache_dir = next();
-    else if (k == "--index-dir")
-      a->index_dir = next();
-    else if (k == "--libs")
-      a->libs = SplitList(next());
-    else if (k == "--efs") {
-      a->efs.clear();
-      for (const auto& e : SplitList(next())) a->efs.push_back(std::stoul(e));
-    } else if (k == "--nprobes") {
-      a->nprobes.clear();
-      for (const auto& e : SplitList(next())) a->nprobes.push_back(std::stoul(e));
-    } else if (k == "--nlist")
-      a->nlist = std::stoul(next());
-    else if (k == "--pq-m")
-      a->pq_m = std::stoul(next());
-    else if (k == "--refine") {
-      a->refines.clear();
-      for (const auto& e : SplitList(next())) a->refines.push_back(std::stoul(e));
-      if (a->refines.empty()) a->refines = {0};
-      a->refine = a->refines.front();
-    } else if (k == "--reps")
-      a->reps = std::stoi(next());
-    else if (k == "--threads")
-      a->threads = std::stoi(next());
-    else if (k == "--m")
-      a->m = std::stoul(next());
-    else if (k == "--efc")
-      a->efc = std::stoul(next());
-    else if (k == "--nq")
-      a->nq = std::stoul(next());
-    else if (k == "--no-flat")
-      a->flat = false;
-    else {
-      std::fprintf(stderr, "ann_bench: unknown flag %s (see the header of ann_bench.cc)\n",
-                   k.c_str());
-      return false;
-    }
-  }
+  if (a->refines.empty()) a->refines = {0};
+  a->refine = a->refines.front();
   if (a->cache_dir.empty()) {
     const char* home = std::getenv("HOME");
     a->cache_dir = std::string(home ? home : "/tmp") + "/.cache/quiver";
   }
-  return true;
+  return -1;
 }
 
 struct Row {
@@ -496,7 +460,7 @@ std::string Markdown(const Dataset& ds, const Args& a, const std::vector<Row>& r
 
 int Main(int argc, char** argv) {
   Args a;
-  if (!ParseArgs(argc, argv, &a)) return 2;
+  if (const int exit = ParseArgs(argc, argv, &a); exit >= 0) return exit;
   Result<Dataset> loaded = DataLossError("unset");
   if (a.dataset == "fashion-mnist") {
     loaded =

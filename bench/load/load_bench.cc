@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "client/client.h"
 
 namespace {
@@ -47,35 +48,19 @@ int main(int argc, char** argv) {
   double write_ratio = 0.1;
   uint64_t id_base = 1000000, id_range = 10000;
   std::string collection = "movies";
-  for (int i = 1; i < argc; ++i) {
-    std::string k = argv[i];
-    auto next = [&] { return std::string(i + 1 < argc ? argv[++i] : "0"); };
-    if (k == "--port")
-      port = uint16_t(std::stoul(next()));
-    else if (k == "--seconds")
-      seconds = std::stoi(next());
-    else if (k == "--threads")
-      threads = std::stoi(next());
-    else if (k == "--collection")
-      collection = next();
-    else if (k == "--dim")
-      dim = uint32_t(std::stoul(next()));
-    else if (k == "--clusters")
-      clusters = uint32_t(std::stoul(next()));
-    else if (k == "--topics")
-      topics = uint32_t(std::stoul(next()));
-    else if (k == "--write-ratio")
-      write_ratio = std::stod(next());
-    else if (k == "--id-base")
-      id_base = std::stoull(next());
-    else if (k == "--id-range")
-      id_range = std::stoull(next());
-    else {
-      std::fprintf(stderr, "load_bench: unknown flag %s (see the header of load_bench.cc)\n",
-                   k.c_str());
-      return 2;
-    }
-  }
+  CLI::App app{"load_bench: the mixed load's binary-protocol generator (see load_bench.cc)"};
+  app.add_option("--port", port, "quiverd's binary port")->required();
+  app.add_option("--seconds", seconds);
+  app.add_option("--threads", threads);
+  app.add_option("--collection", collection);
+  app.add_option("--dim", dim);
+  app.add_option("--clusters", clusters);
+  app.add_option("--topics", topics);
+  app.add_option("--write-ratio", write_ratio, "share of calls that upsert")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--id-base", id_base, "first id upserted");
+  app.add_option("--id-range", id_range, "ids upserted: [id-base, id-base + id-range)");
+  CLI11_PARSE(app, argc, argv);
   client::ClientOptions o;
   o.port = port;
   o.pool_size = size_t(threads);

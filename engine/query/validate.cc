@@ -14,14 +14,14 @@ Status Bad(const std::string& what) { return InvalidArgumentError(what); }
 bool Finite(float x) { return std::isfinite(x); }
 
 Status CheckVectors(const std::vector<std::vector<float>>& vs, uint32_t dim, const char* what) {
+  auto name = [&](size_t j) { return std::string(what) + " " + std::to_string(j); };
   for (size_t j = 0; j < vs.size(); ++j) {
-    const std::string name = std::string(what) + " " + std::to_string(j);
     if (vs[j].size() != dim) {
-      return Bad(name + " has " + std::to_string(vs[j].size()) +
+      return Bad(name(j) + " has " + std::to_string(vs[j].size()) +
                  " values; the collection has dim " + std::to_string(dim));
     }
     for (float x : vs[j]) {
-      if (!Finite(x)) return Bad(name + " holds NaN or Inf");
+      if (!Finite(x)) return Bad(name(j) + " holds NaN or Inf");
     }
   }
   return Status::Ok();
