@@ -175,12 +175,12 @@ int main(int argc, char** argv) {
       return ids;
     });
   }
-  auto mvke = [&](engine::MvkeStrategy st, uint32_t ef, uint32_t cand, uint32_t max_cand = 0) {
+  auto mvke = [&](MvkeStrategy st, uint32_t ef, uint32_t cand, uint32_t max_cand = 0) {
     return [&, st, ef, cand, max_cand](size_t q) {
-      engine::QuerySpec spec;
+      QuerySpec spec;
       spec.k = topn;
       (ivf ? spec.nprobe : spec.ef) = ef;
-      spec.mvke = engine::MvkeSpec{users[q], st, cand, max_cand};
+      spec.mvke = MvkeSpec{users[q], st, cand, max_cand};
       auto r = Check(eng->Query("mvke", spec), "query");
       std::vector<uint64_t> ids;
       for (const auto& h : r.hits) ids.push_back(h.id);
@@ -190,32 +190,32 @@ int main(int argc, char** argv) {
   if (ivf) {
     for (uint32_t nprobe : {16u, 32u, 48u, 64u}) {
       for (uint32_t cand : {200u, 400u}) {
-        run("weighted_scan", nprobe, cand, mvke(engine::MvkeStrategy::kWeightedScan, nprobe, cand));
+        run("weighted_scan", nprobe, cand, mvke(MvkeStrategy::kWeightedScan, nprobe, cand));
       }
     }
     // The topic sub-indexes are HNSW even here (ef = candidates); rescore uses the IVF-PQ.
     for (uint32_t cand : {100u, 300u}) {
       run("per_topic", cand, cand, [&, cand](size_t q) {
-        engine::QuerySpec spec;
+        QuerySpec spec;
         spec.k = topn;
         spec.ef = cand;
-        spec.mvke = engine::MvkeSpec{users[q], engine::MvkeStrategy::kPerTopic, cand, 0};
+        spec.mvke = MvkeSpec{users[q], MvkeStrategy::kPerTopic, cand, 0};
         std::vector<uint64_t> ids;
         for (const auto& h : Check(eng->Query("mvke", spec), "query").hits) ids.push_back(h.id);
         return ids;
       });
     }
     for (uint32_t cand : {200u, 400u})
-      run("rescore", 32, cand, mvke(engine::MvkeStrategy::kRescore, 32, cand));
+      run("rescore", 32, cand, mvke(MvkeStrategy::kRescore, 32, cand));
   } else {
     for (uint32_t cand : {100u, 150u, 200u, 300u}) {
-      run("per_topic", cand, cand, mvke(engine::MvkeStrategy::kPerTopic, cand, cand));
+      run("per_topic", cand, cand, mvke(MvkeStrategy::kPerTopic, cand, cand));
     }
-    run("per_topic+TA", 100, 100, mvke(engine::MvkeStrategy::kPerTopic, 100, 100, 800));
+    run("per_topic+TA", 100, 100, mvke(MvkeStrategy::kPerTopic, 100, 100, 800));
     for (uint32_t cand : {100u, 200u, 400u, 800u})
-      run("concat", cand, cand, mvke(engine::MvkeStrategy::kConcat, cand, cand));
+      run("concat", cand, cand, mvke(MvkeStrategy::kConcat, cand, cand));
     for (uint32_t cand : {100u, 200u, 400u})
-      run("rescore", cand, cand, mvke(engine::MvkeStrategy::kRescore, cand, cand));
+      run("rescore", cand, cand, mvke(MvkeStrategy::kRescore, cand, cand));
   }
 
   fs::create_directories(a.out);

@@ -124,9 +124,9 @@ int main(int argc, char** argv) {
     const std::span<const float> query(&ds.queries[q * dim], dim);
     if (!flat.Search(query, {.k = total}, &nb).ok()) return 1;
     for (const auto& x : nb) global_truth[q].insert(x.id);
-    engine::QuerySpec spec;
+    QuerySpec spec;
     spec.vectors = {std::vector<float>(query.begin(), query.end())};
-    spec.quota = engine::QuotaSpec{{}, 1.0f, total, temperature};
+    spec.quota = QuotaSpec{{}, 1.0f, total, temperature};
     spec.ef = 4000;  // quotas do not depend on ef
     auto r = Check(e->Query("q", spec), "quota query");
     for (size_t k = 0; k < clusters; ++k) {
@@ -156,9 +156,9 @@ int main(int argc, char** argv) {
     hit = want = 0;
     t0 = Clock::now();
     for (size_t q = 0; q < nq; ++q) {
-      engine::QuerySpec spec;
+      QuerySpec spec;
       spec.vectors = {std::vector<float>(&ds.queries[q * dim], &ds.queries[(q + 1) * dim])};
-      spec.quota = engine::QuotaSpec{{}, 1.0f, total, temperature};
+      spec.quota = QuotaSpec{{}, 1.0f, total, temperature};
       spec.ef = ef;
       auto r = Check(e->Query("q", spec), "quota query");
       got[q].clear();

@@ -17,18 +17,8 @@ namespace quiver::engine {
 
 class Partitions;
 
-// The search model (QuerySpec and its parts, QueryHit, QueryResult) lives in base/query.h,
-// below the engine and the front ends.
-using ::quiver::Aggregate;
-using ::quiver::kChannelU2i;
-using ::quiver::kChannelU2i2i;
-using ::quiver::kChannelU2u2i;
-using ::quiver::MvkeSpec;
-using ::quiver::MvkeStrategy;
-using ::quiver::QueryHit;
-using ::quiver::QueryResult;
-using ::quiver::QuerySpec;
-using ::quiver::QuotaSpec;
+// The search model (QuerySpec and its parts, QueryHit, QueryResult) is base/query.h's, below
+// the engine and the front ends.
 
 // Below this many matching items (per searched index), a filtered search scans them exactly.
 inline constexpr size_t kExactScanLimit = 4096;

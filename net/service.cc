@@ -24,7 +24,7 @@ Reply RunSearch(const engine::Engine& e, const SearchCall& c) {
   const bool clusters = !r->per_cluster.empty();
   SearchResult out;
   out.hits.reserve(r->hits.size());
-  for (const engine::QueryHit& h : r->hits) {
+  for (const QueryHit& h : r->hits) {
     out.hits.push_back({h.id, h.score});
     if (vectors) out.hit_vector.push_back(h.vector);
     if (clusters) out.hit_cluster.push_back(h.cluster);
