@@ -285,18 +285,10 @@ Result<CollectionSchema> GetSchema(const wire::Schema* w) {
   if (const wire::IndexSpec* x = w->index()) {
     const uint8_t t = uint8_t(x->type());
     if (t < 1 || t > 3) return Bad("unknown index type");
-    IndexSpec& i = s.index;
-    i.type = IndexSpec::Type(t);
-    i.hnsw_m = x->hnsw_m();
-    i.hnsw_ef_construction = x->hnsw_ef_construction();
-    i.hnsw_ef_search = x->hnsw_ef_search();
-    i.hnsw_sq8 = x->hnsw_sq8();
-    i.ivf_nlist = x->ivf_nlist();
-    i.ivf_m = x->ivf_m();
-    i.ivf_nbits = x->ivf_nbits();
-    i.ivf_nprobe = x->ivf_nprobe();
-    i.ivf_refine = x->ivf_refine();
-    i.ivf_refine_int8 = x->ivf_refine_int8();
+    s.index = IndexSpec{IndexSpec::Type(t),  x->hnsw_m(),         x->hnsw_ef_construction(),
+                        x->hnsw_ef_search(), x->hnsw_sq8(),       x->ivf_nlist(),
+                        x->ivf_m(),          x->ivf_nbits(),      x->ivf_nprobe(),
+                        x->ivf_refine(),     x->ivf_refine_int8()};
   }
   return s;
 }
