@@ -80,8 +80,10 @@ test_fuzz() {
 # finding fails the run.
 check_tidy() {
   local dirs="base|index|formats|storage|plugins|engine|net|client|tools|tests|bench|examples"
+  # Not the ANN peers (bench/ann/*_peer.cc): thin wrappers whose third-party headers (FAISS's
+  # omp.h) only GCC's include path has.
   run-clang-tidy -p "$BUILD_DIR" -j "$JOBS" -quiet -header-filter="^$ROOT/($dirs)/" \
-    "^$ROOT/($dirs)/.*\.cc\$" >"$BUILD_DIR/tidy.log" 2>&1 || {
+    "^$ROOT/($dirs)/(?!.*_peer\.cc\$).*\.cc\$" >"$BUILD_DIR/tidy.log" 2>&1 || {
     sed 's/\x1b\[[0-9;]*m//g' "$BUILD_DIR/tidy.log" | grep -E "(warning|error):" | sort -u | head -40
     echo "quiver.sh: clang-tidy found the above (.clang-tidy; the whole log: $BUILD_DIR/tidy.log)"
     return 1

@@ -25,6 +25,7 @@
 #include <set>
 #include <string>
 
+#include "base/main.h"
 #include "base/version.h"
 #include "bench/bench_util.h"
 #include "engine/engine.h"
@@ -50,9 +51,7 @@ struct Row {
   double recall, wall_us, cpu_us;
 };
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   Args a;
   CLI::App app{"mvke_bench: MVKE retrieval against exact MVKE (see the header of mvke_bench.cc)"};
   app.add_option("--n", a.n, "items");
@@ -248,4 +247,10 @@ int main(int argc, char** argv) {
   }
   fs::remove_all(a.dir);
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return quiver::RunMain("mvke_bench", [&] { return Main(argc, argv); });
 }

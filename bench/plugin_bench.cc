@@ -21,6 +21,7 @@
 #include <string>
 #include <thread>
 
+#include "base/main.h"
 #include "base/version.h"
 #include "bench/bench_util.h"
 #include "engine/engine.h"
@@ -36,9 +37,7 @@ double Seconds(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   size_t n = 1000000, updates = 1000;
   uint32_t dim = 64, k = 50;
   std::string out = "build/results", dir = "/tmp/quiver_plugin_bench";
@@ -139,4 +138,10 @@ int main(int argc, char** argv) {
      << buf << "\nThe full run costs " << plugin_s / batch_s << "x the batch kNN.\n";
   fs::remove_all(dir);
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return quiver::RunMain("plugin_bench", [&] { return Main(argc, argv); });
 }

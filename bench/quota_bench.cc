@@ -17,6 +17,7 @@
 #include <set>
 #include <string>
 
+#include "base/main.h"
 #include "base/version.h"
 #include "bench/ann/datasets.h"
 #include "bench/bench_util.h"
@@ -50,9 +51,7 @@ double TimeAtRecall(const std::vector<Point>& sweep, double recall) {
   return -1;  // the global sweep never reached that recall
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   std::string data = "/tmp/synth", out = "build/results";
   size_t n = 200000, nq = 300, clusters = 16;
   uint32_t total = 200;
@@ -213,4 +212,10 @@ int main(int argc, char** argv) {
   std::ifstream back(out + "/quota.md");
   std::printf("%s", std::string(std::istreambuf_iterator<char>(back), {}).c_str());
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return quiver::RunMain("quota_bench", [&] { return Main(argc, argv); });
 }

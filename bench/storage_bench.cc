@@ -17,6 +17,7 @@
 #include <fstream>
 #include <string>
 
+#include "base/main.h"
 #include "base/version.h"
 #include "bench/bench_util.h"
 #include "engine/engine.h"
@@ -70,9 +71,7 @@ double UpsertRate(const Args& a, const std::vector<ItemRecord>& items, size_t co
   return double(count) / Since(t0);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   Args a;
   CLI::App app{"storage_bench: what durability and bulk builds cost (see storage_bench.cc)"};
   app.add_option("--vectors", a.vectors, "the vectors (.fvecs, .npy)")->required();
@@ -198,4 +197,10 @@ int main(int argc, char** argv) {
   md << buf;
   std::printf("%s", buf);
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return quiver::RunMain("storage_bench", [&] { return Main(argc, argv); });
 }

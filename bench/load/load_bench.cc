@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/main.h"
 #include "bench/bench_util.h"
 #include "client/client.h"
 
@@ -39,9 +40,7 @@ double Percentile(std::vector<double>& v, double p) {
   return v[i];
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   uint16_t port = 0;
   int seconds = 600, threads = 1;
   uint32_t dim = 32, clusters = 16, topics = 4;
@@ -129,4 +128,10 @@ int main(int argc, char** argv) {
                 s->first_error.c_str());
   }
   return search.errors + upsert.errors == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return quiver::RunMain("load_bench", [&] { return Main(argc, argv); });
 }
