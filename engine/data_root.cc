@@ -45,6 +45,34 @@ std::string ReadMarker(const std::string& root, const std::string& name) {
   return value;
 }
 
+// The version CURRENT names. A root that has never served (no CURRENT, no PREVIOUS, no
+// "initial" version: at most versions bulk-built into it) gets CURRENT = "initial", written
+// before that version is created. A root that has served and lost CURRENT, or whose CURRENT is
+// empty, is an error: which version held the acknowledged writes cannot be guessed.
+Result<std::string> ServingVersion(const std::string& root) {
+  const std::string path = root + "/CURRENT";
+  std::error_code ec;
+  if (fs::exists(path, ec)) {
+    std::string current = ReadMarker(root, "CURRENT");
+    if (current.empty()) {
+      return DataLossError(path + " is empty; write the serving version's name into it (" +
+                           "`quiver versions --root " + root + "` lists them) and start again");
+    }
+    return current;
+  }
+  const std::string previous = ReadMarker(root, "PREVIOUS");
+  if (!previous.empty() || fs::exists(root + "/versions/initial", ec)) {
+    return DataLossError(
+        path + " is missing from a data root that has served (" +
+        (previous.empty() ? std::string("versions/initial exists")
+                          : "PREVIOUS names '" + previous + "'") +
+        "): refusing to guess which version holds the acknowledged writes; write its name into " +
+        path + " (`quiver versions --root " + root + "` lists them) and start again");
+  }
+  QV_RETURN_IF_ERROR(WriteMarker(root, "CURRENT", "initial"));
+  return std::string("initial");
+}
+
 }  // namespace
 
 bool DataRoot::ValidVersionName(const std::string& name) {
@@ -65,15 +93,17 @@ Result<std::unique_ptr<DataRoot>> DataRoot::Open(const std::string& root,
   fs::create_directories(root + "/versions", ec);
   if (ec) return InternalError("cannot create " + root + "/versions: " + ec.message());
   std::unique_ptr<DataRoot> dr(new DataRoot(root, options));
-  std::string current = ReadMarker(root, "CURRENT");
-  if (current.empty()) {
-    current = "initial";
-  } else if (!ValidVersionName(current) || !fs::exists(dr->VersionDir(current))) {
-    return DataLossError(root + "/CURRENT names version '" + current + "', which does not exist");
+  QV_ASSIGN_OR_RETURN(std::string current, ServingVersion(root));
+  if (!ValidVersionName(current)) {
+    return DataLossError(root + "/CURRENT holds '" + current + "', which is not a version name");
+  }
+  if (!fs::exists(dr->VersionDir(current))) {
+    // Only a first start cut short leaves CURRENT naming "initial" before it exists.
+    const bool first_start = current == "initial" && !fs::exists(root + "/PREVIOUS");
+    if (!first_start)
+      return DataLossError(root + "/CURRENT names version '" + current + "', which does not exist");
   }
   QV_ASSIGN_OR_RETURN(auto engine, Engine::Open(dr->VersionDir(current), options));
-  if (ReadMarker(root, "CURRENT").empty())
-    QV_RETURN_IF_ERROR(WriteMarker(root, "CURRENT", current));
   dr->engine_ = std::move(engine);
   dr->current_ = current;
   dr->previous_ = ReadMarker(root, "PREVIOUS");

@@ -244,5 +244,45 @@ TEST_F(BulkTest, DataRootSwitchesVersionsAndRollsBack) {
   EXPECT_EQ(state->versions, (std::vector<std::string>{"broken", "initial", "v2"}));
 }
 
+// CURRENT names the version that holds the acknowledged writes: lost or emptied, it is an error
+// (the data root is not opened and CURRENT is not rewritten), never a silent fall-back to
+// "initial". A root that has never served starts "initial"; one built into first too.
+TEST_F(BulkTest, DataRootRefusesAMissingOrEmptyCurrent) {
+  const std::string root = Path("root");
+  {
+    auto built = OpenEngine(root + "/versions/v2");  // bulk-built before the first start
+    ASSERT_TRUE(built->BulkLoad(Schema("c"), Items(50, 3)).ok());
+  }
+  {
+    auto dr = DataRoot::Open(root, {});
+    ASSERT_TRUE(dr.ok()) << dr.status();
+    EXPECT_EQ((*dr)->current_version(), "initial");
+    ASSERT_TRUE((*dr)->Reload("v2").ok());
+  }
+  auto expect_refused = [&](const std::string& word) {
+    auto dr = DataRoot::Open(root, {});
+    ASSERT_FALSE(dr.ok());
+    EXPECT_EQ(dr.status().code(), StatusCode::kDataLoss);
+    EXPECT_NE(dr.status().message().find(word), std::string::npos) << dr.status();
+  };
+  fs::remove(root + "/CURRENT");
+  expect_refused("CURRENT is missing");
+  EXPECT_FALSE(fs::exists(root + "/CURRENT")) << "not rewritten";
+  WriteFile(root + "/CURRENT", "");
+  expect_refused("CURRENT is empty");
+  WriteFile(root + "/CURRENT", "v3\n");
+  expect_refused("'v3', which does not exist");
+  // Without PREVIOUS the "initial" version still shows the root has served.
+  fs::remove(root + "/CURRENT");
+  fs::remove(root + "/PREVIOUS");
+  expect_refused("versions/initial exists");
+  // The way out: name the version.
+  WriteFile(root + "/CURRENT", "v2\n");
+  auto dr = DataRoot::Open(root, {});
+  ASSERT_TRUE(dr.ok()) << dr.status();
+  EXPECT_EQ((*dr)->current_version(), "v2");
+  EXPECT_TRUE((*dr)->engine()->DescribeCollection("c").ok());
+}
+
 }  // namespace
 }  // namespace quiver::engine
