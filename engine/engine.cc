@@ -230,7 +230,15 @@ Status Engine::RecoverAll() {
     bool loaded = false;
     for (const auto& [seq, path] : ListSnapshots(SnapshotDir(id))) {
       if (seq > last) {
-        SetAside(path, DataLossError("snapshot is newer than the op log"));
+        // The store lost acknowledged ops (a damaged log opened with the loss accepted, or
+        // files replaced by hand): ops last + 1 .. seq are gone.
+        Status lost = DataLossError(
+            "collection '" + schema.name + "': its index snapshot covers op " +
+            std::to_string(seq) + " but the store's op log ends at op " + std::to_string(last) +
+            ": ops " + std::to_string(last + 1) + " to " + std::to_string(seq) + " (" +
+            std::to_string(seq - last) + ") were acknowledged and are lost");
+        if (!options_.store.accept_wal_loss) return lost;
+        SetAside(path, lost);
         continue;
       }
       QV_ASSIGN_OR_RETURN(bool continuous, OpsContinueAfter(*store_, id, seq, last));

@@ -153,7 +153,11 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, const StoreO
   db_options.create_if_missing = options.create_if_missing;
   db_options.create_missing_column_families = !existed;
   db_options.paranoid_checks = true;
-  db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  // A torn last record (a write cut short by the crash, never acknowledged) is dropped; damage
+  // before the end fails the open unless the loss is accepted.
+  db_options.wal_recovery_mode = options.accept_wal_loss
+                                     ? rocksdb::WALRecoveryMode::kPointInTimeRecovery
+                                     : rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
   db_options.IncreaseParallelism(2);
 
   rocksdb::BlockBasedTableOptions table;
@@ -169,6 +173,12 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, const StoreO
   rocksdb::DB* db = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(db_options, path, descriptors, &rep->cfs, &db);
   if (!s.ok()) {
+    if (existed && s.IsCorruption() && !options.accept_wal_loss) {
+      return DataLossError("the database at " + path + " is damaged (" + s.ToString() +
+                           "): opening it would drop the writes recorded after the damage. "
+                           "Copy the directory aside, then start with --accept-wal-loss to "
+                           "open it without them");
+    }
     if (existed && s.IsInvalidArgument()) {
       return FailedPreconditionError("data directory " + path +
                                      " was not written by this Quiver version: " + s.ToString());

@@ -38,6 +38,10 @@ struct StoreOptions {
   size_t block_cache_bytes = size_t{256} << 20;
   bool create_if_missing = true;
   bool error_if_exists = false;  // bulk builds start from an empty directory
+  // A write-ahead log damaged before its end (not merely a torn last record) fails the open
+  // with kDataLoss: the writes after the damage would be dropped. true opens anyway, replaying
+  // the log up to the damage (quiverd --accept-wal-loss).
+  bool accept_wal_loss = false;
 };
 
 // An atomic group of changes: all of them are applied, or none.

@@ -62,6 +62,10 @@ int Main(int argc, char** argv) {
                  "time requests in flight get to finish on SIGTERM")
       ->capture_default_str();
   app.add_flag("!--no-snapshot-on-exit", snapshot_on_exit, "skip the index snapshots at shutdown");
+  bool accept_wal_loss = false;
+  app.add_flag("--accept-wal-loss", accept_wal_loss,
+               "open a damaged write-ahead log up to the damage, dropping the writes after it "
+               "(and the index snapshots that covered them); says what was lost");
   std::string plugins_dir;
   uint64_t snapshot_interval_s = 300;
   app.add_option("--snapshot-interval-s", snapshot_interval_s,
@@ -96,6 +100,7 @@ int Main(int argc, char** argv) {
     }
   }
   engine::EngineOptions eo;
+  eo.store.accept_wal_loss = accept_wal_loss;
   eo.store.durability =
       durability == "sync" ? storage::Durability::kSync : storage::Durability::kNoSync;
   auto root = engine::DataRoot::Open(data, eo);

@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <random>
 
 #include "storage/records.h"
@@ -169,6 +172,58 @@ TEST_F(StoreTest, ItemsUsersAndOpsSurviveReopen) {
   ASSERT_TRUE(store->TrimOps(4, 1).ok());
   EXPECT_EQ(*store->FirstOpAfter(4, 0), std::optional<uint64_t>(2));
   EXPECT_EQ(*store->FirstOpAfter(4, 2), std::nullopt);
+}
+
+// Issue 16, case 1: a write-ahead log damaged in its middle after an unclean stop. Before, the
+// store opened and silently kept only the writes before the damage; now the open fails with
+// kDataLoss unless the loss is accepted, and then exactly a prefix of the writes is there.
+TEST_F(StoreTest, DamagedWriteAheadLogIsRefusedUnlessTheLossIsAccepted) {
+  const std::string path = dir_.path() + "/db";
+  constexpr uint64_t kWrites = 600;
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {  // acknowledged writes (synced WAL), then a death without closing
+    auto store = Store::Open(path, {});
+    if (!store.ok()) ::_exit(2);
+    for (uint64_t id = 1; id <= kWrites; ++id) {
+      WriteBatch b;
+      b.PutItem(1, SampleItem(id, 3));
+      if (!(*store)->Write(b).ok()) ::_exit(3);
+    }
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  std::string wal;
+  for (const auto& e : std::filesystem::directory_iterator(path)) {
+    if (e.path().extension() == ".log" && e.file_size() > wal.size()) wal = e.path().string();
+  }
+  ASSERT_FALSE(wal.empty()) << "no write-ahead log in " << path;
+  {
+    std::fstream f(wal, std::ios::in | std::ios::out | std::ios::binary);
+    const auto middle = std::streamoff(std::filesystem::file_size(wal) / 2);
+    char c = 0;
+    f.seekg(middle);
+    f.read(&c, 1);
+    c = char(~c);
+    f.seekp(middle);
+    f.write(&c, 1);
+    ASSERT_TRUE(f.good());
+  }
+  auto refused = Store::Open(path, {});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kDataLoss) << refused.status();
+  EXPECT_NE(refused.status().message().find("--accept-wal-loss"), std::string::npos);
+  // Accepted: the writes up to the damage, and none after it.
+  auto opened = Store::Open(path, {.accept_wal_loss = true});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  uint64_t kept = 0;
+  while (kept < kWrites && (*(*opened)->GetItem(1, kept + 1)).has_value()) ++kept;
+  EXPECT_GT(kept, 0u);
+  EXPECT_LT(kept, kWrites);
+  for (uint64_t id = kept + 1; id <= kWrites; ++id)
+    EXPECT_FALSE((*(*opened)->GetItem(1, id)).has_value()) << id;
 }
 
 TEST_F(StoreTest, DropRemovesOnlyThatCollection) {
