@@ -79,6 +79,8 @@ Result<QueryResult> RunChannels(const storage::Store& store, uint32_t collection
   if (ch.u2i && (have_vectors || (user && !user->vector.empty()))) {
     QuerySpec u2i = q;
     u2i.channels.reset();
+    u2i.filter = filter;  // narrowed once, here
+    u2i.exclude.clear();
     if (!have_vectors) u2i.vectors = {user->vector};
     if (!u2i.quota) u2i.k = uint32_t(std::min<size_t>(k + seen.size(), 100000));
     QV_ASSIGN_OR_RETURN(QueryResult r, RunQuery(parts, metric, u2i));

@@ -8,9 +8,10 @@
 namespace quiver::engine::ops {
 namespace {
 
-bool HasIdList(const Filter& f) {
-  if (f.field == Filter::Field::kId && f.values.size() > 1) return true;
-  return std::any_of(f.children.begin(), f.children.end(), HasIdList);
+bool HasUnsortedIdList(const Filter& f) {
+  if (f.field == Filter::Field::kId && !std::is_sorted(f.values.begin(), f.values.end()))
+    return true;
+  return std::any_of(f.children.begin(), f.children.end(), HasUnsortedIdList);
 }
 
 void SortIdLists(Filter& f) {
@@ -33,7 +34,7 @@ Filter And(std::optional<Filter> f, Filter more) {
 }  // namespace
 
 std::optional<Filter> Narrow(const QuerySpec& q, std::optional<int64_t> since) {
-  const bool sort = q.filter && HasIdList(*q.filter);
+  const bool sort = q.filter && HasUnsortedIdList(*q.filter);
   if (!sort && !since && q.exclude.empty()) return std::nullopt;
   std::optional<Filter> f = q.filter;
   if (sort) SortIdLists(*f);
