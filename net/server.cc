@@ -11,6 +11,7 @@
 #include <mutex>
 #include <type_traits>
 
+#include "base/work_pool.h"
 #include "net/json_api.h"
 #include "net/schema/wire_codec.h"
 
@@ -35,10 +36,30 @@ bool KeyEquals(std::string_view offered, std::string_view expected) {
   return diff == 0;
 }
 
+namespace {
+
+size_t Cores() { return std::max(1u, std::thread::hardware_concurrency()); }
+
+size_t MaintenanceThreads(const ServerOptions& o) {
+  return o.maintenance_threads > 0 ? size_t(o.maintenance_threads)
+                                   : std::max<size_t>(1, Cores() / 2);
+}
+
+size_t BackgroundParallelism(const ServerOptions& o) {
+  return o.background_parallelism > 0 ? size_t(o.background_parallelism)
+                                      : std::max<size_t>(1, Cores() - 1);
+}
+
+}  // namespace
+
 struct Server::Context {
   Context(engine::DataRoot& root, ServerOptions o)
       : options(std::move(o)),
         service(root, options.limits),
+        writes("quiver-write", size_t(std::max(1, options.write_threads)),
+               options.max_queued_writes, options.write_priority, BackgroundParallelism(options)),
+        maintenance("quiver-maint", MaintenanceThreads(options), options.max_queued_maintenance,
+                    options.maintenance_priority, BackgroundParallelism(options)),
         ioc(std::max(1, options.threads)),
         http_acceptor(ioc),
         binary_acceptor(ioc),
@@ -60,8 +81,8 @@ struct Server::Context {
     return Status::Ok();
   }
 
-  Reply Handle(const Call& call, std::string_view key, Clock::time_point received) {
-    if (Status s = Authorize(key, &call); !s.ok()) return Reply{s, {}};
+  // Runs an authorized call, unless it waited longer than the request timeout.
+  Reply Run(const Call& call, Clock::time_point received) {
     if (Clock::now() - received > options.request_timeout) {
       return Reply{Status(StatusCode::kDeadlineExceeded,
                           "the request waited longer than the server's timeout"),
@@ -70,12 +91,35 @@ struct Server::Context {
     return service.Handle(call);
   }
 
+  // Answers a call where its class runs (server.h): a read at once, on this thread; a write or
+  // maintenance call on its pool, `done` then running on `executor` (the connection's strand).
+  template <typename Executor, typename Done>
+  void Dispatch(Call call, std::string_view key, Clock::time_point received,
+                const Executor& executor, Done done) {
+    if (Status s = Authorize(key, &call); !s.ok()) return done(Reply{s, {}});
+    const CallClass cls = ClassOf(call);
+    if (cls == CallClass::kRead) return done(Run(call, received));
+    WorkPool& pool = cls == CallClass::kWrite ? writes : maintenance;
+    auto shared = std::make_shared<Call>(std::move(call));
+    const bool queued = pool.Submit([this, shared, received, executor, done]() mutable {
+      auto reply = std::make_shared<Reply>(Run(*shared, received));
+      asio::post(executor, [done = std::move(done), reply]() mutable { done(std::move(*reply)); });
+    });
+    if (!queued) {
+      done(Reply{UnavailableError(std::to_string(pool.max_queued()) + " " +
+                                  (cls == CallClass::kWrite ? "writes" : "maintenance calls") +
+                                  " are already waiting (the server's limit); retry later"),
+                 {}});
+    }
+  }
+
   void Record(size_t kind, Protocol p, StatusCode code, Clock::time_point start) {
     metrics.Record(kind, p, code, Clock::now() - start);
   }
 
   ServerOptions options;
   Service service;
+  WorkPool writes, maintenance;
   Metrics metrics;
   asio::io_context ioc;
   tcp::acceptor http_acceptor, binary_acceptor;
@@ -152,16 +196,16 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     content_type_ = "application/json";
     auto call = DecodeHttpCall(Sv(req.method_string()), target, req.body(),
                                ctx_.options.limits.max_json_depth);
-    Reply reply;
-    size_t kind = kCallKinds;
     if (!call.ok()) {
-      reply.status = call.status();
-    } else {
-      kind = call->index();
-      reply = ctx_.Handle(*call, key, start);
+      ctx_.Record(kCallKinds, Protocol::kRest, call.status().code(), start);
+      return Respond(EncodeHttpReply(Reply{call.status(), {}}), keep_alive);
     }
-    ctx_.Record(kind, Protocol::kRest, reply.status.code(), start);
-    Respond(EncodeHttpReply(reply), keep_alive);
+    const size_t kind = call->index();
+    ctx_.Dispatch(std::move(*call), key, start, stream_.get_executor(),
+                  [self = shared_from_this(), kind, start, keep_alive](const Reply& reply) {
+                    self->ctx_.Record(kind, Protocol::kRest, reply.status.code(), start);
+                    self->Respond(EncodeHttpReply(reply), keep_alive);
+                  });
   }
 
   void Respond(HttpReply reply, bool keep_alive) {
@@ -266,6 +310,7 @@ class BinarySession : public std::enable_shared_from_this<BinarySession<Socket>>
   // Answers every complete frame in the buffer, then reads more unless the connection already
   // has its maximum of requests in flight.
   void Process() {
+    processing_ = true;
     while (!closing_after_write_ && in_flight_ < ctx_.options.max_in_flight_per_connection) {
       const size_t avail = end_ - begin_;
       if (avail < kFrameHeaderBytes) break;
@@ -286,39 +331,54 @@ class BinarySession : public std::enable_shared_from_this<BinarySession<Socket>>
       const std::string_view frame(in_.data() + begin_ + kFrameHeaderBytes, len);
       begin_ += kFrameHeaderBytes + len;
       const auto received = Clock::now();
+      const bool lone = in_flight_ == 0 && begin_ == end_;
       ctx_.in_flight.fetch_add(1);
-      if (in_flight_ == 0 && begin_ == end_) {
-        // Nothing else pending on this connection (the usual request-response pattern): answer
-        // on this thread, saving two hand-offs between threads.
-        std::string response = HandleFrame(frame, received);
-        ctx_.in_flight.fetch_sub(1);
-        Enqueue(std::move(response));
+      ++in_flight_;
+      if (lone) {
+        // Nothing else pending on this connection (the usual request-response pattern): a read
+        // is answered on this thread, saving two hand-offs between threads.
+        Answer(frame, received);
         continue;
       }
-      ++in_flight_;
       asio::post(ctx_.ioc, [self = this->shared_from_this(), copy = std::string(frame), received] {
-        std::string response = self->HandleFrame(copy, received);
-        asio::post(self->strand_, [self, response = std::move(response)]() mutable {
-          --self->in_flight_;
-          self->ctx_.in_flight.fetch_sub(1);
-          self->Enqueue(std::move(response));
-          if (!self->reading_) self->Process();
-        });
+        self->Answer(copy, received);
       });
     }
+    processing_ = false;
     if (begin_ == end_) begin_ = end_ = 0;
     if (!reading_ && in_flight_ < ctx_.options.max_in_flight_per_connection) Read();
   }
 
-  std::string HandleFrame(std::string_view frame, Clock::time_point received) {
+  // Decodes a frame and dispatches its call (Context::Dispatch); the response is queued on the
+  // strand by Finish.
+  void Answer(std::string_view frame, Clock::time_point received) {
     auto req = DecodeRequest(frame);
     if (!req.ok()) {
       ctx_.Record(kCallKinds, Protocol::kBinary, req.status().code(), received);
-      return EncodeResponseFrame(0, Reply{req.status(), {}});
+      return Finish(EncodeResponseFrame(0, Reply{req.status(), {}}));
     }
-    Reply reply = ctx_.Handle(req->call, req->api_key, received);
-    ctx_.Record(req->call.index(), Protocol::kBinary, reply.status.code(), received);
-    return EncodeResponseFrame(req->id, reply);
+    const size_t kind = req->call.index();
+    ctx_.Dispatch(
+        std::move(req->call), req->api_key, received, strand_,
+        [self = this->shared_from_this(), id = req->id, kind, received](const Reply& reply) {
+          self->ctx_.Record(kind, Protocol::kBinary, reply.status.code(), received);
+          self->Finish(EncodeResponseFrame(id, reply));
+        });
+  }
+
+  // Queues a response and ends its request; on the strand (posted there when called off it).
+  void Finish(std::string response) {
+    if (!strand_.running_in_this_thread()) {
+      asio::post(strand_,
+                 [self = this->shared_from_this(), response = std::move(response)]() mutable {
+                   self->Finish(std::move(response));
+                 });
+      return;
+    }
+    --in_flight_;
+    ctx_.in_flight.fetch_sub(1);
+    Enqueue(std::move(response));
+    if (!processing_ && !reading_) Process();
   }
 
   void Enqueue(std::string bytes) {
@@ -363,6 +423,7 @@ class BinarySession : public std::enable_shared_from_this<BinarySession<Socket>>
   std::deque<std::string> outbox_;  // responses not yet written (stable while a write runs)
   size_t in_flight_ = 0;
   bool reading_ = false, writing_ = false, closing_ = false, closing_after_write_ = false;
+  bool processing_ = false;  // Process() is on the stack
 };
 
 template <typename Session, typename Acceptor>
@@ -432,7 +493,13 @@ Status Server::Start() {
   Accept<BinarySession<tcp::socket>>(*ctx_, ctx_->binary_acceptor);
   const int n = ctx_->options.threads > 0 ? ctx_->options.threads
                                           : int(std::max(2u, std::thread::hardware_concurrency()));
-  for (int i = 0; i < n; ++i) threads_.emplace_back([this] { ctx_->ioc.run(); });
+  for (int i = 0; i < n; ++i) {
+    threads_.emplace_back([this] {
+      ::pthread_setname_np(::pthread_self(), "quiver-io");
+      RequestShortSlices();  // searches run here: take the CPU as soon as one arrives
+      ctx_->ioc.run();
+    });
+  }
   return Status::Ok();
 }
 
@@ -451,6 +518,9 @@ void Server::Stop(std::chrono::milliseconds grace) {
   ctx_->ioc.stop();
   for (auto& t : threads_) t.join();
   threads_.clear();
+  // Queued calls are dropped (their connections are closed); running ones finish first.
+  ctx_->writes.Stop();
+  ctx_->maintenance.Stop();
   if (!ctx_->options.binary_unix_path.empty()) ::unlink(ctx_->options.binary_unix_path.c_str());
 }
 

@@ -2,6 +2,14 @@
 // pipelined) listeners over one Service. Boost.Asio with a pool of I/O threads; both front ends
 // decode into Calls and share the handlers, the API-key check and the metrics.
 //
+// Isolation: each call runs where its class runs (net::ClassOf). Searches and other reads run
+// on the I/O thread that read them, and so never queue behind anything but other reads. Item
+// and user writes run on the write pool (they mostly wait for the WAL's fsync); collection and
+// version changes, snapshots and plugin runs on the maintenance pool, whose threads (and the
+// threads their work starts) run at a low CPU priority. Each pool's queue is bounded: a call
+// that finds it full is refused with kUnavailable (retry later), the request timeout counts
+// the time spent queued.
+//
 // Lifecycle: Start() binds both listeners (port 0 picks a free port; see http_port()) and runs
 // the I/O threads; Stop(grace) stops accepting, lets requests in flight finish (up to `grace`),
 // then closes every connection and joins the threads.
@@ -16,6 +24,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "base/work_pool.h"
 #include "net/metrics.h"
 #include "net/service.h"
 
@@ -37,6 +46,18 @@ struct ServerOptions {
   std::chrono::milliseconds read_timeout{30000};     // reading one request
   std::chrono::milliseconds request_timeout{30000};  // a request that waited longer is refused
   size_t max_in_flight_per_connection = 64;          // binary: pipelined requests being handled
+  int write_threads = 4;                             // upserts, deletes, users, events
+  // The write threads' CPU priority: searches first, writes take the rest.
+  CpuPriority write_priority = CpuPriority::kLow;
+  size_t max_queued_writes = 1024;  // more waiting: refused (kUnavailable)
+  // Create/drop, snapshots, reload/rollback, plugin runs; 0: half the cores (at least 1).
+  int maintenance_threads = 0;
+  size_t max_queued_maintenance = 64;
+  // The maintenance threads' CPU priority: only the CPU time nothing else wants.
+  CpuPriority maintenance_priority = CpuPriority::kIdle;
+  // Threads one write or maintenance call may spread its work over (index builds, plugins); 0:
+  // every core but one, so that searches always find a free core.
+  int background_parallelism = 0;
 };
 
 class Server {

@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "base/parallelism.h"
 #include "index/index_factory.h"
 
 namespace quiver::plugins {
@@ -16,8 +17,7 @@ namespace {
 
 // fn(i) for i in [0, n) on the machine's cores; the first error stops the others.
 Status ParallelFor(size_t n, const std::function<Status(size_t)>& fn) {
-  const size_t threads =
-      std::max<size_t>(1, std::min<size_t>(std::thread::hardware_concurrency(), n / 16 + 1));
+  const size_t threads = std::max<size_t>(1, std::min<size_t>(ParallelismBudget(), n / 16 + 1));
   std::atomic<size_t> next{0};
   std::atomic<bool> failed{false};
   Status first;

@@ -12,7 +12,9 @@
 #include <thread>
 
 #include "base/main.h"
+#include "base/parallelism.h"
 #include "base/version.h"
+#include "base/work_pool.h"
 #include "engine/data_root.h"
 #include "net/server.h"
 #include "plugins/registry.h"
@@ -38,6 +40,33 @@ int Main(int argc, char** argv) {
       "--binary-socket", o.binary_unix_path,
       "also serve the binary protocol on this Unix-domain socket path (same-host services)");
   app.add_option("--threads", o.threads, "I/O and handler threads (0: one per core)")
+      ->capture_default_str();
+  std::string write_priority = "low", maintenance_priority = "idle";
+  const auto priority_names = CLI::IsMember({"normal", "low", "idle"});
+  app.add_option("--write-threads", o.write_threads,
+                 "threads running upserts, deletes, users, events")
+      ->capture_default_str();
+  app.add_option("--max-queued-writes", o.max_queued_writes,
+                 "writes waiting for a thread beyond which more are refused (UNAVAILABLE)")
+      ->capture_default_str();
+  app.add_option("--write-priority", write_priority,
+                 "CPU priority of the write threads: normal, low (nice 10) or idle (SCHED_IDLE)")
+      ->check(priority_names)
+      ->capture_default_str();
+  app.add_option("--maintenance-threads", o.maintenance_threads,
+                 "threads running snapshots, plugin runs, reloads, collection changes (0: half "
+                 "the cores)")
+      ->capture_default_str();
+  app.add_option("--max-queued-maintenance", o.max_queued_maintenance,
+                 "maintenance calls waiting beyond which more are refused (UNAVAILABLE)")
+      ->capture_default_str();
+  app.add_option("--maintenance-priority", maintenance_priority,
+                 "CPU priority of the maintenance threads and periodic snapshots: normal, low or "
+                 "idle")
+      ->check(priority_names)
+      ->capture_default_str();
+  app.add_option("--background-parallelism", o.background_parallelism,
+                 "threads one write or maintenance call may use (0: every core but one)")
       ->capture_default_str();
   app.add_option("--read-write-key", o.read_write_key, "API key allowed to call everything");
   app.add_option("--read-only-key", o.read_only_key, "API key allowed to call only reads");
@@ -82,6 +111,13 @@ int Main(int argc, char** argv) {
   if (o.read_only_key.empty()) {
     if (const char* k = std::getenv("QUIVER_READ_ONLY_KEY")) o.read_only_key = k;
   }
+  auto priority = [](const std::string& name) {
+    return name == "normal" ? CpuPriority::kNormal
+           : name == "low"  ? CpuPriority::kLow
+                            : CpuPriority::kIdle;
+  };
+  o.write_priority = priority(write_priority);
+  o.maintenance_priority = priority(maintenance_priority);
   o.idle_timeout = std::chrono::milliseconds(idle_ms);
   o.read_timeout = std::chrono::milliseconds(read_ms);
   o.request_timeout = std::chrono::milliseconds(request_ms);
@@ -127,6 +163,11 @@ int Main(int argc, char** argv) {
   bool stopping = false;
   std::thread ticker([&] {
     if (snapshot_interval_s == 0) return;
+    // Background work, like the server's maintenance calls.
+    SetThreadPriority(o.maintenance_priority);
+    SetParallelismBudget(size_t(o.background_parallelism > 0
+                                    ? o.background_parallelism
+                                    : std::max(1, int(std::thread::hardware_concurrency()) - 1)));
     std::unique_lock lock(ticker_mu);
     while (!ticker_cv.wait_for(lock, std::chrono::seconds(snapshot_interval_s),
                                [&] { return stopping; })) {

@@ -7,6 +7,8 @@
 #include <limits>
 #include <thread>
 
+#include "base/parallelism.h"
+
 namespace quiver::index {
 namespace {
 
@@ -282,8 +284,7 @@ Status HnswIndex::Add(std::span<const uint64_t> ids, std::span<const float> vect
     if (!quantizer_trained_ && count_.load() == 0) QV_RETURN_IF_ERROR(TrainLocked(vectors));
   }
   Reserve(ids.size());
-  int threads = options_.build_threads > 0 ? options_.build_threads
-                                           : int(std::max(1u, std::thread::hardware_concurrency()));
+  int threads = options_.build_threads > 0 ? options_.build_threads : int(ParallelismBudget());
   threads = int(std::min<size_t>(size_t(threads), (ids.size() + 63) / 64));
   std::atomic<size_t> next{0};
   auto worker = [&] {

@@ -9,14 +9,13 @@
 #include <random>
 #include <thread>
 
+#include "base/parallelism.h"
 #include "index/simd/kernels.h"
 
 namespace quiver::index {
 namespace {
 
-int ResolveThreads(int threads) {
-  return threads > 0 ? threads : int(std::max(1u, std::thread::hardware_concurrency()));
-}
+int ResolveThreads(int threads) { return threads > 0 ? threads : int(ParallelismBudget()); }
 
 template <typename Fn>
 void ParallelFor(size_t n, int threads, Fn&& fn) {

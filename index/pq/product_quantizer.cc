@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "base/coding.h"
+#include "base/parallelism.h"
 #include "index/kmeans/kmeans.h"
 #include "index/simd/kernels.h"
 
@@ -54,7 +55,7 @@ void ProductQuantizer::Encode(const float* x, uint8_t* code) const {
 }
 
 void ProductQuantizer::EncodeBatch(const float* x, size_t n, uint8_t* codes, int threads) const {
-  threads = threads > 0 ? threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  threads = threads > 0 ? threads : int(ParallelismBudget());
   std::vector<std::thread> pool;
   const size_t chunk = (n + threads - 1) / threads;
   for (int t = 0; t < threads; ++t) {

@@ -32,19 +32,26 @@ const char* CallNameAt(size_t index) { return index < kCallKinds ? kNames[index]
 
 const char* CallName(const Call& call) { return CallNameAt(call.index()); }
 
-bool IsWrite(const Call& call) {
+CallClass ClassOf(const Call& call) {
   return std::visit(
       [](const auto& c) {
         using T = std::decay_t<decltype(c)>;
-        return !(std::is_same_v<T, ListCollectionsCall> ||
-                 std::is_same_v<T, DescribeCollectionCall> || std::is_same_v<T, GetCall> ||
-                 std::is_same_v<T, GetUserCall> || std::is_same_v<T, SearchCall> ||
-                 std::is_same_v<T, ListVersionsCall> || std::is_same_v<T, HealthCall> ||
-                 std::is_same_v<T, GetListCall> || std::is_same_v<T, ListListsCall> ||
-                 std::is_same_v<T, ListPluginsCall>);
+        if constexpr (std::is_same_v<T, UpsertCall> || std::is_same_v<T, DeleteCall> ||
+                      std::is_same_v<T, PutUsersCall> || std::is_same_v<T, AddEventsCall>) {
+          return CallClass::kWrite;
+        } else if constexpr (std::is_same_v<T, CreateCollectionCall> ||
+                             std::is_same_v<T, DropCollectionCall> ||
+                             std::is_same_v<T, SnapshotCall> || std::is_same_v<T, ReloadCall> ||
+                             std::is_same_v<T, RollbackCall> || std::is_same_v<T, RunPluginCall>) {
+          return CallClass::kMaintenance;
+        } else {
+          return CallClass::kRead;
+        }
       },
       call);
 }
+
+bool IsWrite(const Call& call) { return ClassOf(call) != CallClass::kRead; }
 
 bool IsIdempotent(const Call& call) {
   // Reads, and writes whose repetition leaves the same state: upserts and puts replace,

@@ -93,6 +93,11 @@ using Call = std::variant<CreateCollectionCall, DropCollectionCall, ListCollecti
 const char* CallName(const Call& call);
 inline constexpr size_t kCallKinds = std::variant_size_v<Call>;
 const char* CallNameAt(size_t index);
+// Where the server runs a call (net/server.h): reads on the I/O threads, item and user writes
+// on the write pool, collection and version changes, snapshots and plugin runs on the
+// maintenance pool.
+enum class CallClass : uint8_t { kRead, kWrite, kMaintenance };
+CallClass ClassOf(const Call& call);
 // Whether the call changes state (needs a read-write key).
 bool IsWrite(const Call& call);
 // Whether retrying the call after an unknown outcome is safe.

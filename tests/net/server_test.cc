@@ -13,6 +13,8 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <random>
@@ -23,6 +25,7 @@
 #include "engine/data_root.h"
 #include "net/json_api.h"
 #include "net/schema/wire_codec.h"
+#include "plugins/registry.h"
 #include "tests/testing/temp_dir.h"
 
 namespace quiver::net {
@@ -450,6 +453,79 @@ TEST_F(ServerTest, PluginsAndListsOverBothProtocols) {
                  R"({"config":{"k":0}})")
                 .status,
             400);
+}
+
+// Searches never queue behind other work: with one I/O thread, one write thread and one
+// maintenance thread, a plugin run held open (the example plugin's `hold`) and a write stuck
+// behind it do not stop searches over either protocol; a maintenance call beyond the queue's
+// limit is refused at once; everything completes once the run is released. (Before the pools,
+// the held run occupied the only I/O thread and the searches waited for it.)
+TEST_F(ServerTest, SearchesAnswerWhileAPluginRunAndWritesAreBusy) {
+  static const Status loaded = plugins::Registry::Global().LoadObject(QUIVER_EXAMPLE_PLUGIN);
+  ASSERT_TRUE(loaded.ok()) << loaded;
+  StartServer("", "", [](ServerOptions& o) {
+    o.threads = 1;
+    o.write_threads = 1;
+    o.maintenance_threads = 1;
+    o.max_queued_maintenance = 1;
+  });
+  auto client = Connect();
+  ASSERT_TRUE(client->CreateCollection({.name = "m", .dim = 4}).ok());
+  std::vector<ItemRecord> items = Items(40);
+  for (ItemRecord& item : items) item.tags = {int64_t(item.id % 3)};
+  ASSERT_TRUE(client->Upsert("m", items).ok());
+  const std::string hold = dir_.path() + "/hold";
+  auto run =
+      client->CallAsync(RunPluginCall{"m", "same_tag", R"({"hold":")" + hold + R"("})", false},
+                        std::chrono::milliseconds(600000));
+  while (!std::filesystem::exists(hold + ".started")) {
+    ASSERT_NE(run.wait_for(std::chrono::milliseconds(1)), std::future_status::ready)
+        << run.get().status;
+  }
+  // The maintenance thread is held and its queue takes one call: of two more maintenance calls,
+  // one waits in the queue and the other is refused at once.
+  CollectionSchema c1{.name = "c1", .dim = 4}, c2{.name = "c2", .dim = 4};
+  std::future<Reply> creates[2] = {
+      client->CallAsync(CreateCollectionCall{c1}, std::chrono::milliseconds(600000)),
+      client->CallAsync(CreateCollectionCall{c2}, std::chrono::milliseconds(600000))};
+  int refused = -1;
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+  while (refused < 0) {
+    ASSERT_LT(std::chrono::steady_clock::now(), give_up) << "no maintenance call was refused";
+    for (int i = 0; i < 2 && refused < 0; ++i) {
+      if (creates[i].wait_for(std::chrono::milliseconds(1)) == std::future_status::ready) {
+        refused = i;
+      }
+    }
+  }
+  const Reply refusal = creates[refused].get();
+  EXPECT_EQ(refusal.status.code(), StatusCode::kUnavailable) << refusal.status;
+  EXPECT_NE(refusal.status.message().find("retry later"), std::string::npos) << refusal.status;
+  // Writes still go through (the write pool is apart from the maintenance pool).
+  std::vector<ItemRecord> more = Items(3);
+  for (ItemRecord& item : more) {
+    item.id += 100;
+    item.tags = {1};
+  }
+  auto write = client->Upsert("m", more);
+  ASSERT_TRUE(write.ok()) << write.status();
+  // Searches, binary and REST, answer while the run is held.
+  for (int i = 0; i < 20; ++i) {
+    auto hits = client->Search("m", items[size_t(i)].vector, {.k = 3});
+    ASSERT_TRUE(hits.ok()) << hits.status();
+    ASSERT_FALSE(hits->empty());
+  }
+  EXPECT_EQ(Http(server_->http_port(), "POST", "/v1/collections/m/search",
+                 R"({"vector":[0,0,0,0],"k":2})")
+                .status,
+            200);
+  EXPECT_NE(run.wait_for(std::chrono::milliseconds(0)), std::future_status::ready);
+  std::ofstream(hold).put('1');
+  Reply run_reply = run.get();
+  ASSERT_TRUE(run_reply.status.ok()) << run_reply.status;
+  EXPECT_EQ(std::get<PluginRunResult>(run_reply.body).lists, 43u);  // the write came first
+  const Reply queued = creates[1 - refused].get();
+  EXPECT_TRUE(queued.status.ok()) << queued.status;
 }
 
 TEST_F(ServerTest, MalformedInputGetsErrorsAndTheServerKeepsServing) {

@@ -1,10 +1,16 @@
 // An outside plugin, built as its own shared object against plugins/plugin.h only: "same_tag"
 // lists, for every item, the other items sharing its first tag (score: 1 / (1 + |id
 // difference|)), k per item. Config: k (default 10), fail_after (write that many lists, then
-// fail: for the all-or-nothing test), throw (throw instead of returning an error).
+// fail: for the all-or-nothing test), throw (throw instead of returning an error), hold (a path:
+// create <hold>.started, then wait, up to 5 minutes, for <hold> to exist: for the tests of what
+// runs while a plugin run is busy).
 #include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <stdexcept>
+#include <thread>
 
 #include "plugins/plugin.h"
 
@@ -20,6 +26,16 @@ class SameTag final : public plugins::Plugin {
     const size_t k = size_t(ctx.Number("k", 10));
     const double fail_after = ctx.Number("fail_after", -1);
     const bool throws = ctx.Bool("throw", false);
+    if (const std::string hold = ctx.String("hold", ""); !hold.empty()) {
+      std::ofstream(hold + ".started").put('1');
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+      while (!std::filesystem::exists(hold)) {
+        if (std::chrono::steady_clock::now() > give_up) {
+          return Status(StatusCode::kDeadlineExceeded, "same_tag held for 5 minutes");
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
     std::map<int64_t, std::vector<uint64_t>> by_tag;
     std::vector<std::pair<uint64_t, int64_t>> items;
     Status s = ctx.ForEachItem([&](const ItemRecord& item) {

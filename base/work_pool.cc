@@ -1,0 +1,100 @@
+#include "base/work_pool.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "base/parallelism.h"
+
+namespace quiver {
+
+bool SetThreadPriority(CpuPriority priority) {
+  if (priority == CpuPriority::kIdle) {
+    sched_param param{};
+    param.sched_priority = 0;
+    return ::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &param) == 0;
+  }
+  // On Linux, PRIO_PROCESS with a thread id sets that one thread's nice value.
+  const auto tid = static_cast<id_t>(::syscall(SYS_gettid));
+  return ::setpriority(PRIO_PROCESS, tid, priority == CpuPriority::kLow ? 10 : 0) == 0;
+}
+
+namespace {
+// struct sched_attr of sched_setattr(2) (glibc 2.36 has neither the struct nor a wrapper).
+struct SchedAttr {
+  uint32_t size;
+  uint32_t sched_policy;
+  uint64_t sched_flags;
+  int32_t sched_nice;
+  uint32_t sched_priority;
+  uint64_t sched_runtime, sched_deadline, sched_period;
+};
+}  // namespace
+
+bool RequestShortSlices() {
+  SchedAttr attr{};
+  attr.size = sizeof(attr);
+  attr.sched_policy = SCHED_OTHER;
+  attr.sched_runtime = 100'000;  // ns: the shortest slice the kernel grants
+  return ::syscall(SYS_sched_setattr, 0, &attr, 0) == 0;
+}
+
+WorkPool::WorkPool(const std::string& name, size_t threads, size_t max_queued, CpuPriority priority,
+                   size_t parallelism)
+    : max_queued_(max_queued) {
+  threads_.reserve(threads);
+  for (size_t t = 0; t < threads; ++t) {
+    threads_.emplace_back([this, name, priority, parallelism] {
+      ::pthread_setname_np(::pthread_self(), name.substr(0, 15).c_str());
+      if (priority != CpuPriority::kNormal) SetThreadPriority(priority);
+      SetParallelismBudget(parallelism);
+      while (true) {
+        std::function<void()> task;
+        {
+          std::unique_lock lock(mu_);
+          cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+          if (stopping_) return;
+          task = std::move(queue_.front());
+          queue_.pop_front();
+        }
+        task();
+      }
+    });
+  }
+}
+
+WorkPool::~WorkPool() { Stop(); }
+
+bool WorkPool::Submit(std::function<void()> task) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || queue_.size() >= max_queued_) return false;
+    queue_.push_back(std::move(task));
+  }
+  cv_.notify_one();
+  return true;
+}
+
+size_t WorkPool::queued() const {
+  std::lock_guard lock(mu_);
+  return queue_.size();
+}
+
+void WorkPool::Stop() {
+  std::deque<std::function<void()>> dropped;
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    dropped.swap(queue_);
+  }
+  cv_.notify_all();
+  for (std::thread& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  // Destroyed here, outside the lock: a task's captures may own objects with their own
+  // destructors.
+}
+
+}  // namespace quiver
