@@ -104,10 +104,18 @@ Status WriteSnapshot(const Partitions& parts, const std::string& dir, uint64_t s
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
   if (ec) return InternalError("cannot create " + tmp + ": " + ec.message());
-  QV_RETURN_IF_ERROR(parts.Save(tmp));
+  // A snapshot cut short (a full disk, an I/O error) leaves nothing behind.
+  if (Status s = parts.Save(tmp); !s.ok()) {
+    fs::remove_all(tmp, ec);
+    return s;
+  }
   fs::remove_all(final_dir, ec);
   fs::rename(tmp, final_dir, ec);
-  if (ec) return InternalError("cannot rename " + tmp + ": " + ec.message());
+  if (ec) {
+    std::error_code ignored;
+    fs::remove_all(tmp, ignored);
+    return InternalError("cannot rename " + tmp + ": " + ec.message());
+  }
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0 || ::fsync(fd) != 0) {
     if (fd >= 0) ::close(fd);
@@ -635,6 +643,8 @@ Status Engine::Snapshot(const std::string& name) {
   }
   const uint64_t seq = c->op_seq.load();
   if (!compact && seq == c->snapshot_seq.load() && seq != 0) return Status::Ok();
+  // Room for the snapshot (about the indexes' size) beyond the store's reserve.
+  QV_RETURN_IF_ERROR(store_->CheckFreeSpace(c->parts()->memory_bytes()));
   const std::string dir = SnapshotDir(c->id());
   std::error_code ec;
   fs::create_directories(dir, ec);

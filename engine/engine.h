@@ -119,6 +119,9 @@ class Engine {
   // the stored items.
   Status CheckConsistency(const std::string& name) const;
 
+  // Why writes are refused ("" if they are not): storage::Store::WriteRefusal.
+  std::string WriteRefusal() const { return store_->WriteRefusal(); }
+
  private:
   Engine(std::string dir, EngineOptions options, std::unique_ptr<storage::Store> store);
   Status RecoverAll();

@@ -133,7 +133,12 @@ Reply Service::Handle(const Call& call) {
             return Reply{Status::Ok(), ReplyBody(std::move(info))};
           },
           [&](const HealthCall&) {
-            return Reply{Status::Ok(), ReplyBody(HealthResult{"serving", std::string(Version())})};
+            // Reads are served either way; a server refusing writes says why.
+            const std::string refusal = e->WriteRefusal();
+            return Reply{Status::Ok(),
+                         ReplyBody(HealthResult{
+                             refusal.empty() ? "serving" : "degraded: read-only: " + refusal,
+                             std::string(Version())})};
           },
           [&](const RunPluginCall& c) {
             auto r = e->RunPlugin(c.collection, c.plugin, c.config, c.incremental);

@@ -7,8 +7,12 @@
 #include <rocksdb/sst_file_writer.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+#include <sys/statvfs.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <mutex>
 
 #include "base/coding.h"
 #include "storage/column_families.h"
@@ -130,6 +134,23 @@ struct Store::Rep {
   std::unique_ptr<rocksdb::DB> db;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs;
   rocksdb::WriteOptions write_options;
+  std::string path;
+  uint64_t min_free_bytes = 0;
+  std::string read_only;  // why the database was opened read-only ("" if it was not)
+  // A write RocksDB failed with an I/O error (a full disk it reached anyway): later writes
+  // first ask it to resume, at most once a second.
+  std::atomic<bool> write_error{false};
+  std::mutex resume_mu;
+  std::chrono::steady_clock::time_point resume_tried;  // GUARDED_BY(resume_mu)
+  std::string write_error_text;                        // GUARDED_BY(resume_mu)
+
+  // The filesystem's free bytes (for an unprivileged process), asked before every write (a
+  // statvfs costs about a microsecond; the write's fsync, milliseconds).
+  uint64_t FreeBytes() const {
+    struct statvfs st {};
+    return ::statvfs(path.c_str(), &st) == 0 ? uint64_t(st.f_bavail) * st.f_frsize
+                                             : UINT64_MAX;  // unknown: do not refuse
+  }
 
   ~Rep() {
     for (auto* h : cfs) {
@@ -177,8 +198,25 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, const StoreO
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const char* name : kCfNames) descriptors.emplace_back(name, cf_options);
   auto rep = std::make_unique<Rep>();
+  rep->path = path;
+  rep->min_free_bytes = options.min_free_bytes;
   rocksdb::DB* db = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(db_options, path, descriptors, &rep->cfs, &db);
+  rocksdb::Status s;
+  struct statvfs st {};
+  const uint64_t free_bytes = existed && ::statvfs(path.c_str(), &st) == 0
+                                  ? uint64_t(st.f_bavail) * st.f_frsize
+                                  : UINT64_MAX;
+  if (free_bytes < options.min_free_bytes) {
+    // Opening read-write writes (a new log, the manifest); on a full disk RocksDB can fail
+    // that badly. Read-only it writes nothing and still replays the log into memory.
+    rep->read_only = "the disk holding " + path + " had " + std::to_string(free_bytes >> 20) +
+                     " MiB free at start, under the reserve of " +
+                     std::to_string(options.min_free_bytes >> 20) +
+                     " MiB: opened read-only; free space and restart to accept writes";
+    s = rocksdb::DB::OpenForReadOnly(db_options, path, descriptors, &rep->cfs, &db);
+  } else {
+    s = rocksdb::DB::Open(db_options, path, descriptors, &rep->cfs, &db);
+  }
   if (!s.ok()) {
     if (existed && s.IsCorruption() && !options.accept_wal_loss) {
       return DataLossError("the database at " + path + " is damaged (" + s.ToString() +
@@ -213,7 +251,54 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, const StoreO
   return std::unique_ptr<Store>(new Store(path, std::move(rep)));
 }
 
+std::string Store::WriteRefusal() const {
+  if (!rep_->read_only.empty()) return rep_->read_only;
+  const uint64_t free_bytes = rep_->FreeBytes();
+  if (free_bytes < rep_->min_free_bytes) {
+    return "the disk holding " + path_ + " has " + std::to_string(free_bytes >> 20) +
+           " MiB free, under the reserve of " + std::to_string(rep_->min_free_bytes >> 20) +
+           " MiB: writes resume once there is more";
+  }
+  if (rep_->write_error.load()) {
+    std::lock_guard lock(rep_->resume_mu);
+    return "the last write failed (" + rep_->write_error_text + "); the next write retries it";
+  }
+  return "";
+}
+
+Status Store::CheckFreeSpace(uint64_t bytes) const {
+  if (!rep_->read_only.empty()) return ResourceExhaustedError(rep_->read_only);
+  const uint64_t free_bytes = rep_->FreeBytes();
+  if (free_bytes >= rep_->min_free_bytes && free_bytes - rep_->min_free_bytes >= bytes) {
+    return Status::Ok();
+  }
+  return ResourceExhaustedError(
+      "the disk holding " + path_ + " has " + std::to_string(free_bytes >> 20) + " MiB free; " +
+      std::to_string(bytes >> 20) + " MiB are needed beyond the " + "reserve of " +
+      std::to_string(rep_->min_free_bytes >> 20) + " MiB");
+}
+
+// Refused writes never reach RocksDB; one RocksDB failed with an I/O error (the disk filled up
+// between checks) leaves it refusing writes until it resumes, which later writes ask for.
 Status Store::Write(WriteBatch& batch) {
+  QV_RETURN_IF_ERROR(CheckFreeSpace(0));
+  if (rep_->write_error.load()) {
+    std::lock_guard lock(rep_->resume_mu);
+    if (rep_->write_error.load()) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now - rep_->resume_tried < std::chrono::seconds(1)) {
+        return ResourceExhaustedError("writes are refused after a disk error (" +
+                                      rep_->write_error_text + "); retry later");
+      }
+      rep_->resume_tried = now;
+      rocksdb::Status r = rep_->db->Resume();
+      if (!r.ok()) {
+        return ResourceExhaustedError("writes are refused after a disk error (" +
+                                      rep_->write_error_text + "); resuming: " + r.ToString());
+      }
+      rep_->write_error = false;
+    }
+  }
   rocksdb::WriteBatch& b = batch.rep_->batch;
   b.Clear();
   for (const WriteBatch::Rep::Op& op : batch.rep_->ops) {
@@ -232,7 +317,14 @@ Status Store::Write(WriteBatch& batch) {
     }
     QV_RETURN_IF_ERROR(FromRocks(s, "building a write batch"));
   }
-  return FromRocks(rep_->db->Write(rep_->write_options, &b), "writing a batch");
+  rocksdb::Status s = rep_->db->Write(rep_->write_options, &b);
+  if (s.IsIOError() || s.IsNoSpace()) {
+    std::lock_guard lock(rep_->resume_mu);
+    rep_->write_error_text = s.ToString();
+    rep_->resume_tried = std::chrono::steady_clock::now();
+    rep_->write_error = true;
+  }
+  return FromRocks(s, "writing a batch");
 }
 
 Result<std::vector<std::pair<uint32_t, CollectionSchema>>> Store::LoadCollections() const {
@@ -461,6 +553,7 @@ Result<std::optional<uint64_t>> Store::FirstOpAfter(uint32_t collection_id, uint
 
 Status Store::TrimOps(uint32_t collection_id, uint64_t up_to) {
   if (up_to == 0) return Status::Ok();
+  QV_RETURN_IF_ERROR(CheckFreeSpace(0));
   const std::string begin = IdKey(collection_id, 0);
   const std::string end =
       up_to == UINT64_MAX ? CollectionKey(collection_id + 1) : IdKey(collection_id, up_to + 1);

@@ -42,6 +42,12 @@ struct StoreOptions {
   // with kDataLoss: the writes after the damage would be dropped. true opens anyway, replaying
   // the log up to the damage (quiverd --accept-wal-loss).
   bool accept_wal_loss = false;
+  // Free space kept on the database's filesystem. Writes that find less are refused
+  // (kResourceExhausted) before they reach RocksDB, and accepted again once there is more; a
+  // database that finds less at open is opened read-only (reads served, writes refused until a
+  // restart with the space back). RocksDB itself is not taken to the last byte: its recovery
+  // from a full disk in the middle of a write is not something to rely on.
+  uint64_t min_free_bytes = uint64_t{64} << 20;
 };
 
 // An atomic group of changes: all of them are applied, or none.
@@ -85,7 +91,16 @@ class Store {
   ~Store();
 
   const std::string& path() const { return path_; }
+  // kResourceExhausted (nothing written) while the disk is under its reserve or the database is
+  // read-only (WriteRefusal says why).
   Status Write(WriteBatch& batch);
+
+  // Why writes are refused now ("" if they are not): a disk under the reserve, a database opened
+  // read-only, a disk error RocksDB has not recovered from.
+  std::string WriteRefusal() const;
+  // kResourceExhausted unless the filesystem has `bytes` free beyond the reserve (for the index
+  // snapshots written beside the database).
+  Status CheckFreeSpace(uint64_t bytes) const;
 
   // Every collection's id and schema.
   Result<std::vector<std::pair<uint32_t, CollectionSchema>>> LoadCollections() const;

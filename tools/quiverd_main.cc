@@ -92,6 +92,11 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("!--no-snapshot-on-exit", snapshot_on_exit, "skip the index snapshots at shutdown");
   bool accept_wal_loss = false;
+  uint64_t min_free_disk_mb = 64;
+  app.add_option("--min-free-disk-mb", min_free_disk_mb,
+                 "free disk kept under the data root: writes that find less are refused until "
+                 "there is more; a start with less opens read-only")
+      ->capture_default_str();
   app.add_flag("--accept-wal-loss", accept_wal_loss,
                "open a damaged write-ahead log up to the damage, dropping the writes after it "
                "(and the index snapshots that covered them); says what was lost");
@@ -137,6 +142,7 @@ int Main(int argc, char** argv) {
   }
   engine::EngineOptions eo;
   eo.store.accept_wal_loss = accept_wal_loss;
+  eo.store.min_free_bytes = min_free_disk_mb << 20;
   eo.store.durability =
       durability == "sync" ? storage::Durability::kSync : storage::Durability::kNoSync;
   auto root = engine::DataRoot::Open(data, eo);
