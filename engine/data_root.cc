@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/kill_point.h"
+
 namespace quiver::engine {
 
 namespace fs = std::filesystem;
@@ -167,6 +169,7 @@ Status DataRoot::Reload(const std::string& version) {
   }
   // PREVIOUS first: a crash between the two writes leaves the old version serving.
   QV_RETURN_IF_ERROR(WriteMarker(root_, "PREVIOUS", old));
+  KillPoint("reload.previous");
   QV_RETURN_IF_ERROR(WriteMarker(root_, "CURRENT", version));
   std::shared_ptr<Engine> retired;
   {

@@ -12,6 +12,7 @@
 #include <map>
 #include <unordered_set>
 
+#include "base/kill_point.h"
 #include "engine/partitions.h"
 #include "engine/query/operators.h"
 #include "index/kmeans/kmeans.h"
@@ -109,6 +110,7 @@ Status WriteSnapshot(const Partitions& parts, const std::string& dir, uint64_t s
     fs::remove_all(tmp, ec);
     return s;
   }
+  KillPoint("snapshot.saved");
   fs::remove_all(final_dir, ec);
   fs::rename(tmp, final_dir, ec);
   if (ec) {
@@ -468,6 +470,7 @@ Result<WriteResult> Engine::Upsert(const std::string& name, std::span<const Item
   }
   batch.PutOp(c->id(), seq, op);
   QV_RETURN_IF_ERROR(store_->Write(batch));
+  KillPoint("write.after_wal");
   Status s = c->parts()->Add(items);
   if (!s.ok()) {
     return InternalError("items of op " + std::to_string(seq) +
@@ -500,6 +503,7 @@ Result<WriteResult> Engine::Delete(const std::string& name, std::span<const uint
   for (uint64_t id : op.deleted) batch.DeleteItem(c->id(), id);
   batch.PutOp(c->id(), seq, op);
   QV_RETURN_IF_ERROR(store_->Write(batch));
+  KillPoint("write.after_wal");
   QV_RETURN_IF_ERROR(c->parts()->Remove(op.deleted));
   c->op_seq = seq;
   return WriteResult{seq, op.deleted.size()};
@@ -585,6 +589,7 @@ Result<PluginRun> Engine::RunPlugin(const std::string& name, const std::string& 
       [&](storage::WriteBatch& batch) -> Status {
         std::lock_guard write(c->write_mu);  // not into a collection dropped meanwhile
         if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
+        KillPoint("plugin.commit");
         return store_->Write(batch);
       });
 }
@@ -651,6 +656,7 @@ Status Engine::Snapshot(const std::string& name) {
   if (ec) return InternalError("cannot create " + dir + ": " + ec.message());
   QV_RETURN_IF_ERROR(WriteSnapshot(*c->parts(), dir, seq));
   c->snapshot_seq = seq;
+  KillPoint("snapshot.renamed");
   auto snapshots = ListSnapshots(dir);
   const size_t kept = std::max<size_t>(1, options_.snapshots_kept);
   for (size_t i = kept; i < snapshots.size(); ++i) fs::remove_all(snapshots[i].second, ec);

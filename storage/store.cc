@@ -15,6 +15,7 @@
 #include <mutex>
 
 #include "base/coding.h"
+#include "base/kill_point.h"
 #include "storage/column_families.h"
 
 namespace quiver::storage {
@@ -317,6 +318,7 @@ Status Store::Write(WriteBatch& batch) {
     }
     QV_RETURN_IF_ERROR(FromRocks(s, "building a write batch"));
   }
+  KillPoint("write.before_wal");
   rocksdb::Status s = rep_->db->Write(rep_->write_options, &b);
   if (s.IsIOError() || s.IsNoSpace()) {
     std::lock_guard lock(rep_->resume_mu);
@@ -611,6 +613,7 @@ Result<uint64_t> Store::IngestItems(uint32_t collection_id,
     ++n;
   }
   QV_RETURN_IF_ERROR(finish());
+  KillPoint("ingest.sst");
   if (!files.empty()) {
     rocksdb::IngestExternalFileOptions io;
     io.move_files = true;

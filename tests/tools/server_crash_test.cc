@@ -1,0 +1,455 @@
+// Crash test of the real server, in the style of RocksDB's db_crashtest: quiverd is killed with
+// SIGKILL over and over while it takes writes and runs maintenance, and restarted on the same
+// data root. Each cycle:
+//   - starts quiverd (its default flags, sync durability), either unarmed or with one named kill
+//     point armed (QUIVER_KILL_AT, base/kill_point.h) to fire after a random number of hits;
+//   - runs three writers sharing one expected state: two over the binary protocol (the C++
+//     client library), one over REST (raw HTTP/1.1); each owns its own ids in a flat, an HNSW
+//     and an IVF-PQ collection and sends upserts and deletes of 1-8 items; plus a maintenance
+//     client snapshotting the collections and running the i2i_knn plugin;
+//   - kills quiverd (unless the armed point did) after a random number of acknowledged writes;
+//   - restarts it and checks every id each writer owns: an acknowledged write is there bit for
+//     bit (or, deleted, absent), a write whose acknowledgement never came is all there or not at
+//     all, nothing else is there (phantoms: the item counts match); searches: the flat
+//     collection's hits equal brute force over the stored state, the HNSW and IVF-PQ
+//     collections' hits are all stored items and their recall against brute force stays above a
+//     floor.
+// QUIVER_SERVER_CRASH_CYCLES sets the cycles (default 10; the long run uses 1000),
+// QUIVER_SERVER_CRASH_SEED the seed.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "base/child_process.h"
+#include "client/client.h"
+#include "tests/testing/temp_dir.h"
+
+namespace quiver {
+namespace {
+
+constexpr uint32_t kDim = 8;
+constexpr uint64_t kIdsPerWriter = 150;
+constexpr int kWriters = 3;                            // 0 and 1: binary; 2: REST
+constexpr uint64_t kIvfBase = 900000, kIvfSeed = 600;  // the IVF-PQ collection's training batch
+const char* const kCollections[] = {"flat", "hnsw", "ivf"};
+const char* const kKillPoints[] = {"write.before_wal", "write.after_wal", "snapshot.saved",
+                                   "snapshot.renamed", "plugin.commit"};
+
+using Vector = std::vector<float>;
+using Clock = std::chrono::steady_clock;
+
+uint64_t FirstId(int writer) { return uint64_t(writer) * 10000 + 1; }
+
+// What one id may hold: its acknowledged state, and the state of the write in flight when the
+// server died (its outcome unknown); nullopt: absent.
+struct Expected {
+  std::optional<Vector> acked;
+  bool pending = false;
+  std::optional<Vector> pending_value;
+};
+
+// One writer's view: its ids per collection, and the batch in flight (all or nothing).
+struct WriterState {
+  std::map<uint64_t, Expected> ids[3];
+  int pending_collection = -1;
+  std::vector<uint64_t> pending_ids;
+};
+
+std::string JsonFloat(float f) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.9g", double(f));
+  return buf;
+}
+
+// One request over REST (keep-alive off); the HTTP status, or 0 when the server did not answer.
+int HttpPost(uint16_t port, const std::string& target, const std::string& body) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return 0;
+  }
+  const std::string req = "POST " + target +
+                          " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                          "Content-Type: application/json\r\nContent-Length: " +
+                          std::to_string(body.size()) + "\r\n\r\n" + body;
+  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != ssize_t(req.size())) {
+    ::close(fd);
+    return 0;
+  }
+  std::string raw;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) raw.append(buf, size_t(n));
+  ::close(fd);
+  return raw.size() > 12 && raw.starts_with("HTTP/1.1 ") ? std::stoi(raw.substr(9, 3)) : 0;
+}
+
+struct Server {
+  std::unique_ptr<ChildProcess> process;
+  uint16_t http = 0, binary = 0;
+};
+
+class ServerCrashTest : public ::testing::Test {
+ protected:
+  // Starts quiverd; `kill_at` arms a kill point ("" for none). Fails the test if it does not
+  // come up (its log is in the message).
+  Server Start(const std::string& kill_at) {
+    Server s;
+    std::vector<std::string> env;
+    if (!kill_at.empty()) env.push_back("QUIVER_KILL_AT=" + kill_at);
+    auto p = ChildProcess::Start({QUIVERD, "--data", dir_.path() + "/root", "--http-port", "0",
+                                  "--binary-port", "0", "--snapshot-interval-s", "0"},
+                                 dir_.path() + "/quiverd.log", env);
+    EXPECT_TRUE(p.ok()) << p.status();
+    if (!p.ok()) return s;
+    auto line = (*p)->WaitForLine("serving", std::chrono::minutes(10));
+    EXPECT_TRUE(line.ok()) << line.status();
+    if (!line.ok()) return s;
+    const size_t rest = line->find("http://127.0.0.1:"), bin = line->find("binary 127.0.0.1:");
+    s.http = uint16_t(std::stoi(line->substr(rest + 17)));
+    s.binary = uint16_t(std::stoi(line->substr(bin + 17)));
+    s.process = std::move(*p);
+    return s;
+  }
+
+  std::unique_ptr<client::Client> Connect(const Server& s) {
+    client::ClientOptions o;
+    o.port = s.binary;
+    o.deadline = std::chrono::milliseconds(3000);
+    o.max_attempts = 2;
+    auto c = client::Client::Connect(o);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? std::move(*c) : nullptr;
+  }
+
+  Vector RandomVector(std::mt19937_64& rng) {
+    std::normal_distribution<float> g;
+    Vector v(kDim);
+    for (float& x : v) x = g(rng);
+    return v;
+  }
+
+  // One writer's loop until `stop` or the server fails it. Every batch is recorded as pending
+  // before it is sent, as acknowledged when the answer comes.
+  void Write(int w, const Server& server, client::Client* binary, std::atomic<bool>& stop,
+             std::atomic<uint64_t>& acks, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    WriterState& st = writers_[w];
+    while (!stop.load()) {
+      const int c = int(rng() % 3);
+      const size_t n = 1 + rng() % 8;
+      std::set<uint64_t> ids;
+      while (ids.size() < n) ids.insert(FirstId(w) + rng() % kIdsPerWriter);
+      const bool del = rng() % 5 == 0;
+      std::vector<ItemRecord> items;
+      std::map<uint64_t, std::optional<Vector>> next;
+      for (uint64_t id : ids) {
+        if (del) {
+          next[id] = std::nullopt;
+        } else {
+          ItemRecord item;
+          item.id = id;
+          item.vector = RandomVector(rng);
+          next[id] = item.vector;
+          items.push_back(std::move(item));
+        }
+      }
+      {
+        std::lock_guard lock(mu_);
+        st.pending_collection = c;
+        st.pending_ids.assign(ids.begin(), ids.end());
+        for (auto& [id, v] : next) {
+          st.ids[c][id].pending = true;
+          st.ids[c][id].pending_value = v;
+        }
+      }
+      bool ok = false;
+      if (binary) {
+        std::vector<uint64_t> id_list(ids.begin(), ids.end());
+        Status s = del ? binary->Delete(kCollections[c], id_list).status()
+                       : binary->Upsert(kCollections[c], items).status();
+        ok = s.ok();
+        if (!ok && s.code() != StatusCode::kUnavailable &&
+            s.code() != StatusCode::kDeadlineExceeded) {
+          ADD_FAILURE() << "writer " << w << ": " << s;
+        }
+      } else {
+        std::string body;
+        if (del) {
+          body = "{\"ids\":[";
+          for (uint64_t id : ids) body += (body.size() > 8 ? "," : "") + std::to_string(id);
+          body += "]}";
+        } else {
+          body = "{\"items\":[";
+          for (size_t i = 0; i < items.size(); ++i) {
+            body += (i ? ",{\"id\":" : "{\"id\":") + std::to_string(items[i].id) + ",\"vector\":[";
+            for (uint32_t d = 0; d < kDim; ++d)
+              body += (d ? "," : "") + JsonFloat(items[i].vector[d]);
+            body += "]}";
+          }
+          body += "]}";
+        }
+        const int status = HttpPost(
+            server.http,
+            std::string("/v1/collections/") + kCollections[c] + (del ? "/items/delete" : "/items"),
+            body);
+        ok = status == 200;
+        if (status != 200 && status != 0) ADD_FAILURE() << "REST writer: HTTP " << status;
+      }
+      if (!ok) return;  // the server died: the batch stays pending
+      std::lock_guard lock(mu_);
+      for (auto& [id, v] : next) {
+        Expected& e = st.ids[c][id];
+        e.acked = v;
+        e.pending = false;
+        e.pending_value.reset();
+      }
+      st.pending_collection = -1;
+      st.pending_ids.clear();
+      acks.fetch_add(1);
+    }
+  }
+
+  // Checks the restarted server against the expected state and resolves the pending batches.
+  void Verify(client::Client& cl, int cycle) {
+    uint64_t present[3] = {0, 0, 0};
+    std::map<uint64_t, Vector> stored[3];
+    for (int w = 0; w < kWriters; ++w) {
+      WriterState& st = writers_[w];
+      for (int c = 0; c < 3; ++c) {
+        std::vector<uint64_t> ids;
+        for (uint64_t id = FirstId(w); id < FirstId(w) + kIdsPerWriter; ++id) ids.push_back(id);
+        auto got = cl.Get(kCollections[c], ids);
+        ASSERT_TRUE(got.ok()) << got.status();
+        int batch_new = 0, batch_old = 0;  // the pending batch: all new or all old
+        for (size_t i = 0; i < ids.size(); ++i) {
+          const std::optional<Vector> actual =
+              (*got)[i] ? std::optional<Vector>((*got)[i]->vector) : std::nullopt;
+          Expected& e = st.ids[c][ids[i]];
+          const bool is_acked = actual == e.acked;
+          const bool is_pending = e.pending && actual == e.pending_value;
+          ASSERT_TRUE(is_acked || is_pending)
+              << "cycle " << cycle << ", " << kCollections[c] << " item " << ids[i] << ": "
+              << (actual ? "present" : "absent") << ", acknowledged "
+              << (e.acked ? "present" : "absent") << (e.pending ? " (a write was in flight)" : "");
+          if (c == st.pending_collection && e.pending && e.acked != e.pending_value) {
+            (is_pending ? batch_new : batch_old)++;
+          }
+          e.acked = actual;
+          e.pending = false;
+          e.pending_value.reset();
+          if (actual) {
+            ++present[c];
+            stored[c][ids[i]] = *actual;
+          }
+        }
+        ASSERT_FALSE(batch_new > 0 && batch_old > 0)
+            << "cycle " << cycle << ": writer " << w << "'s batch in flight is partly applied ("
+            << batch_new << " new, " << batch_old << " old)";
+        if (c == st.pending_collection) {
+          st.pending_collection = -1;
+          st.pending_ids.clear();
+        }
+      }
+    }
+    for (int c = 0; c < 3; ++c) {
+      auto info = cl.DescribeCollection(kCollections[c]);
+      ASSERT_TRUE(info.ok()) << info.status();
+      const uint64_t extra = c == 2 ? kIvfSeed : 0;
+      ASSERT_EQ(info->items, present[c] + extra)
+          << "cycle " << cycle << ": " << kCollections[c] << " holds items nobody wrote";
+      if (c == 2) {
+        for (const auto& [id, v] : ivf_seed_) stored[c][id] = v;
+      }
+    }
+    // Searches against brute force over what is stored.
+    std::mt19937_64 rng(uint64_t(cycle) * 7919);
+    double recall[3] = {0, 0, 0};
+    constexpr int kQueries = 10;
+    constexpr size_t kK = 10;
+    for (int q = 0; q < kQueries; ++q) {
+      const Vector query = RandomVector(rng);
+      for (int c = 0; c < 3; ++c) {
+        std::vector<std::pair<float, uint64_t>> all;
+        for (const auto& [id, v] : stored[c]) {
+          float d = 0;
+          for (uint32_t i = 0; i < kDim; ++i) d += (v[i] - query[i]) * (v[i] - query[i]);
+          all.emplace_back(d, id);
+        }
+        std::sort(all.begin(), all.end());
+        std::set<uint64_t> truth;
+        for (size_t i = 0; i < std::min(kK, all.size()); ++i) truth.insert(all[i].second);
+        auto hits =
+            cl.Search(kCollections[c], query, {.k = uint32_t(kK), .nprobe = c == 2 ? 8u : 0u});
+        ASSERT_TRUE(hits.ok()) << hits.status();
+        std::set<uint64_t> got;
+        for (const Hit& h : *hits) {
+          ASSERT_TRUE(stored[c].count(h.id))
+              << "cycle " << cycle << ": " << kCollections[c] << " search returned item " << h.id
+              << ", which is not stored";
+          got.insert(h.id);
+        }
+        if (c == 0) {
+          ASSERT_EQ(got, truth) << "cycle " << cycle
+                                << ": the flat search differs from brute force";
+        }
+        size_t found = 0;
+        for (uint64_t id : got) found += truth.count(id);
+        recall[c] += truth.empty() ? 1.0 : double(found) / double(truth.size());
+      }
+    }
+    EXPECT_GE(recall[1] / kQueries, 0.9) << "cycle " << cycle << ": HNSW recall@10";
+    EXPECT_GE(recall[2] / kQueries, 0.5) << "cycle " << cycle << ": IVF-PQ recall@10";
+  }
+
+  void Setup(client::Client& cl) {
+    CollectionSchema flat{.name = "flat", .dim = kDim}, hnsw{.name = "hnsw", .dim = kDim},
+        ivf{.name = "ivf", .dim = kDim};
+    flat.index.type = IndexSpec::Type::kFlat;
+    ivf.index.type = IndexSpec::Type::kIvfPq;
+    ivf.index.ivf_nlist = 8;
+    ivf.index.ivf_m = 4;
+    ivf.index.ivf_nbits = 8;
+    for (const auto& s : {flat, hnsw, ivf}) {
+      auto r = cl.CreateCollection(s);
+      ASSERT_TRUE(r.ok()) << r.status();
+    }
+    std::mt19937_64 rng(99);
+    std::vector<ItemRecord> seed;
+    for (uint64_t i = 0; i < kIvfSeed; ++i) {
+      ItemRecord item;
+      item.id = kIvfBase + i;
+      item.vector = RandomVector(rng);
+      ivf_seed_[item.id] = item.vector;
+      seed.push_back(std::move(item));
+    }
+    auto r = cl.Upsert("ivf", seed);
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+
+  quiver::testing::ScopedTempDir dir_;
+  std::mutex mu_;
+  WriterState writers_[kWriters];
+  std::map<uint64_t, Vector> ivf_seed_;
+};
+
+TEST_F(ServerCrashTest, KilledServerLosesNothingAcknowledged) {
+  int cycles = 10;
+  if (const char* env = std::getenv("QUIVER_SERVER_CRASH_CYCLES")) cycles = std::atoi(env);
+  uint64_t seed = 20261130;
+  if (const char* env = std::getenv("QUIVER_SERVER_CRASH_SEED"))
+    seed = std::strtoull(env, nullptr, 10);
+  std::mt19937_64 rng(seed);
+  {
+    Server s = Start("");
+    ASSERT_TRUE(s.process);
+    auto cl = Connect(s);
+    ASSERT_TRUE(cl);
+    Setup(*cl);
+    if (HasFatalFailure()) return;
+  }
+  uint64_t total_acks = 0, by_point = 0, by_signal = 0;
+  std::map<std::string, int> points_fired;
+  for (int cycle = 0; cycle < cycles; ++cycle) {
+    // Half the cycles arm a kill point after 1-12 hits; the others kill after 0-40 writes.
+    std::string kill_at;
+    if (rng() % 2 == 0) {
+      kill_at = std::string(kKillPoints[rng() % std::size(kKillPoints)]) + ":" +
+                std::to_string(1 + rng() % 12);
+    }
+    const uint64_t kill_after = rng() % 41;
+    Server s = Start(kill_at);
+    ASSERT_TRUE(s.process) << "cycle " << cycle;
+    auto cl = Connect(s);
+    ASSERT_TRUE(cl);
+    Verify(*cl, cycle);
+    if (HasFatalFailure()) return;
+
+    std::atomic<bool> stop{false};
+    std::atomic<uint64_t> acks{0};
+    std::vector<std::unique_ptr<client::Client>> clients;
+    std::vector<std::thread> threads;
+    for (int w = 0; w < kWriters; ++w) {
+      clients.push_back(w < 2 ? Connect(s) : nullptr);
+      threads.emplace_back(
+          [&, w, ws = rng()] { Write(w, s, clients[size_t(w)].get(), stop, acks, ws); });
+    }
+    auto maint = Connect(s);
+    threads.emplace_back([&, ms = rng()] {
+      std::mt19937_64 mrng(ms);
+      while (!stop.load()) {
+        Status st = mrng() % 3 == 0 ? maint->RunPlugin("hnsw", "i2i_knn", R"({"k":5})").status()
+                                    : maint->Snapshot(kCollections[mrng() % 3]);
+        if (!st.ok()) return;
+      }
+    });
+    // Kill once enough writes are acknowledged, or when the armed point fired (the process
+    // exited); a point the workload never reaches is followed by a plain kill.
+    bool fired = false;
+    while (acks.load() < kill_after + (kill_at.empty() ? 0 : 200)) {
+      if (s.process->Exited()) {
+        fired = true;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    if (!fired) s.process->Signal(SIGKILL);
+    const int status = s.process->Wait();
+    if (fired && kill_at.empty()) {
+      FAIL() << "cycle " << cycle << ": quiverd ended by itself with " << DescribeWaitStatus(status)
+             << "\n"
+             << s.process->Log();
+    }
+    if (fired) {
+      ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+          << "cycle " << cycle << ": quiverd ended with " << DescribeWaitStatus(status) << "\n"
+          << s.process->Log();
+      ++by_point;
+      ++points_fired[kill_at.substr(0, kill_at.find(':'))];
+    } else {
+      ++by_signal;
+    }
+    stop = true;
+    for (auto& t : threads) t.join();
+    total_acks += acks.load();
+  }
+  {
+    Server s = Start("");
+    ASSERT_TRUE(s.process);
+    auto cl = Connect(s);
+    ASSERT_TRUE(cl);
+    Verify(*cl, cycles);
+  }
+  std::string fired;
+  for (const auto& [p, n] : points_fired) fired += " " + p + "=" + std::to_string(n);
+  std::printf(
+      "server crash test: %d cycles (%llu by kill points:%s; %llu by SIGKILL), %llu "
+      "acknowledged batches, every one checked after each restart\n",
+      cycles, (unsigned long long)by_point, fired.c_str(), (unsigned long long)by_signal,
+      (unsigned long long)total_acks);
+}
+
+}  // namespace
+}  // namespace quiver
