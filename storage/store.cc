@@ -2,6 +2,7 @@
 
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/sst_file_writer.h>
@@ -17,6 +18,7 @@
 #include "base/coding.h"
 #include "base/kill_point.h"
 #include "storage/column_families.h"
+#include "storage/power_loss_fs.h"
 
 namespace quiver::storage {
 namespace {
@@ -132,6 +134,7 @@ void WriteBatch::PutOp(uint32_t collection_id, uint64_t seq, const OpRecord& op)
 }
 
 struct Store::Rep {
+  std::unique_ptr<rocksdb::Env> env;  // simulate_power_loss: outlives the database
   std::unique_ptr<rocksdb::DB> db;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs;
   rocksdb::WriteOptions write_options;
@@ -199,6 +202,10 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, const StoreO
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const char* name : kCfNames) descriptors.emplace_back(name, cf_options);
   auto rep = std::make_unique<Rep>();
+  if (options.simulate_power_loss) {
+    rep->env = rocksdb::NewCompositeEnv(NewPowerLossFileSystem());
+    db_options.env = rep->env.get();
+  }
   rep->path = path;
   rep->min_free_bytes = options.min_free_bytes;
   rocksdb::DB* db = nullptr;

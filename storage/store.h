@@ -48,6 +48,9 @@ struct StoreOptions {
   // restart with the space back). RocksDB itself is not taken to the last byte: its recovery
   // from a full disk in the middle of a write is not something to rely on.
   uint64_t min_free_bytes = uint64_t{64} << 20;
+  // For the crash tests: data RocksDB appends stays in the process until synced, so a SIGKILL
+  // loses it as a power cut would (storage/power_loss_fs.h).
+  bool simulate_power_loss = false;
 };
 
 // An atomic group of changes: all of them are applied, or none.

@@ -93,6 +93,10 @@ int Main(int argc, char** argv) {
   app.add_flag("!--no-snapshot-on-exit", snapshot_on_exit, "skip the index snapshots at shutdown");
   bool accept_wal_loss = false;
   uint64_t min_free_disk_mb = 64;
+  bool simulate_power_loss = false;
+  app.add_flag("--simulate-power-loss", simulate_power_loss,
+               "crash tests only: keep data RocksDB appends in memory until it is synced, so "
+               "that a kill -9 loses what a power cut would");
   app.add_option("--min-free-disk-mb", min_free_disk_mb,
                  "free disk kept under the data root: writes that find less are refused until "
                  "there is more; a start with less opens read-only")
@@ -143,6 +147,7 @@ int Main(int argc, char** argv) {
   engine::EngineOptions eo;
   eo.store.accept_wal_loss = accept_wal_loss;
   eo.store.min_free_bytes = min_free_disk_mb << 20;
+  eo.store.simulate_power_loss = simulate_power_loss;
   eo.store.durability =
       durability == "sync" ? storage::Durability::kSync : storage::Durability::kNoSync;
   auto root = engine::DataRoot::Open(data, eo);

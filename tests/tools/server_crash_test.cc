@@ -2,7 +2,9 @@
 // SIGKILL over and over while it takes writes and runs maintenance, and restarted on the same
 // data root. Each cycle:
 //   - starts quiverd (its default flags, sync durability), either unarmed or with one named kill
-//     point armed (QUIVER_KILL_AT, base/kill_point.h) to fire after a random number of hits;
+//     point armed (QUIVER_KILL_AT, base/kill_point.h) to fire after a random number of hits; a
+//     third of the cycles with --simulate-power-loss, so that the kill also drops whatever
+//     RocksDB appended and did not sync (storage/power_loss_fs.h);
 //   - runs three writers sharing one expected state: two over the binary protocol (the C++
 //     client library), one over REST (raw HTTP/1.1); each owns its own ids in a flat, an HNSW
 //     and an IVF-PQ collection and sends upserts and deletes of 1-8 items; plus a maintenance
@@ -115,13 +117,21 @@ class ServerCrashTest : public ::testing::Test {
  protected:
   // Starts quiverd; `kill_at` arms a kill point ("" for none). Fails the test if it does not
   // come up (its log is in the message).
-  Server Start(const std::string& kill_at) {
+  Server Start(const std::string& kill_at, bool power_loss = false) {
     Server s;
     std::vector<std::string> env;
     if (!kill_at.empty()) env.push_back("QUIVER_KILL_AT=" + kill_at);
-    auto p = ChildProcess::Start({QUIVERD, "--data", dir_.path() + "/root", "--http-port", "0",
-                                  "--binary-port", "0", "--snapshot-interval-s", "0"},
-                                 dir_.path() + "/quiverd.log", env);
+    std::vector<std::string> args = {QUIVERD,
+                                     "--data",
+                                     dir_.path() + "/root",
+                                     "--http-port",
+                                     "0",
+                                     "--binary-port",
+                                     "0",
+                                     "--snapshot-interval-s",
+                                     "0"};
+    if (power_loss) args.emplace_back("--simulate-power-loss");
+    auto p = ChildProcess::Start(args, dir_.path() + "/quiverd.log", env);
     EXPECT_TRUE(p.ok()) << p.status();
     if (!p.ok()) return s;
     auto line = (*p)->WaitForLine("serving", std::chrono::minutes(10));
@@ -370,7 +380,7 @@ TEST_F(ServerCrashTest, KilledServerLosesNothingAcknowledged) {
     Setup(*cl);
     if (HasFatalFailure()) return;
   }
-  uint64_t total_acks = 0, by_point = 0, by_signal = 0;
+  uint64_t total_acks = 0, by_point = 0, by_signal = 0, power_loss_cycles = 0;
   std::map<std::string, int> points_fired;
   for (int cycle = 0; cycle < cycles; ++cycle) {
     // Half the cycles arm a kill point after 1-12 hits; the others kill after 0-40 writes.
@@ -380,7 +390,11 @@ TEST_F(ServerCrashTest, KilledServerLosesNothingAcknowledged) {
                 std::to_string(1 + rng() % 12);
     }
     const uint64_t kill_after = rng() % 41;
-    Server s = Start(kill_at);
+    // A third of the cycles simulate a power loss: what RocksDB has not synced dies with the
+    // process.
+    const bool power_loss = rng() % 3 == 0;
+    power_loss_cycles += power_loss;
+    Server s = Start(kill_at, power_loss);
     ASSERT_TRUE(s.process) << "cycle " << cycle;
     auto cl = Connect(s);
     ASSERT_TRUE(cl);
@@ -445,10 +459,11 @@ TEST_F(ServerCrashTest, KilledServerLosesNothingAcknowledged) {
   std::string fired;
   for (const auto& [p, n] : points_fired) fired += " " + p + "=" + std::to_string(n);
   std::printf(
-      "server crash test: %d cycles (%llu by kill points:%s; %llu by SIGKILL), %llu "
-      "acknowledged batches, every one checked after each restart\n",
+      "server crash test: %d cycles (%llu by kill points:%s; %llu by SIGKILL; %llu of them "
+      "simulated power losses), %llu acknowledged batches, every one checked after each "
+      "restart\n",
       cycles, (unsigned long long)by_point, fired.c_str(), (unsigned long long)by_signal,
-      (unsigned long long)total_acks);
+      (unsigned long long)power_loss_cycles, (unsigned long long)total_acks);
 }
 
 }  // namespace
