@@ -32,6 +32,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -464,6 +466,89 @@ TEST_F(ServerCrashTest, KilledServerLosesNothingAcknowledged) {
       "restart\n",
       cycles, (unsigned long long)by_point, fired.c_str(), (unsigned long long)by_signal,
       (unsigned long long)power_loss_cycles, (unsigned long long)total_acks);
+}
+
+// Issue 16, case 1, end to end: 300 acknowledged upserts, a snapshot, 300 more, kill -9, one
+// byte flipped in the middle of the write-ahead log. quiverd refuses to start (naming the damage
+// and the way out) instead of serving part of the data; started with --accept-wal-loss it
+// serves a prefix of the writes and names the ops lost. (Before: it started, said "serving" and
+// held about half the items, silently.)
+TEST_F(ServerCrashTest, DamagedWriteAheadLogStopsTheStartUntilTheLossIsAccepted) {
+  {
+    Server s = Start("");
+    ASSERT_TRUE(s.process);
+    auto cl = Connect(s);
+    ASSERT_TRUE(cl);
+    CollectionSchema schema{.name = "m", .dim = 4};
+    schema.index.type = IndexSpec::Type::kFlat;
+    ASSERT_TRUE(cl->CreateCollection(schema).ok());
+    auto upsert = [&](uint64_t id) {
+      ItemRecord item;
+      item.id = id;
+      item.vector = {float(id), 1, 0, 0};
+      auto r = cl->Upsert("m", {item});
+      ASSERT_TRUE(r.ok()) << r.status();
+    };
+    for (uint64_t id = 1; id <= 300; ++id) upsert(id);
+    ASSERT_TRUE(cl->Snapshot("m").ok());
+    for (uint64_t id = 301; id <= 600; ++id) upsert(id);
+    s.process->Signal(SIGKILL);
+    s.process->Wait();
+  }
+  std::string wal;
+  for (const auto& e :
+       std::filesystem::recursive_directory_iterator(dir_.path() + "/root/versions")) {
+    if (e.path().extension() == ".log" &&
+        (wal.empty() || e.file_size() > std::filesystem::file_size(wal)))
+      wal = e.path().string();
+  }
+  ASSERT_FALSE(wal.empty());
+  {
+    std::fstream f(wal, std::ios::in | std::ios::out | std::ios::binary);
+    const auto middle = std::streamoff(std::filesystem::file_size(wal) / 2);
+    char byte = 0;
+    f.seekg(middle);
+    f.read(&byte, 1);
+    byte = char(~byte);
+    f.seekp(middle);
+    f.write(&byte, 1);
+  }
+  auto refused = ChildProcess::Start(
+      {QUIVERD, "--data", dir_.path() + "/root", "--http-port", "0", "--binary-port", "0"},
+      dir_.path() + "/refused.log");
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  const int status = (*refused)->Wait();
+  const std::string log = (*refused)->Log();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << DescribeWaitStatus(status) << log;
+  EXPECT_EQ(log.find("serving"), std::string::npos) << log;
+  EXPECT_NE(log.find("damaged"), std::string::npos) << log;
+  EXPECT_NE(log.find("--accept-wal-loss"), std::string::npos) << log;
+
+  auto accepted = ChildProcess::Start({QUIVERD, "--data", dir_.path() + "/root", "--http-port", "0",
+                                       "--binary-port", "0", "--accept-wal-loss"},
+                                      dir_.path() + "/accepted.log");
+  ASSERT_TRUE(accepted.ok()) << accepted.status();
+  auto line = (*accepted)->WaitForLine("serving", std::chrono::minutes(10));
+  ASSERT_TRUE(line.ok()) << line.status();
+  Server s;
+  s.binary = uint16_t(std::stoi(line->substr(line->find("binary 127.0.0.1:") + 17)));
+  auto cl = Connect(s);
+  ASSERT_TRUE(cl);
+  std::vector<uint64_t> ids(600);
+  for (uint64_t i = 0; i < 600; ++i) ids[i] = i + 1;
+  auto got = cl->Get("m", ids);
+  ASSERT_TRUE(got.ok()) << got.status();
+  size_t kept = 0;
+  while (kept < 600 && (*got)[kept]) ++kept;
+  for (size_t i = kept; i < 600; ++i) ASSERT_FALSE((*got)[i]) << "item " << i + 1 << " after a gap";
+  EXPECT_LT(kept, 600u) << "the damage lost nothing: the byte flip missed the log's records";
+  const std::string accepted_log = (*accepted)->Log();
+  if (kept < 300) {
+    // The snapshot covered op 300: the loss is named with its range.
+    EXPECT_NE(accepted_log.find("were acknowledged and are lost"), std::string::npos)
+        << accepted_log;
+  }
+  std::printf("damaged WAL: refused; accepted, %zu of 600 items kept\n", kept);
 }
 
 }  // namespace
