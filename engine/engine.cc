@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <unordered_set>
 
@@ -230,12 +232,77 @@ std::string Engine::SnapshotDir(uint32_t collection_id) const {
   return (fs::path(dir_) / "snapshots" / std::to_string(collection_id)).string();
 }
 
+namespace {
+
+constexpr const char* kAckedFile = "ACKED";
+constexpr const char* kAckedHeader = "quiver acknowledged ops v1";
+
+// <dir>/ACKED: collection id -> op sequence acknowledged (empty if the file is absent).
+Result<std::map<uint32_t, uint64_t>> ReadAcked(const std::string& dir) {
+  std::map<uint32_t, uint64_t> out;
+  std::ifstream in(dir + "/" + kAckedFile);
+  if (!in) return out;
+  std::string header;
+  std::getline(in, header);
+  if (header != kAckedHeader) return DataLossError(dir + "/" + kAckedFile + " is damaged");
+  uint32_t id;
+  uint64_t seq;
+  while (in >> id >> seq) out[id] = seq;
+  if (!in.eof()) return DataLossError(dir + "/" + kAckedFile + " is damaged");
+  return out;
+}
+
+}  // namespace
+
+void Engine::MarkAcknowledged() {
+  if (options_.store.durability != storage::Durability::kSync) return;
+  const int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+  if (now < next_mark_ns_.load(std::memory_order_relaxed)) return;
+  std::unique_lock lock(mark_mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return;
+  next_mark_ns_ = now + std::chrono::nanoseconds(std::chrono::seconds(1)).count();
+  std::string text = std::string(kAckedHeader) + "\n";
+  {
+    std::shared_lock collections(mu_);
+    for (const auto& [name, c] : collections_) {
+      text += std::to_string(c->id()) + " " + std::to_string(c->op_seq.load()) + "\n";
+    }
+  }
+  // Every op counted here is in the fsynced WAL already. A failure only skips this mark.
+  const std::string path = dir_ + "/" + kAckedFile, tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  const bool written =
+      ::write(fd, text.data(), text.size()) == ssize_t(text.size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!written || ::rename(tmp.c_str(), path.c_str()) != 0) return;
+  const int dfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
 Status Engine::RecoverAll() {
   QV_ASSIGN_OR_RETURN(next_id_, store_->NextCollectionId());
   QV_ASSIGN_OR_RETURN(auto schemas, store_->LoadCollections());
+  QV_ASSIGN_OR_RETURN(const auto acked, ReadAcked(dir_));
   for (auto& [id, schema] : schemas) {
     auto c = std::make_shared<Collection>(id, schema);
     QV_ASSIGN_OR_RETURN(const uint64_t last, store_->LastOp(id));
+    if (auto it = acked.find(id); it != acked.end() && it->second > last) {
+      // Ops the server acknowledged (and recorded) are not in the store: a write-ahead log cut
+      // short at a record boundary, or removed, shows no damage RocksDB could find.
+      Status lost = DataLossError(
+          "collection '" + schema.name + "': ops up to " + std::to_string(it->second) +
+          " were acknowledged (" + dir_ + "/" + kAckedFile +
+          ") but the store's op log ends at op " + std::to_string(last) + ": ops " +
+          std::to_string(last + 1) + " to " + std::to_string(it->second) +
+          " are lost (a write-ahead log cut short or removed?). "
+          "Copy the directory aside, then start with --accept-wal-loss to serve what is left");
+      if (!options_.store.accept_wal_loss) return lost;
+      std::fprintf(stderr, "quiver: %s\n", lost.ToString().c_str());
+    }
     uint64_t base = 0;
     bool loaded = false;
     for (const auto& [seq, path] : ListSnapshots(SnapshotDir(id))) {
@@ -272,6 +339,9 @@ Status Engine::RecoverAll() {
     c->snapshot_seq = base;
     collections_[schema.name] = std::move(c);
   }
+  // A loss accepted above is recorded as the new floor, so the next start does not refuse it
+  // again.
+  if (options_.store.accept_wal_loss) MarkAcknowledged();
   return Status::Ok();
 }
 
@@ -478,6 +548,7 @@ Result<WriteResult> Engine::Upsert(const std::string& name, std::span<const Item
                          "); they are indexed at the next restart");
   }
   c->op_seq = seq;
+  MarkAcknowledged();
   return WriteResult{seq, items.size()};
 }
 
@@ -506,6 +577,7 @@ Result<WriteResult> Engine::Delete(const std::string& name, std::span<const uint
   KillPoint("write.after_wal");
   QV_RETURN_IF_ERROR(c->parts()->Remove(op.deleted));
   c->op_seq = seq;
+  MarkAcknowledged();
   return WriteResult{seq, op.deleted.size()};
 }
 

@@ -13,6 +13,7 @@
 // applied in order (one at a time); searches run concurrently with everything.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -130,6 +131,10 @@ class Engine {
   // REQUIRES: ddl_mu_ held.
   Result<uint32_t> NextIdFor(const std::string& name) const;
   std::string SnapshotDir(uint32_t collection_id) const;
+  // With sync durability, at most once a second after an acknowledged write: records every
+  // collection's op sequence in <dir>/ACKED (fsynced), the floor a later start checks the store
+  // against (a write-ahead log cut short or removed loses ops without any damage to detect).
+  void MarkAcknowledged();
 
   const std::string dir_;
   const EngineOptions options_;
@@ -139,6 +144,9 @@ class Engine {
   mutable std::shared_mutex mu_;  // guards collections_ and next_id_; not held during I/O
   std::unordered_map<std::string, std::shared_ptr<Collection>> collections_;
   uint32_t next_id_ = 1;
+
+  std::mutex mark_mu_;                    // one ACKED write at a time
+  std::atomic<int64_t> next_mark_ns_{0};  // steady-clock time of the next ACKED write
 };
 
 }  // namespace quiver::engine

@@ -551,5 +551,74 @@ TEST_F(ServerCrashTest, DamagedWriteAheadLogStopsTheStartUntilTheLossIsAccepted)
   std::printf("damaged WAL: refused; accepted, %zu of 600 items kept\n", kept);
 }
 
+// A write-ahead log cut short at a record boundary (here: removed whole, the boundary at 0)
+// shows RocksDB no damage: it opens and serves the older state. quiverd records the op
+// sequences it acknowledged in ACKED (at most once a second, fsynced) and refuses a store that
+// ends before them, naming the lost ops; --accept-wal-loss serves what is left and makes it
+// the new floor. (Before: it started and served without the lost items, silently.)
+TEST_F(ServerCrashTest, RemovedWriteAheadLogStopsTheStartUntilTheLossIsAccepted) {
+  const std::string acked = dir_.path() + "/root/versions/initial/ACKED";
+  {
+    // The collection and its first items reach SST files: the next start replays the log into
+    // them, and the logs after that hold only later writes.
+    Server s = Start("");
+    ASSERT_TRUE(s.process);
+    auto cl = Connect(s);
+    ASSERT_TRUE(cl);
+    ASSERT_TRUE(cl->CreateCollection({.name = "m", .dim = 4}).ok());
+    ASSERT_TRUE(cl->Upsert("m", {ItemRecord{.id = 1, .vector = {1, 1, 0, 0}}}).ok());
+    s.process->Signal(SIGKILL);
+    s.process->Wait();
+  }
+  {
+    Server s = Start("");
+    ASSERT_TRUE(s.process);
+    auto cl = Connect(s);
+    ASSERT_TRUE(cl);
+    // Writes until ACKED records op 20 or later (one is written per second of writes).
+    for (uint64_t id = 2;; ++id) {
+      ItemRecord item;
+      item.id = id;
+      item.vector = {float(id), 1, 0, 0};
+      auto r = cl->Upsert("m", {item});
+      ASSERT_TRUE(r.ok()) << r.status();
+      std::ifstream in(acked);
+      std::string header;
+      uint32_t cid = 0;
+      uint64_t seq = 0;
+      if (std::getline(in, header) && (in >> cid >> seq) && seq >= 20) break;
+      ASSERT_LT(id, 100000u) << "ACKED never recorded op 20";
+    }
+    s.process->Signal(SIGKILL);
+    s.process->Wait();
+  }
+  size_t removed = 0;
+  for (const auto& e :
+       std::filesystem::recursive_directory_iterator(dir_.path() + "/root/versions")) {
+    if (e.path().extension() == ".log") removed += std::filesystem::remove(e.path());
+  }
+  ASSERT_GT(removed, 0u);
+  const std::vector<std::string> args = {
+      QUIVERD, "--data", dir_.path() + "/root", "--http-port", "0", "--binary-port", "0"};
+  auto refused = ChildProcess::Start(args, dir_.path() + "/refused.log");
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  const int status = (*refused)->Wait();
+  const std::string log = (*refused)->Log();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << DescribeWaitStatus(status) << log;
+  EXPECT_NE(log.find("are lost"), std::string::npos) << log;
+  EXPECT_NE(log.find("--accept-wal-loss"), std::string::npos) << log;
+
+  std::vector<std::string> accept = args;
+  accept.emplace_back("--accept-wal-loss");
+  for (const auto& [argv, name] : {std::pair{accept, "accepted"}, {args, "after"}}) {
+    auto p = ChildProcess::Start(argv, dir_.path() + "/" + name + ".log");
+    ASSERT_TRUE(p.ok()) << p.status();
+    auto line = (*p)->WaitForLine("serving", std::chrono::minutes(10));
+    ASSERT_TRUE(line.ok()) << name << ": " << line.status();
+    (*p)->Signal(SIGTERM);
+    (*p)->Wait();
+  }
+}
+
 }  // namespace
 }  // namespace quiver
