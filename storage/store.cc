@@ -18,7 +18,7 @@
 #include "base/coding.h"
 #include "base/kill_point.h"
 #include "storage/column_families.h"
-#include "storage/power_loss_fs.h"
+#include "storage/fault_fs.h"
 
 namespace quiver::storage {
 namespace {
@@ -202,8 +202,9 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, const StoreO
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const char* name : kCfNames) descriptors.emplace_back(name, cf_options);
   auto rep = std::make_unique<Rep>();
-  if (options.simulate_power_loss) {
-    rep->env = rocksdb::NewCompositeEnv(NewPowerLossFileSystem());
+  if (options.simulate_power_loss || options.faults) {
+    rep->env =
+        rocksdb::NewCompositeEnv(NewFaultFileSystem(options.simulate_power_loss, options.faults));
     db_options.env = rep->env.get();
   }
   rep->path = path;
@@ -269,7 +270,8 @@ std::string Store::WriteRefusal() const {
   }
   if (rep_->write_error.load()) {
     std::lock_guard lock(rep_->resume_mu);
-    return "the last write failed (" + rep_->write_error_text + "); the next write retries it";
+    return "the last write failed (" + rep_->write_error_text +
+           "); writes resume if RocksDB can resume, else after a restart";
   }
   return "";
 }
@@ -301,8 +303,14 @@ Status Store::Write(WriteBatch& batch) {
       rep_->resume_tried = now;
       rocksdb::Status r = rep_->db->Resume();
       if (!r.ok()) {
-        return ResourceExhaustedError("writes are refused after a disk error (" +
-                                      rep_->write_error_text + "); resuming: " + r.ToString());
+        // RocksDB resumes after a full disk, not after an I/O error on its log: the outcome
+        // of the failed write is then unknown until the log is read again, at a restart.
+        return UnavailableError(
+            "writes are refused after a disk error RocksDB cannot resume "
+            "from (" +
+            rep_->write_error_text +
+            "); restart quiverd once the disk is sound (the failed write "
+            "is then either all there or absent)");
       }
       rep_->write_error = false;
     }

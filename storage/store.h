@@ -24,6 +24,7 @@
 
 #include "base/result.h"
 #include "base/status.h"
+#include "storage/fault_fs.h"
 #include "storage/records.h"
 
 namespace quiver::storage {
@@ -49,8 +50,10 @@ struct StoreOptions {
   // from a full disk in the middle of a write is not something to rely on.
   uint64_t min_free_bytes = uint64_t{64} << 20;
   // For the crash tests: data RocksDB appends stays in the process until synced, so a SIGKILL
-  // loses it as a power cut would (storage/power_loss_fs.h).
+  // loses it as a power cut would (storage/fault_fs.h).
   bool simulate_power_loss = false;
+  // For the fault tests: I/O errors to inject while its flags are set (storage/fault_fs.h).
+  std::shared_ptr<FaultInjection> faults;
 };
 
 // An atomic group of changes: all of them are applied, or none.

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "storage/records.h"
 #include "tests/testing/temp_dir.h"
@@ -224,6 +225,95 @@ TEST_F(StoreTest, DamagedWriteAheadLogIsRefusedUnlessTheLossIsAccepted) {
   EXPECT_LT(kept, kWrites);
   for (uint64_t id = kept + 1; id <= kWrites; ++id)
     EXPECT_FALSE((*(*opened)->GetItem(1, id)).has_value()) << id;
+}
+
+// Injected I/O errors (storage/fault_fs.h): a failing write is refused and leaves nothing
+// behind, the store says why, and writes resume by themselves once the disk behaves; a failing
+// read is an error, never wrong data or a crash; ENOSPC and a read-only directory likewise.
+TEST_F(StoreTest, InjectedIoErrorsFailCleanlyAndWritesResume) {
+  auto faults = std::make_shared<FaultInjection>();
+  StoreOptions o;
+  o.faults = faults;
+  auto store = OpenStore(o);
+  ASSERT_TRUE(store);
+  auto put = [&](uint64_t id) {
+    WriteBatch b;
+    b.PutItem(1, SampleItem(id, 3));
+    return store->Write(b);
+  };
+  // Writes resume once the fault is gone (the store asks RocksDB to resume at most once a
+  // second): wait for the first accepted one.
+  auto resumes = [&](uint64_t id) {
+    for (int i = 0; i < 3000; ++i) {
+      if (put(id).ok()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
+  ASSERT_TRUE(put(1).ok());
+  // A full disk: refused, then resumed in place.
+  faults->no_space = true;
+  const Status full = put(2);
+  EXPECT_EQ(full.code(), StatusCode::kResourceExhausted) << full;
+  EXPECT_NE(store->WriteRefusal(), "");
+  faults->no_space = false;
+  ASSERT_TRUE(resumes(12)) << store->WriteRefusal();
+  EXPECT_EQ(store->WriteRefusal(), "");
+  auto gone = store->GetItem(1, 2);
+  ASSERT_TRUE(gone.ok()) << gone.status();
+  EXPECT_FALSE(gone->has_value()) << "the refused write is visible";
+  // EIO on the log: refused, and still refused once the disk behaves (RocksDB cannot resume
+  // from it), saying to restart; after the restart writes go through.
+  faults->write_errors = true;
+  EXPECT_FALSE(put(3).ok());
+  faults->write_errors = false;
+  Status stuck;
+  for (int i = 0; i < 300 && stuck.code() != StatusCode::kUnavailable; ++i) {
+    stuck = put(13);  // until the store has asked RocksDB to resume (at most once a second)
+    ASSERT_FALSE(stuck.ok()) << "a write went through after an EIO RocksDB cannot resume from";
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(stuck.code(), StatusCode::kUnavailable) << stuck;
+  EXPECT_NE(std::string(stuck.message()).find("restart"), std::string::npos) << stuck;
+  store.reset();
+  store = OpenStore(o);
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(put(13).ok());
+  // Reads from SST files: flushed, reopened (a cold cache), then read with errors injected.
+  ASSERT_TRUE(store->Flush().ok());
+  store.reset();
+  store = OpenStore(o);
+  ASSERT_TRUE(store);
+  faults->read_errors = true;
+  auto failed = store->GetItem(1, 1);
+  EXPECT_FALSE(failed.ok());
+  faults->read_errors = false;
+  auto item = store->GetItem(1, 1);
+  ASSERT_TRUE(item.ok() && item->has_value()) << item.status();
+  EXPECT_EQ(**item, SampleItem(1, 3));
+  // A read-only directory: a flush cannot create its file, and writes are refused after it
+  // until a restart (RocksDB does not resume from it either).
+  ASSERT_TRUE(put(30).ok());
+  faults->read_only = true;
+  EXPECT_FALSE(store->Flush().ok());
+  faults->read_only = false;
+  Status after_flush;
+  for (int i = 0; i < 300 && after_flush.code() != StatusCode::kUnavailable; ++i) {
+    after_flush = put(31);
+    if (after_flush.ok()) break;  // resumed in place: as good
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (!after_flush.ok()) {
+    EXPECT_NE(std::string(after_flush.message()).find("restart"), std::string::npos) << after_flush;
+    store.reset();
+    store = OpenStore(o);
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(put(31).ok());
+  }
+  for (uint64_t id : {1, 12, 13, 30, 31}) {
+    auto got = store->GetItem(1, id);
+    ASSERT_TRUE(got.ok() && got->has_value()) << id << ": " << got.status();
+  }
 }
 
 TEST_F(StoreTest, DropRemovesOnlyThatCollection) {

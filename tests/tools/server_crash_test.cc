@@ -4,7 +4,7 @@
 //   - starts quiverd (its default flags, sync durability), either unarmed or with one named kill
 //     point armed (QUIVER_KILL_AT, base/kill_point.h) to fire after a random number of hits; a
 //     third of the cycles with --simulate-power-loss, so that the kill also drops whatever
-//     RocksDB appended and did not sync (storage/power_loss_fs.h);
+//     RocksDB appended and did not sync (storage/fault_fs.h);
 //   - runs three writers sharing one expected state: two over the binary protocol (the C++
 //     client library), one over REST (raw HTTP/1.1); each owns its own ids in a flat, an HNSW
 //     and an IVF-PQ collection and sends upserts and deletes of 1-8 items; plus a maintenance
