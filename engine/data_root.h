@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/result.h"
@@ -54,7 +55,8 @@ class DataRoot {
   static bool ValidVersionName(const std::string& name);
 
  private:
-  DataRoot(std::string root, EngineOptions options) : root_(std::move(root)), options_(options) {}
+  DataRoot(std::string root, EngineOptions options)
+      : root_(std::move(root)), options_(std::move(options)) {}
   std::string VersionDir(const std::string& name) const;
   static Result<std::vector<std::string>> ListVersionsIn(const std::string& root);
 

@@ -213,7 +213,7 @@ CollectionInfo Describe(const Collection& c) {
 }  // namespace
 
 Engine::Engine(std::string dir, EngineOptions options, std::unique_ptr<storage::Store> store)
-    : dir_(std::move(dir)), options_(options), store_(std::move(store)) {}
+    : dir_(std::move(dir)), options_(std::move(options)), store_(std::move(store)) {}
 
 Engine::~Engine() = default;
 

@@ -9,6 +9,8 @@
 //     client library), one over REST (raw HTTP/1.1); each owns its own ids in a flat, an HNSW
 //     and an IVF-PQ collection and sends upserts and deletes of 1-8 items; plus a maintenance
 //     client snapshotting the collections and running the i2i_knn plugin;
+//   - meanwhile checks reads and searches of the flat collection against the writers' states
+//     (CheckLive: never an older state than the acknowledged one, never a deleted item);
 //   - kills quiverd (unless the armed point did) after a random number of acknowledged writes;
 //   - restarts it and checks every id each writer owns: an acknowledged write is there bit for
 //     bit (or, deleted, absent), a write whose acknowledgement never came is all there or not at
@@ -67,6 +69,10 @@ struct Expected {
   std::optional<Vector> acked;
   bool pending = false;
   std::optional<Vector> pending_value;
+  // Every state sent since the last restart (sent[0]: the state found then), and the index of
+  // the last acknowledged one: what a read during the workload may see.
+  std::vector<std::optional<Vector>> sent{std::nullopt};
+  size_t acked_index = 0;
 };
 
 // One writer's view: its ids per collection, and the batch in flight (all or nothing).
@@ -195,6 +201,7 @@ class ServerCrashTest : public ::testing::Test {
         for (auto& [id, v] : next) {
           st.ids[c][id].pending = true;
           st.ids[c][id].pending_value = v;
+          st.ids[c][id].sent.push_back(v);
         }
       }
       bool ok = false;
@@ -237,10 +244,75 @@ class ServerCrashTest : public ::testing::Test {
         e.acked = v;
         e.pending = false;
         e.pending_value.reset();
+        e.acked_index = e.sent.size() - 1;
       }
       st.pending_collection = -1;
       st.pending_ids.clear();
       acks.fetch_add(1);
+    }
+  }
+
+  // While the workload runs: reads of the flat collection see, for every id, its last
+  // acknowledged state or a later one sent (never an older one, never one nobody sent), and
+  // its searches return only ids some writer owns, none deleted (acknowledged) before the
+  // search started and not written since. Returns when `stop` is set or the server is gone.
+  void CheckLive(client::Client& cl, std::atomic<bool>& stop, std::atomic<uint64_t>& checks,
+                 uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    while (!stop.load()) {
+      const int w = int(rng() % kWriters);
+      std::vector<uint64_t> ids(8);
+      for (uint64_t& id : ids) id = FirstId(w) + rng() % kIdsPerWriter;
+      std::vector<size_t> before(ids.size());
+      {
+        std::lock_guard lock(mu_);
+        for (size_t i = 0; i < ids.size(); ++i) before[i] = writers_[w].ids[0][ids[i]].acked_index;
+      }
+      auto got = cl.Get("flat", ids);
+      if (!got.ok()) return;
+      {
+        std::lock_guard lock(mu_);
+        for (size_t i = 0; i < ids.size(); ++i) {
+          const Expected& e = writers_[w].ids[0][ids[i]];
+          const std::optional<Vector> seen =
+              (*got)[i] ? std::optional<Vector>((*got)[i]->vector) : std::nullopt;
+          bool valid = false;
+          for (size_t j = before[i]; j < e.sent.size() && !valid; ++j) valid = e.sent[j] == seen;
+          ASSERT_TRUE(valid) << "while the workload ran: flat item " << ids[i] << " read "
+                             << (seen ? "present" : "absent")
+                             << ", neither its acknowledged state nor one sent since";
+        }
+      }
+      // A search: every hit owned, and not deleted before the search without a write since.
+      std::map<uint64_t, size_t> at_start;
+      {
+        std::lock_guard lock(mu_);
+        for (int ww = 0; ww < kWriters; ++ww) {
+          for (const auto& [id, e] : writers_[ww].ids[0]) at_start[id] = e.acked_index;
+        }
+      }
+      std::normal_distribution<float> g;
+      Vector q(kDim);
+      for (float& x : q) x = g(rng);
+      auto hits = cl.Search("flat", q, {.k = 10});
+      if (!hits.ok()) return;
+      std::lock_guard lock(mu_);
+      for (const Hit& h : *hits) {
+        const int owner = int((h.id - 1) / 10000);
+        ASSERT_TRUE(owner >= 0 && owner < kWriters && h.id >= FirstId(owner) &&
+                    h.id < FirstId(owner) + kIdsPerWriter)
+            << "while the workload ran: the flat search returned item " << h.id
+            << ", which no writer owns";
+        const Expected& e = writers_[owner].ids[0][h.id];
+        const size_t from = at_start.count(h.id) ? at_start[h.id] : 0;
+        bool present_at_some_point = false;
+        for (size_t j = from; j < e.sent.size(); ++j)
+          present_at_some_point |= e.sent[j].has_value();
+        ASSERT_TRUE(present_at_some_point)
+            << "while the workload ran: the flat search returned item " << h.id
+            << ", deleted (acknowledged) before the search and not written since";
+      }
+      checks.fetch_add(1);
     }
   }
 
@@ -272,6 +344,8 @@ class ServerCrashTest : public ::testing::Test {
           e.acked = actual;
           e.pending = false;
           e.pending_value.reset();
+          e.sent = {actual};
+          e.acked_index = 0;
           if (actual) {
             ++present[c];
             stored[c][ids[i]] = *actual;
@@ -383,6 +457,7 @@ TEST_F(ServerCrashTest, KilledServerLosesNothingAcknowledged) {
     if (HasFatalFailure()) return;
   }
   uint64_t total_acks = 0, by_point = 0, by_signal = 0, power_loss_cycles = 0;
+  std::atomic<uint64_t> live_checks{0};
   std::map<std::string, int> points_fired;
   for (int cycle = 0; cycle < cycles; ++cycle) {
     // Half the cycles arm a kill point after 1-12 hits; the others kill after 0-40 writes.
@@ -412,6 +487,8 @@ TEST_F(ServerCrashTest, KilledServerLosesNothingAcknowledged) {
       threads.emplace_back(
           [&, w, ws = rng()] { Write(w, s, clients[size_t(w)].get(), stop, acks, ws); });
     }
+    auto checker = Connect(s);
+    threads.emplace_back([&, cs = rng()] { CheckLive(*checker, stop, live_checks, cs); });
     auto maint = Connect(s);
     threads.emplace_back([&, ms = rng()] {
       std::mt19937_64 mrng(ms);
@@ -463,9 +540,10 @@ TEST_F(ServerCrashTest, KilledServerLosesNothingAcknowledged) {
   std::printf(
       "server crash test: %d cycles (%llu by kill points:%s; %llu by SIGKILL; %llu of them "
       "simulated power losses), %llu acknowledged batches, every one checked after each "
-      "restart\n",
+      "restart; %llu reads and searches checked while the writes ran\n",
       cycles, (unsigned long long)by_point, fired.c_str(), (unsigned long long)by_signal,
-      (unsigned long long)power_loss_cycles, (unsigned long long)total_acks);
+      (unsigned long long)power_loss_cycles, (unsigned long long)total_acks,
+      (unsigned long long)live_checks.load());
 }
 
 // Issue 16, case 1, end to end: 300 acknowledged upserts, a snapshot, 300 more, kill -9, one
