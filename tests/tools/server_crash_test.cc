@@ -485,12 +485,13 @@ TEST_F(ServerCrashTest, KilledServerLosesNothingAcknowledged) {
     std::atomic<bool> stop{false};
     std::atomic<uint64_t> acks{0};
     // Every connection first: an armed point may stop the server as soon as writes begin.
-    std::vector<std::unique_ptr<client::Client>> clients;
-    for (int w = 0; w < kWriters; ++w) clients.push_back(w < 2 ? Connect(s) : nullptr);
+    std::vector<std::unique_ptr<client::Client>> clients(kWriters);
+    for (int w = 0; w < 2; ++w) clients[size_t(w)] = Connect(s);
     auto checker = Connect(s);
     auto maint = Connect(s);
     ASSERT_TRUE(clients[0] && clients[1] && checker && maint);
     std::vector<std::thread> threads;
+    threads.reserve(kWriters + 2);
     for (int w = 0; w < kWriters; ++w) {
       threads.emplace_back(
           [&, w, ws = rng()] { Write(w, s, clients[size_t(w)].get(), stop, acks, ws); });
