@@ -155,8 +155,10 @@ Status FlatIndex::Search(std::span<const float> query, const SearchParams& param
 }
 
 Status FlatIndex::Save(const std::string& path) const {
-  std::shared_lock lock(mu_);
   IndexFileWriter w(path, IndexType::kFlat);
+  // The sections are copied under the lock; the file is written and synced after it (writes
+  // need not wait for the disk).
+  std::shared_lock lock(mu_);
   std::string meta;
   PutFixed<uint64_t>(&meta, dim_);
   PutFixed<uint8_t>(&meta, static_cast<uint8_t>(metric_));
@@ -168,6 +170,7 @@ Status FlatIndex::Save(const std::string& path) const {
   std::string vecs;
   PutArray(&vecs, Row(0), ids_.size() * dim_);
   w.AddSection(kSectionVectors, std::move(vecs));
+  lock.unlock();
   return w.Finish();
 }
 

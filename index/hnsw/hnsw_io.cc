@@ -37,9 +37,12 @@ Result<std::unique_ptr<HnswIndex>> HnswIndex::Load(const IndexFileReader& file) 
 }
 
 Status HnswSerializer::Save(const HnswIndex& x, const std::string& path) {
-  // Exclusive: inserts hold the grow lock shared, so the file is one consistent graph.
+  // Exclusive: inserts hold the grow lock shared, so the file is one consistent graph. The
+  // sections are copies made under the locks; the file is written and synced after they are
+  // released, so searches (which take the grow lock shared) wait only for the copy, not for the
+  // disk.
   std::unique_lock grow(x.grow_mu_);
-  std::lock_guard<std::mutex> labels(x.label_mu_);
+  std::unique_lock<std::mutex> labels(x.label_mu_);
   const uint64_t n = x.count_.load();
   IndexFileWriter w(path, IndexType::kHnsw);
   std::string meta;
@@ -70,6 +73,8 @@ Status HnswSerializer::Save(const HnswIndex& x, const std::string& path) {
     PutArray(&floats, reinterpret_cast<const float*>(x.floats_.data()), n * x.dim_);
     w.AddSection(kSectionFloats, std::move(floats));
   }
+  labels.unlock();
+  grow.unlock();
   return w.Finish();
 }
 

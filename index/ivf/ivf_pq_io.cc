@@ -69,6 +69,7 @@ Status IvfPqSerializer::Save(const IvfPqIndex& x, const std::string& path) {
     for (const auto& l : x.lists_) PutArray(&weights, l.weights.data(), l.weights.size());
     w.AddSection(kSectionWeights, std::move(weights));
   }
+  lock.unlock();  // the sections are copies: the file is written without the lock
   return w.Finish();
 }
 

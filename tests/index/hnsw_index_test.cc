@@ -1,10 +1,16 @@
 #include "index/hnsw/hnsw_index.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <future>
 #include <thread>
 #include <unordered_set>
 
@@ -251,6 +257,60 @@ TEST(HnswIndexTest, SaveThenLoadGivesIdenticalResults) {
     EXPECT_EQ((*loaded)->size(), index->size() + 10);
     std::remove(path.c_str());
   }
+}
+
+// Searches do not wait for a save's disk I/O: the save below blocks opening its file (a FIFO
+// with no reader yet, in place of the temporary file), and searches and inserts still run.
+// (Before, the save held the graph's lock across the write: the search waited for the reader.)
+TEST(HnswIndexTest, SearchesAndInsertsRunWhileASaveWritesItsFile) {
+  const size_t n = 2000, d = 16;
+  auto index = MakeHnsw(d, Metric::kL2, HnswQuantization::kNone);
+  auto base = RandomVectors(n, d, 81);
+  ASSERT_TRUE(index->Add(Iota(n, 1), base).ok());
+  const std::string path =
+      ::testing::TempDir() + "/hnsw_fifo_" + std::to_string(::getpid()) + ".qvi";
+  ASSERT_EQ(::mkfifo((path + ".tmp").c_str(), 0600), 0);
+  std::atomic<pid_t> saver{0};
+  std::thread save([&] {
+    saver = pid_t(::syscall(SYS_gettid));
+    index->Save(path).IgnoreError();  // fsync of a FIFO fails; only the waiting matters here
+  });
+  // Wait for the saver to block opening the FIFO: its current system call is openat.
+  while (true) {
+    const pid_t tid = saver.load();
+    if (tid != 0) {
+      std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/syscall");
+      long nr = -1;
+      if (in >> nr && nr == SYS_openat) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  // The search and the insert run on their own thread, so that a failure is a failed wait, not
+  // a hung test.
+  std::vector<Neighbor> out;
+  Status searched, added;
+  auto more = RandomVectors(10, d, 82);
+  auto work = std::async(std::launch::async, [&] {
+    searched = index->Search({&base[0], d}, {.k = 5}, &out);
+    added = index->Add(Iota(10, 100000), more);
+  });
+  const bool done = work.wait_for(std::chrono::minutes(2)) == std::future_status::ready;
+  // Let the save go: read and drop what it writes.
+  const int fd = ::open((path + ".tmp").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  char buf[1 << 16];
+  while (::read(fd, buf, sizeof(buf)) > 0) {
+  }
+  ::close(fd);
+  save.join();
+  work.wait();
+  EXPECT_TRUE(done) << "the search and the insert waited for the save's file write";
+  EXPECT_TRUE(searched.ok()) << searched;
+  EXPECT_TRUE(added.ok()) << added;
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out[0].id, 1u);
+  std::remove((path + ".tmp").c_str());
+  std::remove(path.c_str());
 }
 
 TEST(HnswIndexTest, QuantiserTrainsOnceBeforeTheFirstItem) {
