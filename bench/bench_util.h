@@ -5,10 +5,12 @@
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "base/result.h"
 
@@ -36,6 +38,14 @@ inline double CpuSeconds() {
   ::getrusage(RUSAGE_SELF, &u);
   return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
          1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+// The p-quantile (0..1) of `v` (reorders it); 0 for an empty one.
+inline double Percentile(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  const size_t i = std::min(v.size() - 1, size_t(p * double(v.size())));
+  std::nth_element(v.begin(), v.begin() + ptrdiff_t(i), v.end());
+  return v[i];
 }
 
 // The command line, space-separated, as the results files record it.

@@ -39,12 +39,9 @@ struct Latencies {
   std::vector<double> ms;
   size_t errors = 0;
   std::string first_error;
-  double Percentile(double p) {
-    if (ms.empty()) return 0;
+  double Percentile(double p) const {
     std::vector<double> v = ms;
-    const size_t i = std::min(v.size() - 1, size_t(p * double(v.size())));
-    std::nth_element(v.begin(), v.begin() + ptrdiff_t(i), v.end());
-    return v[i];
+    return bench::Percentile(v, p);
   }
   double Max() const { return ms.empty() ? 0 : *std::max_element(ms.begin(), ms.end()); }
 };
@@ -231,13 +228,8 @@ int Main(int argc, char** argv) {
       "snapshots, %llu i2i_knn runs, %llu errors\n",
       (unsigned long long)window_writes, batch, writers, (unsigned long long)snapshots.load(),
       (unsigned long long)plugin_runs.load(), (unsigned long long)other_errors.load());
-  auto median = [](std::vector<double> v) {
-    if (v.empty()) return 0.0;
-    std::nth_element(v.begin(), v.begin() + ptrdiff_t(v.size() / 2), v.end());
-    return v[v.size() / 2];
-  };
-  std::printf("snapshot of busy: %.0f ms, i2i_knn run: %.0f ms (medians)\n", median(snapshot_ms),
-              median(plugin_ms));
+  std::printf("snapshot of busy: %.0f ms, i2i_knn run: %.0f ms (medians)\n",
+              bench::Percentile(snapshot_ms, 0.5), bench::Percentile(plugin_ms, 0.5));
   if (idle.errors || loaded.errors) {
     std::printf("first search error: %s\n",
                 (idle.errors ? idle.first_error : loaded.first_error).c_str());

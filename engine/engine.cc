@@ -17,6 +17,7 @@
 #include "base/kill_point.h"
 #include "engine/partitions.h"
 #include "engine/query/operators.h"
+#include "index/io/index_file.h"
 #include "index/kmeans/kmeans.h"
 
 namespace quiver::engine {
@@ -269,18 +270,7 @@ void Engine::MarkAcknowledged() {
     }
   }
   // Every op counted here is in the fsynced WAL already. A failure only skips this mark.
-  const std::string path = dir_ + "/" + kAckedFile, tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return;
-  const bool written =
-      ::write(fd, text.data(), text.size()) == ssize_t(text.size()) && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!written || ::rename(tmp.c_str(), path.c_str()) != 0) return;
-  const int dfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  index::WriteFileAtomically(dir_ + "/" + kAckedFile, text).IgnoreError();
 }
 
 Status Engine::RecoverAll() {

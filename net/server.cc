@@ -45,12 +45,12 @@ size_t MaintenanceThreads(const ServerOptions& o) {
                                    : std::max<size_t>(1, Cores() / 2);
 }
 
+}  // namespace
+
 size_t BackgroundParallelism(const ServerOptions& o) {
   return o.background_parallelism > 0 ? size_t(o.background_parallelism)
                                       : std::max<size_t>(1, Cores() - 1);
 }
-
-}  // namespace
 
 struct Server::Context {
   Context(engine::DataRoot& root, ServerOptions o)

@@ -82,6 +82,10 @@ class Server {
   uint16_t http_port_ = 0, binary_port_ = 0;
 };
 
+// The threads one write or maintenance call may use (options.background_parallelism, or every
+// core but one).
+size_t BackgroundParallelism(const ServerOptions& options);
+
 // Constant-time comparison of an offered key with the expected one.
 bool KeyEquals(std::string_view offered, std::string_view expected);
 

@@ -34,6 +34,13 @@ constexpr char kLastOpPrefix = 's';
 constexpr char kListInfoPrefix = 'l';  // + collection id BE + kind
 constexpr const char* kNextCollectionKey = "next_collection_id";
 
+// The free bytes (for an unprivileged process) of the filesystem holding `path`; UINT64_MAX
+// when unknown (nothing is refused then). A statvfs costs about a microsecond.
+uint64_t FreeBytesAt(const std::string& path) {
+  struct statvfs st {};
+  return ::statvfs(path.c_str(), &st) == 0 ? uint64_t(st.f_bavail) * st.f_frsize : UINT64_MAX;
+}
+
 std::string MetaKey(char prefix, uint32_t collection_id) {
   return std::string(1, prefix) + CollectionKey(collection_id);
 }
@@ -138,7 +145,6 @@ struct Store::Rep {
   std::unique_ptr<rocksdb::DB> db;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs;
   rocksdb::WriteOptions write_options;
-  std::string path;
   uint64_t min_free_bytes = 0;
   std::string read_only;  // why the database was opened read-only ("" if it was not)
   // A write RocksDB failed with an I/O error (a full disk it reached anyway): later writes
@@ -147,14 +153,6 @@ struct Store::Rep {
   std::mutex resume_mu;
   std::chrono::steady_clock::time_point resume_tried;  // GUARDED_BY(resume_mu)
   std::string write_error_text;                        // GUARDED_BY(resume_mu)
-
-  // The filesystem's free bytes (for an unprivileged process), asked before every write (a
-  // statvfs costs about a microsecond; the write's fsync, milliseconds).
-  uint64_t FreeBytes() const {
-    struct statvfs st {};
-    return ::statvfs(path.c_str(), &st) == 0 ? uint64_t(st.f_bavail) * st.f_frsize
-                                             : UINT64_MAX;  // unknown: do not refuse
-  }
 
   ~Rep() {
     for (auto* h : cfs) {
@@ -207,14 +205,10 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, const StoreO
         rocksdb::NewCompositeEnv(NewFaultFileSystem(options.simulate_power_loss, options.faults));
     db_options.env = rep->env.get();
   }
-  rep->path = path;
   rep->min_free_bytes = options.min_free_bytes;
   rocksdb::DB* db = nullptr;
   rocksdb::Status s;
-  struct statvfs st {};
-  const uint64_t free_bytes = existed && ::statvfs(path.c_str(), &st) == 0
-                                  ? uint64_t(st.f_bavail) * st.f_frsize
-                                  : UINT64_MAX;
+  const uint64_t free_bytes = existed ? FreeBytesAt(path) : UINT64_MAX;
   if (free_bytes < options.min_free_bytes) {
     // Opening read-write writes (a new log, the manifest); on a full disk RocksDB can fail
     // that badly. Read-only it writes nothing and still replays the log into memory.
@@ -261,13 +255,7 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, const StoreO
 }
 
 std::string Store::WriteRefusal() const {
-  if (!rep_->read_only.empty()) return rep_->read_only;
-  const uint64_t free_bytes = rep_->FreeBytes();
-  if (free_bytes < rep_->min_free_bytes) {
-    return "the disk holding " + path_ + " has " + std::to_string(free_bytes >> 20) +
-           " MiB free, under the reserve of " + std::to_string(rep_->min_free_bytes >> 20) +
-           " MiB: writes resume once there is more";
-  }
+  if (Status s = CheckFreeSpace(0); !s.ok()) return std::string(s.message());
   if (rep_->write_error.load()) {
     std::lock_guard lock(rep_->resume_mu);
     return "the last write failed (" + rep_->write_error_text +
@@ -276,16 +264,23 @@ std::string Store::WriteRefusal() const {
   return "";
 }
 
+// Checked before every write (the free space: a statvfs, against the write's fsync).
 Status Store::CheckFreeSpace(uint64_t bytes) const {
   if (!rep_->read_only.empty()) return ResourceExhaustedError(rep_->read_only);
-  const uint64_t free_bytes = rep_->FreeBytes();
+  const uint64_t free_bytes = FreeBytesAt(path_);
   if (free_bytes >= rep_->min_free_bytes && free_bytes - rep_->min_free_bytes >= bytes) {
     return Status::Ok();
   }
-  return ResourceExhaustedError(
-      "the disk holding " + path_ + " has " + std::to_string(free_bytes >> 20) + " MiB free; " +
-      std::to_string(bytes >> 20) + " MiB are needed beyond the " + "reserve of " +
-      std::to_string(rep_->min_free_bytes >> 20) + " MiB");
+  const std::string has =
+      "the disk holding " + path_ + " has " + std::to_string(free_bytes >> 20) + " MiB free";
+  const std::string reserve =
+      "the reserve of " + std::to_string(rep_->min_free_bytes >> 20) + " MiB";
+  if (bytes == 0) {
+    return ResourceExhaustedError(has + ", under " + reserve +
+                                  ": writes resume once there is more");
+  }
+  return ResourceExhaustedError(has + "; " + std::to_string(bytes >> 20) +
+                                " MiB are needed beyond " + reserve);
 }
 
 // Refused writes never reach RocksDB; one RocksDB failed with an I/O error (the disk filled up

@@ -176,9 +176,7 @@ int Main(int argc, char** argv) {
     if (snapshot_interval_s == 0) return;
     // Background work, like the server's maintenance calls.
     SetThreadPriority(o.maintenance_priority);
-    SetParallelismBudget(size_t(o.background_parallelism > 0
-                                    ? o.background_parallelism
-                                    : std::max(1, int(std::thread::hardware_concurrency()) - 1)));
+    SetParallelismBudget(net::BackgroundParallelism(o));
     std::unique_lock lock(ticker_mu);
     while (!ticker_cv.wait_for(lock, std::chrono::seconds(snapshot_interval_s),
                                [&] { return stopping; })) {

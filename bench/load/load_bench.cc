@@ -33,13 +33,6 @@ struct Stats {
   std::string first_error;
 };
 
-double Percentile(std::vector<double>& v, double p) {
-  if (v.empty()) return 0;
-  const size_t i = std::min(v.size() - 1, size_t(p * double(v.size())));
-  std::nth_element(v.begin(), v.begin() + i, v.end());
-  return v[i];
-}
-
 int Main(int argc, char** argv) {
   uint16_t port = 0;
   int seconds = 600, threads = 1;
@@ -121,7 +114,7 @@ int Main(int argc, char** argv) {
   for (auto& t : pool) t.join();
   for (auto [name, s] : {std::pair{"search", &search}, {"upsert", &upsert}}) {
     const size_t n = s->ms.size();
-    const double p50 = Percentile(s->ms, 0.5), p99 = Percentile(s->ms, 0.99);
+    const double p50 = bench::Percentile(s->ms, 0.5), p99 = bench::Percentile(s->ms, 0.99);
     const double mx = n ? *std::max_element(s->ms.begin(), s->ms.end()) : 0;
     std::printf("%s: %zu calls, %zu errors, p50 %.3f ms, p99 %.3f ms, max %.1f ms%s%s\n", name, n,
                 s->errors, p50, p99, mx, s->errors ? "; first error: " : "",

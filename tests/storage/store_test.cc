@@ -12,6 +12,7 @@
 
 #include "storage/records.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/wal.h"
 
 namespace quiver::storage {
 namespace {
@@ -196,22 +197,9 @@ TEST_F(StoreTest, DamagedWriteAheadLogIsRefusedUnlessTheLossIsAccepted) {
   int status = 0;
   ASSERT_EQ(::waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-  std::string wal;
-  for (const auto& e : std::filesystem::directory_iterator(path)) {
-    if (e.path().extension() == ".log" && e.file_size() > wal.size()) wal = e.path().string();
-  }
+  const std::string wal = quiver::testing::LargestWal(path);
   ASSERT_FALSE(wal.empty()) << "no write-ahead log in " << path;
-  {
-    std::fstream f(wal, std::ios::in | std::ios::out | std::ios::binary);
-    const auto middle = std::streamoff(std::filesystem::file_size(wal) / 2);
-    char c = 0;
-    f.seekg(middle);
-    f.read(&c, 1);
-    c = char(~c);
-    f.seekp(middle);
-    f.write(&c, 1);
-    ASSERT_TRUE(f.good());
-  }
+  ASSERT_TRUE(quiver::testing::FlipMiddleByte(wal));
   auto refused = Store::Open(path, {});
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), StatusCode::kDataLoss) << refused.status();

@@ -46,6 +46,7 @@
 #include "base/child_process.h"
 #include "client/client.h"
 #include "tests/testing/temp_dir.h"
+#include "tests/testing/wal.h"
 
 namespace quiver {
 namespace {
@@ -123,23 +124,22 @@ struct Server {
 
 class ServerCrashTest : public ::testing::Test {
  protected:
-  // Starts quiverd; `kill_at` arms a kill point ("" for none). Fails the test if it does not
-  // come up (its log is in the message).
-  Server Start(const std::string& kill_at, bool power_loss = false) {
+  // quiverd's command line on the test's data root, with `flags` added.
+  std::vector<std::string> Args(const std::vector<std::string>& flags) const {
+    std::vector<std::string> args = {QUIVERD, "--data", dir_.path() + "/root"};
+    for (const char* f : {"--http-port", "0", "--binary-port", "0", "--snapshot-interval-s", "0"})
+      args.emplace_back(f);
+    args.insert(args.end(), flags.begin(), flags.end());
+    return args;
+  }
+
+  // Starts quiverd with `flags`; `kill_at` arms a kill point ("" for none). Fails the test if it
+  // does not come up (its log is in the message).
+  Server Start(const std::string& kill_at, const std::vector<std::string>& flags = {}) {
     Server s;
     std::vector<std::string> env;
     if (!kill_at.empty()) env.push_back("QUIVER_KILL_AT=" + kill_at);
-    std::vector<std::string> args = {QUIVERD,
-                                     "--data",
-                                     dir_.path() + "/root",
-                                     "--http-port",
-                                     "0",
-                                     "--binary-port",
-                                     "0",
-                                     "--snapshot-interval-s",
-                                     "0"};
-    if (power_loss) args.emplace_back("--simulate-power-loss");
-    auto p = ChildProcess::Start(args, dir_.path() + "/quiverd.log", env);
+    auto p = ChildProcess::Start(Args(flags), dir_.path() + "/quiverd.log", env);
     EXPECT_TRUE(p.ok()) << p.status();
     if (!p.ok()) return s;
     auto line = (*p)->WaitForLine("serving", std::chrono::minutes(10));
@@ -150,6 +150,15 @@ class ServerCrashTest : public ::testing::Test {
     s.binary = uint16_t(std::stoi(line->substr(bin + 17)));
     s.process = std::move(*p);
     return s;
+  }
+
+  // Runs quiverd with `flags` to its exit (a start that refuses): the wait status and the log.
+  std::pair<int, std::string> RunToExit(const std::vector<std::string>& flags) {
+    auto p = ChildProcess::Start(Args(flags), dir_.path() + "/refused.log");
+    EXPECT_TRUE(p.ok()) << p.status();
+    if (!p.ok()) return {0, ""};
+    const int status = (*p)->Wait();
+    return {status, (*p)->Log()};
   }
 
   std::unique_ptr<client::Client> Connect(const Server& s) {
@@ -475,7 +484,8 @@ TEST_F(ServerCrashTest, KilledServerLosesNothingAcknowledged) {
     // process.
     const bool power_loss = rng() % 3 == 0;
     power_loss_cycles += power_loss;
-    Server s = Start(kill_at, power_loss);
+    Server s = Start(kill_at, power_loss ? std::vector<std::string>{"--simulate-power-loss"}
+                                         : std::vector<std::string>{});
     ASSERT_TRUE(s.process) << "cycle " << cycle;
     auto cl = Connect(s);
     ASSERT_TRUE(cl);
@@ -580,43 +590,17 @@ TEST_F(ServerCrashTest, DamagedWriteAheadLogStopsTheStartUntilTheLossIsAccepted)
     s.process->Signal(SIGKILL);
     s.process->Wait();
   }
-  std::string wal;
-  for (const auto& e :
-       std::filesystem::recursive_directory_iterator(dir_.path() + "/root/versions")) {
-    if (e.path().extension() == ".log" &&
-        (wal.empty() || e.file_size() > std::filesystem::file_size(wal)))
-      wal = e.path().string();
-  }
+  const std::string wal = quiver::testing::LargestWal(dir_.path() + "/root/versions");
   ASSERT_FALSE(wal.empty());
-  {
-    std::fstream f(wal, std::ios::in | std::ios::out | std::ios::binary);
-    const auto middle = std::streamoff(std::filesystem::file_size(wal) / 2);
-    char byte = 0;
-    f.seekg(middle);
-    f.read(&byte, 1);
-    byte = char(~byte);
-    f.seekp(middle);
-    f.write(&byte, 1);
-  }
-  auto refused = ChildProcess::Start(
-      {QUIVERD, "--data", dir_.path() + "/root", "--http-port", "0", "--binary-port", "0"},
-      dir_.path() + "/refused.log");
-  ASSERT_TRUE(refused.ok()) << refused.status();
-  const int status = (*refused)->Wait();
-  const std::string log = (*refused)->Log();
+  ASSERT_TRUE(quiver::testing::FlipMiddleByte(wal));
+  const auto [status, log] = RunToExit({});
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << DescribeWaitStatus(status) << log;
   EXPECT_EQ(log.find("serving"), std::string::npos) << log;
   EXPECT_NE(log.find("damaged"), std::string::npos) << log;
   EXPECT_NE(log.find("--accept-wal-loss"), std::string::npos) << log;
 
-  auto accepted = ChildProcess::Start({QUIVERD, "--data", dir_.path() + "/root", "--http-port", "0",
-                                       "--binary-port", "0", "--accept-wal-loss"},
-                                      dir_.path() + "/accepted.log");
-  ASSERT_TRUE(accepted.ok()) << accepted.status();
-  auto line = (*accepted)->WaitForLine("serving", std::chrono::minutes(10));
-  ASSERT_TRUE(line.ok()) << line.status();
-  Server s;
-  s.binary = uint16_t(std::stoi(line->substr(line->find("binary 127.0.0.1:") + 17)));
+  Server s = Start("", {"--accept-wal-loss"});
+  ASSERT_TRUE(s.process);
   auto cl = Connect(s);
   ASSERT_TRUE(cl);
   std::vector<uint64_t> ids(600);
@@ -627,7 +611,7 @@ TEST_F(ServerCrashTest, DamagedWriteAheadLogStopsTheStartUntilTheLossIsAccepted)
   while (kept < 600 && (*got)[kept]) ++kept;
   for (size_t i = kept; i < 600; ++i) ASSERT_FALSE((*got)[i]) << "item " << i + 1 << " after a gap";
   EXPECT_LT(kept, 600u) << "the damage lost nothing: the byte flip missed the log's records";
-  const std::string accepted_log = (*accepted)->Log();
+  const std::string accepted_log = s.process->Log();
   if (kept < 300) {
     // The snapshot covered op 300: the loss is named with its range.
     EXPECT_NE(accepted_log.find("were acknowledged and are lost"), std::string::npos)
@@ -683,25 +667,18 @@ TEST_F(ServerCrashTest, RemovedWriteAheadLogStopsTheStartUntilTheLossIsAccepted)
     if (e.path().extension() == ".log") removed += std::filesystem::remove(e.path());
   }
   ASSERT_GT(removed, 0u);
-  const std::vector<std::string> args = {
-      QUIVERD, "--data", dir_.path() + "/root", "--http-port", "0", "--binary-port", "0"};
-  auto refused = ChildProcess::Start(args, dir_.path() + "/refused.log");
-  ASSERT_TRUE(refused.ok()) << refused.status();
-  const int status = (*refused)->Wait();
-  const std::string log = (*refused)->Log();
+  const auto [status, log] = RunToExit({});
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << DescribeWaitStatus(status) << log;
   EXPECT_NE(log.find("are lost"), std::string::npos) << log;
   EXPECT_NE(log.find("--accept-wal-loss"), std::string::npos) << log;
 
-  std::vector<std::string> accept = args;
-  accept.emplace_back("--accept-wal-loss");
-  for (const auto& [argv, name] : {std::pair{accept, "accepted"}, {args, "after"}}) {
-    auto p = ChildProcess::Start(argv, dir_.path() + "/" + name + ".log");
-    ASSERT_TRUE(p.ok()) << p.status();
-    auto line = (*p)->WaitForLine("serving", std::chrono::minutes(10));
-    ASSERT_TRUE(line.ok()) << name << ": " << line.status();
-    (*p)->Signal(SIGTERM);
-    (*p)->Wait();
+  // Accepted once; the start after it serves without the flag (the floor was reset).
+  for (const auto& flags :
+       {std::vector<std::string>{"--accept-wal-loss"}, std::vector<std::string>{}}) {
+    Server s = Start("", flags);
+    ASSERT_TRUE(s.process);
+    s.process->Signal(SIGTERM);
+    s.process->Wait();
   }
 }
 
