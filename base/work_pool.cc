@@ -6,6 +6,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <charconv>
+#include <string>
+
 #include "base/parallelism.h"
 
 namespace quiver {
@@ -41,13 +44,73 @@ bool RequestShortSlices() {
   return ::syscall(SYS_sched_setattr, 0, &attr, 0) == 0;
 }
 
+std::vector<int> ThreadCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (::sched_getaffinity(0, sizeof(set), &set) != 0) return cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+  }
+  return cpus;
+}
+
+bool SetThreadCpus(const std::vector<int>& cpus) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  bool any = false;
+  for (int cpu : cpus) {
+    if (cpu < 0 || cpu >= CPU_SETSIZE) continue;
+    CPU_SET(cpu, &set);
+    any = true;
+  }
+  // sched_setaffinity with tid 0 applies to the calling thread only.
+  return any && ::sched_setaffinity(0, sizeof(set), &set) == 0;
+}
+
+Result<std::vector<int>> ParseCpuList(std::string_view text) {
+  auto bad = [&](std::string_view why) {
+    return InvalidArgumentError("CPU list \"" + std::string(text) + "\": " + std::string(why) +
+                                " (expected numbers and ranges such as 0-3,6)");
+  };
+  auto number = [](std::string_view s, int* out) {
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+    return ec == std::errc() && end == s.data() + s.size() && *out >= 0 && *out < CPU_SETSIZE;
+  };
+  std::vector<bool> seen(CPU_SETSIZE, false);
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string_view::npos) comma = text.size();
+    const std::string_view part = text.substr(start, comma - start);
+    const size_t dash = part.find('-');
+    int lo = 0;
+    int hi = 0;
+    if (dash == std::string_view::npos) {
+      if (!number(part, &lo)) return bad("\"" + std::string(part) + "\" is not a CPU number");
+      hi = lo;
+    } else if (!number(part.substr(0, dash), &lo) || !number(part.substr(dash + 1), &hi) ||
+               hi < lo) {
+      return bad("\"" + std::string(part) + "\" is not a range of CPU numbers");
+    }
+    for (int cpu = lo; cpu <= hi; ++cpu) seen[size_t(cpu)] = true;
+    start = comma + 1;
+  }
+  std::vector<int> cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (seen[size_t(cpu)]) cpus.push_back(cpu);
+  }
+  return cpus;
+}
+
 WorkPool::WorkPool(const std::string& name, size_t threads, size_t max_queued, CpuPriority priority,
-                   size_t parallelism)
+                   size_t parallelism, const std::vector<int>& cpus)
     : max_queued_(max_queued) {
   threads_.reserve(threads);
   for (size_t t = 0; t < threads; ++t) {
-    threads_.emplace_back([this, name, priority, parallelism] {
+    threads_.emplace_back([this, name, priority, parallelism, cpus] {
       ::pthread_setname_np(::pthread_self(), name.substr(0, 15).c_str());
+      if (!cpus.empty()) SetThreadCpus(cpus);
       if (priority != CpuPriority::kNormal) SetThreadPriority(priority);
       SetParallelismBudget(parallelism);
       while (true) {

@@ -13,8 +13,11 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
+
+#include "base/result.h"
 
 namespace quiver {
 
@@ -31,12 +34,22 @@ bool SetThreadPriority(CpuPriority priority);
 // nothing. false if the kernel refused.
 bool RequestShortSlices();
 
+// The CPUs the calling thread may run on, ascending (empty if the kernel would not say).
+std::vector<int> ThreadCpus();
+// Restricts the calling thread, and the threads it starts afterwards, to `cpus` (ignoring those
+// the process may not use); false if the kernel refused or none of them is usable.
+bool SetThreadCpus(const std::vector<int>& cpus);
+// Parses a CPU list as cpuset(7) and `taskset -c` write one ("1", "0-3,6"; no strides) into
+// ascending CPU numbers without repeats; an error names the part that is wrong.
+Result<std::vector<int>> ParseCpuList(std::string_view text);
+
 class WorkPool {
  public:
   // `name` names the threads (ps, top, gdb; at most 15 characters are kept); `parallelism` is
-  // their ParallelismBudget (base/parallelism.h; 0: none).
+  // their ParallelismBudget (base/parallelism.h; 0: none); `cpus` the CPUs they run on (empty:
+  // those of the thread constructing the pool).
   WorkPool(const std::string& name, size_t threads, size_t max_queued, CpuPriority priority,
-           size_t parallelism = 0);
+           size_t parallelism = 0, const std::vector<int>& cpus = {});
   // Stop(): tasks not yet started are dropped, running ones finish.
   ~WorkPool();
   WorkPool(const WorkPool&) = delete;

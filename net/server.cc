@@ -48,8 +48,9 @@ size_t MaintenanceThreads(const ServerOptions& o) {
 }  // namespace
 
 size_t BackgroundParallelism(const ServerOptions& o) {
-  return o.background_parallelism > 0 ? size_t(o.background_parallelism)
-                                      : std::max<size_t>(1, Cores() - 1);
+  if (o.background_parallelism > 0) return size_t(o.background_parallelism);
+  const size_t cores = std::max<size_t>(1, Cores() - 1);
+  return o.background_cpus.empty() ? cores : std::min(cores, o.background_cpus.size());
 }
 
 struct Server::Context {
@@ -57,9 +58,11 @@ struct Server::Context {
       : options(std::move(o)),
         service(root, options.limits),
         writes("quiver-write", size_t(std::max(1, options.write_threads)),
-               options.max_queued_writes, options.write_priority, BackgroundParallelism(options)),
+               options.max_queued_writes, options.write_priority, BackgroundParallelism(options),
+               options.background_cpus),
         maintenance("quiver-maint", MaintenanceThreads(options), options.max_queued_maintenance,
-                    options.maintenance_priority, BackgroundParallelism(options)),
+                    options.maintenance_priority, BackgroundParallelism(options),
+                    options.background_cpus),
         ioc(std::max(1, options.threads)),
         http_acceptor(ioc),
         binary_acceptor(ioc),

@@ -53,11 +53,19 @@ struct ServerOptions {
   // Create/drop, snapshots, reload/rollback, plugin runs; 0: half the cores (at least 1).
   int maintenance_threads = 0;
   size_t max_queued_maintenance = 64;
-  // The maintenance threads' CPU priority: only the CPU time nothing else wants.
-  CpuPriority maintenance_priority = CpuPriority::kIdle;
+  // The maintenance threads' CPU priority. Not SCHED_IDLE by default: a thread that gets almost
+  // no CPU while it holds a lock shared with searches (the allocator's, an index's) makes them
+  // wait, and on its own CPU (background_cpus) it has no search to give way to.
+  CpuPriority maintenance_priority = CpuPriority::kLow;
   // Threads one write or maintenance call may spread its work over (index builds, plugins); 0:
   // every core but one, so that searches always find a free core.
   int background_parallelism = 0;
+  // The CPUs the write and maintenance threads run on (and the threads they start); empty: any.
+  // Keeping one CPU out of it (quiverd's default, which also puts the store's flushes and
+  // compactions and the periodic snapshots there) leaves the I/O threads, where searches run, a
+  // CPU that no other work competes for: priorities alone do not do it, as a woken search waits
+  // for a running thread's kernel work or time slice to end.
+  std::vector<int> background_cpus;
 };
 
 class Server {

@@ -17,6 +17,7 @@
 
 #include "base/coding.h"
 #include "base/kill_point.h"
+#include "base/work_pool.h"
 #include "storage/column_families.h"
 #include "storage/fault_fs.h"
 
@@ -181,7 +182,13 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, const StoreO
   db_options.wal_recovery_mode = options.accept_wal_loss
                                      ? rocksdb::WALRecoveryMode::kPointInTimeRecovery
                                      : rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
-  db_options.IncreaseParallelism(2);
+  {
+    // The pool threads are started here and inherit this thread's CPUs.
+    const std::vector<int> cpus = ThreadCpus();
+    const bool pinned = !options.background_cpus.empty() && SetThreadCpus(options.background_cpus);
+    db_options.IncreaseParallelism(2);
+    if (pinned) SetThreadCpus(cpus);
+  }
   // Searches come first on a busy machine: writers waiting for their group's leader block
   // instead of spinning, and flushes and compactions run at a low CPU priority.
   db_options.enable_write_thread_adaptive_yield = false;

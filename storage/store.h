@@ -49,6 +49,9 @@ struct StoreOptions {
   // restart with the space back). RocksDB itself is not taken to the last byte: its recovery
   // from a full disk in the middle of a write is not something to rely on.
   uint64_t min_free_bytes = uint64_t{64} << 20;
+  // The CPUs RocksDB's flush and compaction threads run on (empty: any). They are shared by every
+  // store of the process and started by the first open, which is the one this setting reaches.
+  std::vector<int> background_cpus;
   // For the crash tests: data RocksDB appends stays in the process until synced, so a SIGKILL
   // loses it as a power cut would (storage/fault_fs.h).
   bool simulate_power_loss = false;

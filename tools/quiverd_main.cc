@@ -3,13 +3,18 @@
 // (--config FILE, INI/TOML keys named like the flags); API keys also from QUIVER_READ_WRITE_KEY
 // and QUIVER_READ_ONLY_KEY. SIGTERM or SIGINT: stop accepting, finish requests in flight,
 // snapshot every collection, exit. docs/operations.md describes every option.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "base/main.h"
 #include "base/parallelism.h"
@@ -20,6 +25,27 @@
 #include "plugins/registry.h"
 
 namespace {
+
+// --background-cpus: auto, all or a CPU list (at least one CPU of it usable by this process).
+quiver::Result<std::vector<int>> BackgroundCpus(const std::string& flag) {
+  using namespace quiver;
+  const std::vector<int> usable = ThreadCpus();
+  if (flag == "all") return std::vector<int>{};
+  if (flag == "auto") {
+    if (usable.size() < 2) return std::vector<int>{};  // one CPU: nothing to keep apart
+    return std::vector<int>(usable.begin() + 1, usable.end());
+  }
+  QV_ASSIGN_OR_RETURN(std::vector<int> cpus, ParseCpuList(flag));
+  std::vector<int> kept;
+  std::set_intersection(cpus.begin(), cpus.end(), usable.begin(), usable.end(),
+                        std::back_inserter(kept));
+  if (kept.empty()) {
+    return InvalidArgumentError("none of the CPUs " + flag +
+                                " is one this process may run on (see taskset -p " +
+                                std::to_string(::getpid()) + ")");
+  }
+  return kept;
+}
 
 int Main(int argc, char** argv) {
   using namespace quiver;
@@ -41,7 +67,7 @@ int Main(int argc, char** argv) {
       "also serve the binary protocol on this Unix-domain socket path (same-host services)");
   app.add_option("--threads", o.threads, "I/O and handler threads (0: one per core)")
       ->capture_default_str();
-  std::string write_priority = "low", maintenance_priority = "idle";
+  std::string write_priority = "low", maintenance_priority = "low";
   const auto priority_names = CLI::IsMember({"normal", "low", "idle"});
   app.add_option("--write-threads", o.write_threads,
                  "threads running upserts, deletes, users, events")
@@ -65,8 +91,15 @@ int Main(int argc, char** argv) {
                  "idle")
       ->check(priority_names)
       ->capture_default_str();
-  app.add_option("--background-parallelism", o.background_parallelism,
-                 "threads one write or maintenance call may use (0: every core but one)")
+  app.add_option(
+         "--background-parallelism", o.background_parallelism,
+         "threads one write or maintenance call may use (0: one per background CPU, at most "
+         "every core but one)")
+      ->capture_default_str();
+  std::string background_cpus = "auto";
+  app.add_option("--background-cpus", background_cpus,
+                 "CPUs for writes, flushes, compactions and periodic snapshots, as taskset -c "
+                 "lists them (0-3,6); auto: every CPU but the first, kept for searches; all: any")
       ->capture_default_str();
   app.add_option("--read-write-key", o.read_write_key, "API key allowed to call everything");
   app.add_option("--read-only-key", o.read_only_key, "API key allowed to call only reads");
@@ -125,6 +158,12 @@ int Main(int argc, char** argv) {
            : name == "low"  ? CpuPriority::kLow
                             : CpuPriority::kIdle;
   };
+  if (auto cpus = BackgroundCpus(background_cpus); cpus.ok()) {
+    o.background_cpus = *std::move(cpus);
+  } else {
+    std::fprintf(stderr, "quiverd: --background-cpus: %s\n", cpus.status().ToString().c_str());
+    return 1;
+  }
   o.write_priority = priority(write_priority);
   o.maintenance_priority = priority(maintenance_priority);
   o.idle_timeout = std::chrono::milliseconds(idle_ms);
@@ -147,6 +186,7 @@ int Main(int argc, char** argv) {
   engine::EngineOptions eo;
   eo.store.accept_wal_loss = accept_wal_loss;
   eo.store.min_free_bytes = min_free_disk_mb << 20;
+  eo.store.background_cpus = o.background_cpus;
   eo.store.simulate_power_loss = simulate_power_loss;
   eo.store.durability =
       durability == "sync" ? storage::Durability::kSync : storage::Durability::kNoSync;
@@ -176,6 +216,7 @@ int Main(int argc, char** argv) {
     if (snapshot_interval_s == 0) return;
     // Background work, like the server's maintenance calls.
     SetThreadPriority(o.maintenance_priority);
+    if (!o.background_cpus.empty()) SetThreadCpus(o.background_cpus);
     SetParallelismBudget(net::BackgroundParallelism(o));
     std::unique_lock lock(ticker_mu);
     while (!ticker_cv.wait_for(lock, std::chrono::seconds(snapshot_interval_s),

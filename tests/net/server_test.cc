@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 #include <thread>
 
 #include "base/coding.h"
+#include "base/work_pool.h"
 #include "client/client.h"
 #include "engine/data_root.h"
 #include "net/json_api.h"
@@ -526,6 +528,55 @@ TEST_F(ServerTest, SearchesAnswerWhileAPluginRunAndWritesAreBusy) {
   EXPECT_EQ(std::get<PluginRunResult>(run_reply.body).lists, 43u);  // the write came first
   const Reply queued = creates[1 - refused].get();
   EXPECT_TRUE(queued.status.ok()) << queued.status;
+}
+
+// The CPUs each thread of the process may run on, by thread name (as `ps -L` shows it).
+std::multimap<std::string, std::vector<int>> CpusByThreadName() {
+  std::multimap<std::string, std::vector<int>> out;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (!std::getline(comm, name)) continue;  // ended meanwhile
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (::sched_getaffinity(std::stoi(task.path().filename()), sizeof(set), &set) != 0) continue;
+    std::vector<int> cpus;
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+      if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+    }
+    out.emplace(name, std::move(cpus));
+  }
+  return out;
+}
+
+// background_cpus puts the write and maintenance threads on those CPUs, and leaves the I/O
+// threads (where searches run) on every CPU.
+TEST_F(ServerTest, BackgroundThreadsRunOnTheBackgroundCpus) {
+  const std::vector<int> all = ThreadCpus();
+  ASSERT_FALSE(all.empty());
+  const std::vector<int> background = {all.back()};
+  StartServer("", "", [&](ServerOptions& o) {
+    o.threads = 2;
+    o.write_threads = 2;
+    o.maintenance_threads = 1;
+    o.background_cpus = background;
+  });
+  auto client = Connect();
+  ASSERT_TRUE(client->CreateCollection({.name = "m", .dim = 4}).ok());  // maintenance
+  ASSERT_TRUE(client->Upsert("m", Items(10)).ok());                     // a write
+  const auto threads = CpusByThreadName();
+  std::map<std::string, int> count;
+  for (const auto& [name, cpus] : threads) {
+    if (name == "quiver-write" || name == "quiver-maint") {
+      EXPECT_EQ(cpus, background) << name;
+    } else if (name == "quiver-io") {
+      EXPECT_EQ(cpus, all) << name;
+    }
+    ++count[name];
+  }
+  EXPECT_EQ(count["quiver-write"], 2);
+  EXPECT_EQ(count["quiver-maint"], 1);
+  EXPECT_GE(count["quiver-io"], 2);
 }
 
 TEST_F(ServerTest, MalformedInputGetsErrorsAndTheServerKeepsServing) {
