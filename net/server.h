@@ -53,9 +53,9 @@ struct ServerOptions {
   // Create/drop, snapshots, reload/rollback, plugin runs; 0: half the cores (at least 1).
   int maintenance_threads = 0;
   size_t max_queued_maintenance = 64;
-  // The maintenance threads' CPU priority. Not SCHED_IDLE by default: a thread that gets almost
-  // no CPU while it holds a lock shared with searches (the allocator's, an index's) makes them
-  // wait, and on its own CPU (background_cpus) it has no search to give way to.
+  // The maintenance threads' CPU priority. Not SCHED_IDLE by default: searches measured slower
+  // with it (a thread that barely runs beside busy writers while holding something searches
+  // also take), and on the background CPUs it has no search to give way to.
   CpuPriority maintenance_priority = CpuPriority::kLow;
   // Threads one write or maintenance call may spread its work over (index builds, plugins); 0:
   // every core but one, so that searches always find a free core.
