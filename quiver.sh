@@ -30,6 +30,7 @@ PACKAGES=(
   libhnswlib-dev libfaiss-dev libopenblas-dev
   dataset-fashion-mnist python3 python3-numpy python3-faiss
   g++-aarch64-linux-gnu qemu-user
+  nats-server libnats-dev
 )
 
 deps() {
@@ -79,7 +80,7 @@ test_fuzz() {
 # headers (not the generated or the system ones), on the build's compile_commands.json; any
 # finding fails the run.
 check_tidy() {
-  local dirs="base|index|formats|storage|plugins|engine|net|client|tools|tests|bench|examples"
+  local dirs="base|index|formats|storage|plugins|engine|cluster|net|client|tools|tests|bench|examples"
   # Not the ANN peers (bench/ann/*_peer.cc): thin wrappers whose third-party headers (FAISS's
   # omp.h) only GCC's include path has.
   run-clang-tidy -p "$BUILD_DIR" -j "$JOBS" -quiet -header-filter="^$ROOT/($dirs)/" \
@@ -96,7 +97,7 @@ check_tidy() {
 # fails the run (fix with: clang-format -i FILE).
 check_format() {
   local files
-  files=$(find "$ROOT"/{base,index,formats,storage,plugins,engine,net,client,tools,tests,bench,examples} \
+  files=$(find "$ROOT"/{base,index,formats,storage,plugins,engine,cluster,net,client,tools,tests,bench,examples} \
     -name '*.h' -o -name '*.cc' | sort)
   # shellcheck disable=SC2086
   clang-format --dry-run --Werror $files || { echo "quiver.sh: formatting differs (clang-format -i FILE)"; return 1; }

@@ -1,0 +1,176 @@
+#include "cluster/log.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/testing/nats_server.h"
+#include "tests/testing/temp_dir.h"
+
+namespace quiver::cluster {
+namespace {
+
+class LogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const Status started = nats_.Start();
+    ASSERT_TRUE(started.ok()) << started;
+  }
+
+  std::unique_ptr<Log> Connect(LogOptions o = {}) {
+    o.servers = {nats_.url()};
+    auto log = Log::Connect(o);
+    EXPECT_TRUE(log.ok()) << log.status();
+    return log.ok() ? std::move(*log) : nullptr;
+  }
+
+  // Every message the reader has, fetched until one fetch comes back empty.
+  static std::vector<LogEntry> ReadAll(LogReader& reader) {
+    std::vector<LogEntry> all;
+    while (true) {
+      auto got = reader.Fetch(4, std::chrono::milliseconds(300));
+      EXPECT_TRUE(got.ok()) << got.status();
+      if (!got.ok() || got->empty()) return all;
+      for (auto& e : *got) all.push_back(std::move(e));
+    }
+  }
+
+  testing::ScopedTempDir dir_;
+  testing::NatsServer nats_{dir_.path() + "/nats"};
+};
+
+TEST_F(LogTest, NamesEscapeWhatNatsWouldSplit) {
+  EXPECT_EQ(Log::StreamName("movies"), "quiver_movies");
+  EXPECT_EQ(Log::Subject("movies", 3), "quiver.movies.3");
+  // "a.b" and "a_db" must not share a stream.
+  EXPECT_EQ(Log::Subject("a.b", 0), "quiver.a_db.0");
+  EXPECT_EQ(Log::Subject("a_db", 0), "quiver.a__db.0");
+  EXPECT_NE(Log::StreamName("a.b"), Log::StreamName("a_db"));
+}
+
+TEST_F(LogTest, FollowersReadTheirShardInStreamOrder) {
+  auto log = Connect();
+  ASSERT_TRUE(log);
+  ASSERT_TRUE(log->EnsureStream("m.x", 2).ok());
+  ASSERT_TRUE(log->EnsureStream("m.x", 2).ok());  // exists: kept
+  std::vector<uint64_t> seqs;
+  for (int i = 0; i < 10; ++i) {
+    auto seq = log->Publish("m.x", uint32_t(i % 2), "w" + std::to_string(i), "");
+    ASSERT_TRUE(seq.ok()) << seq.status();
+    if (!seqs.empty()) EXPECT_GT(*seq, seqs.back());
+    seqs.push_back(*seq);
+  }
+  auto state = log->State("m.x");
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(state->messages, 10u);
+  EXPECT_EQ(state->last, seqs.back());
+
+  auto shard0 = log->Follow("m.x", 0, "node-a-0", 0);
+  ASSERT_TRUE(shard0.ok()) << shard0.status();
+  std::vector<LogEntry> got = ReadAll(**shard0);
+  ASSERT_EQ(got.size(), 5u);
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].seq, seqs[2 * i]);
+    EXPECT_EQ(got[i].data, "w" + std::to_string(2 * i));
+  }
+  // Shard 1 from after its second message.
+  auto shard1 = log->Follow("m.x", 1, "node-a-1", seqs[3]);
+  ASSERT_TRUE(shard1.ok()) << shard1.status();
+  got = ReadAll(**shard1);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].data, "w5");
+  EXPECT_EQ(got[2].data, "w9");
+}
+
+TEST_F(LogTest, ARepeatedMessageIdIsStoredOnce) {
+  auto log = Connect();
+  ASSERT_TRUE(log);
+  ASSERT_TRUE(log->EnsureStream("m", 1).ok());
+  auto first = log->Publish("m", 0, "batch", "writer-1:7");
+  auto again = log->Publish("m", 0, "batch", "writer-1:7");
+  auto other = log->Publish("m", 0, "batch", "writer-1:8");
+  ASSERT_TRUE(first.ok() && again.ok() && other.ok());
+  EXPECT_EQ(*again, *first);
+  EXPECT_NE(*other, *first);
+  EXPECT_EQ(log->State("m")->messages, 2u);
+}
+
+TEST_F(LogTest, AFollowerResumesWhereItSaysAcrossAServerRestart) {
+  auto log = Connect();
+  ASSERT_TRUE(log);
+  ASSERT_TRUE(log->EnsureStream("m", 1).ok());
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(log->Publish("m", 0, std::to_string(i), "").ok());
+  uint64_t applied = 0;
+  {
+    auto reader = log->Follow("m", 0, "node-a-0", 0);
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    auto got = (*reader)->Fetch(2, std::chrono::milliseconds(2000));
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(got->size(), 2u);
+    applied = got->back().seq;
+    ASSERT_TRUE((*reader)->AckFetched().ok());
+  }
+  log.reset();
+  nats_.Kill();
+  const Status restarted = nats_.Start();  // same port, same store
+  ASSERT_TRUE(restarted.ok()) << restarted;
+  log = Connect();
+  ASSERT_TRUE(log);
+  auto reader = log->Follow("m", 0, "node-a-0", applied);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  std::vector<LogEntry> rest = ReadAll(**reader);
+  ASSERT_EQ(rest.size(), 4u);
+  EXPECT_EQ(rest.front().data, "2");
+  EXPECT_EQ(rest.back().data, "5");
+}
+
+TEST_F(LogTest, AFollowerBehindATrimmedLogIsRefused) {
+  LogOptions o;
+  o.max_messages = 3;
+  auto log = Connect(o);
+  ASSERT_TRUE(log);
+  ASSERT_TRUE(log->EnsureStream("m", 1).ok());
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(log->Publish("m", 0, std::to_string(i), "").ok());
+  auto state = log->State("m");
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(state->first, 4u);
+  auto behind = log->Follow("m", 0, "node-b-0", 2);
+  ASSERT_FALSE(behind.ok());
+  EXPECT_EQ(behind.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(behind.status().message().find("snapshot"), std::string::npos) << behind.status();
+  auto caught_up = log->Follow("m", 0, "node-b-0", 3);
+  ASSERT_TRUE(caught_up.ok()) << caught_up.status();
+  EXPECT_EQ(ReadAll(**caught_up).size(), 3u);
+}
+
+TEST_F(LogTest, WritesFailWithUnavailableWhileNatsIsDown) {
+  auto log = Connect();
+  ASSERT_TRUE(log);
+  ASSERT_TRUE(log->EnsureStream("m", 1).ok());
+  nats_.Kill();
+  auto seq = log->Publish("m", 0, "lost?", "");
+  ASSERT_FALSE(seq.ok());
+  EXPECT_EQ(seq.status().code(), StatusCode::kUnavailable) << seq.status();
+  // Back on the same port: the client reconnects by itself and writes go on.
+  const Status restarted = nats_.Start();
+  ASSERT_TRUE(restarted.ok()) << restarted;
+  Result<uint64_t> next = UnavailableError("not tried");
+  for (int attempt = 0; attempt < 600 && !next.ok(); ++attempt) {
+    next = log->Publish("m", 0, "after", "");
+    if (!next.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(log->State("m")->messages, 1u);  // the refused write was not stored
+
+  LogOptions nowhere;
+  nowhere.servers = {"nats://127.0.0.1:1"};
+  nowhere.timeout = std::chrono::milliseconds(500);
+  auto unreachable = Log::Connect(nowhere);
+  ASSERT_FALSE(unreachable.ok());
+  EXPECT_EQ(unreachable.status().code(), StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace quiver::cluster
