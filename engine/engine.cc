@@ -47,6 +47,15 @@ class Collection {
   std::atomic<uint64_t> op_seq{0};        // latest op applied to the index
   std::atomic<uint64_t> snapshot_seq{0};  // op covered by the newest snapshot
   bool dropped = false;                   // GUARDED_BY(write_mu)
+  // Cluster mode: the last write-log sequence applied, by shard.
+  std::map<uint32_t, uint64_t> log_applied;  // GUARDED_BY(write_mu)
+
+  // Whether the write at `at` is applied already (a replayed log message). REQUIRES: write_mu.
+  bool Applied(const std::optional<LogPosition>& at) const {
+    if (!at) return false;
+    auto it = log_applied.find(at->shard);
+    return it != log_applied.end() && it->second >= at->seq;
+  }
 
   bool trained() const { return parts()->trained(); }
 
@@ -327,6 +336,7 @@ Status Engine::RecoverAll() {
     }
     c->op_seq = last;
     c->snapshot_seq = base;
+    QV_ASSIGN_OR_RETURN(c->log_applied, store_->LogPositions(id));
     collections_[schema.name] = std::move(c);
   }
   // A loss accepted above is recorded as the new floor, so the next start does not refuse it
@@ -509,12 +519,14 @@ Result<CollectionInfo> Engine::DescribeCollection(const std::string& name) const
   return Describe(*c);
 }
 
-Result<WriteResult> Engine::Upsert(const std::string& name, std::span<const ItemRecord> items) {
+Result<WriteResult> Engine::Upsert(const std::string& name, std::span<const ItemRecord> items,
+                                   std::optional<LogPosition> at) {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
   QV_RETURN_IF_ERROR(ValidateItems(c->schema(), items));
   if (items.empty()) return WriteResult{};
   std::lock_guard write(c->write_mu);
   if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
+  if (c->Applied(at)) return WriteResult{};
   if (!c->trained() && items.size() < MinFirstBatch(c->schema())) {
     return FailedPreconditionError(
         "collection '" + name + "' is IVF-PQ and trains on its first batch, which needs at least " +
@@ -529,7 +541,9 @@ Result<WriteResult> Engine::Upsert(const std::string& name, std::span<const Item
     op.upserted.push_back(item.id);
   }
   batch.PutOp(c->id(), seq, op);
+  if (at) batch.PutLogPosition(c->id(), at->shard, at->seq);
   QV_RETURN_IF_ERROR(store_->Write(batch));
+  if (at) c->log_applied[at->shard] = at->seq;
   KillPoint("write.after_wal");
   Status s = c->parts()->Add(items);
   if (!s.ok()) {
@@ -542,7 +556,8 @@ Result<WriteResult> Engine::Upsert(const std::string& name, std::span<const Item
   return WriteResult{seq, items.size()};
 }
 
-Result<WriteResult> Engine::Delete(const std::string& name, std::span<const uint64_t> ids) {
+Result<WriteResult> Engine::Delete(const std::string& name, std::span<const uint64_t> ids,
+                                   std::optional<LogPosition> at) {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
   std::unordered_set<uint64_t> seen;
   for (uint64_t id : ids) {
@@ -552,18 +567,27 @@ Result<WriteResult> Engine::Delete(const std::string& name, std::span<const uint
   }
   std::lock_guard write(c->write_mu);
   if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
+  if (c->Applied(at)) return WriteResult{};
   std::vector<std::optional<ItemRecord>> records;
   QV_RETURN_IF_ERROR(store_->GetItems(c->id(), ids, &records));
   storage::OpRecord op;
   for (size_t i = 0; i < ids.size(); ++i) {
     if (records[i]) op.deleted.push_back(ids[i]);
   }
-  if (op.deleted.empty()) return WriteResult{};
-  const uint64_t seq = c->op_seq.load() + 1;
   storage::WriteBatch batch;
+  if (at) batch.PutLogPosition(c->id(), at->shard, at->seq);
+  if (op.deleted.empty()) {
+    if (at) {  // nothing to delete, but the message is applied
+      QV_RETURN_IF_ERROR(store_->Write(batch));
+      c->log_applied[at->shard] = at->seq;
+    }
+    return WriteResult{};
+  }
+  const uint64_t seq = c->op_seq.load() + 1;
   for (uint64_t id : op.deleted) batch.DeleteItem(c->id(), id);
   batch.PutOp(c->id(), seq, op);
   QV_RETURN_IF_ERROR(store_->Write(batch));
+  if (at) c->log_applied[at->shard] = at->seq;
   KillPoint("write.after_wal");
   QV_RETURN_IF_ERROR(c->parts()->Remove(op.deleted));
   c->op_seq = seq;
@@ -579,7 +603,8 @@ Result<std::vector<std::optional<ItemRecord>>> Engine::Get(const std::string& na
   return out;
 }
 
-Status Engine::PutUsers(const std::string& name, std::span<const UserRecord> users) {
+Status Engine::PutUsers(const std::string& name, std::span<const UserRecord> users,
+                        std::optional<LogPosition> at) {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
   std::unordered_set<uint64_t> seen;
   for (const UserRecord& u : users) {
@@ -590,9 +615,13 @@ Status Engine::PutUsers(const std::string& name, std::span<const UserRecord> use
   }
   std::lock_guard write(c->write_mu);
   if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
+  if (c->Applied(at)) return Status::Ok();
   storage::WriteBatch batch;
   for (const UserRecord& u : users) batch.PutUser(c->id(), u);
-  return store_->Write(batch);
+  if (at) batch.PutLogPosition(c->id(), at->shard, at->seq);
+  QV_RETURN_IF_ERROR(store_->Write(batch));
+  if (at) c->log_applied[at->shard] = at->seq;
+  return Status::Ok();
 }
 
 Result<std::optional<UserRecord>> Engine::GetUser(const std::string& name, uint64_t id) const {
@@ -600,12 +629,14 @@ Result<std::optional<UserRecord>> Engine::GetUser(const std::string& name, uint6
   return store_->GetUser(c->id(), id);
 }
 
-Status Engine::AddEvents(const std::string& name, std::span<const Event> events) {
+Status Engine::AddEvents(const std::string& name, std::span<const Event> events,
+                         std::optional<LogPosition> at) {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
   std::map<uint64_t, std::vector<storage::Interaction>> by_user;
   for (const Event& e : events) by_user[e.user].push_back({e.item, e.timestamp});
   std::lock_guard write(c->write_mu);
   if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
+  if (c->Applied(at)) return Status::Ok();
   storage::WriteBatch batch;
   for (auto& [uid, fresh] : by_user) {
     QV_ASSIGN_OR_RETURN(std::optional<UserRecord> user, store_->GetUser(c->id(), uid));
@@ -623,7 +654,28 @@ Status Engine::AddEvents(const std::string& name, std::span<const Event> events)
     user->history = std::move(merged);
     batch.PutUser(c->id(), *user);
   }
-  return store_->Write(batch);
+  if (at) batch.PutLogPosition(c->id(), at->shard, at->seq);
+  QV_RETURN_IF_ERROR(store_->Write(batch));
+  if (at) c->log_applied[at->shard] = at->seq;
+  return Status::Ok();
+}
+
+Status Engine::SkipLogPosition(const std::string& name, LogPosition at) {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  std::lock_guard write(c->write_mu);
+  if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
+  if (c->Applied(at)) return Status::Ok();
+  storage::WriteBatch batch;
+  batch.PutLogPosition(c->id(), at.shard, at.seq);
+  QV_RETURN_IF_ERROR(store_->Write(batch));
+  c->log_applied[at.shard] = at.seq;
+  return Status::Ok();
+}
+
+Result<std::map<uint32_t, uint64_t>> Engine::LogPositions(const std::string& name) const {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  std::lock_guard write(c->write_mu);
+  return c->log_applied;
 }
 
 Result<std::vector<Hit>> Engine::Search(const std::string& name, std::span<const float> query,

@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -38,6 +39,15 @@ struct EngineOptions {
   storage::StoreOptions store;
   // Snapshots kept per collection (the newest first); the op log is kept from the oldest.
   size_t snapshots_kept = 2;
+};
+
+// Cluster mode: where a write comes from in the replicated write log (cluster/log.h): its
+// shard's subject and its stream sequence. A write given a position is stored together with it
+// (one atomic batch), and a position at or below the one already applied for the shard makes
+// the write a no-op: replaying the log after a crash applies each message exactly once.
+struct LogPosition {
+  uint32_t shard = 0;
+  uint64_t seq = 0;
 };
 
 using ::quiver::CollectionInfo;
@@ -79,19 +89,30 @@ class Engine {
   Result<CollectionInfo> DescribeCollection(const std::string& name) const;
 
   // All or nothing: the batch is validated first (ValidateItems), then written and indexed.
-  Result<WriteResult> Upsert(const std::string& name, std::span<const ItemRecord> items);
+  // `at`: the write's place in the cluster's write log (LogPosition).
+  Result<WriteResult> Upsert(const std::string& name, std::span<const ItemRecord> items,
+                             std::optional<LogPosition> at = std::nullopt);
   // Deletes the ids that exist (absent ids are not an error; `changed` counts the deleted).
-  Result<WriteResult> Delete(const std::string& name, std::span<const uint64_t> ids);
+  Result<WriteResult> Delete(const std::string& name, std::span<const uint64_t> ids,
+                             std::optional<LogPosition> at = std::nullopt);
   // out[i] is ids[i]'s item, or nullopt.
   Result<std::vector<std::optional<ItemRecord>>> Get(const std::string& name,
                                                      std::span<const uint64_t> ids) const;
 
   // Creates or replaces users (vector and history as given).
-  Status PutUsers(const std::string& name, std::span<const UserRecord> users);
+  Status PutUsers(const std::string& name, std::span<const UserRecord> users,
+                  std::optional<LogPosition> at = std::nullopt);
   Result<std::optional<UserRecord>> GetUser(const std::string& name, uint64_t id) const;
   // Prepends events to their users' histories (newest first, trimmed to max_history); a user
   // seen for the first time is created without a vector.
-  Status AddEvents(const std::string& name, std::span<const Event> events);
+  Status AddEvents(const std::string& name, std::span<const Event> events,
+                   std::optional<LogPosition> at = std::nullopt);
+
+  // Cluster mode: the write at `at` was refused for good (bad input, a collection that cannot
+  // take it): records the position alone, so that it is not tried again.
+  Status SkipLogPosition(const std::string& name, LogPosition at);
+  // Cluster mode: the last stream sequence applied, by shard (empty: none yet).
+  Result<std::map<uint32_t, uint64_t>> LogPositions(const std::string& name) const;
 
   // Nearest items to `query`; params as in index::SearchParams.
   Result<std::vector<Hit>> Search(const std::string& name, std::span<const float> query,

@@ -32,7 +32,8 @@ constexpr const char* kCfNames[kCfCount] = {kMetaColumnFamily, kItemsColumnFamil
 
 constexpr char kSchemaPrefix = 'c';
 constexpr char kLastOpPrefix = 's';
-constexpr char kListInfoPrefix = 'l';  // + collection id BE + kind
+constexpr char kListInfoPrefix = 'l';     // + collection id BE + kind
+constexpr char kLogPositionPrefix = 'g';  // + collection id BE + shard BE
 constexpr const char* kNextCollectionKey = "next_collection_id";
 
 // The free bytes (for an unprivileged process) of the filesystem holding `path`; UINT64_MAX
@@ -98,6 +99,15 @@ void WriteBatch::DropCollection(uint32_t collection_id) {
   }
   rep_->ops.push_back({Rep::Op::kDeleteRange, kMeta, MetaKey(kListInfoPrefix, collection_id),
                        MetaKey(kListInfoPrefix, collection_id + 1)});
+  rep_->ops.push_back({Rep::Op::kDeleteRange, kMeta, MetaKey(kLogPositionPrefix, collection_id),
+                       MetaKey(kLogPositionPrefix, collection_id + 1)});
+}
+
+void WriteBatch::PutLogPosition(uint32_t collection_id, uint32_t shard, uint64_t seq) {
+  std::string key = MetaKey(kLogPositionPrefix, collection_id) + CollectionKey(shard);  // BE32
+  std::string v;
+  PutFixed<uint64_t>(&v, seq);
+  rep_->ops.push_back({Rep::Op::kPut, kMeta, std::move(key), std::move(v)});
 }
 
 void WriteBatch::PutList(uint32_t collection_id, std::string_view kind, uint64_t key,
@@ -385,6 +395,27 @@ Result<uint64_t> Store::LastOp(uint32_t collection_id) const {
   uint64_t seq;
   if (!GetFixed(&in, &seq) || !in.empty()) return DataLossError("corrupt op sequence");
   return seq;
+}
+
+Result<std::map<uint32_t, uint64_t>> Store::LogPositions(uint32_t collection_id) const {
+  std::map<uint32_t, uint64_t> out;
+  const std::string prefix = MetaKey(kLogPositionPrefix, collection_id);
+  std::unique_ptr<rocksdb::Iterator> it(
+      rep_->db->NewIterator(rocksdb::ReadOptions(), rep_->cfs[kMeta]));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    const std::string_view key = it->key().ToStringView().substr(prefix.size());
+    std::string_view value = it->value().ToStringView();
+    uint64_t seq = 0;
+    if (key.size() != 4 || !GetFixed(&value, &seq) || !value.empty()) {
+      return DataLossError("corrupt write-log position of collection " +
+                           std::to_string(collection_id));
+    }
+    uint32_t shard = 0;
+    for (char byte : key) shard = (shard << 8) | uint8_t(byte);
+    out[shard] = seq;
+  }
+  QV_RETURN_IF_ERROR(FromRocks(it->status(), "reading write-log positions"));
+  return out;
 }
 
 Result<std::optional<ItemRecord>> Store::GetItem(uint32_t collection_id, uint64_t id) const {

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -76,6 +77,8 @@ class WriteBatch {
   void PutUser(uint32_t collection_id, const UserRecord& user);
   // Appends op `seq` to the collection's op log and records seq as its latest op.
   void PutOp(uint32_t collection_id, uint64_t seq, const OpRecord& op);
+  // Cluster mode: the collection has applied its write log's shard up to stream sequence `seq`.
+  void PutLogPosition(uint32_t collection_id, uint32_t shard, uint64_t seq);
   // Neighbor lists (records.h): one list, its removal, a whole kind's removal, and the kind's
   // run record.
   void PutList(uint32_t collection_id, std::string_view kind, uint64_t key,
@@ -117,6 +120,8 @@ class Store {
   Result<uint32_t> NextCollectionId() const;
   // The collection's latest op sequence (0 if it has none).
   Result<uint64_t> LastOp(uint32_t collection_id) const;
+  // Cluster mode: the last write-log sequence applied, by shard (PutLogPosition).
+  Result<std::map<uint32_t, uint64_t>> LogPositions(uint32_t collection_id) const;
 
   Result<std::optional<ItemRecord>> GetItem(uint32_t collection_id, uint64_t id) const;
   // out->at(i) is ids[i]'s record, or nullopt if it is absent.

@@ -235,6 +235,53 @@ TEST_F(EngineTest, ReopenReplaysTheOpLogAfterTheSnapshot) {
   EXPECT_NE((*e->Search("c", items[249].vector, p))[0].id, 250u);
 }
 
+// Cluster mode: each write stored with its write-log position; a replayed message (a position
+// already applied for its shard) changes nothing, across a reopen too.
+TEST_F(EngineTest, WritesAtALogPositionApplyOnceAndTheirPositionsSurviveReopen) {
+  auto items = Items(1, 20, 4);
+  auto changed = Items(1, 20, 4, /*seed=*/9);
+  {
+    auto e = OpenEngine();
+    ASSERT_TRUE(e->CreateCollection(Schema("c", 4)).ok());
+    EXPECT_TRUE(e->LogPositions("c")->empty());
+    ASSERT_TRUE(e->Upsert("c", items, LogPosition{0, 5}).ok());
+    // The same message again (a replay), and an older one: no-ops.
+    auto again = e->Upsert("c", changed, LogPosition{0, 5});
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(again->changed, 0u);
+    ASSERT_TRUE(e->Upsert("c", changed, LogPosition{0, 3}).ok());
+    EXPECT_EQ((*e->Get("c", std::vector<uint64_t>{1}))[0]->vector, items[0].vector);
+    // Another shard has its own position.
+    ASSERT_TRUE(e->Upsert("c", std::span(changed).first(1), LogPosition{1, 4}).ok());
+    EXPECT_EQ((*e->Get("c", std::vector<uint64_t>{1}))[0]->vector, changed[0].vector);
+    // A delete of nothing present and a refused message still move the position on.
+    ASSERT_TRUE(e->Delete("c", std::vector<uint64_t>{999}, LogPosition{0, 7}).ok());
+    ASSERT_TRUE(e->SkipLogPosition("c", LogPosition{0, 9}).ok());
+    UserRecord u{7, {1, 2, 3, 4}, {}};
+    ASSERT_TRUE(e->PutUsers("c", std::span(&u, 1), LogPosition{1, 10}).ok());
+    std::vector<Event> ev = {{7, 3, 100}};
+    ASSERT_TRUE(e->AddEvents("c", ev, LogPosition{1, 11}).ok());
+    ASSERT_TRUE(e->AddEvents("c", ev, LogPosition{1, 11}).ok());  // replayed: not twice
+    EXPECT_EQ((*e->GetUser("c", 7))->history.size(), 1u);
+    std::vector<uint64_t> del = {2};
+    ASSERT_TRUE(e->Delete("c", del, LogPosition{0, 12}).ok());
+    ASSERT_TRUE(e->Delete("c", del, LogPosition{0, 12}).ok());
+  }
+  auto e = OpenEngine();
+  auto positions = e->LogPositions("c");
+  ASSERT_TRUE(positions.ok()) << positions.status();
+  EXPECT_EQ(*positions, (std::map<uint32_t, uint64_t>{{0, 12}, {1, 11}}));
+  EXPECT_EQ(e->DescribeCollection("c")->items, 19u);
+  // A replay after the reopen is still a no-op.
+  ASSERT_TRUE(e->Upsert("c", changed, LogPosition{0, 12}).ok());
+  EXPECT_EQ((*e->Get("c", std::vector<uint64_t>{3}))[0]->vector, items[2].vector);
+  EXPECT_FALSE((*e->Get("c", std::vector<uint64_t>{2}))[0].has_value());
+  // Dropping the collection forgets its positions.
+  ASSERT_TRUE(e->DropCollection("c").ok());
+  ASSERT_TRUE(e->CreateCollection(Schema("c", 4)).ok());
+  EXPECT_TRUE(e->LogPositions("c")->empty());
+}
+
 TEST_F(EngineTest, CorruptSnapshotIsSetAsideAndTheIndexRebuilt) {
   auto items = Items(1, 100, 8);
   std::string snap_dir;
