@@ -519,6 +519,38 @@ Result<CollectionInfo> Engine::DescribeCollection(const std::string& name) const
   return Describe(*c);
 }
 
+namespace {
+
+Status FirstBatchTooSmall(const std::string& name, const CollectionSchema& schema, size_t got) {
+  return FailedPreconditionError(
+      "collection '" + name + "' is IVF-PQ and trains on its first batch, which needs at least " +
+      std::to_string(MinFirstBatch(schema)) + " items (got " + std::to_string(got) +
+      "); send a larger first batch or build the collection in bulk");
+}
+
+Status CheckIdsOnce(std::span<const uint64_t> ids) {
+  std::unordered_set<uint64_t> seen;
+  for (uint64_t id : ids) {
+    if (!seen.insert(id).second) {
+      return InvalidArgumentError("item " + std::to_string(id) + " appears twice in the batch");
+    }
+  }
+  return Status::Ok();
+}
+
+Status CheckUserRecords(const CollectionSchema& schema, std::span<const UserRecord> users) {
+  std::unordered_set<uint64_t> seen;
+  for (const UserRecord& u : users) {
+    QV_RETURN_IF_ERROR(ValidateUser(schema, u));
+    if (!seen.insert(u.id).second) {
+      return InvalidArgumentError("user " + std::to_string(u.id) + " appears twice in the batch");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<WriteResult> Engine::Upsert(const std::string& name, std::span<const ItemRecord> items,
                                    std::optional<LogPosition> at) {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
@@ -528,10 +560,7 @@ Result<WriteResult> Engine::Upsert(const std::string& name, std::span<const Item
   if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
   if (c->Applied(at)) return WriteResult{};
   if (!c->trained() && items.size() < MinFirstBatch(c->schema())) {
-    return FailedPreconditionError(
-        "collection '" + name + "' is IVF-PQ and trains on its first batch, which needs at least " +
-        std::to_string(MinFirstBatch(c->schema())) + " items (got " + std::to_string(items.size()) +
-        "); send a larger first batch or build the collection in bulk");
+    return FirstBatchTooSmall(name, c->schema(), items.size());
   }
   const uint64_t seq = c->op_seq.load() + 1;
   storage::OpRecord op;
@@ -556,15 +585,33 @@ Result<WriteResult> Engine::Upsert(const std::string& name, std::span<const Item
   return WriteResult{seq, items.size()};
 }
 
+Status Engine::CheckUpsert(const std::string& name, std::span<const ItemRecord> items) const {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  QV_RETURN_IF_ERROR(ValidateItems(c->schema(), items));
+  if (!items.empty() && !c->trained() && items.size() < MinFirstBatch(c->schema())) {
+    return FirstBatchTooSmall(name, c->schema(), items.size());
+  }
+  return Status::Ok();
+}
+
+Status Engine::CheckDelete(const std::string& name, std::span<const uint64_t> ids) const {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  return CheckIdsOnce(ids);
+}
+
+Status Engine::CheckUsers(const std::string& name, std::span<const UserRecord> users) const {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  return CheckUserRecords(c->schema(), users);
+}
+
+Status Engine::CheckEvents(const std::string& name, std::span<const Event> events) const {
+  return Find(name).status();
+}
+
 Result<WriteResult> Engine::Delete(const std::string& name, std::span<const uint64_t> ids,
                                    std::optional<LogPosition> at) {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
-  std::unordered_set<uint64_t> seen;
-  for (uint64_t id : ids) {
-    if (!seen.insert(id).second) {
-      return InvalidArgumentError("item " + std::to_string(id) + " appears twice in the batch");
-    }
-  }
+  QV_RETURN_IF_ERROR(CheckIdsOnce(ids));
   std::lock_guard write(c->write_mu);
   if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
   if (c->Applied(at)) return WriteResult{};
@@ -606,13 +653,7 @@ Result<std::vector<std::optional<ItemRecord>>> Engine::Get(const std::string& na
 Status Engine::PutUsers(const std::string& name, std::span<const UserRecord> users,
                         std::optional<LogPosition> at) {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
-  std::unordered_set<uint64_t> seen;
-  for (const UserRecord& u : users) {
-    QV_RETURN_IF_ERROR(ValidateUser(c->schema(), u));
-    if (!seen.insert(u.id).second) {
-      return InvalidArgumentError("user " + std::to_string(u.id) + " appears twice in the batch");
-    }
-  }
+  QV_RETURN_IF_ERROR(CheckUserRecords(c->schema(), users));
   std::lock_guard write(c->write_mu);
   if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
   if (c->Applied(at)) return Status::Ok();

@@ -108,6 +108,13 @@ class Engine {
   Status AddEvents(const std::string& name, std::span<const Event> events,
                    std::optional<LogPosition> at = std::nullopt);
 
+  // The checks each write makes before it writes anything (Upsert, Delete, PutUsers and
+  // AddEvents run them first). Cluster mode runs them before a write goes to the write log.
+  Status CheckUpsert(const std::string& name, std::span<const ItemRecord> items) const;
+  Status CheckDelete(const std::string& name, std::span<const uint64_t> ids) const;
+  Status CheckUsers(const std::string& name, std::span<const UserRecord> users) const;
+  Status CheckEvents(const std::string& name, std::span<const Event> events) const;
+
   // Cluster mode: the write at `at` was refused for good (bad input, a collection that cannot
   // take it): records the position alone, so that it is not tried again.
   Status SkipLogPosition(const std::string& name, LogPosition at);

@@ -1,0 +1,305 @@
+#include "cluster/node.h"
+
+#include <atomic>
+#include <cctype>
+#include <condition_variable>
+#include <cstdio>
+#include <random>
+#include <thread>
+#include <utility>
+
+#include "engine/data_root.h"
+#include "engine/engine.h"
+
+namespace quiver::cluster {
+
+namespace {
+
+constexpr uint32_t kShard = 0;  // one shard per collection for now
+
+// A message the engine refused for a reason that replaying it would meet again (bad input that
+// only the engine's state reveals, a collection that cannot take it): recorded and passed over
+// by every node alike. Anything else (a full disk, an I/O error) is retried.
+bool RefusedForGood(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kFailedPrecondition:
+    case StatusCode::kDataLoss:  // a message that does not decode
+      return true;
+    default:
+      return false;
+  }
+}
+
+Status Apply(engine::Engine& engine, const LogWrite& w, engine::LogPosition at) {
+  switch (w.kind) {
+    case LogWrite::Kind::kUpsert:
+      return engine.Upsert(w.collection, w.items, at).status();
+    case LogWrite::Kind::kDelete:
+      return engine.Delete(w.collection, w.ids, at).status();
+    case LogWrite::Kind::kUsers:
+      return engine.PutUsers(w.collection, w.users, at);
+    case LogWrite::Kind::kEvents:
+      return engine.AddEvents(w.collection, w.events, at);
+  }
+  return InternalError("unknown write kind");
+}
+
+// Consumer names may not hold '.': the node id is checked, the collection escaped as streams are.
+std::string ConsumerName(const std::string& node_id, const std::string& collection) {
+  return "node_" + node_id + "_" + Log::StreamName(collection) + "_" + std::to_string(kShard);
+}
+
+}  // namespace
+
+// Applies one collection's log on its own thread.
+class Follower {
+ public:
+  Follower(engine::DataRoot& root, Log& log, const NodeOptions& options, std::string collection,
+           uint64_t applied)
+      : root_(root), log_(log), options_(options), collection_(std::move(collection)) {
+    state_.collection = collection_;
+    state_.applied = applied;
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~Follower() {
+    stop_ = true;
+    cv_.notify_all();
+    thread_.join();
+  }
+  Follower(const Follower&) = delete;
+  Follower& operator=(const Follower&) = delete;
+
+  FollowerState state() const {
+    std::lock_guard lock(mu_);
+    return state_;
+  }
+
+  Status WaitApplied(uint64_t seq, std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock lock(mu_);
+    if (cv_.wait_until(lock, deadline, [&] { return state_.applied >= seq || stop_; }) &&
+        state_.applied >= seq) {
+      return Status::Ok();
+    }
+    return Status(StatusCode::kDeadlineExceeded,
+                  "collection '" + collection_ + "': this node has applied its write log up to " +
+                      std::to_string(state_.applied) + ", not yet " + std::to_string(seq) +
+                      (state_.last_error.empty() ? "" : " (" + state_.last_error + ")"));
+  }
+
+ private:
+  void Run() {
+    std::unique_ptr<LogReader> reader;
+    while (!stop_) {
+      if (!reader) {
+        auto r = log_.Follow(collection_, kShard, ConsumerName(options_.node_id, collection_),
+                             Applied());
+        if (!r.ok()) {
+          Fail(r.status());
+          Pause(std::chrono::milliseconds(500));
+          continue;
+        }
+        reader = std::move(*r);
+      }
+      auto entries = reader->Fetch(options_.fetch_batch, options_.fetch_wait);
+      if (!entries.ok()) {
+        Fail(entries.status());
+        reader.reset();
+        Pause(std::chrono::milliseconds(200));
+        continue;
+      }
+      if (entries->empty()) continue;
+      std::shared_ptr<engine::Engine> engine = root_.engine();
+      bool retry = false;
+      for (const LogEntry& e : *entries) {
+        const engine::LogPosition at{kShard, e.seq};
+        auto w = DecodeLogWrite(e.data);
+        Status s = !w.ok() ? w.status()
+                   : w->collection != collection_
+                       ? DataLossError("a message of collection '" + w->collection + "'")
+                       : Apply(*engine, *w, at);
+        if (!s.ok() && RefusedForGood(s)) {
+          Refused(e.seq, s);
+          s = engine->SkipLogPosition(collection_, at);
+        }
+        if (!s.ok()) {  // applied up to the message before; start again from there
+          Fail(s);
+          retry = true;
+          break;
+        }
+        Advance(e.seq);
+      }
+      if (retry) {
+        reader.reset();
+        Pause(std::chrono::milliseconds(500));
+        continue;
+      }
+      reader->AckFetched().IgnoreError();  // a lost ack only means a replay, skipped by position
+    }
+  }
+
+  uint64_t Applied() const {
+    std::lock_guard lock(mu_);
+    return state_.applied;
+  }
+  void Advance(uint64_t seq) {
+    {
+      std::lock_guard lock(mu_);
+      state_.applied = seq;
+    }
+    cv_.notify_all();
+  }
+  void Refused(uint64_t seq, const Status& s) {
+    std::fprintf(stderr, "quiverd: collection '%s': write-log message %llu refused: %s\n",
+                 collection_.c_str(), static_cast<unsigned long long>(seq), s.ToString().c_str());
+    std::lock_guard lock(mu_);
+    ++state_.refused;
+    state_.last_error = "message " + std::to_string(seq) + " refused: " + s.ToString();
+  }
+  void Fail(const Status& s) {
+    std::lock_guard lock(mu_);
+    if (state_.last_error != s.ToString()) {
+      std::fprintf(stderr, "quiverd: collection '%s': following the write log: %s\n",
+                   collection_.c_str(), s.ToString().c_str());
+    }
+    state_.last_error = s.ToString();
+  }
+  void Pause(std::chrono::milliseconds d) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, d, [this] { return stop_.load(); });
+  }
+
+  engine::DataRoot& root_;
+  Log& log_;
+  const NodeOptions& options_;
+  const std::string collection_;
+  std::atomic<bool> stop_{false};
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  FollowerState state_;  // GUARDED_BY(mu_)
+  std::thread thread_;
+};
+
+Node::Node(engine::DataRoot& root, NodeOptions options, std::unique_ptr<Log> log)
+    : root_(root), options_(std::move(options)), log_(std::move(log)) {
+  std::random_device rd;
+  id_prefix_ = options_.node_id + ":" + std::to_string((uint64_t(rd()) << 32) | rd()) + ":";
+}
+
+Node::~Node() {
+  std::map<std::string, std::shared_ptr<Follower>> followers;
+  {
+    std::lock_guard lock(mu_);
+    followers.swap(followers_);
+  }
+  followers.clear();  // joins each follower's thread
+}
+
+Result<std::unique_ptr<Node>> Node::Start(engine::DataRoot& root, const NodeOptions& options) {
+  if (options.node_id.empty()) return InvalidArgumentError("cluster mode needs a node id");
+  for (char c : options.node_id) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') {
+      return InvalidArgumentError("node id '" + options.node_id +
+                                  "' may use only letters, digits, '-' and '_'");
+    }
+  }
+  QV_ASSIGN_OR_RETURN(auto log, Log::Connect(options.log));
+  std::unique_ptr<Node> node(new Node(root, options, std::move(log)));
+  for (const CollectionInfo& c : root.engine()->ListCollections()) {
+    QV_RETURN_IF_ERROR(node->Follow(c.schema.name));
+  }
+  return node;
+}
+
+Status Node::Follow(const std::string& collection) {
+  QV_ASSIGN_OR_RETURN(auto positions, root_.engine()->LogPositions(collection));
+  QV_RETURN_IF_ERROR(log_->EnsureStream(collection, 1));
+  std::lock_guard lock(mu_);
+  if (followers_.count(collection) != 0) return Status::Ok();
+  const uint64_t applied = positions.count(kShard) != 0 ? positions[kShard] : 0;
+  followers_[collection] = std::make_shared<Follower>(root_, *log_, options_, collection, applied);
+  return Status::Ok();
+}
+
+void Node::Unfollow(const std::string& collection) {
+  std::shared_ptr<Follower> f;
+  {
+    std::lock_guard lock(mu_);
+    auto it = followers_.find(collection);
+    if (it == followers_.end()) return;
+    f = std::move(it->second);
+    followers_.erase(it);
+  }
+  f.reset();  // joins its thread (outside mu_)
+}
+
+Status Node::WaitApplied(const std::string& collection, uint64_t seq,
+                         std::chrono::steady_clock::time_point deadline) {
+  std::shared_ptr<Follower> f;
+  {
+    std::lock_guard lock(mu_);
+    auto it = followers_.find(collection);
+    if (it == followers_.end()) {
+      return NotFoundError("this node does not follow collection '" + collection + "'");
+    }
+    f = it->second;
+  }
+  return f->WaitApplied(seq, deadline);
+}
+
+std::vector<FollowerState> Node::Followers() const {
+  std::vector<std::shared_ptr<Follower>> all;
+  {
+    std::lock_guard lock(mu_);
+    all.reserve(followers_.size());
+    for (const auto& [name, f] : followers_) all.push_back(f);
+  }
+  std::vector<FollowerState> out;
+  out.reserve(all.size());
+  for (const auto& f : all) out.push_back(f->state());
+  return out;
+}
+
+Result<WriteResult> Node::Publish(const LogWrite& write, uint64_t records) {
+  if (records == 0) return WriteResult{};
+  const std::string msg_id = id_prefix_ + std::to_string(next_write_.fetch_add(1));
+  QV_ASSIGN_OR_RETURN(uint64_t seq,
+                      log_->Publish(write.collection, kShard, EncodeLogWrite(write), msg_id));
+  return WriteResult{seq, records};
+}
+
+Result<WriteResult> Node::Upsert(const std::string& collection, std::vector<ItemRecord> items) {
+  QV_RETURN_IF_ERROR(root_.engine()->CheckUpsert(collection, items));
+  const uint64_t n = items.size();
+  return Publish(
+      LogWrite{
+          .kind = LogWrite::Kind::kUpsert, .collection = collection, .items = std::move(items)},
+      n);
+}
+
+Result<WriteResult> Node::Delete(const std::string& collection, std::vector<uint64_t> ids) {
+  QV_RETURN_IF_ERROR(root_.engine()->CheckDelete(collection, ids));
+  const uint64_t n = ids.size();
+  return Publish(
+      LogWrite{.kind = LogWrite::Kind::kDelete, .collection = collection, .ids = std::move(ids)},
+      n);
+}
+
+Result<WriteResult> Node::PutUsers(const std::string& collection, std::vector<UserRecord> users) {
+  QV_RETURN_IF_ERROR(root_.engine()->CheckUsers(collection, users));
+  const uint64_t n = users.size();
+  return Publish(
+      LogWrite{.kind = LogWrite::Kind::kUsers, .collection = collection, .users = std::move(users)},
+      n);
+}
+
+Result<WriteResult> Node::AddEvents(const std::string& collection, std::vector<Event> events) {
+  QV_RETURN_IF_ERROR(root_.engine()->CheckEvents(collection, events));
+  const uint64_t n = events.size();
+  return Publish(
+      LogWrite{
+          .kind = LogWrite::Kind::kEvents, .collection = collection, .events = std::move(events)},
+      n);
+}
+
+}  // namespace quiver::cluster

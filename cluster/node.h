@@ -1,0 +1,101 @@
+// A quiverd node in cluster mode (docs/cluster.md): its writes go to the replicated write log
+// (cluster/log.h) instead of straight to its engine, and it follows the log of every collection
+// it holds, applying each message to its engine in stream order, exactly once (the engine
+// stores the applied position with the data: engine::LogPosition).
+//
+//   auto node = cluster::Node::Start(root, {.log = {.servers = {"nats://127.0.0.1:4222"}},
+//                                           .node_id = "a"});
+//   auto ack = (*node)->Upsert("movies", items);     // stored in the log: ack->op_seq is its
+//                                                    // stream sequence
+//   (*node)->WaitApplied("movies", ack->op_seq, deadline);   // read-your-writes
+//
+// A write is acknowledged once JetStream has stored it; this node (and every other following the
+// collection) applies it shortly after. Collections have one shard each for now (shard 0).
+//
+// Thread-safety: every method may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "base/model.h"
+#include "base/result.h"
+#include "base/status.h"
+#include "cluster/log.h"
+#include "cluster/log_write.h"
+
+namespace quiver::engine {
+class DataRoot;
+}
+
+namespace quiver::cluster {
+
+struct NodeOptions {
+  LogOptions log;
+  // This node's name in the cluster: names its consumers (one per collection and shard), and
+  // its writes' de-duplication ids. Letters, digits, '-' and '_'.
+  std::string node_id;
+  // Messages a follower takes from the log at a time, and how long it waits for the first.
+  size_t fetch_batch = 256;
+  std::chrono::milliseconds fetch_wait{200};
+};
+
+// A follower's state, for health and metrics.
+struct FollowerState {
+  std::string collection;
+  uint64_t applied = 0;    // the last stream sequence applied
+  uint64_t refused = 0;    // messages refused for good (bad input caught only when applied)
+  std::string last_error;  // the last refusal or log error ("" if none)
+};
+
+class Follower;
+
+class Node {
+ public:
+  // Connects to the log and follows every collection of the root's current version.
+  static Result<std::unique_ptr<Node>> Start(engine::DataRoot& root, const NodeOptions& options);
+  ~Node();  // stops the followers
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Checked as the engine would (engine::Engine::CheckUpsert and the others), then stored in the
+  // log. The result's op_seq is the write's stream sequence; `changed` the records it carries.
+  // kUnavailable while the log is unreachable (nothing is stored).
+  Result<WriteResult> Upsert(const std::string& collection, std::vector<ItemRecord> items);
+  Result<WriteResult> Delete(const std::string& collection, std::vector<uint64_t> ids);
+  Result<WriteResult> PutUsers(const std::string& collection, std::vector<UserRecord> users);
+  Result<WriteResult> AddEvents(const std::string& collection, std::vector<Event> events);
+
+  // Starts following a collection (after it is created here: it replays the collection's whole
+  // log), or stops (before it is dropped). Follow of a followed collection changes nothing.
+  Status Follow(const std::string& collection);
+  void Unfollow(const std::string& collection);
+
+  // Waits until this node has applied the collection's log up to `seq`; kDeadlineExceeded
+  // (saying how far it got) when `deadline` passes first.
+  Status WaitApplied(const std::string& collection, uint64_t seq,
+                     std::chrono::steady_clock::time_point deadline);
+
+  std::vector<FollowerState> Followers() const;
+  const std::string& node_id() const { return options_.node_id; }
+
+ private:
+  Node(engine::DataRoot& root, NodeOptions options, std::unique_ptr<Log> log);
+  Result<WriteResult> Publish(const LogWrite& write, uint64_t records);
+
+  engine::DataRoot& root_;
+  const NodeOptions options_;
+  std::unique_ptr<Log> log_;
+  std::string id_prefix_;  // node id and a random start nonce: message ids unique across restarts
+  std::atomic<uint64_t> next_write_{0};
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Follower>> followers_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace quiver::cluster

@@ -1,0 +1,198 @@
+#include "cluster/node.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/data_root.h"
+#include "engine/engine.h"
+#include "tests/testing/nats_server.h"
+#include "tests/testing/temp_dir.h"
+
+namespace quiver::cluster {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+CollectionSchema Schema() {
+  CollectionSchema s;
+  s.name = "m.x";
+  s.dim = 8;
+  s.max_history = 50;
+  return s;
+}
+
+std::vector<ItemRecord> Items(std::mt19937_64& rng, uint64_t first, size_t n) {
+  std::normal_distribution<float> g;
+  std::vector<ItemRecord> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    out[i].id = first + i;
+    for (int d = 0; d < 8; ++d) out[i].vector.push_back(g(rng));
+    out[i].payload = "item " + std::to_string(first + i);
+  }
+  return out;
+}
+
+// One data root, opened as a node of the cluster (or standalone, without a log).
+struct Member {
+  std::string dir;
+  std::unique_ptr<engine::DataRoot> root;
+  std::unique_ptr<Node> node;
+
+  engine::Engine& engine() { return *root->engine(); }
+};
+
+class NodeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const Status started = nats_.Start();
+    ASSERT_TRUE(started.ok()) << started;
+  }
+
+  void Open(Member& m, const std::string& node_id) {
+    auto root = engine::DataRoot::Open(m.dir, {});
+    ASSERT_TRUE(root.ok()) << root.status();
+    m.root = std::move(*root);
+    if (node_id.empty()) return;
+    NodeOptions o;
+    o.log.servers = {nats_.url()};
+    o.node_id = node_id;
+    auto node = Node::Start(*m.root, o);
+    ASSERT_TRUE(node.ok()) << node.status();
+    m.node = std::move(*node);
+  }
+
+  static void Close(Member& m) {
+    m.node.reset();
+    m.root.reset();
+  }
+
+  // Every item of the collection, by id (a scan of the engine's items through Get).
+  static std::vector<std::optional<ItemRecord>> Contents(Member& m, uint64_t max_id) {
+    std::vector<uint64_t> ids(max_id + 1);
+    for (uint64_t i = 0; i <= max_id; ++i) ids[i] = i;
+    auto got = m.engine().Get(Schema().name, ids);
+    EXPECT_TRUE(got.ok()) << got.status();
+    return got.ok() ? *got : std::vector<std::optional<ItemRecord>>{};
+  }
+
+  testing::ScopedTempDir dir_;
+  testing::NatsServer nats_{dir_.path() + "/nats"};
+};
+
+// Two nodes following one collection, written through both, converge to the same contents, the
+// same users and the same search answers as a standalone engine given the same writes; a
+// restarted node applies what it missed exactly once.
+TEST_F(NodeTest, NodesConvergeWithAStandaloneEngineAndReplayExactlyOnce) {
+  Member a{dir_.path() + "/a"}, b{dir_.path() + "/b"}, alone{dir_.path() + "/alone"};
+  Open(a, "a");
+  Open(b, "b");
+  Open(alone, "");
+  for (Member* m : {&a, &b, &alone}) ASSERT_TRUE(m->engine().CreateCollection(Schema()).ok());
+  ASSERT_TRUE(a.node->Follow(Schema().name).ok());
+  ASSERT_TRUE(b.node->Follow(Schema().name).ok());
+  const std::string name = Schema().name;
+
+  std::mt19937_64 rng(3);
+  uint64_t last_seq = 0;
+  // Writes alternate between the nodes; the standalone engine gets them in the log's order
+  // (one writer at a time here, so the order of acknowledgement).
+  auto write = [&](int step) {
+    Member& via = step % 2 == 0 ? a : b;
+    Result<WriteResult> r = WriteResult{};
+    if (step % 5 == 4) {
+      std::vector<uint64_t> ids = {uint64_t(rng() % 300), uint64_t(rng() % 300) + 300};
+      r = via.node->Delete(name, ids);
+      ASSERT_TRUE(alone.engine().Delete(name, ids).ok());
+    } else if (step % 7 == 6) {
+      std::vector<Event> events = {{7, rng() % 600, int64_t(step)}, {8, rng() % 600, 1}};
+      r = via.node->AddEvents(name, events);
+      ASSERT_TRUE(alone.engine().AddEvents(name, events).ok());
+    } else {
+      auto items = Items(rng, rng() % 550, 20);
+      r = via.node->Upsert(name, items);
+      ASSERT_TRUE(alone.engine().Upsert(name, items).ok());
+    }
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_GT(r->op_seq, last_seq);
+    last_seq = r->op_seq;
+  };
+  for (int step = 0; step < 40; ++step) write(step);
+  const auto deadline = Clock::now() + std::chrono::minutes(2);
+  ASSERT_TRUE(a.node->WaitApplied(name, last_seq, deadline).ok());
+  ASSERT_TRUE(b.node->WaitApplied(name, last_seq, deadline).ok());
+
+  // b goes down; writes go on through a; b comes back and catches up.
+  Close(b);
+  for (int step = 40; step < 70; step += 2) write(step);
+  Open(b, "b");
+  ASSERT_TRUE(b.node->WaitApplied(name, last_seq, Clock::now() + std::chrono::minutes(2)).ok());
+  ASSERT_TRUE(a.node->WaitApplied(name, last_seq, Clock::now() + std::chrono::minutes(2)).ok());
+
+  const auto want = Contents(alone, 600);
+  size_t present = 0;
+  for (const auto& item : want) present += item.has_value();
+  ASSERT_GT(present, 100u);
+  EXPECT_EQ(Contents(a, 600), want);
+  EXPECT_EQ(Contents(b, 600), want);
+  for (uint64_t user : {7, 8}) {
+    auto u = alone.engine().GetUser(name, user);
+    ASSERT_TRUE(u.ok() && u->has_value());
+    EXPECT_EQ(*a.engine().GetUser(name, user), *u);  // events applied once each
+    EXPECT_EQ(*b.engine().GetUser(name, user), *u);
+  }
+  index::SearchParams p;
+  p.k = 10;
+  p.ef = 200;
+  for (uint64_t id : {1, 50, 333}) {
+    std::vector<float> q(8, 0.1f * float(id % 7));
+    auto want_hits = alone.engine().Search(name, q, p);
+    ASSERT_TRUE(want_hits.ok());
+    EXPECT_EQ(*a.engine().Search(name, q, p), *want_hits);
+    EXPECT_EQ(*b.engine().Search(name, q, p), *want_hits);
+  }
+  EXPECT_EQ(a.engine().LogPositions(name)->at(0), last_seq);
+  EXPECT_EQ(b.engine().LogPositions(name)->at(0), last_seq);
+}
+
+TEST_F(NodeTest, BadWritesAreRefusedBeforeTheLogAndAnUnreachableLogFailsWrites) {
+  Member a{dir_.path() + "/a"};
+  Open(a, "a");
+  ASSERT_TRUE(a.engine().CreateCollection(Schema()).ok());
+  ASSERT_TRUE(a.node->Follow(Schema().name).ok());
+  std::mt19937_64 rng(1);
+  auto items = Items(rng, 1, 5);
+  items[3].vector.pop_back();  // wrong dimension
+  auto bad = a.node->Upsert(Schema().name, items);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  auto twice = a.node->Delete(Schema().name, {4, 4});
+  EXPECT_EQ(twice.status().code(), StatusCode::kInvalidArgument);
+  auto unknown = a.node->Upsert("nope", Items(rng, 1, 1));
+  EXPECT_EQ(unknown.status().code(), StatusCode::kNotFound);
+
+  auto good = a.node->Upsert(Schema().name, Items(rng, 1, 5));
+  ASSERT_TRUE(good.ok()) << good.status();
+  EXPECT_EQ(good->op_seq, 1u);  // the refused ones never reached the log
+  ASSERT_TRUE(a.node->WaitApplied(Schema().name, 1, Clock::now() + std::chrono::minutes(1)).ok());
+
+  nats_.Kill();
+  auto down = a.node->Upsert(Schema().name, Items(rng, 10, 5));
+  ASSERT_FALSE(down.ok());
+  EXPECT_EQ(down.status().code(), StatusCode::kUnavailable) << down.status();
+  // Reads go on from the node's own engine.
+  index::SearchParams p;
+  p.k = 3;
+  auto hits = a.engine().Search(Schema().name, std::vector<float>(8, 0.f), p);
+  ASSERT_TRUE(hits.ok());
+  EXPECT_EQ(hits->size(), 3u);
+  // Waiting for a sequence never written times out with how far the node got.
+  auto wait = a.node->WaitApplied(Schema().name, 2, Clock::now() + std::chrono::milliseconds(50));
+  EXPECT_EQ(wait.code(), StatusCode::kDeadlineExceeded);
+  EXPECT_NE(wait.message().find("up to 1"), std::string::npos) << wait;
+}
+
+}  // namespace
+}  // namespace quiver::cluster
