@@ -26,6 +26,10 @@
 #include "base/status.h"
 #include "base/work_pool.h"
 #include "net/metrics.h"
+
+namespace quiver::cluster {
+class Node;
+}
 #include "net/service.h"
 
 namespace quiver::net {
@@ -66,6 +70,9 @@ struct ServerOptions {
   // CPU that no other work competes for: priorities alone do not do it, as a woken search waits
   // for a running thread's kernel work or time slice to end.
   std::vector<int> background_cpus;
+  // Cluster mode (docs/cluster.md): writes go to the write log through this node; nullptr: the
+  // single-process server. Not owned; outlives the server.
+  cluster::Node* node = nullptr;
 };
 
 class Server {

@@ -85,6 +85,18 @@ Status Service::CheckLimits(const Call& call) const {
       call);
 }
 
+namespace {
+
+// What cluster mode does not do yet: refused rather than done on one node only.
+Status NotInClusterMode(std::string_view what) {
+  return FailedPreconditionError(
+      std::string(what) +
+      " is not available in cluster mode yet: every node would need to switch at once "
+      "(docs/cluster.md)");
+}
+
+}  // namespace
+
 Reply Service::Handle(const Call& call) {
   if (Status s = CheckLimits(call); !s.ok()) return FromStatus(std::move(s));
   std::shared_ptr<engine::Engine> e = root_.engine();  // held for the whole request
@@ -93,29 +105,48 @@ Reply Service::Handle(const Call& call) {
           [&](const CreateCollectionCall& c) {
             Status s = e->CreateCollection(c.schema);
             if (!s.ok()) return FromStatus(s);
+            // Cluster mode: the new collection replays its log (written by other nodes too).
+            if (node_ != nullptr) {
+              if (Status f = node_->Follow(c.schema.name); !f.ok()) return FromStatus(f);
+            }
             return FromResult(e->DescribeCollection(c.schema.name));
           },
-          [&](const DropCollectionCall& c) { return FromStatus(e->DropCollection(c.name)); },
+          [&](const DropCollectionCall& c) {
+            if (node_ != nullptr) node_->Unfollow(c.name);
+            return FromStatus(e->DropCollection(c.name));
+          },
           [&](const ListCollectionsCall&) {
             return Reply{Status::Ok(), ReplyBody(e->ListCollections())};
           },
           [&](const DescribeCollectionCall& c) {
             return FromResult(e->DescribeCollection(c.name));
           },
-          [&](const UpsertCall& c) { return FromResult(e->Upsert(c.collection, c.items)); },
-          [&](const DeleteCall& c) { return FromResult(e->Delete(c.collection, c.ids)); },
+          [&](const UpsertCall& c) {
+            return FromResult(node_ != nullptr ? node_->Upsert(c.collection, c.items)
+                                               : e->Upsert(c.collection, c.items));
+          },
+          [&](const DeleteCall& c) {
+            return FromResult(node_ != nullptr ? node_->Delete(c.collection, c.ids)
+                                               : e->Delete(c.collection, c.ids));
+          },
           [&](const GetCall& c) {
             auto r = e->Get(c.collection, c.ids);
             if (!r.ok()) return FromStatus(r.status());
             return Reply{Status::Ok(), ReplyBody(GetResult{std::move(*r)})};
           },
-          [&](const PutUsersCall& c) { return FromStatus(e->PutUsers(c.collection, c.users)); },
+          [&](const PutUsersCall& c) {
+            return FromStatus(node_ != nullptr ? node_->PutUsers(c.collection, c.users).status()
+                                               : e->PutUsers(c.collection, c.users));
+          },
           [&](const GetUserCall& c) {
             auto r = e->GetUser(c.collection, c.id);
             if (!r.ok()) return FromStatus(r.status());
             return Reply{Status::Ok(), ReplyBody(UserResult{std::move(*r)})};
           },
-          [&](const AddEventsCall& c) { return FromStatus(e->AddEvents(c.collection, c.events)); },
+          [&](const AddEventsCall& c) {
+            return FromStatus(node_ != nullptr ? node_->AddEvents(c.collection, c.events).status()
+                                               : e->AddEvents(c.collection, c.events));
+          },
           [&](const SearchCall& c) {
             Reply reply = RunSearch(*e, c);
             return c.with_payload ? WithPayloads(*e, c.collection, std::move(reply)) : reply;
@@ -123,8 +154,14 @@ Reply Service::Handle(const Call& call) {
           [&](const SnapshotCall& c) {
             return FromStatus(c.collection.empty() ? e->SnapshotAll() : e->Snapshot(c.collection));
           },
-          [&](const ReloadCall& c) { return FromStatus(root_.Reload(c.version)); },
-          [&](const RollbackCall&) { return FromStatus(root_.Rollback()); },
+          [&](const ReloadCall& c) {
+            if (node_ != nullptr) return FromStatus(NotInClusterMode("switching versions"));
+            return FromStatus(root_.Reload(c.version));
+          },
+          [&](const RollbackCall&) {
+            if (node_ != nullptr) return FromStatus(NotInClusterMode("rolling back a version"));
+            return FromStatus(root_.Rollback());
+          },
           [&](const ListVersionsCall&) {
             auto versions = root_.ListVersions();
             if (!versions.ok()) return FromStatus(versions.status());

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "cluster/node.h"
 #include "engine/data_root.h"
 #include "net/schema/calls.h"
 
@@ -22,7 +23,11 @@ struct Limits {
 
 class Service {
  public:
-  Service(engine::DataRoot& root, Limits limits) : root_(root), limits_(limits) {}
+  // `node`: cluster mode (docs/cluster.md): item, user and event writes go to the write log
+  // through it, and collections created or dropped here are followed or left. nullptr: the
+  // single-process server.
+  Service(engine::DataRoot& root, Limits limits, cluster::Node* node = nullptr)
+      : root_(root), limits_(limits), node_(node) {}
 
   Reply Handle(const Call& call);
   const Limits& limits() const { return limits_; }
@@ -33,6 +38,7 @@ class Service {
 
   engine::DataRoot& root_;
   const Limits limits_;
+  cluster::Node* const node_;
 };
 
 }  // namespace quiver::net

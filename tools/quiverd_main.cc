@@ -20,6 +20,7 @@
 #include "base/parallelism.h"
 #include "base/version.h"
 #include "base/work_pool.h"
+#include "cluster/node.h"
 #include "engine/data_root.h"
 #include "net/server.h"
 #include "plugins/registry.h"
@@ -95,6 +96,27 @@ int Main(int argc, char** argv) {
          "--background-parallelism", o.background_parallelism,
          "threads one write or maintenance call may use (0: one per background CPU, at most "
          "every core but one)")
+      ->capture_default_str();
+  std::string log_servers, node_id;
+  int log_replicas = 1;
+  int64_t log_max_bytes = 0, log_max_age_s = 0;
+  app.add_option("--log", log_servers,
+                 "cluster mode: the write log's NATS servers, nats://HOST:PORT[,nats://...] "
+                 "(docs/cluster.md); without it quiverd is a single process");
+  app.add_option("--node-id", node_id,
+                 "cluster mode: this node's name (letters, digits, - and _; default: the host "
+                 "name)");
+  app.add_option("--log-replicas", log_replicas,
+                 "cluster mode: copies JetStream keeps of a stream this node creates (1 for one "
+                 "NATS server, 3 in production)")
+      ->capture_default_str();
+  app.add_option("--log-max-bytes", log_max_bytes,
+                 "cluster mode: a stream this node creates keeps at most this many bytes (0: no "
+                 "limit)")
+      ->capture_default_str();
+  app.add_option("--log-max-age-s", log_max_age_s,
+                 "cluster mode: a stream this node creates drops messages older than this (0: "
+                 "never)")
       ->capture_default_str();
   std::string background_cpus = "auto";
   app.add_option("--background-cpus", background_cpus,
@@ -194,6 +216,34 @@ int Main(int argc, char** argv) {
   if (!root.ok()) {
     std::fprintf(stderr, "quiverd: %s\n", root.status().ToString().c_str());
     return 1;
+  }
+  std::unique_ptr<cluster::Node> node;
+  if (!log_servers.empty()) {
+    cluster::NodeOptions no;
+    for (size_t start = 0; start <= log_servers.size();) {
+      size_t comma = log_servers.find(',', start);
+      if (comma == std::string::npos) comma = log_servers.size();
+      if (comma > start) no.log.servers.push_back(log_servers.substr(start, comma - start));
+      start = comma + 1;
+    }
+    no.log.replicas = log_replicas;
+    no.log.max_bytes = log_max_bytes;
+    no.log.max_age = std::chrono::seconds(log_max_age_s);
+    no.node_id = node_id;
+    if (no.node_id.empty()) {
+      char host[256] = {};
+      if (::gethostname(host, sizeof(host) - 1) == 0) no.node_id = host;
+      std::replace(no.node_id.begin(), no.node_id.end(), '.', '-');
+    }
+    auto started = cluster::Node::Start(**root, no);
+    if (!started.ok()) {
+      std::fprintf(stderr, "quiverd: cluster mode: %s\n", started.status().ToString().c_str());
+      return 1;
+    }
+    node = std::move(*started);
+    o.node = node.get();
+    std::printf("quiverd: cluster mode: node %s, write log on %s\n", node->node_id().c_str(),
+                log_servers.c_str());
   }
   net::Server server(**root, o);
   if (Status s = server.Start(); !s.ok()) {
