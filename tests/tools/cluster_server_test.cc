@@ -96,6 +96,7 @@ TEST_F(ClusterServerTest, AKilledNodeCatchesUpAndBothHoldEveryAcknowledgedWrite)
     std::normal_distribution<float> g;
     while (!stop.load()) {
       std::vector<uint64_t> ids;
+      ids.reserve(4);
       for (int i = 0; i < 4; ++i) ids.push_back(first_id + rng() % (kIds / 2));
       std::sort(ids.begin(), ids.end());
       ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
