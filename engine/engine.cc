@@ -521,6 +521,15 @@ Result<CollectionInfo> Engine::DescribeCollection(const std::string& name) const
 
 namespace {
 
+// A write applied from the cluster's write log: stored with its position, and not waiting for
+// the disk. The log keeps the write durably; a power cut that takes the store's unsynced tail
+// takes the position with it, and the node replays that part of the log. (Snapshots sync the
+// store first: an index snapshot never covers writes the store could lose.)
+void AtLogPosition(storage::WriteBatch& batch, uint32_t collection_id, LogPosition at) {
+  batch.PutLogPosition(collection_id, at.shard, at.seq);
+  batch.set_sync(false);
+}
+
 Status FirstBatchTooSmall(const std::string& name, const CollectionSchema& schema, size_t got) {
   return FailedPreconditionError(
       "collection '" + name + "' is IVF-PQ and trains on its first batch, which needs at least " +
@@ -570,7 +579,7 @@ Result<WriteResult> Engine::Upsert(const std::string& name, std::span<const Item
     op.upserted.push_back(item.id);
   }
   batch.PutOp(c->id(), seq, op);
-  if (at) batch.PutLogPosition(c->id(), at->shard, at->seq);
+  if (at) AtLogPosition(batch, c->id(), *at);
   QV_RETURN_IF_ERROR(store_->Write(batch));
   if (at) c->log_applied[at->shard] = at->seq;
   KillPoint("write.after_wal");
@@ -581,7 +590,7 @@ Result<WriteResult> Engine::Upsert(const std::string& name, std::span<const Item
                          "); they are indexed at the next restart");
   }
   c->op_seq = seq;
-  MarkAcknowledged();
+  if (!at) MarkAcknowledged();  // a log-applied write is the log's to keep (AtLogPosition)
   return WriteResult{seq, items.size()};
 }
 
@@ -622,7 +631,7 @@ Result<WriteResult> Engine::Delete(const std::string& name, std::span<const uint
     if (records[i]) op.deleted.push_back(ids[i]);
   }
   storage::WriteBatch batch;
-  if (at) batch.PutLogPosition(c->id(), at->shard, at->seq);
+  if (at) AtLogPosition(batch, c->id(), *at);
   if (op.deleted.empty()) {
     if (at) {  // nothing to delete, but the message is applied
       QV_RETURN_IF_ERROR(store_->Write(batch));
@@ -638,7 +647,7 @@ Result<WriteResult> Engine::Delete(const std::string& name, std::span<const uint
   KillPoint("write.after_wal");
   QV_RETURN_IF_ERROR(c->parts()->Remove(op.deleted));
   c->op_seq = seq;
-  MarkAcknowledged();
+  if (!at) MarkAcknowledged();
   return WriteResult{seq, op.deleted.size()};
 }
 
@@ -659,7 +668,7 @@ Status Engine::PutUsers(const std::string& name, std::span<const UserRecord> use
   if (c->Applied(at)) return Status::Ok();
   storage::WriteBatch batch;
   for (const UserRecord& u : users) batch.PutUser(c->id(), u);
-  if (at) batch.PutLogPosition(c->id(), at->shard, at->seq);
+  if (at) AtLogPosition(batch, c->id(), *at);
   QV_RETURN_IF_ERROR(store_->Write(batch));
   if (at) c->log_applied[at->shard] = at->seq;
   return Status::Ok();
@@ -695,7 +704,7 @@ Status Engine::AddEvents(const std::string& name, std::span<const Event> events,
     user->history = std::move(merged);
     batch.PutUser(c->id(), *user);
   }
-  if (at) batch.PutLogPosition(c->id(), at->shard, at->seq);
+  if (at) AtLogPosition(batch, c->id(), *at);
   QV_RETURN_IF_ERROR(store_->Write(batch));
   if (at) c->log_applied[at->shard] = at->seq;
   return Status::Ok();
@@ -707,7 +716,7 @@ Status Engine::SkipLogPosition(const std::string& name, LogPosition at) {
   if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
   if (c->Applied(at)) return Status::Ok();
   storage::WriteBatch batch;
-  batch.PutLogPosition(c->id(), at.shard, at.seq);
+  AtLogPosition(batch, c->id(), at);
   QV_RETURN_IF_ERROR(store_->Write(batch));
   c->log_applied[at.shard] = at.seq;
   return Status::Ok();
@@ -803,6 +812,8 @@ Status Engine::Snapshot(const std::string& name) {
   }
   const uint64_t seq = c->op_seq.load();
   if (!compact && seq == c->snapshot_seq.load() && seq != 0) return Status::Ok();
+  // Writes applied from the cluster's log are not synced one by one (AtLogPosition).
+  QV_RETURN_IF_ERROR(store_->SyncWal());
   // Room for the snapshot (about the indexes' size) beyond the store's reserve.
   QV_RETURN_IF_ERROR(store_->CheckFreeSpace(c->parts()->memory_bytes()));
   const std::string dir = SnapshotDir(c->id());

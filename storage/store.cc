@@ -346,7 +346,9 @@ Status Store::Write(WriteBatch& batch) {
     QV_RETURN_IF_ERROR(FromRocks(s, "building a write batch"));
   }
   KillPoint("write.before_wal");
-  rocksdb::Status s = rep_->db->Write(rep_->write_options, &b);
+  rocksdb::WriteOptions write_options = rep_->write_options;
+  if (!batch.sync_) write_options.sync = false;
+  rocksdb::Status s = rep_->db->Write(write_options, &b);
   if (s.IsIOError() || s.IsNoSpace()) {
     std::lock_guard lock(rep_->resume_mu);
     rep_->write_error_text = s.ToString();
@@ -396,6 +398,8 @@ Result<uint64_t> Store::LastOp(uint32_t collection_id) const {
   if (!GetFixed(&in, &seq) || !in.empty()) return DataLossError("corrupt op sequence");
   return seq;
 }
+
+Status Store::SyncWal() { return FromRocks(rep_->db->SyncWAL(), "syncing the write-ahead log"); }
 
 Result<std::map<uint32_t, uint64_t>> Store::LogPositions(uint32_t collection_id) const {
   std::map<uint32_t, uint64_t> out;

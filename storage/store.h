@@ -88,9 +88,14 @@ class WriteBatch {
   void PutListInfo(uint32_t collection_id, const ListInfo& info);
 
   size_t count() const;
+  // false: written without waiting for the disk, whatever the store's durability (cluster mode
+  // applies its write log so: what a power cut loses is replayed from the log, the position
+  // going back with the data). Store::SyncWal makes such writes durable.
+  void set_sync(bool sync) { sync_ = sync; }
 
  private:
   friend class Store;
+  bool sync_ = true;
   struct Rep;
   std::unique_ptr<Rep> rep_;
 };
@@ -106,6 +111,8 @@ class Store {
   // kResourceExhausted (nothing written) while the disk is under its reserve or the database is
   // read-only (WriteRefusal says why).
   Status Write(WriteBatch& batch);
+  // Makes every write so far durable (the ones written with set_sync(false) included).
+  Status SyncWal();
 
   // Why writes are refused now ("" if they are not): a disk under the reserve, a database opened
   // read-only, a disk error RocksDB has not recovered from.
