@@ -75,6 +75,14 @@ class Follower {
     return state_;
   }
 
+  // The newest stream sequence this node has seen acknowledged for the collection.
+  uint64_t head() const { return head_.load(); }
+  void NoteHead(uint64_t seq) {
+    uint64_t h = head_.load();
+    while (h < seq && !head_.compare_exchange_weak(h, seq)) {
+    }
+  }
+
   Status WaitApplied(uint64_t seq, std::chrono::steady_clock::time_point deadline) {
     std::unique_lock lock(mu_);
     if (cv_.wait_until(lock, deadline, [&] { return state_.applied >= seq || stop_; }) &&
@@ -174,6 +182,7 @@ class Follower {
   const NodeOptions& options_;
   const std::string collection_;
   std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> head_{0};
   mutable std::mutex mu_;
   std::condition_variable cv_;
   FollowerState state_;  // GUARDED_BY(mu_)
@@ -262,9 +271,28 @@ std::vector<FollowerState> Node::Followers() const {
 
 Result<WriteResult> Node::Publish(const LogWrite& write, uint64_t records) {
   if (records == 0) return WriteResult{};
+  std::shared_ptr<Follower> follower;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = followers_.find(write.collection); it != followers_.end()) {
+      follower = it->second;
+    }
+  }
+  // After this write the node is to be at most max_lag writes behind.
+  if (follower && options_.max_lag > 0 && follower->head() + 1 > options_.max_lag) {
+    const uint64_t wanted = follower->head() + 1 - options_.max_lag;
+    Status caught_up =
+        follower->WaitApplied(wanted, std::chrono::steady_clock::now() + options_.lag_wait);
+    if (!caught_up.ok()) {
+      return UnavailableError("this node is more than " + std::to_string(options_.max_lag) +
+                              " writes behind collection '" + write.collection + "''s write log (" +
+                              std::string(caught_up.message()) + "); retry later");
+    }
+  }
   const std::string msg_id = id_prefix_ + std::to_string(next_write_.fetch_add(1));
   QV_ASSIGN_OR_RETURN(uint64_t seq,
                       log_->Publish(write.collection, kShard, EncodeLogWrite(write), msg_id));
+  if (follower) follower->NoteHead(seq);
   return WriteResult{seq, records};
 }
 

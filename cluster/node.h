@@ -44,6 +44,12 @@ struct NodeOptions {
   // Messages a follower takes from the log at a time, and how long it waits for the first.
   size_t fetch_batch = 256;
   std::chrono::milliseconds fetch_wait{200};
+  // Backpressure: a write waits (up to lag_wait, then kUnavailable "retry later") while this
+  // node has applied the collection's log more than max_lag messages behind the newest write it
+  // has seen acknowledged. Keeps acknowledgement from running ahead of what the node can index
+  // (what it serves lags by at most about max_lag writes). 0: no bound.
+  uint64_t max_lag = 1024;
+  std::chrono::milliseconds lag_wait{10000};
 };
 
 // A follower's state, for health and metrics.

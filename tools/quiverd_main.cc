@@ -114,6 +114,12 @@ int Main(int argc, char** argv) {
                  "cluster mode: a stream this node creates keeps at most this many bytes (0: no "
                  "limit)")
       ->capture_default_str();
+  uint64_t log_max_lag = 1024;
+  app.add_option(
+         "--log-max-lag", log_max_lag,
+         "cluster mode: writes through this node wait (then UNAVAILABLE, retry later) while "
+         "it has applied a collection's log more than this many writes behind (0: no bound)")
+      ->capture_default_str();
   app.add_option("--log-max-age-s", log_max_age_s,
                  "cluster mode: a stream this node creates drops messages older than this (0: "
                  "never)")
@@ -227,6 +233,7 @@ int Main(int argc, char** argv) {
       start = comma + 1;
     }
     no.log.replicas = log_replicas;
+    no.max_lag = log_max_lag;
     no.log.max_bytes = log_max_bytes;
     no.log.max_age = std::chrono::seconds(log_max_age_s);
     no.node_id = node_id;

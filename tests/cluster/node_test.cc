@@ -8,6 +8,7 @@
 
 #include "engine/data_root.h"
 #include "engine/engine.h"
+#include "storage/fault_fs.h"
 #include "tests/testing/nats_server.h"
 #include "tests/testing/temp_dir.h"
 
@@ -51,12 +52,14 @@ class NodeTest : public ::testing::Test {
     ASSERT_TRUE(started.ok()) << started;
   }
 
-  void Open(Member& m, const std::string& node_id) {
-    auto root = engine::DataRoot::Open(m.dir, {});
+  void Open(Member& m, const std::string& node_id, NodeOptions o = {},
+            std::shared_ptr<storage::FaultInjection> faults = nullptr) {
+    engine::EngineOptions eo;
+    eo.store.faults = std::move(faults);
+    auto root = engine::DataRoot::Open(m.dir, eo);
     ASSERT_TRUE(root.ok()) << root.status();
     m.root = std::move(*root);
     if (node_id.empty()) return;
-    NodeOptions o;
     o.log.servers = {nats_.url()};
     o.node_id = node_id;
     auto node = Node::Start(*m.root, o);
@@ -192,6 +195,49 @@ TEST_F(NodeTest, BadWritesAreRefusedBeforeTheLogAndAnUnreachableLogFailsWrites) 
   auto wait = a.node->WaitApplied(Schema().name, 2, Clock::now() + std::chrono::milliseconds(50));
   EXPECT_EQ(wait.code(), StatusCode::kDeadlineExceeded);
   EXPECT_NE(wait.message().find("up to 1"), std::string::npos) << wait;
+}
+
+// Backpressure: while this node cannot apply the log (its disk refuses writes), writes through
+// it are acknowledged up to max_lag messages ahead, then refused with UNAVAILABLE; once it
+// applies again, they are accepted again, and nothing acknowledged is missing.
+TEST_F(NodeTest, WritesWaitWhileTheNodeIsTooFarBehindItsLog) {
+  auto faults = std::make_shared<storage::FaultInjection>();
+  Member a{dir_.path() + "/a"};
+  NodeOptions o;
+  o.max_lag = 3;
+  o.lag_wait = std::chrono::milliseconds(300);
+  Open(a, "a", o, faults);
+  const std::string name = Schema().name;
+  ASSERT_TRUE(a.engine().CreateCollection(Schema()).ok());
+  ASSERT_TRUE(a.node->Follow(name).ok());
+  std::mt19937_64 rng(4);
+  auto first = a.node->Upsert(name, Items(rng, 0, 5));
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(
+      a.node->WaitApplied(name, first->op_seq, Clock::now() + std::chrono::minutes(1)).ok());
+
+  faults->no_space = true;  // the follower's writes now fail, and are retried
+  uint64_t accepted = 0;
+  Status refused = Status::Ok();
+  for (int i = 0; i < 20 && refused.ok(); ++i) {
+    auto r = a.node->Upsert(name, Items(rng, 100 + 10 * uint64_t(i), 5));
+    if (r.ok()) {
+      ++accepted;
+    } else {
+      refused = r.status();
+    }
+  }
+  EXPECT_EQ(accepted, o.max_lag);  // the head may run max_lag ahead of the applied sequence
+  EXPECT_EQ(refused.code(), StatusCode::kUnavailable) << refused;
+  EXPECT_NE(refused.message().find("retry later"), std::string::npos) << refused;
+
+  faults->no_space = false;  // the follower catches up; writes are accepted again
+  Result<WriteResult> next = UnavailableError("not tried");
+  const auto deadline = Clock::now() + std::chrono::minutes(2);
+  while (!next.ok() && Clock::now() < deadline) next = a.node->Upsert(name, Items(rng, 500, 5));
+  ASSERT_TRUE(next.ok()) << next.status();
+  ASSERT_TRUE(a.node->WaitApplied(name, next->op_seq, Clock::now() + std::chrono::minutes(1)).ok());
+  EXPECT_EQ(a.engine().DescribeCollection(name)->items, 5 + 5 * accepted + 5);
 }
 
 }  // namespace
