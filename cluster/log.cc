@@ -70,6 +70,9 @@ struct Log::Impl {
 };
 
 struct LogReader::Impl {
+  Log* log = nullptr;
+  std::string collection;
+  uint64_t delivered = 0;  // the last sequence returned (or the one followed after)
   natsSubscription* sub = nullptr;
   natsMsg* last = nullptr;  // the last fetched message, not yet acknowledged
 
@@ -206,7 +209,16 @@ Result<std::unique_ptr<LogReader>> Log::Follow(std::string_view collection, uint
         "the write log of '" + std::string(collection) + "' starts at sequence " +
         std::to_string(state.first) + " but this node applied it only up to " +
         std::to_string(after) +
-        ": the messages between were trimmed; bootstrap this shard from a peer's snapshot");
+        ": the messages between were trimmed, so this node cannot rebuild the collection from the "
+        "log alone");
+  }
+  if (after > state.last) {
+    return FailedPreconditionError(
+        "the write log of '" + std::string(collection) + "' ends at sequence " +
+        std::to_string(state.last) + " but this node has applied it up to " +
+        std::to_string(after) +
+        ": the log lost messages it had acknowledged (a NATS server that lost unsynced data, "
+        "or the stream deleted and created again); following it would skip new writes");
   }
   const std::string durable(consumer);
   jsErrCode jerr = kNoJsError;
@@ -230,6 +242,9 @@ Result<std::unique_ptr<LogReader>> Log::Follow(std::string_view collection, uint
     so.Config.OptStartSeq = after + 1;
   }
   auto impl = std::make_unique<LogReader::Impl>();
+  impl->log = this;
+  impl->collection = std::string(collection);
+  impl->delivered = after;
   jerr = kNoJsError;
   s = js_PullSubscribe(&impl->sub, impl_->js, subject.c_str(), durable.c_str(), nullptr, &so,
                        &jerr);
@@ -259,6 +274,23 @@ Result<std::vector<LogEntry>> LogReader::Fetch(size_t max, std::chrono::millisec
     entry.data.assign(natsMsg_GetData(msg), size_t(natsMsg_GetDataLength(msg)));
     out.push_back(std::move(entry));
   }
+  // A message that does not follow the last one directly (other shards' messages make gaps
+  // too) is checked against the stream's first sequence: trimmed past the last one returned,
+  // messages of this shard may be gone.
+  if (status.ok() && !out.empty() && out.front().seq > impl_->delivered + 1) {
+    auto state = impl_->log->State(impl_->collection);
+    if (!state.ok()) {
+      status = state.status();
+    } else if (state->first > impl_->delivered + 1) {
+      status = FailedPreconditionError(
+          "the write log of '" + impl_->collection + "' was trimmed to start at sequence " +
+          std::to_string(state->first) + " while this node had applied it only up to " +
+          std::to_string(impl_->delivered) +
+          ": messages between may be lost to this node, so it cannot rebuild the collection from "
+          "the log alone");
+    }
+  }
+  if (status.ok() && !out.empty()) impl_->delivered = out.back().seq;
   if (status.ok() && list.Count > 0) {
     natsMsg_Destroy(impl_->last);
     impl_->last = list.Msgs[list.Count - 1];

@@ -91,7 +91,8 @@ class Log {
 
   // Follows the shard from the message after sequence `after`, through the durable consumer
   // `consumer` (one per node and shard; recreated here so that it starts exactly there).
-  // kFailedPrecondition if the stream no longer holds the messages after `after` (trimmed).
+  // kFailedPrecondition if the stream no longer holds the messages after `after` (trimmed), or
+  // ends before `after` (it lost messages: new ones would reuse their sequences).
   Result<std::unique_ptr<LogReader>> Follow(std::string_view collection, uint32_t shard,
                                             std::string_view consumer, uint64_t after);
 
@@ -109,6 +110,8 @@ class LogReader {
   LogReader& operator=(const LogReader&) = delete;
 
   // Up to `max` next messages, in stream order; empty if none came within `wait`.
+  // kFailedPrecondition if the stream was trimmed past the last message returned (JetStream's
+  // consumer passes over messages it no longer holds: they would be missed without a word).
   Result<std::vector<LogEntry>> Fetch(size_t max, std::chrono::milliseconds wait);
   // Tells JetStream everything up to the last fetched message is applied (durably).
   Status AckFetched();

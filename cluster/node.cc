@@ -104,14 +104,17 @@ class Follower {
                              Applied());
         if (!r.ok()) {
           Fail(r.status());
+          if (r.status().code() == StatusCode::kFailedPrecondition) Block(r.status());
           Pause(std::chrono::milliseconds(500));
           continue;
         }
         reader = std::move(*r);
+        Block(Status::Ok());
       }
       auto entries = reader->Fetch(options_.fetch_batch, options_.fetch_wait);
       if (!entries.ok()) {
         Fail(entries.status());
+        if (entries.status().code() == StatusCode::kFailedPrecondition) Block(entries.status());
         reader.reset();
         Pause(std::chrono::milliseconds(200));
         continue;
@@ -171,6 +174,10 @@ class Follower {
                    collection_.c_str(), s.ToString().c_str());
     }
     state_.last_error = s.ToString();
+  }
+  void Block(const Status& why) {
+    std::lock_guard lock(mu_);
+    state_.blocked = why.ok() ? "" : std::string(why.message());
   }
   void Pause(std::chrono::milliseconds d) {
     std::unique_lock lock(mu_);
@@ -254,6 +261,23 @@ Status Node::WaitApplied(const std::string& collection, uint64_t seq,
     f = it->second;
   }
   return f->WaitApplied(seq, deadline);
+}
+
+Status Node::CheckServing(const std::string& collection) const {
+  std::shared_ptr<Follower> f;
+  {
+    std::lock_guard lock(mu_);
+    auto it = followers_.find(collection);
+    if (it == followers_.end()) return Status::Ok();
+    f = it->second;
+  }
+  const FollowerState state = f->state();
+  if (state.blocked.empty()) return Status::Ok();
+  return UnavailableError("collection '" + collection +
+                          "' is not served by this node: it may miss acknowledged writes (" +
+                          state.blocked +
+                          "); read it from a node that follows the log, or drop it here and "
+                          "create it again once the log holds its whole history");
 }
 
 std::vector<FollowerState> Node::Followers() const {

@@ -58,6 +58,9 @@ struct FollowerState {
   uint64_t applied = 0;    // the last stream sequence applied
   uint64_t refused = 0;    // messages refused for good (bad input caught only when applied)
   std::string last_error;  // the last refusal or log error ("" if none)
+  // The log cannot be followed from where this node is (trimmed past it, or it lost messages
+  // this node applied): the collection is not served until that is resolved. Why, if so.
+  std::string blocked;
 };
 
 class Follower;
@@ -89,6 +92,10 @@ class Node {
                      std::chrono::steady_clock::time_point deadline);
 
   std::vector<FollowerState> Followers() const;
+  // kUnavailable, saying why, while the collection's log cannot be followed from where this
+  // node is (FollowerState::blocked): its data may miss acknowledged writes. OK otherwise
+  // (including collections this node does not follow).
+  Status CheckServing(const std::string& collection) const;
   const std::string& node_id() const { return options_.node_id; }
 
  private:

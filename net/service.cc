@@ -99,6 +99,21 @@ Status NotInClusterMode(std::string_view what) {
 
 Reply Service::Handle(const Call& call) {
   if (Status s = CheckLimits(call); !s.ok()) return FromStatus(std::move(s));
+  // Cluster mode: a collection whose log this node cannot follow is not read here.
+  if (node_ != nullptr) {
+    const std::string* read =
+        std::visit(Overloaded{
+                       [](const SearchCall& c) { return &c.collection; },
+                       [](const GetCall& c) { return &c.collection; },
+                       [](const GetUserCall& c) { return &c.collection; },
+                       [](const GetListCall& c) { return &c.collection; },
+                       [](const auto&) -> const std::string* { return nullptr; },
+                   },
+                   call);
+    if (read != nullptr) {
+      if (Status s = node_->CheckServing(*read); !s.ok()) return FromStatus(std::move(s));
+    }
+  }
   std::shared_ptr<engine::Engine> e = root_.engine();  // held for the whole request
   return std::visit(
       Overloaded{
@@ -172,10 +187,15 @@ Reply Service::Handle(const Call& call) {
           [&](const HealthCall&) {
             // Reads are served either way; a server refusing writes says why.
             const std::string refusal = e->WriteRefusal();
-            return Reply{Status::Ok(),
-                         ReplyBody(HealthResult{
-                             refusal.empty() ? "serving" : "degraded: read-only: " + refusal,
-                             std::string(Version())})};
+            std::string status = refusal.empty() ? "serving" : "degraded: read-only: " + refusal;
+            if (node_ != nullptr) {
+              for (const cluster::FollowerState& f : node_->Followers()) {
+                if (f.blocked.empty()) continue;
+                status = (status == "serving" ? "degraded: " : status + "; ") + "collection '" +
+                         f.collection + "' not served: " + f.blocked;
+              }
+            }
+            return Reply{Status::Ok(), ReplyBody(HealthResult{status, std::string(Version())})};
           },
           [&](const RunPluginCall& c) {
             auto r = e->RunPlugin(c.collection, c.plugin, c.config, c.incremental);

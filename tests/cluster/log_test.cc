@@ -139,10 +139,40 @@ TEST_F(LogTest, AFollowerBehindATrimmedLogIsRefused) {
   auto behind = log->Follow("m", 0, "node-b-0", 2);
   ASSERT_FALSE(behind.ok());
   EXPECT_EQ(behind.status().code(), StatusCode::kFailedPrecondition);
-  EXPECT_NE(behind.status().message().find("snapshot"), std::string::npos) << behind.status();
+  EXPECT_NE(behind.status().message().find("trimmed"), std::string::npos) << behind.status();
+  // A follower that applied more than the log holds (the log lost messages) is refused too.
+  auto ahead = log->Follow("m", 0, "node-b-0", 7);
+  ASSERT_FALSE(ahead.ok());
+  EXPECT_EQ(ahead.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(ahead.status().message().find("ends at sequence 6"), std::string::npos)
+      << ahead.status();
   auto caught_up = log->Follow("m", 0, "node-b-0", 3);
   ASSERT_TRUE(caught_up.ok()) << caught_up.status();
   EXPECT_EQ(ReadAll(**caught_up).size(), 3u);
+}
+
+// JetStream's consumer passes over messages the stream dropped; the reader does not.
+TEST_F(LogTest, AReaderTrimmedPastWhileFollowingSaysSo) {
+  LogOptions o;
+  o.max_messages = 4;
+  auto log = Connect(o);
+  ASSERT_TRUE(log);
+  ASSERT_TRUE(log->EnsureStream("m", 1).ok());
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(log->Publish("m", 0, std::to_string(i), "").ok());
+  auto reader = log->Follow("m", 0, "node-a-0", 0);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  auto got = (*reader)->Fetch(10, std::chrono::milliseconds(2000));
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), 2u);
+  // 8 more: the stream keeps 7..10; 3..6 are gone before the reader saw them.
+  for (int i = 2; i < 10; ++i) ASSERT_TRUE(log->Publish("m", 0, std::to_string(i), "").ok());
+  Result<std::vector<LogEntry>> next = std::vector<LogEntry>{};
+  for (int attempt = 0; attempt < 50 && next.ok() && next->empty(); ++attempt) {
+    next = (*reader)->Fetch(10, std::chrono::milliseconds(200));
+  }
+  ASSERT_FALSE(next.ok()) << "read on past the trimmed messages";
+  EXPECT_EQ(next.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(next.status().message().find("up to 2"), std::string::npos) << next.status();
 }
 
 TEST_F(LogTest, WritesFailWithUnavailableWhileNatsIsDown) {

@@ -4,6 +4,7 @@
 
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "engine/data_root.h"
@@ -195,6 +196,80 @@ TEST_F(NodeTest, BadWritesAreRefusedBeforeTheLogAndAnUnreachableLogFailsWrites) 
   auto wait = a.node->WaitApplied(Schema().name, 2, Clock::now() + std::chrono::milliseconds(50));
   EXPECT_EQ(wait.code(), StatusCode::kDeadlineExceeded);
   EXPECT_NE(wait.message().find("up to 1"), std::string::npos) << wait;
+}
+
+// A node that joins after the log was trimmed cannot replay the collection's history: it says
+// so and refuses to serve the collection (rather than serving what is left as if whole).
+TEST_F(NodeTest, ANodeThatCannotReplayTheWholeLogDoesNotServeTheCollection) {
+  Member a{dir_.path() + "/a"}, b{dir_.path() + "/b"};
+  NodeOptions o;
+  o.log.max_messages = 4;  // the stream keeps the last 4 writes
+  Open(a, "a", o);
+  const std::string name = Schema().name;
+  ASSERT_TRUE(a.engine().CreateCollection(Schema()).ok());
+  ASSERT_TRUE(a.node->Follow(name).ok());
+  std::mt19937_64 rng(6);
+  uint64_t last = 0;
+  for (int i = 0; i < 10; ++i) {  // a applies each before the next (it keeps up)
+    auto r = a.node->Upsert(name, Items(rng, 10 * uint64_t(i), 3));
+    ASSERT_TRUE(r.ok()) << r.status();
+    last = r->op_seq;
+    ASSERT_TRUE(a.node->WaitApplied(name, last, Clock::now() + std::chrono::minutes(1)).ok());
+  }
+  EXPECT_TRUE(a.node->CheckServing(name).ok());
+  EXPECT_EQ(a.engine().DescribeCollection(name)->items, 30u);
+
+  Open(b, "b", o);
+  ASSERT_TRUE(b.engine().CreateCollection(Schema()).ok());
+  ASSERT_TRUE(b.node->Follow(name).ok());
+  // The follower finds the log starting after its position (0): blocked, reads refused.
+  Status serving = Status::Ok();
+  const auto deadline = Clock::now() + std::chrono::minutes(1);
+  while (serving.ok() && Clock::now() < deadline) {
+    serving = b.node->CheckServing(name);
+    if (serving.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(serving.code(), StatusCode::kUnavailable) << serving;
+  EXPECT_NE(serving.message().find("trimmed"), std::string::npos) << serving;
+  bool reported = false;
+  for (const FollowerState& f : b.node->Followers()) reported |= !f.blocked.empty();
+  EXPECT_TRUE(reported);
+  EXPECT_EQ(b.engine().DescribeCollection(name)->items, 0u);  // nothing half-applied
+}
+
+// A node that falls behind while it follows (here: its disk refuses writes) and finds the log
+// trimmed past it when it can apply again stops there: it does not apply what is left as if
+// nothing were missing.
+TEST_F(NodeTest, AFollowerTrimmedPastWhileBehindStopsAndSaysSo) {
+  auto faults = std::make_shared<storage::FaultInjection>();
+  Member a{dir_.path() + "/a"};
+  NodeOptions o;
+  o.log.max_messages = 4;
+  o.max_lag = 0;  // no backpressure: let it fall behind
+  Open(a, "a", o, faults);
+  const std::string name = Schema().name;
+  ASSERT_TRUE(a.engine().CreateCollection(Schema()).ok());
+  ASSERT_TRUE(a.node->Follow(name).ok());
+  std::mt19937_64 rng(8);
+  auto first = a.node->Upsert(name, Items(rng, 0, 3));
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(
+      a.node->WaitApplied(name, first->op_seq, Clock::now() + std::chrono::minutes(1)).ok());
+  faults->no_space = true;
+  for (int i = 1; i < 10; ++i)
+    ASSERT_TRUE(a.node->Upsert(name, Items(rng, 10 * uint64_t(i), 3)).ok());
+  faults->no_space = false;
+  Status serving = Status::Ok();
+  const auto deadline = Clock::now() + std::chrono::minutes(1);
+  while (serving.ok() && Clock::now() < deadline) {
+    serving = a.node->CheckServing(name);
+    if (serving.ok()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(serving.code(), StatusCode::kUnavailable) << serving;
+  EXPECT_NE(serving.message().find("trimmed"), std::string::npos) << serving;
+  // Nothing after the gap was applied.
+  EXPECT_EQ(a.engine().LogPositions(name)->at(0), first->op_seq);
+  EXPECT_EQ(a.engine().DescribeCollection(name)->items, 3u);
 }
 
 // Backpressure: while this node cannot apply the log (its disk refuses writes), writes through
