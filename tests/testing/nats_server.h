@@ -115,7 +115,9 @@ class NatsCluster {
  public:
   explicit NatsCluster(const std::string& dir) {
     std::vector<int> routes;
+    routes.reserve(3);
     for (int i = 0; i < 3; ++i) routes.push_back(FreeLoopbackPort());
+    servers_.reserve(3);
     for (int i = 0; i < 3; ++i) {
       servers_.push_back(std::make_unique<NatsServer>(
           dir + "/n" + std::to_string(i),
