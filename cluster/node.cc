@@ -263,6 +263,12 @@ Status Node::WaitApplied(const std::string& collection, uint64_t seq,
   return f->WaitApplied(seq, deadline);
 }
 
+uint64_t Node::Applied(const std::string& collection) const {
+  std::lock_guard lock(mu_);
+  auto it = followers_.find(collection);
+  return it == followers_.end() ? 0 : it->second->state().applied;
+}
+
 Status Node::CheckServing(const std::string& collection) const {
   std::shared_ptr<Follower> f;
   {

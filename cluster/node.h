@@ -91,6 +91,8 @@ class Node {
   Status WaitApplied(const std::string& collection, uint64_t seq,
                      std::chrono::steady_clock::time_point deadline);
 
+  // The last sequence of the collection's log this node has applied (0: none, or not followed).
+  uint64_t Applied(const std::string& collection) const;
   std::vector<FollowerState> Followers() const;
   // kUnavailable, saying why, while the collection's log cannot be followed from where this
   // node is (FollowerState::blocked): its data may miss acknowledged writes. OK otherwise

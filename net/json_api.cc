@@ -221,6 +221,7 @@ void Put(JsonWriter& w, const SearchResult& s) {
     w.Raw("]");
     if (!s.quotas.empty()) Field(w, "quotas", s.quotas);
     if (!s.per_cluster.empty()) Field(w, "per_cluster", s.per_cluster);
+    if (s.seq != 0) Field(w, "seq", s.seq);
   });
 }
 

@@ -264,9 +264,9 @@ Status Optional(object obj, std::string_view key, F decode, T* out) {
 }  // namespace
 
 Result<SearchCall> SearchFromJson(object obj, const std::string& collection) {
-  QV_RETURN_IF_ERROR(
-      OnlyFields(obj, {"vector", "vectors", "aggregate", "weights", "quota", "filter", "rerank",
-                       "mvke", "fresh", "payload", "channels", "k", "params", "exclude"}));
+  QV_RETURN_IF_ERROR(OnlyFields(
+      obj, {"vector", "vectors", "aggregate", "weights", "quota", "filter", "rerank", "mvke",
+            "fresh", "payload", "channels", "k", "params", "exclude", "min_seq"}));
   SearchCall c;
   c.collection = collection;
   QuerySpec& q = c.query;
@@ -292,6 +292,7 @@ Result<SearchCall> SearchFromJson(object obj, const std::string& collection) {
   QV_RETURN_IF_ERROR(Optional(obj, "channels", ChannelsFromJson, &q.channels));
   if (!obj["exclude"].get(v)) QV_RETURN_IF_ERROR(IdsFromJson(v, "exclude", &q.exclude));
   QV_RETURN_IF_ERROR(GetBool(obj, "payload", &c.with_payload));
+  QV_RETURN_IF_ERROR(GetUint(obj, "min_seq", &c.min_seq));
   return c;
 }
 

@@ -163,7 +163,15 @@ Reply Service::Handle(const Call& call) {
                                                : e->AddEvents(c.collection, c.events));
           },
           [&](const SearchCall& c) {
+            if (node_ != nullptr && c.min_seq != 0) {
+              Status applied = node_->WaitApplied(
+                  c.collection, c.min_seq, std::chrono::steady_clock::now() + limits_.max_seq_wait);
+              if (!applied.ok()) return FromStatus(applied);
+            }
+            // Read before the search: the answer holds at least the writes up to it.
+            const uint64_t seen = node_ != nullptr ? node_->Applied(c.collection) : 0;
             Reply reply = RunSearch(*e, c);
+            if (auto* r = std::get_if<SearchResult>(&reply.body); r != nullptr) r->seq = seen;
             return c.with_payload ? WithPayloads(*e, c.collection, std::move(reply)) : reply;
           },
           [&](const SnapshotCall& c) {

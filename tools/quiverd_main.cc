@@ -142,6 +142,10 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-json-depth", o.limits.max_json_depth, "deepest JSON nesting accepted")
       ->capture_default_str();
+  uint64_t max_seq_wait_ms = 10000;
+  app.add_option("--max-seq-wait-ms", max_seq_wait_ms,
+                 "cluster mode: the longest a search waits for its min_seq to be applied here")
+      ->capture_default_str();
   app.add_option("--idle-timeout-ms", idle_ms, "close a connection idle this long")
       ->capture_default_str();
   app.add_option("--read-timeout-ms", read_ms, "time allowed to write a response")
@@ -195,6 +199,7 @@ int Main(int argc, char** argv) {
   o.write_priority = priority(write_priority);
   o.maintenance_priority = priority(maintenance_priority);
   o.idle_timeout = std::chrono::milliseconds(idle_ms);
+  o.limits.max_seq_wait = std::chrono::milliseconds(max_seq_wait_ms);
   o.read_timeout = std::chrono::milliseconds(read_ms);
   o.request_timeout = std::chrono::milliseconds(request_ms);
 

@@ -57,6 +57,10 @@ struct SearchCall {
   std::string collection;
   QuerySpec query;
   bool with_payload = false;
+  // Cluster mode (docs/cluster.md): answer only once this node has applied the collection's
+  // write log up to this sequence (a write's acknowledged op_seq), waiting at most
+  // Limits::max_seq_wait; 0: answer with what the node has.
+  uint64_t min_seq = 0;
   friend bool operator==(const SearchCall&, const SearchCall&) = default;
 };
 struct SnapshotCall {
@@ -120,6 +124,9 @@ struct SearchResult {
   std::vector<uint32_t> quotas, per_cluster;
   std::vector<std::string> hit_payload;  // when asked for: per hit (minified JSON; empty: none)
   std::vector<uint8_t> hit_channels;     // with channels: per hit, bits 1 u2i, 2 u2i2i, 4 u2u2i
+  // Cluster mode: the write-log sequence this node had applied for the collection when it
+  // answered (0: not in cluster mode).
+  uint64_t seq = 0;
   friend bool operator==(const SearchResult&, const SearchResult&) = default;
 };
 struct HealthResult {

@@ -211,7 +211,7 @@ ResponseRef PutReplyBody(FlatBufferBuilder& b, const ReplyBody& body) {
                                       : b.CreateVectorOfStrings(s.hit_payload);
       auto hch = opt(s.hit_channels);
       return {wire::ResponseBody::SearchResult,
-              wire::CreateSearchResult(b, v, hv, hc, qs, pc, hp, hch).Union()};
+              wire::CreateSearchResult(b, v, hv, hc, qs, pc, hp, hch, s.seq).Union()};
     }
     ResponseRef operator()(const VersionsInfo& v) {
       auto cur = b.CreateString(v.current);
@@ -474,6 +474,7 @@ Result<ReplyBody> GetReplyBody(const wire::Response* r) {
           out.hit_payload.push_back(x ? x->str() : std::string());
       }
       out.hit_channels = Vec(w->hit_channels());
+      out.seq = w->seq();
       return ReplyBody(std::move(out));
     }
     case wire::ResponseBody::Versions: {

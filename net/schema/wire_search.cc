@@ -137,7 +137,7 @@ Offset<wire::Search> PutSearch(FlatBufferBuilder& b, const SearchCall& c) {
       q.exclude.empty() ? Offset<flatbuffers::Vector<uint64_t>>() : b.CreateVector(q.exclude);
   return wire::CreateSearch(b, n, v, q.k, q.ef, q.nprobe, q.refine, vs,
                             wire::Aggregate(q.aggregate), w, quota, filter, rerank, mvke, fresh,
-                            c.with_payload, channels, exclude);
+                            c.with_payload, channels, exclude, c.min_seq);
 }
 
 Result<SearchCall> GetSearch(const wire::Search* s) {
@@ -165,6 +165,7 @@ Result<SearchCall> GetSearch(const wire::Search* s) {
   if (s->channels()) q.channels = GetChannels(s->channels());
   q.exclude = Vec(s->exclude());
   c.with_payload = s->payload();
+  c.min_seq = s->min_seq();
   return c;
 }
 

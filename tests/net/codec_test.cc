@@ -122,6 +122,21 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
       32);
   ASSERT_TRUE(ej.ok()) << ej.status();
   EXPECT_EQ(std::get<SearchCall>(*ej), filtered);
+  // Cluster mode's read-your-writes sequence, both ways.
+  filtered.min_seq = 123456789012;
+  fb = DecodeRequest(EncodeRequestFrame(3, "", filtered).substr(kFrameHeaderBytes));
+  ASSERT_TRUE(fb.ok()) << fb.status();
+  EXPECT_EQ(std::get<SearchCall>(fb->call), filtered);
+  ej = DecodeHttpCall(
+      "POST", "/v1/collections/c/search",
+      R"({"vector":[1,2],"k":5,"exclude":[7,3,18446744073709551615],"filter":{"in":{"id":[18446744073709551615,5]}},"min_seq":123456789012})",
+      32);
+  ASSERT_TRUE(ej.ok()) << ej.status();
+  EXPECT_EQ(std::get<SearchCall>(*ej), filtered);
+  EXPECT_FALSE(
+      DecodeHttpCall("POST", "/v1/collections/c/search", R"({"vector":[1],"min_seq":-1})", 32)
+          .ok());
+  filtered.min_seq = 0;
   EXPECT_FALSE(
       DecodeHttpCall("POST", "/v1/collections/c/search", R"({"vector":[1],"exclude":[-1]})", 32)
           .ok());
@@ -247,6 +262,7 @@ TEST(WireCodecTest, EveryReplyRoundTrips) {
             SearchResult{{{1, 0.5f}, {2, -1.25f}}, {}, {}, {}, {}, {R"({"title":"x"})", ""}}},
       Reply{Status::Ok(),
             SearchResult{{{1, 0.5f}, {2, -1.25f}}, {0, 0}, {-1, -1}, {}, {}, {}, {1, 6}}},
+      Reply{Status::Ok(), SearchResult{{{1, 0.5f}}, {}, {}, {}, {}, {}, {}, 9000000000}},
       Reply{Status::Ok(), VersionsInfo{"v2", "initial", {"initial", "v2"}}},
       Reply{Status::Ok(), HealthResult{"serving", "0.1.0"}},
       Reply{Status::Ok(), PluginRunResult{{"i2i", "u2u"}, 300, 2, true}},

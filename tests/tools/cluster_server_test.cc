@@ -43,13 +43,27 @@ class ClusterServerTest : public ::testing::Test {
 
   // Starts (or restarts) quiverd for the node, its data under the test's directory; `log`: the
   // NATS servers (default: the test's one server).
-  void Start(Node& n, std::string log = "", int replicas = 1) {
+  void Start(Node& n, std::string log = "", int replicas = 1,
+             const std::vector<std::string>& extra = {}) {
     if (log.empty()) log = nats_.url();
     const std::string data = dir_.path() + "/" + n.id;
-    auto p = ChildProcess::Start({QUIVERD, "--data", data, "--http-port", "0", "--binary-port", "0",
-                                  "--log", log, "--log-replicas", std::to_string(replicas),
-                                  "--node-id", n.id, "--snapshot-interval-s", "0"},
-                                 data + ".log");
+    std::vector<std::string> args = {QUIVERD,
+                                     "--data",
+                                     data,
+                                     "--http-port",
+                                     "0",
+                                     "--binary-port",
+                                     "0",
+                                     "--log",
+                                     log,
+                                     "--log-replicas",
+                                     std::to_string(replicas),
+                                     "--node-id",
+                                     n.id,
+                                     "--snapshot-interval-s",
+                                     "0"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto p = ChildProcess::Start(args, data + ".log");
     ASSERT_TRUE(p.ok()) << p.status();
     auto line = (*p)->WaitForLine("serving", std::chrono::minutes(5));
     ASSERT_TRUE(line.ok()) << line.status();
@@ -260,6 +274,27 @@ TEST_F(ClusterServerTest, WithoutTheLogWritesFailAtOnceAndSearchesGoOn) {
     ASSERT_LT(Clock::now(), deadline);
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  // Read-your-writes on another node: written through a, searched on b with min_seq.
+  Node b{"b"};
+  Start(b, "", 1, {"--max-seq-wait-ms", "300"});
+  ASSERT_TRUE(b.client->CreateCollection(schema).ok());
+  std::vector<ItemRecord> fresh(1);
+  fresh[0].id = 500;
+  fresh[0].vector.assign(kDim, 77.f);
+  auto ack = a.client->Upsert("c", fresh);
+  ASSERT_TRUE(ack.ok()) << ack.status();
+  net::SearchCall ryw{"c", {.vectors = {std::vector<float>(kDim, 77.f)}, .k = 1}};
+  ryw.min_seq = ack->op_seq;
+  auto seen = b.client->Query(ryw);
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  ASSERT_EQ(seen->hits.size(), 1u);
+  EXPECT_EQ(seen->hits[0].id, 500u);
+  EXPECT_GE(seen->seq, ack->op_seq);
+  ryw.min_seq = ack->op_seq + 1000;  // never written: the wait ends with the limit
+  auto too_far = b.client->Query(ryw);
+  ASSERT_FALSE(too_far.ok());
+  EXPECT_EQ(too_far.status().code(), StatusCode::kDeadlineExceeded) << too_far.status();
+
   nats_.Kill();
   auto refused = a.client->Upsert("c", items);
   ASSERT_FALSE(refused.ok());
