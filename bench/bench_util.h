@@ -1,13 +1,16 @@
 // What every benchmark executable shares: stopping on an error with its message, CPU time, the
-// command line as run (recorded beside the results), and flags through CLI11.
+// command line as run (recorded beside the results), a scratch directory, and flags through
+// CLI11.
 #pragma once
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,6 +18,30 @@
 #include "base/result.h"
 
 namespace quiver::bench {
+
+// A new directory /tmp/<prefix>.XXXXXX, removed with everything in it at the end of the scope;
+// exits if it cannot be made.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix) {
+    std::string pattern = "/tmp/" + prefix + ".XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr) {
+      std::perror("mkdtemp");
+      std::exit(1);
+    }
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
 
 // The value of `r`, or exits with "<program>: <what>: <error>".
 template <typename T>

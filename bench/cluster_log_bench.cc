@@ -91,19 +91,8 @@ int Main(int argc, char** argv) {
   app.add_option("--rounds", rounds, "times each mode runs (interleaved)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  char tmpl[] = "/tmp/quiver_cluster_log.XXXXXX";
-  if (!::mkdtemp(tmpl)) {
-    std::perror("mkdtemp");
-    return 1;
-  }
-  const std::string dir = tmpl;
-  struct Cleanup {
-    std::string dir;
-    ~Cleanup() {
-      std::error_code ec;
-      std::filesystem::remove_all(dir, ec);
-    }
-  } cleanup{dir};
+  const bench::TempDir scratch("quiver_cluster_log");
+  const std::string& dir = scratch.path();
 
   std::vector<Run> runs;
   int serial = 0;

@@ -109,19 +109,8 @@ int Main(int argc, char** argv) {
   app.add_option("--k", k)->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  char tmpl[] = "/tmp/quiver_isolation.XXXXXX";
-  if (!::mkdtemp(tmpl)) {
-    std::perror("mkdtemp");
-    return 1;
-  }
-  const std::string dir = tmpl;
-  struct Cleanup {
-    std::string dir;
-    ~Cleanup() {
-      std::error_code ec;
-      std::filesystem::remove_all(dir, ec);
-    }
-  } cleanup{dir};
+  const bench::TempDir scratch("quiver_isolation");
+  const std::string& dir = scratch.path();
   std::vector<std::string> args = {quiverd,         "--data", dir + "/data", "--http-port", "0",
                                    "--binary-port", "0"};
   args.insert(args.end(), server_flags.begin(), server_flags.end());
