@@ -287,62 +287,73 @@ Status Engine::RecoverAll() {
   QV_ASSIGN_OR_RETURN(auto schemas, store_->LoadCollections());
   QV_ASSIGN_OR_RETURN(const auto acked, ReadAcked(dir_));
   for (auto& [id, schema] : schemas) {
-    auto c = std::make_shared<Collection>(id, schema);
-    QV_ASSIGN_OR_RETURN(const uint64_t last, store_->LastOp(id));
-    if (auto it = acked.find(id); it != acked.end() && it->second > last) {
-      // Ops the server acknowledged (and recorded) are not in the store: a write-ahead log cut
-      // short at a record boundary, or removed, shows no damage RocksDB could find.
-      Status lost = DataLossError(
-          "collection '" + schema.name + "': ops up to " + std::to_string(it->second) +
-          " were acknowledged (" + dir_ + "/" + kAckedFile +
-          ") but the store's op log ends at op " + std::to_string(last) + ": ops " +
-          std::to_string(last + 1) + " to " + std::to_string(it->second) +
-          " are lost (a write-ahead log cut short or removed?). "
-          "Copy the directory aside, then start with --accept-wal-loss to serve what is left");
-      if (!options_.store.accept_wal_loss) return lost;
-      std::fprintf(stderr, "quiver: %s\n", lost.ToString().c_str());
-    }
-    uint64_t base = 0;
-    bool loaded = false;
-    for (const auto& [seq, path] : ListSnapshots(SnapshotDir(id))) {
-      if (seq > last) {
-        // The store lost acknowledged ops (a damaged log opened with the loss accepted, or
-        // files replaced by hand): ops last + 1 .. seq are gone.
-        Status lost = DataLossError(
-            "collection '" + schema.name + "': its index snapshot covers op " +
-            std::to_string(seq) + " but the store's op log ends at op " + std::to_string(last) +
-            ": ops " + std::to_string(last + 1) + " to " + std::to_string(seq) + " (" +
-            std::to_string(seq - last) + ") were acknowledged and are lost");
-        if (!options_.store.accept_wal_loss) return lost;
-        SetAside(path, lost);
-        continue;
-      }
-      QV_ASSIGN_OR_RETURN(bool continuous, OpsContinueAfter(*store_, id, seq, last));
-      if (!continuous) continue;  // older than the kept op log: not usable, but not corrupt
-      auto r = Partitions::Load(schema, path);
-      if (!r.ok()) {
-        SetAside(path, r.status());
-        continue;
-      }
-      c->set_parts(std::move(*r));
-      base = seq;
-      loaded = true;
-      break;
-    }
-    Status s = loaded ? Replay(*store_, c->id(), *c->parts(), base) : Rebuild(*store_, *c);
-    if (!s.ok()) {
-      return Status(s.code(),
-                    "recovering collection '" + schema.name + "': " + std::string(s.message()));
-    }
-    c->op_seq = last;
-    c->snapshot_seq = base;
-    QV_ASSIGN_OR_RETURN(c->log_applied, store_->LogPositions(id));
+    auto it = acked.find(id);
+    QV_ASSIGN_OR_RETURN(
+        auto c,
+        LoadCollection(id, schema,
+                       it == acked.end() ? std::nullopt : std::optional<uint64_t>(it->second)));
     collections_[schema.name] = std::move(c);
   }
   // A loss accepted above is recorded as the new floor, so the next start does not refuse it
   // again.
   if (options_.store.accept_wal_loss) MarkAcknowledged();
   return Status::Ok();
+}
+
+Result<std::shared_ptr<Collection>> Engine::LoadCollection(uint32_t id,
+                                                           const CollectionSchema& schema,
+                                                           std::optional<uint64_t> acked) const {
+  auto c = std::make_shared<Collection>(id, schema);
+  QV_ASSIGN_OR_RETURN(const uint64_t last, store_->LastOp(id));
+  if (acked && *acked > last) {
+    // Ops the server acknowledged (and recorded) are not in the store: a write-ahead log cut
+    // short at a record boundary, or removed, shows no damage RocksDB could find.
+    Status lost = DataLossError(
+        "collection '" + schema.name + "': ops up to " + std::to_string(*acked) +
+        " were acknowledged (" + dir_ + "/" + kAckedFile + ") but the store's op log ends at op " +
+        std::to_string(last) + ": ops " + std::to_string(last + 1) + " to " +
+        std::to_string(*acked) +
+        " are lost (a write-ahead log cut short or removed?). "
+        "Copy the directory aside, then start with --accept-wal-loss to serve what is left");
+    if (!options_.store.accept_wal_loss) return lost;
+    std::fprintf(stderr, "quiver: %s\n", lost.ToString().c_str());
+  }
+  uint64_t base = 0;
+  bool loaded = false;
+  for (const auto& [seq, path] : ListSnapshots(SnapshotDir(id))) {
+    if (seq > last) {
+      // The store lost acknowledged ops (a damaged log opened with the loss accepted, or
+      // files replaced by hand): ops last + 1 .. seq are gone.
+      Status lost = DataLossError(
+          "collection '" + schema.name + "': its index snapshot covers op " + std::to_string(seq) +
+          " but the store's op log ends at op " + std::to_string(last) + ": ops " +
+          std::to_string(last + 1) + " to " + std::to_string(seq) + " (" +
+          std::to_string(seq - last) + ") were acknowledged and are lost");
+      if (!options_.store.accept_wal_loss) return lost;
+      SetAside(path, lost);
+      continue;
+    }
+    QV_ASSIGN_OR_RETURN(bool continuous, OpsContinueAfter(*store_, id, seq, last));
+    if (!continuous) continue;  // older than the kept op log: not usable, but not corrupt
+    auto r = Partitions::Load(schema, path);
+    if (!r.ok()) {
+      SetAside(path, r.status());
+      continue;
+    }
+    c->set_parts(std::move(*r));
+    base = seq;
+    loaded = true;
+    break;
+  }
+  Status s = loaded ? Replay(*store_, c->id(), *c->parts(), base) : Rebuild(*store_, *c);
+  if (!s.ok()) {
+    return Status(s.code(),
+                  "recovering collection '" + schema.name + "': " + std::string(s.message()));
+  }
+  c->op_seq = last;
+  c->snapshot_seq = base;
+  QV_ASSIGN_OR_RETURN(c->log_applied, store_->LogPositions(id));
+  return c;
 }
 
 Result<std::shared_ptr<Collection>> Engine::Find(const std::string& name) const {
@@ -726,6 +737,152 @@ Result<std::map<uint32_t, uint64_t>> Engine::LogPositions(const std::string& nam
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
   std::lock_guard write(c->write_mu);
   return c->log_applied;
+}
+
+namespace {
+
+// fsyncs a file or directory.
+Status SyncPath(const std::string& path, bool directory) {
+  int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    const std::string why = std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    return InternalError("cannot fsync " + path + ": " + why);
+  }
+  ::close(fd);
+  return Status::Ok();
+}
+
+constexpr const char* kExportRecords = "records";
+constexpr const char* kExportIndex = "index";
+
+}  // namespace
+
+Result<Engine::ExportInfo> Engine::ExportCollection(const std::string& name,
+                                                    const std::string& out_dir) const {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  std::error_code ec;
+  if (fs::exists(out_dir, ec)) return AlreadyExistsError(out_dir + " exists");
+  fs::create_directories(out_dir, ec);
+  if (ec) return InternalError("cannot create " + out_dir + ": " + ec.message());
+  ExportInfo info;
+  std::shared_ptr<const storage::StoreView> view;
+  {
+    // The newest snapshot stays while its files are linked; the op log after it is in the view.
+    std::lock_guard snap(c->snapshot_mu);
+    {
+      std::lock_guard write(c->write_mu);
+      if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
+      view = store_->Pin();
+      info.op_seq = c->op_seq.load();
+      info.log_positions = c->log_applied;
+    }
+    const uint64_t snapshot = c->snapshot_seq.load();
+    const fs::path from = fs::path(SnapshotDir(c->id())) / SnapshotName(snapshot);
+    if (snapshot != 0 && fs::is_directory(from, ec)) {
+      const fs::path to = fs::path(out_dir) / kExportIndex / SnapshotName(snapshot);
+      for (const auto& e : fs::recursive_directory_iterator(from, ec)) {
+        const fs::path rel = fs::relative(e.path(), from, ec);
+        if (e.is_directory()) {
+          fs::create_directories(to / rel, ec);
+        } else {
+          fs::create_directories((to / rel).parent_path(), ec);
+          fs::create_hard_link(e.path(), to / rel, ec);
+        }
+        if (ec) {
+          return InternalError("cannot link " + e.path().string() + " into " + out_dir + ": " +
+                               ec.message());
+        }
+        if (!e.is_directory())
+          info.files.push_back((fs::path(kExportIndex) / SnapshotName(snapshot) / rel).string());
+      }
+      if (ec) return InternalError("cannot list " + from.string() + ": " + ec.message());
+      info.snapshot_seq = snapshot;
+    }
+  }
+  QV_RETURN_IF_ERROR(
+      store_->ExportCollection(c->id(), *view, (fs::path(out_dir) / kExportRecords).string())
+          .status());
+  info.files.insert(info.files.begin(), kExportRecords);
+  return info;
+}
+
+Status Engine::ImportCollection(const std::string& name, const std::string& dir) {
+  std::error_code ec;
+  const std::string records = (fs::path(dir) / kExportRecords).string();
+  if (!fs::is_regular_file(records, ec)) {
+    return InvalidArgumentError(dir + " holds no collection export (no " + records + ")");
+  }
+  std::lock_guard ddl(ddl_mu_);
+  std::shared_ptr<Collection> old;
+  uint32_t id = 0;
+  {
+    std::shared_lock lock(mu_);
+    if (auto it = collections_.find(name); it != collections_.end()) old = it->second;
+    id = next_id_;
+  }
+  // Records and snapshots left under this id by a load or an import that died part-way.
+  storage::WriteBatch clean;
+  clean.DropCollection(id);
+  QV_RETURN_IF_ERROR(store_->Write(clean));
+  fs::remove_all(SnapshotDir(id), ec);
+  auto abandon = [&](Status why) {
+    storage::WriteBatch undo;
+    undo.DropCollection(id);
+    store_->Write(undo).IgnoreError();  // what is left is cleaned by the next user of the id
+    std::error_code ignored;
+    fs::remove_all(SnapshotDir(id), ignored);
+    return why;
+  };
+
+  auto schema = store_->ImportCollection(id, records);
+  if (!schema.ok()) return abandon(schema.status());
+  if (schema->name != name) {
+    return abandon(InvalidArgumentError("the export in " + dir + " is of collection '" +
+                                        schema->name + "', not '" + name + "'"));
+  }
+  if (old && !(old->schema() == *schema)) {
+    return abandon(FailedPreconditionError(
+        "collection '" + name + "' here has another schema than the copy's; drop it first"));
+  }
+  // The index snapshot, moved into place (each file synced: it came over the network).
+  for (const auto& e : fs::directory_iterator(fs::path(dir) / kExportIndex, ec)) {
+    const std::string to = SnapshotDir(id) + "/" + e.path().filename().string();
+    for (const auto& f : fs::recursive_directory_iterator(e.path(), ec)) {
+      if (f.is_regular_file()) {
+        if (Status s = SyncPath(f.path().string(), false); !s.ok()) return abandon(s);
+      }
+    }
+    fs::create_directories(SnapshotDir(id), ec);
+    if (!ec) fs::rename(e.path(), to, ec);
+    if (ec)
+      return abandon(
+          InternalError("cannot move the index snapshot into " + to + ": " + ec.message()));
+    if (Status s = SyncPath(SnapshotDir(id), true); !s.ok()) return abandon(s);
+  }
+  auto loaded = LoadCollection(id, *schema, std::nullopt);
+  if (!loaded.ok()) return abandon(loaded.status());
+  std::shared_ptr<Collection> c = std::move(*loaded);
+
+  // The switch: one batch drops the old collection and records the new one.
+  std::unique_lock<std::mutex> old_snap, old_write;
+  if (old) {
+    old_snap = std::unique_lock(old->snapshot_mu);
+    old_write = std::unique_lock(old->write_mu);
+  }
+  storage::WriteBatch batch;
+  if (old) batch.DropCollection(old->id());
+  batch.PutSchema(id, *schema);
+  batch.PutNextCollectionId(id + 1);
+  if (Status s = store_->Write(batch); !s.ok()) return abandon(s);
+  if (old) old->dropped = true;
+  {
+    std::unique_lock lock(mu_);
+    next_id_ = id + 1;
+    collections_[name] = std::move(c);
+  }
+  if (old) fs::remove_all(SnapshotDir(old->id()), ec);
+  return Status::Ok();
 }
 
 Result<std::vector<Hit>> Engine::Search(const std::string& name, std::span<const float> query,

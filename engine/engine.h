@@ -121,6 +121,27 @@ class Engine {
   // Cluster mode: the last stream sequence applied, by shard (empty: none yet).
   Result<std::map<uint32_t, uint64_t>> LogPositions(const std::string& name) const;
 
+  // Cluster mode: a copy of a collection for a new replica (docs/cluster.md, "Bootstrap").
+  // ExportCollection writes into `out_dir` (created; it must not exist) the collection's
+  // records as of one moment (storage::Store::ExportCollection, file "records") and hard links
+  // of its newest index snapshot ("index/<op>/..."), which that moment's op log continues;
+  // writes wait only while the moment is taken. `files` lists the paths under out_dir.
+  struct ExportInfo {
+    uint64_t op_seq = 0;        // the collection's op sequence at that moment
+    uint64_t snapshot_seq = 0;  // the op the index snapshot covers (0: none is included)
+    std::map<uint32_t, uint64_t> log_positions;
+    std::vector<std::string> files;
+  };
+  Result<ExportInfo> ExportCollection(const std::string& name, const std::string& out_dir) const;
+  // Replaces the collection `name` (or creates it) with the copy ExportCollection wrote into
+  // `dir` (another engine's, moved here: the index files are moved, not copied). All or
+  // nothing: the copy is recorded and loaded under a new collection id, and one batch then
+  // drops the old collection and records the new one; a failure (or a crash) before that leaves
+  // the old collection as it was. kInvalidArgument if the copy is of another collection;
+  // kFailedPrecondition if the existing collection's schema differs from the copy's; kDataLoss
+  // if the copy is damaged.
+  Status ImportCollection(const std::string& name, const std::string& dir);
+
   // Nearest items to `query`; params as in index::SearchParams.
   Result<std::vector<Hit>> Search(const std::string& name, std::span<const float> query,
                                   const index::SearchParams& params) const;
@@ -154,6 +175,10 @@ class Engine {
  private:
   Engine(std::string dir, EngineOptions options, std::unique_ptr<storage::Store> store);
   Status RecoverAll();
+  // Loads a recorded collection: its newest usable index snapshot and the op log after it, or
+  // a rebuild from its stored items. `acked`: the op sequence ACKED says was acknowledged.
+  Result<std::shared_ptr<Collection>> LoadCollection(uint32_t id, const CollectionSchema& schema,
+                                                     std::optional<uint64_t> acked) const;
   Result<std::shared_ptr<Collection>> Find(const std::string& name) const;
   // The id a new collection of that name gets; kAlreadyExists if the name is taken.
   // REQUIRES: ddl_mu_ held.

@@ -9,13 +9,18 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 
 #include "base/coding.h"
+#include "base/crc32c.h"
 #include "base/kill_point.h"
 #include "base/work_pool.h"
 #include "storage/column_families.h"
@@ -680,6 +685,234 @@ Status Store::Flush() {
   rocksdb::FlushOptions fo;
   fo.wait = true;
   return FromRocks(rep_->db->Flush(fo, rep_->cfs), "flushing");
+}
+
+// ---- collection export and import ----
+
+namespace {
+
+struct PinnedView : StoreView {
+  PinnedView(rocksdb::DB* db, const rocksdb::Snapshot* snapshot) : db(db), snapshot(snapshot) {}
+  ~PinnedView() override { db->ReleaseSnapshot(snapshot); }
+  PinnedView(const PinnedView&) = delete;
+  PinnedView& operator=(const PinnedView&) = delete;
+  rocksdb::DB* db;
+  const rocksdb::Snapshot* snapshot;
+};
+
+// Export file: kExportHeader, then records (part u8, key length u32, key, value length u32,
+// value; keys without the collection id), then kEndPart, the record count u64 and the CRC-32C
+// u32 of every byte before it. Parts name where a record goes: a meta prefix, or a column family.
+constexpr std::string_view kExportHeader = "quiver-export-1\n";
+constexpr uint8_t kEndPart = 0xff;
+constexpr uint32_t kMaxExportKey = 1 << 16, kMaxExportValue = 1 << 30;
+
+struct ExportPart {
+  uint8_t code;
+  Cf cf;
+  char meta_prefix;  // 0: the column family's keys start with the collection id
+};
+constexpr ExportPart kExportParts[] = {
+    {'c', kMeta, kSchemaPrefix},
+    {'s', kMeta, kLastOpPrefix},
+    {'l', kMeta, kListInfoPrefix},
+    {'g', kMeta, kLogPositionPrefix},
+    {'I', kItems, 0},
+    {'U', kUsers, 0},
+    {'N', kNeighbors, 0},
+    {'O', kOplog, 0},
+};
+
+const ExportPart* FindExportPart(uint8_t code) {
+  for (const ExportPart& p : kExportParts) {
+    if (p.code == code) return &p;
+  }
+  return nullptr;
+}
+
+std::string PartPrefix(const ExportPart& part, uint32_t collection_id) {
+  return part.meta_prefix != 0 ? MetaKey(part.meta_prefix, collection_id)
+                               : CollectionKey(collection_id);
+}
+
+// Buffered reads of an export file, checksummed as they go.
+class ExportReader {
+ public:
+  explicit ExportReader(const std::string& path) : path_(path), f_(std::fopen(path.c_str(), "rb")) {
+    if (f_) std::setvbuf(f_, nullptr, _IOFBF, 1 << 20);
+  }
+  ~ExportReader() {
+    if (f_) std::fclose(f_);
+  }
+  ExportReader(const ExportReader&) = delete;
+  ExportReader& operator=(const ExportReader&) = delete;
+
+  Status Open() const {
+    if (!f_) return NotFoundError("cannot open " + path_ + ": " + std::strerror(errno));
+    return Status::Ok();
+  }
+  Status Read(size_t n, std::string* out) {
+    out->resize(n);
+    if (n > 0 && std::fread(out->data(), 1, n, f_) != n) return Damaged("it is cut short");
+    crc_ = crc32c::Extend(crc_, out->data(), n);
+    return Status::Ok();
+  }
+  template <typename T>
+  Status ReadFixed(T* value) {
+    std::string buf;
+    QV_RETURN_IF_ERROR(Read(sizeof(T), &buf));
+    *value = DecodeFixed<T>(buf.data());
+    return Status::Ok();
+  }
+  uint32_t crc() const { return crc_; }
+  bool AtEnd() { return std::fgetc(f_) == EOF; }
+  Status Damaged(const std::string& why) const {
+    return DataLossError("collection export " + path_ + " is damaged: " + why);
+  }
+
+ private:
+  std::string path_;
+  std::FILE* f_;
+  uint32_t crc_ = 0;
+};
+
+// Reads one record (or the end marker: *part is then kEndPart).
+Status ReadExportRecord(ExportReader& in, uint8_t* part, std::string* key, std::string* value) {
+  QV_RETURN_IF_ERROR(in.ReadFixed(part));
+  if (*part == kEndPart) return Status::Ok();
+  if (FindExportPart(*part) == nullptr) {
+    return in.Damaged("unknown record kind " + std::to_string(*part));
+  }
+  uint32_t n = 0;
+  QV_RETURN_IF_ERROR(in.ReadFixed(&n));
+  if (n > kMaxExportKey) return in.Damaged("a key of " + std::to_string(n) + " bytes");
+  QV_RETURN_IF_ERROR(in.Read(n, key));
+  QV_RETURN_IF_ERROR(in.ReadFixed(&n));
+  if (n > kMaxExportValue) return in.Damaged("a value of " + std::to_string(n) + " bytes");
+  return in.Read(n, value);
+}
+
+}  // namespace
+
+std::shared_ptr<const StoreView> Store::Pin() const {
+  return std::make_shared<PinnedView>(rep_->db.get(), rep_->db->GetSnapshot());
+}
+
+Result<uint64_t> Store::ExportCollection(uint32_t collection_id, const StoreView& view,
+                                         const std::string& path) const {
+  const auto* pinned = dynamic_cast<const PinnedView*>(&view);
+  if (pinned == nullptr || pinned->db != rep_->db.get()) {
+    return InvalidArgumentError("the view given to ExportCollection is not of this store");
+  }
+  std::FILE* f = std::fopen(path.c_str(), "wbx");
+  if (!f) return InternalError("cannot create " + path + ": " + std::strerror(errno));
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(f, &std::fclose);
+  std::setvbuf(f, nullptr, _IOFBF, 1 << 20);
+  uint32_t crc = 0;
+  uint64_t bytes = 0, count = 0;
+  auto put = [&](std::string_view data) -> Status {
+    if (!data.empty() && std::fwrite(data.data(), 1, data.size(), f) != data.size()) {
+      return InternalError("writing " + path + ": " + std::strerror(errno));
+    }
+    crc = crc32c::Extend(crc, data.data(), data.size());
+    bytes += data.size();
+    return Status::Ok();
+  };
+  QV_RETURN_IF_ERROR(put(kExportHeader));
+  rocksdb::ReadOptions ro;
+  ro.snapshot = pinned->snapshot;
+  ro.fill_cache = false;
+  for (const ExportPart& part : kExportParts) {
+    const std::string begin = PartPrefix(part, collection_id);
+    const std::string end = part.meta_prefix != 0 ? MetaKey(part.meta_prefix, collection_id + 1)
+                                                  : CollectionKey(collection_id + 1);
+    rocksdb::Slice upper(end);
+    ro.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> it(rep_->db->NewIterator(ro, rep_->cfs[part.cf]));
+    for (it->Seek(begin); it->Valid(); it->Next()) {
+      const std::string_view key = it->key().ToStringView().substr(begin.size());
+      const std::string_view value = it->value().ToStringView();
+      std::string head(1, char(part.code));
+      PutFixed<uint32_t>(&head, uint32_t(key.size()));
+      QV_RETURN_IF_ERROR(put(head));
+      QV_RETURN_IF_ERROR(put(key));
+      head.clear();
+      PutFixed<uint32_t>(&head, uint32_t(value.size()));
+      QV_RETURN_IF_ERROR(put(head));
+      QV_RETURN_IF_ERROR(put(value));
+      ++count;
+    }
+    QV_RETURN_IF_ERROR(FromRocks(it->status(), "exporting collection records"));
+  }
+  std::string tail(1, char(kEndPart));
+  PutFixed<uint64_t>(&tail, count);
+  QV_RETURN_IF_ERROR(put(tail));
+  tail.clear();
+  PutFixed<uint32_t>(&tail, crc);
+  QV_RETURN_IF_ERROR(put(tail));
+  if (std::fflush(f) != 0 || ::fsync(::fileno(f)) != 0) {
+    return InternalError("writing " + path + ": " + std::strerror(errno));
+  }
+  return bytes;
+}
+
+Result<CollectionSchema> Store::ImportCollection(uint32_t collection_id, const std::string& path) {
+  // Pass 1: the whole file checks out, and holds a schema.
+  std::optional<CollectionSchema> schema;
+  {
+    ExportReader in(path);
+    QV_RETURN_IF_ERROR(in.Open());
+    std::string header, key, value;
+    QV_RETURN_IF_ERROR(in.Read(kExportHeader.size(), &header));
+    if (header != kExportHeader) return in.Damaged("it is not a Quiver collection export");
+    uint64_t count = 0;
+    for (uint8_t part = 0;;) {
+      QV_RETURN_IF_ERROR(ReadExportRecord(in, &part, &key, &value));
+      if (part == kEndPart) break;
+      ++count;
+      if (part == 'c') {
+        auto decoded = DecodeSchema(value);
+        if (!decoded.ok()) return in.Damaged(std::string(decoded.status().message()));
+        schema = std::move(*decoded);
+      }
+    }
+    uint64_t stated = 0;
+    QV_RETURN_IF_ERROR(in.ReadFixed(&stated));
+    const uint32_t expected = in.crc();
+    uint32_t crc = 0;
+    QV_RETURN_IF_ERROR(in.ReadFixed(&crc));
+    if (crc != expected) return in.Damaged("its checksum does not match");
+    if (stated != count) return in.Damaged("its record count does not match");
+    if (!in.AtEnd()) return in.Damaged("bytes follow its end");
+    if (!schema) return in.Damaged("it holds no schema");
+  }
+  QV_RETURN_IF_ERROR(CheckFreeSpace(0));
+  // Pass 2: the records, in batches of about 4 MiB.
+  ExportReader in(path);
+  QV_RETURN_IF_ERROR(in.Open());
+  std::string header, key, value;
+  QV_RETURN_IF_ERROR(in.Read(kExportHeader.size(), &header));
+  WriteBatch batch;
+  batch.set_sync(false);
+  size_t batch_bytes = 0;
+  for (uint8_t part = 0;;) {
+    QV_RETURN_IF_ERROR(ReadExportRecord(in, &part, &key, &value));
+    if (part == kEndPart) break;
+    if (part == 'c') continue;  // the caller records the schema
+    const ExportPart& p = *FindExportPart(part);
+    batch_bytes += key.size() + value.size();
+    batch.rep_->ops.push_back(
+        {WriteBatch::Rep::Op::kPut, p.cf, PartPrefix(p, collection_id) + key, std::move(value)});
+    value = std::string();
+    if (batch_bytes >= (4 << 20)) {
+      QV_RETURN_IF_ERROR(Write(batch));
+      batch.rep_->ops.clear();
+      batch_bytes = 0;
+    }
+  }
+  if (batch.count() > 0) QV_RETURN_IF_ERROR(Write(batch));
+  QV_RETURN_IF_ERROR(SyncWal());
+  return std::move(*schema);
 }
 
 }  // namespace quiver::storage

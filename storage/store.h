@@ -100,6 +100,13 @@ class WriteBatch {
   std::unique_ptr<Rep> rep_;
 };
 
+// A consistent view of a whole store at one moment (Store::Pin): writes after it are not seen
+// through it, and what it sees is kept from compaction while it is held.
+class StoreView {
+ public:
+  virtual ~StoreView() = default;
+};
+
 class Store {
  public:
   // Opens (or creates) the database at `path`. kFailedPrecondition if the directory holds a
@@ -161,6 +168,22 @@ class Store {
   // not increasing; the collection must have no items yet. Returns the number ingested.
   Result<uint64_t> IngestItems(uint32_t collection_id,
                                const std::function<Result<bool>(ItemRecord*)>& next);
+
+  // A consistent view of the store as it is now (for ExportCollection).
+  std::shared_ptr<const StoreView> Pin() const;
+  // Copies every record the collection owns, as `view` sees them (schema, op sequence, items,
+  // users, neighbor lists and their run records, op log, write-log positions), into a new file
+  // at `path` (fsynced), keyed without the collection id. The format is private to Store (read
+  // back only by ImportCollection): a header, the records, their count and a CRC-32C. Returns
+  // the file's size.
+  Result<uint64_t> ExportCollection(uint32_t collection_id, const StoreView& view,
+                                    const std::string& path) const;
+  // Writes the records of an ExportCollection file under `collection_id` (which must own no
+  // records), all but the schema, which the file's reader returns for the caller to record last
+  // (a collection exists once its schema does). The whole file is checked first: kDataLoss (and
+  // nothing written) if it is damaged or cut short. The records are written unsynced, then the
+  // write-ahead log is synced once.
+  Result<CollectionSchema> ImportCollection(uint32_t collection_id, const std::string& path);
 
   // Flushes memtables to SST files (for shutdown and bulk builds).
   Status Flush();

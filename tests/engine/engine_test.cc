@@ -282,6 +282,113 @@ TEST_F(EngineTest, WritesAtALogPositionApplyOnceAndTheirPositionsSurviveReopen) 
   EXPECT_TRUE(e->LogPositions("c")->empty());
 }
 
+// Cluster mode's bootstrap: a collection copied from one engine (records as of one moment, its
+// newest index snapshot and the op log after it) replaces another engine's stale copy whole;
+// a damaged or mismatched copy is refused and leaves the old collection as it was.
+TEST_F(EngineTest, AnExportedCollectionReplacesAnotherEnginesCopyWhole) {
+  const std::string export_dir = dir_.path() + "/export";
+  CollectionSchema schema = Schema("c", 8, IndexSpec::Type::kFlat);
+  auto a = Engine::Open(dir_.path() + "/a", {});
+  ASSERT_TRUE(a.ok()) << a.status();
+  Engine& src = **a;
+  ASSERT_TRUE(src.CreateCollection(schema).ok());
+  ASSERT_TRUE(src.Upsert("c", Items(1, 300, 8), LogPosition{0, 1}).ok());
+  ASSERT_TRUE(src.Snapshot("c").ok());
+  // Ops after the snapshot: the copy replays them from its op log.
+  ASSERT_TRUE(src.Upsert("c", Items(250, 100, 8, /*seed=*/5), LogPosition{0, 2}).ok());
+  ASSERT_TRUE(src.Delete("c", std::vector<uint64_t>{3, 4, 5}, LogPosition{0, 3}).ok());
+  UserRecord u{7, std::vector<float>(8, 0.5f), {}};
+  ASSERT_TRUE(src.PutUsers("c", std::span(&u, 1), LogPosition{0, 4}).ok());
+  std::vector<Event> ev = {{7, 10, 100}, {7, 11, 101}};
+  ASSERT_TRUE(src.AddEvents("c", ev, LogPosition{0, 5}).ok());
+  ASSERT_TRUE(src.RunPlugin("c", "i2i_knn", R"({"k": 5})", false).ok());
+  auto info = src.ExportCollection("c", export_dir);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_GT(info->snapshot_seq, 0u);
+  EXPECT_GT(info->op_seq, info->snapshot_seq);
+  EXPECT_EQ(info->log_positions, (std::map<uint32_t, uint64_t>{{0, 5}}));
+  EXPECT_GT(info->files.size(), 1u);
+  for (const std::string& f : info->files) EXPECT_TRUE(fs::is_regular_file(export_dir + "/" + f));
+  EXPECT_EQ(src.ExportCollection("c", export_dir).status().code(), StatusCode::kAlreadyExists);
+  // Written after the export: not in the copy.
+  ASSERT_TRUE(src.Upsert("c", Items(1000, 1, 8), LogPosition{0, 6}).ok());
+
+  auto copy_export = [&](const std::string& to) {
+    fs::remove_all(to);
+    fs::copy(export_dir, to, fs::copy_options::recursive);
+    return to;
+  };
+  auto b = Engine::Open(dir_.path() + "/b", {});
+  ASSERT_TRUE(b.ok()) << b.status();
+  Engine& dst = **b;
+  ASSERT_TRUE(dst.CreateCollection(schema).ok());
+  ASSERT_TRUE(dst.Upsert("c", Items(2000, 10, 8)).ok());
+  // Refused copies: damaged, of another collection, of another schema. The stale copy stays.
+  {
+    const std::string damaged = copy_export(dir_.path() + "/damaged");
+    std::fstream f(damaged + "/records", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('\x5a');
+    f.close();
+    EXPECT_EQ(dst.ImportCollection("c", damaged).code(), StatusCode::kDataLoss);
+    EXPECT_EQ(dst.ImportCollection("other", copy_export(dir_.path() + "/named")).code(),
+              StatusCode::kInvalidArgument);
+    EXPECT_EQ(dst.DescribeCollection("c")->items, 10u);
+  }
+  {
+    // A collection of the same name but another schema is not replaced.
+    auto e = Engine::Open(dir_.path() + "/e", {});
+    ASSERT_TRUE(e.ok());
+    CollectionSchema other = schema;
+    other.dim = 4;
+    ASSERT_TRUE((*e)->CreateCollection(other).ok());
+    EXPECT_EQ((*e)->ImportCollection("c", copy_export(dir_.path() + "/schema")).code(),
+              StatusCode::kFailedPrecondition);
+    EXPECT_EQ((*e)->DescribeCollection("c")->schema.dim, 4u);
+  }
+
+  auto check = [&](Engine& e) {
+    std::vector<uint64_t> ids;
+    for (uint64_t id = 1; id <= 2010; ++id) ids.push_back(id);
+    auto want = src.Get("c", ids);
+    auto got = e.Get("c", ids);
+    ASSERT_TRUE(want.ok() && got.ok());
+    (*want)[999] = std::nullopt;  // id 1000 was written after the export
+    EXPECT_EQ(*got, *want);
+    EXPECT_EQ(*e.GetUser("c", 7), *src.GetUser("c", 7));
+    EXPECT_EQ(*e.ListInfos("c"), *src.ListInfos("c"));
+    EXPECT_EQ(*e.GetList("c", "i2i", 10), *src.GetList("c", "i2i", 10));
+    EXPECT_TRUE(e.GetList("c", "i2i", 10)->has_value());
+    EXPECT_EQ(*e.LogPositions("c"), (std::map<uint32_t, uint64_t>{{0, 5}}));
+    EXPECT_TRUE(e.CheckConsistency("c").ok()) << e.CheckConsistency("c");
+    index::SearchParams params;
+    params.k = 10;
+    for (const ItemRecord& q : Items(5000, 5, 8, /*seed=*/3)) {
+      auto hits = e.Search("c", q.vector, params);
+      ASSERT_TRUE(hits.ok()) << hits.status();
+      ASSERT_FALSE(hits->empty());
+      for (const Hit& h : *hits) EXPECT_NE(h.id, 1000u);
+    }
+  };
+  ASSERT_TRUE(dst.ImportCollection("c", copy_export(dir_.path() + "/good")).ok());
+  EXPECT_EQ(dst.DescribeCollection("c")->items, 346u);
+  check(dst);
+  // The copy loaded the exported index snapshot, and survives a reopen.
+  EXPECT_EQ(dst.DescribeCollection("c")->snapshot_seq, info->snapshot_seq);
+  b->reset();
+  b = Engine::Open(dir_.path() + "/b", {});
+  ASSERT_TRUE(b.ok()) << b.status();
+  check(**b);
+  // The writes go on from the copy's position.
+  ASSERT_TRUE((*b)->Upsert("c", Items(1000, 1, 8), LogPosition{0, 6}).ok());
+  EXPECT_EQ((*b)->DescribeCollection("c")->items, 347u);
+  // Into an engine without the collection: created.
+  auto f = Engine::Open(dir_.path() + "/f", {});
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*f)->ImportCollection("c", copy_export(dir_.path() + "/fresh")).ok());
+  check(**f);
+}
+
 TEST_F(EngineTest, CorruptSnapshotIsSetAsideAndTheIndexRebuilt) {
   auto items = Items(1, 100, 8);
   std::string snap_dir;
