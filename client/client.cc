@@ -11,9 +11,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <memory>
 #include <random>
 
+#include "base/crc32c.h"
 #include "net/schema/wire_codec.h"
 
 namespace quiver::client {
@@ -442,6 +446,66 @@ Result<std::vector<std::string>> Client::ListPlugins() {
   QV_ASSIGN_OR_RETURN(net::PluginsResult r,
                       BodyAs<net::PluginsResult>(Call(net::ListPluginsCall{})));
   return std::move(r.names);
+}
+
+Result<net::ExportResult> Client::FetchExport(const std::string& collection, const std::string& dir,
+                                              std::chrono::milliseconds deadline) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(dir, ec)) return AlreadyExistsError(dir + " exists");
+  QV_ASSIGN_OR_RETURN(net::ExportResult info,
+                      BodyAs<net::ExportResult>(Call(net::ExportCall{collection}, deadline)));
+  auto copy = [&]() -> Status {
+    for (const net::ExportFile& file : info.files) {
+      const fs::path rel(file.name);
+      bool safe = !rel.empty() && rel.is_relative();
+      for (const auto& part : rel) safe = safe && part != ".." && part != ".";
+      if (!safe)
+        return DataLossError("the export names a file outside its directory: " + file.name);
+      const fs::path path = fs::path(dir) / rel;
+      fs::create_directories(path.parent_path(), ec);
+      if (ec)
+        return InternalError("cannot create " + path.parent_path().string() + ": " + ec.message());
+      std::unique_ptr<std::FILE, int (*)(std::FILE*)> out(std::fopen(path.c_str(), "wb"),
+                                                          &std::fclose);
+      if (!out)
+        return InternalError("cannot create " + path.string() + ": " + std::strerror(errno));
+      uint64_t offset = 0;
+      uint32_t crc = 0;
+      while (offset < file.size) {
+        constexpr uint32_t kChunk = uint32_t{4} << 20;
+        QV_ASSIGN_OR_RETURN(net::ExportChunk chunk,
+                            BodyAs<net::ExportChunk>(Call(
+                                net::ReadExportCall{info.export_id, file.name, offset, kChunk})));
+        if (chunk.data.empty()) {
+          return DataLossError("the export's file " + file.name + " ends at " +
+                               std::to_string(offset) + " bytes; it was listed with " +
+                               std::to_string(file.size));
+        }
+        if (std::fwrite(chunk.data.data(), 1, chunk.data.size(), out.get()) != chunk.data.size()) {
+          return InternalError("writing " + path.string() + ": " + std::strerror(errno));
+        }
+        crc = crc32c::Extend(crc, chunk.data.data(), chunk.data.size());
+        offset += chunk.data.size();
+      }
+      if (offset != file.size || crc != file.crc32c) {
+        return DataLossError("the export's file " + file.name + " arrived damaged (size " +
+                             std::to_string(offset) + " of " + std::to_string(file.size) +
+                             ", CRC-32C differs: " + (crc != file.crc32c ? "yes" : "no") + ")");
+      }
+      if (std::fflush(out.get()) != 0)
+        return InternalError("writing " + path.string() + ": " + std::strerror(errno));
+    }
+    return Status::Ok();
+  };
+  fs::create_directories(dir, ec);
+  Status s = ec ? InternalError("cannot create " + dir + ": " + ec.message()) : copy();
+  Call(net::EndExportCall{info.export_id}).status.IgnoreError();  // it expires anyway
+  if (!s.ok()) {
+    fs::remove_all(dir, ec);
+    return s;
+  }
+  return info;
 }
 
 }  // namespace quiver::client

@@ -104,6 +104,14 @@ class Client {
                                                   const std::string& kind, uint64_t key);
   Result<std::vector<ListInfo>> ListLists(const std::string& collection);
   Result<std::vector<std::string>> ListPlugins();
+  // Cluster mode's bootstrap (docs/cluster.md): has the server write a copy of the collection
+  // (net::ExportCall; `deadline` bounds that step, which can take long) and copies its files
+  // into `dir` (created; it must not exist) piece by piece, checking each file's size and
+  // CRC-32C (kDataLoss if one differs), then ends the export on the server. On failure `dir`
+  // is removed. The copy is what engine::Engine::ImportCollection takes.
+  Result<net::ExportResult> FetchExport(
+      const std::string& collection, const std::string& dir,
+      std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
 
  private:
   explicit Client(ClientOptions options);

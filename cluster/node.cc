@@ -4,6 +4,7 @@
 #include <cctype>
 #include <condition_variable>
 #include <cstdio>
+#include <filesystem>
 #include <random>
 #include <thread>
 #include <utility>
@@ -97,14 +98,31 @@ class Follower {
 
  private:
   void Run() {
+    // A new replica starts from a peer's copy if one can be had, else from the log's start.
+    if (Applied() == 0 && options_.fetch) {
+      Status s = Bootstrap();
+      if (!s.ok() && s.code() != StatusCode::kNotFound) Fail(s);
+      Block(Status::Ok());
+    }
     std::unique_ptr<LogReader> reader;
+    auto next_bootstrap = std::chrono::steady_clock::now();
     while (!stop_) {
       if (!reader) {
         auto r = log_.Follow(collection_, kShard, ConsumerName(options_.node_id, collection_),
                              Applied());
         if (!r.ok()) {
           Fail(r.status());
-          if (r.status().code() == StatusCode::kFailedPrecondition) Block(r.status());
+          if (r.status().code() == StatusCode::kFailedPrecondition) {
+            Block(r.status());
+            // The log cannot bring this node up to date: a peer's copy can.
+            if (options_.fetch && std::chrono::steady_clock::now() >= next_bootstrap) {
+              next_bootstrap = std::chrono::steady_clock::now() + options_.bootstrap_retry;
+              Status b = Bootstrap();
+              if (b.ok()) continue;
+              Fail(b);
+              Block(r.status());
+            }
+          }
           Pause(std::chrono::milliseconds(500));
           continue;
         }
@@ -147,6 +165,36 @@ class Follower {
       }
       reader->AckFetched().IgnoreError();  // a lost ack only means a replay, skipped by position
     }
+  }
+
+  // Replaces the collection here with a peer's copy (NodeOptions::fetch), then goes on from the
+  // copy's position. The collection is not served meanwhile.
+  Status Bootstrap() {
+    Block(UnavailableError("fetching a copy of the collection from a peer"));
+    std::shared_ptr<engine::Engine> engine = root_.engine();
+    const std::string dir = engine->dir() + "/imports/" + Log::StreamName(collection_);
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+    std::filesystem::create_directories(std::filesystem::path(dir).parent_path(), ec);
+    Status s = options_.fetch(collection_, dir);
+    if (s.ok()) s = engine->ImportCollection(collection_, dir);
+    std::filesystem::remove_all(dir, ec);
+    if (!s.ok()) {
+      return Status(s.code(), "bootstrap from a peer: " + std::string(s.message()));
+    }
+    auto positions = engine->LogPositions(collection_);
+    if (!positions.ok()) return positions.status();
+    const uint64_t applied = positions->count(kShard) != 0 ? (*positions)[kShard] : 0;
+    std::fprintf(
+        stderr, "quiverd: collection '%s': copied from a peer; following its write log from %llu\n",
+        collection_.c_str(), static_cast<unsigned long long>(applied));
+    {
+      std::lock_guard lock(mu_);
+      state_.applied = applied;
+      ++state_.bootstraps;
+    }
+    cv_.notify_all();
+    return Status::Ok();
   }
 
   uint64_t Applied() const {

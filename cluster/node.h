@@ -18,6 +18,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -50,6 +51,14 @@ struct NodeOptions {
   // (what it serves lags by at most about max_lag writes). 0: no bound.
   uint64_t max_lag = 1024;
   std::chrono::milliseconds lag_wait{10000};
+  // Bootstrap (docs/cluster.md): copies a peer's export of a collection (engine::Engine::
+  // ExportCollection) into a directory that does not exist yet; kNotFound when no peer has the
+  // collection. quiverd fetches it over the binary protocol from its --peers. It is used when a
+  // collection has applied nothing of its log yet (a new replica: a failure falls back to
+  // replaying the whole log) and when the log has been trimmed past this node (the collection
+  // is not served until a copy is in; tried every bootstrap_retry). Unset: neither.
+  std::function<Status(const std::string& collection, const std::string& dir)> fetch;
+  std::chrono::milliseconds bootstrap_retry{5000};
 };
 
 // A follower's state, for health and metrics.
@@ -59,8 +68,10 @@ struct FollowerState {
   uint64_t refused = 0;    // messages refused for good (bad input caught only when applied)
   std::string last_error;  // the last refusal or log error ("" if none)
   // The log cannot be followed from where this node is (trimmed past it, or it lost messages
-  // this node applied): the collection is not served until that is resolved. Why, if so.
+  // this node applied), or a copy is being fetched from a peer: the collection is not served
+  // until that is resolved. Why, if so.
   std::string blocked;
+  uint64_t bootstraps = 0;  // copies of the collection taken from peers
 };
 
 class Follower;

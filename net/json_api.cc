@@ -276,6 +276,32 @@ void WriteBody(JsonWriter& w, const ReplyBody& body) {
     void operator()(const PluginsResult& r) {
       w.Object([&] { Field(w, "plugins", r.names); });
     }
+    void operator()(const ExportResult& r) {
+      w.Object([&] {
+        Field(w, "export_id", r.export_id);
+        Field(w, "op_seq", r.op_seq);
+        w.Key("log_positions");
+        w.Object([&] {
+          for (const auto& [shard, seq] : r.log_positions) Field(w, std::to_string(shard), seq);
+        });
+        w.Key("files");
+        w.Raw("[");
+        for (size_t i = 0; i < r.files.size(); ++i) {
+          if (i) w.Raw(",");
+          w.Object([&] {
+            Field(w, "name", r.files[i].name);
+            Field(w, "size", r.files[i].size);
+            Field(w, "crc32c", r.files[i].crc32c);
+          });
+        }
+        w.Raw("]");
+      });
+    }
+    // Export chunks are bytes and travel on the binary protocol only (REST has no route to
+    // them); as JSON, a chunk says its length.
+    void operator()(const ExportChunk& r) {
+      w.Object([&] { Field(w, "bytes", uint64_t(r.data.size())); });
+    }
   };
   std::visit(Visitor{w}, body);
 }

@@ -107,6 +107,7 @@ Reply Service::Handle(const Call& call) {
                        [](const GetCall& c) { return &c.collection; },
                        [](const GetUserCall& c) { return &c.collection; },
                        [](const GetListCall& c) { return &c.collection; },
+                       [](const ExportCall& c) { return &c.collection; },
                        [](const auto&) -> const std::string* { return nullptr; },
                    },
                    call);
@@ -225,6 +226,9 @@ Reply Service::Handle(const Call& call) {
             return Reply{Status::Ok(),
                          ReplyBody(PluginsResult{plugins::Registry::Global().Names()})};
           },
+          [&](const ExportCall& c) { return FromResult(exports_.Start(e, c.collection)); },
+          [&](const ReadExportCall& c) { return FromResult(exports_.Read(c)); },
+          [&](const EndExportCall& c) { return FromStatus(exports_.End(c.export_id)); },
       },
       call);
 }

@@ -11,6 +11,7 @@
 
 #include "cluster/node.h"
 #include "engine/data_root.h"
+#include "net/exports.h"
 #include "net/schema/calls.h"
 
 namespace quiver::net {
@@ -42,6 +43,7 @@ class Service {
   engine::DataRoot& root_;
   const Limits limits_;
   cluster::Node* const node_;
+  Exports exports_;  // copies of collections written for peers (cluster mode's bootstrap)
 };
 
 }  // namespace quiver::net

@@ -20,6 +20,7 @@
 #include "base/parallelism.h"
 #include "base/version.h"
 #include "base/work_pool.h"
+#include "client/client.h"
 #include "cluster/node.h"
 #include "engine/data_root.h"
 #include "net/server.h"
@@ -46,6 +47,28 @@ quiver::Result<std::vector<int>> BackgroundCpus(const std::string& flag) {
                                 std::to_string(::getpid()) + ")");
   }
   return kept;
+}
+
+// Cluster mode's bootstrap (cluster::NodeOptions::fetch): the first peer that has the
+// collection gives its copy; kNotFound if none has it, else the last peer's error.
+quiver::Status FetchFromPeers(const std::vector<quiver::client::ClientOptions>& peers,
+                              const std::string& collection, const std::string& dir) {
+  using namespace quiver;
+  Status last = NotFoundError("no peer has collection '" + collection + "'");
+  for (const client::ClientOptions& peer : peers) {
+    const std::string where = peer.host + ":" + std::to_string(peer.port);
+    auto c = client::Client::Connect(peer);
+    Status s =
+        c.ok() ? (*c)->FetchExport(collection, dir, std::chrono::minutes(30)).status() : c.status();
+    if (s.ok()) {
+      std::fprintf(stderr, "quiverd: collection '%s': copy fetched from %s\n", collection.c_str(),
+                   where.c_str());
+      return s;
+    }
+    if (s.code() == StatusCode::kNotFound) continue;
+    last = Status(s.code(), where + ": " + std::string(s.message()));
+  }
+  return last;
 }
 
 int Main(int argc, char** argv) {
@@ -114,6 +137,14 @@ int Main(int argc, char** argv) {
                  "cluster mode: a stream this node creates keeps at most this many bytes (0: no "
                  "limit)")
       ->capture_default_str();
+  std::string peers, peer_key;
+  app.add_option("--peers", peers,
+                 "cluster mode: other nodes' binary endpoints, HOST:PORT[,HOST:PORT...]: a "
+                 "collection new here, or one whose log was trimmed past this node, starts from a "
+                 "copy fetched from the first that has it (docs/cluster.md, \"Bootstrap\")");
+  app.add_option("--peer-key", peer_key,
+                 "cluster mode: the API key the peers take for exports (default: "
+                 "--read-write-key)");
   uint64_t log_max_lag = 1024;
   app.add_option(
          "--log-max-lag", log_max_lag,
@@ -246,6 +277,34 @@ int Main(int argc, char** argv) {
       char host[256] = {};
       if (::gethostname(host, sizeof(host) - 1) == 0) no.node_id = host;
       std::replace(no.node_id.begin(), no.node_id.end(), '.', '-');
+    }
+    std::vector<client::ClientOptions> peer_options;
+    for (size_t start = 0; start <= peers.size();) {
+      size_t comma = peers.find(',', start);
+      if (comma == std::string::npos) comma = peers.size();
+      const std::string peer = peers.substr(start, comma - start);
+      start = comma + 1;
+      if (peer.empty()) continue;
+      const size_t colon = peer.rfind(':');
+      char* end = nullptr;
+      const unsigned long port =
+          colon == std::string::npos ? 0 : std::strtoul(peer.c_str() + colon + 1, &end, 10);
+      if (colon == std::string::npos || colon == 0 || port == 0 || port > 65535 || *end != 0) {
+        std::fprintf(stderr, "quiverd: --peers: '%s' is not HOST:PORT\n", peer.c_str());
+        return 2;
+      }
+      client::ClientOptions co;
+      co.host = peer.substr(0, colon);
+      co.port = uint16_t(port);
+      co.api_key = peer_key.empty() ? o.read_write_key : peer_key;
+      co.pool_size = 1;
+      co.max_frame_bytes = size_t{64} << 20;
+      peer_options.push_back(co);
+    }
+    if (!peer_options.empty()) {
+      no.fetch = [peer_options](const std::string& collection, const std::string& dir) {
+        return FetchFromPeers(peer_options, collection, dir);
+      };
     }
     auto started = cluster::Node::Start(**root, no);
     if (!started.ok()) {

@@ -23,7 +23,10 @@ constexpr const char* kNames[] = {"create_collection",
                                   "run_plugin",
                                   "get_list",
                                   "list_lists",
-                                  "list_plugins"};
+                                  "list_plugins",
+                                  "export",
+                                  "read_export",
+                                  "end_export"};
 static_assert(std::size(kNames) == kCallKinds);
 
 }  // namespace
@@ -42,7 +45,8 @@ CallClass ClassOf(const Call& call) {
         } else if constexpr (std::is_same_v<T, CreateCollectionCall> ||
                              std::is_same_v<T, DropCollectionCall> ||
                              std::is_same_v<T, SnapshotCall> || std::is_same_v<T, ReloadCall> ||
-                             std::is_same_v<T, RollbackCall> || std::is_same_v<T, RunPluginCall>) {
+                             std::is_same_v<T, RollbackCall> || std::is_same_v<T, RunPluginCall> ||
+                             std::is_same_v<T, ExportCall>) {
           return CallClass::kMaintenance;
         } else {
           return CallClass::kRead;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <variant>
@@ -86,12 +87,30 @@ struct ListListsCall {
   std::string collection;
 };
 struct ListPluginsCall {};
+// Cluster mode: a copy of a collection for a new replica, fetched from a peer over the binary
+// protocol (docs/cluster.md, "Bootstrap"). ExportCall has the node write the copy
+// (engine::Engine::ExportCollection) and name its files; ReadExportCall reads up to `length`
+// bytes (at most kMaxExportChunk; 0: that much) of one of them from `offset`; EndExportCall
+// removes the copy (one nobody has read for ten minutes is removed anyway).
+struct ExportCall {
+  std::string collection;
+};
+struct ReadExportCall {
+  std::string export_id, file;
+  uint64_t offset = 0;
+  uint32_t length = 0;
+};
+struct EndExportCall {
+  std::string export_id;
+};
+inline constexpr uint32_t kMaxExportChunk = uint32_t{8} << 20;
 
-using Call = std::variant<CreateCollectionCall, DropCollectionCall, ListCollectionsCall,
-                          DescribeCollectionCall, UpsertCall, DeleteCall, GetCall, PutUsersCall,
-                          GetUserCall, AddEventsCall, SearchCall, SnapshotCall, ReloadCall,
-                          RollbackCall, ListVersionsCall, HealthCall, RunPluginCall, GetListCall,
-                          ListListsCall, ListPluginsCall>;
+using Call =
+    std::variant<CreateCollectionCall, DropCollectionCall, ListCollectionsCall,
+                 DescribeCollectionCall, UpsertCall, DeleteCall, GetCall, PutUsersCall, GetUserCall,
+                 AddEventsCall, SearchCall, SnapshotCall, ReloadCall, RollbackCall,
+                 ListVersionsCall, HealthCall, RunPluginCall, GetListCall, ListListsCall,
+                 ListPluginsCall, ExportCall, ReadExportCall, EndExportCall>;
 
 // The operation's name for metrics and logs ("search", "upsert", ...), by Call index.
 const char* CallName(const Call& call);
@@ -152,10 +171,28 @@ struct PluginsResult {
   friend bool operator==(const PluginsResult&, const PluginsResult&) = default;
 };
 
+struct ExportFile {
+  std::string name;  // a path relative to the copy's directory
+  uint64_t size = 0;
+  uint32_t crc32c = 0;
+  friend bool operator==(const ExportFile&, const ExportFile&) = default;
+};
+struct ExportResult {
+  std::string export_id;
+  uint64_t op_seq = 0;                         // the collection's op sequence in the copy
+  std::map<uint32_t, uint64_t> log_positions;  // the write log it had applied, by shard
+  std::vector<ExportFile> files;
+  friend bool operator==(const ExportResult&, const ExportResult&) = default;
+};
+struct ExportChunk {
+  std::string data;
+  friend bool operator==(const ExportChunk&, const ExportChunk&) = default;
+};
+
 using ReplyBody =
     std::variant<std::monostate, CollectionInfo, std::vector<CollectionInfo>, WriteResult,
                  GetResult, UserResult, SearchResult, VersionsInfo, HealthResult, PluginRunResult,
-                 ListResult, ListInfosResult, PluginsResult>;
+                 ListResult, ListInfosResult, PluginsResult, ExportResult, ExportChunk>;
 
 // An answer: a failed status (and no body), or OK and the body the call produces
 // (monostate for calls that return nothing).

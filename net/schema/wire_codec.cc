@@ -151,6 +151,20 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
     BodyRef operator()(const ListPluginsCall&) {
       return {wire::RequestBody::ListPlugins, wire::CreateListPlugins(b).Union()};
     }
+    BodyRef operator()(const ExportCall& c) {
+      auto n = b.CreateString(c.collection);
+      return {wire::RequestBody::Export, wire::CreateExport(b, n).Union()};
+    }
+    BodyRef operator()(const ReadExportCall& c) {
+      auto id = b.CreateString(c.export_id);
+      auto file = b.CreateString(c.file);
+      return {wire::RequestBody::ReadExport,
+              wire::CreateReadExport(b, id, file, c.offset, c.length).Union()};
+    }
+    BodyRef operator()(const EndExportCall& c) {
+      auto id = b.CreateString(c.export_id);
+      return {wire::RequestBody::EndExport, wire::CreateEndExport(b, id).Union()};
+    }
   };
   return std::visit(Visitor{b}, call);
 }
@@ -253,6 +267,26 @@ ResponseRef PutReplyBody(FlatBufferBuilder& b, const ReplyBody& body) {
     ResponseRef operator()(const PluginsResult& r) {
       auto names = b.CreateVectorOfStrings(r.names);
       return {wire::ResponseBody::Plugins, wire::CreatePlugins(b, names).Union()};
+    }
+    ResponseRef operator()(const ExportResult& r) {
+      auto id = b.CreateString(r.export_id);
+      std::vector<wire::ShardSeq> positions;
+      positions.reserve(r.log_positions.size());
+      for (const auto& [shard, seq] : r.log_positions) positions.emplace_back(shard, seq);
+      auto pos = b.CreateVectorOfStructs(positions);
+      std::vector<Offset<wire::ExportFile>> files;
+      files.reserve(r.files.size());
+      for (const ExportFile& f : r.files) {
+        auto name = b.CreateString(f.name);
+        files.push_back(wire::CreateExportFile(b, name, f.size, f.crc32c));
+      }
+      auto fv = b.CreateVector(files);
+      return {wire::ResponseBody::ExportResult,
+              wire::CreateExportResult(b, id, r.op_seq, pos, fv).Union()};
+    }
+    ResponseRef operator()(const ExportChunk& r) {
+      auto data = b.CreateVector(reinterpret_cast<const uint8_t*>(r.data.data()), r.data.size());
+      return {wire::ResponseBody::ExportChunk, wire::CreateExportChunk(b, data).Union()};
     }
   };
   return std::visit(Visitor{b}, body);
@@ -409,6 +443,14 @@ Result<Call> CallFromWire(const wire::Request* r) {
       return Call(ListListsCall{Str(r->body_as_ListLists()->collection())});
     case wire::RequestBody::ListPlugins:
       return Call(ListPluginsCall{});
+    case wire::RequestBody::Export:
+      return Call(ExportCall{Str(r->body_as_Export()->collection())});
+    case wire::RequestBody::ReadExport: {
+      const auto* x = r->body_as_ReadExport();
+      return Call(ReadExportCall{Str(x->export_id()), Str(x->file()), x->offset(), x->length()});
+    }
+    case wire::RequestBody::EndExport:
+      return Call(EndExportCall{Str(r->body_as_EndExport()->export_id())});
     case wire::RequestBody::NONE:
       break;
   }
@@ -522,6 +564,28 @@ Result<ReplyBody> GetReplyBody(const wire::Response* r) {
       PluginsResult out;
       if (const auto* v = r->body_as_Plugins()->names()) {
         for (const flatbuffers::String* s : *v) out.names.push_back(Str(s));
+      }
+      return ReplyBody(std::move(out));
+    }
+    case wire::ResponseBody::ExportResult: {
+      const auto* x = r->body_as_ExportResult();
+      ExportResult out;
+      out.export_id = Str(x->export_id());
+      out.op_seq = x->op_seq();
+      if (const auto* v = x->log_positions()) {
+        for (const wire::ShardSeq* p : *v) out.log_positions[p->shard()] = p->seq();
+      }
+      if (const auto* v = x->files()) {
+        for (const wire::ExportFile* f : *v) {
+          out.files.push_back({Str(f->name()), f->size(), f->crc32c()});
+        }
+      }
+      return ReplyBody(std::move(out));
+    }
+    case wire::ResponseBody::ExportChunk: {
+      ExportChunk out;
+      if (const auto* v = r->body_as_ExportChunk()->data()) {
+        out.data.assign(reinterpret_cast<const char*>(v->data()), v->size());
       }
       return ReplyBody(std::move(out));
     }

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <random>
 #include <string>
 #include <thread>
@@ -235,6 +236,72 @@ TEST_F(NodeTest, ANodeThatCannotReplayTheWholeLogDoesNotServeTheCollection) {
   for (const FollowerState& f : b.node->Followers()) reported |= !f.blocked.empty();
   EXPECT_TRUE(reported);
   EXPECT_EQ(b.engine().DescribeCollection(name)->items, 0u);  // nothing half-applied
+}
+
+// A node the log was trimmed past takes a peer's copy of the collection (its records, its
+// index snapshot and the op log after it) and follows the log from the copy's position: it
+// ends up with every write, the ones before the trim included. While no copy can be had (the
+// peer unreachable), the collection stays unserved and the copy is tried again.
+TEST_F(NodeTest, ANodeTrimmedPastTakesAPeersCopyAndThenFollowsTheLog) {
+  Member a{dir_.path() + "/a"}, b{dir_.path() + "/b"};
+  NodeOptions o;
+  o.log.max_messages = 4;
+  Open(a, "a", o);
+  const std::string name = Schema().name;
+  ASSERT_TRUE(a.engine().CreateCollection(Schema()).ok());
+  ASSERT_TRUE(a.node->Follow(name).ok());
+  std::mt19937_64 rng(9);
+  uint64_t last = 0;
+  auto write = [&](int i) {
+    auto r = a.node->Upsert(name, Items(rng, 10 * uint64_t(i), 5));
+    ASSERT_TRUE(r.ok()) << r.status();
+    last = r->op_seq;
+    ASSERT_TRUE(a.node->WaitApplied(name, last, Clock::now() + std::chrono::minutes(1)).ok());
+  };
+  for (int i = 0; i < 6; ++i) write(i);
+  ASSERT_TRUE(a.engine().Snapshot(name).ok());  // the copy carries an index snapshot ...
+  for (int i = 6; i < 10; ++i) write(i);        // ... and op log after it
+
+  std::atomic<int> fetches{0};
+  std::atomic<bool> peer_up{false};
+  o.bootstrap_retry = std::chrono::milliseconds(50);
+  o.fetch = [&](const std::string& collection, const std::string& dir) -> Status {
+    ++fetches;
+    if (!peer_up) return UnavailableError("peer a is down");
+    return a.engine().ExportCollection(collection, dir).status();
+  };
+  Open(b, "b", o);
+  ASSERT_TRUE(b.engine().CreateCollection(Schema()).ok());
+  ASSERT_TRUE(b.node->Follow(name).ok());
+  // No copy to be had: not served, and tried again.
+  const auto deadline = Clock::now() + std::chrono::minutes(1);
+  while (fetches < 3 && Clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_GE(fetches.load(), 3);
+  EXPECT_EQ(b.node->CheckServing(name).code(), StatusCode::kUnavailable);
+  EXPECT_EQ(b.engine().DescribeCollection(name)->items, 0u);
+
+  peer_up = true;
+  ASSERT_TRUE(b.node->WaitApplied(name, last, Clock::now() + std::chrono::minutes(1)).ok());
+  for (int i = 10; i < 13; ++i) write(i);  // followed from the log after the copy
+  ASSERT_TRUE(b.node->WaitApplied(name, last, Clock::now() + std::chrono::minutes(1)).ok());
+  EXPECT_TRUE(b.node->CheckServing(name).ok()) << b.node->CheckServing(name);
+  EXPECT_EQ(b.engine().DescribeCollection(name)->items, 65u);
+  EXPECT_EQ(Contents(b, 200), Contents(a, 200));
+  EXPECT_TRUE(b.engine().CheckConsistency(name).ok());
+  EXPECT_GT(b.engine().DescribeCollection(name)->snapshot_seq, 0u);  // the peer's snapshot
+  const std::vector<FollowerState> states = b.node->Followers();
+  ASSERT_EQ(states.size(), 1u);
+  EXPECT_EQ(states[0].bootstraps, 1u);
+  EXPECT_TRUE(states[0].blocked.empty());
+  // After a restart b goes on from its own copy (no second bootstrap).
+  Close(b);
+  const int before = fetches;
+  Open(b, "b", o);
+  write(13);
+  ASSERT_TRUE(b.node->WaitApplied(name, last, Clock::now() + std::chrono::minutes(1)).ok());
+  EXPECT_EQ(fetches.load(), before);
+  EXPECT_EQ(Contents(b, 200), Contents(a, 200));
 }
 
 // A node that falls behind while it follows (here: its disk refuses writes) and finds the log

@@ -61,7 +61,10 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
       RunPluginCall{"c", "i2i_knn", R"({"k":50})", true},
       GetListCall{"c", "i2i", 77},
       ListListsCall{"c"},
-      ListPluginsCall{}};
+      ListPluginsCall{},
+      ExportCall{"c"},
+      ReadExportCall{"00ff", "index/00000000000000000012/global.qvi", uint64_t{5} << 32, 4096},
+      EndExportCall{"00ff"}};
   ASSERT_EQ(calls.size(), kCallKinds);
   for (const Call& call : calls) {
     const std::string frame = EncodeRequestFrame(77, "secret", call);
@@ -271,6 +274,12 @@ TEST(WireCodecTest, EveryReplyRoundTrips) {
       Reply{Status::Ok(), ListResult{std::nullopt}},
       Reply{Status::Ok(), ListInfosResult{{ListInfo{"i2i", "i2i_knn", R"({"k":50})", 300, 12}}}},
       Reply{Status::Ok(), PluginsResult{{"i2i_knn", "same_tag"}}},
+      Reply{Status::Ok(), ExportResult{"00ff",
+                                       77,
+                                       {{0, 12}, {3, uint64_t{1} << 40}},
+                                       {{"records", 1234, 0xdeadbeef}, {"index/1/a.qvi", 0, 7}}}},
+      Reply{Status::Ok(), ExportChunk{std::string("\0\xff binary\n", 10)}},
+      Reply{Status::Ok(), ExportChunk{}},
       Reply{NotFoundError("no collection named 'x'"), {}},
   };
   for (const Reply& r : replies) {

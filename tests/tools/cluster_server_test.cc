@@ -7,10 +7,12 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -84,6 +86,14 @@ class ClusterServerTest : public ::testing::Test {
     auto got = c.Get("c", ids);
     EXPECT_TRUE(got.ok()) << got.status();
     return got.ok() ? *got : std::vector<std::optional<ItemRecord>>{};
+  }
+
+  // What the node's quiverd wrote to stdout and stderr.
+  std::string LogOf(const Node& n) const {
+    std::ifstream log(dir_.path() + "/" + n.id + ".log");
+    std::stringstream text;
+    text << log.rdbuf();
+    return text.str();
   }
 
   testing::ScopedTempDir dir_;
@@ -252,6 +262,83 @@ TEST_F(ClusterServerTest, WritesGoOnWhenOneOfThreeNatsServersIsKilled) {
     ASSERT_TRUE(on_a[id].has_value()) << "acknowledged item " << id << " is missing";
     EXPECT_EQ(on_a[id]->vector, v) << "item " << id;
   }
+}
+
+// Retention and bootstrap (docs/cluster.md): the log keeps only its newest bytes, so a node
+// down for longer cannot replay what it missed. Restarted, it fetches a peer's copy of the
+// collection over the binary protocol, then follows the log from the copy's position, and
+// ends with every write; a node that joins later does the same.
+TEST_F(ClusterServerTest, ANodeDownLongerThanTheLogKeepsTakesAPeersCopy) {
+  Node a{"a"}, b{"b"}, c{"c"};
+  // About 30 writes kept; a's writes wait while a is more than 8 behind, so the log is never
+  // trimmed past a itself.
+  Start(a, "", 1, {"--log-max-bytes", "32768", "--log-max-lag", "8"});
+  const std::vector<std::string> peers = {"--peers", "127.0.0.1:" + std::to_string(a.binary)};
+  Start(b, "", 1, peers);
+  CollectionSchema schema;
+  schema.name = "c";
+  schema.dim = kDim;
+  ASSERT_TRUE(a.client->CreateCollection(schema).ok());
+  ASSERT_TRUE(b.client->CreateCollection(schema).ok());
+  std::mt19937_64 rng(4);
+  std::normal_distribution<float> g;
+  uint64_t last = 0, next = 0;
+  auto write = [&](int batches) {
+    for (int i = 0; i < batches; ++i) {
+      std::vector<ItemRecord> items(20);
+      for (ItemRecord& item : items) {
+        item.id = (next++ * 7) % kIds;  // 20 distinct ids a batch
+        for (uint32_t d = 0; d < kDim; ++d) item.vector.push_back(g(rng));
+      }
+      auto r = a.client->Upsert("c", items);
+      ASSERT_TRUE(r.ok()) << r.status();
+      last = r->op_seq;
+    }
+  };
+  // Waits until the node answers a search that has seen the log up to `last`.
+  auto caught_up = [&](Node& n) {
+    net::SearchCall call{"c", {.vectors = {std::vector<float>(kDim, 0.f)}, .k = 1}};
+    call.min_seq = last;
+    const auto deadline = Clock::now() + std::chrono::minutes(3);
+    Result<net::SearchResult> r = n.client->Query(call);
+    while (!r.ok() && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      r = n.client->Query(call);
+    }
+    if (!r.ok()) FAIL() << n.id << ": " << r.status() << "\n" << n.id << "'s log:\n" << LogOf(n);
+    EXPECT_GE(r->seq, last);
+  };
+  write(20);
+  caught_up(b);
+  b.process->Signal(SIGKILL);
+  b.process->Wait();
+  write(150);  // about 150 KB of log: the first messages b missed are trimmed
+  ASSERT_TRUE(a.client->Snapshot("c").ok());
+  write(5);  // after the snapshot: carried by the copy's op log or followed from the log
+
+  Start(b, "", 1, peers);
+  caught_up(b);
+  caught_up(a);
+  const auto on_a = All(*a.client);
+  size_t present = 0;
+  for (const auto& item : on_a) present += item.has_value();
+  EXPECT_GT(present, kIds / 2);
+  EXPECT_TRUE(All(*b.client) == on_a) << "b does not hold what a holds";
+  auto health = b.client->Health();
+  ASSERT_TRUE(health.ok());
+  EXPECT_EQ(health->status, "serving");
+  const std::string copied = "copy fetched from 127.0.0.1:" + std::to_string(a.binary);
+  EXPECT_NE(LogOf(b).find("trimmed"), std::string::npos) << LogOf(b);
+  EXPECT_NE(LogOf(b).find(copied), std::string::npos) << LogOf(b);
+
+  // A new node: the log alone could not rebuild the collection either.
+  Start(c, "", 1, peers);
+  ASSERT_TRUE(c.client->CreateCollection(schema).ok());
+  write(3);
+  caught_up(c);
+  caught_up(a);
+  EXPECT_TRUE(All(*c.client) == All(*a.client)) << "c does not hold what a holds";
+  EXPECT_NE(LogOf(c).find(copied), std::string::npos) << LogOf(c);
 }
 
 TEST_F(ClusterServerTest, WithoutTheLogWritesFailAtOnceAndSearchesGoOn) {
