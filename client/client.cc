@@ -388,16 +388,30 @@ Result<std::vector<std::optional<ItemRecord>>> Client::Get(const std::string& co
                       BodyAs<net::GetResult>(Call(net::GetCall{collection, std::move(ids)})));
   return std::move(r.items);
 }
-Status Client::PutUsers(const std::string& collection, std::vector<UserRecord> users) {
-  return Call(net::PutUsersCall{collection, std::move(users)}).status;
+namespace {
+
+// User and event writes: a server before 0.1's cluster mode answered them with no body.
+Result<WriteResult> UserWriteResult(net::Reply reply, uint64_t records) {
+  if (reply.status.ok() && std::holds_alternative<std::monostate>(reply.body)) {
+    return WriteResult{0, records};
+  }
+  return BodyAs<WriteResult>(std::move(reply));
+}
+
+}  // namespace
+
+Result<WriteResult> Client::PutUsers(const std::string& collection, std::vector<UserRecord> users) {
+  const uint64_t n = users.size();
+  return UserWriteResult(Call(net::PutUsersCall{collection, std::move(users)}), n);
 }
 Result<std::optional<UserRecord>> Client::GetUser(const std::string& collection, uint64_t id) {
   QV_ASSIGN_OR_RETURN(net::UserResult r,
                       BodyAs<net::UserResult>(Call(net::GetUserCall{collection, id})));
   return std::move(r.user);
 }
-Status Client::AddEvents(const std::string& collection, std::vector<Event> events) {
-  return Call(net::AddEventsCall{collection, std::move(events)}).status;
+Result<WriteResult> Client::AddEvents(const std::string& collection, std::vector<Event> events) {
+  const uint64_t n = events.size();
+  return UserWriteResult(Call(net::AddEventsCall{collection, std::move(events)}), n);
 }
 Result<std::vector<Hit>> Client::Search(const std::string& collection,
                                         std::span<const float> vector, const SearchOptions& o) {

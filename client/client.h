@@ -84,9 +84,11 @@ class Client {
   Result<WriteResult> Delete(const std::string& collection, std::vector<uint64_t> ids);
   Result<std::vector<std::optional<ItemRecord>>> Get(const std::string& collection,
                                                      std::vector<uint64_t> ids);
-  Status PutUsers(const std::string& collection, std::vector<UserRecord> users);
+  // User and event writes: `changed` counts the records; in cluster mode op_seq is the write's
+  // log sequence (for a search's min_seq), on a single process 0 (they are not in the op log).
+  Result<WriteResult> PutUsers(const std::string& collection, std::vector<UserRecord> users);
   Result<std::optional<UserRecord>> GetUser(const std::string& collection, uint64_t id);
-  Status AddEvents(const std::string& collection, std::vector<Event> events);
+  Result<WriteResult> AddEvents(const std::string& collection, std::vector<Event> events);
   Result<std::vector<Hit>> Search(const std::string& collection, std::span<const float> vector,
                                   const SearchOptions& options = {});
   // Multi-vector and quota searches: the whole SearchCall (docs/queries.md).

@@ -56,6 +56,12 @@ Reply FromResult(Result<T> r) {
   return Reply{Status::Ok(), ReplyBody(std::move(*r))};
 }
 
+// A user or event write on a single process: not in the op log, so no sequence.
+Result<WriteResult> UserWrite(Status s, size_t records) {
+  if (!s.ok()) return s;
+  return WriteResult{0, records};
+}
+
 }  // namespace
 
 Status Service::CheckLimits(const Call& call) const {
@@ -151,8 +157,8 @@ Reply Service::Handle(const Call& call) {
             return Reply{Status::Ok(), ReplyBody(GetResult{std::move(*r)})};
           },
           [&](const PutUsersCall& c) {
-            return FromStatus(node_ != nullptr ? node_->PutUsers(c.collection, c.users).status()
-                                               : e->PutUsers(c.collection, c.users));
+            if (node_ != nullptr) return FromResult(node_->PutUsers(c.collection, c.users));
+            return FromResult(UserWrite(e->PutUsers(c.collection, c.users), c.users.size()));
           },
           [&](const GetUserCall& c) {
             auto r = e->GetUser(c.collection, c.id);
@@ -160,8 +166,8 @@ Reply Service::Handle(const Call& call) {
             return Reply{Status::Ok(), ReplyBody(UserResult{std::move(*r)})};
           },
           [&](const AddEventsCall& c) {
-            return FromStatus(node_ != nullptr ? node_->AddEvents(c.collection, c.events).status()
-                                               : e->AddEvents(c.collection, c.events));
+            if (node_ != nullptr) return FromResult(node_->AddEvents(c.collection, c.events));
+            return FromResult(UserWrite(e->AddEvents(c.collection, c.events), c.events.size()));
           },
           [&](const SearchCall& c) {
             if (node_ != nullptr && c.min_seq != 0) {

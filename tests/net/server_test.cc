@@ -201,7 +201,12 @@ TEST_F(ServerTest, BothProtocolsGiveTheSameAnswers) {
   HttpAnswer rest_get =
       Http(server_->http_port(), "POST", "/v1/collections/m/items/get", R"({"ids":[18,999]})");
   EXPECT_EQ(rest_get.body, EncodeHttpReply(Reply{Status::Ok(), GetResult{*got}}).body);
-  ASSERT_TRUE(client->AddEvents("m", {Event{7, 18, 100}, Event{7, 19, 200}}).ok());
+  auto added = client->AddEvents("m", {Event{7, 18, 100}, Event{7, 19, 200}});
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_EQ(*added, (WriteResult{0, 2}));  // not in the op log: no sequence on one process
+  HttpAnswer rest_events = Http(server_->http_port(), "POST", "/v1/collections/m/events",
+                                R"({"events":[{"user":8,"item":18,"timestamp":5}]})");
+  EXPECT_EQ(rest_events.body, EncodeHttpReply(Reply{Status::Ok(), WriteResult{0, 1}}).body);
   auto user = client->GetUser("m", 7);
   ASSERT_TRUE(user.ok() && user->has_value());
   EXPECT_EQ((*user)->history[0], (Interaction{19, 200}));

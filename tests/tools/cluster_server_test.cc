@@ -377,7 +377,17 @@ TEST_F(ClusterServerTest, WithoutTheLogWritesFailAtOnceAndSearchesGoOn) {
   ASSERT_EQ(seen->hits.size(), 1u);
   EXPECT_EQ(seen->hits[0].id, 500u);
   EXPECT_GE(seen->seq, ack->op_seq);
-  ryw.min_seq = ack->op_seq + 1000;  // never written: the wait ends with the limit
+  // User events too: their acknowledgement carries their log sequence.
+  auto events = a.client->AddEvents("c", {Event{42, 7, 1000}, Event{42, 8, 1001}});
+  ASSERT_TRUE(events.ok()) << events.status();
+  EXPECT_GT(events->op_seq, ack->op_seq);
+  EXPECT_EQ(events->changed, 2u);
+  ryw.min_seq = events->op_seq;
+  ASSERT_TRUE(b.client->Query(ryw).ok());
+  auto user = b.client->GetUser("c", 42);
+  ASSERT_TRUE(user.ok() && user->has_value()) << user.status();
+  EXPECT_EQ((*user)->history.size(), 2u);
+  ryw.min_seq = events->op_seq + 1000;  // never written: the wait ends with the limit
   auto too_far = b.client->Query(ryw);
   ASSERT_FALSE(too_far.ok());
   EXPECT_EQ(too_far.status().code(), StatusCode::kDeadlineExceeded) << too_far.status();
