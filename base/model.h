@@ -26,6 +26,9 @@ struct CollectionSchema {
   float topic_threshold = 0;
   bool topic_concat = false;
   uint32_t max_history = 200;  // events kept per user, newest first
+  // Cluster mode (docs/cluster.md): the shards S of the collection's write log. An item's shard
+  // is its cluster id mod S when the collection has clusters, else a hash of its id mod S.
+  uint32_t shards = 1;
 
   friend bool operator==(const CollectionSchema&, const CollectionSchema&) = default;
 };

@@ -2,6 +2,7 @@
 
 #include <nats/nats.h>
 
+#include <charconv>
 #include <string>
 #include <vector>
 
@@ -90,7 +91,8 @@ LogReader::~LogReader() = default;
 std::string Log::StreamName(std::string_view collection) { return "quiver_" + Escape(collection); }
 
 std::string Log::Subject(std::string_view collection, uint32_t shard) {
-  return "quiver." + Escape(collection) + "." + std::to_string(shard);
+  return "quiver." + Escape(collection) + "." +
+         (shard == kAllShards ? std::string("all") : std::to_string(shard));
 }
 
 Result<std::unique_ptr<Log>> Log::Connect(const LogOptions& options) {
@@ -134,10 +136,11 @@ Status Log::EnsureStream(std::string_view collection, uint32_t shards) {
   if (s == NATS_OK) return Status::Ok();
   if (s != NATS_NOT_FOUND) return NatsError(s, jerr, "looking up stream " + name);
   std::vector<std::string> subjects;
-  subjects.reserve(shards);
+  subjects.reserve(size_t(shards) + 1);
   for (uint32_t shard = 0; shard < shards; ++shard) subjects.push_back(Subject(collection, shard));
+  subjects.push_back(Subject(collection, kAllShards));
   std::vector<const char*> subject_ptrs;
-  subject_ptrs.reserve(shards);
+  subject_ptrs.reserve(subjects.size());
   for (const std::string& subject : subjects) subject_ptrs.push_back(subject.c_str());
   jsStreamConfig cfg;
   jsStreamConfig_Init(&cfg);
@@ -228,7 +231,8 @@ Result<std::unique_ptr<LogReader>> Log::Follow(std::string_view collection, uint
   if (s != NATS_OK && s != NATS_NOT_FOUND) {
     return NatsError(s, jerr, "resetting consumer " + durable);
   }
-  const std::string subject = Subject(collection, shard);
+  const std::string subject =
+      shard == kAllShards ? "quiver." + Escape(collection) + ".*" : Subject(collection, shard);
   jsSubOptions so;
   jsSubOptions_Init(&so);
   so.Stream = stream.c_str();
@@ -271,6 +275,19 @@ Result<std::vector<LogEntry>> LogReader::Fetch(size_t max, std::chrono::millisec
     LogEntry entry;
     entry.seq = meta->Sequence.Stream;
     jsMsgMetaData_Destroy(meta);
+    const std::string_view subject = natsMsg_GetSubject(msg);
+    const std::string_view token = subject.substr(subject.rfind('.') + 1);
+    entry.shard = kAllShards;
+    if (token != "all") {
+      uint32_t shard = 0;
+      const auto [end, ec] = std::from_chars(token.data(), token.data() + token.size(), shard);
+      if (ec != std::errc() || end != token.data() + token.size()) {
+        status = DataLossError("a log message on subject '" + std::string(subject) +
+                               "', which names no shard");
+        break;
+      }
+      entry.shard = shard;
+    }
     entry.data.assign(natsMsg_GetData(msg), size_t(natsMsg_GetDataLength(msg)));
     out.push_back(std::move(entry));
   }

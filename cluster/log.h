@@ -49,9 +49,15 @@ struct LogOptions {
   std::chrono::seconds max_age{0};
 };
 
-// One message of a shard's subject.
+// Where a message goes: shard s's subject, or (kAllShards) the subject every shard's hosts
+// apply (writes that concern every shard: users, events, and the writes of a collection with
+// clusters, whose items' earlier shards the writer cannot know).
+inline constexpr uint32_t kAllShards = UINT32_MAX;
+
+// One message of the stream.
 struct LogEntry {
-  uint64_t seq = 0;  // the stream sequence
+  uint64_t seq = 0;    // the stream sequence
+  uint32_t shard = 0;  // the subject's shard (kAllShards: every shard's)
   std::string data;
 };
 
@@ -72,12 +78,12 @@ class Log {
   Log& operator=(const Log&) = delete;
 
   // The stream's name and a shard's subject for a collection (names may hold '.', which NATS
-  // reads as a separator: escaped).
+  // reads as a separator: escaped); kAllShards's subject is quiver.<collection>.all.
   static std::string StreamName(std::string_view collection);
   static std::string Subject(std::string_view collection, uint32_t shard);
 
-  // Creates the collection's stream (subjects of every shard) if it does not exist; an existing
-  // one is kept as it is.
+  // Creates the collection's stream (the subjects of its `shards` shards and `all`) if it does
+  // not exist; an existing one is kept as it is.
   Status EnsureStream(std::string_view collection, uint32_t shards);
   // Removes the stream and everything in it.
   Status DeleteStream(std::string_view collection);
@@ -89,8 +95,9 @@ class Log {
   Result<uint64_t> Publish(std::string_view collection, uint32_t shard, std::string_view data,
                            std::string_view msg_id);
 
-  // Follows the shard from the message after sequence `after`, through the durable consumer
-  // `consumer` (one per node and shard; recreated here so that it starts exactly there).
+  // Follows the shard (kAllShards: the whole stream, every shard's subject and `all`) from the
+  // message after sequence `after`, through the durable consumer `consumer` (recreated here so
+  // that it starts exactly there).
   // kFailedPrecondition if the stream no longer holds the messages after `after` (trimmed), or
   // ends before `after` (it lost messages: new ones would reuse their sequences).
   Result<std::unique_ptr<LogReader>> Follow(std::string_view collection, uint32_t shard,

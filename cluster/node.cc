@@ -1,5 +1,6 @@
 #include "cluster/node.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <condition_variable>
@@ -16,7 +17,9 @@ namespace quiver::cluster {
 
 namespace {
 
-constexpr uint32_t kShard = 0;  // one shard per collection for now
+// The engine keeps one write-log position per collection: the stream's (engine::LogPosition's
+// shard 0), however many shards the collection has.
+constexpr uint32_t kShard = 0;
 
 // A message the engine refused for a reason that replaying it would meet again (bad input that
 // only the engine's state reveals, a collection that cannot take it): recorded and passed over
@@ -32,10 +35,28 @@ bool RefusedForGood(const Status& s) {
   }
 }
 
-Status Apply(engine::Engine& engine, const LogWrite& w, engine::LogPosition at) {
+// Applies the part of a write this node's shards own (`hosts`; nullptr: every shard). Items of
+// other shards are deleted here (they moved away, or were never here: a no-op).
+Status Apply(engine::Engine& engine, const LogWrite& w, engine::LogPosition at,
+             const CollectionSchema& schema, const std::function<bool(uint32_t)>* hosts) {
   switch (w.kind) {
-    case LogWrite::Kind::kUpsert:
-      return engine.Upsert(w.collection, w.items, at).status();
+    case LogWrite::Kind::kUpsert: {
+      if (hosts == nullptr || schema.shards <= 1)
+        return engine.Upsert(w.collection, w.items, at).status();
+      std::vector<ItemRecord> here;
+      std::vector<uint64_t> away;
+      for (const ItemRecord& item : w.items) {
+        if ((*hosts)(ItemShard(schema, item))) {
+          here.push_back(item);
+        } else {
+          away.push_back(item.id);
+        }
+      }
+      if (here.empty()) return engine.Delete(w.collection, away, at).status();
+      // The deletes first, without the position: replayed, they change nothing.
+      if (!away.empty()) QV_RETURN_IF_ERROR(engine.Delete(w.collection, away).status());
+      return engine.Upsert(w.collection, here, at).status();
+    }
     case LogWrite::Kind::kDelete:
       return engine.Delete(w.collection, w.ids, at).status();
     case LogWrite::Kind::kUsers:
@@ -48,7 +69,7 @@ Status Apply(engine::Engine& engine, const LogWrite& w, engine::LogPosition at) 
 
 // Consumer names may not hold '.': the node id is checked, the collection escaped as streams are.
 std::string ConsumerName(const std::string& node_id, const std::string& collection) {
-  return "node_" + node_id + "_" + Log::StreamName(collection) + "_" + std::to_string(kShard);
+  return "node_" + node_id + "_" + Log::StreamName(collection);
 }
 
 }  // namespace
@@ -57,8 +78,12 @@ std::string ConsumerName(const std::string& node_id, const std::string& collecti
 class Follower {
  public:
   Follower(engine::DataRoot& root, Log& log, const NodeOptions& options, std::string collection,
-           uint64_t applied)
-      : root_(root), log_(log), options_(options), collection_(std::move(collection)) {
+           uint64_t applied, std::function<bool(uint32_t)> hosts)
+      : root_(root),
+        log_(log),
+        options_(options),
+        collection_(std::move(collection)),
+        hosts_(std::move(hosts)) {
     state_.collection = collection_;
     state_.applied = applied;
     thread_ = std::thread([this] { Run(); });
@@ -108,7 +133,7 @@ class Follower {
     auto next_bootstrap = std::chrono::steady_clock::now();
     while (!stop_) {
       if (!reader) {
-        auto r = log_.Follow(collection_, kShard, ConsumerName(options_.node_id, collection_),
+        auto r = log_.Follow(collection_, kAllShards, ConsumerName(options_.node_id, collection_),
                              Applied());
         if (!r.ok()) {
           Fail(r.status());
@@ -137,16 +162,36 @@ class Follower {
         Pause(std::chrono::milliseconds(200));
         continue;
       }
-      if (entries->empty()) continue;
       std::shared_ptr<engine::Engine> engine = root_.engine();
+      if (entries->empty()) {
+        // Idle: the position reached over other shards' messages is stored, so that a restart
+        // does not read them again (nor find the log trimmed past a position never stored).
+        if (skipped_ && engine->SkipLogPosition(collection_, {kShard, Applied()}).ok()) {
+          skipped_ = false;
+        }
+        continue;
+      }
+      auto info = engine->DescribeCollection(collection_);
+      if (!info.ok()) {
+        Fail(info.status());
+        reader.reset();
+        Pause(std::chrono::milliseconds(500));
+        continue;
+      }
+      const CollectionSchema& schema = info->schema;
       bool retry = false;
       for (const LogEntry& e : *entries) {
+        if (e.shard != kAllShards && !hosts_(e.shard)) {  // another shard's: not held here
+          Advance(e.seq);
+          skipped_ = true;
+          continue;
+        }
         const engine::LogPosition at{kShard, e.seq};
         auto w = DecodeLogWrite(e.data);
         Status s = !w.ok() ? w.status()
                    : w->collection != collection_
                        ? DataLossError("a message of collection '" + w->collection + "'")
-                       : Apply(*engine, *w, at);
+                       : Apply(*engine, *w, at, schema, &hosts_);
         if (!s.ok() && RefusedForGood(s)) {
           Refused(e.seq, s);
           s = engine->SkipLogPosition(collection_, at);
@@ -157,6 +202,7 @@ class Follower {
           break;
         }
         Advance(e.seq);
+        skipped_ = false;
       }
       if (retry) {
         reader.reset();
@@ -170,8 +216,16 @@ class Follower {
   // Replaces the collection here with a peer's copy (NodeOptions::fetch), then goes on from the
   // copy's position. The collection is not served meanwhile.
   Status Bootstrap() {
-    Block(UnavailableError("fetching a copy of the collection from a peer"));
     std::shared_ptr<engine::Engine> engine = root_.engine();
+    QV_ASSIGN_OR_RETURN(const CollectionInfo info, engine->DescribeCollection(collection_));
+    for (uint32_t s = 0; s < info.schema.shards; ++s) {
+      if (!hosts_(s)) {
+        return FailedPreconditionError(
+            "a node hosting only some of the collection's shards cannot take a peer's copy (it "
+            "holds every shard)");
+      }
+    }
+    Block(UnavailableError("fetching a copy of the collection from a peer"));
     const std::string dir = engine->dir() + "/imports/" + Log::StreamName(collection_);
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
@@ -238,6 +292,8 @@ class Follower {
   const std::string collection_;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> head_{0};
+  const std::function<bool(uint32_t)> hosts_;
+  bool skipped_ = false;  // Advance()d over messages not stored as applied (only this thread)
   mutable std::mutex mu_;
   std::condition_variable cv_;
   FollowerState state_;  // GUARDED_BY(mu_)
@@ -275,13 +331,27 @@ Result<std::unique_ptr<Node>> Node::Start(engine::DataRoot& root, const NodeOpti
   return node;
 }
 
+bool Node::Hosts(uint32_t shard) const {
+  return options_.shards.empty() ||
+         std::find(options_.shards.begin(), options_.shards.end(), shard) != options_.shards.end();
+}
+
 Status Node::Follow(const std::string& collection) {
+  QV_ASSIGN_OR_RETURN(const CollectionInfo info, root_.engine()->DescribeCollection(collection));
+  bool any = false;
+  for (uint32_t s = 0; s < info.schema.shards; ++s) any = any || Hosts(s);
+  if (!any) {
+    return FailedPreconditionError("collection '" + collection + "' has " +
+                                   std::to_string(info.schema.shards) +
+                                   " shards, none of which this node hosts (--shards)");
+  }
   QV_ASSIGN_OR_RETURN(auto positions, root_.engine()->LogPositions(collection));
-  QV_RETURN_IF_ERROR(log_->EnsureStream(collection, 1));
+  QV_RETURN_IF_ERROR(log_->EnsureStream(collection, info.schema.shards));
   std::lock_guard lock(mu_);
   if (followers_.count(collection) != 0) return Status::Ok();
   const uint64_t applied = positions.count(kShard) != 0 ? positions[kShard] : 0;
-  followers_[collection] = std::make_shared<Follower>(root_, *log_, options_, collection, applied);
+  followers_[collection] = std::make_shared<Follower>(root_, *log_, options_, collection, applied,
+                                                      [this](uint32_t s) { return Hosts(s); });
   return Status::Ok();
 }
 
@@ -347,7 +417,7 @@ std::vector<FollowerState> Node::Followers() const {
   return out;
 }
 
-Result<WriteResult> Node::Publish(const LogWrite& write, uint64_t records) {
+Result<WriteResult> Node::Publish(const LogWrite& write, uint64_t records, uint32_t shard) {
   if (records == 0) return WriteResult{};
   std::shared_ptr<Follower> follower;
   {
@@ -369,15 +439,64 @@ Result<WriteResult> Node::Publish(const LogWrite& write, uint64_t records) {
   }
   const std::string msg_id = id_prefix_ + std::to_string(next_write_.fetch_add(1));
   QV_ASSIGN_OR_RETURN(uint64_t seq,
-                      log_->Publish(write.collection, kShard, EncodeLogWrite(write), msg_id));
+                      log_->Publish(write.collection, shard, EncodeLogWrite(write), msg_id));
   if (follower) follower->NoteHead(seq);
   return WriteResult{seq, records};
+}
+
+uint32_t IdShard(const CollectionSchema& schema, uint64_t id) {
+  if (schema.shards <= 1) return 0;
+  // splitmix64's finaliser: every node, every build and every platform agree on it.
+  uint64_t z = id + 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  return uint32_t(z % schema.shards);
+}
+
+uint32_t ItemShard(const CollectionSchema& schema, const ItemRecord& item) {
+  if (schema.shards <= 1) return 0;
+  return schema.clusters > 0 ? item.cluster % schema.shards : IdShard(schema, item.id);
+}
+
+Result<WriteResult> Node::Route(LogWrite write, uint64_t records) {
+  QV_ASSIGN_OR_RETURN(const CollectionInfo info,
+                      root_.engine()->DescribeCollection(write.collection));
+  const CollectionSchema& schema = info.schema;
+  if (schema.shards <= 1) return Publish(write, records, 0);
+  const bool by_id = schema.clusters == 0 && (write.kind == LogWrite::Kind::kUpsert ||
+                                              write.kind == LogWrite::Kind::kDelete);
+  if (!by_id) return Publish(write, records, kAllShards);
+  // Split by shard: one message each, atomic per shard.
+  std::map<uint32_t, LogWrite> parts;
+  for (ItemRecord& item : write.items) {
+    LogWrite& part = parts[IdShard(schema, item.id)];
+    part.items.push_back(std::move(item));
+  }
+  for (uint64_t id : write.ids) parts[IdShard(schema, id)].ids.push_back(id);
+  WriteResult out;
+  for (auto& [shard, part] : parts) {
+    part.kind = write.kind;
+    part.collection = write.collection;
+    const uint64_t n = part.items.size() + part.ids.size();
+    auto r = Publish(part, n, shard);
+    if (!r.ok()) {
+      if (out.changed == 0) return r.status();
+      return Status(r.status().code(),
+                    std::string(r.status().message()) + " (the batch's records of " +
+                        std::to_string(out.changed) +
+                        " were stored on other shards: a batch is atomic per shard)");
+    }
+    out.op_seq = std::max(out.op_seq, r->op_seq);
+    out.changed += r->changed;
+  }
+  return out;
 }
 
 Result<WriteResult> Node::Upsert(const std::string& collection, std::vector<ItemRecord> items) {
   QV_RETURN_IF_ERROR(root_.engine()->CheckUpsert(collection, items));
   const uint64_t n = items.size();
-  return Publish(
+  return Route(
       LogWrite{
           .kind = LogWrite::Kind::kUpsert, .collection = collection, .items = std::move(items)},
       n);
@@ -386,7 +505,7 @@ Result<WriteResult> Node::Upsert(const std::string& collection, std::vector<Item
 Result<WriteResult> Node::Delete(const std::string& collection, std::vector<uint64_t> ids) {
   QV_RETURN_IF_ERROR(root_.engine()->CheckDelete(collection, ids));
   const uint64_t n = ids.size();
-  return Publish(
+  return Route(
       LogWrite{.kind = LogWrite::Kind::kDelete, .collection = collection, .ids = std::move(ids)},
       n);
 }
@@ -394,7 +513,7 @@ Result<WriteResult> Node::Delete(const std::string& collection, std::vector<uint
 Result<WriteResult> Node::PutUsers(const std::string& collection, std::vector<UserRecord> users) {
   QV_RETURN_IF_ERROR(root_.engine()->CheckUsers(collection, users));
   const uint64_t n = users.size();
-  return Publish(
+  return Route(
       LogWrite{.kind = LogWrite::Kind::kUsers, .collection = collection, .users = std::move(users)},
       n);
 }
@@ -402,7 +521,7 @@ Result<WriteResult> Node::PutUsers(const std::string& collection, std::vector<Us
 Result<WriteResult> Node::AddEvents(const std::string& collection, std::vector<Event> events) {
   QV_RETURN_IF_ERROR(root_.engine()->CheckEvents(collection, events));
   const uint64_t n = events.size();
-  return Publish(
+  return Route(
       LogWrite{
           .kind = LogWrite::Kind::kEvents, .collection = collection, .events = std::move(events)},
       n);

@@ -10,7 +10,15 @@
 //   (*node)->WaitApplied("movies", ack->op_seq, deadline);   // read-your-writes
 //
 // A write is acknowledged once JetStream has stored it; this node (and every other following the
-// collection) applies it shortly after. Collections have one shard each for now (shard 0).
+// collection) applies it shortly after.
+//
+// Shards (CollectionSchema::shards, S): an item's shard is its cluster id mod S in a collection
+// with clusters, else a hash of its id mod S (ItemShard, IdShard). A node hosts some shards of
+// every collection (NodeOptions::shards; all by default) and holds only their items. Writes are
+// published to the subject of the shard they concern; those that concern every shard (users,
+// events, and every item write of a collection with clusters: the writer cannot know an item's
+// earlier cluster) to `all`. A node reads its collections' whole streams and applies the part of
+// each message its shards own (an item written to another shard is deleted here: it moved).
 //
 // Thread-safety: every method may be called from any thread.
 #pragma once
@@ -37,8 +45,16 @@ class DataRoot;
 
 namespace quiver::cluster {
 
+// The shard of an item (schema.shards > 1): its cluster mod S with clusters, else IdShard.
+uint32_t ItemShard(const CollectionSchema& schema, const ItemRecord& item);
+// The shard of an id in a collection without clusters: a fixed 64-bit mix of the id, mod S.
+uint32_t IdShard(const CollectionSchema& schema, uint64_t id);
+
 struct NodeOptions {
   LogOptions log;
+  // The shards of every collection this node hosts (empty: all of them). A shard a collection
+  // does not have is ignored.
+  std::vector<uint32_t> shards;
   // This node's name in the cluster: names its consumers (one per collection and shard), and
   // its writes' de-duplication ids. Letters, digits, '-' and '_'.
   std::string node_id;
@@ -94,6 +110,7 @@ class Node {
 
   // Starts following a collection (after it is created here: it replays the collection's whole
   // log), or stops (before it is dropped). Follow of a followed collection changes nothing.
+  // Follow is refused for a collection whose shards this node hosts none of.
   Status Follow(const std::string& collection);
   void Unfollow(const std::string& collection);
 
@@ -110,10 +127,14 @@ class Node {
   // (including collections this node does not follow).
   Status CheckServing(const std::string& collection) const;
   const std::string& node_id() const { return options_.node_id; }
+  bool Hosts(uint32_t shard) const;
 
  private:
   Node(engine::DataRoot& root, NodeOptions options, std::unique_ptr<Log> log);
-  Result<WriteResult> Publish(const LogWrite& write, uint64_t records);
+  Result<WriteResult> Publish(const LogWrite& write, uint64_t records, uint32_t shard);
+  // Publishes the write whole on `all` (clusters, or every shard concerned), on shard 0 (one
+  // shard), or split by IdShard into one message per shard; op_seq: the last one's sequence.
+  Result<WriteResult> Route(LogWrite write, uint64_t records);
 
   engine::DataRoot& root_;
   const NodeOptions options_;

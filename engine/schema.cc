@@ -70,6 +70,9 @@ Status ValidateSchema(const CollectionSchema& s) {
         "false): "
         "MVKE scores are computed exactly from the stored vectors");
   }
+  if (s.shards == 0 || s.shards > kMaxShards) {
+    return Bad("shards must be in [1, " + std::to_string(kMaxShards) + "]");
+  }
   if (s.max_history == 0 || s.max_history > kMaxHistory) {
     return Bad("max_history must be in [1, " + std::to_string(kMaxHistory) + "]");
   }

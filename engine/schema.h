@@ -24,6 +24,7 @@ inline constexpr uint32_t kMaxTopics = 256;
 inline constexpr size_t kMaxTags = 256;
 inline constexpr size_t kMaxPayloadBytes = size_t{64} * 1024;
 inline constexpr uint32_t kMaxHistory = 100000;
+inline constexpr uint32_t kMaxShards = 1024;
 inline constexpr size_t kMaxNameBytes = 128;
 
 // kInvalidArgument, naming the field, for a schema that cannot be served.

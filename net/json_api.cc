@@ -136,6 +136,7 @@ void Put(JsonWriter& w, const CollectionSchema& s) {
     Field(w, "topic_threshold", s.topic_threshold);
     Field(w, "topic_concat", s.topic_concat);
     Field(w, "max_history", s.max_history);
+    Field(w, "shards", s.shards);
   });
 }
 

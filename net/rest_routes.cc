@@ -46,7 +46,8 @@ struct Route {
 
 Result<CollectionSchema> SchemaFromJson(object obj) {
   QV_RETURN_IF_ERROR(OnlyFields(obj, {"name", "dim", "metric", "index", "clusters", "topics",
-                                      "topic_threshold", "topic_concat", "max_history"}));
+                                      "topic_threshold", "topic_concat", "max_history",
+                                      "shards"}));
   CollectionSchema s;
   QV_RETURN_IF_ERROR(GetString(obj, "name", &s.name));
   QV_RETURN_IF_ERROR(GetUint(obj, "dim", &s.dim));
@@ -60,6 +61,7 @@ Result<CollectionSchema> SchemaFromJson(object obj) {
   QV_RETURN_IF_ERROR(GetFloat(obj, "topic_threshold", &s.topic_threshold));
   QV_RETURN_IF_ERROR(GetBool(obj, "topic_concat", &s.topic_concat));
   QV_RETURN_IF_ERROR(GetUint(obj, "max_history", &s.max_history));
+  QV_RETURN_IF_ERROR(GetUint(obj, "shards", &s.shards));
   element ie;
   if (!obj["index"].get(ie)) {
     object io;

@@ -8,7 +8,7 @@
 namespace quiver::storage {
 namespace {
 
-constexpr uint8_t kSchemaVersion = 2;  // 2 added topic_threshold, topic_concat
+constexpr uint8_t kSchemaVersion = 3;  // 2 added topic_threshold, topic_concat; 3 shards
 constexpr uint8_t kItemVersion = 1;
 constexpr uint8_t kUserVersion = 1;
 constexpr uint8_t kOpVersion = 1;
@@ -113,14 +113,15 @@ std::string EncodeSchema(const CollectionSchema& s) {
   for (uint32_t v : {s.clusters, s.topics, s.max_history}) PutFixed(&out, v);
   PutFixed<float>(&out, s.topic_threshold);
   PutFixed<uint8_t>(&out, s.topic_concat);
+  PutFixed<uint32_t>(&out, s.shards);
   return out;
 }
 
 Result<CollectionSchema> DecodeSchema(std::string_view in) {
-  // Version 1 (without the MVKE options) is still read.
+  // Versions 1 (without the MVKE options) and 2 (without shards) are still read.
   uint8_t version = 0;
-  if (!in.empty() && uint8_t(in[0]) == 1) {
-    version = 1;
+  if (!in.empty() && (uint8_t(in[0]) == 1 || uint8_t(in[0]) == 2)) {
+    version = uint8_t(in[0]);
     in.remove_prefix(1);
   } else {
     QV_RETURN_IF_ERROR(CheckVersion(&in, kSchemaVersion, "collection schema"));
@@ -136,7 +137,8 @@ Result<CollectionSchema> DecodeSchema(std::string_view in) {
       GetFixed(&in, &x.ivf_m) && GetFixed(&in, &x.ivf_nbits) && GetFixed(&in, &x.ivf_nprobe) &&
       GetFixed(&in, &x.ivf_refine) && GetFixed(&in, &int8) && GetFixed(&in, &s.clusters) &&
       GetFixed(&in, &s.topics) && GetFixed(&in, &s.max_history) &&
-      (version < 2 || (GetFixed(&in, &s.topic_threshold) && GetFixed(&in, &concat))) && in.empty();
+      (version < 2 || (GetFixed(&in, &s.topic_threshold) && GetFixed(&in, &concat))) &&
+      (version < 3 || GetFixed(&in, &s.shards)) && in.empty();
   if (!ok || metric > uint8_t(Metric::kCosine) || type < 1 || type > 3 || sq8 > 1 || int8 > 1 ||
       concat > 1) {
     return Corrupt("collection schema");

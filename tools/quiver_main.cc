@@ -88,6 +88,9 @@ void AddBuildOptions(CLI::App* cmd, BuildArgs* a) {
                 "the memory)");
   cmd->add_option("--max-history", a->schema.max_history, "events kept per user")
       ->capture_default_str();
+  cmd->add_option("--shards", a->schema.shards,
+                  "cluster mode: shards of the collection's write log (docs/cluster.md)")
+      ->capture_default_str();
   cmd->add_option("--hnsw-m", x.hnsw_m, "HNSW links per node")->capture_default_str();
   cmd->add_option("--ef-construction", x.hnsw_ef_construction, "HNSW build candidate list")
       ->capture_default_str();

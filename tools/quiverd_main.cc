@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <charconv>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
@@ -47,6 +48,34 @@ quiver::Result<std::vector<int>> BackgroundCpus(const std::string& flag) {
                                 std::to_string(::getpid()) + ")");
   }
   return kept;
+}
+
+// --shards: numbers and ranges, "0,2-5".
+quiver::Result<std::vector<uint32_t>> ParseShardList(const std::string& text) {
+  using namespace quiver;
+  std::vector<uint32_t> out;
+  auto number = [](std::string_view s, uint32_t* v) {
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *v);
+    return ec == std::errc() && end == s.data() + s.size() && !s.empty();
+  };
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    const std::string_view part = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    const size_t dash = part.find('-');
+    uint32_t lo = 0, hi = 0;
+    const bool ok = dash == std::string_view::npos
+                        ? number(part, &lo) && (hi = lo, true)
+                        : number(part.substr(0, dash), &lo) && number(part.substr(dash + 1), &hi);
+    if (!ok || lo > hi || hi >= 1024) {
+      return InvalidArgumentError("'" + std::string(part) +
+                                  "' is not a shard or a range of shards (0 to 1023, as 0,2-5)");
+    }
+    for (uint32_t s = lo; s <= hi; ++s) out.push_back(s);
+  }
+  if (out.empty()) return InvalidArgumentError("no shard given");
+  return out;
 }
 
 // Cluster mode's bootstrap (cluster::NodeOptions::fetch): the first peer that has the
@@ -137,7 +166,10 @@ int Main(int argc, char** argv) {
                  "cluster mode: a stream this node creates keeps at most this many bytes (0: no "
                  "limit)")
       ->capture_default_str();
-  std::string peers, peer_key;
+  std::string peers, peer_key, hosted_shards;
+  app.add_option("--shards", hosted_shards,
+                 "cluster mode: the shards of every collection this node hosts, as a CPU list is "
+                 "written (0,2-3); default: all (docs/cluster.md)");
   app.add_option("--peers", peers,
                  "cluster mode: other nodes' binary endpoints, HOST:PORT[,HOST:PORT...]: a "
                  "collection new here, or one whose log was trimmed past this node, starts from a "
@@ -267,6 +299,14 @@ int Main(int argc, char** argv) {
       if (comma == std::string::npos) comma = log_servers.size();
       if (comma > start) no.log.servers.push_back(log_servers.substr(start, comma - start));
       start = comma + 1;
+    }
+    if (!hosted_shards.empty()) {
+      auto parsed = ParseShardList(hosted_shards);
+      if (!parsed.ok()) {
+        std::fprintf(stderr, "quiverd: --shards: %s\n", parsed.status().ToString().c_str());
+        return 2;
+      }
+      no.shards = std::move(*parsed);
     }
     no.log.replicas = log_replicas;
     no.max_lag = log_max_lag;

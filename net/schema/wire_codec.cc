@@ -25,7 +25,7 @@ Offset<wire::Schema> PutSchema(FlatBufferBuilder& b, const CollectionSchema& s) 
                                      x.ivf_nbits, x.ivf_nprobe, x.ivf_refine, x.ivf_refine_int8);
   auto name = b.CreateString(s.name);
   return wire::CreateSchema(b, name, s.dim, wire::Metric(s.metric), index, s.clusters, s.topics,
-                            s.max_history, s.topic_threshold, s.topic_concat);
+                            s.max_history, s.topic_threshold, s.topic_concat, s.shards);
 }
 
 Offset<wire::Item> PutItem(FlatBufferBuilder& b, const ItemRecord& item) {
@@ -316,6 +316,7 @@ Result<CollectionSchema> GetSchema(const wire::Schema* w) {
   s.max_history = w->max_history();
   s.topic_threshold = w->topic_threshold();
   s.topic_concat = w->topic_concat();
+  s.shards = w->shards();
   if (const wire::IndexSpec* x = w->index()) {
     const uint8_t t = uint8_t(x->type());
     if (t < 1 || t > 3) return Bad("unknown index type");

@@ -162,6 +162,105 @@ TEST_F(NodeTest, NodesConvergeWithAStandaloneEngineAndReplayExactlyOnce) {
   EXPECT_EQ(b.engine().LogPositions(name)->at(0), last_seq);
 }
 
+// Shards: a node holds the items of the shards it hosts (by a hash of the id, or by cluster),
+// the node hosting every shard holds what a standalone engine holds, users and events reach
+// every node, an item moved to another cluster leaves its old shard, and a node that hosts none
+// of a collection's shards does not follow it.
+TEST_F(NodeTest, NodesHoldTheirShardsAndTogetherEverything) {
+  Member a{dir_.path() + "/a"}, b{dir_.path() + "/b"}, all{dir_.path() + "/all"},
+      alone{dir_.path() + "/alone"};
+  NodeOptions only0, only12;
+  only0.shards = {0};
+  only12.shards = {1, 2};
+  Open(a, "a", only0);
+  Open(b, "b", only12);
+  Open(all, "all");
+  Open(alone, "");
+  CollectionSchema hashed = Schema();
+  hashed.shards = 3;
+  for (Member* m : {&a, &b, &all, &alone}) ASSERT_TRUE(m->engine().CreateCollection(hashed).ok());
+  const std::string name = hashed.name;
+  for (Member* m : {&a, &b, &all}) ASSERT_TRUE(m->node->Follow(name).ok());
+  std::mt19937_64 rng(11);
+  uint64_t last = 0;
+  for (int step = 0; step < 30; ++step) {
+    Member& via = step % 2 == 0 ? a : b;
+    Result<WriteResult> r = WriteResult{};
+    if (step % 6 == 5) {
+      std::vector<uint64_t> ids = {uint64_t(rng() % 200), uint64_t(rng() % 200) + 200};
+      r = via.node->Delete(name, ids);
+      ASSERT_TRUE(alone.engine().Delete(name, ids).ok());
+    } else if (step % 7 == 6) {
+      std::vector<Event> events = {{7, rng() % 400, int64_t(step)}};
+      r = via.node->AddEvents(name, events);
+      ASSERT_TRUE(alone.engine().AddEvents(name, events).ok());
+    } else {
+      auto items = Items(rng, rng() % 380, 20);
+      r = via.node->Upsert(name, items);
+      ASSERT_TRUE(alone.engine().Upsert(name, items).ok());
+    }
+    ASSERT_TRUE(r.ok()) << r.status();
+    last = std::max(last, r->op_seq);
+  }
+  const auto deadline = Clock::now() + std::chrono::minutes(2);
+  for (Member* m : {&a, &b, &all}) ASSERT_TRUE(m->node->WaitApplied(name, last, deadline).ok());
+  const auto want = Contents(alone, 400);
+  EXPECT_EQ(Contents(all, 400), want);
+  const auto on_a = Contents(a, 400), on_b = Contents(b, 400);
+  size_t held_a = 0, held_b = 0;
+  for (uint64_t id = 0; id <= 400; ++id) {
+    const uint32_t shard = IdShard(hashed, id);
+    EXPECT_EQ(on_a[id], shard == 0 ? want[id] : std::nullopt) << "a, item " << id;
+    EXPECT_EQ(on_b[id], shard != 0 ? want[id] : std::nullopt) << "b, item " << id;
+    held_a += on_a[id].has_value();
+    held_b += on_b[id].has_value();
+  }
+  EXPECT_GT(held_a, 30u);  // about a third of the items each way
+  EXPECT_GT(held_b, held_a);  // two shards of three
+  for (Member* m : {&a, &b, &all}) {
+    EXPECT_EQ(*m->engine().GetUser(name, 7), *alone.engine().GetUser(name, 7));
+  }
+  // a stores the position it reached over the other shards' messages once idle: a restart goes
+  // on from there.
+  const auto stored = Clock::now() + std::chrono::minutes(1);
+  while (a.engine().LogPositions(name)->at(0) < last && Clock::now() < stored) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(a.engine().LogPositions(name)->at(0), last);
+
+  // By cluster: an item re-written in another cluster moves to that cluster's shard.
+  CollectionSchema clustered = Schema();
+  clustered.name = "by_cluster";
+  clustered.shards = 2;
+  clustered.clusters = 4;
+  for (Member* m : {&a, &b, &all}) ASSERT_TRUE(m->engine().CreateCollection(clustered).ok());
+  for (Member* m : {&a, &b, &all}) ASSERT_TRUE(m->node->Follow(clustered.name).ok());
+  auto item = Items(rng, 5, 1);
+  item[0].cluster = 1;  // shard 1: b
+  ASSERT_TRUE(a.node->Upsert(clustered.name, item).ok());
+  item[0].cluster = 2;  // shard 0: a
+  auto moved = b.node->Upsert(clustered.name, item);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  for (Member* m : {&a, &b, &all}) {
+    ASSERT_TRUE(m->node->WaitApplied(clustered.name, moved->op_seq, deadline).ok());
+  }
+  auto get = [&](Member& m) {
+    return (*m.engine().Get(clustered.name, std::vector<uint64_t>{5}))[0];
+  };
+  ASSERT_TRUE(get(a).has_value());
+  EXPECT_EQ(get(a)->cluster, 2u);
+  EXPECT_FALSE(get(b).has_value());
+  EXPECT_EQ(get(all), get(a));
+
+  // A node hosting none of the shards does not follow.
+  Member c{dir_.path() + "/c"};
+  NodeOptions only5;
+  only5.shards = {5};
+  Open(c, "c", only5);
+  ASSERT_TRUE(c.engine().CreateCollection(hashed).ok());
+  EXPECT_EQ(c.node->Follow(name).code(), StatusCode::kFailedPrecondition);
+}
+
 TEST_F(NodeTest, BadWritesAreRefusedBeforeTheLogAndAnUnreachableLogFailsWrites) {
   Member a{dir_.path() + "/a"};
   Open(a, "a");
