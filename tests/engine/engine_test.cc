@@ -77,6 +77,17 @@ TEST_F(EngineTest, CreateListDescribeDrop) {
   e.reset();
   e = OpenEngine();
   EXPECT_EQ(e->ListCollections().size(), 2u);
+  // Cluster mode's shards: 1 to 1024, kept with the schema.
+  CollectionSchema sharded = Schema("s", 4);
+  sharded.shards = 0;
+  EXPECT_EQ(e->CreateCollection(sharded).code(), StatusCode::kInvalidArgument);
+  sharded.shards = 1025;
+  EXPECT_EQ(e->CreateCollection(sharded).code(), StatusCode::kInvalidArgument);
+  sharded.shards = 8;
+  ASSERT_TRUE(e->CreateCollection(sharded).ok());
+  e.reset();
+  e = OpenEngine();
+  EXPECT_EQ(e->DescribeCollection("s")->schema.shards, 8u);
 }
 
 TEST_F(EngineTest, BadSchemasAreRejectedWithTheField) {

@@ -36,6 +36,7 @@ CollectionSchema SampleSchema() {
   s.clusters = 3;
   s.topics = 2;
   s.max_history = 10;
+  s.shards = 3;
   return s;
 }
 
@@ -335,7 +336,7 @@ TEST(WireCodecTest, UnionTypeWithoutValueIsRejected) {
 TEST(JsonApiTest, RoutesDecodeIntoCalls) {
   auto c = DecodeHttpCall(
       "POST", "/v1/collections",
-      R"({"name":"movies","dim":4,"metric":"cosine","clusters":3,"topics":2,"max_history":10,
+      R"({"name":"movies","dim":4,"metric":"cosine","clusters":3,"topics":2,"max_history":10,"shards":3,
                               "index":{"type":"ivf_pq","nlist":64,"nbits":4,"refine_int8":true}})",
       32);
   ASSERT_TRUE(c.ok()) << c.status();

@@ -57,9 +57,28 @@ TEST(RecordsTest, SchemaUserAndOpRoundTrip) {
   s.clusters = 16;
   s.topics = 4;
   s.max_history = 50;
+  s.shards = 12;
   auto sb = DecodeSchema(EncodeSchema(s));
   ASSERT_TRUE(sb.ok()) << sb.status();
   EXPECT_EQ(*sb, s);
+  // Schemas stored by earlier versions still read: version 2 had no shards (1 now), version 1
+  // neither the MVKE options.
+  std::string v2 = EncodeSchema(s);
+  v2[0] = 2;
+  v2.resize(v2.size() - 4);
+  CollectionSchema older = s;
+  older.shards = 1;
+  sb = DecodeSchema(v2);
+  ASSERT_TRUE(sb.ok()) << sb.status();
+  EXPECT_EQ(*sb, older);
+  std::string v1 = v2;
+  v1[0] = 1;
+  v1.resize(v1.size() - 5);
+  sb = DecodeSchema(v1);
+  ASSERT_TRUE(sb.ok()) << sb.status();
+  EXPECT_EQ(*sb, older);
+  v2.push_back('\0');  // a version 2 record with a byte too many
+  EXPECT_EQ(DecodeSchema(v2).status().code(), StatusCode::kDataLoss);
 
   UserRecord u{9, {1.0f, 2.0f}, {{5, 100}, {3, 90}}};
   auto ub = DecodeUser(9, EncodeUser(u));
