@@ -46,8 +46,7 @@ struct Route {
 
 Result<CollectionSchema> SchemaFromJson(object obj) {
   QV_RETURN_IF_ERROR(OnlyFields(obj, {"name", "dim", "metric", "index", "clusters", "topics",
-                                      "topic_threshold", "topic_concat", "max_history",
-                                      "shards"}));
+                                      "topic_threshold", "topic_concat", "max_history", "shards"}));
   CollectionSchema s;
   QV_RETURN_IF_ERROR(GetString(obj, "name", &s.name));
   QV_RETURN_IF_ERROR(GetUint(obj, "dim", &s.dim));

@@ -130,15 +130,15 @@ Result<CollectionSchema> DecodeSchema(std::string_view in) {
   CollectionSchema s;
   IndexSpec& x = s.index;
   uint8_t metric, type, sq8, int8, concat = 0;
-  bool ok =
-      GetString(&in, &s.name) && GetFixed(&in, &s.dim) && GetFixed(&in, &metric) &&
-      GetFixed(&in, &type) && GetFixed(&in, &x.hnsw_m) && GetFixed(&in, &x.hnsw_ef_construction) &&
-      GetFixed(&in, &x.hnsw_ef_search) && GetFixed(&in, &sq8) && GetFixed(&in, &x.ivf_nlist) &&
-      GetFixed(&in, &x.ivf_m) && GetFixed(&in, &x.ivf_nbits) && GetFixed(&in, &x.ivf_nprobe) &&
-      GetFixed(&in, &x.ivf_refine) && GetFixed(&in, &int8) && GetFixed(&in, &s.clusters) &&
-      GetFixed(&in, &s.topics) && GetFixed(&in, &s.max_history) &&
-      (version < 2 || (GetFixed(&in, &s.topic_threshold) && GetFixed(&in, &concat))) &&
-      (version < 3 || GetFixed(&in, &s.shards)) && in.empty();
+  bool ok = GetString(&in, &s.name) && GetFixed(&in, &s.dim) && GetFixed(&in, &metric) &&
+            GetFixed(&in, &type) && GetFixed(&in, &x.hnsw_m) &&
+            GetFixed(&in, &x.hnsw_ef_construction) && GetFixed(&in, &x.hnsw_ef_search) &&
+            GetFixed(&in, &sq8) && GetFixed(&in, &x.ivf_nlist) && GetFixed(&in, &x.ivf_m) &&
+            GetFixed(&in, &x.ivf_nbits) && GetFixed(&in, &x.ivf_nprobe) &&
+            GetFixed(&in, &x.ivf_refine) && GetFixed(&in, &int8) && GetFixed(&in, &s.clusters) &&
+            GetFixed(&in, &s.topics) && GetFixed(&in, &s.max_history) &&
+            (version < 2 || (GetFixed(&in, &s.topic_threshold) && GetFixed(&in, &concat))) &&
+            (version < 3 || GetFixed(&in, &s.shards)) && in.empty();
   if (!ok || metric > uint8_t(Metric::kCosine) || type < 1 || type > 3 || sq8 > 1 || int8 > 1 ||
       concat > 1) {
     return Corrupt("collection schema");

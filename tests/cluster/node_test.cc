@@ -215,7 +215,7 @@ TEST_F(NodeTest, NodesHoldTheirShardsAndTogetherEverything) {
     held_a += on_a[id].has_value();
     held_b += on_b[id].has_value();
   }
-  EXPECT_GT(held_a, 30u);  // about a third of the items each way
+  EXPECT_GT(held_a, 30u);     // about a third of the items each way
   EXPECT_GT(held_b, held_a);  // two shards of three
   for (Member* m : {&a, &b, &all}) {
     EXPECT_EQ(*m->engine().GetUser(name, 7), *alone.engine().GetUser(name, 7));
