@@ -60,6 +60,12 @@ std::string EncodeLogWrite(const LogWrite& w) {
         PutFixed<int64_t>(&out, e.timestamp);
       }
       break;
+    case LogWrite::Kind::kPlugin:
+      PutFixed<uint32_t>(&out, 1);
+      PutString(&out, w.plugin);
+      PutString(&out, w.config);
+      PutFixed<uint8_t>(&out, w.incremental ? 1 : 0);
+      break;
   }
   return out;
 }
@@ -71,7 +77,7 @@ Result<LogWrite> DecodeLogWrite(std::string_view in) {
     return Bad("version " + std::to_string(version) + "; this build reads version " +
                std::to_string(kVersion));
   }
-  if (!GetFixed(&in, &kind) || kind < 1 || kind > 4) return Bad("unknown kind");
+  if (!GetFixed(&in, &kind) || kind < 1 || kind > 5) return Bad("unknown kind");
   LogWrite w;
   w.kind = LogWrite::Kind(kind);
   std::string_view collection;
@@ -114,6 +120,18 @@ Result<LogWrite> DecodeLogWrite(std::string_view in) {
         GetFixed(&in, &e.timestamp);
       }
       break;
+    case LogWrite::Kind::kPlugin: {
+      std::string_view plugin, config;
+      uint8_t incremental = 0;
+      if (n != 1 || !GetString(&in, &plugin) || !GetString(&in, &config) ||
+          !GetFixed(&in, &incremental) || incremental > 1) {
+        return Bad("bad plugin run");
+      }
+      w.plugin = std::string(plugin);
+      w.config = std::string(config);
+      w.incremental = incremental != 0;
+      break;
+    }
   }
   if (!in.empty()) return Bad(std::to_string(in.size()) + " bytes after the last record");
   return w;

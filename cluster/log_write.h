@@ -15,13 +15,16 @@
 namespace quiver::cluster {
 
 struct LogWrite {
-  enum class Kind : uint8_t { kUpsert = 1, kDelete = 2, kUsers = 3, kEvents = 4 };
+  enum class Kind : uint8_t { kUpsert = 1, kDelete = 2, kUsers = 3, kEvents = 4, kPlugin = 5 };
   Kind kind = Kind::kUpsert;
   std::string collection;
   std::vector<ItemRecord> items;  // kUpsert
   std::vector<uint64_t> ids;      // kDelete
   std::vector<UserRecord> users;  // kUsers
   std::vector<Event> events;      // kEvents
+  // kPlugin: a plugin run (docs/plugins.md) every node makes over its own data.
+  std::string plugin, config;
+  bool incremental = false;
 
   friend bool operator==(const LogWrite&, const LogWrite&) = default;
 };

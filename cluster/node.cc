@@ -12,6 +12,7 @@
 
 #include "engine/data_root.h"
 #include "engine/engine.h"
+#include "plugins/registry.h"
 
 namespace quiver::cluster {
 
@@ -63,6 +64,8 @@ Status Apply(engine::Engine& engine, const LogWrite& w, engine::LogPosition at,
       return engine.PutUsers(w.collection, w.users, at);
     case LogWrite::Kind::kEvents:
       return engine.AddEvents(w.collection, w.events, at);
+    case LogWrite::Kind::kPlugin:
+      break;  // run by the follower, which keeps the outcome
   }
   return InternalError("unknown write kind");
 }
@@ -188,6 +191,26 @@ class Follower {
         }
         const engine::LogPosition at{kShard, e.seq};
         auto w = DecodeLogWrite(e.data);
+        if (w.ok() && w->collection == collection_ && w->kind == LogWrite::Kind::kPlugin) {
+          // The run commits its lists itself; the position follows (a crash between the two
+          // runs it again, which builds the same lists).
+          auto run = engine->RunPlugin(collection_, w->plugin, w->config, w->incremental);
+          Status s = run.status();
+          if (!s.ok() && (RefusedForGood(s) || s.code() == StatusCode::kNotFound)) {
+            Refused(e.seq, s);
+            s = Status::Ok();
+          }
+          if (s.ok()) s = engine->SkipLogPosition(collection_, at);
+          if (!s.ok()) {
+            Fail(s);
+            retry = true;
+            break;
+          }
+          RecordPluginRun(e.seq, std::move(run));
+          Advance(e.seq);
+          skipped_ = false;
+          continue;
+        }
         Status s = !w.ok() ? w.status()
                    : w->collection != collection_
                        ? DataLossError("a message of collection '" + w->collection + "'")
@@ -255,6 +278,30 @@ class Follower {
     std::lock_guard lock(mu_);
     return state_.applied;
   }
+  void RecordPluginRun(uint64_t seq, Result<engine::PluginRun> run) {
+    std::lock_guard lock(mu_);
+    plugin_runs_.insert_or_assign(seq, std::move(run));
+    while (plugin_runs_.size() > 64) plugin_runs_.erase(plugin_runs_.begin());
+  }
+
+ public:
+  // The outcome of the plugin run at `seq` once this node has made it.
+  Result<engine::PluginRun> WaitPluginRun(uint64_t seq,
+                                          std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock lock(mu_);
+    cv_.wait_until(lock, deadline, [&] { return state_.applied >= seq || stop_; });
+    auto it = plugin_runs_.find(seq);
+    if (it != plugin_runs_.end()) return it->second;
+    if (state_.applied >= seq) {
+      return InternalError("the plugin run at sequence " + std::to_string(seq) +
+                           " was applied, but its outcome is no longer kept");
+    }
+    return Status(StatusCode::kDeadlineExceeded,
+                  "collection '" + collection_ + "': the plugin run (write-log sequence " +
+                      std::to_string(seq) + ") has not run on this node yet; it will");
+  }
+
+ private:
   void Advance(uint64_t seq) {
     {
       std::lock_guard lock(mu_);
@@ -296,7 +343,8 @@ class Follower {
   bool skipped_ = false;  // Advance()d over messages not stored as applied (only this thread)
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  FollowerState state_;  // GUARDED_BY(mu_)
+  FollowerState state_;                                        // GUARDED_BY(mu_)
+  std::map<uint64_t, Result<engine::PluginRun>> plugin_runs_;  // GUARDED_BY(mu_), the newest
   std::thread thread_;
 };
 
@@ -491,6 +539,27 @@ Result<WriteResult> Node::Route(LogWrite write, uint64_t records) {
     out.changed += r->changed;
   }
   return out;
+}
+
+Result<engine::PluginRun> Node::RunPlugin(const std::string& collection, const std::string& plugin,
+                                          const std::string& config, bool incremental,
+                                          std::chrono::steady_clock::time_point deadline) {
+  QV_RETURN_IF_ERROR(root_.engine()->DescribeCollection(collection).status());
+  QV_RETURN_IF_ERROR(plugins::Registry::Global().Create(plugin).status());
+  std::shared_ptr<Follower> follower;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = followers_.find(collection); it != followers_.end()) follower = it->second;
+  }
+  if (!follower) {
+    return FailedPreconditionError("this node does not follow collection '" + collection + "'");
+  }
+  LogWrite w{.kind = LogWrite::Kind::kPlugin, .collection = collection};
+  w.plugin = plugin;
+  w.config = config;
+  w.incremental = incremental;
+  QV_ASSIGN_OR_RETURN(WriteResult published, Route(std::move(w), 1));
+  return follower->WaitPluginRun(published.op_seq, deadline);
 }
 
 Result<WriteResult> Node::Upsert(const std::string& collection, std::vector<ItemRecord> items) {

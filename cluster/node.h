@@ -38,6 +38,7 @@
 #include "base/status.h"
 #include "cluster/log.h"
 #include "cluster/log_write.h"
+#include "engine/plugin_host.h"
 
 namespace quiver::engine {
 class DataRoot;
@@ -107,6 +108,14 @@ class Node {
   Result<WriteResult> Delete(const std::string& collection, std::vector<uint64_t> ids);
   Result<WriteResult> PutUsers(const std::string& collection, std::vector<UserRecord> users);
   Result<WriteResult> AddEvents(const std::string& collection, std::vector<Event> events);
+  // A plugin run (docs/plugins.md) goes through the log too: every node following the
+  // collection runs the plugin over its own data when it applies the message, at the same place
+  // among the writes (with an approximate index the lists may differ slightly between nodes).
+  // Waits until `deadline` for this node's run and returns its outcome (kDeadlineExceeded if it
+  // has not run by then: it still will). kNotFound for an unknown plugin, before the log.
+  Result<engine::PluginRun> RunPlugin(const std::string& collection, const std::string& plugin,
+                                      const std::string& config, bool incremental,
+                                      std::chrono::steady_clock::time_point deadline);
 
   // Starts following a collection (after it is created here: it replays the collection's whole
   // log), or stops (before it is dropped). Follow of a followed collection changes nothing.

@@ -213,7 +213,12 @@ Reply Service::Handle(const Call& call) {
             return Reply{Status::Ok(), ReplyBody(HealthResult{status, std::string(Version())})};
           },
           [&](const RunPluginCall& c) {
-            auto r = e->RunPlugin(c.collection, c.plugin, c.config, c.incremental);
+            // Cluster mode: through the log, run by every node; this node's outcome answers.
+            auto r =
+                node_ != nullptr
+                    ? node_->RunPlugin(c.collection, c.plugin, c.config, c.incremental,
+                                       std::chrono::steady_clock::now() + std::chrono::hours(24))
+                    : e->RunPlugin(c.collection, c.plugin, c.config, c.incremental);
             if (!r.ok()) return FromStatus(r.status());
             return Reply{Status::Ok(), ReplyBody(PluginRunResult{r->kinds, r->lists, r->removed,
                                                                  r->incremental})};

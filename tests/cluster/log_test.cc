@@ -6,6 +6,7 @@
 #include <thread>
 #include <vector>
 
+#include "cluster/log_write.h"
 #include "tests/testing/nats_server.h"
 #include "tests/testing/temp_dir.h"
 
@@ -47,6 +48,45 @@ class LogTest : public ::testing::Test {
   testing::ScopedTempDir dir_;
   testing::NatsServer nats_{dir_.path() + "/nats"};
 };
+
+// Every kind of write survives the log's encoding whole; a damaged message is kDataLoss, never
+// a partial write.
+TEST(LogWriteTest, EveryKindRoundTripsAndDamageIsDataLoss) {
+  ItemRecord item;
+  item.id = 7;
+  item.vector = {1.5f, -2.f};
+  item.cluster = 3;
+  item.category = 4;
+  item.tags = {9};
+  item.payload = R"({"t":1})";
+  LogWrite plugin{.kind = LogWrite::Kind::kPlugin, .collection = "m.x"};
+  plugin.plugin = "i2i_knn";
+  plugin.config = R"({"k":5})";
+  plugin.incremental = true;
+  const std::vector<LogWrite> writes = {
+      {.kind = LogWrite::Kind::kUpsert, .collection = "m.x", .items = {item, item}},
+      {.kind = LogWrite::Kind::kDelete, .collection = "m", .ids = {1, UINT64_MAX}},
+      {.kind = LogWrite::Kind::kUsers,
+       .collection = "m",
+       .users = {UserRecord{5, {1, 2}, {{7, 3}}}}},
+      {.kind = LogWrite::Kind::kEvents, .collection = "m", .events = {Event{5, 7, -1}}},
+      plugin,
+  };
+  for (const LogWrite& w : writes) {
+    const std::string data = EncodeLogWrite(w);
+    auto back = DecodeLogWrite(data);
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(*back, w) << int(w.kind);
+    for (size_t cut : {size_t{1}, data.size() / 2, data.size() - 1}) {
+      EXPECT_EQ(DecodeLogWrite(data.substr(0, cut)).status().code(), StatusCode::kDataLoss)
+          << int(w.kind) << " cut at " << cut;
+    }
+    EXPECT_EQ(DecodeLogWrite(data + "x").status().code(), StatusCode::kDataLoss);
+    std::string other = data;
+    other[1] = 9;  // an unknown kind
+    EXPECT_EQ(DecodeLogWrite(other).status().code(), StatusCode::kDataLoss);
+  }
+}
 
 TEST_F(LogTest, NamesEscapeWhatNatsWouldSplit) {
   EXPECT_EQ(Log::StreamName("movies"), "quiver_movies");

@@ -138,7 +138,10 @@ TEST_F(NodeTest, NodesConvergeWithAStandaloneEngineAndReplayExactlyOnce) {
 
   const auto want = Contents(alone, 600);
   size_t present = 0;
-  for (const auto& item : want) present += item.has_value();
+  uint64_t want_first_present = 0;
+  for (uint64_t id = 0; id < want.size(); ++id) {
+    if (want[id].has_value() && present++ == 0) want_first_present = id;
+  }
   ASSERT_GT(present, 100u);
   EXPECT_EQ(Contents(a, 600), want);
   EXPECT_EQ(Contents(b, 600), want);
@@ -160,6 +163,30 @@ TEST_F(NodeTest, NodesConvergeWithAStandaloneEngineAndReplayExactlyOnce) {
   }
   EXPECT_EQ(a.engine().LogPositions(name)->at(0), last_seq);
   EXPECT_EQ(b.engine().LogPositions(name)->at(0), last_seq);
+
+  // A plugin run goes through the log: asked of a, made by a and b alike over the same items.
+  const auto long_wait = Clock::now() + std::chrono::minutes(5);
+  auto run = a.node->RunPlugin(name, "i2i_knn", R"({"k": 5})", false, long_wait);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_GT(run->lists, 100u);
+  EXPECT_EQ(a.node->RunPlugin(name, "no_such_plugin", "", false, long_wait).status().code(),
+            StatusCode::kNotFound);
+  // A config the plugin refuses is refused on every node, and the log goes on.
+  auto bad = a.node->RunPlugin(name, "i2i_knn", R"({"k": "five"})", false, long_wait);
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument) << bad.status();
+  auto after = a.node->Delete(name, std::vector<uint64_t>{100000});
+  ASSERT_TRUE(after.ok()) << after.status();
+  ASSERT_TRUE(b.node->WaitApplied(name, after->op_seq, long_wait).ok());
+  auto infos_a = a.engine().ListInfos(name), infos_b = b.engine().ListInfos(name);
+  ASSERT_TRUE(infos_a.ok() && infos_b.ok());
+  ASSERT_EQ(infos_b->size(), 1u);
+  EXPECT_EQ(infos_b->at(0).kind, infos_a->at(0).kind);
+  EXPECT_EQ(infos_b->at(0).config, infos_a->at(0).config);
+  EXPECT_EQ(infos_b->at(0).keys, infos_a->at(0).keys);
+  EXPECT_EQ(infos_b->at(0).keys, present);
+  const auto list_b = b.engine().GetList(name, "i2i", want_first_present);
+  ASSERT_TRUE(list_b.ok() && list_b->has_value());
+  EXPECT_EQ((*list_b)->size(), 5u);
 }
 
 // Shards: a node holds the items of the shards it hosts (by a hash of the id, or by cluster),
