@@ -463,12 +463,14 @@ Result<std::vector<std::string>> Client::ListPlugins() {
 }
 
 Result<net::ExportResult> Client::FetchExport(const std::string& collection, const std::string& dir,
-                                              std::chrono::milliseconds deadline) {
+                                              std::chrono::milliseconds deadline,
+                                              std::vector<uint32_t> shards) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (fs::exists(dir, ec)) return AlreadyExistsError(dir + " exists");
-  QV_ASSIGN_OR_RETURN(net::ExportResult info,
-                      BodyAs<net::ExportResult>(Call(net::ExportCall{collection}, deadline)));
+  QV_ASSIGN_OR_RETURN(
+      net::ExportResult info,
+      BodyAs<net::ExportResult>(Call(net::ExportCall{collection, std::move(shards)}, deadline)));
   auto copy = [&]() -> Status {
     for (const net::ExportFile& file : info.files) {
       const fs::path rel(file.name);

@@ -111,9 +111,11 @@ class Client {
   // into `dir` (created; it must not exist) piece by piece, checking each file's size and
   // CRC-32C (kDataLoss if one differs), then ends the export on the server. On failure `dir`
   // is removed. The copy is what engine::Engine::ImportCollection takes.
+  // `shards`: a copy of those shards only (net::ExportCall); empty: the whole collection.
   Result<net::ExportResult> FetchExport(
       const std::string& collection, const std::string& dir,
-      std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
+      std::chrono::milliseconds deadline = std::chrono::milliseconds(0),
+      std::vector<uint32_t> shards = {});
 
  private:
   explicit Client(ClientOptions options);

@@ -241,19 +241,17 @@ class Follower {
   Status Bootstrap() {
     std::shared_ptr<engine::Engine> engine = root_.engine();
     QV_ASSIGN_OR_RETURN(const CollectionInfo info, engine->DescribeCollection(collection_));
+    std::vector<uint32_t> shards;  // empty: every shard
     for (uint32_t s = 0; s < info.schema.shards; ++s) {
-      if (!hosts_(s)) {
-        return FailedPreconditionError(
-            "a node hosting only some of the collection's shards cannot take a peer's copy (it "
-            "holds every shard)");
-      }
+      if (hosts_(s)) shards.push_back(s);
     }
+    if (shards.size() == info.schema.shards) shards.clear();
     Block(UnavailableError("fetching a copy of the collection from a peer"));
     const std::string dir = engine->dir() + "/imports/" + Log::StreamName(collection_);
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
     std::filesystem::create_directories(std::filesystem::path(dir).parent_path(), ec);
-    Status s = options_.fetch(collection_, dir);
+    Status s = options_.fetch(collection_, shards, dir);
     if (s.ok()) s = engine->ImportCollection(collection_, dir);
     std::filesystem::remove_all(dir, ec);
     if (!s.ok()) {

@@ -74,7 +74,11 @@ struct NodeOptions {
   // collection has applied nothing of its log yet (a new replica: a failure falls back to
   // replaying the whole log) and when the log has been trimmed past this node (the collection
   // is not served until a copy is in; tried every bootstrap_retry). Unset: neither.
-  std::function<Status(const std::string& collection, const std::string& dir)> fetch;
+  // `shards`: the shards this node hosts of the collection (empty: all of them); the copy is to
+  // hold those only.
+  std::function<Status(const std::string& collection, const std::vector<uint32_t>& shards,
+                       const std::string& dir)>
+      fetch;
   std::chrono::milliseconds bootstrap_retry{5000};
 };
 

@@ -758,8 +758,9 @@ constexpr const char* kExportIndex = "index";
 
 }  // namespace
 
-Result<Engine::ExportInfo> Engine::ExportCollection(const std::string& name,
-                                                    const std::string& out_dir) const {
+Result<Engine::ExportInfo> Engine::ExportCollection(
+    const std::string& name, const std::string& out_dir,
+    const std::function<bool(const ItemRecord&)>& keep_item) const {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
   std::error_code ec;
   if (fs::exists(out_dir, ec)) return AlreadyExistsError(out_dir + " exists");
@@ -779,7 +780,7 @@ Result<Engine::ExportInfo> Engine::ExportCollection(const std::string& name,
     }
     const uint64_t snapshot = c->snapshot_seq.load();
     const fs::path from = fs::path(SnapshotDir(c->id())) / SnapshotName(snapshot);
-    if (snapshot != 0 && fs::is_directory(from, ec)) {
+    if (snapshot != 0 && !keep_item && fs::is_directory(from, ec)) {
       const fs::path to = fs::path(out_dir) / kExportIndex / SnapshotName(snapshot);
       for (const auto& e : fs::recursive_directory_iterator(from, ec)) {
         const fs::path rel = fs::relative(e.path(), from, ec);
@@ -800,9 +801,11 @@ Result<Engine::ExportInfo> Engine::ExportCollection(const std::string& name,
       info.snapshot_seq = snapshot;
     }
   }
-  QV_RETURN_IF_ERROR(
-      store_->ExportCollection(c->id(), *view, (fs::path(out_dir) / kExportRecords).string())
-          .status());
+  QV_RETURN_IF_ERROR(store_
+                         ->ExportCollection(c->id(), *view,
+                                            (fs::path(out_dir) / kExportRecords).string(),
+                                            keep_item)
+                         .status());
   info.files.insert(info.files.begin(), kExportRecords);
   return info;
 }

@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -132,7 +133,11 @@ class Engine {
     std::map<uint32_t, uint64_t> log_positions;
     std::vector<std::string> files;
   };
-  Result<ExportInfo> ExportCollection(const std::string& name, const std::string& out_dir) const;
+  // `keep_item`, if set, leaves out the items it returns false for (a copy of some shards);
+  // the copy then carries no index snapshot (the importer builds its index from the items).
+  Result<ExportInfo> ExportCollection(
+      const std::string& name, const std::string& out_dir,
+      const std::function<bool(const ItemRecord&)>& keep_item = nullptr) const;
   // Replaces the collection `name` (or creates it) with the copy ExportCollection wrote into
   // `dir` (another engine's, moved here: the index files are moved, not copied). All or
   // nothing: the copy is recorded and loaded under a new collection id, and one batch then

@@ -58,7 +58,8 @@ void Exports::Sweep() {
 }
 
 Result<ExportResult> Exports::Start(const std::shared_ptr<engine::Engine>& engine,
-                                    const std::string& collection) {
+                                    const std::string& collection,
+                                    const std::function<bool(const ItemRecord&)>& keep_item) {
   const fs::path root = fs::path(engine->dir()) / "exports";
   std::string id;
   {
@@ -86,7 +87,7 @@ Result<ExportResult> Exports::Start(const std::shared_ptr<engine::Engine>& engin
     open_.erase(id);
     return s;
   };
-  auto info = engine->ExportCollection(collection, (root / id).string());
+  auto info = engine->ExportCollection(collection, (root / id).string(), keep_item);
   if (!info.ok()) return fail(info.status());
   ExportResult out;
   out.export_id = id;

@@ -30,8 +30,10 @@ class Exports {
   Exports& operator=(const Exports&) = delete;
 
   // kResourceExhausted while max_open copies are open.
+  // keep_item: as engine::Engine::ExportCollection's (a copy of some shards).
   Result<ExportResult> Start(const std::shared_ptr<engine::Engine>& engine,
-                             const std::string& collection);
+                             const std::string& collection,
+                             const std::function<bool(const ItemRecord&)>& keep_item = nullptr);
   // kNotFound for an unknown (or expired) copy or a file it does not have; kOutOfRange for an
   // offset beyond the file's end. Reads up to min(length, kMaxExportChunk) bytes.
   Result<ExportChunk> Read(const ReadExportCall& call);

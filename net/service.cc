@@ -103,6 +103,35 @@ Status NotInClusterMode(std::string_view what) {
 
 }  // namespace
 
+Result<std::function<bool(const ItemRecord&)>> Service::ExportFilter(const engine::Engine& e,
+                                                                     const ExportCall& c) const {
+  QV_ASSIGN_OR_RETURN(const CollectionInfo info, e.DescribeCollection(c.collection));
+  const CollectionSchema schema = info.schema;
+  // The copy may hold only what this node holds: every shard asked for (or, for a whole copy,
+  // every shard the collection has) must be hosted here.
+  std::vector<uint32_t> wanted = c.shards;
+  if (wanted.empty()) {
+    for (uint32_t s = 0; s < schema.shards; ++s) wanted.push_back(s);
+  }
+  for (uint32_t s : wanted) {
+    if (s >= schema.shards) {
+      return InvalidArgumentError("collection '" + c.collection + "' has " +
+                                  std::to_string(schema.shards) + " shards; no shard " +
+                                  std::to_string(s));
+    }
+    if (node_ != nullptr && !node_->Hosts(s)) {
+      return FailedPreconditionError("this node does not host shard " + std::to_string(s) +
+                                     " of collection '" + c.collection + "'");
+    }
+  }
+  if (c.shards.empty() || wanted.size() == schema.shards)
+    return std::function<bool(const ItemRecord&)>();
+  std::vector<bool> keep(schema.shards, false);
+  for (uint32_t s : wanted) keep[s] = true;
+  return std::function<bool(const ItemRecord&)>(
+      [schema, keep](const ItemRecord& item) { return keep[cluster::ItemShard(schema, item)]; });
+}
+
 Reply Service::Handle(const Call& call) {
   if (Status s = CheckLimits(call); !s.ok()) return FromStatus(std::move(s));
   // Cluster mode: a collection whose log this node cannot follow is not read here.
@@ -237,7 +266,11 @@ Reply Service::Handle(const Call& call) {
             return Reply{Status::Ok(),
                          ReplyBody(PluginsResult{plugins::Registry::Global().Names()})};
           },
-          [&](const ExportCall& c) { return FromResult(exports_.Start(e, c.collection)); },
+          [&](const ExportCall& c) {
+            auto keep = ExportFilter(*e, c);
+            if (!keep.ok()) return FromStatus(keep.status());
+            return FromResult(exports_.Start(e, c.collection, *keep));
+          },
           [&](const ReadExportCall& c) { return FromResult(exports_.Read(c)); },
           [&](const EndExportCall& c) { return FromStatus(exports_.End(c.export_id)); },
       },

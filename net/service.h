@@ -39,6 +39,9 @@ class Service {
 
  private:
   Status CheckLimits(const Call& call) const;
+  // Which items an export holds (nullptr: all), or why it cannot be made here.
+  Result<std::function<bool(const ItemRecord&)>> ExportFilter(const engine::Engine& e,
+                                                              const ExportCall& c) const;
 
   engine::DataRoot& root_;
   const Limits limits_;

@@ -798,8 +798,9 @@ std::shared_ptr<const StoreView> Store::Pin() const {
   return std::make_shared<PinnedView>(rep_->db.get(), rep_->db->GetSnapshot());
 }
 
-Result<uint64_t> Store::ExportCollection(uint32_t collection_id, const StoreView& view,
-                                         const std::string& path) const {
+Result<uint64_t> Store::ExportCollection(
+    uint32_t collection_id, const StoreView& view, const std::string& path,
+    const std::function<bool(const ItemRecord&)>& keep_item) const {
   const auto* pinned = dynamic_cast<const PinnedView*>(&view);
   if (pinned == nullptr || pinned->db != rep_->db.get()) {
     return InvalidArgumentError("the view given to ExportCollection is not of this store");
@@ -832,6 +833,14 @@ Result<uint64_t> Store::ExportCollection(uint32_t collection_id, const StoreView
     for (it->Seek(begin); it->Valid(); it->Next()) {
       const std::string_view key = it->key().ToStringView().substr(begin.size());
       const std::string_view value = it->value().ToStringView();
+      if (part.cf == kItems && keep_item) {
+        uint32_t cid = 0;
+        uint64_t id = 0;
+        if (!ParseIdKey(it->key().ToStringView(), &cid, &id))
+          return DataLossError("corrupt item key");
+        QV_ASSIGN_OR_RETURN(ItemRecord item, DecodeItem(id, value));
+        if (!keep_item(item)) continue;
+      }
       std::string head(1, char(part.code));
       PutFixed<uint32_t>(&head, uint32_t(key.size()));
       QV_RETURN_IF_ERROR(put(head));

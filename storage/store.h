@@ -176,8 +176,10 @@ class Store {
   // at `path` (fsynced), keyed without the collection id. The format is private to Store (read
   // back only by ImportCollection): a header, the records, their count and a CRC-32C. Returns
   // the file's size.
-  Result<uint64_t> ExportCollection(uint32_t collection_id, const StoreView& view,
-                                    const std::string& path) const;
+  // `keep_item`, if set, leaves out the items it returns false for.
+  Result<uint64_t> ExportCollection(
+      uint32_t collection_id, const StoreView& view, const std::string& path,
+      const std::function<bool(const ItemRecord&)>& keep_item = nullptr) const;
   // Writes the records of an ExportCollection file under `collection_id` (which must own no
   // records), all but the schema, which the file's reader returns for the caller to record last
   // (a collection exists once its schema does). The whole file is checked first: kDataLoss (and

@@ -79,16 +79,19 @@ quiver::Result<std::vector<uint32_t>> ParseShardList(const std::string& text) {
 }
 
 // Cluster mode's bootstrap (cluster::NodeOptions::fetch): the first peer that has the
-// collection gives its copy; kNotFound if none has it, else the last peer's error.
+// collection (the shards asked for) gives its copy; kNotFound if none has it, else the last
+// peer's error.
 quiver::Status FetchFromPeers(const std::vector<quiver::client::ClientOptions>& peers,
-                              const std::string& collection, const std::string& dir) {
+                              const std::string& collection, const std::vector<uint32_t>& shards,
+                              const std::string& dir) {
   using namespace quiver;
   Status last = NotFoundError("no peer has collection '" + collection + "'");
   for (const client::ClientOptions& peer : peers) {
     const std::string where = peer.host + ":" + std::to_string(peer.port);
     auto c = client::Client::Connect(peer);
-    Status s =
-        c.ok() ? (*c)->FetchExport(collection, dir, std::chrono::minutes(30)).status() : c.status();
+    Status s = c.ok()
+                   ? (*c)->FetchExport(collection, dir, std::chrono::minutes(30), shards).status()
+                   : c.status();
     if (s.ok()) {
       std::fprintf(stderr, "quiverd: collection '%s': copy fetched from %s\n", collection.c_str(),
                    where.c_str());
@@ -342,8 +345,9 @@ int Main(int argc, char** argv) {
       peer_options.push_back(co);
     }
     if (!peer_options.empty()) {
-      no.fetch = [peer_options](const std::string& collection, const std::string& dir) {
-        return FetchFromPeers(peer_options, collection, dir);
+      no.fetch = [peer_options](const std::string& collection, const std::vector<uint32_t>& shards,
+                                const std::string& dir) {
+        return FetchFromPeers(peer_options, collection, shards, dir);
       };
     }
     auto started = cluster::Node::Start(**root, no);

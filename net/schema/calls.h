@@ -94,6 +94,9 @@ struct ListPluginsCall {};
 // removes the copy (one nobody has read for ten minutes is removed anyway).
 struct ExportCall {
   std::string collection;
+  // Cluster mode: the shards the copy is for (their items only, no index snapshot); empty: the
+  // whole collection. The node must host every one of them.
+  std::vector<uint32_t> shards;
 };
 struct ReadExportCall {
   std::string export_id, file;

@@ -153,7 +153,9 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
     }
     BodyRef operator()(const ExportCall& c) {
       auto n = b.CreateString(c.collection);
-      return {wire::RequestBody::Export, wire::CreateExport(b, n).Union()};
+      auto shards =
+          c.shards.empty() ? Offset<flatbuffers::Vector<uint32_t>>() : b.CreateVector(c.shards);
+      return {wire::RequestBody::Export, wire::CreateExport(b, n, shards).Union()};
     }
     BodyRef operator()(const ReadExportCall& c) {
       auto id = b.CreateString(c.export_id);
@@ -444,8 +446,12 @@ Result<Call> CallFromWire(const wire::Request* r) {
       return Call(ListListsCall{Str(r->body_as_ListLists()->collection())});
     case wire::RequestBody::ListPlugins:
       return Call(ListPluginsCall{});
-    case wire::RequestBody::Export:
-      return Call(ExportCall{Str(r->body_as_Export()->collection())});
+    case wire::RequestBody::Export: {
+      const auto* x = r->body_as_Export();
+      ExportCall call{Str(x->collection()), {}};
+      if (const auto* v = x->shards()) call.shards.assign(v->begin(), v->end());
+      return Call(std::move(call));
+    }
     case wire::RequestBody::ReadExport: {
       const auto* x = r->body_as_ReadExport();
       return Call(ReadExportCall{Str(x->export_id()), Str(x->file()), x->offset(), x->length()});

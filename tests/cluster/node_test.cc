@@ -279,6 +279,35 @@ TEST_F(NodeTest, NodesHoldTheirShardsAndTogetherEverything) {
   EXPECT_FALSE(get(b).has_value());
   EXPECT_EQ(get(all), get(a));
 
+  // A new node hosting shard 0 starts from a copy of that shard's items (here taken from the
+  // node hosting everything), then follows the log.
+  Member d{dir_.path() + "/d"};
+  NodeOptions fetching = only0;
+  std::atomic<int> fetched{0};
+  fetching.fetch = [&](const std::string& collection, const std::vector<uint32_t>& shards,
+                       const std::string& dir) -> Status {
+    if (collection != name) return NotFoundError("only " + name + " is copied here");
+    EXPECT_EQ(shards, std::vector<uint32_t>{0});
+    ++fetched;
+    return all.engine()
+        .ExportCollection(collection, dir,
+                          [&](const ItemRecord& item) { return ItemShard(hashed, item) == 0; })
+        .status();
+  };
+  Open(d, "d", fetching);
+  ASSERT_TRUE(d.engine().CreateCollection(hashed).ok());
+  ASSERT_TRUE(d.node->Follow(name).ok());
+  auto later = Items(rng, 390, 10);
+  auto w = b.node->Upsert(name, later);
+  ASSERT_TRUE(w.ok()) << w.status();
+  ASSERT_TRUE(alone.engine().Upsert(name, later).ok());
+  ASSERT_TRUE(d.node->WaitApplied(name, w->op_seq, deadline).ok());
+  ASSERT_TRUE(a.node->WaitApplied(name, w->op_seq, deadline).ok());
+  EXPECT_EQ(fetched.load(), 1);
+  EXPECT_EQ(Contents(d, 400), Contents(a, 400));
+  EXPECT_TRUE(d.engine().CheckConsistency(name).ok());
+  EXPECT_EQ(*d.engine().GetUser(name, 7), *alone.engine().GetUser(name, 7));
+
   // A node hosting none of the shards does not follow.
   Member c{dir_.path() + "/c"};
   NodeOptions only5;
@@ -391,7 +420,8 @@ TEST_F(NodeTest, ANodeTrimmedPastTakesAPeersCopyAndThenFollowsTheLog) {
   std::atomic<int> fetches{0};
   std::atomic<bool> peer_up{false};
   o.bootstrap_retry = std::chrono::milliseconds(50);
-  o.fetch = [&](const std::string& collection, const std::string& dir) -> Status {
+  o.fetch = [&](const std::string& collection, const std::vector<uint32_t>&,
+                const std::string& dir) -> Status {
     ++fetches;
     if (!peer_up) return UnavailableError("peer a is down");
     return a.engine().ExportCollection(collection, dir).status();

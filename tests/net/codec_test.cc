@@ -63,7 +63,7 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
       GetListCall{"c", "i2i", 77},
       ListListsCall{"c"},
       ListPluginsCall{},
-      ExportCall{"c"},
+      ExportCall{"c", {0, 7}},
       ReadExportCall{"00ff", "index/00000000000000000012/global.qvi", uint64_t{5} << 32, 4096},
       EndExportCall{"00ff"}};
   ASSERT_EQ(calls.size(), kCallKinds);

@@ -3,9 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "base/crc32c.h"
+#include "cluster/node.h"
+#include "engine/data_root.h"
 #include "engine/engine.h"
+#include "net/service.h"
 #include "tests/testing/temp_dir.h"
 
 namespace quiver::net {
@@ -104,6 +108,60 @@ TEST_F(ExportsTest, OpenExportsAreBoundedAndIdleOnesAndStrayCopiesRemoved) {
   auto b = ex.Start(engine_, "c");
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_EQ(ex.Read({a->export_id, "records", 0, 10}).status().code(), StatusCode::kNotFound);
+}
+
+// A copy of some shards, asked of the service: only their items, no index snapshot; it imports
+// into an engine that then holds exactly those items. Shards the collection lacks are refused.
+TEST(ExportServiceTest, ACopyOfSomeShardsHoldsOnlyTheirItems) {
+  testing::ScopedTempDir dir;
+  auto root = engine::DataRoot::Open(dir.path() + "/root", {});
+  ASSERT_TRUE(root.ok()) << root.status();
+  Service service(**root, Limits{});
+  CollectionSchema s;
+  s.name = "c";
+  s.dim = 4;
+  s.shards = 2;
+  ASSERT_TRUE(service.Handle(CreateCollectionCall{s}).status.ok());
+  std::vector<ItemRecord> items(60);
+  for (uint64_t i = 0; i < items.size(); ++i) {
+    items[i].id = i;
+    items[i].vector = {float(i), 0, 1, 2};
+  }
+  ASSERT_TRUE(service.Handle(UpsertCall{"c", items}).status.ok());
+  ASSERT_TRUE(service.Handle(SnapshotCall{"c"}).status.ok());
+  EXPECT_EQ(service.Handle(ExportCall{"c", {2}}).status.code(), StatusCode::kInvalidArgument);
+  Reply r = service.Handle(ExportCall{"c", {1}});
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  const auto& info = std::get<ExportResult>(r.body);
+  ASSERT_EQ(info.files.size(), 1u);  // the records only: the index is rebuilt from them
+  const std::string copy = dir.path() + "/copy";
+  fs::create_directories(copy);
+  std::string data;
+  while (data.size() < info.files[0].size) {
+    Reply piece = service.Handle(ReadExportCall{info.export_id, "records", data.size(), 4096});
+    ASSERT_TRUE(piece.status.ok()) << piece.status;
+    data += std::get<ExportChunk>(piece.body).data;
+  }
+  std::ofstream(copy + "/records", std::ios::binary) << data;
+  ASSERT_TRUE(service.Handle(EndExportCall{info.export_id}).status.ok());
+  auto other = engine::Engine::Open(dir.path() + "/other", {});
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE((*other)->ImportCollection("c", copy).ok());
+  std::vector<uint64_t> ids;
+  ids.reserve(items.size());
+  for (const ItemRecord& item : items) ids.push_back(item.id);
+  auto got = (*other)->Get("c", ids);
+  ASSERT_TRUE(got.ok());
+  size_t held = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const bool shard1 = cluster::ItemShard(s, items[i]) == 1;
+    EXPECT_EQ((*got)[i].has_value(), shard1) << "item " << i;
+    held += shard1;
+  }
+  EXPECT_GT(held, 10u);
+  EXPECT_LT(held, 50u);
+  EXPECT_EQ((*other)->DescribeCollection("c")->items, held);
+  EXPECT_TRUE((*other)->CheckConsistency("c").ok());
 }
 
 }  // namespace
