@@ -30,7 +30,7 @@ PACKAGES=(
   libhnswlib-dev libfaiss-dev libopenblas-dev
   dataset-fashion-mnist python3 python3-numpy python3-faiss
   g++-aarch64-linux-gnu qemu-user
-  nats-server libnats-dev
+  nats-server libnats-dev etcd-server etcd-client
 )
 
 deps() {
