@@ -68,16 +68,16 @@ bool SetThreadCpus(const std::vector<int>& cpus) {
   return any && ::sched_setaffinity(0, sizeof(set), &set) == 0;
 }
 
-Result<std::vector<int>> ParseCpuList(std::string_view text) {
+Result<std::vector<int>> ParseNumberList(std::string_view text, int limit, std::string_view what) {
   auto bad = [&](std::string_view why) {
-    return InvalidArgumentError("CPU list \"" + std::string(text) + "\": " + std::string(why) +
-                                " (expected numbers and ranges such as 0-3,6)");
+    return InvalidArgumentError(std::string(what) + " list \"" + std::string(text) + "\": " +
+                                std::string(why) + " (expected numbers and ranges such as 0-3,6)");
   };
-  auto number = [](std::string_view s, int* out) {
+  auto number = [limit](std::string_view s, int* out) {
     const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-    return ec == std::errc() && end == s.data() + s.size() && *out >= 0 && *out < CPU_SETSIZE;
+    return ec == std::errc() && end == s.data() + s.size() && *out >= 0 && *out < limit;
   };
-  std::vector<bool> seen(CPU_SETSIZE, false);
+  std::vector<bool> seen(size_t(limit), false);
   size_t start = 0;
   while (start <= text.size()) {
     size_t comma = text.find(',', start);
@@ -87,20 +87,27 @@ Result<std::vector<int>> ParseCpuList(std::string_view text) {
     int lo = 0;
     int hi = 0;
     if (dash == std::string_view::npos) {
-      if (!number(part, &lo)) return bad("\"" + std::string(part) + "\" is not a CPU number");
+      if (!number(part, &lo)) {
+        return bad("\"" + std::string(part) + "\" is not a " + std::string(what) + " number");
+      }
       hi = lo;
     } else if (!number(part.substr(0, dash), &lo) || !number(part.substr(dash + 1), &hi) ||
                hi < lo) {
-      return bad("\"" + std::string(part) + "\" is not a range of CPU numbers");
+      return bad("\"" + std::string(part) + "\" is not a range of " + std::string(what) +
+                 " numbers");
     }
-    for (int cpu = lo; cpu <= hi; ++cpu) seen[size_t(cpu)] = true;
+    for (int n = lo; n <= hi; ++n) seen[size_t(n)] = true;
     start = comma + 1;
   }
-  std::vector<int> cpus;
-  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (seen[size_t(cpu)]) cpus.push_back(cpu);
+  std::vector<int> out;
+  for (int n = 0; n < limit; ++n) {
+    if (seen[size_t(n)]) out.push_back(n);
   }
-  return cpus;
+  return out;
+}
+
+Result<std::vector<int>> ParseCpuList(std::string_view text) {
+  return ParseNumberList(text, CPU_SETSIZE, "CPU");
 }
 
 WorkPool::WorkPool(const std::string& name, size_t threads, size_t max_queued, CpuPriority priority,

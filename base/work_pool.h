@@ -39,8 +39,11 @@ std::vector<int> ThreadCpus();
 // Restricts the calling thread, and the threads it starts afterwards, to `cpus` (ignoring those
 // the process may not use); false if the kernel refused or none of them is usable.
 bool SetThreadCpus(const std::vector<int>& cpus);
-// Parses a CPU list as cpuset(7) and `taskset -c` write one ("1", "0-3,6"; no strides) into
-// ascending CPU numbers without repeats; an error names the part that is wrong.
+// Parses a list of numbers in [0, limit) as cpuset(7) and `taskset -c` write CPU lists ("1",
+// "0-3,6"; no strides) into ascending numbers without repeats; an error names the list as
+// `what` ("CPU list ...") and the part that is wrong.
+Result<std::vector<int>> ParseNumberList(std::string_view text, int limit, std::string_view what);
+// ParseNumberList for CPUs (below CPU_SETSIZE).
 Result<std::vector<int>> ParseCpuList(std::string_view text);
 
 class WorkPool {

@@ -174,14 +174,14 @@ class Follower {
         }
         continue;
       }
-      auto info = engine->DescribeCollection(collection_);
-      if (!info.ok()) {
-        Fail(info.status());
+      auto schema_or = engine->GetSchema(collection_);
+      if (!schema_or.ok()) {
+        Fail(schema_or.status());
         reader.reset();
         Pause(std::chrono::milliseconds(500));
         continue;
       }
-      const CollectionSchema& schema = info->schema;
+      const CollectionSchema& schema = *schema_or;
       bool retry = false;
       for (const LogEntry& e : *entries) {
         if (e.shard != kAllShards && !hosts_(e.shard)) {  // another shard's: not held here
@@ -240,12 +240,12 @@ class Follower {
   // copy's position. The collection is not served meanwhile.
   Status Bootstrap() {
     std::shared_ptr<engine::Engine> engine = root_.engine();
-    QV_ASSIGN_OR_RETURN(const CollectionInfo info, engine->DescribeCollection(collection_));
+    QV_ASSIGN_OR_RETURN(const CollectionSchema schema, engine->GetSchema(collection_));
     std::vector<uint32_t> shards;  // empty: every shard
-    for (uint32_t s = 0; s < info.schema.shards; ++s) {
+    for (uint32_t s = 0; s < schema.shards; ++s) {
       if (hosts_(s)) shards.push_back(s);
     }
-    if (shards.size() == info.schema.shards) shards.clear();
+    if (shards.size() == schema.shards) shards.clear();
     Block(UnavailableError("fetching a copy of the collection from a peer"));
     const std::string dir = engine->dir() + "/imports/" + Log::StreamName(collection_);
     std::error_code ec;
@@ -383,16 +383,16 @@ bool Node::Hosts(uint32_t shard) const {
 }
 
 Status Node::Follow(const std::string& collection) {
-  QV_ASSIGN_OR_RETURN(const CollectionInfo info, root_.engine()->DescribeCollection(collection));
+  QV_ASSIGN_OR_RETURN(const CollectionSchema schema, root_.engine()->GetSchema(collection));
   bool any = false;
-  for (uint32_t s = 0; s < info.schema.shards; ++s) any = any || Hosts(s);
+  for (uint32_t s = 0; s < schema.shards; ++s) any = any || Hosts(s);
   if (!any) {
     return FailedPreconditionError("collection '" + collection + "' has " +
-                                   std::to_string(info.schema.shards) +
+                                   std::to_string(schema.shards) +
                                    " shards, none of which this node hosts (--shards)");
   }
   QV_ASSIGN_OR_RETURN(auto positions, root_.engine()->LogPositions(collection));
-  QV_RETURN_IF_ERROR(log_->EnsureStream(collection, info.schema.shards));
+  QV_RETURN_IF_ERROR(log_->EnsureStream(collection, schema.shards));
   std::lock_guard lock(mu_);
   if (followers_.count(collection) != 0) return Status::Ok();
   const uint64_t applied = positions.count(kShard) != 0 ? positions[kShard] : 0;
@@ -506,9 +506,7 @@ uint32_t ItemShard(const CollectionSchema& schema, const ItemRecord& item) {
 }
 
 Result<WriteResult> Node::Route(LogWrite write, uint64_t records) {
-  QV_ASSIGN_OR_RETURN(const CollectionInfo info,
-                      root_.engine()->DescribeCollection(write.collection));
-  const CollectionSchema& schema = info.schema;
+  QV_ASSIGN_OR_RETURN(const CollectionSchema schema, root_.engine()->GetSchema(write.collection));
   if (schema.shards <= 1) return Publish(write, records, 0);
   const bool by_id = schema.clusters == 0 && (write.kind == LogWrite::Kind::kUpsert ||
                                               write.kind == LogWrite::Kind::kDelete);
@@ -542,7 +540,7 @@ Result<WriteResult> Node::Route(LogWrite write, uint64_t records) {
 Result<engine::PluginRun> Node::RunPlugin(const std::string& collection, const std::string& plugin,
                                           const std::string& config, bool incremental,
                                           std::chrono::steady_clock::time_point deadline) {
-  QV_RETURN_IF_ERROR(root_.engine()->DescribeCollection(collection).status());
+  QV_RETURN_IF_ERROR(root_.engine()->GetSchema(collection).status());
   QV_RETURN_IF_ERROR(plugins::Registry::Global().Create(plugin).status());
   std::shared_ptr<Follower> follower;
   {

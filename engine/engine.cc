@@ -525,6 +525,11 @@ std::vector<CollectionInfo> Engine::ListCollections() const {
   return out;
 }
 
+Result<CollectionSchema> Engine::GetSchema(const std::string& name) const {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  return c->schema();
+}
+
 Result<CollectionInfo> Engine::DescribeCollection(const std::string& name) const {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
   return Describe(*c);

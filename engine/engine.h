@@ -88,6 +88,8 @@ class Engine {
   Status DropCollection(const std::string& name);
   std::vector<CollectionInfo> ListCollections() const;
   Result<CollectionInfo> DescribeCollection(const std::string& name) const;
+  // The collection's schema alone (cheap: no index statistics).
+  Result<CollectionSchema> GetSchema(const std::string& name) const;
 
   // All or nothing: the batch is validated first (ValidateItems), then written and indexed.
   // `at`: the write's place in the cluster's write log (LogPosition).

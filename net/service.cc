@@ -105,8 +105,7 @@ Status NotInClusterMode(std::string_view what) {
 
 Result<std::function<bool(const ItemRecord&)>> Service::ExportFilter(const engine::Engine& e,
                                                                      const ExportCall& c) const {
-  QV_ASSIGN_OR_RETURN(const CollectionInfo info, e.DescribeCollection(c.collection));
-  const CollectionSchema schema = info.schema;
+  QV_ASSIGN_OR_RETURN(const CollectionSchema schema, e.GetSchema(c.collection));
   // The copy may hold only what this node holds: every shard asked for (or, for a whole copy,
   // every shard the collection has) must be hosted here.
   std::vector<uint32_t> wanted = c.shards;

@@ -7,7 +7,6 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <charconv>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
@@ -24,6 +23,7 @@
 #include "client/client.h"
 #include "cluster/node.h"
 #include "engine/data_root.h"
+#include "engine/schema.h"
 #include "net/server.h"
 #include "plugins/registry.h"
 
@@ -50,31 +50,15 @@ quiver::Result<std::vector<int>> BackgroundCpus(const std::string& flag) {
   return kept;
 }
 
-// --shards: numbers and ranges, "0,2-5".
-quiver::Result<std::vector<uint32_t>> ParseShardList(const std::string& text) {
-  using namespace quiver;
-  std::vector<uint32_t> out;
-  auto number = [](std::string_view s, uint32_t* v) {
-    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *v);
-    return ec == std::errc() && end == s.data() + s.size() && !s.empty();
-  };
-  std::string_view rest = text;
-  while (!rest.empty()) {
-    const size_t comma = rest.find(',');
-    const std::string_view part = rest.substr(0, comma);
-    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-    const size_t dash = part.find('-');
-    uint32_t lo = 0, hi = 0;
-    const bool ok = dash == std::string_view::npos
-                        ? number(part, &lo) && (hi = lo, true)
-                        : number(part.substr(0, dash), &lo) && number(part.substr(dash + 1), &hi);
-    if (!ok || lo > hi || hi >= 1024) {
-      return InvalidArgumentError("'" + std::string(part) +
-                                  "' is not a shard or a range of shards (0 to 1023, as 0,2-5)");
-    }
-    for (uint32_t s = lo; s <= hi; ++s) out.push_back(s);
+// The non-empty parts of a comma-separated flag value.
+std::vector<std::string> SplitCommas(const std::string& text) {
+  std::vector<std::string> out;
+  for (size_t start = 0; start <= text.size();) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    if (comma > start) out.push_back(text.substr(start, comma - start));
+    start = comma + 1;
   }
-  if (out.empty()) return InvalidArgumentError("no shard given");
   return out;
 }
 
@@ -297,19 +281,14 @@ int Main(int argc, char** argv) {
   std::unique_ptr<cluster::Node> node;
   if (!log_servers.empty()) {
     cluster::NodeOptions no;
-    for (size_t start = 0; start <= log_servers.size();) {
-      size_t comma = log_servers.find(',', start);
-      if (comma == std::string::npos) comma = log_servers.size();
-      if (comma > start) no.log.servers.push_back(log_servers.substr(start, comma - start));
-      start = comma + 1;
-    }
+    no.log.servers = SplitCommas(log_servers);
     if (!hosted_shards.empty()) {
-      auto parsed = ParseShardList(hosted_shards);
+      auto parsed = ParseNumberList(hosted_shards, int(engine::kMaxShards), "shard");
       if (!parsed.ok()) {
         std::fprintf(stderr, "quiverd: --shards: %s\n", parsed.status().ToString().c_str());
         return 2;
       }
-      no.shards = std::move(*parsed);
+      for (int shard : *parsed) no.shards.push_back(uint32_t(shard));
     }
     no.log.replicas = log_replicas;
     no.max_lag = log_max_lag;
@@ -322,12 +301,7 @@ int Main(int argc, char** argv) {
       std::replace(no.node_id.begin(), no.node_id.end(), '.', '-');
     }
     std::vector<client::ClientOptions> peer_options;
-    for (size_t start = 0; start <= peers.size();) {
-      size_t comma = peers.find(',', start);
-      if (comma == std::string::npos) comma = peers.size();
-      const std::string peer = peers.substr(start, comma - start);
-      start = comma + 1;
-      if (peer.empty()) continue;
+    for (const std::string& peer : SplitCommas(peers)) {
       const size_t colon = peer.rfind(':');
       char* end = nullptr;
       const unsigned long port =
