@@ -120,6 +120,11 @@ struct QuerySpec {
   std::optional<Channels> channels;
   // Items never returned (e.g. what the user has already seen), by any operator or channel.
   std::vector<uint64_t> exclude;
+  // Cluster mode (docs/cluster.md): a router's sub-request to a node hosting these shards
+  // (ascending). The node answers from its own items without routing further; a quota searches
+  // only the clusters of these shards (the others keep their M_k, for the nodes that host
+  // them). Empty: a request from a client.
+  std::vector<uint32_t> shards;
   friend bool operator==(const QuerySpec&, const QuerySpec&) = default;
 };
 

@@ -942,7 +942,8 @@ Result<QueryResult> Engine::Query(const std::string& name, const QuerySpec& quer
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
   const std::shared_ptr<Partitions> parts = c->parts();  // one index set for the whole query
   QV_RETURN_IF_ERROR(ValidateQuery(query, uint32_t(parts->global().dim()),
-                                   uint32_t(parts->clusters()), uint32_t(parts->topics())));
+                                   uint32_t(parts->clusters()), uint32_t(parts->topics()),
+                                   c->schema().shards));
   if (query.channels) return ops::RunChannels(*store_, c->id(), *parts, c->schema().metric, query);
   return RunQuery(*parts, c->schema().metric, query);
 }

@@ -64,6 +64,7 @@ class Partitions {
   const index::VectorIndex& topic(size_t k) const { return *topics_[k]; }
   const index::VectorIndex* concat() const { return concat_.get(); }
   float topic_threshold() const { return schema_.topic_threshold; }
+  const CollectionSchema& schema() const { return schema_; }
   // Topic weights of many ids: row i of out (K floats) gets ids[i]'s and found[i] = 1, or
   // found[i] = 0 if it is absent; under one lock.
   void TopicWeightsFor(std::span<const uint64_t> ids, float* out, uint8_t* found) const;

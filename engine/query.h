@@ -28,8 +28,10 @@ inline constexpr size_t kExactScanLimit = 4096;
 std::vector<uint32_t> AllocateQuotas(std::span<const double> p, double a, uint32_t total);
 
 // kInvalidArgument naming the field for a malformed query against a collection of `dim`,
-// `clusters` and `topics`: every limit and range of a search (engine/query/validate.cc).
-Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters, uint32_t topics = 0);
+// `clusters`, `topics` and `shards`: every limit and range of a search
+// (engine/query/validate.cc).
+Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters, uint32_t topics = 0,
+                     uint32_t shards = 1);
 
 // Runs a query ValidateQuery accepted on `parts`.
 Result<QueryResult> RunQuery(const Partitions& parts, Metric metric, const QuerySpec& q);

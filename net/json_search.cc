@@ -266,7 +266,7 @@ Status Optional(object obj, std::string_view key, F decode, T* out) {
 Result<SearchCall> SearchFromJson(object obj, const std::string& collection) {
   QV_RETURN_IF_ERROR(OnlyFields(
       obj, {"vector", "vectors", "aggregate", "weights", "quota", "filter", "rerank", "mvke",
-            "fresh", "payload", "channels", "k", "params", "exclude", "min_seq"}));
+            "fresh", "payload", "channels", "k", "params", "exclude", "min_seq", "shards"}));
   SearchCall c;
   c.collection = collection;
   QuerySpec& q = c.query;
@@ -293,6 +293,14 @@ Result<SearchCall> SearchFromJson(object obj, const std::string& collection) {
   if (!obj["exclude"].get(v)) QV_RETURN_IF_ERROR(IdsFromJson(v, "exclude", &q.exclude));
   QV_RETURN_IF_ERROR(GetBool(obj, "payload", &c.with_payload));
   QV_RETURN_IF_ERROR(GetUint(obj, "min_seq", &c.min_seq));
+  if (!obj["shards"].get(v)) {
+    std::vector<uint64_t> shards;
+    QV_RETURN_IF_ERROR(IdsFromJson(v, "shards", &shards));
+    for (uint64_t s : shards) {
+      if (s > UINT32_MAX) return Bad("shards: " + std::to_string(s) + " is out of range");
+      q.shards.push_back(uint32_t(s));
+    }
+  }
   return c;
 }
 

@@ -56,7 +56,7 @@ size_t BackgroundParallelism(const ServerOptions& o) {
 struct Server::Context {
   Context(engine::DataRoot& root, ServerOptions o)
       : options(std::move(o)),
-        service(root, options.limits, options.node),
+        service(root, options.limits, options.node, options.router),
         writes("quiver-write", size_t(std::max(1, options.write_threads)),
                options.max_queued_writes, options.write_priority, BackgroundParallelism(options),
                options.background_cpus),

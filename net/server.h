@@ -73,6 +73,9 @@ struct ServerOptions {
   // Cluster mode (docs/cluster.md): writes go to the write log through this node; nullptr: the
   // single-process server. Not owned; outlives the server.
   cluster::Node* node = nullptr;
+  // Cluster mode with etcd: searches fan out to the shards' replicas through it (net/router.h).
+  // Not owned; outlives the server.
+  Router* router = nullptr;
 };
 
 class Server {

@@ -131,13 +131,46 @@ Result<std::function<bool(const ItemRecord&)>> Service::ExportFilter(const engin
       [schema, keep](const ItemRecord& item) { return keep[cluster::ItemShard(schema, item)]; });
 }
 
+Reply Service::SearchHere(const engine::Engine& e, const SearchCall& c) {
+  if (node_ != nullptr) {
+    if (Status s = node_->CheckServing(c.collection); !s.ok()) return FromStatus(std::move(s));
+    for (uint32_t shard : c.query.shards) {
+      if (!node_->Hosts(shard)) {
+        return FromStatus(FailedPreconditionError("this node does not host shard " +
+                                                  std::to_string(shard) + " of collection '" +
+                                                  c.collection + "'"));
+      }
+    }
+    if (c.min_seq != 0) {
+      Status applied = node_->WaitApplied(c.collection, c.min_seq,
+                                          std::chrono::steady_clock::now() + limits_.max_seq_wait);
+      if (!applied.ok()) return FromStatus(applied);
+    }
+  }
+  // Read before the search: the answer holds at least the writes up to it.
+  const uint64_t seen = node_ != nullptr ? node_->Applied(c.collection) : 0;
+  Reply reply = RunSearch(e, c);
+  if (auto* r = std::get_if<SearchResult>(&reply.body); r != nullptr) r->seq = seen;
+  return c.with_payload ? WithPayloads(e, c.collection, std::move(reply)) : reply;
+}
+
 Reply Service::Handle(const Call& call) {
   if (Status s = CheckLimits(call); !s.ok()) return FromStatus(std::move(s));
+  // Cluster mode with etcd: a search this node cannot answer alone fans out (net/router.h).
+  if (const auto* search = std::get_if<SearchCall>(&call);
+      search != nullptr && router_ != nullptr) {
+    std::shared_ptr<engine::Engine> e = root_.engine();
+    Result<CollectionSchema> schema = e->GetSchema(search->collection);
+    if (!schema.ok()) return FromStatus(schema.status());
+    std::optional<Reply> routed = router_->Route(
+        *search, *schema, [&](const SearchCall& sub) { return SearchHere(*e, sub); });
+    if (routed) return std::move(*routed);
+    return SearchHere(*e, *search);
+  }
   // Cluster mode: a collection whose log this node cannot follow is not read here.
   if (node_ != nullptr) {
     const std::string* read =
         std::visit(Overloaded{
-                       [](const SearchCall& c) { return &c.collection; },
                        [](const GetCall& c) { return &c.collection; },
                        [](const GetUserCall& c) { return &c.collection; },
                        [](const GetListCall& c) { return &c.collection; },
@@ -197,18 +230,7 @@ Reply Service::Handle(const Call& call) {
             if (node_ != nullptr) return FromResult(node_->AddEvents(c.collection, c.events));
             return FromResult(UserWrite(e->AddEvents(c.collection, c.events), c.events.size()));
           },
-          [&](const SearchCall& c) {
-            if (node_ != nullptr && c.min_seq != 0) {
-              Status applied = node_->WaitApplied(
-                  c.collection, c.min_seq, std::chrono::steady_clock::now() + limits_.max_seq_wait);
-              if (!applied.ok()) return FromStatus(applied);
-            }
-            // Read before the search: the answer holds at least the writes up to it.
-            const uint64_t seen = node_ != nullptr ? node_->Applied(c.collection) : 0;
-            Reply reply = RunSearch(*e, c);
-            if (auto* r = std::get_if<SearchResult>(&reply.body); r != nullptr) r->seq = seen;
-            return c.with_payload ? WithPayloads(*e, c.collection, std::move(reply)) : reply;
-          },
+          [&](const SearchCall& c) { return SearchHere(*e, c); },
           [&](const SnapshotCall& c) {
             return FromStatus(c.collection.empty() ? e->SnapshotAll() : e->Snapshot(c.collection));
           },

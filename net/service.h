@@ -12,6 +12,7 @@
 #include "cluster/node.h"
 #include "engine/data_root.h"
 #include "net/exports.h"
+#include "net/router.h"
 #include "net/schema/calls.h"
 
 namespace quiver::net {
@@ -30,8 +31,11 @@ class Service {
   // `node`: cluster mode (docs/cluster.md): item, user and event writes go to the write log
   // through it, and collections created or dropped here are followed or left. nullptr: the
   // single-process server.
-  Service(engine::DataRoot& root, Limits limits, cluster::Node* node = nullptr)
-      : root_(root), limits_(limits), node_(node) {}
+  // `router` (cluster mode with etcd): searches of collections whose shards this node does not
+  // all host fan out to their replicas (net/router.h).
+  Service(engine::DataRoot& root, Limits limits, cluster::Node* node = nullptr,
+          Router* router = nullptr)
+      : root_(root), limits_(limits), node_(node), router_(router) {}
 
   Reply Handle(const Call& call);
   const Limits& limits() const { return limits_; }
@@ -39,6 +43,8 @@ class Service {
 
  private:
   Status CheckLimits(const Call& call) const;
+  // A search answered from this node's data (a router's sub-request included).
+  Reply SearchHere(const engine::Engine& e, const SearchCall& c);
   // Which items an export holds (nullptr: all), or why it cannot be made here.
   Result<std::function<bool(const ItemRecord&)>> ExportFilter(const engine::Engine& e,
                                                               const ExportCall& c) const;
@@ -46,6 +52,7 @@ class Service {
   engine::DataRoot& root_;
   const Limits limits_;
   cluster::Node* const node_;
+  Router* const router_;
   Exports exports_;  // copies of collections written for peers (cluster mode's bootstrap)
 };
 

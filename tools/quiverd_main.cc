@@ -21,9 +21,11 @@
 #include "base/version.h"
 #include "base/work_pool.h"
 #include "client/client.h"
+#include "cluster/membership.h"
 #include "cluster/node.h"
 #include "engine/data_root.h"
 #include "engine/schema.h"
+#include "net/router.h"
 #include "net/server.h"
 #include "plugins/registry.h"
 
@@ -60,6 +62,18 @@ std::vector<std::string> SplitCommas(const std::string& text) {
     start = comma + 1;
   }
   return out;
+}
+
+// A peer's binary endpoint, for exports (cluster mode's bootstrap).
+quiver::client::ClientOptions PeerOptions(const std::string& host, uint16_t port,
+                                          const std::string& key) {
+  quiver::client::ClientOptions co;
+  co.host = host;
+  co.port = port;
+  co.api_key = key;
+  co.pool_size = 1;
+  co.max_frame_bytes = size_t{64} << 20;
+  return co;
 }
 
 // Cluster mode's bootstrap (cluster::NodeOptions::fetch): the first peer that has the
@@ -164,6 +178,27 @@ int Main(int argc, char** argv) {
   app.add_option("--peer-key", peer_key,
                  "cluster mode: the API key the peers take for exports (default: "
                  "--read-write-key)");
+  std::string etcd, cluster_name = "default", advertise;
+  int lease_ttl_s = 5;
+  uint64_t route_max_lag = 1024;
+  app.add_option("--cluster", etcd,
+                 "cluster mode: etcd's client URLs, etcd://HOST:PORT[,etcd://...]: this node "
+                 "joins the cluster's membership there, and searches it cannot answer alone fan "
+                 "out to the shards' replicas (docs/cluster.md); needs --log");
+  app.add_option("--cluster-name", cluster_name,
+                 "cluster mode: the cluster's name; its metadata is under /quiver/<name>/ in etcd")
+      ->capture_default_str();
+  app.add_option("--advertise", advertise,
+                 "cluster mode: the host other nodes reach this node's binary port at (default: "
+                 "--host)");
+  app.add_option("--lease-ttl-s", lease_ttl_s,
+                 "cluster mode: a node that stops keeping its etcd lease alive leaves the "
+                 "cluster after this long")
+      ->capture_default_str();
+  app.add_option("--route-max-lag", route_max_lag,
+                 "cluster mode: a replica more than this many log messages behind its shard's "
+                 "most advanced replica is out of rotation")
+      ->capture_default_str();
   uint64_t log_max_lag = 1024;
   app.add_option(
          "--log-max-lag", log_max_lag,
@@ -279,6 +314,12 @@ int Main(int argc, char** argv) {
     return 1;
   }
   std::unique_ptr<cluster::Node> node;
+  std::unique_ptr<cluster::Membership> membership;
+  std::unique_ptr<net::Router> router;
+  if (!etcd.empty() && log_servers.empty()) {
+    std::fprintf(stderr, "quiverd: --cluster needs --log (the cluster's write log)\n");
+    return 2;
+  }
   if (!log_servers.empty()) {
     cluster::NodeOptions no;
     no.log.servers = SplitCommas(log_servers);
@@ -310,18 +351,58 @@ int Main(int argc, char** argv) {
         std::fprintf(stderr, "quiverd: --peers: '%s' is not HOST:PORT\n", peer.c_str());
         return 2;
       }
-      client::ClientOptions co;
-      co.host = peer.substr(0, colon);
-      co.port = uint16_t(port);
-      co.api_key = peer_key.empty() ? o.read_write_key : peer_key;
-      co.pool_size = 1;
-      co.max_frame_bytes = size_t{64} << 20;
-      peer_options.push_back(co);
+      peer_options.push_back(PeerOptions(peer.substr(0, colon), uint16_t(port),
+                                         peer_key.empty() ? o.read_write_key : peer_key));
     }
-    if (!peer_options.empty()) {
-      no.fetch = [peer_options](const std::string& collection, const std::vector<uint32_t>& shards,
-                                const std::string& dir) {
-        return FetchFromPeers(peer_options, collection, shards, dir);
+    if (!etcd.empty()) {
+      if (lease_ttl_s < 1 || lease_ttl_s > 3600) {
+        std::fprintf(stderr, "quiverd: --lease-ttl-s must be 1 to 3600\n");
+        return 2;
+      }
+      cluster::MembershipOptions mo;
+      for (const std::string& e : SplitCommas(etcd)) {
+        if (e.rfind("etcd://", 0) != 0 || e.size() == 7) {
+          std::fprintf(stderr, "quiverd: --cluster: '%s' is not etcd://HOST:PORT\n", e.c_str());
+          return 2;
+        }
+        mo.etcd.endpoints.push_back("http://" + e.substr(7));
+      }
+      mo.prefix = "/quiver/" + cluster_name;
+      mo.node_id = no.node_id;
+      mo.shards = no.shards;
+      mo.ttl = std::chrono::seconds(lease_ttl_s);
+      auto started = cluster::Membership::Start(mo, [&node] {
+        cluster::MemberState state;
+        if (node == nullptr) return state;
+        for (const cluster::FollowerState& f : node->Followers()) {
+          state.applied[f.collection] = f.applied;
+          if (!f.blocked.empty()) state.blocked.push_back(f.collection);
+        }
+        return state;
+      });
+      if (!started.ok()) {
+        std::fprintf(stderr, "quiverd: --cluster: %s\n", started.status().ToString().c_str());
+        return 1;
+      }
+      membership = std::move(*started);
+    }
+    if (!peer_options.empty() || membership != nullptr) {
+      // Bootstrap copies come from the members hosting the shards (etcd), then from --peers.
+      no.fetch = [peer_options, m = membership.get(), self = no.node_id,
+                  key = peer_key.empty() ? o.read_write_key : peer_key](
+                     const std::string& collection, const std::vector<uint32_t>& shards,
+                     const std::string& dir) {
+        std::vector<client::ClientOptions> from;
+        if (m != nullptr) {
+          for (const cluster::MemberInfo& member : m->Members()) {
+            const bool hosts = std::all_of(shards.begin(), shards.end(),
+                                           [&](uint32_t s) { return member.Hosts(s); });
+            if (member.id == self || !hosts || member.port == 0) continue;
+            from.push_back(PeerOptions(member.host, member.port, key));
+          }
+        }
+        from.insert(from.end(), peer_options.begin(), peer_options.end());
+        return FetchFromPeers(from, collection, shards, dir);
       };
     }
     auto started = cluster::Node::Start(**root, no);
@@ -333,6 +414,14 @@ int Main(int argc, char** argv) {
     o.node = node.get();
     std::printf("quiverd: cluster mode: node %s, write log on %s\n", node->node_id().c_str(),
                 log_servers.c_str());
+    if (membership != nullptr) {
+      net::RouterOptions ro;
+      ro.max_lag = route_max_lag;
+      ro.deadline = std::chrono::milliseconds(request_ms);
+      ro.api_key = peer_key.empty() ? o.read_write_key : peer_key;
+      router = std::make_unique<net::Router>(*membership, *node, ro);
+      o.router = router.get();
+    }
   }
   net::Server server(**root, o);
   if (Status s = server.Start(); !s.ok()) {
@@ -346,6 +435,16 @@ int Main(int argc, char** argv) {
                                                                   : " (API keys required)");
   if (!o.binary_unix_path.empty())
     std::printf("quiverd: binary protocol also on unix:%s\n", o.binary_unix_path.c_str());
+  if (membership != nullptr) {
+    const std::string host = advertise.empty() ? o.host : advertise;
+    if (Status s = membership->Register(host, server.binary_port()); !s.ok()) {
+      // The refresh thread stores the key once etcd answers.
+      std::fprintf(stderr, "quiverd: --cluster: registering: %s (retrying)\n",
+                   s.ToString().c_str());
+    }
+    std::printf("quiverd: cluster '%s': node %s joined as %s:%u\n", cluster_name.c_str(),
+                membership->node_id().c_str(), host.c_str(), server.binary_port());
+  }
   std::fflush(stdout);
   // Periodic snapshots on their own thread, stopped before the server.
   std::mutex ticker_mu;
@@ -377,6 +476,7 @@ int Main(int argc, char** argv) {
   ticker.join();
   std::printf("quiverd: %s, finishing requests in flight\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   std::fflush(stdout);
+  membership.reset();  // leave the cluster first: routers stop sending here
   server.Stop(std::chrono::milliseconds(grace_ms));
   if (snapshot_on_exit) {
     if (Status s = (*root)->engine()->SnapshotAll(); !s.ok()) {

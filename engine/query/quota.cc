@@ -52,13 +52,20 @@ Result<QueryResult> RetrieveByQuota(const Partitions& parts, Metric metric, cons
   std::vector<uint32_t> quota = AllocateQuotas(p, s.a, s.total);
   std::vector<std::vector<QueryHit>> got(c);
   std::vector<bool> exhausted(c, false);
+  // A router's sub-request (q.shards): the clusters of other shards are left to their nodes.
+  std::vector<bool> here(c, true);
+  if (!q.shards.empty()) {
+    const uint32_t shards = std::max<uint32_t>(parts.schema().shards, 1);
+    for (size_t k = 0; k < c; ++k)
+      here[k] = std::binary_search(q.shards.begin(), q.shards.end(), uint32_t(k % shards));
+  }
   // Rounds: search every cluster whose quota grew; a cluster that returns fewer than its
   // quota is exhausted and hands its shortfall to the others in proportion to p^a.
   std::vector<uint32_t> asked(c, 0);
   for (int round = 0; round < 4; ++round) {
     std::vector<size_t> pending;
     for (size_t k = 0; k < c; ++k) {
-      if (quota[k] > asked[k] && !exhausted[k]) pending.push_back(k);
+      if (here[k] && quota[k] > asked[k] && !exhausted[k]) pending.push_back(k);
     }
     if (pending.empty()) break;
     std::vector<Status> status(pending.size());
@@ -84,7 +91,7 @@ Result<QueryResult> RetrieveByQuota(const Partitions& parts, Metric metric, cons
     if (shortfall == 0) break;
     std::vector<double> open(c, 0.0);
     for (size_t k = 0; k < c; ++k) {
-      if (!exhausted[k] && sizes[k] > quota[k]) open[k] = p[k] > 0 ? p[k] : 1e-12;
+      if (here[k] && !exhausted[k] && sizes[k] > quota[k]) open[k] = p[k] > 0 ? p[k] : 1e-12;
     }
     std::vector<uint32_t> extra = AllocateQuotas(open, s.a, shortfall);
     for (size_t k = 0; k < c; ++k) quota[k] += extra[k];

@@ -148,7 +148,8 @@ Status CheckChannels(const QuerySpec& q) {
 
 }  // namespace
 
-Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters, uint32_t topics) {
+Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters, uint32_t topics,
+                     uint32_t shards) {
   if (q.mvke) QV_RETURN_IF_ERROR(CheckMvke(q, dim, topics));
   // With channels, u2i may use the user's vector instead of the query's.
   if (q.vectors.empty() && !q.mvke && !q.channels) return Bad("a query needs at least one vector");
@@ -165,6 +166,13 @@ Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters, uint32
   if (q.fresh) QV_RETURN_IF_ERROR(CheckFresh(*q.fresh));
   if (q.channels) QV_RETURN_IF_ERROR(CheckChannels(q));
   if (q.exclude.size() > 100000) return Bad("exclude: at most 100,000 ids");
+  for (size_t i = 0; i < q.shards.size(); ++i) {
+    if (q.shards[i] >= shards) {
+      return Bad("shards: shard " + std::to_string(q.shards[i]) + " of a collection of " +
+                 std::to_string(shards));
+    }
+    if (i > 0 && q.shards[i] <= q.shards[i - 1]) return Bad("shards must be ascending, no repeats");
+  }
   return Status::Ok();
 }
 

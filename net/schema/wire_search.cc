@@ -135,9 +135,11 @@ Offset<wire::Search> PutSearch(FlatBufferBuilder& b, const SearchCall& c) {
   auto channels = PutIf(b, q.channels, PutChannels);
   auto exclude =
       q.exclude.empty() ? Offset<flatbuffers::Vector<uint64_t>>() : b.CreateVector(q.exclude);
+  auto shards =
+      q.shards.empty() ? Offset<flatbuffers::Vector<uint32_t>>() : b.CreateVector(q.shards);
   return wire::CreateSearch(b, n, v, q.k, q.ef, q.nprobe, q.refine, vs,
                             wire::Aggregate(q.aggregate), w, quota, filter, rerank, mvke, fresh,
-                            c.with_payload, channels, exclude, c.min_seq);
+                            c.with_payload, channels, exclude, c.min_seq, shards);
 }
 
 Result<SearchCall> GetSearch(const wire::Search* s) {
@@ -164,6 +166,7 @@ Result<SearchCall> GetSearch(const wire::Search* s) {
   if (s->fresh()) q.fresh = GetFresh(s->fresh());
   if (s->channels()) q.channels = GetChannels(s->channels());
   q.exclude = Vec(s->exclude());
+  q.shards = Vec(s->shards());
   c.with_payload = s->payload();
   c.min_seq = s->min_seq();
   return c;

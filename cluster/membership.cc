@@ -1,0 +1,231 @@
+#include "cluster/membership.h"
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <cstdio>
+
+namespace quiver::cluster {
+
+namespace {
+
+void Quote(std::string_view s, std::string* out) {
+  out->push_back('"');
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out->push_back('\\');
+      out->push_back(c);
+    } else if (uint8_t(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", unsigned(uint8_t(c)));
+      out->append(buf);
+    } else {
+      out->push_back(c);
+    }
+  }
+  out->push_back('"');
+}
+
+std::string NodesPrefix(const std::string& prefix) { return prefix + "/nodes/"; }
+
+}  // namespace
+
+bool MemberInfo::Hosts(uint32_t shard) const {
+  return shards.empty() || std::binary_search(shards.begin(), shards.end(), shard);
+}
+
+std::string EncodeMember(const MemberInfo& m) {
+  std::string out = "{\"host\":";
+  Quote(m.host, &out);
+  out += ",\"port\":";
+  out += std::to_string(m.port);
+  out += ",\"shards\":[";
+  for (size_t i = 0; i < m.shards.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    out += std::to_string(m.shards[i]);
+  }
+  out += "],\"applied\":{";
+  bool first = true;
+  for (const auto& [collection, seq] : m.applied) {
+    if (!first) out.push_back(',');
+    first = false;
+    Quote(collection, &out);
+    out.push_back(':');
+    out += std::to_string(seq);
+  }
+  out += "},\"blocked\":[";
+  for (size_t i = 0; i < m.blocked.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    Quote(m.blocked[i], &out);
+  }
+  out += "]}";
+  return out;
+}
+
+Result<MemberInfo> DecodeMember(std::string_view id, std::string_view value) {
+  auto bad = [&](const char* what) {
+    return DataLossError("member '" + std::string(id) + "' in etcd: " + what);
+  };
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(value.data(), value.size()).get(doc)) return bad("not JSON");
+  MemberInfo m;
+  m.id = std::string(id);
+  std::string_view host;
+  uint64_t port = 0;
+  simdjson::dom::array shards, blocked;
+  simdjson::dom::object applied;
+  if (doc["host"].get(host) || doc["port"].get(port) || port == 0 || port > 65535 ||
+      doc["shards"].get(shards) || doc["applied"].get(applied) || doc["blocked"].get(blocked)) {
+    return bad("missing or malformed host, port, shards, applied or blocked");
+  }
+  m.host = std::string(host);
+  m.port = uint16_t(port);
+  for (simdjson::dom::element e : shards) {
+    uint64_t s = 0;
+    if (e.get(s) || s > UINT32_MAX) return bad("a shard is not a number");
+    m.shards.push_back(uint32_t(s));
+  }
+  if (!std::is_sorted(m.shards.begin(), m.shards.end())) return bad("shards are not ascending");
+  for (auto field : applied) {
+    uint64_t seq = 0;
+    if (field.value.get(seq)) return bad("an applied sequence is not a number");
+    m.applied[std::string(field.key)] = seq;
+  }
+  for (simdjson::dom::element e : blocked) {
+    std::string_view c;
+    if (e.get(c)) return bad("a blocked collection is not a string");
+    m.blocked.emplace_back(c);
+  }
+  return m;
+}
+
+Result<std::unique_ptr<Membership>> Membership::Start(const MembershipOptions& options,
+                                                      std::function<MemberState()> state) {
+  if (options.node_id.empty()) return InvalidArgumentError("membership needs a node id");
+  if (options.prefix.empty() || options.prefix.back() == '/') {
+    return InvalidArgumentError(
+        "the cluster's etcd prefix must be non-empty, without a trailing /");
+  }
+  QV_ASSIGN_OR_RETURN(std::unique_ptr<MetaStore> store, MetaStore::Connect(options.etcd));
+  std::unique_ptr<Membership> m(new Membership(options, std::move(store), std::move(state)));
+  QV_RETURN_IF_ERROR(m->Refresh());
+  m->thread_ = std::thread([p = m.get()] { p->Loop(); });
+  return m;
+}
+
+Membership::Membership(MembershipOptions options, std::unique_ptr<MetaStore> store,
+                       std::function<MemberState()> state)
+    : options_(std::move(options)), store_(std::move(store)), state_(std::move(state)) {
+  self_.id = options_.node_id;
+  self_.shards = options_.shards;
+  std::sort(self_.shards.begin(), self_.shards.end());
+}
+
+Membership::~Membership() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard publish(publish_mu_);
+  if (lease_ != 0) (void)store_->Revoke(lease_);  // best effort: else the TTL removes the key
+}
+
+Status Membership::Register(const std::string& host, uint16_t port) {
+  {
+    std::lock_guard lock(mu_);
+    self_.host = host;
+    self_.port = port;
+    registered_ = true;
+  }
+  QV_RETURN_IF_ERROR(Publish());
+  return Refresh();
+}
+
+Status Membership::Publish() {
+  MemberInfo self;
+  {
+    std::lock_guard lock(mu_);
+    if (!registered_) return Status::Ok();
+    self = self_;
+  }
+  if (state_) {
+    MemberState s = state_();
+    self.applied = std::move(s.applied);
+    self.blocked = std::move(s.blocked);
+  }
+  const std::string value = EncodeMember(self);
+  const std::string key = NodesPrefix(options_.prefix) + options_.node_id;
+  std::lock_guard publish(publish_mu_);
+  const auto now = std::chrono::steady_clock::now();
+  bool fresh_lease = false;
+  if (lease_ != 0 && now - kept_ >= options_.ttl / 3) {
+    Result<int64_t> kept = store_->KeepAlive(lease_);
+    if (kept.ok()) {
+      kept_ = now;
+    } else if (kept.status().code() == StatusCode::kNotFound) {
+      lease_ = 0;  // expired while etcd was away: the key is gone, store it again
+    } else {
+      return kept.status();
+    }
+  }
+  if (lease_ == 0) {
+    QV_ASSIGN_OR_RETURN(lease_, store_->GrantLease(options_.ttl));
+    kept_ = now;
+    fresh_lease = true;
+  }
+  if (fresh_lease || value != stored_) {
+    Result<int64_t> put = store_->Put(key, value, lease_);
+    if (!put.ok()) {
+      stored_.clear();
+      return put.status();
+    }
+    stored_ = value;
+  }
+  return Status::Ok();
+}
+
+Status Membership::Refresh() {
+  Result<std::vector<KeyValue>> kvs = store_->List(NodesPrefix(options_.prefix));
+  std::lock_guard lock(mu_);
+  if (!kvs.ok()) {
+    etcd_ = kvs.status();
+    return etcd_;
+  }
+  std::vector<MemberInfo> members;
+  const size_t skip = NodesPrefix(options_.prefix).size();
+  for (const KeyValue& kv : *kvs) {
+    Result<MemberInfo> m = DecodeMember(std::string_view(kv.key).substr(skip), kv.value);
+    if (m.ok()) members.push_back(std::move(*m));  // a malformed entry is no member
+  }
+  members_ = std::move(members);
+  etcd_ = Status::Ok();
+  return Status::Ok();
+}
+
+std::vector<MemberInfo> Membership::Members() const {
+  std::lock_guard lock(mu_);
+  return members_;
+}
+
+Status Membership::EtcdStatus() const {
+  std::lock_guard lock(mu_);
+  return etcd_;
+}
+
+void Membership::Loop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    cv_.wait_for(lock, options_.poll, [&] { return stopping_; });
+    if (stopping_) break;
+    lock.unlock();
+    Status published = Publish();
+    Status read = Refresh();
+    lock.lock();
+    if (!published.ok() && read.ok()) etcd_ = published;
+  }
+}
+
+}  // namespace quiver::cluster

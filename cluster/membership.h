@@ -1,0 +1,115 @@
+// Membership: which nodes make up the cluster, what each hosts and how far each has applied
+// the write log, kept in etcd (docs/cluster.md, "Membership and routing").
+//
+// Each node stores one key, <prefix>/nodes/<node id>, attached to a lease it keeps alive: the key
+// (and so the node) disappears within the lease's TTL of the node's death. Its value is a small
+// JSON object (readable with etcdctl):
+//   {"host":"127.0.0.1","port":7701,"shards":[0,1],"applied":{"movies":1234},"blocked":[]}
+// shards: the shards of every collection it hosts (empty: all); applied: per collection the last
+// write-log sequence it has applied; blocked: collections it does not serve (FollowerState).
+//
+// Every node reads the prefix every `poll` and keeps the last view it read: while etcd cannot be
+// reached the view stays what it was (requests go on with the last known map) and the node's
+// own key is stored again, under a new lease if the old one expired, once etcd is back.
+//
+//   auto m = cluster::Membership::Start({.etcd = {.endpoints = {"http://127.0.0.1:2379"}},
+//                                        .prefix = "/quiver/prod", .node_id = "a"}, state);
+//   (*m)->Register("10.0.0.5", 7701);       // once the node's binary port is open
+//   for (const MemberInfo& n : (*m)->Members()) ...
+//
+// Thread-safety: every method may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/result.h"
+#include "base/status.h"
+#include "cluster/meta_store.h"
+
+namespace quiver::cluster {
+
+struct MemberInfo {
+  std::string id;
+  std::string host;
+  uint16_t port = 0;             // the binary protocol's
+  std::vector<uint32_t> shards;  // hosted shards of every collection (empty: all)
+  std::map<std::string, uint64_t> applied;
+  std::vector<std::string> blocked;
+  bool Hosts(uint32_t shard) const;
+  friend bool operator==(const MemberInfo&, const MemberInfo&) = default;
+};
+
+// The value stored for a member, and back (kDataLoss for a value that is not one).
+std::string EncodeMember(const MemberInfo& m);
+Result<MemberInfo> DecodeMember(std::string_view id, std::string_view value);
+
+// What this node reports of itself on every refresh: applied sequences and blocked collections.
+struct MemberState {
+  std::map<std::string, uint64_t> applied;
+  std::vector<std::string> blocked;
+};
+
+struct MembershipOptions {
+  MetaStoreOptions etcd;
+  std::string prefix = "/quiver/default";  // one per Quiver cluster
+  std::string node_id;
+  std::vector<uint32_t> shards;  // this node's (empty: all)
+  std::chrono::seconds ttl{5};   // the node's lease
+  std::chrono::milliseconds poll{250};
+};
+
+class Membership {
+ public:
+  // Connects to etcd (kUnavailable when no endpoint answers) and reads the members once.
+  // `state` is called on the refresh thread for this node's own entry.
+  static Result<std::unique_ptr<Membership>> Start(const MembershipOptions& options,
+                                                   std::function<MemberState()> state);
+  ~Membership();  // stops refreshing and revokes the lease: the node leaves at once
+  Membership(const Membership&) = delete;
+  Membership& operator=(const Membership&) = delete;
+
+  // Stores this node's key (under its lease) with the address peers reach it at, and keeps it.
+  Status Register(const std::string& host, uint16_t port);
+  // The last view read from etcd (this node included once registered), by id.
+  std::vector<MemberInfo> Members() const;
+  // Whether the last exchange with etcd succeeded; the error otherwise.
+  Status EtcdStatus() const;
+  // Reads etcd now instead of waiting for the next poll (tests; after a change).
+  Status Refresh();
+  const std::string& node_id() const { return options_.node_id; }
+
+ private:
+  Membership(MembershipOptions options, std::unique_ptr<MetaStore> store,
+             std::function<MemberState()> state);
+  void Loop();
+  Status Publish();  // own key: lease kept alive (or granted again), value stored when changed
+
+  const MembershipOptions options_;
+  const std::unique_ptr<MetaStore> store_;
+  const std::function<MemberState()> state_;
+
+  std::mutex publish_mu_;                       // one Publish at a time
+  int64_t lease_ = 0;                           // GUARDED_BY(publish_mu_)
+  std::string stored_;                          // GUARDED_BY(publish_mu_): the value last stored
+  std::chrono::steady_clock::time_point kept_;  // GUARDED_BY(publish_mu_): last keep-alive
+
+  mutable std::mutex mu_;
+  MemberInfo self_;                  // GUARDED_BY(mu_)
+  bool registered_ = false;          // GUARDED_BY(mu_)
+  std::vector<MemberInfo> members_;  // GUARDED_BY(mu_)
+  Status etcd_;                      // GUARDED_BY(mu_)
+  bool stopping_ = false;            // GUARDED_BY(mu_)
+  std::condition_variable cv_;
+  std::thread thread_;
+};
+
+}  // namespace quiver::cluster

@@ -1,0 +1,79 @@
+// Router: cluster mode's search fan-out (docs/cluster.md, "Membership and routing"). A search of
+// a collection whose shards this node does not all host goes to one replica of each shard the
+// search needs, concurrently, and the answers are merged into the one a single node holding
+// everything gives:
+//   - top k by score over every shard's top k (plain, multi-vector, MVKE, filters, exclude,
+//     freshness pool); an item answered by two replicas counts once;
+//   - a quota: M_k = M p_k^a / sum p^a computed here over every cluster, each shard searched for
+//     its clusters' M_k (shards whose clusters all have M_k = 0 are not contacted), top M_k kept
+//     per cluster. A cluster that runs short hands its shortfall to the clusters of its own
+//     shard (a single node spreads it over all clusters).
+// Operators that need every candidate in one place (diversity re-ranking, the freshness boost,
+// channels, a quota with p "auto") run on one node: they are answered when one replica hosts
+// every shard they need, and refused with kFailedPrecondition otherwise.
+//
+// A replica is in rotation while its etcd lease lives (cluster::Membership), it serves the
+// collection, and it has applied the collection's log to within max_lag of its shard's most
+// advanced replica. Among those the router takes this node, then the one with the fewest
+// requests outstanding from here. A replica that fails (transport error, or an answer saying it
+// cannot serve) is left out for `penalty` and its shards are asked of another replica, until
+// the request's deadline.
+//
+// Thread-safety: Route may be called concurrently.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "base/model.h"
+#include "client/client.h"
+#include "cluster/membership.h"
+#include "cluster/node.h"
+#include "net/schema/calls.h"
+
+namespace quiver::net {
+
+struct RouterOptions {
+  uint64_t max_lag = 1024;                    // log messages behind the shard's best replica
+  std::chrono::milliseconds deadline{10000};  // a routed search, retries included
+  std::chrono::milliseconds penalty{2000};    // a failed replica is avoided this long
+  std::string api_key;                        // the key peers take
+};
+
+class Router {
+ public:
+  // Answers a search on this node (its own shards: SearchCall::query.shards set).
+  using Local = std::function<Reply(const SearchCall&)>;
+
+  Router(cluster::Membership& members, cluster::Node& node, RouterOptions options)
+      : members_(members), node_(node), options_(std::move(options)) {}
+
+  // nullopt: the search is answered here (this node hosts every shard it needs and serves the
+  // collection). Otherwise the merged answer of the replicas it went to.
+  std::optional<Reply> Route(const SearchCall& call, const CollectionSchema& schema,
+                             const Local& local);
+
+ private:
+  struct Peer {
+    std::string address;
+    std::shared_ptr<client::Client> client;
+    uint64_t outstanding = 0;
+    std::chrono::steady_clock::time_point avoid_until{};
+  };
+  std::shared_ptr<client::Client> ClientFor(const cluster::MemberInfo& m);
+  void Penalize(const std::string& id);
+
+  cluster::Membership& members_;
+  cluster::Node& node_;
+  const RouterOptions options_;
+  std::mutex mu_;
+  std::map<std::string, Peer> peers_;  // GUARDED_BY(mu_), by node id
+};
+
+}  // namespace quiver::net

@@ -1,0 +1,322 @@
+// Cluster mode's routing end to end (docs/cluster.md, "Membership and routing"): a real etcd,
+// a real nats-server and four real quiverd nodes on loopback, 2 shards x 2 replicas, beside a
+// single-process quiverd holding the same data. Searches through any node must answer what the
+// single node answers; a replica killed (SIGKILL) under a search and write load costs no search
+// and no acknowledged write; with etcd stopped, searches go on with the last known map.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <csignal>
+#include <map>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/child_process.h"
+#include "client/client.h"
+#include "cluster/meta_store.h"
+#include "tests/testing/etcd_server.h"
+#include "tests/testing/nats_server.h"
+#include "tests/testing/temp_dir.h"
+
+namespace quiver {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr uint32_t kDim = 8, kClusters = 8, kItems = 1200;
+
+class ClusterRoutingTest : public ::testing::Test {
+ protected:
+  struct Node {
+    std::string id;
+    std::string shards;  // "" for the single node
+    std::unique_ptr<ChildProcess> process;
+    std::unique_ptr<client::Client> client;
+  };
+
+  void SetUp() override {
+    Status started = nats_.Start();
+    ASSERT_TRUE(started.ok()) << started;
+    started = etcd_.Start();
+    ASSERT_TRUE(started.ok()) << started;
+  }
+
+  void Start(Node& n) {
+    const std::string data = dir_.path() + "/" + n.id;
+    std::vector<std::string> args = {QUIVERD, "--data",        data, "--http-port",
+                                     "0",     "--binary-port", "0",  "--snapshot-interval-s",
+                                     "0"};
+    if (!n.shards.empty()) {
+      const std::vector<std::string> cluster = {
+          "--log",          nats_.url(), "--node-id",     n.id,
+          "--shards",       n.shards,    "--cluster",     "etcd://" + etcd_.url().substr(7),
+          "--cluster-name", "t",         "--lease-ttl-s", "2"};
+      args.insert(args.end(), cluster.begin(), cluster.end());
+    }
+    auto p = ChildProcess::Start(args, data + ".log");
+    ASSERT_TRUE(p.ok()) << p.status();
+    auto line = (*p)->WaitForLine(n.shards.empty() ? "serving" : "joined", std::chrono::minutes(5));
+    ASSERT_TRUE(line.ok()) << line.status();
+    n.process = std::move(*p);
+    const std::string marker = n.shards.empty() ? "binary 127.0.0.1:" : "joined as 127.0.0.1:";
+    client::ClientOptions o;
+    o.port = uint16_t(std::stoi(line->substr(line->find(marker) + marker.size())));
+    o.deadline = std::chrono::milliseconds(30000);
+    o.max_attempts = 1;  // a failed search is counted, not retried by the client
+    auto c = client::Client::Connect(o);
+    ASSERT_TRUE(c.ok()) << c.status();
+    n.client = std::move(*c);
+  }
+
+  static ItemRecord Item(uint64_t id, std::mt19937_64& rng) {
+    std::normal_distribution<float> g;
+    ItemRecord item;
+    item.id = id;
+    for (uint32_t d = 0; d < kDim; ++d) item.vector.push_back(g(rng));
+    item.cluster = uint32_t(id % kClusters);
+    item.category = int64_t(id % 5);
+    item.timestamp = 1000 + int64_t(id);
+    return item;
+  }
+
+  // Four nodes and the single one, the collection created on each, kItems written through the
+  // first node (and to the single one) and applied everywhere.
+  void StartCluster() {
+    for (Node* n : {&a0_, &b0_, &a1_, &b1_, &single_}) {
+      Start(*n);
+      if (HasFatalFailure()) return;
+      CollectionSchema schema;
+      schema.name = "c";
+      schema.dim = kDim;
+      schema.metric = Metric::kInnerProduct;
+      schema.index.type = IndexSpec::Type::kFlat;  // exact: answers comparable bit for bit
+      schema.clusters = kClusters;
+      schema.shards = 2;
+      auto created = n->client->CreateCollection(schema);
+      ASSERT_TRUE(created.ok()) << n->id << ": " << created.status();
+    }
+    std::mt19937_64 rng(7);
+    std::vector<ItemRecord> items;
+    for (uint64_t id = 0; id < kItems; ++id) items.push_back(Item(id, rng));
+    auto acked = a0_.client->Upsert("c", items);
+    ASSERT_TRUE(acked.ok()) << acked.status();
+    ASSERT_TRUE(single_.client->Upsert("c", items).ok());
+    last_seq_ = acked->op_seq;
+    // Every node answers routed searches once every replica has applied the write.
+    net::SearchCall probe;
+    probe.collection = "c";
+    probe.query.vectors = {std::vector<float>(kDim, 1.0f)};
+    probe.min_seq = last_seq_;
+    for (Node* n : {&a0_, &b0_, &a1_, &b1_}) {
+      auto r = n->client->Query(probe);
+      ASSERT_TRUE(r.ok()) << n->id << ": " << r.status();
+    }
+  }
+
+  testing::ScopedTempDir dir_;
+  testing::NatsServer nats_{dir_.path() + "/nats"};
+  testing::EtcdServer etcd_{dir_.path() + "/etcd"};
+  Node a0_{"a0", "0"}, b0_{"b0", "0"}, a1_{"a1", "1"}, b1_{"b1", "1"}, single_{"single", ""};
+  uint64_t last_seq_ = 0;
+};
+
+std::vector<float> Vec(uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> g;
+  std::vector<float> v(kDim);
+  for (float& x : v) x = g(rng);
+  return v;
+}
+
+TEST_F(ClusterRoutingTest, EveryNodeAnswersWhatASingleNodeHoldingEverythingAnswers) {
+  StartCluster();
+  if (HasFatalFailure()) return;
+  std::vector<std::pair<std::string, net::SearchCall>> cases;
+  auto add = [&](std::string name, auto edit) {
+    net::SearchCall c;
+    c.collection = "c";
+    c.query.vectors = {Vec(cases.size() + 1)};
+    c.query.k = 25;
+    edit(c.query);
+    cases.emplace_back(std::move(name), std::move(c));
+  };
+  add("plain top-k", [](QuerySpec&) {});
+  add("multi-vector max", [](QuerySpec& q) { q.vectors.push_back(Vec(100)); });
+  add("multi-vector sum", [](QuerySpec& q) {
+    q.vectors.push_back(Vec(101));
+    q.aggregate = Aggregate::kSum;
+  });
+  add("multi-vector weighted", [](QuerySpec& q) {
+    q.vectors.push_back(Vec(102));
+    q.vectors.push_back(Vec(103));
+    q.aggregate = Aggregate::kWeighted;
+    q.weights = {0.5f, 2.0f, 1.0f};
+  });
+  add("filter", [](QuerySpec& q) {
+    Filter f;
+    f.op = Filter::Op::kIn;
+    f.field = Filter::Field::kCategory;
+    f.values = {1, 3};
+    q.filter = f;
+  });
+  add("exclude", [](QuerySpec& q) { q.exclude = {1, 2, 3, 4, 5, 6, 7, 8}; });
+  add("freshness pool", [](QuerySpec& q) { q.fresh = Fresh{.pool = 600, .now = 1000 + kItems}; });
+  add("quota over both shards", [](QuerySpec& q) {
+    q.quota = QuotaSpec{.p = {1, 2, 3, 4, 0, 1, 0.5f, 2}, .a = 1, .total = 40};
+  });
+  add("quota needing shard 0 only", [](QuerySpec& q) {
+    q.quota = QuotaSpec{.p = {1, 0, 3, 0, 2, 0, 1, 0}, .a = 0.5f, .total = 30};
+  });
+  for (const auto& [name, call] : cases) {
+    auto want = single_.client->Query(call);
+    ASSERT_TRUE(want.ok()) << name << ": " << want.status();
+    ASSERT_FALSE(want->hits.empty()) << name;
+    for (Node* n : {&a0_, &b0_, &a1_, &b1_}) {
+      auto got = n->client->Query(call);
+      ASSERT_TRUE(got.ok()) << name << " through " << n->id << ": " << got.status();
+      EXPECT_EQ(got->hits, want->hits) << name << " through " << n->id;
+      EXPECT_EQ(got->hit_cluster, want->hit_cluster) << name << " through " << n->id;
+      EXPECT_EQ(got->hit_vector, want->hit_vector) << name << " through " << n->id;
+      EXPECT_EQ(got->quotas, want->quotas) << name << " through " << n->id;
+      EXPECT_EQ(got->per_cluster, want->per_cluster) << name << " through " << n->id;
+      EXPECT_GE(got->seq, last_seq_) << name << " through " << n->id;
+    }
+  }
+  // Operators that need every candidate on one node are refused, saying so, where no node
+  // hosts every shard.
+  net::SearchCall rerank = cases[0].second;
+  rerank.query.rerank = Rerank{.per_category_cap = 3};
+  auto refused = a0_.client->Query(rerank);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition) << refused.status();
+  // A bad query is refused as the single node refuses it.
+  net::SearchCall bad = cases[0].second;
+  bad.query.vectors[0].pop_back();
+  auto bad_single = single_.client->Query(bad);
+  auto bad_routed = a1_.client->Query(bad);
+  ASSERT_FALSE(bad_routed.ok());
+  EXPECT_EQ(bad_routed.status(), bad_single.status());
+}
+
+TEST_F(ClusterRoutingTest, AReplicaKilledUnderLoadFailsNoSearchAndLosesNoAcknowledgedWrite) {
+  StartCluster();
+  if (HasFatalFailure()) return;
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> searches{0}, failed{0};
+  std::mutex mu;
+  std::string first_failure;
+  std::map<uint64_t, std::vector<float>> acked;  // id -> vector, acknowledged writes
+  auto searcher = [&](Node& n, uint64_t seed) {
+    uint64_t i = 0;
+    while (!stop.load()) {
+      auto r = n.client->Search("c", Vec(seed + i++), {.k = 20});
+      searches.fetch_add(1);
+      if (!r.ok() || r->size() != 20) {
+        failed.fetch_add(1);
+        std::lock_guard lock(mu);
+        if (first_failure.empty()) first_failure = n.id + ": " + r.status().ToString();
+      }
+    }
+  };
+  auto writer = [&] {
+    std::mt19937_64 rng(11);
+    uint64_t id = kItems;
+    while (!stop.load()) {
+      std::vector<ItemRecord> items;
+      for (int j = 0; j < 4; ++j) items.push_back(Item(id++, rng));
+      if (a1_.client->Upsert("c", items).ok()) {
+        std::lock_guard lock(mu);
+        for (const ItemRecord& item : items) acked[item.id] = item.vector;
+      }
+    }
+  };
+  // a1 and b1 send shard 0's part to a0 (fewest outstanding, then the lower id): kill a0.
+  std::thread s1(searcher, std::ref(a1_), 1000), s2(searcher, std::ref(b1_), 2000), w(writer);
+  while (searches.load() < 200) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  a0_.process->Signal(SIGKILL);
+  a0_.process->Wait();
+  const uint64_t at_kill = searches.load();
+  while (searches.load() < at_kill + 400) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // a0 restarts, catches up, and is taken back into rotation; searches still all answer.
+  Start(a0_);
+  ASSERT_FALSE(HasFatalFailure());
+  const uint64_t at_restart = searches.load();
+  while (searches.load() < at_restart + 400)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  stop = true;
+  s1.join();
+  s2.join();
+  w.join();
+  EXPECT_EQ(failed.load(), 0u) << "of " << searches.load() << "; first: " << first_failure;
+  // Every acknowledged write is on both replicas of its shard.
+  ASSERT_GT(acked.size(), 0u);
+  std::mt19937_64 rng(3);
+  auto last = a1_.client->Upsert("c", {Item(kItems + 1000000, rng)});
+  ASSERT_TRUE(last.ok()) << last.status();
+  const uint64_t seq = last->op_seq;
+  net::SearchCall sync;
+  sync.collection = "c";
+  sync.query.vectors = {Vec(1)};
+  sync.min_seq = seq;
+  for (Node* n : {&a0_, &b0_, &a1_, &b1_}) {
+    sync.query.shards = {n->shards == "0" ? 0u : 1u};
+    auto r = n->client->Query(sync);
+    ASSERT_TRUE(r.ok()) << n->id << ": " << r.status();
+    std::vector<uint64_t> ids;
+    for (const auto& [id, v] : acked) {
+      if (id % kClusters % 2 == sync.query.shards[0]) ids.push_back(id);
+    }
+    auto got = n->client->Get("c", ids);
+    ASSERT_TRUE(got.ok()) << got.status();
+    for (size_t i = 0; i < ids.size(); ++i) {
+      ASSERT_TRUE((*got)[i].has_value())
+          << "acknowledged item " << ids[i] << " missing on " << n->id;
+      EXPECT_EQ((*got)[i]->vector, acked[ids[i]]);
+    }
+  }
+}
+
+TEST_F(ClusterRoutingTest, WithEtcdStoppedSearchesGoOnWithTheLastKnownMap) {
+  StartCluster();
+  if (HasFatalFailure()) return;
+  net::SearchCall call;
+  call.collection = "c";
+  call.query.vectors = {Vec(5)};
+  call.query.k = 30;
+  auto want = single_.client->Query(call);
+  ASSERT_TRUE(want.ok());
+  etcd_.Kill();
+  // For longer than the lease TTL (2 s): the map the nodes hold is what etcd last said.
+  const auto until = Clock::now() + std::chrono::seconds(4);
+  uint64_t answered = 0;
+  while (Clock::now() < until) {
+    for (Node* n : {&a0_, &b1_}) {
+      auto got = n->client->Query(call);
+      ASSERT_TRUE(got.ok()) << n->id << ": " << got.status();
+      EXPECT_EQ(got->hits, want->hits);
+      ++answered;
+    }
+  }
+  EXPECT_GT(answered, 0u);
+  // Once etcd is back, every node stores its key again.
+  ASSERT_TRUE(etcd_.Start().ok());
+  auto meta = cluster::MetaStore::Connect({.endpoints = {etcd_.url()}});
+  ASSERT_TRUE(meta.ok()) << meta.status();
+  size_t members = 0;
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (Clock::now() < deadline) {
+    auto nodes = (*meta)->List("/quiver/t/nodes/");
+    members = nodes.ok() ? nodes->size() : 0;
+    if (members == 4) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(members, 4u);
+  auto got = b0_.client->Query(call);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->hits, want->hits);
+}
+
+}  // namespace
+}  // namespace quiver
