@@ -5,6 +5,10 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "cluster/node.h"
+#include "engine/engine.h"
+#include "storage/records.h"
+
 namespace quiver::cluster {
 
 namespace {
@@ -27,6 +31,7 @@ void Quote(std::string_view s, std::string* out) {
 }
 
 std::string NodesPrefix(const std::string& prefix) { return prefix + "/nodes/"; }
+std::string CollectionsPrefix(const std::string& prefix) { return prefix + "/collections/"; }
 
 }  // namespace
 
@@ -189,10 +194,25 @@ Status Membership::Publish() {
 
 Status Membership::Refresh() {
   Result<std::vector<KeyValue>> kvs = store_->List(NodesPrefix(options_.prefix));
-  std::lock_guard lock(mu_);
-  if (!kvs.ok()) {
-    etcd_ = kvs.status();
+  Result<std::vector<KeyValue>> cs =
+      kvs.ok() ? store_->List(CollectionsPrefix(options_.prefix)) : kvs.status();
+  std::unique_lock lock(mu_);
+  if (!kvs.ok() || !cs.ok()) {
+    etcd_ = kvs.ok() ? cs.status() : kvs.status();
     return etcd_;
+  }
+  collections_.clear();
+  collection_revisions_.clear();
+  const size_t cskip = CollectionsPrefix(options_.prefix).size();
+  for (const KeyValue& kv : *cs) {
+    const std::string name = kv.key.substr(cskip);
+    collection_revisions_[name] = kv.mod_revision;
+    if (kv.value.empty()) {
+      collections_[name] = std::nullopt;
+      continue;
+    }
+    Result<CollectionSchema> schema = storage::DecodeSchema(kv.value);
+    if (schema.ok()) collections_[name] = std::move(*schema);  // else: not a collection here
   }
   std::vector<MemberInfo> members;
   const size_t skip = NodesPrefix(options_.prefix).size();
@@ -202,7 +222,92 @@ Status Membership::Refresh() {
   }
   members_ = std::move(members);
   etcd_ = Status::Ok();
+  std::function<void()> after = on_refresh_;
+  lock.unlock();
+  if (after) after();
   return Status::Ok();
+}
+
+std::map<std::string, std::optional<CollectionSchema>> Membership::Collections() const {
+  std::lock_guard lock(mu_);
+  return collections_;
+}
+
+void Membership::OnRefresh(std::function<void()> f) {
+  std::lock_guard lock(mu_);
+  on_refresh_ = std::move(f);
+}
+
+Status Membership::CreateCollection(const CollectionSchema& schema,
+                                    const std::function<Status()>& before) {
+  const std::string key = CollectionsPrefix(options_.prefix) + schema.name;
+  QV_ASSIGN_OR_RETURN(std::optional<KeyValue> now, store_->Get(key));
+  if (now && !now->value.empty()) {
+    return AlreadyExistsError("collection '" + schema.name + "' exists in the cluster");
+  }
+  if (before) QV_RETURN_IF_ERROR(before());
+  QV_ASSIGN_OR_RETURN(
+      bool stored, store_->Swap(key, now ? now->mod_revision : 0, storage::EncodeSchema(schema)));
+  if (!stored) {
+    return AlreadyExistsError("collection '" + schema.name +
+                              "' was created in the cluster at the same time");
+  }
+  std::lock_guard lock(mu_);
+  collections_[schema.name] = schema;
+  return Status::Ok();
+}
+
+Status Membership::DropCollection(const std::string& name) {
+  const std::string key = CollectionsPrefix(options_.prefix) + name;
+  QV_ASSIGN_OR_RETURN(std::optional<KeyValue> now, store_->Get(key));
+  if (!now || now->value.empty()) {
+    return NotFoundError("collection '" + name + "' does not exist in the cluster");
+  }
+  QV_ASSIGN_OR_RETURN(bool stored, store_->Swap(key, now->mod_revision, ""));
+  if (!stored) {
+    return Status(StatusCode::kAborted, "collection '" + name + "' changed meanwhile; try again");
+  }
+  std::lock_guard lock(mu_);
+  collections_[name] = std::nullopt;
+  return Status::Ok();
+}
+
+Status Membership::Reconcile(engine::Engine& engine, Node& node) {
+  Status first = Status::Ok();
+  auto note = [&](Status s) {
+    if (!s.ok() && first.ok()) first = std::move(s);
+  };
+  const auto catalog = Collections();
+  std::map<std::string, CollectionSchema> local;
+  for (const CollectionInfo& c : engine.ListCollections()) local[c.schema.name] = c.schema;
+  for (const auto& [name, schema] : catalog) {
+    auto here = local.find(name);
+    if (!schema) {
+      if (here != local.end()) {
+        node.Unfollow(name);
+        Status s = engine.DropCollection(name);
+        if (s.code() != StatusCode::kNotFound) note(s);
+      }
+      continue;
+    }
+    if (here == local.end()) {
+      Status s = engine.CreateCollection(*schema);
+      if (s.code() == StatusCode::kAlreadyExists) s = Status::Ok();
+      if (s.ok()) s = node.Follow(name);
+      note(s);
+    } else if (!(here->second == *schema)) {
+      note(FailedPreconditionError("collection '" + name +
+                                   "' here has another schema than the cluster's; drop it here "
+                                   "to take the cluster's"));
+    }
+  }
+  for (const auto& [name, schema] : local) {
+    if (catalog.count(name) == 0) {
+      Status s = CreateCollection(schema);  // created before this node joined a cluster
+      if (s.code() != StatusCode::kAlreadyExists) note(s);
+    }
+  }
+  return first;
 }
 
 std::vector<MemberInfo> Membership::Members() const {

@@ -12,6 +12,14 @@
 // reached the view stays what it was (requests go on with the last known map) and the node's
 // own key is stored again, under a new lease if the old one expired, once etcd is back.
 //
+// Collections are cluster-wide: <prefix>/collections/<name> holds the schema
+// (storage::EncodeSchema), or nothing ("") once dropped: a tombstone, so that a node that was
+// down during the drop drops its copy when it returns instead of bringing the collection back.
+// Created with a compare-and-swap (of two nodes creating one name, one wins). Reconcile brings
+// a node's engine in line with that list: it creates and follows what is missing, drops what
+// was dropped, and stores collections the cluster does not know yet (created before the node
+// joined a cluster).
+//
 //   auto m = cluster::Membership::Start({.etcd = {.endpoints = {"http://127.0.0.1:2379"}},
 //                                        .prefix = "/quiver/prod", .node_id = "a"}, state);
 //   (*m)->Register("10.0.0.5", 7701);       // once the node's binary port is open
@@ -27,15 +35,23 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "base/model.h"
 #include "base/result.h"
 #include "base/status.h"
 #include "cluster/meta_store.h"
 
+namespace quiver::engine {
+class Engine;
+}
+
 namespace quiver::cluster {
+
+class Node;
 
 struct MemberInfo {
   std::string id;
@@ -85,6 +101,21 @@ class Membership {
   Status EtcdStatus() const;
   // Reads etcd now instead of waiting for the next poll (tests; after a change).
   Status Refresh();
+
+  // The cluster's collections (nullopt: dropped), as last read.
+  std::map<std::string, std::optional<CollectionSchema>> Collections() const;
+  // kAlreadyExists when the cluster has a live collection of that name; kUnavailable without
+  // etcd (nothing is created). `before` runs once the name is known to be free, before the
+  // collection is stored (its error stops the create).
+  Status CreateCollection(const CollectionSchema& schema,
+                          const std::function<Status()>& before = nullptr);
+  // kNotFound when the cluster has no live collection of that name.
+  Status DropCollection(const std::string& name);
+  // Brings `engine` (and what `node` follows) in line with Collections(); returns the first
+  // error (the others are tried still). Called after every refresh once set with OnRefresh.
+  Status Reconcile(engine::Engine& engine, Node& node);
+  // Called on the refresh thread after each successful read of etcd.
+  void OnRefresh(std::function<void()> f);
   const std::string& node_id() const { return options_.node_id; }
 
  private:
@@ -103,11 +134,14 @@ class Membership {
   std::chrono::steady_clock::time_point kept_;  // GUARDED_BY(publish_mu_): last keep-alive
 
   mutable std::mutex mu_;
-  MemberInfo self_;                  // GUARDED_BY(mu_)
-  bool registered_ = false;          // GUARDED_BY(mu_)
-  std::vector<MemberInfo> members_;  // GUARDED_BY(mu_)
-  Status etcd_;                      // GUARDED_BY(mu_)
-  bool stopping_ = false;            // GUARDED_BY(mu_)
+  MemberInfo self_;                                                     // GUARDED_BY(mu_)
+  bool registered_ = false;                                             // GUARDED_BY(mu_)
+  std::vector<MemberInfo> members_;                                     // GUARDED_BY(mu_)
+  std::map<std::string, std::optional<CollectionSchema>> collections_;  // GUARDED_BY(mu_)
+  std::map<std::string, int64_t> collection_revisions_;                 // GUARDED_BY(mu_)
+  std::function<void()> on_refresh_;                                    // GUARDED_BY(mu_)
+  Status etcd_;                                                         // GUARDED_BY(mu_)
+  bool stopping_ = false;                                               // GUARDED_BY(mu_)
   std::condition_variable cv_;
   std::thread thread_;
 };

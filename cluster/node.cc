@@ -401,6 +401,11 @@ Status Node::Follow(const std::string& collection) {
   return Status::Ok();
 }
 
+Status Node::ResetLog(const std::string& collection) {
+  Status s = log_->DeleteStream(collection);
+  return s.code() == StatusCode::kNotFound ? Status::Ok() : s;
+}
+
 void Node::Unfollow(const std::string& collection) {
   std::shared_ptr<Follower> f;
   {

@@ -126,6 +126,9 @@ class Node {
   // Follow is refused for a collection whose shards this node hosts none of.
   Status Follow(const std::string& collection);
   void Unfollow(const std::string& collection);
+  // Deletes the collection's log (a collection created anew in the cluster starts with an empty
+  // one, not with the writes of an earlier collection of that name). OK if there is none.
+  Status ResetLog(const std::string& collection);
 
   // Waits until this node has applied the collection's log up to `seq`; kDeadlineExceeded
   // (saying how far it got) when `deadline` passes first.

@@ -58,6 +58,8 @@ class Router {
   // collection). Otherwise the merged answer of the replicas it went to.
   std::optional<Reply> Route(const SearchCall& call, const CollectionSchema& schema,
                              const Local& local);
+  // The cluster's membership and collections (creates and drops go through it).
+  cluster::Membership& members() { return members_; }
 
  private:
   struct Peer {

@@ -1,6 +1,7 @@
 #include "net/service.h"
 
 #include "base/version.h"
+#include "engine/schema.h"
 #include "plugins/registry.h"
 
 namespace quiver::net {
@@ -186,7 +187,17 @@ Reply Service::Handle(const Call& call) {
   return std::visit(
       Overloaded{
           [&](const CreateCollectionCall& c) {
+            // With etcd, the cluster's list first: every node creates it (Reconcile).
+            if (router_ != nullptr) {
+              Status v = engine::ValidateSchema(c.schema);
+              if (!v.ok()) return FromStatus(v);
+              // A new collection starts with an empty log, whatever a dropped one left.
+              Status m = router_->members().CreateCollection(
+                  c.schema, [&] { return node_->ResetLog(c.schema.name); });
+              if (!m.ok()) return FromStatus(m);
+            }
             Status s = e->CreateCollection(c.schema);
+            if (router_ != nullptr && s.code() == StatusCode::kAlreadyExists) s = Status::Ok();
             if (!s.ok()) return FromStatus(s);
             // Cluster mode: the new collection replays its log (written by other nodes too).
             if (node_ != nullptr) {
@@ -195,8 +206,14 @@ Reply Service::Handle(const Call& call) {
             return FromResult(e->DescribeCollection(c.schema.name));
           },
           [&](const DropCollectionCall& c) {
+            if (router_ != nullptr) {
+              if (Status m = router_->members().DropCollection(c.name); !m.ok())
+                return FromStatus(m);
+            }
             if (node_ != nullptr) node_->Unfollow(c.name);
-            return FromStatus(e->DropCollection(c.name));
+            Status s = e->DropCollection(c.name);
+            if (router_ != nullptr && s.code() == StatusCode::kNotFound) s = Status::Ok();
+            return FromStatus(s);
           },
           [&](const ListCollectionsCall&) {
             return Reply{Status::Ok(), ReplyBody(e->ListCollections())};

@@ -436,6 +436,21 @@ int Main(int argc, char** argv) {
   if (!o.binary_unix_path.empty())
     std::printf("quiverd: binary protocol also on unix:%s\n", o.binary_unix_path.c_str());
   if (membership != nullptr) {
+    // The cluster's collections: created, followed and dropped here as etcd says.
+    struct Said {
+      std::mutex mu;
+      std::string last;  // the last error told (told again only when it changes)
+    };
+    auto reconcile = [&root, &node, m = membership.get(), said = std::make_shared<Said>()] {
+      Status s = m->Reconcile(*(*root)->engine(), *node);
+      std::lock_guard lock(said->mu);
+      const std::string now = s.ok() ? "" : s.ToString();
+      if (now != said->last && !now.empty())
+        std::fprintf(stderr, "quiverd: collections: %s\n", now.c_str());
+      said->last = now;
+    };
+    reconcile();
+    membership->OnRefresh(reconcile);
     const std::string host = advertise.empty() ? o.host : advertise;
     if (Status s = membership->Register(host, server.binary_port()); !s.ok()) {
       // The refresh thread stores the key once etcd answers.

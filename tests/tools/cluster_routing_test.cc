@@ -5,6 +5,7 @@
 // and no acknowledged write; with etcd stopped, searches go on with the last known map.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <map>
@@ -81,21 +82,46 @@ class ClusterRoutingTest : public ::testing::Test {
     return item;
   }
 
-  // Four nodes and the single one, the collection created on each, kItems written through the
-  // first node (and to the single one) and applied everywhere.
+  static CollectionSchema Schema(const std::string& name = "c") {
+    CollectionSchema schema;
+    schema.name = name;
+    schema.dim = kDim;
+    schema.metric = Metric::kInnerProduct;
+    schema.index.type = IndexSpec::Type::kFlat;  // exact: answers comparable bit for bit
+    schema.clusters = kClusters;
+    schema.shards = 2;
+    return schema;
+  }
+
+  // Until the node has the collection (created there through etcd), up to a minute.
+  static Status WaitForCollection(Node& n, const std::string& name, bool present = true) {
+    const auto deadline = Clock::now() + std::chrono::minutes(1);
+    while (true) {
+      auto d = n.client->DescribeCollection(name);
+      if (d.ok() == present) return Status::Ok();
+      if (Clock::now() > deadline) {
+        return Status(StatusCode::kDeadlineExceeded,
+                      n.id + (present ? " did not create '" : " did not drop '") + name + "'");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+
+  // Four nodes and the single one; the collection created through one node (etcd takes it to
+  // the others) and on the single one; kItems written through the first node (and to the
+  // single one) and applied everywhere.
   void StartCluster() {
     for (Node* n : {&a0_, &b0_, &a1_, &b1_, &single_}) {
       Start(*n);
       if (HasFatalFailure()) return;
-      CollectionSchema schema;
-      schema.name = "c";
-      schema.dim = kDim;
-      schema.metric = Metric::kInnerProduct;
-      schema.index.type = IndexSpec::Type::kFlat;  // exact: answers comparable bit for bit
-      schema.clusters = kClusters;
-      schema.shards = 2;
-      auto created = n->client->CreateCollection(schema);
+    }
+    for (Node* n : {&b1_, &single_}) {
+      auto created = n->client->CreateCollection(Schema());
       ASSERT_TRUE(created.ok()) << n->id << ": " << created.status();
+    }
+    for (Node* n : {&a0_, &b0_, &a1_}) {
+      const Status s = WaitForCollection(*n, "c");
+      ASSERT_TRUE(s.ok()) << s;
     }
     std::mt19937_64 rng(7);
     std::vector<ItemRecord> items;
@@ -198,6 +224,66 @@ TEST_F(ClusterRoutingTest, EveryNodeAnswersWhatASingleNodeHoldingEverythingAnswe
   auto bad_routed = a1_.client->Query(bad);
   ASSERT_FALSE(bad_routed.ok());
   EXPECT_EQ(bad_routed.status(), bad_single.status());
+}
+
+TEST_F(ClusterRoutingTest, CollectionsAreCreatedAndDroppedClusterWide) {
+  StartCluster();
+  if (HasFatalFailure()) return;
+  // One name, one collection: a second create anywhere is refused.
+  auto again = a1_.client->CreateCollection(Schema());
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().code(), StatusCode::kAlreadyExists) << again.status();
+  // Created through one node, on every node; dropped through another, gone everywhere, also
+  // from a node that was down during the drop (it drops its copy when it returns).
+  ASSERT_TRUE(a1_.client->CreateCollection(Schema("d")).ok());
+  for (Node* n : {&a0_, &b0_, &b1_}) {
+    const Status s = WaitForCollection(*n, "d");
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  std::mt19937_64 rng(5);
+  std::vector<ItemRecord> old_items;
+  for (uint64_t id = 100; id < 108; ++id) old_items.push_back(Item(id, rng));
+  ASSERT_TRUE(a1_.client->Upsert("d", old_items).ok());
+  b0_.process->Signal(SIGKILL);
+  b0_.process->Wait();
+  ASSERT_TRUE(a0_.client->DropCollection("d").ok());
+  for (Node* n : {&a0_, &a1_, &b1_}) {
+    const Status s = WaitForCollection(*n, "d", /*present=*/false);
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  Start(b0_);
+  ASSERT_FALSE(HasFatalFailure());
+  EXPECT_FALSE(b0_.client->DescribeCollection("d").ok());  // dropped before it said "joined"
+  auto dropped = b1_.client->DropCollection("d");
+  EXPECT_EQ(dropped.code(), StatusCode::kNotFound) << dropped;
+  // The name can be used again, with an empty log: none of the dropped collection's items.
+  ASSERT_TRUE(b0_.client->CreateCollection(Schema("d")).ok());
+  for (Node* n : {&a0_, &a1_, &b1_}) {
+    const Status s = WaitForCollection(*n, "d");
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  std::vector<ItemRecord> new_items;
+  for (uint64_t id = 0; id < 4; ++id) new_items.push_back(Item(id, rng));
+  auto acked = b0_.client->Upsert("d", new_items);
+  ASSERT_TRUE(acked.ok()) << acked.status();
+  net::SearchCall all;
+  all.collection = "d";
+  all.query.vectors = {Vec(9)};
+  all.query.k = 50;
+  all.min_seq = acked->op_seq;
+  for (Node* n : {&a0_, &b0_, &a1_, &b1_}) {
+    auto got = n->client->Query(all);
+    ASSERT_TRUE(got.ok()) << n->id << ": " << got.status();
+    std::vector<uint64_t> ids;
+    for (const Hit& h : got->hits) ids.push_back(h.id);
+    std::sort(ids.begin(), ids.end());
+    EXPECT_EQ(ids, (std::vector<uint64_t>{0, 1, 2, 3})) << n->id;
+  }
+  // The collection of the other tests is still everywhere, its items too.
+  for (Node* n : {&a0_, &b0_, &a1_, &b1_}) {
+    auto d = n->client->DescribeCollection("c");
+    ASSERT_TRUE(d.ok()) << n->id << ": " << d.status();
+  }
 }
 
 TEST_F(ClusterRoutingTest, AReplicaKilledUnderLoadFailsNoSearchAndLosesNoAcknowledgedWrite) {
