@@ -33,6 +33,20 @@ std::vector<uint32_t> AllocateQuotas(std::span<const double> p, double a, uint32
 Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters, uint32_t topics = 0,
                      uint32_t shards = 1);
 
+// Greedy diversity re-ranking (docs/queries.md, "Diversity") of `hits` (best first) down to k,
+// given each candidate's category and, with MMR, its vector (n x dim values; else empty). The
+// engine's own re-ranking reads them from the indexes; cluster mode's router from the shards.
+Result<std::vector<QueryHit>> Diversify(const Rerank& r, std::vector<QueryHit> hits, size_t k,
+                                        size_t dim, std::span<const float> vectors,
+                                        std::span<const std::optional<int64_t>> categories);
+
+// The freshness boost (docs/queries.md, "Freshness"): the filter of its second candidate source
+// (`f` and-ed with timestamp >= now - horizon), and the boost itself: each hit's score +=
+// boost * 2^(-age / half_life) given its timestamp, then best first.
+Filter YoungFilter(const std::optional<Filter>& f, const Fresh& fresh, int64_t now);
+void BoostScores(const Fresh& fresh, int64_t now, std::span<const int64_t> timestamps,
+                 std::vector<QueryHit>* hits);
+
 // Runs a query ValidateQuery accepted on `parts`.
 Result<QueryResult> RunQuery(const Partitions& parts, Metric metric, const QuerySpec& q);
 

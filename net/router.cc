@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <ctime>
 #include <future>
 #include <set>
 #include <thread>
@@ -34,20 +35,41 @@ bool Retryable(StatusCode code) {
   }
 }
 
-// Operators that need every candidate in one place.
+// Operators that cannot be finished by the router across shards.
 const char* OneNodeOperator(const QuerySpec& q) {
-  if (q.rerank) return "diversity re-ranking (rerank)";
-  if (q.fresh && q.fresh->boost > 0) return "the freshness boost";
   if (q.channels) return "channels";
   if (q.quota && q.quota->p.empty()) return "a quota with p \"auto\"";
   return nullptr;
 }
 
-// One replica's answer for some shards: one result, or with a split search (Split) one per
-// query vector.
+bool Boosted(const QuerySpec& q) { return q.fresh && q.fresh->boost > 0; }
+
+// One replica's answers for some shards, one per sub-search (Subs).
 struct Answer {
+  std::string node;
   std::vector<uint32_t> shards;
   std::vector<SearchResult> parts;
+};
+
+struct Entry {
+  Hit hit;
+  uint32_t vector = 0;
+  int32_t cluster = -1;
+  std::string payload;
+  uint8_t channels = 0;
+  size_t source = 0;  // the answer it came from
+};
+
+// What every replica is asked when several answer (the same for each). The candidates: one
+// search, or with Split one per query vector; with the freshness boost, also the best of the
+// items younger than the horizon. The router then boosts and re-ranks them itself, as
+// RunQuery (engine/query.cc) does on one node.
+struct Subs {
+  std::vector<SearchCall> calls;
+  size_t main = 1;     // calls[0, main): the candidates (several: one per vector)
+  bool young = false;  // calls[main]: the young candidates
+  size_t fetch = 0;    // candidates kept per list (no quota; 0: one node answers everything)
+  size_t keep = 0;     // after the boost (no quota)
 };
 
 // A multi-vector search aggregated by sum or weights scores an item over the vectors whose own
@@ -58,42 +80,93 @@ bool Split(const QuerySpec& q) {
   return q.vectors.size() > 1 && q.aggregate != Aggregate::kMax && !q.quota;
 }
 
-struct Entry {
-  Hit hit;
-  uint32_t vector = 0;
-  int32_t cluster = -1;
-  std::string payload;
-  uint8_t channels = 0;
-};
+Subs SubsFor(const SearchCall& call, bool several, int64_t now) {
+  Subs subs;
+  const QuerySpec& q = call.query;
+  if (!several) {
+    subs.calls.push_back(call);
+    return subs;
+  }
+  SearchCall base = call;
+  QuerySpec& b = base.query;
+  b.rerank.reset();
+  subs.keep =
+      q.rerank ? std::max<size_t>(q.k, q.rerank->window ? q.rerank->window : 3 * size_t(q.k)) : q.k;
+  subs.fetch =
+      Boosted(q) ? std::max<size_t>(subs.keep, q.fresh->window ? q.fresh->window : 3 * size_t(q.k))
+                 : subs.keep;
+  if (b.fresh) {
+    b.fresh->now = now;  // one clock for every shard
+    b.fresh->boost = 0;
+    b.fresh->half_life = 0;
+    b.fresh->horizon = 0;
+    b.fresh->window = 0;
+  }
+  if (!q.quota) b.k = uint32_t(subs.fetch);
+  if (Split(q)) {
+    for (const std::vector<float>& v : q.vectors) {
+      SearchCall one = base;
+      one.query.vectors = {v};
+      one.query.aggregate = Aggregate::kMax;
+      one.query.weights.clear();
+      subs.calls.push_back(std::move(one));
+    }
+    subs.main = subs.calls.size();
+  } else {
+    subs.calls.push_back(base);
+  }
+  if (Boosted(q) && !q.quota) {
+    SearchCall young = base;
+    young.query.filter = engine::YoungFilter(q.filter, *q.fresh, now);
+    subs.calls.push_back(std::move(young));
+    subs.young = true;
+  }
+  return subs;
+}
 
-Entry EntryOf(SearchResult& r, size_t i) {
+Entry EntryOf(SearchResult& r, size_t i, size_t source) {
   Entry e;
   e.hit = r.hits[i];
   if (i < r.hit_vector.size()) e.vector = r.hit_vector[i];
   if (i < r.hit_cluster.size()) e.cluster = r.hit_cluster[i];
   if (i < r.hit_payload.size()) e.payload = std::move(r.hit_payload[i]);
   if (i < r.hit_channels.size()) e.channels = r.hit_channels[i];
+  e.source = source;
   return e;
+}
+
+bool Better(const Entry& a, const Entry& b) {
+  return a.hit.score != b.hit.score ? a.hit.score > b.hit.score : a.hit.id < b.hit.id;
+}
+
+// Part `part` of every answer merged: each item once (its best score), best first.
+std::vector<Entry> Gather(std::vector<Answer>& answers, size_t part) {
+  std::vector<Entry> list;
+  std::unordered_map<uint64_t, size_t> seen;
+  for (size_t a = 0; a < answers.size(); ++a) {
+    SearchResult& r = answers[a].parts[part];
+    for (size_t i = 0; i < r.hits.size(); ++i) {
+      Entry e = EntryOf(r, i, a);
+      auto [it, fresh] = seen.emplace(e.hit.id, list.size());
+      if (fresh) {
+        list.push_back(std::move(e));
+      } else if (e.hit.score > list[it->second].hit.score) {
+        list[it->second] = std::move(e);
+      }
+    }
+  }
+  std::sort(list.begin(), list.end(), Better);
+  return list;
 }
 
 // Split answers: each vector's global top k from the shards' lists, then the aggregate over
 // them as the engine computes it (the vectors in order, each item once per list).
-std::vector<Entry> Aggregate(const QuerySpec& q, std::vector<Answer>& answers) {
+std::vector<Entry> Aggregate(const QuerySpec& q, std::vector<Answer>& answers, size_t lists,
+                             size_t k) {
   std::unordered_map<uint64_t, std::pair<Entry, float>> by_id;  // entry, best contribution
-  for (size_t j = 0; j < q.vectors.size(); ++j) {
-    std::vector<Entry> list;
-    std::unordered_map<uint64_t, size_t> seen;
-    for (Answer& a : answers) {
-      SearchResult& r = a.parts[j];
-      for (size_t i = 0; i < r.hits.size(); ++i) {
-        Entry e = EntryOf(r, i);
-        if (seen.emplace(e.hit.id, list.size()).second) list.push_back(std::move(e));
-      }
-    }
-    std::sort(list.begin(), list.end(), [](const Entry& a, const Entry& b) {
-      return a.hit.score != b.hit.score ? a.hit.score > b.hit.score : a.hit.id < b.hit.id;
-    });
-    if (list.size() > q.k) list.resize(q.k);
+  for (size_t j = 0; j < lists; ++j) {
+    std::vector<Entry> list = Gather(answers, j);
+    if (list.size() > k) list.resize(k);
     const float w = q.aggregate == Aggregate::kWeighted ? q.weights[j] : 1.0f;
     for (Entry& e : list) {
       const float contribution = w * e.hit.score;
@@ -115,55 +188,60 @@ std::vector<Entry> Aggregate(const QuerySpec& q, std::vector<Answer>& answers) {
   std::vector<Entry> out;
   out.reserve(by_id.size());
   for (auto& [id, x] : by_id) out.push_back(std::move(x.first));
+  std::sort(out.begin(), out.end(), Better);
   return out;
 }
 
-SearchResult Merge(const SearchCall& call, const CollectionSchema& schema,
-                   std::vector<uint32_t> quotas, std::vector<Answer> answers) {
+// The candidates the answers hold, as one node would have them before boosting and re-ranking;
+// with a quota, `quotas` becomes each cluster's M_k from the replica that searched it.
+std::vector<Entry> Candidates(const SearchCall& call, const CollectionSchema& schema,
+                              const Subs& subs, std::vector<uint32_t>* quotas,
+                              std::vector<Answer>& answers) {
   const QuerySpec& q = call.query;
   const uint32_t shards = std::max<uint32_t>(schema.shards, 1);
   const size_t c = schema.clusters;
-  std::vector<Entry> entries;
-  std::unordered_map<uint64_t, size_t> seen;
-  uint64_t seq = UINT64_MAX;
-  for (Answer& a : answers) {
-    for (const SearchResult& r : a.parts) seq = std::min(seq, r.seq);
-  }
-  if (answers.size() > 0 && answers[0].parts.size() > 1) entries = Aggregate(q, answers);
-  for (Answer& a : answers) {
-    if (a.parts.size() != 1) continue;
-    SearchResult& r = a.parts[0];
-    if (q.quota && r.quotas.size() == c) {
-      // Each cluster's M_k after redistribution, from the replica that searched it.
-      for (size_t k = 0; k < c; ++k) {
-        if (std::binary_search(a.shards.begin(), a.shards.end(), uint32_t(k % shards)))
-          quotas[k] = r.quotas[k];
+  const size_t k = subs.fetch ? subs.fetch : q.k;
+  std::vector<Entry> entries =
+      subs.main > 1 ? Aggregate(q, answers, subs.main, k) : Gather(answers, 0);
+  if (q.quota) {
+    for (const Answer& a : answers) {
+      const SearchResult& r = a.parts[0];
+      if (r.quotas.size() != c) continue;
+      for (size_t cl = 0; cl < c; ++cl) {
+        if (std::binary_search(a.shards.begin(), a.shards.end(), uint32_t(cl % shards)))
+          (*quotas)[cl] = r.quotas[cl];
       }
     }
-    for (size_t i = 0; i < r.hits.size(); ++i) {
-      Entry e = EntryOf(r, i);
-      auto [it, fresh] = seen.emplace(e.hit.id, entries.size());
-      if (fresh) {
+    // Top M_k per cluster (two replicas of a shard may each have answered for it).
+    std::vector<uint32_t> taken(c, 0);
+    std::erase_if(entries, [&](const Entry& e) {
+      if (e.cluster < 0 || size_t(e.cluster) >= c) return true;
+      return taken[size_t(e.cluster)]++ >= (*quotas)[size_t(e.cluster)];
+    });
+  } else if (entries.size() > k) {
+    entries.resize(k);
+  }
+  if (subs.young) {
+    std::vector<Entry> young = Gather(answers, subs.main);
+    if (young.size() > subs.fetch) young.resize(subs.fetch);
+    std::unordered_map<uint64_t, size_t> at;
+    for (size_t i = 0; i < entries.size(); ++i) at.emplace(entries[i].hit.id, i);
+    for (Entry& e : young) {
+      auto [it, added] = at.try_emplace(e.hit.id, entries.size());
+      if (added) {
         entries.push_back(std::move(e));
       } else if (e.hit.score > entries[it->second].hit.score) {
         entries[it->second] = std::move(e);
       }
     }
   }
-  auto better = [](const Entry& a, const Entry& b) {
-    return a.hit.score != b.hit.score ? a.hit.score > b.hit.score : a.hit.id < b.hit.id;
-  };
-  std::sort(entries.begin(), entries.end(), better);
-  if (q.quota) {
-    // Top M_k per cluster (two replicas of a shard may each have answered for it).
-    std::vector<uint32_t> taken(c, 0);
-    std::erase_if(entries, [&](const Entry& e) {
-      if (e.cluster < 0 || size_t(e.cluster) >= c) return true;
-      return taken[size_t(e.cluster)]++ >= quotas[size_t(e.cluster)];
-    });
-  } else if (entries.size() > q.k) {
-    entries.resize(q.k);
-  }
+  return entries;
+}
+
+SearchResult Build(const SearchCall& call, const CollectionSchema& schema,
+                   std::vector<uint32_t> quotas, const std::vector<Entry>& entries, uint64_t seq) {
+  const QuerySpec& q = call.query;
+  const size_t c = schema.clusters;
   SearchResult out;
   const bool vectors = q.vectors.size() > 1 || q.mvke;
   for (const Entry& e : entries) {
@@ -180,7 +258,7 @@ SearchResult Merge(const SearchCall& call, const CollectionSchema& schema,
       if (e.cluster >= 0 && size_t(e.cluster) < c) ++out.per_cluster[size_t(e.cluster)];
     }
   }
-  out.seq = seq == UINT64_MAX ? 0 : seq;
+  out.seq = seq;
   return out;
 }
 
@@ -208,6 +286,26 @@ std::shared_ptr<client::Client> Router::ClientFor(const cluster::MemberInfo& m) 
   p.address = address;
   p.client = shared;
   return shared;
+}
+
+std::future<std::vector<Reply>> Router::Send(const cluster::MemberInfo& m, std::vector<Call> calls,
+                                             std::chrono::milliseconds deadline) {
+  std::shared_ptr<client::Client> c = ClientFor(m);
+  if (!c) {
+    std::promise<std::vector<Reply>> failed;
+    failed.set_value(std::vector<Reply>(
+        calls.size(),
+        Reply{UnavailableError("cannot connect to node '" + m.id + "'"), std::monostate{}}));
+    return failed.get_future();
+  }
+  if (calls.size() == 1) {  // on the client's workers: no thread started per request
+    auto one = c->CallAsync(std::move(calls[0]), deadline);
+    return std::async(std::launch::deferred,
+                      [one = std::move(one)]() mutable { return std::vector<Reply>{one.get()}; });
+  }
+  return std::async(std::launch::async, [c, calls = std::move(calls), deadline] {
+    return c->CallMany(calls, deadline);
+  });
 }
 
 void Router::Penalize(const std::string& id) {
@@ -269,6 +367,10 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
   bool self_hosts_all = true;
   for (uint32_t s = 0; s < shards; ++s) self_hosts_all = self_hosts_all && node_.Hosts(s);
   const Clock::time_point deadline = Clock::now() + options_.deadline;
+  // One clock for the freshness operators of every shard.
+  const int64_t now_s = q.fresh && q.fresh->now ? q.fresh->now : int64_t(std::time(nullptr));
+  bool several = false;
+  std::vector<cluster::MemberInfo> known;  // the members as last read
   std::vector<Answer> answers;
   std::set<std::string> failed;  // replicas that failed this request
   Status last = Status::Ok();
@@ -283,6 +385,7 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
                    std::monostate{}};
     }
     const std::vector<cluster::MemberInfo> members = view();
+    known = members;
     // Rotation: serving, following, within max_lag of the shard's best replica.
     std::vector<uint64_t> best(shards, 0);
     auto serving = [&](const cluster::MemberInfo& m) {
@@ -336,8 +439,15 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
       return std::nullopt;
     }
     first = false;
-    if (answers.empty() && plan.size() > 1) {
-      if (const char* op = OneNodeOperator(q)) {
+    // Whether several replicas answer: fixed once an answer is kept (every answer must hold
+    // the same sub-searches).
+    if (answers.empty()) several = plan.size() > 1;
+    if (several && answers.empty()) {
+      const char* op = OneNodeOperator(q);
+      if (op == nullptr && Split(q) && (q.rerank || Boosted(q))) {
+        op = "re-ranking or boosting a multi-vector sum or weighted search";
+      }
+      if (op != nullptr) {
         return Reply{FailedPreconditionError(std::string(op) +
                                              " needs every shard on one node; "
                                              "no node of the cluster hosts all the shards of '" +
@@ -345,73 +455,40 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
                      std::monostate{}};
       }
     }
+    const Subs subs = SubsFor(call, several, now_s);
     const auto remaining =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    // One sub-search per replica, or with Split one per query vector.
-    const bool split = plan.size() > 1 && Split(q);
-    auto subs_for = [&](const std::vector<uint32_t>& assigned) {
-      std::vector<SearchCall> subs;
-      if (!split) {
-        subs.push_back(call);
-        subs.back().query.shards = assigned;
-        return subs;
-      }
-      for (const std::vector<float>& v : q.vectors) {
-        SearchCall sub = call;
-        sub.query.vectors = {v};
-        sub.query.aggregate = Aggregate::kMax;
-        sub.query.weights.clear();
-        sub.query.shards = assigned;
-        subs.push_back(std::move(sub));
-      }
-      return subs;
-    };
+    const auto budget = std::max(remaining, std::chrono::milliseconds(1));
     struct Pending {
       std::string id;
       std::vector<uint32_t> shards;
       std::future<std::vector<Reply>> future;
-      bool local = false;
     };
     std::vector<Pending> pending;
-    const std::map<std::string, const cluster::MemberInfo*> by_id = [&] {
-      std::map<std::string, const cluster::MemberInfo*> m;
-      for (const cluster::MemberInfo& x : members) m[x.id] = &x;
-      return m;
-    }();
-    const auto budget = std::max(remaining, std::chrono::milliseconds(1));
+    std::map<std::string, const cluster::MemberInfo*> by_id;
+    for (const cluster::MemberInfo& x : members) by_id[x.id] = &x;
+    auto calls_for = [&](const std::vector<uint32_t>& assigned) {
+      std::vector<Call> calls;
+      for (const SearchCall& sub : subs.calls) {
+        SearchCall c = sub;
+        c.query.shards = assigned;
+        calls.emplace_back(std::move(c));
+      }
+      return calls;
+    };
     for (auto& [id, assigned] : plan) {
-      Pending p{id, assigned, {}, id == self};
+      Pending p{id, assigned, {}};
       {
         std::lock_guard lock(mu_);
         ++peers_[id].outstanding;
       }
-      if (!p.local) {
-        std::shared_ptr<client::Client> c = ClientFor(*by_id.at(id));
-        if (!c) {
-          std::promise<std::vector<Reply>> failed_connect;
-          failed_connect.set_value(
-              {Reply{UnavailableError("cannot connect to node '" + id + "'"), std::monostate{}}});
-          p.future = failed_connect.get_future();
-        } else if (!split) {
-          // On the client's workers: no thread started per request.
-          auto one = c->CallAsync(subs_for(assigned)[0], budget);
-          p.future = std::async(std::launch::deferred, [one = std::move(one)]() mutable {
-            return std::vector<Reply>{one.get()};
-          });
-        } else {
-          std::vector<Call> subs;
-          for (SearchCall& sub : subs_for(assigned)) subs.emplace_back(std::move(sub));
-          p.future = std::async(std::launch::async, [c, subs = std::move(subs), budget] {
-            return c->CallMany(subs, budget);
-          });
-        }
-      }
+      if (id != self) p.future = Send(*by_id.at(id), calls_for(assigned), budget);
       pending.push_back(std::move(p));
     }
     for (Pending& p : pending) {
       std::vector<Reply> replies;
-      if (p.local) {
-        for (const SearchCall& sub : subs_for(p.shards)) replies.push_back(local(sub));
+      if (p.id == self) {
+        for (const Call& c : calls_for(p.shards)) replies.push_back(local(c));
       } else {
         replies = p.future.get();
       }
@@ -419,7 +496,7 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
         std::lock_guard lock(mu_);
         --peers_[p.id].outstanding;
       }
-      Answer answer{p.shards, {}};
+      Answer answer{p.id, p.shards, {}};
       Status failure = Status::Ok();
       for (Reply& reply : replies) {
         auto* r = std::get_if<SearchResult>(&reply.body);
@@ -435,22 +512,106 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
         }
         answer.parts.push_back(std::move(*r));
       }
-      if (failure.ok()) {
+      if (failure.ok() && answer.parts.size() == subs.calls.size()) {
         for (uint32_t s : p.shards) std::erase(todo, s);
         answers.push_back(std::move(answer));
         continue;
       }
-      last = std::move(failure);
+      last =
+          failure.ok() ? InternalError("node '" + p.id + "' answered too few searches") : failure;
       failed.insert(p.id);
       Penalize(p.id);
     }
-    // A retry after a partial failure must be split the same way as the answers kept.
-    if (!todo.empty() && split != (answers.empty() ? split : answers[0].parts.size() > 1)) {
-      answers.clear();
-    }
   }
-  if (quotas.empty() && q.quota) quotas.assign(schema.clusters, 0);
-  return Reply{Status::Ok(), ReplyBody(Merge(call, schema, std::move(quotas), std::move(answers)))};
+
+  uint64_t seq = UINT64_MAX;
+  for (const Answer& a : answers) {
+    for (const SearchResult& r : a.parts) seq = std::min(seq, r.seq);
+  }
+  if (!several) {  // one replica answered everything itself
+    SearchResult& r = answers[0].parts[0];
+    r.seq = seq;
+    return Reply{Status::Ok(), ReplyBody(std::move(r))};
+  }
+  const Subs subs = SubsFor(call, true, now_s);
+  if (q.quota && quotas.empty()) quotas.assign(schema.clusters, 0);
+  std::vector<Entry> entries = Candidates(call, schema, subs, &quotas, answers);
+  // The operators of RunQuery after retrieval, on the candidates: boost, re-rank.
+  if (Boosted(q) || q.rerank) {
+    // The candidates' records, from the replicas that found them.
+    std::vector<std::optional<ItemRecord>> items(entries.size());
+    std::map<size_t, std::vector<size_t>> by_source;
+    for (size_t i = 0; i < entries.size(); ++i) by_source[entries[i].source].push_back(i);
+    for (const auto& [source, at] : by_source) {
+      GetCall get;
+      get.collection = call.collection;
+      for (size_t i : at) get.ids.push_back(entries[i].hit.id);
+      const std::string& id = answers[source].node;
+      Reply reply;
+      if (id == self) {
+        reply = local(Call(std::move(get)));
+      } else {
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+        std::vector<Call> one;
+        one.emplace_back(std::move(get));
+        auto m = std::find_if(known.begin(), known.end(),
+                              [&](const cluster::MemberInfo& x) { return x.id == id; });
+        if (m == known.end()) {
+          return Reply{UnavailableError("node '" + id + "' left the cluster"), std::monostate{}};
+        }
+        reply = Send(*m, std::move(one), std::max(left, std::chrono::milliseconds(1))).get()[0];
+      }
+      if (!reply.status.ok()) return reply;
+      auto* got = std::get_if<GetResult>(&reply.body);
+      if (got == nullptr || got->items.size() != at.size()) {
+        return Reply{InternalError("node '" + id + "' answered a read with another body"),
+                     std::monostate{}};
+      }
+      for (size_t j = 0; j < at.size(); ++j) items[at[j]] = std::move(got->items[j]);
+    }
+    std::vector<QueryHit> hits(entries.size());
+    for (size_t i = 0; i < entries.size(); ++i) {
+      hits[i] = {entries[i].hit.id, entries[i].hit.score, uint32_t(i), entries[i].cluster};
+    }
+    if (Boosted(q)) {
+      std::vector<int64_t> ts(hits.size(), 0);
+      for (size_t i = 0; i < hits.size(); ++i) {
+        if (items[hits[i].vector]) ts[i] = items[hits[i].vector]->timestamp;
+      }
+      engine::BoostScores(*q.fresh, now_s, ts, &hits);
+      if (!q.quota && hits.size() > subs.keep) hits.resize(subs.keep);
+    }
+    if (q.rerank) {
+      const bool mmr = q.rerank->mmr_lambda >= 0;
+      std::vector<float> vectors(mmr ? hits.size() * schema.dim : 0, 0.0f);
+      std::vector<std::optional<int64_t>> categories(hits.size());
+      for (size_t i = 0; i < hits.size(); ++i) {
+        const auto& item = items[hits[i].vector];
+        if (!item) continue;
+        categories[i] = item->category;
+        if (mmr && item->vector.size() == schema.dim) {
+          std::copy(item->vector.begin(), item->vector.end(), vectors.begin() + i * schema.dim);
+        }
+      }
+      const size_t k = q.quota ? hits.size() : q.k;
+      auto reranked =
+          engine::Diversify(*q.rerank, std::move(hits), k, schema.dim, vectors, categories);
+      if (!reranked.ok()) return Reply{reranked.status(), std::monostate{}};
+      hits = std::move(*reranked);
+    }
+    std::vector<Entry> ordered;
+    ordered.reserve(hits.size());
+    for (const QueryHit& h : hits) {
+      ordered.push_back(std::move(entries[h.vector]));
+      ordered.back().hit.score = h.score;
+    }
+    entries = std::move(ordered);
+  } else if (!q.quota && entries.size() > q.k) {
+    entries.resize(q.k);
+  }
+  return Reply{Status::Ok(), ReplyBody(Build(call, schema, std::move(quotas), entries,
+                                             seq == UINT64_MAX ? 0 : seq))};
 }
 
 }  // namespace quiver::net

@@ -8,9 +8,10 @@
 //     its clusters' M_k (shards whose clusters all have M_k = 0 are not contacted), top M_k kept
 //     per cluster. A cluster that runs short hands its shortfall to the clusters of its own
 //     shard (a single node spreads it over all clusters).
-// Operators that need every candidate in one place (diversity re-ranking, the freshness boost,
-// channels, a quota with p "auto") run on one node: they are answered when one replica hosts
-// every shard they need, and refused with kFailedPrecondition otherwise.
+// The freshness boost and diversity re-ranking run on the router: the shards give the candidates
+// one node would have, the router reads their records and finishes as RunQuery does. Channels
+// and a quota with p "auto" run on one node: they are answered when one replica hosts every
+// shard they need, and refused with kFailedPrecondition otherwise.
 //
 // A replica is in rotation while its etcd lease lives (cluster::Membership), it serves the
 // collection, and it has applied the collection's log to within max_lag of its shard's most
@@ -25,6 +26,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -48,8 +50,9 @@ struct RouterOptions {
 
 class Router {
  public:
-  // Answers a search on this node (its own shards: SearchCall::query.shards set).
-  using Local = std::function<Reply(const SearchCall&)>;
+  // Answers a call on this node: a search of its own shards (SearchCall::query.shards set), or
+  // a read of items it found.
+  using Local = std::function<Reply(const Call&)>;
 
   Router(cluster::Membership& members, cluster::Node& node, RouterOptions options)
       : members_(members), node_(node), options_(std::move(options)) {}
@@ -69,6 +72,10 @@ class Router {
     std::chrono::steady_clock::time_point avoid_until{};
   };
   std::shared_ptr<client::Client> ClientFor(const cluster::MemberInfo& m);
+  // The calls to a replica, on its client's workers (kUnavailable replies if it cannot be
+  // reached).
+  std::future<std::vector<Reply>> Send(const cluster::MemberInfo& m, std::vector<Call> calls,
+                                       std::chrono::milliseconds deadline);
   void Penalize(const std::string& id);
 
   cluster::Membership& members_;

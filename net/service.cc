@@ -163,8 +163,15 @@ Reply Service::Handle(const Call& call) {
     std::shared_ptr<engine::Engine> e = root_.engine();
     Result<CollectionSchema> schema = e->GetSchema(search->collection);
     if (!schema.ok()) return FromStatus(schema.status());
-    std::optional<Reply> routed = router_->Route(
-        *search, *schema, [&](const SearchCall& sub) { return SearchHere(*e, sub); });
+    std::optional<Reply> routed = router_->Route(*search, *schema, [&](const Call& sub) {
+      if (const auto* c = std::get_if<SearchCall>(&sub)) return SearchHere(*e, *c);
+      if (const auto* c = std::get_if<GetCall>(&sub)) {
+        auto r = e->Get(c->collection, c->ids);
+        if (!r.ok()) return FromStatus(r.status());
+        return Reply{Status::Ok(), ReplyBody(GetResult{std::move(*r)})};
+      }
+      return FromStatus(InternalError("the router asked this node for another call"));
+    });
     if (routed) return std::move(*routed);
     return SearchHere(*e, *search);
   }

@@ -34,11 +34,7 @@ Status Boost(const Partitions& parts, Metric metric, const QuerySpec& q, const F
              int64_t now, size_t fetch, size_t keep, QueryResult* out) {
   if (!q.quota) {
     QuerySpec young = q;
-    const int64_t horizon = f.horizon ? f.horizon
-                            : f.half_life > std::numeric_limits<int64_t>::max() / 4
-                                ? std::numeric_limits<int64_t>::max()
-                                : 4 * f.half_life;
-    young.filter = WithSince(q.filter, Before(now, horizon));
+    young.filter = YoungFilter(q.filter, f, now);
     QV_ASSIGN_OR_RETURN(QueryResult more, Retrieve(parts, metric, young, fetch));
     std::unordered_map<uint64_t, size_t> at;
     for (size_t i = 0; i < out->hits.size(); ++i) at.emplace(out->hits[i].id, i);
@@ -55,16 +51,30 @@ Status Boost(const Partitions& parts, Metric metric, const QuerySpec& q, const F
   std::vector<int64_t> ts(out->hits.size());
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = out->hits[i].id;
   parts.TimestampsFor(ids, ts.data());
-  for (size_t i = 0; i < ids.size(); ++i) {
-    const double age = std::max(0.0, double(now) - double(ts[i]));
-    out->hits[i].score += f.boost * float(std::exp2(-age / double(f.half_life)));
-  }
-  std::sort(out->hits.begin(), out->hits.end(), [](const QueryHit& a, const QueryHit& b) {
-    return a.score != b.score ? a.score > b.score : a.id < b.id;
-  });
+  BoostScores(f, now, ts, &out->hits);
   if (!q.quota && out->hits.size() > keep) out->hits.resize(keep);
   return Status::Ok();
 }
 
 }  // namespace ops
+
+Filter YoungFilter(const std::optional<Filter>& f, const Fresh& fresh, int64_t now) {
+  const int64_t horizon = fresh.horizon ? fresh.horizon
+                          : fresh.half_life > std::numeric_limits<int64_t>::max() / 4
+                              ? std::numeric_limits<int64_t>::max()
+                              : 4 * fresh.half_life;
+  return ops::WithSince(f, ops::Before(now, horizon));
+}
+
+void BoostScores(const Fresh& fresh, int64_t now, std::span<const int64_t> timestamps,
+                 std::vector<QueryHit>* hits) {
+  for (size_t i = 0; i < hits->size(); ++i) {
+    const double age = std::max(0.0, double(now) - double(timestamps[i]));
+    (*hits)[i].score += fresh.boost * float(std::exp2(-age / double(fresh.half_life)));
+  }
+  std::sort(hits->begin(), hits->end(), [](const QueryHit& a, const QueryHit& b) {
+    return a.score != b.score ? a.score > b.score : a.id < b.id;
+  });
+}
+
 }  // namespace quiver::engine

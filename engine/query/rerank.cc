@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -18,19 +19,42 @@ namespace ops {
 Result<std::vector<QueryHit>> Diversify(const Partitions& parts, const Rerank& r,
                                         std::vector<QueryHit> hits, size_t k) {
   const size_t n = hits.size(), dim = parts.global().dim();
-  if (n == 0) return hits;
   const bool mmr = r.mmr_lambda >= 0;
   std::vector<float> vec(mmr ? n * dim : 0);
-  std::vector<float> norm(n, 1.0f);
-  std::vector<ItemAttrs> attrs(n);
+  std::vector<std::optional<int64_t>> categories(n);
+  ItemAttrs attrs;
   for (size_t i = 0; i < n; ++i) {
-    parts.AttrsFor(hits[i].id, &attrs[i]);
+    if (parts.AttrsFor(hits[i].id, &attrs) && attrs.has_category) categories[i] = attrs.category;
+    if (mmr) QV_RETURN_IF_ERROR(parts.global().GetVector(hits[i].id, &vec[i * dim]));
+  }
+  return engine::Diversify(r, std::move(hits), k, dim, vec, categories);
+}
+
+}  // namespace ops
+
+Result<std::vector<QueryHit>> Diversify(const Rerank& r, std::vector<QueryHit> hits, size_t k,
+                                        size_t dim, std::span<const float> vectors,
+                                        std::span<const std::optional<int64_t>> categories) {
+  const size_t n = hits.size();
+  if (n == 0) return hits;
+  const bool mmr = r.mmr_lambda >= 0;
+  if (categories.size() != n || (mmr && vectors.size() != n * dim)) {
+    return InternalError("diversity re-ranking: candidates and their attributes differ in number");
+  }
+  std::vector<float> norm(n, 1.0f);
+  struct Attrs {
+    bool has_category = false;
+    int64_t category = 0;
+  };
+  std::vector<Attrs> attrs(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (categories[i]) attrs[i] = {true, *categories[i]};
     if (!mmr) continue;
-    QV_RETURN_IF_ERROR(parts.global().GetVector(hits[i].id, &vec[i * dim]));
     double s = 0;
-    for (size_t t = 0; t < dim; ++t) s += double(vec[i * dim + t]) * vec[i * dim + t];
+    for (size_t t = 0; t < dim; ++t) s += double(vectors[i * dim + t]) * vectors[i * dim + t];
     norm[i] = s > 0 ? float(std::sqrt(s)) : 1.0f;
   }
+  const float* vec = vectors.data();
   float lo = hits[0].score, hi = hits[0].score;
   for (const auto& h : hits) lo = std::min(lo, h.score), hi = std::max(hi, h.score);
   const auto& kern = simd::GetKernels();
@@ -95,5 +119,4 @@ Result<std::vector<QueryHit>> Diversify(const Partitions& parts, const Rerank& r
   return out;
 }
 
-}  // namespace ops
 }  // namespace quiver::engine

@@ -195,6 +195,23 @@ TEST_F(ClusterRoutingTest, EveryNodeAnswersWhatASingleNodeHoldingEverythingAnswe
   add("quota needing shard 0 only", [](QuerySpec& q) {
     q.quota = QuotaSpec{.p = {1, 0, 3, 0, 2, 0, 1, 0}, .a = 0.5f, .total = 30};
   });
+  add("diversity: MMR", [](QuerySpec& q) { q.rerank = Rerank{.mmr_lambda = 0.6f}; });
+  add("diversity: category cap and run limit", [](QuerySpec& q) {
+    q.rerank = Rerank{.window = 60, .max_consecutive_category = 2, .per_category_cap = 6};
+  });
+  add("diversity: ComiRec category bonus",
+      [](QuerySpec& q) { q.rerank = Rerank{.category_diversity = 0.05f}; });
+  add("freshness boost",
+      [](QuerySpec& q) { q.fresh = Fresh{.now = 1000 + kItems, .boost = 2.0f, .half_life = 100}; });
+  add("freshness pool, boost and MMR", [](QuerySpec& q) {
+    q.fresh = Fresh{.pool = 900, .now = 1000 + kItems, .boost = 1.0f, .half_life = 50};
+    q.rerank = Rerank{.mmr_lambda = 0.8f};
+  });
+  add("quota with boost and category cap", [](QuerySpec& q) {
+    q.quota = QuotaSpec{.p = {1, 2, 3, 4, 0, 1, 0.5f, 2}, .a = 1, .total = 30};
+    q.fresh = Fresh{.now = 1000 + kItems, .boost = 1.5f, .half_life = 200};
+    q.rerank = Rerank{.per_category_cap = 8};
+  });
   for (const auto& [name, call] : cases) {
     auto want = single_.client->Query(call);
     ASSERT_TRUE(want.ok()) << name << ": " << want.status();
@@ -210,11 +227,10 @@ TEST_F(ClusterRoutingTest, EveryNodeAnswersWhatASingleNodeHoldingEverythingAnswe
       EXPECT_GE(got->seq, last_seq_) << name << " through " << n->id;
     }
   }
-  // Operators that need every candidate on one node are refused, saying so, where no node
-  // hosts every shard.
-  net::SearchCall rerank = cases[0].second;
-  rerank.query.rerank = Rerank{.per_category_cap = 3};
-  auto refused = a0_.client->Query(rerank);
+  // Channels need every shard on one node: refused, saying so, where no node hosts them all.
+  net::SearchCall channels = cases[0].second;
+  channels.query.channels = Channels{.seed_items = {1, 2}, .u2u2i = false};
+  auto refused = a0_.client->Query(channels);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition) << refused.status();
   // A bad query is refused as the single node refuses it.
