@@ -948,6 +948,20 @@ Result<QueryResult> Engine::Query(const std::string& name, const QuerySpec& quer
   return RunQuery(*parts, c->schema().metric, query);
 }
 
+Result<std::vector<double>> Engine::ClusterSimilarity(
+    const std::string& name, const std::vector<std::vector<float>>& vectors) const {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  const std::shared_ptr<Partitions> parts = c->parts();
+  if (parts->clusters() == 0) {
+    return FailedPreconditionError("collection '" + name + "' has no clusters");
+  }
+  QuerySpec q;
+  q.vectors = vectors;
+  QV_RETURN_IF_ERROR(ValidateQuery(q, uint32_t(parts->global().dim()), uint32_t(parts->clusters()),
+                                   uint32_t(parts->topics())));
+  return engine::ClusterSimilarity(*parts, c->schema().metric, vectors);
+}
+
 Status Engine::Snapshot(const std::string& name) {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
   std::lock_guard snap(c->snapshot_mu);

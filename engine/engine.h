@@ -155,6 +155,11 @@ class Engine {
 
   // Multi-vector and quota queries (engine/query.h, docs/queries.md).
   Result<QueryResult> Query(const std::string& name, const QuerySpec& query) const;
+  // Per cluster, the best similarity of `vectors` to its centroid (-inf: empty): a quota's p
+  // "auto" before the softmax (engine::ClusterSimilarity). kInvalidArgument for vectors a
+  // query would not take, kFailedPrecondition for a collection without clusters.
+  Result<std::vector<double>> ClusterSimilarity(
+      const std::string& name, const std::vector<std::vector<float>>& vectors) const;
 
   // Writes a snapshot of the collection's indexes covering its latest applied op (writes to the
   // collection wait meanwhile), then drops

@@ -47,6 +47,13 @@ Filter YoungFilter(const std::optional<Filter>& f, const Fresh& fresh, int64_t n
 void BoostScores(const Fresh& fresh, int64_t now, std::span<const int64_t> timestamps,
                  std::vector<QueryHit>* hits);
 
+// Quota p "auto" (docs/queries.md): per cluster, the best similarity of any of `vectors` to its
+// centroid (-inf for an empty cluster); the intent is their softmax over the temperature. Split
+// so that cluster mode's router can gather the similarities of clusters on several nodes.
+std::vector<double> ClusterSimilarity(const Partitions& parts, Metric metric,
+                                      const std::vector<std::vector<float>>& vectors);
+std::vector<double> IntentFrom(std::span<const double> similarity, float temperature);
+
 // Runs a query ValidateQuery accepted on `parts`.
 Result<QueryResult> RunQuery(const Partitions& parts, Metric metric, const QuerySpec& q);
 

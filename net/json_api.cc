@@ -300,6 +300,9 @@ void WriteBody(JsonWriter& w, const ReplyBody& body) {
     }
     // Export chunks are bytes and travel on the binary protocol only (REST has no route to
     // them); as JSON, a chunk says its length.
+    void operator()(const IntentResult& r) {
+      w.Object([&] { Field(w, "clusters", uint64_t(r.similarity.size())); });
+    }
     void operator()(const ExportChunk& r) {
       w.Object([&] { Field(w, "bytes", uint64_t(r.data.size())); });
     }

@@ -38,18 +38,12 @@ bool Retryable(StatusCode code) {
 // Operators that cannot be finished by the router across shards.
 const char* OneNodeOperator(const QuerySpec& q) {
   if (q.channels) return "channels";
-  if (q.quota && q.quota->p.empty()) return "a quota with p \"auto\"";
   return nullptr;
 }
 
 bool Boosted(const QuerySpec& q) { return q.fresh && q.fresh->boost > 0; }
 
-// One replica's answers for some shards, one per sub-search (Subs).
-struct Answer {
-  std::string node;
-  std::vector<uint32_t> shards;
-  std::vector<SearchResult> parts;
-};
+using Answer = Router::Answer;
 
 struct Entry {
   Hit hit;
@@ -313,89 +307,59 @@ void Router::Penalize(const std::string& id) {
   peers_[id].avoid_until = Clock::now() + options_.penalty;
 }
 
-std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchema& schema,
-                                   const Local& local) {
-  const QuerySpec& q = call.query;
-  if (!q.shards.empty()) return std::nullopt;  // a router's sub-request: answered here
-  const uint32_t shards = std::max<uint32_t>(schema.shards, 1);
-  if (Status s = engine::ValidateQuery(q, schema.dim, schema.clusters, schema.topics, shards);
-      !s.ok()) {
-    return Reply{std::move(s), std::monostate{}};
-  }
-  // The shards the search needs, and with a quota M_k per cluster.
-  std::vector<uint32_t> quotas;
-  std::vector<bool> needed(shards, true);
-  if (q.quota && !q.quota->p.empty()) {
-    const std::vector<double> p(q.quota->p.begin(), q.quota->p.end());
-    quotas = engine::AllocateQuotas(p, q.quota->a, q.quota->total);
-    needed.assign(shards, false);
-    for (size_t k = 0; k < quotas.size(); ++k) {
-      if (quotas[k] > 0) needed[k % shards] = true;
-    }
-  }
-  std::vector<uint32_t> todo;
-  for (uint32_t s = 0; s < shards; ++s) {
-    if (needed[s]) todo.push_back(s);
-  }
-  if (todo.empty()) todo.push_back(0);  // nothing to find: any one shard answers that
-
-  // The replicas: etcd's view, with this node's own state as it is now.
+std::vector<cluster::MemberInfo> Router::View(const std::string& collection, uint32_t shards) {
   const std::string& self = node_.node_id();
-  const auto view = [&] {
-    std::vector<cluster::MemberInfo> members = members_.Members();
-    auto it = std::find_if(members.begin(), members.end(),
-                           [&](const cluster::MemberInfo& m) { return m.id == self; });
-    if (it == members.end()) {
-      cluster::MemberInfo m;
-      m.id = self;
-      members.push_back(m);
-      it = members.end() - 1;
-    }
-    it->shards.clear();
-    for (uint32_t s = 0; s < shards; ++s) {
-      if (node_.Hosts(s)) it->shards.push_back(s);
-    }
-    it->blocked.clear();
-    it->applied.erase(call.collection);
-    if (!node_.CheckServing(call.collection).ok()) it->blocked.push_back(call.collection);
-    for (const cluster::FollowerState& f : node_.Followers()) {
-      if (f.collection == call.collection) it->applied[call.collection] = f.applied;
-    }
-    return members;
-  };
+  std::vector<cluster::MemberInfo> members = members_.Members();
+  auto it = std::find_if(members.begin(), members.end(),
+                         [&](const cluster::MemberInfo& m) { return m.id == self; });
+  if (it == members.end()) {
+    cluster::MemberInfo m;
+    m.id = self;
+    members.push_back(m);
+    it = members.end() - 1;
+  }
+  it->shards.clear();
+  for (uint32_t s = 0; s < shards; ++s) {
+    if (node_.Hosts(s)) it->shards.push_back(s);
+  }
+  it->blocked.clear();
+  it->applied.erase(collection);
+  if (!node_.CheckServing(collection).ok()) it->blocked.push_back(collection);
+  for (const cluster::FollowerState& f : node_.Followers()) {
+    if (f.collection == collection) it->applied[collection] = f.applied;
+  }
+  return members;
+}
 
-  bool self_hosts_all = true;
-  for (uint32_t s = 0; s < shards; ++s) self_hosts_all = self_hosts_all && node_.Hosts(s);
-  const Clock::time_point deadline = Clock::now() + options_.deadline;
-  // One clock for the freshness operators of every shard.
-  const int64_t now_s = q.fresh && q.fresh->now ? q.fresh->now : int64_t(std::time(nullptr));
-  bool several = false;
-  std::vector<cluster::MemberInfo> known;  // the members as last read
-  std::vector<Answer> answers;
+std::optional<Reply> Router::Fanout(const std::string& collection, uint32_t shards,
+                                    std::vector<uint32_t> todo, Clock::time_point deadline,
+                                    const Plan& calls_for, const Local& local,
+                                    std::vector<Answer>* answers,
+                                    std::vector<cluster::MemberInfo>* known, bool* several) {
+  const std::string& self = node_.node_id();
   std::set<std::string> failed;  // replicas that failed this request
   Status last = Status::Ok();
-  bool first = true;
   while (!todo.empty()) {
     const Clock::time_point now = Clock::now();
     if (now >= deadline) {
-      return Reply{Status(StatusCode::kDeadlineExceeded,
-                          "search of '" + call.collection +
-                              "': no replica answered for every shard in time" +
-                              (last.ok() ? "" : " (last: " + last.ToString() + ")")),
-                   std::monostate{}};
+      return Reply{
+          Status(StatusCode::kDeadlineExceeded,
+                 "search of '" + collection + "': no replica answered for every shard in time" +
+                     (last.ok() ? "" : " (last: " + last.ToString() + ")")),
+          std::monostate{}};
     }
-    const std::vector<cluster::MemberInfo> members = view();
-    known = members;
+    const std::vector<cluster::MemberInfo> members = View(collection, shards);
+    *known = members;
     // Rotation: serving, following, within max_lag of the shard's best replica.
     std::vector<uint64_t> best(shards, 0);
     auto serving = [&](const cluster::MemberInfo& m) {
-      return std::find(m.blocked.begin(), m.blocked.end(), call.collection) == m.blocked.end() &&
-             m.applied.count(call.collection) > 0;
+      return std::find(m.blocked.begin(), m.blocked.end(), collection) == m.blocked.end() &&
+             m.applied.count(collection) > 0;
     };
     for (const cluster::MemberInfo& m : members) {
       if (!serving(m)) continue;
       for (uint32_t s = 0; s < shards; ++s) {
-        if (m.Hosts(s)) best[s] = std::max(best[s], m.applied.at(call.collection));
+        if (m.Hosts(s)) best[s] = std::max(best[s], m.applied.at(collection));
       }
     }
     std::map<std::string, std::vector<uint32_t>> plan;
@@ -407,7 +371,7 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
         std::tuple<int, uint64_t, std::string> pick_key;
         for (const cluster::MemberInfo& m : members) {
           if (!m.Hosts(s) || !serving(m) || failed.count(m.id) > 0) continue;
-          if (m.applied.at(call.collection) + options_.max_lag < best[s]) continue;
+          if (m.applied.at(collection) + options_.max_lag < best[s]) continue;
           if (m.id != self && m.port == 0) continue;
           auto p = peers_.find(m.id);
           if (p != peers_.end() && p->second.avoid_until > now) continue;
@@ -429,66 +393,43 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
     if (!orphans.empty()) {
       // Every replica of a shard is out of rotation (or failed this request): wait for one.
       last = UnavailableError("no replica of shard " + std::to_string(orphans[0]) +
-                              " of collection '" + call.collection + "' is in rotation");
+                              " of collection '" + collection + "' is in rotation");
       failed.clear();
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
       continue;
     }
-    // This node hosts every shard and is in rotation: the plain local search.
-    if (first && plan.size() == 1 && plan.begin()->first == self && self_hosts_all) {
-      return std::nullopt;
-    }
-    first = false;
     // Whether several replicas answer: fixed once an answer is kept (every answer must hold
-    // the same sub-searches).
-    if (answers.empty()) several = plan.size() > 1;
-    if (several && answers.empty()) {
-      const char* op = OneNodeOperator(q);
-      if (op == nullptr && Split(q) && (q.rerank || Boosted(q))) {
-        op = "re-ranking or boosting a multi-vector sum or weighted search";
-      }
-      if (op != nullptr) {
-        return Reply{FailedPreconditionError(std::string(op) +
-                                             " needs every shard on one node; "
-                                             "no node of the cluster hosts all the shards of '" +
-                                             call.collection + "' this search needs"),
-                     std::monostate{}};
-      }
-    }
-    const Subs subs = SubsFor(call, several, now_s);
+    // the same calls).
+    if (answers->empty()) *several = plan.size() > 1;
     const auto remaining =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     const auto budget = std::max(remaining, std::chrono::milliseconds(1));
     struct Pending {
       std::string id;
       std::vector<uint32_t> shards;
+      std::vector<Call> calls;
       std::future<std::vector<Reply>> future;
     };
     std::vector<Pending> pending;
-    std::map<std::string, const cluster::MemberInfo*> by_id;
-    for (const cluster::MemberInfo& x : members) by_id[x.id] = &x;
-    auto calls_for = [&](const std::vector<uint32_t>& assigned) {
-      std::vector<Call> calls;
-      for (const SearchCall& sub : subs.calls) {
-        SearchCall c = sub;
-        c.query.shards = assigned;
-        calls.emplace_back(std::move(c));
-      }
-      return calls;
-    };
     for (auto& [id, assigned] : plan) {
-      Pending p{id, assigned, {}};
+      Result<std::vector<Call>> calls = calls_for(assigned, *several);
+      if (!calls.ok()) return Reply{calls.status(), std::monostate{}};
+      Pending p{id, assigned, std::move(*calls), {}};
       {
         std::lock_guard lock(mu_);
         ++peers_[id].outstanding;
       }
-      if (id != self) p.future = Send(*by_id.at(id), calls_for(assigned), budget);
+      if (id != self) {
+        auto m = std::find_if(members.begin(), members.end(),
+                              [&](const cluster::MemberInfo& x) { return x.id == id; });
+        p.future = Send(*m, p.calls, budget);
+      }
       pending.push_back(std::move(p));
     }
     for (Pending& p : pending) {
       std::vector<Reply> replies;
       if (p.id == self) {
-        for (const Call& c : calls_for(p.shards)) replies.push_back(local(c));
+        for (const Call& c : p.calls) replies.push_back(local(c));
       } else {
         replies = p.future.get();
       }
@@ -496,44 +437,148 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
         std::lock_guard lock(mu_);
         --peers_[p.id].outstanding;
       }
-      Answer answer{p.id, p.shards, {}};
       Status failure = Status::Ok();
       for (Reply& reply : replies) {
-        auto* r = std::get_if<SearchResult>(&reply.body);
-        if (reply.status.ok() && r == nullptr) {
-          failure = InternalError("node '" + p.id + "' answered a search with another body");
-          break;
-        }
-        if (!reply.status.ok()) {
-          if (!Retryable(reply.status.code())) return std::move(reply);
-          failure = Status(reply.status.code(),
-                           "node '" + p.id + "': " + std::string(reply.status.message()));
-          break;
-        }
-        answer.parts.push_back(std::move(*r));
+        if (reply.status.ok()) continue;
+        if (!Retryable(reply.status.code())) return std::move(reply);
+        failure = Status(reply.status.code(),
+                         "node '" + p.id + "': " + std::string(reply.status.message()));
+        break;
       }
-      if (failure.ok() && answer.parts.size() == subs.calls.size()) {
+      if (failure.ok() && replies.size() == p.calls.size()) {
         for (uint32_t s : p.shards) std::erase(todo, s);
-        answers.push_back(std::move(answer));
+        answers->push_back({p.id, p.shards, std::move(replies)});
         continue;
       }
-      last =
-          failure.ok() ? InternalError("node '" + p.id + "' answered too few searches") : failure;
+      last = failure.ok() ? InternalError("node '" + p.id + "' answered too few calls") : failure;
       failed.insert(p.id);
       Penalize(p.id);
     }
   }
+  return std::nullopt;
+}
+
+std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchema& schema,
+                                   const Local& local) {
+  const QuerySpec& q = call.query;
+  if (!q.shards.empty()) return std::nullopt;  // a router's sub-request: answered here
+  const uint32_t shards = std::max<uint32_t>(schema.shards, 1);
+  if (Status s = engine::ValidateQuery(q, schema.dim, schema.clusters, schema.topics, shards);
+      !s.ok()) {
+    return Reply{std::move(s), std::monostate{}};
+  }
+  // This node hosts every shard and serves the collection: the plain local search.
+  bool self_hosts_all = true;
+  for (uint32_t s = 0; s < shards; ++s) self_hosts_all = self_hosts_all && node_.Hosts(s);
+  if (self_hosts_all && node_.CheckServing(call.collection).ok()) return std::nullopt;
+
+  const Clock::time_point deadline = Clock::now() + options_.deadline;
+  // One clock for the freshness operators of every shard.
+  const int64_t now_s = q.fresh && q.fresh->now ? q.fresh->now : int64_t(std::time(nullptr));
+  std::vector<uint32_t> all(shards);
+  for (uint32_t s = 0; s < shards; ++s) all[s] = s;
+  std::vector<cluster::MemberInfo> known;  // the members as last read
+  const std::string& self = node_.node_id();
+
+  // A quota: M_k per cluster, computed here over every cluster. With p "auto" the similarity
+  // of the query to each cluster's centroid comes from the shard holding the cluster first;
+  // the shards then get M_k itself as their p (a = 1: AllocateQuotas gives back exactly M_k).
+  SearchCall routed = call;
+  std::vector<uint32_t> quotas;
+  std::vector<uint32_t> todo = all;
+  if (q.quota) {
+    std::vector<double> p(q.quota->p.begin(), q.quota->p.end());
+    if (p.empty()) {
+      std::vector<Answer> intents;
+      bool several = false;
+      auto ask = [&](const std::vector<uint32_t>& assigned, bool) -> Result<std::vector<Call>> {
+        return std::vector<Call>{Call(IntentCall{call.collection, q.vectors, assigned})};
+      };
+      if (auto failed = Fanout(call.collection, shards, all, deadline, ask, local, &intents, &known,
+                               &several)) {
+        return failed;
+      }
+      std::vector<double> sim(schema.clusters, -INFINITY);
+      for (Answer& a : intents) {
+        const auto* r = std::get_if<IntentResult>(&a.replies[0].body);
+        if (r == nullptr || r->similarity.size() != schema.clusters) {
+          return Reply{InternalError("node '" + a.node + "' answered an intent with another body"),
+                       std::monostate{}};
+        }
+        for (size_t k = 0; k < schema.clusters; ++k) {
+          if (std::binary_search(a.shards.begin(), a.shards.end(), uint32_t(k % shards)))
+            sim[k] = r->similarity[k];
+        }
+      }
+      p = engine::IntentFrom(sim, q.quota->temperature);
+    }
+    quotas = engine::AllocateQuotas(p, q.quota->a, q.quota->total);
+    if (q.quota->p.empty()) {
+      QuotaSpec exact = *q.quota;
+      exact.p.assign(quotas.begin(), quotas.end());
+      exact.a = 1;
+      routed.query.quota = std::move(exact);
+    }
+    todo.clear();
+    for (uint32_t s = 0; s < shards; ++s) {
+      bool any = false;
+      for (size_t k = s; k < quotas.size(); k += shards) any = any || quotas[k] > 0;
+      if (any) todo.push_back(s);
+    }
+    if (todo.empty()) {  // nothing to find (every cluster empty)
+      SearchResult none;
+      none.quotas = quotas;
+      none.per_cluster.assign(schema.clusters, 0);
+      return Reply{Status::Ok(), ReplyBody(std::move(none))};
+    }
+  }
+
+  bool several = false;
+  std::vector<Answer> answers;
+  auto calls_for = [&](const std::vector<uint32_t>& assigned,
+                       bool many) -> Result<std::vector<Call>> {
+    if (many) {
+      const char* op = OneNodeOperator(q);
+      if (op == nullptr && Split(q) && (q.rerank || Boosted(q))) {
+        op = "re-ranking or boosting a multi-vector sum or weighted search";
+      }
+      if (op != nullptr) {
+        return FailedPreconditionError(std::string(op) +
+                                       " needs every shard on one node; no node of the cluster "
+                                       "hosts all the shards of '" +
+                                       call.collection + "' this search needs");
+      }
+    }
+    std::vector<Call> calls;
+    for (SearchCall& sub : SubsFor(routed, many, now_s).calls) {
+      sub.query.shards = assigned;
+      calls.emplace_back(std::move(sub));
+    }
+    return calls;
+  };
+  if (auto failed = Fanout(call.collection, shards, todo, deadline, calls_for, local, &answers,
+                           &known, &several)) {
+    return failed;
+  }
 
   uint64_t seq = UINT64_MAX;
-  for (const Answer& a : answers) {
-    for (const SearchResult& r : a.parts) seq = std::min(seq, r.seq);
+  for (Answer& a : answers) {
+    for (Reply& r : a.replies) {
+      auto* result = std::get_if<SearchResult>(&r.body);
+      if (result == nullptr) {
+        return Reply{InternalError("node '" + a.node + "' answered a search with another body"),
+                     std::monostate{}};
+      }
+      seq = std::min(seq, result->seq);
+      a.parts.push_back(std::move(*result));
+    }
   }
   if (!several) {  // one replica answered everything itself
     SearchResult& r = answers[0].parts[0];
     r.seq = seq;
     return Reply{Status::Ok(), ReplyBody(std::move(r))};
   }
-  const Subs subs = SubsFor(call, true, now_s);
+  const Subs subs = SubsFor(routed, true, now_s);
   if (q.quota && quotas.empty()) quotas.assign(schema.clusters, 0);
   std::vector<Entry> entries = Candidates(call, schema, subs, &quotas, answers);
   // The operators of RunQuery after retrieval, on the candidates: boost, re-rank.

@@ -9,9 +9,10 @@
 //     per cluster. A cluster that runs short hands its shortfall to the clusters of its own
 //     shard (a single node spreads it over all clusters).
 // The freshness boost and diversity re-ranking run on the router: the shards give the candidates
-// one node would have, the router reads their records and finishes as RunQuery does. Channels
-// and a quota with p "auto" run on one node: they are answered when one replica hosts every
-// shard they need, and refused with kFailedPrecondition otherwise.
+// one node would have, the router reads their records and finishes as RunQuery does. A quota
+// with p "auto" first gathers each cluster's similarity to the query from its shard (IntentCall).
+// Channels run on one node: they are answered when one replica hosts every shard, and refused
+// with kFailedPrecondition otherwise.
 //
 // A replica is in rotation while its etcd lease lives (cluster::Membership), it serves the
 // collection, and it has applied the collection's log to within max_lag of its shard's most
@@ -64,6 +65,15 @@ class Router {
   // The cluster's membership and collections (creates and drops go through it).
   cluster::Membership& members() { return members_; }
 
+  // One replica's answers for some shards: one reply per call it was sent, and the search
+  // results among them.
+  struct Answer {
+    std::string node;
+    std::vector<uint32_t> shards;
+    std::vector<Reply> replies;
+    std::vector<SearchResult> parts;
+  };
+
  private:
   struct Peer {
     std::string address;
@@ -71,6 +81,21 @@ class Router {
     uint64_t outstanding = 0;
     std::chrono::steady_clock::time_point avoid_until{};
   };
+  using Clock = std::chrono::steady_clock;
+  // The calls for a replica given the shards it answers for and whether several replicas
+  // answer.
+  using Plan =
+      std::function<Result<std::vector<Call>>(const std::vector<uint32_t>& shards, bool several)>;
+  // Etcd's view of the members, with this node's own state as it is now.
+  std::vector<cluster::MemberInfo> View(const std::string& collection, uint32_t shards);
+  // Sends each shard of `todo` to one replica in rotation, concurrently, retrying a shard on
+  // another replica when one fails, until `deadline`. nullopt when every shard has answered
+  // (*answers); else the reply to give (an error).
+  std::optional<Reply> Fanout(const std::string& collection, uint32_t shards,
+                              std::vector<uint32_t> todo, Clock::time_point deadline,
+                              const Plan& calls_for, const Local& local,
+                              std::vector<Answer>* answers, std::vector<cluster::MemberInfo>* known,
+                              bool* several);
   std::shared_ptr<client::Client> ClientFor(const cluster::MemberInfo& m);
   // The calls to a replica, on its client's workers (kUnavailable replies if it cannot be
   // reached).

@@ -1,5 +1,8 @@
 #include "net/service.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "base/version.h"
 #include "engine/schema.h"
 #include "plugins/registry.h"
@@ -183,6 +186,7 @@ Reply Service::Handle(const Call& call) {
                        [](const GetUserCall& c) { return &c.collection; },
                        [](const GetListCall& c) { return &c.collection; },
                        [](const ExportCall& c) { return &c.collection; },
+                       [](const IntentCall& c) { return &c.collection; },
                        [](const auto&) -> const std::string* { return nullptr; },
                    },
                    call);
@@ -318,6 +322,26 @@ Reply Service::Handle(const Call& call) {
           },
           [&](const ReadExportCall& c) { return FromResult(exports_.Read(c)); },
           [&](const EndExportCall& c) { return FromStatus(exports_.End(c.export_id)); },
+          [&](const IntentCall& c) {
+            Result<CollectionSchema> schema = e->GetSchema(c.collection);
+            if (!schema.ok()) return FromStatus(schema.status());
+            for (uint32_t shard : c.shards) {
+              if (shard >= schema->shards || (node_ != nullptr && !node_->Hosts(shard))) {
+                return FromStatus(FailedPreconditionError("this node does not host shard " +
+                                                          std::to_string(shard) + " of '" +
+                                                          c.collection + "'"));
+              }
+            }
+            auto sim = e->ClusterSimilarity(c.collection, c.vectors);
+            if (!sim.ok()) return FromStatus(sim.status());
+            // Only the clusters of the shards asked for (the others may be partial here).
+            for (size_t k = 0; k < sim->size() && !c.shards.empty(); ++k) {
+              if (!std::binary_search(c.shards.begin(), c.shards.end(),
+                                      uint32_t(k % std::max<uint32_t>(schema->shards, 1))))
+                (*sim)[k] = -INFINITY;
+            }
+            return Reply{Status::Ok(), ReplyBody(IntentResult{std::move(*sim)})};
+          },
       },
       call);
 }

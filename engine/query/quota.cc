@@ -13,14 +13,32 @@ namespace ops {
 // non-empty cluster's centroid, over the temperature.
 std::vector<double> AutoIntent(const Partitions& parts, Metric metric, const QuerySpec& q,
                                float temperature) {
-  const size_t c = parts.clusters(), dim = q.vectors[0].size();
+  return IntentFrom(ClusterSimilarity(parts, metric, q.vectors), temperature);
+}
+
+}  // namespace ops
+
+std::vector<double> IntentFrom(std::span<const double> sim, float temperature) {
+  const size_t c = sim.size();
+  const double top = c == 0 ? 0 : *std::max_element(sim.begin(), sim.end());
+  std::vector<double> p(c, 0.0);
+  for (size_t k = 0; k < c; ++k) {
+    if (std::isfinite(sim[k])) p[k] = std::exp((sim[k] - top) / double(temperature));
+  }
+  return p;
+}
+
+std::vector<double> ClusterSimilarity(const Partitions& parts, Metric metric,
+                                      const std::vector<std::vector<float>>& vectors) {
+  const size_t c = parts.clusters(), dim = vectors[0].size();
+  const auto& q = vectors;
   const std::vector<float> centroids = parts.Centroids();
   const std::vector<uint64_t> sizes = parts.ClusterSizes();
   std::vector<double> sim(c, -INFINITY);
   for (size_t k = 0; k < c; ++k) {
     if (sizes[k] == 0) continue;
     const float* ck = &centroids[k * dim];
-    for (const auto& v : q.vectors) {
+    for (const auto& v : q) {
       double dot = 0, l2 = 0, nv = 0, nc = 0;
       for (size_t t = 0; t < dim; ++t) {
         dot += double(v[t]) * ck[t];
@@ -34,13 +52,10 @@ std::vector<double> AutoIntent(const Partitions& parts, Metric metric, const Que
       sim[k] = std::max(sim[k], s);
     }
   }
-  const double top = *std::max_element(sim.begin(), sim.end());
-  std::vector<double> p(c, 0.0);
-  for (size_t k = 0; k < c; ++k) {
-    if (std::isfinite(sim[k])) p[k] = std::exp((sim[k] - top) / double(temperature));
-  }
-  return p;
+  return sim;
 }
+
+namespace ops {
 
 Result<QueryResult> RetrieveByQuota(const Partitions& parts, Metric metric, const QuerySpec& q) {
   QueryResult out;

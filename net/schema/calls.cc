@@ -26,7 +26,8 @@ constexpr const char* kNames[] = {"create_collection",
                                   "list_plugins",
                                   "export",
                                   "read_export",
-                                  "end_export"};
+                                  "end_export",
+                                  "intent"};
 static_assert(std::size(kNames) == kCallKinds);
 
 }  // namespace

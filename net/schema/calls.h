@@ -107,13 +107,21 @@ struct EndExportCall {
   std::string export_id;
 };
 inline constexpr uint32_t kMaxExportChunk = uint32_t{8} << 20;
+// Cluster mode: per cluster of these shards, the best similarity of the vectors to its
+// centroid (engine::ClusterSimilarity): what a router needs for a quota with p "auto"
+// (docs/cluster.md). The node must host the shards.
+struct IntentCall {
+  std::string collection;
+  std::vector<std::vector<float>> vectors;
+  std::vector<uint32_t> shards;
+};
 
 using Call =
     std::variant<CreateCollectionCall, DropCollectionCall, ListCollectionsCall,
                  DescribeCollectionCall, UpsertCall, DeleteCall, GetCall, PutUsersCall, GetUserCall,
                  AddEventsCall, SearchCall, SnapshotCall, ReloadCall, RollbackCall,
                  ListVersionsCall, HealthCall, RunPluginCall, GetListCall, ListListsCall,
-                 ListPluginsCall, ExportCall, ReadExportCall, EndExportCall>;
+                 ListPluginsCall, ExportCall, ReadExportCall, EndExportCall, IntentCall>;
 
 // The operation's name for metrics and logs ("search", "upsert", ...), by Call index.
 const char* CallName(const Call& call);
@@ -191,11 +199,15 @@ struct ExportChunk {
   std::string data;
   friend bool operator==(const ExportChunk&, const ExportChunk&) = default;
 };
+struct IntentResult {
+  std::vector<double> similarity;  // per cluster; -inf: empty or elsewhere
+  friend bool operator==(const IntentResult&, const IntentResult&) = default;
+};
 
-using ReplyBody =
-    std::variant<std::monostate, CollectionInfo, std::vector<CollectionInfo>, WriteResult,
-                 GetResult, UserResult, SearchResult, VersionsInfo, HealthResult, PluginRunResult,
-                 ListResult, ListInfosResult, PluginsResult, ExportResult, ExportChunk>;
+using ReplyBody = std::variant<std::monostate, CollectionInfo, std::vector<CollectionInfo>,
+                               WriteResult, GetResult, UserResult, SearchResult, VersionsInfo,
+                               HealthResult, PluginRunResult, ListResult, ListInfosResult,
+                               PluginsResult, ExportResult, ExportChunk, IntentResult>;
 
 // An answer: a failed status (and no body), or OK and the body the call produces
 // (monostate for calls that return nothing).

@@ -163,6 +163,12 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
       return {wire::RequestBody::ReadExport,
               wire::CreateReadExport(b, id, file, c.offset, c.length).Union()};
     }
+    BodyRef operator()(const IntentCall& c) {
+      auto n = b.CreateString(c.collection);
+      auto vs = wirecodec::PutFloatVectors(b, c.vectors);
+      auto shards = b.CreateVector(c.shards);
+      return {wire::RequestBody::Intent, wire::CreateIntent(b, n, vs, shards).Union()};
+    }
     BodyRef operator()(const EndExportCall& c) {
       auto id = b.CreateString(c.export_id);
       return {wire::RequestBody::EndExport, wire::CreateEndExport(b, id).Union()};
@@ -285,6 +291,10 @@ ResponseRef PutReplyBody(FlatBufferBuilder& b, const ReplyBody& body) {
       auto fv = b.CreateVector(files);
       return {wire::ResponseBody::ExportResult,
               wire::CreateExportResult(b, id, r.op_seq, pos, fv).Union()};
+    }
+    ResponseRef operator()(const IntentResult& r) {
+      auto v = b.CreateVector(r.similarity);
+      return {wire::ResponseBody::IntentResult, wire::CreateIntentResult(b, v).Union()};
     }
     ResponseRef operator()(const ExportChunk& r) {
       auto data = b.CreateVector(reinterpret_cast<const uint8_t*>(r.data.data()), r.data.size());
@@ -458,6 +468,12 @@ Result<Call> CallFromWire(const wire::Request* r) {
     }
     case wire::RequestBody::EndExport:
       return Call(EndExportCall{Str(r->body_as_EndExport()->export_id())});
+    case wire::RequestBody::Intent: {
+      const auto* x = r->body_as_Intent();
+      IntentCall call{Str(x->collection()), wirecodec::GetFloatVectors(x->vectors()), {}};
+      if (const auto* v = x->shards()) call.shards.assign(v->begin(), v->end());
+      return Call(std::move(call));
+    }
     case wire::RequestBody::NONE:
       break;
   }
@@ -586,6 +602,13 @@ Result<ReplyBody> GetReplyBody(const wire::Response* r) {
         for (const wire::ExportFile* f : *v) {
           out.files.push_back({Str(f->name()), f->size(), f->crc32c()});
         }
+      }
+      return ReplyBody(std::move(out));
+    }
+    case wire::ResponseBody::IntentResult: {
+      IntentResult out;
+      if (const auto* v = r->body_as_IntentResult()->similarity()) {
+        out.similarity.assign(v->begin(), v->end());
       }
       return ReplyBody(std::move(out));
     }

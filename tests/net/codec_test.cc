@@ -65,7 +65,8 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
       ListPluginsCall{},
       ExportCall{"c", {0, 7}},
       ReadExportCall{"00ff", "index/00000000000000000012/global.qvi", uint64_t{5} << 32, 4096},
-      EndExportCall{"00ff"}};
+      EndExportCall{"00ff"},
+      IntentCall{"c", {{1, 2}, {3, 4}}, {1, 3}}};
   ASSERT_EQ(calls.size(), kCallKinds);
   for (const Call& call : calls) {
     const std::string frame = EncodeRequestFrame(77, "secret", call);
@@ -281,6 +282,7 @@ TEST(WireCodecTest, EveryReplyRoundTrips) {
                                        {{"records", 1234, 0xdeadbeef}, {"index/1/a.qvi", 0, 7}}}},
       Reply{Status::Ok(), ExportChunk{std::string("\0\xff binary\n", 10)}},
       Reply{Status::Ok(), ExportChunk{}},
+      Reply{Status::Ok(), IntentResult{{0.5, -INFINITY, -2.25}}},
       Reply{NotFoundError("no collection named 'x'"), {}},
   };
   for (const Reply& r : replies) {

@@ -195,6 +195,12 @@ TEST_F(ClusterRoutingTest, EveryNodeAnswersWhatASingleNodeHoldingEverythingAnswe
   add("quota needing shard 0 only", [](QuerySpec& q) {
     q.quota = QuotaSpec{.p = {1, 0, 3, 0, 2, 0, 1, 0}, .a = 0.5f, .total = 30};
   });
+  add("quota with p auto",
+      [](QuerySpec& q) { q.quota = QuotaSpec{.a = 1, .total = 40, .temperature = 0.5f}; });
+  add("quota with p auto, two vectors, a = 2", [](QuerySpec& q) {
+    q.vectors.push_back(Vec(104));
+    q.quota = QuotaSpec{.a = 2, .total = 33, .temperature = 2.0f};
+  });
   add("diversity: MMR", [](QuerySpec& q) { q.rerank = Rerank{.mmr_lambda = 0.6f}; });
   add("diversity: category cap and run limit", [](QuerySpec& q) {
     q.rerank = Rerank{.window = 60, .max_consecutive_category = 2, .per_category_cap = 6};
