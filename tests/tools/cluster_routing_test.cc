@@ -233,6 +233,43 @@ TEST_F(ClusterRoutingTest, EveryNodeAnswersWhatASingleNodeHoldingEverythingAnswe
       EXPECT_GE(got->seq, last_seq_) << name << " through " << n->id;
     }
   }
+  // MVKE (score = sum_k alpha_ik (u_k . t_i), exact per hit; per-topic search run until the
+  // threshold bound is met) in a collection of 3 topics, without clusters (hashed shards).
+  CollectionSchema topics = Schema("m");
+  topics.clusters = 0;
+  topics.topics = 3;
+  ASSERT_TRUE(a0_.client->CreateCollection(topics).ok());
+  ASSERT_TRUE(single_.client->CreateCollection(topics).ok());
+  std::mt19937_64 rng(17);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  std::vector<ItemRecord> weighted;
+  for (uint64_t id = 0; id < 600; ++id) {
+    ItemRecord item = Item(id, rng);
+    item.cluster = 0;
+    float sum = 0;
+    for (int k = 0; k < 3; ++k) sum += item.topic_weights.emplace_back(unit(rng));
+    for (float& w : item.topic_weights) w /= sum;
+    weighted.push_back(std::move(item));
+  }
+  auto acked = a0_.client->Upsert("m", weighted);
+  ASSERT_TRUE(acked.ok()) << acked.status();
+  ASSERT_TRUE(single_.client->Upsert("m", weighted).ok());
+  net::SearchCall mvke;
+  mvke.collection = "m";
+  mvke.query.k = 20;
+  mvke.query.mvke = MvkeSpec{{Vec(201), Vec(202), Vec(203)}, MvkeStrategy::kPerTopic, 20, 600};
+  mvke.min_seq = acked->op_seq;
+  auto want_mvke = single_.client->Query(mvke);
+  ASSERT_TRUE(want_mvke.ok()) << want_mvke.status();
+  ASSERT_EQ(want_mvke->hits.size(), 20u);
+  for (Node* n : {&a0_, &b0_, &a1_, &b1_}) {
+    const Status s = WaitForCollection(*n, "m");
+    ASSERT_TRUE(s.ok()) << s;
+    auto got = n->client->Query(mvke);
+    ASSERT_TRUE(got.ok()) << "mvke through " << n->id << ": " << got.status();
+    EXPECT_EQ(got->hits, want_mvke->hits) << "mvke through " << n->id;
+    EXPECT_EQ(got->hit_vector, want_mvke->hit_vector) << "mvke through " << n->id;
+  }
   // Channels need every shard on one node: refused, saying so, where no node hosts them all.
   net::SearchCall channels = cases[0].second;
   channels.query.channels = Channels{.seed_items = {1, 2}, .u2u2i = false};
