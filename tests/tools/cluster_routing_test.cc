@@ -145,6 +145,7 @@ class ClusterRoutingTest : public ::testing::Test {
   testing::NatsServer nats_{dir_.path() + "/nats"};
   testing::EtcdServer etcd_{dir_.path() + "/etcd"};
   Node a0_{"a0", "0"}, b0_{"b0", "0"}, a1_{"a1", "1"}, b1_{"b1", "1"}, single_{"single", ""};
+  Node c0_{"c0", "0"};  // a node that joins later
   uint64_t last_seq_ = 0;
 };
 
@@ -419,6 +420,101 @@ TEST_F(ClusterRoutingTest, AReplicaKilledUnderLoadFailsNoSearchAndLosesNoAcknowl
       ASSERT_TRUE((*got)[i].has_value())
           << "acknowledged item " << ids[i] << " missing on " << n->id;
       EXPECT_EQ((*got)[i]->vector, acked[ids[i]]);
+    }
+  }
+}
+
+// Moving shard 0 from a0 and b0 to a new node c0 under a search and write load: c0 joins
+// (a copy from a peer, then the log), and once it has caught up a0 and b0 leave (SIGTERM: each
+// revokes its lease first). No search fails; c0 holds every acknowledged write of shard 0.
+TEST_F(ClusterRoutingTest, AShardMovesToANewNodeUnderLoadWithoutAFailedSearch) {
+  StartCluster();
+  if (HasFatalFailure()) return;
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> searches{0}, failed{0};
+  std::mutex mu;
+  std::string first_failure;
+  std::map<uint64_t, std::vector<float>> acked;
+  std::atomic<uint64_t> last_seq{last_seq_};
+  auto searcher = [&](Node& n, uint64_t seed) {
+    for (uint64_t i = 0; !stop.load(); ++i) {
+      auto r = n.client->Search("c", Vec(seed + i), {.k = 20});
+      searches.fetch_add(1);
+      if (!r.ok() || r->size() != 20) {
+        failed.fetch_add(1);
+        std::lock_guard lock(mu);
+        if (first_failure.empty()) first_failure = n.id + ": " + r.status().ToString();
+      }
+    }
+  };
+  auto writer = [&] {
+    std::mt19937_64 rng(23);
+    for (uint64_t id = kItems; !stop.load();) {
+      std::vector<ItemRecord> items;
+      for (int j = 0; j < 4; ++j) items.push_back(Item(id++, rng));
+      auto w = a1_.client->Upsert("c", items);
+      if (!w.ok()) continue;
+      last_seq = w->op_seq;
+      std::lock_guard lock(mu);
+      for (const ItemRecord& item : items) acked[item.id] = item.vector;
+    }
+  };
+  std::thread s1(searcher, std::ref(a1_), 3000), s2(searcher, std::ref(b1_), 4000), w(writer);
+  struct Joined {  // the load stops however the test ends
+    std::atomic<bool>& stop;
+    std::vector<std::thread*> threads;
+    ~Joined() {
+      stop = true;
+      for (std::thread* t : threads) {
+        if (t->joinable()) t->join();
+      }
+    }
+  } joined{stop, {&s1, &s2, &w}};
+  auto run = [&](uint64_t more) {
+    const uint64_t at = searches.load();
+    while (searches.load() < at + more) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  };
+  run(200);
+  Start(c0_);
+  ASSERT_FALSE(HasFatalFailure());
+  net::SearchCall caught_up;
+  caught_up.collection = "c";
+  caught_up.query.vectors = {Vec(1)};
+  caught_up.query.shards = {0};
+  caught_up.min_seq = last_seq.load();
+  // c0 serves the collection once its copy from a peer is in and it has caught up with what was
+  // acknowledged before it joined (min_seq).
+  Result<net::SearchResult> got = UnavailableError("not asked yet");
+  for (const auto deadline = Clock::now() + std::chrono::minutes(2); Clock::now() < deadline;) {
+    got = c0_.client->Query(caught_up);
+    if (got.ok() || got.status().code() != StatusCode::kUnavailable) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(got.ok()) << got.status();
+  run(200);
+  for (Node* leaving : {&a0_, &b0_}) {
+    leaving->process->Signal(SIGTERM);
+    EXPECT_EQ(leaving->process->Wait(), 0) << leaving->id << " did not stop cleanly";
+    run(300);
+  }
+  stop = true;
+  for (std::thread* t : {&s1, &s2, &w}) t->join();
+  EXPECT_EQ(failed.load(), 0u) << "of " << searches.load() << "; first: " << first_failure;
+  // Every acknowledged write of shard 0 is on c0.
+  caught_up.min_seq = last_seq.load();
+  ASSERT_TRUE(c0_.client->Query(caught_up).ok());
+  std::vector<uint64_t> ids;
+  for (const auto& [id, v] : acked) {
+    if (id % kClusters % 2 == 0) ids.push_back(id);
+  }
+  for (uint64_t id = 0; id < kItems; id += 2) ids.push_back(id);
+  ASSERT_GT(ids.size(), kItems / 2);
+  auto items = c0_.client->Get("c", ids);
+  ASSERT_TRUE(items.ok()) << items.status();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ASSERT_TRUE((*items)[i].has_value()) << "item " << ids[i] << " missing on c0";
+    if (acked.count(ids[i]) > 0) {
+      EXPECT_EQ((*items)[i]->vector, acked[ids[i]]);
     }
   }
 }
