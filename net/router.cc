@@ -421,7 +421,7 @@ std::optional<Reply> Router::Fanout(const std::string& collection, uint32_t shar
       }
       if (id != self) {
         auto m = std::find_if(members.begin(), members.end(),
-                              [&](const cluster::MemberInfo& x) { return x.id == id; });
+                              [&](const cluster::MemberInfo& x) { return x.id == p.id; });
         p.future = Send(*m, p.calls, budget);
       }
       pending.push_back(std::move(p));

@@ -371,6 +371,7 @@ TEST_F(ClusterRoutingTest, AReplicaKilledUnderLoadFailsNoSearchAndLosesNoAcknowl
     uint64_t id = kItems;
     while (!stop.load()) {
       std::vector<ItemRecord> items;
+      items.reserve(4);
       for (int j = 0; j < 4; ++j) items.push_back(Item(id++, rng));
       if (a1_.client->Upsert("c", items).ok()) {
         std::lock_guard lock(mu);
@@ -451,6 +452,7 @@ TEST_F(ClusterRoutingTest, AShardMovesToANewNodeUnderLoadWithoutAFailedSearch) {
     std::mt19937_64 rng(23);
     for (uint64_t id = kItems; !stop.load();) {
       std::vector<ItemRecord> items;
+      items.reserve(4);
       for (int j = 0; j < 4; ++j) items.push_back(Item(id++, rng));
       auto w = a1_.client->Upsert("c", items);
       if (!w.ok()) continue;
