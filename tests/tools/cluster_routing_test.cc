@@ -149,6 +149,18 @@ class ClusterRoutingTest : public ::testing::Test {
   uint64_t last_seq_ = 0;
 };
 
+// Stops a test's load threads however the test ends (a failed ASSERT returns early).
+struct Joined {
+  std::atomic<bool>& stop;
+  std::vector<std::thread*> threads;
+  ~Joined() {
+    stop = true;
+    for (std::thread* t : threads) {
+      if (t->joinable()) t->join();
+    }
+  }
+};
+
 std::vector<float> Vec(uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> g;
@@ -381,6 +393,7 @@ TEST_F(ClusterRoutingTest, AReplicaKilledUnderLoadFailsNoSearchAndLosesNoAcknowl
   };
   // a1 and b1 send shard 0's part to a0 (fewest outstanding, then the lower id): kill a0.
   std::thread s1(searcher, std::ref(a1_), 1000), s2(searcher, std::ref(b1_), 2000), w(writer);
+  Joined joined{stop, {&s1, &s2, &w}};
   while (searches.load() < 200) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   a0_.process->Signal(SIGKILL);
   a0_.process->Wait();
@@ -393,9 +406,7 @@ TEST_F(ClusterRoutingTest, AReplicaKilledUnderLoadFailsNoSearchAndLosesNoAcknowl
   while (searches.load() < at_restart + 400)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   stop = true;
-  s1.join();
-  s2.join();
-  w.join();
+  for (std::thread* t : {&s1, &s2, &w}) t->join();
   EXPECT_EQ(failed.load(), 0u) << "of " << searches.load() << "; first: " << first_failure;
   // Every acknowledged write is on both replicas of its shard.
   ASSERT_GT(acked.size(), 0u);
@@ -462,16 +473,7 @@ TEST_F(ClusterRoutingTest, AShardMovesToANewNodeUnderLoadWithoutAFailedSearch) {
     }
   };
   std::thread s1(searcher, std::ref(a1_), 3000), s2(searcher, std::ref(b1_), 4000), w(writer);
-  struct Joined {  // the load stops however the test ends
-    std::atomic<bool>& stop;
-    std::vector<std::thread*> threads;
-    ~Joined() {
-      stop = true;
-      for (std::thread* t : threads) {
-        if (t->joinable()) t->join();
-      }
-    }
-  } joined{stop, {&s1, &s2, &w}};
+  Joined joined{stop, {&s1, &s2, &w}};
   auto run = [&](uint64_t more) {
     const uint64_t at = searches.load();
     while (searches.load() < at + more) std::this_thread::sleep_for(std::chrono::milliseconds(5));
