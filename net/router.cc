@@ -51,7 +51,6 @@ struct Entry {
   int32_t cluster = -1;
   std::string payload;
   uint8_t channels = 0;
-  size_t source = 0;  // the answer it came from
 };
 
 // What every replica is asked when several answer (the same for each). The candidates: one
@@ -118,14 +117,13 @@ Subs SubsFor(const SearchCall& call, bool several, int64_t now) {
   return subs;
 }
 
-Entry EntryOf(SearchResult& r, size_t i, size_t source) {
+Entry EntryOf(SearchResult& r, size_t i) {
   Entry e;
   e.hit = r.hits[i];
   if (i < r.hit_vector.size()) e.vector = r.hit_vector[i];
   if (i < r.hit_cluster.size()) e.cluster = r.hit_cluster[i];
   if (i < r.hit_payload.size()) e.payload = std::move(r.hit_payload[i]);
   if (i < r.hit_channels.size()) e.channels = r.hit_channels[i];
-  e.source = source;
   return e;
 }
 
@@ -140,7 +138,7 @@ std::vector<Entry> Gather(std::vector<Answer>& answers, size_t part) {
   for (size_t a = 0; a < answers.size(); ++a) {
     SearchResult& r = answers[a].parts[part];
     for (size_t i = 0; i < r.hits.size(); ++i) {
-      Entry e = EntryOf(r, i, a);
+      Entry e = EntryOf(r, i);
       auto [it, fresh] = seen.emplace(e.hit.id, list.size());
       if (fresh) {
         list.push_back(std::move(e));
@@ -478,7 +476,6 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
   std::vector<uint32_t> all(shards);
   for (uint32_t s = 0; s < shards; ++s) all[s] = s;
   std::vector<cluster::MemberInfo> known;  // the members as last read
-  const std::string& self = node_.node_id();
 
   // A quota: M_k per cluster, computed here over every cluster. With p "auto" the similarity
   // of the query to each cluster's centroid comes from the shard holding the cluster first;
@@ -583,34 +580,45 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
   std::vector<Entry> entries = Candidates(call, schema, subs, &quotas, answers);
   // The operators of RunQuery after retrieval, on the candidates: boost, re-rank.
   if (Boosted(q) || q.rerank) {
-    // The candidates' records, from the replicas that found them.
-    std::vector<std::optional<ItemRecord>> items(entries.size());
-    std::map<size_t, std::vector<size_t>> by_source;
-    for (size_t i = 0; i < entries.size(); ++i) by_source[entries[i].source].push_back(i);
-    for (const auto& [source, at] : by_source) {
-      GetCall get;
-      get.collection = call.collection;
-      for (size_t i : at) get.ids.push_back(entries[i].hit.id);
-      const std::string& id = answers[source].node;
-      Reply reply;
-      if (id == self) {
-        reply = local(Call(std::move(get)));
-      } else {
-        const auto left =
-            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-        std::vector<Call> one;
-        one.emplace_back(std::move(get));
-        auto m = std::find_if(known.begin(), known.end(),
-                              [&](const cluster::MemberInfo& x) { return x.id == id; });
-        if (m == known.end()) {
-          return Reply{UnavailableError("node '" + id + "' left the cluster"), std::monostate{}};
-        }
-        reply = Send(*m, std::move(one), std::max(left, std::chrono::milliseconds(1))).get()[0];
+    // The candidates' records, from one replica of each shard holding some (another one if
+    // that one fails, as for the searches).
+    std::map<uint32_t, std::vector<size_t>> by_shard;
+    for (size_t i = 0; i < entries.size(); ++i) {
+      const uint32_t shard = schema.clusters > 0 && entries[i].cluster >= 0
+                                 ? uint32_t(entries[i].cluster) % shards
+                                 : cluster::IdShard(schema, entries[i].hit.id);
+      by_shard[shard].push_back(i);
+    }
+    auto read = [&](const std::vector<uint32_t>& assigned) {
+      std::vector<size_t> at;
+      for (uint32_t s : assigned) {
+        const auto it = by_shard.find(s);
+        if (it != by_shard.end()) at.insert(at.end(), it->second.begin(), it->second.end());
       }
-      if (!reply.status.ok()) return reply;
-      auto* got = std::get_if<GetResult>(&reply.body);
+      return at;
+    };
+    std::vector<uint32_t> holding;
+    holding.reserve(by_shard.size());
+    for (const auto& [shard, at] : by_shard) holding.push_back(shard);
+    std::vector<Answer> reads;
+    bool several_reads = false;
+    if (auto failed = Fanout(
+            call.collection, shards, holding, deadline,
+            [&](const std::vector<uint32_t>& assigned, bool) -> Result<std::vector<Call>> {
+              GetCall get;
+              get.collection = call.collection;
+              for (size_t i : read(assigned)) get.ids.push_back(entries[i].hit.id);
+              return std::vector<Call>{Call(std::move(get))};
+            },
+            local, &reads, &known, &several_reads)) {
+      return failed;
+    }
+    std::vector<std::optional<ItemRecord>> items(entries.size());
+    for (Answer& a : reads) {
+      const std::vector<size_t> at = read(a.shards);
+      auto* got = std::get_if<GetResult>(&a.replies[0].body);
       if (got == nullptr || got->items.size() != at.size()) {
-        return Reply{InternalError("node '" + id + "' answered a read with another body"),
+        return Reply{InternalError("node '" + a.node + "' answered a read with another body"),
                      std::monostate{}};
       }
       for (size_t j = 0; j < at.size(); ++j) items[at[j]] = std::move(got->items[j]);
