@@ -138,6 +138,16 @@ Membership::~Membership() {
   if (lease_ != 0) (void)store_->Revoke(lease_);  // best effort: else the TTL removes the key
 }
 
+void Membership::Leave() {
+  {
+    std::lock_guard lock(mu_);
+    left_ = true;
+  }
+  std::lock_guard publish(publish_mu_);
+  if (lease_ != 0) (void)store_->Revoke(lease_);  // else the TTL removes the key
+  lease_ = 0;
+}
+
 Status Membership::Register(const std::string& host, uint16_t port) {
   {
     std::lock_guard lock(mu_);
@@ -153,7 +163,7 @@ Status Membership::Publish() {
   MemberInfo self;
   {
     std::lock_guard lock(mu_);
-    if (!registered_) return Status::Ok();
+    if (!registered_ || left_) return Status::Ok();
     self = self_;
   }
   if (state_) {

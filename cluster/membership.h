@@ -90,6 +90,9 @@ class Membership {
   static Result<std::unique_ptr<Membership>> Start(const MembershipOptions& options,
                                                    std::function<MemberState()> state);
   ~Membership();  // stops refreshing and revokes the lease: the node leaves at once
+  // Revokes the lease (the node's key goes at once) and stores it no more; the view of the
+  // others is still read. For a node about to stop.
+  void Leave();
   Membership(const Membership&) = delete;
   Membership& operator=(const Membership&) = delete;
 
@@ -136,6 +139,7 @@ class Membership {
   mutable std::mutex mu_;
   MemberInfo self_;                                                     // GUARDED_BY(mu_)
   bool registered_ = false;                                             // GUARDED_BY(mu_)
+  bool left_ = false;                                                   // GUARDED_BY(mu_)
   std::vector<MemberInfo> members_;                                     // GUARDED_BY(mu_)
   std::map<std::string, std::optional<CollectionSchema>> collections_;  // GUARDED_BY(mu_)
   std::map<std::string, int64_t> collection_revisions_;                 // GUARDED_BY(mu_)

@@ -194,7 +194,13 @@ class Follower {
         if (w.ok() && w->collection == collection_ && w->kind == LogWrite::Kind::kPlugin) {
           // The run commits its lists itself; the position follows (a crash between the two
           // runs it again, which builds the same lists).
-          auto run = engine->RunPlugin(collection_, w->plugin, w->config, w->incremental);
+          engine::ItemSearch search;
+          if (options_.item_search) {
+            search = [this](std::span<const float> v, size_t k, const Filter* f) {
+              return options_.item_search(collection_, v, k, f);
+            };
+          }
+          auto run = engine->RunPlugin(collection_, w->plugin, w->config, w->incremental, search);
           Status s = run.status();
           if (!s.ok() && (RefusedForGood(s) || s.code() == StatusCode::kNotFound)) {
             Refused(e.seq, s);

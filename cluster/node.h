@@ -30,10 +30,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "base/model.h"
+#include "base/query.h"
 #include "base/result.h"
 #include "base/status.h"
 #include "cluster/log.h"
@@ -80,6 +82,12 @@ struct NodeOptions {
                        const std::string& dir)>
       fetch;
   std::chrono::milliseconds bootstrap_retry{5000};
+  // Plugin runs (docs/plugins.md): the item searches of a plugin run this node applies, for
+  // `collection` (quiverd routes them to every shard, so that an item's neighbor list covers
+  // the whole collection, not only this node's shards). Unset: this node's own index.
+  std::function<Result<std::vector<Hit>>(
+      const std::string& collection, std::span<const float> vector, size_t k, const Filter* filter)>
+      item_search;
 };
 
 // A follower's state, for health and metrics.

@@ -911,7 +911,8 @@ Result<std::vector<Hit>> Engine::Search(const std::string& name, std::span<const
 }
 
 Result<PluginRun> Engine::RunPlugin(const std::string& name, const std::string& plugin,
-                                    const std::string& config_json, bool incremental) {
+                                    const std::string& config_json, bool incremental,
+                                    const ItemSearch& search) {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
   return RunPluginOn(
       *store_, c->id(), c->schema(), *c->parts(), plugin, config_json, incremental,
@@ -920,7 +921,8 @@ Result<PluginRun> Engine::RunPlugin(const std::string& name, const std::string& 
         if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
         KillPoint("plugin.commit");
         return store_->Write(batch);
-      });
+      },
+      search);
 }
 
 Result<std::optional<std::vector<Hit>>> Engine::GetList(const std::string& name,

@@ -169,8 +169,10 @@ class Engine {
 
   // Runs a plugin (plugins/registry.h) over the collection and commits its lists
   // (engine/plugin_host.h); the collection keeps serving and taking writes meanwhile.
+  // `search`: see RunPluginOn (cluster mode: the plugin's searches cover every shard).
   Result<PluginRun> RunPlugin(const std::string& name, const std::string& plugin,
-                              const std::string& config_json, bool incremental);
+                              const std::string& config_json, bool incremental,
+                              const ItemSearch& search = {});
   // A neighbor list, or nullopt; the run records of the collection's list kinds.
   Result<std::optional<std::vector<Hit>>> GetList(const std::string& name, std::string_view kind,
                                                   uint64_t key) const;

@@ -78,8 +78,13 @@ std::string Canonical(const Config& c) {
 class HostContext final : public plugins::Context {
  public:
   HostContext(const storage::Store& store, uint32_t id, const CollectionSchema& schema,
-              const Partitions& parts, Config config)
-      : store_(store), id_(id), schema_(schema), parts_(parts), config_(std::move(config)) {}
+              const Partitions& parts, Config config, const ItemSearch& search)
+      : store_(store),
+        id_(id),
+        schema_(schema),
+        parts_(parts),
+        config_(std::move(config)),
+        search_(search) {}
 
   const CollectionSchema& schema() const override { return schema_; }
   double Number(std::string_view key, double fallback) const override {
@@ -110,6 +115,7 @@ class HostContext final : public plugins::Context {
                                   " values; dim is " + std::to_string(schema_.dim));
     }
     if (k == 0) return std::vector<Hit>();
+    if (search_) return search_(vector, k, filter);
     index::PredicateSelector selector([&](uint64_t id) { return parts_.Allows(*filter, id); });
     index::SearchParams p;
     p.k = std::min<size_t>(k, std::max<size_t>(parts_.size(), 1));
@@ -158,6 +164,7 @@ class HostContext final : public plugins::Context {
   const CollectionSchema& schema_;
   const Partitions& parts_;
   const Config config_;
+  const ItemSearch& search_;
   mutable std::mutex mu_;
   mutable Status type_error_;  // GUARDED_BY(mu_)
 };
@@ -246,12 +253,13 @@ Result<PluginRun> RunPluginOn(const storage::Store& store, uint32_t collection_i
                               const CollectionSchema& schema, const Partitions& parts,
                               const std::string& plugin, const std::string& config_json,
                               bool incremental,
-                              const std::function<Status(storage::WriteBatch&)>& commit) {
+                              const std::function<Status(storage::WriteBatch&)>& commit,
+                              const ItemSearch& search) {
   QV_ASSIGN_OR_RETURN(std::unique_ptr<plugins::Plugin> p,
                       plugins::Registry::Global().Create(plugin));
   QV_ASSIGN_OR_RETURN(Config config, ParseConfig(config_json));
   const std::string canonical = Canonical(config);
-  HostContext ctx(store, collection_id, schema, parts, std::move(config));
+  HostContext ctx(store, collection_id, schema, parts, std::move(config), search);
   PluginRun run;
   run.kinds = p->Kinds(ctx);
   QV_RETURN_IF_ERROR(ctx.type_error());

@@ -506,6 +506,8 @@ Status Server::Start() {
   return Status::Ok();
 }
 
+Reply Server::Handle(const Call& call) { return ctx_->service.Handle(call); }
+
 void Server::Stop(std::chrono::milliseconds grace) {
   if (threads_.empty()) return;
   ctx_->stopping = true;

@@ -89,6 +89,8 @@ class Server {
   void Stop(std::chrono::milliseconds grace = std::chrono::milliseconds(10000));
 
   uint16_t http_port() const { return http_port_; }
+  // A call handled in this process (no API key, no metrics): what the service answers.
+  Reply Handle(const Call& call);
   uint16_t binary_port() const { return binary_port_; }
 
   // Shared by the front ends (public for the session classes in server.cc).

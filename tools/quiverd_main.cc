@@ -7,12 +7,14 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <iterator>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -314,6 +316,7 @@ int Main(int argc, char** argv) {
     return 1;
   }
   std::unique_ptr<cluster::Node> node;
+  std::atomic<net::Server*> serving{nullptr};  // set once the server is up
   std::unique_ptr<cluster::Membership> membership;
   std::unique_ptr<net::Router> router;
   if (!etcd.empty() && log_servers.empty()) {
@@ -386,6 +389,25 @@ int Main(int argc, char** argv) {
       }
       membership = std::move(*started);
     }
+    if (membership != nullptr) {
+      // A plugin run's item searches cover every shard: they go through this node's service,
+      // which routes them (an i2i list holds neighbors from the whole collection).
+      no.item_search = [&serving, max_k = o.limits.max_k](
+                           const std::string& collection, std::span<const float> vector, size_t k,
+                           const Filter* filter) -> Result<std::vector<Hit>> {
+        net::Server* server = serving.load();
+        if (server == nullptr) return UnavailableError("plugin search: the server is not up yet");
+        net::SearchCall c;
+        c.collection = collection;
+        c.query.vectors = {std::vector<float>(vector.begin(), vector.end())};
+        c.query.k = uint32_t(std::min<size_t>(k, max_k));
+        if (filter != nullptr) c.query.filter = *filter;
+        net::Reply r = server->Handle(c);
+        // Retried by the follower (the run is applied again) rather than refused for good.
+        if (!r.status.ok()) return UnavailableError("plugin search: " + r.status.ToString());
+        return std::move(std::get<net::SearchResult>(r.body).hits);
+      };
+    }
     if (!peer_options.empty() || membership != nullptr) {
       // Bootstrap copies come from the members hosting the shards (etcd), then from --peers.
       no.fetch = [peer_options, m = membership.get(), self = no.node_id,
@@ -428,6 +450,7 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "quiverd: %s\n", s.ToString().c_str());
     return 1;
   }
+  serving = &server;
   std::printf("quiverd %s serving %s (version %s): REST http://%s:%u, binary %s:%u%s\n",
               std::string(Version()).c_str(), data.c_str(), (*root)->current_version().c_str(),
               o.host.c_str(), server.http_port(), o.host.c_str(), server.binary_port(),
@@ -491,8 +514,11 @@ int Main(int argc, char** argv) {
   ticker.join();
   std::printf("quiverd: %s, finishing requests in flight\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   std::fflush(stdout);
-  membership.reset();  // leave the cluster first: routers stop sending here
+  if (membership != nullptr) membership->Leave();  // first: routers stop sending here
   server.Stop(std::chrono::milliseconds(grace_ms));
+  // The followers stop before the server goes (a plugin run's searches go through it).
+  serving = nullptr;
+  node.reset();
   if (snapshot_on_exit) {
     if (Status s = (*root)->engine()->SnapshotAll(); !s.ok()) {
       std::fprintf(stderr, "quiverd: snapshot at exit: %s\n", s.ToString().c_str());

@@ -436,6 +436,37 @@ TEST_F(ClusterRoutingTest, AReplicaKilledUnderLoadFailsNoSearchAndLosesNoAcknowl
   }
 }
 
+// A plugin run in the cluster (through the log, run by every node) builds each item's neighbor
+// list against every shard: on the nodes holding the item, the list equals the single node's.
+TEST_F(ClusterRoutingTest, NeighborListsCoverEveryShard) {
+  StartCluster();
+  if (HasFatalFailure()) return;
+  auto want = single_.client->RunPlugin("c", "i2i_knn", R"({"k":12})", false,
+                                        std::chrono::milliseconds(120000));
+  ASSERT_TRUE(want.ok()) << want.status();
+  auto run = a1_.client->RunPlugin("c", "i2i_knn", R"({"k":12})", false,
+                                   std::chrono::milliseconds(120000));
+  ASSERT_TRUE(run.ok()) << run.status();
+  size_t crossing = 0;  // lists holding items of the other shard
+  for (uint64_t id = 0; id < kItems; id += 37) {
+    auto expected = single_.client->GetList("c", "i2i", id);
+    ASSERT_TRUE(expected.ok() && expected->has_value()) << id;
+    for (const Hit& h : **expected) crossing += h.id % 2 != id % 2;
+    for (Node* n : id % 2 == 0 ? std::vector<Node*>{&a0_, &b0_} : std::vector<Node*>{&a1_, &b1_}) {
+      // Every node runs the plugin when it applies it: wait for this one's lists.
+      Result<std::optional<std::vector<Hit>>> got = std::optional<std::vector<Hit>>();
+      for (const auto deadline = Clock::now() + std::chrono::minutes(2); Clock::now() < deadline;) {
+        got = n->client->GetList("c", "i2i", id);
+        if (!got.ok() || got->has_value()) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      ASSERT_TRUE(got.ok() && got->has_value()) << n->id << " has no list for " << id;
+      EXPECT_EQ(**got, **expected) << n->id << ", item " << id;
+    }
+  }
+  EXPECT_GT(crossing, 0u);  // neighbors from the other shard are there
+}
+
 // Moving shard 0 from a0 and b0 to a new node c0 under a search and write load: c0 joins
 // (a copy from a peer, then the log), and once it has caught up a0 and b0 leave (SIGTERM: each
 // revokes its lease first). No search fails; c0 holds every acknowledged write of shard 0.
