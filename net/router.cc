@@ -300,7 +300,28 @@ std::future<std::vector<Reply>> Router::Send(const cluster::MemberInfo& m, std::
   });
 }
 
+std::string Router::RenderMetrics() const {
+  std::string out;
+  auto metric = [&](const char* name, const char* type, const char* help, uint64_t value) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+           name + " " + std::to_string(value) + "\n";
+  };
+  metric("quiver_router_routed_total", "counter",
+         "Searches this node fanned out to the replicas of other shards.", routed_.load());
+  metric("quiver_router_subrequests_total", "counter",
+         "Calls sent to replicas (this node's own included) for routed searches.",
+         subrequests_.load());
+  metric("quiver_router_replica_failures_total", "counter",
+         "Replicas that failed a routed call (asked again of another replica).", failures_.load());
+  metric("quiver_cluster_members", "gauge", "Nodes in this node's view of the cluster.",
+         members_.Members().size());
+  metric("quiver_cluster_etcd_up", "gauge", "1 if the last exchange with etcd succeeded.",
+         members_.EtcdStatus().ok() ? 1 : 0);
+  return out;
+}
+
 void Router::Penalize(const std::string& id) {
+  failures_.fetch_add(1, std::memory_order_relaxed);
   std::lock_guard lock(mu_);
   peers_[id].avoid_until = Clock::now() + options_.penalty;
 }
@@ -413,6 +434,7 @@ std::optional<Reply> Router::Fanout(const std::string& collection, uint32_t shar
       Result<std::vector<Call>> calls = calls_for(assigned, *several);
       if (!calls.ok()) return Reply{calls.status(), std::monostate{}};
       Pending p{id, assigned, std::move(*calls), {}};
+      subrequests_.fetch_add(p.calls.size(), std::memory_order_relaxed);
       {
         std::lock_guard lock(mu_);
         ++peers_[id].outstanding;
@@ -470,6 +492,7 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
   for (uint32_t s = 0; s < shards; ++s) self_hosts_all = self_hosts_all && node_.Hosts(s);
   if (self_hosts_all && node_.CheckServing(call.collection).ok()) return std::nullopt;
 
+  routed_.fetch_add(1, std::memory_order_relaxed);
   const Clock::time_point deadline = Clock::now() + options_.deadline;
   // One clock for the freshness operators of every shard.
   const int64_t now_s = q.fresh && q.fresh->now ? q.fresh->now : int64_t(std::time(nullptr));

@@ -24,6 +24,7 @@
 // Thread-safety: Route may be called concurrently.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -64,6 +65,9 @@ class Router {
                              const Local& local);
   // The cluster's membership and collections (creates and drops go through it).
   cluster::Membership& members() { return members_; }
+  // Prometheus lines: searches routed, sub-requests sent, replica failures (each retried
+  // elsewhere), members in the view, whether etcd answered last.
+  std::string RenderMetrics() const;
 
   // One replica's answers for some shards: one reply per call it was sent, and the search
   // results among them.
@@ -108,6 +112,7 @@ class Router {
   const RouterOptions options_;
   std::mutex mu_;
   std::map<std::string, Peer> peers_;  // GUARDED_BY(mu_), by node id
+  std::atomic<uint64_t> routed_{0}, subrequests_{0}, failures_{0};
 };
 
 }  // namespace quiver::net

@@ -186,13 +186,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     const std::string_view target = Sv(req.target());
     if (target == "/metrics" || target.starts_with("/metrics?")) {
       Status auth = ctx_.Authorize(key, nullptr);
-      HttpReply r =
-          auth.ok()
-              ? HttpReply{200,
-                          ctx_.service.root().engine()
-                              ? ctx_.metrics.Render(ctx_.service.root().engine()->ListCollections())
-                              : ""}
-              : HttpReply{HttpStatusFor(auth.code()), ErrorJson(auth)};
+      HttpReply r = auth.ok()
+                        ? HttpReply{200, (ctx_.service.root().engine()
+                                              ? ctx_.metrics.Render(
+                                                    ctx_.service.root().engine()->ListCollections())
+                                              : "") +
+                                             (ctx_.options.router != nullptr
+                                                  ? ctx_.options.router->RenderMetrics()
+                                                  : "")}
+                        : HttpReply{HttpStatusFor(auth.code()), ErrorJson(auth)};
       content_type_ = auth.ok() ? "text/plain; version=0.0.4" : "application/json";
       return Respond(std::move(r), keep_alive);
     }

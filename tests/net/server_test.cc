@@ -28,57 +28,16 @@
 #include "net/json_api.h"
 #include "net/schema/wire_codec.h"
 #include "plugins/registry.h"
+#include "tests/testing/http.h"
 #include "tests/testing/temp_dir.h"
 
 namespace quiver::net {
 namespace {
 
-int Dial(uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  return fd;
-}
-
-std::string ReadAll(int fd) {
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) out.append(buf, size_t(n));
-  return out;
-}
-
-struct HttpAnswer {
-  int status = 0;
-  std::string body;
-};
-
-// One request on its own connection (Connection: close).
-HttpAnswer Http(uint16_t port, const std::string& method, const std::string& target,
-                const std::string& body = "", const std::string& key = "") {
-  int fd = Dial(port);
-  EXPECT_GE(fd, 0);
-  std::string req = method + " " + target + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
-  if (!key.empty()) req += "X-Api-Key: " + key + "\r\n";
-  req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-         "\r\n\r\n" + body;
-  ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
-  std::string raw = ReadAll(fd);
-  ::close(fd);
-  HttpAnswer a;
-  if (raw.size() > 12) a.status = std::stoi(raw.substr(9, 3));
-  const size_t split = raw.find("\r\n\r\n");
-  if (split != std::string::npos) a.body = raw.substr(split + 4);
-  return a;
-}
+using testing::Dial;
+using testing::Http;
+using testing::HttpAnswer;
+using testing::ReadAll;
 
 // Sends raw bytes on the binary port and returns the decoded response frames received.
 std::vector<DecodedResponse> RawBinary(uint16_t port, const std::string& bytes, size_t expect) {

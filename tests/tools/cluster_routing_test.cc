@@ -19,6 +19,7 @@
 #include "client/client.h"
 #include "cluster/meta_store.h"
 #include "tests/testing/etcd_server.h"
+#include "tests/testing/http.h"
 #include "tests/testing/nats_server.h"
 #include "tests/testing/temp_dir.h"
 
@@ -35,6 +36,7 @@ class ClusterRoutingTest : public ::testing::Test {
     std::string shards;  // "" for the single node
     std::unique_ptr<ChildProcess> process;
     std::unique_ptr<client::Client> client;
+    uint16_t http = 0;
   };
 
   void SetUp() override {
@@ -60,6 +62,10 @@ class ClusterRoutingTest : public ::testing::Test {
     ASSERT_TRUE(p.ok()) << p.status();
     auto line = (*p)->WaitForLine(n.shards.empty() ? "serving" : "joined", std::chrono::minutes(5));
     ASSERT_TRUE(line.ok()) << line.status();
+    auto serving = (*p)->WaitForLine("serving", std::chrono::seconds(10));
+    ASSERT_TRUE(serving.ok()) << serving.status();
+    const std::string rest = "REST http://127.0.0.1:";
+    n.http = uint16_t(std::stoi(serving->substr(serving->find(rest) + rest.size())));
     n.process = std::move(*p);
     const std::string marker = n.shards.empty() ? "binary 127.0.0.1:" : "joined as 127.0.0.1:";
     client::ClientOptions o;
@@ -408,6 +414,18 @@ TEST_F(ClusterRoutingTest, AReplicaKilledUnderLoadFailsNoSearchAndLosesNoAcknowl
   stop = true;
   for (std::thread* t : {&s1, &s2, &w}) t->join();
   EXPECT_EQ(failed.load(), 0u) << "of " << searches.load() << "; first: " << first_failure;
+  // a1's metrics say so: routed searches, and a replica that failed (a0, asked again elsewhere).
+  const testing::HttpAnswer metrics = testing::Http(a1_.http, "GET", "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  auto value = [&](const std::string& name) -> uint64_t {
+    const size_t at = metrics.body.find("\n" + name + " ");
+    return at == std::string::npos ? 0 : std::stoull(metrics.body.substr(at + name.size() + 2));
+  };
+  EXPECT_GT(value("quiver_router_routed_total"), 0u) << metrics.body;
+  EXPECT_GE(value("quiver_router_subrequests_total"), 2 * value("quiver_router_routed_total"));
+  EXPECT_GT(value("quiver_router_replica_failures_total"), 0u) << metrics.body;
+  EXPECT_EQ(value("quiver_cluster_members"), 4u);
+  EXPECT_EQ(value("quiver_cluster_etcd_up"), 1u);
   // Every acknowledged write is on both replicas of its shard.
   ASSERT_GT(acked.size(), 0u);
   std::mt19937_64 rng(3);
