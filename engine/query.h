@@ -6,11 +6,13 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "base/model.h"
 #include "base/query.h"
 #include "base/result.h"
+#include "engine/query/filter.h"
 #include "index/vector_index.h"
 
 namespace quiver::engine {
@@ -53,6 +55,29 @@ void BoostScores(const Fresh& fresh, int64_t now, std::span<const int64_t> times
 std::vector<double> ClusterSimilarity(const Partitions& parts, Metric metric,
                                       const std::vector<std::vector<float>>& vectors);
 std::vector<double> IntentFrom(std::span<const double> similarity, float temperature);
+
+// Where candidate channels (docs/queries.md, "Channels") read their inputs: the engine's own
+// store and indexes, or cluster mode's router (users and u2u lists on every node, i2i lists and
+// items on their shards' replicas).
+class ChannelData {
+ public:
+  virtual ~ChannelData() = default;
+  virtual Result<std::optional<UserRecord>> User(uint64_t id) = 0;
+  // The lists (kind, key) of `keys`, in order (nullopt: none).
+  virtual Result<std::vector<std::optional<std::vector<Hit>>>> Lists(
+      const std::string& kind, std::span<const uint64_t> keys) = 0;
+  // The u2i channel's retrieval: `q` (no channels) as a search.
+  virtual Result<QueryResult> Search(const QuerySpec& q) = 0;
+  // Called once with every id Attrs will be asked about (a router reads their records).
+  virtual Status Prefetch(std::span<const uint64_t> ids) { return Status::Ok(); }
+  // The item's attributes; false if there is no such item.
+  virtual bool Attrs(uint64_t id, ItemAttrs* out) = 0;
+  virtual size_t clusters() const = 0;
+};
+
+// q.channels set, and accepted by ValidateQuery: u2i, u2i2i and u2u2i candidates merged
+// MIC-style, from `data`.
+Result<QueryResult> RunChannels(const QuerySpec& q, ChannelData& data);
 
 // Runs a query ValidateQuery accepted on `parts`.
 Result<QueryResult> RunQuery(const Partitions& parts, Metric metric, const QuerySpec& q);

@@ -35,12 +35,6 @@ bool Retryable(StatusCode code) {
   }
 }
 
-// Operators that cannot be finished by the router across shards.
-const char* OneNodeOperator(const QuerySpec& q) {
-  if (q.channels) return "channels";
-  return nullptr;
-}
-
 bool Boosted(const QuerySpec& q) { return q.fresh && q.fresh->boost > 0; }
 
 using Answer = Router::Answer;
@@ -494,6 +488,7 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
 
   routed_.fetch_add(1, std::memory_order_relaxed);
   const Clock::time_point deadline = Clock::now() + options_.deadline;
+  if (q.channels) return RouteChannels(call, schema, local, deadline);
   // One clock for the freshness operators of every shard.
   const int64_t now_s = q.fresh && q.fresh->now ? q.fresh->now : int64_t(std::time(nullptr));
   std::vector<uint32_t> all(shards);
@@ -558,15 +553,11 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
   auto calls_for = [&](const std::vector<uint32_t>& assigned,
                        bool many) -> Result<std::vector<Call>> {
     if (many) {
-      const char* op = OneNodeOperator(q);
-      if (op == nullptr && Split(q) && (q.rerank || Boosted(q))) {
-        op = "re-ranking or boosting a multi-vector sum or weighted search";
-      }
-      if (op != nullptr) {
-        return FailedPreconditionError(std::string(op) +
-                                       " needs every shard on one node; no node of the cluster "
-                                       "hosts all the shards of '" +
-                                       call.collection + "' this search needs");
+      if (Split(q) && (q.rerank || Boosted(q))) {
+        return FailedPreconditionError(
+            "re-ranking or boosting a multi-vector sum or weighted search needs every shard on "
+            "one node; no node of the cluster hosts all the shards of '" +
+            call.collection + "' this search needs");
       }
     }
     std::vector<Call> calls;
@@ -688,6 +679,182 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
   }
   return Reply{Status::Ok(), ReplyBody(Build(call, schema, std::move(quotas), entries,
                                              seq == UINT64_MAX ? 0 : seq))};
+}
+
+Reply Router::RouteChannels(const SearchCall& call, const CollectionSchema& schema,
+                            const Local& local, Clock::time_point deadline) {
+  // Users and u2u lists are on every node (user writes go to every shard): read here. Items and
+  // i2i lists are on their shards' replicas: an item's shard is known from its id without
+  // clusters, else every shard is asked.
+  class Data final : public engine::ChannelData {
+   public:
+    Data(Router& router, const SearchCall& call, const CollectionSchema& schema, const Local& local,
+         Clock::time_point deadline)
+        : r_(router), call_(call), schema_(schema), local_(local), deadline_(deadline) {}
+
+    Result<std::optional<UserRecord>> User(uint64_t id) override {
+      Reply reply = local_(Call(GetUserCall{call_.collection, id}));
+      if (!reply.status.ok()) return reply.status;
+      return std::get<UserResult>(reply.body).user;
+    }
+    Result<std::vector<std::optional<std::vector<Hit>>>> Lists(
+        const std::string& kind, std::span<const uint64_t> keys) override {
+      std::vector<std::optional<std::vector<Hit>>> out(keys.size());
+      if (kind == call_.query.channels->u2u_kind) {
+        for (size_t i = 0; i < keys.size(); ++i) {
+          Reply reply = local_(Call(GetListCall{call_.collection, kind, keys[i]}));
+          if (!reply.status.ok()) return reply.status;
+          out[i] = std::move(std::get<ListResult>(reply.body).list);
+        }
+        return out;
+      }
+      std::vector<Answer> answers;
+      QV_RETURN_IF_ERROR(Ask(
+          keys,
+          [&](uint64_t key) {
+            return Call(GetListCall{call_.collection, kind, key});
+          },
+          &answers));
+      for (Answer& a : answers) {
+        const std::vector<size_t> at = On(keys, a.shards);
+        for (size_t j = 0; j < at.size(); ++j) {
+          auto* l = std::get_if<ListResult>(&a.replies[j].body);
+          if (l != nullptr && l->list && !out[at[j]]) out[at[j]] = std::move(l->list);
+        }
+      }
+      return out;
+    }
+    Result<QueryResult> Search(const QuerySpec& q) override {
+      SearchCall sub;
+      sub.collection = call_.collection;
+      sub.query = q;
+      sub.min_seq = call_.min_seq;
+      std::optional<Reply> routed = r_.Route(sub, schema_, local_);
+      Reply reply = routed ? std::move(*routed) : local_(Call(sub));
+      if (!reply.status.ok()) return reply.status;
+      auto& res = std::get<SearchResult>(reply.body);
+      seq_ = res.seq;
+      QueryResult out;
+      for (size_t i = 0; i < res.hits.size(); ++i) {
+        out.hits.push_back({res.hits[i].id, res.hits[i].score,
+                            i < res.hit_vector.size() ? res.hit_vector[i] : 0,
+                            i < res.hit_cluster.size() ? res.hit_cluster[i] : -1});
+      }
+      return out;
+    }
+    Status Prefetch(std::span<const uint64_t> ids) override {
+      std::vector<Answer> answers;
+      // One read per replica: every id of its shards in one call.
+      QV_RETURN_IF_ERROR(AskAll(ids, &answers));
+      for (Answer& a : answers) {
+        const std::vector<size_t> at = On(ids, a.shards);
+        auto* got = std::get_if<GetResult>(&a.replies[0].body);
+        if (got == nullptr || got->items.size() != at.size()) {
+          return InternalError("node '" + a.node + "' answered a read with another body");
+        }
+        for (size_t j = 0; j < at.size(); ++j) {
+          if (got->items[j]) items_[ids[at[j]]] = std::move(*got->items[j]);
+        }
+      }
+      return Status::Ok();
+    }
+    bool Attrs(uint64_t id, engine::ItemAttrs* out) override {
+      auto it = items_.find(id);
+      if (it == items_.end()) return false;
+      *out = engine::AttrsOf(it->second);
+      return true;
+    }
+    size_t clusters() const override { return schema_.clusters; }
+
+    const ItemRecord* Item(uint64_t id) const {
+      auto it = items_.find(id);
+      return it == items_.end() ? nullptr : &it->second;
+    }
+    uint64_t seq() const { return seq_; }
+
+   private:
+    // Which of `keys` the replica answering for `assigned` is asked about, in order.
+    std::vector<size_t> On(std::span<const uint64_t> keys, const std::vector<uint32_t>& assigned) {
+      std::vector<size_t> at;
+      const uint32_t shards = std::max<uint32_t>(schema_.shards, 1);
+      for (size_t i = 0; i < keys.size(); ++i) {
+        const bool mine =
+            schema_.clusters > 0 || std::binary_search(assigned.begin(), assigned.end(),
+                                                       cluster::IdShard(schema_, keys[i]) % shards);
+        if (mine) at.push_back(i);
+      }
+      return at;
+    }
+    std::vector<uint32_t> Holding(std::span<const uint64_t> keys) {
+      const uint32_t shards = std::max<uint32_t>(schema_.shards, 1);
+      std::vector<uint32_t> out;
+      for (uint32_t s = 0; s < shards; ++s) {
+        for (uint64_t key : keys) {
+          if (schema_.clusters > 0 || cluster::IdShard(schema_, key) % shards == s) {
+            out.push_back(s);
+            break;
+          }
+        }
+      }
+      return out;
+    }
+    // One call per key, to a replica of the key's shard (or of every shard).
+    Status Ask(std::span<const uint64_t> keys, const std::function<Call(uint64_t)>& make,
+               std::vector<Answer>* answers) {
+      bool several = false;
+      std::vector<cluster::MemberInfo> known;
+      auto calls = [&](const std::vector<uint32_t>& assigned, bool) -> Result<std::vector<Call>> {
+        std::vector<Call> out;
+        for (size_t i : On(keys, assigned)) out.push_back(make(keys[i]));
+        return out;
+      };
+      std::optional<Reply> failed =
+          r_.Fanout(call_.collection, std::max<uint32_t>(schema_.shards, 1), Holding(keys),
+                    deadline_, calls, local_, answers, &known, &several);
+      return failed ? failed->status : Status::Ok();
+    }
+    Status AskAll(std::span<const uint64_t> ids, std::vector<Answer>* answers) {
+      bool several = false;
+      std::vector<cluster::MemberInfo> known;
+      auto calls = [&](const std::vector<uint32_t>& assigned, bool) -> Result<std::vector<Call>> {
+        GetCall get;
+        get.collection = call_.collection;
+        for (size_t i : On(ids, assigned)) get.ids.push_back(ids[i]);
+        return std::vector<Call>{Call(std::move(get))};
+      };
+      std::optional<Reply> failed =
+          r_.Fanout(call_.collection, std::max<uint32_t>(schema_.shards, 1), Holding(ids),
+                    deadline_, calls, local_, answers, &known, &several);
+      return failed ? failed->status : Status::Ok();
+    }
+
+    Router& r_;
+    const SearchCall& call_;
+    const CollectionSchema& schema_;
+    const Local& local_;
+    const Clock::time_point deadline_;
+    std::unordered_map<uint64_t, ItemRecord> items_;
+    uint64_t seq_ = 0;
+  };
+  Data data(*this, call, schema, local, deadline);
+  Result<QueryResult> r = engine::RunChannels(call.query, data);
+  if (!r.ok()) return Reply{r.status(), std::monostate{}};
+  const QuerySpec& q = call.query;
+  const bool vectors = q.vectors.size() > 1 || q.mvke;
+  SearchResult out;
+  for (const QueryHit& h : r->hits) {
+    out.hits.push_back({h.id, h.score});
+    if (vectors) out.hit_vector.push_back(h.vector);
+    if (schema.clusters > 0) out.hit_cluster.push_back(h.cluster);
+    out.hit_channels.push_back(h.channels);
+    if (call.with_payload) {
+      const ItemRecord* item = data.Item(h.id);
+      out.hit_payload.push_back(item != nullptr ? item->payload : std::string());
+    }
+  }
+  out.per_cluster = std::move(r->per_cluster);
+  out.seq = data.seq() != 0 ? data.seq() : node_.Applied(call.collection);
+  return Reply{Status::Ok(), ReplyBody(std::move(out))};
 }
 
 }  // namespace quiver::net

@@ -11,8 +11,10 @@
 // The freshness boost and diversity re-ranking run on the router: the shards give the candidates
 // one node would have, the router reads their records and finishes as RunQuery does. A quota
 // with p "auto" first gathers each cluster's similarity to the query from its shard (IntentCall).
-// Channels run on one node: they are answered when one replica hosts every shard, and refused
-// with kFailedPrecondition otherwise.
+// Channels run engine::RunChannels over the cluster: users and u2u lists from this node (they
+// are on every node), i2i lists and items from their shards' replicas, u2i as a routed search.
+// Re-ranking or boosting a multi-vector sum/weighted search is answered only where one node
+// hosts every shard (kFailedPrecondition otherwise).
 //
 // A replica is in rotation while its etcd lease lives (cluster::Membership), it serves the
 // collection, and it has applied the collection's log to within max_lag of its shard's most
@@ -101,6 +103,9 @@ class Router {
                               std::vector<Answer>* answers, std::vector<cluster::MemberInfo>* known,
                               bool* several);
   std::shared_ptr<client::Client> ClientFor(const cluster::MemberInfo& m);
+  // A search with channels across shards: engine::RunChannels over the replicas' data.
+  Reply RouteChannels(const SearchCall& call, const CollectionSchema& schema, const Local& local,
+                      Clock::time_point deadline);
   // The calls to a replica, on its client's workers (kUnavailable replies if it cannot be
   // reached).
   std::future<std::vector<Reply>> Send(const cluster::MemberInfo& m, std::vector<Call> calls,

@@ -168,12 +168,7 @@ Reply Service::Handle(const Call& call) {
     if (!schema.ok()) return FromStatus(schema.status());
     std::optional<Reply> routed = router_->Route(*search, *schema, [&](const Call& sub) {
       if (const auto* c = std::get_if<SearchCall>(&sub)) return SearchHere(*e, *c);
-      if (const auto* c = std::get_if<GetCall>(&sub)) {
-        auto r = e->Get(c->collection, c->ids);
-        if (!r.ok()) return FromStatus(r.status());
-        return Reply{Status::Ok(), ReplyBody(GetResult{std::move(*r)})};
-      }
-      return FromStatus(InternalError("the router asked this node for another call"));
+      return Handle(sub);  // reads of this node's items, users and lists
     });
     if (routed) return std::move(*routed);
     return SearchHere(*e, *search);

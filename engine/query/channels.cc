@@ -39,12 +39,55 @@ void Normalise(std::unordered_map<uint64_t, Candidate>& all, int c) {
 
 }  // namespace
 
+namespace {
+
+// The engine's own data: its store and indexes.
+class LocalData final : public ChannelData {
+ public:
+  LocalData(const storage::Store& store, uint32_t id, const Partitions& parts, Metric metric)
+      : store_(store), id_(id), parts_(parts), metric_(metric) {}
+  Result<std::optional<UserRecord>> User(uint64_t id) override { return store_.GetUser(id_, id); }
+  Result<std::vector<std::optional<std::vector<Hit>>>> Lists(
+      const std::string& kind, std::span<const uint64_t> keys) override {
+    std::vector<std::optional<std::vector<Hit>>> out;
+    out.reserve(keys.size());
+    for (uint64_t key : keys) {
+      QV_ASSIGN_OR_RETURN(auto list, store_.GetList(id_, kind, key));
+      out.push_back(std::move(list));
+    }
+    return out;
+  }
+  Result<QueryResult> Search(const QuerySpec& q) override { return RunQuery(parts_, metric_, q); }
+  bool Attrs(uint64_t id, ItemAttrs* out) override {
+    return parts_.Contains(id) && parts_.AttrsFor(id, out);
+  }
+  size_t clusters() const override { return parts_.clusters(); }
+
+ private:
+  const storage::Store& store_;
+  const uint32_t id_;
+  const Partitions& parts_;
+  const Metric metric_;
+};
+
+}  // namespace
+
 Result<QueryResult> RunChannels(const storage::Store& store, uint32_t collection_id,
                                 const Partitions& parts, Metric metric, const QuerySpec& q) {
+  LocalData data(store, collection_id, parts, metric);
+  return engine::RunChannels(q, data);
+}
+
+}  // namespace quiver::engine::ops
+
+namespace quiver::engine {
+
+Result<QueryResult> RunChannels(const QuerySpec& q, ChannelData& data) {
+  using ops::Candidate;
   const Channels& ch = *q.channels;
   std::optional<UserRecord> user;
   if (ch.user) {
-    QV_ASSIGN_OR_RETURN(user, store.GetUser(collection_id, *ch.user));
+    QV_ASSIGN_OR_RETURN(user, data.User(*ch.user));
     if (!user) return NotFoundError("no user " + std::to_string(*ch.user));
   }
   const size_t k = q.quota ? q.quota->total : q.k;
@@ -62,11 +105,8 @@ Result<QueryResult> RunChannels(const storage::Store& store, uint32_t collection
   if (!ch.exclude_seen) seen.clear();
   if (ch.exclude_seen) seen.insert(ch.seed_items.begin(), ch.seed_items.end());
   std::unordered_map<uint64_t, Candidate> all;
-  const std::optional<Filter> narrowed = Narrow(q, std::nullopt);  // with the excluded ids
+  const std::optional<Filter> narrowed = ops::Narrow(q, std::nullopt);  // with the excluded ids
   const std::optional<Filter>& filter = narrowed ? narrowed : q.filter;
-  auto allowed = [&](uint64_t id) {
-    return !seen.count(id) && parts.Contains(id) && (!filter || parts.Allows(*filter, id));
-  };
   auto offer = [&](uint64_t id, int c, float score) {
     Candidate& x = all[id];
     x.raw[c] = std::max(x.raw[c], score);
@@ -76,6 +116,7 @@ Result<QueryResult> RunChannels(const storage::Store& store, uint32_t collection
   // u2i: the query itself (its vectors, mvke, quota, fresh, filter), or the user's vector;
   // seen items are fetched past, so k remain after the exclusion.
   const bool have_vectors = !q.vectors.empty() || q.mvke;
+  std::vector<QueryHit> u2i_hits;
   if (ch.u2i && (have_vectors || (user && !user->vector.empty()))) {
     QuerySpec u2i = q;
     u2i.channels.reset();
@@ -83,46 +124,27 @@ Result<QueryResult> RunChannels(const storage::Store& store, uint32_t collection
     u2i.exclude.clear();
     if (!have_vectors) u2i.vectors = {user->vector};
     if (!u2i.quota) u2i.k = uint32_t(std::min<size_t>(k + seen.size(), 100000));
-    QV_ASSIGN_OR_RETURN(QueryResult r, RunQuery(parts, metric, u2i));
-    for (const QueryHit& h : r.hits) {
-      if (seen.count(h.id)) continue;
-      offer(h.id, 0, h.score);
-      all[h.id].vector = h.vector;
-      all[h.id].cluster = h.cluster;
-    }
+    QV_ASSIGN_OR_RETURN(QueryResult r, data.Search(u2i));
+    u2i_hits = std::move(r.hits);
     ran = true;
   }
-  // u2i2i: each seed's list, its first per_seed entries.
+  // The lists the other channels read: each seed's i2i list; the user's u2u list and the
+  // histories of the similar users in it.
+  std::vector<std::optional<std::vector<Hit>>> seed_lists;
   if (ch.u2i2i && !seeds.empty()) {
-    for (uint64_t seed : seeds) {
-      QV_ASSIGN_OR_RETURN(auto list, store.GetList(collection_id, ch.i2i_kind, seed));
-      if (!list) continue;
-      size_t taken = 0;
-      for (const Hit& h : *list) {
-        if (taken >= ch.per_seed) break;
-        if (!allowed(h.id)) continue;
-        offer(h.id, 1, h.score);
-        ++taken;
-      }
-    }
+    QV_ASSIGN_OR_RETURN(seed_lists, data.Lists(ch.i2i_kind, seeds));
     ran = true;
   }
-  // u2u2i: the user's similar users, each one's most recent items, scored by the similarity.
+  std::vector<std::pair<float, UserRecord>> similar;
   if (ch.u2u2i && user) {
-    QV_ASSIGN_OR_RETURN(auto neighbours, store.GetList(collection_id, ch.u2u_kind, user->id));
-    if (neighbours) {
+    const uint64_t key = user->id;
+    QV_ASSIGN_OR_RETURN(auto neighbours, data.Lists(ch.u2u_kind, std::span(&key, 1)));
+    if (neighbours[0]) {
       size_t used = 0;
-      for (const Hit& v : *neighbours) {
+      for (const Hit& v : *neighbours[0]) {
         if (used++ >= ch.users) break;
-        QV_ASSIGN_OR_RETURN(auto other, store.GetUser(collection_id, v.id));
-        if (!other) continue;
-        size_t taken = 0;
-        for (const Interaction& e : other->history) {
-          if (taken >= ch.per_user) break;
-          if (!allowed(e.item)) continue;
-          offer(e.item, 2, v.score);
-          ++taken;
-        }
+        QV_ASSIGN_OR_RETURN(auto other, data.User(v.id));
+        if (other) similar.emplace_back(v.score, std::move(*other));
       }
     }
     ran = true;
@@ -132,7 +154,53 @@ Result<QueryResult> RunChannels(const storage::Store& store, uint32_t collection
         "no channel could run: u2i needs vectors or a user with a vector, u2i2i a user or "
         "seed_items, u2u2i a user");
   }
-  for (int c = 0; c < 3; ++c) Normalise(all, c);
+  std::vector<uint64_t> ids;
+  ids.reserve(u2i_hits.size());
+  for (const QueryHit& h : u2i_hits) ids.push_back(h.id);
+  for (const auto& list : seed_lists) {
+    if (list) {
+      for (const Hit& h : *list) ids.push_back(h.id);
+    }
+  }
+  for (const auto& [score, other] : similar) {
+    for (const Interaction& e : other.history) ids.push_back(e.item);
+  }
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  QV_RETURN_IF_ERROR(data.Prefetch(ids));
+  ItemAttrs scratch;
+  auto allowed = [&](uint64_t id) {
+    return !seen.count(id) && data.Attrs(id, &scratch) &&
+           (!filter || Matches(*filter, id, scratch));
+  };
+  for (const QueryHit& h : u2i_hits) {
+    if (seen.count(h.id)) continue;
+    offer(h.id, 0, h.score);
+    all[h.id].vector = h.vector;
+    all[h.id].cluster = h.cluster;
+  }
+  // u2i2i: each seed's list, its first per_seed entries.
+  for (const auto& list : seed_lists) {
+    if (!list) continue;
+    size_t taken = 0;
+    for (const Hit& h : *list) {
+      if (taken >= ch.per_seed) break;
+      if (!allowed(h.id)) continue;
+      offer(h.id, 1, h.score);
+      ++taken;
+    }
+  }
+  // u2u2i: the user's similar users, each one's most recent items, scored by the similarity.
+  for (const auto& [score, other] : similar) {
+    size_t taken = 0;
+    for (const Interaction& e : other.history) {
+      if (taken >= ch.per_user) break;
+      if (!allowed(e.item)) continue;
+      offer(e.item, 2, score);
+      ++taken;
+    }
+  }
+  for (int c = 0; c < 3; ++c) ops::Normalise(all, c);
   // Greedy merge: each step takes the candidate with the largest
   // w_sim sim + w_dup dup + w_div div, div = the share of the items taken so far whose category
   // differs from its own (1 for the first).
@@ -142,7 +210,8 @@ Result<QueryResult> RunChannels(const storage::Store& store, uint32_t collection
   std::sort(pool.begin(), pool.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<ItemAttrs> attrs(pool.size());
-  for (size_t i = 0; i < pool.size(); ++i) parts.AttrsFor(pool[i].first, &attrs[i]);
+  std::vector<bool> known(pool.size(), false);
+  for (size_t i = 0; i < pool.size(); ++i) known[i] = data.Attrs(pool[i].first, &attrs[i]);
   std::map<int64_t, size_t> per_category;
   size_t taken_total = 0;
   std::vector<bool> taken(pool.size(), false);
@@ -167,16 +236,17 @@ Result<QueryResult> RunChannels(const storage::Store& store, uint32_t collection
     ++taken_total;
     if (attrs[best].has_category) ++per_category[attrs[best].category];
     const Candidate& x = *pool[best].second;
-    out.hits.push_back({pool[best].first, best_value, x.vector, x.cluster, x.channels});
+    int32_t cluster = x.cluster;
+    if (cluster < 0 && known[best] && data.clusters() > 0) cluster = int32_t(attrs[best].cluster);
+    out.hits.push_back({pool[best].first, best_value, x.vector, cluster, x.channels});
   }
-  if (parts.clusters() > 0) {
-    out.per_cluster.assign(parts.clusters(), 0);
+  if (data.clusters() > 0) {
+    out.per_cluster.assign(data.clusters(), 0);
     for (QueryHit& h : out.hits) {
-      if (h.cluster < 0) h.cluster = int32_t(parts.ClusterOf(h.id));
       if (h.cluster >= 0) ++out.per_cluster[size_t(h.cluster)];
     }
   }
   return out;
 }
 
-}  // namespace quiver::engine::ops
+}  // namespace quiver::engine

@@ -289,12 +289,6 @@ TEST_F(ClusterRoutingTest, EveryNodeAnswersWhatASingleNodeHoldingEverythingAnswe
     EXPECT_EQ(got->hits, want_mvke->hits) << "mvke through " << n->id;
     EXPECT_EQ(got->hit_vector, want_mvke->hit_vector) << "mvke through " << n->id;
   }
-  // Channels need every shard on one node: refused, saying so, where no node hosts them all.
-  net::SearchCall channels = cases[0].second;
-  channels.query.channels = Channels{.seed_items = {1, 2}, .u2u2i = false};
-  auto refused = a0_.client->Query(channels);
-  ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition) << refused.status();
   // A bad query is refused as the single node refuses it.
   net::SearchCall bad = cases[0].second;
   bad.query.vectors[0].pop_back();
@@ -483,6 +477,77 @@ TEST_F(ClusterRoutingTest, NeighborListsCoverEveryShard) {
     }
   }
   EXPECT_GT(crossing, 0u);  // neighbors from the other shard are there
+}
+
+// Candidate channels (u2i, u2i2i, u2u2i merged MIC-style) through every node answer what the
+// single node answers: users and events written through one node, i2i and u2u lists built by
+// plugin runs through the log.
+TEST_F(ClusterRoutingTest, ChannelsAnswerAsOneNode) {
+  StartCluster();
+  if (HasFatalFailure()) return;
+  std::mt19937_64 rng(31);
+  std::vector<UserRecord> users;
+  std::vector<Event> events;
+  for (uint64_t u = 0; u < 40; ++u) {
+    users.push_back(UserRecord{u, Vec(500 + u), {}});
+    for (int e = 0; e < 12; ++e) events.push_back(Event{u, rng() % kItems, int64_t(100 + e)});
+  }
+  for (Node* n : {&a0_, &single_}) {
+    ASSERT_TRUE(n->client->PutUsers("c", users).ok());
+    ASSERT_TRUE(n->client->AddEvents("c", events).ok());
+    for (const char* plugin : {"i2i_knn", "u2u_knn"}) {
+      auto run = n->client->RunPlugin("c", plugin, R"({"k":15})", false,
+                                      std::chrono::milliseconds(120000));
+      ASSERT_TRUE(run.ok()) << n->id << " " << plugin << ": " << run.status();
+    }
+  }
+  // Every node has run both plugins (the u2u run comes after the i2i one in the log).
+  for (Node* n : {&a0_, &b0_, &a1_, &b1_}) {
+    Result<std::optional<std::vector<Hit>>> got = std::optional<std::vector<Hit>>();
+    for (const auto deadline = Clock::now() + std::chrono::minutes(2); Clock::now() < deadline;) {
+      got = n->client->GetList("c", "u2u", 0);
+      if (!got.ok() || got->has_value()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_TRUE(got.ok() && got->has_value()) << n->id << " has no u2u list";
+  }
+  std::vector<std::pair<std::string, net::SearchCall>> cases;
+  auto add = [&](std::string name, auto edit) {
+    net::SearchCall c;
+    c.collection = "c";
+    c.query.k = 30;
+    edit(c.query);
+    cases.emplace_back(std::move(name), std::move(c));
+  };
+  add("a user's three channels", [](QuerySpec& q) { q.channels = Channels{.user = 3}; });
+  add("a user's channels, filtered", [](QuerySpec& q) {
+    q.channels = Channels{.user = 5, .per_seed = 8};
+    Filter f;
+    f.op = Filter::Op::kIn;
+    f.field = Filter::Field::kCategory;
+    f.values = {1, 2};
+    q.filter = f;
+  });
+  add("seed items and a query vector", [](QuerySpec& q) {
+    q.vectors = {Vec(77)};
+    q.channels = Channels{.seed_items = {10, 11, 12, 13}, .u2u2i = false};
+  });
+  add("u2u2i alone, history kept", [](QuerySpec& q) {
+    q.channels = Channels{.user = 9, .u2i = false, .u2i2i = false, .exclude_seen = false};
+  });
+  for (const auto& [name, call] : cases) {
+    auto want = single_.client->Query(call);
+    ASSERT_TRUE(want.ok()) << name << ": " << want.status();
+    ASSERT_GT(want->hits.size(), 5u) << name;
+    for (Node* n : {&a0_, &b0_, &a1_, &b1_}) {
+      auto got = n->client->Query(call);
+      ASSERT_TRUE(got.ok()) << name << " through " << n->id << ": " << got.status();
+      EXPECT_EQ(got->hits, want->hits) << name << " through " << n->id;
+      EXPECT_EQ(got->hit_channels, want->hit_channels) << name << " through " << n->id;
+      EXPECT_EQ(got->hit_cluster, want->hit_cluster) << name << " through " << n->id;
+      EXPECT_EQ(got->per_cluster, want->per_cluster) << name << " through " << n->id;
+    }
+  }
 }
 
 // Moving shard 0 from a0 and b0 to a new node c0 under a search and write load: c0 joins
