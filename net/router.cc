@@ -54,7 +54,7 @@ struct Entry {
 struct Subs {
   std::vector<SearchCall> calls;
   size_t main = 1;     // calls[0, main): the candidates (several: one per vector)
-  bool young = false;  // calls[main]: the young candidates
+  bool young = false;  // calls[main, 2 main): the young candidates (as many lists as main)
   size_t fetch = 0;    // candidates kept per list (no quota; 0: one node answers everything)
   size_t keep = 0;     // after the boost (no quota)
 };
@@ -103,9 +103,12 @@ Subs SubsFor(const SearchCall& call, bool several, int64_t now) {
     subs.calls.push_back(base);
   }
   if (Boosted(q) && !q.quota) {
-    SearchCall young = base;
-    young.query.filter = engine::YoungFilter(q.filter, *q.fresh, now);
-    subs.calls.push_back(std::move(young));
+    const Filter young = engine::YoungFilter(q.filter, *q.fresh, now);
+    for (size_t j = 0; j < subs.main; ++j) {
+      SearchCall one = subs.calls[j];
+      one.query.filter = young;
+      subs.calls.push_back(std::move(one));
+    }
     subs.young = true;
   }
   return subs;
@@ -147,11 +150,11 @@ std::vector<Entry> Gather(std::vector<Answer>& answers, size_t part) {
 
 // Split answers: each vector's global top k from the shards' lists, then the aggregate over
 // them as the engine computes it (the vectors in order, each item once per list).
-std::vector<Entry> Aggregate(const QuerySpec& q, std::vector<Answer>& answers, size_t lists,
-                             size_t k) {
+std::vector<Entry> Aggregate(const QuerySpec& q, std::vector<Answer>& answers, size_t first,
+                             size_t lists, size_t k) {
   std::unordered_map<uint64_t, std::pair<Entry, float>> by_id;  // entry, best contribution
   for (size_t j = 0; j < lists; ++j) {
-    std::vector<Entry> list = Gather(answers, j);
+    std::vector<Entry> list = Gather(answers, first + j);
     if (list.size() > k) list.resize(k);
     const float w = q.aggregate == Aggregate::kWeighted ? q.weights[j] : 1.0f;
     for (Entry& e : list) {
@@ -188,7 +191,7 @@ std::vector<Entry> Candidates(const SearchCall& call, const CollectionSchema& sc
   const size_t c = schema.clusters;
   const size_t k = subs.fetch ? subs.fetch : q.k;
   std::vector<Entry> entries =
-      subs.main > 1 ? Aggregate(q, answers, subs.main, k) : Gather(answers, 0);
+      subs.main > 1 ? Aggregate(q, answers, 0, subs.main, k) : Gather(answers, 0);
   if (q.quota) {
     for (const Answer& a : answers) {
       const SearchResult& r = a.parts[0];
@@ -208,7 +211,9 @@ std::vector<Entry> Candidates(const SearchCall& call, const CollectionSchema& sc
     entries.resize(k);
   }
   if (subs.young) {
-    std::vector<Entry> young = Gather(answers, subs.main);
+    std::vector<Entry> young = subs.main > 1
+                                   ? Aggregate(q, answers, subs.main, subs.main, subs.fetch)
+                                   : Gather(answers, subs.main);
     if (young.size() > subs.fetch) young.resize(subs.fetch);
     std::unordered_map<uint64_t, size_t> at;
     for (size_t i = 0; i < entries.size(); ++i) at.emplace(entries[i].hit.id, i);
@@ -552,14 +557,6 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
   std::vector<Answer> answers;
   auto calls_for = [&](const std::vector<uint32_t>& assigned,
                        bool many) -> Result<std::vector<Call>> {
-    if (many) {
-      if (Split(q) && (q.rerank || Boosted(q))) {
-        return FailedPreconditionError(
-            "re-ranking or boosting a multi-vector sum or weighted search needs every shard on "
-            "one node; no node of the cluster hosts all the shards of '" +
-            call.collection + "' this search needs");
-      }
-    }
     std::vector<Call> calls;
     for (SearchCall& sub : SubsFor(routed, many, now_s).calls) {
       sub.query.shards = assigned;

@@ -13,8 +13,6 @@
 // with p "auto" first gathers each cluster's similarity to the query from its shard (IntentCall).
 // Channels run engine::RunChannels over the cluster: users and u2u lists from this node (they
 // are on every node), i2i lists and items from their shards' replicas, u2i as a routed search.
-// Re-ranking or boosting a multi-vector sum/weighted search is answered only where one node
-// hosts every shard (kFailedPrecondition otherwise).
 //
 // A replica is in rotation while its etcd lease lives (cluster::Membership), it serves the
 // collection, and it has applied the collection's log to within max_lag of its shard's most

@@ -232,6 +232,17 @@ TEST_F(ClusterRoutingTest, EveryNodeAnswersWhatASingleNodeHoldingEverythingAnswe
     q.fresh = Fresh{.pool = 900, .now = 1000 + kItems, .boost = 1.0f, .half_life = 50};
     q.rerank = Rerank{.mmr_lambda = 0.8f};
   });
+  add("multi-vector sum with MMR", [](QuerySpec& q) {
+    q.vectors.push_back(Vec(105));
+    q.aggregate = Aggregate::kSum;
+    q.rerank = Rerank{.mmr_lambda = 0.7f, .window = 50};
+  });
+  add("multi-vector weighted with a boost", [](QuerySpec& q) {
+    q.vectors.push_back(Vec(106));
+    q.aggregate = Aggregate::kWeighted;
+    q.weights = {1.5f, 0.5f};
+    q.fresh = Fresh{.now = 1000 + kItems, .boost = 1.0f, .half_life = 80};
+  });
   add("quota with boost and category cap", [](QuerySpec& q) {
     q.quota = QuotaSpec{.p = {1, 2, 3, 4, 0, 1, 0.5f, 2}, .a = 1, .total = 30};
     q.fresh = Fresh{.now = 1000 + kItems, .boost = 1.5f, .half_life = 200};
