@@ -108,8 +108,15 @@ int Main(int argc, char** argv) {
   schema.metric = Metric::kInnerProduct;
   schema.clusters = clusters;
   schema.shards = 2;
-  for (Node* n : {&single, &r, &s1, &s2})
-    bench::Check(n->client->CreateCollection(schema), "create");
+  // Created through r, the collection reaches s1 and s2 through etcd.
+  for (Node* n : {&single, &r}) bench::Check(n->client->CreateCollection(schema), "create");
+  for (Node* n : {&s1, &s2}) {
+    const auto deadline = Clock::now() + std::chrono::seconds(60);
+    while (!n->client->DescribeCollection("c").ok()) {
+      if (Clock::now() > deadline) bench::Check(UnavailableError("no collection"), "etcd");
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
   std::mt19937_64 rng(42);
   std::normal_distribution<float> g;
   std::vector<std::vector<float>> vectors(items);
