@@ -350,14 +350,14 @@ std::vector<cluster::MemberInfo> Router::View(const std::string& collection, uin
 }
 
 std::optional<Reply> Router::Fanout(const std::string& collection, uint32_t shards,
-                                    std::vector<uint32_t> todo, Clock::time_point deadline,
+                                    std::vector<uint32_t> unanswered, Clock::time_point deadline,
                                     const Plan& calls_for, const Local& local,
                                     std::vector<Answer>* answers,
                                     std::vector<cluster::MemberInfo>* known, bool* several) {
   const std::string& self = node_.node_id();
   std::set<std::string> failed;  // replicas that failed this request
   Status last = Status::Ok();
-  while (!todo.empty()) {
+  while (!unanswered.empty()) {
     const Clock::time_point now = Clock::now();
     if (now >= deadline) {
       return Reply{
@@ -384,7 +384,7 @@ std::optional<Reply> Router::Fanout(const std::string& collection, uint32_t shar
     std::vector<uint32_t> orphans;
     {
       std::lock_guard lock(mu_);
-      for (uint32_t s : todo) {
+      for (uint32_t s : unanswered) {
         const cluster::MemberInfo* pick = nullptr;
         std::tuple<int, uint64_t, std::string> pick_key;
         for (const cluster::MemberInfo& m : members) {
@@ -465,7 +465,7 @@ std::optional<Reply> Router::Fanout(const std::string& collection, uint32_t shar
         break;
       }
       if (failure.ok() && replies.size() == p.calls.size()) {
-        for (uint32_t s : p.shards) std::erase(todo, s);
+        for (uint32_t s : p.shards) std::erase(unanswered, s);
         answers->push_back({p.id, p.shards, std::move(replies)});
         continue;
       }
@@ -505,7 +505,7 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
   // the shards then get M_k itself as their p (a = 1: AllocateQuotas gives back exactly M_k).
   SearchCall routed = call;
   std::vector<uint32_t> quotas;
-  std::vector<uint32_t> todo = all;
+  std::vector<uint32_t> unanswered = all;
   if (q.quota) {
     std::vector<double> p(q.quota->p.begin(), q.quota->p.end());
     if (p.empty()) {
@@ -539,13 +539,13 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
       exact.a = 1;
       routed.query.quota = std::move(exact);
     }
-    todo.clear();
+    unanswered.clear();
     for (uint32_t s = 0; s < shards; ++s) {
       bool any = false;
       for (size_t k = s; k < quotas.size(); k += shards) any = any || quotas[k] > 0;
-      if (any) todo.push_back(s);
+      if (any) unanswered.push_back(s);
     }
-    if (todo.empty()) {  // nothing to find (every cluster empty)
+    if (unanswered.empty()) {  // nothing to find (every cluster empty)
       SearchResult none;
       none.quotas = quotas;
       none.per_cluster.assign(schema.clusters, 0);
@@ -564,8 +564,8 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
     }
     return calls;
   };
-  if (auto failed = Fanout(call.collection, shards, todo, deadline, calls_for, local, &answers,
-                           &known, &several)) {
+  if (auto failed = Fanout(call.collection, shards, unanswered, deadline, calls_for, local,
+                           &answers, &known, &several)) {
     return failed;
   }
 

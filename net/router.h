@@ -92,11 +92,11 @@ class Router {
       std::function<Result<std::vector<Call>>(const std::vector<uint32_t>& shards, bool several)>;
   // Etcd's view of the members, with this node's own state as it is now.
   std::vector<cluster::MemberInfo> View(const std::string& collection, uint32_t shards);
-  // Sends each shard of `todo` to one replica in rotation, concurrently, retrying a shard on
+  // Sends each shard of `unanswered` to one replica in rotation, concurrently, retrying a shard on
   // another replica when one fails, until `deadline`. nullopt when every shard has answered
   // (*answers); else the reply to give (an error).
   std::optional<Reply> Fanout(const std::string& collection, uint32_t shards,
-                              std::vector<uint32_t> todo, Clock::time_point deadline,
+                              std::vector<uint32_t> unanswered, Clock::time_point deadline,
                               const Plan& calls_for, const Local& local,
                               std::vector<Answer>* answers, std::vector<cluster::MemberInfo>* known,
                               bool* several);

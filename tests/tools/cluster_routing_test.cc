@@ -29,6 +29,14 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr uint32_t kDim = 8, kClusters = 8, kItems = 1200;
 
+std::vector<float> Vec(uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> g;
+  std::vector<float> v(kDim);
+  for (float& x : v) x = g(rng);
+  return v;
+}
+
 class ClusterRoutingTest : public ::testing::Test {
  protected:
   struct Node {
@@ -87,6 +95,72 @@ class ClusterRoutingTest : public ::testing::Test {
     item.timestamp = 1000 + int64_t(id);
     return item;
   }
+
+  // Two clients searching (k = 20) through `a` and `b`, one at a time each, and one writing
+  // batches of 4 new items through `w`, until Stop() (or the end of the test, however it ends).
+  class Load {
+   public:
+    Load(Node& a, uint64_t seed_a, Node& b, uint64_t seed_b, Node& w, uint64_t write_seed,
+         uint64_t last_seq)
+        : last_seq_(last_seq) {
+      threads_.emplace_back([this, &a, seed_a] { Search(a, seed_a); });
+      threads_.emplace_back([this, &b, seed_b] { Search(b, seed_b); });
+      threads_.emplace_back([this, &w, write_seed] { Write(w, write_seed); });
+    }
+    ~Load() { Stop(); }
+    void Stop() {
+      stop_ = true;
+      for (std::thread& t : threads_) {
+        if (t.joinable()) t.join();
+      }
+    }
+    // Until `more` further searches have answered (or failed).
+    void Run(uint64_t more) const {
+      const uint64_t at = searches_.load();
+      while (searches_.load() < at + more)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    uint64_t searches() const { return searches_.load(); }
+    uint64_t failed() const { return failed_.load(); }
+    // The sequence of the last acknowledged write.
+    uint64_t last_seq() const { return last_seq_.load(); }
+    // Read after Stop: the first failed search, and every acknowledged write (id -> vector).
+    const std::string& first_failure() const { return first_failure_; }
+    const std::map<uint64_t, std::vector<float>>& acked() const { return acked_; }
+
+   private:
+    void Search(Node& n, uint64_t seed) {
+      for (uint64_t i = 0; !stop_.load(); ++i) {
+        auto r = n.client->Search("c", Vec(seed + i), {.k = 20});
+        searches_.fetch_add(1);
+        if (!r.ok() || r->size() != 20) {
+          failed_.fetch_add(1);
+          std::lock_guard lock(mu_);
+          if (first_failure_.empty()) first_failure_ = n.id + ": " + r.status().ToString();
+        }
+      }
+    }
+    void Write(Node& n, uint64_t seed) {
+      std::mt19937_64 rng(seed);
+      for (uint64_t id = kItems; !stop_.load();) {
+        std::vector<ItemRecord> items;
+        items.reserve(4);
+        for (int j = 0; j < 4; ++j) items.push_back(Item(id++, rng));
+        auto w = n.client->Upsert("c", items);
+        if (!w.ok()) continue;
+        last_seq_ = w->op_seq;
+        std::lock_guard lock(mu_);
+        for (const ItemRecord& item : items) acked_[item.id] = item.vector;
+      }
+    }
+
+    std::atomic<bool> stop_{false};
+    std::atomic<uint64_t> searches_{0}, failed_{0}, last_seq_;
+    std::mutex mu_;
+    std::string first_failure_;                     // GUARDED_BY(mu_)
+    std::map<uint64_t, std::vector<float>> acked_;  // GUARDED_BY(mu_)
+    std::vector<std::thread> threads_;
+  };
 
   static CollectionSchema Schema(const std::string& name = "c") {
     CollectionSchema schema;
@@ -154,26 +228,6 @@ class ClusterRoutingTest : public ::testing::Test {
   Node c0_{"c0", "0"};  // a node that joins later
   uint64_t last_seq_ = 0;
 };
-
-// Stops a test's load threads however the test ends (a failed ASSERT returns early).
-struct Joined {
-  std::atomic<bool>& stop;
-  std::vector<std::thread*> threads;
-  ~Joined() {
-    stop = true;
-    for (std::thread* t : threads) {
-      if (t->joinable()) t->join();
-    }
-  }
-};
-
-std::vector<float> Vec(uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> g;
-  std::vector<float> v(kDim);
-  for (float& x : v) x = g(rng);
-  return v;
-}
 
 TEST_F(ClusterRoutingTest, EveryNodeAnswersWhatASingleNodeHoldingEverythingAnswers) {
   StartCluster();
@@ -372,53 +426,19 @@ TEST_F(ClusterRoutingTest, CollectionsAreCreatedAndDroppedClusterWide) {
 TEST_F(ClusterRoutingTest, AReplicaKilledUnderLoadFailsNoSearchAndLosesNoAcknowledgedWrite) {
   StartCluster();
   if (HasFatalFailure()) return;
-  std::atomic<bool> stop{false};
-  std::atomic<uint64_t> searches{0}, failed{0};
-  std::mutex mu;
-  std::string first_failure;
-  std::map<uint64_t, std::vector<float>> acked;  // id -> vector, acknowledged writes
-  auto searcher = [&](Node& n, uint64_t seed) {
-    uint64_t i = 0;
-    while (!stop.load()) {
-      auto r = n.client->Search("c", Vec(seed + i++), {.k = 20});
-      searches.fetch_add(1);
-      if (!r.ok() || r->size() != 20) {
-        failed.fetch_add(1);
-        std::lock_guard lock(mu);
-        if (first_failure.empty()) first_failure = n.id + ": " + r.status().ToString();
-      }
-    }
-  };
-  auto writer = [&] {
-    std::mt19937_64 rng(11);
-    uint64_t id = kItems;
-    while (!stop.load()) {
-      std::vector<ItemRecord> items;
-      items.reserve(4);
-      for (int j = 0; j < 4; ++j) items.push_back(Item(id++, rng));
-      if (a1_.client->Upsert("c", items).ok()) {
-        std::lock_guard lock(mu);
-        for (const ItemRecord& item : items) acked[item.id] = item.vector;
-      }
-    }
-  };
   // a1 and b1 send shard 0's part to a0 (fewest outstanding, then the lower id): kill a0.
-  std::thread s1(searcher, std::ref(a1_), 1000), s2(searcher, std::ref(b1_), 2000), w(writer);
-  Joined joined{stop, {&s1, &s2, &w}};
-  while (searches.load() < 200) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  Load load(a1_, 1000, b1_, 2000, a1_, 11, last_seq_);
+  load.Run(200);
   a0_.process->Signal(SIGKILL);
   a0_.process->Wait();
-  const uint64_t at_kill = searches.load();
-  while (searches.load() < at_kill + 400) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  load.Run(400);
   // a0 restarts, catches up, and is taken back into rotation; searches still all answer.
   Start(a0_);
   ASSERT_FALSE(HasFatalFailure());
-  const uint64_t at_restart = searches.load();
-  while (searches.load() < at_restart + 400)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  stop = true;
-  for (std::thread* t : {&s1, &s2, &w}) t->join();
-  EXPECT_EQ(failed.load(), 0u) << "of " << searches.load() << "; first: " << first_failure;
+  load.Run(400);
+  load.Stop();
+  EXPECT_EQ(load.failed(), 0u) << "of " << load.searches() << "; first: " << load.first_failure();
+  const std::map<uint64_t, std::vector<float>>& acked = load.acked();
   // a1's metrics say so: routed searches, and a replica that failed (a0, asked again elsewhere).
   const testing::HttpAnswer metrics = testing::Http(a1_.http, "GET", "/metrics");
   ASSERT_EQ(metrics.status, 200);
@@ -454,7 +474,7 @@ TEST_F(ClusterRoutingTest, AReplicaKilledUnderLoadFailsNoSearchAndLosesNoAcknowl
     for (size_t i = 0; i < ids.size(); ++i) {
       ASSERT_TRUE((*got)[i].has_value())
           << "acknowledged item " << ids[i] << " missing on " << n->id;
-      EXPECT_EQ((*got)[i]->vector, acked[ids[i]]);
+      EXPECT_EQ((*got)[i]->vector, acked.at(ids[i]));
     }
   }
 }
@@ -567,50 +587,15 @@ TEST_F(ClusterRoutingTest, ChannelsAnswerAsOneNode) {
 TEST_F(ClusterRoutingTest, AShardMovesToANewNodeUnderLoadWithoutAFailedSearch) {
   StartCluster();
   if (HasFatalFailure()) return;
-  std::atomic<bool> stop{false};
-  std::atomic<uint64_t> searches{0}, failed{0};
-  std::mutex mu;
-  std::string first_failure;
-  std::map<uint64_t, std::vector<float>> acked;
-  std::atomic<uint64_t> last_seq{last_seq_};
-  auto searcher = [&](Node& n, uint64_t seed) {
-    for (uint64_t i = 0; !stop.load(); ++i) {
-      auto r = n.client->Search("c", Vec(seed + i), {.k = 20});
-      searches.fetch_add(1);
-      if (!r.ok() || r->size() != 20) {
-        failed.fetch_add(1);
-        std::lock_guard lock(mu);
-        if (first_failure.empty()) first_failure = n.id + ": " + r.status().ToString();
-      }
-    }
-  };
-  auto writer = [&] {
-    std::mt19937_64 rng(23);
-    for (uint64_t id = kItems; !stop.load();) {
-      std::vector<ItemRecord> items;
-      items.reserve(4);
-      for (int j = 0; j < 4; ++j) items.push_back(Item(id++, rng));
-      auto w = a1_.client->Upsert("c", items);
-      if (!w.ok()) continue;
-      last_seq = w->op_seq;
-      std::lock_guard lock(mu);
-      for (const ItemRecord& item : items) acked[item.id] = item.vector;
-    }
-  };
-  std::thread s1(searcher, std::ref(a1_), 3000), s2(searcher, std::ref(b1_), 4000), w(writer);
-  Joined joined{stop, {&s1, &s2, &w}};
-  auto run = [&](uint64_t more) {
-    const uint64_t at = searches.load();
-    while (searches.load() < at + more) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  };
-  run(200);
+  Load load(a1_, 3000, b1_, 4000, a1_, 23, last_seq_);
+  load.Run(200);
   Start(c0_);
   ASSERT_FALSE(HasFatalFailure());
   net::SearchCall caught_up;
   caught_up.collection = "c";
   caught_up.query.vectors = {Vec(1)};
   caught_up.query.shards = {0};
-  caught_up.min_seq = last_seq.load();
+  caught_up.min_seq = load.last_seq();
   // c0 serves the collection once its copy from a peer is in and it has caught up with what was
   // acknowledged before it joined (min_seq).
   Result<net::SearchResult> got = UnavailableError("not asked yet");
@@ -620,17 +605,17 @@ TEST_F(ClusterRoutingTest, AShardMovesToANewNodeUnderLoadWithoutAFailedSearch) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   ASSERT_TRUE(got.ok()) << got.status();
-  run(200);
+  load.Run(200);
   for (Node* leaving : {&a0_, &b0_}) {
     leaving->process->Signal(SIGTERM);
     EXPECT_EQ(leaving->process->Wait(), 0) << leaving->id << " did not stop cleanly";
-    run(300);
+    load.Run(300);
   }
-  stop = true;
-  for (std::thread* t : {&s1, &s2, &w}) t->join();
-  EXPECT_EQ(failed.load(), 0u) << "of " << searches.load() << "; first: " << first_failure;
+  load.Stop();
+  EXPECT_EQ(load.failed(), 0u) << "of " << load.searches() << "; first: " << load.first_failure();
+  const std::map<uint64_t, std::vector<float>>& acked = load.acked();
   // Every acknowledged write of shard 0 is on c0.
-  caught_up.min_seq = last_seq.load();
+  caught_up.min_seq = load.last_seq();
   ASSERT_TRUE(c0_.client->Query(caught_up).ok());
   std::vector<uint64_t> ids;
   for (const auto& [id, v] : acked) {
@@ -643,7 +628,7 @@ TEST_F(ClusterRoutingTest, AShardMovesToANewNodeUnderLoadWithoutAFailedSearch) {
   for (size_t i = 0; i < ids.size(); ++i) {
     ASSERT_TRUE((*items)[i].has_value()) << "item " << ids[i] << " missing on c0";
     if (acked.count(ids[i]) > 0) {
-      EXPECT_EQ((*items)[i]->vector, acked[ids[i]]);
+      EXPECT_EQ((*items)[i]->vector, acked.at(ids[i]));
     }
   }
 }
