@@ -99,9 +99,21 @@ struct ListInfo {
   friend bool operator==(const ListInfo&, const ListInfo&) = default;
 };
 
+// A version of a cluster collection and the members that have loaded it, per shard.
+struct VersionReplicas {
+  std::string version;
+  uint32_t shard = 0;
+  std::vector<std::string> nodes;
+  friend bool operator==(const VersionReplicas&, const VersionReplicas&) = default;
+};
+
 struct VersionsInfo {
   std::string current, previous;
   std::vector<std::string> versions;
+  // Cluster collection versions only: the version being loaded ("" if none) and, for each
+  // version kept, the members serving it (by shard).
+  std::string pending;
+  std::vector<VersionReplicas> replicas;
   friend bool operator==(const VersionsInfo&, const VersionsInfo&) = default;
 };
 

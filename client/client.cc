@@ -432,6 +432,16 @@ Status Client::Snapshot(const std::string& collection) {
 }
 Status Client::Reload(const std::string& version) { return Call(net::ReloadCall{version}).status; }
 Status Client::Rollback() { return Call(net::RollbackCall{}).status; }
+Status Client::PublishVersion(const std::string& collection, const std::string& version,
+                              const std::string& path, std::optional<uint64_t> after_seq) {
+  return Call(net::ReloadCall{version, collection, path, after_seq}).status;
+}
+Status Client::RollbackCollection(const std::string& collection) {
+  return Call(net::RollbackCall{collection}).status;
+}
+Result<VersionsInfo> Client::CollectionVersions(const std::string& collection) {
+  return BodyAs<VersionsInfo>(Call(net::ListVersionsCall{collection}));
+}
 Result<VersionsInfo> Client::ListVersions() {
   return BodyAs<VersionsInfo>(Call(net::ListVersionsCall{}));
 }

@@ -96,6 +96,14 @@ class Client {
   Status Snapshot(const std::string& collection = "");
   Status Reload(const std::string& version);
   Status Rollback();
+  // Cluster mode (docs/cluster.md, "Bulk builds and versions"): publish the bulk build at
+  // `path` (`quiver build --shards`) as `version` of the collection, its data holding the write
+  // log up to `after_seq` (unset: the log's head now); roll the collection back to its previous
+  // version; list its versions and which members have loaded them.
+  Status PublishVersion(const std::string& collection, const std::string& version,
+                        const std::string& path, std::optional<uint64_t> after_seq = std::nullopt);
+  Status RollbackCollection(const std::string& collection);
+  Result<VersionsInfo> CollectionVersions(const std::string& collection);
   Result<VersionsInfo> ListVersions();
   Result<net::HealthResult> Health();
   // Plugins and neighbor lists (docs/plugins.md). A run can take long: give it a deadline.

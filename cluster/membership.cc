@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "cluster/node.h"
+#include "cluster/versions.h"
 #include "engine/engine.h"
 #include "storage/records.h"
 
@@ -13,25 +14,9 @@ namespace quiver::cluster {
 
 namespace {
 
-void Quote(std::string_view s, std::string* out) {
-  out->push_back('"');
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out->push_back('\\');
-      out->push_back(c);
-    } else if (uint8_t(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", unsigned(uint8_t(c)));
-      out->append(buf);
-    } else {
-      out->push_back(c);
-    }
-  }
-  out->push_back('"');
-}
-
 std::string NodesPrefix(const std::string& prefix) { return prefix + "/nodes/"; }
 std::string CollectionsPrefix(const std::string& prefix) { return prefix + "/collections/"; }
+std::string VersionsPrefix(const std::string& prefix) { return prefix + "/versions/"; }
 
 }  // namespace
 
@@ -41,7 +26,7 @@ bool MemberInfo::Hosts(uint32_t shard) const {
 
 std::string EncodeMember(const MemberInfo& m) {
   std::string out = "{\"host\":";
-  Quote(m.host, &out);
+  AppendJsonString(m.host, &out);
   out += ",\"port\":";
   out += std::to_string(m.port);
   out += ",\"shards\":[";
@@ -54,14 +39,14 @@ std::string EncodeMember(const MemberInfo& m) {
   for (const auto& [collection, seq] : m.applied) {
     if (!first) out.push_back(',');
     first = false;
-    Quote(collection, &out);
+    AppendJsonString(collection, &out);
     out.push_back(':');
     out += std::to_string(seq);
   }
   out += "},\"blocked\":[";
   for (size_t i = 0; i < m.blocked.size(); ++i) {
     if (i > 0) out.push_back(',');
-    Quote(m.blocked[i], &out);
+    AppendJsonString(m.blocked[i], &out);
   }
   out += "]}";
   return out;
@@ -206,10 +191,22 @@ Status Membership::Refresh() {
   Result<std::vector<KeyValue>> kvs = store_->List(NodesPrefix(options_.prefix));
   Result<std::vector<KeyValue>> cs =
       kvs.ok() ? store_->List(CollectionsPrefix(options_.prefix)) : kvs.status();
+  Result<std::vector<KeyValue>> vs =
+      cs.ok() ? store_->List(VersionsPrefix(options_.prefix)) : cs.status();
   std::unique_lock lock(mu_);
-  if (!kvs.ok() || !cs.ok()) {
-    etcd_ = kvs.ok() ? cs.status() : kvs.status();
+  if (!vs.ok()) {
+    etcd_ = vs.status();
     return etcd_;
+  }
+  versions_.clear();
+  versions_revisions_.clear();
+  const size_t vskip = VersionsPrefix(options_.prefix).size();
+  for (const KeyValue& kv : *vs) {
+    const std::string name = kv.key.substr(vskip);
+    versions_revisions_[name] = kv.mod_revision;
+    if (kv.value.empty()) continue;  // cleared with its collection
+    Result<VersionsRecord> r = DecodeVersions(kv.value);
+    if (r.ok()) versions_[name] = std::move(*r);  // else: as if none (the default record)
   }
   collections_.clear();
   collection_revisions_.clear();
@@ -256,6 +253,8 @@ Status Membership::CreateCollection(const CollectionSchema& schema,
     return AlreadyExistsError("collection '" + schema.name + "' exists in the cluster");
   }
   if (before) QV_RETURN_IF_ERROR(before());
+  // A collection created anew starts at its initial version, whatever a dropped one had.
+  QV_RETURN_IF_ERROR(store_->Put(VersionsPrefix(options_.prefix) + schema.name, "").status());
   QV_ASSIGN_OR_RETURN(
       bool stored, store_->Swap(key, now ? now->mod_revision : 0, storage::EncodeSchema(schema)));
   if (!stored) {
@@ -279,6 +278,137 @@ Status Membership::DropCollection(const std::string& name) {
   }
   std::lock_guard lock(mu_);
   collections_[name] = std::nullopt;
+  versions_.erase(name);
+  return Status::Ok();
+}
+
+VersionsRecord Membership::Versions(const std::string& collection) const {
+  std::lock_guard lock(mu_);
+  auto it = versions_.find(collection);
+  return it == versions_.end() ? VersionsRecord{} : it->second;
+}
+
+std::string Membership::ServingName(const std::string& name) const {
+  if (name.find('@') != std::string::npos) return name;
+  std::lock_guard lock(mu_);
+  auto it = versions_.find(name);
+  return it == versions_.end() ? name : EngineName(name, it->second.active);
+}
+
+std::string Membership::PinnedServingName(const std::string& collection) const {
+  std::lock_guard lock(mu_);
+  auto it = versions_.find(collection);
+  return PinnedName(collection, it == versions_.end() ? kInitialVersion : it->second.active);
+}
+
+Result<CollectionSchema> Membership::SchemaOf(const std::string& engine_name) const {
+  const std::string base(LogName(engine_name));
+  std::lock_guard lock(mu_);
+  auto it = collections_.find(base);
+  if (it == collections_.end() || !it->second) {
+    return NotFoundError("no collection named '" + base + "' in the cluster");
+  }
+  CollectionSchema schema = *it->second;
+  schema.name = LocalName(engine_name);
+  return schema;
+}
+
+Status Membership::SwapVersions(const std::string& collection,
+                                const std::function<Status(VersionsRecord&)>& change) {
+  const std::string key = VersionsPrefix(options_.prefix) + collection;
+  QV_ASSIGN_OR_RETURN(std::optional<KeyValue> now, store_->Get(key));
+  VersionsRecord r;
+  if (now && !now->value.empty()) {
+    QV_ASSIGN_OR_RETURN(r, DecodeVersions(now->value));
+  }
+  QV_RETURN_IF_ERROR(change(r));
+  QV_ASSIGN_OR_RETURN(bool stored,
+                      store_->Swap(key, now ? now->mod_revision : 0, EncodeVersions(r)));
+  if (!stored) {
+    return Status(StatusCode::kAborted,
+                  "the versions of collection '" + collection + "' changed meanwhile; try again");
+  }
+  std::lock_guard lock(mu_);
+  versions_[collection] = std::move(r);
+  return Status::Ok();
+}
+
+Status Membership::PublishVersion(const std::string& collection, const std::string& version,
+                                  const BuildRef& build) {
+  QV_RETURN_IF_ERROR(CheckVersionName(version));
+  if (version == kInitialVersion) {
+    return InvalidArgumentError("'initial' names the version a collection was created as");
+  }
+  QV_RETURN_IF_ERROR(SchemaOf(collection).status());
+  return SwapVersions(collection, [&](VersionsRecord& r) {
+    if (version == r.active || version == r.previous) {
+      return AlreadyExistsError("version '" + version + "' of collection '" + collection +
+                                "' is the " + (version == r.active ? "active" : "previous") +
+                                " one; give the new build another name");
+    }
+    if (!r.pending.empty()) r.builds.erase(r.pending);  // replaced
+    r.pending = version;
+    r.builds[version] = build;
+    return Status::Ok();
+  });
+}
+
+Status Membership::RollbackVersion(const std::string& collection) {
+  QV_RETURN_IF_ERROR(SchemaOf(collection).status());
+  return SwapVersions(collection, [&](VersionsRecord& r) {
+    if (r.previous.empty()) {
+      return FailedPreconditionError("collection '" + collection +
+                                     "' has no previous version to roll back to");
+    }
+    std::swap(r.active, r.previous);
+    return Status::Ok();
+  });
+}
+
+Status Membership::TryFlip(const std::string& collection, const CollectionSchema& schema) {
+  const VersionsRecord r = Versions(collection);
+  if (r.pending.empty()) return Status::Ok();
+  const std::string pending = EngineName(collection, r.pending);
+  const std::string active = EngineName(collection, r.active);
+  const std::vector<MemberInfo> members = Members();
+  auto serves = [](const MemberInfo& m, const std::string& name) {
+    return m.applied.count(name) != 0 &&
+           std::find(m.blocked.begin(), m.blocked.end(), name) == m.blocked.end();
+  };
+  for (uint32_t s = 0; s < std::max<uint32_t>(schema.shards, 1); ++s) {
+    uint64_t best = 0;
+    for (const MemberInfo& m : members) {
+      if (m.Hosts(s) && serves(m, active)) best = std::max(best, m.applied.at(active));
+    }
+    bool ready = false;
+    for (const MemberInfo& m : members) {
+      ready = ready || (m.Hosts(s) && serves(m, pending) &&
+                        m.applied.at(pending) + options_.flip_max_lag >= best);
+    }
+    if (!ready) return Status::Ok();
+  }
+  int64_t revision = 0;
+  {
+    std::lock_guard lock(mu_);
+    auto it = versions_revisions_.find(collection);
+    if (it != versions_revisions_.end()) revision = it->second;
+  }
+  VersionsRecord next = r;
+  next.previous = r.active;
+  next.active = r.pending;
+  next.pending.clear();
+  const std::vector<std::string> kept = next.Kept();
+  std::erase_if(next.builds, [&](const auto& b) {
+    return std::find(kept.begin(), kept.end(), b.first) == kept.end();
+  });
+  // Against the record this view was taken from: a change since (a rollback, another
+  // publish) wins, and the next refresh decides again.
+  QV_ASSIGN_OR_RETURN(bool stored, store_->Swap(VersionsPrefix(options_.prefix) + collection,
+                                                revision, EncodeVersions(next)));
+  if (stored) {
+    std::fprintf(stderr, "quiverd: collection '%s': version '%s' is active (was '%s')\n",
+                 collection.c_str(), next.active.c_str(), next.previous.c_str());
+  }
   return Status::Ok();
 }
 
@@ -290,29 +420,50 @@ Status Membership::Reconcile(engine::Engine& engine, Node& node) {
   const auto catalog = Collections();
   std::map<std::string, CollectionSchema> local;
   for (const CollectionInfo& c : engine.ListCollections()) local[c.schema.name] = c.schema;
+  auto drop = [&](const std::string& name) {
+    node.Unfollow(name);
+    Status s = engine.DropCollection(name);
+    if (s.code() != StatusCode::kNotFound) note(s);
+  };
   for (const auto& [name, schema] : catalog) {
-    auto here = local.find(name);
     if (!schema) {
-      if (here != local.end()) {
-        node.Unfollow(name);
-        Status s = engine.DropCollection(name);
-        if (s.code() != StatusCode::kNotFound) note(s);
+      for (const auto& [here, unused] : local) {
+        if (LogName(here) == name) drop(here);
       }
       continue;
     }
-    if (here == local.end()) {
-      Status s = engine.CreateCollection(*schema);
-      if (s.code() == StatusCode::kAlreadyExists) s = Status::Ok();
-      if (s.ok()) s = node.Follow(name);
-      note(s);
-    } else if (!(here->second == *schema)) {
-      note(FailedPreconditionError("collection '" + name +
-                                   "' here has another schema than the cluster's; drop it here "
-                                   "to take the cluster's"));
+    // Every version kept is here or loading; the others go.
+    const VersionsRecord versions = Versions(name);
+    const std::vector<std::string> kept = versions.Kept();
+    for (const std::string& v : kept) {
+      const std::string engine_name = EngineName(name, v);
+      if (v == kInitialVersion) {
+        auto here = local.find(name);
+        if (here == local.end()) {
+          Status s = engine.CreateCollection(*schema);
+          if (s.code() == StatusCode::kAlreadyExists) s = Status::Ok();
+          if (s.ok()) s = node.Follow(name);
+          note(s);
+        } else if (!(here->second == *schema)) {
+          note(FailedPreconditionError("collection '" + name +
+                                       "' here has another schema than the cluster's; drop it "
+                                       "here to take the cluster's"));
+        }
+      } else if (!node.Follows(engine_name)) {
+        const BuildRef& build = versions.builds.at(v);
+        node.LoadVersion(engine_name, *schema, build.path, build.after_seq);
+      }
     }
+    for (const auto& [here, unused] : local) {
+      if (LogName(here) != name) continue;
+      if (std::find(kept.begin(), kept.end(), std::string(VersionOf(here))) == kept.end()) {
+        drop(here);
+      }
+    }
+    if (!versions.pending.empty()) note(TryFlip(name, *schema));
   }
   for (const auto& [name, schema] : local) {
-    if (catalog.count(name) == 0) {
+    if (name.find('@') == std::string::npos && catalog.count(name) == 0) {
       Status s = CreateCollection(schema);  // created before this node joined a cluster
       if (s.code() != StatusCode::kAlreadyExists) note(s);
     }

@@ -44,6 +44,7 @@
 #include "base/result.h"
 #include "base/status.h"
 #include "cluster/meta_store.h"
+#include "cluster/versions.h"
 
 namespace quiver::engine {
 class Engine;
@@ -81,6 +82,9 @@ struct MembershipOptions {
   std::vector<uint32_t> shards;  // this node's (empty: all)
   std::chrono::seconds ttl{5};   // the node's lease
   std::chrono::milliseconds poll{250};
+  // A pending version becomes active once every shard has a replica of it within this many
+  // log messages of the shard's most advanced replica of the active version.
+  uint64_t flip_max_lag = 1024;
 };
 
 class Membership {
@@ -114,6 +118,26 @@ class Membership {
                           const std::function<Status()>& before = nullptr);
   // kNotFound when the cluster has no live collection of that name.
   Status DropCollection(const std::string& name);
+  // Collection versions (cluster/versions.h), as last read: a collection's record (the default
+  // one, "initial" active, when it has none).
+  VersionsRecord Versions(const std::string& collection) const;
+  // The engine collection a read of `name` goes to: its active version's ("movies@v2"); a name
+  // that already names a version is kept.
+  std::string ServingName(const std::string& name) const;
+  // The same version pinned (cluster/versions.h): "movies@initial" rather than "movies".
+  std::string PinnedServingName(const std::string& collection) const;
+  // The cluster's schema of an engine collection (a version's: named as it), as last read;
+  // kNotFound when the cluster has no such live collection.
+  Result<CollectionSchema> SchemaOf(const std::string& engine_name) const;
+  // Records `version` as the collection's pending version, built at `build.path` (replacing a
+  // pending one). kNotFound for an unknown collection; kAlreadyExists when the name is the
+  // active or the previous version's; kAborted when the record changed meanwhile (try again).
+  Status PublishVersion(const std::string& collection, const std::string& version,
+                        const BuildRef& build);
+  // Makes the previous version active again (and the active one previous).
+  // kFailedPrecondition when there is no previous version.
+  Status RollbackVersion(const std::string& collection);
+
   // Brings `engine` (and what `node` follows) in line with Collections(); returns the first
   // error (the others are tried still). Called after every refresh once set with OnRefresh.
   Status Reconcile(engine::Engine& engine, Node& node);
@@ -126,6 +150,11 @@ class Membership {
              std::function<MemberState()> state);
   void Loop();
   Status Publish();  // own key: lease kept alive (or granted again), value stored when changed
+  // Changes a collection's versions record with a compare-and-swap against the last one read.
+  Status SwapVersions(const std::string& collection,
+                      const std::function<Status(VersionsRecord&)>& change);
+  // Makes the pending version active if every shard has a replica of it caught up.
+  Status TryFlip(const std::string& collection, const CollectionSchema& schema);
 
   const MembershipOptions options_;
   const std::unique_ptr<MetaStore> store_;
@@ -143,6 +172,8 @@ class Membership {
   std::vector<MemberInfo> members_;                                     // GUARDED_BY(mu_)
   std::map<std::string, std::optional<CollectionSchema>> collections_;  // GUARDED_BY(mu_)
   std::map<std::string, int64_t> collection_revisions_;                 // GUARDED_BY(mu_)
+  std::map<std::string, VersionsRecord> versions_;                      // GUARDED_BY(mu_)
+  std::map<std::string, int64_t> versions_revisions_;                   // GUARDED_BY(mu_)
   std::function<void()> on_refresh_;                                    // GUARDED_BY(mu_)
   Status etcd_;                                                         // GUARDED_BY(mu_)
   bool stopping_ = false;                                               // GUARDED_BY(mu_)

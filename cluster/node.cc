@@ -10,6 +10,7 @@
 #include <thread>
 #include <utility>
 
+#include "cluster/versions.h"
 #include "engine/data_root.h"
 #include "engine/engine.h"
 #include "plugins/registry.h"
@@ -38,12 +39,13 @@ bool RefusedForGood(const Status& s) {
 
 // Applies the part of a write this node's shards own (`hosts`; nullptr: every shard). Items of
 // other shards are deleted here (they moved away, or were never here: a no-op).
-Status Apply(engine::Engine& engine, const LogWrite& w, engine::LogPosition at,
-             const CollectionSchema& schema, const std::function<bool(uint32_t)>* hosts) {
+// `name`: the engine collection (a version of w.collection, cluster/versions.h).
+Status Apply(engine::Engine& engine, const std::string& name, const LogWrite& w,
+             engine::LogPosition at, const CollectionSchema& schema,
+             const std::function<bool(uint32_t)>* hosts) {
   switch (w.kind) {
     case LogWrite::Kind::kUpsert: {
-      if (hosts == nullptr || schema.shards <= 1)
-        return engine.Upsert(w.collection, w.items, at).status();
+      if (hosts == nullptr || schema.shards <= 1) return engine.Upsert(name, w.items, at).status();
       std::vector<ItemRecord> here;
       std::vector<uint64_t> away;
       for (const ItemRecord& item : w.items) {
@@ -53,17 +55,17 @@ Status Apply(engine::Engine& engine, const LogWrite& w, engine::LogPosition at,
           away.push_back(item.id);
         }
       }
-      if (here.empty()) return engine.Delete(w.collection, away, at).status();
+      if (here.empty()) return engine.Delete(name, away, at).status();
       // The deletes first, without the position: replayed, they change nothing.
-      if (!away.empty()) QV_RETURN_IF_ERROR(engine.Delete(w.collection, away).status());
-      return engine.Upsert(w.collection, here, at).status();
+      if (!away.empty()) QV_RETURN_IF_ERROR(engine.Delete(name, away).status());
+      return engine.Upsert(name, here, at).status();
     }
     case LogWrite::Kind::kDelete:
-      return engine.Delete(w.collection, w.ids, at).status();
+      return engine.Delete(name, w.ids, at).status();
     case LogWrite::Kind::kUsers:
-      return engine.PutUsers(w.collection, w.users, at);
+      return engine.PutUsers(name, w.users, at);
     case LogWrite::Kind::kEvents:
-      return engine.AddEvents(w.collection, w.events, at);
+      return engine.AddEvents(name, w.events, at);
     case LogWrite::Kind::kPlugin:
       break;  // run by the follower, which keeps the outcome
   }
@@ -86,6 +88,7 @@ class Follower {
         log_(log),
         options_(options),
         collection_(std::move(collection)),
+        log_name_(LogName(collection_)),
         hosts_(std::move(hosts)) {
     state_.collection = collection_;
     state_.applied = applied;
@@ -136,7 +139,7 @@ class Follower {
     auto next_bootstrap = std::chrono::steady_clock::now();
     while (!stop_) {
       if (!reader) {
-        auto r = log_.Follow(collection_, kAllShards, ConsumerName(options_.node_id, collection_),
+        auto r = log_.Follow(log_name_, kAllShards, ConsumerName(options_.node_id, collection_),
                              Applied());
         if (!r.ok()) {
           Fail(r.status());
@@ -191,7 +194,7 @@ class Follower {
         }
         const engine::LogPosition at{kShard, e.seq};
         auto w = DecodeLogWrite(e.data);
-        if (w.ok() && w->collection == collection_ && w->kind == LogWrite::Kind::kPlugin) {
+        if (w.ok() && w->collection == log_name_ && w->kind == LogWrite::Kind::kPlugin) {
           // The run commits its lists itself; the position follows (a crash between the two
           // runs it again, which builds the same lists).
           engine::ItemSearch search;
@@ -218,9 +221,9 @@ class Follower {
           continue;
         }
         Status s = !w.ok() ? w.status()
-                   : w->collection != collection_
+                   : w->collection != log_name_
                        ? DataLossError("a message of collection '" + w->collection + "'")
-                       : Apply(*engine, *w, at, schema, &hosts_);
+                       : Apply(*engine, collection_, *w, at, schema, &hosts_);
         if (!s.ok() && RefusedForGood(s)) {
           Refused(e.seq, s);
           s = engine->SkipLogPosition(collection_, at);
@@ -340,7 +343,8 @@ class Follower {
   engine::DataRoot& root_;
   Log& log_;
   const NodeOptions& options_;
-  const std::string collection_;
+  const std::string collection_;  // the engine collection (a version: cluster/versions.h)
+  const std::string log_name_;    // the collection whose log it follows
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> head_{0};
   const std::function<bool(uint32_t)> hosts_;
@@ -359,6 +363,15 @@ Node::Node(engine::DataRoot& root, NodeOptions options, std::unique_ptr<Log> log
 }
 
 Node::~Node() {
+  stopping_ = true;
+  std::map<std::string, VersionLoad> loads;
+  {
+    std::lock_guard lock(mu_);
+    loads.swap(loads_);
+  }
+  for (auto& [name, load] : loads) {
+    if (load.thread.joinable()) load.thread.join();
+  }
   std::map<std::string, std::shared_ptr<Follower>> followers;
   {
     std::lock_guard lock(mu_);
@@ -398,7 +411,7 @@ Status Node::Follow(const std::string& collection) {
                                    " shards, none of which this node hosts (--shards)");
   }
   QV_ASSIGN_OR_RETURN(auto positions, root_.engine()->LogPositions(collection));
-  QV_RETURN_IF_ERROR(log_->EnsureStream(collection, schema.shards));
+  QV_RETURN_IF_ERROR(log_->EnsureStream(LogName(collection), schema.shards));
   std::lock_guard lock(mu_);
   if (followers_.count(collection) != 0) return Status::Ok();
   const uint64_t applied = positions.count(kShard) != 0 ? positions[kShard] : 0;
@@ -479,7 +492,7 @@ Result<WriteResult> Node::Publish(const LogWrite& write, uint64_t records, uint3
   std::shared_ptr<Follower> follower;
   {
     std::lock_guard lock(mu_);
-    if (auto it = followers_.find(write.collection); it != followers_.end()) {
+    if (auto it = followers_.find(CheckedName(write.collection)); it != followers_.end()) {
       follower = it->second;
     }
   }
@@ -517,7 +530,8 @@ uint32_t ItemShard(const CollectionSchema& schema, const ItemRecord& item) {
 }
 
 Result<WriteResult> Node::Route(LogWrite write, uint64_t records) {
-  QV_ASSIGN_OR_RETURN(const CollectionSchema schema, root_.engine()->GetSchema(write.collection));
+  QV_ASSIGN_OR_RETURN(const CollectionSchema schema,
+                      root_.engine()->GetSchema(CheckedName(write.collection)));
   if (schema.shards <= 1) return Publish(write, records, 0);
   const bool by_id = schema.clusters == 0 && (write.kind == LogWrite::Kind::kUpsert ||
                                               write.kind == LogWrite::Kind::kDelete);
@@ -551,12 +565,13 @@ Result<WriteResult> Node::Route(LogWrite write, uint64_t records) {
 Result<engine::PluginRun> Node::RunPlugin(const std::string& collection, const std::string& plugin,
                                           const std::string& config, bool incremental,
                                           std::chrono::steady_clock::time_point deadline) {
-  QV_RETURN_IF_ERROR(root_.engine()->GetSchema(collection).status());
+  const std::string name = CheckedName(collection);
+  QV_RETURN_IF_ERROR(root_.engine()->GetSchema(name).status());
   QV_RETURN_IF_ERROR(plugins::Registry::Global().Create(plugin).status());
   std::shared_ptr<Follower> follower;
   {
     std::lock_guard lock(mu_);
-    if (auto it = followers_.find(collection); it != followers_.end()) follower = it->second;
+    if (auto it = followers_.find(name); it != followers_.end()) follower = it->second;
   }
   if (!follower) {
     return FailedPreconditionError("this node does not follow collection '" + collection + "'");
@@ -570,7 +585,7 @@ Result<engine::PluginRun> Node::RunPlugin(const std::string& collection, const s
 }
 
 Result<WriteResult> Node::Upsert(const std::string& collection, std::vector<ItemRecord> items) {
-  QV_RETURN_IF_ERROR(root_.engine()->CheckUpsert(collection, items));
+  QV_RETURN_IF_ERROR(root_.engine()->CheckUpsert(CheckedName(collection), items));
   const uint64_t n = items.size();
   return Route(
       LogWrite{
@@ -579,7 +594,7 @@ Result<WriteResult> Node::Upsert(const std::string& collection, std::vector<Item
 }
 
 Result<WriteResult> Node::Delete(const std::string& collection, std::vector<uint64_t> ids) {
-  QV_RETURN_IF_ERROR(root_.engine()->CheckDelete(collection, ids));
+  QV_RETURN_IF_ERROR(root_.engine()->CheckDelete(CheckedName(collection), ids));
   const uint64_t n = ids.size();
   return Route(
       LogWrite{.kind = LogWrite::Kind::kDelete, .collection = collection, .ids = std::move(ids)},
@@ -587,7 +602,7 @@ Result<WriteResult> Node::Delete(const std::string& collection, std::vector<uint
 }
 
 Result<WriteResult> Node::PutUsers(const std::string& collection, std::vector<UserRecord> users) {
-  QV_RETURN_IF_ERROR(root_.engine()->CheckUsers(collection, users));
+  QV_RETURN_IF_ERROR(root_.engine()->CheckUsers(CheckedName(collection), users));
   const uint64_t n = users.size();
   return Route(
       LogWrite{.kind = LogWrite::Kind::kUsers, .collection = collection, .users = std::move(users)},
@@ -595,12 +610,158 @@ Result<WriteResult> Node::PutUsers(const std::string& collection, std::vector<Us
 }
 
 Result<WriteResult> Node::AddEvents(const std::string& collection, std::vector<Event> events) {
-  QV_RETURN_IF_ERROR(root_.engine()->CheckEvents(collection, events));
+  QV_RETURN_IF_ERROR(root_.engine()->CheckEvents(CheckedName(collection), events));
   const uint64_t n = events.size();
   return Route(
       LogWrite{
           .kind = LogWrite::Kind::kEvents, .collection = collection, .events = std::move(events)},
       n);
+}
+
+bool Node::Follows(const std::string& collection) const {
+  std::lock_guard lock(mu_);
+  return followers_.count(collection) != 0;
+}
+
+std::string Node::CheckedName(const std::string& collection) const {
+  std::string serving = options_.serving ? options_.serving(collection) : collection;
+  if (root_.engine()->GetSchema(serving).ok()) return serving;
+  std::lock_guard lock(mu_);
+  for (const auto& [name, f] : followers_) {
+    if (LogName(name) == collection) return name;
+  }
+  return collection;
+}
+
+Result<uint64_t> Node::LogHead(const std::string& collection) {
+  QV_ASSIGN_OR_RETURN(StreamState state, log_->State(collection));
+  return state.last;
+}
+
+void Node::LoadVersion(const std::string& name, const CollectionSchema& schema,
+                       const std::string& path, uint64_t after_seq) {
+  std::lock_guard lock(mu_);
+  if (stopping_ || followers_.count(name) != 0) return;
+  VersionLoad& load = loads_[name];
+  if (load.thread.joinable()) {
+    if (!load.done) return;  // running
+    if (!load.status.ok() &&
+        std::chrono::steady_clock::now() < load.finished + options_.bootstrap_retry) {
+      return;
+    }
+    load.thread.join();
+  }
+  load.done = false;
+  load.thread = std::thread([this, name, schema, path, after_seq] {
+    Status s = stopping_ ? Status::Ok() : Load(name, schema, path, after_seq);
+    if (!s.ok()) {
+      std::fprintf(stderr, "quiverd: loading version '%s' of collection '%s' from %s: %s\n",
+                   std::string(VersionOf(name)).c_str(), std::string(LogName(name)).c_str(),
+                   path.c_str(), s.ToString().c_str());
+    }
+    std::lock_guard done(mu_);
+    auto it = loads_.find(name);
+    if (it == loads_.end()) return;  // the node is stopping
+    it->second.done = true;
+    it->second.status = s;
+    it->second.finished = std::chrono::steady_clock::now();
+  });
+}
+
+std::map<std::string, std::string> Node::LoadErrors() const {
+  std::lock_guard lock(mu_);
+  std::map<std::string, std::string> out;
+  for (const auto& [name, load] : loads_) {
+    if (load.done && !load.status.ok()) out[name] = load.status.ToString();
+  }
+  return out;
+}
+
+namespace {
+
+// A tree of hard links to `from` at `to` (copies where the file system refuses links): the
+// import moves files out of its directory, and the build must stay whole for the other nodes.
+Status LinkTree(const std::filesystem::path& from, const std::filesystem::path& to) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(to, ec);
+  if (ec) return InternalError("cannot create " + to.string() + ": " + ec.message());
+  for (const auto& e : fs::recursive_directory_iterator(from, ec)) {
+    const fs::path target = to / fs::relative(e.path(), from);
+    if (e.is_directory()) {
+      fs::create_directories(target, ec);
+    } else {
+      fs::create_hard_link(e.path(), target, ec);
+      if (ec) fs::copy_file(e.path(), target, ec);
+    }
+    if (ec) return InternalError("cannot copy " + e.path().string() + ": " + ec.message());
+  }
+  if (ec) return InternalError("cannot read " + from.string() + ": " + ec.message());
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status Node::Load(const std::string& name, const CollectionSchema& schema, const std::string& path,
+                  uint64_t after_seq) {
+  namespace fs = std::filesystem;
+  std::shared_ptr<engine::Engine> engine = root_.engine();
+  if (engine->GetSchema(name).ok()) return Follow(name);  // loaded before a restart
+  const std::string base(LogName(name));
+  std::vector<uint32_t> hosted;
+  for (uint32_t s = 0; s < schema.shards; ++s) {
+    if (Hosts(s)) hosted.push_back(s);
+  }
+  if (hosted.empty()) return FailedPreconditionError("this node hosts no shard of '" + base + "'");
+  const bool all = hosted.size() == schema.shards;
+  const std::string dir = engine->dir() + "/imports/" + Log::StreamName(name) + ".load";
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  fs::create_directories(fs::path(dir).parent_path(), ec);
+  auto cleanup = [&](Status s) {  // what a failed step leaves is removed
+    if (!s.ok()) fs::remove_all(dir, ec);
+    return s;
+  };
+
+  Result<BuildManifest> manifest = ReadManifest(path);
+  Status readable = manifest.status();
+  if (manifest.ok()) readable = CheckBuildFits(*manifest, schema);
+  if (!readable.ok()) {
+    // Not readable here: a peer that loaded the version has a copy.
+    if (!options_.fetch) return readable;
+    Status fetched = options_.fetch(name, all ? std::vector<uint32_t>{} : hosted, dir);
+    if (!fetched.ok()) {
+      return cleanup(Status(fetched.code(),
+                            std::string(readable.message()) +
+                                "; no copy from a peer either: " + std::string(fetched.message())));
+    }
+    QV_RETURN_IF_ERROR(cleanup(engine->ImportCollection(name, dir)));
+    fs::remove_all(dir, ec);
+    return Follow(name);
+  }
+  const engine::Engine::ImportOptions import{
+      .rename = true,
+      .at = after_seq > 0 ? std::optional<engine::LogPosition>({kShard, after_seq}) : std::nullopt};
+  const std::optional<uint32_t> part =
+      hosted.size() == 1 && schema.shards > 1 ? std::optional<uint32_t>(hosted[0]) : std::nullopt;
+  QV_RETURN_IF_ERROR(cleanup(LinkTree(BuildPartDir(path, part), dir)));
+  QV_RETURN_IF_ERROR(cleanup(engine->ImportCollection(name, dir, import)));
+  fs::remove_all(dir, ec);
+  if (!part && !all) {
+    // Several shards of more: the whole build, less the shards hosted elsewhere.
+    std::vector<bool> keep(schema.shards, false);
+    for (uint32_t s : hosted) keep[s] = true;
+    auto only = [&](const ItemRecord& item) { return bool(keep[ItemShard(schema, item)]); };
+    QV_RETURN_IF_ERROR(cleanup(engine->ExportCollection(name, dir, only).status()));
+    QV_RETURN_IF_ERROR(cleanup(engine->ImportCollection(name, dir, import)));
+    fs::remove_all(dir, ec);
+  }
+  std::fprintf(stderr,
+               "quiverd: collection '%s': version '%s' loaded from %s; following its write log "
+               "from %llu\n",
+               base.c_str(), std::string(VersionOf(name)).c_str(), path.c_str(),
+               static_cast<unsigned long long>(after_seq));
+  return Follow(name);
 }
 
 }  // namespace quiver::cluster

@@ -32,6 +32,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/model.h"
@@ -88,6 +89,10 @@ struct NodeOptions {
   std::function<Result<std::vector<Hit>>(
       const std::string& collection, std::span<const float> vector, size_t k, const Filter* filter)>
       item_search;
+  // Cluster versions (cluster/versions.h): the engine collection serving a collection (its
+  // active version's: "movies@v2" for "movies"). Writes are checked against it, and a plugin
+  // run answers with its outcome. Unset: the collection itself.
+  std::function<std::string(const std::string& collection)> serving;
 };
 
 // A follower's state, for health and metrics.
@@ -134,6 +139,21 @@ class Node {
   // Follow is refused for a collection whose shards this node hosts none of.
   Status Follow(const std::string& collection);
   void Unfollow(const std::string& collection);
+  bool Follows(const std::string& collection) const;
+  // Cluster versions (cluster/versions.h): loads the part of the bulk build at `path` that this
+  // node's shards own as engine collection `name` ("movies@v2"), recording that its data holds
+  // the write log up to `after_seq`, then follows the log from there. Runs in the background;
+  // does nothing while a load of `name` runs or once `name` is followed (a collection already
+  // here is followed as it is). When the build cannot be read here, a copy is taken from a peer
+  // that has loaded it (NodeOptions::fetch). A failed load is tried again, once
+  // bootstrap_retry has passed, when LoadVersion is next called.
+  // `schema`: the cluster's schema of the collection (its name, shards and data model).
+  void LoadVersion(const std::string& name, const CollectionSchema& schema, const std::string& path,
+                   uint64_t after_seq);
+  // Loads that failed, by engine collection name: why.
+  std::map<std::string, std::string> LoadErrors() const;
+  // The last sequence of the collection's log (0: empty).
+  Result<uint64_t> LogHead(const std::string& collection);
   // Deletes the collection's log (a collection created anew in the cluster starts with an empty
   // one, not with the writes of an earlier collection of that name). OK if there is none.
   Status ResetLog(const std::string& collection);
@@ -156,6 +176,11 @@ class Node {
  private:
   Node(engine::DataRoot& root, NodeOptions options, std::unique_ptr<Log> log);
   Result<WriteResult> Publish(const LogWrite& write, uint64_t records, uint32_t shard);
+  // The engine collection writes to `collection` are checked against: the serving version's if
+  // it is here, else any version of it this node follows.
+  std::string CheckedName(const std::string& collection) const;
+  Status Load(const std::string& name, const CollectionSchema& schema, const std::string& path,
+              uint64_t after_seq);
   // Publishes the write whole on `all` (clusters, or every shard concerned), on shard 0 (one
   // shard), or split by IdShard into one message per shard; op_seq: the last one's sequence.
   Result<WriteResult> Route(LogWrite write, uint64_t records);
@@ -167,6 +192,14 @@ class Node {
   std::atomic<uint64_t> next_write_{0};
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Follower>> followers_;  // GUARDED_BY(mu_)
+  struct VersionLoad {
+    std::thread thread;
+    bool done = false;
+    Status status;
+    std::chrono::steady_clock::time_point finished;
+  };
+  std::map<std::string, VersionLoad> loads_;  // GUARDED_BY(mu_)
+  std::atomic<bool> stopping_{false};
 };
 
 }  // namespace quiver::cluster

@@ -815,7 +815,8 @@ Result<Engine::ExportInfo> Engine::ExportCollection(
   return info;
 }
 
-Status Engine::ImportCollection(const std::string& name, const std::string& dir) {
+Status Engine::ImportCollection(const std::string& name, const std::string& dir,
+                                const ImportOptions& options) {
   std::error_code ec;
   const std::string records = (fs::path(dir) / kExportRecords).string();
   if (!fs::is_regular_file(records, ec)) {
@@ -845,6 +846,7 @@ Status Engine::ImportCollection(const std::string& name, const std::string& dir)
 
   auto schema = store_->ImportCollection(id, records);
   if (!schema.ok()) return abandon(schema.status());
+  if (options.rename) schema->name = name;
   if (schema->name != name) {
     return abandon(InvalidArgumentError("the export in " + dir + " is of collection '" +
                                         schema->name + "', not '" + name + "'"));
@@ -880,9 +882,14 @@ Status Engine::ImportCollection(const std::string& name, const std::string& dir)
   }
   storage::WriteBatch batch;
   if (old) batch.DropCollection(old->id());
+  if (options.at) batch.PutLogPosition(id, options.at->shard, options.at->seq);
   batch.PutSchema(id, *schema);
   batch.PutNextCollectionId(id + 1);
   if (Status s = store_->Write(batch); !s.ok()) return abandon(s);
+  if (options.at) {
+    std::lock_guard write(c->write_mu);
+    c->log_applied[options.at->shard] = options.at->seq;
+  }
   if (old) old->dropped = true;
   {
     std::unique_lock lock(mu_);

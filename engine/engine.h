@@ -147,7 +147,19 @@ class Engine {
   // the old collection as it was. kInvalidArgument if the copy is of another collection;
   // kFailedPrecondition if the existing collection's schema differs from the copy's; kDataLoss
   // if the copy is damaged.
-  Status ImportCollection(const std::string& name, const std::string& dir);
+  struct ImportOptions {
+    // The copy is of another collection and becomes `name` (cluster versions: a bulk build of
+    // "movies" loaded as "movies@v2"). Without it, the copy must be of `name`.
+    bool rename = false;
+    // Recorded in the batch that makes the collection exist: the write-log position the copy
+    // continues from (a crash never leaves the copy without it).
+    std::optional<LogPosition> at;
+  };
+  Status ImportCollection(const std::string& name, const std::string& dir,
+                          const ImportOptions& options);
+  Status ImportCollection(const std::string& name, const std::string& dir) {
+    return ImportCollection(name, dir, ImportOptions{});
+  }
 
   // Nearest items to `query`; params as in index::SearchParams.
   Result<std::vector<Hit>> Search(const std::string& name, std::span<const float> query,

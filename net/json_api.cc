@@ -125,6 +125,14 @@ void Put(JsonWriter& w, const IndexSpec& x) {
   });
 }
 
+void Put(JsonWriter& w, const VersionReplicas& r) {
+  w.Object([&] {
+    Field(w, "version", r.version);
+    Field(w, "shard", r.shard);
+    Field(w, "nodes", r.nodes);
+  });
+}
+
 void Put(JsonWriter& w, const CollectionSchema& s) {
   w.Object([&] {
     Field(w, "name", s.name);
@@ -252,6 +260,10 @@ void WriteBody(JsonWriter& w, const ReplyBody& body) {
         Field(w, "current", v.current);
         Field(w, "previous", v.previous);
         Field(w, "versions", v.versions);
+        if (!v.pending.empty() || !v.replicas.empty()) {
+          Field(w, "pending", v.pending);
+          Field(w, "replicas", v.replicas);
+        }
       });
     }
     void operator()(const HealthResult& h) {

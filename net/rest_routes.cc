@@ -129,6 +129,23 @@ Result<Call> AddEvents(const Match& m, object obj) {
   return Call(std::move(c));
 }
 
+// POST /v1/collections/{c}/versions: publish a cluster bulk build as a version.
+Result<Call> PublishVersion(const Match& m, object obj) {
+  QV_RETURN_IF_ERROR(OnlyFields(obj, {"version", "path", "after_seq"}));
+  ReloadCall c;
+  c.collection = m.collection;
+  QV_RETURN_IF_ERROR(GetString(obj, "version", &c.version));
+  QV_RETURN_IF_ERROR(GetString(obj, "path", &c.path));
+  if (c.version.empty()) return Bad("version is required");
+  if (c.path.empty()) return Bad("path is required (the directory `quiver build --shards` wrote)");
+  element seq;
+  if (!obj["after_seq"].get(seq)) {
+    c.after_seq = 0;
+    QV_RETURN_IF_ERROR(GetUint(obj, "after_seq", &*c.after_seq));
+  }
+  return Call(std::move(c));
+}
+
 Result<Call> Reload(const Match&, object obj) {
   QV_RETURN_IF_ERROR(OnlyFields(obj, {"version"}));
   ReloadCall c;
@@ -192,6 +209,11 @@ constexpr Route kRoutes[] = {
      [](const Match&, object) -> Result<Call> { return Call(ListPluginsCall{}); }},
     {"POST", "/v1/snapshot",
      [](const Match&, object) -> Result<Call> { return Call(SnapshotCall{}); }},
+    {"GET", "/v1/collections/{c}/versions",
+     [](const Match& m, object) -> Result<Call> { return Call(ListVersionsCall{m.collection}); }},
+    {"POST", "/v1/collections/{c}/versions", PublishVersion},
+    {"POST", "/v1/collections/{c}/versions/rollback",
+     [](const Match& m, object) -> Result<Call> { return Call(RollbackCall{m.collection}); }},
     {"GET", "/v1/versions",
      [](const Match&, object) -> Result<Call> { return Call(ListVersionsCall{}); }},
     {"POST", "/v1/versions/reload", Reload},

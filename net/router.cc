@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "cluster/versions.h"
 #include "engine/query.h"
 
 namespace quiver::net {
@@ -354,6 +355,7 @@ std::optional<Reply> Router::Fanout(const std::string& collection, uint32_t shar
                                     const Plan& calls_for, const Local& local,
                                     std::vector<Answer>* answers,
                                     std::vector<cluster::MemberInfo>* known, bool* several) {
+  const std::string local_name = cluster::LocalName(collection);  // what members report
   const std::string& self = node_.node_id();
   std::set<std::string> failed;  // replicas that failed this request
   Status last = Status::Ok();
@@ -366,18 +368,18 @@ std::optional<Reply> Router::Fanout(const std::string& collection, uint32_t shar
                      (last.ok() ? "" : " (last: " + last.ToString() + ")")),
           std::monostate{}};
     }
-    const std::vector<cluster::MemberInfo> members = View(collection, shards);
+    const std::vector<cluster::MemberInfo> members = View(local_name, shards);
     *known = members;
     // Rotation: serving, following, within max_lag of the shard's best replica.
     std::vector<uint64_t> best(shards, 0);
     auto serving = [&](const cluster::MemberInfo& m) {
-      return std::find(m.blocked.begin(), m.blocked.end(), collection) == m.blocked.end() &&
-             m.applied.count(collection) > 0;
+      return std::find(m.blocked.begin(), m.blocked.end(), local_name) == m.blocked.end() &&
+             m.applied.count(local_name) > 0;
     };
     for (const cluster::MemberInfo& m : members) {
       if (!serving(m)) continue;
       for (uint32_t s = 0; s < shards; ++s) {
-        if (m.Hosts(s)) best[s] = std::max(best[s], m.applied.at(collection));
+        if (m.Hosts(s)) best[s] = std::max(best[s], m.applied.at(local_name));
       }
     }
     std::map<std::string, std::vector<uint32_t>> plan;
@@ -389,7 +391,7 @@ std::optional<Reply> Router::Fanout(const std::string& collection, uint32_t shar
         std::tuple<int, uint64_t, std::string> pick_key;
         for (const cluster::MemberInfo& m : members) {
           if (!m.Hosts(s) || !serving(m) || failed.count(m.id) > 0) continue;
-          if (m.applied.at(collection) + options_.max_lag < best[s]) continue;
+          if (m.applied.at(local_name) + options_.max_lag < best[s]) continue;
           if (m.id != self && m.port == 0) continue;
           auto p = peers_.find(m.id);
           if (p != peers_.end() && p->second.avoid_until > now) continue;
@@ -489,7 +491,9 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
   // This node hosts every shard and serves the collection: the plain local search.
   bool self_hosts_all = true;
   for (uint32_t s = 0; s < shards; ++s) self_hosts_all = self_hosts_all && node_.Hosts(s);
-  if (self_hosts_all && node_.CheckServing(call.collection).ok()) return std::nullopt;
+  const std::string local_name = cluster::LocalName(call.collection);
+  if (self_hosts_all && node_.Follows(local_name) && node_.CheckServing(local_name).ok())
+    return std::nullopt;
 
   routed_.fetch_add(1, std::memory_order_relaxed);
   const Clock::time_point deadline = Clock::now() + options_.deadline;
@@ -850,7 +854,7 @@ Reply Router::RouteChannels(const SearchCall& call, const CollectionSchema& sche
     }
   }
   out.per_cluster = std::move(r->per_cluster);
-  out.seq = data.seq() != 0 ? data.seq() : node_.Applied(call.collection);
+  out.seq = data.seq() != 0 ? data.seq() : node_.Applied(cluster::LocalName(call.collection));
   return Reply{Status::Ok(), ReplyBody(std::move(out))};
 }
 

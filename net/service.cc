@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "base/version.h"
+#include "cluster/versions.h"
 #include "engine/schema.h"
 #include "plugins/registry.h"
 
@@ -105,7 +106,60 @@ Status NotInClusterMode(std::string_view what) {
       "(docs/cluster.md)");
 }
 
+// Collection versions need the cluster's metadata.
+Status NeedsEtcd() {
+  return FailedPreconditionError(
+      "collection versions are cluster mode's (quiverd --cluster, docs/cluster.md); a single "
+      "process switches its whole data version (POST /v1/versions/reload)");
+}
+
 }  // namespace
+
+Reply Service::PublishVersion(const ReloadCall& c) {
+  if (router_ == nullptr) return FromStatus(NeedsEtcd());
+  cluster::Membership& m = router_->members();
+  Result<CollectionSchema> schema = m.SchemaOf(c.collection);
+  if (!schema.ok()) return FromStatus(schema.status());
+  if (Status s = cluster::CheckVersionName(c.version); !s.ok()) return FromStatus(s);
+  // Checked here, where it is cheap to say: every node hosting a shard reads it the same way
+  // (a node that cannot copies the version from a peer that did).
+  Result<cluster::BuildManifest> manifest = cluster::ReadManifest(c.path);
+  if (!manifest.ok()) return FromStatus(manifest.status());
+  if (Status s = cluster::CheckBuildFits(*manifest, *schema); !s.ok()) return FromStatus(s);
+  uint64_t after = 0;
+  if (c.after_seq) {
+    after = *c.after_seq;
+  } else {
+    Result<uint64_t> head = node_->LogHead(c.collection);
+    if (!head.ok()) return FromStatus(head.status());
+    after = *head;
+  }
+  return FromStatus(m.PublishVersion(c.collection, c.version, {c.path, after}));
+}
+
+Reply Service::CollectionVersions(const std::string& collection) {
+  if (router_ == nullptr) return FromStatus(NeedsEtcd());
+  cluster::Membership& m = router_->members();
+  Result<CollectionSchema> schema = m.SchemaOf(collection);
+  if (!schema.ok()) return FromStatus(schema.status());
+  const cluster::VersionsRecord r = m.Versions(collection);
+  VersionsInfo info{r.active, r.previous, r.Kept(), r.pending, {}};
+  const std::vector<cluster::MemberInfo> members = m.Members();
+  for (const std::string& v : info.versions) {
+    const std::string name = cluster::EngineName(collection, v);
+    for (uint32_t s = 0; s < std::max<uint32_t>(schema->shards, 1); ++s) {
+      VersionReplicas rep{v, s, {}};
+      for (const cluster::MemberInfo& x : members) {
+        if (x.Hosts(s) && x.applied.count(name) != 0 &&
+            std::find(x.blocked.begin(), x.blocked.end(), name) == x.blocked.end()) {
+          rep.nodes.push_back(x.id);
+        }
+      }
+      info.replicas.push_back(std::move(rep));
+    }
+  }
+  return Reply{Status::Ok(), ReplyBody(std::move(info))};
+}
 
 Result<std::function<bool(const ItemRecord&)>> Service::ExportFilter(const engine::Engine& e,
                                                                      const ExportCall& c) const {
@@ -158,21 +212,66 @@ Reply Service::SearchHere(const engine::Engine& e, const SearchCall& c) {
   return c.with_payload ? WithPayloads(e, c.collection, std::move(reply)) : reply;
 }
 
+namespace {
+
+// The collection a read names (nullptr: the call is no read of one collection).
+std::string* ReadCollection(Call& call) {
+  return std::visit(Overloaded{
+                        [](SearchCall& c) { return &c.collection; },
+                        [](GetCall& c) { return &c.collection; },
+                        [](GetUserCall& c) { return &c.collection; },
+                        [](GetListCall& c) { return &c.collection; },
+                        [](ListListsCall& c) { return &c.collection; },
+                        [](IntentCall& c) { return &c.collection; },
+                        [](DescribeCollectionCall& c) { return &c.name; },
+                        [](auto&) -> std::string* { return nullptr; },
+                    },
+                    call);
+}
+
+}  // namespace
+
 Reply Service::Handle(const Call& call) {
   if (Status s = CheckLimits(call); !s.ok()) return FromStatus(std::move(s));
-  // Cluster mode with etcd: a search this node cannot answer alone fans out (net/router.h).
-  if (const auto* search = std::get_if<SearchCall>(&call);
-      search != nullptr && router_ != nullptr) {
-    std::shared_ptr<engine::Engine> e = root_.engine();
-    Result<CollectionSchema> schema = e->GetSchema(search->collection);
+  if (router_ == nullptr) return Run(call);
+  // Cluster versions (cluster/versions.h): a read goes to the collection's active version,
+  // pinned for the whole request: its sub-requests name the version, and the replicas answer
+  // from it whatever their own view of the active version is.
+  Call pinned = call;
+  std::string* name = ReadCollection(pinned);
+  if (name == nullptr) return Run(call);
+  if (name->find('@') == std::string::npos) {
+    const std::string asked = *name;
+    *name = router_->members().PinnedServingName(asked);
+    Reply reply = Handle(pinned);
+    if (auto* info = std::get_if<CollectionInfo>(&reply.body)) info->schema.name = asked;
+    return reply;
+  }
+  const std::string local = cluster::LocalName(*name);
+  std::shared_ptr<engine::Engine> e = root_.engine();
+  if (auto* search = std::get_if<SearchCall>(&pinned)) {
+    // A search this node cannot answer alone fans out (net/router.h).
+    Result<CollectionSchema> schema = e->GetSchema(local);
+    // A version this node has not loaded (yet): the cluster's schema; its replicas answer.
+    if (!schema.ok()) schema = router_->members().SchemaOf(local);
     if (!schema.ok()) return FromStatus(schema.status());
     std::optional<Reply> routed = router_->Route(*search, *schema, [&](const Call& sub) {
-      if (const auto* c = std::get_if<SearchCall>(&sub)) return SearchHere(*e, *c);
-      return Handle(sub);  // reads of this node's items, users and lists
+      return Handle(sub);  // a part of the search, or a read of this node's records
     });
     if (routed) return std::move(*routed);
+    search->collection = local;
     return SearchHere(*e, *search);
   }
+  if (!e->GetSchema(local).ok() && router_->members().SchemaOf(local).ok()) {
+    return FromStatus(UnavailableError(
+        "this node has not loaded version '" + std::string(cluster::VersionOf(local)) +
+        "' of collection '" + std::string(cluster::LogName(local)) + "'; ask another node"));
+  }
+  *name = local;
+  return Run(pinned);
+}
+
+Reply Service::Run(const Call& call) {
   // Cluster mode: a collection whose log this node cannot follow is not read here.
   if (node_ != nullptr) {
     const std::string* read =
@@ -222,7 +321,16 @@ Reply Service::Handle(const Call& call) {
             return FromStatus(s);
           },
           [&](const ListCollectionsCall&) {
-            return Reply{Status::Ok(), ReplyBody(e->ListCollections())};
+            std::vector<CollectionInfo> all = e->ListCollections();
+            if (router_ != nullptr) {
+              // Each collection once, as its active version (when this node has it).
+              std::erase_if(all, [&](const CollectionInfo& c) {
+                const std::string base(cluster::LogName(c.schema.name));
+                return router_->members().ServingName(base) != c.schema.name;
+              });
+              for (CollectionInfo& c : all) c.schema.name = cluster::LogName(c.schema.name);
+            }
+            return Reply{Status::Ok(), ReplyBody(std::move(all))};
           },
           [&](const DescribeCollectionCall& c) {
             return FromResult(e->DescribeCollection(c.name));
@@ -258,14 +366,20 @@ Reply Service::Handle(const Call& call) {
             return FromStatus(c.collection.empty() ? e->SnapshotAll() : e->Snapshot(c.collection));
           },
           [&](const ReloadCall& c) {
+            if (!c.collection.empty()) return PublishVersion(c);
             if (node_ != nullptr) return FromStatus(NotInClusterMode("switching versions"));
             return FromStatus(root_.Reload(c.version));
           },
-          [&](const RollbackCall&) {
+          [&](const RollbackCall& c) {
+            if (!c.collection.empty()) {
+              if (router_ == nullptr) return FromStatus(NeedsEtcd());
+              return FromStatus(router_->members().RollbackVersion(c.collection));
+            }
             if (node_ != nullptr) return FromStatus(NotInClusterMode("rolling back a version"));
             return FromStatus(root_.Rollback());
           },
-          [&](const ListVersionsCall&) {
+          [&](const ListVersionsCall& c) {
+            if (!c.collection.empty()) return CollectionVersions(c.collection);
             auto versions = root_.ListVersions();
             if (!versions.ok()) return FromStatus(versions.status());
             VersionsInfo info{root_.current_version(), root_.previous_version(),

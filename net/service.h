@@ -43,11 +43,16 @@ class Service {
 
  private:
   Status CheckLimits(const Call& call) const;
+  // Handle, once a read names the engine collection it reads (cluster versions resolved).
+  Reply Run(const Call& call);
   // A search answered from this node's data (a router's sub-request included).
   Reply SearchHere(const engine::Engine& e, const SearchCall& c);
   // Which items an export holds (nullptr: all), or why it cannot be made here.
   Result<std::function<bool(const ItemRecord&)>> ExportFilter(const engine::Engine& e,
                                                               const ExportCall& c) const;
+  // Cluster collection versions (docs/cluster.md, "Bulk builds and versions").
+  Reply PublishVersion(const ReloadCall& c);
+  Reply CollectionVersions(const std::string& collection);
 
   engine::DataRoot& root_;
   const Limits limits_;

@@ -19,6 +19,8 @@
 #include "base/main.h"
 #include "base/version.h"
 #include "client/client.h"
+#include "cluster/node.h"
+#include "cluster/versions.h"
 #include "engine/data_root.h"
 #include "engine/engine.h"
 #include "formats/bulk_input.h"
@@ -89,7 +91,9 @@ void AddBuildOptions(CLI::App* cmd, BuildArgs* a) {
   cmd->add_option("--max-history", a->schema.max_history, "events kept per user")
       ->capture_default_str();
   cmd->add_option("--shards", a->schema.shards,
-                  "cluster mode: shards of the collection's write log (docs/cluster.md)")
+                  "cluster mode: the collection's shards S; above 1, --out gets the cluster "
+                  "layout (build.json, all/, shard-0/ .. shard-<S-1>/) that POST "
+                  "/v1/collections/NAME/versions publishes (docs/cluster.md)")
       ->capture_default_str();
   cmd->add_option("--hnsw-m", x.hnsw_m, "HNSW links per node")->capture_default_str();
   cmd->add_option("--ef-construction", x.hnsw_ef_construction, "HNSW build candidate list")
@@ -106,6 +110,42 @@ void AddBuildOptions(CLI::App* cmd, BuildArgs* a) {
       ->capture_default_str();
   cmd->add_flag("--refine-int8", x.ivf_refine_int8,
                 "IVF: keep 8-bit re-rank rows instead of float32");
+}
+
+// The cluster layout of a build (cluster/versions.h): the whole collection in all/, each shard
+// with its own index in shard-<s>/, and build.json. `engine` holds the whole collection.
+Status WriteShards(Engine& engine, const BuildArgs& a, const std::string& dir) {
+  using quiver::cluster::BuildPartDir;
+  const CollectionSchema& schema = a.schema;
+  QV_ASSIGN_OR_RETURN(const CollectionInfo info, engine.DescribeCollection(a.name));
+  QV_RETURN_IF_ERROR(engine.ExportCollection(a.name, BuildPartDir(dir, std::nullopt)).status());
+  for (uint32_t s = 0; s < schema.shards; ++s) {
+    // The shard's items alone, loaded into an engine of their own (which builds their index),
+    // snapshotted and exported with it.
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::string part = dir + "/work/part-" + std::to_string(s);
+    auto mine = [&](const quiver::ItemRecord& item) {
+      return quiver::cluster::ItemShard(schema, item) == s;
+    };
+    QV_RETURN_IF_ERROR(engine.ExportCollection(a.name, part, mine).status());
+    QV_ASSIGN_OR_RETURN(auto shard, Engine::Open(dir + "/work/shard-" + std::to_string(s), {}));
+    QV_RETURN_IF_ERROR(shard->ImportCollection(a.name, part));
+    QV_RETURN_IF_ERROR(shard->Snapshot(a.name));
+    QV_ASSIGN_OR_RETURN(const CollectionInfo shard_info, shard->DescribeCollection(a.name));
+    QV_RETURN_IF_ERROR(shard->ExportCollection(a.name, BuildPartDir(dir, s)).status());
+    std::printf("shard %u: %llu items in %.1f s\n", s,
+                static_cast<unsigned long long>(shard_info.items),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  const quiver::cluster::BuildManifest manifest{
+      a.name,          schema.shards, schema.dim, std::string(quiver::MetricName(schema.metric)),
+      schema.clusters, schema.topics, info.items};
+  const std::string path = quiver::cluster::BuildManifestPath(dir);
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << quiver::cluster::EncodeManifest(manifest);
+  out.close();
+  if (!out) return quiver::InternalError("cannot write " + path);
+  return quiver::Status::Ok();
 }
 
 int RunBuild(BuildArgs& a) {
@@ -150,6 +190,11 @@ int RunBuild(BuildArgs& a) {
 
   // A new version directory is built beside its final name and renamed into place when
   // complete, so a build that dies leaves nothing that looks like a version.
+  const bool sharded = a.schema.shards > 1;
+  if (sharded && fs::exists(a.out)) {
+    return Fail(quiver::AlreadyExistsError(
+        a.out + " exists: a sharded build (--shards above 1) writes a new directory"));
+  }
   const bool fresh = !fs::exists(a.out);
   const std::string dir = fresh ? a.out + ".partial" : a.out;
   std::error_code ec;
@@ -158,7 +203,8 @@ int RunBuild(BuildArgs& a) {
     if (fresh) fs::remove_all(dir, ec);  // nothing half-built stays behind
     return Fail(s);
   };
-  auto engine = Engine::Open(dir, {});
+  const std::string work = dir + "/work";
+  auto engine = Engine::Open(sharded ? work + "/all" : dir, {});
   if (!engine.ok()) return fail(engine.status());
   auto info = (*engine)->BulkLoad(a.schema, *items, {.kmeans_clusters = a.kmeans_clusters});
   if (!info.ok()) return fail(info.status());
@@ -180,6 +226,12 @@ int RunBuild(BuildArgs& a) {
     std::printf("plugin %s: %llu lists (%s) in %.1f s\n", plugin.c_str(),
                 (unsigned long long)run->lists, run->kinds.empty() ? "" : run->kinds[0].c_str(),
                 std::chrono::duration<double>(Clock::now() - p0).count());
+  }
+  if (sharded) {
+    if (Status s = WriteShards(**engine, a, dir); !s.ok()) return fail(s);
+    engine->reset();
+    fs::remove_all(work, ec);
+    if (ec) return fail(quiver::InternalError("cannot remove " + work + ": " + ec.message()));
   }
   engine->reset();
   if (fresh) {

@@ -199,7 +199,8 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--route-max-lag", route_max_lag,
                  "cluster mode: a replica more than this many log messages behind its shard's "
-                 "most advanced replica is out of rotation")
+                 "most advanced replica is out of rotation (and a new collection version "
+                 "becomes active once a replica of each shard is this close)")
       ->capture_default_str();
   uint64_t log_max_lag = 1024;
   app.add_option(
@@ -374,6 +375,7 @@ int Main(int argc, char** argv) {
       mo.node_id = no.node_id;
       mo.shards = no.shards;
       mo.ttl = std::chrono::seconds(lease_ttl_s);
+      mo.flip_max_lag = route_max_lag;
       auto started = cluster::Membership::Start(mo, [&node] {
         cluster::MemberState state;
         if (node == nullptr) return state;
@@ -390,6 +392,10 @@ int Main(int argc, char** argv) {
       membership = std::move(*started);
     }
     if (membership != nullptr) {
+      // Writes are checked against the collection's active version (cluster/versions.h).
+      no.serving = [m = membership.get()](const std::string& collection) {
+        return m->ServingName(collection);
+      };
       // A plugin run's item searches cover every shard: they go through this node's service,
       // which routes them (an i2i list holds neighbors from the whole collection).
       no.item_search = [&serving, max_k = o.limits.max_k](

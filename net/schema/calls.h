@@ -67,11 +67,23 @@ struct SearchCall {
 struct SnapshotCall {
   std::string collection;
 };  // empty: every collection
+// Without a collection: the single process's data versions (engine::DataRoot). With one,
+// cluster mode's collection versions (cluster/versions.h): publish the bulk build at `path` as
+// `version` of the collection, its data holding the write log up to `after_seq` (unset: the
+// log's head now); roll the collection back; list its versions.
 struct ReloadCall {
   std::string version;
+  std::string collection;
+  std::string path;
+  std::optional<uint64_t> after_seq;
+  friend bool operator==(const ReloadCall&, const ReloadCall&) = default;
 };
-struct RollbackCall {};
-struct ListVersionsCall {};
+struct RollbackCall {
+  std::string collection;
+};
+struct ListVersionsCall {
+  std::string collection;
+};
 struct HealthCall {};
 // Plugins and neighbor lists (docs/plugins.md): run a plugin over a collection (config: a JSON
 // object, empty for none), read one list, list a collection's list kinds, list the plugins.

@@ -121,13 +121,19 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
     }
     BodyRef operator()(const ReloadCall& c) {
       auto v = b.CreateString(c.version);
-      return {wire::RequestBody::Reload, wire::CreateReload(b, v).Union()};
+      auto n = b.CreateString(c.collection);
+      auto p = b.CreateString(c.path);
+      return {
+          wire::RequestBody::Reload,
+          wire::CreateReload(b, v, n, p, c.after_seq.value_or(0), c.after_seq.has_value()).Union()};
     }
-    BodyRef operator()(const RollbackCall&) {
-      return {wire::RequestBody::Rollback, wire::CreateRollback(b).Union()};
+    BodyRef operator()(const RollbackCall& c) {
+      auto n = b.CreateString(c.collection);
+      return {wire::RequestBody::Rollback, wire::CreateRollback(b, n).Union()};
     }
-    BodyRef operator()(const ListVersionsCall&) {
-      return {wire::RequestBody::ListVersions, wire::CreateListVersions(b).Union()};
+    BodyRef operator()(const ListVersionsCall& c) {
+      auto n = b.CreateString(c.collection);
+      return {wire::RequestBody::ListVersions, wire::CreateListVersions(b, n).Union()};
     }
     BodyRef operator()(const HealthCall&) {
       return {wire::RequestBody::Health, wire::CreateHealth(b).Union()};
@@ -239,7 +245,17 @@ ResponseRef PutReplyBody(FlatBufferBuilder& b, const ReplyBody& body) {
       auto cur = b.CreateString(v.current);
       auto prev = b.CreateString(v.previous);
       auto list = b.CreateVectorOfStrings(v.versions);
-      return {wire::ResponseBody::Versions, wire::CreateVersions(b, cur, prev, list).Union()};
+      auto pending = b.CreateString(v.pending);
+      std::vector<Offset<wire::VersionReplicas>> replicas;
+      replicas.reserve(v.replicas.size());
+      for (const VersionReplicas& r : v.replicas) {
+        auto name = b.CreateString(r.version);
+        auto nodes = b.CreateVectorOfStrings(r.nodes);
+        replicas.push_back(wire::CreateVersionReplicas(b, name, r.shard, nodes));
+      }
+      auto reps = b.CreateVector(replicas);
+      return {wire::ResponseBody::Versions,
+              wire::CreateVersions(b, cur, prev, list, pending, reps).Union()};
     }
     ResponseRef operator()(const HealthResult& h) {
       auto s = b.CreateString(h.status);
@@ -435,12 +451,16 @@ Result<Call> CallFromWire(const wire::Request* r) {
     }
     case wire::RequestBody::Snapshot:
       return Call(SnapshotCall{Str(r->body_as_Snapshot()->collection())});
-    case wire::RequestBody::Reload:
-      return Call(ReloadCall{Str(r->body_as_Reload()->version())});
+    case wire::RequestBody::Reload: {
+      const auto* w = r->body_as_Reload();
+      ReloadCall c{Str(w->version()), Str(w->collection()), Str(w->path()), std::nullopt};
+      if (w->has_after_seq()) c.after_seq = w->after_seq();
+      return Call(std::move(c));
+    }
     case wire::RequestBody::Rollback:
-      return Call(RollbackCall{});
+      return Call(RollbackCall{Str(r->body_as_Rollback()->collection())});
     case wire::RequestBody::ListVersions:
-      return Call(ListVersionsCall{});
+      return Call(ListVersionsCall{Str(r->body_as_ListVersions()->collection())});
     case wire::RequestBody::Health:
       return Call(HealthCall{});
     case wire::RequestBody::RunPlugin: {
@@ -544,9 +564,18 @@ Result<ReplyBody> GetReplyBody(const wire::Response* r) {
     }
     case wire::ResponseBody::Versions: {
       const auto* v = r->body_as_Versions();
-      VersionsInfo out{Str(v->current()), Str(v->previous()), {}};
+      VersionsInfo out{Str(v->current()), Str(v->previous()), {}, Str(v->pending()), {}};
       if (v->versions()) {
         for (const flatbuffers::String* s : *v->versions()) out.versions.push_back(Str(s));
+      }
+      if (v->replicas()) {
+        for (const wire::VersionReplicas* x : *v->replicas()) {
+          VersionReplicas rep{Str(x->version()), x->shard(), {}};
+          if (x->nodes()) {
+            for (const flatbuffers::String* s : *x->nodes()) rep.nodes.push_back(Str(s));
+          }
+          out.replicas.push_back(std::move(rep));
+        }
       }
       return ReplyBody(std::move(out));
     }

@@ -79,6 +79,23 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
     // Re-encoding the decoded call gives the same bytes: nothing was lost or changed.
     EXPECT_EQ(EncodeRequestFrame(77, "secret", back->call), frame) << CallName(call);
   }
+  // Cluster collection versions: the collection, the build and its watermark (set or not).
+  for (const Call& call : std::vector<Call>{ReloadCall{"v3", "movies", "/builds/v3", 1234},
+                                            ReloadCall{"v3", "movies", "/builds/v3", 0},
+                                            ReloadCall{"v3", "movies", "/builds/v3", std::nullopt},
+                                            RollbackCall{"movies"}, ListVersionsCall{"movies"}}) {
+    const std::string frame = EncodeRequestFrame(3, "", call);
+    auto back = DecodeRequest(std::string_view(frame).substr(kFrameHeaderBytes));
+    ASSERT_TRUE(back.ok()) << CallName(call) << ": " << back.status();
+    EXPECT_EQ(EncodeRequestFrame(3, "", back->call), frame) << CallName(call);
+    if (const auto* r = std::get_if<ReloadCall>(&call)) {
+      EXPECT_EQ(std::get<ReloadCall>(back->call), *r);
+    } else if (const auto* rb = std::get_if<RollbackCall>(&call)) {
+      EXPECT_EQ(std::get<RollbackCall>(back->call).collection, rb->collection);
+    } else {
+      EXPECT_EQ(std::get<ListVersionsCall>(back->call).collection, "movies");
+    }
+  }
   auto up = DecodeRequest(
       EncodeRequestFrame(1, "", UpsertCall{"c", {SampleItem(5)}}).substr(kFrameHeaderBytes));
   EXPECT_EQ(std::get<UpsertCall>(up->call).items[0], SampleItem(5));
@@ -269,6 +286,11 @@ TEST(WireCodecTest, EveryReplyRoundTrips) {
             SearchResult{{{1, 0.5f}, {2, -1.25f}}, {0, 0}, {-1, -1}, {}, {}, {}, {1, 6}}},
       Reply{Status::Ok(), SearchResult{{{1, 0.5f}}, {}, {}, {}, {}, {}, {}, 9000000000}},
       Reply{Status::Ok(), VersionsInfo{"v2", "initial", {"initial", "v2"}}},
+      Reply{Status::Ok(), VersionsInfo{"v2",
+                                       "initial",
+                                       {"v2", "initial", "v3"},
+                                       "v3",
+                                       {{"v2", 0, {"a0", "b0"}}, {"v3", 1, {}}}}},
       Reply{Status::Ok(), HealthResult{"serving", "0.1.0"}},
       Reply{Status::Ok(), PluginRunResult{{"i2i", "u2u"}, 300, 2, true}},
       Reply{Status::Ok(), ListResult{std::vector<Hit>{{4, 0.25f}, {9, -1.5f}}}},
@@ -394,6 +416,27 @@ TEST(JsonApiTest, RoutesDecodeIntoCalls) {
                 *DecodeHttpCall("POST", "/v1/versions/reload", R"({"version":"v2"})", 32))
                 .version,
             "v2");
+  // Cluster collection versions.
+  EXPECT_EQ(
+      std::get<ReloadCall>(*DecodeHttpCall("POST", "/v1/collections/m/versions",
+                                           R"({"version":"v2","path":"/b","after_seq":7})", 32)),
+      (ReloadCall{"v2", "m", "/b", 7}));
+  EXPECT_EQ(std::get<ReloadCall>(*DecodeHttpCall("POST", "/v1/collections/m/versions",
+                                                 R"({"version":"v2","path":"/b"})", 32))
+                .after_seq,
+            std::nullopt);
+  EXPECT_FALSE(
+      DecodeHttpCall("POST", "/v1/collections/m/versions", R"({"version":"v2"})", 32).ok());
+  EXPECT_FALSE(DecodeHttpCall("POST", "/v1/collections/m/versions",
+                              R"({"version":"v2","path":"/b","after_seq":-1})", 32)
+                   .ok());
+  EXPECT_EQ(
+      std::get<RollbackCall>(*DecodeHttpCall("POST", "/v1/collections/m/versions/rollback", "", 32))
+          .collection,
+      "m");
+  EXPECT_EQ(std::get<ListVersionsCall>(*DecodeHttpCall("GET", "/v1/collections/m/versions", "", 32))
+                .collection,
+            "m");
   // Plugins and lists.
   auto run =
       DecodeHttpCall("POST", "/v1/collections/m/plugins/i2i_knn/run",

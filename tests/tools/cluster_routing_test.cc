@@ -8,9 +8,13 @@
 #include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
+#include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,6 +32,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr uint32_t kDim = 8, kClusters = 8, kItems = 1200;
+constexpr uint64_t kBuilt = 100000;  // the ids of the bulk-built version's items start here
 
 std::vector<float> Vec(uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -122,6 +127,10 @@ class ClusterRoutingTest : public ::testing::Test {
     }
     uint64_t searches() const { return searches_.load(); }
     uint64_t failed() const { return failed_.load(); }
+    // Searches answered from the initial version, from a bulk build, and from both at once.
+    uint64_t initial() const { return initial_.load(); }
+    uint64_t built() const { return built_.load(); }
+    uint64_t mixed() const { return mixed_.load(); }
     // The sequence of the last acknowledged write.
     uint64_t last_seq() const { return last_seq_.load(); }
     // Read after Stop: the first failed search, and every acknowledged write (id -> vector).
@@ -137,7 +146,16 @@ class ClusterRoutingTest : public ::testing::Test {
           failed_.fetch_add(1);
           std::lock_guard lock(mu_);
           if (first_failure_.empty()) first_failure_ = n.id + ": " + r.status().ToString();
+          continue;
         }
+        // Which version answered: ids below kItems are the initial version's alone, ids from
+        // kBuilt a bulk build's alone (the writes of this load are in both).
+        bool initial = false, built = false;
+        for (const Hit& h : *r) {
+          initial = initial || h.id < kItems;
+          built = built || h.id >= kBuilt;
+        }
+        (initial && built ? mixed_ : built ? built_ : initial_).fetch_add(1);
       }
     }
     void Write(Node& n, uint64_t seed) {
@@ -155,7 +173,7 @@ class ClusterRoutingTest : public ::testing::Test {
     }
 
     std::atomic<bool> stop_{false};
-    std::atomic<uint64_t> searches_{0}, failed_{0}, last_seq_;
+    std::atomic<uint64_t> searches_{0}, failed_{0}, initial_{0}, built_{0}, mixed_{0}, last_seq_;
     std::mutex mu_;
     std::string first_failure_;                     // GUARDED_BY(mu_)
     std::map<uint64_t, std::vector<float>> acked_;  // GUARDED_BY(mu_)
@@ -631,6 +649,177 @@ TEST_F(ClusterRoutingTest, AShardMovesToANewNodeUnderLoadWithoutAFailedSearch) {
       EXPECT_EQ((*items)[i]->vector, acked.at(ids[i]));
     }
   }
+}
+
+// A bulk build goes live on every shard at once (docs/cluster.md, "Bulk builds and versions"):
+// `quiver build --shards 2` writes the parts, a node publishes them, every replica loads its
+// shard, and the collection's active version flips in etcd once each shard has a loaded
+// replica; a replica killed while this goes on delays nothing and no search sees a mix of
+// versions; the writes acknowledged after the build's watermark are in the new version; rollback
+// returns to the old one, which has kept following the log.
+TEST_F(ClusterRoutingTest, ABulkBuildFlipsEveryShardAtOnceAndRollsBack) {
+  StartCluster();
+  if (HasFatalFailure()) return;
+  // The build: kItems other items (ids from kBuilt), as a recsys pipeline would dump them.
+  std::mt19937_64 rng(99);
+  std::map<uint64_t, std::vector<float>> built;
+  {
+    std::ofstream vectors(dir_.path() + "/v2.fvecs", std::ios::binary);
+    std::ofstream attributes(dir_.path() + "/v2.csv");
+    attributes << "id,cluster,category,timestamp\n";
+    for (uint64_t i = 0; i < kItems; ++i) {
+      const ItemRecord item = Item(kBuilt + i, rng);
+      const int32_t dim = kDim;
+      vectors.write(reinterpret_cast<const char*>(&dim), sizeof(dim));
+      vectors.write(reinterpret_cast<const char*>(item.vector.data()),
+                    std::streamsize(kDim * sizeof(float)));
+      attributes << item.id << "," << item.cluster << "," << *item.category << "," << item.timestamp
+                 << "\n";
+      built[item.id] = item.vector;
+    }
+  }
+  const std::string out = dir_.path() + "/builds/v2";
+  auto build = ChildProcess::Start(
+      {QUIVER, "build", "--out", out, "--name", "c", "--vectors", dir_.path() + "/v2.fvecs",
+       "--attributes", dir_.path() + "/v2.csv", "--metric", "ip", "--index", "flat", "--clusters",
+       std::to_string(kClusters), "--shards", "2"},
+      dir_.path() + "/build.log");
+  ASSERT_TRUE(build.ok()) << build.status();
+  ASSERT_EQ((*build)->Wait(), 0) << "quiver build failed; see " << dir_.path() << "/build.log";
+
+  // A wrong build is refused before anything changes.
+  EXPECT_EQ(a0_.client->PublishVersion("c", "v2", dir_.path() + "/nowhere").code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(a0_.client->PublishVersion("c", "bad name", out).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(a0_.client->PublishVersion("c", "initial", out).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(single_.client->PublishVersion("c", "v2", out).code(),
+            StatusCode::kFailedPrecondition);  // no cluster: whole data versions only
+
+  Load load(a1_, 1000, b1_, 2000, a1_, 11, last_seq_);
+  load.Run(100);
+  // The build holds none of the writes so far (nor the load's, which all come after).
+  Status published = a0_.client->PublishVersion("c", "v2", out, last_seq_);
+  ASSERT_TRUE(published.ok()) << published;
+  // A replica of shard 0 dies while the version loads: a0 is left to load it for the shard.
+  b0_.process->Signal(SIGKILL);
+  b0_.process->Wait();
+  const auto deadline = Clock::now() + std::chrono::minutes(2);
+  Result<VersionsInfo> versions = a1_.client->CollectionVersions("c");
+  while (versions.ok() && versions->current != "v2" && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    versions = a1_.client->CollectionVersions("c");
+  }
+  ASSERT_TRUE(versions.ok()) << versions.status();
+  if (versions->current != "v2") {
+    for (const char* id : {"a0", "a1", "b1"}) {
+      std::ifstream log(dir_.path() + "/" + id + ".log");
+      std::stringstream text;
+      text << log.rdbuf();
+      ADD_FAILURE() << id << "'s log:\n" << text.str();
+    }
+  }
+  ASSERT_EQ(versions->current, "v2") << "the version never became active";
+  EXPECT_EQ(versions->previous, "initial");
+  EXPECT_EQ(versions->pending, "");
+  load.Run(300);
+  load.Stop();
+  EXPECT_EQ(load.failed(), 0u) << "of " << load.searches() << "; first: " << load.first_failure();
+  EXPECT_EQ(load.mixed(), 0u) << "searches answered from both versions at once";
+  EXPECT_GT(load.initial(), 0u);
+  EXPECT_GT(load.built(), 0u);
+
+  // b0 comes back, loads the active version (and keeps the previous one) and serves again.
+  Start(b0_);
+  ASSERT_FALSE(HasFatalFailure());
+  auto has = [](const VersionsInfo& v, const std::string& version, uint32_t shard,
+                const std::string& node) {
+    for (const VersionReplicas& r : v.replicas) {
+      if (r.version == version && r.shard == shard &&
+          std::find(r.nodes.begin(), r.nodes.end(), node) != r.nodes.end())
+        return true;
+    }
+    return false;
+  };
+  versions = a1_.client->CollectionVersions("c");
+  while (versions.ok() && !(has(*versions, "v2", 0, "b0") && has(*versions, "initial", 0, "b0")) &&
+         Clock::now() < deadline + std::chrono::minutes(1)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    versions = a1_.client->CollectionVersions("c");
+  }
+  ASSERT_TRUE(versions.ok()) << versions.status();
+  ASSERT_TRUE(has(*versions, "v2", 0, "b0")) << "b0 did not load v2 after its restart";
+
+  // The new version: the build and every write acknowledged after its watermark, nothing of
+  // the writes before it.
+  std::map<uint64_t, std::vector<float>> expected = built;
+  for (const auto& [id, v] : load.acked()) expected[id] = v;
+  ASSERT_GT(load.acked().size(), 0u);
+  net::SearchCall q;
+  q.collection = "c";
+  q.query.k = 20;
+  q.min_seq = load.last_seq();
+  for (uint64_t probe = 0; probe < 5; ++probe) {
+    q.query.vectors = {Vec(5000 + probe)};
+    std::vector<std::pair<float, uint64_t>> scored;
+    for (const auto& [id, v] : expected) {
+      float dot = 0;
+      for (uint32_t d = 0; d < kDim; ++d) dot += v[d] * q.query.vectors[0][d];
+      scored.emplace_back(-dot, id);
+    }
+    std::sort(scored.begin(), scored.end());
+    std::optional<std::vector<Hit>> first;
+    for (Node* n : {&a0_, &b0_, &a1_, &b1_}) {
+      auto r = n->client->Query(q);
+      ASSERT_TRUE(r.ok()) << n->id << ": " << r.status();
+      if (!first) first = r->hits;
+      EXPECT_EQ(r->hits, *first) << "through " << n->id;
+      std::set<uint64_t> got;
+      for (const Hit& h : r->hits) got.insert(h.id);
+      for (size_t i = 0; i < 10; ++i) {
+        EXPECT_EQ(got.count(scored[i].second), 1u)
+            << "item " << scored[i].second << " (rank " << i << ") missing through " << n->id;
+      }
+    }
+  }
+  // Each replica holds its shard's acknowledged writes (and only the build's own items).
+  for (Node* n : {&a0_, &b0_, &a1_, &b1_}) {
+    const uint32_t shard = n->shards == "0" ? 0 : 1;
+    std::vector<uint64_t> ids;
+    for (const auto& [id, v] : load.acked()) {
+      if (id % kClusters % 2 == shard) ids.push_back(id);
+    }
+    ids.push_back(shard);  // an item of the initial version only
+    auto got = n->client->Get("c", ids);
+    ASSERT_TRUE(got.ok()) << n->id << ": " << got.status();
+    for (size_t i = 0; i + 1 < ids.size(); ++i) {
+      ASSERT_TRUE((*got)[i].has_value()) << "write " << ids[i] << " missing on " << n->id;
+      EXPECT_EQ((*got)[i]->vector, load.acked().at(ids[i]));
+    }
+    EXPECT_FALSE(got->back().has_value()) << n->id << " still answers from the initial version";
+  }
+
+  // Rollback: the initial version again, with the writes it followed meanwhile.
+  Status rolled = b1_.client->RollbackCollection("c");
+  ASSERT_TRUE(rolled.ok()) << rolled;
+  for (Node* n : {&a0_, &b0_, &a1_, &b1_}) {
+    bool back = false;
+    const auto until = Clock::now() + std::chrono::minutes(1);
+    while (!back && Clock::now() < until) {
+      auto r = n->client->Search("c", Vec(1), {.k = 20});
+      ASSERT_TRUE(r.ok()) << n->id << ": " << r.status();
+      back = std::none_of(r->begin(), r->end(), [](const Hit& h) { return h.id >= kBuilt; });
+      if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    EXPECT_TRUE(back) << n->id << " still answers from v2 after the rollback";
+    auto got = n->client->Get("c", {load.acked().rbegin()->first});
+    ASSERT_TRUE(got.ok()) << got.status();
+  }
+  versions = a0_.client->CollectionVersions("c");
+  ASSERT_TRUE(versions.ok()) << versions.status();
+  EXPECT_EQ(versions->current, "initial");
+  EXPECT_EQ(versions->previous, "v2");
+  // Rolling back twice returns to v2 (the previous version is kept loaded).
+  EXPECT_TRUE(a0_.client->RollbackCollection("c").ok());
 }
 
 TEST_F(ClusterRoutingTest, WithEtcdStoppedSearchesGoOnWithTheLastKnownMap) {
