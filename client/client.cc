@@ -48,6 +48,17 @@ class Client::Connection {
     if (fd_ >= 0) ::close(fd_);
   }
 
+  // Whether the server has closed this idle connection (its idle timeout, a restart): nothing
+  // is buffered from it, and the socket reads end of stream or an error. Such a connection is
+  // replaced before a request is written to it, so that closing idle connections costs no
+  // request an attempt.
+  bool ClosedByServer() const {
+    if (in_pos_ < in_.size()) return false;
+    char byte = 0;
+    const ssize_t r = ::recv(fd_, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+  }
+
   static Result<std::unique_ptr<Connection>> Open(const ClientOptions& o,
                                                   Clock::time_point deadline) {
     if (!o.unix_path.empty()) return OpenUnix(o.unix_path);
@@ -209,10 +220,10 @@ Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
 std::unique_ptr<Client::Connection> Client::Take(Clock::time_point deadline, Status* error) {
   {
     std::lock_guard lock(pool_mu_);
-    if (!idle_.empty()) {
+    while (!idle_.empty()) {
       auto c = std::move(idle_.back());
       idle_.pop_back();
-      return c;
+      if (!c->ClosedByServer()) return c;
     }
   }
   auto opened = Connection::Open(options_, deadline);

@@ -524,6 +524,8 @@ int Main(int argc, char** argv) {
   server.Stop(std::chrono::milliseconds(grace_ms));
   // The followers stop before the server goes (a plugin run's searches go through it).
   serving = nullptr;
+  // Membership's refreshes reconcile into the node: they stop (its thread joined) before it.
+  membership.reset();
   node.reset();
   if (snapshot_on_exit) {
     if (Status s = (*root)->engine()->SnapshotAll(); !s.ok()) {

@@ -820,6 +820,9 @@ TEST_F(ClusterRoutingTest, ABulkBuildFlipsEveryShardAtOnceAndRollsBack) {
   EXPECT_EQ(versions->previous, "v2");
   // Rolling back twice returns to v2 (the previous version is kept loaded).
   EXPECT_TRUE(a0_.client->RollbackCollection("c").ok());
+  // A node holding two versions stops cleanly.
+  a1_.process->Signal(SIGTERM);
+  EXPECT_EQ(a1_.process->Wait(), 0) << "a1 did not stop cleanly";
 }
 
 TEST_F(ClusterRoutingTest, WithEtcdStoppedSearchesGoOnWithTheLastKnownMap) {
