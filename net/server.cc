@@ -129,6 +129,7 @@ struct Server::Context {
   local::stream_protocol::acceptor unix_acceptor;  // binary protocol on options.binary_unix_path
   std::atomic<bool> stopping{false};
   std::atomic<int> in_flight{0};
+  std::atomic<uint64_t> idle_closed{0};  // binary connections closed for idleness
 };
 
 namespace {
@@ -191,6 +192,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                                               ? ctx_.metrics.Render(
                                                     ctx_.service.root().engine()->ListCollections())
                                               : "") +
+                                             "# TYPE quiver_binary_idle_closed_total counter\n"
+                                             "quiver_binary_idle_closed_total " +
+                                             std::to_string(ctx_.idle_closed.load()) + "\n" +
                                              (ctx_.options.router != nullptr
                                                   ? ctx_.options.router->RenderMetrics()
                                                   : "")}
@@ -280,8 +284,10 @@ class BinarySession : public std::enable_shared_from_this<BinarySession<Socket>>
       const auto idle_for = Clock::now() - self->last_activity_;
       const auto timeout =
           std::chrono::duration_cast<Clock::duration>(self->ctx_.options.idle_timeout);
-      if (idle_for >= timeout && self->in_flight_ == 0 && self->outbox_.empty())
+      if (idle_for >= timeout && self->in_flight_ == 0 && self->outbox_.empty()) {
+        self->ctx_.idle_closed.fetch_add(1, std::memory_order_relaxed);
         return self->Close();
+      }
       self->ArmIdle(idle_for >= timeout ? timeout : timeout - idle_for);
     });
   }
@@ -507,6 +513,8 @@ Status Server::Start() {
   }
   return Status::Ok();
 }
+
+uint64_t Server::idle_closed() const { return ctx_->idle_closed.load(); }
 
 Reply Server::Handle(const Call& call) { return ctx_->service.Handle(call); }
 

@@ -92,6 +92,9 @@ class Server {
   // A call handled in this process (no API key, no metrics): what the service answers.
   Reply Handle(const Call& call);
   uint16_t binary_port() const { return binary_port_; }
+  // Binary-protocol connections closed for being idle longer than options.idle_timeout (also
+  // on /metrics as quiver_binary_idle_closed_total).
+  uint64_t idle_closed() const;
 
   // Shared by the front ends (public for the session classes in server.cc).
   struct Context;

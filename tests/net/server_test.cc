@@ -747,5 +747,34 @@ TEST_F(ServerTest, IdleConnectionsAreClosedBusyOnesAreNot) {
   ::close(fd);
 }
 
+// The client replaces a pooled connection the server closed for idleness before it writes a
+// request to it: the request after a quiet spell costs no attempt (max_attempts 1 here).
+TEST_F(ServerTest, AClientReconnectsByItselfAfterTheServerClosedItsIdleConnection) {
+  StartServer("", "", [&](ServerOptions& o) { o.idle_timeout = std::chrono::milliseconds(200); });
+  client::ClientOptions o;
+  o.port = server_->binary_port();
+  o.pool_size = 1;
+  o.max_attempts = 1;
+  auto c = client::Client::Connect(o);
+  ASSERT_TRUE(c.ok()) << c.status();
+  for (int round = 0; round < 3; ++round) {
+    const uint64_t closed = server_->idle_closed();
+    auto health = (*c)->Health();
+    ASSERT_TRUE(health.ok()) << "round " << round << ": " << health.status();
+    // Until the server has closed the pooled connection (an event, however slow the machine).
+    const auto until = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+    while (server_->idle_closed() == closed && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_GT(server_->idle_closed(), closed) << "the server never closed the idle connection";
+  }
+  auto after = (*c)->Health();
+  EXPECT_TRUE(after.ok()) << after.status();
+  const testing::HttpAnswer metrics = testing::Http(server_->http_port(), "GET", "/metrics");
+  EXPECT_NE(metrics.body.find("quiver_binary_idle_closed_total " +
+                              std::to_string(server_->idle_closed())),
+            std::string::npos)
+      << metrics.body;
+}
+
 }  // namespace
 }  // namespace quiver::net
