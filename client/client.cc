@@ -453,6 +453,12 @@ Status Client::RollbackCollection(const std::string& collection) {
 Result<VersionsInfo> Client::CollectionVersions(const std::string& collection) {
   return BodyAs<VersionsInfo>(Call(net::ListVersionsCall{collection}));
 }
+Result<net::ClusterInfo> Client::Cluster() {
+  return BodyAs<net::ClusterInfo>(Call(net::ClusterInfoCall{}));
+}
+Status Client::AssignShard(uint32_t shard, std::vector<std::string> nodes) {
+  return Call(net::AssignShardCall{shard, std::move(nodes)}).status;
+}
 Result<VersionsInfo> Client::ListVersions() {
   return BodyAs<VersionsInfo>(Call(net::ListVersionsCall{}));
 }

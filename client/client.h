@@ -104,6 +104,10 @@ class Client {
                         const std::string& path, std::optional<uint64_t> after_seq = std::nullopt);
   Status RollbackCollection(const std::string& collection);
   Result<VersionsInfo> CollectionVersions(const std::string& collection);
+  // Cluster mode with etcd (docs/cluster.md, "Shard assignment"): the members and which shards
+  // routers send each; set the nodes a shard is sent to (empty: every member hosting it).
+  Result<net::ClusterInfo> Cluster();
+  Status AssignShard(uint32_t shard, std::vector<std::string> nodes);
   Result<VersionsInfo> ListVersions();
   Result<net::HealthResult> Health();
   // Plugins and neighbor lists (docs/plugins.md). A run can take long: give it a deadline.

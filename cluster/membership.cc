@@ -3,6 +3,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 
 #include "cluster/node.h"
@@ -17,6 +18,7 @@ namespace {
 std::string NodesPrefix(const std::string& prefix) { return prefix + "/nodes/"; }
 std::string CollectionsPrefix(const std::string& prefix) { return prefix + "/collections/"; }
 std::string VersionsPrefix(const std::string& prefix) { return prefix + "/versions/"; }
+std::string AssignmentKey(const std::string& prefix) { return prefix + "/assignment"; }
 
 }  // namespace
 
@@ -88,6 +90,47 @@ Result<MemberInfo> DecodeMember(std::string_view id, std::string_view value) {
     m.blocked.emplace_back(c);
   }
   return m;
+}
+
+std::string EncodeAssignment(const ShardAssignment& a) {
+  std::string out = "{";
+  bool first = true;
+  for (const auto& [shard, nodes] : a) {
+    if (!first) out.push_back(',');
+    first = false;
+    out += "\"" + std::to_string(shard) + "\":[";
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      if (i > 0) out.push_back(',');
+      AppendJsonString(nodes[i], &out);
+    }
+    out.push_back(']');
+  }
+  out.push_back('}');
+  return out;
+}
+
+Result<ShardAssignment> DecodeAssignment(std::string_view value) {
+  auto bad = [] { return DataLossError("the shard assignment in etcd is malformed"); };
+  simdjson::dom::parser parser;
+  simdjson::dom::object doc;
+  if (parser.parse(value.data(), value.size()).get(doc)) return bad();
+  ShardAssignment a;
+  for (auto field : doc) {
+    uint32_t shard = 0;
+    const std::string_view key = field.key;
+    auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), shard);
+    simdjson::dom::array nodes;
+    if (ec != std::errc() || end != key.data() + key.size() || field.value.get(nodes)) {
+      return bad();
+    }
+    std::vector<std::string>& list = a[shard];
+    for (simdjson::dom::element e : nodes) {
+      std::string_view id;
+      if (e.get(id)) return bad();
+      list.emplace_back(id);
+    }
+  }
+  return a;
 }
 
 Result<std::unique_ptr<Membership>> Membership::Start(const MembershipOptions& options,
@@ -193,10 +236,18 @@ Status Membership::Refresh() {
       kvs.ok() ? store_->List(CollectionsPrefix(options_.prefix)) : kvs.status();
   Result<std::vector<KeyValue>> vs =
       cs.ok() ? store_->List(VersionsPrefix(options_.prefix)) : cs.status();
+  Result<std::optional<KeyValue>> as =
+      vs.ok() ? store_->Get(AssignmentKey(options_.prefix)) : vs.status();
   std::unique_lock lock(mu_);
-  if (!vs.ok()) {
-    etcd_ = vs.status();
+  if (!as.ok()) {
+    etcd_ = as.status();
     return etcd_;
+  }
+  assignment_.clear();
+  assignment_revision_ = *as ? (*as)->mod_revision : 0;
+  if (*as && !(*as)->value.empty()) {
+    Result<ShardAssignment> a = DecodeAssignment((*as)->value);
+    if (a.ok()) assignment_ = std::move(*a);  // else: as if none (every host serves)
   }
   versions_.clear();
   versions_revisions_.clear();
@@ -280,6 +331,71 @@ Status Membership::DropCollection(const std::string& name) {
   collections_[name] = std::nullopt;
   versions_.erase(name);
   return Status::Ok();
+}
+
+ShardAssignment Membership::Assignment() const {
+  std::lock_guard lock(mu_);
+  return assignment_;
+}
+
+bool Membership::Assigned(const ShardAssignment& assignment, const MemberInfo& m, uint32_t shard) {
+  if (!m.Hosts(shard)) return false;
+  auto it = assignment.find(shard);
+  return it == assignment.end() ||
+         std::find(it->second.begin(), it->second.end(), m.id) != it->second.end();
+}
+
+Status Membership::AssignShard(uint32_t shard, const std::vector<std::string>& nodes,
+                               uint64_t max_lag) {
+  const std::vector<MemberInfo> members = Members();
+  // The engine collections a replica must serve: every live collection's kept versions.
+  std::vector<std::string> names;
+  for (const auto& [name, schema] : Collections()) {
+    if (schema && shard < schema->shards) names.push_back(EngineName(name, Versions(name).active));
+  }
+  for (const std::string& id : nodes) {
+    auto m = std::find_if(members.begin(), members.end(),
+                          [&](const MemberInfo& x) { return x.id == id; });
+    if (m == members.end()) {
+      return FailedPreconditionError("node '" + id + "' is not a member of the cluster");
+    }
+    if (!m->Hosts(shard)) {
+      return FailedPreconditionError("node '" + id + "' does not hold shard " +
+                                     std::to_string(shard) + " (quiverd --shards)");
+    }
+    for (const std::string& name : names) {
+      uint64_t best = 0;
+      for (const MemberInfo& x : members) {
+        if (x.Hosts(shard) && x.applied.count(name) != 0) best = std::max(best, x.applied.at(name));
+      }
+      const bool serves = m->applied.count(name) != 0 &&
+                          std::find(m->blocked.begin(), m->blocked.end(), name) == m->blocked.end();
+      if (!serves || m->applied.at(name) + max_lag < best) {
+        return FailedPreconditionError(
+            "node '" + id + "' has not caught up on collection '" + name + "' (applied " +
+            (serves ? std::to_string(m->applied.at(name)) : std::string("nothing")) + " of " +
+            std::to_string(best) + "); assign it once it has");
+      }
+    }
+  }
+  ShardAssignment next;
+  int64_t revision = 0;
+  {
+    std::lock_guard lock(mu_);
+    next = assignment_;
+    revision = assignment_revision_;
+  }
+  if (nodes.empty()) {
+    next.erase(shard);
+  } else {
+    next[shard] = nodes;
+  }
+  QV_ASSIGN_OR_RETURN(
+      bool stored, store_->Swap(AssignmentKey(options_.prefix), revision, EncodeAssignment(next)));
+  if (!stored) {
+    return Status(StatusCode::kAborted, "the shard assignment changed meanwhile; try again");
+  }
+  return Refresh();
 }
 
 VersionsRecord Membership::Versions(const std::string& collection) const {
@@ -371,6 +487,7 @@ Status Membership::TryFlip(const std::string& collection, const CollectionSchema
   const std::string pending = EngineName(collection, r.pending);
   const std::string active = EngineName(collection, r.active);
   const std::vector<MemberInfo> members = Members();
+  const ShardAssignment assignment = Assignment();
   auto serves = [](const MemberInfo& m, const std::string& name) {
     return m.applied.count(name) != 0 &&
            std::find(m.blocked.begin(), m.blocked.end(), name) == m.blocked.end();
@@ -382,7 +499,7 @@ Status Membership::TryFlip(const std::string& collection, const CollectionSchema
     }
     bool ready = false;
     for (const MemberInfo& m : members) {
-      ready = ready || (m.Hosts(s) && serves(m, pending) &&
+      ready = ready || (Assigned(assignment, m, s) && serves(m, pending) &&
                         m.applied.at(pending) + options_.flip_max_lag >= best);
     }
     if (!ready) return Status::Ok();

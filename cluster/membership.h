@@ -75,6 +75,12 @@ struct MemberState {
   std::vector<std::string> blocked;
 };
 
+// Which members routers send each shard to (docs/cluster.md, "Shard assignment"): shard ->
+// node ids. A shard without an entry goes to every member hosting it (quiverd --shards).
+using ShardAssignment = std::map<uint32_t, std::vector<std::string>>;
+std::string EncodeAssignment(const ShardAssignment& a);
+Result<ShardAssignment> DecodeAssignment(std::string_view value);
+
 struct MembershipOptions {
   MetaStoreOptions etcd;
   std::string prefix = "/quiver/default";  // one per Quiver cluster
@@ -138,6 +144,18 @@ class Membership {
   // kFailedPrecondition when there is no previous version.
   Status RollbackVersion(const std::string& collection);
 
+  // The shard assignment, as last read (empty: none stored).
+  ShardAssignment Assignment() const;
+  // Whether routers send `shard` to member `m`: it hosts the shard and, if the shard has an
+  // entry in `assignment`, is listed there.
+  static bool Assigned(const ShardAssignment& assignment, const MemberInfo& m, uint32_t shard);
+  // Sets the nodes `shard` is sent to (empty: every member hosting it), in one compare-and-swap
+  // against the assignment last read. Each node must be a member that hosts the shard and serves
+  // every collection within `max_lag` log messages of the shard's most advanced replica:
+  // kFailedPrecondition, saying which and why, otherwise. kAborted if the assignment changed
+  // meanwhile.
+  Status AssignShard(uint32_t shard, const std::vector<std::string>& nodes, uint64_t max_lag);
+
   // Brings `engine` (and what `node` follows) in line with Collections(); returns the first
   // error (the others are tried still). Called after every refresh once set with OnRefresh.
   Status Reconcile(engine::Engine& engine, Node& node);
@@ -173,6 +191,8 @@ class Membership {
   std::map<std::string, std::optional<CollectionSchema>> collections_;  // GUARDED_BY(mu_)
   std::map<std::string, int64_t> collection_revisions_;                 // GUARDED_BY(mu_)
   std::map<std::string, VersionsRecord> versions_;                      // GUARDED_BY(mu_)
+  ShardAssignment assignment_;                                          // GUARDED_BY(mu_)
+  int64_t assignment_revision_ = 0;                                     // GUARDED_BY(mu_)
   std::map<std::string, int64_t> versions_revisions_;                   // GUARDED_BY(mu_)
   std::function<void()> on_refresh_;                                    // GUARDED_BY(mu_)
   Status etcd_;                                                         // GUARDED_BY(mu_)

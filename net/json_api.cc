@@ -312,6 +312,28 @@ void WriteBody(JsonWriter& w, const ReplyBody& body) {
     }
     // Export chunks are bytes and travel on the binary protocol only (REST has no route to
     // them); as JSON, a chunk says its length.
+    void operator()(const ClusterInfo& r) {
+      w.Object([&] {
+        w.Key("members");
+        w.Raw("[");
+        for (size_t i = 0; i < r.members.size(); ++i) {
+          if (i) w.Raw(",");
+          const ClusterMember& m = r.members[i];
+          w.Object([&] {
+            Field(w, "id", m.id);
+            Field(w, "host", m.host);
+            Field(w, "port", m.port);
+            Field(w, "shards", m.shards);
+            Field(w, "assigned", m.assigned);
+          });
+        }
+        w.Raw("]");
+        w.Key("assignment");
+        w.Object([&] {
+          for (const auto& [shard, nodes] : r.assignment) Field(w, std::to_string(shard), nodes);
+        });
+      });
+    }
     void operator()(const IntentResult& r) {
       w.Object([&] { Field(w, "clusters", uint64_t(r.similarity.size())); });
     }

@@ -129,6 +129,23 @@ Result<Call> AddEvents(const Match& m, object obj) {
   return Call(std::move(c));
 }
 
+// PUT /v1/cluster/shards/{s}: the nodes routers send shard s to.
+Result<Call> AssignShard(const Match& m, object obj) {
+  QV_RETURN_IF_ERROR(OnlyFields(obj, {"nodes"}));
+  if (m.id > UINT32_MAX) return Bad("shard is out of range");
+  AssignShardCall c{uint32_t(m.id), {}};
+  element nodes;
+  if (obj["nodes"].get(nodes)) return Bad("nodes is required (an array of node ids; [] for all)");
+  simdjson::dom::array list;
+  if (auto err = nodes.get_array().get(list)) return BadField("nodes", err);
+  for (element e : list) {
+    std::string_view id;
+    if (auto err = e.get_string().get(id)) return BadField("nodes", err);
+    c.nodes.emplace_back(id);
+  }
+  return Call(std::move(c));
+}
+
 // POST /v1/collections/{c}/versions: publish a cluster bulk build as a version.
 Result<Call> PublishVersion(const Match& m, object obj) {
   QV_RETURN_IF_ERROR(OnlyFields(obj, {"version", "path", "after_seq"}));
@@ -214,6 +231,9 @@ constexpr Route kRoutes[] = {
     {"POST", "/v1/collections/{c}/versions", PublishVersion},
     {"POST", "/v1/collections/{c}/versions/rollback",
      [](const Match& m, object) -> Result<Call> { return Call(RollbackCall{m.collection}); }},
+    {"GET", "/v1/cluster",
+     [](const Match&, object) -> Result<Call> { return Call(ClusterInfoCall{}); }},
+    {"PUT", "/v1/cluster/shards/{id}", AssignShard},
     {"GET", "/v1/versions",
      [](const Match&, object) -> Result<Call> { return Call(ListVersionsCall{}); }},
     {"POST", "/v1/versions/reload", Reload},

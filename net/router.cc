@@ -382,6 +382,7 @@ std::optional<Reply> Router::Fanout(const std::string& collection, uint32_t shar
         if (m.Hosts(s)) best[s] = std::max(best[s], m.applied.at(local_name));
       }
     }
+    const cluster::ShardAssignment assignment = members_.Assignment();
     std::map<std::string, std::vector<uint32_t>> plan;
     std::vector<uint32_t> orphans;
     {
@@ -390,7 +391,9 @@ std::optional<Reply> Router::Fanout(const std::string& collection, uint32_t shar
         const cluster::MemberInfo* pick = nullptr;
         std::tuple<int, uint64_t, std::string> pick_key;
         for (const cluster::MemberInfo& m : members) {
-          if (!m.Hosts(s) || !serving(m) || failed.count(m.id) > 0) continue;
+          if (!cluster::Membership::Assigned(assignment, m, s) || !serving(m) ||
+              failed.count(m.id) > 0)
+            continue;
           if (m.applied.at(local_name) + options_.max_lag < best[s]) continue;
           if (m.id != self && m.port == 0) continue;
           auto p = peers_.find(m.id);
@@ -490,7 +493,17 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
   }
   // This node hosts every shard and serves the collection: the plain local search.
   bool self_hosts_all = true;
-  for (uint32_t s = 0; s < shards; ++s) self_hosts_all = self_hosts_all && node_.Hosts(s);
+  {
+    const cluster::ShardAssignment assignment = members_.Assignment();
+    cluster::MemberInfo self;
+    self.id = node_.node_id();
+    for (uint32_t s = 0; s < shards; ++s) {
+      if (node_.Hosts(s)) self.shards.push_back(s);
+    }
+    for (uint32_t s = 0; s < shards; ++s) {
+      self_hosts_all = self_hosts_all && cluster::Membership::Assigned(assignment, self, s);
+    }
+  }
   const std::string local_name = cluster::LocalName(call.collection);
   if (self_hosts_all && node_.Follows(local_name) && node_.CheckServing(local_name).ok())
     return std::nullopt;

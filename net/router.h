@@ -65,6 +65,7 @@ class Router {
                              const Local& local);
   // The cluster's membership and collections (creates and drops go through it).
   cluster::Membership& members() { return members_; }
+  uint64_t max_lag() const { return options_.max_lag; }
   // Prometheus lines: searches routed, sub-requests sent, replica failures (each retried
   // elsewhere), members in the view, whether etcd answered last.
   std::string RenderMetrics() const;

@@ -106,11 +106,31 @@ Status NotInClusterMode(std::string_view what) {
       "(docs/cluster.md)");
 }
 
-// Collection versions need the cluster's metadata.
-Status NeedsEtcd() {
+// Collection versions, members and shard assignment are the cluster's metadata, in etcd.
+Status NeedsEtcd(std::string_view what = "collection versions") {
   return FailedPreconditionError(
-      "collection versions are cluster mode's (quiverd --cluster, docs/cluster.md); a single "
-      "process switches its whole data version (POST /v1/versions/reload)");
+      std::string(what) +
+      ": cluster mode with etcd only (quiverd --cluster, docs/cluster.md); a single process "
+      "switches its whole data version (POST /v1/versions/reload)");
+}
+
+ClusterInfo DescribeCluster(const cluster::Membership& m) {
+  ClusterInfo out;
+  const cluster::ShardAssignment assignment = m.Assignment();
+  uint32_t shards = 1;
+  for (const auto& [name, schema] : m.Collections()) {
+    if (schema) shards = std::max(shards, schema->shards);
+  }
+  for (const auto& [shard, nodes] : assignment) shards = std::max(shards, shard + 1);
+  for (const cluster::MemberInfo& x : m.Members()) {
+    ClusterMember member{x.id, x.host, x.port, x.shards, {}};
+    for (uint32_t s = 0; s < shards; ++s) {
+      if (cluster::Membership::Assigned(assignment, x, s)) member.assigned.push_back(s);
+    }
+    out.members.push_back(std::move(member));
+  }
+  out.assignment = assignment;
+  return out;
 }
 
 }  // namespace
@@ -431,6 +451,14 @@ Reply Service::Run(const Call& call) {
           },
           [&](const ReadExportCall& c) { return FromResult(exports_.Read(c)); },
           [&](const EndExportCall& c) { return FromStatus(exports_.End(c.export_id)); },
+          [&](const ClusterInfoCall&) {
+            if (router_ == nullptr) return FromStatus(NeedsEtcd("the cluster's members"));
+            return Reply{Status::Ok(), ReplyBody(DescribeCluster(router_->members()))};
+          },
+          [&](const AssignShardCall& c) {
+            if (router_ == nullptr) return FromStatus(NeedsEtcd("shard assignment"));
+            return FromStatus(router_->members().AssignShard(c.shard, c.nodes, router_->max_lag()));
+          },
           [&](const IntentCall& c) {
             Result<CollectionSchema> schema = e->GetSchema(c.collection);
             if (!schema.ok()) return FromStatus(schema.status());

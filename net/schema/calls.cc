@@ -27,7 +27,9 @@ constexpr const char* kNames[] = {"create_collection",
                                   "export",
                                   "read_export",
                                   "end_export",
-                                  "intent"};
+                                  "intent",
+                                  "cluster_info",
+                                  "assign_shard"};
 static_assert(std::size(kNames) == kCallKinds);
 
 }  // namespace
@@ -47,7 +49,7 @@ CallClass ClassOf(const Call& call) {
                              std::is_same_v<T, DropCollectionCall> ||
                              std::is_same_v<T, SnapshotCall> || std::is_same_v<T, ReloadCall> ||
                              std::is_same_v<T, RollbackCall> || std::is_same_v<T, RunPluginCall> ||
-                             std::is_same_v<T, ExportCall>) {
+                             std::is_same_v<T, AssignShardCall> || std::is_same_v<T, ExportCall>) {
           return CallClass::kMaintenance;
         } else {
           return CallClass::kRead;

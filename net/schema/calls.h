@@ -128,12 +128,21 @@ struct IntentCall {
   std::vector<uint32_t> shards;
 };
 
-using Call =
-    std::variant<CreateCollectionCall, DropCollectionCall, ListCollectionsCall,
-                 DescribeCollectionCall, UpsertCall, DeleteCall, GetCall, PutUsersCall, GetUserCall,
-                 AddEventsCall, SearchCall, SnapshotCall, ReloadCall, RollbackCall,
-                 ListVersionsCall, HealthCall, RunPluginCall, GetListCall, ListListsCall,
-                 ListPluginsCall, ExportCall, ReadExportCall, EndExportCall, IntentCall>;
+// Cluster mode with etcd (docs/cluster.md, "Shard assignment"): the members and the shards
+// routers send each of them; set the nodes a shard is sent to (empty: every member hosting it).
+struct ClusterInfoCall {};
+struct AssignShardCall {
+  uint32_t shard = 0;
+  std::vector<std::string> nodes;
+  friend bool operator==(const AssignShardCall&, const AssignShardCall&) = default;
+};
+
+using Call = std::variant<CreateCollectionCall, DropCollectionCall, ListCollectionsCall,
+                          DescribeCollectionCall, UpsertCall, DeleteCall, GetCall, PutUsersCall,
+                          GetUserCall, AddEventsCall, SearchCall, SnapshotCall, ReloadCall,
+                          RollbackCall, ListVersionsCall, HealthCall, RunPluginCall, GetListCall,
+                          ListListsCall, ListPluginsCall, ExportCall, ReadExportCall, EndExportCall,
+                          IntentCall, ClusterInfoCall, AssignShardCall>;
 
 // The operation's name for metrics and logs ("search", "upsert", ...), by Call index.
 const char* CallName(const Call& call);
@@ -216,10 +225,23 @@ struct IntentResult {
   friend bool operator==(const IntentResult&, const IntentResult&) = default;
 };
 
+struct ClusterMember {
+  std::string id, host;
+  uint32_t port = 0;               // the binary protocol's
+  std::vector<uint32_t> shards;    // held (quiverd --shards; empty: all)
+  std::vector<uint32_t> assigned;  // of those, the ones routers send it (of 0..max shards-1)
+  friend bool operator==(const ClusterMember&, const ClusterMember&) = default;
+};
+struct ClusterInfo {
+  std::vector<ClusterMember> members;
+  std::map<uint32_t, std::vector<std::string>> assignment;  // shards with an entry
+  friend bool operator==(const ClusterInfo&, const ClusterInfo&) = default;
+};
+
 using ReplyBody = std::variant<std::monostate, CollectionInfo, std::vector<CollectionInfo>,
                                WriteResult, GetResult, UserResult, SearchResult, VersionsInfo,
                                HealthResult, PluginRunResult, ListResult, ListInfosResult,
-                               PluginsResult, ExportResult, ExportChunk, IntentResult>;
+                               PluginsResult, ExportResult, ExportChunk, IntentResult, ClusterInfo>;
 
 // An answer: a failed status (and no body), or OK and the body the call produces
 // (monostate for calls that return nothing).

@@ -169,6 +169,13 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
       return {wire::RequestBody::ReadExport,
               wire::CreateReadExport(b, id, file, c.offset, c.length).Union()};
     }
+    BodyRef operator()(const ClusterInfoCall&) {
+      return {wire::RequestBody::ClusterInfoRequest, wire::CreateClusterInfoRequest(b).Union()};
+    }
+    BodyRef operator()(const AssignShardCall& c) {
+      auto nodes = b.CreateVectorOfStrings(c.nodes);
+      return {wire::RequestBody::AssignShard, wire::CreateAssignShard(b, c.shard, nodes).Union()};
+    }
     BodyRef operator()(const IntentCall& c) {
       auto n = b.CreateString(c.collection);
       auto vs = wirecodec::PutFloatVectors(b, c.vectors);
@@ -307,6 +314,26 @@ ResponseRef PutReplyBody(FlatBufferBuilder& b, const ReplyBody& body) {
       auto fv = b.CreateVector(files);
       return {wire::ResponseBody::ExportResult,
               wire::CreateExportResult(b, id, r.op_seq, pos, fv).Union()};
+    }
+    ResponseRef operator()(const ClusterInfo& r) {
+      std::vector<Offset<wire::ClusterMember>> members;
+      members.reserve(r.members.size());
+      for (const ClusterMember& m : r.members) {
+        auto id = b.CreateString(m.id);
+        auto host = b.CreateString(m.host);
+        auto shards = b.CreateVector(m.shards);
+        auto assigned = b.CreateVector(m.assigned);
+        members.push_back(wire::CreateClusterMember(b, id, host, m.port, shards, assigned));
+      }
+      std::vector<Offset<wire::ShardNodes>> assignment;
+      assignment.reserve(r.assignment.size());
+      for (const auto& [shard, nodes] : r.assignment) {
+        auto list = b.CreateVectorOfStrings(nodes);
+        assignment.push_back(wire::CreateShardNodes(b, shard, list));
+      }
+      auto mv = b.CreateVector(members);
+      auto av = b.CreateVector(assignment);
+      return {wire::ResponseBody::ClusterInfo, wire::CreateClusterInfo(b, mv, av).Union()};
     }
     ResponseRef operator()(const IntentResult& r) {
       auto v = b.CreateVector(r.similarity);
@@ -494,6 +521,16 @@ Result<Call> CallFromWire(const wire::Request* r) {
       if (const auto* v = x->shards()) call.shards.assign(v->begin(), v->end());
       return Call(std::move(call));
     }
+    case wire::RequestBody::ClusterInfoRequest:
+      return Call(ClusterInfoCall{});
+    case wire::RequestBody::AssignShard: {
+      const auto* x = r->body_as_AssignShard();
+      AssignShardCall call{x->shard(), {}};
+      if (const auto* v = x->nodes()) {
+        for (const flatbuffers::String* s : *v) call.nodes.push_back(Str(s));
+      }
+      return Call(std::move(call));
+    }
     case wire::RequestBody::NONE:
       break;
   }
@@ -630,6 +667,27 @@ Result<ReplyBody> GetReplyBody(const wire::Response* r) {
       if (const auto* v = x->files()) {
         for (const wire::ExportFile* f : *v) {
           out.files.push_back({Str(f->name()), f->size(), f->crc32c()});
+        }
+      }
+      return ReplyBody(std::move(out));
+    }
+    case wire::ResponseBody::ClusterInfo: {
+      ClusterInfo out;
+      const auto* x = r->body_as_ClusterInfo();
+      if (const auto* ms = x->members()) {
+        for (const wire::ClusterMember* m : *ms) {
+          ClusterMember member{Str(m->id()), Str(m->host()), m->port(), {}, {}};
+          if (m->shards()) member.shards.assign(m->shards()->begin(), m->shards()->end());
+          if (m->assigned()) member.assigned.assign(m->assigned()->begin(), m->assigned()->end());
+          out.members.push_back(std::move(member));
+        }
+      }
+      if (const auto* as = x->assignment()) {
+        for (const wire::ShardNodes* a : *as) {
+          std::vector<std::string>& nodes = out.assignment[a->shard()];
+          if (a->nodes()) {
+            for (const flatbuffers::String* s : *a->nodes()) nodes.push_back(Str(s));
+          }
         }
       }
       return ReplyBody(std::move(out));

@@ -5,6 +5,7 @@
 
 #include <fstream>
 
+#include "cluster/membership.h"
 #include "tests/testing/temp_dir.h"
 
 namespace quiver::cluster {
@@ -78,6 +79,24 @@ TEST(VersionsTest, ABuildFitsOnlyTheCollectionItWasBuiltFor) {
     out << R"({"collection":"movies"})";
   }
   EXPECT_EQ(ReadManifest(dir.path()).status().code(), StatusCode::kDataLoss);
+}
+
+// The shard assignment (cluster/membership.h): its etcd value and who is sent a shard.
+TEST(ShardAssignmentTest, RoundTripsAndListsOnlyAssignedHosts) {
+  const ShardAssignment a{{0, {"c0"}}, {3, {"a1", "b1"}}};
+  auto back = DecodeAssignment(EncodeAssignment(a));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, a);
+  EXPECT_EQ(DecodeAssignment(R"({"x":["a"]})").status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(DecodeAssignment(R"({"0":"a"})").status().code(), StatusCode::kDataLoss);
+  MemberInfo a0{.id = "a0", .shards = {0}}, c0{.id = "c0", .shards = {0, 1}},
+      all{.id = "x", .shards = {}};
+  EXPECT_FALSE(Membership::Assigned(a, a0, 0));  // holds it, not listed
+  EXPECT_TRUE(Membership::Assigned(a, c0, 0));
+  EXPECT_TRUE(Membership::Assigned(a, c0, 1));   // no entry: every holder
+  EXPECT_FALSE(Membership::Assigned(a, a0, 1));  // does not hold it
+  EXPECT_TRUE(Membership::Assigned({}, all, 7));
+  EXPECT_FALSE(Membership::Assigned(a, all, 3));
 }
 
 }  // namespace

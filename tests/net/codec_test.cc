@@ -66,7 +66,9 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
       ExportCall{"c", {0, 7}},
       ReadExportCall{"00ff", "index/00000000000000000012/global.qvi", uint64_t{5} << 32, 4096},
       EndExportCall{"00ff"},
-      IntentCall{"c", {{1, 2}, {3, 4}}, {1, 3}}};
+      IntentCall{"c", {{1, 2}, {3, 4}}, {1, 3}},
+      ClusterInfoCall{},
+      AssignShardCall{1, {"a0", "c0"}}};
   ASSERT_EQ(calls.size(), kCallKinds);
   for (const Call& call : calls) {
     const std::string frame = EncodeRequestFrame(77, "secret", call);
@@ -286,6 +288,9 @@ TEST(WireCodecTest, EveryReplyRoundTrips) {
             SearchResult{{{1, 0.5f}, {2, -1.25f}}, {0, 0}, {-1, -1}, {}, {}, {}, {1, 6}}},
       Reply{Status::Ok(), SearchResult{{{1, 0.5f}}, {}, {}, {}, {}, {}, {}, 9000000000}},
       Reply{Status::Ok(), VersionsInfo{"v2", "initial", {"initial", "v2"}}},
+      Reply{Status::Ok(),
+            ClusterInfo{{{"a0", "10.0.0.1", 7701, {0}, {0}}, {"c0", "10.0.0.2", 7701, {}, {1}}},
+                        {{0, {"a0"}}, {1, {"c0", "b1"}}}}},
       Reply{Status::Ok(), VersionsInfo{"v2",
                                        "initial",
                                        {"v2", "initial", "v3"},
@@ -437,6 +442,14 @@ TEST(JsonApiTest, RoutesDecodeIntoCalls) {
   EXPECT_EQ(std::get<ListVersionsCall>(*DecodeHttpCall("GET", "/v1/collections/m/versions", "", 32))
                 .collection,
             "m");
+  // Shard assignment.
+  EXPECT_EQ(std::get<AssignShardCall>(
+                *DecodeHttpCall("PUT", "/v1/cluster/shards/1", R"({"nodes":["c0","b1"]})", 32)),
+            (AssignShardCall{1, {"c0", "b1"}}));
+  EXPECT_FALSE(DecodeHttpCall("PUT", "/v1/cluster/shards/1", R"({"nodes":"c0"})", 32).ok());
+  EXPECT_FALSE(DecodeHttpCall("PUT", "/v1/cluster/shards/1", "{}", 32).ok());
+  EXPECT_TRUE(
+      std::holds_alternative<ClusterInfoCall>(*DecodeHttpCall("GET", "/v1/cluster", "", 32)));
   // Plugins and lists.
   auto run =
       DecodeHttpCall("POST", "/v1/collections/m/plugins/i2i_knn/run",

@@ -600,13 +600,19 @@ TEST_F(ClusterRoutingTest, ChannelsAnswerAsOneNode) {
 }
 
 // Moving shard 0 from a0 and b0 to a new node c0 under a search and write load: c0 joins
-// (a copy from a peer, then the log), and once it has caught up a0 and b0 leave (SIGTERM: each
-// revokes its lease first). No search fails; c0 holds every acknowledged write of shard 0.
+// (a copy from a peer, then the log); once it has caught up, shard 0's assignment in etcd is
+// flipped to c0 alone (refused before, and for nodes that do not hold the shard); then a0 and b0
+// are killed (SIGKILL: no lease revoked, routers must have stopped sending to them already).
+// No search fails; c0 holds every acknowledged write of shard 0.
 TEST_F(ClusterRoutingTest, AShardMovesToANewNodeUnderLoadWithoutAFailedSearch) {
   StartCluster();
   if (HasFatalFailure()) return;
   Load load(a1_, 3000, b1_, 4000, a1_, 23, last_seq_);
   load.Run(200);
+  EXPECT_EQ(a1_.client->AssignShard(0, {"c0"}).code(), StatusCode::kFailedPrecondition)
+      << "c0 is not a member yet";
+  EXPECT_EQ(a1_.client->AssignShard(0, {"a1"}).code(), StatusCode::kFailedPrecondition)
+      << "a1 does not hold shard 0";
   Start(c0_);
   ASSERT_FALSE(HasFatalFailure());
   net::SearchCall caught_up;
@@ -624,12 +630,47 @@ TEST_F(ClusterRoutingTest, AShardMovesToANewNodeUnderLoadWithoutAFailedSearch) {
   }
   ASSERT_TRUE(got.ok()) << got.status();
   load.Run(200);
+  // The flip (c0 may still be catching up with the load's newest writes: asked again).
+  Status assigned = UnavailableError("not asked yet");
+  for (const auto deadline = Clock::now() + std::chrono::minutes(1); Clock::now() < deadline;) {
+    assigned = b1_.client->AssignShard(0, {"c0"});
+    if (assigned.code() != StatusCode::kFailedPrecondition) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(assigned.ok()) << assigned;
+  // Every router's view has it once its cluster listing does.
+  for (Node* router : {&a1_, &b1_, &c0_}) {
+    Result<net::ClusterInfo> view = router->client->Cluster();
+    for (const auto deadline = Clock::now() + std::chrono::minutes(1);
+         view.ok() && view->assignment[0] != std::vector<std::string>{"c0"} &&
+         Clock::now() < deadline;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      view = router->client->Cluster();
+    }
+    ASSERT_TRUE(view.ok()) << view.status();
+    ASSERT_EQ(view->assignment[0], std::vector<std::string>{"c0"}) << router->id;
+    for (const net::ClusterMember& m : view->members) {
+      const bool serves_shard_0 = std::count(m.assigned.begin(), m.assigned.end(), 0u) > 0;
+      EXPECT_EQ(serves_shard_0, m.id == "c0") << m.id << " through " << router->id;
+    }
+  }
+  load.Run(200);
+  // No router sends to a0 or b0 any more: killing them fails no request sent to them.
+  auto failures = [](Node& n) {
+    const testing::HttpAnswer m = testing::Http(n.http, "GET", "/metrics");
+    const std::string name = "\nquiver_router_replica_failures_total ";
+    const size_t at = m.body.find(name);
+    return at == std::string::npos ? uint64_t{0} : std::stoull(m.body.substr(at + name.size()));
+  };
+  const uint64_t failed_a1 = failures(a1_), failed_b1 = failures(b1_);
   for (Node* leaving : {&a0_, &b0_}) {
-    leaving->process->Signal(SIGTERM);
-    EXPECT_EQ(leaving->process->Wait(), 0) << leaving->id << " did not stop cleanly";
+    leaving->process->Signal(SIGKILL);
+    leaving->process->Wait();
     load.Run(300);
   }
   load.Stop();
+  EXPECT_EQ(failures(a1_), failed_a1) << "a1 still sent shard 0 to a killed node";
+  EXPECT_EQ(failures(b1_), failed_b1) << "b1 still sent shard 0 to a killed node";
   EXPECT_EQ(load.failed(), 0u) << "of " << load.searches() << "; first: " << load.first_failure();
   const std::map<uint64_t, std::vector<float>>& acked = load.acked();
   // Every acknowledged write of shard 0 is on c0.
