@@ -148,6 +148,16 @@ void Put(JsonWriter& w, const CollectionSchema& s) {
   });
 }
 
+void Put(JsonWriter& w, const ClusterMember& m) {
+  w.Object([&] {
+    Field(w, "id", m.id);
+    Field(w, "host", m.host);
+    Field(w, "port", m.port);
+    Field(w, "shards", m.shards);
+    Field(w, "assigned", m.assigned);
+  });
+}
+
 void Put(JsonWriter& w, const CollectionInfo& info) {
   w.Object([&] {
     Field(w, "schema", info.schema);
@@ -314,20 +324,7 @@ void WriteBody(JsonWriter& w, const ReplyBody& body) {
     // them); as JSON, a chunk says its length.
     void operator()(const ClusterInfo& r) {
       w.Object([&] {
-        w.Key("members");
-        w.Raw("[");
-        for (size_t i = 0; i < r.members.size(); ++i) {
-          if (i) w.Raw(",");
-          const ClusterMember& m = r.members[i];
-          w.Object([&] {
-            Field(w, "id", m.id);
-            Field(w, "host", m.host);
-            Field(w, "port", m.port);
-            Field(w, "shards", m.shards);
-            Field(w, "assigned", m.assigned);
-          });
-        }
-        w.Raw("]");
+        Field(w, "members", r.members);
         w.Key("assignment");
         w.Object([&] {
           for (const auto& [shard, nodes] : r.assignment) Field(w, std::to_string(shard), nodes);
