@@ -266,53 +266,84 @@ net::Reply Client::Attempt(const net::Call& call, Clock::time_point deadline, bo
   return std::move(decoded->reply);
 }
 
-std::vector<net::Reply> Client::CallMany(std::span<const net::Call> calls,
-                                         std::chrono::milliseconds deadline_ms) {
-  const auto deadline = Clock::now() + (deadline_ms.count() > 0 ? deadline_ms : options_.deadline);
-  std::vector<net::Reply> replies(calls.size());
-  std::vector<bool> answered(calls.size(), false);
+struct Client::Batch::Rep {
+  Client* client = nullptr;
+  std::vector<net::Call> calls;
+  Clock::time_point deadline;
+  std::unique_ptr<Connection> c;
+  uint64_t first = 0;
   Status error;
   bool sent = false;
-  if (auto c = Take(deadline, &error)) {
-    const uint64_t first = next_id_.fetch_add(calls.size());
+};
+
+Client::Batch::Batch() : rep_(std::make_unique<Rep>()) {}
+Client::Batch::Batch(Batch&&) noexcept = default;
+Client::Batch& Client::Batch::operator=(Batch&&) noexcept = default;
+Client::Batch::~Batch() = default;
+
+Client::Batch Client::Start(std::vector<net::Call> calls, std::chrono::milliseconds deadline_ms) {
+  Batch b;
+  Batch::Rep& r = *b.rep_;
+  r.client = this;
+  r.calls = std::move(calls);
+  r.deadline = Clock::now() + (deadline_ms.count() > 0 ? deadline_ms : options_.deadline);
+  r.c = Take(r.deadline, &r.error);
+  if (r.c) {
+    r.first = next_id_.fetch_add(r.calls.size());
     std::string frames;
-    for (size_t i = 0; i < calls.size(); ++i)
-      frames += net::EncodeRequestFrame(first + i, options_.api_key, calls[i]);
-    error = c->Send(frames, deadline);
-    sent = true;  // (a part of the frames may have left even on failure)
-    size_t left = calls.size();
-    while (error.ok() && left > 0) {
-      auto body = c->Receive(deadline, options_.max_frame_bytes);
+    for (size_t i = 0; i < r.calls.size(); ++i)
+      frames += net::EncodeRequestFrame(r.first + i, options_.api_key, r.calls[i]);
+    r.error = r.c->Send(frames, r.deadline);
+    r.sent = true;  // (a part of the frames may have left even on failure)
+  }
+  return b;
+}
+
+std::vector<net::Reply> Client::Batch::Wait() {
+  Rep& r = *rep_;
+  const size_t n = r.calls.size();
+  std::vector<net::Reply> replies(n);
+  std::vector<bool> answered(n, false);
+  if (r.c) {
+    size_t left = n;
+    while (r.error.ok() && left > 0) {
+      auto body = r.c->Receive(r.deadline, r.client->options_.max_frame_bytes);
       if (!body.ok()) {
-        error = body.status();
+        r.error = body.status();
         break;
       }
       auto decoded = net::DecodeResponse(*body);
-      if (!decoded.ok() || decoded->id < first || decoded->id - first >= calls.size() ||
-          answered[decoded->id - first]) {
-        error = Transport("bad or unexpected response in a pipelined batch");
+      if (!decoded.ok() || decoded->id < r.first || decoded->id - r.first >= n ||
+          answered[decoded->id - r.first]) {
+        r.error = Transport("bad or unexpected response in a pipelined batch");
         break;
       }
-      const size_t i = size_t(decoded->id - first);
+      const size_t i = size_t(decoded->id - r.first);
       replies[i] = std::move(decoded->reply);
       answered[i] = true;
       --left;
     }
-    if (error.ok()) {
-      Give(std::move(c));
+    if (r.error.ok()) {
+      r.client->Give(std::move(r.c));
       return replies;
     }
+    r.c.reset();
   }
-  for (size_t i = 0; i < calls.size(); ++i) {
+  for (size_t i = 0; i < n; ++i) {
     if (answered[i]) continue;
-    if (!sent || net::IsIdempotent(calls[i])) {
-      replies[i] = Call(
-          calls[i], std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+    if (!r.sent || net::IsIdempotent(r.calls[i])) {
+      replies[i] = r.client->Call(r.calls[i], std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                  r.deadline - Clock::now()));
     } else {
-      replies[i] = net::Reply{error, {}};
+      replies[i] = net::Reply{r.error, {}};
     }
   }
   return replies;
+}
+
+std::vector<net::Reply> Client::CallMany(std::span<const net::Call> calls,
+                                         std::chrono::milliseconds deadline_ms) {
+  return Start(std::vector<net::Call>(calls.begin(), calls.end()), deadline_ms).Wait();
 }
 
 net::Reply Client::Call(const net::Call& call, std::chrono::milliseconds deadline_ms) {

@@ -75,6 +75,26 @@ class Client {
       std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
   std::future<net::Reply> CallAsync(
       net::Call call, std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
+  // CallMany in two halves: Start writes every frame now, on the calling thread; Wait reads
+  // the answers (and retries as CallMany does). A caller that has other work meanwhile (a router
+  // searching its own shard while a replica searches another) pays no thread hand-off either
+  // way. A Batch dropped unanswered closes its connection.
+  class Batch {
+   public:
+    Batch(Batch&&) noexcept;
+    Batch& operator=(Batch&&) noexcept;
+    ~Batch();
+    // Once: replies[i] answers calls[i].
+    std::vector<net::Reply> Wait();
+
+   private:
+    friend class Client;
+    Batch();
+    struct Rep;
+    std::unique_ptr<Rep> rep_;
+  };
+  Batch Start(std::vector<net::Call> calls,
+              std::chrono::milliseconds deadline = std::chrono::milliseconds(0));
 
   Result<CollectionInfo> CreateCollection(const CollectionSchema& schema);
   Status DropCollection(const std::string& name);

@@ -280,24 +280,17 @@ std::shared_ptr<client::Client> Router::ClientFor(const cluster::MemberInfo& m) 
   return shared;
 }
 
-std::future<std::vector<Reply>> Router::Send(const cluster::MemberInfo& m, std::vector<Call> calls,
-                                             std::chrono::milliseconds deadline) {
+Router::InFlight Router::Send(const cluster::MemberInfo& m, std::vector<Call> calls,
+                              std::chrono::milliseconds deadline) {
+  InFlight out;
   std::shared_ptr<client::Client> c = ClientFor(m);
   if (!c) {
-    std::promise<std::vector<Reply>> failed;
-    failed.set_value(std::vector<Reply>(
-        calls.size(),
-        Reply{UnavailableError("cannot connect to node '" + m.id + "'"), std::monostate{}}));
-    return failed.get_future();
+    out.failed.assign(calls.size(), Reply{UnavailableError("cannot connect to node '" + m.id + "'"),
+                                          std::monostate{}});
+    return out;
   }
-  if (calls.size() == 1) {  // on the client's workers: no thread started per request
-    auto one = c->CallAsync(std::move(calls[0]), deadline);
-    return std::async(std::launch::deferred,
-                      [one = std::move(one)]() mutable { return std::vector<Reply>{one.get()}; });
-  }
-  return std::async(std::launch::async, [c, calls = std::move(calls), deadline] {
-    return c->CallMany(calls, deadline);
-  });
+  out.batch = c->Start(std::move(calls), deadline);
+  return out;
 }
 
 std::string Router::RenderMetrics() const {
@@ -431,10 +424,15 @@ std::optional<Reply> Router::Fanout(const std::string& collection, uint32_t shar
       std::string id;
       std::vector<uint32_t> shards;
       std::vector<Call> calls;
-      std::future<std::vector<Reply>> future;
+      InFlight sent;
     };
+    // Every replica's calls are written before this node runs its own part, which comes first
+    // among the answers waited for: the searches run side by side.
     std::vector<Pending> pending;
-    for (auto& [id, assigned] : plan) {
+    std::vector<std::pair<std::string, std::vector<uint32_t>>> order(plan.begin(), plan.end());
+    std::stable_partition(order.begin(), order.end(),
+                          [&](const auto& entry) { return entry.first == self; });
+    for (auto& [id, assigned] : order) {
       Result<std::vector<Call>> calls = calls_for(assigned, *several);
       if (!calls.ok()) return Reply{calls.status(), std::monostate{}};
       Pending p{id, assigned, std::move(*calls), {}};
@@ -446,7 +444,7 @@ std::optional<Reply> Router::Fanout(const std::string& collection, uint32_t shar
       if (id != self) {
         auto m = std::find_if(members.begin(), members.end(),
                               [&](const cluster::MemberInfo& x) { return x.id == p.id; });
-        p.future = Send(*m, p.calls, budget);
+        p.sent = Send(*m, p.calls, budget);
       }
       pending.push_back(std::move(p));
     }
@@ -455,7 +453,7 @@ std::optional<Reply> Router::Fanout(const std::string& collection, uint32_t shar
       if (p.id == self) {
         for (const Call& c : p.calls) replies.push_back(local(c));
       } else {
-        replies = p.future.get();
+        replies = p.sent.Wait();
       }
       {
         std::lock_guard lock(mu_);

@@ -105,10 +105,15 @@ class Router {
   // A search with channels across shards: engine::RunChannels over the replicas' data.
   Reply RouteChannels(const SearchCall& call, const CollectionSchema& schema, const Local& local,
                       Clock::time_point deadline);
-  // The calls to a replica, on its client's workers (kUnavailable replies if it cannot be
-  // reached).
-  std::future<std::vector<Reply>> Send(const cluster::MemberInfo& m, std::vector<Call> calls,
-                                       std::chrono::milliseconds deadline);
+  // The calls to a replica, written now on this thread; Wait reads the answers (kUnavailable
+  // replies if it cannot be reached).
+  struct InFlight {
+    std::optional<client::Client::Batch> batch;
+    std::vector<Reply> failed;
+    std::vector<Reply> Wait() { return batch ? batch->Wait() : std::move(failed); }
+  };
+  InFlight Send(const cluster::MemberInfo& m, std::vector<Call> calls,
+                std::chrono::milliseconds deadline);
   void Penalize(const std::string& id);
 
   cluster::Membership& members_;
