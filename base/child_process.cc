@@ -1,7 +1,7 @@
 #include "base/child_process.h"
 
 #include <fcntl.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,10 +22,6 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::Start(const std::vector<std:
   if (argv.empty()) return InvalidArgumentError("no program to start");
   const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (log < 0) return InternalError("cannot create " + log_path + ": " + std::strerror(errno));
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, log, STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, log, STDERR_FILENO);
   // The child's environment: this one, with `env` replacing variables of the same name.
   std::vector<std::string> vars;
   for (char** e = environ; *e; ++e) {
@@ -44,11 +40,46 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::Start(const std::vector<std:
   args.reserve(argv_copy.size() + 1);
   for (std::string& a : argv_copy) args.push_back(a.data());
   args.push_back(nullptr);
-  pid_t pid = 0;
-  const int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
+  // The exec's failure comes back through a pipe closed on a successful exec.
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) {
+    ::close(log);
+    return InternalError(std::string("pipe: ") + std::strerror(errno));
+  }
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    // Only async-signal-safe calls from here to the exec.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int err = 0;
+    if (::getppid() != parent) {
+      err = ESRCH;  // the parent is gone already
+    } else if (::dup2(log, STDOUT_FILENO) < 0 || ::dup2(log, STDERR_FILENO) < 0) {
+      err = errno;
+    } else {
+      ::execve(args[0], args.data(), envp.data());
+      err = errno;
+    }
+    (void)!::write(report[1], &err, sizeof(err));
+    ::_exit(127);
+  }
+  const int fork_errno = errno;
+  ::close(report[1]);
   ::close(log);
-  if (rc != 0) return UnavailableError("cannot start " + argv[0] + ": " + std::strerror(rc));
+  if (pid < 0) {
+    ::close(report[0]);
+    return UnavailableError("cannot start " + argv[0] + ": " + std::strerror(fork_errno));
+  }
+  int err = 0;
+  ssize_t n = 0;
+  do {
+    n = ::read(report[0], &err, sizeof(err));
+  } while (n < 0 && errno == EINTR);
+  ::close(report[0]);
+  if (n == ssize_t(sizeof(err))) {
+    ::waitpid(pid, nullptr, 0);
+    return UnavailableError("cannot start " + argv[0] + ": " + std::strerror(err));
+  }
   return std::unique_ptr<ChildProcess>(new ChildProcess(pid, log_path));
 }
 

@@ -1,5 +1,7 @@
-// ChildProcess: a program started with posix_spawn, its stdout and stderr sent to a log file,
-// for the tools and benchmarks that drive a real quiverd (and the tests that kill one).
+// ChildProcess: a program started (fork and exec) with its stdout and stderr sent to a log
+// file, for the tools and benchmarks that drive a real quiverd (and the tests that kill one).
+// The child is killed (SIGKILL) when the thread that started it ends, however it ends: a test
+// that crashes or is killed leaves no server behind holding ports and directories.
 //
 //   auto p = ChildProcess::Start({"build/tools/quiverd", "--data", dir, "--http-port", "0"},
 //                                dir + "/quiverd.log");
