@@ -950,7 +950,7 @@ Result<std::vector<storage::ListInfo>> Engine::ListInfos(const std::string& name
 Result<QueryResult> Engine::Query(const std::string& name, const QuerySpec& query) const {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));
   const std::shared_ptr<Partitions> parts = c->parts();  // one index set for the whole query
-  QV_RETURN_IF_ERROR(ValidateQuery(query, uint32_t(parts->global().dim()),
+  QV_RETURN_IF_ERROR(ValidateQuery(query, uint32_t(parts->global().dim()), c->schema().metric,
                                    uint32_t(parts->clusters()), uint32_t(parts->topics()),
                                    c->schema().shards));
   if (query.channels) return ops::RunChannels(*store_, c->id(), *parts, c->schema().metric, query);
@@ -966,8 +966,8 @@ Result<std::vector<double>> Engine::ClusterSimilarity(
   }
   QuerySpec q;
   q.vectors = vectors;
-  QV_RETURN_IF_ERROR(ValidateQuery(q, uint32_t(parts->global().dim()), uint32_t(parts->clusters()),
-                                   uint32_t(parts->topics())));
+  QV_RETURN_IF_ERROR(ValidateQuery(q, uint32_t(parts->global().dim()), c->schema().metric,
+                                   uint32_t(parts->clusters()), uint32_t(parts->topics())));
   return engine::ClusterSimilarity(*parts, c->schema().metric, vectors);
 }
 

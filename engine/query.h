@@ -30,10 +30,11 @@ inline constexpr size_t kExactScanLimit = 4096;
 std::vector<uint32_t> AllocateQuotas(std::span<const double> p, double a, uint32_t total);
 
 // kInvalidArgument naming the field for a malformed query against a collection of `dim`,
-// `clusters`, `topics` and `shards`: every limit and range of a search
-// (engine/query/validate.cc).
-Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters, uint32_t topics = 0,
-                     uint32_t shards = 1);
+// `metric`, `clusters`, `topics` and `shards`: every limit and range of a search
+// (engine/query/validate.cc). With ip and cosine, an all-zero query vector scores every item 0
+// (an answer in no order at all): refused, saying so.
+Status ValidateQuery(const QuerySpec& q, uint32_t dim, Metric metric, uint32_t clusters,
+                     uint32_t topics = 0, uint32_t shards = 1);
 
 // Greedy diversity re-ranking (docs/queries.md, "Diversity") of `hits` (best first) down to k,
 // given each candidate's category and, with MMR, its vector (n x dim values; else empty). The

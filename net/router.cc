@@ -485,7 +485,8 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
   const QuerySpec& q = call.query;
   if (!q.shards.empty()) return std::nullopt;  // a router's sub-request: answered here
   const uint32_t shards = std::max<uint32_t>(schema.shards, 1);
-  if (Status s = engine::ValidateQuery(q, schema.dim, schema.clusters, schema.topics, shards);
+  if (Status s = engine::ValidateQuery(q, schema.dim, schema.metric, schema.clusters, schema.topics,
+                                       shards);
       !s.ok()) {
     return Reply{std::move(s), std::monostate{}};
   }

@@ -409,6 +409,11 @@ int Main(int argc, char** argv) {
         c.query.k = uint32_t(std::min<size_t>(k, max_k));
         if (filter != nullptr) c.query.filter = *filter;
         net::Reply r = server->Handle(c);
+        // An item whose vector is all zeros (ip, cosine) has no neighbors to speak of.
+        if (r.status.code() == StatusCode::kInvalidArgument &&
+            std::all_of(vector.begin(), vector.end(), [](float x) { return x == 0.0f; })) {
+          return std::vector<Hit>{};
+        }
         // Retried by the follower (the run is applied again) rather than refused for good.
         if (!r.status.ok()) return UnavailableError("plugin search: " + r.status.ToString());
         return std::move(std::get<net::SearchResult>(r.body).hits);

@@ -148,13 +148,40 @@ Status CheckChannels(const QuerySpec& q) {
 
 }  // namespace
 
-Status ValidateQuery(const QuerySpec& q, uint32_t dim, uint32_t clusters, uint32_t topics,
-                     uint32_t shards) {
-  if (q.mvke) QV_RETURN_IF_ERROR(CheckMvke(q, dim, topics));
+// ip and cosine: a zero vector gives every item the same score (0), so the "nearest" items
+// are arbitrary. Usually a user without history whose vector was left at zero; the caller is
+// to fall back (most popular items, say) rather than serve noise.
+Status CheckNotZero(const std::vector<float>& v, Metric metric, const std::string& name) {
+  if (metric == Metric::kL2) return Status::Ok();
+  for (float x : v) {
+    if (x != 0.0f) return Status::Ok();
+  }
+  return Bad(name + " is all zeros: with metric " + std::string(MetricName(metric)) +
+             " every item would score 0 and the answer would be in no order (a user without "
+             "history? serve a fallback such as the most popular items instead)");
+}
+
+Status ValidateQuery(const QuerySpec& q, uint32_t dim, Metric metric, uint32_t clusters,
+                     uint32_t topics, uint32_t shards) {
+  if (q.mvke) {
+    QV_RETURN_IF_ERROR(CheckMvke(q, dim, topics));
+    bool any = false;
+    for (const std::vector<float>& u : q.mvke->user_vectors) {
+      any = any || CheckNotZero(u, metric, "").ok();
+    }
+    if (!any && !q.mvke->user_vectors.empty()) {
+      QV_RETURN_IF_ERROR(CheckNotZero(q.mvke->user_vectors[0], metric, "every mvke user vector"));
+    }
+  }
   // With channels, u2i may use the user's vector instead of the query's.
   if (q.vectors.empty() && !q.mvke && !q.channels) return Bad("a query needs at least one vector");
   if (q.vectors.size() > 64) return Bad("at most 64 query vectors");
   QV_RETURN_IF_ERROR(CheckVectors(q.vectors, dim, "vector"));
+  for (size_t j = 0; j < q.vectors.size(); ++j) {
+    QV_RETURN_IF_ERROR(
+        CheckNotZero(q.vectors[j], metric,
+                     q.vectors.size() == 1 ? "the query vector" : "vector " + std::to_string(j)));
+  }
   QV_RETURN_IF_ERROR(CheckAggregate(q));
   if (q.quota) {
     QV_RETURN_IF_ERROR(CheckQuota(*q.quota, clusters));

@@ -414,6 +414,51 @@ TEST_F(QueryTest, BadQueriesGetClearErrors) {
   bad(q, "needs a value");
 }
 
+// With ip and cosine an all-zero query vector would score every item 0: refused, naming the
+// vector, for plain, multi-vector, quota and MVKE queries; with l2 it is a point like any other.
+TEST_F(QueryTest, AllZeroVectorsAreRefusedForIpAndCosine) {
+  for (Metric metric : {Metric::kInnerProduct, Metric::kCosine}) {
+    CollectionSchema s;
+    s.name = std::string("z") + std::string(MetricName(metric));
+    s.dim = 8;
+    s.metric = metric;
+    s.index.type = IndexSpec::Type::kFlat;
+    s.clusters = 4;
+    s.topics = 2;
+    ASSERT_TRUE(engine_->CreateCollection(s).ok());
+    std::vector<ItemRecord> items = ClusteredItems(40, 4, 3);
+    for (ItemRecord& item : items) item.topic_weights = {0.5f, 0.5f};
+    ASSERT_TRUE(engine_->Upsert(s.name, items).ok());
+    const std::vector<float> zero(8, 0.0f), one = items[0].vector;
+    auto refused = [&](const QuerySpec& q, const std::string& words) {
+      auto r = engine_->Query(s.name, q);
+      EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << s.name << ": " << words;
+      EXPECT_NE(r.status().message().find(words), std::string::npos) << r.status();
+    };
+    QuerySpec q;
+    q.k = 5;
+    q.vectors = {zero};
+    refused(q, "the query vector is all zeros");
+    q.vectors = {one, zero};
+    refused(q, "vector 1 is all zeros");
+    q.quota = QuotaSpec{{}, 1.0f, 10, 1.0f};
+    refused(q, "vector 1 is all zeros");
+    q.quota.reset();
+    q.vectors = {one, one};
+    EXPECT_TRUE(engine_->Query(s.name, q).ok());
+    QuerySpec mvke;
+    mvke.k = 5;
+    mvke.mvke = MvkeSpec{{zero, zero}};
+    refused(mvke, "every mvke user vector is all zeros");
+    mvke.mvke = MvkeSpec{{zero, one}};  // one topic's interest alone: a real query
+    EXPECT_TRUE(engine_->Query(s.name, mvke).ok());
+  }
+  QuerySpec l2;
+  l2.k = 5;
+  l2.vectors = {std::vector<float>(8, 0.0f)};
+  EXPECT_TRUE(engine_->Query("c", l2).ok());  // the fixture's collection is l2
+}
+
 // Planted structure: users interested in two distant clusters. One averaged vector lands
 // between them; one vector per interest (max-merged) finds what each interest likes.
 TEST(MultiInterestRecallTest, TwoInterestsBeatOneAveragedVector) {
