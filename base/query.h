@@ -76,6 +76,11 @@ struct QuotaSpec {
   float a = 1.0f;            // exponent on p
   uint32_t total = 0;        // M: results across clusters
   float temperature = 1.0f;  // "auto": p = softmax(similarity(q, centroid_k) / temperature)
+  // p "history" (docs/queries.md, "Intent from history"): this user's stored events give p_k
+  // proportional to sum over the events on items of cluster k of 2^(-(t_newest - t) /
+  // half_life) (half_life 0: every event counts 1). Exclusive with p.
+  std::optional<uint64_t> user;
+  int64_t half_life = 0;
   friend bool operator==(const QuotaSpec&, const QuotaSpec&) = default;
 };
 

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cinttypes>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -954,7 +955,46 @@ Result<QueryResult> Engine::Query(const std::string& name, const QuerySpec& quer
                                    uint32_t(parts->clusters()), uint32_t(parts->topics()),
                                    c->schema().shards));
   if (query.channels) return ops::RunChannels(*store_, c->id(), *parts, c->schema().metric, query);
+  if (query.quota && query.quota->user) {
+    // p "history": the weights become the query's given p.
+    QV_ASSIGN_OR_RETURN(const std::vector<double> w,
+                        HistoryIntent(name, *query.quota->user, query.quota->half_life));
+    QV_RETURN_IF_ERROR(CheckHistoryIntent(w, *query.quota->user));
+    QuerySpec given = query;
+    given.quota->p.assign(w.begin(), w.end());
+    given.quota->user.reset();
+    given.quota->half_life = 0;
+    return RunQuery(*parts, c->schema().metric, given);
+  }
   return RunQuery(*parts, c->schema().metric, query);
+}
+
+Result<std::vector<double>> Engine::HistoryIntent(const std::string& name, uint64_t user,
+                                                  int64_t half_life) const {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  const uint32_t clusters = c->schema().clusters;
+  if (clusters == 0) return FailedPreconditionError("collection '" + name + "' has no clusters");
+  QV_ASSIGN_OR_RETURN(std::optional<UserRecord> u, store_->GetUser(c->id(), user));
+  if (!u) {
+    return NotFoundError("no user " + std::to_string(user) + " in collection '" + name + "'");
+  }
+  std::vector<double> w(clusters, 0.0);
+  if (u->history.empty()) return w;
+  std::vector<uint64_t> ids;
+  ids.reserve(u->history.size());
+  int64_t newest = u->history.front().timestamp;
+  for (const auto& e : u->history) {
+    ids.push_back(e.item);
+    newest = std::max(newest, e.timestamp);
+  }
+  std::vector<std::optional<ItemRecord>> items;
+  QV_RETURN_IF_ERROR(store_->GetItems(c->id(), ids, &items));
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (!items[i] || items[i]->cluster >= clusters) continue;  // deleted, or on another shard
+    const double age = double(newest - u->history[i].timestamp);
+    w[items[i]->cluster] += half_life > 0 ? std::exp2(-age / double(half_life)) : 1.0;
+  }
+  return w;
 }
 
 Result<std::vector<double>> Engine::ClusterSimilarity(

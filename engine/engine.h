@@ -167,6 +167,12 @@ class Engine {
 
   // Multi-vector and quota queries (engine/query.h, docs/queries.md).
   Result<QueryResult> Query(const std::string& name, const QuerySpec& query) const;
+  // p "history" (docs/queries.md, "Intent from history"): per cluster, the sum over the user's
+  // stored events on this engine's items of that cluster of 2^(-(t_newest - t) / half_life)
+  // (half_life 0: 1 each); not normalised. kNotFound for an unknown user,
+  // kFailedPrecondition for a collection without clusters.
+  Result<std::vector<double>> HistoryIntent(const std::string& name, uint64_t user,
+                                            int64_t half_life) const;
   // Per cluster, the best similarity of `vectors` to its centroid (-inf: empty): a quota's p
   // "auto" before the softmax (engine::ClusterSimilarity). kInvalidArgument for vectors a
   // query would not take, kFailedPrecondition for a collection without clusters.

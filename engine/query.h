@@ -56,6 +56,9 @@ void BoostScores(const Fresh& fresh, int64_t now, std::span<const int64_t> times
 std::vector<double> ClusterSimilarity(const Partitions& parts, Metric metric,
                                       const std::vector<std::vector<float>>& vectors);
 std::vector<double> IntentFrom(std::span<const double> similarity, float temperature);
+// p "history": kFailedPrecondition (saying so) when no event of the user is on an item the
+// collection still holds: there is no intent to take.
+Status CheckHistoryIntent(std::span<const double> weights, uint64_t user);
 
 // Where candidate channels (docs/queries.md, "Channels") read their inputs: the engine's own
 // store and indexes, or cluster mode's router (users and u2u lists on every node, i2i lists and

@@ -100,13 +100,16 @@ Result<Filter> FilterFromJson(element e) {
 Result<QuotaSpec> QuotaFromJson(element e) {
   object qo;
   if (auto err = e.get_object().get(qo)) return BadField("quota", err);
-  QV_RETURN_IF_ERROR(OnlyFields(qo, {"p", "a", "total", "temperature"}));
+  QV_RETURN_IF_ERROR(OnlyFields(qo, {"p", "a", "total", "temperature", "user", "half_life"}));
   QuotaSpec quota;
   element pe;
+  bool history = false;
   if (!qo["p"].get(pe)) {
     std::string_view word;
     if (pe.get_string().get(word) == simdjson::SUCCESS) {
-      if (word != "auto") return Bad("quota p must be an array or \"auto\"");
+      history = word == "history";
+      if (word != "auto" && !history)
+        return Bad("quota p must be an array, \"auto\" or \"history\"");
     } else {
       QV_RETURN_IF_ERROR(formats::FloatsFromJson(pe, "quota p", &quota.p));
     }
@@ -120,6 +123,16 @@ Result<QuotaSpec> QuotaFromJson(element e) {
     *out = float(d);
   }
   QV_RETURN_IF_ERROR(GetUint(qo, "total", &quota.total));
+  element user;
+  if (!qo["user"].get(user)) {
+    if (!history) return Bad("quota user is for p \"history\"");
+    quota.user = 0;
+    QV_RETURN_IF_ERROR(GetUint(qo, "user", &*quota.user));
+  } else if (history) {
+    return Bad("quota p \"history\" needs a user");
+  }
+  QV_RETURN_IF_ERROR(GetDuration(qo, "half_life", "quota half_life", &quota.half_life));
+  if (!history && quota.half_life != 0) return Bad("quota half_life is for p \"history\"");
   return quota;
 }
 

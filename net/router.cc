@@ -527,14 +527,19 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
     if (p.empty()) {
       std::vector<Answer> intents;
       bool several = false;
+      // p "history": each shard weighs the user's events on its items (the user's record is
+      // on every node); else each gives its clusters' similarity to the query.
+      const std::optional<uint64_t> user = q.quota->user;
       auto ask = [&](const std::vector<uint32_t>& assigned, bool) -> Result<std::vector<Call>> {
-        return std::vector<Call>{Call(IntentCall{call.collection, q.vectors, assigned})};
+        return std::vector<Call>{
+            Call(IntentCall{call.collection, user ? std::vector<std::vector<float>>{} : q.vectors,
+                            assigned, user, q.quota->half_life})};
       };
       if (auto failed = Fanout(call.collection, shards, all, deadline, ask, local, &intents, &known,
                                &several)) {
         return failed;
       }
-      std::vector<double> sim(schema.clusters, -INFINITY);
+      std::vector<double> sim(schema.clusters, user ? 0.0 : -INFINITY);
       for (Answer& a : intents) {
         const auto* r = std::get_if<IntentResult>(&a.replies[0].body);
         if (r == nullptr || r->similarity.size() != schema.clusters) {
@@ -546,13 +551,21 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
             sim[k] = r->similarity[k];
         }
       }
-      p = engine::IntentFrom(sim, q.quota->temperature);
+      if (user) {
+        if (Status s = engine::CheckHistoryIntent(sim, *user); !s.ok())
+          return Reply{std::move(s), std::monostate{}};
+        p = std::move(sim);
+      } else {
+        p = engine::IntentFrom(sim, q.quota->temperature);
+      }
     }
     quotas = engine::AllocateQuotas(p, q.quota->a, q.quota->total);
     if (q.quota->p.empty()) {
       QuotaSpec exact = *q.quota;
       exact.p.assign(quotas.begin(), quotas.end());
       exact.a = 1;
+      exact.user.reset();
+      exact.half_life = 0;
       routed.query.quota = std::move(exact);
     }
     unanswered.clear();

@@ -469,13 +469,15 @@ Reply Service::Run(const Call& call) {
                                                           c.collection + "'"));
               }
             }
-            auto sim = e->ClusterSimilarity(c.collection, c.vectors);
+            // p "history": the user's weights over this node's items; else the similarity.
+            auto sim = c.user ? e->HistoryIntent(c.collection, *c.user, c.half_life)
+                              : e->ClusterSimilarity(c.collection, c.vectors);
             if (!sim.ok()) return FromStatus(sim.status());
             // Only the clusters of the shards asked for (the others may be partial here).
             for (size_t k = 0; k < sim->size() && !c.shards.empty(); ++k) {
               if (!std::binary_search(c.shards.begin(), c.shards.end(),
                                       uint32_t(k % std::max<uint32_t>(schema->shards, 1))))
-                (*sim)[k] = -INFINITY;
+                (*sim)[k] = c.user ? 0.0 : -INFINITY;
             }
             return Reply{Status::Ok(), ReplyBody(IntentResult{std::move(*sim)})};
           },

@@ -28,6 +28,15 @@ std::vector<double> IntentFrom(std::span<const double> sim, float temperature) {
   return p;
 }
 
+Status CheckHistoryIntent(std::span<const double> weights, uint64_t user) {
+  for (double w : weights) {
+    if (w > 0) return Status::Ok();
+  }
+  return FailedPreconditionError(
+      "quota p \"history\": user " + std::to_string(user) +
+      " has no event on an item of this collection; use p \"auto\" or a fallback");
+}
+
 std::vector<double> ClusterSimilarity(const Partitions& parts, Metric metric,
                                       const std::vector<std::vector<float>>& vectors) {
   const size_t c = parts.clusters(), dim = vectors[0].size();

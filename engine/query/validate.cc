@@ -76,6 +76,12 @@ Status CheckQuota(const QuotaSpec& s, uint32_t clusters) {
   if (!Finite(s.a) || s.a < 0) return Bad("quota exponent a must be finite and >= 0");
   if (!Finite(s.temperature) || s.temperature <= 0)
     return Bad("quota temperature must be finite and > 0");
+  if (s.half_life < 0) return Bad("quota half_life must be >= 0");
+  if (s.user) {
+    if (!s.p.empty()) return Bad("quota p is either given or \"history\" (with a user), not both");
+    return Status::Ok();
+  }
+  if (s.half_life != 0) return Bad("quota half_life is for p \"history\"");
   if (s.p.empty()) return Status::Ok();
   if (s.p.size() != clusters) {
     return Bad("quota p has " + std::to_string(s.p.size()) + " values; the collection has " +

@@ -122,10 +122,14 @@ inline constexpr uint32_t kMaxExportChunk = uint32_t{8} << 20;
 // Cluster mode: per cluster of these shards, the best similarity of the vectors to its
 // centroid (engine::ClusterSimilarity): what a router needs for a quota with p "auto"
 // (docs/cluster.md). The node must host the shards.
+// With `user`: each cluster's weight from the user's stored events (p "history", not yet
+// normalised) instead of the similarity.
 struct IntentCall {
   std::string collection;
   std::vector<std::vector<float>> vectors;
   std::vector<uint32_t> shards;
+  std::optional<uint64_t> user;
+  int64_t half_life = 0;
 };
 
 // Cluster mode with etcd (docs/cluster.md, "Shard assignment"): the members and the shards

@@ -180,7 +180,9 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
       auto n = b.CreateString(c.collection);
       auto vs = wirecodec::PutFloatVectors(b, c.vectors);
       auto shards = b.CreateVector(c.shards);
-      return {wire::RequestBody::Intent, wire::CreateIntent(b, n, vs, shards).Union()};
+      return {wire::RequestBody::Intent, wire::CreateIntent(b, n, vs, shards, c.user.value_or(0),
+                                                            c.user.has_value(), c.half_life)
+                                             .Union()};
     }
     BodyRef operator()(const EndExportCall& c) {
       auto id = b.CreateString(c.export_id);
@@ -517,8 +519,13 @@ Result<Call> CallFromWire(const wire::Request* r) {
       return Call(EndExportCall{Str(r->body_as_EndExport()->export_id())});
     case wire::RequestBody::Intent: {
       const auto* x = r->body_as_Intent();
-      IntentCall call{Str(x->collection()), wirecodec::GetFloatVectors(x->vectors()), {}};
+      IntentCall call{Str(x->collection()),
+                      wirecodec::GetFloatVectors(x->vectors()),
+                      {},
+                      std::nullopt,
+                      x->half_life()};
       if (const auto* v = x->shards()) call.shards.assign(v->begin(), v->end());
+      if (x->has_user()) call.user = x->user();
       return Call(std::move(call));
     }
     case wire::RequestBody::ClusterInfoRequest:

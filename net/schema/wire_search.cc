@@ -25,10 +25,13 @@ namespace {
 
 Offset<wire::Quota> PutQuota(FlatBufferBuilder& b, const QuotaSpec& q) {
   auto p = b.CreateVector(q.p);
-  return wire::CreateQuota(b, p, q.a, q.total, q.temperature);
+  return wire::CreateQuota(b, p, q.a, q.total, q.temperature, q.user.value_or(0),
+                           q.user.has_value(), q.half_life);
 }
 QuotaSpec GetQuota(const wire::Quota* q) {
-  return QuotaSpec{Vec(q->p()), q->a(), q->total(), q->temperature()};
+  QuotaSpec out{Vec(q->p()), q->a(), q->total(), q->temperature(), std::nullopt, q->half_life()};
+  if (q->has_user()) out.user = q->user();
+  return out;
 }
 
 // Nesting is bounded by the Verifier's depth limit; ValidateQuery holds the filter's own.

@@ -177,6 +177,50 @@ TEST_F(QueryTest, QuotasTakeEachClustersExactTopAndHandOnTheShortfall) {
   EXPECT_EQ(r->per_cluster, (std::vector<uint32_t>{10, 0, 0, 0}));
 }
 
+// p "history": the user's events give p_k = sum of 2^(-(t_newest - t) / half_life) over the
+// events on items of cluster k (1 each without a half-life); the answer is the given-p answer for
+// those weights.
+TEST_F(QueryTest, HistoryIntentWeighsTheUsersEventsByRecency) {
+  // Three old events in cluster 0 (ids 0..2), one recent in cluster 2, one on a missing item.
+  const std::vector<Event> events = {
+      {5, 0, 0}, {5, 1, 0}, {5, 2, 0}, {5, 200000, 100}, {5, 999999, 50}};
+  ASSERT_TRUE(engine_->AddEvents("c", events).ok());
+  QuerySpec q;
+  q.vectors = {std::vector<float>(8, 1.0f)};
+  q.quota = QuotaSpec{{}, 1.0f, 8, 1.0f, uint64_t{5}, 0};
+  auto counted = engine_->Query("c", q);
+  ASSERT_TRUE(counted.ok()) << counted.status();
+  EXPECT_EQ(counted->quotas, (std::vector<uint32_t>{6, 0, 2, 0}));  // p = 3, 0, 1, 0
+  QuerySpec given = q;
+  given.quota = QuotaSpec{{3.0f, 0.0f, 1.0f, 0.0f}, 1.0f, 8, 1.0f};
+  auto same = engine_->Query("c", given);
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(counted->hits, same->hits);
+  // A half-life of 25: the old events weigh 2^-4 each (3/16 against 1): 8 x 0.158 = 1.3 -> 1.
+  q.quota->half_life = 25;
+  auto recent = engine_->Query("c", q);
+  ASSERT_TRUE(recent.ok()) << recent.status();
+  EXPECT_EQ(recent->quotas, (std::vector<uint32_t>{1, 0, 7, 0}));
+  auto w = engine_->HistoryIntent("c", 5, 25);
+  ASSERT_TRUE(w.ok());
+  EXPECT_DOUBLE_EQ((*w)[0], 3.0 / 16);
+  EXPECT_DOUBLE_EQ((*w)[2], 1.0);
+  // Errors: an unknown user, a user whose events are all on missing items, p given as well.
+  q.quota->user = 6;
+  EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kNotFound);
+  ASSERT_TRUE(engine_->AddEvents("c", std::vector<Event>{{7, 999998, 1}}).ok());
+  q.quota->user = 7;
+  auto none = engine_->Query("c", q);
+  EXPECT_EQ(none.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(none.status().message().find("no event on an item"), std::string::npos);
+  q.quota->user = 5;
+  q.quota->p = {1, 1, 1, 1};
+  EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kInvalidArgument);
+  q.quota->p.clear();
+  q.quota->half_life = -1;
+  EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST_F(QueryTest, AutoIntentFollowsTheQuery) {
   QuerySpec q;
   std::vector<float> near2(8, 0.0f);

@@ -116,6 +116,16 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
   EXPECT_EQ(m.weights, multi.query.weights);
   EXPECT_EQ(m.quota, multi.query.quota);
   EXPECT_EQ(std::get<SearchCall>(back->call), multi);
+  // p "history": the user and the half-life too (and an intent call asking for the weights).
+  SearchCall history{"c", {.vectors = {{1, 2}}, .quota = QuotaSpec{{}, 1.0f, 50, 1.0f, 42, 3600}}};
+  auto hb = DecodeRequest(EncodeRequestFrame(3, "", history).substr(kFrameHeaderBytes));
+  ASSERT_TRUE(hb.ok()) << hb.status();
+  EXPECT_EQ(std::get<SearchCall>(hb->call), history);
+  IntentCall weights{"c", {}, {1}, 42, 3600};
+  auto ib = DecodeRequest(EncodeRequestFrame(4, "", weights).substr(kFrameHeaderBytes));
+  ASSERT_TRUE(ib.ok()) << ib.status();
+  EXPECT_EQ(std::get<IntentCall>(ib->call).user, std::optional<uint64_t>(42));
+  EXPECT_EQ(std::get<IntentCall>(ib->call).half_life, 3600);
   // A filter tree survives the wire.
   Filter f{Filter::Op::kAnd,
            Filter::Field::kCategory,
@@ -395,6 +405,20 @@ TEST(JsonApiTest, RoutesDecodeIntoCalls) {
   EXPECT_TRUE(qc.quota->p.empty());
   EXPECT_EQ(qc.quota->total, 200u);
   EXPECT_FLOAT_EQ(qc.quota->temperature, 0.1f);
+  auto hq = DecodeHttpCall(
+      "POST", "/v1/collections/m/search",
+      R"({"vector":[1,2],"quota":{"p":"history","user":7,"half_life":"30d","total":100}})", 32);
+  ASSERT_TRUE(hq.ok()) << hq.status();
+  EXPECT_EQ(std::get<SearchCall>(*hq).query.quota->user, std::optional<uint64_t>(7));
+  EXPECT_EQ(std::get<SearchCall>(*hq).query.quota->half_life, 30 * 86400);
+  for (const char* bad :
+       {R"({"p":"history","total":10})", R"({"p":"auto","user":7,"total":10})",
+        R"({"p":"auto","half_life":60,"total":10})", R"({"p":"recent","total":10})"}) {
+    EXPECT_FALSE(DecodeHttpCall("POST", "/v1/collections/m/search",
+                                std::string(R"({"vector":[1,2],"quota":)") + bad + "}", 32)
+                     .ok())
+        << bad;
+  }
   auto fj = DecodeHttpCall("POST", "/v1/collections/m/search",
                            R"({"vector":[1,2],"filter":{"and":[{"in":{"tag":[1,2]}},
                                {"not":{"range":{"timestamp":{"gte":10,"lt":21}}}}]}})",

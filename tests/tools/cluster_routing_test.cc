@@ -315,6 +315,18 @@ TEST_F(ClusterRoutingTest, EveryNodeAnswersWhatASingleNodeHoldingEverythingAnswe
     q.weights = {1.5f, 0.5f};
     q.fresh = Fresh{.now = 1000 + kItems, .boost = 1.0f, .half_life = 80};
   });
+  // p "history": user 7's events (on both shards' clusters), weighed by recency.
+  const std::vector<Event> events = {{7, 3, 100}, {7, 11, 200}, {7, 19, 300},
+                                     {7, 4, 900}, {7, 1, 950},  {7, 6, 960}};
+  auto event_ack = a1_.client->AddEvents("c", events);
+  ASSERT_TRUE(event_ack.ok()) << event_ack.status();
+  ASSERT_TRUE(single_.client->AddEvents("c", events).ok());
+  add("quota with p from the user's history",
+      [](QuerySpec& q) { q.quota = QuotaSpec{{}, 1, 40, 1, uint64_t{7}, 0}; });
+  add("quota with p from the user's history, half-life 100",
+      [](QuerySpec& q) { q.quota = QuotaSpec{{}, 0.5f, 40, 1, uint64_t{7}, 100}; });
+  for (size_t i = cases.size() - 2; i < cases.size(); ++i)
+    cases[i].second.min_seq = event_ack->op_seq;
   add("quota with boost and category cap", [](QuerySpec& q) {
     q.quota = QuotaSpec{.p = {1, 2, 3, 4, 0, 1, 0.5f, 2}, .a = 1, .total = 30};
     q.fresh = Fresh{.now = 1000 + kItems, .boost = 1.5f, .half_life = 200};
