@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The offline half of a recommender on MovieLens latest-small, feeding `quiver build`.
 
-From data/ml-latest-small (ratings.csv, movies.csv) it
+From data/ml-latest-small (ratings.csv, movies.csv; or, with --format dat, a '::'-separated
+ratings.dat and movies.dat such as ml-1m's) it
   1. splits each user's ratings in time: the last 20% are held out for evaluation;
   2. trains implicit-feedback ALS (Hu, Koren, Volinsky 2008) on the rest: item vectors t_i and
      user vectors u, scored by inner product;
@@ -41,6 +42,43 @@ HISTORY = 200  # events kept per user (the collection's max_history)
 def read_csv(path):
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
+
+
+def read_dat(path, fields):
+    """MovieLens 1M/10M style: one record per line, fields separated by '::' (latin-1 text)."""
+    rows = []
+    with open(path, encoding="latin-1") as f:
+        for n, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if not line:
+                continue
+            parts = line.split("::")
+            if len(parts) != len(fields):
+                sys.exit(f"prepare.py: {path}:{n}: expected {len(fields)} '::'-separated fields "
+                         f"({'::'.join(fields)}), got {len(parts)}")
+            rows.append(dict(zip(fields, parts)))
+    return rows
+
+
+def read_data(data, fmt):
+    """Ratings and movies as dicts (userId, movieId, rating, timestamp; movieId, title, genres)
+    from MovieLens csv files (ratings.csv, movies.csv) or '::'-separated .dat files (ratings.dat:
+    user::item::rating::timestamp, movies.dat: item::title::genres). Without a movies file every
+    movie is untitled and of genre "(no genres listed)"."""
+    if fmt == "csv":
+        ratings = read_csv(os.path.join(data, "ratings.csv"))
+        movies_path = os.path.join(data, "movies.csv")
+        movies = read_csv(movies_path) if os.path.exists(movies_path) else []
+    else:
+        ratings = read_dat(os.path.join(data, "ratings.dat"), ["userId", "movieId", "rating", "timestamp"])
+        movies_path = os.path.join(data, "movies.dat")
+        movies = read_dat(movies_path, ["movieId", "title", "genres"]) if os.path.exists(movies_path) else []
+    movies = {int(m["movieId"]): m for m in movies}
+    for r in ratings:
+        m = int(r["movieId"])
+        if m not in movies:
+            movies[m] = {"movieId": str(m), "title": f"item {m}", "genres": "(no genres listed)"}
+    return ratings, movies
 
 
 def temporal_split(ratings, holdout):
@@ -124,6 +162,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "../../data/ml-latest-small"))
     ap.add_argument("--out", required=True)
+    ap.add_argument("--format", choices=["csv", "dat"], default="csv",
+                    help="csv: ratings.csv and movies.csv (ml-latest); dat: ratings.dat and movies.dat, "
+                         "'::'-separated (ml-1m, ml-10m)")
     ap.add_argument("--holdout", type=float, default=0.2)
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--alpha", type=float, default=2.0)
@@ -131,8 +172,7 @@ def main():
     ap.add_argument("--demo-user", type=int, default=1)
     a = ap.parse_args()
 
-    ratings = read_csv(os.path.join(a.data, "ratings.csv"))
-    movies = {int(m["movieId"]): m for m in read_csv(os.path.join(a.data, "movies.csv"))}
+    ratings, movies = read_data(a.data, a.format)
     train, test = temporal_split(ratings, a.holdout)
     first_seen = {}
     for r in ratings:
