@@ -24,6 +24,9 @@ import time
 import numpy as np
 
 
+
+KEEP_MARKER = "<!-- evaluate.py keeps what follows when it rewrites the table -->"
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="prepare.py's output directory")
@@ -119,13 +122,20 @@ def main():
     report = "\n".join(table)
     print(report)
     if a.out:
+        # The hand-written part of an earlier report (setup, reading) is kept: everything from the
+        # marker line on.
+        kept = ""
+        if os.path.exists(a.out):
+            old = open(a.out, encoding="utf-8").read()
+            if KEEP_MARKER in old:
+                kept = "\n" + old[old.index(KEEP_MARKER):]
         with open(a.out, "w", encoding="utf-8") as f:
             f.write(f"# MovieLens latest-small: retrieval strategies on a temporal split\n\n"
                     f"Command: `QUIVER_HTTP_PORT=0 QUIVER_BINARY_PORT=0 examples/movielens/demo.sh build --eval "
                     f"{a.out}` (it runs `evaluate.py --data DIR --port PORT --out {a.out}` against the demo)  \n"
                     f"{len(users)} users, {len(ids)} items; each user's last 20% of ratings held out; training "
                     f"history excluded from every list; latency: one client over REST, keep-alive.\n\n"
-                    + report + "\n")
+                    + report + "\n" + kept)
 
 
 if __name__ == "__main__":
