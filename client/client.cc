@@ -268,7 +268,8 @@ net::Reply Client::Attempt(const net::Call& call, Clock::time_point deadline, bo
 
 struct Client::Batch::Rep {
   Client* client = nullptr;
-  std::vector<net::Call> calls;
+  std::vector<net::Call> owned;      // Start's calls (CallMany's stay the caller's)
+  std::span<const net::Call> calls;  // what was sent: kept for the retries
   Clock::time_point deadline;
   std::unique_ptr<Connection> c;
   uint64_t first = 0;
@@ -282,10 +283,17 @@ Client::Batch& Client::Batch::operator=(Batch&&) noexcept = default;
 Client::Batch::~Batch() = default;
 
 Client::Batch Client::Start(std::vector<net::Call> calls, std::chrono::milliseconds deadline_ms) {
+  Batch b = StartView(calls, deadline_ms);
+  b.rep_->owned = std::move(calls);  // the same elements: the view stays valid
+  return b;
+}
+
+Client::Batch Client::StartView(std::span<const net::Call> calls,
+                                std::chrono::milliseconds deadline_ms) {
   Batch b;
   Batch::Rep& r = *b.rep_;
   r.client = this;
-  r.calls = std::move(calls);
+  r.calls = calls;
   r.deadline = Clock::now() + (deadline_ms.count() > 0 ? deadline_ms : options_.deadline);
   r.c = Take(r.deadline, &r.error);
   if (r.c) {
@@ -343,7 +351,7 @@ std::vector<net::Reply> Client::Batch::Wait() {
 
 std::vector<net::Reply> Client::CallMany(std::span<const net::Call> calls,
                                          std::chrono::milliseconds deadline_ms) {
-  return Start(std::vector<net::Call>(calls.begin(), calls.end()), deadline_ms).Wait();
+  return StartView(calls, deadline_ms).Wait();  // the calls outlive the batch: not copied
 }
 
 net::Reply Client::Call(const net::Call& call, std::chrono::milliseconds deadline_ms) {

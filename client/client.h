@@ -156,6 +156,8 @@ class Client {
   net::Reply Attempt(const net::Call& call, std::chrono::steady_clock::time_point deadline,
                      bool* sent);
   std::unique_ptr<Connection> Take(std::chrono::steady_clock::time_point deadline, Status* error);
+  // Start over calls that outlive the batch.
+  Batch StartView(std::span<const net::Call> calls, std::chrono::milliseconds deadline);
   void Give(std::unique_ptr<Connection> c);
   void Worker();
 

@@ -487,12 +487,13 @@ std::vector<FollowerState> Node::Followers() const {
   return out;
 }
 
-Result<WriteResult> Node::Publish(const LogWrite& write, uint64_t records, uint32_t shard) {
+Result<WriteResult> Node::Publish(const LogWrite& write, uint64_t records, uint32_t shard,
+                                  const std::string& local) {
   if (records == 0) return WriteResult{};
   std::shared_ptr<Follower> follower;
   {
     std::lock_guard lock(mu_);
-    if (auto it = followers_.find(CheckedName(write.collection)); it != followers_.end()) {
+    if (auto it = followers_.find(local); it != followers_.end()) {
       follower = it->second;
     }
   }
@@ -529,13 +530,12 @@ uint32_t ItemShard(const CollectionSchema& schema, const ItemRecord& item) {
   return schema.clusters > 0 ? item.cluster % schema.shards : IdShard(schema, item.id);
 }
 
-Result<WriteResult> Node::Route(LogWrite write, uint64_t records) {
-  QV_ASSIGN_OR_RETURN(const CollectionSchema schema,
-                      root_.engine()->GetSchema(CheckedName(write.collection)));
-  if (schema.shards <= 1) return Publish(write, records, 0);
+Result<WriteResult> Node::Route(LogWrite write, uint64_t records, const std::string& local) {
+  QV_ASSIGN_OR_RETURN(const CollectionSchema schema, root_.engine()->GetSchema(local));
+  if (schema.shards <= 1) return Publish(write, records, 0, local);
   const bool by_id = schema.clusters == 0 && (write.kind == LogWrite::Kind::kUpsert ||
                                               write.kind == LogWrite::Kind::kDelete);
-  if (!by_id) return Publish(write, records, kAllShards);
+  if (!by_id) return Publish(write, records, kAllShards, local);
   // Split by shard: one message each, atomic per shard.
   std::map<uint32_t, LogWrite> parts;
   for (ItemRecord& item : write.items) {
@@ -548,7 +548,7 @@ Result<WriteResult> Node::Route(LogWrite write, uint64_t records) {
     part.kind = write.kind;
     part.collection = write.collection;
     const uint64_t n = part.items.size() + part.ids.size();
-    auto r = Publish(part, n, shard);
+    auto r = Publish(part, n, shard, local);
     if (!r.ok()) {
       if (out.changed == 0) return r.status();
       return Status(r.status().code(),
@@ -580,42 +580,46 @@ Result<engine::PluginRun> Node::RunPlugin(const std::string& collection, const s
   w.plugin = plugin;
   w.config = config;
   w.incremental = incremental;
-  QV_ASSIGN_OR_RETURN(WriteResult published, Route(std::move(w), 1));
+  QV_ASSIGN_OR_RETURN(WriteResult published, Route(std::move(w), 1, name));
   return follower->WaitPluginRun(published.op_seq, deadline);
 }
 
 Result<WriteResult> Node::Upsert(const std::string& collection, std::vector<ItemRecord> items) {
-  QV_RETURN_IF_ERROR(root_.engine()->CheckUpsert(CheckedName(collection), items));
+  const std::string local = CheckedName(collection);
+  QV_RETURN_IF_ERROR(root_.engine()->CheckUpsert(local, items));
   const uint64_t n = items.size();
   return Route(
       LogWrite{
           .kind = LogWrite::Kind::kUpsert, .collection = collection, .items = std::move(items)},
-      n);
+      n, local);
 }
 
 Result<WriteResult> Node::Delete(const std::string& collection, std::vector<uint64_t> ids) {
-  QV_RETURN_IF_ERROR(root_.engine()->CheckDelete(CheckedName(collection), ids));
+  const std::string local = CheckedName(collection);
+  QV_RETURN_IF_ERROR(root_.engine()->CheckDelete(local, ids));
   const uint64_t n = ids.size();
   return Route(
-      LogWrite{.kind = LogWrite::Kind::kDelete, .collection = collection, .ids = std::move(ids)},
-      n);
+      LogWrite{.kind = LogWrite::Kind::kDelete, .collection = collection, .ids = std::move(ids)}, n,
+      local);
 }
 
 Result<WriteResult> Node::PutUsers(const std::string& collection, std::vector<UserRecord> users) {
-  QV_RETURN_IF_ERROR(root_.engine()->CheckUsers(CheckedName(collection), users));
+  const std::string local = CheckedName(collection);
+  QV_RETURN_IF_ERROR(root_.engine()->CheckUsers(local, users));
   const uint64_t n = users.size();
   return Route(
       LogWrite{.kind = LogWrite::Kind::kUsers, .collection = collection, .users = std::move(users)},
-      n);
+      n, local);
 }
 
 Result<WriteResult> Node::AddEvents(const std::string& collection, std::vector<Event> events) {
-  QV_RETURN_IF_ERROR(root_.engine()->CheckEvents(CheckedName(collection), events));
+  const std::string local = CheckedName(collection);
+  QV_RETURN_IF_ERROR(root_.engine()->CheckEvents(local, events));
   const uint64_t n = events.size();
   return Route(
       LogWrite{
           .kind = LogWrite::Kind::kEvents, .collection = collection, .events = std::move(events)},
-      n);
+      n, local);
 }
 
 bool Node::Follows(const std::string& collection) const {

@@ -175,7 +175,10 @@ class Node {
 
  private:
   Node(engine::DataRoot& root, NodeOptions options, std::unique_ptr<Log> log);
-  Result<WriteResult> Publish(const LogWrite& write, uint64_t records, uint32_t shard);
+  // `local`: the engine collection the write was checked against (CheckedName), whose follower
+  // gives the backpressure.
+  Result<WriteResult> Publish(const LogWrite& write, uint64_t records, uint32_t shard,
+                              const std::string& local);
   // The engine collection writes to `collection` are checked against: the serving version's if
   // it is here, else any version of it this node follows.
   std::string CheckedName(const std::string& collection) const;
@@ -183,7 +186,7 @@ class Node {
               uint64_t after_seq);
   // Publishes the write whole on `all` (clusters, or every shard concerned), on shard 0 (one
   // shard), or split by IdShard into one message per shard; op_seq: the last one's sequence.
-  Result<WriteResult> Route(LogWrite write, uint64_t records);
+  Result<WriteResult> Route(LogWrite write, uint64_t records, const std::string& local);
 
   engine::DataRoot& root_;
   const NodeOptions options_;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "base/version.h"
 #include "cluster/versions.h"
@@ -234,19 +235,25 @@ Reply Service::SearchHere(const engine::Engine& e, const SearchCall& c) {
 
 namespace {
 
-// The collection a read names (nullptr: the call is no read of one collection).
-std::string* ReadCollection(Call& call) {
-  return std::visit(Overloaded{
-                        [](SearchCall& c) { return &c.collection; },
-                        [](GetCall& c) { return &c.collection; },
-                        [](GetUserCall& c) { return &c.collection; },
-                        [](GetListCall& c) { return &c.collection; },
-                        [](ListListsCall& c) { return &c.collection; },
-                        [](IntentCall& c) { return &c.collection; },
-                        [](DescribeCollectionCall& c) { return &c.name; },
-                        [](auto&) -> std::string* { return nullptr; },
-                    },
-                    call);
+// The collection a read names (nullptr: the call is no read of one collection); const or not
+// as the call is.
+template <typename CallT>
+auto ReadCollection(CallT& call) {
+  using Name = std::conditional_t<std::is_const_v<CallT>, const std::string, std::string>;
+  return std::visit(
+      [](auto& c) -> Name* {
+        using T = std::decay_t<decltype(c)>;
+        if constexpr (std::is_same_v<T, SearchCall> || std::is_same_v<T, GetCall> ||
+                      std::is_same_v<T, GetUserCall> || std::is_same_v<T, GetListCall> ||
+                      std::is_same_v<T, ListListsCall> || std::is_same_v<T, IntentCall>) {
+          return &c.collection;
+        } else if constexpr (std::is_same_v<T, DescribeCollectionCall>) {
+          return &c.name;
+        } else {
+          return nullptr;
+        }
+      },
+      call);
 }
 
 }  // namespace
@@ -256,17 +263,19 @@ Reply Service::Handle(const Call& call) {
   if (router_ == nullptr) return Run(call);
   // Cluster versions (cluster/versions.h): a read goes to the collection's active version,
   // pinned for the whole request: its sub-requests name the version, and the replicas answer
-  // from it whatever their own view of the active version is.
+  // from it whatever their own view of the active version is. Writes go on as they are.
+  const std::string* asked = ReadCollection(call);
+  if (asked == nullptr) return Run(call);
   Call pinned = call;
+  if (asked->find('@') != std::string::npos) return HandlePinned(std::move(pinned));
+  *ReadCollection(pinned) = router_->members().PinnedServingName(*asked);
+  Reply reply = HandlePinned(std::move(pinned));
+  if (auto* info = std::get_if<CollectionInfo>(&reply.body)) info->schema.name = *asked;
+  return reply;
+}
+
+Reply Service::HandlePinned(Call pinned) {
   std::string* name = ReadCollection(pinned);
-  if (name == nullptr) return Run(call);
-  if (name->find('@') == std::string::npos) {
-    const std::string asked = *name;
-    *name = router_->members().PinnedServingName(asked);
-    Reply reply = Handle(pinned);
-    if (auto* info = std::get_if<CollectionInfo>(&reply.body)) info->schema.name = asked;
-    return reply;
-  }
   const std::string local = cluster::LocalName(*name);
   std::shared_ptr<engine::Engine> e = root_.engine();
   if (auto* search = std::get_if<SearchCall>(&pinned)) {

@@ -45,6 +45,9 @@ class Service {
   Status CheckLimits(const Call& call) const;
   // Handle, once a read names the engine collection it reads (cluster versions resolved).
   Reply Run(const Call& call);
+  // A read naming a version ("movies@v2", "movies@initial"): routed if a search, else run here
+  // on that version's engine collection.
+  Reply HandlePinned(Call pinned);
   // A search answered from this node's data (a router's sub-request included).
   Reply SearchHere(const engine::Engine& e, const SearchCall& c);
   // Which items an export holds (nullptr: all), or why it cannot be made here.

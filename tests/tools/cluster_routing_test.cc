@@ -191,6 +191,12 @@ class ClusterRoutingTest : public ::testing::Test {
     return schema;
   }
 
+  // A counter or gauge of a metrics page (0 if absent).
+  static uint64_t MetricValue(const std::string& page, const std::string& name) {
+    const size_t at = page.find("\n" + name + " ");
+    return at == std::string::npos ? 0 : std::stoull(page.substr(at + name.size() + 2));
+  }
+
   // Until the node has the collection (created there through etcd), up to a minute.
   static Status WaitForCollection(Node& n, const std::string& name, bool present = true) {
     const auto deadline = Clock::now() + std::chrono::minutes(1);
@@ -472,10 +478,7 @@ TEST_F(ClusterRoutingTest, AReplicaKilledUnderLoadFailsNoSearchAndLosesNoAcknowl
   // a1's metrics say so: routed searches, and a replica that failed (a0, asked again elsewhere).
   const testing::HttpAnswer metrics = testing::Http(a1_.http, "GET", "/metrics");
   ASSERT_EQ(metrics.status, 200);
-  auto value = [&](const std::string& name) -> uint64_t {
-    const size_t at = metrics.body.find("\n" + name + " ");
-    return at == std::string::npos ? 0 : std::stoull(metrics.body.substr(at + name.size() + 2));
-  };
+  auto value = [&](const std::string& name) { return MetricValue(metrics.body, name); };
   EXPECT_GT(value("quiver_router_routed_total"), 0u) << metrics.body;
   EXPECT_GE(value("quiver_router_subrequests_total"), 2 * value("quiver_router_routed_total"));
   EXPECT_GT(value("quiver_router_replica_failures_total"), 0u) << metrics.body;
@@ -669,10 +672,8 @@ TEST_F(ClusterRoutingTest, AShardMovesToANewNodeUnderLoadWithoutAFailedSearch) {
   load.Run(200);
   // No router sends to a0 or b0 any more: killing them fails no request sent to them.
   auto failures = [](Node& n) {
-    const testing::HttpAnswer m = testing::Http(n.http, "GET", "/metrics");
-    const std::string name = "\nquiver_router_replica_failures_total ";
-    const size_t at = m.body.find(name);
-    return at == std::string::npos ? uint64_t{0} : std::stoull(m.body.substr(at + name.size()));
+    return MetricValue(testing::Http(n.http, "GET", "/metrics").body,
+                       "quiver_router_replica_failures_total");
   };
   const uint64_t failed_a1 = failures(a1_), failed_b1 = failures(b1_);
   for (Node* leaving : {&a0_, &b0_}) {
