@@ -231,17 +231,28 @@ Status Membership::Publish() {
 }
 
 Status Membership::Refresh() {
-  Result<std::vector<KeyValue>> kvs = store_->List(NodesPrefix(options_.prefix));
-  Result<std::vector<KeyValue>> cs =
-      kvs.ok() ? store_->List(CollectionsPrefix(options_.prefix)) : kvs.status();
-  Result<std::vector<KeyValue>> vs =
-      cs.ok() ? store_->List(VersionsPrefix(options_.prefix)) : cs.status();
-  Result<std::optional<KeyValue>> as =
-      vs.ok() ? store_->Get(AssignmentKey(options_.prefix)) : vs.status();
   std::unique_lock lock(mu_);
-  if (!as.ok()) {
-    etcd_ = as.status();
-    return etcd_;
+  Result<std::vector<KeyValue>> kvs = std::vector<KeyValue>{};
+  Result<std::vector<KeyValue>> cs = std::vector<KeyValue>{};
+  Result<std::vector<KeyValue>> vs = std::vector<KeyValue>{};
+  Result<std::optional<KeyValue>> as = std::optional<KeyValue>{};
+  // A catalog change made here while reading (a create, a drop, a version swap) may be missing
+  // from what was read: read again rather than put the older catalog back over it, where
+  // Reconcile would drop the collection just created.
+  for (int attempt = 0;; ++attempt) {
+    const uint64_t changes = local_changes_;
+    lock.unlock();
+    kvs = store_->List(NodesPrefix(options_.prefix));
+    cs = kvs.ok() ? store_->List(CollectionsPrefix(options_.prefix)) : kvs.status();
+    vs = cs.ok() ? store_->List(VersionsPrefix(options_.prefix)) : cs.status();
+    as = vs.ok() ? store_->Get(AssignmentKey(options_.prefix)) : vs.status();
+    lock.lock();
+    if (!as.ok()) {
+      etcd_ = as.status();
+      return etcd_;
+    }
+    if (changes == local_changes_) break;
+    if (attempt == 2) return Status::Ok();  // changing still: the next refresh reads it
   }
   assignment_.clear();
   assignment_revision_ = *as ? (*as)->mod_revision : 0;
@@ -314,6 +325,7 @@ Status Membership::CreateCollection(const CollectionSchema& schema,
   }
   std::lock_guard lock(mu_);
   collections_[schema.name] = schema;
+  ++local_changes_;
   return Status::Ok();
 }
 
@@ -330,6 +342,7 @@ Status Membership::DropCollection(const std::string& name) {
   std::lock_guard lock(mu_);
   collections_[name] = std::nullopt;
   versions_.erase(name);
+  ++local_changes_;
   return Status::Ok();
 }
 
@@ -446,6 +459,7 @@ Status Membership::SwapVersions(const std::string& collection,
   }
   std::lock_guard lock(mu_);
   versions_[collection] = std::move(r);
+  ++local_changes_;
   return Status::Ok();
 }
 
@@ -534,9 +548,11 @@ Status Membership::Reconcile(engine::Engine& engine, Node& node) {
   auto note = [&](Status s) {
     if (!s.ok() && first.ok()) first = std::move(s);
   };
-  const auto catalog = Collections();
+  // What is here first, then the catalog: a collection created here since is in both (the
+  // catalog changes before the engine does), so it is never taken for one dropped.
   std::map<std::string, CollectionSchema> local;
   for (const CollectionInfo& c : engine.ListCollections()) local[c.schema.name] = c.schema;
+  const auto catalog = Collections();
   auto drop = [&](const std::string& name) {
     node.Unfollow(name);
     Status s = engine.DropCollection(name);

@@ -195,8 +195,9 @@ class Membership {
   int64_t assignment_revision_ = 0;                                     // GUARDED_BY(mu_)
   std::map<std::string, int64_t> versions_revisions_;                   // GUARDED_BY(mu_)
   std::function<void()> on_refresh_;                                    // GUARDED_BY(mu_)
-  Status etcd_;                                                         // GUARDED_BY(mu_)
-  bool stopping_ = false;                                               // GUARDED_BY(mu_)
+  uint64_t local_changes_ = 0;  // GUARDED_BY(mu_): catalog changes made here, for Refresh
+  Status etcd_;                 // GUARDED_BY(mu_)
+  bool stopping_ = false;       // GUARDED_BY(mu_)
   std::condition_variable cv_;
   std::thread thread_;
 };
