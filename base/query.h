@@ -8,6 +8,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace quiver {
@@ -71,6 +72,10 @@ struct Channels {
 
 enum class Aggregate : uint8_t { kMax = 0, kSum = 1, kWeighted = 2 };
 
+// The list kind quotas with p "learned" read, keyed by user: (cluster, p_k) entries. The intent
+// plugin (plugins/builtin.h) writes it.
+inline constexpr std::string_view kLearnedIntentKind = "intent";
+
 struct QuotaSpec {
   std::vector<float> p;      // intent per cluster (C values, >= 0); empty: estimate ("auto")
   float a = 1.0f;            // exponent on p
@@ -81,6 +86,9 @@ struct QuotaSpec {
   // half_life) (half_life 0: every event counts 1). Exclusive with p.
   std::optional<uint64_t> user;
   int64_t half_life = 0;
+  // p "learned" (docs/queries.md, "Learned intent"): p is the user's list of kind "intent"
+  // written by the intent plugin (docs/plugins.md). Needs user; exclusive with p and half_life.
+  bool learned = false;
   friend bool operator==(const QuotaSpec&, const QuotaSpec&) = default;
 };
 

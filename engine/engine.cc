@@ -684,10 +684,25 @@ Status Engine::PutUsers(const std::string& name, std::span<const UserRecord> use
   if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
   if (c->Applied(at)) return Status::Ok();
   storage::WriteBatch batch;
-  for (const UserRecord& u : users) batch.PutUser(c->id(), u);
-  if (at) AtLogPosition(batch, c->id(), *at);
+  storage::OpRecord op;
+  for (const UserRecord& u : users) {
+    batch.PutUser(c->id(), u);
+    op.users.push_back(u.id);
+  }
+  return WriteUsers(*c, batch, op, at);
+}
+
+Status Engine::WriteUsers(Collection& c, storage::WriteBatch& batch, const storage::OpRecord& op,
+                          std::optional<LogPosition> at) {
+  // In the op log too (nothing for the index to replay): plugins' incremental runs learn
+  // which users changed from it.
+  const uint64_t seq = c.op_seq.load() + 1;
+  if (!op.users.empty()) batch.PutOp(c.id(), seq, op);
+  if (at) AtLogPosition(batch, c.id(), *at);
   QV_RETURN_IF_ERROR(store_->Write(batch));
-  if (at) c->log_applied[at->shard] = at->seq;
+  if (at) c.log_applied[at->shard] = at->seq;
+  if (!op.users.empty()) c.op_seq = seq;
+  if (!at && !op.users.empty()) MarkAcknowledged();
   return Status::Ok();
 }
 
@@ -705,6 +720,7 @@ Status Engine::AddEvents(const std::string& name, std::span<const Event> events,
   if (c->dropped) return NotFoundError("collection '" + name + "' was dropped");
   if (c->Applied(at)) return Status::Ok();
   storage::WriteBatch batch;
+  storage::OpRecord op;
   for (auto& [uid, fresh] : by_user) {
     QV_ASSIGN_OR_RETURN(std::optional<UserRecord> user, store_->GetUser(c->id(), uid));
     if (!user) user = UserRecord{uid, {}, {}};
@@ -720,11 +736,9 @@ Status Engine::AddEvents(const std::string& name, std::span<const Event> events,
     if (merged.size() > c->schema().max_history) merged.resize(c->schema().max_history);
     user->history = std::move(merged);
     batch.PutUser(c->id(), *user);
+    op.users.push_back(uid);
   }
-  if (at) AtLogPosition(batch, c->id(), *at);
-  QV_RETURN_IF_ERROR(store_->Write(batch));
-  if (at) c->log_applied[at->shard] = at->seq;
-  return Status::Ok();
+  return WriteUsers(*c, batch, op, at);
 }
 
 Status Engine::SkipLogPosition(const std::string& name, LogPosition at) {
@@ -956,14 +970,19 @@ Result<QueryResult> Engine::Query(const std::string& name, const QuerySpec& quer
                                    c->schema().shards));
   if (query.channels) return ops::RunChannels(*store_, c->id(), *parts, c->schema().metric, query);
   if (query.quota && query.quota->user) {
-    // p "history": the weights become the query's given p.
-    QV_ASSIGN_OR_RETURN(const std::vector<double> w,
-                        HistoryIntent(name, *query.quota->user, query.quota->half_life));
-    QV_RETURN_IF_ERROR(CheckHistoryIntent(w, *query.quota->user));
+    // p "history" or "learned": the weights become the query's given p.
+    std::vector<double> w;
+    if (query.quota->learned) {
+      QV_ASSIGN_OR_RETURN(w, LearnedIntent(name, *query.quota->user));
+    } else {
+      QV_ASSIGN_OR_RETURN(w, HistoryIntent(name, *query.quota->user, query.quota->half_life));
+      QV_RETURN_IF_ERROR(CheckHistoryIntent(w, *query.quota->user));
+    }
     QuerySpec given = query;
     given.quota->p.assign(w.begin(), w.end());
     given.quota->user.reset();
     given.quota->half_life = 0;
+    given.quota->learned = false;
     return RunQuery(*parts, c->schema().metric, given);
   }
   return RunQuery(*parts, c->schema().metric, query);
@@ -995,6 +1014,38 @@ Result<std::vector<double>> Engine::HistoryIntent(const std::string& name, uint6
     w[items[i]->cluster] += half_life > 0 ? std::exp2(-age / double(half_life)) : 1.0;
   }
   return w;
+}
+
+Result<std::vector<double>> Engine::LearnedIntent(const std::string& name, uint64_t user) const {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  const uint32_t clusters = c->schema().clusters;
+  if (clusters == 0) return FailedPreconditionError("collection '" + name + "' has no clusters");
+  QV_ASSIGN_OR_RETURN(std::optional<std::vector<Hit>> list,
+                      store_->GetList(c->id(), kLearnedIntentKind, user));
+  if (!list) {
+    return NotFoundError("quota p \"learned\": no learned intent for user " + std::to_string(user) +
+                         " in collection '" + name +
+                         "' (the intent plugin writes one for every user with an event on an "
+                         "item: POST /v1/collections/" +
+                         name + "/plugins/intent/run)");
+  }
+  std::vector<double> p(clusters, 0.0);
+  bool positive = false;
+  for (const Hit& h : *list) {
+    if (h.id >= clusters || !std::isfinite(h.score) || h.score < 0) {
+      return FailedPreconditionError(
+          "quota p \"learned\": user " + std::to_string(user) + "'s intent list names cluster " +
+          std::to_string(h.id) + " with " + std::to_string(h.score) + "; the collection has " +
+          std::to_string(clusters) + " clusters: run the intent plugin again");
+    }
+    p[h.id] = h.score;
+    positive = positive || h.score > 0;
+  }
+  if (!positive) {
+    return FailedPreconditionError("quota p \"learned\": user " + std::to_string(user) +
+                                   "'s intent list is empty; use p \"auto\" or a fallback");
+  }
+  return p;
 }
 
 Result<std::vector<double>> Engine::ClusterSimilarity(

@@ -167,6 +167,10 @@ class Engine {
 
   // Multi-vector and quota queries (engine/query.h, docs/queries.md).
   Result<QueryResult> Query(const std::string& name, const QuerySpec& query) const;
+  // p "learned" (docs/queries.md, "Learned intent"): the user's list of kind
+  // kLearnedIntentKind as p over the clusters. kNotFound without one, kFailedPrecondition if it
+  // names a cluster the collection lacks or has no positive value.
+  Result<std::vector<double>> LearnedIntent(const std::string& name, uint64_t user) const;
   // p "history" (docs/queries.md, "Intent from history"): per cluster, the sum over the user's
   // stored events on this engine's items of that cluster of 2^(-(t_newest - t) / half_life)
   // (half_life 0: 1 each); not normalised. kNotFound for an unknown user,
@@ -220,6 +224,10 @@ class Engine {
   // collection's op sequence in <dir>/ACKED (fsynced), the floor a later start checks the store
   // against (a write-ahead log cut short or removed loses ops without any damage to detect).
   void MarkAcknowledged();
+  // Writes a user write's batch with its op (op.users; none: no op) at the next op sequence.
+  // REQUIRES: c.write_mu held.
+  Status WriteUsers(Collection& c, storage::WriteBatch& batch, const storage::OpRecord& op,
+                    std::optional<LogPosition> at);
 
   const std::string dir_;
   const EngineOptions options_;

@@ -295,16 +295,18 @@ Result<PluginRun> RunPluginOn(const storage::Store& store, uint32_t collection_i
       known = first == since + 1;
     }
     if (known) {
-      std::set<uint64_t> up, down;
+      std::set<uint64_t> up, down, users;
       QV_RETURN_IF_ERROR(
           store.ScanOps(collection_id, since, [&](uint64_t seq, storage::OpRecord&& op) {
             if (seq > last_op) return Status::Ok();
             for (uint64_t id : op.upserted) up.insert(id), down.erase(id);
             for (uint64_t id : op.deleted) down.insert(id), up.erase(id);
+            users.insert(op.users.begin(), op.users.end());
             return Status::Ok();
           }));
       changes.items_upserted.assign(up.begin(), up.end());
       changes.items_deleted.assign(down.begin(), down.end());
+      changes.users_changed.assign(users.begin(), users.end());
       run.incremental = true;
     }
   }

@@ -107,9 +107,10 @@ Result<QuotaSpec> QuotaFromJson(element e) {
   if (!qo["p"].get(pe)) {
     std::string_view word;
     if (pe.get_string().get(word) == simdjson::SUCCESS) {
-      history = word == "history";
+      quota.learned = word == "learned";
+      history = word == "history" || quota.learned;
       if (word != "auto" && !history)
-        return Bad("quota p must be an array, \"auto\" or \"history\"");
+        return Bad("quota p must be an array, \"auto\", \"history\" or \"learned\"");
     } else {
       QV_RETURN_IF_ERROR(formats::FloatsFromJson(pe, "quota p", &quota.p));
     }
@@ -125,14 +126,17 @@ Result<QuotaSpec> QuotaFromJson(element e) {
   QV_RETURN_IF_ERROR(GetUint(qo, "total", &quota.total));
   element user;
   if (!qo["user"].get(user)) {
-    if (!history) return Bad("quota user is for p \"history\"");
+    if (!history) return Bad("quota user is for p \"history\" or \"learned\"");
     quota.user = 0;
     QV_RETURN_IF_ERROR(GetUint(qo, "user", &*quota.user));
   } else if (history) {
-    return Bad("quota p \"history\" needs a user");
+    return Bad(std::string("quota p \"") + (quota.learned ? "learned" : "history") +
+               "\" needs a user");
   }
   QV_RETURN_IF_ERROR(GetDuration(qo, "half_life", "quota half_life", &quota.half_life));
-  if (!history && quota.half_life != 0) return Bad("quota half_life is for p \"history\"");
+  if ((!history || quota.learned) && quota.half_life != 0) {
+    return Bad("quota half_life is for p \"history\"");
+  }
   return quota;
 }
 

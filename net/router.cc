@@ -523,6 +523,15 @@ std::optional<Reply> Router::Route(const SearchCall& call, const CollectionSchem
   std::vector<uint32_t> quotas;
   std::vector<uint32_t> unanswered = all;
   if (q.quota) {
+    if (q.quota->learned) {
+      // The intent plugin reads the clusters of a user's items, and a node holds only its
+      // shards' items: its lists would cover its own clusters only.
+      return Reply{FailedPreconditionError(
+                       "quota p \"learned\" is not served in cluster mode (a node holds only its "
+                       "shards' clusters); use p \"history\", which each shard weighs and the "
+                       "router adds up"),
+                   std::monostate{}};
+    }
     std::vector<double> p(q.quota->p.begin(), q.quota->p.end());
     if (p.empty()) {
       std::vector<Answer> intents;

@@ -1,8 +1,10 @@
 #include "plugins/builtin.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
+#include <iterator>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -248,12 +250,218 @@ class ItemCf final : public Plugin {
   }
 };
 
+// intent: a per-user intent distribution over the collection's clusters for quotas with p
+// "learned" (docs/plugins.md, "intent"). A mixture of recency experts: with the user's events
+// c_1..c_n (item clusters, oldest first), expert j's share of cluster k is
+//   s_j(k) = sum_{i: c_i = k} 2^(-(n - i) / h_j) / sum_i 2^(-(n - i) / h_j)
+// for half-lives h_j of 2, 8 and 32 events and the whole history (h = infinity), and the prior
+// g(k) is cluster k's share of every user's events (add-one smoothed). Then
+//   p_u(k) = sum_j pi_j s_j(k) + pi_g g(k),
+// with the weights pi fitted by EM to the likelihood of each user's next event given the events
+// before it (the last `samples` events of every user). Lists: kind (default "intent"), key the
+// user, entries (cluster, p_u(k)) for p_u(k) > 0, best first; kind + "_model": key 0 the weights
+// (entry j = expert j, the prior last), key 1 the prior g (entry k = cluster k).
+class Intent final : public Plugin {
+ public:
+  static constexpr double kHalfLives[] = {2, 8, 32, 0};          // in events; 0: the whole history
+  static constexpr size_t kExperts = std::size(kHalfLives) + 1;  // + the prior
+
+  std::vector<std::string> Kinds(const Context& ctx) const override {
+    const std::string kind = ctx.String("kind", kLearnedIntentKind);
+    return {kind, kind + "_model"};
+  }
+
+  Status Build(const Context& ctx, Writer& out) override {
+    QV_ASSIGN_OR_RETURN(const Setup setup, Prepare(ctx));
+    const size_t clusters = setup.clusters;
+    // Sample: each expert's probability of the next event's cluster, given the events before.
+    QV_ASSIGN_OR_RETURN(const size_t per_user, Samples(ctx));
+    std::vector<std::array<double, kExperts>> samples;
+    std::vector<double> prior(clusters, 1.0);
+    std::vector<std::vector<uint32_t>> sequences;
+    QV_RETURN_IF_ERROR(ctx.ForEachUser([&](const UserRecord& u) {
+      std::vector<uint32_t> seq = Sequence(u, setup);
+      for (uint32_t c : seq) prior[c] += 1;
+      if (seq.size() > 1) sequences.push_back(std::move(seq));
+      return Status::Ok();
+    }));
+    Normalise(prior);
+    for (const std::vector<uint32_t>& seq : sequences) {
+      Decayed shares(clusters);
+      const size_t first = seq.size() > per_user ? seq.size() - per_user : 1;
+      for (size_t t = 0; t < seq.size(); ++t) {
+        if (t >= first && samples.size() < kMaxSamples) {
+          std::array<double, kExperts> x{};
+          for (size_t j = 0; j + 1 < kExperts; ++j) x[j] = shares.Share(j, seq[t]);
+          x[kExperts - 1] = prior[seq[t]];
+          samples.push_back(x);
+        }
+        shares.Add(seq[t]);
+      }
+    }
+    std::array<double, kExperts> pi{};
+    pi.fill(1.0 / kExperts);
+    // EM on the mixture weights: each step cannot lower the likelihood.
+    for (int iter = 0; iter < 500 && !samples.empty(); ++iter) {
+      std::array<double, kExperts> next{};
+      for (const auto& x : samples) {
+        double total = 0;
+        for (size_t j = 0; j < kExperts; ++j) total += pi[j] * x[j];
+        for (size_t j = 0; j < kExperts; ++j) next[j] += pi[j] * x[j] / total;
+      }
+      double change = 0;
+      for (size_t j = 0; j < kExperts; ++j) {
+        next[j] /= double(samples.size());
+        change = std::max(change, std::abs(next[j] - pi[j]));
+      }
+      pi = next;
+      if (change < 1e-7) break;
+    }
+    const std::vector<std::string> kinds = Kinds(ctx);
+    std::vector<Hit> weights, g;
+    for (size_t j = 0; j < kExperts; ++j) weights.push_back({uint64_t(j), float(pi[j])});
+    for (size_t k = 0; k < clusters; ++k) g.push_back({uint64_t(k), float(prior[k])});
+    QV_RETURN_IF_ERROR(out.Put(kinds[1], 0, std::move(weights)));
+    QV_RETURN_IF_ERROR(out.Put(kinds[1], 1, std::move(g)));
+    const Model model{std::vector<double>(pi.begin(), pi.end()), prior};
+    return ctx.ForEachUser([&](const UserRecord& u) {
+      const std::vector<uint32_t> seq = Sequence(u, setup);
+      return seq.empty() ? Status::Ok() : Write(kinds[0], u, seq, model, out);
+    });
+  }
+
+  // The users whose histories changed get their p again under the stored weights; a run with no
+  // stored model (or another number of clusters) fits it anew.
+  Status Update(const Context& ctx, const Changes& changes, Writer& out) override {
+    QV_ASSIGN_OR_RETURN(const Setup setup, Prepare(ctx));
+    const std::vector<std::string> kinds = Kinds(ctx);
+    QV_ASSIGN_OR_RETURN(auto weights, ctx.GetList(kinds[1], 0));
+    QV_ASSIGN_OR_RETURN(auto g, ctx.GetList(kinds[1], 1));
+    if (!weights || !g || weights->size() != kExperts || g->size() != setup.clusters) {
+      return Build(ctx, out);
+    }
+    Model model{std::vector<double>(kExperts), std::vector<double>(setup.clusters)};
+    for (const Hit& h : *weights) model.pi.at(h.id) = h.score;
+    for (const Hit& h : *g) model.prior.at(h.id) = h.score;
+    for (uint64_t id : changes.users_changed) {
+      QV_ASSIGN_OR_RETURN(std::optional<UserRecord> u, ctx.GetUser(id));
+      if (!u) {
+        QV_RETURN_IF_ERROR(out.Remove(kinds[0], id));
+        continue;
+      }
+      QV_RETURN_IF_ERROR(Write(kinds[0], *u, Sequence(*u, setup), model, out));
+    }
+    return Status::Ok();
+  }
+
+ private:
+  static constexpr size_t kMaxSamples = 1'000'000;
+
+  struct Setup {
+    size_t clusters = 0;
+    std::unordered_map<uint64_t, uint32_t> cluster_of;  // item -> cluster
+  };
+  struct Model {
+    std::vector<double> pi;     // kExperts weights
+    std::vector<double> prior;  // g, per cluster
+  };
+
+  // Each expert's decayed counts per cluster. Event i weighs 2^(i / h) (growing instead of the
+  // older ones shrinking: the same shares), rescaled before it overflows.
+  class Decayed {
+   public:
+    explicit Decayed(size_t clusters)
+        : counts_(kExperts - 1, std::vector<double>(clusters, 0.0)),
+          totals_(kExperts - 1, 0.0),
+          weights_(kExperts - 1, 1.0) {}
+    void Add(uint32_t cluster) {
+      for (size_t j = 0; j + 1 < kExperts; ++j) {
+        counts_[j][cluster] += weights_[j];
+        totals_[j] += weights_[j];
+        if (kHalfLives[j] > 0) weights_[j] *= std::exp2(1.0 / kHalfLives[j]);
+        if (weights_[j] > 1e100) {
+          for (double& c : counts_[j]) c /= weights_[j];
+          totals_[j] /= weights_[j];
+          weights_[j] = 1.0;
+        }
+      }
+    }
+    double Share(size_t expert, uint32_t cluster) const {
+      return totals_[expert] > 0 ? counts_[expert][cluster] / totals_[expert] : 0.0;
+    }
+
+   private:
+    std::vector<std::vector<double>> counts_;
+    std::vector<double> totals_, weights_;
+  };
+
+  static void Normalise(std::vector<double>& v) {
+    double sum = 0;
+    for (double x : v) sum += x;
+    for (double& x : v) x /= sum;
+  }
+
+  static Result<Setup> Prepare(const Context& ctx) {
+    Setup setup;
+    setup.clusters = ctx.schema().clusters;
+    if (setup.clusters == 0) {
+      return FailedPreconditionError("the intent plugin needs a collection with clusters");
+    }
+    QV_RETURN_IF_ERROR(ctx.ForEachItem([&](const ItemRecord& item) {
+      if (item.cluster < setup.clusters) setup.cluster_of[item.id] = item.cluster;
+      return Status::Ok();
+    }));
+    return setup;
+  }
+
+  static Result<size_t> Samples(const Context& ctx) {
+    const double n = ctx.Number("samples", 20);
+    if (!(n >= 1 && n <= 10000) || n != std::floor(n)) {
+      return InvalidArgumentError("samples must be an integer in [1, 10000]");
+    }
+    return size_t(n);
+  }
+
+  // The clusters of the user's events on items here, oldest first.
+  static std::vector<uint32_t> Sequence(const UserRecord& u, const Setup& setup) {
+    std::vector<std::pair<int64_t, uint32_t>> timed;
+    // The record is newest first: read backwards, then order by time (ties keep that order).
+    for (auto e = u.history.rbegin(); e != u.history.rend(); ++e) {
+      auto it = setup.cluster_of.find(e->item);
+      if (it != setup.cluster_of.end()) timed.emplace_back(e->timestamp, it->second);
+    }
+    std::stable_sort(timed.begin(), timed.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<uint32_t> seq;
+    seq.reserve(timed.size());
+    for (const auto& [t, c] : timed) seq.push_back(c);
+    return seq;
+  }
+
+  static Status Write(const std::string& kind, const UserRecord& u,
+                      const std::vector<uint32_t>& seq, const Model& model, Writer& out) {
+    if (seq.empty()) return out.Remove(kind, u.id);
+    const size_t clusters = model.prior.size();
+    Decayed shares(clusters);
+    for (uint32_t c : seq) shares.Add(c);
+    std::vector<Hit> list;
+    for (size_t k = 0; k < clusters; ++k) {
+      double p = model.pi[kExperts - 1] * model.prior[k];
+      for (size_t j = 0; j + 1 < kExperts; ++j) p += model.pi[j] * shares.Share(j, uint32_t(k));
+      if (p > 0) list.push_back({uint64_t(k), float(p)});
+    }
+    std::sort(list.begin(), list.end(), BestFirst);
+    return out.Put(kind, u.id, std::move(list));
+  }
+};
+
 }  // namespace
 
 std::unique_ptr<Plugin> CreateBuiltin(std::string_view name) {
   if (name == "i2i_knn") return std::make_unique<I2iKnn>();
   if (name == "u2u_knn") return std::make_unique<U2uKnn>();
   if (name == "itemcf") return std::make_unique<ItemCf>();
+  if (name == "intent") return std::make_unique<Intent>();
   return nullptr;
 }
 

@@ -11,7 +11,7 @@ namespace {
 constexpr uint8_t kSchemaVersion = 3;  // 2 added topic_threshold, topic_concat; 3 shards
 constexpr uint8_t kItemVersion = 1;
 constexpr uint8_t kUserVersion = 1;
-constexpr uint8_t kOpVersion = 1;
+constexpr uint8_t kOpVersion = 2;  // 1: without users
 constexpr uint8_t kListVersion = 1;
 constexpr uint8_t kListInfoVersion = 1;
 
@@ -216,13 +216,17 @@ std::string EncodeOp(const OpRecord& op) {
   PutFixed<uint8_t>(&out, kOpVersion);
   PutVector(&out, op.upserted);
   PutVector(&out, op.deleted);
+  PutVector(&out, op.users);
   return out;
 }
 
 Result<OpRecord> DecodeOp(std::string_view in) {
-  QV_RETURN_IF_ERROR(CheckVersion(&in, kOpVersion, "op log"));
+  // Version 1 (before users were logged) is read as an op without users.
+  const bool v1 = !in.empty() && uint8_t(in.front()) == 1;
+  QV_RETURN_IF_ERROR(CheckVersion(&in, v1 ? 1 : kOpVersion, "op log"));
   OpRecord op;
-  if (!GetVector(&in, &op.upserted) || !GetVector(&in, &op.deleted) || !in.empty()) {
+  if (!GetVector(&in, &op.upserted) || !GetVector(&in, &op.deleted) ||
+      (!v1 && !GetVector(&in, &op.users)) || !in.empty()) {
     return Corrupt("op log");
   }
   return op;

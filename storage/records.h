@@ -32,6 +32,7 @@ using ::quiver::UserRecord;
 struct OpRecord {
   std::vector<uint64_t> upserted;
   std::vector<uint64_t> deleted;
+  std::vector<uint64_t> users;  // users written (vectors, histories): for plugins' Update
 };
 
 // Key builders. Collection ids are assigned by the store; item, user and op keys are

@@ -77,8 +77,14 @@ Status CheckQuota(const QuotaSpec& s, uint32_t clusters) {
   if (!Finite(s.temperature) || s.temperature <= 0)
     return Bad("quota temperature must be finite and > 0");
   if (s.half_life < 0) return Bad("quota half_life must be >= 0");
+  if (s.learned) {
+    if (!s.user) return Bad("quota p \"learned\" needs a user");
+    if (s.half_life != 0) return Bad("quota half_life is for p \"history\"");
+  }
   if (s.user) {
-    if (!s.p.empty()) return Bad("quota p is either given or \"history\" (with a user), not both");
+    if (!s.p.empty()) {
+      return Bad("quota p is either given or \"history\" or \"learned\" (with a user), not both");
+    }
     return Status::Ok();
   }
   if (s.half_life != 0) return Bad("quota half_life is for p \"history\"");

@@ -56,8 +56,8 @@ BIN=$(sed -n 's/.*binary [0-9.]*:\([0-9]*\).*/\1/p' "$LOG")
 call() { "$QUIVER" call --addr "127.0.0.1:$BIN" --timeout-ms 120000 "$@"; }
 call POST /v1/versions/reload '{"version":"movielens"}' >/dev/null
 call POST /v1/collections/movies/users @"$OUT/users.json" >/dev/null
-echo "index-time plugins (docs/plugins.md): neighbor lists for the u2i2i and u2u2i channels"
-for run in 'i2i_knn {"config":{"k":50}}' 'itemcf {"config":{"k":50}}' 'u2u_knn {"config":{"k":30}}'; do
+echo "index-time plugins (docs/plugins.md): neighbor lists for the u2i2i and u2u2i channels, learned intent"
+for run in 'i2i_knn {"config":{"k":50}}' 'itemcf {"config":{"k":50}}' 'u2u_knn {"config":{"k":30}}' 'intent {"config":{}}'; do
   plugin=${run%% *}
   printf '  %-8s ' "$plugin"
   "$QUIVER" call --addr "127.0.0.1:$BIN" --timeout-ms 600000 POST "/v1/collections/movies/plugins/$plugin/run" "${run#* }"

@@ -8,7 +8,10 @@ ratings in time); items in the user's training history are excluded (strategies 
 exclude them server-side fetch more and drop them). Reported per strategy: Recall@20 and @50
 (held-out items found / held-out items, averaged over users), catalogue coverage@50 (distinct
 items recommended to anyone / items), intra-list diversity@50 (mean 1 - cosine between the
-item vectors of a list), and the p50 / p99 wall time of the request as this client sees it.
+item vectors of a list), the p50 / p99 wall time of the request as this client sees it, and
+the Recall@50 difference against the strategy's own baseline (u2i for the vector strategies, the
+u2i-only channel query for the channel merges) with a paired bootstrap 95% interval (the same
+users resampled for both, 2,000 resamples, fixed seed).
 
   evaluate.py --data DIR --port 7700 [--users N] [--out FILE.md]
 
@@ -82,6 +85,13 @@ def main():
         ("quota a=1 (history p, half-life 1y)", lambda u, n: {"vectors": profiles[u]["interests"],
                                                               "quota": {"p": "history", "user": u, "a": 1.0,
                                                                         "total": n, "half_life": "365d"}}, False),
+        ("quota a=1 (learned p)", lambda u, n: {"vectors": profiles[u]["interests"],
+                                                "quota": {"p": "learned", "user": u, "a": 1.0, "total": n}}, False),
+        ("quota a=1.5 (learned p)", lambda u, n: {"vectors": profiles[u]["interests"],
+                                                  "quota": {"p": "learned", "user": u, "a": 1.5, "total": n}}, False),
+        ("quota a=1.5 (learned p, user vector)", lambda u, n: {"vector": profiles[u]["vector"],
+                                                               "quota": {"p": "learned", "user": u, "a": 1.5,
+                                                                         "total": n}}, False),
         ("MVKE (per_topic)", lambda u, n: {"mvke": {"user_vectors": profiles[u]["mvke"]}, "k": n}, False),
         ("MMR (lambda 0.5)", lambda u, n: {"vector": profiles[u]["vector"], "k": n,
                                            "rerank": {"mmr": {"lambda": 0.5}}}, False),
@@ -89,6 +99,10 @@ def main():
         ("channels u2i + u2i2i + u2u2i", lambda u, n: {"channels": {"user": u}, "k": n}, True),
         ("channels with itemcf lists", lambda u, n: {"channels": {"user": u, "i2i_kind": "i2i_cf"}, "k": n}, True),
     ]
+    # Each strategy's baseline for the paired difference (the first row of its family).
+    baseline = {name: ("channel u2i only" if name.startswith("channel") else "u2i (user vector)")
+                for name, _, _ in strategies}
+    per_user = {}
     rows = []
     for name, body, excludes in strategies:
         r20, r50, times, ild = [], [], [], []
@@ -103,6 +117,7 @@ def main():
             if held:
                 r20.append(len(held.intersection(got[:20])) / len(held))
                 r50.append(len(held.intersection(got)) / len(held))
+                per_user.setdefault(name, {})[u] = r50[-1]
             rows_idx = [row[m] for m in got if m in row]
             if len(rows_idx) > 1:
                 v = unit[rows_idx]
@@ -115,10 +130,20 @@ def main():
         print(f"{name:32s} R@20 {rows[-1][1]:.4f}  R@50 {rows[-1][2]:.4f}  coverage {rows[-1][3]:.3f}  "
               f"ILD {rows[-1][4]:.3f}  p50 {rows[-1][5]:.2f} ms  p99 {rows[-1][6]:.2f} ms", file=sys.stderr)
 
-    table = ["| strategy | Recall@20 | Recall@50 | coverage@50 | ILD@50 | p50 ms | p99 ms |",
-             "|---|---|---|---|---|---|---|"]
+    rng = np.random.default_rng(2026)
+    table = ["| strategy | Recall@20 | Recall@50 | ΔR@50 vs baseline [95% CI] | coverage@50 | ILD@50 | p50 ms | p99 ms |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        table.append(f"| {r[0]} | {r[1]:.4f} | {r[2]:.4f} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.2f} | {r[6]:.2f} |")
+        base = baseline[r[0]]
+        if base == r[0]:
+            delta = "(baseline)"
+        else:
+            common = sorted(set(per_user[r[0]]) & set(per_user[base]))
+            diff = np.array([per_user[r[0]][u] - per_user[base][u] for u in common])
+            boot = diff[rng.integers(0, len(diff), (2000, len(diff)))].mean(1)
+            lo, hi = np.percentile(boot, [2.5, 97.5])
+            delta = f"{diff.mean():+.4f} [{lo:+.4f}, {hi:+.4f}]"
+        table.append(f"| {r[0]} | {r[1]:.4f} | {r[2]:.4f} | {delta} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.2f} | {r[6]:.2f} |")
     report = "\n".join(table)
     print(report)
     if a.out:

@@ -26,11 +26,12 @@ namespace {
 Offset<wire::Quota> PutQuota(FlatBufferBuilder& b, const QuotaSpec& q) {
   auto p = b.CreateVector(q.p);
   return wire::CreateQuota(b, p, q.a, q.total, q.temperature, q.user.value_or(0),
-                           q.user.has_value(), q.half_life);
+                           q.user.has_value(), q.half_life, q.learned);
 }
 QuotaSpec GetQuota(const wire::Quota* q) {
   QuotaSpec out{Vec(q->p()), q->a(), q->total(), q->temperature(), std::nullopt, q->half_life()};
   if (q->has_user()) out.user = q->user();
+  out.learned = q->learned();
   return out;
 }
 

@@ -8,6 +8,7 @@
 #include <numeric>
 #include <random>
 #include <set>
+#include <string>
 
 #include "engine/engine.h"
 #include "engine/query/filter.h"
@@ -219,6 +220,139 @@ TEST_F(QueryTest, HistoryIntentWeighsTheUsersEventsByRecency) {
   q.quota->p.clear();
   q.quota->half_life = -1;
   EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kInvalidArgument);
+}
+
+// The intent plugin's p_u(k) = sum_j pi_j s_j(k) + pi_g g(k), from the formula: s_j the share of
+// cluster k in the user's events weighted 2^(-(n - i) / h_j), h = 2, 8, 32 events and the whole
+// history; g each cluster's share of every user's events plus one, normalised.
+std::vector<double> IntentFormula(const std::vector<uint32_t>& seq, const std::vector<double>& pi,
+                                  const std::vector<double>& g) {
+  const double half_lives[] = {2, 8, 32, 0};
+  std::vector<double> p(g.size(), 0.0);
+  for (size_t k = 0; k < g.size(); ++k) p[k] = pi[4] * g[k];
+  const size_t n = seq.size();
+  for (size_t j = 0; j < 4; ++j) {
+    std::vector<double> w(g.size(), 0.0);
+    double total = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const double x = half_lives[j] > 0 ? std::exp2(-double(n - 1 - i) / half_lives[j]) : 1.0;
+      w[seq[i]] += x;
+      total += x;
+    }
+    for (size_t k = 0; k < g.size(); ++k) p[k] += pi[j] * w[k] / total;
+  }
+  return p;
+}
+
+// Sticky users (runs of 6 events in one cluster) make the plugin weigh the recent events; users
+// drawing every event at random make it weigh the whole history and the prior. A quota with p
+// "learned" takes the user's list as p; an incremental run recomputes a changed user's list
+// under the fitted weights.
+TEST_F(QueryTest, LearnedIntentFitsTheHistoriesAndDrivesTheQuota) {
+  CollectionSchema d;
+  d.name = "d";
+  d.dim = 8;
+  d.index.type = IndexSpec::Type::kFlat;
+  d.clusters = 4;
+  ASSERT_TRUE(engine_->CreateCollection(d).ok());
+  ASSERT_TRUE(engine_->Upsert("d", items_).ok());
+  std::mt19937 rng(17);
+  std::map<std::string, std::map<uint64_t, std::vector<uint32_t>>> sequences;
+  std::map<std::string, std::vector<double>> counts;
+  for (const std::string name : {"c", "d"}) {
+    std::vector<Event> events;
+    counts[name].assign(4, 1.0);
+    for (uint64_t user = 1; user <= 40; ++user) {
+      uint32_t cluster = uint32_t(rng() % 3);
+      for (int64_t t = 0; t < 30; ++t) {
+        if (name == "d") {
+          cluster = uint32_t(rng() % 3);
+        } else if (t % 6 == 0) {
+          cluster = (cluster + 1 + uint32_t(rng() % 2)) % 3;
+        }
+        events.push_back({user, uint64_t{cluster} * 100000 + rng() % 200, 1000 + t});
+        sequences[name][user].push_back(cluster);
+        counts[name][cluster] += 1;
+      }
+    }
+    ASSERT_TRUE(engine_->AddEvents(name, events).ok());
+    auto run = engine_->RunPlugin(name, "intent", "", false);
+    ASSERT_TRUE(run.ok()) << run.status();
+    EXPECT_EQ(run->lists, 42u);  // 40 users and the model's two lists
+  }
+  auto model = [&](const std::string& name) {
+    auto weights = engine_->GetList(name, "intent_model", 0);
+    auto prior = engine_->GetList(name, "intent_model", 1);
+    EXPECT_TRUE(weights.ok() && weights->has_value() && prior.ok() && prior->has_value());
+    std::vector<double> pi(5), g(4);
+    for (const Hit& h : **weights) pi.at(h.id) = h.score;
+    for (const Hit& h : **prior) g.at(h.id) = h.score;
+    return std::pair{pi, g};
+  };
+  const auto [sticky, sticky_g] = model("c");
+  const auto [random, random_g] = model("d");
+  EXPECT_NEAR(std::accumulate(sticky.begin(), sticky.end(), 0.0), 1.0, 1e-5);
+  EXPECT_GT(sticky[0] + sticky[1], 0.6) << "recent events predict sticky users";
+  EXPECT_LT(random[0] + random[1], 0.3) << "recent events do not predict random users";
+  EXPECT_GT(random[3] + random[4], 0.5);
+  const double total = std::accumulate(counts["c"].begin(), counts["c"].end(), 0.0);
+  for (size_t k = 0; k < 4; ++k) EXPECT_NEAR(sticky_g[k], counts["c"][k] / total, 1e-6);
+  // Every user's list is the formula under the fitted weights.
+  for (uint64_t user : {1, 7, 40}) {
+    const std::vector<double> want = IntentFormula(sequences["c"][user], sticky, sticky_g);
+    auto learned = engine_->LearnedIntent("c", user);
+    ASSERT_TRUE(learned.ok()) << learned.status();
+    for (size_t k = 0; k < 4; ++k) EXPECT_NEAR((*learned)[k], want[k], 1e-5) << user << " " << k;
+  }
+  // A quota with p "learned" is the quota with that p given.
+  QuerySpec q;
+  q.vectors = {std::vector<float>(8, 1.0f)};
+  q.quota = QuotaSpec{{}, 1.5f, 20, 1.0f, uint64_t{7}, 0, true};
+  auto got = engine_->Query("c", q);
+  ASSERT_TRUE(got.ok()) << got.status();
+  const std::vector<double> p7 = *engine_->LearnedIntent("c", 7);
+  EXPECT_EQ(got->quotas, AllocateQuotas(p7, 1.5, 20));
+  QuerySpec given = q;
+  given.quota = QuotaSpec{{}, 1.5f, 20, 1.0f};
+  given.quota->p.assign(p7.begin(), p7.end());
+  auto same = engine_->Query("c", given);
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(got->hits, same->hits);
+  // User 7 moves to cluster 3 for six events: an incremental run gives the new list under the
+  // same weights; user 1's list stays.
+  const std::vector<double> p1 = *engine_->LearnedIntent("c", 1);
+  std::vector<Event> moved;
+  for (int64_t t = 0; t < 6; ++t) {
+    moved.push_back({7, 300000 + uint64_t(t % 3), 2000 + t});
+    sequences["c"][7].push_back(3);
+  }
+  ASSERT_TRUE(engine_->AddEvents("c", moved).ok());
+  auto update = engine_->RunPlugin("c", "intent", "", true);
+  ASSERT_TRUE(update.ok()) << update.status();
+  EXPECT_TRUE(update->incremental);
+  EXPECT_EQ(update->lists, 1u);
+  const std::vector<double> want7 = IntentFormula(sequences["c"][7], sticky, sticky_g);
+  const std::vector<double> now7 = *engine_->LearnedIntent("c", 7);
+  for (size_t k = 0; k < 4; ++k) EXPECT_NEAR(now7[k], want7[k], 1e-5) << k;
+  EXPECT_GT(now7[3], 0.5);
+  EXPECT_EQ(*engine_->LearnedIntent("c", 1), p1);
+  // Errors: a user without a list, p "learned" without a user or with a half-life, the plugin on a
+  // collection without clusters.
+  q.quota->user = 999;
+  auto none = engine_->Query("c", q);
+  EXPECT_EQ(none.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(none.status().message().find("plugins/intent/run"), std::string::npos) << none.status();
+  q.quota->user.reset();
+  EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kInvalidArgument);
+  q.quota->user = 7;
+  q.quota->half_life = 10;
+  EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kInvalidArgument);
+  CollectionSchema flat;
+  flat.name = "flat";
+  flat.dim = 8;
+  ASSERT_TRUE(engine_->CreateCollection(flat).ok());
+  EXPECT_EQ(engine_->RunPlugin("flat", "intent", "", false).status().code(),
+            StatusCode::kFailedPrecondition);
 }
 
 TEST_F(QueryTest, AutoIntentFollowsTheQuery) {

@@ -121,6 +121,12 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
   auto hb = DecodeRequest(EncodeRequestFrame(3, "", history).substr(kFrameHeaderBytes));
   ASSERT_TRUE(hb.ok()) << hb.status();
   EXPECT_EQ(std::get<SearchCall>(hb->call), history);
+  SearchCall learned{"c",
+                     {.vectors = {{1, 2}}, .quota = QuotaSpec{{}, 1.5f, 50, 1.0f, 42, 0, true}}};
+  auto lb = DecodeRequest(EncodeRequestFrame(3, "", learned).substr(kFrameHeaderBytes));
+  ASSERT_TRUE(lb.ok()) << lb.status();
+  EXPECT_EQ(std::get<SearchCall>(lb->call), learned);
+  EXPECT_TRUE(std::get<SearchCall>(lb->call).query.quota->learned);
   IntentCall weights{"c", {}, {1}, 42, 3600};
   auto ib = DecodeRequest(EncodeRequestFrame(4, "", weights).substr(kFrameHeaderBytes));
   ASSERT_TRUE(ib.ok()) << ib.status();
@@ -411,9 +417,17 @@ TEST(JsonApiTest, RoutesDecodeIntoCalls) {
   ASSERT_TRUE(hq.ok()) << hq.status();
   EXPECT_EQ(std::get<SearchCall>(*hq).query.quota->user, std::optional<uint64_t>(7));
   EXPECT_EQ(std::get<SearchCall>(*hq).query.quota->half_life, 30 * 86400);
+  auto lq = DecodeHttpCall(
+      "POST", "/v1/collections/m/search",
+      R"({"vector":[1,2],"quota":{"p":"learned","user":7,"a":1.5,"total":100}})", 32);
+  ASSERT_TRUE(lq.ok()) << lq.status();
+  EXPECT_TRUE(std::get<SearchCall>(*lq).query.quota->learned);
+  EXPECT_EQ(std::get<SearchCall>(*lq).query.quota->user, std::optional<uint64_t>(7));
+  EXPECT_FALSE(std::get<SearchCall>(*hq).query.quota->learned);
   for (const char* bad :
        {R"({"p":"history","total":10})", R"({"p":"auto","user":7,"total":10})",
-        R"({"p":"auto","half_life":60,"total":10})", R"({"p":"recent","total":10})"}) {
+        R"({"p":"auto","half_life":60,"total":10})", R"({"p":"recent","total":10})",
+        R"({"p":"learned","total":10})", R"({"p":"learned","user":7,"half_life":60,"total":10})"}) {
     EXPECT_FALSE(DecodeHttpCall("POST", "/v1/collections/m/search",
                                 std::string(R"({"vector":[1,2],"quota":)") + bad + "}", 32)
                      .ok())

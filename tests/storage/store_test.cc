@@ -85,11 +85,23 @@ TEST(RecordsTest, SchemaUserAndOpRoundTrip) {
   ASSERT_TRUE(ub.ok());
   EXPECT_EQ(*ub, u);
 
-  OpRecord op{{1, 2, 3}, {9}};
+  OpRecord op{{1, 2, 3}, {9}, {4, 5}};
   auto ob = DecodeOp(EncodeOp(op));
   ASSERT_TRUE(ob.ok());
   EXPECT_EQ(ob->upserted, op.upserted);
   EXPECT_EQ(ob->deleted, op.deleted);
+  EXPECT_EQ(ob->users, op.users);
+  // A version 1 op (stored before users were logged: no users list) reads as one without users.
+  const size_t empty_list = (EncodeOp(OpRecord{}).size() - 1) / 3;
+  const std::string op_v2 = EncodeOp(OpRecord{{1, 2, 3}, {9}, {}});
+  const std::string op_v1 = '\1' + op_v2.substr(1, op_v2.size() - 1 - empty_list);
+  auto old = DecodeOp(op_v1);
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->upserted, op.upserted);
+  EXPECT_EQ(old->deleted, op.deleted);
+  EXPECT_TRUE(old->users.empty());
+  EXPECT_EQ(DecodeOp(op_v1 + "x").status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(DecodeOp(op_v2.substr(0, op_v2.size() - 1)).status().code(), StatusCode::kDataLoss);
 }
 
 TEST(RecordsTest, TruncatedExtendedOrFutureRecordsAreDataLoss) {

@@ -397,6 +397,13 @@ TEST_F(ClusterRoutingTest, EveryNodeAnswersWhatASingleNodeHoldingEverythingAnswe
   auto bad_routed = a1_.client->Query(bad);
   ASSERT_FALSE(bad_routed.ok());
   EXPECT_EQ(bad_routed.status(), bad_single.status());
+  // p "learned" needs every cluster's items on one node: refused with a clear error.
+  net::SearchCall learned = cases[0].second;
+  learned.query.quota = QuotaSpec{{}, 1.0f, 20, 1.0f, uint64_t{7}, 0, true};
+  auto refused = a1_.client->Query(learned);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_NE(refused.status().message().find("cluster mode"), std::string::npos);
 }
 
 TEST_F(ClusterRoutingTest, CollectionsAreCreatedAndDroppedClusterWide) {
