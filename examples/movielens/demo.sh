@@ -7,15 +7,18 @@
 #      users with their histories uploaded, and the plugins run (i2i_knn, itemcf, u2u_knn lists);
 #   4. one ready-to-paste curl and `quiver call` example per operator, each run once;
 #   5. keeps serving until Ctrl-C (SIGINT/SIGTERM: quiverd finishes requests and snapshots).
-# Usage: demo.sh BUILD_DIR [--check | --eval REPORT.md]
+# Usage: demo.sh BUILD_DIR [--check | --eval REPORT.md [--baselines]]
 #   --check: stop after step 4; exit 1 if any example fails
-#   --eval:  after step 4, run examples/movielens/evaluate.py (every user, every strategy) into REPORT.md
+#   --eval:  after step 4, run examples/movielens/evaluate.py (every user, every strategy) into
+#            REPORT.md; --baselines adds EASE and ALS tuned on a validation split (minutes)
 # Environment: QUIVER_HTTP_PORT, QUIVER_BINARY_PORT (0: any free port), QUIVER_DEMO_DIR
 # (default BUILD_DIR/movielens).
 set -euo pipefail
 BUILD=$(cd "$1" && pwd)
 CHECK=${2:-}
 EVAL_OUT=${3:-}
+EVAL_FLAGS=${4:-}
+[ -z "$EVAL_FLAGS" ] || [ "$EVAL_FLAGS" = "--baselines" ] || { echo "demo.sh: unknown option $EVAL_FLAGS"; exit 2; }
 [ "$CHECK" != "--eval" ] || [ -n "$EVAL_OUT" ] || { echo "demo.sh: --eval needs a report path"; exit 2; }
 HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=$(cd "$HERE/../.." && pwd)
@@ -81,7 +84,7 @@ echo "curl -s http://127.0.0.1:$HTTP/v1/collections/movies/users/1"
 if [ "$CHECK" = "--eval" ]; then
   echo
   echo "== 5. evaluation: examples/movielens/evaluate.py"
-  /usr/bin/python3 "$HERE/evaluate.py" --data "$OUT" --port "$HTTP" --out "$EVAL_OUT"
+  /usr/bin/python3 "$HERE/evaluate.py" --data "$OUT" --port "$HTTP" --out "$EVAL_OUT" $EVAL_FLAGS
   exit 0
 fi
 if [ -n "$CHECK" ]; then

@@ -19,7 +19,9 @@ Output (--out):
                               timestamp = the movie's first rating, payload = title and genres)
   users.json                  POST /v1/collections/movies/users body: vector + recent history
   users.jsonl                 per user: vector, interests, mvke user vectors (for evaluation)
-  heldout.jsonl               per user: the held-out items, oldest first
+  heldout.jsonl               per user: the held-out items, oldest first (also users with no
+                              training history: they get no vector and are evaluated apart)
+  train.jsonl                 per user: every training item, rating and timestamp, oldest first
   meta.json                   dimensions, topics, genres, the latest timestamp ("now")
   queries/*.json              example search bodies for one user
 
@@ -105,13 +107,15 @@ def fold_in(Y, YtY, items, conf, reg):
     return np.linalg.solve(A, b)
 
 
-def als(train, n_items, item_index, alpha, reg, iters, seed):
+def als(train, n_items, item_index, alpha, reg, iters, seed, rating_max, factors=FACTORS):
+    """Implicit ALS over the users with a training history: confidence 1 + alpha * r / rating_max
+    (the rating normalised to the data's own scale), preference 1 for every rated item."""
     rng = np.random.default_rng(seed)
-    users = sorted(train)
-    X = rng.normal(0, 0.01, (len(users), FACTORS))
-    Y = rng.normal(0, 0.01, (n_items, FACTORS))
+    users = sorted(u for u in train if train[u])
+    X = rng.normal(0, 0.01, (len(users), factors))
+    Y = rng.normal(0, 0.01, (n_items, factors))
     u_items = [np.array([item_index[m] for _, m, _ in train[u]], dtype=np.int64) for u in users]
-    u_conf = [1.0 + alpha * np.array([r for _, _, r in train[u]]) for u in users]
+    u_conf = [1.0 + alpha * np.array([r for _, _, r in train[u]]) / rating_max for u in users]
     i_users = [[] for _ in range(n_items)]
     i_conf = [[] for _ in range(n_items)]
     for ui, (items, conf) in enumerate(zip(u_items, u_conf)):
@@ -167,7 +171,8 @@ def main():
                          "'::'-separated (ml-1m, ml-10m)")
     ap.add_argument("--holdout", type=float, default=0.2)
     ap.add_argument("--iters", type=int, default=10)
-    ap.add_argument("--alpha", type=float, default=2.0)
+    ap.add_argument("--alpha", type=float, default=10.0,
+                    help="ALS confidence 1 + alpha * rating / the data's largest rating")
     ap.add_argument("--reg", type=float, default=0.5)
     ap.add_argument("--demo-user", type=int, default=1)
     a = ap.parse_args()
@@ -182,7 +187,11 @@ def main():
     # Items: every movie with a training rating (the others have no embedding to serve).
     item_ids = sorted({m for rs in train.values() for _, m, _ in rs})
     item_index = {m: i for i, m in enumerate(item_ids)}
-    users, X, Y, u_items, u_conf = als(train, len(item_ids), item_index, a.alpha, a.reg, a.iters, seed=7)
+    rating_max = max(float(r["rating"]) for r in ratings)
+    if not rating_max > 0:
+        sys.exit("prepare.py: every rating is 0 or less; ratings must be positive (any scale)")
+    users, X, Y, u_items, u_conf = als(train, len(item_ids), item_index, a.alpha, a.reg, a.iters, seed=7,
+                                       rating_max=rating_max)
     YtY = Y.T @ Y
     rng = np.random.default_rng(11)
 
@@ -242,11 +251,20 @@ def main():
                          "history": [{"item": m, "timestamp": t} for t, m, _ in recent]})
         json.dump({"users": body}, f, separators=(",", ":"))
     with open(os.path.join(a.out, "heldout.jsonl"), "w", encoding="utf-8") as f:
-        for u in users:
+        # Every user, also those with no training history (cold: no vector, no profile).
+        for u in sorted(test):
             f.write(json.dumps({"user": u, "items": [m for _, m, _ in test[u]]}) + "\n")
+    with open(os.path.join(a.out, "train.jsonl"), "w", encoding="utf-8") as f:
+        # The whole training part, oldest first (users.json keeps the last max_history events).
+        for u in users:
+            f.write(json.dumps({"user": u, "items": [m for _, m, _ in train[u]],
+                                "ratings": [r for _, _, r in train[u]],
+                                "timestamps": [t for t, _, _ in train[u]]}, separators=(",", ":")) + "\n")
     with open(os.path.join(a.out, "meta.json"), "w", encoding="utf-8") as f:
-        json.dump({"items": len(item_ids), "users": len(users), "dim": FACTORS, "topics": TOPICS,
-                   "max_history": HISTORY, "now": now, "genres": genres}, f, indent=1)
+        json.dump({"items": len(item_ids), "users": len(users), "cold_users": len(test) - len(users),
+                   "dim": FACTORS, "topics": TOPICS, "max_history": HISTORY, "now": now,
+                   "rating_max": rating_max, "alpha": a.alpha, "reg": a.reg, "iters": a.iters,
+                   "genres": genres}, f, indent=1)
 
     # Example requests for one user.
     p = next((x for x in profiles if x["user"] == a.demo_user), profiles[0])
