@@ -7,18 +7,27 @@
 #      users with their histories uploaded, and the plugins run (i2i_knn, itemcf, u2u_knn lists);
 #   4. one ready-to-paste curl and `quiver call` example per operator, each run once;
 #   5. keeps serving until Ctrl-C (SIGINT/SIGTERM: quiverd finishes requests and snapshots).
-# Usage: demo.sh BUILD_DIR [--check | --eval REPORT.md [--baselines]]
+# Usage: demo.sh BUILD_DIR [--check | --eval REPORT.md [--baselines] [--models]]
 #   --check: stop after step 4; exit 1 if any example fails
 #   --eval:  after step 4, run examples/movielens/evaluate.py (every user, every strategy) into
-#            REPORT.md; --baselines adds EASE and ALS tuned on a validation split (minutes)
+#            REPORT.md; --baselines adds EASE and ALS tuned on a validation split (minutes);
+#            --models trains the divide-and-conquer model (train.py, python3-torch, about
+#            30 s) and serves it as the collection "movies_dc" beside "movies"
 # Environment: QUIVER_HTTP_PORT, QUIVER_BINARY_PORT (0: any free port), QUIVER_DEMO_DIR
 # (default BUILD_DIR/movielens).
 set -euo pipefail
 BUILD=$(cd "$1" && pwd)
 CHECK=${2:-}
 EVAL_OUT=${3:-}
-EVAL_FLAGS=${4:-}
-[ -z "$EVAL_FLAGS" ] || [ "$EVAL_FLAGS" = "--baselines" ] || { echo "demo.sh: unknown option $EVAL_FLAGS"; exit 2; }
+EVAL_FLAGS=()
+MODELS=0
+for opt in "${@:4}"; do
+  case $opt in
+    --baselines) EVAL_FLAGS+=(--baselines) ;;
+    --models) MODELS=1 ;;
+    *) echo "demo.sh: unknown option $opt"; exit 2 ;;
+  esac
+done
 [ "$CHECK" != "--eval" ] || [ -n "$EVAL_OUT" ] || { echo "demo.sh: --eval needs a report path"; exit 2; }
 HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=$(cd "$HERE/../.." && pwd)
@@ -34,12 +43,25 @@ if [ ! -f "$OUT/meta.json" ] || [ "$HERE/prepare.py" -nt "$OUT/meta.json" ] || [
 else
   echo "== 1. offline pipeline: up to date in $OUT"
 fi
+if [ "$MODELS" = 1 ]; then
+  if [ ! -f "$OUT/dc/model.json" ] || [ "$HERE/train.py" -nt "$OUT/dc/model.json" ] || [ "$OUT/meta.json" -nt "$OUT/dc/model.json" ]; then
+    echo "== 1b. trained model: examples/movielens/train.py (divide-and-conquer)"
+    /usr/bin/python3 "$HERE/train.py" --data "$OUT" --out "$OUT/dc"
+  else
+    echo "== 1b. trained model: up to date in $OUT/dc"
+  fi
+fi
 
 echo "== 2. bulk build: quiver build"
 rm -rf "$OUT/data"
 "$QUIVER" build --out "$OUT/data/versions/movielens" --name movies \
   --vectors "$OUT/items.npy" --attributes "$OUT/items.jsonl" --metric ip --index hnsw \
   --kmeans-clusters 16 --topics 4 --topic-threshold 0.05 --topic-concat --max-history 200
+if [ "$MODELS" = 1 ]; then
+  "$QUIVER" build --out "$OUT/data/versions/movielens" --name movies_dc \
+    --vectors "$OUT/dc/items.npy" --attributes "$OUT/dc/items.jsonl" --metric ip --index hnsw \
+    --clusters 16 --max-history 200
+fi
 
 echo "== 3. quiverd on 127.0.0.1"
 LOG=$OUT/quiverd.log
@@ -59,6 +81,7 @@ BIN=$(sed -n 's/.*binary [0-9.]*:\([0-9]*\).*/\1/p' "$LOG")
 call() { "$QUIVER" call --addr "127.0.0.1:$BIN" --timeout-ms 120000 "$@"; }
 call POST /v1/versions/reload '{"version":"movielens"}' >/dev/null
 call POST /v1/collections/movies/users @"$OUT/users.json" >/dev/null
+[ "$MODELS" = 0 ] || call POST /v1/collections/movies_dc/users @"$OUT/dc/users.json" >/dev/null
 echo "index-time plugins (docs/plugins.md): neighbor lists for the u2i2i and u2u2i channels, learned intent"
 for run in 'i2i_knn {"config":{"k":50}}' 'itemcf {"config":{"k":50}}' 'u2u_knn {"config":{"k":30}}' 'intent {"config":{}}'; do
   plugin=${run%% *}
@@ -84,7 +107,8 @@ echo "curl -s http://127.0.0.1:$HTTP/v1/collections/movies/users/1"
 if [ "$CHECK" = "--eval" ]; then
   echo
   echo "== 5. evaluation: examples/movielens/evaluate.py"
-  /usr/bin/python3 "$HERE/evaluate.py" --data "$OUT" --port "$HTTP" --out "$EVAL_OUT" $EVAL_FLAGS
+  [ "$MODELS" = 0 ] || EVAL_FLAGS+=(--model "$OUT/dc" --model-collection movies_dc)
+  /usr/bin/python3 "$HERE/evaluate.py" --data "$OUT" --port "$HTTP" --out "$EVAL_OUT" "${EVAL_FLAGS[@]}"
   exit 0
 fi
 if [ -n "$CHECK" ]; then

@@ -12,7 +12,8 @@ Reported per strategy:
   - tail Recall@50: the same over held-out items outside the short head (the most-rated items
     that together hold 50% of the training ratings);
   - the Recall@50 difference against the strategy's own baseline (u2i for the vector strategies
-    and the offline baselines, the u2i-only channel query for the channel merges), with a paired
+    and the offline baselines, the u2i-only channel query for the channel merges, a trained
+    model's own user vector for its quotas), with a paired
     bootstrap 95% interval (the same users resampled for both; 2,000 resamples, fixed seed);
   - catalogue coverage@50 (distinct items recommended to anyone / items) and intra-list
     diversity@50 (mean 1 - cosine between the item vectors of a list);
@@ -132,6 +133,8 @@ def main():
     ap.add_argument("--users", type=int, default=0, help="evaluate the first N users (0: all)")
     ap.add_argument("--baselines", action="store_true",
                     help="also EASE and tuned ALS (minutes: a validation grid of each)")
+    ap.add_argument("--model", default="", help="train.py's output directory: also evaluate that model")
+    ap.add_argument("--model-collection", default="movies_dc", help="the collection serving --model")
     ap.add_argument("--out", default="", help="also write the report here (Markdown)")
     a = ap.parse_args()
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
@@ -164,10 +167,10 @@ def main():
 
     conn = http.client.HTTPConnection(a.host, a.port, timeout=60)
 
-    def search(body):
+    def search(body, collection):
         data = json.dumps(body)
         t0 = time.perf_counter()
-        conn.request("POST", f"/v1/collections/{a.collection}/search", data, {"Content-Type": "application/json"})
+        conn.request("POST", f"/v1/collections/{collection}/search", data, {"Content-Type": "application/json"})
         resp = conn.getresponse()
         text = resp.read()
         dt = time.perf_counter() - t0
@@ -175,7 +178,8 @@ def main():
             sys.exit(f"evaluate.py: HTTP {resp.status}: {text[:300]!r}")
         return [h["id"] for h in json.loads(text)["hits"]], dt
 
-    # (name, body for user u, whether the server already excludes the user's history)
+    # (name, body for user u, whether the server already excludes the user's history: the list is
+    # filtered here all the same, against every training item)
     strategies = [
         ("u2i (user vector)", lambda u, n: {"vector": profiles[u]["vector"], "k": n}, False),
         ("multi-interest (max)", lambda u, n: {"vectors": profiles[u]["interests"], "k": n}, False),
@@ -202,13 +206,26 @@ def main():
         ("channels u2i + u2i2i + u2u2i", lambda u, n: {"channels": {"user": u}, "k": n}, True),
         ("channels with itemcf lists", lambda u, n: {"channels": {"user": u, "i2i_kind": "i2i_cf"}, "k": n}, True),
     ]
+    strategies = [(name, body, a.collection) for name, body, _ in strategies]
+    if a.model:
+        # The trained model's own collection: its user vector, and quotas with its intent head's p.
+        model = {p["user"]: p for p in read_jsonl(os.path.join(a.model, "users.jsonl"))}
+        strategies += [
+            ("DC u2i (user vector)", lambda u, n: {"vector": model[u]["vector"], "k": n}, a.model_collection),
+            ("DC quota a=1 (intent head p)", lambda u, n: {"vector": model[u]["vector"],
+                                                            "quota": {"p": model[u]["p"], "a": 1.0, "total": n}},
+             a.model_collection),
+            ("DC quota a=1.5 (intent head p)", lambda u, n: {"vector": model[u]["vector"],
+                                                              "quota": {"p": model[u]["p"], "a": 1.5, "total": n}},
+             a.model_collection),
+        ]
     lists, times, notes = {}, {}, {}
-    for name, body, excludes in strategies:
+    for name, body, collection in strategies:
         lists[name], times[name] = {}, []
         for u in users:
             # The server keeps the last max_history events: the rest are dropped here.
             fetch = min(MAX_K, K + len(seen.get(u, ())))
-            got, dt = search(body(u, fetch))
+            got, dt = search(body(u, fetch), collection)
             times[name].append(dt)
             lists[name][u] = [m for m in got if m not in seen.get(u, ())][:K]
         log(f"{name}: done")
@@ -247,16 +264,18 @@ def main():
     results = {name: metrics(name, got, users) for name, got in lists.items()}
     rng = np.random.default_rng(2026)
 
-    def delta(name):
-        base = "channel u2i only" if name.startswith("channel") else "u2i (user vector)"
-        if base == name:
-            return "(baseline)"
+    def paired(name, base):
         a_, b_ = results[name]["per_user"], results[base]["per_user"]
         common = sorted(set(a_) & set(b_))
         diff = np.array([a_[u] - b_[u] for u in common])
         boot = diff[rng.integers(0, len(diff), (2000, len(diff)))].mean(1)
         lo, hi = np.percentile(boot, [2.5, 97.5])
         return f"{diff.mean():+.4f} [{lo:+.4f}, {hi:+.4f}]"
+
+    def delta(name):
+        base = ("channel u2i only" if name.startswith("channel") else
+                "DC u2i (user vector)" if name.startswith("DC") else "u2i (user vector)")
+        return "(baseline)" if base == name else paired(name, base)
 
     ms = lambda x: "" if x is None else f"{x:.2f}"  # noqa: E731
     table = ["| strategy | Recall@20 | Recall@50 | ΔR@50 vs baseline [95% CI] | tail R@50 | coverage@50 | ILD@50 | p50 ms | p99 ms |",
@@ -271,7 +290,12 @@ def main():
                      f"{c['r50']:.4f}, Recall@20 {c['r20']:.4f}.")
     else:
         cold_line = "Users with no training history: none in this data (each has at least one training rating)."
-    report = "\n".join(table) + "\n\n" + cold_line
+    # The best strategy Quiver serves against each offline baseline, paired as above.
+    served = [name for name, _, _ in strategies]
+    best = max(served, key=lambda name: results[name]["r50"])
+    against = [f"{base} {paired(best, base)}" for base in results if base not in served]
+    best_line = f"Best served strategy, {best} (Recall@50 {results[best]['r50']:.4f}), against " + "; ".join(against) + "."
+    report = "\n".join(table) + "\n\n" + best_line + "\n\n" + cold_line
     print(report)
     if a.out:
         # The hand-written part of an earlier report (setup, reading) is kept: everything from the
@@ -281,7 +305,7 @@ def main():
             old = open(a.out, encoding="utf-8").read()
             if KEEP_MARKER in old:
                 kept = "\n" + old[old.index(KEEP_MARKER):]
-        flag = " --baselines" if a.baselines else ""
+        flag = (" --baselines" if a.baselines else "") + (" --models" if a.model else "")
         with open(a.out, "w", encoding="utf-8") as f:
             f.write(f"# MovieLens latest-small: retrieval strategies on a temporal split\n\n"
                     f"Command: `QUIVER_HTTP_PORT=0 QUIVER_BINARY_PORT=0 examples/movielens/demo.sh build --eval "
