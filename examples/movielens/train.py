@@ -56,6 +56,20 @@ class DivideAndConquer(torch.nn.Module):
         return self.mlp(e.sum(1))
 
 
+def quota_top(scores, p, labels, total):
+    """Quiver's quota (a = 1): M_k = total * p_k / sum p by largest remainder (ties to the lower
+    cluster), then each cluster's M_k best scores."""
+    raw = total * p / p.sum()
+    m = np.floor(raw).astype(int)
+    order = np.lexsort((np.arange(len(p)), -(raw - m)))
+    m[order[:total - m.sum()]] += 1
+    out = []
+    for k in np.flatnonzero(m):
+        idx = np.flatnonzero(labels == k)
+        out += idx[np.argsort(-scores[idx], kind="stable")[:m[k]]].tolist()
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="prepare.py's output directory")
@@ -68,6 +82,8 @@ def main():
     ap.add_argument("--negatives", type=int, default=200, help="uniform negatives per batch")
     ap.add_argument("--cluster-negatives", type=int, default=20, help="in-cluster negatives per example")
     ap.add_argument("--intent-weight", type=float, default=1.0)
+    ap.add_argument("--intent-window", type=int, default=1,
+                    help="the intent head learns the cluster mix of the next W events")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=0.0)
     ap.add_argument("--no-init-als", dest="init_als", action="store_false",
@@ -76,8 +92,9 @@ def main():
                     help="each example's target: every event among the next W after its history")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--validate", action="store_true",
-                    help="train on each user's first 80%% of training events and print the Recall@50 of the "
-                         "user vector on the rest (for choosing settings; writes nothing)")
+                    help="train on each user's first 80%% of training events and print the Recall@50 on the "
+                         "rest of the user vector and of quotas with the intent head's p (for choosing "
+                         "settings; writes nothing)")
     a = ap.parse_args()
     if not a.out and not a.validate:
         sys.exit("train.py: --out is required (unless --validate)")
@@ -120,15 +137,20 @@ def main():
 
     # Examples: (history before the event, newest first, padded; the event's item).
     L = a.history
-    hists, targets = [], []
+    hists, targets, intents = [], [], []
     for seq in sequences.values():
         for pos in range(1, len(seq)):
             h = seq[max(0, pos - L):pos][::-1]
+            # The intent head's target: the cluster mix of the next intent_window events (1: the
+            # next event's cluster; 20 was no better on validation).
+            mix = np.bincount(labels[seq[pos:pos + a.intent_window]], minlength=a.clusters).astype(np.float32)
             for nxt in seq[pos:pos + a.window]:
                 hists.append(h + [n] * (L - len(h)))
                 targets.append(nxt)
+                intents.append(mix / mix.sum())
     hists = torch.tensor(hists, dtype=torch.long)
     targets = torch.tensor(targets, dtype=torch.long)
+    intents = torch.from_numpy(np.array(intents))
     target_cluster = torch.tensor(labels, dtype=torch.long)[targets]
     print(f"train.py: {len(targets)} examples, {n} items, {a.clusters} clusters, dim {a.dim}", file=sys.stderr)
 
@@ -159,7 +181,7 @@ def main():
             s_same = s_same.masked_fill(same == tgt[:, None], -1e9)
             logits = torch.cat([pos, s_uni, s_same], 1)
             retrieval = torch.nn.functional.cross_entropy(logits, torch.zeros(len(b), dtype=torch.long))
-            intent = torch.nn.functional.cross_entropy(model.intent(u), target_cluster[b])
+            intent = torch.nn.functional.cross_entropy(model.intent(u), intents[b])
             loss = retrieval + a.intent_weight * intent
             opt.zero_grad()
             loss.backward()
@@ -172,14 +194,18 @@ def main():
     if a.validate:
         with torch.no_grad():
             items = model.items.weight[:n].numpy()
-            found = []
+            found, by_quota = [], []
             for u, targets in held.items():
                 h = sequences[u][-L:][::-1]
-                s = items @ model.user(torch.tensor([h + [n] * (L - len(h))]))[0].numpy()
+                uv = model.user(torch.tensor([h + [n] * (L - len(h))]))
+                s = items @ uv[0].numpy()
                 s[sequences[u]] = -np.inf
                 top = np.argpartition(-s, 49)[:50]
                 found.append(len(targets & set(top.tolist())) / len(targets))
-        print(f"train.py: validation Recall@50 {np.mean(found):.4f} ({len(found)} users)")
+                p = torch.softmax(model.intent(uv), -1)[0].numpy().astype(np.float64)
+                by_quota.append(len(targets & set(quota_top(s, p, labels, 50))) / len(targets))
+        print(f"train.py: validation Recall@50 {np.mean(found):.4f}, with quotas (a 1) {np.mean(by_quota):.4f} "
+              f"({len(found)} users)")
         return
     os.makedirs(a.out, exist_ok=True)
     with torch.no_grad():
