@@ -11,8 +11,9 @@
 #   --check: stop after step 4; exit 1 if any example fails
 #   --eval:  after step 4, run examples/movielens/evaluate.py (every user, every strategy) into
 #            REPORT.md; --baselines adds EASE and ALS tuned on a validation split (minutes);
-#            --models trains the divide-and-conquer model (train.py, python3-torch, about
-#            30 s) and serves it as the collection "movies_dc" beside "movies"
+#            --models trains the divide-and-conquer model and ComiRec-SA (train.py,
+#            python3-torch, about 3 minutes) and serves them as the collections "movies_dc" and
+#            "movies_mi" beside "movies"
 # Environment: QUIVER_HTTP_PORT, QUIVER_BINARY_PORT (0: any free port), QUIVER_DEMO_DIR
 # (default BUILD_DIR/movielens).
 set -euo pipefail
@@ -44,12 +45,15 @@ else
   echo "== 1. offline pipeline: up to date in $OUT"
 fi
 if [ "$MODELS" = 1 ]; then
-  if [ ! -f "$OUT/dc/model.json" ] || [ "$HERE/train.py" -nt "$OUT/dc/model.json" ] || [ "$OUT/meta.json" -nt "$OUT/dc/model.json" ]; then
-    echo "== 1b. trained model: examples/movielens/train.py (divide-and-conquer)"
-    /usr/bin/python3 "$HERE/train.py" --data "$OUT" --out "$OUT/dc"
-  else
-    echo "== 1b. trained model: up to date in $OUT/dc"
-  fi
+  for model in dc comirec; do
+    dir=$OUT/$model
+    if [ ! -f "$dir/model.json" ] || [ "$HERE/train.py" -nt "$dir/model.json" ] || [ "$OUT/meta.json" -nt "$dir/model.json" ]; then
+      echo "== 1b. trained model: examples/movielens/train.py --model $model"
+      /usr/bin/python3 "$HERE/train.py" --data "$OUT" --out "$dir" --model "$model"
+    else
+      echo "== 1b. trained model: up to date in $dir"
+    fi
+  done
 fi
 
 echo "== 2. bulk build: quiver build"
@@ -58,9 +62,13 @@ rm -rf "$OUT/data"
   --vectors "$OUT/items.npy" --attributes "$OUT/items.jsonl" --metric ip --index hnsw \
   --kmeans-clusters 16 --topics 4 --topic-threshold 0.05 --topic-concat --max-history 200
 if [ "$MODELS" = 1 ]; then
-  "$QUIVER" build --out "$OUT/data/versions/movielens" --name movies_dc \
-    --vectors "$OUT/dc/items.npy" --attributes "$OUT/dc/items.jsonl" --metric ip --index hnsw \
-    --clusters 16 --max-history 200
+  for model in dc comirec; do
+    name=movies_dc
+    [ "$model" = dc ] || name=movies_mi
+    "$QUIVER" build --out "$OUT/data/versions/movielens" --name "$name" \
+      --vectors "$OUT/$model/items.npy" --attributes "$OUT/$model/items.jsonl" --metric ip --index hnsw \
+      --clusters 16 --max-history 200
+  done
 fi
 
 echo "== 3. quiverd on 127.0.0.1"
@@ -81,7 +89,10 @@ BIN=$(sed -n 's/.*binary [0-9.]*:\([0-9]*\).*/\1/p' "$LOG")
 call() { "$QUIVER" call --addr "127.0.0.1:$BIN" --timeout-ms 120000 "$@"; }
 call POST /v1/versions/reload '{"version":"movielens"}' >/dev/null
 call POST /v1/collections/movies/users @"$OUT/users.json" >/dev/null
-[ "$MODELS" = 0 ] || call POST /v1/collections/movies_dc/users @"$OUT/dc/users.json" >/dev/null
+if [ "$MODELS" = 1 ]; then
+  call POST /v1/collections/movies_dc/users @"$OUT/dc/users.json" >/dev/null
+  call POST /v1/collections/movies_mi/users @"$OUT/comirec/users.json" >/dev/null
+fi
 echo "index-time plugins (docs/plugins.md): neighbor lists for the u2i2i and u2u2i channels, learned intent"
 for run in 'i2i_knn {"config":{"k":50}}' 'itemcf {"config":{"k":50}}' 'u2u_knn {"config":{"k":30}}' 'intent {"config":{}}'; do
   plugin=${run%% *}
@@ -107,7 +118,7 @@ echo "curl -s http://127.0.0.1:$HTTP/v1/collections/movies/users/1"
 if [ "$CHECK" = "--eval" ]; then
   echo
   echo "== 5. evaluation: examples/movielens/evaluate.py"
-  [ "$MODELS" = 0 ] || EVAL_FLAGS+=(--model "$OUT/dc" --model-collection movies_dc)
+  [ "$MODELS" = 0 ] || EVAL_FLAGS+=(--model "$OUT/dc:movies_dc" --model "$OUT/comirec:movies_mi")
   /usr/bin/python3 "$HERE/evaluate.py" --data "$OUT" --port "$HTTP" --out "$EVAL_OUT" "${EVAL_FLAGS[@]}"
   exit 0
 fi

@@ -13,7 +13,7 @@ Reported per strategy:
     that together hold 50% of the training ratings);
   - the Recall@50 difference against the strategy's own baseline (u2i for the vector strategies
     and the offline baselines, the u2i-only channel query for the channel merges, a trained
-    model's own user vector for its quotas), with a paired
+    model's own user vector for its operator), with a paired
     bootstrap 95% interval (the same users resampled for both; 2,000 resamples, fixed seed);
   - catalogue coverage@50 (distinct items recommended to anyone / items) and intra-list
     diversity@50 (mean 1 - cosine between the item vectors of a list);
@@ -133,8 +133,8 @@ def main():
     ap.add_argument("--users", type=int, default=0, help="evaluate the first N users (0: all)")
     ap.add_argument("--baselines", action="store_true",
                     help="also EASE and tuned ALS (minutes: a validation grid of each)")
-    ap.add_argument("--model", default="", help="train.py's output directory: also evaluate that model")
-    ap.add_argument("--model-collection", default="movies_dc", help="the collection serving --model")
+    ap.add_argument("--model", action="append", default=[], metavar="DIR:COLLECTION",
+                    help="also evaluate the model train.py wrote to DIR, served as COLLECTION (repeatable)")
     ap.add_argument("--out", default="", help="also write the report here (Markdown)")
     a = ap.parse_args()
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
@@ -207,18 +207,29 @@ def main():
         ("channels with itemcf lists", lambda u, n: {"channels": {"user": u, "i2i_kind": "i2i_cf"}, "k": n}, True),
     ]
     strategies = [(name, body, a.collection) for name, body, _ in strategies]
-    if a.model:
-        # The trained model's own collection: its user vector, and quotas with its intent head's p.
-        model = {p["user"]: p for p in read_jsonl(os.path.join(a.model, "users.jsonl"))}
-        strategies += [
-            ("DC u2i (user vector)", lambda u, n: {"vector": model[u]["vector"], "k": n}, a.model_collection),
-            ("DC quota a=1 (intent head p)", lambda u, n: {"vector": model[u]["vector"],
-                                                            "quota": {"p": model[u]["p"], "a": 1.0, "total": n}},
-             a.model_collection),
-            ("DC quota a=1.5 (intent head p)", lambda u, n: {"vector": model[u]["vector"],
-                                                              "quota": {"p": model[u]["p"], "a": 1.5, "total": n}},
-             a.model_collection),
-        ]
+    for spec in a.model:
+        # A trained model's own collection: its user vector, and its operator.
+        mdir, _, mcol = spec.rpartition(":")
+        if not mdir or not mcol:
+            sys.exit(f"evaluate.py: --model wants DIR:COLLECTION, got {spec!r}")
+        kind = json.load(open(os.path.join(mdir, "model.json")))["model"]
+        m = {p["user"]: p for p in read_jsonl(os.path.join(mdir, "users.jsonl"))}
+        if kind == "dc":
+            strategies += [
+                ("DC u2i (user vector)", lambda u, n, m=m: {"vector": m[u]["vector"], "k": n}, mcol),
+                ("DC quota a=1 (intent head p)", lambda u, n, m=m: {"vector": m[u]["vector"],
+                                                                     "quota": {"p": m[u]["p"], "a": 1.0, "total": n}},
+                 mcol),
+                ("DC quota a=1.5 (intent head p)", lambda u, n, m=m: {"vector": m[u]["vector"],
+                                                                       "quota": {"p": m[u]["p"], "a": 1.5,
+                                                                                 "total": n}}, mcol),
+            ]
+        else:
+            strategies += [
+                ("ComiRec readout (mean of interests)", lambda u, n, m=m: {"vector": m[u]["vector"], "k": n}, mcol),
+                ("ComiRec max over interests", lambda u, n, m=m: {"vectors": m[u]["interests"], "aggregate": "max",
+                                                                  "k": n}, mcol),
+            ]
     lists, times, notes = {}, {}, {}
     for name, body, collection in strategies:
         lists[name], times[name] = {}, []
@@ -274,7 +285,8 @@ def main():
 
     def delta(name):
         base = ("channel u2i only" if name.startswith("channel") else
-                "DC u2i (user vector)" if name.startswith("DC") else "u2i (user vector)")
+                "DC u2i (user vector)" if name.startswith("DC") else
+                "ComiRec readout (mean of interests)" if name.startswith("ComiRec") else "u2i (user vector)")
         return "(baseline)" if base == name else paired(name, base)
 
     ms = lambda x: "" if x is None else f"{x:.2f}"  # noqa: E731

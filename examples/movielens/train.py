@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
-"""Trains the divide-and-conquer retrieval model (Kuaishou) on prepare.py's training part, on CPU,
-for Quiver's cluster quotas.
+"""Trains a retrieval model on prepare.py's training part, on CPU, for Quiver's operators:
+--model dc, the divide-and-conquer model (Kuaishou) for cluster quotas (described below), or
+--model comirec, ComiRec-SA for multi-interest max-merge: K interest vectors per user, each an
+attention-weighted sum of the history's item embeddings, each example trained through the
+interest closest to its target (the max the server takes), the single readout being their mean;
+users.jsonl then holds "interests" instead of "p".
 
 The items are split into C clusters once (k-means over prepare.py's ALS item vectors). The model:
   - item tower: an embedding t_i per item, started from the ALS vectors (scaled to mean norm 1);
@@ -56,6 +60,33 @@ class DivideAndConquer(torch.nn.Module):
         return self.mlp(e.sum(1))
 
 
+class MultiInterest(torch.nn.Module):
+    """ComiRec-SA: K interest vectors, each an attention-weighted sum of the history's item
+    embeddings (attention over positions from a two-layer projection of embedding + position)."""
+
+    def __init__(self, n_items, dim, interests, history):
+        super().__init__()
+        self.pad = n_items
+        self.items = torch.nn.Embedding(n_items + 1, dim, padding_idx=n_items)
+        torch.nn.init.normal_(self.items.weight, std=0.05)
+        with torch.no_grad():
+            self.items.weight[n_items].zero_()
+        self.position = torch.nn.Parameter(torch.zeros(history, dim))
+        self.w1 = torch.nn.Linear(dim, 4 * dim, bias=False)
+        self.w2 = torch.nn.Linear(4 * dim, interests, bias=False)
+
+    def interests(self, hist):
+        """hist: (B, L) item rows, newest first, padded: (B, K, dim)."""
+        e = self.items(hist)
+        a = self.w2(torch.tanh(self.w1(e + self.position[None])))  # (B, L, K)
+        a = torch.softmax(a.masked_fill((hist == self.pad)[..., None], -1e9), dim=1)
+        return torch.einsum("blk,bld->bkd", a, e)
+
+    def user(self, hist):
+        """The single-vector readout: the mean of the interests."""
+        return self.interests(hist).mean(1)
+
+
 def quota_top(scores, p, labels, total):
     """Quiver's quota (a = 1): M_k = total * p_k / sum p by largest remainder (ties to the lower
     cluster), then each cluster's M_k best scores."""
@@ -74,6 +105,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="prepare.py's output directory")
     ap.add_argument("--out", default="", help="where the model goes (required unless --validate)")
+    ap.add_argument("--model", choices=["dc", "comirec"], default="dc",
+                    help="dc: divide-and-conquer (clusters, intent head); comirec: ComiRec-SA multi-interest")
+    ap.add_argument("--interests", type=int, default=2,
+                    help="comirec: interests per user (2 beat 4 on validation)")
     ap.add_argument("--clusters", type=int, default=16)
     ap.add_argument("--dim", type=int, default=0, help="0: the ALS vectors' dimension")
     ap.add_argument("--history", type=int, default=50, help="events the user tower reads")
@@ -154,7 +189,8 @@ def main():
     target_cluster = torch.tensor(labels, dtype=torch.long)[targets]
     print(f"train.py: {len(targets)} examples, {n} items, {a.clusters} clusters, dim {a.dim}", file=sys.stderr)
 
-    model = DivideAndConquer(n, a.dim, a.clusters, L)
+    multi = a.model == "comirec"
+    model = MultiInterest(n, a.dim, a.interests, L) if multi else DivideAndConquer(n, a.dim, a.clusters, L)
     if a.init_als:
         if als.shape[1] != a.dim:
             sys.exit(f"train.py: --init-als needs --dim {als.shape[1]} (the ALS vectors' dimension)")
@@ -168,8 +204,15 @@ def main():
         total = 0.0
         for start in range(0, len(perm), a.batch):
             b = perm[start:start + a.batch]
-            u = model.user(hists[b])
             tgt = targets[b]
+            if multi:
+                # Trained as served: each example through the interest closest to its target.
+                v = model.interests(hists[b])
+                with torch.no_grad():
+                    best = (v * model.items(tgt)[:, None, :]).sum(-1).argmax(1)
+                u = v[torch.arange(len(b)), best]
+            else:
+                u = model.user(hists[b])
             # Uniform negatives shared by the batch, and per-example negatives from the target's cluster.
             uni = torch.from_numpy(rng.integers(0, n, a.negatives))
             same = torch.stack([torch.from_numpy(rng.choice(members[int(k)], a.cluster_negatives))
@@ -181,8 +224,9 @@ def main():
             s_same = s_same.masked_fill(same == tgt[:, None], -1e9)
             logits = torch.cat([pos, s_uni, s_same], 1)
             retrieval = torch.nn.functional.cross_entropy(logits, torch.zeros(len(b), dtype=torch.long))
-            intent = torch.nn.functional.cross_entropy(model.intent(u), intents[b])
-            loss = retrieval + a.intent_weight * intent
+            loss = retrieval
+            if not multi:
+                loss = loss + a.intent_weight * torch.nn.functional.cross_entropy(model.intent(u), intents[b])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -194,17 +238,25 @@ def main():
     if a.validate:
         with torch.no_grad():
             items = model.items.weight[:n].numpy()
-            found, by_quota = [], []
+            found, other = [], []
             for u, targets in held.items():
                 h = sequences[u][-L:][::-1]
-                uv = model.user(torch.tensor([h + [n] * (L - len(h))]))
+                hist = torch.tensor([h + [n] * (L - len(h))])
+                uv = model.user(hist)
                 s = items @ uv[0].numpy()
                 s[sequences[u]] = -np.inf
                 top = np.argpartition(-s, 49)[:50]
                 found.append(len(targets & set(top.tolist())) / len(targets))
-                p = torch.softmax(model.intent(uv), -1)[0].numpy().astype(np.float64)
-                by_quota.append(len(targets & set(quota_top(s, p, labels, 50))) / len(targets))
-        print(f"train.py: validation Recall@50 {np.mean(found):.4f}, with quotas (a 1) {np.mean(by_quota):.4f} "
+                if multi:  # max over the interests
+                    s = (items @ model.interests(hist)[0].numpy().T).max(1)
+                    s[sequences[u]] = -np.inf
+                    picked = np.argpartition(-s, 49)[:50].tolist()
+                else:  # quotas with the intent head's p
+                    p = torch.softmax(model.intent(uv), -1)[0].numpy().astype(np.float64)
+                    picked = quota_top(s, p, labels, 50)
+                other.append(len(targets & set(picked)) / len(targets))
+        what = "max over the interests" if multi else "with quotas (a 1)"
+        print(f"train.py: validation Recall@50 {np.mean(found):.4f}, {what} {np.mean(other):.4f} "
               f"({len(found)} users)")
         return
     os.makedirs(a.out, exist_ok=True)
@@ -220,19 +272,21 @@ def main():
         with open(os.path.join(a.out, "users.jsonl"), "w", encoding="utf-8") as f:
             for user, seq in sorted(sequences.items()):
                 h = seq[-L:][::-1]
-                u = model.user(torch.tensor([h + [n] * (L - len(h))]))
-                p = torch.softmax(model.intent(u), -1)[0].numpy()
+                hist = torch.tensor([h + [n] * (L - len(h))])
+                u = model.user(hist)
                 vector = prepare.floats(u[0].numpy())
-                f.write(json.dumps({"user": user, "vector": vector,
-                                    "p": [round(float(x), 7) for x in p]}, separators=(",", ":")) + "\n")
+                if multi:
+                    extra = {"interests": [prepare.floats(v) for v in model.interests(hist)[0].numpy()]}
+                else:
+                    extra = {"p": [round(float(x), 7) for x in torch.softmax(model.intent(u), -1)[0].numpy()]}
+                f.write(json.dumps({"user": user, "vector": vector, **extra}, separators=(",", ":")) + "\n")
                 recent = events[user][::-1][:max_history]
                 body.append({"id": user, "vector": vector,
                              "history": [{"item": m, "timestamp": t} for t, m in recent]})
         with open(os.path.join(a.out, "users.json"), "w", encoding="utf-8") as f:
             json.dump({"users": body}, f, separators=(",", ":"))
     with open(os.path.join(a.out, "model.json"), "w", encoding="utf-8") as f:
-        json.dump({"model": "divide-and-conquer", **vars(a), "items": n, "examples": len(targets),
-                   "losses": losses}, f, indent=1)
+        json.dump({**vars(a), "items": n, "examples": len(targets), "losses": losses}, f, indent=1)
     print(f"train.py: -> {a.out}", file=sys.stderr)
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# examples/movielens/train.py (the divide-and-conquer model, python3-torch) on ml-latest-small:
+# examples/movielens/train.py (the divide-and-conquer model and ComiRec-SA, python3-torch) on
+# ml-latest-small:
 # two epochs lower the loss; the outputs line up with prepare.py's (same items in the same order,
 # a cluster for each, one user vector and one intent distribution summing to 1 per user, a
 # users body whose histories are the user's own training items, newest first); and quiver build
@@ -44,6 +45,22 @@ for u in body:
     stamps = [e["timestamp"] for e in u["history"]]
     assert set(items) <= train[u["id"]] and 0 < len(items) <= 200
     assert stamps == sorted(stamps, reverse=True)
+PY
+# ComiRec-SA: two interests per user beside the readout, no intent; also two epochs lower the loss.
+/usr/bin/python3 "$SRC/examples/movielens/train.py" --data "$TMP/prep" --out "$TMP/mi" --model comirec \
+  --epochs 2 --clusters 8 2>/dev/null
+/usr/bin/python3 - "$TMP/prep" "$TMP/mi" <<'PY'
+import json, sys
+import numpy as np
+prep, mi = sys.argv[1], sys.argv[2]
+model = json.load(open(f"{mi}/model.json"))
+assert model["model"] == "comirec" and model["losses"][1] < model["losses"][0], model["losses"]
+dim = np.load(f"{prep}/items.npy").shape[1]
+for line in open(f"{mi}/users.jsonl"):
+    u = json.loads(line)
+    assert "p" not in u and len(u["interests"]) == 2 and all(len(v) == dim for v in u["interests"])
+    mean = np.mean(np.array(u["interests"]), axis=0)
+    assert np.allclose(mean, u["vector"], atol=1e-5), "the readout is not the interests' mean"
 PY
 "$BUILD/tools/quiver" build --out "$TMP/version" --name movies_dc --vectors "$TMP/dc/items.npy" \
   --attributes "$TMP/dc/items.jsonl" --users "$TMP/dc/users.json" --metric ip --index flat \
