@@ -278,15 +278,16 @@ class Intent final : public Plugin {
     QV_ASSIGN_OR_RETURN(const size_t per_user, Samples(ctx));
     std::vector<std::array<double, kExperts>> samples;
     std::vector<double> prior(clusters, 1.0);
-    std::vector<std::vector<uint32_t>> sequences;
+    // Every user with an event here, once: the fit reads them, then each gets its list.
+    std::vector<std::pair<uint64_t, std::vector<uint32_t>>> sequences;
     QV_RETURN_IF_ERROR(ctx.ForEachUser([&](const UserRecord& u) {
       std::vector<uint32_t> seq = Sequence(u, setup);
       for (uint32_t c : seq) prior[c] += 1;
-      if (seq.size() > 1) sequences.push_back(std::move(seq));
+      if (!seq.empty()) sequences.emplace_back(u.id, std::move(seq));
       return Status::Ok();
     }));
     Normalise(prior);
-    for (const std::vector<uint32_t>& seq : sequences) {
+    for (const auto& [user, seq] : sequences) {
       Decayed shares(clusters);
       const size_t first = seq.size() > per_user ? seq.size() - per_user : 1;
       for (size_t t = 0; t < seq.size(); ++t) {
@@ -324,10 +325,10 @@ class Intent final : public Plugin {
     QV_RETURN_IF_ERROR(out.Put(kinds[1], 0, std::move(weights)));
     QV_RETURN_IF_ERROR(out.Put(kinds[1], 1, std::move(g)));
     const Model model{std::vector<double>(pi.begin(), pi.end()), prior};
-    return ctx.ForEachUser([&](const UserRecord& u) {
-      const std::vector<uint32_t> seq = Sequence(u, setup);
-      return seq.empty() ? Status::Ok() : Write(kinds[0], u, seq, model, out);
-    });
+    for (const auto& [user, seq] : sequences) {
+      QV_RETURN_IF_ERROR(Write(kinds[0], user, seq, model, out));
+    }
+    return Status::Ok();
   }
 
   // The users whose histories changed get their p again under the stored weights; a run with no
@@ -349,7 +350,7 @@ class Intent final : public Plugin {
         QV_RETURN_IF_ERROR(out.Remove(kinds[0], id));
         continue;
       }
-      QV_RETURN_IF_ERROR(Write(kinds[0], *u, Sequence(*u, setup), model, out));
+      QV_RETURN_IF_ERROR(Write(kinds[0], id, Sequence(*u, setup), model, out));
     }
     return Status::Ok();
   }
@@ -438,9 +439,9 @@ class Intent final : public Plugin {
     return seq;
   }
 
-  static Status Write(const std::string& kind, const UserRecord& u,
-                      const std::vector<uint32_t>& seq, const Model& model, Writer& out) {
-    if (seq.empty()) return out.Remove(kind, u.id);
+  static Status Write(const std::string& kind, uint64_t user, const std::vector<uint32_t>& seq,
+                      const Model& model, Writer& out) {
+    if (seq.empty()) return out.Remove(kind, user);
     const size_t clusters = model.prior.size();
     Decayed shares(clusters);
     for (uint32_t c : seq) shares.Add(c);
@@ -451,7 +452,7 @@ class Intent final : public Plugin {
       if (p > 0) list.push_back({uint64_t(k), float(p)});
     }
     std::sort(list.begin(), list.end(), BestFirst);
-    return out.Put(kind, u.id, std::move(list));
+    return out.Put(kind, user, std::move(list));
   }
 };
 

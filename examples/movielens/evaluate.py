@@ -178,35 +178,35 @@ def main():
             sys.exit(f"evaluate.py: HTTP {resp.status}: {text[:300]!r}")
         return [h["id"] for h in json.loads(text)["hits"]], dt
 
-    # (name, body for user u, whether the server already excludes the user's history: the list is
-    # filtered here all the same, against every training item)
+    # (name, body for user u asking for n hits); every list is filtered here against all of the
+    # user's training items
     strategies = [
-        ("u2i (user vector)", lambda u, n: {"vector": profiles[u]["vector"], "k": n}, False),
-        ("multi-interest (max)", lambda u, n: {"vectors": profiles[u]["interests"], "k": n}, False),
+        ("u2i (user vector)", lambda u, n: {"vector": profiles[u]["vector"], "k": n}),
+        ("multi-interest (max)", lambda u, n: {"vectors": profiles[u]["interests"], "k": n}),
         ("quota a=0.5 (auto p)", lambda u, n: {"vectors": profiles[u]["interests"],
-                                               "quota": {"p": "auto", "a": 0.5, "total": n, "temperature": 0.5}}, False),
+                                               "quota": {"p": "auto", "a": 0.5, "total": n, "temperature": 0.5}}),
         ("quota a=1 (auto p)", lambda u, n: {"vectors": profiles[u]["interests"],
-                                             "quota": {"p": "auto", "a": 1.0, "total": n, "temperature": 0.5}}, False),
+                                             "quota": {"p": "auto", "a": 1.0, "total": n, "temperature": 0.5}}),
         ("quota a=1 (history p)", lambda u, n: {"vectors": profiles[u]["interests"],
-                                                "quota": {"p": "history", "user": u, "a": 1.0, "total": n}}, False),
+                                                "quota": {"p": "history", "user": u, "a": 1.0, "total": n}}),
         ("quota a=1 (history p, half-life 1y)", lambda u, n: {"vectors": profiles[u]["interests"],
                                                               "quota": {"p": "history", "user": u, "a": 1.0,
-                                                                        "total": n, "half_life": "365d"}}, False),
+                                                                        "total": n, "half_life": "365d"}}),
         ("quota a=1 (learned p)", lambda u, n: {"vectors": profiles[u]["interests"],
-                                                "quota": {"p": "learned", "user": u, "a": 1.0, "total": n}}, False),
+                                                "quota": {"p": "learned", "user": u, "a": 1.0, "total": n}}),
         ("quota a=1.5 (learned p)", lambda u, n: {"vectors": profiles[u]["interests"],
-                                                  "quota": {"p": "learned", "user": u, "a": 1.5, "total": n}}, False),
+                                                  "quota": {"p": "learned", "user": u, "a": 1.5, "total": n}}),
         ("quota a=1.5 (learned p, user vector)", lambda u, n: {"vector": profiles[u]["vector"],
                                                                "quota": {"p": "learned", "user": u, "a": 1.5,
-                                                                         "total": n}}, False),
-        ("MVKE (per_topic)", lambda u, n: {"mvke": {"user_vectors": profiles[u]["mvke"]}, "k": n}, False),
+                                                                         "total": n}}),
+        ("MVKE (per_topic)", lambda u, n: {"mvke": {"user_vectors": profiles[u]["mvke"]}, "k": n}),
         ("MMR (lambda 0.5)", lambda u, n: {"vector": profiles[u]["vector"], "k": n,
-                                           "rerank": {"mmr": {"lambda": 0.5}}}, False),
-        ("channel u2i only", lambda u, n: {"channels": {"user": u, "u2i2i": False, "u2u2i": False}, "k": n}, True),
-        ("channels u2i + u2i2i + u2u2i", lambda u, n: {"channels": {"user": u}, "k": n}, True),
-        ("channels with itemcf lists", lambda u, n: {"channels": {"user": u, "i2i_kind": "i2i_cf"}, "k": n}, True),
+                                           "rerank": {"mmr": {"lambda": 0.5}}}),
+        ("channel u2i only", lambda u, n: {"channels": {"user": u, "u2i2i": False, "u2u2i": False}, "k": n}),
+        ("channels u2i + u2i2i + u2u2i", lambda u, n: {"channels": {"user": u}, "k": n}),
+        ("channels with itemcf lists", lambda u, n: {"channels": {"user": u, "i2i_kind": "i2i_cf"}, "k": n}),
     ]
-    strategies = [(name, body, a.collection) for name, body, _ in strategies]
+    strategies = [(name, body, a.collection) for name, body in strategies]
     for spec in a.model:
         # A trained model's own collection: its user vector, and its operator.
         mdir, _, mcol = spec.rpartition(":")

@@ -120,11 +120,8 @@ def main():
     ap.add_argument("--intent-window", type=int, default=1,
                     help="the intent head learns the cluster mix of the next W events")
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--weight-decay", type=float, default=0.0)
     ap.add_argument("--no-init-als", dest="init_als", action="store_false",
                     help="start the item tower at random instead of from prepare.py's ALS vectors")
-    ap.add_argument("--window", type=int, default=1,
-                    help="each example's target: every event among the next W after its history")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--validate", action="store_true",
                     help="train on each user's first 80%% of training events and print the Recall@50 on the "
@@ -133,8 +130,9 @@ def main():
     a = ap.parse_args()
     if not a.out and not a.validate:
         sys.exit("train.py: --out is required (unless --validate)")
-    if a.clusters < 2 or a.dim == 1 or a.dim < 0 or a.history < 1 or a.epochs < 1:
-        sys.exit("train.py: --clusters and --dim must be at least 2, --history and --epochs at least 1")
+    if a.clusters < 2 or not (a.dim == 0 or a.dim >= 2) or min(a.history, a.epochs, a.interests, a.intent_window) < 1:
+        sys.exit("train.py: --clusters must be at least 2, --dim 0 (the ALS vectors') or at least 2, "
+                 "--history, --epochs, --interests and --intent-window at least 1")
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
 
@@ -179,10 +177,9 @@ def main():
             # The intent head's target: the cluster mix of the next intent_window events (1: the
             # next event's cluster; 20 was no better on validation).
             mix = np.bincount(labels[seq[pos:pos + a.intent_window]], minlength=a.clusters).astype(np.float32)
-            for nxt in seq[pos:pos + a.window]:
-                hists.append(h + [n] * (L - len(h)))
-                targets.append(nxt)
-                intents.append(mix / mix.sum())
+            hists.append(h + [n] * (L - len(h)))
+            targets.append(seq[pos])
+            intents.append(mix / mix.sum())
     hists = torch.tensor(hists, dtype=torch.long)
     targets = torch.tensor(targets, dtype=torch.long)
     intents = torch.from_numpy(np.array(intents))
@@ -196,7 +193,7 @@ def main():
             sys.exit(f"train.py: --init-als needs --dim {als.shape[1]} (the ALS vectors' dimension)")
         with torch.no_grad():
             model.items.weight[:n] = torch.from_numpy(als / np.linalg.norm(als, axis=1).mean()).float()
-    opt = torch.optim.Adam(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
+    opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     losses = []
     for epoch in range(a.epochs):
         t0 = time.time()

@@ -249,11 +249,8 @@ std::vector<double> IntentFormula(const std::vector<uint32_t>& seq, const std::v
 // "learned" takes the user's list as p; an incremental run recomputes a changed user's list
 // under the fitted weights.
 TEST_F(QueryTest, LearnedIntentFitsTheHistoriesAndDrivesTheQuota) {
-  CollectionSchema d;
+  CollectionSchema d = engine_->GetSchema("c").value();  // the same, under another name
   d.name = "d";
-  d.dim = 8;
-  d.index.type = IndexSpec::Type::kFlat;
-  d.clusters = 4;
   ASSERT_TRUE(engine_->CreateCollection(d).ok());
   ASSERT_TRUE(engine_->Upsert("d", items_).ok());
   std::mt19937 rng(17);

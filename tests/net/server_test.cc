@@ -749,10 +749,27 @@ TEST_F(ServerTest, IdleConnectionsAreClosedBusyOnesAreNot) {
 
 // The client replaces a pooled connection the server closed for idleness before it writes a
 // request to it: the request after a quiet spell costs no attempt (max_attempts 1 here). The
-// test waits for the server's close (its counter), never for a time; the timeout is long enough
-// that a fresh connection is not closed between its opening and its request.
+// test waits for the server's close (its counter), never for a time. The idle timeout must be
+// longer than a connection's opening plus its first request: it is sized from that span,
+// measured first on a server without the short timeout.
 TEST_F(ServerTest, AClientReconnectsByItselfAfterTheServerClosedItsIdleConnection) {
-  StartServer("", "", [&](ServerOptions& o) { o.idle_timeout = std::chrono::milliseconds(1000); });
+  StartServer();
+  auto span = std::chrono::steady_clock::duration::zero();
+  for (int i = 0; i < 3; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::unique_ptr<client::Client> probe = Connect();
+    ASSERT_NE(probe, nullptr);
+    ASSERT_TRUE(probe->Health().ok());
+    span = std::max(span, std::chrono::steady_clock::now() - t0);
+  }
+  server_->Stop();
+  server_.reset();
+  root_.reset();
+  const auto idle =
+      std::max<std::chrono::steady_clock::duration>(std::chrono::milliseconds(200), 50 * span);
+  StartServer("", "", [&](ServerOptions& o) {
+    o.idle_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(idle);
+  });
   client::ClientOptions o;
   o.port = server_->binary_port();
   o.pool_size = 1;
