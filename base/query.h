@@ -4,6 +4,7 @@
 // decode and build them. docs/queries.md gives the semantics, with formulas.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -66,7 +67,9 @@ struct Channels {
   uint32_t per_user = 10;  // u2u2i: most recent items taken from each of them
   std::string i2i_kind = "i2i", u2u_kind = "u2u";
   float w_sim = 1.0f, w_dup = 0.5f, w_div = 0.2f;  // merged = w_sim sim + w_dup dup + w_div div
-  bool exclude_seen = true;                        // leave out the user's history and the seeds
+  // Per-channel weights (u2i, u2i2i, u2u2i): sim = max over channels of weight * scaled score.
+  std::array<float, 3> channel_weights = {1.0f, 1.0f, 1.0f};
+  bool exclude_seen = true;  // leave out the user's history and the seeds
   friend bool operator==(const Channels&, const Channels&) = default;
 };
 

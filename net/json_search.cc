@@ -212,10 +212,13 @@ Result<Channels> ChannelsFromJson(element e) {
   if (!co["weights"].get(ue)) {
     object wo;
     if (auto err = ue.get_object().get(wo)) return BadField("channels weights", err);
-    QV_RETURN_IF_ERROR(OnlyFields(wo, {"sim", "dup", "div"}));
+    QV_RETURN_IF_ERROR(OnlyFields(wo, {"sim", "dup", "div", "u2i", "u2i2i", "u2u2i"}));
     QV_RETURN_IF_ERROR(GetFloat(wo, "sim", &ch.w_sim));
     QV_RETURN_IF_ERROR(GetFloat(wo, "dup", &ch.w_dup));
     QV_RETURN_IF_ERROR(GetFloat(wo, "div", &ch.w_div));
+    QV_RETURN_IF_ERROR(GetFloat(wo, "u2i", &ch.channel_weights[0]));
+    QV_RETURN_IF_ERROR(GetFloat(wo, "u2i2i", &ch.channel_weights[1]));
+    QV_RETURN_IF_ERROR(GetFloat(wo, "u2u2i", &ch.channel_weights[2]));
   }
   return ch;
 }

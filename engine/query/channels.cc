@@ -19,21 +19,21 @@ namespace {
 
 struct Candidate {
   float raw[3] = {-INFINITY, -INFINITY, -INFINITY};  // best score per channel (u2i, u2i2i, u2u2i)
-  float sim = 0;                                     // max over channels of the normalised score
+  float sim = 0;  // max over channels of the channel's weight times its normalised score
   uint8_t channels = 0;
   uint32_t vector = 0;
   int32_t cluster = -1;
 };
 
-// Min-max scales channel c's raw scores to [0, 1] (all equal: 1).
-void Normalise(std::unordered_map<uint64_t, Candidate>& all, int c) {
+// Min-max scales channel c's raw scores to [0, 1] (all equal: 1), times the channel's weight w.
+void Normalise(std::unordered_map<uint64_t, Candidate>& all, int c, float w) {
   float lo = INFINITY, hi = -INFINITY;
   for (const auto& [id, x] : all) {
     if (x.channels >> c & 1) lo = std::min(lo, x.raw[c]), hi = std::max(hi, x.raw[c]);
   }
   for (auto& [id, x] : all) {
     if (!(x.channels >> c & 1)) continue;
-    x.sim = std::max(x.sim, hi > lo ? (x.raw[c] - lo) / (hi - lo) : 1.0f);
+    x.sim = std::max(x.sim, w * (hi > lo ? (x.raw[c] - lo) / (hi - lo) : 1.0f));
   }
 }
 
@@ -200,7 +200,7 @@ Result<QueryResult> RunChannels(const QuerySpec& q, ChannelData& data) {
       ++taken;
     }
   }
-  for (int c = 0; c < 3; ++c) ops::Normalise(all, c);
+  for (int c = 0; c < 3; ++c) ops::Normalise(all, c, ch.channel_weights[size_t(c)]);
   // Greedy merge: each step takes the candidate with the largest
   // w_sim sim + w_dup dup + w_div div, div = the share of the items taken so far whose category
   // differs from its own (1 for the first).

@@ -147,7 +147,8 @@ Status CheckChannels(const QuerySpec& q) {
     if (v > 1000) return Bad(std::string("channels ") + name + " must be at most 1,000");
   }
   if (c.seed_items.size() > 1000) return Bad("channels seed_items: at most 1,000");
-  for (float w : {c.w_sim, c.w_dup, c.w_div}) {
+  for (float w : {c.w_sim, c.w_dup, c.w_div, c.channel_weights[0], c.channel_weights[1],
+                  c.channel_weights[2]}) {
     if (!Finite(w) || w < 0) return Bad("channels weights must be finite and >= 0");
   }
   for (const std::string* k : {&c.i2i_kind, &c.u2u_kind}) {

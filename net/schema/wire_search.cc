@@ -93,7 +93,8 @@ Offset<wire::Channels> PutChannels(FlatBufferBuilder& b, const Channels& x) {
   auto u2u = b.CreateString(x.u2u_kind);
   return wire::CreateChannels(b, x.user.has_value(), x.user.value_or(0), seeds, x.u2i, x.u2i2i,
                               x.u2u2i, x.seeds, x.per_seed, x.users, x.per_user, i2i, u2u, x.w_sim,
-                              x.w_dup, x.w_div, x.exclude_seen);
+                              x.w_dup, x.w_div, x.exclude_seen, x.channel_weights[0],
+                              x.channel_weights[1], x.channel_weights[2]);
 }
 Channels GetChannels(const wire::Channels* x) {
   Channels ch;
@@ -112,6 +113,7 @@ Channels GetChannels(const wire::Channels* x) {
   ch.w_dup = x->w_dup();
   ch.w_div = x->w_div();
   ch.exclude_seen = x->exclude_seen();
+  ch.channel_weights = {x->w_u2i(), x->w_u2i2i(), x->w_u2u2i()};
   return ch;
 }
 

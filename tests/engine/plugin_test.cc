@@ -269,7 +269,7 @@ namespace {
 
 // Channels over a flat collection with i2i and u2u lists: the answer equals a reference
 // implementation of docs/queries.md "Channels" (candidates per channel, per-channel min-max
-// normalisation, greedy w_sim sim + w_dup dup + w_div div).
+// normalisation times the channel's weight, greedy w_sim sim + w_dup dup + w_div div).
 class ChannelsTest : public PluginTest {
  protected:
   void SetUp() override {
@@ -339,9 +339,10 @@ class ChannelsTest : public PluginTest {
       for (auto& [id, r] : raw) {
         if (mask[id] >> c & 1) lo = std::min(lo, r[c]), hi = std::max(hi, r[c]);
       }
+      const float w = ch.channel_weights[size_t(c)];
       for (auto& [id, r] : raw) {
         if (mask[id] >> c & 1)
-          sim[id] = std::max(sim[id], hi > lo ? (r[c] - lo) / (hi - lo) : 1.0f);
+          sim[id] = std::max(sim[id], w * (hi > lo ? (r[c] - lo) / (hi - lo) : 1.0f));
       }
     }
     std::vector<Ref> out;
@@ -388,6 +389,55 @@ TEST_F(ChannelsTest, ThreeChannelsMergeAsDocumented) {
     }
     EXPECT_GT(masks.size(), 2u) << "hits from several channel combinations";
   }
+}
+
+TEST_F(ChannelsTest, ChannelWeightsScaleEachChannelsScore) {
+  // Weights other than 1 change the answer, and it still equals the reference; a channel
+  // weighted 0 only contributes through dup, so with w_dup and w_div 0 its lone items score 0
+  // and come after every item with a positive score.
+  for (const std::array<float, 3> w :
+       {std::array<float, 3>{1.0f, 0.4f, 0.7f}, {0.3f, 1.0f, 0.0f}}) {
+    QuerySpec q;
+    q.k = 25;
+    q.channels = Channels{};
+    q.channels->user = users_[7].id;
+    auto plain = engine_->Query("c", q);
+    ASSERT_TRUE(plain.ok()) << plain.status();
+    q.channels->channel_weights = w;
+    auto r = engine_->Query("c", q);
+    ASSERT_TRUE(r.ok()) << r.status();
+    const auto want = Reference(users_[7], *q.channels, 25);
+    ASSERT_EQ(r->hits.size(), want.size());
+    bool differs = false;
+    for (size_t i = 0; i < want.size(); ++i) {
+      EXPECT_EQ(r->hits[i].id, want[i].id) << "rank " << i;
+      differs |= i < plain->hits.size() && plain->hits[i].id != r->hits[i].id;
+    }
+    EXPECT_TRUE(differs) << "the channel weights changed nothing";
+  }
+  QuerySpec q;
+  q.k = 200;
+  q.channels = Channels{};
+  q.channels->user = users_[7].id;
+  q.channels->u2i = false;  // u2i alone would cover most of the 300 items
+  q.channels->w_dup = 0;
+  q.channels->w_div = 0;
+  q.channels->channel_weights = {1.0f, 1.0f, 0.0f};
+  auto r = engine_->Query("c", q);
+  ASSERT_TRUE(r.ok()) << r.status();
+  bool lone_seen = false;
+  for (const auto& h : r->hits) {
+    if (h.channels == kChannelU2u2i) {
+      lone_seen = true;
+      EXPECT_EQ(h.score, 0.0f) << "lone u2u2i item " << h.id;
+    } else if (h.score > 0) {
+      EXPECT_FALSE(lone_seen) << "item " << h.id << " scored " << h.score
+                              << " after a lone u2u2i item";
+    }
+  }
+  EXPECT_TRUE(lone_seen) << "u2u2i returned nothing of its own";
+  q.channels->channel_weights[2] = -1.0f;
+  EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST_F(ChannelsTest, SeedItemsAloneAndErrors) {

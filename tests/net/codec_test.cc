@@ -234,13 +234,14 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
   chc.query.channels->per_seed = 7;
   chc.query.channels->i2i_kind = "i2i_cf";
   chc.query.channels->w_div = 0.3f;
+  chc.query.channels->channel_weights = {1.0f, 0.5f, 0.25f};
   auto chb = DecodeRequest(EncodeRequestFrame(8, "", chc).substr(kFrameHeaderBytes));
   ASSERT_TRUE(chb.ok()) << chb.status();
   EXPECT_EQ(std::get<SearchCall>(chb->call).query.channels, chc.query.channels);
   auto chj =
       DecodeHttpCall("POST", "/v1/collections/m/search",
                      R"({"k":30,"channels":{"user":42,"seed_items":[1,2],"u2u2i":false,"per_seed":7,
-                                "i2i_kind":"i2i_cf","weights":{"div":0.3}}})",
+                                "i2i_kind":"i2i_cf","weights":{"div":0.3,"u2i2i":0.5,"u2u2i":0.25}}})",
                      32);
   ASSERT_TRUE(chj.ok()) << chj.status();
   EXPECT_EQ(std::get<SearchCall>(*chj).query.channels, chc.query.channels);
