@@ -10,10 +10,11 @@
 # Usage: demo.sh BUILD_DIR [--check | --eval REPORT.md [--baselines] [--models]]
 #   --check: stop after step 4; exit 1 if any example fails
 #   --eval:  after step 4, run examples/movielens/evaluate.py (every user, every strategy) into
-#            REPORT.md; --baselines adds EASE and ALS tuned on a validation split (minutes);
-#            --models trains the divide-and-conquer model and ComiRec-SA (train.py,
-#            python3-torch, about 3 minutes) and serves them as the collections "movies_dc" and
-#            "movies_mi" beside "movies"
+#            REPORT.md, the channel merge's weights fitted on a validation collection
+#            "movies_val" (prepare.py's validation split, with its own lists); --baselines adds EASE and ALS tuned on a validation split (minutes);
+#            --models trains the divide-and-conquer model, ComiRec-SA, MVKE and SASRec
+#            (train.py, python3-torch, about 7 minutes) and serves them as the collections
+#            "movies_dc", "movies_mi", "movies_mvke" and "movies_sas" beside "movies"
 # Environment: QUIVER_HTTP_PORT, QUIVER_BINARY_PORT (0: any free port), QUIVER_DEMO_DIR
 # (default BUILD_DIR/movielens).
 set -euo pipefail
@@ -45,7 +46,7 @@ else
   echo "== 1. offline pipeline: up to date in $OUT"
 fi
 if [ "$MODELS" = 1 ]; then
-  for model in dc comirec; do
+  for model in dc comirec mvke sasrec; do
     dir=$OUT/$model
     if [ ! -f "$dir/model.json" ] || [ "$HERE/train.py" -nt "$dir/model.json" ] || [ "$OUT/meta.json" -nt "$dir/model.json" ]; then
       echo "== 1b. trained model: examples/movielens/train.py --model $model"
@@ -61,14 +62,24 @@ rm -rf "$OUT/data"
 "$QUIVER" build --out "$OUT/data/versions/movielens" --name movies \
   --vectors "$OUT/items.npy" --attributes "$OUT/items.jsonl" --metric ip --index hnsw \
   --kmeans-clusters 16 --topics 4 --topic-threshold 0.05 --topic-concat --max-history 200
+if [ "$CHECK" = "--eval" ]; then
+  # The validation split (prepare.py's validation/), where evaluate.py fits the channel weights.
+  "$QUIVER" build --out "$OUT/data/versions/movielens" --name movies_val \
+    --vectors "$OUT/validation/items.npy" --attributes "$OUT/items.jsonl" --metric ip --index hnsw \
+    --topics 4 --max-history 200
+fi
 if [ "$MODELS" = 1 ]; then
-  for model in dc comirec; do
-    name=movies_dc
-    [ "$model" = dc ] || name=movies_mi
-    "$QUIVER" build --out "$OUT/data/versions/movielens" --name "$name" \
-      --vectors "$OUT/$model/items.npy" --attributes "$OUT/$model/items.jsonl" --metric ip --index hnsw \
-      --clusters 16 --max-history 200
-  done
+  "$QUIVER" build --out "$OUT/data/versions/movielens" --name movies_dc --vectors "$OUT/dc/items.npy" \
+    --attributes "$OUT/dc/items.jsonl" --metric ip --index hnsw --clusters 16 --max-history 200
+  "$QUIVER" build --out "$OUT/data/versions/movielens" --name movies_mi --vectors "$OUT/comirec/items.npy" \
+    --attributes "$OUT/comirec/items.jsonl" --metric ip --index hnsw --clusters 16 --max-history 200
+  "$QUIVER" build --out "$OUT/data/versions/movielens" --name movies_sas --vectors "$OUT/sasrec/items.npy" \
+    --attributes "$OUT/sasrec/items.jsonl" --metric ip --index hnsw --clusters 16 --max-history 200
+  # MVKE: the gate's topic weights as the items' topics, every item in every topic's sub-index.
+  TOPICS=$(/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["interests"])' "$OUT/mvke/model.json")
+  "$QUIVER" build --out "$OUT/data/versions/movielens" --name movies_mvke --vectors "$OUT/mvke/items.npy" \
+    --attributes "$OUT/mvke/items.jsonl" --metric ip --index hnsw --clusters 16 --topics "$TOPICS" \
+    --topic-threshold 0 --max-history 200
 fi
 
 echo "== 3. quiverd on 127.0.0.1"
@@ -92,13 +103,26 @@ call POST /v1/collections/movies/users @"$OUT/users.json" >/dev/null
 if [ "$MODELS" = 1 ]; then
   call POST /v1/collections/movies_dc/users @"$OUT/dc/users.json" >/dev/null
   call POST /v1/collections/movies_mi/users @"$OUT/comirec/users.json" >/dev/null
+  call POST /v1/collections/movies_mvke/users @"$OUT/mvke/users.json" >/dev/null
+  call POST /v1/collections/movies_sas/users @"$OUT/sasrec/users.json" >/dev/null
 fi
 echo "index-time plugins (docs/plugins.md): neighbor lists for the u2i2i and u2u2i channels, learned intent"
-for run in 'i2i_knn {"config":{"k":50}}' 'itemcf {"config":{"k":50}}' 'u2u_knn {"config":{"k":30}}' 'intent {"config":{}}'; do
-  plugin=${run%% *}
-  printf '  %-8s ' "$plugin"
-  "$QUIVER" call --addr "127.0.0.1:$BIN" --timeout-ms 600000 POST "/v1/collections/movies/plugins/$plugin/run" "${run#* }"
-done
+LISTS=('i2i_knn {"config":{"k":50}}' 'itemcf {"config":{"k":50}}' 'u2u_knn {"config":{"k":30}}')
+run_plugins() {  # COLLECTION 'PLUGIN BODY'...
+  local collection=$1 run plugin
+  shift
+  for run in "$@"; do
+    plugin=${run%% *}
+    printf '  %-8s ' "$plugin"
+    "$QUIVER" call --addr "127.0.0.1:$BIN" --timeout-ms 600000 POST "/v1/collections/$collection/plugins/$plugin/run" "${run#* }"
+  done
+}
+run_plugins movies "${LISTS[@]}" 'intent {"config":{}}'
+if [ "$CHECK" = "--eval" ]; then
+  call POST /v1/collections/movies_val/users @"$OUT/validation/users.json" >/dev/null
+  echo "the same lists on the validation collection movies_val:"
+  run_plugins movies_val "${LISTS[@]}"
+fi
 echo "serving: REST http://127.0.0.1:$HTTP, binary 127.0.0.1:$BIN; collection 'movies':"
 call GET /v1/collections/movies
 
@@ -118,7 +142,8 @@ echo "curl -s http://127.0.0.1:$HTTP/v1/collections/movies/users/1"
 if [ "$CHECK" = "--eval" ]; then
   echo
   echo "== 5. evaluation: examples/movielens/evaluate.py"
-  [ "$MODELS" = 0 ] || EVAL_FLAGS+=(--model "$OUT/dc:movies_dc" --model "$OUT/comirec:movies_mi")
+  EVAL_FLAGS+=(--validation movies_val)
+  [ "$MODELS" = 0 ] || EVAL_FLAGS+=(--model "$OUT/dc:movies_dc" --model "$OUT/comirec:movies_mi" --model "$OUT/mvke:movies_mvke" --model "$OUT/sasrec:movies_sas")
   /usr/bin/python3 "$HERE/evaluate.py" --data "$OUT" --port "$HTTP" --out "$EVAL_OUT" "${EVAL_FLAGS[@]}"
   exit 0
 fi

@@ -13,7 +13,7 @@ Reported per strategy:
     that together hold 50% of the training ratings);
   - the Recall@50 difference against the strategy's own baseline (u2i for the vector strategies
     and the offline baselines, the u2i-only channel query for the channel merges, a trained
-    model's own user vector for its operator), with a paired
+    model's own single user vector for its operator), with a paired
     bootstrap 95% interval (the same users resampled for both; 2,000 resamples, fixed seed);
   - catalogue coverage@50 (distinct items recommended to anyone / items) and intra-list
     diversity@50 (mean 1 - cosine between the item vectors of a list);
@@ -23,7 +23,8 @@ Baselines computed here, exactly, on the same split: most-popular, and with --ba
 carved from the training part (each user's last 20% of training ratings), never on the test part.
 Users with no training history get the most-popular list and are reported apart.
 
-  evaluate.py --data DIR --port 7700 [--users N] [--baselines] [--out FILE.md]
+  evaluate.py --data DIR --port 7700 [--users N] [--baselines] [--model DIR:COLLECTION]...
+              [--validation COLLECTION] [--out FILE.md]
 
 Standard library and numpy only.
 """
@@ -78,9 +79,7 @@ def tuned_baselines(train, item_ids, meta, log):
     """EASE and ALS, their hyper-parameters chosen on a validation split of the training part.
     Returns {name: (user rows, scores matrix, chosen setting)} over the training users."""
     row = {m: i for i, m in enumerate(item_ids)}
-    fit, val = prepare.temporal_split(
-        [{"userId": u, "movieId": m, "rating": r, "timestamp": t}
-         for u, rs in train.items() for t, m, r in rs if len(rs) > 1], 0.2)
+    fit, val = prepare.validation_split(train, 0.2)
     val_targets = {u: {row[m] for _, m, _ in val[u]} for u in val}
 
     def binary(split):
@@ -124,6 +123,54 @@ def tuned_baselines(train, item_ids, meta, log):
     return out
 
 
+def fit_channel_weights(search, vdir, collection, log, tolerance):
+    """The channel merge's weights (u2i2i, u2u2i, dup, div; u2i and sim stay 1) and i2i list kind,
+    fitted on the validation collection (prepare.py's validation/ served as `collection`, its
+    plugins run) by coordinate ascent over a grid, two rounds each: first the largest Recall@50
+    R* from the defaults, then from there the largest catalogue coverage@50 among settings with
+    Recall@50 at least R* - tolerance (the channels are there for breadth).
+    Returns the channels fields and the validation (Recall@50, coverage@50) of the defaults and
+    of the fit."""
+    seen = {t["user"]: set(t["items"]) for t in read_jsonl(os.path.join(vdir, "train.jsonl"))}
+    held = {h["user"]: set(h["items"]) for h in read_jsonl(os.path.join(vdir, "heldout.jsonl"))}
+    users = sorted(u for u in held if u in seen)
+    memo = {}
+
+    def score(setting):
+        """(Recall@50, coverage@50 as distinct items recommended) on validation."""
+        key = tuple(sorted(setting.items()))
+        if key not in memo:
+            kind, weights = setting["i2i_kind"], {k: v for k, v in setting.items() if k != "i2i_kind"}
+            lists = {}
+            for u in users:
+                body = {"channels": {"user": u, "i2i_kind": kind, "weights": weights},
+                        "k": min(MAX_K, K + len(seen[u]))}
+                lists[u] = [m for m in search(body, collection)[0] if m not in seen[u]][:K]
+            memo[key] = (recall(lists, held), len({m for got in lists.values() for m in got}))
+        return memo[key]
+
+    grid = {"u2i2i": [0.0, 0.25, 0.5, 0.75, 1.0], "u2u2i": [0.0, 0.25, 0.5, 0.75, 1.0],
+            "dup": [0.0, 0.1, 0.25, 0.5, 1.0], "div": [0.0, 0.1, 0.2, 0.4], "i2i_kind": ["i2i", "i2i_cf"]}
+    default = {"u2i2i": 1.0, "u2u2i": 1.0, "dup": 0.5, "div": 0.2, "i2i_kind": "i2i"}
+    best = dict(default)
+    for _ in range(2):
+        for field, values in grid.items():
+            best[field] = max(values, key=lambda v: (score({**best, field: v})[0], v == best[field]))
+        log(f"  channel weights: {best}, validation Recall@50 {score(best)[0]:.4f}")
+    floor = score(best)[0] - tolerance
+
+    def broad(setting):  # feasible first, then coverage, then recall
+        r, c = score(setting)
+        return (r >= floor, c, r)
+
+    for _ in range(2):
+        for field, values in grid.items():
+            best[field] = max(values, key=lambda v: (broad({**best, field: v}), v == best[field]))
+        log(f"  channel weights (coverage within {tolerance:g} of that recall): {best}, validation Recall@50 "
+            f"{score(best)[0]:.4f}, {score(best)[1]} items")
+    return best, score(default), score(best)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="prepare.py's output directory")
@@ -135,6 +182,12 @@ def main():
                     help="also EASE and tuned ALS (minutes: a validation grid of each)")
     ap.add_argument("--model", action="append", default=[], metavar="DIR:COLLECTION",
                     help="also evaluate the model train.py wrote to DIR, served as COLLECTION (repeatable)")
+    ap.add_argument("--validation", default="", metavar="COLLECTION",
+                    help="the collection serving DATA/validation (prepare.py's validation split, plugins "
+                         "run): fit the channel merge's weights there and add the fitted channels row")
+    ap.add_argument("--channel-tolerance", type=float, default=0.005,
+                    help="the fitted channel weights maximise coverage among settings within this much of the best "
+                         "validation Recall@50")
     ap.add_argument("--out", default="", help="also write the report here (Markdown)")
     a = ap.parse_args()
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
@@ -180,6 +233,7 @@ def main():
 
     # (name, body for user u asking for n hits); every list is filtered here against all of the
     # user's training items
+    notes = {}
     strategies = [
         ("u2i (user vector)", lambda u, n: {"vector": profiles[u]["vector"], "k": n}),
         ("multi-interest (max)", lambda u, n: {"vectors": profiles[u]["interests"], "k": n}),
@@ -207,6 +261,18 @@ def main():
         ("channels with itemcf lists", lambda u, n: {"channels": {"user": u, "i2i_kind": "i2i_cf"}, "k": n}),
     ]
     strategies = [(name, body, a.collection) for name, body in strategies]
+    if a.validation:
+        log("channel weights: fitted on the validation collection")
+        fitted, s_default, s_fitted = fit_channel_weights(search, os.path.join(a.data, "validation"), a.validation,
+                                                          log, a.channel_tolerance)
+        weights = {k: v for k, v in fitted.items() if k != "i2i_kind"}
+        strategies.append(("channels (weights fitted on validation)",
+                           lambda u, n: {"channels": {"user": u, "i2i_kind": fitted["i2i_kind"], "weights": weights},
+                                         "k": n}, a.collection))
+        notes["channels (weights fitted on validation)"] = (
+            f"{fitted['i2i_kind']} lists, weights u2i2i {weights['u2i2i']:g}, u2u2i {weights['u2u2i']:g}, "
+            f"dup {weights['dup']:g}, div {weights['div']:g}; validation Recall@50 {s_fitted[0]:.4f} and "
+            f"{s_fitted[1]} items recommended, against {s_default[0]:.4f} and {s_default[1]} with the defaults")
     for spec in a.model:
         # A trained model's own collection: its user vector, and its operator.
         mdir, _, mcol = spec.rpartition(":")
@@ -224,13 +290,25 @@ def main():
                                                                        "quota": {"p": m[u]["p"], "a": 1.5,
                                                                                  "total": n}}, mcol),
             ]
+        elif kind == "sasrec":
+            strategies.append(("SASRec u2i (user vector)", lambda u, n, m=m: {"vector": m[u]["vector"], "k": n}, mcol))
+        elif kind == "mvke":
+            strategies += [
+                ("MVKE model u2i (mean-alpha single vector)", lambda u, n, m=m: {"vector": m[u]["vector"], "k": n},
+                 mcol),
+                ("MVKE model, MVKE operator (per_topic)", lambda u, n, m=m: {"mvke": {"user_vectors": m[u]["mvke"]},
+                                                                            "k": n}, mcol),
+                ("MVKE model, MVKE operator (rescore)", lambda u, n, m=m: {"mvke": {"user_vectors": m[u]["mvke"],
+                                                                                    "strategy": "rescore"},
+                                                                           "k": n}, mcol),
+            ]
         else:
             strategies += [
                 ("ComiRec readout (mean of interests)", lambda u, n, m=m: {"vector": m[u]["vector"], "k": n}, mcol),
                 ("ComiRec max over interests", lambda u, n, m=m: {"vectors": m[u]["interests"], "aggregate": "max",
                                                                   "k": n}, mcol),
             ]
-    lists, times, notes = {}, {}, {}
+    lists, times = {}, {}
     for name, body, collection in strategies:
         lists[name], times[name] = {}, []
         for u in users:
@@ -286,7 +364,8 @@ def main():
     def delta(name):
         base = ("channel u2i only" if name.startswith("channel") else
                 "DC u2i (user vector)" if name.startswith("DC") else
-                "ComiRec readout (mean of interests)" if name.startswith("ComiRec") else "u2i (user vector)")
+                "ComiRec readout (mean of interests)" if name.startswith("ComiRec") else
+                "MVKE model u2i (mean-alpha single vector)" if name.startswith("MVKE model") else "u2i (user vector)")
         return "(baseline)" if base == name else paired(name, base)
 
     ms = lambda x: "" if x is None else f"{x:.2f}"  # noqa: E731
@@ -307,6 +386,12 @@ def main():
     best = max(served, key=lambda name: results[name]["r50"])
     against = [f"{base} {paired(best, base)}" for base in results if base not in served]
     best_line = f"Best served strategy, {best} (Recall@50 {results[best]['r50']:.4f}), against " + "; ".join(against) + "."
+    fitted_name = "channels (weights fitted on validation)"
+    if fitted_name in results:
+        f_, u_ = results[fitted_name], results["u2i (user vector)"]
+        best_line += (f"\n\nChannels with fitted weights against u2i (user vector): Recall@50 "
+                      f"{paired(fitted_name, 'u2i (user vector)')}, coverage@50 {f_['coverage']:.3f} against "
+                      f"{u_['coverage']:.3f}, tail Recall@50 {f_['tail']:.4f} against {u_['tail']:.4f}.")
     report = "\n".join(table) + "\n\n" + best_line + "\n\n" + cold_line
     print(report)
     if a.out:
@@ -321,8 +406,8 @@ def main():
         with open(a.out, "w", encoding="utf-8") as f:
             f.write(f"# MovieLens latest-small: retrieval strategies on a temporal split\n\n"
                     f"Command: `QUIVER_HTTP_PORT=0 QUIVER_BINARY_PORT=0 examples/movielens/demo.sh build --eval "
-                    f"{a.out}{flag}` (it runs `evaluate.py --data DIR --port PORT --out {a.out}{flag}` against the "
-                    f"demo)  \n"
+                    f"{a.out}{flag}` (it runs `evaluate.py --data DIR --port PORT --out {a.out}{flag}"
+                    f"{' --validation ' + a.validation if a.validation else ''}` against the demo)  \n"
                     f"{len(users)} users, {len(item_ids)} items; each user's last 20% of ratings held out; every "
                     f"training item excluded from every list; short head: the {head_n} most-rated items (half of "
                     f"the training ratings); latency: one client over REST, keep-alive.\n\n"

@@ -22,6 +22,9 @@ Output (--out):
   heldout.jsonl               per user: the held-out items, oldest first (also users with no
                               training history: they get no vector and are evaluated apart)
   train.jsonl                 per user: every training item, rating and timestamp, oldest first
+  validation/                 the training part split again (each user's last 20% held out) with
+                              ALS fitted on the rest: items.npy, users.json, train.jsonl,
+                              heldout.jsonl (items.jsonl is the one above)
   meta.json                   dimensions, topics, genres, the latest timestamp ("now")
   queries/*.json              example search bodies for one user
 
@@ -162,6 +165,36 @@ def floats(v):
     return [round(float(x), 6) for x in v]
 
 
+def validation_split(train, holdout):
+    """The training part split again in time, for choosing settings: per user with at least two
+    training ratings, the last `holdout` share (at least one) becomes validation targets."""
+    return temporal_split([{"userId": u, "movieId": m, "rating": r, "timestamp": t}
+                           for u, rs in train.items() for t, m, r in rs if len(rs) > 1], holdout)
+
+
+def write_users(out, train, users, X):
+    """users.json (the POST .../users body: vector and the last HISTORY events, newest first) and
+    train.jsonl (every training event, oldest first)."""
+    with open(os.path.join(out, "users.json"), "w", encoding="utf-8") as f:
+        body = []
+        for ui, u in enumerate(users):
+            recent = sorted(train[u], reverse=True)[:HISTORY]
+            body.append({"id": u, "vector": floats(X[ui]),
+                         "history": [{"item": m, "timestamp": t} for t, m, _ in recent]})
+        json.dump({"users": body}, f, separators=(",", ":"))
+    with open(os.path.join(out, "train.jsonl"), "w", encoding="utf-8") as f:
+        for u in users:
+            f.write(json.dumps({"user": u, "items": [m for _, m, _ in train[u]],
+                                "ratings": [r for _, _, r in train[u]],
+                                "timestamps": [t for t, _, _ in train[u]]}, separators=(",", ":")) + "\n")
+
+
+def write_heldout(path, test):
+    with open(path, "w", encoding="utf-8") as f:
+        for u in sorted(test):
+            f.write(json.dumps({"user": u, "items": [m for _, m, _ in test[u]]}) + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "../../data/ml-latest-small"))
@@ -243,23 +276,19 @@ def main():
     with open(os.path.join(a.out, "users.jsonl"), "w", encoding="utf-8") as f:
         for p in profiles:
             f.write(json.dumps(p, separators=(",", ":")) + "\n")
-    with open(os.path.join(a.out, "users.json"), "w", encoding="utf-8") as f:
-        body = []
-        for ui, u in enumerate(users):
-            recent = sorted(train[u], reverse=True)[:HISTORY]
-            body.append({"id": u, "vector": profiles[ui]["vector"],
-                         "history": [{"item": m, "timestamp": t} for t, m, _ in recent]})
-        json.dump({"users": body}, f, separators=(",", ":"))
-    with open(os.path.join(a.out, "heldout.jsonl"), "w", encoding="utf-8") as f:
-        # Every user, also those with no training history (cold: no vector, no profile).
-        for u in sorted(test):
-            f.write(json.dumps({"user": u, "items": [m for _, m, _ in test[u]]}) + "\n")
-    with open(os.path.join(a.out, "train.jsonl"), "w", encoding="utf-8") as f:
-        # The whole training part, oldest first (users.json keeps the last max_history events).
-        for u in users:
-            f.write(json.dumps({"user": u, "items": [m for _, m, _ in train[u]],
-                                "ratings": [r for _, _, r in train[u]],
-                                "timestamps": [t for t, _, _ in train[u]]}, separators=(",", ":")) + "\n")
+    write_users(a.out, train, users, X)
+    # Every user, also those with no training history (cold: no vector, no profile).
+    write_heldout(os.path.join(a.out, "heldout.jsonl"), test)
+    # The validation set (for settings fitted through the server, such as channel weights): the
+    # same items, ALS fitted again on each user's first 80% of training ratings, the rest held out.
+    fit, val = validation_split(train, a.holdout)
+    vdir = os.path.join(a.out, "validation")
+    os.makedirs(vdir, exist_ok=True)
+    vusers, vX, vY, _, _ = als(fit, len(item_ids), item_index, a.alpha, a.reg, a.iters, seed=7,
+                               rating_max=rating_max)
+    np.save(os.path.join(vdir, "items.npy"), vY.astype(np.float32))
+    write_users(vdir, fit, vusers, vX)
+    write_heldout(os.path.join(vdir, "heldout.jsonl"), val)
     with open(os.path.join(a.out, "meta.json"), "w", encoding="utf-8") as f:
         json.dump({"items": len(item_ids), "users": len(users), "cold_users": len(test) - len(users),
                    "dim": FACTORS, "topics": TOPICS, "max_history": HISTORY, "now": now,

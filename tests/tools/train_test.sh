@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# examples/movielens/train.py (the divide-and-conquer model and ComiRec-SA, python3-torch) on
+# examples/movielens/train.py (the divide-and-conquer model, ComiRec-SA, MVKE and SASRec, python3-torch) on
 # ml-latest-small:
 # two epochs lower the loss; the outputs line up with prepare.py's (same items in the same order,
 # a cluster for each, one user vector and one intent distribution summing to 1 per user, a
@@ -62,6 +62,47 @@ for line in open(f"{mi}/users.jsonl"):
     mean = np.mean(np.array(u["interests"]), axis=0)
     assert np.allclose(mean, u["vector"], atol=1e-5), "the readout is not the interests' mean"
 PY
+# MVKE: K=3 experts per user, the gate's topic weights per item (non-negative, summing to 1), the
+# single vector the experts weighted by the catalogue's mean alpha; quiver build takes the topics.
+/usr/bin/python3 "$SRC/examples/movielens/train.py" --data "$TMP/prep" --out "$TMP/mvke" --model mvke \
+  --interests 3 --epochs 2 --clusters 8 2>/dev/null
+/usr/bin/python3 - "$TMP/prep" "$TMP/mvke" <<'PY'
+import json, sys
+import numpy as np
+prep, mvke = sys.argv[1], sys.argv[2]
+model = json.load(open(f"{mvke}/model.json"))
+assert model["model"] == "mvke" and model["losses"][1] < model["losses"][0], model["losses"]
+dim = np.load(f"{prep}/items.npy").shape[1]
+items = [json.loads(l) for l in open(f"{mvke}/items.jsonl")]
+alpha = np.array([x["topics"] for x in items])
+assert alpha.shape == (len(items), 3) and alpha.min() >= 0 and np.allclose(alpha.sum(1), 1, atol=1e-5)
+assert alpha.std(0).max() > 1e-3, "the gate gives every item the same topic weights"
+for line in open(f"{mvke}/users.jsonl"):
+    u = json.loads(line)
+    experts = np.array(u["mvke"])
+    assert "p" not in u and experts.shape == (3, dim)
+    assert np.allclose(alpha.mean(0) @ experts, u["vector"], atol=1e-4), "the single vector is not the mean-alpha mix"
+PY
+# SASRec: one vector per user, nothing else; two epochs lower the loss.
+/usr/bin/python3 "$SRC/examples/movielens/train.py" --data "$TMP/prep" --out "$TMP/sas" --model sasrec \
+  --epochs 2 --clusters 8 2>/dev/null
+/usr/bin/python3 - "$TMP/prep" "$TMP/sas" <<'PY'
+import json, sys
+import numpy as np
+prep, sas = sys.argv[1], sys.argv[2]
+model = json.load(open(f"{sas}/model.json"))
+assert model["model"] == "sasrec" and model["losses"][1] < model["losses"][0], model["losses"]
+dim = np.load(f"{prep}/items.npy").shape[1]
+vectors = []
+for line in open(f"{sas}/users.jsonl"):
+    u = json.loads(line)
+    assert set(u) == {"user", "vector"} and len(u["vector"]) == dim and np.isfinite(u["vector"]).all()
+    vectors.append(u["vector"])
+assert np.std(np.array(vectors), axis=0).max() > 1e-3, "every user got the same vector"
+PY
+"$BUILD/tools/quiver" build --out "$TMP/version" --name movies_mvke --vectors "$TMP/mvke/items.npy" \
+  --attributes "$TMP/mvke/items.jsonl" --users "$TMP/mvke/users.json" --metric ip --index flat \
+  --topics 3 --clusters 8 >/dev/null
 "$BUILD/tools/quiver" build --out "$TMP/version" --name movies_dc --vectors "$TMP/dc/items.npy" \
   --attributes "$TMP/dc/items.jsonl" --users "$TMP/dc/users.json" --metric ip --index flat \
   --clusters 8 >/dev/null
