@@ -151,7 +151,9 @@ Result<DataRoot::State> DataRoot::Inspect(const std::string& root) {
 Status DataRoot::Reload(const std::string& version) {
   std::lock_guard reload(reload_mu_);
   if (!ValidVersionName(version) || version.ends_with(".partial")) {
-    return InvalidArgumentError("version name '" + version + "' may use only [A-Za-z0-9_.-]");
+    return InvalidArgumentError("version name '" + version +
+                                "' must be 1 to 128 of [A-Za-z0-9_.-], not start with '.' and not "
+                                "end with '.partial'");
   }
   const std::string dir = VersionDir(version);
   if (!fs::exists(dir + "/db"))

@@ -48,6 +48,8 @@ Status ValidateSchema(const CollectionSchema& s) {
   for (char c : s.name) {
     if (!NameCharOk(c)) return Bad("collection name '" + s.name + "' may use only [A-Za-z0-9_.-]");
   }
+  // ".", ".." and the like are path segments, not names a URL can reach.
+  if (s.name[0] == '.') return Bad("collection name '" + s.name + "' may not start with '.'");
   if (s.dim == 0 || s.dim > kMaxDim)
     return Bad("dim must be in [1, " + std::to_string(kMaxDim) + "]");
   if (uint8_t(s.metric) > uint8_t(index::Metric::kCosine)) return Bad("unknown metric");

@@ -113,6 +113,9 @@ int Main(int argc, char** argv) {
   net::ServerOptions o;
   uint64_t idle_ms = 60000, read_ms = 30000, request_ms = 30000;
   app.set_config("--config", "", "read options from an INI/TOML file");
+  // A misspelt key (read_write_key for read-write-key) must stop start-up, not leave the
+  // server without the setting.
+  app.allow_config_extras(CLI::config_extras_mode::error);
   app.add_option("--data", data, "data root directory (created if missing)")->required();
   app.add_option("--host", o.host, "listen address")->capture_default_str();
   app.add_option("--http-port", o.http_port, "REST port (0: any free port)")->capture_default_str();

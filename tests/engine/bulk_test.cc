@@ -221,6 +221,11 @@ TEST_F(BulkTest, DataRootSwitchesVersionsAndRollsBack) {
   EXPECT_EQ((*dr)->Reload("v2").code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ((*dr)->Reload("nope").code(), StatusCode::kNotFound);
   EXPECT_EQ((*dr)->Reload("../x").code(), StatusCode::kInvalidArgument);
+  for (const char* name : {".", "..", "v2.partial"}) {
+    const Status s = (*dr)->Reload(name);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << name;
+    EXPECT_NE(s.message().find("not start with '.'"), std::string::npos) << s;
+  }
   // A version whose database is damaged fails to load and v2 keeps serving.
   fs::create_directories(root + "/versions/broken/db");
   WriteFile(root + "/versions/broken/db/CURRENT", "MANIFEST-999999\n");

@@ -99,6 +99,8 @@ TEST_F(EngineTest, BadSchemasAreRejectedWithTheField) {
   };
   bad(Schema("", 4), "name");
   bad(Schema("has space", 4), "name");
+  for (const char* dots : {".", "..", "...", ".hidden"})
+    bad(Schema(dots, 4), "may not start with '.'");
   bad(Schema("x", 0), "dim");
   auto s = Schema("x", 10, IndexSpec::Type::kIvfPq);
   s.index.ivf_m = 3;  // does not divide 10
