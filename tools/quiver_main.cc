@@ -7,6 +7,7 @@
 // `quiver <command> --help` lists a command's options; docs/storage.md ("Bulk builds") has
 // examples.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -176,6 +177,16 @@ int RunBuild(BuildArgs& a) {
   }
   auto items = AssembleItems(std::move(*vectors), std::move(attributes));
   if (!items.ok()) return Fail(items.status());
+  // --clusters C takes the items' own cluster ids: all of them 0 means the attributes carry
+  // none (no file, or no cluster column), which would put every item in one cluster.
+  if (a.schema.clusters > 1 && a.kmeans_clusters == 0 && items->size() > 1 &&
+      std::all_of(items->begin(), items->end(),
+                  [](const ItemRecord& x) { return x.cluster == 0; })) {
+    return Fail(quiver::InvalidArgumentError(
+        "--clusters " + std::to_string(a.schema.clusters) +
+        ": every item is in cluster 0; give the attributes a cluster column, or let "
+        "--kmeans-clusters compute the clusters"));
+  }
   std::vector<quiver::UserRecord> users;
   if (!a.users.empty()) {
     auto r = ReadUsers(a.users);

@@ -71,6 +71,13 @@ TEST(BuildCliTest, BadInputFailsAndLeavesNothing) {
             0);
   EXPECT_NE(RunCli("build --out " + out + " --name x --vectors " + dir.path() + "/missing.fvecs"),
             0);
+  // --clusters without cluster ids (no attributes, or attributes without a cluster column)
+  // would put every item in cluster 0.
+  std::ofstream(dir.path() + "/no_cluster.jsonl") << "{\"id\": 1, \"category\": 2}\n";
+  EXPECT_NE(RunCli("build --out " + out + " --name x --vectors " + vectors + " --clusters 4"), 0);
+  EXPECT_NE(RunCli("build --out " + out + " --name x --vectors " + vectors + " --clusters 4" +
+                   " --attributes " + dir.path() + "/no_cluster.jsonl"),
+            0);
   EXPECT_FALSE(std::filesystem::exists(out));
   EXPECT_FALSE(std::filesystem::exists(out + ".partial"));
 }
