@@ -86,4 +86,12 @@ Status PermissionDeniedError(std::string_view m) { return {StatusCode::kPermissi
 
 std::ostream& operator<<(std::ostream& os, const Status& status) { return os << status.ToString(); }
 
+std::string ReplyMessage(std::string_view message) {
+  if (message.size() <= kMaxReplyMessageBytes) return std::string(message);
+  size_t cut = kMaxReplyMessageBytes - 64;                          // room for the marker
+  while (cut > 0 && (uint8_t(message[cut]) & 0xC0) == 0x80) --cut;  // not inside a character
+  return std::string(message.substr(0, cut)) + "... (" + std::to_string(message.size()) +
+         " bytes, cut)";
+}
+
 }  // namespace quiver

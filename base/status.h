@@ -88,6 +88,11 @@ Status PermissionDeniedError(std::string_view message);
 // Prints status.ToString() (for test failure messages and logs).
 std::ostream& operator<<(std::ostream& os, const Status& status);
 
+// A message as sent to a client: at most kMaxReplyMessageBytes, longer ones (an error that
+// echoes a huge name) cut at a UTF-8 character boundary and marked with their full size.
+inline constexpr size_t kMaxReplyMessageBytes = 1024;
+std::string ReplyMessage(std::string_view message);
+
 }  // namespace quiver
 
 #define QV_STATUS_CONCAT_INNER_(a, b) a##b

@@ -389,7 +389,7 @@ std::string ErrorJson(const Status& status) {
     w.Key("error");
     w.Object([&] {
       Field(w, "code", StatusCodeName(status.code()));
-      Field(w, "message", status.message());
+      Field(w, "message", ReplyMessage(status.message()));
     });
   });
   return w.Take();

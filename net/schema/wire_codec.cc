@@ -738,7 +738,7 @@ std::string EncodeRequestFrame(uint64_t id, std::string_view api_key, const Call
 std::string EncodeResponseFrame(uint64_t id, const Reply& reply) {
   FlatBufferBuilder b(1024);
   if (!reply.status.ok()) {
-    auto msg = b.CreateString(reply.status.message().data(), reply.status.message().size());
+    auto msg = b.CreateString(ReplyMessage(reply.status.message()));
     auto err = wire::CreateError(b, uint16_t(reply.status.code()), msg);
     b.Finish(wire::CreateResponse(b, id, err));
   } else {

@@ -7,6 +7,23 @@
 namespace quiver {
 namespace {
 
+TEST(StatusTest, ReplyMessagesAreCutAtACharacterBoundary) {
+  EXPECT_EQ(ReplyMessage("short"), "short");
+  const std::string limit(kMaxReplyMessageBytes, 'a');
+  EXPECT_EQ(ReplyMessage(limit), limit);
+  std::string accents;  // 2-byte characters, so some cut would split one
+  while (accents.size() < 5000) accents += "\u00e9";
+  for (const std::string& odd : {accents, "x" + accents}) {
+    const std::string cut = ReplyMessage(odd);
+    EXPECT_LE(cut.size(), kMaxReplyMessageBytes);
+    const std::string tail = "... (" + std::to_string(odd.size()) + " bytes, cut)";
+    ASSERT_TRUE(cut.ends_with(tail)) << cut;
+    const std::string kept = cut.substr(0, cut.size() - tail.size());
+    EXPECT_EQ(odd.substr(0, kept.size()), kept);
+    EXPECT_EQ(kept.size() % 2, odd.size() % 2) << "a character was split";
+  }
+}
+
 TEST(StatusTest, DefaultIsOk) {
   Status s;
   EXPECT_TRUE(s.ok());

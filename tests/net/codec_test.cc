@@ -560,6 +560,19 @@ TEST(JsonApiTest, RepliesEncodeAsJsonWithExactFloats) {
   HttpReply e = EncodeHttpReply(Reply{NotFoundError("no \"x\""), {}});
   EXPECT_EQ(e.status, 404);
   EXPECT_EQ(e.body, R"({"error":{"code":"NOT_FOUND","message":"no \"x\""}})");
+  // A message echoing a 1 MB name is cut, over REST and over the binary protocol.
+  const Status huge = NotFoundError("no collection named '" + std::string(1 << 20, 'n') + "'");
+  HttpReply h = EncodeHttpReply(Reply{huge, {}});
+  EXPECT_EQ(h.status, 404);
+  EXPECT_LT(h.body.size(), 1200u);
+  EXPECT_NE(h.body.find("no collection named 'nnn"), std::string::npos) << h.body;
+  EXPECT_NE(h.body.find("(1048598 bytes, cut)"), std::string::npos) << h.body;
+  const std::string frame = EncodeResponseFrame(3, Reply{huge, {}});
+  EXPECT_LT(frame.size(), 1200u);
+  auto back = DecodeResponse(std::string_view(frame).substr(kFrameHeaderBytes));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->reply.status.code(), StatusCode::kNotFound);
+  EXPECT_EQ(back->reply.status.message(), ReplyMessage(huge.message()));
   HttpReply g = EncodeHttpReply(Reply{Status::Ok(), GetResult{{SampleItem(3), std::nullopt}}});
   EXPECT_NE(g.body.find(R"("payload":{"title":"a \"quoted\" name"})"), std::string::npos) << g.body;
   EXPECT_NE(g.body.find(",null]"), std::string::npos) << g.body;
