@@ -280,19 +280,30 @@ struct CallArgs {
 // The REST request (method, path, JSON body) decoded exactly as quiverd's REST front end would,
 // sent over the binary protocol, and the answer printed as the REST front end would print it.
 int RunCall(CallArgs& a) {
+  // Every failure, the tool's own too, is the REST error JSON on stderr and exit status 1.
+  auto fail = [](const Status& s) {
+    std::fprintf(stderr, "%s\n", quiver::net::ErrorJson(s).c_str());
+    return 1;
+  };
   if (a.body == "-" || (!a.body.empty() && a.body[0] == '@')) {
     std::stringstream ss;
     if (a.body == "-") {
       ss << std::cin.rdbuf();
     } else {
       std::ifstream in(a.body.substr(1), std::ios::binary);
-      if (!in) return Fail(quiver::NotFoundError("cannot read " + a.body.substr(1)));
+      if (!in) return fail(quiver::NotFoundError("cannot read " + a.body.substr(1)));
       ss << in.rdbuf();
     }
     a.body = ss.str();
   }
+  if (a.path == "/metrics" || a.path.starts_with("/metrics?")) {
+    return fail(
+        quiver::NotFoundError("/metrics is served over REST only (curl "
+                              "http://HOST:HTTP_PORT/metrics); quiver call speaks "
+                              "the binary protocol"));
+  }
   auto call = quiver::net::DecodeHttpCall(a.method, a.path, a.body, 64);
-  if (!call.ok()) return Fail(call.status());
+  if (!call.ok()) return fail(call.status());
   quiver::client::ClientOptions o;
   if (!a.socket.empty()) {
     o.unix_path = a.socket;
@@ -301,7 +312,7 @@ int RunCall(CallArgs& a) {
     unsigned port = 0;
     if (colon == std::string::npos || std::sscanf(a.addr.c_str() + colon + 1, "%u", &port) != 1 ||
         port == 0 || port > 65535) {
-      return Fail(quiver::InvalidArgumentError("--addr '" + a.addr + "' is not HOST:PORT"));
+      return fail(quiver::InvalidArgumentError("--addr '" + a.addr + "' is not HOST:PORT"));
     }
     o.host = a.addr.substr(0, colon);
     o.port = uint16_t(port);
@@ -314,7 +325,7 @@ int RunCall(CallArgs& a) {
   o.deadline = std::chrono::milliseconds(a.timeout_ms);
   o.max_frame_bytes = size_t{1} << 30;
   auto client = quiver::client::Client::Connect(o);
-  if (!client.ok()) return Fail(client.status());
+  if (!client.ok()) return fail(client.status());
   const quiver::net::Reply reply = (*client)->Call(*call);
   const quiver::net::HttpReply out = quiver::net::EncodeHttpReply(reply);
   std::fprintf(reply.status.ok() ? stdout : stderr, "%s\n", out.body.c_str());

@@ -40,7 +40,12 @@ expect '"code":"NOT_FOUND"' "$out"
 if out=$(call POST /v1/collections/m/search '{"vector":[0,1],"k":"x"}' 2>&1); then echo "bad body succeeded"; exit 1; fi
 expect 'INVALID_ARGUMENT' "$out"
 if out=$("$QUIVER" call --addr "127.0.0.1:1" GET /v1/collections 2>&1); then echo "no server succeeded"; exit 1; fi
-expect 'UNAVAILABLE' "$out"
+expect '^{"error":{"code":"UNAVAILABLE"' "$out"
+# The tool's own refusals are the same error JSON: /metrics (REST only), a bad --addr.
+if out=$(call GET /metrics 2>&1); then echo "GET /metrics succeeded over the binary protocol"; exit 1; fi
+expect '^{"error":{"code":"NOT_FOUND","message":"/metrics is served over REST only' "$out"
+if out=$("$QUIVER" call --addr nohost GET /v1/collections 2>&1); then echo "a bad --addr succeeded"; exit 1; fi
+expect '^{"error":{"code":"INVALID_ARGUMENT"' "$out"
 kill -TERM $QUIVERD_PID
 wait $QUIVERD_PID
 echo "call cli test: OK"
