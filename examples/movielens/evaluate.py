@@ -153,21 +153,19 @@ def fit_channel_weights(search, vdir, collection, log, tolerance):
             "dup": [0.0, 0.1, 0.25, 0.5, 1.0], "div": [0.0, 0.1, 0.2, 0.4], "i2i_kind": ["i2i", "i2i_cf"]}
     default = {"u2i2i": 1.0, "u2u2i": 1.0, "dup": 0.5, "div": 0.2, "i2i_kind": "i2i"}
     best = dict(default)
-    for _ in range(2):
-        for field, values in grid.items():
-            best[field] = max(values, key=lambda v: (score({**best, field: v})[0], v == best[field]))
-        log(f"  channel weights: {best}, validation Recall@50 {score(best)[0]:.4f}")
+
+    def ascend(objective, what):
+        """Two rounds of coordinate ascent on `best` (ties keep the current value)."""
+        for _ in range(2):
+            for field, values in grid.items():
+                best[field] = max(values, key=lambda v: (objective({**best, field: v}), v == best[field]))
+            log(f"  channel weights ({what}): {best}, validation Recall@50 {score(best)[0]:.4f}, "
+                f"{score(best)[1]} items")
+
+    ascend(lambda s: score(s)[0], "recall")
     floor = score(best)[0] - tolerance
-
-    def broad(setting):  # feasible first, then coverage, then recall
-        r, c = score(setting)
-        return (r >= floor, c, r)
-
-    for _ in range(2):
-        for field, values in grid.items():
-            best[field] = max(values, key=lambda v: (broad({**best, field: v}), v == best[field]))
-        log(f"  channel weights (coverage within {tolerance:g} of that recall): {best}, validation Recall@50 "
-            f"{score(best)[0]:.4f}, {score(best)[1]} items")
+    # Feasible first, then coverage, then recall.
+    ascend(lambda s: (score(s)[0] >= floor, score(s)[1], score(s)[0]), f"coverage within {tolerance:g} of that recall")
     return best, score(default), score(best)
 
 
