@@ -239,8 +239,10 @@ void Client::Give(std::unique_ptr<Connection> c) {
   if (idle_.size() < options_.pool_size) idle_.push_back(std::move(c));
 }
 
-net::Reply Client::Attempt(const net::Call& call, Clock::time_point deadline, bool* sent) {
+net::Reply Client::Attempt(const net::Call& call, Clock::time_point deadline, bool* sent,
+                           bool* unreadable) {
   *sent = false;
+  *unreadable = false;
   Status error;
   auto c = Take(deadline, &error);
   if (!c) return net::Reply{error, {}};
@@ -255,9 +257,13 @@ net::Reply Client::Attempt(const net::Call& call, Clock::time_point deadline, bo
   if (!decoded.ok())
     return net::Reply{Transport("bad response: " + std::string(decoded.status().message())), {}};
   if (decoded->id != id) {
-    // An answer to something else (a server error on a frame it could not read): the
-    // connection's state is unknown, so it is not reused.
-    if (!decoded->reply.status.ok()) return std::move(decoded->reply);
+    // The server's answer to a frame it could not read (over its size limit, or not a request):
+    // sending the same frame again gets the same answer, so it is final. The connection is not
+    // reused.
+    if (!decoded->reply.status.ok()) {
+      *unreadable = true;
+      return std::move(decoded->reply);
+    }
     return net::Reply{Transport("response id " + std::to_string(decoded->id) +
                                 " does not match request " + std::to_string(id)),
                       {}};
@@ -312,6 +318,9 @@ std::vector<net::Reply> Client::Batch::Wait() {
   const size_t n = r.calls.size();
   std::vector<net::Reply> replies(n);
   std::vector<bool> answered(n, false);
+  // The server's answers to frames it could not read (over its size limit): they carry no
+  // request id, and go, in order, to the calls left unanswered. Final, as in Call.
+  std::vector<net::Reply> unreadable;
   if (r.c) {
     size_t left = n;
     while (r.error.ok() && left > 0) {
@@ -321,6 +330,11 @@ std::vector<net::Reply> Client::Batch::Wait() {
         break;
       }
       auto decoded = net::DecodeResponse(*body);
+      if (decoded.ok() && decoded->id == 0 && !decoded->reply.status.ok()) {
+        unreadable.push_back(std::move(decoded->reply));
+        --left;
+        continue;
+      }
       if (!decoded.ok() || decoded->id < r.first || decoded->id - r.first >= n ||
           answered[decoded->id - r.first]) {
         r.error = Transport("bad or unexpected response in a pipelined batch");
@@ -332,7 +346,11 @@ std::vector<net::Reply> Client::Batch::Wait() {
       --left;
     }
     if (r.error.ok()) {
-      r.client->Give(std::move(r.c));
+      size_t next = 0;
+      for (size_t i = 0; i < n; ++i) {
+        if (!answered[i]) replies[i] = std::move(unreadable[next++]);
+      }
+      if (unreadable.empty()) r.client->Give(std::move(r.c));
       return replies;
     }
     r.c.reset();
@@ -361,9 +379,9 @@ net::Reply Client::Call(const net::Call& call, std::chrono::milliseconds deadlin
   thread_local std::mt19937 rng(std::random_device{}());
   net::Reply reply;
   for (int attempt = 1;; ++attempt) {
-    bool sent = false;
-    reply = Attempt(call, deadline, &sent);
-    if (reply.status.ok() || !Retryable(reply.status)) return reply;
+    bool sent = false, unreadable = false;
+    reply = Attempt(call, deadline, &sent, &unreadable);
+    if (reply.status.ok() || unreadable || !Retryable(reply.status)) return reply;
     if (sent && !idempotent) return reply;  // the outcome is unknown: do not repeat
     if (attempt >= options_.max_attempts) return reply;
     // Sleep backoff * [0.5, 1.5), within the deadline.

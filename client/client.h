@@ -152,9 +152,10 @@ class Client {
  private:
   explicit Client(ClientOptions options);
   class Connection;
-  // One attempt on one connection; `sent` says whether the request left this process.
+  // One attempt on one connection; `sent` says whether the request left this process,
+  // `unreadable` whether the server answered that it could not read the frame (final).
   net::Reply Attempt(const net::Call& call, std::chrono::steady_clock::time_point deadline,
-                     bool* sent);
+                     bool* sent, bool* unreadable);
   std::unique_ptr<Connection> Take(std::chrono::steady_clock::time_point deadline, Status* error);
   // Start over calls that outlive the batch.
   Batch StartView(std::span<const net::Call> calls, std::chrono::milliseconds deadline);

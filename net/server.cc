@@ -152,6 +152,30 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     parser_->body_limit(ctx_.options.limits.max_body_bytes);
     parser_->header_limit(16 * 1024);
     stream_.expires_after(ctx_.options.idle_timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&HttpSession::OnHeader, shared_from_this()));
+  }
+
+  // The header is in (a body over the limit, by its Content-Length, is already an error). A
+  // client that sent `Expect: 100-continue` (curl does above 1 MB) waits for the interim
+  // 100 Continue before it sends the body.
+  void OnHeader(beast::error_code ec, size_t n) {
+    if (ec) return OnRead(ec, n);
+    const auto& req = parser_->get();
+    if (auto it = req.find(http::field::expect);
+        it != req.end() && beast::iequals(it->value(), "100-continue") && !parser_->is_done()) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      asio::async_write(stream_, asio::buffer(kContinue.data(), kContinue.size()),
+                        [self = shared_from_this()](beast::error_code wec, size_t) {
+                          if (wec) return self->Close();
+                          self->ReadBody();
+                        });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&HttpSession::OnRead, shared_from_this()));
   }
@@ -297,7 +321,7 @@ class BinarySession : public std::enable_shared_from_this<BinarySession<Socket>>
     // Room for at least the rest of the frame being received (its length is known once its
     // header is in), or 64 KiB.
     size_t want = size_t{64} * 1024;
-    if (end_ - begin_ >= kFrameHeaderBytes) {
+    if (discard_ == 0 && end_ - begin_ >= kFrameHeaderBytes) {
       want = std::max(want, kFrameHeaderBytes + size_t(DecodeFrameLength(in_.data() + begin_)));
     }
     if (begin_ > 0 && in_.size() - begin_ < want) {  // move the partial frame to the front
@@ -323,20 +347,36 @@ class BinarySession : public std::enable_shared_from_this<BinarySession<Socket>>
   void Process() {
     processing_ = true;
     while (!closing_after_write_ && in_flight_ < ctx_.options.max_in_flight_per_connection) {
+      if (discard_ > 0) {  // the rest of a frame over the limit, dropped as it arrives
+        const size_t drop = std::min(discard_, end_ - begin_);
+        begin_ += drop;
+        discard_ -= drop;
+        if (discard_ > 0) break;
+      }
       const size_t avail = end_ - begin_;
       if (avail < kFrameHeaderBytes) break;
       const uint32_t len = DecodeFrameLength(in_.data() + begin_);
-      if (len == 0 || len > ctx_.options.limits.max_body_bytes) {
-        // The stream cannot be resynchronised after a bad length: answer, then close.
+      if (len == 0) {
+        // Not a frame any client sends: the stream is not trusted further. Answer, then close.
         closing_after_write_ = true;
-        Status s = len == 0
-                       ? InvalidArgumentError("empty frame")
-                       : ResourceExhaustedError("frame of " + std::to_string(len) +
-                                                " bytes exceeds the limit of " +
-                                                std::to_string(ctx_.options.limits.max_body_bytes));
+        const Status s = InvalidArgumentError("empty frame");
         ctx_.metrics.Record(kCallKinds, Protocol::kBinary, s.code(), std::chrono::nanoseconds(0));
         Enqueue(EncodeResponseFrame(0, Reply{s, {}}));
         break;
+      }
+      if (len > ctx_.options.limits.max_body_bytes) {
+        // Answered at once (id 0: the request's id is inside the frame, which is not read). Its
+        // bytes are then dropped as they arrive, so the sender's write completes, it reads this
+        // answer rather than a broken pipe, and the connection stays usable.
+        const Status s = ResourceExhaustedError(
+            "request frame of " + std::to_string(len) + " bytes exceeds the limit of " +
+            std::to_string(ctx_.options.limits.max_body_bytes) +
+            " bytes (quiverd --max-body-bytes); split it into smaller requests");
+        ctx_.metrics.Record(kCallKinds, Protocol::kBinary, s.code(), std::chrono::nanoseconds(0));
+        Enqueue(EncodeResponseFrame(0, Reply{s, {}}));
+        begin_ += kFrameHeaderBytes;
+        discard_ = len;
+        continue;
       }
       if (avail < kFrameHeaderBytes + len) break;
       const std::string_view frame(in_.data() + begin_ + kFrameHeaderBytes, len);
@@ -430,6 +470,7 @@ class BinarySession : public std::enable_shared_from_this<BinarySession<Socket>>
   Context& ctx_;
   std::vector<char> in_;  // received bytes; [begin_, end_) not yet consumed
   size_t begin_ = 0, end_ = 0;
+  size_t discard_ = 0;  // bytes still to drop of a frame over the size limit
   Clock::time_point last_activity_;
   std::deque<std::string> outbox_;  // responses not yet written (stable while a write runs)
   size_t in_flight_ = 0;

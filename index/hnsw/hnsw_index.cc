@@ -594,7 +594,10 @@ Status HnswIndex::Search(std::span<const float> query, const SearchParams& param
     std::shared_lock grow(grow_mu_);
     PrepareQuery(query.data(), *ctx);
     const uint64_t entry = entry_.load(std::memory_order_acquire);
-    if (entry != kNoEntry) {
+    // A beam as wide as half the collection visits most of it anyway: every item is scored.
+    if (entry != kNoEntry && ef * 2 >= size()) {
+      ScanAll(ctx->query.data(), params.k, params.filter, out, stats);
+    } else if (entry != kNoEntry) {
       const void* q = options_.quantization == HnswQuantization::kNone
                           ? static_cast<const void*>(ctx->query.data())
                           : static_cast<const void*>(ctx->code.data());
@@ -615,10 +618,42 @@ Status HnswIndex::Search(std::span<const float> query, const SearchParams& param
       out->reserve(k);
       for (size_t i = 0; i < k; ++i)
         out->push_back({Label(ctx->top[i].node), ctx->top[i].distance});
+      // The traversal reached fewer than k items while more exist (with inner product, items
+      // of low norm may be in no beam; a filter may hide what it passes behind what it does
+      // not): the answer is the exact one, so that asking for k gives k when there are k.
+      if (out->size() < params.k && out->size() < size()) {
+        ScanAll(ctx->query.data(), params.k, params.filter, out, stats);
+      }
     }
   }
   ReleaseContext(std::move(ctx));
   return Status::Ok();
+}
+
+void HnswIndex::ScanAll(const float* query, size_t k, const IdSelector* filter,
+                        std::vector<Neighbor>* out, SearchStats* stats) const {
+  std::vector<uint32_t> nodes;
+  {
+    // Ids are published here once their node is written (Insert), so each listed node is whole.
+    std::lock_guard<std::mutex> lock(label_mu_);
+    nodes.reserve(node_of_.size());
+    for (const auto& [label, node] : node_of_) nodes.push_back(node);
+  }
+  std::vector<Candidate> scored;
+  scored.reserve(nodes.size());
+  for (uint32_t node : nodes) {
+    if (filter != nullptr && !filter->Contains(Label(node))) continue;
+    scored.push_back({ExactDistance(query, node), node});
+  }
+  if (stats) stats->distances += scored.size();
+  const auto better = [](const Candidate& a, const Candidate& b) {
+    return a.distance < b.distance || (a.distance == b.distance && a.node < b.node);
+  };
+  const size_t n = std::min(k, scored.size());
+  std::partial_sort(scored.begin(), scored.begin() + ptrdiff_t(n), scored.end(), better);
+  out->clear();
+  out->reserve(n);
+  for (size_t i = 0; i < n; ++i) out->push_back({Label(scored[i].node), scored[i].distance});
 }
 
 }  // namespace quiver::index

@@ -114,6 +114,10 @@ class HnswIndex final : public VectorIndex {
   uint32_t Connect(uint32_t node, SearchContext& ctx, int level);
   void SelectNeighbors(std::vector<Candidate>& candidates, size_t m) const;
   void PrepareQuery(const float* query, SearchContext& ctx) const;
+  // The k best live items (passing `filter`) by exact distance to the prepared query, into
+  // `out`. REQUIRES: the grow lock held (shared).
+  void ScanAll(const float* query, size_t k, const IdSelector* filter, std::vector<Neighbor>* out,
+               SearchStats* stats) const;
 
   std::unique_ptr<SearchContext> AcquireContext() const;
   void ReleaseContext(std::unique_ptr<SearchContext> ctx) const;

@@ -35,6 +35,7 @@ class TopPool {
     threshold_ = std::numeric_limits<float>::infinity();
   }
   size_t cap() const { return cap_; }
+  size_t held() const { return items_.size(); }  // at least min(cap, candidates pushed)
   float threshold() const { return threshold_; }
   // REQUIRES: c.distance < threshold() and cap() > 0.
   void Push(const C& c) {
@@ -612,7 +613,10 @@ Status IvfPqIndex::Search(std::span<const float> query, const SearchParams& para
   TopPool<Candidate>& pool = scratch.pool;
   pool.Reset(cap);
   size_t scanned = 0;
-  for (size_t i = 0; i < nprobe; ++i) {
+  // Past nprobe while fewer than k candidates are held (k near the collection's size, a
+  // filter passing few): the next closest lists, so that asking for k gives k when there are k.
+  for (size_t i = 0; i < nlist && (i < nprobe || pool.held() < params.k); ++i) {
+    if (i == nprobe) std::sort(coarse.begin() + ptrdiff_t(nprobe), coarse.end());
     if (i + 1 < nprobe) scanner.Prefetch(coarse[i + 1].second);
     scanned += scanner.Scan(coarse[i].second, pool, coarse[i].first);
   }

@@ -172,6 +172,26 @@ TEST(IvfPqIndexTest, RemoveFilterAndReplace) {
   }
 }
 
+// Asking for k gives k when the collection holds k: lists past nprobe are scanned while fewer
+// than k candidates were found (k near the size, or a filter passing few).
+TEST(IvfPqIndexTest, KNearTheCollectionSizeReturnsKItems) {
+  const size_t n = 3000, d = 16;
+  auto base = RandomVectors(n, d, 43);
+  for (size_t nbits : {4, 8}) {
+    auto index = MakeIvf(d, Metric::kInnerProduct, nbits, 8, 32);
+    ASSERT_TRUE(index->Add(Iota(n), base).ok());
+    std::vector<Neighbor> out;
+    for (size_t k : {n - 10, n, n + 50}) {
+      ASSERT_TRUE(index->Search({&base[0], d}, {.k = k, .nprobe = 1}, &out).ok());
+      EXPECT_EQ(out.size(), std::min(k, n)) << "k " << k << ", nbits " << nbits;
+    }
+    PredicateSelector few([](uint64_t id) { return id % 100 == 0; });
+    ASSERT_TRUE(index->Search({&base[0], d}, {.k = 50, .nprobe = 1, .filter = &few}, &out).ok());
+    EXPECT_EQ(out.size(), 30u);
+    for (const Neighbor& nb : out) EXPECT_EQ(nb.id % 100, 0u);
+  }
+}
+
 TEST(IvfPqIndexTest, SaveLoadGivesIdenticalResults) {
   const size_t n = 3000, d = 24;
   auto base = ClusteredVectors(n, d, 12, 0.3f, 11);

@@ -578,12 +578,52 @@ TEST_F(ServerTest, MalformedInputGetsErrorsAndTheServerKeepsServing) {
   EXPECT_EQ(answers[0].reply.status.code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(answers[1].id, 5u);
   EXPECT_TRUE(answers[1].reply.status.ok());
-  // A 4 GiB length prefix: refused before anything is allocated, connection closed.
+  // A 4 GiB length prefix: refused before anything is allocated.
   std::string huge;
   PutFixed<uint32_t>(&huge, 0xFFFFFFFFu);
   answers = RawBinary(bin, huge + "xx", 1);
   ASSERT_EQ(answers.size(), 1u);
   EXPECT_EQ(answers[0].reply.status.code(), StatusCode::kResourceExhausted);
+  // A frame over the 1 MiB limit is answered at once, naming the limit; its bytes are dropped
+  // and the next request on the connection is answered.
+  std::string over;
+  PutFixed<uint32_t>(&over, uint32_t(3 << 20));
+  over += std::string(3 << 20, 'x');
+  over += EncodeRequestFrame(7, "", HealthCall{});
+  answers = RawBinary(bin, over, 2);
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_EQ(answers[0].id, 0u);
+  EXPECT_EQ(answers[0].reply.status.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(answers[0].reply.status.message().find("limit of 1048576 bytes"), std::string::npos)
+      << answers[0].reply.status;
+  EXPECT_EQ(answers[1].id, 7u);
+  EXPECT_TRUE(answers[1].reply.status.ok()) << answers[1].reply.status;
+  // Through the client: the same answer, not retried (one more refusal on the server), and
+  // not a transport error.
+  auto refusals = [&] {
+    const std::string text = Http(http, "GET", "/metrics").body;
+    uint64_t total = 0;
+    for (size_t at = text.find("protocol=\"binary\",code=\"RESOURCE_EXHAUSTED\"} ");
+         at != std::string::npos;
+         at = text.find("protocol=\"binary\",code=\"RESOURCE_EXHAUSTED\"} ", at + 1)) {
+      total += std::stoull(text.substr(text.find("} ", at) + 2));
+    }
+    return total;
+  };
+  const uint64_t before = refusals();
+  std::vector<ItemRecord> big = Items(20);
+  for (ItemRecord& it : big) it.payload = "{\"blob\":\"" + std::string(100000, 'b') + "\"}";
+  auto upsert = client->Upsert("m", big);
+  EXPECT_EQ(upsert.status().code(), StatusCode::kResourceExhausted) << upsert.status();
+  EXPECT_NE(upsert.status().message().find("--max-body-bytes"), std::string::npos);
+  EXPECT_EQ(refusals(), before + 1);
+  std::vector<net::Call> calls = {HealthCall{}, UpsertCall{"m", big}, HealthCall{}};
+  auto replies = client->CallMany(calls);
+  ASSERT_EQ(replies.size(), 3u);
+  EXPECT_TRUE(replies[0].status.ok()) << replies[0].status;
+  EXPECT_EQ(replies[1].status.code(), StatusCode::kResourceExhausted) << replies[1].status;
+  EXPECT_TRUE(replies[2].status.ok()) << replies[2].status;
+  EXPECT_EQ(refusals(), before + 2);
   // A truncated frame: the connection just ends; nothing breaks.
   std::string truncated = EncodeRequestFrame(6, "", HealthCall{});
   truncated.resize(truncated.size() - 3);
@@ -606,6 +646,48 @@ TEST_F(ServerTest, MalformedInputGetsErrorsAndTheServerKeepsServing) {
   ASSERT_TRUE(hits.ok()) << hits.status();
   EXPECT_EQ(hits->size(), 3u);
   EXPECT_EQ(Http(http, "GET", "/healthz").status, 200);
+}
+
+// A client sending `Expect: 100-continue` (curl above 1 MB) gets the interim 100 Continue before
+// it sends the body; one whose Content-Length is over the limit gets 413 without sending it.
+TEST_F(ServerTest, RestAnswersExpect100ContinueBeforeTheBody) {
+  StartServer();
+  const uint16_t http = server_->http_port();
+  ASSERT_EQ(Http(http, "POST", "/v1/collections", kSchemaJson).status, 200);
+  auto head = [](size_t length) {
+    return "POST /v1/collections/m/items HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+           "Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: " +
+           std::to_string(length) + "\r\n\r\n";
+  };
+  // Reads up to the end of one response head (the server sends nothing else before the body
+  // arrives: without the interim answer this read times out).
+  auto read_head = [](int fd) {
+    timeval tv{60, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    std::string got;
+    char c = 0;
+    while (got.find("\r\n\r\n") == std::string::npos && ::recv(fd, &c, 1, 0) == 1) got += c;
+    return got;
+  };
+  const std::string body = R"({"items":[{"id":9,"vector":[1,2,3,4]}]})";
+  int fd = Dial(http);
+  ASSERT_GE(fd, 0);
+  const std::string h = head(body.size());
+  ::send(fd, h.data(), h.size(), MSG_NOSIGNAL);
+  EXPECT_TRUE(read_head(fd).starts_with("HTTP/1.1 100 Continue\r\n"));
+  ::send(fd, body.data(), body.size(), MSG_NOSIGNAL);
+  const std::string answer = ReadAll(fd);
+  ::close(fd);
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 200")) << answer;
+  EXPECT_NE(answer.find("\"changed\":1"), std::string::npos) << answer;
+
+  fd = Dial(http);
+  ASSERT_GE(fd, 0);
+  const std::string big = head(size_t{2} << 20);
+  ::send(fd, big.data(), big.size(), MSG_NOSIGNAL);
+  const std::string refused = read_head(fd);
+  ::close(fd);
+  EXPECT_TRUE(refused.starts_with("HTTP/1.1 413")) << refused;
 }
 
 TEST_F(ServerTest, ApiKeysGuardEveryListener) {
