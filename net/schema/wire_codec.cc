@@ -719,9 +719,11 @@ Result<ReplyBody> GetReplyBody(const wire::Response* r) {
   return Bad("response has no known body");
 }
 
-flatbuffers::Verifier MakeVerifier(std::string_view buffer) {
+constexpr int kMaxTableDepth = 32;
+
+flatbuffers::Verifier MakeVerifier(std::string_view buffer, int max_depth = kMaxTableDepth) {
   return flatbuffers::Verifier(reinterpret_cast<const uint8_t*>(buffer.data()), buffer.size(),
-                               /*max_depth=*/32, /*max_tables=*/10000000);
+                               max_depth, /*max_tables=*/10000000);
 }
 
 }  // namespace
@@ -752,7 +754,16 @@ uint32_t DecodeFrameLength(const char* header) { return DecodeFixed<uint32_t>(he
 
 Result<DecodedRequest> DecodeRequest(std::string_view buffer) {
   auto verifier = MakeVerifier(buffer);
-  if (!wire::VerifyRequestBuffer(verifier)) return Bad("frame is not a valid Request FlatBuffer");
+  if (!wire::VerifyRequestBuffer(verifier)) {
+    // Only on failure: whether the buffer is valid but nested too deep (a filter's `and`/`or`
+    // many levels down), so that the error says so rather than "not valid".
+    auto deep = MakeVerifier(buffer, /*max_depth=*/4096);
+    if (wire::VerifyRequestBuffer(deep)) {
+      return Bad("request nests tables deeper than " + std::to_string(kMaxTableDepth) +
+                 " levels (a filter may nest at most 16)");
+    }
+    return Bad("frame is not a valid Request FlatBuffer");
+  }
   const wire::Request* r = wire::GetRequest(buffer.data());
   DecodedRequest out;
   out.id = r->id();

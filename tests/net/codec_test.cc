@@ -362,6 +362,28 @@ TEST(WireCodecTest, GarbageAndTruncatedBuffersAreRejectedNotRead) {
   EXPECT_EQ(DecodeRequest("").status().code(), StatusCode::kInvalidArgument);
 }
 
+// A filter nested too deep for the Verifier is refused saying so, not as an invalid buffer;
+// one within the Verifier's depth decodes (the query validation then names the filter limit).
+TEST(WireCodecTest, DeeplyNestedFilterIsRefusedSayingSo) {
+  auto nested = [](size_t depth) {
+    Filter f{Filter::Op::kEq, Filter::Field::kCategory, {1}};
+    for (size_t i = 1; i < depth; ++i) f = Filter{Filter::Op::kNot, {}, {}, 0, 0, {std::move(f)}};
+    SearchCall c;
+    c.collection = "c";
+    c.query.vectors = {{1, 2}};
+    c.query.filter = std::move(f);
+    return EncodeRequestFrame(1, "", c).substr(kFrameHeaderBytes);
+  };
+  auto shallow = DecodeRequest(nested(17));
+  ASSERT_TRUE(shallow.ok()) << shallow.status();
+  for (size_t depth : {40, 2000}) {
+    auto deep = DecodeRequest(nested(depth));
+    EXPECT_EQ(deep.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(deep.status().message().find("nests tables deeper than 32"), std::string::npos)
+        << depth << ": " << deep.status();
+  }
+}
+
 // Found by frame_fuzzer: a union type without its value passes the Verifier.
 TEST(WireCodecTest, UnionTypeWithoutValueIsRejected) {
   for (auto type :

@@ -317,6 +317,24 @@ TEST_F(ServerTest, FreshSearchOverBothProtocols) {
   EXPECT_NE(rest.body.find(R"("payload":{"i":)"), std::string::npos) << rest.body;
   EXPECT_EQ(rest.status, 200);
   EXPECT_EQ(rest.body, EncodeHttpReply(Reply{Status::Ok(), *r}).body);
+  // One hit shape whatever the operators: "vector" (which query vector won the hit) only with
+  // several query vectors, over REST and the binary protocol alike.
+  const std::string one = R"("vector":[1,0,0,0],"k":5)";
+  for (const std::string& ops :
+       {std::string(), std::string(R"(,"filter":{"range":{"timestamp":{"gte":1699990000}}})"),
+        std::string(R"(,"rerank":{"mmr":{"lambda":0.5}})"),
+        std::string(R"(,"fresh":{"pool":"1h","now":1700000000,"boost":0.5,"half_life":"30m"})"),
+        std::string(R"(,"exclude":[1,2])")}) {
+    HttpAnswer a =
+        Http(server_->http_port(), "POST", "/v1/collections/f/search", "{" + one + ops + "}");
+    EXPECT_EQ(a.status, 200) << ops << ": " << a.body;
+    EXPECT_NE(a.body.find(R"("hits":[{"id":)"), std::string::npos) << ops << ": " << a.body;
+    EXPECT_EQ(a.body.find(R"("vector")"), std::string::npos) << ops << ": " << a.body;
+    HttpAnswer two = Http(server_->http_port(), "POST", "/v1/collections/f/search",
+                          R"({"vectors":[[1,0,0,0],[0,1,0,0]],"k":5)" + ops + "}");
+    EXPECT_EQ(two.status, 200) << ops << ": " << two.body;
+    EXPECT_NE(two.body.find(R"(,"vector":)"), std::string::npos) << ops << ": " << two.body;
+  }
   // A boost without a half-life: a clear error on both.
   call.query.fresh->half_life = 0;
   auto wrong = client->Query(call);
