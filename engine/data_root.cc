@@ -91,6 +91,13 @@ std::string DataRoot::VersionDir(const std::string& name) const {
 
 Result<std::unique_ptr<DataRoot>> DataRoot::Open(const std::string& root,
                                                  const EngineOptions& options) {
+  QV_ASSIGN_OR_RETURN(auto dr, Prepare(root, options));
+  QV_RETURN_IF_ERROR(dr->Load());
+  return dr;
+}
+
+Result<std::unique_ptr<DataRoot>> DataRoot::Prepare(const std::string& root,
+                                                    const EngineOptions& options) {
   std::error_code ec;
   fs::create_directories(root + "/versions", ec);
   if (ec) return InternalError("cannot create " + root + "/versions: " + ec.message());
@@ -105,11 +112,18 @@ Result<std::unique_ptr<DataRoot>> DataRoot::Open(const std::string& root,
     if (!first_start)
       return DataLossError(root + "/CURRENT names version '" + current + "', which does not exist");
   }
-  QV_ASSIGN_OR_RETURN(auto engine, Engine::Open(dr->VersionDir(current), options));
-  dr->engine_ = std::move(engine);
   dr->current_ = current;
   dr->previous_ = ReadMarker(root, "PREVIOUS");
   return dr;
+}
+
+Status DataRoot::Load() {
+  std::lock_guard reload(reload_mu_);
+  if (engine() != nullptr) return FailedPreconditionError("the data root is already loaded");
+  QV_ASSIGN_OR_RETURN(auto engine, Engine::Open(VersionDir(current_version()), options_));
+  std::lock_guard lock(mu_);
+  engine_ = std::move(engine);
+  return Status::Ok();
 }
 
 std::shared_ptr<Engine> DataRoot::engine() const {
@@ -158,6 +172,7 @@ Status DataRoot::Reload(const std::string& version) {
   const std::string dir = VersionDir(version);
   if (!fs::exists(dir + "/db"))
     return NotFoundError("no version '" + version + "' under " + root_ + "/versions");
+  if (engine() == nullptr) return UnavailableError("the data root is still loading");
   const std::string old = current_version();
   if (version == old)
     return FailedPreconditionError("version '" + version + "' is already serving");

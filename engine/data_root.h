@@ -35,12 +35,20 @@ class DataRoot {
   // Reads a root's markers and versions without opening anything (works beside a server).
   static Result<State> Inspect(const std::string& root);
 
-  // Opens the serving version (creating <root>/versions/initial if the root is new).
+  // Opens the serving version (creating <root>/versions/initial if the root is new): Prepare,
+  // then Load.
   static Result<std::unique_ptr<DataRoot>> Open(const std::string& root,
                                                 const EngineOptions& options);
+  // The quick half of Open: checks the markers and names the serving version, loading nothing
+  // (engine() is null until Load). A server can start meanwhile and say it is not ready.
+  static Result<std::unique_ptr<DataRoot>> Prepare(const std::string& root,
+                                                   const EngineOptions& options);
+  // Opens and recovers the serving version (the slow half: index snapshots, op-log replay).
+  // kFailedPrecondition if already loaded.
+  Status Load();
 
-  // The serving engine. Callers hold the pointer for the length of a request; a version
-  // switch never pulls an engine from under a request.
+  // The serving engine; null until Load succeeds. Callers hold the pointer for the length of
+  // a request; a version switch never pulls an engine from under a request.
   std::shared_ptr<Engine> engine() const;
   std::string current_version() const;
   std::string previous_version() const;

@@ -181,7 +181,6 @@ Result<Call> Ids(const Match& m, object obj) {
 // The routes, most specific first where two patterns could match one path.
 constexpr Route kRoutes[] = {
     {"GET", "/healthz", [](const Match&, object) -> Result<Call> { return Call(HealthCall{}); }},
-    {"GET", "/readyz", [](const Match&, object) -> Result<Call> { return Call(HealthCall{}); }},
     {"GET", "/v1/collections",
      [](const Match&, object) -> Result<Call> { return Call(ListCollectionsCall{}); }},
     {"POST", "/v1/collections",

@@ -209,6 +209,17 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       key = Sv(it->value()).substr(7);
     }
     const std::string_view target = Sv(req.target());
+    const std::string_view path = target.substr(0, target.find('?'));
+    if (req.method() == http::verb::get && (path == "/livez" || path == "/readyz")) {
+      // Probes: no API key, no data. Live while this loop answers; ready once the data root is
+      // loaded and nothing keeps it from taking traffic (Service::NotReady says what).
+      const std::string why = path == "/livez" ? "" : ctx_.service.NotReady();
+      content_type_ = "application/json";
+      return Respond(
+          why.empty() ? HttpReply{200, path == "/livez" ? R"({"live":true})" : R"({"ready":true})"}
+                      : HttpReply{503, R"({"ready":false,"reason":")" + why + "\"}"},
+          keep_alive);
+    }
     if (target == "/metrics" || target.starts_with("/metrics?")) {
       Status auth = ctx_.Authorize(key, nullptr);
       HttpReply r = auth.ok()

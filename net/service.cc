@@ -258,8 +258,25 @@ auto ReadCollection(CallT& call) {
 
 }  // namespace
 
+std::string Service::NotReady() const {
+  const std::shared_ptr<engine::Engine> e = root_.engine();
+  if (e == nullptr) return "loading";
+  if (!e->WriteRefusal().empty()) return "refusing writes";
+  if (node_ != nullptr) {
+    for (const cluster::FollowerState& f : node_->Followers()) {
+      if (!f.blocked.empty()) return "a collection is not served";
+    }
+  }
+  return "";
+}
+
 Reply Service::Handle(const Call& call) {
   if (Status s = CheckLimits(call); !s.ok()) return FromStatus(std::move(s));
+  if (root_.engine() == nullptr) {
+    return FromStatus(UnavailableError("the data root is loading (version '" +
+                                       root_.current_version() +
+                                       "'); GET /readyz answers 200 once it serves"));
+  }
   if (router_ == nullptr) return Run(call);
   // Cluster versions (cluster/versions.h): a read goes to the collection's active version,
   // pinned for the whole request: its sub-requests name the version, and the replicas answer

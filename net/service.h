@@ -38,6 +38,10 @@ class Service {
       : root_(root), limits_(limits), node_(node), router_(router) {}
 
   Reply Handle(const Call& call);
+  // Why this server should not be sent traffic now ("" if it should): the data root is
+  // loading, writes are refused, or (cluster mode) a collection's log cannot be followed. Fixed
+  // phrases: a probe without an API key reveals no data.
+  std::string NotReady() const;
   const Limits& limits() const { return limits_; }
   engine::DataRoot& root() { return root_; }
 

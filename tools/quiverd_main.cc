@@ -314,7 +314,10 @@ int Main(int argc, char** argv) {
   eo.store.simulate_power_loss = simulate_power_loss;
   eo.store.durability =
       durability == "sync" ? storage::Durability::kSync : storage::Durability::kNoSync;
-  auto root = engine::DataRoot::Open(data, eo);
+  // The single process starts its listeners before it loads the data root, so that /livez
+  // and /readyz answer during a long load; cluster mode's node needs the engine to start.
+  const bool load_later = log_servers.empty();
+  auto root = load_later ? engine::DataRoot::Prepare(data, eo) : engine::DataRoot::Open(data, eo);
   if (!root.ok()) {
     std::fprintf(stderr, "quiverd: %s\n", root.status().ToString().c_str());
     return 1;
@@ -463,6 +466,16 @@ int Main(int argc, char** argv) {
   if (Status s = server.Start(); !s.ok()) {
     std::fprintf(stderr, "quiverd: %s\n", s.ToString().c_str());
     return 1;
+  }
+  if (load_later) {
+    std::printf("quiverd: loading version %s of %s (GET /livez and /readyz answer meanwhile)\n",
+                (*root)->current_version().c_str(), data.c_str());
+    std::fflush(stdout);
+    if (Status s = (*root)->Load(); !s.ok()) {
+      std::fprintf(stderr, "quiverd: %s\n", s.ToString().c_str());
+      server.Stop(std::chrono::milliseconds(0));
+      return 1;
+    }
   }
   serving = &server;
   std::printf("quiverd %s serving %s (version %s): REST http://%s:%u, binary %s:%u%s\n",

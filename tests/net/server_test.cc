@@ -708,6 +708,41 @@ TEST_F(ServerTest, RestAnswersExpect100ContinueBeforeTheBody) {
   EXPECT_TRUE(refused.starts_with("HTTP/1.1 413")) << refused;
 }
 
+// /livez and /readyz answer without an API key and say nothing of the data; /readyz is 503
+// while the data root loads (every other call is UNAVAILABLE meanwhile), then 200.
+TEST_F(ServerTest, ProbesAnswerWithoutAKeyAndReadinessWaitsForTheLoad) {
+  auto root = engine::DataRoot::Prepare(dir_.path() + "/root", {});
+  ASSERT_TRUE(root.ok()) << root.status();
+  root_ = std::move(*root);
+  ServerOptions o;
+  o.http_port = 0;
+  o.binary_port = 0;
+  o.threads = 2;
+  o.read_write_key = "rw-secret";
+  server_ = std::make_unique<Server>(*root_, o);
+  ASSERT_TRUE(server_->Start().ok());
+  const uint16_t http = server_->http_port();
+  HttpAnswer live = Http(http, "GET", "/livez");
+  EXPECT_EQ(live.status, 200);
+  EXPECT_EQ(live.body, R"({"live":true})");
+  HttpAnswer loading = Http(http, "GET", "/readyz");
+  EXPECT_EQ(loading.status, 503);
+  EXPECT_EQ(loading.body, R"({"ready":false,"reason":"loading"})");
+  HttpAnswer early = Http(http, "GET", "/v1/collections", "", "rw-secret");
+  EXPECT_EQ(early.status, 503) << early.body;
+  EXPECT_NE(early.body.find("loading"), std::string::npos) << early.body;
+  ASSERT_TRUE(root_->Load().ok());
+  EXPECT_EQ(root_->Load().code(), StatusCode::kFailedPrecondition);
+  HttpAnswer ready = Http(http, "GET", "/readyz?verbose=1");
+  EXPECT_EQ(ready.status, 200);
+  EXPECT_EQ(ready.body, R"({"ready":true})");
+  // Everything else stays behind the key.
+  EXPECT_EQ(Http(http, "GET", "/healthz").status, 401);
+  EXPECT_EQ(Http(http, "GET", "/metrics").status, 401);
+  EXPECT_EQ(Http(http, "GET", "/v1/collections", "", "rw-secret").status, 200);
+  EXPECT_EQ(Http(http, "POST", "/readyz").status, 404);  // a probe is a GET
+}
+
 TEST_F(ServerTest, ApiKeysGuardEveryListener) {
   StartServer("rw-secret", "ro-secret");
   const uint16_t http = server_->http_port();

@@ -2,8 +2,8 @@
 # A full disk under a real quiverd (issue 16, case 3). The data root sits on a 48 MiB tmpfs
 # mounted in a private mount namespace (unshare -m as root, unshare -rm otherwise), filled and
 # emptied with a filler file:
-# - a full disk refuses writes (RESOURCE_EXHAUSTED, nothing written), /healthz and /readyz say
-#   "degraded: read-only", searches go on, a snapshot is refused and leaves no *.tmp behind;
+# - a full disk refuses writes (RESOURCE_EXHAUSTED, nothing written), /healthz says
+#   "degraded: read-only" and /readyz answers 503 "refusing writes", searches go on, a snapshot is refused and leaves no *.tmp behind;
 # - once the filler is gone, writes are accepted again without a restart, /healthz says serving;
 # - a start on a full disk serves reads (every acknowledged item) and refuses writes; a start
 #   with the space back accepts them.
@@ -33,6 +33,14 @@ upsert() {  # upsert FIRST_ID COUNT
   for ((i = $1; i < $1 + $2; i++)); do items+="${items:+,}{\"id\":$i,\"vector\":[$i,1,0,0]}"; done
   call POST /v1/collections/m/items "{\"items\":[$items]}"
 }
+probe() {  # probe PATH: "STATUS BODY" of an HTTP GET (no API key), as /readyz answers
+  python3 -c 'import sys, urllib.request, urllib.error
+try:
+    r = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}{sys.argv[2]}", timeout=20)
+    print(r.status, r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode())' "$HTTP_PORT" "$1"
+}
 fill() { dd if=/dev/zero of="$DISK/filler" bs=1M count=64 2>/dev/null || true; }
 # Wait for the first write accepted again (the client may have been backing off).
 until_accepted() {
@@ -54,7 +62,8 @@ if out=$(upsert 1000 5 2>&1); then echo "a write on a full disk succeeded: $out"
 expect 'RESOURCE_EXHAUSTED' "$out"
 expect 'reserve' "$out"
 expect 'degraded: read-only' "$(call GET /healthz)"
-expect 'degraded: read-only' "$(call GET /readyz)"
+expect '^503 {"ready":false,"reason":"refusing writes"}' "$(probe /readyz)"
+expect '^200 {"live":true}' "$(probe /livez)"
 expect '"hits":\[{"id":' "$(call POST /v1/collections/m/search '{"vector":[5,1,0,0],"k":3}')"
 expect '"items":\[null\]' "$(call GET /v1/collections/m/items/1000)"  # the refused write
 if out=$(call POST /v1/collections/m/snapshot 2>&1); then echo "a snapshot on a full disk succeeded"; exit 1; fi
@@ -64,6 +73,7 @@ if find "$DISK/data" -name '*.tmp' | grep -q .; then echo "a refused snapshot le
 rm "$DISK/filler"
 until_accepted 200 10
 expect '"status":"serving"' "$(call GET /healthz)"
+expect '^200 {"ready":true}' "$(probe /readyz)"
 expect '"id":205' "$(call GET /v1/collections/m/items/205)"
 call POST /v1/collections/m/snapshot > /dev/null
 
