@@ -495,6 +495,20 @@ Result<std::vector<Hit>> Client::Search(const std::string& collection,
 Result<net::SearchResult> Client::Query(net::SearchCall call) {
   return BodyAs<net::SearchResult>(Call(call));
 }
+Result<std::vector<net::SearchOutcome>> Client::SearchBatch(std::vector<net::SearchCall> searches) {
+  QV_ASSIGN_OR_RETURN(
+      net::SearchBatchResult r,
+      BodyAs<net::SearchBatchResult>(Call(net::SearchBatchCall{std::move(searches)})));
+  return std::move(r.results);
+}
+Result<uint64_t> Client::Count(const std::string& collection, std::optional<Filter> filter) {
+  QV_ASSIGN_OR_RETURN(net::CountResult r, BodyAs<net::CountResult>(
+                                              Call(net::CountCall{collection, std::move(filter)})));
+  return r.count;
+}
+Result<net::ScrollResult> Client::Scroll(net::ScrollCall call) {
+  return BodyAs<net::ScrollResult>(Call(call));
+}
 Status Client::Snapshot(const std::string& collection) {
   return Call(net::SnapshotCall{collection}).status;
 }

@@ -113,6 +113,14 @@ class Client {
                                   const SearchOptions& options = {});
   // Multi-vector and quota searches: the whole SearchCall (docs/queries.md).
   Result<net::SearchResult> Query(net::SearchCall call);
+  // Many searches in one request, answered in order, each with its own status (one failing
+  // does not fail the others). CallMany pipelines the same searches as separate calls.
+  Result<std::vector<net::SearchOutcome>> SearchBatch(std::vector<net::SearchCall> searches);
+  // How many items the collection holds, or pass `filter`.
+  Result<uint64_t> Count(const std::string& collection, std::optional<Filter> filter = {});
+  // One page of items in id order from call.cursor; the result's `next` is the next page's
+  // cursor (docs/api.md, "Count and scroll").
+  Result<net::ScrollResult> Scroll(net::ScrollCall call);
   Status Snapshot(const std::string& collection = "");
   Status Reload(const std::string& version);
   Status Rollback();

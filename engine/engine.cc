@@ -676,6 +676,36 @@ Result<std::vector<std::optional<ItemRecord>>> Engine::Get(const std::string& na
   return out;
 }
 
+Result<uint64_t> Engine::Count(const std::string& name, const Filter* filter) const {
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  const std::shared_ptr<Partitions> parts = c->parts();
+  if (filter == nullptr) return uint64_t(parts->size());
+  QV_RETURN_IF_ERROR(ValidateFilter(*filter));
+  return parts->CountMatching(*filter);
+}
+
+Result<Engine::ScrollPage> Engine::Scroll(const std::string& name, uint64_t cursor, size_t limit,
+                                          const Filter* filter) const {
+  if (limit == 0 || limit > 10000) {
+    return InvalidArgumentError("scroll limit must be 1 to 10,000; got " + std::to_string(limit));
+  }
+  if (filter != nullptr) QV_RETURN_IF_ERROR(ValidateFilter(*filter));
+  QV_ASSIGN_OR_RETURN(auto c, Find(name));
+  const std::shared_ptr<Partitions> parts = c->parts();
+  ScrollPage page;
+  size_t read = 0;
+  QV_RETURN_IF_ERROR(store_->ScanItemsFrom(c->id(), cursor, [&](ItemRecord&& item) {
+    if (page.items.size() == limit || read == kScrollReadLimit) {
+      page.next = item.id;  // the first record not taken starts the next page
+      return false;
+    }
+    ++read;
+    if (filter == nullptr || parts->Allows(*filter, item.id)) page.items.push_back(std::move(item));
+    return true;
+  }));
+  return page;
+}
+
 Status Engine::PutUsers(const std::string& name, std::span<const UserRecord> users,
                         std::optional<LogPosition> at) {
   QV_ASSIGN_OR_RETURN(auto c, Find(name));

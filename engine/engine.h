@@ -101,6 +101,20 @@ class Engine {
   // out[i] is ids[i]'s item, or nullopt.
   Result<std::vector<std::optional<ItemRecord>>> Get(const std::string& name,
                                                      std::span<const uint64_t> ids) const;
+  // How many items the collection holds, or (filter set) how many pass the filter.
+  Result<uint64_t> Count(const std::string& name, const Filter* filter) const;
+  // One page of a scroll (net::ScrollCall): up to `limit` items passing `filter` (nullptr:
+  // all) in id order from the id `cursor`, and the next page's cursor (none once the items
+  // are exhausted). A page reads at most kScrollReadLimit records, so that a filter passing
+  // few items never makes one request read a whole collection: such a page may hold fewer
+  // than `limit` items (or none) and still have a next cursor.
+  struct ScrollPage {
+    std::vector<ItemRecord> items;
+    std::optional<uint64_t> next;
+  };
+  static constexpr size_t kScrollReadLimit = 100000;
+  Result<ScrollPage> Scroll(const std::string& name, uint64_t cursor, size_t limit,
+                            const Filter* filter) const;
 
   // Creates or replaces users (vector and history as given).
   Status PutUsers(const std::string& name, std::span<const UserRecord> users,

@@ -264,6 +264,13 @@ bool Partitions::Allows(const Filter& f, uint64_t id) const {
   return it != attrs_.end() && Matches(f, id, it->second);
 }
 
+uint64_t Partitions::CountMatching(const Filter& f) const {
+  std::shared_lock lock(mu_);
+  uint64_t n = 0;
+  for (const auto& [id, a] : attrs_) n += Matches(f, id, a);
+  return n;
+}
+
 std::optional<std::vector<uint64_t>> Partitions::FewMatching(const Filter& f, int64_t cluster,
                                                              size_t limit) const {
   std::vector<uint64_t> out;

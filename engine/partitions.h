@@ -79,6 +79,8 @@ class Partitions {
   // the items in time order from its lower bound; any other filter is first estimated from a
   // sample and only then counted exactly.
   bool Allows(const Filter& f, uint64_t id) const;
+  // How many items satisfy f (one pass over the attributes, under one lock).
+  uint64_t CountMatching(const Filter& f) const;
   std::optional<std::vector<uint64_t>> FewMatching(const Filter& f, int64_t cluster,
                                                    size_t limit) const;
   // The items' timestamps (0 for an absent id), under one lock.

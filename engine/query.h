@@ -36,6 +36,10 @@ std::vector<uint32_t> AllocateQuotas(std::span<const double> p, double a, uint32
 Status ValidateQuery(const QuerySpec& q, uint32_t dim, Metric metric, uint32_t clusters,
                      uint32_t topics = 0, uint32_t shards = 1);
 
+// kInvalidArgument for a malformed attribute filter (the part of ValidateQuery for `filter`,
+// also used by count and scroll).
+Status ValidateFilter(const Filter& f);
+
 // Greedy diversity re-ranking (docs/queries.md, "Diversity") of `hits` (best first) down to k,
 // given each candidate's category and, with MMR, its vector (n x dim values; else empty). The
 // engine's own re-ranking reads them from the indexes; cluster mode's router from the shards.

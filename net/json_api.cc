@@ -337,6 +337,32 @@ void WriteBody(JsonWriter& w, const ReplyBody& body) {
     void operator()(const ExportChunk& r) {
       w.Object([&] { Field(w, "bytes", uint64_t(r.data.size())); });
     }
+    // Each search's answer, or its error as a failed call's body would be.
+    void operator()(const SearchBatchResult& r) {
+      w.Object([&] {
+        w.Key("results");
+        w.Raw("[");
+        for (size_t i = 0; i < r.results.size(); ++i) {
+          if (i) w.Raw(",");
+          const SearchOutcome& o = r.results[i];
+          if (o.status.ok()) {
+            Put(w, o.result);
+          } else {
+            w.Raw(ErrorJson(o.status));
+          }
+        }
+        w.Raw("]");
+      });
+    }
+    void operator()(const CountResult& r) {
+      w.Object([&] { Field(w, "count", r.count); });
+    }
+    void operator()(const ScrollResult& r) {
+      w.Object([&] {
+        Field(w, "items", r.items);
+        if (r.next) Field(w, "next", *r.next);
+      });
+    }
   };
   std::visit(Visitor{w}, body);
 }

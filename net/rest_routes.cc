@@ -171,6 +171,44 @@ Result<Call> Reload(const Match&, object obj) {
   return Call(std::move(c));
 }
 
+Result<Call> SearchBatch(const Match& m, object obj) {
+  QV_RETURN_IF_ERROR(OnlyFields(obj, {"searches"}));
+  SearchBatchCall c;
+  QV_RETURN_IF_ERROR(ArrayOfObjects(obj, "searches", &c.searches, [&](object o, SearchCall* s) {
+    QV_ASSIGN_OR_RETURN(*s, SearchFromJson(o, m.collection));
+    return Status::Ok();
+  }));
+  return Call(std::move(c));
+}
+
+// An optional "filter" (docs/queries.md, "Filters").
+Status OptionalFilter(object obj, std::optional<Filter>* out) {
+  element f;
+  if (obj["filter"].get(f)) return Status::Ok();
+  QV_ASSIGN_OR_RETURN(Filter filter, FilterFromJson(f));
+  *out = std::move(filter);
+  return Status::Ok();
+}
+
+Result<Call> Count(const Match& m, object obj) {
+  QV_RETURN_IF_ERROR(OnlyFields(obj, {"filter"}));
+  CountCall c{m.collection, std::nullopt};
+  QV_RETURN_IF_ERROR(OptionalFilter(obj, &c.filter));
+  return Call(std::move(c));
+}
+
+Result<Call> Scroll(const Match& m, object obj) {
+  QV_RETURN_IF_ERROR(OnlyFields(obj, {"cursor", "limit", "filter", "vectors", "payload"}));
+  ScrollCall c;
+  c.collection = m.collection;
+  QV_RETURN_IF_ERROR(GetUint(obj, "cursor", &c.cursor));
+  QV_RETURN_IF_ERROR(GetUint(obj, "limit", &c.limit));
+  QV_RETURN_IF_ERROR(OptionalFilter(obj, &c.filter));
+  QV_RETURN_IF_ERROR(GetBool(obj, "vectors", &c.with_vectors));
+  QV_RETURN_IF_ERROR(GetBool(obj, "payload", &c.with_payload));
+  return Call(std::move(c));
+}
+
 template <typename C>
 Result<Call> Ids(const Match& m, object obj) {
   C c{m.collection, {}};
@@ -212,6 +250,13 @@ constexpr Route kRoutes[] = {
        QV_ASSIGN_OR_RETURN(SearchCall c, SearchFromJson(obj, m.collection));
        return Call(std::move(c));
      }},
+    {"POST", "/v1/collections/{c}/search/batch", SearchBatch},
+    {"GET", "/v1/collections/{c}/count",
+     [](const Match& m, object) -> Result<Call> {
+       return Call(CountCall{m.collection, std::nullopt});
+     }},
+    {"POST", "/v1/collections/{c}/count", Count},
+    {"POST", "/v1/collections/{c}/scroll", Scroll},
     {"POST", "/v1/collections/{c}/snapshot",
      [](const Match& m, object) -> Result<Call> { return Call(SnapshotCall{m.collection}); }},
     {"POST", "/v1/collections/{c}/plugins/{name}/run", RunPlugin},

@@ -107,6 +107,13 @@ Status NotInClusterMode(std::string_view what) {
       "(docs/cluster.md)");
 }
 
+// What routing does not fan out yet: refused rather than answered from one node's shards.
+Status NotRouted(std::string_view what) {
+  return FailedPreconditionError(std::string(what) +
+                                 " is not routed across a cluster's shards yet; each node holds "
+                                 "only its shards' items (docs/cluster.md)");
+}
+
 // Collection versions, members and shard assignment are the cluster's metadata, in etcd.
 Status NeedsEtcd(std::string_view what = "collection versions") {
   return FailedPreconditionError(
@@ -271,6 +278,23 @@ std::string Service::NotReady() const {
 }
 
 Reply Service::Handle(const Call& call) {
+  if (const auto* batch = std::get_if<SearchBatchCall>(&call)) {
+    // Each search on its own, in order, as if it came alone (limits, routing, versions).
+    if (batch->searches.size() > limits_.max_batch) {
+      return FromStatus(ResourceExhaustedError(
+          std::to_string(batch->searches.size()) + " searches in one batch; the limit is " +
+          std::to_string(limits_.max_batch) + " (quiverd --max-batch)"));
+    }
+    SearchBatchResult out;
+    out.results.reserve(batch->searches.size());
+    for (const SearchCall& search : batch->searches) {
+      Reply r = Handle(search);
+      SearchOutcome one{std::move(r.status), {}};
+      if (auto* result = std::get_if<SearchResult>(&r.body)) one.result = std::move(*result);
+      out.results.push_back(std::move(one));
+    }
+    return Reply{Status::Ok(), ReplyBody(std::move(out))};
+  }
   if (Status s = CheckLimits(call); !s.ok()) return FromStatus(std::move(s));
   if (root_.engine() == nullptr) {
     return FromStatus(UnavailableError("the data root is loading (version '" +
@@ -393,6 +417,26 @@ Reply Service::Run(const Call& call) {
             auto r = e->Get(c.collection, c.ids);
             if (!r.ok()) return FromStatus(r.status());
             return Reply{Status::Ok(), ReplyBody(GetResult{std::move(*r)})};
+          },
+          [&](const CountCall& c) {
+            if (router_ != nullptr) return FromStatus(NotRouted("count"));
+            auto n = e->Count(c.collection, c.filter ? &*c.filter : nullptr);
+            if (!n.ok()) return FromStatus(n.status());
+            return Reply{Status::Ok(), ReplyBody(CountResult{*n})};
+          },
+          [&](const ScrollCall& c) {
+            if (router_ != nullptr) return FromStatus(NotRouted("scroll"));
+            auto page = e->Scroll(c.collection, c.cursor, c.limit, c.filter ? &*c.filter : nullptr);
+            if (!page.ok()) return FromStatus(page.status());
+            ScrollResult out{std::move(page->items), page->next};
+            for (ItemRecord& item : out.items) {
+              if (!c.with_vectors) item.vector.clear();
+              if (!c.with_payload) item.payload.clear();
+            }
+            return Reply{Status::Ok(), ReplyBody(std::move(out))};
+          },
+          [&](const SearchBatchCall&) {
+            return FromStatus(InternalError("a batch reached Run (Handle answers it)"));
           },
           [&](const PutUsersCall& c) {
             if (node_ != nullptr) return FromResult(node_->PutUsers(c.collection, c.users));

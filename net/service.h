@@ -22,6 +22,7 @@ struct Limits {
   uint32_t max_k = 10000;
   size_t max_items_per_request = 100000;  // items, users, events or ids
   size_t max_json_depth = 32;
+  size_t max_batch = 1000;  // searches in one batch
   // Cluster mode: the longest a search waits for its min_seq to be applied on this node.
   std::chrono::milliseconds max_seq_wait{10000};
 };

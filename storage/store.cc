@@ -497,6 +497,20 @@ Status Store::ScanItems(uint32_t collection_id,
   return FromRocks(it->status(), "scanning items");
 }
 
+Status Store::ScanItemsFrom(uint32_t collection_id, uint64_t first,
+                            const std::function<bool(ItemRecord&&)>& fn) const {
+  RangeIterator range(rep_->db.get(), rep_->cfs[kItems], collection_id, /*fill_cache=*/false);
+  rocksdb::Iterator* it = range.get();
+  for (it->Seek(IdKey(collection_id, first)); it->Valid(); it->Next()) {
+    uint32_t cid;
+    uint64_t id;
+    if (!ParseIdKey(it->key().ToStringView(), &cid, &id)) return DataLossError("corrupt item key");
+    QV_ASSIGN_OR_RETURN(ItemRecord item, DecodeItem(id, it->value().ToStringView()));
+    if (!fn(std::move(item))) return Status::Ok();
+  }
+  return FromRocks(it->status(), "scanning items");
+}
+
 Result<uint64_t> Store::CountItems(uint32_t collection_id) const {
   RangeIterator range(rep_->db.get(), rep_->cfs[kItems], collection_id, /*fill_cache=*/false);
   rocksdb::Iterator* it = range.get();

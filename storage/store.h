@@ -144,6 +144,10 @@ class Store {
   // Calls fn for each of the collection's items in id order; stops at fn's first error.
   Status ScanItems(uint32_t collection_id, const std::function<Status(ItemRecord&&)>& fn) const;
   Result<uint64_t> CountItems(uint32_t collection_id) const;
+  // Calls fn for each of the collection's items with id >= first, in id order, while fn
+  // returns true.
+  Status ScanItemsFrom(uint32_t collection_id, uint64_t first,
+                       const std::function<bool(ItemRecord&&)>& fn) const;
 
   Result<std::optional<UserRecord>> GetUser(uint32_t collection_id, uint64_t id) const;
   Status ScanUsers(uint32_t collection_id, const std::function<Status(UserRecord&&)>& fn) const;

@@ -231,6 +231,8 @@ int Main(int argc, char** argv) {
   app.add_option("--max-items", o.limits.max_items_per_request,
                  "items, users, events or ids per request")
       ->capture_default_str();
+  app.add_option("--max-batch", o.limits.max_batch, "searches in one batch search")
+      ->capture_default_str();
   app.add_option("--max-json-depth", o.limits.max_json_depth, "deepest JSON nesting accepted")
       ->capture_default_str();
   uint64_t max_seq_wait_ms = 10000;

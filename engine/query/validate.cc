@@ -161,6 +161,8 @@ Status CheckChannels(const QuerySpec& q) {
 
 }  // namespace
 
+Status ValidateFilter(const Filter& f) { return CheckFilter(f, 0); }
+
 // ip and cosine: a zero vector gives every item the same score (0), so the "nearest" items
 // are arbitrary. Usually a user without history whose vector was left at zero; the caller is
 // to fall back (most popular items, say) rather than serve noise.

@@ -29,7 +29,10 @@ constexpr const char* kNames[] = {"create_collection",
                                   "end_export",
                                   "intent",
                                   "cluster_info",
-                                  "assign_shard"};
+                                  "assign_shard",
+                                  "search_batch",
+                                  "count",
+                                  "scroll"};
 static_assert(std::size(kNames) == kCallKinds);
 
 }  // namespace

@@ -64,6 +64,29 @@ struct SearchCall {
   uint64_t min_seq = 0;
   friend bool operator==(const SearchCall&, const SearchCall&) = default;
 };
+// Many searches in one request (REST `/search/batch`), answered in order, each with its own
+// outcome: one search's error does not fail the others.
+struct SearchBatchCall {
+  std::vector<SearchCall> searches;
+  friend bool operator==(const SearchBatchCall&, const SearchBatchCall&) = default;
+};
+// How many items a collection holds, or how many of them pass `filter`.
+struct CountCall {
+  std::string collection;
+  std::optional<Filter> filter;
+  friend bool operator==(const CountCall&, const CountCall&) = default;
+};
+// One page of a collection's items (passing `filter`, if any) in id order, starting at the id
+// `cursor`: the answer's `next` is the next page's cursor. A cursor stays valid across writes:
+// the pages hold every item present throughout the scroll exactly once.
+struct ScrollCall {
+  std::string collection;
+  uint64_t cursor = 0;
+  uint32_t limit = 100;
+  std::optional<Filter> filter;
+  bool with_vectors = true, with_payload = true;
+  friend bool operator==(const ScrollCall&, const ScrollCall&) = default;
+};
 struct SnapshotCall {
   std::string collection;
 };  // empty: every collection
@@ -141,12 +164,13 @@ struct AssignShardCall {
   friend bool operator==(const AssignShardCall&, const AssignShardCall&) = default;
 };
 
-using Call = std::variant<CreateCollectionCall, DropCollectionCall, ListCollectionsCall,
-                          DescribeCollectionCall, UpsertCall, DeleteCall, GetCall, PutUsersCall,
-                          GetUserCall, AddEventsCall, SearchCall, SnapshotCall, ReloadCall,
-                          RollbackCall, ListVersionsCall, HealthCall, RunPluginCall, GetListCall,
-                          ListListsCall, ListPluginsCall, ExportCall, ReadExportCall, EndExportCall,
-                          IntentCall, ClusterInfoCall, AssignShardCall>;
+using Call =
+    std::variant<CreateCollectionCall, DropCollectionCall, ListCollectionsCall,
+                 DescribeCollectionCall, UpsertCall, DeleteCall, GetCall, PutUsersCall, GetUserCall,
+                 AddEventsCall, SearchCall, SnapshotCall, ReloadCall, RollbackCall,
+                 ListVersionsCall, HealthCall, RunPluginCall, GetListCall, ListListsCall,
+                 ListPluginsCall, ExportCall, ReadExportCall, EndExportCall, IntentCall,
+                 ClusterInfoCall, AssignShardCall, SearchBatchCall, CountCall, ScrollCall>;
 
 // The operation's name for metrics and logs ("search", "upsert", ...), by Call index.
 const char* CallName(const Call& call);
@@ -183,6 +207,24 @@ struct SearchResult {
   // answered (0: not in cluster mode).
   uint64_t seq = 0;
   friend bool operator==(const SearchResult&, const SearchResult&) = default;
+};
+struct SearchOutcome {
+  Status status;        // the search's own error, if it failed
+  SearchResult result;  // its answer otherwise
+  friend bool operator==(const SearchOutcome&, const SearchOutcome&) = default;
+};
+struct SearchBatchResult {
+  std::vector<SearchOutcome> results;  // results[i] answers searches[i]
+  friend bool operator==(const SearchBatchResult&, const SearchBatchResult&) = default;
+};
+struct CountResult {
+  uint64_t count = 0;
+  friend bool operator==(const CountResult&, const CountResult&) = default;
+};
+struct ScrollResult {
+  std::vector<ItemRecord> items;  // vector or payload left empty unless asked for
+  std::optional<uint64_t> next;   // the next page's cursor; absent: the scroll is done
+  friend bool operator==(const ScrollResult&, const ScrollResult&) = default;
 };
 struct HealthResult {
   std::string status, version;
@@ -242,10 +284,11 @@ struct ClusterInfo {
   friend bool operator==(const ClusterInfo&, const ClusterInfo&) = default;
 };
 
-using ReplyBody = std::variant<std::monostate, CollectionInfo, std::vector<CollectionInfo>,
-                               WriteResult, GetResult, UserResult, SearchResult, VersionsInfo,
-                               HealthResult, PluginRunResult, ListResult, ListInfosResult,
-                               PluginsResult, ExportResult, ExportChunk, IntentResult, ClusterInfo>;
+using ReplyBody =
+    std::variant<std::monostate, CollectionInfo, std::vector<CollectionInfo>, WriteResult,
+                 GetResult, UserResult, SearchResult, VersionsInfo, HealthResult, PluginRunResult,
+                 ListResult, ListInfosResult, PluginsResult, ExportResult, ExportChunk,
+                 IntentResult, ClusterInfo, SearchBatchResult, CountResult, ScrollResult>;
 
 // An answer: a failed status (and no body), or OK and the body the call produces
 // (monostate for calls that return nothing).

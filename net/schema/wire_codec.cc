@@ -10,9 +10,13 @@ namespace quiver::net {
 namespace {
 
 using wirecodec::FlatBufferBuilder;
+using wirecodec::GetFilter;
 using wirecodec::GetSearch;
+using wirecodec::GetSearchResult;
 using wirecodec::Offset;
+using wirecodec::PutFilter;
 using wirecodec::PutSearch;
+using wirecodec::PutSearchResult;
 using wirecodec::Str;
 using wirecodec::Vec;
 
@@ -114,6 +118,25 @@ BodyRef PutCall(FlatBufferBuilder& b, const Call& call) {
     }
     BodyRef operator()(const SearchCall& c) {
       return {wire::RequestBody::Search, PutSearch(b, c).Union()};
+    }
+    BodyRef operator()(const SearchBatchCall& c) {
+      std::vector<Offset<wire::Search>> searches;
+      searches.reserve(c.searches.size());
+      for (const SearchCall& s : c.searches) searches.push_back(PutSearch(b, s));
+      auto v = b.CreateVector(searches);
+      return {wire::RequestBody::SearchBatch, wire::CreateSearchBatch(b, v).Union()};
+    }
+    BodyRef operator()(const CountCall& c) {
+      auto f = c.filter ? PutFilter(b, *c.filter) : Offset<wire::Filter>();
+      auto n = b.CreateString(c.collection);
+      return {wire::RequestBody::Count, wire::CreateCount(b, n, f).Union()};
+    }
+    BodyRef operator()(const ScrollCall& c) {
+      auto f = c.filter ? PutFilter(b, *c.filter) : Offset<wire::Filter>();
+      auto n = b.CreateString(c.collection);
+      return {
+          wire::RequestBody::Scroll,
+          wire::CreateScroll(b, n, c.cursor, c.limit, f, c.with_vectors, c.with_payload).Union()};
     }
     BodyRef operator()(const SnapshotCall& c) {
       auto n = b.CreateString(c.collection);
@@ -233,22 +256,33 @@ ResponseRef PutReplyBody(FlatBufferBuilder& b, const ReplyBody& body) {
       return {wire::ResponseBody::UserResult, wire::CreateUserResult(b, user).Union()};
     }
     ResponseRef operator()(const SearchResult& s) {
-      std::vector<wire::Hit> hits;
-      hits.reserve(s.hits.size());
-      for (const Hit& h : s.hits) hits.emplace_back(h.id, h.score);
-      auto v = b.CreateVectorOfStructs(hits);
-      auto opt = [&](const auto& x) {
-        return x.empty() ? decltype(b.CreateVector(x))() : b.CreateVector(x);
-      };
-      auto hv = opt(s.hit_vector);
-      auto hc = opt(s.hit_cluster);
-      auto qs = opt(s.quotas);
-      auto pc = opt(s.per_cluster);
-      auto hp = s.hit_payload.empty() ? Offset<flatbuffers::Vector<Offset<flatbuffers::String>>>()
-                                      : b.CreateVectorOfStrings(s.hit_payload);
-      auto hch = opt(s.hit_channels);
-      return {wire::ResponseBody::SearchResult,
-              wire::CreateSearchResult(b, v, hv, hc, qs, pc, hp, hch, s.seq).Union()};
+      return {wire::ResponseBody::SearchResult, PutSearchResult(b, s).Union()};
+    }
+    ResponseRef operator()(const SearchBatchResult& r) {
+      std::vector<Offset<wire::SearchOutcome>> results;
+      results.reserve(r.results.size());
+      for (const SearchOutcome& o : r.results) {
+        if (o.status.ok()) {
+          results.push_back(wire::CreateSearchOutcome(b, 0, PutSearchResult(b, o.result)));
+        } else {
+          auto msg = b.CreateString(ReplyMessage(o.status.message()));
+          results.push_back(
+              wire::CreateSearchOutcome(b, wire::CreateError(b, uint16_t(o.status.code()), msg)));
+        }
+      }
+      auto v = b.CreateVector(results);
+      return {wire::ResponseBody::SearchBatchResult, wire::CreateSearchBatchResult(b, v).Union()};
+    }
+    ResponseRef operator()(const CountResult& c) {
+      return {wire::ResponseBody::CountResult, wire::CreateCountResult(b, c.count).Union()};
+    }
+    ResponseRef operator()(const ScrollResult& r) {
+      std::vector<Offset<wire::Item>> items;
+      items.reserve(r.items.size());
+      for (const ItemRecord& item : r.items) items.push_back(PutItem(b, item));
+      auto v = b.CreateVector(items);
+      return {wire::ResponseBody::ScrollResult,
+              wire::CreateScrollResult(b, v, r.next.value_or(0), r.next.has_value()).Union()};
     }
     ResponseRef operator()(const VersionsInfo& v) {
       auto cur = b.CreateString(v.current);
@@ -360,6 +394,15 @@ std::string Frame(const FlatBufferBuilder& b) {
 // ---- wire -> model ----
 
 Status Bad(const std::string& what) { return InvalidArgumentError(what); }
+
+// A failed status from the wire (an unknown code is kUnknown).
+Status ErrorFromWire(const wire::Error* e) {
+  const uint16_t code = e->code();
+  if (code == 0 || code > uint16_t(StatusCode::kUnauthenticated)) {
+    return Status(StatusCode::kUnknown, Str(e->message()));
+  }
+  return Status(StatusCode(code), Str(e->message()));
+}
 
 Result<CollectionSchema> GetSchema(const wire::Schema* w) {
   if (!w) return Bad("schema is missing");
@@ -478,6 +521,39 @@ Result<Call> CallFromWire(const wire::Request* r) {
       QV_ASSIGN_OR_RETURN(SearchCall c, GetSearch(r->body_as_Search()));
       return Call(std::move(c));
     }
+    case wire::RequestBody::SearchBatch: {
+      SearchBatchCall c;
+      if (const auto* searches = r->body_as_SearchBatch()->searches()) {
+        for (const wire::Search* w : *searches) {
+          QV_ASSIGN_OR_RETURN(SearchCall one, GetSearch(w));
+          c.searches.push_back(std::move(one));
+        }
+      }
+      return Call(std::move(c));
+    }
+    case wire::RequestBody::Count: {
+      const auto* w = r->body_as_Count();
+      CountCall c{Str(w->collection()), std::nullopt};
+      if (w->filter()) {
+        QV_ASSIGN_OR_RETURN(Filter f, GetFilter(w->filter()));
+        c.filter = std::move(f);
+      }
+      return Call(std::move(c));
+    }
+    case wire::RequestBody::Scroll: {
+      const auto* w = r->body_as_Scroll();
+      ScrollCall c;
+      c.collection = Str(w->collection());
+      c.cursor = w->cursor();
+      c.limit = w->limit();
+      if (w->filter()) {
+        QV_ASSIGN_OR_RETURN(Filter f, GetFilter(w->filter()));
+        c.filter = std::move(f);
+      }
+      c.with_vectors = w->vectors();
+      c.with_payload = w->payload();
+      return Call(std::move(c));
+    }
     case wire::RequestBody::Snapshot:
       return Call(SnapshotCall{Str(r->body_as_Snapshot()->collection())});
     case wire::RequestBody::Reload: {
@@ -588,22 +664,34 @@ Result<ReplyBody> GetReplyBody(const wire::Response* r) {
       if (u->user()) out.user = GetUser(u->user());
       return ReplyBody(std::move(out));
     }
-    case wire::ResponseBody::SearchResult: {
-      const auto* w = r->body_as_SearchResult();
-      SearchResult out;
-      if (const auto* hits = w->hits()) {
-        for (const wire::Hit* h : *hits) out.hits.push_back({h->id(), h->score()});
+    case wire::ResponseBody::SearchResult:
+      return ReplyBody(GetSearchResult(r->body_as_SearchResult()));
+    case wire::ResponseBody::SearchBatchResult: {
+      SearchBatchResult out;
+      if (const auto* results = r->body_as_SearchBatchResult()->results()) {
+        for (const wire::SearchOutcome* o : *results) {
+          SearchOutcome one;
+          if (const wire::Error* e = o->error()) {
+            one.status = ErrorFromWire(e);
+          } else if (o->result() != nullptr) {
+            one.result = GetSearchResult(o->result());
+          } else {
+            return Bad("a batch search outcome with neither an error nor a result");
+          }
+          out.results.push_back(std::move(one));
+        }
       }
-      out.hit_vector = Vec(w->hit_vector());
-      out.hit_cluster = Vec(w->hit_cluster());
-      out.quotas = Vec(w->quotas());
-      out.per_cluster = Vec(w->per_cluster());
-      if (const auto* hp = w->hit_payload()) {
-        for (const flatbuffers::String* x : *hp)
-          out.hit_payload.push_back(x ? x->str() : std::string());
+      return ReplyBody(std::move(out));
+    }
+    case wire::ResponseBody::CountResult:
+      return ReplyBody(CountResult{r->body_as_CountResult()->count()});
+    case wire::ResponseBody::ScrollResult: {
+      const auto* w = r->body_as_ScrollResult();
+      ScrollResult out;
+      if (w->items()) {
+        for (const wire::Item* item : *w->items()) out.items.push_back(GetItem(item));
       }
-      out.hit_channels = Vec(w->hit_channels());
-      out.seq = w->seq();
+      if (w->has_next()) out.next = w->next();
       return ReplyBody(std::move(out));
     }
     case wire::ResponseBody::Versions: {
@@ -780,12 +868,7 @@ Result<DecodedResponse> DecodeResponse(std::string_view buffer) {
   DecodedResponse out;
   out.id = r->id();
   if (const wire::Error* e = r->error()) {
-    const uint16_t code = e->code();
-    if (code == 0 || code > uint16_t(StatusCode::kUnauthenticated)) {
-      out.reply.status = Status(StatusCode::kUnknown, Str(e->message()));
-    } else {
-      out.reply.status = Status(StatusCode(code), Str(e->message()));
-    }
+    out.reply.status = ErrorFromWire(e);
     return out;
   }
   QV_ASSIGN_OR_RETURN(out.reply.body, GetReplyBody(r));

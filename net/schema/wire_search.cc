@@ -35,6 +35,8 @@ QuotaSpec GetQuota(const wire::Quota* q) {
   return out;
 }
 
+}  // namespace
+
 // Nesting is bounded by the Verifier's depth limit; ValidateQuery holds the filter's own.
 Offset<wire::Filter> PutFilter(FlatBufferBuilder& b, const Filter& f) {
   std::vector<Offset<wire::Filter>> children;
@@ -61,6 +63,8 @@ Result<Filter> GetFilter(const wire::Filter* w) {
   }
   return f;
 }
+
+namespace {
 
 Offset<wire::Rerank> PutRerank(FlatBufferBuilder& b, const Rerank& r) {
   return wire::CreateRerank(b, r.mmr_lambda, r.window, r.max_consecutive_category,
@@ -176,6 +180,42 @@ Result<SearchCall> GetSearch(const wire::Search* s) {
   c.with_payload = s->payload();
   c.min_seq = s->min_seq();
   return c;
+}
+
+Offset<wire::SearchResult> PutSearchResult(FlatBufferBuilder& b, const SearchResult& s) {
+  std::vector<wire::Hit> hits;
+  hits.reserve(s.hits.size());
+  for (const Hit& h : s.hits) hits.emplace_back(h.id, h.score);
+  auto v = b.CreateVectorOfStructs(hits);
+  auto opt = [&](const auto& x) {
+    return x.empty() ? decltype(b.CreateVector(x))() : b.CreateVector(x);
+  };
+  auto hv = opt(s.hit_vector);
+  auto hc = opt(s.hit_cluster);
+  auto qs = opt(s.quotas);
+  auto pc = opt(s.per_cluster);
+  auto hp = s.hit_payload.empty() ? Offset<flatbuffers::Vector<Offset<flatbuffers::String>>>()
+                                  : b.CreateVectorOfStrings(s.hit_payload);
+  auto hch = opt(s.hit_channels);
+  return wire::CreateSearchResult(b, v, hv, hc, qs, pc, hp, hch, s.seq);
+}
+
+SearchResult GetSearchResult(const wire::SearchResult* w) {
+  SearchResult out;
+  if (const auto* hits = w->hits()) {
+    for (const wire::Hit* h : *hits) out.hits.push_back({h->id(), h->score()});
+  }
+  out.hit_vector = Vec(w->hit_vector());
+  out.hit_cluster = Vec(w->hit_cluster());
+  out.quotas = Vec(w->quotas());
+  out.per_cluster = Vec(w->per_cluster());
+  if (const auto* hp = w->hit_payload()) {
+    for (const flatbuffers::String* x : *hp)
+      out.hit_payload.push_back(x ? x->str() : std::string());
+  }
+  out.hit_channels = Vec(w->hit_channels());
+  out.seq = w->seq();
+  return out;
 }
 
 }  // namespace quiver::net::wirecodec

@@ -32,5 +32,9 @@ std::vector<std::vector<float>> GetFloatVectors(const FloatVectors* vs);
 
 Offset<wire::Search> PutSearch(FlatBufferBuilder& b, const SearchCall& c);
 Result<SearchCall> GetSearch(const wire::Search* s);
+Offset<wire::Filter> PutFilter(FlatBufferBuilder& b, const Filter& f);
+Result<Filter> GetFilter(const wire::Filter* w);
+Offset<wire::SearchResult> PutSearchResult(FlatBufferBuilder& b, const SearchResult& s);
+SearchResult GetSearchResult(const wire::SearchResult* w);
 
 }  // namespace quiver::net::wirecodec

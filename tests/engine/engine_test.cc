@@ -5,6 +5,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -155,6 +156,72 @@ TEST_F(EngineTest, UpsertGetDeleteAndSearch) {
   EXPECT_EQ(none->changed, 0u);
   EXPECT_EQ(e->DescribeCollection("c")->items, 199u);
   EXPECT_TRUE(e->CheckConsistency("c").ok());
+}
+
+// Count (all items, or those passing a filter) and scroll: pages in id order whose cursor
+// stays valid across writes between pages: every item present throughout comes exactly once,
+// one deleted before its page never, one added behind the cursor not, one added ahead yes.
+TEST_F(EngineTest, CountAndScrollPagesStayValidAcrossWrites) {
+  auto e = OpenEngine();
+  ASSERT_TRUE(e->CreateCollection(Schema("c", 4)).ok());
+  std::vector<ItemRecord> items;
+  for (uint64_t id = 10; id <= 1000; id += 10) items.push_back(Items(id, 1, 4)[0]);  // 100
+  ASSERT_TRUE(e->Upsert("c", items).ok());
+  EXPECT_EQ(*e->Count("c", nullptr), 100u);
+  const Filter cat0{Filter::Op::kEq, Filter::Field::kCategory, {0}};  // id % 3 == 0
+  EXPECT_EQ(*e->Count("c", &cat0), 33u);
+  const Filter bad{Filter::Op::kAnd, {}, {}, 0, 0, {}};
+  EXPECT_EQ(e->Count("c", &bad).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(e->Count("none", nullptr).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(e->Scroll("c", 0, 0, nullptr).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(e->Scroll("c", 0, 10001, nullptr).status().code(), StatusCode::kInvalidArgument);
+
+  std::map<uint64_t, int> seen;
+  std::optional<uint64_t> cursor = 0;
+  int pages = 0;
+  while (cursor) {
+    auto page = e->Scroll("c", *cursor, 30, nullptr);
+    ASSERT_TRUE(page.ok()) << page.status();
+    ASSERT_LE(page->items.size(), 30u);
+    for (size_t i = 0; i < page->items.size(); ++i) {
+      const ItemRecord& item = page->items[i];
+      EXPECT_GE(item.id, *cursor);
+      if (i > 0) EXPECT_GT(item.id, page->items[i - 1].id);
+      if (page->next) EXPECT_LT(item.id, *page->next);
+      ++seen[item.id];
+      if (item.id % 10 == 0) EXPECT_EQ(item, items[item.id / 10 - 1]);
+    }
+    if (++pages == 1) {
+      // Between the first and second pages: delete one ahead (990) and one behind (20), add
+      // one behind (15) and one ahead (995), replace one ahead (500).
+      std::vector<uint64_t> gone = {990, 20};
+      ASSERT_TRUE(e->Delete("c", gone).ok());
+      ItemRecord behind = Items(15, 1, 4)[0], ahead = Items(995, 1, 4)[0];
+      ItemRecord replaced = Items(500, 1, 4, 7)[0];
+      const std::vector<ItemRecord> writes = {behind, ahead, replaced};
+      ASSERT_TRUE(e->Upsert("c", writes).ok());
+      items[49] = replaced;
+    }
+    cursor = page->next;
+  }
+  EXPECT_EQ(pages, 4);  // 30, then 70 left (69 ahead of the cursor, 995 added): 30, 30, 10
+  EXPECT_EQ(seen.count(990), 0u);
+  EXPECT_EQ(seen.count(15), 0u);
+  EXPECT_EQ(seen.at(995), 1);
+  EXPECT_EQ(seen.at(20), 1);  // on the first page, before it was deleted
+  for (uint64_t id = 10; id <= 1000; id += 10) {
+    if (id != 990) EXPECT_EQ(seen[id], 1) << id;
+  }
+  // A filtered scroll takes only matching items; a page past the last id ends the scroll.
+  auto filtered = e->Scroll("c", 0, 1000, &cat0);
+  ASSERT_TRUE(filtered.ok());
+  EXPECT_FALSE(filtered->next.has_value());
+  EXPECT_EQ(filtered->items.size(), *e->Count("c", &cat0));
+  for (const ItemRecord& item : filtered->items) EXPECT_EQ(item.id % 3, 0u);
+  auto past = e->Scroll("c", 1001, 10, nullptr);
+  ASSERT_TRUE(past.ok());
+  EXPECT_TRUE(past->items.empty());
+  EXPECT_FALSE(past->next.has_value());
 }
 
 TEST_F(EngineTest, ABadItemRejectsTheWholeBatch) {

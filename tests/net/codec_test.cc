@@ -68,8 +68,25 @@ TEST(WireCodecTest, EveryCallRoundTrips) {
       EndExportCall{"00ff"},
       IntentCall{"c", {{1, 2}, {3, 4}}, {1, 3}},
       ClusterInfoCall{},
-      AssignShardCall{1, {"a0", "c0"}}};
+      AssignShardCall{1, {"a0", "c0"}},
+      SearchBatchCall{{SearchCall{"c", {.vectors = {{1, 2}}, .k = 5}},
+                       SearchCall{"c", {.vectors = {{3, 4}}, .k = 7}, true}}},
+      CountCall{"c", Filter{Filter::Op::kIn, Filter::Field::kTag, {1, 2}}},
+      ScrollCall{"c", uint64_t{1} << 40, 250,
+                 Filter{Filter::Op::kEq, Filter::Field::kCategory, {3}}, false, true}};
   ASSERT_EQ(calls.size(), kCallKinds);
+  // The decoded call equals the one sent (the loop below checks the bytes of every kind).
+  auto same = [](const auto& sent) {
+    using T = std::decay_t<decltype(sent)>;
+    auto back = DecodeRequest(EncodeRequestFrame(1, "", sent).substr(kFrameHeaderBytes));
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_TRUE(std::get<T>(back->call) == sent);
+  };
+  same(std::get<SearchBatchCall>(calls[calls.size() - 3]));
+  same(std::get<CountCall>(calls[calls.size() - 2]));
+  same(std::get<ScrollCall>(calls.back()));
+  same(CountCall{"c", std::nullopt});
+  same(ScrollCall{"c"});
   for (const Call& call : calls) {
     const std::string frame = EncodeRequestFrame(77, "secret", call);
     ASSERT_EQ(DecodeFrameLength(frame.data()), frame.size() - kFrameHeaderBytes);
@@ -328,6 +345,14 @@ TEST(WireCodecTest, EveryReplyRoundTrips) {
       Reply{Status::Ok(), ExportChunk{}},
       Reply{Status::Ok(), IntentResult{{0.5, -INFINITY, -2.25}}},
       Reply{NotFoundError("no collection named 'x'"), {}},
+      Reply{Status::Ok(),
+            SearchBatchResult{{SearchOutcome{Status::Ok(), SearchResult{{{1, 0.5f}}, {0}}},
+                               SearchOutcome{InvalidArgumentError("k must be at most 100"), {}},
+                               SearchOutcome{Status::Ok(), SearchResult{}}}}},
+      Reply{Status::Ok(), SearchBatchResult{}},
+      Reply{Status::Ok(), CountResult{uint64_t{1} << 33}},
+      Reply{Status::Ok(), ScrollResult{{SampleItem(1), SampleItem(2)}, 3}},
+      Reply{Status::Ok(), ScrollResult{{}, std::nullopt}},
   };
   for (const Reply& r : replies) {
     const std::string frame = EncodeResponseFrame(9, r);
@@ -503,6 +528,37 @@ TEST(JsonApiTest, RoutesDecodeIntoCalls) {
   EXPECT_EQ(std::get<ListVersionsCall>(*DecodeHttpCall("GET", "/v1/collections/m/versions", "", 32))
                 .collection,
             "m");
+  // Batch search, count and scroll.
+  auto batch = DecodeHttpCall(
+      "POST", "/v1/collections/m/search/batch",
+      R"({"searches":[{"vector":[1,2],"k":3},{"vectors":[[1,2],[3,4]],"payload":true}]})", 32);
+  ASSERT_TRUE(batch.ok()) << batch.status();
+  const auto& searches = std::get<SearchBatchCall>(*batch).searches;
+  ASSERT_EQ(searches.size(), 2u);
+  EXPECT_EQ(searches[0].collection, "m");
+  EXPECT_EQ(searches[0].query.k, 3u);
+  EXPECT_EQ(searches[1].query.vectors.size(), 2u);
+  EXPECT_TRUE(searches[1].with_payload);
+  auto bad_batch = DecodeHttpCall("POST", "/v1/collections/m/search/batch",
+                                  R"({"searches":[{"vector":[1,2]},{"vector":[1],"kk":3}]})", 32);
+  EXPECT_NE(bad_batch.status().message().find("searches[1]: unknown field 'kk'"), std::string::npos)
+      << bad_batch.status();
+  EXPECT_FALSE(
+      DecodeHttpCall("POST", "/v1/collections/m/search/batch", R"({"searches":{}})", 32).ok());
+  EXPECT_EQ(std::get<CountCall>(*DecodeHttpCall("GET", "/v1/collections/m/count", "", 32)),
+            (CountCall{"m", std::nullopt}));
+  EXPECT_EQ(std::get<CountCall>(*DecodeHttpCall("POST", "/v1/collections/m/count",
+                                                R"({"filter":{"eq":{"category":4}}})", 32)),
+            (CountCall{"m", Filter{Filter::Op::kEq, Filter::Field::kCategory, {4}}}));
+  EXPECT_FALSE(DecodeHttpCall("POST", "/v1/collections/m/count", R"({"filtre":{}})", 32).ok());
+  EXPECT_EQ(
+      std::get<ScrollCall>(*DecodeHttpCall(
+          "POST", "/v1/collections/m/scroll",
+          R"({"cursor":18446744073709551615,"limit":7,"vectors":false,"payload":false})", 32)),
+      (ScrollCall{"m", UINT64_MAX, 7, std::nullopt, false, false}));
+  EXPECT_EQ(std::get<ScrollCall>(*DecodeHttpCall("POST", "/v1/collections/m/scroll", "", 32)),
+            (ScrollCall{"m"}));
+  EXPECT_FALSE(DecodeHttpCall("POST", "/v1/collections/m/scroll", R"({"cursor":-1})", 32).ok());
   // Shard assignment.
   EXPECT_EQ(std::get<AssignShardCall>(
                 *DecodeHttpCall("PUT", "/v1/cluster/shards/1", R"({"nodes":["c0","b1"]})", 32)),

@@ -346,6 +346,80 @@ TEST_F(ServerTest, FreshSearchOverBothProtocols) {
             400);
 }
 
+// Batch search answers in order, each search as it would alone, an error staying with its
+// search; count and scroll over REST and the client agree.
+TEST_F(ServerTest, BatchSearchCountAndScrollOverBothProtocols) {
+  StartServer();
+  const uint16_t http = server_->http_port();
+  ASSERT_EQ(Http(http, "POST", "/v1/collections", kSchemaJson).status, 200);
+  auto client = Connect();
+  auto items = Items(60);
+  for (ItemRecord& it : items) it.category = int64_t(it.id % 4);
+  ASSERT_TRUE(client->Upsert("m", items).ok());
+
+  HttpAnswer batch = Http(http, "POST", "/v1/collections/m/search/batch",
+                          R"({"searches":[{"vector":[1,0,0,0],"k":3},)"
+                          R"({"vector":[1,0,0],"k":3},{"vector":[0,1,0,0],"k":1000},)"
+                          R"({"vector":[0,0,1,0],"k":2,"payload":true}]})");
+  ASSERT_EQ(batch.status, 200) << batch.body;
+  std::string expected = R"({"results":[)";
+  const std::vector<std::string> alone = {
+      R"({"vector":[1,0,0,0],"k":3})", R"({"vector":[1,0,0],"k":3})",
+      R"({"vector":[0,1,0,0],"k":1000})", R"({"vector":[0,0,1,0],"k":2,"payload":true})"};
+  for (size_t i = 0; i < alone.size(); ++i) {
+    expected += (i ? "," : "") + Http(http, "POST", "/v1/collections/m/search", alone[i]).body;
+  }
+  expected += "]}";
+  EXPECT_EQ(batch.body, expected);
+  EXPECT_NE(batch.body.find("INVALID_ARGUMENT"), std::string::npos);  // dim 3, and k 1000
+  std::vector<SearchCall> searches(3);
+  for (SearchCall& c : searches) c.collection = "m";
+  searches[0].query.vectors = {{1, 0, 0, 0}};
+  searches[1].query.vectors = {{1, 0, 0, 0}};
+  searches[1].collection = "none";
+  searches[2].query.vectors = {{0, 0, 0, 1}};
+  searches[2].query.k = 4;
+  auto outcomes = client->SearchBatch(searches);
+  ASSERT_TRUE(outcomes.ok()) << outcomes.status();
+  ASSERT_EQ(outcomes->size(), 3u);
+  EXPECT_TRUE((*outcomes)[0].status.ok());
+  EXPECT_EQ((*outcomes)[0].result, *client->Query(searches[0]));
+  EXPECT_EQ((*outcomes)[1].status.code(), StatusCode::kNotFound);
+  EXPECT_EQ((*outcomes)[2].result.hits.size(), 4u);
+  std::vector<SearchCall> many(1001, searches[0]);
+  EXPECT_EQ(client->SearchBatch(many).status().code(), StatusCode::kResourceExhausted);
+
+  EXPECT_EQ(Http(http, "GET", "/v1/collections/m/count").body, R"({"count":60})");
+  EXPECT_EQ(
+      Http(http, "POST", "/v1/collections/m/count", R"({"filter":{"eq":{"category":1}}})").body,
+      R"({"count":15})");
+  EXPECT_EQ(*client->Count("m", Filter{Filter::Op::kEq, Filter::Field::kCategory, {1}}), 15u);
+  EXPECT_EQ(client->Count("none").status().code(), StatusCode::kNotFound);
+
+  // Every item once, in id order, through pages of 25 over the client; the same pages over
+  // REST.
+  std::vector<ItemRecord> all;
+  ScrollCall scroll{"m"};
+  scroll.limit = 25;
+  for (int pages = 0; pages < 10; ++pages) {
+    auto page = client->Scroll(scroll);
+    ASSERT_TRUE(page.ok()) << page.status();
+    HttpAnswer rest = Http(http, "POST", "/v1/collections/m/scroll",
+                           R"({"limit":25,"cursor":)" + std::to_string(scroll.cursor) + "}");
+    EXPECT_EQ(rest.body, EncodeHttpReply(Reply{Status::Ok(), *page}).body);
+    all.insert(all.end(), page->items.begin(), page->items.end());
+    if (!page->next) break;
+    scroll.cursor = *page->next;
+  }
+  EXPECT_EQ(all, items);
+  HttpAnswer bare = Http(http, "POST", "/v1/collections/m/scroll",
+                         R"({"limit":2,"vectors":false,"payload":false})");
+  EXPECT_EQ(bare.body.find(R"("payload":{)"), std::string::npos) << bare.body;
+  EXPECT_NE(bare.body.find(R"("vector":[])"), std::string::npos) << bare.body;
+  EXPECT_NE(bare.body.find(R"("next":3)"), std::string::npos) << bare.body;
+  EXPECT_EQ(Http(http, "POST", "/v1/collections/m/scroll", R"({"limit":0})").status, 400);
+}
+
 // Client::CallMany: a batch pipelined on one connection, answered in order of the calls, each
 // reply the one the call gets alone; an error in the batch stays with its call.
 TEST_F(ServerTest, PipelinedBatchesAnswerEveryCallInOrder) {
