@@ -65,9 +65,12 @@ std::vector<DecodedResponse> RawBinary(uint16_t port, const std::string& bytes, 
 
 class ServerTest : public ::testing::Test {
  protected:
+  // load_root false: the server starts on a prepared root that the test loads (DataRoot::Load).
   void StartServer(const std::string& rw_key = "", const std::string& ro_key = "",
-                   const std::function<void(ServerOptions&)>& adjust = nullptr) {
-    auto root = engine::DataRoot::Open(dir_.path() + "/root", {});
+                   const std::function<void(ServerOptions&)>& adjust = nullptr,
+                   bool load_root = true) {
+    auto root = load_root ? engine::DataRoot::Open(dir_.path() + "/root", {})
+                          : engine::DataRoot::Prepare(dir_.path() + "/root", {});
     ASSERT_TRUE(root.ok()) << root.status();
     root_ = std::move(*root);
     ServerOptions o;
@@ -785,16 +788,7 @@ TEST_F(ServerTest, RestAnswersExpect100ContinueBeforeTheBody) {
 // /livez and /readyz answer without an API key and say nothing of the data; /readyz is 503
 // while the data root loads (every other call is UNAVAILABLE meanwhile), then 200.
 TEST_F(ServerTest, ProbesAnswerWithoutAKeyAndReadinessWaitsForTheLoad) {
-  auto root = engine::DataRoot::Prepare(dir_.path() + "/root", {});
-  ASSERT_TRUE(root.ok()) << root.status();
-  root_ = std::move(*root);
-  ServerOptions o;
-  o.http_port = 0;
-  o.binary_port = 0;
-  o.threads = 2;
-  o.read_write_key = "rw-secret";
-  server_ = std::make_unique<Server>(*root_, o);
-  ASSERT_TRUE(server_->Start().ok());
+  StartServer("rw-secret", "", nullptr, /*load_root=*/false);
   const uint16_t http = server_->http_port();
   HttpAnswer live = Http(http, "GET", "/livez");
   EXPECT_EQ(live.status, 200);
