@@ -25,7 +25,7 @@ JOBS=${JOBS:-$(nproc)}
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libsimde-dev libjemalloc-dev zlib1g-dev librocksdb-dev libsimdjson-dev libcli11-dev
-  libboost-dev flatbuffers-compiler libflatbuffers-dev wrk clang libclang-rt-14-dev clang-format clang-tidy curl
+  libboost-dev flatbuffers-compiler libflatbuffers-dev libspdlog-dev wrk clang libclang-rt-14-dev clang-format clang-tidy curl
   libgtest-dev libgmock-dev libbenchmark-dev
   libhnswlib-dev libfaiss-dev libopenblas-dev
   dataset-fashion-mnist python3 python3-numpy python3-faiss python3-torch

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cstdio>
 
+#include "base/log.h"
 #include "cluster/node.h"
 #include "cluster/versions.h"
 #include "engine/engine.h"
@@ -537,8 +538,8 @@ Status Membership::TryFlip(const std::string& collection, const CollectionSchema
   QV_ASSIGN_OR_RETURN(bool stored, store_->Swap(VersionsPrefix(options_.prefix) + collection,
                                                 revision, EncodeVersions(next)));
   if (stored) {
-    std::fprintf(stderr, "quiverd: collection '%s': version '%s' is active (was '%s')\n",
-                 collection.c_str(), next.active.c_str(), next.previous.c_str());
+    log::Info("version_active",
+              {{"collection", collection}, {"version", next.active}, {"previous", next.previous}});
   }
   return Status::Ok();
 }

@@ -10,6 +10,7 @@
 #include <thread>
 #include <utility>
 
+#include "base/log.h"
 #include "cluster/versions.h"
 #include "engine/data_root.h"
 #include "engine/engine.h"
@@ -317,8 +318,8 @@ class Follower {
     cv_.notify_all();
   }
   void Refused(uint64_t seq, const Status& s) {
-    std::fprintf(stderr, "quiverd: collection '%s': write-log message %llu refused: %s\n",
-                 collection_.c_str(), static_cast<unsigned long long>(seq), s.ToString().c_str());
+    log::Warn("log_message_refused",
+              {{"collection", collection_}, {"seq", seq}, {"why", s.ToString()}});
     std::lock_guard lock(mu_);
     ++state_.refused;
     state_.last_error = "message " + std::to_string(seq) + " refused: " + s.ToString();
@@ -326,8 +327,7 @@ class Follower {
   void Fail(const Status& s) {
     std::lock_guard lock(mu_);
     if (state_.last_error != s.ToString()) {
-      std::fprintf(stderr, "quiverd: collection '%s': following the write log: %s\n",
-                   collection_.c_str(), s.ToString().c_str());
+      log::Warn("log_follow_failed", {{"collection", collection_}, {"why", s.ToString()}});
     }
     state_.last_error = s.ToString();
   }
@@ -659,9 +659,10 @@ void Node::LoadVersion(const std::string& name, const CollectionSchema& schema,
   load.thread = std::thread([this, name, schema, path, after_seq] {
     Status s = stopping_ ? Status::Ok() : Load(name, schema, path, after_seq);
     if (!s.ok()) {
-      std::fprintf(stderr, "quiverd: loading version '%s' of collection '%s' from %s: %s\n",
-                   std::string(VersionOf(name)).c_str(), std::string(LogName(name)).c_str(),
-                   path.c_str(), s.ToString().c_str());
+      log::Error("version_load_failed", {{"collection", LogName(name)},
+                                         {"version", VersionOf(name)},
+                                         {"path", path},
+                                         {"why", s.ToString()}});
     }
     std::lock_guard done(mu_);
     auto it = loads_.find(name);
@@ -760,11 +761,10 @@ Status Node::Load(const std::string& name, const CollectionSchema& schema, const
     QV_RETURN_IF_ERROR(cleanup(engine->ImportCollection(name, dir, import)));
     fs::remove_all(dir, ec);
   }
-  std::fprintf(stderr,
-               "quiverd: collection '%s': version '%s' loaded from %s; following its write log "
-               "from %llu\n",
-               base.c_str(), std::string(VersionOf(name)).c_str(), path.c_str(),
-               static_cast<unsigned long long>(after_seq));
+  log::Info("version_loaded", {{"collection", base},
+                               {"version", VersionOf(name)},
+                               {"path", path},
+                               {"log_from", after_seq}});
   return Follow(name);
 }
 

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "base/kill_point.h"
+#include "base/log.h"
 
 namespace quiver::engine {
 
@@ -123,6 +124,7 @@ Status DataRoot::Load() {
   QV_ASSIGN_OR_RETURN(auto engine, Engine::Open(VersionDir(current_version()), options_));
   std::lock_guard lock(mu_);
   engine_ = std::move(engine);
+  log::Info("version_opened", {{"version", current_}, {"previous", previous_}});
   return Status::Ok();
 }
 
@@ -196,6 +198,7 @@ Status DataRoot::Reload(const std::string& version) {
     previous_ = old;
     current_ = version;
   }
+  log::Info("version_switched", {{"version", version}, {"previous", old}});
   return Status::Ok();  // `retired` closes when the last request holding it finishes
 }
 

@@ -16,6 +16,7 @@
 #include <unordered_set>
 
 #include "base/kill_point.h"
+#include "base/log.h"
 #include "engine/partitions.h"
 #include "engine/query/operators.h"
 #include "index/io/index_file.h"
@@ -105,7 +106,7 @@ std::vector<std::pair<uint64_t, std::string>> ListSnapshots(const std::string& d
 
 // Moves a snapshot that cannot be used out of the way, keeping it for inspection.
 void SetAside(const std::string& path, const Status& why) {
-  std::fprintf(stderr, "quiver: snapshot %s set aside: %s\n", path.c_str(), why.ToString().c_str());
+  log::Warn("snapshot_set_aside", {{"path", path}, {"why", why.ToString()}});
   std::error_code ec;
   fs::rename(path, path + ".corrupt", ec);
 }
@@ -317,7 +318,7 @@ Result<std::shared_ptr<Collection>> Engine::LoadCollection(uint32_t id,
         " are lost (a write-ahead log cut short or removed?). "
         "Copy the directory aside, then start with --accept-wal-loss to serve what is left");
     if (!options_.store.accept_wal_loss) return lost;
-    std::fprintf(stderr, "quiver: %s\n", lost.ToString().c_str());
+    log::Warn("wal_loss_accepted", {{"why", lost.ToString()}});
   }
   uint64_t base = 0;
   bool loaded = false;
@@ -1109,8 +1110,17 @@ Status Engine::Snapshot(const std::string& name) {
     from = c->op_seq.load();
   }
   std::shared_ptr<Partitions> fresh;
+  const auto started = std::chrono::steady_clock::now();
+  auto ms = [&] {
+    return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - started)
+                        .count());
+  };
   if (compact) {
+    const size_t slots = c->parts()->global().slots(), items = c->parts()->size();
+    log::Info("compaction", {{"collection", name}, {"items", items}, {"slots", slots}});
     QV_ASSIGN_OR_RETURN(fresh, BuildFromStore(*store_, *c));
+    log::Info("compaction_built", {{"collection", name}, {"ms", ms()}});
   }
   // Writes to this collection wait while its indexes are saved, so that the global index, the
   // cluster indexes and the cluster map are one consistent state covering exactly op seq.
@@ -1137,7 +1147,13 @@ Status Engine::Snapshot(const std::string& name) {
   const size_t kept = std::max<size_t>(1, options_.snapshots_kept);
   for (size_t i = kept; i < snapshots.size(); ++i) fs::remove_all(snapshots[i].second, ec);
   const uint64_t oldest = snapshots[std::min(kept, snapshots.size()) - 1].first;
-  return store_->TrimOps(c->id(), oldest);
+  QV_RETURN_IF_ERROR(store_->TrimOps(c->id(), oldest));
+  log::Info("snapshot_written", {{"collection", name},
+                                 {"op_seq", seq},
+                                 {"items", c->parts()->size()},
+                                 {"compacted", compact},
+                                 {"ms", ms()}});
+  return Status::Ok();
 }
 
 Status Engine::SnapshotAll() {

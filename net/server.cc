@@ -11,6 +11,7 @@
 #include <mutex>
 #include <type_traits>
 
+#include "base/log.h"
 #include "base/work_pool.h"
 #include "net/json_api.h"
 #include "net/schema/wire_codec.h"
@@ -39,6 +40,62 @@ bool KeyEquals(std::string_view offered, std::string_view expected) {
 namespace {
 
 size_t Cores() { return std::max(1u, std::thread::hardware_concurrency()); }
+
+double MillisSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+// What a call names: its collection, else its version (reload), else "".
+std::string_view CallTarget(const Call& call) {
+  return std::visit(
+      [](const auto& c) -> std::string_view {
+        if constexpr (requires { c.collection; }) {
+          if (!c.collection.empty()) return c.collection;
+        }
+        if constexpr (requires { c.schema.name; }) return c.schema.name;
+        if constexpr (requires { c.name; }) return c.name;
+        if constexpr (requires { c.version; }) return c.version;
+        return {};
+      },
+      call);
+}
+
+// A failure of the server rather than of the request (a full disk, a store error, no quorum).
+bool ServerSide(StatusCode code) {
+  return code == StatusCode::kResourceExhausted || code == StatusCode::kUnavailable ||
+         code == StatusCode::kInternal || code == StatusCode::kDataLoss ||
+         code == StatusCode::kDeadlineExceeded;
+}
+
+// The log line of a maintenance call (create, drop, snapshot, reload, rollback, plugin run,
+// shard assignment, export) or of a write the server failed: what it was, on what, how it
+// ended.
+void LogCall(const Call& call, const Reply& reply, double ms) {
+  const char* op = CallName(call);
+  const std::string_view target = CallTarget(call);
+  std::string_view detail;
+  if (const auto* run = std::get_if<RunPluginCall>(&call)) detail = run->plugin;
+  if (const auto* reload = std::get_if<ReloadCall>(&call); reload && !reload->collection.empty())
+    detail = reload->version;
+  if (reply.status.ok()) {
+    if (detail.empty()) {
+      log::Info(op, {{"target", target}, {"ms", ms}});
+    } else {
+      log::Info(op, {{"target", target}, {"detail", detail}, {"ms", ms}});
+    }
+  } else {
+    const log::Level level =
+        reply.status.code() == StatusCode::kInternal || reply.status.code() == StatusCode::kDataLoss
+            ? log::Level::kError
+            : log::Level::kWarn;
+    log::Write(level, op,
+               {{"target", target},
+                {"detail", detail},
+                {"code", StatusCodeName(reply.status.code())},
+                {"message", ReplyMessage(reply.status.message())},
+                {"ms", ms}});
+  }
+}
 
 size_t MaintenanceThreads(const ServerOptions& o) {
   return o.maintenance_threads > 0 ? size_t(o.maintenance_threads)
@@ -104,8 +161,12 @@ struct Server::Context {
     if (cls == CallClass::kRead) return done(Run(call, received));
     WorkPool& pool = cls == CallClass::kWrite ? writes : maintenance;
     auto shared = std::make_shared<Call>(std::move(call));
-    const bool queued = pool.Submit([this, shared, received, executor, done]() mutable {
+    const bool queued = pool.Submit([this, shared, received, executor, done, cls]() mutable {
+      const auto started = Clock::now();
       auto reply = std::make_shared<Reply>(Run(*shared, received));
+      if (cls == CallClass::kMaintenance || ServerSide(reply->status.code())) {
+        LogCall(*shared, *reply, MillisSince(started));
+      }
       asio::post(executor, [done = std::move(done), reply]() mutable { done(std::move(*reply)); });
     });
     if (!queued) {
@@ -185,6 +246,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         ec == asio::error::operation_aborted) {
       return Close();
     }
+    start_ = Clock::now();
+    op_ = "";
+    method_.clear();
+    path_.clear();
+    bytes_in_ = 0;
     if (ec == http::error::body_limit) {
       return Respond(
           HttpReply{413, ErrorJson(ResourceExhaustedError(
@@ -197,10 +263,16 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                                                                    ec.message()))},
                      false);
     }
-    const auto start = Clock::now();
+    const auto start = start_;
     in_request_ = true;
     ctx_.in_flight.fetch_add(1);
     http::request<http::string_body> req = parser_->release();
+    if (ctx_.options.access_log) {
+      method_ = Sv(req.method_string());
+      const std::string_view t = Sv(req.target());
+      path_ = t.substr(0, t.find('?'));
+      bytes_in_ = req.body().size();
+    }
     const bool keep_alive = req.keep_alive() && !ctx_.stopping.load();
     std::string_view key;
     if (auto it = req.find("X-Api-Key"); it != req.end()) key = Sv(it->value());
@@ -245,6 +317,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       return Respond(EncodeHttpReply(Reply{call.status(), {}}), keep_alive);
     }
     const size_t kind = call->index();
+    op_ = CallNameAt(kind);
     ctx_.Dispatch(std::move(*call), key, start, stream_.get_executor(),
                   [self = shared_from_this(), kind, start, keep_alive](const Reply& reply) {
                     self->ctx_.Record(kind, Protocol::kRest, reply.status.code(), start);
@@ -253,6 +326,16 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void Respond(HttpReply reply, bool keep_alive) {
+    if (ctx_.options.access_log) {
+      log::Info("access", {{"proto", "rest"},
+                           {"method", method_},
+                           {"path", path_},
+                           {"op", op_},
+                           {"status", reply.status},
+                           {"ms", MillisSince(start_)},
+                           {"in", bytes_in_},
+                           {"out", reply.body.size()}});
+    }
     res_.emplace(http::status(reply.status), 11);
     res_->set(http::field::server, "quiver");
     res_->set(http::field::content_type, content_type_);
@@ -283,6 +366,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<http::response<http::string_body>> res_;
   std::string content_type_ = "application/json";
+  // The request being answered, for the access log.
+  Clock::time_point start_;
+  std::string method_, path_;
+  const char* op_ = "";
+  size_t bytes_in_ = 0;
   bool in_request_ = false;  // a request is being answered (counted in ctx_.in_flight)
 };
 
@@ -420,12 +508,21 @@ class BinarySession : public std::enable_shared_from_this<BinarySession<Socket>>
       return Finish(EncodeResponseFrame(0, Reply{req.status(), {}}));
     }
     const size_t kind = req->call.index();
-    ctx_.Dispatch(
-        std::move(req->call), req->api_key, received, strand_,
-        [self = this->shared_from_this(), id = req->id, kind, received](const Reply& reply) {
-          self->ctx_.Record(kind, Protocol::kBinary, reply.status.code(), received);
-          self->Finish(EncodeResponseFrame(id, reply));
-        });
+    ctx_.Dispatch(std::move(req->call), req->api_key, received, strand_,
+                  [self = this->shared_from_this(), id = req->id, kind, received,
+                   in = frame.size()](const Reply& reply) {
+                    self->ctx_.Record(kind, Protocol::kBinary, reply.status.code(), received);
+                    std::string response = EncodeResponseFrame(id, reply);
+                    if (self->ctx_.options.access_log) {
+                      log::Info("access", {{"proto", "binary"},
+                                           {"op", CallNameAt(kind)},
+                                           {"code", StatusCodeName(reply.status.code())},
+                                           {"ms", MillisSince(received)},
+                                           {"in", in},
+                                           {"out", response.size()}});
+                    }
+                    self->Finish(std::move(response));
+                  });
   }
 
   // Queues a response and ends its request; on the strand (posted there when called off it).

@@ -46,6 +46,10 @@ struct ServerOptions {
   // read-only key only calls that change nothing; compared in constant time.
   std::string read_write_key, read_only_key;
   Limits limits;
+  // One log line per request (base/log.h: event "access" with the protocol, method and path or
+  // operation, status, duration and bytes). Collection, version and plugin changes, snapshots
+  // and failed writes are logged either way.
+  bool access_log = false;
   std::chrono::milliseconds idle_timeout{60000};     // a connection with no request is closed
   std::chrono::milliseconds read_timeout{30000};     // reading one request
   std::chrono::milliseconds request_timeout{30000};  // a request that waited longer is refused

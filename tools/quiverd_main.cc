@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/log.h"
 #include "base/main.h"
 #include "base/parallelism.h"
 #include "base/version.h"
@@ -93,8 +94,7 @@ quiver::Status FetchFromPeers(const std::vector<quiver::client::ClientOptions>& 
                    ? (*c)->FetchExport(collection, dir, std::chrono::minutes(30), shards).status()
                    : c.status();
     if (s.ok()) {
-      std::fprintf(stderr, "quiverd: collection '%s': copy fetched from %s\n", collection.c_str(),
-                   where.c_str());
+      log::Info("copy_fetched", {{"collection", collection}, {"from", where}});
       return s;
     }
     if (s.code() == StatusCode::kNotFound) continue;
@@ -271,7 +271,28 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--plugins-dir", plugins_dir,
                  "load the plugin shared objects (*.so) in this directory");
+  std::string log_format = "text", log_level = "info";
+  app.add_option("--log-format", log_format,
+                 "the log on stderr: text (one line per event, key=value) or json (one object "
+                 "per line)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "debug, info, warn, error or off")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error", "off"}))
+      ->capture_default_str();
+  o.access_log = true;
+  app.add_option("--access-log", o.access_log,
+                 "log every request (protocol, method and path or operation, status, duration, "
+                 "bytes) at level info")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  {
+    log::Format format = log::Format::kText;
+    log::Level level = log::Level::kInfo;
+    (void)log::ParseFormat(log_format, &format);  // checked by CLI11 above
+    (void)log::ParseLevel(log_level, &level);
+    log::Configure(format, level);
+  }
   if (o.read_write_key.empty()) {
     if (const char* k = std::getenv("QUIVER_READ_WRITE_KEY")) o.read_write_key = k;
   }
@@ -305,7 +326,7 @@ int Main(int argc, char** argv) {
 
   if (!plugins_dir.empty()) {
     if (Status s = plugins::Registry::Global().LoadDirectory(plugins_dir); !s.ok()) {
-      std::fprintf(stderr, "quiverd: %s\n", s.ToString().c_str());
+      log::Error("start_failed", {{"why", s.ToString()}});
       return 1;
     }
   }
@@ -321,7 +342,7 @@ int Main(int argc, char** argv) {
   const bool load_later = log_servers.empty();
   auto root = load_later ? engine::DataRoot::Prepare(data, eo) : engine::DataRoot::Open(data, eo);
   if (!root.ok()) {
-    std::fprintf(stderr, "quiverd: %s\n", root.status().ToString().c_str());
+    log::Error("start_failed", {{"why", root.status().ToString()}});
     return 1;
   }
   std::unique_ptr<cluster::Node> node;
@@ -466,7 +487,7 @@ int Main(int argc, char** argv) {
   }
   net::Server server(**root, o);
   if (Status s = server.Start(); !s.ok()) {
-    std::fprintf(stderr, "quiverd: %s\n", s.ToString().c_str());
+    log::Error("start_failed", {{"why", s.ToString()}});
     return 1;
   }
   if (load_later) {
@@ -474,7 +495,7 @@ int Main(int argc, char** argv) {
                 (*root)->current_version().c_str(), data.c_str());
     std::fflush(stdout);
     if (Status s = (*root)->Load(); !s.ok()) {
-      std::fprintf(stderr, "quiverd: %s\n", s.ToString().c_str());
+      log::Error("start_failed", {{"why", s.ToString()}});
       server.Stop(std::chrono::milliseconds(0));
       return 1;
     }
@@ -487,6 +508,11 @@ int Main(int argc, char** argv) {
                                                                   : " (API keys required)");
   if (!o.binary_unix_path.empty())
     std::printf("quiverd: binary protocol also on unix:%s\n", o.binary_unix_path.c_str());
+  log::Info("started", {{"quiverd", Version()},
+                        {"data", data},
+                        {"version", (*root)->current_version()},
+                        {"rest_port", server.http_port()},
+                        {"binary_port", server.binary_port()}});
   if (membership != nullptr) {
     // The cluster's collections: created, followed and dropped here as etcd says.
     struct Said {
@@ -497,8 +523,7 @@ int Main(int argc, char** argv) {
       Status s = m->Reconcile(*(*root)->engine(), *node);
       std::lock_guard lock(said->mu);
       const std::string now = s.ok() ? "" : s.ToString();
-      if (now != said->last && !now.empty())
-        std::fprintf(stderr, "quiverd: collections: %s\n", now.c_str());
+      if (now != said->last && !now.empty()) log::Warn("collections_reconcile", {{"why", now}});
       said->last = now;
     };
     reconcile();
@@ -506,8 +531,7 @@ int Main(int argc, char** argv) {
     const std::string host = advertise.empty() ? o.host : advertise;
     if (Status s = membership->Register(host, server.binary_port()); !s.ok()) {
       // The refresh thread stores the key once etcd answers.
-      std::fprintf(stderr, "quiverd: --cluster: registering: %s (retrying)\n",
-                   s.ToString().c_str());
+      log::Warn("cluster_register", {{"why", s.ToString()}, {"retrying", true}});
     }
     std::printf("quiverd: cluster '%s': node %s joined as %s:%u\n", cluster_name.c_str(),
                 membership->node_id().c_str(), host.c_str(), server.binary_port());
@@ -528,7 +552,7 @@ int Main(int argc, char** argv) {
                                [&] { return stopping; })) {
       lock.unlock();
       if (Status s = (*root)->engine()->SnapshotAll(); !s.ok()) {
-        std::fprintf(stderr, "quiverd: periodic snapshot: %s\n", s.ToString().c_str());
+        log::Error("periodic_snapshot_failed", {{"why", s.ToString()}});
       }
       lock.lock();
     }
@@ -552,11 +576,12 @@ int Main(int argc, char** argv) {
   node.reset();
   if (snapshot_on_exit) {
     if (Status s = (*root)->engine()->SnapshotAll(); !s.ok()) {
-      std::fprintf(stderr, "quiverd: snapshot at exit: %s\n", s.ToString().c_str());
+      log::Error("exit_snapshot_failed", {{"why", s.ToString()}});
       return 1;
     }
   }
   std::printf("quiverd: stopped\n");
+  log::Info("stopped");
   return 0;
 }
 

@@ -327,7 +327,7 @@ TEST_F(ClusterServerTest, ANodeDownLongerThanTheLogKeepsTakesAPeersCopy) {
   auto health = b.client->Health();
   ASSERT_TRUE(health.ok());
   EXPECT_EQ(health->status, "serving");
-  const std::string copied = "copy fetched from 127.0.0.1:" + std::to_string(a.binary);
+  const std::string copied = "copy_fetched collection=c from=127.0.0.1:" + std::to_string(a.binary);
   EXPECT_NE(LogOf(b).find("trimmed"), std::string::npos) << LogOf(b);
   EXPECT_NE(LogOf(b).find(copied), std::string::npos) << LogOf(b);
 
