@@ -28,7 +28,7 @@ PACKAGES=(
   libboost-dev flatbuffers-compiler libflatbuffers-dev libspdlog-dev wrk clang libclang-rt-14-dev clang-format clang-tidy curl
   libgtest-dev libgmock-dev libbenchmark-dev
   libhnswlib-dev libfaiss-dev libopenblas-dev
-  dataset-fashion-mnist python3 python3-numpy python3-faiss python3-torch
+  dataset-fashion-mnist python3 python3-numpy python3-flatbuffers python3-faiss python3-torch
   g++-aarch64-linux-gnu qemu-user
   nats-server libnats-dev etcd-server etcd-client
 )
