@@ -14,6 +14,7 @@
 #include "cluster/versions.h"
 #include "engine/data_root.h"
 #include "engine/engine.h"
+#include "engine/plugin_host.h"
 #include "plugins/registry.h"
 
 namespace quiver::cluster {
@@ -567,7 +568,7 @@ Result<engine::PluginRun> Node::RunPlugin(const std::string& collection, const s
                                           std::chrono::steady_clock::time_point deadline) {
   const std::string name = CheckedName(collection);
   QV_RETURN_IF_ERROR(root_.engine()->GetSchema(name).status());
-  QV_RETURN_IF_ERROR(plugins::Registry::Global().Create(plugin).status());
+  QV_RETURN_IF_ERROR(engine::CheckPluginConfig(plugin, config));
   std::shared_ptr<Follower> follower;
   {
     std::lock_guard lock(mu_);

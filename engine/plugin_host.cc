@@ -53,6 +53,20 @@ Result<Config> ParseConfig(const std::string& json) {
   return out;
 }
 
+// A config key the plugin does not read is a mistake (a misspelt option would silently keep
+// its default): refused, naming the plugin's options.
+Status CheckOptions(const std::string& name, const plugins::Plugin& plugin, const Config& config) {
+  const std::vector<std::string> options = plugin.Options();
+  for (const auto& [key, value] : config) {
+    if (std::find(options.begin(), options.end(), key) != options.end()) continue;
+    std::string known;
+    for (const std::string& o : options) known += (known.empty() ? "" : ", ") + o;
+    return InvalidArgumentError("plugin '" + name + "' has no option '" + key + "' (" +
+                                (known.empty() ? "it takes none" : "its options: " + known) + ")");
+  }
+  return Status::Ok();
+}
+
 // The config in one canonical form (keys sorted), to tell whether two runs had the same one.
 std::string Canonical(const Config& c) {
   std::string out = "{";
@@ -249,6 +263,13 @@ class HostWriter final : public plugins::Writer {
 
 }  // namespace
 
+Status CheckPluginConfig(const std::string& plugin, const std::string& config_json) {
+  QV_ASSIGN_OR_RETURN(std::unique_ptr<plugins::Plugin> p,
+                      plugins::Registry::Global().Create(plugin));
+  QV_ASSIGN_OR_RETURN(Config config, ParseConfig(config_json));
+  return CheckOptions(plugin, *p, config);
+}
+
 Result<PluginRun> RunPluginOn(const storage::Store& store, uint32_t collection_id,
                               const CollectionSchema& schema, const Partitions& parts,
                               const std::string& plugin, const std::string& config_json,
@@ -258,6 +279,7 @@ Result<PluginRun> RunPluginOn(const storage::Store& store, uint32_t collection_i
   QV_ASSIGN_OR_RETURN(std::unique_ptr<plugins::Plugin> p,
                       plugins::Registry::Global().Create(plugin));
   QV_ASSIGN_OR_RETURN(Config config, ParseConfig(config_json));
+  QV_RETURN_IF_ERROR(CheckOptions(plugin, *p, config));
   const std::string canonical = Canonical(config);
   HostContext ctx(store, collection_id, schema, parts, std::move(config), search);
   PluginRun run;

@@ -27,6 +27,10 @@ struct PluginRun {
 using ItemSearch = std::function<Result<std::vector<Hit>>(std::span<const float> vector, size_t k,
                                                           const Filter* filter)>;
 
+// kNotFound for an unknown plugin; kInvalidArgument for a config that is not a flat JSON
+// object, or that holds a key the plugin does not read (Plugin::Options), naming it.
+Status CheckPluginConfig(const std::string& plugin, const std::string& config_json);
+
 // Runs `plugin` (a registered name) on the collection. config_json: a flat JSON object (or
 // empty). incremental: bring the lists up to date from the op log since the kinds' last run
 // (a full run when there was none, the config changed, or the log no longer reaches back).

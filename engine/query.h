@@ -74,6 +74,8 @@ class ChannelData {
   // The lists (kind, key) of `keys`, in order (nullopt: none).
   virtual Result<std::vector<std::optional<std::vector<Hit>>>> Lists(
       const std::string& kind, std::span<const uint64_t> keys) = 0;
+  // Whether a plugin run wrote lists of this kind in the collection.
+  virtual Result<bool> HasListKind(const std::string& kind) = 0;
   // The u2i channel's retrieval: `q` (no channels) as a search.
   virtual Result<QueryResult> Search(const QuerySpec& q) = 0;
   // Called once with every id Attrs will be asked about (a router reads their records).

@@ -732,6 +732,14 @@ Reply Router::RouteChannels(const SearchCall& call, const CollectionSchema& sche
       if (!reply.status.ok()) return reply.status;
       return std::get<UserResult>(reply.body).user;
     }
+    Result<bool> HasListKind(const std::string& kind) override {
+      // Plugin runs go through the write log: every node holds every kind's run record.
+      Reply reply = local_(Call(ListListsCall{call_.collection}));
+      if (!reply.status.ok()) return reply.status;
+      const auto& lists = std::get<ListInfosResult>(reply.body).lists;
+      return std::any_of(lists.begin(), lists.end(),
+                         [&](const ListInfo& i) { return i.kind == kind; });
+    }
     Result<std::vector<std::optional<std::vector<Hit>>>> Lists(
         const std::string& kind, std::span<const uint64_t> keys) override {
       std::vector<std::optional<std::vector<Hit>>> out(keys.size());

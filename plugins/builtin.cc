@@ -64,6 +64,7 @@ bool BestFirst(const Hit& a, const Hit& b) {
 // excluded), optionally only items of its own category.
 class I2iKnn final : public Plugin {
  public:
+  std::vector<std::string> Options() const override { return {"kind", "k", "same_category"}; }
   std::vector<std::string> Kinds(const Context& ctx) const override {
     return {ctx.String("kind", "i2i")};
   }
@@ -154,6 +155,7 @@ class I2iKnn final : public Plugin {
 // collection's metric; exact up to 10,000 users, HNSW beyond).
 class U2uKnn final : public Plugin {
  public:
+  std::vector<std::string> Options() const override { return {"kind", "k"}; }
   std::vector<std::string> Kinds(const Context& ctx) const override {
     return {ctx.String("kind", "u2u")};
   }
@@ -200,6 +202,7 @@ class U2uKnn final : public Plugin {
 // alpha 0.5 is cosine, larger alpha damps popular neighbours j further.
 class ItemCf final : public Plugin {
  public:
+  std::vector<std::string> Options() const override { return {"kind", "k", "alpha"}; }
   std::vector<std::string> Kinds(const Context& ctx) const override {
     return {ctx.String("kind", "i2i_cf")};
   }
@@ -263,6 +266,7 @@ class ItemCf final : public Plugin {
 // (entry j = expert j, the prior last), key 1 the prior g (entry k = cluster k).
 class Intent final : public Plugin {
  public:
+  std::vector<std::string> Options() const override { return {"kind", "samples"}; }
   static constexpr double kHalfLives[] = {2, 8, 32, 0};          // in events; 0: the whole history
   static constexpr size_t kExperts = std::size(kHalfLives) + 1;  // + the prior
 

@@ -38,7 +38,7 @@
 namespace quiver::plugins {
 
 // Bumped on any change to the classes below.
-inline constexpr uint32_t kAbiVersion = 1;
+inline constexpr uint32_t kAbiVersion = 2;  // 2: Plugin::Options
 
 // The collection as a plugin sees it, read-only. Methods may be called from several threads.
 class Context {
@@ -85,6 +85,10 @@ struct Changes {
 class Plugin {
  public:
   virtual ~Plugin() = default;
+  // Every config key the plugin reads. A run whose config holds any other key is refused
+  // (kInvalidArgument naming it and these), so a misspelt option never falls back silently to
+  // its default.
+  virtual std::vector<std::string> Options() const = 0;
   // The list kinds a run writes (1 to 64 characters of [a-z0-9_]); may depend on the config.
   virtual std::vector<std::string> Kinds(const Context& ctx) const = 0;
   // Writes every list from scratch.

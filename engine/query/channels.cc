@@ -57,6 +57,11 @@ class LocalData final : public ChannelData {
     }
     return out;
   }
+  Result<bool> HasListKind(const std::string& kind) override {
+    QV_ASSIGN_OR_RETURN(auto infos, store_.ListInfos(id_));
+    return std::any_of(infos.begin(), infos.end(),
+                       [&](const storage::ListInfo& i) { return i.kind == kind; });
+  }
   Result<QueryResult> Search(const QuerySpec& q) override { return RunQuery(parts_, metric_, q); }
   bool Attrs(uint64_t id, ItemAttrs* out) override {
     return parts_.Contains(id) && parts_.AttrsFor(id, out);
@@ -130,6 +135,19 @@ Result<QueryResult> RunChannels(const QuerySpec& q, ChannelData& data) {
   }
   // The lists the other channels read: each seed's i2i list; the user's u2u list and the
   // histories of the similar users in it.
+  // A list kind no plugin run wrote (misspelt, or never built) is an error, not an empty
+  // channel, for a channel that runs (u2i2i with seeds, u2u2i with a user).
+  for (const auto& [on, kind, channel, plugin] :
+       {std::tuple{ch.u2i2i && !seeds.empty(), &ch.i2i_kind, "u2i2i", "i2i_knn or itemcf"},
+        std::tuple{ch.u2u2i && user.has_value(), &ch.u2u_kind, "u2u2i", "u2u_knn"}}) {
+    if (!on) continue;
+    QV_ASSIGN_OR_RETURN(const bool exists, data.HasListKind(*kind));
+    if (!exists) {
+      return NotFoundError("no neighbor lists of kind '" + *kind + "' in this collection: the " +
+                           channel + " channel reads them (run a plugin that writes them, e.g. " +
+                           plugin + ", or set " + channel + " false)");
+    }
+  }
   std::vector<std::optional<std::vector<Hit>>> seed_lists;
   if (ch.u2i2i && !seeds.empty()) {
     QV_ASSIGN_OR_RETURN(seed_lists, data.Lists(ch.i2i_kind, seeds));

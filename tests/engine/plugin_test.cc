@@ -12,6 +12,7 @@
 #include <set>
 
 #include "engine/engine.h"
+#include "engine/plugin_host.h"
 #include "plugins/registry.h"
 #include "tests/testing/temp_dir.h"
 
@@ -255,6 +256,17 @@ TEST_F(PluginTest, BadRunsGetClearErrors) {
   EXPECT_EQ(code("i2i_knn", R"({"k": 0})"), StatusCode::kInvalidArgument);
   EXPECT_EQ(code("i2i_knn", R"({"kind": "Bad Kind"})"), StatusCode::kInvalidArgument);
   EXPECT_EQ(code("itemcf", R"({"alpha": 2})"), StatusCode::kInvalidArgument);
+  // A key the plugin does not read (a misspelt option) is refused, naming it and the options.
+  auto misspelt = engine_->RunPlugin("c", "i2i_knn", R"({"kk": 5})", false);
+  EXPECT_EQ(misspelt.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(
+      misspelt.status().message().find("no option 'kk' (its options: kind, k, same_category)"),
+      std::string::npos)
+      << misspelt.status();
+  EXPECT_EQ(code("u2u_knn", R"({"k": 5, "alpha": 0.5})"), StatusCode::kInvalidArgument);
+  EXPECT_EQ(code("intent", R"({"sample": 5})"), StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckPluginConfig("itemcf", R"({"k": 5, "alpha": 0.5, "kind": "cf"})"), Status::Ok());
+  EXPECT_EQ(CheckPluginConfig("nope", "").code(), StatusCode::kNotFound);
   EXPECT_EQ(engine_->RunPlugin("nope", "i2i_knn", "", false).status().code(),
             StatusCode::kNotFound);
   EXPECT_EQ(engine_->GetList("c", "A", 1).status().code(), StatusCode::kInvalidArgument);
@@ -474,6 +486,23 @@ TEST_F(ChannelsTest, SeedItemsAloneAndErrors) {
       << "no channel can run";
   q.channels->user = 12345;
   EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kNotFound);
+  // A list kind no run wrote, for a channel that runs: NOT_FOUND naming it, whether or not a
+  // seed has a list.
+  q.channels->user.reset();
+  q.channels->seed_items = {10};
+  q.channels->i2i_kind = "nonexistent";
+  auto unknown = engine_->Query("c", q);
+  EXPECT_EQ(unknown.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(unknown.status().message().find("kind 'nonexistent'"), std::string::npos)
+      << unknown.status();
+  q.channels->i2i_kind = "i2i";
+  q.channels->u2u2i = true;
+  q.channels->u2u_kind = "u2u_typo";
+  q.channels->user = users_[0].id;
+  EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kNotFound);
+  q.channels->u2u_kind = "u2u";
+  q.channels->u2u2i = false;
+  q.channels->seed_items.clear();
   q.channels->user = users_[0].id;
   q.channels->w_dup = -1;
   EXPECT_EQ(engine_->Query("c", q).status().code(), StatusCode::kInvalidArgument);

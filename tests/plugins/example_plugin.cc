@@ -20,6 +20,7 @@ using namespace quiver;
 
 class SameTag final : public plugins::Plugin {
  public:
+  std::vector<std::string> Options() const override { return {"k", "fail_after", "throw", "hold"}; }
   std::vector<std::string> Kinds(const plugins::Context&) const override { return {"same_tag"}; }
 
   Status Build(const plugins::Context& ctx, plugins::Writer& out) override {

@@ -5,7 +5,6 @@ the server's idle timeout and after a restart.
 
   client_test.py QUIVERD PYTHON_PACKAGE_DIR   (the build's python/ directory)
 """
-import os
 import re
 import shutil
 import signal
