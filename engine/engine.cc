@@ -429,6 +429,9 @@ Result<CollectionInfo> Engine::BulkLoad(const CollectionSchema& schema_in,
   CollectionSchema schema = schema_in;
   std::span<const ItemRecord> items = items_in;
   std::vector<ItemRecord> clustered;
+  auto progress = [&](std::string_view phase, uint64_t done, uint64_t total) {
+    if (options.progress) options.progress(phase, done, total);
+  };
   if (options.kmeans_clusters > 0) {
     if (schema.clusters != 0 && schema.clusters != options.kmeans_clusters) {
       return InvalidArgumentError("the schema's clusters (" + std::to_string(schema.clusters) +
@@ -438,7 +441,9 @@ Result<CollectionInfo> Engine::BulkLoad(const CollectionSchema& schema_in,
     // Validated first: k-means needs vectors of the schema's dimension, without NaN.
     schema.clusters = 0;
     QV_RETURN_IF_ERROR(ValidateItems(schema, items));
+    progress("kmeans", 0, items.size());
     QV_ASSIGN_OR_RETURN(clustered, WithKMeansClusters(items, options.kmeans_clusters));
+    progress("kmeans", items.size(), items.size());
     schema.clusters = options.kmeans_clusters;
     items = clustered;
   }
@@ -463,24 +468,41 @@ Result<CollectionInfo> Engine::BulkLoad(const CollectionSchema& schema_in,
   std::sort(order.begin(), order.end(),
             [&](uint32_t a, uint32_t b) { return items[a].id < items[b].id; });
   size_t next = 0;
+  const uint64_t n = items.size();
+  const size_t step = std::max<size_t>(1, n / 100);
+  progress("store", 0, n);
   QV_RETURN_IF_ERROR(store_
                          ->IngestItems(id,
                                        [&](ItemRecord* out) -> Result<bool> {
                                          if (next == order.size()) return false;
                                          *out = items[order[next++]];
+                                         if (next % step == 0 && next < n)
+                                           progress("store", next, n);
                                          return true;
                                        })
                          .status());
+  progress("store", n, n);
 
   auto c = std::make_shared<Collection>(id, schema);
   QV_ASSIGN_OR_RETURN(std::shared_ptr<Partitions> created, Partitions::Create(schema));
   c->set_parts(created);
-  // One Add for the whole set: IVF-PQ trains on it, HNSW builds on all its threads.
-  QV_RETURN_IF_ERROR(c->parts()->Add(items));
+  // IVF-PQ: one Add for the whole set, which it trains on. Else in about 1% parts (at least
+  // 10,000 items), each built on all the index's threads, so that the build can say how far it
+  // is.
+  progress("index", 0, n);
+  const size_t part = schema.index.type == IndexSpec::Type::kIvfPq
+                          ? std::max<size_t>(1, n)
+                          : std::max<size_t>(10000, n / 100);
+  for (size_t at = 0; at < n; at += part) {
+    QV_RETURN_IF_ERROR(c->parts()->Add(items.subspan(at, std::min<size_t>(part, n - at))));
+    progress("index", std::min<size_t>(n, at + part), n);
+  }
   constexpr uint64_t kBulkOp = 1;
   fs::create_directories(SnapshotDir(id), ec);
   if (ec) return InternalError("cannot create " + SnapshotDir(id) + ": " + ec.message());
+  progress("snapshot", 0, 1);
   QV_RETURN_IF_ERROR(WriteSnapshot(*c->parts(), SnapshotDir(id), kBulkOp));
+  progress("snapshot", 1, 1);
   storage::WriteBatch batch;
   batch.PutOp(id, kBulkOp, storage::OpRecord{});
   batch.PutSchema(id, schema);

@@ -77,6 +77,10 @@ class Engine {
     // (k-means++ seeding), and the collection gets C clusters; the schema's clusters must be 0
     // or C, and there must be at least C items.
     uint32_t kmeans_clusters = 0;
+    // Told as the load goes: its phase ("kmeans" (start and end), "store" (the items' SST
+    // files), "index" (in about 1% steps), "snapshot"), and how much of it is done out of
+    // `total` (items; 0 and 1 for the snapshot). Called on the loading thread.
+    std::function<void(std::string_view phase, uint64_t done, uint64_t total)> progress;
   };
   Result<CollectionInfo> BulkLoad(const CollectionSchema& schema, std::span<const ItemRecord> items,
                                   const BulkLoadOptions& options);

@@ -6,6 +6,8 @@
 //                                       the binary protocol through the client library
 // `quiver <command> --help` lists a command's options; docs/storage.md ("Bulk builds") has
 // examples.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -149,6 +151,58 @@ Status WriteShards(Engine& engine, const BuildArgs& a, const std::string& dir) {
   return quiver::Status::Ok();
 }
 
+// A build's progress on stdout: on a terminal one line per phase, rewritten in place (at most
+// ten times a second) with the percent done, the count and the rate; elsewhere (a log) a line
+// at each tenth of a phase or every 10 s, and one when the phase ends.
+class BuildProgress {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  void operator()(std::string_view phase, uint64_t done, uint64_t total) {
+    const auto now = Clock::now();
+    if (phase != phase_) {
+      if (!phase_.empty() && tty_ && !ended_) std::printf("\n");
+      phase_ = std::string(phase);
+      start_ = last_ = now;
+      last_done_ = 0;
+      ended_ = false;
+    }
+    const bool end = done >= total;
+    if (ended_) return;  // told once
+    const double took = std::chrono::duration<double>(now - start_).count();
+    const bool items = total > 1;  // counts; else a phase told only at its start and end
+    if (tty_) {
+      if (!end && now - last_ < std::chrono::milliseconds(100)) return;
+    } else if (!end && done != 0 && done - last_done_ < total / 10 &&
+               now - last_ < std::chrono::seconds(10)) {
+      return;
+    }
+    last_ = now;
+    last_done_ = done;
+    if (items) {
+      std::printf("%s%-9s %5.1f%%  %llu/%llu items  %.1f s  %.0f items/s%s", tty_ ? "\r" : "",
+                  phase_.c_str(), total ? 100.0 * double(done) / double(total) : 100.0,
+                  (unsigned long long)done, (unsigned long long)total, took,
+                  took > 0 ? double(done) / took : 0.0, tty_ ? "\033[K" : "\n");
+    } else {
+      std::printf("%s%-9s %s  %.1f s%s", tty_ ? "\r" : "", phase_.c_str(), end ? "done" : "started",
+                  took, tty_ ? "\033[K" : "\n");
+    }
+    if (end) {
+      ended_ = true;
+      if (tty_) std::printf("\n");
+    }
+    std::fflush(stdout);
+  }
+
+ private:
+  const bool tty_ = ::isatty(STDOUT_FILENO) != 0;
+  std::string phase_;
+  Clock::time_point start_, last_;
+  uint64_t last_done_ = 0;
+  bool ended_ = false;
+};
+
 int RunBuild(BuildArgs& a) {
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
@@ -166,9 +220,16 @@ int RunBuild(BuildArgs& a) {
   }
   a.schema.name = a.name;
   a.schema.metric = *metric;
+  BuildProgress progress;
   auto vectors = ReadVectors(a.vectors);
   if (!vectors.ok()) return Fail(vectors.status());
   a.schema.dim = uint32_t(vectors->dim);
+  {
+    const double took = std::chrono::duration<double>(Clock::now() - t0).count();
+    const size_t n = vectors->dim ? vectors->data.size() / vectors->dim : 0;
+    std::printf("read      %zu vectors of dim %zu from %s  %.1f s  %.0f vectors/s\n", n,
+                size_t(vectors->dim), a.vectors.c_str(), took, took > 0 ? double(n) / took : 0.0);
+  }
   std::vector<ItemRecord> attributes;
   if (!a.attributes.empty()) {
     auto r = ReadAttributes(a.attributes);
@@ -217,7 +278,12 @@ int RunBuild(BuildArgs& a) {
   const std::string work = dir + "/work";
   auto engine = Engine::Open(sharded ? work + "/all" : dir, {});
   if (!engine.ok()) return fail(engine.status());
-  auto info = (*engine)->BulkLoad(a.schema, *items, {.kmeans_clusters = a.kmeans_clusters});
+  auto info =
+      (*engine)->BulkLoad(a.schema, *items,
+                          {.kmeans_clusters = a.kmeans_clusters,
+                           .progress = [&](std::string_view phase, uint64_t done, uint64_t total) {
+                             progress(phase, done, total);
+                           }});
   if (!info.ok()) return fail(info.status());
   if (!users.empty()) {
     for (size_t at = 0; at < users.size(); at += 10000) {

@@ -199,6 +199,37 @@ TEST_F(BulkTest, BulkLoadIsVisibleWholeAndSurvivesReopen) {
   EXPECT_EQ((*e->Search("c", items[77].vector, p))[0].id, items[77].id);
 }
 
+// A bulk load tells its phases in order, the store and the index with item counts up to the
+// whole; an HNSW build in parts of at least 10,000 items (about 1%), then the same collection
+// as one built at once, item for item.
+TEST_F(BulkTest, BulkLoadReportsItsProgressByPhase) {
+  auto items = Items(25000, 8);
+  auto e = OpenEngine(Path("v1"));
+  std::vector<std::string> phases;
+  std::vector<uint64_t> index_done;
+  uint64_t store_done = 0;
+  Engine::BulkLoadOptions o;
+  o.kmeans_clusters = 3;
+  o.progress = [&](std::string_view phase, uint64_t done, uint64_t total) {
+    if (phases.empty() || phases.back() != phase) phases.emplace_back(phase);
+    if (phase == "index") {
+      EXPECT_EQ(total, 25000u);
+      if (!index_done.empty()) EXPECT_GT(done, index_done.back());
+      index_done.push_back(done);
+    }
+    if (phase == "store") {
+      EXPECT_GE(done, store_done);
+      store_done = done;
+    }
+  };
+  ASSERT_TRUE(e->BulkLoad(Schema("c"), items, o).ok());
+  EXPECT_EQ(phases, (std::vector<std::string>{"kmeans", "store", "index", "snapshot"}));
+  EXPECT_EQ(index_done, (std::vector<uint64_t>{0, 10000, 20000, 25000}));
+  EXPECT_EQ(store_done, 25000u);
+  EXPECT_TRUE(e->CheckConsistency("c").ok());
+  EXPECT_EQ(e->DescribeCollection("c")->items, 25000u);
+}
+
 TEST_F(BulkTest, DataRootSwitchesVersionsAndRollsBack) {
   const std::string root = Path("root");
   auto dr = DataRoot::Open(root, {});

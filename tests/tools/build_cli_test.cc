@@ -58,6 +58,38 @@ TEST(BuildCliTest, KMeansClustersGroupTheBlobs) {
   EXPECT_EQ(seen.size(), 4u);  // one cluster per blob
 }
 
+// Off a terminal (here a file), the build prints its phases as lines: the vectors read, then
+// k-means, the store and the index each ending at 100% with the item count, the snapshot.
+TEST(BuildCliTest, ProgressLinesNameEachPhase) {
+  quiver::testing::ScopedTempDir dir;
+  const std::string vectors = dir.path() + "/v.fvecs", out = dir.path() + "/root/versions/v1";
+  WriteBlobs(vectors);
+  const std::string log = dir.path() + "/out.txt";
+  ASSERT_EQ(std::system((std::string(QUIVER_CLI) + " build --out " + out +
+                         " --name blobs --vectors " + vectors + " --kmeans-clusters 4 > " + log)
+                            .c_str()),
+            0);
+  std::ifstream in(log);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  auto find = [&](const std::string& prefix) {
+    for (size_t i = 0; i < lines.size(); ++i) {
+      if (lines[i].rfind(prefix, 0) == 0) return i;
+    }
+    return lines.size();
+  };
+  const size_t read = find("read      200 vectors of dim 4"), kmeans = find("kmeans    100.0%"),
+               store = find("store     100.0%  200/200 items"),
+               index = find("index     100.0%  200/200 items"), snap = find("snapshot  done");
+  ASSERT_LT(snap, lines.size()) << "no snapshot line";
+  EXPECT_LT(read, kmeans);
+  EXPECT_LT(kmeans, store);
+  EXPECT_LT(store, index);
+  EXPECT_LT(index, snap);
+  EXPECT_NE(lines[index].find("items/s"), std::string::npos) << lines[index];
+  EXPECT_EQ(lines[index].find('\r'), std::string::npos) << "a terminal's line off a terminal";
+}
+
 TEST(BuildCliTest, BadInputFailsAndLeavesNothing) {
   quiver::testing::ScopedTempDir dir;
   const std::string vectors = dir.path() + "/v.fvecs", out = dir.path() + "/v1";
