@@ -2,7 +2,7 @@
 # quiverd's log on a live server: with --log-format json every stderr line of the log is one
 # JSON object (time, level, event, fields); requests over REST and the binary protocol get an
 # access line; maintenance calls (create, snapshot, plugin run, drop, a failed reload) and the
-# version served get their own lines. With --log-format text and --access-log false: key=value
+# version served (after a reload too) get their own lines. With --log-format text and --access-log false: key=value
 # lines and no access lines.
 # Usage: log_test.sh QUIVER QUIVERD SOURCE_DIR
 set -euo pipefail
@@ -16,6 +16,9 @@ stop() {
   wait "$QUIVERD_PID" 2>/dev/null || true
 }
 
+# A second version of the data root, bulk-built beside the first, to switch to.
+/usr/bin/python3 -c 'import numpy as np, sys; np.save(sys.argv[1], np.eye(3, 2, dtype=np.float32))' "$TMP/v.npy"
+"$QUIVER" build --out "$TMP/data/versions/v2" --name b --vectors "$TMP/v.npy" --index flat > /dev/null
 start_quiverd "$QUIVERD" "$TMP" --log-format json --snapshot-interval-s 0
 call POST /v1/collections '{"name":"m","dim":2,"index":{"type":"flat"}}' > /dev/null
 call POST /v1/collections/m/items '{"items":[{"id":1,"vector":[1,0]},{"id":2,"vector":[0,1]},{"id":3,"vector":[1,1]}]}' > /dev/null
@@ -24,6 +27,7 @@ call POST /v1/collections/m/snapshot > /dev/null
 call POST /v1/collections/m/plugins/i2i_knn/run '{"config":{"k":2}}' > /dev/null
 if call POST /v1/versions/reload '{"version":"nope"}' 2> /dev/null; then echo "reload of a missing version succeeded"; exit 1; fi
 call DELETE /v1/collections/m > /dev/null
+call POST /v1/versions/reload '{"version":"v2"}' > /dev/null
 stop
 python3 - "$TMP/quiverd.log" <<'PY'
 import json, sys
@@ -47,6 +51,8 @@ need("snapshot_written", collection="m", items=3)
 need("run_plugin", target="m", detail="i2i_knn")
 need("reload", target="nope", level="warning", code="NOT_FOUND")
 need("drop_collection", target="m")
+need("version_switched", version="v2", previous="initial")  # what serves after a reload
+need("reload", target="v2", level="info")
 need("stopped")
 rest = need("access", proto="rest", method="POST", path="/v1/collections/m/search", op="search", status=200)
 assert rest["in"] > 0 and rest["out"] > 0 and rest["ms"] >= 0, rest
