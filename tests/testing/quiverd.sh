@@ -5,6 +5,8 @@
 start_quiverd() {
   local bin=$1 dir=$2
   shift 2
+  # A log left by an earlier start in this directory would say "serving" before this one does.
+  : > "$dir/quiverd.log"
   "$bin" --data "$dir/data" --http-port 0 --binary-port 0 "$@" > "$dir/quiverd.log" 2>&1 &
   QUIVERD_PID=$!
   wait_for_serving "$QUIVERD_PID" "$dir/quiverd.log" || { cat "$dir/quiverd.log"; exit 1; }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # quiverd's log on a live server: with --log-format json every stderr line of the log is one
 # JSON object (time, level, event, fields); requests over REST and the binary protocol get an
-# access line; maintenance calls (create, snapshot, plugin run, drop, a failed reload) and the
-# version served (after a reload too) get their own lines. With --log-format text and --access-log false: key=value
-# lines and no access lines.
+# access line; maintenance calls (create, snapshot, plugin run, drop, reloads) and the version
+# served (after a reload too) get their own lines. With --log-format text and --access-log
+# false: key=value lines and no access lines.
 # Usage: log_test.sh QUIVER QUIVERD SOURCE_DIR
 set -euo pipefail
 QUIVER=$1 QUIVERD=$2 SRC=$3
