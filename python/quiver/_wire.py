@@ -475,10 +475,10 @@ class SearchTemplate:
         return out.tobytes()
 
 
-# The calls by name: the union member and the module that builds its table.
 def table(module, **fields):
-    """A body of only strings, scalars and vectors of scalars: fields in the module's Add*
-    order of the caller's choosing. Strings are created first."""
+    """A request body of strings, scalars, numpy vectors and lists of strings: `fields` name
+    the generated module's Add* functions (Collection=..., Ids=...). The strings and vectors are
+    created first, as FlatBuffers requires, then the table."""
     def build(b):
         made = {}
         for key, value in fields.items():
