@@ -65,8 +65,8 @@ class TopPool {
 // Per-thread scratch for searches: reused across queries (and indexes), so a search allocates
 // nothing once its thread has warmed up.
 struct IvfPqIndex::Scratch {
-  std::vector<float> q, coarse_distances, table, lut, residual, mins, sum;
-  std::vector<uint8_t> lut8, query_code;
+  std::vector<float> q, coarse_distances, table, lut, residual, mins, sum, query_scaled;
+  std::vector<uint8_t> lut8;
   std::vector<std::pair<float, uint32_t>> coarse;
   TopPool<Candidate> pool;
 };
@@ -664,20 +664,27 @@ void IvfPqIndex::FinishLocked(const float* q, bool refine, size_t k,
       }
     }
   } else if (refine && options_.refine_store == RefineStore::kInt8) {
-    std::vector<uint8_t>& code = ThreadScratch().query_code;
-    code.resize(dim_);
-    refine_sq_.Encode(q, dim_, code.data());
-    const float scale = refine_sq_.scale();
+    // Asymmetric: the query stays float and meets each row's codes as the values they stand
+    // for (x = lo + step * c for L2, step * c for inner product), so a query outside the rows'
+    // range (another tower's user vector, noise) is scored as exactly as one inside: nothing of
+    // it is clamped or rounded.
+    const float step = refine_sq_.step();
+    std::vector<float>& qs = ThreadScratch().query_scaled;
+    if (metric_ == Metric::kL2) {
+      qs.resize(dim_);
+      const float lo = refine_sq_.lo(), inv = 1.0f / step;
+      for (size_t j = 0; j < dim_; ++j) qs[j] = (q[j] - lo) * inv;
+    }
+    const float scale = step * step;
     for (size_t i = 0; i < candidates.size(); ++i) {
       prefetch(i + kAhead);
       Candidate& c = candidates[i];
       const uint8_t* v = row(c);
       if (metric_ == Metric::kL2) {
-        c.distance = scale * float(kernels_.l2sqr_u8(code.data(), v, dim_));
+        c.distance = scale * kernels_.l2sqr_f32_u8(qs.data(), v, dim_);
       } else {
         const float dot =
-            scale * float(kernels_.inner_product_i8(reinterpret_cast<const int8_t*>(code.data()),
-                                                    reinterpret_cast<const int8_t*>(v), dim_));
+            step * kernels_.inner_product_f32_i8(q, reinterpret_cast<const int8_t*>(v), dim_);
         c.distance = metric_ == Metric::kCosine ? 1.0f - dot : -dot;
       }
     }

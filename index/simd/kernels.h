@@ -9,7 +9,8 @@
 //   - quantised kernels work on codes (see index/simd/quantizer.h): uint8 codes for L2
 //     (any affine encoding with one step for all components: step^2 * L2SqrU8 = distance),
 //     int8 codes for inner product (symmetric encoding: step^2 * InnerProductI8 = dot product),
-//     fp16 (IEEE binary16) vectors against a float query.
+//     fp16 (IEEE binary16) vectors against a float query, and float queries against 8-bit codes
+//     (asymmetric: the query is not quantised).
 // All kernels are pure, allocate nothing and are safe to call from any thread.
 #pragma once
 
@@ -37,6 +38,12 @@ struct Kernels {
   int32_t (*inner_product_i8)(const int8_t* a, const int8_t* b, size_t d);
   float (*l2sqr_f16)(const float* q, const uint16_t* x, size_t d);
   float (*inner_product_f16)(const float* q, const uint16_t* x, size_t d);
+  // Asymmetric: a float query against 8-bit codes taken as their integer values, sum of
+  // (q[i] - c[i])^2 and of q[i] * c[i]. With an affine encoding x = lo + step * c, give
+  // q' = (q - lo) / step: step^2 * L2SqrF32U8(q', c) is the distance to the decoded row, for
+  // any query (one outside the codes' range included: nothing of the query is clamped).
+  float (*l2sqr_f32_u8)(const float* q, const uint8_t* c, size_t d);
+  float (*inner_product_f32_i8)(const float* q, const int8_t* c, size_t d);
   // 4-bit PQ fast scan over one block of 32 vectors (layout in index/simd/fastscan.h): out[v]
   // = sum over sub-quantisers j of lut[j][code(v, j)], as uint16 (the caller keeps sums below
   // 65,536 by how it quantises the tables). Returns the lanes whose sum is at most threshold,

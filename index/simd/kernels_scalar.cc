@@ -81,6 +81,21 @@ float InnerProductF16(const float* q, const uint16_t* x, size_t d) {
   return float(s);
 }
 
+float L2SqrF32U8(const float* q, const uint8_t* c, size_t d) {
+  double s = 0;
+  for (size_t i = 0; i < d; ++i) {
+    double t = double(q[i]) - double(c[i]);
+    s += t * t;
+  }
+  return float(s);
+}
+
+float InnerProductF32I8(const float* q, const int8_t* c, size_t d) {
+  double s = 0;
+  for (size_t i = 0; i < d; ++i) s += double(q[i]) * double(c[i]);
+  return float(s);
+}
+
 uint32_t FastScanBlock32(const uint8_t* codes, const uint8_t* luts, size_t pairs,
                          uint16_t threshold, uint16_t* out) {
   uint32_t sums[32] = {};
@@ -140,6 +155,8 @@ const Kernels& ScalarKernels() {
                          InnerProductI8,
                          L2SqrF16,
                          InnerProductF16,
+                         L2SqrF32U8,
+                         InnerProductF32I8,
                          FastScanBlock32,
                          Lut16SumMinMax,
                          Lut16Quantize};

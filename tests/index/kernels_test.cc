@@ -146,6 +146,35 @@ TEST_P(KernelsTest, Fp16KernelsMatchReference) {
   }
 }
 
+// A float query against 8-bit codes, the query far outside the codes' range too (asymmetric
+// refine must not clamp it): each level matches the double-precision reference.
+TEST_P(KernelsTest, FloatAgainstByteCodesMatchesReference) {
+  std::uniform_int_distribution<int> u8(0, 255), i8(-127, 127);
+  for (size_t d : Dims()) {
+    for (float scale : {1.0f, 300.0f}) {
+      auto q = Floats(d + 1, 2);
+      for (float& x : q) x = x * scale + (scale > 1 ? 500.0f : 100.0f);
+      std::vector<uint8_t> a(d + 3);
+      std::vector<int8_t> c(d + 2);
+      for (auto& x : a) x = uint8_t(u8(rng_));
+      for (auto& x : c) x = int8_t(i8(rng_));
+      // Relative to the sums of the terms' sizes.
+      const float l2 = ref().l2sqr_f32_u8(q.data() + 1, a.data() + 3, d);
+      float ip_mag = 0;
+      for (size_t i = 0; i < d; ++i) ip_mag += std::fabs(q[i + 1]) * 127.0f;
+      ExpectClose(k().l2sqr_f32_u8(q.data() + 1, a.data() + 3, d), l2, l2, "l2 f32 u8");
+      ExpectClose(k().inner_product_f32_i8(q.data() + 1, c.data() + 2, d),
+                  ref().inner_product_f32_i8(q.data() + 1, c.data() + 2, d), ip_mag, "ip f32 i8");
+    }
+  }
+  // Known values: (0.5 - 255)^2 per component; 2 * -127 per component.
+  std::vector<float> half(100, 0.5f), two(100, 2.0f);
+  std::vector<uint8_t> top(100, 255);
+  std::vector<int8_t> low(100, -127);
+  EXPECT_FLOAT_EQ(k().l2sqr_f32_u8(half.data(), top.data(), 100), 100 * 254.5f * 254.5f);
+  EXPECT_FLOAT_EQ(k().inner_product_f32_i8(two.data(), low.data(), 100), -25400.0f);
+}
+
 TEST_P(KernelsTest, FastScanMatchesReference) {
   std::uniform_int_distribution<int> byte(0, 255);
   for (size_t pairs : {1, 2, 3, 8, 49, 98, 128}) {
