@@ -4,6 +4,7 @@
 //   ann_bench --dataset fashion-mnist|synth [--data DIR] [--out DIR] [--libs a,b,..]
 //             [--efs 10,20,..] [--reps 3] [--threads 2] [--m 16] [--efc 200] [--nq N]
 //             [--nprobes 1,2,..] [--nlist 256] [--pq-m M] [--refine 4[,6,..]] [--index-dir DIR]
+//             [--query-noise F]  (queries + N(0, (F std_j)^2): out of the items' distribution)
 // Libraries: quiver-hnsw-sq8, quiver-hnsw, quiver-ivfpq4, quiver-ivfpq8 (float32 refine),
 // quiver-ivfpq4-int8, quiver-ivfpq8-int8 (int8 refine store), hnswlib, and
 // faiss:<index_factory string with '+' for ','> (Debian's FAISS), e.g.
@@ -21,6 +22,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -64,6 +66,9 @@ struct Args {
   size_t efc = 200;
   size_t nq = 0;
   bool flat = true;
+  // Out-of-distribution queries: each query plus Gaussian noise of this fraction of the
+  // base's per-dimension standard deviation (seeded; the ground truth is of the noisy queries).
+  double query_noise = 0;
   std::string command;
 };
 
@@ -88,6 +93,10 @@ int ParseArgs(int argc, char** argv, Args* a) {
   app.add_option("--efc", a->efc, "HNSW ef_construction");
   app.add_option("--nq", a->nq, "queries (0: all)");
   app.add_flag("!--no-flat", a->flat, "skip the flat-scan bandwidth line");
+  app.add_option("--query-noise", a->query_noise,
+                 "add Gaussian noise of this fraction of each dimension's std to the queries "
+                 "(queries out of the items' distribution)")
+      ->check(CLI::Range(0.0, 100.0));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -458,6 +467,30 @@ std::string Markdown(const Dataset& ds, const Args& a, const std::vector<Row>& r
   return md.str();
 }
 
+// Queries moved out of the items' distribution: each component plus N(0, (f * std_j)^2), std_j
+// the base's standard deviation in dimension j. The data set is renamed (its ground truth is
+// cached apart).
+void AddQueryNoise(Dataset* ds, double f) {
+  std::vector<double> mean(ds->dim, 0), sq(ds->dim, 0);
+  for (size_t i = 0; i < ds->n; ++i) {
+    for (size_t j = 0; j < ds->dim; ++j) {
+      const double x = ds->base[i * ds->dim + j];
+      mean[j] += x;
+      sq[j] += x * x;
+    }
+  }
+  std::mt19937_64 rng(20261201);
+  std::normal_distribution<double> g;
+  for (size_t j = 0; j < ds->dim; ++j) {
+    mean[j] /= double(ds->n);
+    const double sd = std::sqrt(std::max(0.0, sq[j] / double(ds->n) - mean[j] * mean[j]));
+    for (size_t q = 0; q < ds->nq; ++q) ds->queries[q * ds->dim + j] += float(f * sd * g(rng));
+  }
+  char suffix[32];
+  std::snprintf(suffix, sizeof(suffix), "-noise%g", f);
+  ds->name += suffix;
+}
+
 int Main(int argc, char** argv) {
   Args a;
   if (const int exit = ParseArgs(argc, argv, &a); exit >= 0) return exit;
@@ -479,6 +512,7 @@ int Main(int argc, char** argv) {
     return 1;
   }
   Dataset ds = std::move(loaded).value();
+  if (a.query_noise > 0) AddQueryNoise(&ds, a.query_noise);
   std::error_code ec;
   std::filesystem::create_directories(a.cache_dir, ec);
   std::filesystem::create_directories(a.out_dir, ec);
