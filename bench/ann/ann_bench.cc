@@ -5,6 +5,7 @@
 //             [--efs 10,20,..] [--reps 3] [--threads 2] [--m 16] [--efc 200] [--nq N]
 //             [--nprobes 1,2,..] [--nlist 256] [--pq-m M] [--refine 4[,6,..]] [--index-dir DIR]
 //             [--query-noise F]  (queries + N(0, (F std_j)^2): out of the items' distribution)
+//             [--search-threads N]  (throughput: N threads searching at once, every library)
 // Libraries: quiver-hnsw-sq8, quiver-hnsw, quiver-ivfpq4, quiver-ivfpq8 (float32 refine),
 // quiver-ivfpq4-int8, quiver-ivfpq8-int8 (int8 refine store), hnswlib, and
 // faiss:<index_factory string with '+' for ','> (Debian's FAISS), e.g.
@@ -14,6 +15,7 @@
 // <out>/ann-<dataset>.md (QPS ratio Quiver/hnswlib at recall@10 0.90/0.95/0.99, command, CPU),
 // and prints the markdown.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -25,6 +27,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/large_buffer.h"
@@ -69,6 +72,7 @@ struct Args {
   // Out-of-distribution queries: each query plus Gaussian noise of this fraction of the
   // base's per-dimension standard deviation (seeded; the ground truth is of the noisy queries).
   double query_noise = 0;
+  int search_threads = 1;  // throughput mode: searches in flight at once
   std::string command;
 };
 
@@ -93,6 +97,10 @@ int ParseArgs(int argc, char** argv, Args* a) {
   app.add_option("--efc", a->efc, "HNSW ef_construction");
   app.add_option("--nq", a->nq, "queries (0: all)");
   app.add_flag("!--no-flat", a->flat, "skip the flat-scan bandwidth line");
+  app.add_option("--search-threads", a->search_threads,
+                 "throughput mode: this many threads search at once, each one query at a time "
+                 "(every library alike); QPS is the whole's")
+      ->check(CLI::Range(1, 256));
   app.add_option("--query-noise", a->query_noise,
                  "add Gaussian noise of this fraction of each dimension's std to the queries "
                  "(queries out of the items' distribution)")
@@ -148,17 +156,29 @@ struct Contender {
   std::shared_ptr<void> owner;  // keeps the index alive
 };
 
-// One pass of all queries; returns (recall@10, QPS).
-std::pair<double, double> Pass(const Dataset& ds, size_t nq, Contender& c, size_t knob) {
-  std::vector<int64_t> ids(10);
+// One pass of all queries; returns (recall@10, QPS). With threads > 1 (throughput mode), that
+// many threads take the queries from one counter, each one at a time: QPS of the whole.
+std::pair<double, double> Pass(const Dataset& ds, size_t nq, Contender& c, size_t knob,
+                               int threads = 1) {
   c.set_knob(knob);
-  double sum = 0;
+  std::atomic<size_t> next{0};
+  std::vector<double> sums(size_t(std::max(1, threads)), 0.0);
+  auto work = [&](size_t t) {
+    int64_t ids[10];
+    for (size_t q = next.fetch_add(1); q < nq; q = next.fetch_add(1)) {
+      const size_t n = c.search(&ds.queries[q * ds.dim], knob, ids);
+      sums[t] += RecallAt10(ds, q, ids, n);
+    }
+  };
   const double t0 = Now();
-  for (size_t q = 0; q < nq; ++q) {
-    const size_t n = c.search(&ds.queries[q * ds.dim], knob, ids.data());
-    sum += RecallAt10(ds, q, ids.data(), n);
-  }
-  return {sum / nq, nq / (Now() - t0)};
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < sums.size(); ++t) pool.emplace_back(work, t);
+  work(0);
+  for (std::thread& t : pool) t.join();
+  const double took = Now() - t0;
+  double sum = 0;
+  for (double s : sums) sum += s;
+  return {sum / nq, nq / took};
 }
 
 // Every contender is built before any is timed; then each repetition sweeps all of them in
@@ -176,7 +196,7 @@ void Measure(const Dataset& ds, const Args& a, std::vector<Contender>& contender
   for (int r = 0; r < std::max(1, a.reps); ++r) {
     for (size_t c = 0; c < contenders.size(); ++c) {
       for (size_t k = 0; k < contenders[c].knobs.size(); ++k) {
-        auto [rec, q] = Pass(ds, nq, contenders[c], contenders[c].knobs[k]);
+        auto [rec, q] = Pass(ds, nq, contenders[c], contenders[c].knobs[k], a.search_threads);
         recall[c][k] = rec;
         qps[c][k].push_back(q);
       }
@@ -210,12 +230,12 @@ std::vector<uint64_t> Ids(size_t n) {
 Contender QuiverContender(const std::shared_ptr<index::VectorIndex>& index, const Dataset& ds,
                           const std::function<index::SearchParams(size_t)>& make_params) {
   Contender c;
-  auto out = std::make_shared<std::vector<index::Neighbor>>();
   c.set_knob = [](size_t) {};
-  c.search = [index, out, make_params, dim = ds.dim](const float* q, size_t knob, int64_t* found) {
-    (void)index->Search({q, dim}, make_params(knob), out.get());
-    for (size_t i = 0; i < out->size(); ++i) found[i] = int64_t((*out)[i].id);
-    return out->size();
+  c.search = [index, make_params, dim = ds.dim](const float* q, size_t knob, int64_t* found) {
+    thread_local std::vector<index::Neighbor> out;  // --search-threads: one per thread
+    (void)index->Search({q, dim}, make_params(knob), &out);
+    for (size_t i = 0; i < out.size(); ++i) found[i] = int64_t(out[i].id);
+    return out.size();
   };
   c.memory_mb = index->memory_bytes() / 1048576.0;
   c.owner = index;
@@ -422,8 +442,11 @@ std::string Markdown(const Dataset& ds, const Args& a, const std::vector<Row>& r
      << " queries, L2, recall@10)\n\n";
   md << "Command: `" << a.command << "`  \nCPU: " << CpuName() << "; Quiver " << Version()
      << ", SIMD " << simd::SimdLevelName(simd::GetKernels().level)
-     << "; one thread, one query at a time; QPS is the median of " << a.reps
-     << " passes, the libraries' passes interleaved.\n\n";
+     << (a.search_threads > 1
+             ? "; " + std::to_string(a.search_threads) +
+                   " search threads at once (each one query at a time), QPS of all of them"
+             : std::string("; one thread, one query at a time"))
+     << "; QPS is the median of " << a.reps << " passes, the libraries' passes interleaved.\n\n";
   std::vector<std::string> libs;
   for (const Row& r : rows) {
     if (std::find(libs.begin(), libs.end(), r.library) == libs.end()) libs.push_back(r.library);
