@@ -182,17 +182,22 @@ TEST_F(ClusterServerTest, AKilledNodeCatchesUpAndBothHoldEveryAcknowledgedWrite)
   } while (Clock::now() < deadline);
   ASSERT_EQ(on_a.size(), kIds);
   ASSERT_TRUE(on_a == on_b) << "the nodes did not converge";
-  size_t checked = 0;
+  size_t checked = 0, wrong = 0;
   for (const auto& [id, want] : expected) {
     if (uncertain.count(id) != 0) continue;
     ++checked;
     if (want) {
       ASSERT_TRUE(on_a[id].has_value()) << "acknowledged item " << id << " is missing";
       EXPECT_EQ(on_a[id]->vector, *want) << "item " << id;
+      wrong += on_a[id]->vector != *want;
     } else {
       EXPECT_FALSE(on_a[id].has_value()) << "acknowledged delete of " << id << " is undone";
+      wrong += on_a[id].has_value();
     }
   }
+  // Seen once (a fresh root under heavy load, 2026-12-01): the nodes agreed on a state that
+  // lacked a few of b's acknowledged writes. The nodes' logs, to tell why if it comes back.
+  if (wrong > 0) ADD_FAILURE() << "a's log:\n" << LogOf(a) << "\nb's log:\n" << LogOf(b);
   EXPECT_GT(checked, kIds / 2);
   // Searches agree too.
   std::vector<float> q(kDim, 0.25f);
