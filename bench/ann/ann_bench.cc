@@ -6,6 +6,7 @@
 //             [--nprobes 1,2,..] [--nlist 256] [--pq-m M] [--refine 4[,6,..]] [--index-dir DIR]
 //             [--query-noise F]  (queries + N(0, (F std_j)^2): out of the items' distribution)
 //             [--search-threads N]  (throughput: N threads searching at once, every library)
+//             [--filter-selectivity S]  (filtered search: a filter passing the share S of items)
 // Libraries: quiver-hnsw-sq8, quiver-hnsw, quiver-ivfpq4, quiver-ivfpq8 (float32 refine),
 // quiver-ivfpq4-int8, quiver-ivfpq8-int8 (int8 refine store), hnswlib, and
 // faiss:<index_factory string with '+' for ','> (Debian's FAISS), e.g.
@@ -73,6 +74,10 @@ struct Args {
   // base's per-dimension standard deviation (seeded; the ground truth is of the noisy queries).
   double query_noise = 0;
   int search_threads = 1;  // throughput mode: searches in flight at once
+  // Filtered search: the share of items a filter passes (0: no filter). The allowed items are a
+  // fixed pseudo-random subset; the ground truth is the exact top 10 among them.
+  double filter_selectivity = 0;
+  std::shared_ptr<const std::vector<uint64_t>> allowed;  // bit i: item i passes (set by Main)
   std::string command;
 };
 
@@ -101,6 +106,11 @@ int ParseArgs(int argc, char** argv, Args* a) {
                  "throughput mode: this many threads search at once, each one query at a time "
                  "(every library alike); QPS is the whole's")
       ->check(CLI::Range(1, 256));
+  app.add_option("--filter-selectivity", a->filter_selectivity,
+                 "filtered search: a filter passing this share of the items (Quiver's filters, "
+                 "FAISS's IDSelectorBitmap, hnswlib post-filtering: Debian's 0.6.2 has no filter "
+                 "functor)")
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--query-noise", a->query_noise,
                  "add Gaussian noise of this fraction of each dimension's std to the queries "
                  "(queries out of the items' distribution)")
@@ -228,12 +238,18 @@ std::vector<uint64_t> Ids(size_t n) {
 
 // Wraps a Quiver index; `make_params` turns the knob into SearchParams.
 Contender QuiverContender(const std::shared_ptr<index::VectorIndex>& index, const Dataset& ds,
+                          const Args& a,
                           const std::function<index::SearchParams(size_t)>& make_params) {
   Contender c;
   c.set_knob = [](size_t) {};
-  c.search = [index, make_params, dim = ds.dim](const float* q, size_t knob, int64_t* found) {
+  std::shared_ptr<index::BitsetSelector> filter;
+  if (a.allowed) filter = std::make_shared<index::BitsetSelector>(a.allowed->data(), ds.n);
+  c.search = [index, make_params, filter, allowed = a.allowed, dim = ds.dim](
+                 const float* q, size_t knob, int64_t* found) {
     thread_local std::vector<index::Neighbor> out;  // --search-threads: one per thread
-    (void)index->Search({q, dim}, make_params(knob), &out);
+    index::SearchParams p = make_params(knob);
+    p.filter = filter.get();
+    (void)index->Search({q, dim}, p, &out);
     for (size_t i = 0; i < out.size(); ++i) found[i] = int64_t(out[i].id);
     return out.size();
   };
@@ -274,8 +290,8 @@ Contender BuildQuiverHnsw(const Dataset& ds, const Args& a, const std::string& l
     std::fprintf(stderr, "%s: built in %.1f s\n", lib.c_str(), build);
     if (!saved.empty() && index->Save(saved).ok()) std::ofstream(saved + ".build_s") << build;
   }
-  Contender c =
-      QuiverContender(index, ds, [](size_t ef) { return index::SearchParams{.k = 10, .ef = ef}; });
+  Contender c = QuiverContender(index, ds, a,
+                                [](size_t ef) { return index::SearchParams{.k = 10, .ef = ef}; });
   c.library = lib;
   c.index_kind = "hnsw";
   c.params = "M=" + std::to_string(a.m) + " efC=" + std::to_string(a.efc);
@@ -319,7 +335,7 @@ std::vector<Contender> BuildIvf(const Dataset& ds, const Args& a, const std::str
                o.nlist, o.m, o.nbits, build);
   std::vector<Contender> out;
   for (size_t refine : a.refines) {
-    Contender c = QuiverContender(index, ds, [refine](size_t nprobe) {
+    Contender c = QuiverContender(index, ds, a, [refine](size_t nprobe) {
       return index::SearchParams{.k = 10, .nprobe = nprobe, .refine = refine};
     });
     c.library = lib;
@@ -366,10 +382,17 @@ Contender BuildPeer(const Dataset& ds, const Args& a, const std::shared_ptr<Peer
   c.build_s = build;
   c.memory_mb = peer->memory_bytes() / 1048576.0;
   c.set_knob = [peer, ivf](size_t knob) { peer->SetKnob(ivf ? knob : std::max<size_t>(knob, 10)); };
-  c.search = [peer](const float* q, size_t, int64_t* found) {
-    peer->Search(q, 10, found);
-    return size_t(10);
-  };
+  if (a.allowed) {
+    c.search = [peer, allowed = a.allowed, n = ds.n, s = a.filter_selectivity](
+                   const float* q, size_t knob, int64_t* found) {
+      return peer->SearchFiltered(q, 10, *allowed, n, s, found);
+    };
+  } else {
+    c.search = [peer](const float* q, size_t, int64_t* found) {
+      peer->Search(q, 10, found);
+      return size_t(10);
+    };
+  }
   c.owner = peer;
   return c;
 }
@@ -490,6 +513,42 @@ std::string Markdown(const Dataset& ds, const Args& a, const std::vector<Row>& r
   return md.str();
 }
 
+// The items a filter of the given selectivity passes: a fixed pseudo-random subset (a hash of
+// the id, so that it is independent of the data's order), as bits.
+std::shared_ptr<const std::vector<uint64_t>> AllowedItems(size_t n, double selectivity) {
+  auto words = std::make_shared<std::vector<uint64_t>>((n + 63) / 64, 0);
+  const uint64_t cut = uint64_t(selectivity * double(UINT32_MAX));
+  size_t passed = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    uint64_t z = i + 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    if ((z & UINT32_MAX) <= cut) {
+      (*words)[i >> 6] |= uint64_t{1} << (i & 63);
+      ++passed;
+    }
+  }
+  std::fprintf(stderr, "filter: %zu of %zu items pass (selectivity %g)\n", passed, n, selectivity);
+  return words;
+}
+
+// The exact top 10 of each of the first nq queries among the allowed items (a flat scan with
+// the filter), as the data set's ground truth.
+void FilteredTruth(Dataset* ds, const std::vector<uint64_t>& allowed, size_t nq, int threads) {
+  index::FlatIndex flat(ds->dim, index::Metric::kL2);
+  QV_CHECK(flat.Add(Ids(ds->n), ds->base).ok());
+  index::BitsetSelector filter(allowed.data(), ds->n);
+  std::vector<std::vector<index::Neighbor>> found;
+  const std::span<const float> queries(ds->queries.data(), nq * ds->dim);
+  QV_CHECK(flat.SearchBatch(queries, {.k = 10, .filter = &filter}, &found, threads).ok());
+  ds->truth_k = 10;
+  ds->truth.assign(ds->nq * 10, -1);
+  for (size_t q = 0; q < nq; ++q) {
+    for (size_t i = 0; i < found[q].size(); ++i) ds->truth[q * 10 + i] = int32_t(found[q][i].id);
+  }
+}
+
 // Queries moved out of the items' distribution: each component plus N(0, (f * std_j)^2), std_j
 // the base's standard deviation in dimension j. The data set is renamed (its ground truth is
 // cached apart).
@@ -536,12 +595,20 @@ int Main(int argc, char** argv) {
   }
   Dataset ds = std::move(loaded).value();
   if (a.query_noise > 0) AddQueryNoise(&ds, a.query_noise);
+  if (a.filter_selectivity > 0) {
+    a.allowed = AllowedItems(ds.n, a.filter_selectivity);
+    FilteredTruth(&ds, *a.allowed, a.nq ? std::min(a.nq, ds.nq) : ds.nq, a.threads);
+    char suffix[40];
+    std::snprintf(suffix, sizeof(suffix), "-filter%g", a.filter_selectivity);
+    ds.name += suffix;
+  }
   std::error_code ec;
   std::filesystem::create_directories(a.cache_dir, ec);
   std::filesystem::create_directories(a.out_dir, ec);
   std::string gt_path = a.cache_dir + "/" + ds.name + "-" + std::to_string(ds.n) + "x" +
                         std::to_string(ds.dim) + "-gt100.ivecs";
-  if (Status s = EnsureGroundTruth(&ds, 100, gt_path, a.threads); !s.ok()) {
+  if (Status s = a.allowed ? Status::Ok() : EnsureGroundTruth(&ds, 100, gt_path, a.threads);
+      !s.ok()) {
     std::fprintf(stderr, "ann_bench: %s\n", s.ToString().c_str());
     return 1;
   }

@@ -4,10 +4,13 @@
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexRefine.h>
+#include <faiss/impl/IDSelector.h>
 #include <faiss/index_factory.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <memory>
+#include <vector>
 
 #include "bench/ann/peer.h"
 
@@ -40,8 +43,29 @@ class FaissPeer final : public PeerIndex {
   }
 
   void Search(const float* query, size_t k, int64_t* out) const override {
-    float distances[1024];
-    index_->search(1, query, faiss::Index::idx_t(k), distances, out);
+    thread_local std::vector<float> distances;
+    distances.resize(k);
+    index_->search(1, query, faiss::Index::idx_t(k), distances.data(), out);
+  }
+
+  // An IVF index without a refine stage filters inside its scan (IDSelectorBitmap in the
+  // search parameters); anything else post-filters.
+  size_t SearchFiltered(const float* query, size_t k, const std::vector<uint64_t>& allowed,
+                        size_t n, double selectivity, int64_t* out) const override {
+    auto* ivf = dynamic_cast<faiss::IndexIVF*>(index_.get());
+    if (ivf == nullptr) return PeerIndex::SearchFiltered(query, k, allowed, n, selectivity, out);
+    faiss::IDSelectorBitmap sel(allowed.size() * 8,
+                                reinterpret_cast<const uint8_t*>(allowed.data()));
+    faiss::SearchParametersIVF params;
+    params.sel = &sel;
+    params.nprobe = ivf->nprobe;
+    thread_local std::vector<float> distances;
+    distances.resize(k);
+    std::fill(out, out + k, -1);
+    ivf->search(1, query, faiss::Index::idx_t(k), distances.data(), out, &params);
+    size_t got = 0;
+    while (got < k && out[got] >= 0) ++got;
+    return got;
   }
 
   // FAISS does not report memory; this counts what its IVF and refine structures must hold:

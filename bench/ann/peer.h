@@ -1,10 +1,13 @@
 // A peer ANN library driven by ann_bench through the same calls as Quiver's indexes.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace quiver::bench {
 
@@ -20,6 +23,23 @@ class PeerIndex {
   virtual void SetKnob(size_t value) = 0;
   // Writes the k nearest ids (closest first) to out.
   virtual void Search(const float* query, size_t k, int64_t* out) const = 0;
+  // The k nearest of the items whose bit is set in `allowed` (n items; `selectivity` the share
+  // set); returns how many were written. This default post-filters (what a library without
+  // filters leaves its users: ask for enough neighbours that k pass, expected twice over).
+  virtual size_t SearchFiltered(const float* query, size_t k, const std::vector<uint64_t>& allowed,
+                                size_t n, double selectivity, int64_t* out) const {
+    const size_t want = std::min(n, size_t(std::ceil(double(k) / selectivity * 2.0)) + k);
+    thread_local std::vector<int64_t> all;
+    all.assign(want, -1);
+    Search(query, want, all.data());
+    size_t got = 0;
+    for (int64_t id : all) {
+      if (id < 0 || (allowed[uint64_t(id) >> 6] >> (uint64_t(id) & 63) & 1) == 0) continue;
+      out[got++] = id;
+      if (got == k) break;
+    }
+    return got;
+  }
   virtual size_t memory_bytes() const = 0;
   // Optional caching of a built index between runs (for search tuning): false if unsupported.
   virtual bool Save(const std::string& path) const { return false; }
