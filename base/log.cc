@@ -10,6 +10,8 @@
 #include <mutex>
 #include <string>
 
+#include "base/json_string.h"
+
 namespace quiver::log {
 namespace {
 
@@ -50,36 +52,6 @@ spdlog::logger& Logger() {
     g_logger->flush_on(spdlog::level::debug);  // every line, as it happens
   });
   return *g_logger;
-}
-
-void AppendJsonString(std::string& out, std::string_view s) {
-  out += '"';
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += fmt::format("\\u{:04x}", unsigned(static_cast<unsigned char>(c)));
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
 }
 
 // Text: a string with a space, '=', a quote or a control character is quoted as in JSON.

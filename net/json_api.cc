@@ -8,6 +8,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "base/json_string.h"
+
 namespace quiver::net {
 namespace {
 
@@ -18,37 +20,7 @@ constexpr std::string_view kChannelNames[] = {"u2i", "u2i2i", "u2u2i"};
 class JsonWriter {
  public:
   void Raw(std::string_view s) { out_ += s; }
-  void String(std::string_view s) {
-    out_.push_back('"');
-    for (char c : s) {
-      switch (c) {
-        case '"':
-          out_ += "\\\"";
-          break;
-        case '\\':
-          out_ += "\\\\";
-          break;
-        case '\n':
-          out_ += "\\n";
-          break;
-        case '\r':
-          out_ += "\\r";
-          break;
-        case '\t':
-          out_ += "\\t";
-          break;
-        default:
-          if (uint8_t(c) < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-            out_ += buf;
-          } else {
-            out_.push_back(c);
-          }
-      }
-    }
-    out_.push_back('"');
-  }
+  void String(std::string_view s) { AppendJsonString(out_, s); }
   template <typename T>
   void Number(T v) {
     char buf[32];
