@@ -27,13 +27,8 @@ import time
 
 import numpy as np
 
-
-def write_fvecs(path, x):
-    x = np.asarray(x, dtype=np.float32)
-    rows = np.empty((len(x), x.shape[1] + 1), dtype=np.float32)
-    rows[:, 0] = np.array([x.shape[1]], dtype=np.int32).view(np.float32)[0]
-    rows[:, 1:] = x
-    rows.tofile(path)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "data"))
+from vecs import write_vecs  # noqa: E402  (bench/data/vecs.py)
 
 
 def start_server(quiverd, data):
@@ -106,7 +101,7 @@ def main():
         queries = centres[rng.integers(0, 64, 2000)] + 0.5 * rng.standard_normal(
             (2000, a.dim)).astype(np.float32)
         queries_path = tmp + "/queries.fvecs"
-        write_fvecs(queries_path, queries)
+        write_vecs(queries_path, queries)
         client = quiver.Client("127.0.0.1", port, deadline=600)
         client.create_collection("bench", a.dim, metric="ip",
                                  index={"type": "hnsw", "m": 16, "ef_construction": 100,

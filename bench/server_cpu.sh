@@ -18,19 +18,18 @@ PID=""
 trap 'kill $PID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 TCK=$(getconf CLK_TCK)
 
-/usr/bin/python3 - "$WORK" <<'PY'
+/usr/bin/python3 - "$WORK" "$(dirname "$0")/data" <<'PY'
 import json, sys
 import numpy as np
 out = sys.argv[1]
+sys.path.insert(0, sys.argv[2])
+from vecs import write_vecs  # bench/data/vecs.py
 rng = np.random.default_rng(5)
 items = rng.standard_normal((100, 8)).astype(np.float32)
 json.dump({"items": [{"id": i + 1, "vector": v.tolist()} for i, v in enumerate(items)]},
           open(out + "/items.json", "w"))
 q = rng.standard_normal((100, 8)).astype(np.float32)
-rows = np.empty((100, 9), np.float32)
-rows[:, 0] = np.array([8], np.int32).view(np.float32)[0]
-rows[:, 1:] = q
-rows.tofile(out + "/queries.fvecs")
+write_vecs(out + "/queries.fvecs", q)
 body = json.dumps({"vector": q[0].tolist(), "k": 10})
 open(out + "/search.lua", "w").write(
     'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
