@@ -159,9 +159,9 @@ class Client:
                 return
         c.close()
 
-    def _attempt(self, frames, deadline, blob=None):
-        """Sends the frames (pairs of request id and bytes; `blob`: their bytes end to end)
-        on one connection and returns their answers by request id.
+    def _attempt(self, count, blob, deadline):
+        """Sends `count` request frames (their bytes end to end in `blob`) on one connection
+        and returns their answers by request id.
         Returns (answers, sent, error): error is the transport failure, if any."""
         sent = False
         answers = {}
@@ -170,9 +170,9 @@ class Client:
         except errors.Unavailable as e:
             return answers, sent, e
         try:
-            c.send(blob if blob is not None else b"".join(f for _, f in frames), deadline)
+            c.send(blob, deadline)
             sent = True
-            while len(answers) < len(frames):
+            while len(answers) < count:
                 request_id, answer = _wire.response(c.receive(deadline))
                 answers[request_id] = answer
         except errors.DeadlineExceeded as e:
@@ -198,7 +198,7 @@ class Client:
             request_id = self._reserve()
             data = frame(request_id) if frame is not None else _wire.request(
                 request_id, self.api_key, body_type, build)
-            answers, sent, error = self._attempt([(request_id, data)], deadline)
+            answers, sent, error = self._attempt(1, data, deadline)
             if error is None:
                 answer = answers.get(request_id, answers.get(0))
                 if not isinstance(answer, errors.QuiverError):
@@ -415,11 +415,10 @@ class Client:
         deadline = time.monotonic() + (timeout or self.deadline)
         q = dict(query, k=k)
         first = self._reserve(len(rows))
-        ids = list(range(first, first + len(rows)))
         blob = _wire.SearchTemplate(self.api_key, collection, q, rows.shape[1]).frames(first,
                                                                                      rows)
-        return self._pipelined(collection, [dict(q, vector=row) for row in rows],
-                               list(zip(ids, [None] * len(ids))), blob, deadline)
+        return self._pipelined(collection, range(first, first + len(rows)), blob,
+                               lambda i: dict(q, vector=rows[i]), deadline)
 
     def search_batch(self, collection, queries, *, timeout=None, pipelined=True):
         """Many searches, each a dict of search() keywords (``vector`` included): a list of
@@ -435,27 +434,28 @@ class Client:
                 SearchBatch.AddSearches(b, v)
                 return SearchBatch.End(b)
             return self._call(Body.SearchBatch, build, _left(deadline))
-        frames = []
-        for q in queries:
-            request_id = self._reserve()
-            frames.append((request_id, _wire.request(request_id, self.api_key, Body.Search,
-                                                     lambda b, q=q: _wire.search(b, collection,
-                                                                                 q))))
-        return self._pipelined(collection, queries, frames, None, deadline)
+        first = self._reserve(len(queries))
+        blob = b"".join(
+            _wire.request(first + i, self.api_key, Body.Search,
+                          lambda b, q=q: _wire.search(b, collection, q))
+            for i, q in enumerate(queries))
+        return self._pipelined(collection, range(first, first + len(queries)), blob,
+                               queries.__getitem__, deadline)
 
-    def _pipelined(self, collection, queries, frames, blob, deadline):
-        """Sends the frames (or `blob`, all of them laid end to end) on one connection;
-        searches left unanswered by a transport failure are retried one by one."""
-        answers, _, error = self._attempt(frames, deadline, blob)
+    def _pipelined(self, collection, ids, blob, query_at, deadline):
+        """Sends the search frames of request ids `ids` (their bytes end to end in `blob`) on
+        one connection; a search left unanswered by a transport failure is retried alone, with
+        the keywords query_at(i) of the i-th."""
+        answers, _, error = self._attempt(len(ids), blob, deadline)
         out = []
-        for (request_id, _), q in zip(frames, queries):
+        for i, request_id in enumerate(ids):
             if request_id in answers:
                 out.append(answers[request_id])
             elif 0 in answers and error is None:
                 out.append(answers[0])  # a frame the server could not read
             else:
                 try:
-                    out.append(self.search(collection, timeout=_left(deadline), **q))
+                    out.append(self.search(collection, timeout=_left(deadline), **query_at(i)))
                 except errors.QuiverError as e:
                     out.append(e)
         return out
