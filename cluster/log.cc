@@ -114,6 +114,10 @@ Result<std::unique_ptr<Log>> Log::Connect(const LogOptions& options) {
   if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts, -1);
   if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts, 500);
   if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(opts, false, nullptr, nullptr);
+  // Nothing published is kept for after a reconnect (the library's default keeps 8 MB and sends
+  // it once back): a publish caught by a disconnection was answered with an error, and must not
+  // be stored later, behind writes acknowledged since. (0 would mean the default.)
+  if (s == NATS_OK) s = natsOptions_SetReconnectBufSize(opts, 1);
   if (s == NATS_OK) s = natsConnection_Connect(&impl->nc, opts);
   natsOptions_Destroy(opts);
   if (s != NATS_OK) return NatsError(s, kNoJsError, "connecting to " + options.servers[0]);
