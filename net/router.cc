@@ -435,20 +435,24 @@ std::optional<Reply> Router::Fanout(const std::string& collection, uint32_t shar
     for (auto& [id, assigned] : order) {
       Result<std::vector<Call>> calls = calls_for(assigned, *several);
       if (!calls.ok()) return Reply{calls.status(), std::monostate{}};
-      Pending p{id, assigned, std::move(*calls), {}};
+      pending.push_back(Pending{id, assigned, std::move(*calls), {}});
+    }
+    // Counted outstanding from here until its answers are read: every one of them, also when
+    // an answer ends the request early.
+    {
+      std::lock_guard lock(mu_);
+      for (const Pending& p : pending) ++peers_[p.id].outstanding;
+    }
+    for (Pending& p : pending) {
       subrequests_.fetch_add(p.calls.size(), std::memory_order_relaxed);
-      {
-        std::lock_guard lock(mu_);
-        ++peers_[id].outstanding;
-      }
-      if (id != self) {
+      if (p.id != self) {
         auto m = std::find_if(members.begin(), members.end(),
                               [&](const cluster::MemberInfo& x) { return x.id == p.id; });
         p.sent = Send(*m, p.calls, budget);
       }
-      pending.push_back(std::move(p));
     }
-    for (Pending& p : pending) {
+    for (size_t i = 0; i < pending.size(); ++i) {
+      Pending& p = pending[i];
       std::vector<Reply> replies;
       if (p.id == self) {
         for (const Call& c : p.calls) replies.push_back(local(c));
@@ -462,7 +466,12 @@ std::optional<Reply> Router::Fanout(const std::string& collection, uint32_t shar
       Status failure = Status::Ok();
       for (Reply& reply : replies) {
         if (reply.status.ok()) continue;
-        if (!Retryable(reply.status.code())) return std::move(reply);
+        if (!Retryable(reply.status.code())) {
+          // The request ends with this answer: the others are no longer waited for.
+          std::lock_guard lock(mu_);
+          for (size_t j = i + 1; j < pending.size(); ++j) --peers_[pending[j].id].outstanding;
+          return std::move(reply);
+        }
         failure = Status(reply.status.code(),
                          "node '" + p.id + "': " + std::string(reply.status.message()));
         break;
