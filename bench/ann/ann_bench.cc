@@ -1,7 +1,7 @@
 // ann_bench: recall@10 / QPS sweeps of Quiver's indexes against peers compiled into the same
 // binary, on one thread, one query at a time (the serving pattern of a recommendation service).
 //
-//   ann_bench --dataset fashion-mnist|synth [--data DIR] [--out DIR] [--libs a,b,..]
+//   ann_bench --dataset fashion-mnist|NAME [--data DIR] [--metric l2|ip] [--out DIR] [--libs a,..]
 //             [--efs 10,20,..] [--reps 3] [--threads 2] [--m 16] [--efc 200] [--nq N]
 //             [--nprobes 1,2,..] [--nlist 256] [--pq-m M] [--refine 4[,6,..]] [--index-dir DIR]
 //             [--query-noise F]  (queries + N(0, (F std_j)^2): out of the items' distribution)
@@ -9,13 +9,17 @@
 //             [--filter-selectivity S]  (filtered search: a filter passing the share S of items)
 // Libraries: quiver-hnsw-sq8, quiver-hnsw, quiver-ivfpq4, quiver-ivfpq8 (float32 refine),
 // quiver-ivfpq4-int8, quiver-ivfpq8-int8 (int8 refine store), hnswlib, and
-// faiss:<index_factory string with '+' for ','> (Debian's FAISS), e.g.
-// faiss:IVF256+PQ196x4fs+RFlat.
+// faiss:<index_factory string with '+' for ','> (Debian's FAISS, or its AVX2 build with
+// -DQUIVER_FAISS_AVX2: bench/faiss_avx2.sh), e.g. faiss:IVF256+PQ196x4fs+RFlat.
+// A data set other than fashion-mnist is DIR's base.fvecs and query.fvecs (bench/data/
+// gen_synth.py makes them), named NAME in the results.
 //
 // Writes <out>/ann-<dataset>.csv (library,index,params,build_s,recall_at_10,qps,memory_mb) and
-// <out>/ann-<dataset>.md (QPS ratio Quiver/hnswlib at recall@10 0.90/0.95/0.99, command, CPU),
+// <out>/ann-<dataset>.md (QPS ratio Quiver/hnswlib at recall@10 0.90/0.95/0.99, Quiver's best
+// against the best peer at each, command, CPU),
 // and prints the markdown.
 #include <algorithm>
+#include <cctype>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -47,12 +51,17 @@
 namespace quiver::bench {
 namespace {
 
+index::Metric MetricOf(const Dataset& ds) {
+  return ds.inner_product ? index::Metric::kInnerProduct : index::Metric::kL2;
+}
+
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 struct Args {
   std::string dataset = "fashion-mnist";
+  bool inner_product = false;  // --metric ip
   std::string data_dir;
   std::string out_dir = "bench/results";
   std::string cache_dir;
@@ -85,7 +94,17 @@ struct Args {
 int ParseArgs(int argc, char** argv, Args* a) {
   a->command = CommandLine(argc, argv);
   CLI::App app{"ann_bench: recall@10 / QPS sweeps against peers (see the header of ann_bench.cc)"};
-  app.add_option("--dataset", a->dataset)->check(CLI::IsMember({"fashion-mnist", "synth"}));
+  app.add_option("--dataset", a->dataset,
+                 "fashion-mnist, or the name of the set in --data (letters, digits, '-', '_')")
+      ->check([](const std::string& name) {
+        const bool ok = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+        });
+        return ok ? std::string() : "a data set name is letters, digits, '-' and '_'";
+      });
+  std::string metric = "l2";
+  app.add_option("--metric", metric, "l2, or ip (inner product, largest first)")
+      ->check(CLI::IsMember({"l2", "ip"}));
   app.add_option("--data", a->data_dir, "the dataset's directory");
   app.add_option("--out", a->out_dir, "directory of the .md and .csv");
   app.add_option("--cache", a->cache_dir, "ground truth cache (default ~/.cache/quiver)");
@@ -120,6 +139,7 @@ int ParseArgs(int argc, char** argv, Args* a) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  a->inner_product = metric == "ip";
   if (a->refines.empty()) a->refines = {0};
   a->refine = a->refines.front();
   if (a->cache_dir.empty()) {
@@ -282,7 +302,7 @@ Contender BuildQuiverHnsw(const Dataset& ds, const Args& a, const std::string& l
     }
   }
   if (!index) {
-    index = std::move(index::HnswIndex::Create(ds.dim, index::Metric::kL2, o)).value();
+    index = std::move(index::HnswIndex::Create(ds.dim, MetricOf(ds), o)).value();
     const double t0 = Now();
     Status s = index->Add(Ids(ds.n), ds.base);
     build = Now() - t0;
@@ -326,7 +346,7 @@ std::vector<Contender> BuildIvf(const Dataset& ds, const Args& a, const std::str
                        ? index::RefineStore::kInt8
                        : index::RefineStore::kFloat32;
   std::shared_ptr<index::VectorIndex> index =
-      std::move(index::IvfPqIndex::Create(ds.dim, index::Metric::kL2, o)).value();
+      std::move(index::IvfPqIndex::Create(ds.dim, MetricOf(ds), o)).value();
   const double t0 = Now();
   Status s = index->Add(Ids(ds.n), ds.base);
   const double build = Now() - t0;
@@ -439,7 +459,7 @@ double ReadBandwidth() {
 }
 
 std::string FlatScan(const Dataset& ds) {
-  index::FlatIndex flat(ds.dim, index::Metric::kL2);
+  index::FlatIndex flat(ds.dim, MetricOf(ds));
   std::vector<uint64_t> ids(ds.n);
   for (size_t i = 0; i < ds.n; ++i) ids[i] = i;
   (void)flat.Add(ids, ds.base);
@@ -462,7 +482,7 @@ std::string Markdown(const Dataset& ds, const Args& a, const std::vector<Row>& r
                      const std::string& flat_line) {
   std::ostringstream md;
   md << "# ANN benchmark: " << ds.name << " (" << ds.n << " x " << ds.dim << ", " << ds.nq
-     << " queries, L2, recall@10)\n\n";
+     << " queries, " << (ds.inner_product ? "inner product" : "L2") << ", recall@10)\n\n";
   md << "Command: `" << a.command << "`  \nCPU: " << CpuName() << "; Quiver " << Version()
      << ", SIMD " << simd::SimdLevelName(simd::GetKernels().level)
      << (a.search_threads > 1
@@ -508,6 +528,39 @@ std::string Markdown(const Dataset& ds, const Args& a, const std::vector<Row>& r
       md << line;
     }
   }
+  // Quiver's best contender against the best peer at each recall (the targets).
+  bool quiver = false, peer = false;
+  for (const auto& lib : libs) (lib.rfind("quiver", 0) == 0 ? quiver : peer) = true;
+  if (quiver && peer) {
+    md << "\nQuiver's best against the best peer at the same recall@10:\n\n| recall | Quiver's "
+          "best | QPS | best peer | QPS | ratio |\n|---|---|---|---|---|---|\n";
+    for (double target : {0.90, 0.95, 0.99}) {
+      std::string best[2];
+      double qps[2] = {0, 0};
+      for (const auto& lib : libs) {
+        const int side = lib.rfind("quiver", 0) == 0 ? 0 : 1;
+        const double q = QpsAtRecall(rows, lib, target);
+        if (q > qps[side]) {  // nan (not reached) never compares greater
+          qps[side] = q;
+          best[side] = lib;
+        }
+      }
+      char ratio[64];
+      if (qps[0] > 0 && qps[1] > 0) {
+        std::snprintf(ratio, sizeof(ratio), "%.2fx", qps[0] / qps[1]);
+      } else {
+        std::snprintf(ratio, sizeof(ratio), "%s",
+                      qps[0] > 0   ? "only Quiver reached it"
+                      : qps[1] > 0 ? "only a peer reached it"
+                                   : "neither reached it");
+      }
+      char line[512];
+      std::snprintf(line, sizeof(line), "| %.2f | %s | %.0f | %s | %.0f | %s |\n", target,
+                    best[0].empty() ? "none" : best[0].c_str(), qps[0],
+                    best[1].empty() ? "none" : best[1].c_str(), qps[1], ratio);
+      md << line;
+    }
+  }
   md << "\nnan: the library did not reach that recall within the ef sweep.\n";
   if (!flat_line.empty()) md << "\n" << flat_line;
   return md.str();
@@ -536,7 +589,7 @@ std::shared_ptr<const std::vector<uint64_t>> AllowedItems(size_t n, double selec
 // The exact top 10 of each of the first nq queries among the allowed items (a flat scan with
 // the filter), as the data set's ground truth.
 void FilteredTruth(Dataset* ds, const std::vector<uint64_t>& allowed, size_t nq, int threads) {
-  index::FlatIndex flat(ds->dim, index::Metric::kL2);
+  index::FlatIndex flat(ds->dim, MetricOf(*ds));
   QV_CHECK(flat.Add(Ids(ds->n), ds->base).ok());
   index::BitsetSelector filter(allowed.data(), ds->n);
   std::vector<std::vector<index::Neighbor>> found;
@@ -594,6 +647,8 @@ int Main(int argc, char** argv) {
     return 1;
   }
   Dataset ds = std::move(loaded).value();
+  ds.inner_product = a.inner_product;
+  if (a.inner_product) ds.name += "-ip";
   if (a.query_noise > 0) AddQueryNoise(&ds, a.query_noise);
   if (a.filter_selectivity > 0) {
     a.allowed = AllowedItems(ds.n, a.filter_selectivity);
@@ -623,12 +678,13 @@ int Main(int argc, char** argv) {
                lib == "quiver-ivfpq8-int8") {
       for (Contender& c : BuildIvf(ds, a, lib)) contenders.push_back(std::move(c));
     } else if (lib == "hnswlib") {
-      contenders.push_back(BuildPeer(ds, a, MakeHnswlibPeer(ds.dim, a.m, a.efc)));
+      contenders.push_back(BuildPeer(ds, a, MakeHnswlibPeer(ds.dim, a.m, a.efc, ds.inner_product)));
     } else if (lib.rfind("faiss:", 0) == 0) {  // faiss:<index_factory string, '+' for ','>
       std::string factory = lib.substr(6);
       std::replace(factory.begin(), factory.end(), '+', ',');
-      contenders.push_back(
-          BuildPeer(ds, a, MakeFaissPeer(ds.dim, factory, float(std::max<size_t>(a.refine, 1)))));
+      contenders.push_back(BuildPeer(
+          ds, a,
+          MakeFaissPeer(ds.dim, factory, float(std::max<size_t>(a.refine, 1)), ds.inner_product)));
     } else {
       std::fprintf(stderr, "ann_bench: unknown library %s\n", lib.c_str());
       return 2;

@@ -111,7 +111,8 @@ Status EnsureGroundTruth(Dataset* ds, size_t k, const std::string& cache_path, i
   }
   std::fprintf(stderr, "computing exact top-%zu for %zu queries over %zu vectors...\n", k, ds->nq,
                ds->n);
-  index::FlatIndex flat(ds->dim, index::Metric::kL2);
+  index::FlatIndex flat(ds->dim,
+                        ds->inner_product ? index::Metric::kInnerProduct : index::Metric::kL2);
   std::vector<uint64_t> ids(ds->n);
   for (size_t i = 0; i < ds->n; ++i) ids[i] = i;
   QV_RETURN_IF_ERROR(flat.Add(ids, ds->base));

@@ -20,6 +20,7 @@ struct Dataset {
   std::vector<float> queries;  // nq * dim
   std::vector<int32_t> truth;  // nq * truth_k, ids into base, closest first
   size_t truth_k = 0;
+  bool inner_product = false;  // the metric: inner product (largest first), else L2
 };
 
 // Fashion-MNIST from /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist):
@@ -29,8 +30,8 @@ Result<Dataset> LoadFashionMnist(const std::string& source_dir);
 // base.fvecs and query.fvecs from a directory (e.g. made by bench/data/gen_synth.py).
 Result<Dataset> LoadFvecsDir(const std::string& dir, const std::string& name);
 
-// Fills ds->truth with the exact L2 top-k, from `cache_path` if it holds a matching file,
-// otherwise by brute force on `threads` threads (then written to the cache).
+// Fills ds->truth with the exact top-k by the data set's metric, from `cache_path` if it holds a
+// matching file, otherwise by brute force on `threads` threads (then written to the cache).
 Status EnsureGroundTruth(Dataset* ds, size_t k, const std::string& cache_path, int threads);
 
 Result<std::vector<float>> ReadFvecs(const std::string& path, size_t* dim);

@@ -1,4 +1,6 @@
-// FAISS (Debian's libfaiss-dev, a generic build without AVX2) as a peer: any index_factory
+// FAISS as a peer: Debian's libfaiss-dev (a generic build without AVX2, named "faiss") or the
+// AVX2 build of bench/faiss_avx2.sh (named "faiss-avx2", from what the library says it was
+// compiled with). Any index_factory
 // string; the sweep knob is nprobe for IVF indexes (efSearch for HNSW ones), and a refine
 // stage (",RFlat") re-ranks k_factor * k candidates. Searches run on one OpenMP thread.
 #include <faiss/IndexHNSW.h>
@@ -6,6 +8,7 @@
 #include <faiss/IndexRefine.h>
 #include <faiss/impl/IDSelector.h>
 #include <faiss/index_factory.h>
+#include <faiss/utils/utils.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -15,19 +18,27 @@
 #include "bench/ann/peer.h"
 
 namespace quiver::bench {
+
+std::string FaissBuildName() {
+  return faiss::get_compile_options().find("AVX2") != std::string::npos ? "faiss-avx2" : "faiss";
+}
+
 namespace {
 
 class FaissPeer final : public PeerIndex {
  public:
-  FaissPeer(size_t dim, std::string factory, float k_factor)
-      : dim_(dim), factory_(std::move(factory)), k_factor_(k_factor) {}
+  FaissPeer(size_t dim, std::string factory, float k_factor, bool inner_product)
+      : dim_(dim),
+        factory_(std::move(factory)),
+        k_factor_(k_factor),
+        metric_(inner_product ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2) {}
 
-  std::string name() const override { return "faiss " + factory_; }
+  std::string name() const override { return FaissBuildName() + " " + factory_; }
   bool is_ivf() const override { return factory_.rfind("IVF", 0) == 0; }
 
   void Build(const float* data, size_t n, int threads) override {
     omp_set_num_threads(threads);
-    index_.reset(faiss::index_factory(int(dim_), factory_.c_str()));
+    index_.reset(faiss::index_factory(int(dim_), factory_.c_str(), metric_));
     index_->train(faiss::Index::idx_t(n), data);
     index_->add(faiss::Index::idx_t(n), data);
     if (auto* refine = dynamic_cast<faiss::IndexRefine*>(index_.get()))
@@ -88,13 +99,15 @@ class FaissPeer final : public PeerIndex {
   size_t dim_;
   std::string factory_;
   float k_factor_;
+  faiss::MetricType metric_;
   std::unique_ptr<faiss::Index> index_;
 };
 
 }  // namespace
 
-std::unique_ptr<PeerIndex> MakeFaissPeer(size_t dim, const std::string& factory, float k_factor) {
-  return std::make_unique<FaissPeer>(dim, factory, k_factor);
+std::unique_ptr<PeerIndex> MakeFaissPeer(size_t dim, const std::string& factory, float k_factor,
+                                         bool inner_product) {
+  return std::make_unique<FaissPeer>(dim, factory, k_factor, inner_product);
 }
 
 }  // namespace quiver::bench

@@ -14,12 +14,18 @@ namespace {
 
 class HnswlibPeer final : public PeerIndex {
  public:
-  HnswlibPeer(size_t dim, size_t m, size_t efc) : space_(dim), m_(m), efc_(efc) {}
+  HnswlibPeer(size_t dim, size_t m, size_t efc, bool inner_product) : m_(m), efc_(efc) {
+    if (inner_product) {
+      space_ = std::make_unique<hnswlib::InnerProductSpace>(dim);
+    } else {
+      space_ = std::make_unique<hnswlib::L2Space>(dim);
+    }
+  }
   std::string name() const override { return "hnswlib"; }
 
   void Build(const float* data, size_t n, int threads) override {
-    index_ = std::make_unique<hnswlib::HierarchicalNSW<float>>(&space_, n, m_, efc_);
-    const size_t dim = *static_cast<size_t*>(space_.get_dist_func_param());
+    index_ = std::make_unique<hnswlib::HierarchicalNSW<float>>(space_.get(), n, m_, efc_);
+    const size_t dim = *static_cast<size_t*>(space_->get_dist_func_param());
     // As hnswlib's own Python binding does: the first point alone, then the rest in parallel.
     index_->addPoint(data, 0);
     std::atomic<size_t> next{1};
@@ -51,7 +57,7 @@ class HnswlibPeer final : public PeerIndex {
   bool Load(const std::string& path, size_t n) override {
     std::ifstream probe(path);
     if (!probe) return false;
-    index_ = std::make_unique<hnswlib::HierarchicalNSW<float>>(&space_, path, false, n);
+    index_ = std::make_unique<hnswlib::HierarchicalNSW<float>>(space_.get(), path, false, n);
     return index_->cur_element_count == n;
   }
 
@@ -64,15 +70,16 @@ class HnswlibPeer final : public PeerIndex {
   }
 
  private:
-  hnswlib::L2Space space_;
+  std::unique_ptr<hnswlib::SpaceInterface<float>> space_;
   size_t m_, efc_;
   std::unique_ptr<hnswlib::HierarchicalNSW<float>> index_;
 };
 
 }  // namespace
 
-std::unique_ptr<PeerIndex> MakeHnswlibPeer(size_t dim, size_t m, size_t ef_construction) {
-  return std::make_unique<HnswlibPeer>(dim, m, ef_construction);
+std::unique_ptr<PeerIndex> MakeHnswlibPeer(size_t dim, size_t m, size_t ef_construction,
+                                           bool inner_product) {
+  return std::make_unique<HnswlibPeer>(dim, m, ef_construction, inner_product);
 }
 
 }  // namespace quiver::bench

@@ -46,10 +46,16 @@ class PeerIndex {
   virtual bool Load(const std::string& path, size_t n) { return false; }
 };
 
-// hnswlib (Debian's libhnswlib-dev), L2, compiled with -O3 -march=native.
-std::unique_ptr<PeerIndex> MakeHnswlibPeer(size_t dim, size_t m, size_t ef_construction);
+// "faiss-avx2" if the FAISS linked in has its AVX2 kernels (bench/faiss_avx2.sh), else "faiss".
+std::string FaissBuildName();
 
-// FAISS (Debian's libfaiss-dev), L2, any index_factory string, e.g. "IVF256,PQ196x4fs,RFlat".
-std::unique_ptr<PeerIndex> MakeFaissPeer(size_t dim, const std::string& factory, float k_factor);
+// hnswlib (Debian's libhnswlib-dev), compiled with -O3 -march=native; L2, or inner product
+// (largest first) if `inner_product`.
+std::unique_ptr<PeerIndex> MakeHnswlibPeer(size_t dim, size_t m, size_t ef_construction,
+                                           bool inner_product);
+
+// FAISS, any index_factory string, e.g. "IVF256,PQ196x4fs,RFlat"; L2 or inner product.
+std::unique_ptr<PeerIndex> MakeFaissPeer(size_t dim, const std::string& factory, float k_factor,
+                                         bool inner_product);
 
 }  // namespace quiver::bench

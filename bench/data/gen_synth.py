@@ -13,11 +13,15 @@ Queries come from the same mixture with another stream. With the defaults hnswli
 reaches recall@10 0.9-0.95 inside ef 10..500 and some true neighbours lie outside the query's
 cluster, so neither graph nor inverted-list search is trivially exact.
 
+With --normalize every base vector and query is scaled to unit length (a cosine / inner-product
+set: ann_bench --metric ip).
+
 Writes to OUT (default /tmp/synth): base.fvecs, query.fvecs, meta.txt, and with --truth K the
 exact top-K (groundtruth.ivecs, groundtruth_dist.fvecs; ann_bench computes its own otherwise).
 
 Usage: /usr/bin/python3 bench/data/gen_synth.py [OUT] [--n 500000] [--nq 1000] [--d 128]
          [--clusters 1000] [--seed 20240601] [--center-scale 0.3] [--spectrum-exp 0.75] [--truth K]
+         [--normalize]
 """
 import argparse
 import os
@@ -67,6 +71,7 @@ def main():
     ap.add_argument("--center-scale", type=float, default=0.3)
     ap.add_argument("--spectrum-exp", type=float, default=0.75)
     ap.add_argument("--truth", type=int, default=0, help="also write the exact top-K (0: no)")
+    ap.add_argument("--normalize", action="store_true", help="unit-length vectors (cosine / IP)")
     a = ap.parse_args()
     if a.n <= 0 or a.nq <= 0 or a.d <= 0 or a.clusters <= 0:
         ap.error("--n, --nq, --d and --clusters must be positive")
@@ -77,11 +82,14 @@ def main():
     mix = Mixture(a.d, a.clusters, a.seed, a.center_scale, a.spectrum_exp)
     base, base_labels = mix.sample(a.n, a.seed + 1000)
     queries, query_labels = mix.sample(a.nq, a.seed + 1)
+    if a.normalize:  # on unit vectors L2 order is inner-product order: the truth below holds
+        base /= np.linalg.norm(base, axis=1, keepdims=True)
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     print("generated base %s, queries %s in %.1f s" % (base.shape, queries.shape, time.time() - t))
     write_vecs(os.path.join(a.out, "base.fvecs"), base)
     write_vecs(os.path.join(a.out, "query.fvecs"), queries)
-    meta = ("n=%d nq=%d d=%d clusters=%d seed=%d center_scale=%g spectrum_exp=%g\n" %
-            (a.n, a.nq, a.d, a.clusters, a.seed, a.center_scale, a.spectrum_exp))
+    meta = ("n=%d nq=%d d=%d clusters=%d seed=%d center_scale=%g spectrum_exp=%g normalize=%d\n" %
+            (a.n, a.nq, a.d, a.clusters, a.seed, a.center_scale, a.spectrum_exp, a.normalize))
     if a.truth:
         t = time.time()
         ids, dists = exact_l2_topk(base, queries, a.truth)
