@@ -259,7 +259,9 @@ std::vector<size_t> IvfPqIndex::ListSizes() const {
 
 size_t IvfPqIndex::memory_bytes() const {
   std::shared_lock lock(mu_);
-  size_t bytes = (centroids_.capacity() + precomputed_.capacity() + pq_.centroids().size()) * 4;
+  size_t bytes = (centroids_.capacity() + precomputed_.capacity() + pq_.centroids().size() +
+                  lift_e_.capacity() + probe_bias_.capacity()) *
+                 4;
   for (const List& l : lists_) {
     bytes +=
         l.ids.capacity() * 8 + l.codes.capacity() + l.rows.capacity() + l.weights.capacity() * 4;
@@ -327,6 +329,7 @@ Status IvfPqIndex::SetCoarseCentroids(std::span<const float> centroids) {
   }
   centroids_.assign(centroids.begin(), centroids.end());
   coarse_given_ = true;
+  UpdateProbeBiasLocked();
   return Status::Ok();
 }
 
@@ -346,17 +349,39 @@ Status IvfPqIndex::TrainLocked(std::span<const float> sample) {
     ko.seed = options_.seed;
     ko.threads = options_.threads;
     ko.max_points_per_centroid = options_.max_train_points_per_list;
-    QV_ASSIGN_OR_RETURN(KMeansResult km, TrainKMeans(sample, dim_, ko));
-    centroids_ = std::move(km.centroids);
+    if (metric_ == Metric::kInnerProduct) {
+      // k-means of the lifted sample (see lift_e_): dim + 1 columns, the last sqrt(M^2 - |x|^2).
+      float m2 = 0;
+      for (size_t i = 0; i < n; ++i) {
+        m2 = std::max(m2, kernels_.inner_product(&sample[i * dim_], &sample[i * dim_], dim_));
+      }
+      const size_t d1 = dim_ + 1;
+      std::vector<float> lifted(n * d1);
+      for (size_t i = 0; i < n; ++i) {
+        const float* x = &sample[i * dim_];
+        std::copy_n(x, dim_, &lifted[i * d1]);
+        lifted[i * d1 + dim_] = std::sqrt(std::max(0.0f, m2 - kernels_.inner_product(x, x, dim_)));
+      }
+      QV_ASSIGN_OR_RETURN(KMeansResult km, TrainKMeans(lifted, d1, ko));
+      centroids_.resize(options_.nlist * dim_);
+      lift_e_.resize(options_.nlist);
+      for (size_t l = 0; l < options_.nlist; ++l) {
+        std::copy_n(&km.centroids[l * d1], dim_, &centroids_[l * dim_]);
+        lift_e_[l] = km.centroids[l * d1 + dim_];
+      }
+      lift_m2_ = m2;
+    } else {
+      QV_ASSIGN_OR_RETURN(KMeansResult km, TrainKMeans(sample, dim_, ko));
+      centroids_ = std::move(km.centroids);
+    }
   }
-  // PQ on residuals of (at most) ksub * 100 training points.
+  UpdateProbeBiasLocked();
+  // PQ on residuals of (at most) ksub * 100 training points, from the lists they go to.
   const size_t pq_n = std::min(n, ksub * 100);
   const size_t stride = n / pq_n;
   std::vector<float> rows(pq_n * dim_);
   for (size_t i = 0; i < pq_n; ++i) std::copy_n(&sample[i * stride * dim_], dim_, &rows[i * dim_]);
-  std::vector<uint32_t> labels(pq_n);
-  AssignNearest(rows.data(), pq_n, centroids_.data(), options_.nlist, dim_, labels.data(), nullptr,
-                options_.threads);
+  const std::vector<uint32_t> labels = AssignLists(rows.data(), pq_n);
   for (size_t i = 0; i < pq_n; ++i) {
     const float* c = &centroids_[size_t(labels[i]) * dim_];
     for (size_t t = 0; t < dim_; ++t) rows[i * dim_ + t] -= c[t];
@@ -398,9 +423,40 @@ void IvfPqIndex::BuildPrecomputedLocked() {
   }
 }
 
+void IvfPqIndex::UpdateProbeBiasLocked() {
+  probe_bias_.clear();
+  if (metric_ == Metric::kL2 || centroids_.empty()) return;
+  // Cosine: unit rows in L2 cells, so |q - c|^2 = 1 - 2 q.c + |c|^2 orders the lists. Inner
+  // product: the same in the lifted space; without lifted lists, the largest dot alone.
+  if (metric_ == Metric::kInnerProduct && lift_e_.empty()) return;
+  probe_bias_.resize(options_.nlist);
+  const float lift_m = lift_e_.empty() ? 1.0f : std::max(std::sqrt(lift_m2_), 1e-30f);
+  for (size_t l = 0; l < options_.nlist; ++l) {
+    const float* c = &centroids_[l * dim_];
+    const float e = lift_e_.empty() ? 0.0f : lift_e_[l];
+    probe_bias_[l] = 0.5f * (kernels_.inner_product(c, c, dim_) + e * e) / lift_m;
+  }
+}
+
 std::vector<uint32_t> IvfPqIndex::AssignLists(const float* x, size_t n) const {
   std::vector<uint32_t> lists(n);
-  if (metric_ == Metric::kInnerProduct) {
+  if (metric_ == Metric::kInnerProduct && !lift_e_.empty()) {
+    // The nearest lifted centroid; a row longer than M (added after training) lifts to 0.
+    const size_t d1 = dim_ + 1;
+    std::vector<float> lifted(n * d1), centroids(options_.nlist * d1);
+    for (size_t i = 0; i < n; ++i) {
+      const float* v = x + i * dim_;
+      std::copy_n(v, dim_, &lifted[i * d1]);
+      lifted[i * d1 + dim_] =
+          std::sqrt(std::max(0.0f, lift_m2_ - kernels_.inner_product(v, v, dim_)));
+    }
+    for (size_t l = 0; l < options_.nlist; ++l) {
+      std::copy_n(&centroids_[l * dim_], dim_, &centroids[l * d1]);
+      centroids[l * d1 + dim_] = lift_e_[l];
+    }
+    AssignNearest(lifted.data(), n, centroids.data(), options_.nlist, d1, lists.data(), nullptr,
+                  options_.threads);
+  } else if (metric_ == Metric::kInnerProduct) {
     for (size_t i = 0; i < n; ++i) {
       float best = -std::numeric_limits<float>::infinity();
       for (size_t l = 0; l < options_.nlist; ++l) {
@@ -604,7 +660,15 @@ Status IvfPqIndex::Search(std::span<const float> query, const SearchParams& para
     kernels_.inner_product_batch(q.data(), centroids_.data(), nlist, dim_, cd.data());
     for (float& v : cd) v = -v;
   }
-  for (size_t l = 0; l < nlist; ++l) coarse[l] = {cd[l], uint32_t(l)};
+  // Probe order: cd, plus the centroid-norm terms where the metric has them (probe_bias_,
+  // times |q|: the lifted query scaled to the items' sphere, |q'| = M, which keeps the order of
+  // its neighbours); the scan's list term stays cd.
+  const float qn = probe_bias_.empty() || metric_ == Metric::kCosine
+                       ? 1.0f
+                       : std::sqrt(kernels_.inner_product(q.data(), q.data(), dim_));
+  for (size_t l = 0; l < nlist; ++l) {
+    coarse[l] = {probe_bias_.empty() ? cd[l] : cd[l] + qn * probe_bias_[l], uint32_t(l)};
+  }
   std::partial_sort(coarse.begin(), coarse.begin() + nprobe, coarse.end());
 
   const size_t refine = RefineFactor(params);
@@ -618,7 +682,7 @@ Status IvfPqIndex::Search(std::span<const float> query, const SearchParams& para
   for (size_t i = 0; i < nlist && (i < nprobe || pool.held() < params.k); ++i) {
     if (i == nprobe) std::sort(coarse.begin() + ptrdiff_t(nprobe), coarse.end());
     if (i + 1 < nprobe) scanner.Prefetch(coarse[i + 1].second);
-    scanned += scanner.Scan(coarse[i].second, pool, coarse[i].first);
+    scanned += scanner.Scan(coarse[i].second, pool, cd[coarse[i].second]);
   }
   std::vector<Candidate>& candidates = pool.Finish();
   if (stats) stats->distances += scanned + (refine ? candidates.size() : 0) + nlist;

@@ -151,8 +151,11 @@ class IvfPqIndex final : public VectorIndex, public WeightedIndex {
   void BuildPrecomputedLocked();
   Status AddLocked(std::span<const uint64_t> ids, const float* vectors, const uint32_t* lists,
                    const float* weights = nullptr);
-  // The nearest list of each row (by the metric; inner product: the largest dot).
+  // The list of each row: the nearest centroid (L2, cosine; inner product with lifted lists:
+  // the nearest lifted centroid; inner product without: the largest dot).
   std::vector<uint32_t> AssignLists(const float* x, size_t n) const;
+  // probe_bias_ from the centroids (and lift_e_).
+  void UpdateProbeBiasLocked();
   void AppendToList(List& list, uint64_t id, const uint8_t* code, const float* vector,
                     const float* weights);
   void RemoveFromList(uint32_t list, uint32_t pos);
@@ -173,6 +176,16 @@ class IvfPqIndex final : public VectorIndex, public WeightedIndex {
   bool coarse_given_ = false;     // GUARDED_BY(mu_)
   bool trained_ = false;          // GUARDED_BY(mu_)
   std::vector<float> centroids_;  // nlist * dim
+  // Inner product, lists trained here: the lists are L2 k-means cells of the items lifted to
+  // dim + 1 dimensions, x' = (x, sqrt(M^2 - |x|^2)) with M the training sample's largest norm.
+  // For q' = (q, 0), |q' - x'|^2 = |q|^2 + M^2 - 2 q.x: L2 order there is inner-product order,
+  // so the lists are as tight (and the residuals as small) as L2 lists. A list's lifted
+  // centroid is (c, lift_e_[l]). Empty (and lists by largest dot) for indexes written before.
+  std::vector<float> lift_e_;
+  float lift_m2_ = 0;  // M^2
+  // Added, times |q|, to -q.c to order the lists a query probes (inner product, cosine): the
+  // L2 order of the (lifted) space, (|c|^2 + e^2) / 2M (cosine: M = 1). Empty: -q.c alone.
+  std::vector<float> probe_bias_;
   ProductQuantizer pq_;
   const size_t refine_row_bytes_;
   simd::ScalarQuantizer refine_sq_;  // kInt8 refine store

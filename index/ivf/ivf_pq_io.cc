@@ -13,6 +13,7 @@ constexpr uint32_t kSectionCentroids = 2;
 constexpr uint32_t kSectionPq = 3;
 constexpr uint32_t kSectionLists = 4;
 constexpr uint32_t kSectionWeights = 5;  // only with options.weights > 0
+constexpr uint32_t kSectionLift = 6;     // only for inner product with lifted lists
 }  // namespace
 
 class IvfPqSerializer {
@@ -63,6 +64,12 @@ Status IvfPqSerializer::Save(const IvfPqIndex& x, const std::string& path) {
     PutArray(&lists, l.rows.data(), l.rows.size());
   }
   w.AddSection(kSectionLists, std::move(lists));
+  if (!x.lift_e_.empty()) {
+    std::string lift;
+    PutFixed<float>(&lift, x.lift_m2_);
+    PutArray(&lift, x.lift_e_.data(), x.lift_e_.size());
+    w.AddSection(kSectionLift, std::move(lift));
+  }
   if (o.weights > 0) {
     std::string weights;
     PutFixed<uint64_t>(&weights, o.weights);
@@ -118,6 +125,20 @@ Result<std::unique_ptr<IvfPqIndex>> IvfPqSerializer::Load(const IndexFileReader&
     if (!std::isfinite(v)) return corrupt("non-finite centroid");
   }
   x->coarse_given_ = given != 0;
+  if (auto lift = file.Section(kSectionLift); lift.ok()) {  // absent: lists by largest dot
+    if (metric != static_cast<uint8_t>(Metric::kInnerProduct) || !trained || given)
+      return corrupt("lifted lists on an index that cannot have them");
+    x->lift_e_.resize(nlist);
+    if (!GetFixed(&*lift, &x->lift_m2_) || !GetArray(&*lift, x->lift_e_.data(), nlist) ||
+        !lift->empty()) {
+      return corrupt("malformed lifted-list section");
+    }
+    if (!std::isfinite(x->lift_m2_) || x->lift_m2_ < 0) return corrupt("lifted norm out of range");
+    for (float e : x->lift_e_) {
+      if (!std::isfinite(e)) return corrupt("non-finite lifted centroid");
+    }
+  }
+  x->UpdateProbeBiasLocked();
   x->refine_sq_ =
       simd::ScalarQuantizer(static_cast<simd::ScalarQuantizer::Kind>(sq_kind), sq_lo, sq_step);
   QV_ASSIGN_OR_RETURN(std::string_view pq, file.Section(kSectionPq));
