@@ -19,8 +19,8 @@
 // against the best peer at each, command, CPU),
 // and prints the markdown.
 #include <algorithm>
-#include <cctype>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -520,11 +520,15 @@ std::string Markdown(const Dataset& ds, const Args& a, const std::vector<Row>& r
       for (const Row& r : rows) {
         if (r.library == lib) b = r.build_s;
       }
+      auto ratio = [&](double target) {
+        const double r = QpsAtRecall(rows, lib, target) / QpsAtRecall(rows, "hnswlib", target);
+        char text[32];
+        std::snprintf(text, sizeof(text), std::isnan(r) ? "–" : "%.2fx", r);
+        return std::string(text);
+      };
       char line[256];
-      std::snprintf(line, sizeof(line), "| %s | %.2fx | %.2fx | %.2fx | %.2fx |\n", lib.c_str(),
-                    QpsAtRecall(rows, lib, 0.90) / QpsAtRecall(rows, "hnswlib", 0.90),
-                    QpsAtRecall(rows, lib, 0.95) / QpsAtRecall(rows, "hnswlib", 0.95),
-                    QpsAtRecall(rows, lib, 0.99) / QpsAtRecall(rows, "hnswlib", 0.99), b / hb);
+      std::snprintf(line, sizeof(line), "| %s | %s | %s | %s | %.2fx |\n", lib.c_str(),
+                    ratio(0.90).c_str(), ratio(0.95).c_str(), ratio(0.99).c_str(), b / hb);
       md << line;
     }
   }

@@ -3,6 +3,7 @@
 // compiled with). Any index_factory
 // string; the sweep knob is nprobe for IVF indexes (efSearch for HNSW ones), and a refine
 // stage (",RFlat") re-ranks k_factor * k candidates. Searches run on one OpenMP thread.
+#include <faiss/IndexFlatCodes.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexRefine.h>
@@ -91,6 +92,13 @@ class FaissPeer final : public PeerIndex {
     if (auto* ivf = dynamic_cast<const faiss::IndexIVF*>(base)) {
       bytes += size_t(ivf->ntotal) * (ivf->code_size + sizeof(faiss::Index::idx_t)) +
                ivf->nlist * dim_ * sizeof(float);
+    }
+    if (auto* hnsw = dynamic_cast<const faiss::IndexHNSW*>(base)) {
+      // The graph's neighbour ids and levels, and the storage's codes (Flat: the vectors).
+      bytes += hnsw->hnsw.neighbors.size() * sizeof(faiss::HNSW::storage_idx_t) +
+               hnsw->hnsw.levels.size() * sizeof(int) + hnsw->hnsw.offsets.size() * sizeof(size_t);
+      if (auto* codes = dynamic_cast<const faiss::IndexFlatCodes*>(hnsw->storage))
+        bytes += codes->codes.size();
     }
     return bytes;
   }
