@@ -285,7 +285,7 @@ Status IvfPqIndex::GetVector(uint64_t id, float* out) const {
       std::memcpy(out, row, dim_ * sizeof(float));
       return Status::Ok();
     case RefineStore::kInt8:
-      refine_sq_.Decode(row, dim_, out);
+      RowQuantizer(row).Decode(row, dim_, out);
       return Status::Ok();
     case RefineStore::kNone:
       break;
@@ -299,6 +299,14 @@ const float* IvfPqIndex::RowsForMetric(std::span<const float> rows,
   storage->assign(rows.begin(), rows.end());
   for (size_t i = 0; i < storage->size(); i += dim_) kernels_.normalize(&(*storage)[i], dim_);
   return storage->data();
+}
+
+simd::ScalarQuantizer IvfPqIndex::RowQuantizer(const uint8_t* row) const {
+  if (!refine_per_row_) return refine_sq_;
+  float lo, step;
+  std::memcpy(&lo, row + dim_, sizeof(float));
+  std::memcpy(&step, row + dim_ + sizeof(float), sizeof(float));
+  return simd::ScalarQuantizer(refine_sq_.kind(), lo, step);
 }
 
 void IvfPqIndex::PrepareQuery(const float* query, std::vector<float>* q) const {
@@ -393,6 +401,9 @@ Status IvfPqIndex::TrainLocked(std::span<const float> sample) {
                                                   ? simd::ScalarQuantizer::Kind::kUnsignedL2
                                                   : simd::ScalarQuantizer::Kind::kSignedIp,
                                               sample);
+    refine_per_row_ = !(refine_sq_.kind() == simd::ScalarQuantizer::Kind::kUnsignedL2 &&
+                        refine_sq_.lo() == 0 && refine_sq_.step() == 1);
+    refine_row_bytes_ = dim_ + (refine_per_row_ ? 2 * sizeof(float) : 0);
   }
   BuildPrecomputedLocked();
   trained_ = true;
@@ -568,8 +579,16 @@ void IvfPqIndex::AppendToList(List& list, uint64_t id, const uint8_t* code, cons
     const auto* bytes = reinterpret_cast<const uint8_t*>(vector);
     list.rows.insert(list.rows.end(), bytes, bytes + refine_row_bytes_);
   } else if (options_.refine_store == RefineStore::kInt8) {
-    list.rows.resize(list.rows.size() + dim_);
-    refine_sq_.Encode(vector, dim_, &list.rows[pos * dim_]);
+    list.rows.resize(list.rows.size() + refine_row_bytes_);
+    uint8_t* row = &list.rows[pos * refine_row_bytes_];
+    simd::ScalarQuantizer sq = refine_sq_;
+    if (refine_per_row_) {
+      sq = simd::ScalarQuantizer::Train(refine_sq_.kind(), {vector, dim_});
+      const float lo = sq.lo(), step = sq.step();
+      std::memcpy(row + dim_, &lo, sizeof(float));
+      std::memcpy(row + dim_ + sizeof(float), &step, sizeof(float));
+    }
+    sq.Encode(vector, dim_, row);
   }
   if (pq_.nbits() == 8) {
     list.codes.insert(list.codes.end(), code, code + pq_.code_size());
@@ -731,21 +750,24 @@ void IvfPqIndex::FinishLocked(const float* q, bool refine, size_t k,
     // Asymmetric: the query stays float and meets each row's codes as the values they stand
     // for (x = lo + step * c for L2, step * c for inner product), so a query outside the rows'
     // range (another tower's user vector, noise) is scored as exactly as one inside: nothing of
-    // it is clamped or rounded.
-    const float step = refine_sq_.step();
+    // it is clamped or rounded. With a scale per row the query is moved into each row's code
+    // space (one pass over dim floats, in L1) instead of once.
     std::vector<float>& qs = ThreadScratch().query_scaled;
-    if (metric_ == Metric::kL2) {
+    auto to_code_space = [&](const simd::ScalarQuantizer& sq) {
       qs.resize(dim_);
-      const float lo = refine_sq_.lo(), inv = 1.0f / step;
+      const float lo = sq.lo(), inv = 1.0f / sq.step();
       for (size_t j = 0; j < dim_; ++j) qs[j] = (q[j] - lo) * inv;
-    }
-    const float scale = step * step;
+    };
+    if (metric_ == Metric::kL2 && !refine_per_row_) to_code_space(refine_sq_);
     for (size_t i = 0; i < candidates.size(); ++i) {
       prefetch(i + kAhead);
       Candidate& c = candidates[i];
       const uint8_t* v = row(c);
+      const simd::ScalarQuantizer sq = RowQuantizer(v);
+      const float step = sq.step();
       if (metric_ == Metric::kL2) {
-        c.distance = scale * kernels_.l2sqr_f32_u8(qs.data(), v, dim_);
+        if (refine_per_row_) to_code_space(sq);
+        c.distance = step * step * kernels_.l2sqr_f32_u8(qs.data(), v, dim_);
       } else {
         const float dot =
             step * kernels_.inner_product_f32_i8(q, reinterpret_cast<const int8_t*>(v), dim_);

@@ -187,9 +187,17 @@ class IvfPqIndex final : public VectorIndex, public WeightedIndex {
   // L2 order of the (lifted) space, (|c|^2 + e^2) / 2M (cosine: M = 1). Empty: -q.c alone.
   std::vector<float> probe_bias_;
   ProductQuantizer pq_;
-  const size_t refine_row_bytes_;
-  simd::ScalarQuantizer refine_sq_;  // kInt8 refine store
-  std::vector<float> precomputed_;   // L2: nlist * m * ksub, or empty
+  // Bytes per refine row: 4 dim (float32), dim (int8, one scale), dim + 8 (int8, per-row scale:
+  // the codes, then the row's lo and step as f32). Set before any row exists.
+  size_t refine_row_bytes_;
+  simd::ScalarQuantizer refine_sq_;  // kInt8 refine store: the one scale, or the kind per row
+  // kInt8 with a scale per row (lo, step fitted to the row's own range): chosen at training
+  // unless the sample lies on the integer grid [0, 255], which one scale keeps exact. On a
+  // 97-dim Gaussian mixture one scale caps recall@10 at 0.973; a scale per row reaches 0.99+.
+  bool refine_per_row_ = false;
+  // The quantiser of one int8 row (its own scale when refine_per_row_).
+  simd::ScalarQuantizer RowQuantizer(const uint8_t* row) const;
+  std::vector<float> precomputed_;  // L2: nlist * m * ksub, or empty
   std::vector<List> lists_;
   std::unordered_map<uint64_t, std::pair<uint32_t, uint32_t>> where_;  // id -> (list, pos)
 

@@ -46,7 +46,9 @@ Status IvfPqSerializer::Save(const IvfPqIndex& x, const std::string& path) {
   PutFixed<uint64_t>(&meta, o.seed);
   PutFixed<uint8_t>(&meta, x.trained_ ? 1 : 0);
   PutFixed<uint8_t>(&meta, x.coarse_given_ ? 1 : 0);
-  PutFixed<uint8_t>(&meta, static_cast<uint8_t>(x.refine_sq_.kind()));
+  // The int8 quantiser's kind, plus 2 when each row has its own scale.
+  PutFixed<uint8_t>(
+      &meta, uint8_t(static_cast<uint8_t>(x.refine_sq_.kind()) + (x.refine_per_row_ ? 2 : 0)));
   PutFixed<float>(&meta, x.refine_sq_.lo());
   PutFixed<float>(&meta, x.refine_sq_.step());
   w.AddSection(kSectionMeta, std::move(meta));
@@ -93,7 +95,7 @@ Result<std::unique_ptr<IvfPqIndex>> IvfPqSerializer::Load(const IndexFileReader&
       !GetFixed(&meta, &sq_lo) || !GetFixed(&meta, &sq_step) || !meta.empty()) {
     return corrupt("malformed metadata");
   }
-  if (metric > 2 || store > 2 || trained > 1 || given > 1 || sq_kind > 1 || !std::isfinite(sq_lo) ||
+  if (metric > 2 || store > 2 || trained > 1 || given > 1 || sq_kind > 3 || !std::isfinite(sq_lo) ||
       !(sq_step > 0) || !std::isfinite(sq_step)) {
     return corrupt("metadata out of range");
   }
@@ -140,7 +142,12 @@ Result<std::unique_ptr<IvfPqIndex>> IvfPqSerializer::Load(const IndexFileReader&
   }
   x->UpdateProbeBiasLocked();
   x->refine_sq_ =
-      simd::ScalarQuantizer(static_cast<simd::ScalarQuantizer::Kind>(sq_kind), sq_lo, sq_step);
+      simd::ScalarQuantizer(static_cast<simd::ScalarQuantizer::Kind>(sq_kind & 1), sq_lo, sq_step);
+  x->refine_per_row_ = sq_kind >= 2;
+  if (x->refine_per_row_) {
+    if (o.refine_store != RefineStore::kInt8) return corrupt("per-row scales without int8 rows");
+    x->refine_row_bytes_ = dim + 2 * sizeof(float);
+  }
   QV_ASSIGN_OR_RETURN(std::string_view pq, file.Section(kSectionPq));
   if (trained) {
     auto parsed = ProductQuantizer::Parse(&pq);

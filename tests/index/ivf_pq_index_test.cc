@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -121,6 +122,49 @@ TEST(IvfPqIndexTest, Int8RefineHoldsForQueriesOutsideTheDataRange) {
       EXPECT_GE(float_rows, 0.99) << what;
     }
   }
+}
+
+// int8 refine rows of data off the integer grid get a scale per row (fitted to the row's own
+// range): on Gaussian rows of norms varying 4x, one scale for all (the whole sample's range,
+// long rows' tails included) cost recall@10 0.95 here where float32 rows give 1.0; per-row
+// rows stay within 0.01 of float32, also after a save and load.
+TEST(IvfPqIndexTest, Int8RowsOffTheIntegerGridKeepFloatRecall) {
+  const size_t n = 20000, d = 97, nq = 200;
+  auto gaussian = [&](size_t rows, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> g;
+    std::uniform_real_distribution<float> norm(0.5f, 2.0f);
+    std::vector<float> v(rows * d);
+    for (size_t i = 0; i < rows; ++i) {
+      const float scale = norm(rng);
+      for (size_t t = 0; t < d; ++t) v[i * d + t] = scale * g(rng);
+    }
+    return v;
+  };
+  const auto base = gaussian(n, 61), queries = gaussian(nq, 62);
+  const auto ids = Iota(n);
+  const SearchParams all = {.k = 10, .nprobe = 16, .refine = 10};
+  auto f32 = MakeIvf(d, Metric::kL2, 4, 97, 16);
+  IvfPqOptions o = f32->options();
+  o.refine_store = RefineStore::kInt8;
+  auto int8 = std::move(IvfPqIndex::Create(d, Metric::kL2, o)).value();
+  ASSERT_TRUE(f32->Add(ids, base).ok());
+  ASSERT_TRUE(int8->Add(ids, base).ok());
+  const auto truth = BruteForce(base, ids, queries, d, Metric::kL2, 10);
+  const double float_rows = Recall(SearchAll(*f32, queries, all), truth);
+  const double int8_rows = Recall(SearchAll(*int8, queries, all), truth);
+  EXPECT_GE(int8_rows, float_rows - 0.01) << "float32 " << float_rows;
+  const std::string path = ::testing::TempDir() + "/ivf8_" + std::to_string(::getpid()) + ".qvi";
+  ASSERT_TRUE(int8->Save(path).ok());
+  auto loaded = LoadIndex(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(SearchAll(**loaded, queries, all), SearchAll(*int8, queries, all));
+  std::vector<float> back(d);
+  ASSERT_TRUE((*loaded)->GetVector(5, back.data()).ok());
+  // Within half a step of the row's own scale.
+  const auto [lo, hi] = std::minmax_element(&base[5 * d], &base[6 * d]);
+  for (size_t t = 0; t < d; ++t) EXPECT_NEAR(back[t], base[5 * d + t], (*hi - *lo) / 510 + 1e-6f);
+  std::remove(path.c_str());
 }
 
 // Unit rows (embeddings trained with a cosine loss, searched by inner product): the index's
