@@ -114,7 +114,9 @@ int ParseArgs(int argc, char** argv, Args* a) {
   app.add_option("--nprobes", a->nprobes, "IVF nprobe sweep")->delimiter(',');
   app.add_option("--nlist", a->nlist);
   app.add_option("--pq-m", a->pq_m, "PQ sub-quantisers (0: from dim)");
-  app.add_option("--refine", a->refines, "IVF refine factors, one contender each")->delimiter(',');
+  app.add_option("--refine", a->refines,
+                 "IVF refine factors, one contender each (FAISS with RFlat too)")
+      ->delimiter(',');
   app.add_option("--reps", a->reps, "passes; QPS is their median");
   app.add_option("--threads", a->threads, "build threads");
   app.add_option("--m", a->m, "HNSW M");
@@ -374,7 +376,10 @@ std::vector<Contender> BuildIvf(const Dataset& ds, const Args& a, const std::str
   return out;
 }
 
-Contender BuildPeer(const Dataset& ds, const Args& a, const std::shared_ptr<PeerIndex>& peer) {
+// One contender, or for an index with a refine stage one per --refine value (sharing the index,
+// as Quiver's IVF contenders do).
+std::vector<Contender> BuildPeer(const Dataset& ds, const Args& a,
+                                 const std::shared_ptr<PeerIndex>& peer) {
   const std::string saved = a.index_dir.empty()
                                 ? ""
                                 : a.index_dir + "/" + ds.name + "-" + peer->name() + "-m" +
@@ -414,7 +419,22 @@ Contender BuildPeer(const Dataset& ds, const Args& a, const std::shared_ptr<Peer
     };
   }
   c.owner = peer;
-  return c;
+  std::vector<Contender> out;
+  if (!ivf || !peer->SetRefine(float(std::max<size_t>(a.refine, 1)))) {
+    out.push_back(std::move(c));
+    return out;
+  }
+  for (size_t refine : a.refines) {
+    Contender r = c;
+    const float factor = float(std::max<size_t>(refine, 1));
+    r.params = "refine=" + std::to_string(refine);
+    r.set_knob = [peer, factor](size_t knob) {
+      peer->SetRefine(factor);
+      peer->SetKnob(knob);
+    };
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 // QPS at a target recall: on the library's upper envelope (points no other point beats in both
@@ -682,13 +702,16 @@ int Main(int argc, char** argv) {
                lib == "quiver-ivfpq8-int8") {
       for (Contender& c : BuildIvf(ds, a, lib)) contenders.push_back(std::move(c));
     } else if (lib == "hnswlib") {
-      contenders.push_back(BuildPeer(ds, a, MakeHnswlibPeer(ds.dim, a.m, a.efc, ds.inner_product)));
+      for (Contender& c : BuildPeer(ds, a, MakeHnswlibPeer(ds.dim, a.m, a.efc, ds.inner_product)))
+        contenders.push_back(std::move(c));
     } else if (lib.rfind("faiss:", 0) == 0) {  // faiss:<index_factory string, '+' for ','>
       std::string factory = lib.substr(6);
       std::replace(factory.begin(), factory.end(), '+', ',');
-      contenders.push_back(BuildPeer(
-          ds, a,
-          MakeFaissPeer(ds.dim, factory, float(std::max<size_t>(a.refine, 1)), ds.inner_product)));
+      for (Contender& c :
+           BuildPeer(ds, a,
+                     MakeFaissPeer(ds.dim, factory, float(std::max<size_t>(a.refine, 1)),
+                                   ds.inner_product)))
+        contenders.push_back(std::move(c));
     } else {
       std::fprintf(stderr, "ann_bench: unknown library %s\n", lib.c_str());
       return 2;

@@ -47,6 +47,12 @@ class FaissPeer final : public PeerIndex {
     omp_set_num_threads(1);
   }
 
+  bool SetRefine(float factor) override {
+    auto* refine = dynamic_cast<faiss::IndexRefine*>(index_.get());
+    if (refine) refine->k_factor = factor;
+    return refine != nullptr;
+  }
+
   void SetKnob(size_t value) override {
     faiss::Index* base = index_.get();
     if (auto* refine = dynamic_cast<faiss::IndexRefine*>(base)) base = refine->base_index;

@@ -21,6 +21,9 @@ class PeerIndex {
   virtual bool is_ivf() const { return false; }
   // Sets the accuracy/speed knob: ef for graph indexes, nprobe for IVF ones.
   virtual void SetKnob(size_t value) = 0;
+  // Sets the re-rank factor (candidates = factor * k) where the index has a refine stage;
+  // returns false if it has none.
+  virtual bool SetRefine(float factor) { return false; }
   // Writes the k nearest ids (closest first) to out.
   virtual void Search(const float* query, size_t k, int64_t* out) const = 0;
   // The k nearest of the items whose bit is set in `allowed` (n items; `selectivity` the share
