@@ -4,8 +4,9 @@
 // for its answer) and `batch` (searches of --batch rows pipelined on one connection with
 // CallMany, answered concurrently by the server).
 //
-//   client_bench --port P --collection C --queries Q.fvecs [--k 100] [--batch 100]
+//   client_bench --port P|--unix PATH --collection C --queries Q.fvecs [--k 100] [--batch 100]
 //                [--seconds 5] [--mode single|batch]
+// (--unix: the server's Unix-domain socket, quiverd --binary-socket, instead of TCP.)
 //
 // Prints one JSON line: {"mode", "queries", "seconds", "qps", "cpu_seconds"}.
 #include <chrono>
@@ -25,7 +26,7 @@ using Clock = std::chrono::steady_clock;
 
 int Main(int argc, char** argv) {
   uint16_t port = 7701;
-  std::string collection, queries_path, mode = "single";
+  std::string collection, queries_path, mode = "single", unix_path;
   uint32_t k = 100;
   size_t batch = 100;
   double seconds = 5;
@@ -33,6 +34,8 @@ int Main(int argc, char** argv) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--port") {
       port = uint16_t(std::stoi(value));
+    } else if (flag == "--unix") {
+      unix_path = value;
     } else if (flag == "--collection") {
       collection = value;
     } else if (flag == "--queries") {
@@ -59,6 +62,7 @@ int Main(int argc, char** argv) {
   const size_t nq = queries.size() / dim;
   client::ClientOptions o;
   o.port = port;
+  o.unix_path = unix_path;
   o.deadline = std::chrono::milliseconds(60000);
   auto c = bench::Check(client::Client::Connect(o), "connect");
   auto call = [&](size_t i) {

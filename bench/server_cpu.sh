@@ -4,6 +4,7 @@
 # so what is measured is the protocol, the dispatch and the answer), driven for SECONDS per mode
 # by a client on the same machine:
 #   binary        bench/client_bench, one search per call (one connection)
+#   binary-unix   the same over the Unix-domain socket (quiverd --binary-socket)
 #   binary-batch  bench/client_bench, 100 searches pipelined per call
 #   rest          wrk, one connection, keep-alive, the same search as JSON
 # For each mode: quiverd's CPU time (utime + stime of /proc/PID/stat) over the run divided by
@@ -41,7 +42,7 @@ cpu() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
 run_server() {  # run_server [quiverd flags...]
   rm -rf "$WORK/data"
   "$BUILD/tools/quiverd" --data "$WORK/data" --http-port 0 --binary-port 0 \
-    --snapshot-interval-s 0 "$@" > "$WORK/quiverd.log" 2>&1 &
+    --binary-socket "$WORK/quiverd.sock" --snapshot-interval-s 0 "$@" > "$WORK/quiverd.log" 2>&1 &
   PID=$!
   until grep -q "serving" "$WORK/quiverd.log"; do
     kill -0 "$PID" 2>/dev/null || { cat "$WORK/quiverd.log"; exit 1; }
@@ -59,10 +60,12 @@ measure() {  # measure MODE: prints "MODE requests cpu_us_per_request"
   local before after n
   before=$(cpu)
   case "$1" in
-    binary|binary-batch)
+    binary|binary-batch|binary-unix)
       local mode=single
-      [ "$1" = binary-batch ] && mode=batch
-      n=$("$BUILD/bench/client_bench" --port "$BIN" --collection c --queries "$WORK/queries.fvecs" \
+      local where=(--port "$BIN")
+      [ "$1" = binary-batch ] && mode="batch"
+      [ "$1" = binary-unix ] && where=(--unix "$WORK/quiverd.sock")
+      n=$("$BUILD/bench/client_bench" "${where[@]}" --collection c --queries "$WORK/queries.fvecs" \
         --k 10 --batch 100 --seconds "$SECONDS_RUN" --mode "$mode" |
         /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["queries"])')
       ;;
@@ -79,7 +82,7 @@ measure() {  # measure MODE: prints "MODE requests cpu_us_per_request"
 LINES=()
 for log_flag in false true; do
   run_server --access-log "$log_flag"
-  for mode in binary binary-batch rest; do
+  for mode in binary binary-unix binary-batch rest; do
     read -r m n us <<< "$(measure "$mode")"
     LINES+=("| $m | $log_flag | $n | $us |")
     echo "access log $log_flag: $m: $n requests, $us us of server CPU per request" >&2
