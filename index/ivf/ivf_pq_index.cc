@@ -260,7 +260,7 @@ std::vector<size_t> IvfPqIndex::ListSizes() const {
 size_t IvfPqIndex::memory_bytes() const {
   std::shared_lock lock(mu_);
   size_t bytes = (centroids_.capacity() + precomputed_.capacity() + pq_.centroids().size() +
-                  lift_e_.capacity() + probe_bias_.capacity()) *
+                  lift_e_.capacity() + probe_bias_.capacity() + lifted_centroids_.capacity()) *
                  4;
   for (const List& l : lists_) {
     bytes +=
@@ -337,7 +337,7 @@ Status IvfPqIndex::SetCoarseCentroids(std::span<const float> centroids) {
   }
   centroids_.assign(centroids.begin(), centroids.end());
   coarse_given_ = true;
-  UpdateProbeBiasLocked();
+  UpdateListTermsLocked();
   return Status::Ok();
 }
 
@@ -383,7 +383,7 @@ Status IvfPqIndex::TrainLocked(std::span<const float> sample) {
       centroids_ = std::move(km.centroids);
     }
   }
-  UpdateProbeBiasLocked();
+  UpdateListTermsLocked();
   // PQ on residuals of (at most) ksub * 100 training points, from the lists they go to.
   const size_t pq_n = std::min(n, ksub * 100);
   const size_t stride = n / pq_n;
@@ -434,8 +434,9 @@ void IvfPqIndex::BuildPrecomputedLocked() {
   }
 }
 
-void IvfPqIndex::UpdateProbeBiasLocked() {
+void IvfPqIndex::UpdateListTermsLocked() {
   probe_bias_.clear();
+  lifted_centroids_.clear();
   if (metric_ == Metric::kL2 || centroids_.empty()) return;
   // Cosine: unit rows in L2 cells, so |q - c|^2 = 1 - 2 q.c + |c|^2 orders the lists. Inner
   // product: the same in the lifted space; without lifted lists, the largest dot alone.
@@ -447,6 +448,13 @@ void IvfPqIndex::UpdateProbeBiasLocked() {
     const float e = lift_e_.empty() ? 0.0f : lift_e_[l];
     probe_bias_[l] = 0.5f * (kernels_.inner_product(c, c, dim_) + e * e) / lift_m;
   }
+  if (lift_e_.empty()) return;
+  const size_t d1 = dim_ + 1;
+  lifted_centroids_.resize(options_.nlist * d1);
+  for (size_t l = 0; l < options_.nlist; ++l) {
+    std::copy_n(&centroids_[l * dim_], dim_, &lifted_centroids_[l * d1]);
+    lifted_centroids_[l * d1 + dim_] = lift_e_[l];
+  }
 }
 
 std::vector<uint32_t> IvfPqIndex::AssignLists(const float* x, size_t n) const {
@@ -454,19 +462,15 @@ std::vector<uint32_t> IvfPqIndex::AssignLists(const float* x, size_t n) const {
   if (metric_ == Metric::kInnerProduct && !lift_e_.empty()) {
     // The nearest lifted centroid; a row longer than M (added after training) lifts to 0.
     const size_t d1 = dim_ + 1;
-    std::vector<float> lifted(n * d1), centroids(options_.nlist * d1);
+    std::vector<float> lifted(n * d1);
     for (size_t i = 0; i < n; ++i) {
       const float* v = x + i * dim_;
       std::copy_n(v, dim_, &lifted[i * d1]);
       lifted[i * d1 + dim_] =
           std::sqrt(std::max(0.0f, lift_m2_ - kernels_.inner_product(v, v, dim_)));
     }
-    for (size_t l = 0; l < options_.nlist; ++l) {
-      std::copy_n(&centroids_[l * dim_], dim_, &centroids[l * d1]);
-      centroids[l * d1 + dim_] = lift_e_[l];
-    }
-    AssignNearest(lifted.data(), n, centroids.data(), options_.nlist, d1, lists.data(), nullptr,
-                  options_.threads);
+    AssignNearest(lifted.data(), n, lifted_centroids_.data(), options_.nlist, d1, lists.data(),
+                  nullptr, options_.threads);
   } else if (metric_ == Metric::kInnerProduct) {
     for (size_t i = 0; i < n; ++i) {
       float best = -std::numeric_limits<float>::infinity();

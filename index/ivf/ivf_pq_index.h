@@ -154,8 +154,8 @@ class IvfPqIndex final : public VectorIndex, public WeightedIndex {
   // The list of each row: the nearest centroid (L2, cosine; inner product with lifted lists:
   // the nearest lifted centroid; inner product without: the largest dot).
   std::vector<uint32_t> AssignLists(const float* x, size_t n) const;
-  // probe_bias_ from the centroids (and lift_e_).
-  void UpdateProbeBiasLocked();
+  // probe_bias_ and lifted_centroids_ from the centroids (and lift_e_).
+  void UpdateListTermsLocked();
   void AppendToList(List& list, uint64_t id, const uint8_t* code, const float* vector,
                     const float* weights);
   void RemoveFromList(uint32_t list, uint32_t pos);
@@ -186,6 +186,7 @@ class IvfPqIndex final : public VectorIndex, public WeightedIndex {
   // Added, times |q|, to -q.c to order the lists a query probes (inner product, cosine): the
   // L2 order of the (lifted) space, (|c|^2 + e^2) / 2M (cosine: M = 1). Empty: -q.c alone.
   std::vector<float> probe_bias_;
+  std::vector<float> lifted_centroids_;  // nlist * (dim + 1): (c, e) rows; empty unless lifted
   ProductQuantizer pq_;
   // Bytes per refine row: 4 dim (float32), dim (int8, one scale), dim + 8 (int8, per-row scale:
   // the codes, then the row's lo and step as f32). Set before any row exists.

@@ -140,7 +140,7 @@ Result<std::unique_ptr<IvfPqIndex>> IvfPqSerializer::Load(const IndexFileReader&
       if (!std::isfinite(e)) return corrupt("non-finite lifted centroid");
     }
   }
-  x->UpdateProbeBiasLocked();
+  x->UpdateListTermsLocked();
   x->refine_sq_ =
       simd::ScalarQuantizer(static_cast<simd::ScalarQuantizer::Kind>(sq_kind & 1), sq_lo, sq_step);
   x->refine_per_row_ = sq_kind >= 2;

@@ -9,19 +9,30 @@
 namespace quiver::simd {
 namespace {
 
-float L2Sqr(const float* a, const float* b, size_t d) {
+// Query q (float) against row x of any element type, each element read as `value(x[i])`.
+template <typename T, typename Value>
+float L2SqrOf(const float* q, const T* x, size_t d, Value value) {
   double s = 0;
   for (size_t i = 0; i < d; ++i) {
-    double t = double(a[i]) - double(b[i]);
+    double t = double(q[i]) - double(value(x[i]));
     s += t * t;
   }
   return float(s);
 }
 
-float InnerProduct(const float* a, const float* b, size_t d) {
+template <typename T, typename Value>
+float InnerProductOf(const float* q, const T* x, size_t d, Value value) {
   double s = 0;
-  for (size_t i = 0; i < d; ++i) s += double(a[i]) * double(b[i]);
+  for (size_t i = 0; i < d; ++i) s += double(q[i]) * double(value(x[i]));
   return float(s);
+}
+
+constexpr auto kAsIs = [](auto v) { return v; };
+
+float L2Sqr(const float* a, const float* b, size_t d) { return L2SqrOf(a, b, d, kAsIs); }
+
+float InnerProduct(const float* a, const float* b, size_t d) {
+  return InnerProductOf(a, b, d, kAsIs);
 }
 
 void L2SqrBatch(const float* q, const float* base, size_t n, size_t d, float* out) {
@@ -67,33 +78,17 @@ int32_t InnerProductI8(const int8_t* a, const int8_t* b, size_t d) {
 }
 
 float L2SqrF16(const float* q, const uint16_t* x, size_t d) {
-  double s = 0;
-  for (size_t i = 0; i < d; ++i) {
-    double t = double(q[i]) - double(HalfToFloat(x[i]));
-    s += t * t;
-  }
-  return float(s);
+  return L2SqrOf(q, x, d, HalfToFloat);
 }
 
 float InnerProductF16(const float* q, const uint16_t* x, size_t d) {
-  double s = 0;
-  for (size_t i = 0; i < d; ++i) s += double(q[i]) * double(HalfToFloat(x[i]));
-  return float(s);
+  return InnerProductOf(q, x, d, HalfToFloat);
 }
 
-float L2SqrF32U8(const float* q, const uint8_t* c, size_t d) {
-  double s = 0;
-  for (size_t i = 0; i < d; ++i) {
-    double t = double(q[i]) - double(c[i]);
-    s += t * t;
-  }
-  return float(s);
-}
+float L2SqrF32U8(const float* q, const uint8_t* c, size_t d) { return L2SqrOf(q, c, d, kAsIs); }
 
 float InnerProductF32I8(const float* q, const int8_t* c, size_t d) {
-  double s = 0;
-  for (size_t i = 0; i < d; ++i) s += double(q[i]) * double(c[i]);
-  return float(s);
+  return InnerProductOf(q, c, d, kAsIs);
 }
 
 uint32_t FastScanBlock32(const uint8_t* codes, const uint8_t* luts, size_t pairs,
