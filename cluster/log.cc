@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "base/log.h"
+
 namespace quiver::cluster {
 
 namespace {
@@ -203,6 +205,12 @@ Result<uint64_t> Log::Publish(std::string_view collection, uint32_t shard, std::
       js_Publish(&ack, impl_->js, subject.c_str(), data.data(), int(data.size()), &po, &jerr);
   if (s != NATS_OK) return NatsError(s, jerr, "publishing to " + subject);
   const uint64_t seq = ack->Sequence;
+  // A repeat of a message id JetStream already holds (in its duplicate window) is acknowledged
+  // with the first copy's sequence and not stored: right for a retried publish, a lost write if
+  // two different writes ever shared an id. Logged so that such a loss can be told apart.
+  if (ack->Duplicate) {
+    log::Warn("log_publish_duplicate", {{"subject", subject}, {"msg_id", id}, {"seq", seq}});
+  }
   jsPubAck_Destroy(ack);
   return seq;
 }

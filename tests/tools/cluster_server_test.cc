@@ -187,7 +187,11 @@ TEST_F(ClusterServerTest, AKilledNodeCatchesUpAndBothHoldEveryAcknowledgedWrite)
     if (uncertain.count(id) != 0) continue;
     ++checked;
     if (want) {
-      ASSERT_TRUE(on_a[id].has_value()) << "acknowledged item " << id << " is missing";
+      EXPECT_TRUE(on_a[id].has_value()) << "acknowledged item " << id << " is missing";
+      if (!on_a[id]) {
+        ++wrong;
+        continue;
+      }
       EXPECT_EQ(on_a[id]->vector, *want) << "item " << id;
       wrong += on_a[id]->vector != *want;
     } else {
@@ -195,8 +199,9 @@ TEST_F(ClusterServerTest, AKilledNodeCatchesUpAndBothHoldEveryAcknowledgedWrite)
       wrong += on_a[id].has_value();
     }
   }
-  // Seen once (a fresh root under heavy load, 2026-12-01): the nodes agreed on a state that
-  // lacked a few of b's acknowledged writes. The nodes' logs, to tell why if it comes back.
+  // Seen twice, in fresh roots (2026-12-01): the nodes agreed on a state that lacked a few of
+  // b's acknowledged writes, every one written after b's restart. The nodes' logs (a publish
+  // JetStream took for a duplicate is logged), to tell why if it comes back.
   if (wrong > 0) ADD_FAILURE() << "a's log:\n" << LogOf(a) << "\nb's log:\n" << LogOf(b);
   EXPECT_GT(checked, kIds / 2);
   // Searches agree too.
